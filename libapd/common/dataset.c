@@ -1,0 +1,110 @@
+/* dataset.c: allocation, hashing and statistics of apd_dataset (see apd/dataset.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/dataset.h"
+#include "common/internal.h"
+#include "common/rng.h"
+
+apd_status apd_dataset_alloc(apd_dataset *ds, uint64_t n, uint32_t c, uint32_t h, uint32_t w,
+                             uint32_t n_classes)
+{
+    size_t img, total, lab;
+    if (!ds || (c != 1 && c != 3) || h == 0 || w == 0) return APD_EINVAL;
+    memset(ds, 0, sizeof *ds);
+    if (!apd__mul3_ok(c, h, w, &img) || !apd__mul_ok(img, (size_t)n, &total) ||
+        !apd__mul_ok((size_t)n, sizeof(uint32_t), &lab))
+        return APD_EOVERFLOW;
+    ds->pixels = calloc(total ? total : 1, 1);
+    ds->labels = calloc(n ? n : 1, sizeof(uint32_t));
+    ds->class_names = n_classes ? calloc(n_classes, APD_MAX_CLASS_NAME) : NULL;
+    if (!ds->pixels || !ds->labels || (n_classes && !ds->class_names)) {
+        apd_dataset_free(ds);
+        return APD_ENOMEM;
+    }
+    ds->n = n;
+    ds->c = c;
+    ds->h = h;
+    ds->w = w;
+    ds->n_classes = n_classes;
+    return APD_OK;
+}
+
+void apd_dataset_free(apd_dataset *ds)
+{
+    if (!ds) return;
+    free(ds->pixels);
+    free(ds->labels);
+    free(ds->source_ids);
+    free(ds->class_names);
+    ds->pixels = NULL;
+    ds->labels = NULL;
+    ds->source_ids = NULL;
+    ds->class_names = NULL;
+    ds->n = 0;
+}
+
+/* apd-h64: h = mix64(h ^ word) over: (n, c, h, w) as one word each, the pixel bytes as
+ * little-endian 8-byte words (last word zero-padded), then the labels as little-endian
+ * 8-byte words of two uint32 each (zero-padded). Start value 0x61706468363421 ("apdh64!"). */
+static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) h = apd_mix64(h ^ apd__ld64(p + i));
+    if (i < len) {
+        uint8_t tail[8] = {0};
+        memcpy(tail, p + i, len - i);
+        h = apd_mix64(h ^ apd__ld64(tail));
+    }
+    return h;
+}
+
+void apd_dataset_hash(const apd_dataset *ds, char out_hex[17])
+{
+    static const char hx[] = "0123456789abcdef";
+    uint64_t h = 0x61706468363421ull;
+    h = apd_mix64(h ^ ds->n);
+    h = apd_mix64(h ^ ds->c);
+    h = apd_mix64(h ^ ds->h);
+    h = apd_mix64(h ^ ds->w);
+    h = hash_bytes(h, ds->pixels, (size_t)ds->n * apd_dataset_image_bytes(ds));
+    for (uint64_t i = 0; i < ds->n; i += 2) {
+        uint8_t b[8] = {0};
+        apd__st32(b, ds->labels[i]);
+        if (i + 1 < ds->n) apd__st32(b + 4, ds->labels[i + 1]);
+        h = apd_mix64(h ^ apd__ld64(b));
+    }
+    for (int i = 15; i >= 0; i--) {
+        out_hex[i] = hx[h & 15];
+        h >>= 4;
+    }
+    out_hex[16] = '\0';
+}
+
+void apd_dataset_mean_std(const apd_dataset *ds, float mean[3], float std[3])
+{
+    size_t hw = (size_t)ds->h * ds->w;
+    for (uint32_t c = 0; c < 3; c++) mean[c] = std[c] = 0;
+    for (uint32_t c = 0; c < ds->c; c++) {
+        double s = 0, s2 = 0;
+        for (uint64_t i = 0; i < ds->n; i++) {
+            const uint8_t *p = ds->pixels + ((size_t)i * ds->c + c) * hw;
+            uint64_t a = 0, a2 = 0;
+            for (size_t j = 0; j < hw; j++) { a += p[j]; a2 += (uint64_t)p[j] * p[j]; }
+            s += (double)a;
+            s2 += (double)a2;
+        }
+        double cnt = (double)ds->n * (double)hw;
+        double m = cnt > 0 ? s / cnt : 0, v = cnt > 0 ? s2 / cnt - m * m : 0;
+        mean[c] = (float)(m / 255.0);
+        std[c] = (float)(sqrt(v > 0 ? v : 0) / 255.0);
+    }
+}
+
+void apd_dataset_class_counts(const apd_dataset *ds, uint64_t *counts)
+{
+    memset(counts, 0, sizeof(uint64_t) * ds->n_classes);
+    for (uint64_t i = 0; i < ds->n; i++)
+        if (ds->labels[i] < ds->n_classes) counts[ds->labels[i]]++;
+}

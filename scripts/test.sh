@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian machine: set-up, build (warnings are errors),
+# ctest (Check tests, golden tensors, fuzz-corpus replay, install test), pytest for the
+# Python binding and the spec conformance reader, then the suite again under ASan+UBSan.
+#   bash scripts/test.sh            # everything
+#   APD_SKIP_SANITIZE=1 bash scripts/test.sh   # skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc 2>/dev/null || echo 2)
+
+cmake -S . -B build -DAPD_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+if [ -d python/tests ] && ls python/tests/test_*.py >/dev/null 2>&1; then
+  APD_LIBRARY="$PWD/build/libapd.so" APD_BUILD_DIR="$PWD/build" PYTHONPATH="$PWD/python" \
+    /usr/bin/python3 -m pytest -q python/tests
+fi
+
+if [ -z "${APD_SKIP_SANITIZE:-}" ]; then
+  # Sanitizer pass: tests labelled "slow" (training runs) are skipped there.
+  cmake -S . -B build-asan -DAPD_WERROR=ON -DAPD_SANITIZE=ON -DAPD_BUILD_BENCH=OFF \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan -j"$jobs"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure -j"$jobs" -LE slow)
+fi
