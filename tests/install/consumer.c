@@ -1,0 +1,19 @@
+/* consumer.c: a program built against the INSTALLED libapd (not the build tree).
+ * Exits 0 only if the installed library answers as the headers promise. */
+#include <stdio.h>
+#include <string.h>
+
+#include <apd/apd.h>
+
+int main(void)
+{
+    apd_dataset ds = {0};
+    char hex[17];
+    if (strcmp(apd_strerror(APD_ECHECKSUM), "checksum mismatch") != 0) return 1;
+    if (apd_dataset_alloc(&ds, 2, 3, 4, 5, 2) != APD_OK) return 2;
+    apd_dataset_hash(&ds, hex);
+    if (strlen(hex) != 16) return 3;
+    apd_dataset_free(&ds);
+    printf("libapd %s ok\n", apd_version());
+    return 0;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run_install_test.sh BUILD_DIR SRC_DIR WORK_DIR
+set -euo pipefail
+build=$1 src=$2 work=$3
+rm -rf "$work"; mkdir -p "$work"
+prefix="$work/prefix"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for f in include/apd/apd.h include/apd/status.h; do
+  [ -f "$prefix/$f" ] || { echo "missing $f in the install"; exit 1; }
+done
+libdir=$(dirname "$(find "$prefix" -name 'libapd.so' | head -n1)")
+[ -f "$libdir/libapd.a" ] || { echo "libapd.a not installed"; exit 1; }
+[ -f "$libdir/pkgconfig/apd.pc" ] || { echo "apd.pc not installed"; exit 1; }
+
+# 1) pkg-config, shared and static
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cc -std=c11 -o "$work/pc_shared" "$src/consumer.c" $(pkg-config --cflags --libs apd) -Wl,-rpath,"$libdir"
+"$work/pc_shared" | grep -q "ok"
+cc -std=c11 -o "$work/pc_static" "$src/consumer.c" $(pkg-config --static --cflags apd) \
+   "$libdir/libapd.a" $(pkg-config --static --libs apd | sed 's/-lapd//')
+"$work/pc_static" | grep -q "ok"
+# the shared consumer really uses the installed libapd.so
+ldd "$work/pc_shared" | grep -q "$libdir/libapd.so"
+
+# 2) CMake find_package(apd)
+mkdir -p "$work/cm"
+cp "$src/consumer.c" "$work/cm/"
+cp "$src/CMakeLists.consumer.txt" "$work/cm/CMakeLists.txt"
+cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/cm/build" >/dev/null
+"$work/cm/build/consumer_shared" | grep -q "ok"
+"$work/cm/build/consumer_static" | grep -q "ok"
+echo "install test: pkg-config (shared, static) and find_package (shared, static) consumers ok"
