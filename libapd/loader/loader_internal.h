@@ -1,0 +1,39 @@
+/* loader/loader_internal.h: the record source behind a loader (library-internal).
+ *
+ * The loader does not talk to the reader directly: it reads records through this small
+ * table of callbacks. source_reader.c fills it from an apd_reader (apd_loader_open); tests
+ * fill it from memory so that partitions, permutations, state and corrupt-record handling
+ * can be checked on any sample count without writing files.
+ *
+ * Every callback must be safe to call concurrently from several threads on one ctx. On
+ * failure a callback writes a message ("file: record N (key K): reason") into msg.
+ */
+#ifndef APD_LOADER_INTERNAL_H
+#define APD_LOADER_INTERNAL_H
+
+#include "apd/loader.h"
+
+typedef struct apd__loader_source {
+    void *ctx;
+    uint64_t n_records;
+    uint32_t c, h, w;
+    uint32_t n_classes;   /* 0 = unknown (class subset then only checks < 2^32) */
+    uint32_t palette;     /* 1: record() gives palette + indices; 0: use decode() */
+    float mean[3], std[3];/* the file's normalisation */
+    /* Label of record i. */
+    apd_status (*label)(void *ctx, uint64_t i, uint32_t *label, char *msg, size_t msg_len);
+    /* uint8 CHW pixels of record i into out (c*h*w bytes). */
+    apd_status (*decode_chw)(void *ctx, uint64_t i, uint8_t *out, size_t out_len, uint32_t *label,
+                             char *msg, size_t msg_len);
+    /* Palette record: pal (256*c bytes, entry-major), *k, idx (h*w). NULL when !palette. */
+    apd_status (*record)(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
+                         uint32_t *label, char *msg, size_t msg_len);
+    void (*close)(void *ctx); /* may be NULL */
+} apd__loader_source;
+
+/* Open a loader over src (copied; src->close is called by apd_loader_close, or on failure).
+ * path names the data in messages. */
+apd_status apd__loader_open_source(apd_loader **out, const apd__loader_source *src,
+                                   const char *path, const apd_loader_opts *o, apd_err *err);
+
+#endif

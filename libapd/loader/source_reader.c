@@ -1,0 +1,126 @@
+/* loader/source_reader.c: apd_loader_open — the loader's record source over an apd_reader.
+ *
+ * Palette files are served through apd_reader_record (palette + unpacked indices) so that
+ * the loader's own vectorised gathers produce every output layout, including the float
+ * path that normalises the palette instead of the pixels. Direct-colour files go through
+ * apd_reader_decode (CHW).
+ *
+ * Error messages name file, record, chunk key and slot (apd_reader_locate) plus the status.
+ * The reader's own last-error text is per handle and not safe to read while other threads
+ * decode, so it is only appended when one thread decodes (threads == 1 and prefetch == 0).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/internal.h"
+#include "loader/loader_internal.h"
+
+#if __has_include("apd/format.h")
+#include "apd/format.h"
+
+typedef struct rd_ctx {
+    apd_reader *r;
+    int single; /* one decoding thread: the reader's errmsg may be read */
+    char path[256];
+} rd_ctx;
+
+static void rd_msg(rd_ctx *x, uint64_t i, apd_status st, char *msg, size_t len)
+{
+    uint64_t chunk = 0;
+    uint32_t slot = 0;
+    char where[96] = "";
+    if (apd_reader_locate(x->r, i, &chunk, &slot) == APD_OK)
+        snprintf(where, sizeof where, " (chunk key %016llx, slot %u)", (unsigned long long)chunk,
+                 slot);
+    const char *detail = x->single ? apd_reader_errmsg(x->r) : "";
+    snprintf(msg, len, "%s: record %llu%s: %s%s%s", x->path, (unsigned long long)i, where,
+             apd_strerror(st), detail && detail[0] ? ": " : "", detail ? detail : "");
+}
+
+static apd_status rd_label(void *ctx, uint64_t i, uint32_t *label, char *msg, size_t len)
+{
+    rd_ctx *x = ctx;
+    apd_status st = apd_reader_label(x->r, i, label);
+    if (st != APD_OK) rd_msg(x, i, st, msg, len);
+    return st;
+}
+
+static apd_status rd_decode(void *ctx, uint64_t i, uint8_t *out, size_t out_len, uint32_t *label,
+                            char *msg, size_t len)
+{
+    rd_ctx *x = ctx;
+    apd_status st = apd_reader_decode(x->r, i, APD_LAYOUT_CHW, out, out_len, label);
+    if (st != APD_OK) rd_msg(x, i, st, msg, len);
+    return st;
+}
+
+static apd_status rd_record(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
+                            uint32_t *label, char *msg, size_t len)
+{
+    rd_ctx *x = ctx;
+    apd_status st = apd_reader_record(x->r, i, pal, k, idx, label);
+    if (st != APD_OK) rd_msg(x, i, st, msg, len);
+    return st;
+}
+
+static void rd_close(void *ctx)
+{
+    rd_ctx *x = ctx;
+    if (!x) return;
+    apd_reader_close(x->r);
+    free(x);
+}
+
+apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_opts *o,
+                           apd_err *err)
+{
+    if (out) *out = NULL;
+    if (!out || !path) return apd__err_set(err, APD_EINVAL, "apd_loader_open: NULL argument");
+    rd_ctx *x = calloc(1, sizeof *x);
+    if (!x) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
+    snprintf(x->path, sizeof x->path, "%s", path);
+    apd_status st = apd_reader_open(&x->r, path, NULL, err);
+    if (st != APD_OK) {
+        free(x);
+        return st;
+    }
+    apd_file_info fi;
+    st = apd_reader_info(x->r, &fi);
+    if (st != APD_OK) {
+        apd__err_set(err, st, "%s: %s", path, apd_reader_errmsg(x->r));
+        rd_close(x);
+        return st;
+    }
+    x->single = !o || ((o->threads <= 1) && o->prefetch == 0);
+    apd__loader_source s;
+    memset(&s, 0, sizeof s);
+    s.ctx = x;
+    s.n_records = fi.n_records;
+    s.c = fi.c;
+    s.h = fi.h;
+    s.w = fi.w;
+    s.n_classes = fi.n_classes;
+    s.palette = fi.kind == APD_KIND_PALETTE;
+    for (int ch = 0; ch < 3; ch++) {
+        s.mean[ch] = fi.mean[ch];
+        s.std[ch] = fi.std[ch];
+    }
+    s.label = rd_label;
+    s.decode_chw = rd_decode;
+    s.record = s.palette ? rd_record : NULL;
+    s.close = rd_close;
+    return apd__loader_open_source(out, &s, path, o, err); /* closes x on failure */
+}
+
+#else /* the reader has not landed in this tree yet */
+
+apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_opts *o,
+                           apd_err *err)
+{
+    (void)o;
+    if (out) *out = NULL;
+    return apd__err_set(err, APD_EUNSUPPORTED, "%s: this build has no .apd reader", path ? path : "");
+}
+
+#endif
