@@ -1,0 +1,79 @@
+/* nn/sgd.c: SGD with momentum and weight decay exactly as torch.optim.SGD (dampening 0,
+ * no Nesterov), plus the step learning-rate schedule. See apd/nn.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/nn.h"
+#include "common/internal.h"
+
+struct apd_sgd {
+    size_t n;
+    float lr, momentum, wd;
+    int started; /* 0 until the first step after create/reset: v = g then */
+    float *v;    /* [n] momentum buffer */
+};
+
+apd_status apd_sgd_create(apd_sgd **out, size_t n, float lr, float momentum, float weight_decay)
+{
+    APD_RETURN_IF(out == NULL, APD_EINVAL);
+    *out = NULL;
+    APD_RETURN_IF(n == 0, APD_EINVAL);
+    size_t bytes;
+    APD_RETURN_IF(!apd__mul_ok(n, sizeof(float), &bytes), APD_EOVERFLOW);
+    apd_sgd *o = calloc(1, sizeof *o);
+    APD_RETURN_IF(o == NULL, APD_ENOMEM);
+    o->v = momentum != 0.0f ? malloc(bytes) : NULL;
+    if (momentum != 0.0f && o->v == NULL) {
+        free(o);
+        return APD_ENOMEM;
+    }
+    o->n = n;
+    o->lr = lr;
+    o->momentum = momentum;
+    o->wd = weight_decay;
+    *out = o;
+    return APD_OK;
+}
+
+void apd_sgd_free(apd_sgd *o)
+{
+    if (o == NULL) return;
+    free(o->v);
+    free(o);
+}
+
+void apd_sgd_set_lr(apd_sgd *o, float lr) { o->lr = lr; }
+float apd_sgd_get_lr(const apd_sgd *o) { return o->lr; }
+void apd_sgd_reset(apd_sgd *o) { o->started = 0; }
+
+void apd_sgd_step(apd_sgd *o, float *w, const float *g)
+{
+    const float lr = o->lr, mu = o->momentum, wd = o->wd;
+    float *v = o->v;
+    size_t n = o->n;
+    if (v == NULL) {
+        for (size_t i = 0; i < n; i++) w[i] -= lr * (g[i] + wd * w[i]);
+        return;
+    }
+    if (!o->started) {
+        for (size_t i = 0; i < n; i++) {
+            v[i] = g[i] + wd * w[i];
+            w[i] -= lr * v[i];
+        }
+        o->started = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = mu * v[i] + (g[i] + wd * w[i]);
+        w[i] -= lr * v[i];
+    }
+}
+
+float apd_lr_step(float base_lr, uint32_t epoch, const uint32_t *milestones, size_t n_milestones,
+                  float gamma)
+{
+    float lr = base_lr;
+    for (size_t i = 0; i < n_milestones; i++)
+        if (milestones[i] <= epoch) lr *= gamma;
+    return lr;
+}
