@@ -307,32 +307,37 @@ static void plane_forward(float *restrict c, float *restrict y, float *mean_out,
                           float bias, float gamma, float beta, int norm, size_t hc, size_t wc)
 {
     size_t P = hc * wc, wp = wc / 2;
-    float a = 1.0f, o = 0.0f;
+    /* y = a * (c - m) + beta: subtracting the mean first (rather than a * c + (beta - a m))
+     * avoids cancellation when the plane's spread is small against its mean. */
+    float a = 1.0f, m = 0.0f;
     if (norm) {
-        float s = 0.0f;
+        double s = 0.0;
         for (size_t i = 0; i < P; i++) {
             c[i] += bias;
             s += c[i];
         }
-        float m = s / (float)P, v = 0.0f;
+        m = (float)(s / (double)P);
+        double v = 0.0;
         for (size_t i = 0; i < P; i++) {
             float d = c[i] - m;
             v += d * d;
         }
-        float r = 1.0f / sqrtf(v / (float)P + APD_NN_NORM_EPS);
+        float r = (float)(1.0 / sqrt(v / (double)P + APD_NN_NORM_EPS));
         *mean_out = m;
         *rstd_out = r;
         a = gamma * r;
-        o = beta - m * a;
     } else {
+        beta = 0.0f;
         for (size_t i = 0; i < P; i++) c[i] += bias;
     }
     for (size_t oy = 0; oy < hc / 2; oy++) {
         const float *r0 = c + 2 * oy * wc, *r1 = r0 + wc;
         float *yo = y + oy * wp;
         for (size_t ox = 0; ox < wp; ox++) {
-            float v00 = fmaxf(a * r0[2 * ox] + o, 0.0f), v01 = fmaxf(a * r0[2 * ox + 1] + o, 0.0f);
-            float v10 = fmaxf(a * r1[2 * ox] + o, 0.0f), v11 = fmaxf(a * r1[2 * ox + 1] + o, 0.0f);
+            float v00 = fmaxf(a * (r0[2 * ox] - m) + beta, 0.0f);
+            float v01 = fmaxf(a * (r0[2 * ox + 1] - m) + beta, 0.0f);
+            float v10 = fmaxf(a * (r1[2 * ox] - m) + beta, 0.0f);
+            float v11 = fmaxf(a * (r1[2 * ox + 1] - m) + beta, 0.0f);
             yo[ox] = 0.25f * ((v00 + v01) + (v10 + v11));
         }
     }
@@ -345,12 +350,17 @@ static void plane_backward(float *restrict dc, const float *restrict c, const fl
                            size_t wc, float *dg, float *dbt)
 {
     size_t P = hc * wc, wp = wc / 2;
-    float a = norm ? gamma * r : 1.0f, o = norm ? beta - m * a : 0.0f;
-    /* pass 1: dc = relu'(.) * pool'(dy); sums for the norm */
+    float a = norm ? gamma * r : 1.0f;
+    if (!norm) {
+        m = 0.0f;
+        beta = 0.0f;
+    }
+    /* pass 1: dc = relu'(.) * pool'(dy) (the ReLU test exactly as in plane_forward) */
     for (size_t yy = 0; yy < hc; yy++) {
         const float *cr = c + yy * wc, *dyr = dy + (yy / 2) * wp;
         float *dr = dc + yy * wc;
-        for (size_t x = 0; x < wc; x++) dr[x] = (a * cr[x] + o > 0.0f) ? 0.25f * dyr[x / 2] : 0.0f;
+        for (size_t x = 0; x < wc; x++)
+            dr[x] = (a * (cr[x] - m) + beta > 0.0f) ? 0.25f * dyr[x / 2] : 0.0f;
     }
     if (!norm) return;
     float sdy = 0.0f, sdyx = 0.0f;

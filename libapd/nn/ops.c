@@ -174,8 +174,8 @@ void apd_instnorm_forward(float *out, float *mean, float *rstd, const float *in,
             mean[nc] = m;
             rstd[nc] = r;
             float g = gamma ? gamma[c] : 1.0f, bb = beta ? beta[c] : 0.0f;
-            float a = g * r, o = bb - m * a;
-            for (size_t i = 0; i < HW; i++) y[i] = x[i] * a + o;
+            float a = g * r;
+            for (size_t i = 0; i < HW; i++) y[i] = (x[i] - m) * a + bb;
         }
 }
 
