@@ -1,0 +1,246 @@
+/* apd/format.h: read and write .apd files (spec/apd-format.md, format version 1.0).
+ *
+ * An .apd file is a single-file LMDB environment (MDB_NOSUBDIR; LMDB keeps its lock table in
+ * "PATH-lock") holding a binary header, a JSON metadata document and chunks of records. Each
+ * record is one image: either a palette record (K <= 256 colours of 8 bits per channel and a
+ * bit-packed index map, 1..8 bits per index) or a direct-colour record (8 bits per channel),
+ * plus its class label and an optional source id. Every record carries a CRC-32C that is
+ * verified on every read.
+ *
+ * Reading:
+ *
+ *     apd_reader *r; apd_err err; apd_file_info fi;
+ *     if (apd_reader_open(&r, "cifar10-k64.apd", NULL, &err) != APD_OK) {
+ *         fprintf(stderr, "%s (%s)\n", err.msg, apd_strerror(err.code)); return 1; }
+ *     apd_reader_info(r, &fi);
+ *     uint8_t *img = malloc((size_t)fi.c * fi.h * fi.w);
+ *     for (uint64_t i = 0; i < fi.n_records; i++) {
+ *         uint32_t label;
+ *         apd_status s = apd_reader_decode(r, i, APD_LAYOUT_HWC, img, (size_t)fi.c * fi.h * fi.w, &label);
+ *         if (s != APD_OK) fprintf(stderr, "%s\n", apd_reader_errmsg(r));   // names file+record
+ *     }
+ *     apd_reader_close(r);
+ *
+ * Writing:
+ *
+ *     apd_writer_opts o; apd_writer_opts_default(&o);
+ *     o.c = 3; o.h = 32; o.w = 32; o.kind = APD_KIND_PALETTE; o.k = 64; o.n_classes = 10;
+ *     apd_writer *w;
+ *     if (apd_writer_create(&w, "out.apd", &o, &err) != APD_OK) ...;
+ *     apd_writer_set_meta(w, "method", "\"quantize\"");
+ *     for (...) apd_writer_put_palette(w, palette, k, indices, label, APD_NO_SOURCE_ID);
+ *     if (apd_writer_close(w) != APD_OK) ...;   // commits; the handle is freed in any case
+ *
+ * Thread safety: a reader may be used from several threads at once for apd_reader_decode,
+ * apd_reader_record, apd_reader_label and apd_reader_source_id (the file is mapped read-only
+ * and opened with MDB_NOTLS). apd_reader_open/close are not concurrent with other calls on the
+ * same reader. Each process must open its own reader (LMDB environments must not cross fork()).
+ * A writer is single-threaded. Different handles are independent.
+ *
+ * Errors: every call returns an apd_status. A handle keeps the last message (file, record,
+ * key, reason) for apd_reader_errmsg / apd_writer_errmsg. After a fatal error (LMDB failure,
+ * out of memory while writing) the handle is poisoned and later calls return APD_EBADSTATE.
+ * A bad record (checksum, corrupt) is not fatal for a reader: other records stay readable, so
+ * callers may choose to skip or fail.
+ */
+#ifndef APD_FORMAT_H
+#define APD_FORMAT_H
+
+#include "apd/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APD_FORMAT_VERSION_MAJOR 1
+#define APD_FORMAT_VERSION_MINOR 0
+
+#define APD_KIND_PALETTE 1u
+#define APD_KIND_DIRECT 2u
+
+/* Pass as source_id when a record has none (the record then stores no source id). */
+#define APD_NO_SOURCE_ID UINT64_MAX
+
+/* ---- limits ----------------------------------------------------------------------------- */
+
+/* Limits applied to everything read from disk (and to what a writer accepts). */
+typedef struct apd_limits {
+    uint32_t max_dim;         /* max H and W; default 4096 */
+    uint64_t max_value_bytes; /* max size of one LMDB value (chunk); default 1 GiB */
+    uint64_t max_records;     /* max records in a file; default 2^32 */
+} apd_limits;
+
+APD_API void apd_limits_default(apd_limits *l);
+
+/* ---- reader ----------------------------------------------------------------------------- */
+
+typedef struct apd_reader apd_reader;
+
+typedef struct apd_file_info {
+    uint32_t version_major, version_minor;
+    uint64_t n_records;
+    uint32_t c, h, w;
+    uint32_t kind;      /* APD_KIND_PALETTE | APD_KIND_DIRECT */
+    uint32_t k;         /* max colours (0 for direct) */
+    uint32_t bits;      /* index width in bits (0 for direct) */
+    uint32_t n_classes;
+    float mean[3], std[3]; /* source per-channel mean/std of pixels/255 (0 if unknown) */
+    /* extensions (beyond CONTRACTS.md) */
+    uint32_t records_per_chunk;
+    uint64_t n_chunks;
+    int has_dictionary;     /* a zstd dictionary is stored in the file */
+    char dataset_name[64];  /* "" if unknown */
+} apd_file_info;
+
+typedef enum { APD_LAYOUT_HWC = 0, APD_LAYOUT_CHW = 1 } apd_layout;
+
+/* Open PATH read-only. lim NULL = apd_limits_default. On failure *out is NULL and err (may
+ * be NULL) names the file and reason; nothing needs closing.
+ * @return APD_OK, APD_EINVAL, APD_ENOENT, APD_EACCES, APD_EIO, APD_ENOMEM,
+ *         APD_EMAGIC (not an LMDB file, or wrong magic), APD_EFOREIGN (LMDB without .apd
+ *         databases), APD_EVERSION, APD_ECHECKSUM, APD_ECORRUPT, APD_EMETA, APD_ELIMIT,
+ *         APD_ELMDB. */
+APD_API apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim,
+                                   apd_err *err);
+APD_API void apd_reader_close(apd_reader *r); /* NULL ok */
+
+/* Last error message of this reader ("" if none). Valid until the next call on r. */
+APD_API const char *apd_reader_errmsg(const apd_reader *r);
+
+APD_API apd_status apd_reader_info(const apd_reader *r, apd_file_info *out);
+APD_API uint64_t apd_reader_count(const apd_reader *r);
+
+/* The whole metadata document (JSON object, NUL-terminated). Valid until close. */
+APD_API const char *apd_reader_meta_json(const apd_reader *r);
+/* Class name of class cls, or NULL when the file has no names or cls is out of range.
+ * Valid until close. */
+APD_API const char *apd_reader_class_name(const apd_reader *r, uint32_t cls);
+/* Committed count of records of class cls (from the metadata), 0 if out of range. */
+APD_API uint64_t apd_reader_class_count(const apd_reader *r, uint32_t cls);
+
+/* Decode record i to uint8 pixels in out (out_len >= c*h*w). HWC: out[(y*W + x)*C + ch];
+ * CHW: out[(ch*H + y)*W + x]. label may be NULL. Verifies the record checksum.
+ * Thread-safe (see top).
+ * @return APD_OK, APD_EINVAL, APD_ERANGE, APD_EBUFSIZE, APD_ECHECKSUM, APD_ECORRUPT,
+ *         APD_ETRUNC, APD_ENOTFOUND (chunk missing), APD_ENOMEM, APD_EBADSTATE, APD_ELMDB. */
+APD_API apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
+                                     size_t out_len, uint32_t *label);
+/* Label of record i (verifies the record checksum). */
+APD_API apd_status apd_reader_label(apd_reader *r, uint64_t i, uint32_t *label);
+/* Source id of record i; *id = APD_NO_SOURCE_ID when the record has none. */
+APD_API apd_status apd_reader_source_id(apd_reader *r, uint64_t i, uint64_t *id);
+
+/* Raw palette record i: palette (k*c bytes entry-major, caller provides 256*c bytes; entries
+ * past k are zeroed), *k, unpacked indices (h*w bytes, may be NULL), label (may be NULL).
+ * For a direct-colour file returns APD_EUNSUPPORTED. Same codes as apd_reader_decode. */
+APD_API apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32_t *k,
+                                     uint8_t *indices, uint32_t *label);
+
+/* Verify record i's checksum and structure without decoding pixels (fast). */
+APD_API apd_status apd_reader_verify_record(apd_reader *r, uint64_t i);
+
+/* Where record i lives: chunk number (its LMDB key is the 8-byte big-endian chunk number in
+ * database "chunks") and position in the chunk. */
+APD_API apd_status apd_reader_locate(const apd_reader *r, uint64_t i, uint64_t *chunk,
+                                     uint32_t *slot);
+
+/* Storage figures, measured from LMDB's own page counts and the records themselves. */
+typedef struct apd_file_stats {
+    uint64_t file_bytes;       /* size of the data file (st_size) */
+    uint64_t page_size;        /* LMDB page size */
+    uint64_t used_pages;       /* pages in use by the environment (last_pgno + 1) */
+    uint64_t chunk_db_pages;   /* branch + leaf + overflow pages of database "chunks" */
+    uint64_t meta_db_pages;    /* pages of database "meta" */
+    uint64_t stored_bytes;     /* sum of record sizes as stored (headers, compressed bodies) */
+    uint64_t payload_bytes;    /* sum of uncompressed bodies: palette k*c + packed indices
+                                  (palette) or c*h*w (direct) */
+    uint64_t compressed_records; /* records stored zstd-compressed */
+    uint64_t meta_json_bytes;  /* size of the metadata document */
+    uint64_t dict_bytes;       /* zstd dictionary size (0 if none) */
+} apd_file_stats;
+
+/* Walks every chunk's offset table and record headers (no pixel decode, no record CRC). */
+APD_API apd_status apd_reader_stats(apd_reader *r, apd_file_stats *out);
+
+/* ---- writer ----------------------------------------------------------------------------- */
+
+typedef struct apd_writer apd_writer;
+
+typedef enum {
+    APD_COMPRESS_AUTO = 0, /* per record: keep zstd only when it saves >= 1/16 (measured) */
+    APD_COMPRESS_OFF = 1,  /* never compress */
+    APD_COMPRESS_ON = 2    /* keep zstd whenever it is smaller at all */
+} apd_compress;
+
+typedef struct apd_writer_opts {
+    uint32_t c, h, w;
+    uint32_t kind;        /* APD_KIND_PALETTE or APD_KIND_DIRECT */
+    uint32_t k;           /* palette: max colours 1..256 (index width = max(1, ceil(log2 k))) */
+    uint32_t n_classes;   /* labels must be < n_classes (0 = unchecked, no class table) */
+    const char (*class_names)[64]; /* n_classes names or NULL */
+    int force;            /* overwrite an existing file */
+    float mean[3], std[3];
+    const char *dataset_name; /* may be NULL */
+    /* extensions */
+    apd_compress compress;    /* default AUTO */
+    int zstd_level;           /* default 3 */
+    int dictionary;           /* 1 (default): in AUTO/ON mode train a zstd dictionary on the
+                                 first chunk and keep it if it pays for itself (measured) */
+    uint32_t records_per_chunk; /* 0 = auto (about 1 MiB per chunk) */
+    apd_limits limits;        /* max_dim etc. (apd_writer_opts_default fills defaults) */
+    int no_sync;              /* 1: never fsync (MDB_NOSYNC). Commits stay atomic against a
+                                 killed process, not against power loss. Scratch files/tests. */
+} apd_writer_opts;
+
+/* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).
+ * Callers then set c, h, w, kind, k, n_classes... */
+APD_API void apd_writer_opts_default(apd_writer_opts *o);
+
+/* Create PATH (refuses with APD_EEXIST if it exists and !o->force). The empty file is
+ * committed immediately, so it is a valid .apd with 0 records from the start.
+ * Options with kind == 0 are treated as "all defaults except what is set": a zero compress /
+ * zstd_level / limits field means the default.
+ * @return APD_OK, APD_EINVAL, APD_ELIMIT, APD_EEXIST, APD_EACCES, APD_EIO, APD_ENOMEM,
+ *         APD_ELMDB. On failure *out is NULL. */
+APD_API apd_status apd_writer_create(apd_writer **out, const char *path, const apd_writer_opts *o,
+                                     apd_err *err);
+/* Append a palette record: palette k*c bytes entry-major, indices h*w values < k.
+ * source_id: APD_NO_SOURCE_ID for none.
+ * @return APD_OK, APD_EINVAL (k out of 1..opts.k, index >= k, label >= n_classes, wrong kind),
+ *         APD_ELIMIT, APD_ENOMEM, APD_EIO, APD_ELMDB, APD_EBADSTATE. */
+APD_API apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_t k,
+                                          const uint8_t *indices, uint32_t label,
+                                          uint64_t source_id);
+/* Append a direct-colour record (CHW uint8, c*h*w bytes). */
+APD_API apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
+                                         uint64_t source_id);
+/* Set a metadata key to a JSON value text (validated: must parse as one JSON value). Keys the
+ * library maintains itself ("format", "version", "kind", "c", "h", "w", "k", "bits",
+ * "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk") are refused
+ * with APD_EINVAL; "dataset", "mean", "std" may be overridden. Takes effect at the next
+ * commit. */
+APD_API apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value);
+/* Durable point: everything put so far is committed (one LMDB transaction with the header
+ * count and metadata). The writer also commits by itself whenever a chunk fills. */
+APD_API apd_status apd_writer_commit(apd_writer *w);
+/* Commit and free. NULL ok. The handle is freed even when the final commit fails. */
+APD_API apd_status apd_writer_close(apd_writer *w);
+/* Records put so far (committed or not). */
+APD_API uint64_t apd_writer_count(const apd_writer *w);
+APD_API const char *apd_writer_errmsg(const apd_writer *w);
+
+/* ---- utilities -------------------------------------------------------------------------- */
+
+/* CRC-32C (Castagnoli, reflected, init/xorout 0xFFFFFFFF) of len bytes, continuing from crc
+ * (pass 0 to start). crc32c("123456789") = 0xE3069283. */
+APD_API uint32_t apd_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* Index width for k colours: max(1, ceil(log2 k)); 0 if k is 0 or > 256. */
+APD_API uint32_t apd_bits_for_k(uint32_t k);
+/* Bytes of n indices packed at `bits` bits: ceil(n*bits/8). */
+APD_API size_t apd_packed_bytes(uint64_t n, uint32_t bits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

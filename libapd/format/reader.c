@@ -1,0 +1,525 @@
+/* format/reader.c: apd_reader, the read-only view of an .apd file (apd/format.h).
+ *
+ * Open: the LMDB environment is opened MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS (retrying with
+ * MDB_NOLOCK when the lock file cannot be created, e.g. a read-only directory). One read
+ * transaction is begun at open and held until close: it pins a consistent snapshot (the
+ * header count, the metadata and the chunks all come from the same commit) and keeps every
+ * value pointer valid, so decoding needs no LMDB call once a chunk has been located.
+ *
+ * Chunks are located lazily: the first access to chunk c does one mdb_get under a mutex,
+ * validates the chunk (CRC of its header and offset table, magic, count, offsets) and
+ * publishes the pointer with a release store; later accesses are one acquire load. So
+ * apd_reader_decode is thread-safe and costs: record CRC-32C + palette kernel.
+ *
+ * zstd-compressed records are decompressed per call with a DCtx from a small pool (mutex).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include "format/format_internal.h"
+
+typedef struct chunk_slot {
+    _Atomic(uintptr_t) ptr; /* 0 = not yet resolved */
+    size_t len;             /* written before ptr is published */
+} chunk_slot;
+
+#define DCTX_POOL 8
+
+struct apd_reader {
+    char *path;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi_meta, dbi_chunks;
+    apd_limits lim;
+    apd__header hdr;
+    apd__geom g;
+    apd__meta meta;
+    char *json;
+    size_t json_len;
+    const uint8_t *dict;
+    size_t dict_len;
+    ZSTD_DDict *ddict;
+    uint64_t n_chunks;
+    chunk_slot *chunks;
+    pthread_mutex_t mu; /* chunk resolution (shared txn), error message, dctx pool */
+    ZSTD_DCtx *dpool[DCTX_POOL];
+    int n_dpool;
+    _Atomic int poisoned;
+    char msg[512];
+};
+
+static apd_status rfail(apd_reader *r, apd_status code, int poison, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static apd_status rfail(apd_reader *r, apd_status code, int poison, const char *fmt, ...)
+{
+    char tmp[440];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->msg, sizeof r->msg, "%s: %s", r->path, tmp);
+    pthread_mutex_unlock(&r->mu);
+    if (poison) atomic_store(&r->poisoned, 1);
+    return code;
+}
+
+const char *apd_reader_errmsg(const apd_reader *r) { return r ? r->msg : ""; }
+
+void apd_reader_close(apd_reader *r)
+{
+    if (!r) return;
+    if (r->txn) mdb_txn_abort(r->txn);
+    if (r->env) mdb_env_close(r->env);
+    apd__meta_free(&r->meta);
+    ZSTD_freeDDict(r->ddict);
+    for (int i = 0; i < r->n_dpool; i++) ZSTD_freeDCtx(r->dpool[i]);
+    pthread_mutex_destroy(&r->mu);
+    free(r->json);
+    free(r->chunks);
+    free(r->path);
+    free(r);
+}
+
+static apd_status open_fail(apd_reader *r, apd_err *err, apd_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static apd_status open_fail(apd_reader *r, apd_err *err, apd_status code, const char *fmt, ...)
+{
+    char tmp[440];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    apd__err_set(err, code, "%s: %s", r->path ? r->path : "?", tmp);
+    apd_reader_close(r);
+    return code;
+}
+
+static apd_status get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *v)
+{
+    MDB_val k = {strlen(key), (void *)key};
+    int rc = mdb_get(txn, dbi, &k, v);
+    if (rc == MDB_NOTFOUND) return APD_ENOTFOUND;
+    return rc ? APD_ELMDB : APD_OK;
+}
+
+apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim, apd_err *err)
+{
+    if (!out) return apd__err_set(err, APD_EINVAL, "apd_reader_open: out is NULL");
+    *out = NULL;
+    if (!path) return apd__err_set(err, APD_EINVAL, "apd_reader_open: path is NULL");
+    apd_reader *r = calloc(1, sizeof *r);
+    if (!r) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
+    pthread_mutex_init(&r->mu, NULL);
+    r->path = strdup(path);
+    if (!r->path) return open_fail(r, err, APD_ENOMEM, "out of memory");
+    if (lim) r->lim = *lim;
+    else apd_limits_default(&r->lim);
+
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        apd_reader_close(r);
+        return apd__err_sys(err, e, path, "opening");
+    }
+    if (S_ISDIR(st.st_mode)) return open_fail(r, err, APD_EMAGIC, "is a directory, not an .apd file");
+    if (st.st_size < 2 * 4096) /* LMDB's two meta pages */
+        return open_fail(r, err, st.st_size == 0 ? APD_ETRUNC : APD_EMAGIC,
+                         "too short to be an .apd file (%lld bytes)", (long long)st.st_size);
+
+    int rc = mdb_env_create(&r->env);
+    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
+    if (rc) return open_fail(r, err, APD_ENOMEM, "mdb_env_create: %s", mdb_strerror(rc));
+    unsigned flags = MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS;
+    rc = mdb_env_open(r->env, path, flags, 0644);
+    if (rc == EACCES || rc == EROFS) {
+        /* no lock file possible (read-only directory): read without LMDB locking */
+        mdb_env_close(r->env);
+        r->env = NULL;
+        rc = mdb_env_create(&r->env);
+        if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
+        if (!rc) rc = mdb_env_open(r->env, path, flags | MDB_NOLOCK, 0644);
+    }
+    if (rc == MDB_INVALID) return open_fail(r, err, APD_EMAGIC, "not an LMDB file, so not an .apd file");
+    if (rc == MDB_VERSION_MISMATCH) return open_fail(r, err, APD_EVERSION, "LMDB version mismatch: %s", mdb_strerror(rc));
+    if (rc > 0) {
+        mdb_env_close(r->env);
+        r->env = NULL;
+        apd__err_sys(err, rc, path, "opening the LMDB environment");
+        apd_status s = err ? err->code : apd__status_from_errno(rc);
+        apd_reader_close(r);
+        return s;
+    }
+    if (rc) return open_fail(r, err, APD_ELMDB, "opening the LMDB environment: %s", mdb_strerror(rc));
+    rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc) return open_fail(r, err, APD_ELMDB, "beginning a read transaction: %s", mdb_strerror(rc));
+    rc = mdb_dbi_open(r->txn, APD__DB_META, 0, &r->dbi_meta);
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+        return open_fail(r, err, APD_EFOREIGN, "LMDB environment without the .apd \"meta\" database");
+    if (rc) return open_fail(r, err, APD_ELMDB, "opening database \"meta\": %s", mdb_strerror(rc));
+    rc = mdb_dbi_open(r->txn, APD__DB_CHUNKS, 0, &r->dbi_chunks);
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+        return open_fail(r, err, APD_EFOREIGN, "LMDB environment without the .apd \"chunks\" database");
+    if (rc) return open_fail(r, err, APD_ELMDB, "opening database \"chunks\": %s", mdb_strerror(rc));
+
+    /* header */
+    MDB_val v;
+    apd_status s = get_meta(r->txn, r->dbi_meta, APD__KEY_HEADER, &v);
+    if (s == APD_ENOTFOUND) return open_fail(r, err, APD_EFOREIGN, "meta database has no \"header\" key");
+    if (s) return open_fail(r, err, s, "reading the header");
+    const char *why = "";
+    s = apd__header_parse(v.mv_data, v.mv_size, &r->lim, &r->hdr, &why);
+    if (s) return open_fail(r, err, s, "header: %s", why);
+    s = apd__geom_from_header(&r->hdr, &r->lim, &r->g, &why);
+    if (s) return open_fail(r, err, s, "header: %s", why);
+
+    /* metadata document */
+    s = get_meta(r->txn, r->dbi_meta, APD__KEY_JSON, &v);
+    if (s == APD_ENOTFOUND) return open_fail(r, err, APD_EMETA, "metadata document (key \"json\") missing");
+    if (s) return open_fail(r, err, s, "reading the metadata");
+    if (v.mv_size < 4) return open_fail(r, err, APD_ETRUNC, "metadata value shorter than its checksum");
+    if (v.mv_size - 4 > r->lim.max_value_bytes) return open_fail(r, err, APD_ELIMIT, "metadata larger than the value limit");
+    const uint8_t *jb = v.mv_data;
+    if (apd__ld32(jb) != apd_crc32c(0, jb + 4, v.mv_size - 4))
+        return open_fail(r, err, APD_ECHECKSUM, "metadata checksum mismatch (key \"json\")");
+    r->json_len = v.mv_size - 4;
+    r->json = malloc(r->json_len + 1);
+    if (!r->json) return open_fail(r, err, APD_ENOMEM, "out of memory");
+    memcpy(r->json, jb + 4, r->json_len);
+    r->json[r->json_len] = 0;
+    if (memchr(r->json, 0, r->json_len)) return open_fail(r, err, APD_EMETA, "metadata contains a NUL byte");
+    s = apd__meta_parse(r->json, r->json_len, &r->hdr, &r->meta, &why);
+    if (s) return open_fail(r, err, s, "metadata: %s", why);
+
+    /* dictionary */
+    if (r->g.has_dict) {
+        s = get_meta(r->txn, r->dbi_meta, APD__KEY_DICT, &v);
+        if (s == APD_ENOTFOUND) return open_fail(r, err, APD_ECORRUPT, "header says a dictionary is stored but key \"zdict\" is missing");
+        if (s) return open_fail(r, err, s, "reading the dictionary");
+        if (v.mv_size < 5) return open_fail(r, err, APD_ETRUNC, "dictionary value too short");
+        const uint8_t *db = v.mv_data;
+        if (apd__ld32(db) != apd_crc32c(0, db + 4, v.mv_size - 4))
+            return open_fail(r, err, APD_ECHECKSUM, "dictionary checksum mismatch (key \"zdict\")");
+        r->dict = db + 4;
+        r->dict_len = v.mv_size - 4;
+        r->ddict = ZSTD_createDDict(r->dict, r->dict_len);
+        if (!r->ddict) return open_fail(r, err, APD_ECORRUPT, "dictionary is not a valid zstd dictionary");
+    }
+
+    /* chunks: count must match the header */
+    uint64_t n = r->hdr.n_records, N = r->hdr.per_chunk;
+    r->n_chunks = n / N + (n % N != 0);
+    MDB_stat ms;
+    rc = mdb_stat(r->txn, r->dbi_chunks, &ms);
+    if (rc) return open_fail(r, err, APD_ELMDB, "mdb_stat: %s", mdb_strerror(rc));
+    if (ms.ms_entries != r->n_chunks)
+        return open_fail(r, err, APD_ECORRUPT, "%zu chunks stored but the header's count %llu needs %llu",
+                         ms.ms_entries, (unsigned long long)n, (unsigned long long)r->n_chunks);
+    if (r->n_chunks) {
+        r->chunks = calloc(r->n_chunks, sizeof *r->chunks);
+        if (!r->chunks) return open_fail(r, err, APD_ENOMEM, "out of memory (%llu chunks)", (unsigned long long)r->n_chunks);
+    }
+    *out = r;
+    return APD_OK;
+}
+
+apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
+{
+    if (!r || !o) return APD_EINVAL;
+    memset(o, 0, sizeof *o);
+    o->version_major = r->hdr.major;
+    o->version_minor = r->hdr.minor;
+    o->n_records = r->hdr.n_records;
+    o->c = r->hdr.c;
+    o->h = r->hdr.h;
+    o->w = r->hdr.w;
+    o->kind = r->hdr.kind;
+    o->k = r->hdr.k;
+    o->bits = r->hdr.bits;
+    o->n_classes = r->hdr.n_classes;
+    memcpy(o->mean, r->meta.mean, sizeof o->mean);
+    memcpy(o->std, r->meta.std, sizeof o->std);
+    o->records_per_chunk = r->hdr.per_chunk;
+    o->n_chunks = r->n_chunks;
+    o->has_dictionary = r->g.has_dict;
+    memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
+    return APD_OK;
+}
+
+uint64_t apd_reader_count(const apd_reader *r) { return r ? r->hdr.n_records : 0; }
+const char *apd_reader_meta_json(const apd_reader *r) { return r ? r->json : NULL; }
+
+const char *apd_reader_class_name(const apd_reader *r, uint32_t cls)
+{
+    if (!r || !r->meta.class_names || cls >= r->hdr.n_classes) return NULL;
+    return r->meta.class_names[cls];
+}
+
+uint64_t apd_reader_class_count(const apd_reader *r, uint32_t cls)
+{
+    if (!r || !r->meta.class_counts || cls >= r->hdr.n_classes) return 0;
+    return r->meta.class_counts[cls];
+}
+
+apd_status apd_reader_locate(const apd_reader *r, uint64_t i, uint64_t *chunk, uint32_t *slot)
+{
+    if (!r) return APD_EINVAL;
+    if (i >= r->hdr.n_records) return APD_ERANGE;
+    if (chunk) *chunk = i / r->hdr.per_chunk;
+    if (slot) *slot = (uint32_t)(i % r->hdr.per_chunk);
+    return APD_OK;
+}
+
+/* Resolve and validate chunk c (thread-safe). */
+static apd_status get_chunk(apd_reader *r, uint64_t c, const uint8_t **p, size_t *len)
+{
+    chunk_slot *cs = &r->chunks[c];
+    uintptr_t v = atomic_load_explicit(&cs->ptr, memory_order_acquire);
+    if (v) {
+        *p = (const uint8_t *)v;
+        *len = cs->len;
+        return APD_OK;
+    }
+    uint8_t key[8];
+    for (int b = 0; b < 8; b++) key[b] = (uint8_t)(c >> (56 - 8 * b));
+    MDB_val k = {8, key}, d;
+    pthread_mutex_lock(&r->mu);
+    int rc = mdb_get(r->txn, r->dbi_chunks, &k, &d);
+    pthread_mutex_unlock(&r->mu);
+    if (rc == MDB_NOTFOUND)
+        return rfail(r, APD_ENOTFOUND, 0, "chunk %llu (key %016llx) missing", (unsigned long long)c,
+                     (unsigned long long)c);
+    if (rc) return rfail(r, APD_ELMDB, 1, "chunk %llu: mdb_get: %s", (unsigned long long)c, mdb_strerror(rc));
+    if (d.mv_size > r->lim.max_value_bytes)
+        return rfail(r, APD_ELIMIT, 0, "chunk %llu (key %016llx): %zu bytes exceeds the value limit",
+                     (unsigned long long)c, (unsigned long long)c, d.mv_size);
+    uint64_t N = r->hdr.per_chunk;
+    uint32_t expect = (uint32_t)(c + 1 < r->n_chunks ? N : r->hdr.n_records - c * N);
+    const char *why = "";
+    apd_status s = apd__chunk_check(d.mv_data, d.mv_size, c, expect, &r->g, &why);
+    if (s)
+        return rfail(r, s, 0, "chunk %llu (key %016llx, records %llu..%llu): %s", (unsigned long long)c,
+                     (unsigned long long)c, (unsigned long long)(c * N),
+                     (unsigned long long)(c * N + expect - 1), why);
+    cs->len = d.mv_size;
+    atomic_store_explicit(&cs->ptr, (uintptr_t)d.mv_data, memory_order_release);
+    *p = d.mv_data;
+    *len = d.mv_size;
+    return APD_OK;
+}
+
+/* Locate and parse record i (CRC verified). */
+static apd_status get_record(apd_reader *r, uint64_t i, apd__rec *rec)
+{
+    if (atomic_load_explicit(&r->poisoned, memory_order_relaxed)) return APD_EBADSTATE;
+    if (i >= r->hdr.n_records)
+        return rfail(r, APD_ERANGE, 0, "record %llu out of range (%llu records)", (unsigned long long)i,
+                     (unsigned long long)r->hdr.n_records);
+    uint64_t c = i / r->hdr.per_chunk;
+    uint32_t j = (uint32_t)(i % r->hdr.per_chunk);
+    const uint8_t *cp;
+    size_t clen;
+    APD_TRY(get_chunk(r, c, &cp, &clen));
+    const uint8_t *rp;
+    size_t rl;
+    apd__chunk_record(cp, j, &rp, &rl);
+    const char *why = "";
+    apd_status s = apd__record_parse(rp, rl, &r->g, rec, &why);
+    if (s)
+        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx, slot %u, offset %zu): %s",
+                     (unsigned long long)i, (unsigned long long)c, (unsigned long long)c, j,
+                     (size_t)(rp - cp), why);
+    return APD_OK;
+}
+
+static ZSTD_DCtx *dctx_get(apd_reader *r)
+{
+    ZSTD_DCtx *d = NULL;
+    pthread_mutex_lock(&r->mu);
+    if (r->n_dpool) d = r->dpool[--r->n_dpool];
+    pthread_mutex_unlock(&r->mu);
+    return d ? d : ZSTD_createDCtx();
+}
+
+static void dctx_put(apd_reader *r, ZSTD_DCtx *d)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->n_dpool < DCTX_POOL) {
+        r->dpool[r->n_dpool++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    ZSTD_freeDCtx(d);
+}
+
+/* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees). */
+static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const uint8_t **body,
+                          uint8_t **owned)
+{
+    *owned = NULL;
+    if (!(rec->flags & APD__RFLAG_ZSTD)) {
+        *body = rec->body;
+        return APD_OK;
+    }
+    uint8_t *tmp = malloc(rec->raw_len ? rec->raw_len : 1);
+    ZSTD_DCtx *dc = dctx_get(r);
+    if (!tmp || !dc) {
+        free(tmp);
+        ZSTD_freeDCtx(dc);
+        return rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
+    }
+    size_t got = (rec->flags & APD__RFLAG_DICT)
+                     ? ZSTD_decompress_usingDDict(dc, tmp, rec->raw_len, rec->body, rec->body_len, r->ddict)
+                     : ZSTD_decompressDCtx(dc, tmp, rec->raw_len, rec->body, rec->body_len);
+    dctx_put(r, dc);
+    if (ZSTD_isError(got) || got != rec->raw_len) {
+        free(tmp);
+        return rfail(r, APD_ECORRUPT, 0, "record %llu (chunk %llu): zstd body does not decompress to %zu bytes",
+                     (unsigned long long)i, (unsigned long long)(i / r->hdr.per_chunk), rec->raw_len);
+    }
+    *body = tmp;
+    *owned = tmp;
+    return APD_OK;
+}
+
+apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
+                             size_t out_len, uint32_t *label)
+{
+    if (!r || !out || (layout != APD_LAYOUT_HWC && layout != APD_LAYOUT_CHW)) return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_len < need)
+        return rfail(r, APD_EBUFSIZE, 0, "record %llu: output buffer %zu bytes, need %zu",
+                     (unsigned long long)i, out_len, need);
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    const uint8_t *body;
+    uint8_t *owned;
+    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    const char *why = "";
+    apd_status s = apd__body_decode(&r->g, rec.k, body, layout, out, &why);
+    free(owned);
+    if (s)
+        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+    if (label) *label = rec.label;
+    return APD_OK;
+}
+
+apd_status apd_reader_label(apd_reader *r, uint64_t i, uint32_t *label)
+{
+    if (!r || !label) return APD_EINVAL;
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    *label = rec.label;
+    return APD_OK;
+}
+
+apd_status apd_reader_source_id(apd_reader *r, uint64_t i, uint64_t *id)
+{
+    if (!r || !id) return APD_EINVAL;
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    *id = rec.source_id;
+    return APD_OK;
+}
+
+apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32_t *k,
+                             uint8_t *indices, uint32_t *label)
+{
+    if (!r || !palette || !k) return APD_EINVAL;
+    if (r->hdr.kind != APD_KIND_PALETTE)
+        return rfail(r, APD_EUNSUPPORTED, 0, "record %llu: direct-colour file has no palette", (unsigned long long)i);
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    const uint8_t *body;
+    uint8_t *owned;
+    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    size_t pl = (size_t)rec.k * r->g.c;
+    memset(palette, 0, 256 * (size_t)r->g.c);
+    memcpy(palette, body, pl);
+    *k = rec.k;
+    apd_status s = APD_OK;
+    if (indices) {
+        apd__unpack(body + pl, r->g.npix, r->g.bits, indices);
+        uint8_t mx = 0;
+        for (size_t p = 0; p < r->g.npix; p++) mx = indices[p] > mx ? indices[p] : mx;
+        if (mx >= rec.k)
+            s = rfail(r, APD_ECORRUPT, 0, "record %llu: index %u >= palette size %u", (unsigned long long)i, mx, rec.k);
+    }
+    free(owned);
+    if (s == APD_OK && label) *label = rec.label;
+    return s;
+}
+
+apd_status apd_reader_verify_record(apd_reader *r, uint64_t i)
+{
+    if (!r) return APD_EINVAL;
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    /* also check decompression and index ranges */
+    const uint8_t *body;
+    uint8_t *owned;
+    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    apd_status s = APD_OK;
+    if (r->g.kind == APD_KIND_PALETTE) {
+        uint8_t *tmp = malloc(r->g.npix * r->g.c);
+        const char *why = "";
+        if (!tmp) s = rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
+        else if ((s = apd__body_decode(&r->g, rec.k, body, APD_LAYOUT_CHW, tmp, &why)) != APD_OK)
+            rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                  (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+        free(tmp);
+    }
+    free(owned);
+    return s;
+}
+
+apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
+{
+    if (!r || !o) return APD_EINVAL;
+    if (atomic_load(&r->poisoned)) return APD_EBADSTATE;
+    memset(o, 0, sizeof *o);
+    struct stat st;
+    if (stat(r->path, &st) == 0) o->file_bytes = (uint64_t)st.st_size;
+    MDB_envinfo info;
+    MDB_stat ms;
+    mdb_env_info(r->env, &info);
+    mdb_env_stat(r->env, &ms);
+    o->page_size = ms.ms_psize;
+    o->used_pages = (uint64_t)info.me_last_pgno + 1;
+    pthread_mutex_lock(&r->mu);
+    int rc = mdb_stat(r->txn, r->dbi_chunks, &ms);
+    if (!rc) o->chunk_db_pages = ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+    if (!rc) rc = mdb_stat(r->txn, r->dbi_meta, &ms);
+    if (!rc) o->meta_db_pages = ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+    pthread_mutex_unlock(&r->mu);
+    if (rc) return rfail(r, APD_ELMDB, 0, "mdb_stat: %s", mdb_strerror(rc));
+    o->meta_json_bytes = r->json_len;
+    o->dict_bytes = r->dict_len;
+    for (uint64_t c = 0; c < r->n_chunks; c++) {
+        const uint8_t *cp;
+        size_t cl;
+        APD_TRY(get_chunk(r, c, &cp, &cl));
+        uint32_t n = apd__ld32(cp + 8);
+        for (uint32_t j = 0; j < n; j++) {
+            const uint8_t *rp;
+            size_t rl;
+            apd__chunk_record(cp, j, &rp, &rl);
+            o->stored_bytes += rl;
+            uint32_t f = rp[4];
+            if (f & APD__RFLAG_ZSTD) o->compressed_records++;
+            o->payload_bytes += r->g.kind == APD_KIND_PALETTE
+                                    ? (uint64_t)((uint32_t)rp[5] + 1) * r->g.c + r->g.packed
+                                    : r->g.max_body;
+        }
+    }
+    return APD_OK;
+}

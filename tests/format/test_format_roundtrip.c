@@ -1,0 +1,375 @@
+/* test_format_roundtrip.c: .apd codec and file round trips.
+ *  - CRC-32C test vector; hardware and table CRC agree.
+ *  - bit packing: pack -> unpack identity for every width 1..8 and many lengths; the spec's
+ *    worked 6-bit example.
+ *  - palette kernels: scalar and AVX-512 give identical bytes, equal to a naive reference,
+ *    for every K 1..256, grey and RGB, sizes 1x1, 3x5, 32x32, 128x128, HWC and CHW.
+ *  - files: every K 1..256 (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
+ *    written and read back (pixels, palettes, indices, labels, source ids, metadata);
+ *    direct-colour records; zstd-compressed records with and without a dictionary.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <check.h>
+
+#include "fmt_test_util.h"
+#include "format/format_internal.h"
+
+START_TEST(crc_vector)
+{
+    ck_assert_uint_eq(apd_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(apd__crc32c_table(0, "123456789", 9), 0xE3069283u);
+    /* continuation */
+    ck_assert_uint_eq(apd_crc32c(apd_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+    apd_rng r;
+    apd_rng_seed(&r, 1, 0);
+    uint8_t buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd_rng_u64(&r);
+    for (size_t off = 0; off < 9; off++)
+        for (size_t len = 0; len < 200; len += 7)
+            ck_assert_uint_eq(apd_crc32c(0, buf + off, len), apd__crc32c_table(0, buf + off, len));
+}
+END_TEST
+
+START_TEST(pack_roundtrip)
+{
+    apd_rng r;
+    apd_rng_seed(&r, 2, 0);
+    uint8_t idx[300], back[300], packed[300];
+    for (uint32_t b = 1; b <= 8; b++)
+        for (size_t n = 0; n <= 300; n += (n < 20 ? 1 : 37)) {
+            for (size_t i = 0; i < n; i++) idx[i] = (uint8_t)apd_rng_below(&r, 1u << b);
+            memset(packed, 0xAA, sizeof packed);
+            apd__pack(idx, n, b, packed);
+            size_t pb = apd_packed_bytes(n, b);
+            if (n * b % 8) ck_assert_uint_eq(packed[pb - 1] >> (n * b % 8), 0);
+            apd__unpack(packed, n, b, back);
+            ck_assert_mem_eq(idx, back, n);
+        }
+    /* spec example: 6-bit indices 1, 2, 3, 63 -> 0x81 0x30 0xFC */
+    uint8_t ex[4] = {1, 2, 3, 63}, exp[3] = {0x81, 0x30, 0xFC}, got[3];
+    apd__pack(ex, 4, 6, got);
+    ck_assert_mem_eq(got, exp, 3);
+    ck_assert_uint_eq(apd_bits_for_k(1), 1);
+    ck_assert_uint_eq(apd_bits_for_k(2), 1);
+    ck_assert_uint_eq(apd_bits_for_k(3), 2);
+    ck_assert_uint_eq(apd_bits_for_k(64), 6);
+    ck_assert_uint_eq(apd_bits_for_k(65), 7);
+    ck_assert_uint_eq(apd_bits_for_k(256), 8);
+    ck_assert_uint_eq(apd_bits_for_k(257), 0);
+}
+END_TEST
+
+static const uint32_t sizes[4][2] = {{1, 1}, {3, 5}, {32, 32}, {128, 128}};
+
+START_TEST(kernels_every_k)
+{
+    apd_rng r;
+    apd_rng_seed(&r, 3, 0);
+    int have512 = apd__impl_available(APD__IMPL_AVX512);
+    if (!have512) fprintf(stderr, "kernels_every_k: no AVX-512 VBMI here, testing scalar only\n");
+    size_t maxpix = 128 * 128;
+    uint8_t pal[768], *idx = malloc(maxpix), *packed = malloc(maxpix), *ref = malloc(3 * maxpix),
+                      *a = malloc(3 * maxpix + 64), *b = malloc(3 * maxpix + 64);
+    for (uint32_t k = 1; k <= 256; k++)
+        for (uint32_t c = 1; c <= 3; c += 2)
+            for (int s = 0; s < 4; s++) {
+                if (s == 3 && k % 17 != 0 && k != 256 && k != 1 && k != 129) continue; /* keep it quick */
+                size_t npix = (size_t)sizes[s][0] * sizes[s][1];
+                uint32_t bits = apd_bits_for_k(k);
+                fmt_random_palette_image(&r, k, c, npix, pal, idx);
+                apd__pack(idx, npix, bits, packed);
+                for (int chw = 0; chw < 2; chw++) {
+                    fmt_ref_decode(pal, idx, npix, c, chw, ref);
+                    memset(a, 0x5A, 3 * npix + 64);
+                    ck_assert_int_eq(apd__pal_decode(APD__IMPL_SCALAR, packed, npix, bits, pal, k, c,
+                                                     chw ? APD_LAYOUT_CHW : APD_LAYOUT_HWC, a), 0);
+                    ck_assert_mem_eq(a, ref, c * npix);
+                    ck_assert_uint_eq(a[c * npix], 0x5A); /* no write past the end */
+                    if (have512) {
+                        memset(b, 0x5A, 3 * npix + 64);
+                        ck_assert_int_eq(apd__pal_decode(APD__IMPL_AVX512, packed, npix, bits, pal, k, c,
+                                                         chw ? APD_LAYOUT_CHW : APD_LAYOUT_HWC, b), 0);
+                        ck_assert_mem_eq(b, ref, c * npix);
+                        ck_assert_uint_eq(b[c * npix], 0x5A);
+                    }
+                }
+                /* an index >= k is rejected by both kernels (k < 2^bits only) */
+                if (k < (1u << bits)) {
+                    idx[npix - 1] = (uint8_t)k;
+                    apd__pack(idx, npix, bits, packed);
+                    ck_assert_int_eq(apd__pal_decode(APD__IMPL_SCALAR, packed, npix, bits, pal, k, c, APD_LAYOUT_HWC, a), -1);
+                    if (have512)
+                        ck_assert_int_eq(apd__pal_decode(APD__IMPL_AVX512, packed, npix, bits, pal, k, c, APD_LAYOUT_HWC, b), -1);
+                }
+            }
+    free(idx); free(packed); free(ref); free(a); free(b);
+}
+END_TEST
+
+/* Write n random palette records to a file with max K = k, read them back. */
+static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                              apd_compress comp, uint64_t seed)
+{
+    char path[300], name[64];
+    snprintf(name, sizeof name, "rt-k%u-c%u-%ux%u.apd", k, c, h, w);
+    fmt_path(path, sizeof path, name);
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, c, h, w, k);
+    o.compress = comp;
+    static const char names[10][64] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
+    o.class_names = names;
+    o.dataset_name = "unit-test";
+    o.mean[0] = 0.25f;
+    o.std[0] = 0.5f;
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_msg(apd_writer_create(&wr, path, &o, &err) == APD_OK, "%s", err.msg);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "method", "\"test\""), APD_OK);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "n_records", "5"), APD_EINVAL);
+    size_t npix = (size_t)h * w;
+    uint8_t *pal = malloc((size_t)n * 768), *idx = malloc((size_t)n * npix);
+    uint32_t *ks = malloc(n * sizeof *ks);
+    apd_rng r;
+    apd_rng_seed(&r, seed, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        ks[i] = i == 0 ? k : 1 + (uint32_t)apd_rng_below(&r, k);
+        fmt_random_palette_image(&r, ks[i], c, npix, pal + (size_t)i * 768, idx + (size_t)i * npix);
+        if (comp == APD_COMPRESS_ON) /* compressible: few distinct runs */
+            for (size_t p = 0; p < npix; p++) idx[(size_t)i * npix + p] = (uint8_t)((p / 16) % ks[i]);
+        uint64_t sid = (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i;
+        ck_assert_msg(apd_writer_put_palette(wr, pal + (size_t)i * 768, ks[i], idx + (size_t)i * npix, i % 10, sid) == APD_OK,
+                      "%s", apd_writer_errmsg(wr));
+        if (i == n / 2) ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
+    }
+    ck_assert_uint_eq(apd_writer_count(wr), n);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+
+    apd_reader *rd;
+    ck_assert_msg(apd_reader_open(&rd, path, NULL, &err) == APD_OK, "%s", err.msg);
+    apd_file_info fi;
+    ck_assert_int_eq(apd_reader_info(rd, &fi), APD_OK);
+    ck_assert_uint_eq(fi.n_records, n);
+    ck_assert_uint_eq(fi.k, k);
+    ck_assert_uint_eq(fi.bits, apd_bits_for_k(k));
+    ck_assert_uint_eq(fi.c, c);
+    ck_assert_uint_eq(fi.h, h);
+    ck_assert_uint_eq(fi.w, w);
+    ck_assert_uint_eq(fi.kind, APD_KIND_PALETTE);
+    ck_assert_str_eq(fi.dataset_name, "unit-test");
+    ck_assert_float_eq(fi.mean[0], 0.25f);
+    ck_assert_str_eq(apd_reader_class_name(rd, 3), "three");
+    ck_assert_ptr_null(apd_reader_class_name(rd, 10));
+    ck_assert_ptr_nonnull(strstr(apd_reader_meta_json(rd), "\"method\": \"test\""));
+    uint8_t *out = malloc(3 * npix), *ref = malloc(3 * npix), *ridx = malloc(npix), rpal[768];
+    uint64_t counts[10] = {0};
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t lab = 99, rk = 0;
+        for (int chw = 0; chw < 2; chw++) {
+            ck_assert_msg(apd_reader_decode(rd, i, chw ? APD_LAYOUT_CHW : APD_LAYOUT_HWC, out, 3 * npix, &lab) == APD_OK,
+                          "%s", apd_reader_errmsg(rd));
+            fmt_ref_decode(pal + (size_t)i * 768, idx + (size_t)i * npix, npix, c, chw, ref);
+            ck_assert_mem_eq(out, ref, c * npix);
+            ck_assert_uint_eq(lab, i % 10);
+        }
+        ck_assert_int_eq(apd_reader_record(rd, i, rpal, &rk, ridx, &lab), APD_OK);
+        ck_assert_uint_eq(rk, ks[i]);
+        ck_assert_mem_eq(rpal, pal + (size_t)i * 768, (size_t)rk * c);
+        ck_assert_mem_eq(ridx, idx + (size_t)i * npix, npix);
+        uint64_t sid;
+        ck_assert_int_eq(apd_reader_source_id(rd, i, &sid), APD_OK);
+        ck_assert_uint_eq(sid, (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i);
+        ck_assert_int_eq(apd_reader_verify_record(rd, i), APD_OK);
+        counts[i % 10]++;
+    }
+    for (uint32_t cl = 0; cl < 10; cl++) ck_assert_uint_eq(apd_reader_class_count(rd, cl), counts[cl]);
+    ck_assert_int_eq(apd_reader_decode(rd, n, APD_LAYOUT_HWC, out, 3 * npix, NULL), APD_ERANGE);
+    ck_assert_int_eq(apd_reader_decode(rd, 0, APD_LAYOUT_HWC, out, c * npix - 1, NULL), APD_EBUFSIZE);
+    apd_file_stats fs;
+    ck_assert_int_eq(apd_reader_stats(rd, &fs), APD_OK);
+    if (comp == APD_COMPRESS_ON) ck_assert_uint_gt(fs.compressed_records, 0);
+    if (comp == APD_COMPRESS_OFF) ck_assert_uint_eq(fs.compressed_records, 0);
+    apd_reader_close(rd);
+    free(out); free(ref); free(ridx); free(pal); free(idx); free(ks);
+    unlink(path);
+}
+
+START_TEST(file_every_k_3x5)
+{
+    for (uint32_t k = 1; k <= 256; k++) {
+        roundtrip_palette(k, 1, 3, 5, 4, APD_COMPRESS_AUTO, k);
+        roundtrip_palette(k, 3, 3, 5, 4, APD_COMPRESS_OFF, 1000 + k);
+    }
+}
+END_TEST
+
+START_TEST(file_every_width_sizes)
+{
+    static const uint32_t ks[] = {1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256};
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+        for (uint32_t c = 1; c <= 3; c += 2)
+            for (int s = 0; s < 4; s++) {
+                uint32_t n = s == 3 ? 5 : 40;
+                roundtrip_palette(ks[i], c, sizes[s][0], sizes[s][1], n, APD_COMPRESS_AUTO, ks[i] * 7 + s);
+            }
+}
+END_TEST
+
+START_TEST(file_chunks_and_compression)
+{
+    /* several chunks (small chunks forced), compression with and without dictionary */
+    roundtrip_palette(64, 3, 32, 32, 2500, APD_COMPRESS_ON, 11);
+    roundtrip_palette(16, 1, 28, 28, 3000, APD_COMPRESS_AUTO, 12);
+    roundtrip_palette(64, 3, 32, 32, 2100, APD_COMPRESS_OFF, 13);
+}
+END_TEST
+
+START_TEST(file_direct)
+{
+    for (uint32_t c = 1; c <= 3; c += 2)
+        for (int s = 0; s < 4; s++) {
+            uint32_t h = sizes[s][0], w = sizes[s][1], n = s == 3 ? 4 : 30;
+            char path[300];
+            fmt_path(path, sizeof path, "direct.apd");
+            apd_writer_opts o = fmt_opts(APD_KIND_DIRECT, c, h, w, 0);
+            o.n_classes = 0;
+            apd_writer *wr;
+            apd_err err;
+            ck_assert_msg(apd_writer_create(&wr, path, &o, &err) == APD_OK, "%s", err.msg);
+            size_t np = (size_t)h * w * c;
+            uint8_t *img = malloc((size_t)n * np);
+            apd_rng r;
+            apd_rng_seed(&r, 77 + s, c);
+            for (size_t i = 0; i < (size_t)n * np; i++)
+                img[i] = (i / 7) % 2 ? (uint8_t)apd_rng_u64(&r) : (uint8_t)(i / 50);
+            for (uint32_t i = 0; i < n; i++)
+                ck_assert_int_eq(apd_writer_put_direct(wr, img + i * np, 12345 + i, i), APD_OK);
+            uint8_t pal[3] = {0}, ix = 0;
+            ck_assert_int_eq(apd_writer_put_palette(wr, pal, 1, &ix, 0, 0), APD_EINVAL);
+            ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+            apd_reader *rd;
+            ck_assert_msg(apd_reader_open(&rd, path, NULL, &err) == APD_OK, "%s", err.msg);
+            apd_file_info fi;
+            apd_reader_info(rd, &fi);
+            ck_assert_uint_eq(fi.kind, APD_KIND_DIRECT);
+            ck_assert_uint_eq(fi.k, 0);
+            ck_assert_uint_eq(fi.n_records, n);
+            uint8_t *out = malloc(np);
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t lab;
+                ck_assert_int_eq(apd_reader_decode(rd, i, APD_LAYOUT_CHW, out, np, &lab), APD_OK);
+                ck_assert_mem_eq(out, img + i * np, np);
+                ck_assert_uint_eq(lab, 12345 + i);
+                ck_assert_int_eq(apd_reader_decode(rd, i, APD_LAYOUT_HWC, out, np, NULL), APD_OK);
+                size_t npix = (size_t)h * w;
+                for (size_t p = 0; p < npix; p++)
+                    for (uint32_t ch = 0; ch < c; ch++)
+                        ck_assert_uint_eq(out[p * c + ch], img[i * np + ch * npix + p]);
+            }
+            uint8_t rp[768];
+            uint32_t rk;
+            ck_assert_int_eq(apd_reader_record(rd, 0, rp, &rk, NULL, NULL), APD_EUNSUPPORTED);
+            apd_reader_close(rd);
+            free(out);
+            free(img);
+        }
+}
+END_TEST
+
+START_TEST(writer_refuses_overwrite_and_bad_args)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "exists.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 16);
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    o.force = 0;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_EEXIST);
+    ck_assert_ptr_null(wr);
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
+    o.force = 1;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    uint8_t pal[48] = {0}, idx[16] = {0};
+    ck_assert_int_eq(apd_writer_put_palette(wr, pal, 17, idx, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_writer_put_palette(wr, pal, 0, idx, 0, 0), APD_EINVAL);
+    idx[3] = 5;
+    ck_assert_int_eq(apd_writer_put_palette(wr, pal, 5, idx, 0, 0), APD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(apd_writer_errmsg(wr), "index 5"));
+    ck_assert_int_eq(apd_writer_put_palette(wr, pal, 6, idx, 10, 0), APD_EINVAL); /* label */
+    ck_assert_int_eq(apd_writer_put_palette(wr, pal, 6, idx, 9, 0), APD_OK);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "seed", "{bad json"), APD_EINVAL);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "seed", "42"), APD_OK);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    ck_assert_int_eq(apd_writer_close(NULL), APD_OK);
+    apd_reader_close(NULL);
+    o.c = 2;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_EINVAL);
+    o.c = 3;
+    o.h = 5000;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_ELIMIT);
+    o.h = 4;
+    o.k = 257;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_EINVAL);
+}
+END_TEST
+
+START_TEST(reproducible_records)
+{
+    /* same inputs -> byte-identical chunk values (created timestamp pinned) */
+    setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+    char p1[300], p2[300];
+    fmt_path(p1, sizeof p1, "rep1.apd");
+    fmt_path(p2, sizeof p2, "rep2.apd");
+    for (int f = 0; f < 2; f++) {
+        apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 1, 28, 28, 16);
+        apd_writer *wr;
+        apd_err err;
+        ck_assert_int_eq(apd_writer_create(&wr, f ? p2 : p1, &o, &err), APD_OK);
+        apd_rng r;
+        apd_rng_seed(&r, 5, 0);
+        uint8_t pal[16], idx[784];
+        for (int i = 0; i < 300; i++) {
+            fmt_random_palette_image(&r, 16, 1, 784, pal, idx);
+            for (int p = 0; p < 784; p++) idx[p] = (uint8_t)(idx[p] & (p % 3 ? 1 : 15));
+            ck_assert_int_eq(apd_writer_put_palette(wr, pal, 16, idx, (uint32_t)i % 10, (uint64_t)i), APD_OK);
+        }
+        ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    }
+    apd_reader *a, *b;
+    ck_assert_int_eq(apd_reader_open(&a, p1, NULL, NULL), APD_OK);
+    ck_assert_int_eq(apd_reader_open(&b, p2, NULL, NULL), APD_OK);
+    ck_assert_str_eq(apd_reader_meta_json(a), apd_reader_meta_json(b));
+    apd_file_stats sa, sb;
+    ck_assert_int_eq(apd_reader_stats(a, &sa), APD_OK);
+    ck_assert_int_eq(apd_reader_stats(b, &sb), APD_OK);
+    ck_assert_uint_eq(sa.stored_bytes, sb.stored_bytes);
+    ck_assert_uint_eq(sa.dict_bytes, sb.dict_bytes);
+    apd_reader_close(a);
+    apd_reader_close(b);
+    unsetenv("SOURCE_DATE_EPOCH");
+}
+END_TEST
+
+int main(void)
+{
+    fmt_tmpdir(); /* create before the forked test cases so they share it */
+    Suite *s = suite_create("format_roundtrip");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, crc_vector);
+    tcase_add_test(tc, pack_roundtrip);
+    tcase_add_test(tc, kernels_every_k);
+    tcase_add_test(tc, file_every_k_3x5);
+    tcase_add_test(tc, file_every_width_sizes);
+    tcase_add_test(tc, file_chunks_and_compression);
+    tcase_add_test(tc, file_direct);
+    tcase_add_test(tc, writer_refuses_overwrite_and_bad_args);
+    tcase_add_test(tc, reproducible_records);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    fmt_rmtmp();
+    return nf ? 1 : 0;
+}
