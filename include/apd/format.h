@@ -46,6 +46,7 @@
 #ifndef APD_FORMAT_H
 #define APD_FORMAT_H
 
+#include "apd/quant.h"
 #include "apd/status.h"
 
 #ifdef __cplusplus
@@ -214,6 +215,10 @@ APD_API apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette,
 /* Append a direct-colour record (CHW uint8, c*h*w bytes). */
 APD_API apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
                                          uint64_t source_id);
+/* Quantize a CHW image with quantizer q to at most opts.k colours (apd_quantize_image) and
+ * append it as a palette record. Same codes as put_palette, plus the quantizer's. */
+APD_API apd_status apd_writer_put_quantized(apd_writer *w, const uint8_t *chw, uint32_t label,
+                                            uint64_t source_id, apd_quantizer q, uint64_t seed);
 /* Set a metadata key to a JSON value text (validated: must parse as one JSON value). Keys the
  * library maintains itself ("format", "version", "kind", "c", "h", "w", "k", "bits",
  * "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk") are refused

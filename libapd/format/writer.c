@@ -73,6 +73,7 @@ struct apd_writer {
     uint8_t *chunkbuf;     /* encoded chunk value */
     size_t chunkbuf_cap;
     uint8_t *tmp;          /* one record's raw body */
+    uint8_t *qidx;         /* put_quantized's index map */
     uint8_t *ztmp;         /* compressed body */
     size_t ztmp_cap;
     int poisoned;
@@ -135,6 +136,7 @@ static void writer_free(apd_writer *w)
     ZSTD_freeCDict(w->cdict);
     free(w->chunkbuf);
     free(w->tmp);
+    free(w->qidx);
     free(w->ztmp);
     free(w->path);
     free(w);
@@ -583,6 +585,25 @@ apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_
     memcpy(w->tmp, palette, pl);
     apd__pack(indices, w->g.npix, w->hdr.bits, w->tmp + pl);
     return put_common(w, k, label, source_id, w->tmp, pl + w->g.packed);
+}
+
+apd_status apd_writer_put_quantized(apd_writer *w, const uint8_t *chw, uint32_t label,
+                                    uint64_t source_id, apd_quantizer q, uint64_t seed)
+{
+    if (!w) return APD_EINVAL;
+    if (w->poisoned) return APD_EBADSTATE;
+    if (w->hdr.kind != APD_KIND_PALETTE) return wfail(w, APD_EINVAL, 0, "put_quantized on a direct-colour file");
+    if (!chw) return wfail(w, APD_EINVAL, 0, "put_quantized: NULL image");
+    if (!w->qidx) {
+        w->qidx = malloc(w->g.npix ? w->g.npix : 1);
+        if (!w->qidx) return wfail(w, APD_ENOMEM, 0, "out of memory");
+    }
+    uint8_t pal[768];
+    uint32_t k_used = 0;
+    apd_status s = apd_quantize_image(q, chw, w->hdr.c, w->hdr.h, w->hdr.w, w->hdr.k, seed, pal,
+                                      w->qidx, &k_used);
+    if (s) return wfail(w, s, 0, "record %llu: quantizer failed: %s", (unsigned long long)w->n, apd_strerror(s));
+    return apd_writer_put_palette(w, pal, k_used, w->qidx, label, source_id);
 }
 
 apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,

@@ -350,6 +350,31 @@ START_TEST(reproducible_records)
 }
 END_TEST
 
+START_TEST(put_quantized_matches_quantizer)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "quant.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 8, 8, 4);
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    uint8_t img[192], pal[768], idx[64], ref[192], out[192];
+    apd_rng r;
+    apd_rng_seed(&r, 9, 0);
+    for (int i = 0; i < 192; i++) img[i] = (uint8_t)apd_rng_u64(&r);
+    ck_assert_int_eq(apd_writer_put_quantized(wr, img, 1, 7, APD_QUANT_MEDIAN_CUT, 0), APD_OK);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    uint32_t ku;
+    ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 8, 8, 4, 0, pal, idx, &ku), APD_OK);
+    fmt_ref_decode(pal, idx, 64, 3, 1, ref);
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_int_eq(apd_reader_decode(rd, 0, APD_LAYOUT_CHW, out, sizeof out, NULL), APD_OK);
+    ck_assert_mem_eq(out, ref, 192);
+    apd_reader_close(rd);
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir(); /* create before the forked test cases so they share it */
@@ -365,6 +390,7 @@ int main(void)
     tcase_add_test(tc, file_direct);
     tcase_add_test(tc, writer_refuses_overwrite_and_bad_args);
     tcase_add_test(tc, reproducible_records);
+    tcase_add_test(tc, put_quantized_matches_quantizer);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
