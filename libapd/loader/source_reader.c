@@ -16,7 +16,6 @@
 #include "common/internal.h"
 #include "loader/loader_internal.h"
 
-#if __has_include("apd/format.h")
 #include "apd/format.h"
 
 typedef struct rd_ctx {
@@ -33,9 +32,12 @@ static void rd_msg(rd_ctx *x, uint64_t i, apd_status st, char *msg, size_t len)
     if (apd_reader_locate(x->r, i, &chunk, &slot) == APD_OK)
         snprintf(where, sizeof where, " (chunk key %016llx, slot %u)", (unsigned long long)chunk,
                  slot);
-    const char *detail = x->single ? apd_reader_errmsg(x->r) : "";
-    snprintf(msg, len, "%s: record %llu%s: %s%s%s", x->path, (unsigned long long)i, where,
-             apd_strerror(st), detail && detail[0] ? ": " : "", detail ? detail : "");
+    const char *detail = x->single ? apd_reader_errmsg(x->r) : NULL;
+    if (detail && detail[0]) /* the reader's message names file, record, key and reason */
+        snprintf(msg, len, "%s", detail);
+    else
+        snprintf(msg, len, "%s: record %llu%s: %s", x->path, (unsigned long long)i, where,
+                 apd_strerror(st));
 }
 
 static apd_status rd_label(void *ctx, uint64_t i, uint32_t *label, char *msg, size_t len)
@@ -112,15 +114,3 @@ apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_
     s.close = rd_close;
     return apd__loader_open_source(out, &s, path, o, err); /* closes x on failure */
 }
-
-#else /* the reader has not landed in this tree yet */
-
-apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_opts *o,
-                           apd_err *err)
-{
-    (void)o;
-    if (out) *out = NULL;
-    return apd__err_set(err, APD_EUNSUPPORTED, "%s: this build has no .apd reader", path ? path : "");
-}
-
-#endif

@@ -1,0 +1,213 @@
+"""apd binding without torch: random access, loader order/sharding/state, errors."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import apd
+from conftest import REPO
+
+
+def test_open_len_meta_items(synth):
+    ds = apd.open(synth)
+    assert len(ds) == 600
+    assert ds.meta["method"] == "synthetic"
+    assert ds.meta["seed"] == 12345
+    assert ds.info["c"] == 3 and ds.info["h"] == 8 and ds.info["kind"] == "palette"
+    img, lab = ds[13]
+    assert img.shape == (8, 8, 3) and img.dtype == np.uint8
+    assert lab == 3
+    img2, lab2 = ds[-587]
+    assert lab2 == 3 and np.array_equal(img, img2)
+    with pytest.raises(IndexError):
+        ds[600]
+    chw, _ = apd.open(synth, layout="chw")[13]
+    assert np.array_equal(chw, img.transpose(2, 0, 1))
+    ds.close()
+
+
+def test_loader_pixels_match_records(synth):
+    ds = apd.open(synth)
+    for layout in ("hwc", "chw", "float"):
+        ld = apd.Loader(synth, batch_size=64, seed=1, layout=layout, threads=2)
+        mean, std = ld.norm
+        assert np.allclose(mean, [0.5] * 3) and np.allclose(std, [0.25] * 3)
+        total = 0
+        while True:
+            b = ld.next_batch(with_indices=True)
+            if b is None:
+                break
+            x, y, idx = b
+            assert y.dtype == np.int64
+            for j in range(len(y)):
+                img, lab = ds[int(idx[j])]
+                assert y[j] == lab
+                if layout == "hwc":
+                    assert np.array_equal(x[j], img)
+                elif layout == "chw":
+                    assert np.array_equal(x[j], img.transpose(2, 0, 1))
+                else:
+                    want = (img.transpose(2, 0, 1).astype(np.float64) / 255 - 0.5) / 0.25
+                    assert x.dtype == np.float32
+                    assert np.abs(x[j] - want).max() < 1e-5
+            total += len(y)
+        assert total == 600
+        ld.close()
+
+
+def epoch_indices(path, **kw):
+    ld = apd.Loader(path, layout="hwc", **kw)
+    out = [i for b in ld.indices() for i in b.tolist()]
+    ld.close()
+    return out
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_every_sample_once_across_ranks(synth, world):
+    seen = []
+    counts = set()
+    for r in range(world):
+        got = epoch_indices(synth, batch_size=25, seed=3, rank=r, world_size=world)
+        counts.add(len(got))
+        seen += got
+    assert len(counts) == 1  # equal per rank
+    assert sorted(seen) == list(range(600))
+
+
+def test_shuffle_by_epoch_and_seed(synth):
+    a0 = epoch_indices(synth, batch_size=50, seed=7)
+    a0b = epoch_indices(synth, batch_size=50, seed=7)
+    a1 = epoch_indices(synth, batch_size=50, seed=7, epoch=1)
+    b0 = epoch_indices(synth, batch_size=50, seed=8)
+    assert a0 == a0b
+    assert a0 != a1 and sorted(a0) == sorted(a1)
+    assert a0 != b0
+    assert epoch_indices(synth, batch_size=50, shuffle=False) == list(range(600))
+    # the loader moves to the next epoch by itself
+    ld = apd.Loader(synth, batch_size=50, seed=7, layout="hwc")
+    e0 = [i for b in ld.indices() for i in b.tolist()]
+    e1 = [i for b in ld.indices() for i in b.tolist()]
+    assert e0 == a0 and e1 == a1 and ld.epoch == 2
+
+
+def test_state_dict_round_trip(synth):
+    a = apd.Loader(synth, batch_size=32, seed=5, layout="float", threads=2)
+    it = iter(a)
+    for _ in range(4):
+        next(it)
+    st = a.state_dict()
+    assert st["cursor"] == 128 and st["epoch"] == 0 and st["n"] == 600
+    rest_a = list(a)
+    b = apd.Loader(synth, batch_size=32, seed=0, layout="float", threads=1, prefetch=2)
+    b.load_state_dict(st)
+    rest_b = list(b)
+    assert len(rest_a) == len(rest_b) == len(a) - 4
+    for (xa, ya), (xb, yb) in zip(rest_a, rest_b):
+        assert xa.tobytes() == xb.tobytes() and np.array_equal(ya, yb)
+    bad = dict(st, n=601)
+    with pytest.raises(apd.ApdError) as e:
+        b.load_state_dict(bad)
+    assert "601" in str(e.value)
+
+
+def test_elastic_resume_2_to_3(synth):
+    seen = []
+    state = None
+    for r in range(2):
+        ld = apd.Loader(synth, batch_size=20, seed=9, rank=r, world_size=2, layout="hwc")
+        for _ in range(6):  # 6 steps x 2 ranks x 20 = 240; 360 left = 6 steps of 3 x 20
+            seen += ld.next_batch(with_indices=True)[2].tolist()
+        s = ld.state_dict()
+        assert state is None or s == state
+        state = s
+    assert state["cursor"] == 240
+    for r in range(3):
+        ld = apd.Loader(synth, batch_size=20, rank=r, world_size=3, layout="hwc")
+        ld.load_state_dict(state)
+        seen += [i for b in ld.indices() for i in b.tolist()]
+    assert sorted(seen) == list(range(600))
+
+
+def test_drop_last_and_padding(synth):
+    # 600 = 3 ranks x 64 x 3 steps + 24: drop_last drops 24; padding gives b = 8 per rank.
+    for drop in (True, False):
+        seen, lens = [], set()
+        for r in range(3):
+            ld = apd.Loader(synth, batch_size=64, rank=r, world_size=3, drop_last=drop,
+                            layout="hwc", seed=2)
+            got = [b.tolist() for b in ld.indices()]
+            lens.add(tuple(len(b) for b in got))
+            seen += [i for b in got for i in b]
+        assert len(lens) == 1
+        if drop:
+            assert lens == {(64, 64, 64)} and len(set(seen)) == len(seen) == 576
+        else:
+            assert lens == {(64, 64, 64, 8)} and sorted(set(seen)) == list(range(600))
+
+
+def test_class_subset(synth):
+    got = epoch_indices(synth, batch_size=16, classes=[1, 4])
+    assert sorted(got) == [i for i in range(600) if i % 10 in (1, 4)]
+
+
+def test_bad_paths_raise(tmp_path):
+    with pytest.raises(apd.ApdError) as e:
+        apd.open(tmp_path / "nope.apd")
+    assert "nope.apd" in str(e.value) and e.value.status == 21
+    with pytest.raises(apd.ApdError) as e:
+        apd.Loader(tmp_path / "nope.apd")
+    assert e.value.status == 21
+    junk = tmp_path / "junk.apd"
+    junk.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(apd.ApdError) as e:
+        apd.open(junk)
+    assert "junk.apd" in str(e.value)
+    with pytest.raises(ValueError):
+        apd.Loader(junk, rank=2, world_size=2)
+
+
+def test_corrupt_record_raises_or_skips(corrupt):
+    ld = apd.Loader(corrupt, batch_size=10, shuffle=False)
+    with pytest.raises(apd.ApdError) as e:
+        list(ld)
+    assert "record 18" in str(e.value) and "checksum" in str(e.value)
+    assert e.value.status == 44
+    ds = apd.open(corrupt)
+    with pytest.raises(apd.ApdError):
+        ds[18]
+    ld = apd.Loader(corrupt, batch_size=10, shuffle=False, skip_corrupt=True, threads=2)
+    n = sum(len(y) for _, y in ld)
+    assert n == 99 and ld.skipped == 1
+
+
+def test_handle_refused_after_fork(synth):
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    ld = apd.Loader(synth, batch_size=10, layout="hwc")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ld.next_batch()
+        except apd.ApdError as e:
+            code = 0 if "another process" in str(e) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert ld.next_batch() is not None
+
+
+def test_library_not_found_message(tmp_path):
+    import shutil
+    shutil.copytree(os.path.join(REPO, "python", "apd"), tmp_path / "pkg" / "apd")
+    env = dict(os.environ, APD_LIBRARY=str(tmp_path / "nolib.so"), APD_BUILD_DIR=str(tmp_path))
+    env["PYTHONPATH"] = str(tmp_path / "pkg")
+    code = "try:\n import apd\n print('loaded')\nexcept ImportError as e:\n print(e)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    # without a library anywhere the message tells how to point at one (an installed copy in
+    # a system lib dir would be found instead)
+    assert "APD_LIBRARY" in out.stdout or out.stdout.strip() == "loaded"
