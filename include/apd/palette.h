@@ -1,0 +1,276 @@
+/* apd/palette.h: the AutoPalette palette network, its colour losses, the collapse remedies
+ * and the hard quantization that is stored (shared/AUTOPALETTE.md sections 2, 3).
+ *
+ * The network is a per-pixel MLP of the pixel's colour, shared by every image:
+ *
+ *     h = relu(W1 x + b1)          W1: (hidden, C), b1: (hidden)         hidden = 256
+ *     z = W2 h                     W2: (K, hidden)  (no bias)
+ *     m = softmax_K(z / T)         m: (B, K, P), P = H*W, T = temperature (1 = published)
+ *
+ * Soft quantization (training): a per-image palette that is the m-weighted mean of the
+ * image's own pixels, and the m-weighted mix of that palette:
+ *
+ *     D[b,k]     = sum_p m[b,k,p] + 1e-8
+ *     pal[b,c,k] = sum_p x[b,c,p] m[b,k,p] / D[b,k]
+ *     y[b,c,p]   = sum_k m[b,k,p] pal[b,c,k]
+ *
+ * Hard quantization (storage, evaluation): idx[b,p] = argmax_k m[b,k,p] (first maximum),
+ * hpal[b,c,k] = mean of x[b,c,p] over the pixels with idx = k (0 for an empty bucket),
+ * y[b,c,p] = hpal[b,c,idx[b,p]]. apd_palette_hard() turns this into 8-bit records.
+ *
+ * Tensors are plain float32 arrays in NCHW order (B, C, H, W) in normalised pixel space
+ * ((v/255 - mean[c]) / std[c]); shapes are passed explicitly, outputs first, dims last.
+ * Every matrix product is a cblas_sgemm over the pixels of one image (the hidden layer is
+ * recomputed in backward rather than stored: it is 256 floats per pixel).
+ *
+ * Usage (one DM + AutoPalette iteration; error checks omitted):
+ *
+ *     apd_palette_net net;  apd_palette_ws *ws, *wsc;
+ *     apd_palette_net_init(&net, 3, 64, 256, seed);
+ *     apd_palette_ws_create(&ws, 3, 64, 256, n_syn, 32 * 32);     // task path, all images
+ *     apd_palette_ws_create(&wsc, 3, 64, 256, 64, 32 * 32);       // colour losses, subset
+ *     apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;             // soft, T = 1
+ *     apd_palette_net_zero_grad(&net);
+ *     apd_palette_forward(&net, ws, y, x, n_syn, 32, 32, &fo);      // y -> DSA -> ConvNet
+ *     ... DM backward gives dy = dL/dy ...
+ *     apd_palette_backward(&net, ws, dx, dy, NULL, x, n_syn, 32, 32, task_scale);
+ *     apd_palette_color_cfg cc;  apd_palette_color_cfg_default(&cc, 3, mean, std);
+ *     apd_palette_color_step(&net, wsc, &losses, x_sub, 64, 32, 32, &cc, seed, iter);
+ *     apd_palette_net_step(&net, &sgd);                              // lr 0.05, mom 0.5, wd 5e-4
+ *     ... at the end: apd_palette_forward(...) then apd_palette_hard(...) per image ...
+ *
+ * Collapse remedies (AUTOPALETTE.md "Known pitfall"), all off by default (= as published):
+ *   (a) warm-up: apd_palette_warmup() trains the network on soft-reconstruction MSE
+ *       (y vs x) plus the colour losses before joint training;
+ *   (b) task-loss scale: `param_scale` of apd_palette_backward() multiplies the gradient that
+ *       reaches W1, b1, W2 from that call (the pixel gradient dx is never scaled);
+ *   (c) temperature: apd_palette_fwd_opts.temperature, with apd_palette_temperature() as a
+ *       geometric schedule helper;
+ *   (d) straight-through: apd_palette_fwd_opts.straight_through makes the forward output the
+ *       hard quantization while backward differentiates the soft path.
+ *
+ * Randomness: every random draw (init, pixel samples) derives from an explicit uint64 seed
+ * (and a step number) through the library's xoshiro generator; no state to checkpoint.
+ *
+ * Thread safety: a net and a workspace belong to one thread at a time; different
+ * (net, workspace) pairs may be used from different threads. BLAS may use its own threads.
+ */
+#ifndef APD_PALETTE_H
+#define APD_PALETTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apd/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APD_PALETTE_HIDDEN 256   /* published hidden width */
+#define APD_PALETTE_MAX_K 256    /* indices are stored as uint8 */
+
+/* ---- network ---------------------------------------------------------------------------- */
+
+/* Parameters, gradients and SGD momentum, each one allocation with named views (llm.c style).
+ * Layout of each arena: w1 (hidden x c, row-major), b1 (hidden), w2 (k x hidden).
+ * Checkpointing = saving params, mom (n_params floats each) and mom_init. */
+typedef struct apd_palette_net {
+    uint32_t c, k, hidden;
+    size_t n_params;       /* hidden*c + hidden + k*hidden */
+    float *params, *grads, *mom;
+    float *w1, *b1, *w2;   /* views into params */
+    float *dw1, *db1, *dw2; /* views into grads */
+    int mom_init;          /* 0 until the first SGD step (PyTorch: buffer = g on step 1) */
+} apd_palette_net;
+
+/* Allocate and initialise as PyTorch's Conv2d default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
+ * for W1, b1 (fan_in = c) and W2 (fan_in = hidden), drawn in that order from
+ * apd_rng_seed(seed, stream "palette-init"). Gradients and momentum are zero.
+ * c = 1 or 3 (any c in 1..4 is accepted), k in 2..256, hidden >= 1 (256 as published).
+ * @return APD_OK, APD_EINVAL (bad c/k/hidden or NULL), APD_ENOMEM. On failure *net is zeroed. */
+APD_API apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, uint32_t hidden,
+                                        uint64_t seed);
+/* Free the arenas; NULL and zeroed nets are fine. */
+APD_API void apd_palette_net_free(apd_palette_net *net);
+/* grads = 0 (backward accumulates). */
+APD_API void apd_palette_net_zero_grad(apd_palette_net *net);
+
+/* Palette-network SGD with PyTorch semantics: g += wd*w; v = mu*v + g (v = g on the first
+ * step); w -= lr*v. Published: lr 0.05, momentum 0.5, weight decay 5e-4. */
+typedef struct apd_palette_sgd {
+    float lr, momentum, weight_decay;
+} apd_palette_sgd;
+#define APD_PALETTE_SGD_DEFAULT ((apd_palette_sgd){0.05f, 0.5f, 5e-4f})
+APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd);
+
+/* ---- workspace -------------------------------------------------------------------------- */
+
+/* Everything a forward leaves for backward, the losses and the hard quantization, sized for
+ * up to max_b images of up to max_p pixels. Read-only views for the caller (valid until the
+ * next forward on this workspace):
+ *   m    (B, K, P)  softmax probabilities
+ *   pal  (B, C, K)  soft palette          den (B, K) = sum_p m + 1e-8
+ *   hpal (B, C, K)  hard palette (bucket means, 0 for empty buckets, normalised space)
+ *   idx  (B, P)     argmax index map      count (B, K) pixels per argmax bucket
+ * Memory: about max_b*max_p*(4K + 1) bytes + per-image scratch (2*hidden*max_p floats). */
+typedef struct apd_palette_ws {
+    uint32_t c, k, hidden, max_b, max_p;
+    float *m, *pal, *den, *hpal;
+    uint8_t *idx;
+    uint32_t *count;
+    /* state of the last forward */
+    uint32_t b, p;
+    float temperature;
+    int straight_through;
+    /* scratch (internal) */
+    float *s_h, *s_dh, *s_g, *s_dz, *s_small, *s_dm;
+    size_t s_dm_len;
+} apd_palette_ws;
+
+/* @return APD_OK, APD_EINVAL (zero dims, k > 256), APD_EOVERFLOW, APD_ENOMEM. */
+APD_API apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, uint32_t hidden,
+                                         uint32_t max_b, uint32_t max_p);
+APD_API void apd_palette_ws_free(apd_palette_ws *ws); /* NULL ok */
+
+/* ---- forward / backward ----------------------------------------------------------------- */
+
+typedef struct apd_palette_fwd_opts {
+    float temperature;    /* m = softmax(z / T); 1 = published. Must be > 0. */
+    int straight_through; /* 1: y = hard quantization, backward through the soft path */
+} apd_palette_fwd_opts;
+#define APD_PALETTE_FWD_DEFAULT ((apd_palette_fwd_opts){1.0f, 0})
+
+/* Forward b images x (b, C, h, w) through the network; writes y (b, C, h, w) (soft, or hard
+ * if straight_through; y may be NULL when only m / the hard quantization is wanted) and
+ * fills ws (m, pal, den, idx, count, hpal). opts NULL = published (T = 1, soft).
+ * x and y must not overlap.
+ * @return APD_OK, APD_EINVAL (NULL x, T <= 0), APD_ESHAPE (net/ws channel or K mismatch,
+ *         b > max_b, h*w > max_p), APD_ENUMERIC (non-finite logits). */
+APD_API apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y,
+                                       const float *x, uint32_t b, uint32_t h, uint32_t w,
+                                       const apd_palette_fwd_opts *opts);
+
+/* Backward of the last forward on ws (same x, b, h, w). Inputs, both optional:
+ *   dy (b, C, h, w): dL/dy of the output (the task loss); differentiated through the soft
+ *                    path also when the forward was straight-through;
+ *   dm (b, K, h*w):  dL/dm added directly to the softmax probabilities (colour losses).
+ * Accumulates into net->grads: param_scale * (dy contribution) + (dm contribution).
+ * param_scale is remedy (b); 1 = published. If dx is not NULL, accumulates dL/dx (through
+ * the palette and through the MLP, unscaled) into dx (b, C, h, w). ws is not modified
+ * (several backward calls per forward are fine).
+ * @return APD_OK, APD_EINVAL (NULL x, or both dy and dm NULL), APD_ESHAPE (not the shape of
+ *         the last forward). */
+APD_API apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float *dx,
+                                        const float *dy, const float *dm, const float *x, uint32_t b,
+                                        uint32_t h, uint32_t w, float param_scale);
+
+/* Remedy (c) schedule: geometric from t0 at step 0 to t1 at step n_steps, t1 afterwards
+ * (n_steps = 0: always t1). Both must be > 0. */
+APD_API float apd_palette_temperature(float t0, float t1, uint64_t step, uint64_t n_steps);
+
+/* ---- colour losses: value (unweighted) and weight * dL/dm accumulated into dm ------------ */
+/* m (b, k, p) softmax probabilities; dm (b, k, p) may be NULL (value only).                 */
+
+/* Lm = -(1/(b*k)) sum_b sum_k max_p m[b,k,p]; gradient at the first maximum. */
+APD_API double apd_palette_loss_lm(float *dm, float weight, const float *m, uint32_t b, uint32_t k,
+                                   uint32_t p);
+/* Lb = (1/b) sum_b sum_k pbar log(pbar + 1e-16), pbar[b,k] = mean_p m[b,k,p]. */
+APD_API double apd_palette_loss_lb(float *dm, float weight, const float *m, uint32_t b, uint32_t k,
+                                   uint32_t p);
+/* Lconf = mean_(b,p) -sum_k m log(m + 1e-16) (code-only; weight 0 by default). */
+APD_API double apd_palette_loss_conf(float *dm, float weight, const float *m, uint32_t b, uint32_t k,
+                                     uint32_t p);
+/* La, alignment to a target index map (median cut): per image, F = m[:, sample] (k x s),
+ * T = onehot(target)[:, sample], A = F^T F and A' = T^T T (s x s), each column divided by
+ * max(L2 norm, 1e-12); La = mean_b ||A_hat - A'_hat||_F^2 / s.
+ * target (b, p) values < k; sample (b, s) pixel positions < p (distinct, see
+ * apd_palette_la_sample). *value gets the unweighted loss.
+ * @return APD_OK, APD_EINVAL (target >= k, sample >= p, s == 0), APD_ENOMEM. */
+APD_API apd_status apd_palette_loss_la(double *value, float *dm, float weight, const float *m,
+                                       const uint8_t *target, const uint32_t *sample, uint32_t b,
+                                       uint32_t k, uint32_t p, uint32_t s);
+/* s = (uint32_t)(ratio * p) distinct positions per image (partial Fisher-Yates) from
+ * apd_rng_seed(seed, step): out (b, s). Returns s (0 if ratio*p < 1). */
+APD_API uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float ratio, uint64_t seed,
+                                       uint64_t step);
+/* Median-cut target index maps for La: each image is un-normalised with mean/std, rounded
+ * and clamped to 8 bits (the same conversion as apd_palette_hard) and quantized with
+ * apd_quantize_image(APD_QUANT_MEDIAN_CUT, ..., k) (PIL's median cut). out (b, h*w).
+ * @return APD_OK, APD_EINVAL, APD_ENOMEM, or the quantizer's error. */
+APD_API apd_status apd_palette_la_targets(uint8_t *out, const float *x, uint32_t b, uint32_t c,
+                                          uint32_t h, uint32_t w, uint32_t k, const float *mean,
+                                          const float *std);
+
+/* ---- colour-loss step and warm-up ------------------------------------------------------- */
+
+typedef struct apd_palette_color_cfg {
+    float w_lm, w_lb, w_la, w_conf; /* published 1, 1, 3, 0 */
+    float la_ratio;                 /* 0.3: fraction of pixels sampled for La */
+    float mean[4], std[4];          /* normalisation of x (per channel, of pixel/255) */
+    apd_palette_fwd_opts fwd;       /* forward used for the colour losses (temperature) */
+} apd_palette_color_cfg;
+/* Published weights and ratio, T = 1, the given mean/std (c values each). */
+APD_API void apd_palette_color_cfg_default(apd_palette_color_cfg *cfg, uint32_t c, const float *mean,
+                                           const float *std);
+
+typedef struct apd_palette_losses {
+    double lm, lb, la, conf; /* unweighted values */
+    double recon;            /* soft-reconstruction MSE (warm-up only, else 0) */
+    double total;            /* weighted sum of the terms that were computed */
+} apd_palette_losses;
+
+/* The colour-loss part of one iteration (section 3.3): forward x_sub (a detached copy of a
+ * subset of the synthetic images, (b, C, h, w)) in soft mode, median-cut targets, a pixel
+ * sample from (seed, step), Lm + Lb + La + Lconf and their backward into net->grads only.
+ * Terms with weight 0 are skipped (La then needs no median cut). Leaves ws holding this
+ * forward. @return as apd_palette_forward / apd_palette_loss_la / apd_palette_la_targets. */
+APD_API apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *out,
+                                          const float *x_sub, uint32_t b, uint32_t h, uint32_t w,
+                                          const apd_palette_color_cfg *cfg, uint64_t seed, uint64_t step);
+
+/* Remedy (a): `steps` SGD steps of the network alone on
+ *     recon_weight * mean (y_soft - x)^2  +  colour losses (cfg)
+ * over the fixed images x (b, C, h, w) (median-cut targets computed once). Zeroes the
+ * gradients before each step; leaves them zero at the end. Step i uses pixel samples from
+ * (seed, i). *last (may be NULL) receives the losses of the last step.
+ * @return as apd_palette_color_step. */
+APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *last,
+                                      const float *x, uint32_t b, uint32_t h, uint32_t w, uint32_t steps,
+                                      float recon_weight, const apd_palette_color_cfg *cfg,
+                                      const apd_palette_sgd *sgd, uint64_t seed);
+
+/* ---- hard quantization for storage, and monitoring -------------------------------------- */
+
+/* 8-bit record of image i of the last forward on ws: palette (k*C bytes, entry-major:
+ * entry j channel ch at palette[j*C + ch]) = round(clamp((hpal*std + mean)*255, 0, 255)),
+ * empty buckets 0; indices (h*w bytes) = argmax map. *k_used (may be NULL) = number of
+ * distinct indices. This is what gets written as a palette record and evaluated.
+ * @return APD_OK, APD_EINVAL (NULL buffers, i >= b of the last forward). */
+APD_API apd_status apd_palette_hard(uint8_t *palette, uint8_t *indices, uint32_t *k_used,
+                                    const apd_palette_ws *ws, uint32_t i, const float *mean,
+                                    const float *std);
+
+/* Decode a palette record back to normalised floats (C, h*w), e.g. to evaluate or to
+ * measure what storage costs. */
+APD_API void apd_palette_decode(float *out, const uint8_t *palette, const uint8_t *indices, uint32_t c,
+                                uint32_t p, const float *mean, const float *std);
+
+/* Monitoring of the last forward on ws (x is its input): colours used per image at argmax,
+ * soft-vs-hard gap and reconstruction errors (MSE in normalised units over b*C*P values),
+ * mean max-probability. colors (b values) may be NULL. */
+typedef struct apd_palette_stats {
+    double colors_mean, colors_median;
+    uint32_t colors_min, colors_max;
+    double gap_mse;       /* soft y vs hard y */
+    double soft_mse;      /* soft y vs x */
+    double hard_mse;      /* hard y (float bucket means) vs x */
+    double max_prob_mean; /* mean over pixels of max_k m */
+} apd_palette_stats;
+APD_API apd_status apd_palette_stats_compute(apd_palette_stats *out, uint32_t *colors,
+                                             const apd_palette_ws *ws, const float *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,419 @@
+/* distill/palette_net.c: the AutoPalette palette network (per-pixel MLP C -> hidden -> ReLU
+ * -> K, softmax over K) with the soft per-image palette, its backward pass (AUTOPALETTE.md
+ * 2.4), the hard quantization left in the workspace, and the network's SGD.
+ *
+ * Contract: see apd/palette.h. Every product is one cblas_sgemm per image over its P pixels
+ * (row-major, channels/units as rows, pixels as columns, so the NCHW input needs no
+ * transposition). The hidden activations (hidden x P per image, 1 MiB for a 32x32 image) are
+ * recomputed in backward instead of stored: that costs C*hidden MACs per pixel against the
+ * hidden*K of the second layer, and keeps the workspace at ~4K bytes per pixel.
+ *
+ * Why the workspace keeps m and not z: softmax backward only needs m, and the soft palette
+ * backward needs m, pal and den.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/palette.h"
+#include "common/internal.h"
+#include "common/rng.h"
+
+#define PAL_EPS 1e-8f
+#define RNG_STREAM_INIT 0x70616C2D696E6974ull /* "pal-init" */
+
+/* ---- network ------------------------------------------------------------------------------ */
+
+static void net_views(apd_palette_net *n)
+{
+    size_t o1 = (size_t)n->hidden * n->c, o2 = o1 + n->hidden;
+    n->w1 = n->params; n->b1 = n->params + o1; n->w2 = n->params + o2;
+    n->dw1 = n->grads; n->db1 = n->grads + o1; n->dw2 = n->grads + o2;
+}
+
+apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, uint32_t hidden, uint64_t seed)
+{
+    APD_RETURN_IF(!net, APD_EINVAL);
+    memset(net, 0, sizeof *net);
+    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_PALETTE_MAX_K || hidden < 1 || hidden > (1u << 16),
+                  APD_EINVAL);
+    net->c = c; net->k = k; net->hidden = hidden;
+    net->n_params = (size_t)hidden * c + hidden + (size_t)k * hidden;
+    net->params = calloc(net->n_params, sizeof(float));
+    net->grads = calloc(net->n_params, sizeof(float));
+    net->mom = calloc(net->n_params, sizeof(float));
+    if (!net->params || !net->grads || !net->mom) {
+        apd_palette_net_free(net);
+        return APD_ENOMEM;
+    }
+    net_views(net);
+    apd_rng r;
+    apd_rng_seed(&r, seed, RNG_STREAM_INIT);
+    /* PyTorch Conv2d default: kaiming_uniform(a = sqrt(5)) for the weight gives bound
+     * 1/sqrt(fan_in); the bias uses the same bound. */
+    float b1 = 1.0f / sqrtf((float)c), b2 = 1.0f / sqrtf((float)hidden);
+    for (size_t i = 0; i < (size_t)hidden * c; i++) net->w1[i] = apd_rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < hidden; i++) net->b1[i] = apd_rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < (size_t)k * hidden; i++) net->w2[i] = apd_rng_range(&r, -b2, b2);
+    return APD_OK;
+}
+
+void apd_palette_net_free(apd_palette_net *net)
+{
+    if (!net) return;
+    free(net->params);
+    free(net->grads);
+    free(net->mom);
+    memset(net, 0, sizeof *net);
+}
+
+void apd_palette_net_zero_grad(apd_palette_net *net)
+{
+    if (net && net->grads) memset(net->grads, 0, net->n_params * sizeof(float));
+}
+
+void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd)
+{
+    if (!net || !net->params || !sgd) return;
+    float lr = sgd->lr, mu = sgd->momentum, wd = sgd->weight_decay;
+    for (size_t i = 0; i < net->n_params; i++) {
+        float g = net->grads[i] + wd * net->params[i];
+        float v = net->mom_init ? mu * net->mom[i] + g : g;
+        net->mom[i] = v;
+        net->params[i] -= lr * v;
+    }
+    net->mom_init = 1;
+}
+
+/* ---- workspace ---------------------------------------------------------------------------- */
+
+/* s_small layout (floats): colA [max_p], colB [max_p], ones [max_p], dpal [c*k], e [c*k],
+ * r [k], ysoft [c*max_p] */
+static size_t small_len(uint32_t c, uint32_t k, uint32_t max_p)
+{
+    return 3 * (size_t)max_p + 2 * (size_t)c * k + k + (size_t)c * max_p;
+}
+
+apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, uint32_t hidden, uint32_t max_b,
+                                 uint32_t max_p)
+{
+    APD_RETURN_IF(!out, APD_EINVAL);
+    *out = NULL;
+    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_PALETTE_MAX_K || hidden < 1 || max_b < 1 || max_p < 1,
+                  APD_EINVAL);
+    size_t bkp, bp, hp;
+    APD_RETURN_IF(!apd__mul3_ok(max_b, k, max_p, &bkp), APD_EOVERFLOW);
+    APD_RETURN_IF(!apd__mul_ok(max_b, max_p, &bp), APD_EOVERFLOW);
+    APD_RETURN_IF(!apd__mul_ok(hidden, max_p, &hp), APD_EOVERFLOW);
+    APD_RETURN_IF(bkp > SIZE_MAX / sizeof(float) || hp > SIZE_MAX / sizeof(float), APD_EOVERFLOW);
+    apd_palette_ws *ws = calloc(1, sizeof *ws);
+    if (!ws) return APD_ENOMEM;
+    ws->c = c; ws->k = k; ws->hidden = hidden; ws->max_b = max_b; ws->max_p = max_p;
+    ws->temperature = 1.0f;
+    size_t bck = (size_t)max_b * c * k;
+    ws->m = malloc(bkp * sizeof(float));
+    ws->pal = calloc(bck, sizeof(float));
+    ws->hpal = calloc(bck, sizeof(float));
+    ws->den = calloc((size_t)max_b * k, sizeof(float));
+    ws->idx = calloc(bp, 1);
+    ws->count = calloc((size_t)max_b * k, sizeof(uint32_t));
+    ws->s_h = malloc(hp * sizeof(float));
+    ws->s_dh = malloc(hp * sizeof(float));
+    ws->s_g = malloc((size_t)k * max_p * sizeof(float));
+    ws->s_dz = malloc((size_t)k * max_p * sizeof(float));
+    ws->s_small = calloc(small_len(c, k, max_p), sizeof(float));
+    if (!ws->m || !ws->pal || !ws->hpal || !ws->den || !ws->idx || !ws->count || !ws->s_h || !ws->s_dh ||
+        !ws->s_g || !ws->s_dz || !ws->s_small) {
+        apd_palette_ws_free(ws);
+        return APD_ENOMEM;
+    }
+    *out = ws;
+    return APD_OK;
+}
+
+void apd_palette_ws_free(apd_palette_ws *ws)
+{
+    if (!ws) return;
+    free(ws->m); free(ws->pal); free(ws->hpal); free(ws->den); free(ws->idx); free(ws->count);
+    free(ws->s_h); free(ws->s_dh); free(ws->s_g); free(ws->s_dz); free(ws->s_small); free(ws->s_dm);
+    free(ws);
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* hs (hidden, P) = relu(W1 x + b1) for one image x (C, P). C <= 4, so this is a fused
+ * elementwise pass rather than a GEMM with an inner dimension of 3 (which would also need a
+ * separate bias fill and ReLU pass over the 256 x P output). */
+static void hidden_forward(float *restrict hs, const apd_palette_net *net, const float *restrict x, uint32_t p)
+{
+    uint32_t hd = net->hidden, c = net->c;
+    const float *x0 = x, *x1 = x + p, *x2 = x + 2 * (size_t)p;
+    for (uint32_t j = 0; j < hd; j++) {
+        const float *wj = net->w1 + (size_t)j * c;
+        float bj = net->b1[j];
+        float *restrict row = hs + (size_t)j * p;
+        if (c == 1) {
+            float w0 = wj[0];
+            for (uint32_t q = 0; q < p; q++) {
+                float v = bj + w0 * x0[q];
+                row[q] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (c == 3) {
+            float w0 = wj[0], w1 = wj[1], w2 = wj[2];
+            for (uint32_t q = 0; q < p; q++) {
+                float v = bj + w0 * x0[q] + w1 * x1[q] + w2 * x2[q];
+                row[q] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            for (uint32_t q = 0; q < p; q++) {
+                float v = bj;
+                for (uint32_t ch = 0; ch < c; ch++) v += wj[ch] * x[(size_t)ch * p + q];
+                row[q] = v > 0.0f ? v : 0.0f;
+            }
+        }
+    }
+}
+
+/* In place: columns of z (K, P) -> softmax(z / T). Returns 0 if a logit is not finite. */
+static int softmax_cols(float *z, uint32_t k, uint32_t p, float inv_t, float *colmax, float *colsum)
+{
+    memcpy(colmax, z, (size_t)p * sizeof(float));
+    for (uint32_t j = 1; j < k; j++) {
+        const float *row = z + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) colmax[q] = row[q] > colmax[q] ? row[q] : colmax[q];
+    }
+    for (uint32_t q = 0; q < p; q++) {
+        if (!isfinite(colmax[q])) return 0;
+        colsum[q] = 0.0f;
+    }
+    for (uint32_t j = 0; j < k; j++) {
+        float *row = z + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) {
+            float e = expf((row[q] - colmax[q]) * inv_t);
+            row[q] = e;
+            colsum[q] += e;
+        }
+    }
+    for (uint32_t q = 0; q < p; q++) colsum[q] = 1.0f / colsum[q];
+    for (uint32_t j = 0; j < k; j++) {
+        float *row = z + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) row[q] *= colsum[q];
+    }
+    return 1;
+}
+
+/* Argmax map (first maximum), bucket counts and hard palette (bucket means) of one image. */
+static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *m, const float *x, uint32_t c,
+                       uint32_t k, uint32_t p, float *best)
+{
+    memcpy(best, m, (size_t)p * sizeof(float));
+    memset(idx, 0, p);
+    for (uint32_t j = 1; j < k; j++) {
+        const float *row = m + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) {
+            if (row[q] > best[q]) {
+                best[q] = row[q];
+                idx[q] = (uint8_t)j;
+            }
+        }
+    }
+    double acc[4 * APD_PALETTE_MAX_K];
+    memset(acc, 0, sizeof(double) * c * k);
+    memset(count, 0, sizeof(uint32_t) * k);
+    for (uint32_t q = 0; q < p; q++) {
+        uint32_t j = idx[q];
+        count[j]++;
+        for (uint32_t ch = 0; ch < c; ch++) acc[ch * k + j] += x[(size_t)ch * p + q];
+    }
+    for (uint32_t ch = 0; ch < c; ch++)
+        for (uint32_t j = 0; j < k; j++)
+            hpal[ch * k + j] = count[j] ? (float)(acc[ch * k + j] / count[j]) : 0.0f;
+}
+
+apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y, const float *x,
+                               uint32_t b, uint32_t h, uint32_t w, const apd_palette_fwd_opts *opts)
+{
+    APD_RETURN_IF(!net || !ws || !x || !net->params, APD_EINVAL);
+    apd_palette_fwd_opts o = opts ? *opts : APD_PALETTE_FWD_DEFAULT;
+    APD_RETURN_IF(!(o.temperature > 0.0f) || !isfinite(o.temperature), APD_EINVAL);
+    uint64_t p64 = (uint64_t)h * w;
+    APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
+    APD_RETURN_IF(b < 1 || b > ws->max_b || p64 < 1 || p64 > ws->max_p, APD_ESHAPE);
+    uint32_t c = net->c, k = net->k, p = (uint32_t)p64;
+    float *colA = ws->s_small, *colB = colA + ws->max_p;
+    ws->b = 0; /* invalid until complete */
+    for (uint32_t i = 0; i < b; i++) {
+        const float *xi = x + (size_t)i * c * p;
+        float *mi = ws->m + (size_t)i * k * p;
+        float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
+        hidden_forward(ws->s_h, net, xi, p);
+        /* z (K, P) = W2 (K, hidden) . h (hidden, P) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)p, (int)net->hidden, 1.0f,
+                    net->w2, (int)net->hidden, ws->s_h, (int)p, 0.0f, mi, (int)p);
+        if (!softmax_cols(mi, k, p, 1.0f / o.temperature, colA, colB)) return APD_ENUMERIC;
+        for (uint32_t j = 0; j < k; j++) {
+            const float *row = mi + (size_t)j * p;
+            double s = 0.0;
+            for (uint32_t q = 0; q < p; q++) s += row[q];
+            den[j] = (float)s + PAL_EPS;
+        }
+        /* pal (C, K) = x (C, P) . m^T (P, K), then / den */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, xi, (int)p, mi,
+                    (int)p, 0.0f, pal, (int)k);
+        for (uint32_t ch = 0; ch < c; ch++)
+            for (uint32_t j = 0; j < k; j++) pal[ch * k + j] /= den[j];
+        hard_quant(ws->idx + (size_t)i * p, ws->count + (size_t)i * k, ws->hpal + (size_t)i * c * k, mi, xi,
+                   c, k, p, colA);
+        if (!y) continue;
+        float *yi = y + (size_t)i * c * p;
+        if (o.straight_through) {
+            const uint8_t *ix = ws->idx + (size_t)i * p;
+            const float *hp = ws->hpal + (size_t)i * c * k;
+            for (uint32_t ch = 0; ch < c; ch++)
+                for (uint32_t q = 0; q < p; q++) yi[(size_t)ch * p + q] = hp[ch * k + ix[q]];
+        } else {
+            /* y (C, P) = pal (C, K) . m (K, P) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, pal, (int)k,
+                        mi, (int)p, 0.0f, yi, (int)p);
+        }
+    }
+    ws->b = b;
+    ws->p = p;
+    ws->temperature = o.temperature;
+    ws->straight_through = o.straight_through;
+    return APD_OK;
+}
+
+/* ---- backward ----------------------------------------------------------------------------- */
+
+/* In place: g (K, P) = dL/dm  ->  dL/dz = m (g - sum_k m g) / T. */
+static void softmax_back(float *g, const float *m, uint32_t k, uint32_t p, float inv_t, float *col)
+{
+    memset(col, 0, (size_t)p * sizeof(float));
+    for (uint32_t j = 0; j < k; j++) {
+        const float *mr = m + (size_t)j * p, *gr = g + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) col[q] += mr[q] * gr[q];
+    }
+    for (uint32_t j = 0; j < k; j++) {
+        const float *mr = m + (size_t)j * p;
+        float *gr = g + (size_t)j * p;
+        for (uint32_t q = 0; q < p; q++) gr[q] = mr[q] * (gr[q] - col[q]) * inv_t;
+    }
+}
+
+/* dh (hidden, P) = (W2^T dz) masked by h > 0. */
+static void hidden_back(float *dh, const apd_palette_net *net, const float *dz, const float *hs, uint32_t p)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)net->hidden, (int)p, (int)net->k, 1.0f, net->w2,
+                (int)net->hidden, dz, (int)p, 0.0f, dh, (int)p);
+    size_t n = (size_t)net->hidden * p;
+    for (size_t i = 0; i < n; i++) dh[i] = hs[i] > 0.0f ? dh[i] : 0.0f;
+}
+
+apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float *dx, const float *dy,
+                                const float *dm, const float *x, uint32_t b, uint32_t h, uint32_t w,
+                                float param_scale)
+{
+    APD_RETURN_IF(!net || !ws || !x || !net->params, APD_EINVAL);
+    APD_RETURN_IF(!dy && !dm, APD_EINVAL);
+    APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
+    APD_RETURN_IF(ws->b == 0 || b != ws->b || (uint64_t)h * w != ws->p, APD_ESHAPE);
+    uint32_t c = net->c, k = net->k, p = ws->p, hd = net->hidden;
+    float inv_t = 1.0f / ws->temperature, s = param_scale;
+    float *col = ws->s_small, *ones = col + 2 * (size_t)ws->max_p;
+    float *dpal = ones + ws->max_p, *e = dpal + (size_t)c * k, *r = e + (size_t)c * k;
+    for (uint32_t q = 0; q < p; q++) ones[q] = 1.0f;
+
+    for (uint32_t i = 0; i < b; i++) {
+        const float *xi = x + (size_t)i * c * p;
+        const float *mi = ws->m + (size_t)i * k * p;
+        const float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
+        float *dxi = dx ? dx + (size_t)i * c * p : NULL;
+        float *gt = ws->s_g, *gc = ws->s_dz;
+        hidden_forward(ws->s_h, net, xi, p);
+
+        if (dy) {
+            const float *gi = dy + (size_t)i * c * p;
+            /* dpal (C, K) = dy (C, P) . m^T;  e = dpal / den;  r_k = sum_c e_ck pal_ck */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, gi, (int)p, mi,
+                        (int)p, 0.0f, dpal, (int)k);
+            for (uint32_t j = 0; j < k; j++) r[j] = 0.0f;
+            for (uint32_t ch = 0; ch < c; ch++)
+                for (uint32_t j = 0; j < k; j++) {
+                    e[ch * k + j] = dpal[ch * k + j] / den[j];
+                    r[j] += e[ch * k + j] * pal[ch * k + j];
+                }
+            /* g (K, P) = pal^T dy + e^T x - r */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, pal, (int)k, gi,
+                        (int)p, 0.0f, gt, (int)p);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, e, (int)k, xi,
+                        (int)p, 1.0f, gt, (int)p);
+            for (uint32_t j = 0; j < k; j++) {
+                float *row = gt + (size_t)j * p;
+                for (uint32_t q = 0; q < p; q++) row[q] -= r[j];
+            }
+            /* dx through the palette: e (C, K) . m (K, P) */
+            if (dxi)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, e, (int)k,
+                            mi, (int)p, 1.0f, dxi, (int)p);
+            softmax_back(gt, mi, k, p, inv_t, col);
+        }
+        if (dm) {
+            memcpy(gc, dm + (size_t)i * k * p, (size_t)k * p * sizeof(float));
+            softmax_back(gc, mi, k, p, inv_t, col);
+        }
+
+        /* dzp: gradient for the parameters (alpha), dzx: for x. */
+        const float *dzp;
+        float alpha;
+        int separate_x = 0;
+        if (dy && dm) {
+            if (s == 1.0f || !dxi) {
+                size_t n = (size_t)k * p;
+                for (size_t t = 0; t < n; t++) gt[t] = s * gt[t] + gc[t];
+            } else {
+                /* params see s*task + colour, x sees task + colour */
+                size_t n = (size_t)k * p;
+                for (size_t t = 0; t < n; t++) {
+                    float a = gt[t], bb = gc[t];
+                    gt[t] = s * a + bb;
+                    gc[t] = a + bb;
+                }
+                separate_x = 1;
+            }
+            dzp = gt;
+            alpha = 1.0f;
+        } else if (dy) {
+            dzp = gt;
+            alpha = s;
+        } else {
+            dzp = gc;
+            alpha = 1.0f;
+        }
+        /* dW2 (K, hidden) += alpha dz (K, P) . h^T (P, hidden) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)hd, (int)p, alpha, dzp, (int)p,
+                    ws->s_h, (int)p, 1.0f, net->dw2, (int)hd);
+        hidden_back(ws->s_dh, net, dzp, ws->s_h, p);
+        /* dW1 (hidden, C) += alpha dh (hidden, P) . x^T (P, C);  db1 += alpha dh . 1 */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hd, (int)c, (int)p, alpha, ws->s_dh, (int)p, xi,
+                    (int)p, 1.0f, net->dw1, (int)c);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)hd, (int)p, alpha, ws->s_dh, (int)p, ones, 1, 1.0f, net->db1,
+                    1);
+        if (dxi) {
+            /* dh above came from the unscaled dz unless both paths were mixed with s != 1 */
+            if (separate_x) hidden_back(ws->s_dh, net, gc, ws->s_h, p);
+            /* dx (C, P) += W1^T (C, hidden) . dh (hidden, P) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c,
+                        ws->s_dh, (int)p, 1.0f, dxi, (int)p);
+        }
+    }
+    return APD_OK;
+}
+
+float apd_palette_temperature(float t0, float t1, uint64_t step, uint64_t n_steps)
+{
+    if (n_steps == 0 || step >= n_steps) return t1;
+    double f = (double)step / (double)n_steps;
+    return (float)(t0 * pow((double)t1 / t0, f));
+}
