@@ -2,7 +2,8 @@
  * (400 images = 40 per class x 10 classes, 32x32x3, K = 64, hidden 256), plus the colour-loss
  * step on 64 images. Baseline in the same run: a naive per-pixel scalar forward (the
  * "no GEMM" implementation) on a slice of the images, scaled to 400; ratio printed.
- * Usage: bench_palette [n_images] [reps]
+ * The library runs with an apd_pool of T threads (as apd-convert does); timings for T = 1
+ * and T = 2 are printed. Usage: bench_palette [n_images] [reps]
  */
 #include <math.h>
 #include <stdio.h>
@@ -51,63 +52,88 @@ static void naive_forward(float *y, float *m, const apd_palette_net *n, const fl
         }
 }
 
+typedef struct {
+    double fwd, bwd, col;
+} timing;
+
+static timing run(uint32_t nt, uint32_t b, uint32_t reps, const float *x, const float *dy, float *y, float *dx)
+{
+    const uint32_t c = 3, h = 32, w = 32, k = 64, p = h * w;
+    timing t = {1e30, 1e30, 1e30};
+    apd_pool *pool = NULL;
+    apd_palette_net net;
+    apd_palette_ws *ws = NULL, *wsc = NULL;
+    if (apd_pool_create(&pool, nt) != APD_OK || apd_palette_net_init(&net, c, k, 256, 1) != APD_OK ||
+        apd_palette_ws_create(&ws, c, k, 256, b, p) != APD_OK ||
+        apd_palette_ws_create(&wsc, c, k, 256, 64, p) != APD_OK || apd_palette_ws_set_pool(ws, pool) != APD_OK ||
+        apd_palette_ws_set_pool(wsc, pool) != APD_OK) {
+        fprintf(stderr, "bench_palette: out of memory\n");
+        exit(1);
+    }
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
+    apd_palette_color_cfg cc;
+    apd_palette_color_cfg_default(&cc, c, mean, std);
+    for (uint32_t it = 0; it < reps; it++) {
+        apd_palette_net_zero_grad(&net);
+        double t0 = apd__now();
+        apd_status s1 = apd_palette_forward(&net, ws, y, x, b, h, w, NULL);
+        double t1 = apd__now();
+        apd_status s2 = apd_palette_backward(&net, ws, dx, dy, NULL, x, b, h, w, 1.0f);
+        double t2 = apd__now();
+        apd_palette_losses L;
+        apd_status s3 = apd_palette_color_step(&net, wsc, &L, x, 64, h, w, &cc, 1, it);
+        double t3 = apd__now();
+        if (s1 != APD_OK || s2 != APD_OK || s3 != APD_OK) {
+            fprintf(stderr, "bench_palette: %s\n", apd_strerror(s1 != APD_OK ? s1 : s2 != APD_OK ? s2 : s3));
+            exit(1);
+        }
+        if (t1 - t0 < t.fwd) t.fwd = t1 - t0;
+        if (t2 - t1 < t.bwd) t.bwd = t2 - t1;
+        if (t3 - t2 < t.col) t.col = t3 - t2;
+    }
+    apd_palette_ws_free(ws);
+    apd_palette_ws_free(wsc);
+    apd_palette_net_free(&net);
+    apd_pool_free(pool);
+    return t;
+}
+
 int main(int argc, char **argv)
 {
     uint32_t b = argc > 1 ? (uint32_t)atoi(argv[1]) : 400, reps = argc > 2 ? (uint32_t)atoi(argv[2]) : 3;
     const uint32_t c = 3, h = 32, w = 32, k = 64, p = h * w;
+    if (b < 1) b = 1;
+    if (reps < 1) reps = 1;
     size_t n = (size_t)b * c * p;
-    apd_palette_net net;
-    apd_palette_ws *ws, *wsc;
-    if (apd_palette_net_init(&net, c, k, 256, 1) != APD_OK ||
-        apd_palette_ws_create(&ws, c, k, 256, b, p) != APD_OK ||
-        apd_palette_ws_create(&wsc, c, k, 256, 64, p) != APD_OK) {
-        fprintf(stderr, "bench_palette: out of memory\n");
-        return 1;
-    }
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float));
-    float *dx = calloc(n, sizeof(float));
+    float *dx = calloc(n, sizeof(float)), *m = malloc((size_t)k * p * sizeof(float));
+    if (!x || !y || !dy || !dx || !m) return 1;
     apd_rng r;
     apd_rng_seed(&r, 1, 0);
-    for (size_t i = 0; i < n; i++) { x[i] = apd_rng_normal(&r); dy[i] = 1e-3f * apd_rng_normal(&r); }
-    double tf = 1e30, tb = 1e30, tc = 1e30;
-    for (uint32_t it = 0; it < reps; it++) {
-        double t0 = apd__now();
-        apd_palette_forward(&net, ws, y, x, b, h, w, NULL);
-        double t1 = apd__now();
-        apd_palette_backward(&net, ws, dx, dy, NULL, x, b, h, w, 1.0f);
-        double t2 = apd__now();
-        apd_palette_color_cfg cc;
-        const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
-        apd_palette_color_cfg_default(&cc, c, mean, std);
-        apd_palette_losses L;
-        apd_status st = apd_palette_color_step(&net, wsc, &L, x, 64, h, w, &cc, 1, it);
-        if (st == APD_EUNSUPPORTED) { /* no median cut in this build: La off */
-            cc.w_la = 0;
-            st = apd_palette_color_step(&net, wsc, &L, x, 64, h, w, &cc, 1, it);
-        }
-        double t3 = apd__now();
-        if (t1 - t0 < tf) tf = t1 - t0;
-        if (t2 - t1 < tb) tb = t2 - t1;
-        if (t3 - t2 < tc) tc = t3 - t2;
-        if (st != APD_OK) fprintf(stderr, "colour step: %s\n", apd_strerror(st));
+    for (size_t i = 0; i < n; i++) {
+        x[i] = apd_rng_normal(&r);
+        dy[i] = 1e-3f * apd_rng_normal(&r);
     }
-    /* naive baseline on 8 images, scaled */
+    timing t1 = run(1, b, reps, x, dy, y, dx), t2 = run(2, b, reps, x, dy, y, dx);
+    /* naive baseline on 8 images, scaled (single thread) */
+    apd_palette_net net;
+    if (apd_palette_net_init(&net, c, k, 256, 1) != APD_OK) return 1;
     uint32_t nb = b < 8 ? b : 8;
-    float *m = malloc((size_t)k * p * sizeof(float));
     double t0 = apd__now();
     for (uint32_t i = 0; i < nb; i++) naive_forward(y + (size_t)i * c * p, m, &net, x + (size_t)i * c * p, p);
     double tn = (apd__now() - t0) * b / nb;
-    double macs = (double)b * p * (c * 256.0 + 256.0 * k);
-    printf("palette network, %u images 32x32x3, K=%u, hidden 256 (best of %u):\n", b, k, reps);
-    printf("  forward            %8.3f s  (%.1f GFLOP/s on the MLP)\n", tf, 2 * macs / tf / 1e9);
-    printf("  backward           %8.3f s\n", tb);
-    printf("  forward+backward   %8.3f s\n", tf + tb);
-    printf("  colour step (64)   %8.3f s  (forward, median cut, losses, backward)\n", tc);
-    printf("  naive scalar fwd   %8.3f s  (baseline, scaled from %u images)\n", tn, nb);
-    printf("  ratio naive / GEMM forward: %.1fx\n", tn / tf);
-    free(x); free(y); free(dy); free(dx); free(m);
-    apd_palette_ws_free(ws);
-    apd_palette_ws_free(wsc);
     apd_palette_net_free(&net);
+    double macs = (double)b * p * (c * 256.0 + 256.0 * k);
+    printf("palette network, %u images 32x32x3, K=%u, hidden 256 (best of %u)\n", b, k, reps);
+    printf("                       1 thread   2 threads\n");
+    printf("  forward            %8.3f s  %8.3f s   (%.1f / %.1f GFLOP/s on the MLP)\n", t1.fwd, t2.fwd,
+           2 * macs / t1.fwd / 1e9, 2 * macs / t2.fwd / 1e9);
+    printf("  backward           %8.3f s  %8.3f s\n", t1.bwd, t2.bwd);
+    printf("  forward+backward   %8.3f s  %8.3f s\n", t1.fwd + t1.bwd, t2.fwd + t2.bwd);
+    printf("  colour step (64)   %8.3f s  %8.3f s   (forward, median cut, Lm+Lb+La, backward)\n", t1.col, t2.col);
+    printf("  naive scalar fwd   %8.3f s              (baseline, scaled from %u images)\n", tn, nb);
+    printf("  ratio naive / GEMM forward (1 thread): %.1fx; 2 threads / 1 thread fwd+bwd: %.2fx\n", tn / t1.fwd,
+           (t1.fwd + t1.bwd) / (t2.fwd + t2.bwd));
+    free(x); free(y); free(dy); free(dx); free(m);
     return 0;
 }

@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apd/nn.h" /* apd_pool */
 #include "apd/status.h"
 
 #ifdef __cplusplus
@@ -113,7 +114,18 @@ APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *s
  *   pal  (B, C, K)  soft palette          den (B, K) = sum_p m + 1e-8
  *   hpal (B, C, K)  hard palette (bucket means, 0 for empty buckets, normalised space)
  *   idx  (B, P)     argmax index map      count (B, K) pixels per argmax bucket
- * Memory: about max_b*max_p*(4K + 1) bytes + per-image scratch (2*hidden*max_p floats). */
+ * Memory: about max_b*max_p*(4K + 1) bytes, plus per thread 2*(hidden + K)*max_p floats of
+ * scratch, plus n_params floats per group of APD_PALETTE_GROUP images (gradient partials).
+ *
+ * Threading: with a pool (apd_palette_ws_set_pool) forward, backward, the colour losses and
+ * the median-cut targets split the images over the pool's threads (single-threaded BLAS
+ * inside each). Parameter gradients are accumulated per fixed group of APD_PALETTE_GROUP
+ * images and the groups are summed in order, so every result is bit-identical for any
+ * number of threads. Without a pool, OpenBLAS's own threading is used for the GEMMs; a
+ * multithreaded OpenBLAS may change the last bits (apd_pool_create sets it to 1 thread
+ * process-wide, after which no-pool results equal the pooled ones). */
+#define APD_PALETTE_GROUP 8
+typedef struct apd__palette_scratch apd__palette_scratch;
 typedef struct apd_palette_ws {
     uint32_t c, k, hidden, max_b, max_p;
     float *m, *pal, *den, *hpal;
@@ -123,8 +135,13 @@ typedef struct apd_palette_ws {
     uint32_t b, p;
     float temperature;
     int straight_through;
-    /* scratch (internal) */
-    float *s_h, *s_dh, *s_g, *s_dz, *s_small, *s_dm;
+    /* internal */
+    apd_pool *pool;
+    uint32_t n_scr;
+    apd__palette_scratch *scr;
+    float *gbuf; /* (ceil(max_b / GROUP), n_params) */
+    size_t gbuf_len;
+    float *s_dm; /* colour-loss dL/dm, allocated on first use */
     size_t s_dm_len;
 } apd_palette_ws;
 
@@ -132,6 +149,10 @@ typedef struct apd_palette_ws {
 APD_API apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, uint32_t hidden,
                                          uint32_t max_b, uint32_t max_p);
 APD_API void apd_palette_ws_free(apd_palette_ws *ws); /* NULL ok */
+/* Use `pool` (from apd/nn.h; NULL = the caller's thread only) for the work on this
+ * workspace. The pool must outlive the workspace or be replaced first.
+ * @return APD_OK, APD_EINVAL, APD_ENOMEM (per-thread scratch; the old pool stays set). */
+APD_API apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool);
 
 /* ---- forward / backward ----------------------------------------------------------------- */
 

@@ -13,12 +13,7 @@
 #include "common/internal.h"
 #include "distill/palette_internal.h"
 
-#if defined(__has_include)
-#if __has_include("apd/quant.h")
 #include "apd/quant.h"
-#define APD__HAVE_QUANT 1
-#endif
-#endif
 
 apd_status apd_palette_hard(uint8_t *palette, uint8_t *indices, uint32_t *k_used, const apd_palette_ws *ws,
                             uint32_t i, const float *mean, const float *std)
@@ -51,29 +46,55 @@ void apd_palette_decode(float *out, const uint8_t *palette, const uint8_t *indic
     }
 }
 
+typedef struct {
+    uint8_t *out;
+    const float *x;
+    uint32_t c, h, w, k;
+    const float *mean, *std;
+    uint8_t *img;      /* per thread c*h*w */
+    apd_status *st;    /* per image */
+} tgt_ctx;
+
+static void target_image(void *vctx, uint32_t i, uint32_t thread)
+{
+    tgt_ctx *cx = vctx;
+    size_t p = (size_t)cx->h * cx->w;
+    uint8_t *img = cx->img + (size_t)thread * cx->c * p, pal[4 * APD_PALETTE_MAX_K];
+    const float *xi = cx->x + (size_t)i * cx->c * p;
+    for (uint32_t ch = 0; ch < cx->c; ch++)
+        for (size_t q = 0; q < p; q++) img[ch * p + q] = apd__pal_to_u8(xi[ch * p + q], cx->mean[ch], cx->std[ch]);
+    uint32_t used = 0;
+    cx->st[i] = apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, cx->c, cx->h, cx->w, cx->k, 0, pal,
+                                   cx->out + (size_t)i * p, &used);
+}
+
+apd_status apd__palette_la_targets_pool(apd_pool *pool, uint8_t *out, const float *x, uint32_t b, uint32_t c,
+                                        uint32_t h, uint32_t w, uint32_t k, const float *mean, const float *std)
+{
+    APD_RETURN_IF(!out || !x || !mean || !std || b == 0 || h == 0 || w == 0, APD_EINVAL);
+    APD_RETURN_IF(k < 1 || k > APD_PALETTE_MAX_K || (c != 1 && c != 3), APD_EINVAL);
+    uint32_t nt = apd_pool_threads(pool);
+    size_t p = (size_t)h * w;
+    uint8_t *img = malloc((size_t)nt * c * p);
+    apd_status *st = malloc((size_t)b * sizeof(apd_status));
+    if (!img || !st) {
+        free(img);
+        free(st);
+        return APD_ENOMEM;
+    }
+    tgt_ctx cx = {out, x, c, h, w, k, mean, std, img, st};
+    apd_pool_run(pool, b, target_image, &cx);
+    apd_status r = APD_OK;
+    for (uint32_t i = 0; i < b && r == APD_OK; i++) r = st[i];
+    free(img);
+    free(st);
+    return r;
+}
+
 apd_status apd_palette_la_targets(uint8_t *out, const float *x, uint32_t b, uint32_t c, uint32_t h, uint32_t w,
                                   uint32_t k, const float *mean, const float *std)
 {
-    APD_RETURN_IF(!out || !x || !mean || !std || b == 0 || c == 0 || h == 0 || w == 0, APD_EINVAL);
-    APD_RETURN_IF(k < 1 || k > APD_PALETTE_MAX_K || c > 4, APD_EINVAL);
-#ifdef APD__HAVE_QUANT
-    size_t p = (size_t)h * w;
-    uint8_t *img = malloc((size_t)c * p), pal[4 * APD_PALETTE_MAX_K];
-    if (!img) return APD_ENOMEM;
-    apd_status st = APD_OK;
-    for (uint32_t i = 0; i < b && st == APD_OK; i++) {
-        const float *xi = x + (size_t)i * c * p;
-        for (uint32_t ch = 0; ch < c; ch++)
-            for (size_t q = 0; q < p; q++) img[ch * p + q] = apd__pal_to_u8(xi[ch * p + q], mean[ch], std[ch]);
-        uint32_t used = 0;
-        st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, c, h, w, k, 0, pal, out + (size_t)i * p, &used);
-    }
-    free(img);
-    return st;
-#else
-    (void)out; (void)x; (void)b; (void)c; (void)h; (void)w; (void)k; (void)mean; (void)std;
-    return APD_EUNSUPPORTED; /* median cut (apd/quant.h) not in this build yet */
-#endif
+    return apd__palette_la_targets_pool(NULL, out, x, b, c, h, w, k, mean, std);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -91,8 +112,7 @@ apd_status apd_palette_stats_compute(apd_palette_stats *out, uint32_t *colors, c
     uint32_t b = ws->b, c = ws->c, k = ws->k, p = ws->p;
     uint32_t *cols = malloc((size_t)b * sizeof(uint32_t));
     if (!cols) return APD_ENOMEM;
-    /* ysoft scratch: the tail of s_small (see palette_net.c small_len) */
-    float *ys = ws->s_small + 3 * (size_t)ws->max_p + 2 * (size_t)c * k + k;
+    float *ys = apd__palette_ysoft_scratch(ws);
     double gap = 0.0, soft = 0.0, hard = 0.0, maxp = 0.0;
     uint64_t csum = 0;
     out->colors_min = UINT32_MAX;

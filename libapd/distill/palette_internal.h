@@ -21,4 +21,16 @@ static inline float apd__pal_from_u8(uint8_t v, float mean, float std)
     return ((float)v / 255.0f - mean) / std;
 }
 
+#include "apd/palette.h"
+
+/* The c*max_p float scratch of thread 0 of ws (palette_net.c), free between calls. */
+float *apd__palette_ysoft_scratch(const apd_palette_ws *ws);
+/* apd_palette_loss_la / apd_palette_la_targets with the images split over a pool (NULL ok);
+ * results are identical for any number of threads. */
+apd_status apd__palette_loss_la_pool(apd_pool *pool, double *value, float *dm, float weight, const float *m,
+                                     const uint8_t *target, const uint32_t *sample, uint32_t b, uint32_t k,
+                                     uint32_t p, uint32_t s);
+apd_status apd__palette_la_targets_pool(apd_pool *pool, uint8_t *out, const float *x, uint32_t b, uint32_t c,
+                                        uint32_t h, uint32_t w, uint32_t k, const float *mean, const float *std);
+
 #endif

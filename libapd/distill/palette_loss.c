@@ -14,6 +14,7 @@
 #include "apd/palette.h"
 #include "common/internal.h"
 #include "common/rng.h"
+#include "distill/palette_internal.h"
 
 #define LOG_EPS 1e-16
 #define NORM_EPS 1e-12f
@@ -69,93 +70,148 @@ double apd_palette_loss_conf(float *dm, float weight, const float *m, uint32_t b
     return -sum * scale;
 }
 
-apd_status apd_palette_loss_la(double *value, float *dm, float weight, const float *m, const uint8_t *target,
-                               const uint32_t *sample, uint32_t b, uint32_t k, uint32_t p, uint32_t s)
+/* Per-thread La scratch. */
+typedef struct {
+    float *f, *df, *a, *da, *norm, *dot, *tnorm;
+    uint8_t *t;
+} la_buf;
+
+typedef struct {
+    float *dm;
+    float weight;
+    const float *m;
+    const uint8_t *target;
+    const uint32_t *sample;
+    uint32_t b, k, p, s;
+    la_buf *buf;   /* per thread */
+    double *vals;  /* per image */
+} la_ctx;
+
+/* La of image bi: vals[bi] = ||A_hat - A'_hat||_F^2 / s; gradient into dm (image bi's slice). */
+static void la_image(void *vctx, uint32_t bi, uint32_t thread)
 {
-    APD_RETURN_IF(!value || !m || !target || !sample || b == 0 || k == 0 || p == 0 || s == 0 || s > p,
+    const la_ctx *cx = vctx;
+    la_buf *B = &cx->buf[thread];
+    uint32_t k = cx->k, p = cx->p, s = cx->s;
+    float *f = B->f, *df = B->df, *a = B->a, *da = B->da, *norm = B->norm, *dot = B->dot, *tnorm = B->tnorm;
+    uint8_t *t = B->t;
+    uint32_t cnt[APD_PALETTE_MAX_K];
+    const float *mb = cx->m + (size_t)bi * k * p;
+    const uint32_t *sb = cx->sample + (size_t)bi * s;
+    float gscale = (float)(2.0 * cx->weight / ((double)cx->b * s));
+    /* F (K, S) = m[:, sample];  T = target[sample] */
+    for (uint32_t j = 0; j < k; j++)
+        for (uint32_t q = 0; q < s; q++) f[(size_t)j * s + q] = mb[(size_t)j * p + sb[q]];
+    memset(cnt, 0, sizeof cnt);
+    for (uint32_t q = 0; q < s; q++) {
+        t[q] = cx->target[(size_t)bi * p + sb[q]];
+        cnt[t[q]]++;
+    }
+    /* target columns: A'[r,q] = [t_r == t_q], norm sqrt(cnt[t_q]) */
+    for (uint32_t q = 0; q < s; q++) tnorm[q] = 1.0f / sqrtf((float)cnt[t[q]]);
+    /* A (S, S) = F^T F */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s, (int)s, (int)k, 1.0f, f, (int)s, f, (int)s, 0.0f, a,
+                (int)s);
+    /* column norms (strided: accumulate row by row) */
+    for (uint32_t q = 0; q < s; q++) norm[q] = 0.0f;
+    for (uint32_t r = 0; r < s; r++) {
+        const float *ar = a + (size_t)r * s;
+        for (uint32_t q = 0; q < s; q++) norm[q] += ar[q] * ar[q];
+    }
+    for (uint32_t q = 0; q < s; q++) {
+        norm[q] = sqrtf(norm[q]);
+        if (!(norm[q] > NORM_EPS)) norm[q] = NORM_EPS; /* clamped: no gradient through the norm */
+    }
+    /* a <- A_hat; da <- G = gscale * (A_hat - A'_hat); dot[q] = A_hat[:,q] . G[:,q] */
+    double lb = 0.0;
+    for (uint32_t q = 0; q < s; q++) dot[q] = 0.0f;
+    for (uint32_t r = 0; r < s; r++) {
+        float *ar = a + (size_t)r * s, *dr = da + (size_t)r * s;
+        for (uint32_t q = 0; q < s; q++) {
+            float ah = ar[q] / norm[q];
+            float th = t[r] == t[q] ? tnorm[q] : 0.0f;
+            float d = ah - th;
+            lb += (double)d * d;
+            ar[q] = ah;
+            dr[q] = gscale * d;
+            dot[q] += ah * dr[q];
+        }
+    }
+    cx->vals[bi] = lb / s;
+    if (!cx->dm) return;
+    /* dA[:,q] = (G[:,q] - A_hat[:,q] dot[q]) / norm[q]  (only G/eps when the norm is clamped) */
+    for (uint32_t r = 0; r < s; r++) {
+        const float *ar = a + (size_t)r * s;
+        float *dr = da + (size_t)r * s;
+        for (uint32_t q = 0; q < s; q++) {
+            float proj = norm[q] > NORM_EPS ? ar[q] * dot[q] : 0.0f;
+            dr[q] = (dr[q] - proj) / norm[q];
+        }
+    }
+    /* dF (K, S) = F (dA + dA^T) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)s, (int)s, 1.0f, f, (int)s, da, (int)s, 0.0f,
+                df, (int)s);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)s, (int)s, 1.0f, f, (int)s, da, (int)s, 1.0f,
+                df, (int)s);
+    float *db = cx->dm + (size_t)bi * k * p;
+    for (uint32_t j = 0; j < k; j++)
+        for (uint32_t q = 0; q < s; q++) db[(size_t)j * p + sb[q]] += df[(size_t)j * s + q];
+}
+
+apd_status apd__palette_loss_la_pool(apd_pool *pool, double *value, float *dm, float weight, const float *m,
+                                     const uint8_t *target, const uint32_t *sample, uint32_t b, uint32_t k,
+                                     uint32_t p, uint32_t s)
+{
+    APD_RETURN_IF(!value || !m || !target || !sample || b == 0 || k == 0 || k > APD_PALETTE_MAX_K || p == 0 ||
+                      s == 0 || s > p,
                   APD_EINVAL);
     *value = 0.0;
     for (size_t i = 0; i < (size_t)b * s; i++) APD_RETURN_IF(sample[i] >= p, APD_EINVAL);
     for (size_t i = 0; i < (size_t)b * p; i++) APD_RETURN_IF(target[i] >= k, APD_EINVAL);
+    uint32_t nt = apd_pool_threads(pool);
     size_t ss = (size_t)s * s, ks = (size_t)k * s;
-    float *f = malloc(ks * sizeof(float)), *df = malloc(ks * sizeof(float));
-    float *a = malloc(ss * sizeof(float)), *da = malloc(ss * sizeof(float));
-    float *norm = malloc((size_t)s * sizeof(float)), *dot = malloc((size_t)s * sizeof(float));
-    float *tnorm = malloc((size_t)s * sizeof(float));
-    uint8_t *t = malloc(s);
-    uint32_t cnt[APD_PALETTE_MAX_K];
+    la_buf *buf = calloc(nt, sizeof *buf);
+    double *vals = calloc(b, sizeof(double));
     apd_status st = APD_OK;
-    if (!f || !df || !a || !da || !norm || !dot || !tnorm || !t) {
+    if (!buf || !vals) {
         st = APD_ENOMEM;
         goto done;
     }
-    double total = 0.0;
-    float gscale = (float)(2.0 * weight / ((double)b * s));
-    for (uint32_t bi = 0; bi < b; bi++) {
-        const float *mb = m + (size_t)bi * k * p;
-        const uint32_t *sb = sample + (size_t)bi * s;
-        /* F (K, S) = m[:, sample];  T = target[sample] */
-        for (uint32_t j = 0; j < k; j++)
-            for (uint32_t q = 0; q < s; q++) f[(size_t)j * s + q] = mb[(size_t)j * p + sb[q]];
-        memset(cnt, 0, sizeof cnt);
-        for (uint32_t q = 0; q < s; q++) {
-            t[q] = target[(size_t)bi * p + sb[q]];
-            cnt[t[q]]++;
+    for (uint32_t t = 0; t < nt; t++) {
+        la_buf *B = &buf[t];
+        B->f = malloc(ks * sizeof(float));
+        B->df = malloc(ks * sizeof(float));
+        B->a = malloc(ss * sizeof(float));
+        B->da = malloc(ss * sizeof(float));
+        B->norm = malloc((size_t)s * sizeof(float));
+        B->dot = malloc((size_t)s * sizeof(float));
+        B->tnorm = malloc((size_t)s * sizeof(float));
+        B->t = malloc(s);
+        if (!B->f || !B->df || !B->a || !B->da || !B->norm || !B->dot || !B->tnorm || !B->t) {
+            st = APD_ENOMEM;
+            goto done;
         }
-        /* target columns: A'[r,q] = [t_r == t_q], norm sqrt(cnt[t_q]) */
-        for (uint32_t q = 0; q < s; q++) tnorm[q] = 1.0f / sqrtf((float)cnt[t[q]]);
-        /* A (S, S) = F^T F */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s, (int)s, (int)k, 1.0f, f, (int)s, f, (int)s,
-                    0.0f, a, (int)s);
-        /* column norms (strided: accumulate row by row) */
-        for (uint32_t q = 0; q < s; q++) norm[q] = 0.0f;
-        for (uint32_t r = 0; r < s; r++) {
-            const float *ar = a + (size_t)r * s;
-            for (uint32_t q = 0; q < s; q++) norm[q] += ar[q] * ar[q];
-        }
-        for (uint32_t q = 0; q < s; q++) {
-            norm[q] = sqrtf(norm[q]);
-            if (!(norm[q] > NORM_EPS)) norm[q] = NORM_EPS; /* clamped: no gradient through the norm */
-        }
-        /* a <- A_hat; da <- G = gscale * (A_hat - A'_hat); dot[q] = A_hat[:,q] . G[:,q] */
-        double lb = 0.0;
-        for (uint32_t q = 0; q < s; q++) dot[q] = 0.0f;
-        for (uint32_t r = 0; r < s; r++) {
-            float *ar = a + (size_t)r * s, *dr = da + (size_t)r * s;
-            for (uint32_t q = 0; q < s; q++) {
-                float ah = ar[q] / norm[q];
-                float th = t[r] == t[q] ? tnorm[q] : 0.0f;
-                float d = ah - th;
-                lb += (double)d * d;
-                ar[q] = ah;
-                dr[q] = gscale * d;
-                dot[q] += ah * dr[q];
-            }
-        }
-        total += lb / s;
-        if (!dm) continue;
-        /* dA[:,q] = (G[:,q] - A_hat[:,q] dot[q]) / norm[q]  (only G/eps when the norm is clamped) */
-        for (uint32_t r = 0; r < s; r++) {
-            const float *ar = a + (size_t)r * s;
-            float *dr = da + (size_t)r * s;
-            for (uint32_t q = 0; q < s; q++) {
-                float proj = norm[q] > NORM_EPS ? ar[q] * dot[q] : 0.0f;
-                dr[q] = (dr[q] - proj) / norm[q];
-            }
-        }
-        /* dF (K, S) = F (dA + dA^T) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)s, (int)s, 1.0f, f, (int)s, da, (int)s,
-                    0.0f, df, (int)s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)s, (int)s, 1.0f, f, (int)s, da, (int)s,
-                    1.0f, df, (int)s);
-        float *db = dm + (size_t)bi * k * p;
-        for (uint32_t j = 0; j < k; j++)
-            for (uint32_t q = 0; q < s; q++) db[(size_t)j * p + sb[q]] += df[(size_t)j * s + q];
     }
+    la_ctx cx = {dm, weight, m, target, sample, b, k, p, s, buf, vals};
+    apd_pool_run(pool, b, la_image, &cx);
+    double total = 0.0;
+    for (uint32_t i = 0; i < b; i++) total += vals[i];
     *value = total / b;
 done:
-    free(f); free(df); free(a); free(da); free(norm); free(dot); free(tnorm); free(t);
+    if (buf)
+        for (uint32_t t = 0; t < nt; t++) {
+            la_buf *B = &buf[t];
+            free(B->f); free(B->df); free(B->a); free(B->da); free(B->norm); free(B->dot); free(B->tnorm); free(B->t);
+        }
+    free(buf);
+    free(vals);
     return st;
+}
+
+apd_status apd_palette_loss_la(double *value, float *dm, float weight, const float *m, const uint8_t *target,
+                               const uint32_t *sample, uint32_t b, uint32_t k, uint32_t p, uint32_t s)
+{
+    return apd__palette_loss_la_pool(NULL, value, dm, weight, m, target, sample, b, k, p, s);
 }
 
 uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float ratio, uint64_t seed, uint64_t step)
@@ -234,7 +290,8 @@ static apd_status color_losses(apd_palette_losses *out, apd_palette_ws *ws, cons
             uint32_t *sample = malloc((size_t)b * s * sizeof(uint32_t));
             if (!sample) return APD_ENOMEM;
             apd_palette_la_sample(sample, b, p, cfg->la_ratio, seed, step);
-            apd_status st = apd_palette_loss_la(&out->la, dm, cfg->w_la, ws->m, targets, sample, b, k, p, s);
+            apd_status st =
+                apd__palette_loss_la_pool(ws->pool, &out->la, dm, cfg->w_la, ws->m, targets, sample, b, k, p, s);
             free(sample);
             APD_TRY(st);
         }
@@ -258,7 +315,8 @@ apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_
     if (cfg->w_la != 0.0f) {
         targets = malloc((size_t)b * ws->p);
         if (!targets) return APD_ENOMEM;
-        apd_status st = apd_palette_la_targets(targets, x_sub, b, ws->c, h, w, ws->k, cfg->mean, cfg->std);
+        apd_status st =
+            apd__palette_la_targets_pool(ws->pool, targets, x_sub, b, ws->c, h, w, ws->k, cfg->mean, cfg->std);
         if (st != APD_OK) {
             free(targets);
             return st;
@@ -285,7 +343,8 @@ apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_pale
         st = APD_ENOMEM;
         goto done;
     }
-    if (targets && (st = apd_palette_la_targets(targets, x, b, c, h, w, ws->k, cfg->mean, cfg->std)) != APD_OK)
+    if (targets &&
+        (st = apd__palette_la_targets_pool(ws->pool, targets, x, b, c, h, w, ws->k, cfg->mean, cfg->std)) != APD_OK)
         goto done;
     apd_palette_fwd_opts fo = cfg->fwd;
     fo.straight_through = 0; /* the reconstruction trains the soft path */

@@ -19,6 +19,7 @@
 #include "apd/palette.h"
 #include "common/internal.h"
 #include "common/rng.h"
+#include "distill/palette_internal.h"
 
 #define PAL_EPS 1e-8f
 #define RNG_STREAM_INIT 0x70616C2D696E6974ull /* "pal-init" */
@@ -88,11 +89,48 @@ void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd)
 
 /* ---- workspace ---------------------------------------------------------------------------- */
 
-/* s_small layout (floats): colA [max_p], colB [max_p], ones [max_p], dpal [c*k], e [c*k],
- * r [k], ysoft [c*max_p] */
+/* Per-thread scratch. small: colA [max_p], colB [max_p], ones [max_p], dpal [c*k], e [c*k],
+ * r [k], ysoft [c*max_p]. */
+struct apd__palette_scratch {
+    float *h, *dh, *g, *dz, *small;
+};
+
 static size_t small_len(uint32_t c, uint32_t k, uint32_t max_p)
 {
     return 3 * (size_t)max_p + 2 * (size_t)c * k + k + (size_t)c * max_p;
+}
+
+static void scratch_free(apd__palette_scratch *s, uint32_t n)
+{
+    if (!s) return;
+    for (uint32_t t = 0; t < n; t++) {
+        free(s[t].h); free(s[t].dh); free(s[t].g); free(s[t].dz); free(s[t].small);
+    }
+    free(s);
+}
+
+static apd__palette_scratch *scratch_alloc(uint32_t n, uint32_t c, uint32_t k, uint32_t hidden, uint32_t max_p)
+{
+    apd__palette_scratch *s = calloc(n, sizeof *s);
+    if (!s) return NULL;
+    size_t hp = (size_t)hidden * max_p, kp = (size_t)k * max_p;
+    for (uint32_t t = 0; t < n; t++) {
+        s[t].h = malloc(hp * sizeof(float));
+        s[t].dh = malloc(hp * sizeof(float));
+        s[t].g = malloc(kp * sizeof(float));
+        s[t].dz = malloc(kp * sizeof(float));
+        s[t].small = calloc(small_len(c, k, max_p), sizeof(float));
+        if (!s[t].h || !s[t].dh || !s[t].g || !s[t].dz || !s[t].small) {
+            scratch_free(s, n);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+float *apd__palette_ysoft_scratch(const apd_palette_ws *ws)
+{
+    return ws->scr[0].small + 3 * (size_t)ws->max_p + 2 * (size_t)ws->c * ws->k + ws->k;
 }
 
 apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, uint32_t hidden, uint32_t max_b,
@@ -118,13 +156,9 @@ apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, u
     ws->den = calloc((size_t)max_b * k, sizeof(float));
     ws->idx = calloc(bp, 1);
     ws->count = calloc((size_t)max_b * k, sizeof(uint32_t));
-    ws->s_h = malloc(hp * sizeof(float));
-    ws->s_dh = malloc(hp * sizeof(float));
-    ws->s_g = malloc((size_t)k * max_p * sizeof(float));
-    ws->s_dz = malloc((size_t)k * max_p * sizeof(float));
-    ws->s_small = calloc(small_len(c, k, max_p), sizeof(float));
-    if (!ws->m || !ws->pal || !ws->hpal || !ws->den || !ws->idx || !ws->count || !ws->s_h || !ws->s_dh ||
-        !ws->s_g || !ws->s_dz || !ws->s_small) {
+    ws->n_scr = 1;
+    ws->scr = scratch_alloc(1, c, k, hidden, max_p);
+    if (!ws->m || !ws->pal || !ws->hpal || !ws->den || !ws->idx || !ws->count || !ws->scr) {
         apd_palette_ws_free(ws);
         return APD_ENOMEM;
     }
@@ -136,15 +170,31 @@ void apd_palette_ws_free(apd_palette_ws *ws)
 {
     if (!ws) return;
     free(ws->m); free(ws->pal); free(ws->hpal); free(ws->den); free(ws->idx); free(ws->count);
-    free(ws->s_h); free(ws->s_dh); free(ws->s_g); free(ws->s_dz); free(ws->s_small); free(ws->s_dm);
+    scratch_free(ws->scr, ws->n_scr);
+    free(ws->gbuf); free(ws->s_dm);
     free(ws);
+}
+
+apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool)
+{
+    APD_RETURN_IF(!ws, APD_EINVAL);
+    uint32_t n = apd_pool_threads(pool);
+    if (n > ws->n_scr) {
+        apd__palette_scratch *s = scratch_alloc(n, ws->c, ws->k, ws->hidden, ws->max_p);
+        if (!s) return APD_ENOMEM;
+        scratch_free(ws->scr, ws->n_scr);
+        ws->scr = s;
+        ws->n_scr = n;
+    }
+    ws->pool = pool;
+    return APD_OK;
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
 /* hs (hidden, P) = relu(W1 x + b1) for one image x (C, P). C <= 4, so this is a fused
  * elementwise pass rather than a GEMM with an inner dimension of 3 (which would also need a
- * separate bias fill and ReLU pass over the 256 x P output). */
+ * separate bias fill and ReLU pass over the hidden x P output). */
 static void hidden_forward(float *restrict hs, const apd_palette_net *net, const float *restrict x, uint32_t p)
 {
     uint32_t hd = net->hidden, c = net->c;
@@ -231,6 +281,62 @@ static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *
             hpal[ch * k + j] = count[j] ? (float)(acc[ch * k + j] / count[j]) : 0.0f;
 }
 
+typedef struct {
+    const apd_palette_net *net;
+    apd_palette_ws *ws;
+    float *y;
+    const float *x;
+    uint32_t p;
+    apd_palette_fwd_opts o;
+    uint8_t *bad; /* per image: non-finite logits */
+} fwd_ctx;
+
+static void forward_image(void *vctx, uint32_t i, uint32_t thread)
+{
+    fwd_ctx *cx = vctx;
+    const apd_palette_net *net = cx->net;
+    apd_palette_ws *ws = cx->ws;
+    apd__palette_scratch *sc = &ws->scr[thread];
+    uint32_t c = net->c, k = net->k, p = cx->p;
+    float *colA = sc->small, *colB = colA + ws->max_p;
+    const float *xi = cx->x + (size_t)i * c * p;
+    float *mi = ws->m + (size_t)i * k * p;
+    float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
+    hidden_forward(sc->h, net, xi, p);
+    /* z (K, P) = W2 (K, hidden) . h (hidden, P) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)p, (int)net->hidden, 1.0f, net->w2,
+                (int)net->hidden, sc->h, (int)p, 0.0f, mi, (int)p);
+    if (!softmax_cols(mi, k, p, 1.0f / cx->o.temperature, colA, colB)) {
+        cx->bad[i] = 1;
+        return;
+    }
+    for (uint32_t j = 0; j < k; j++) {
+        const float *row = mi + (size_t)j * p;
+        double sum = 0.0;
+        for (uint32_t q = 0; q < p; q++) sum += row[q];
+        den[j] = (float)sum + PAL_EPS;
+    }
+    /* pal (C, K) = x (C, P) . m^T (P, K), then / den */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, xi, (int)p, mi, (int)p, 0.0f,
+                pal, (int)k);
+    for (uint32_t ch = 0; ch < c; ch++)
+        for (uint32_t j = 0; j < k; j++) pal[ch * k + j] /= den[j];
+    hard_quant(ws->idx + (size_t)i * p, ws->count + (size_t)i * k, ws->hpal + (size_t)i * c * k, mi, xi, c, k, p,
+               colA);
+    if (!cx->y) return;
+    float *yi = cx->y + (size_t)i * c * p;
+    if (cx->o.straight_through) {
+        const uint8_t *ix = ws->idx + (size_t)i * p;
+        const float *hp = ws->hpal + (size_t)i * c * k;
+        for (uint32_t ch = 0; ch < c; ch++)
+            for (uint32_t q = 0; q < p; q++) yi[(size_t)ch * p + q] = hp[ch * k + ix[q]];
+    } else {
+        /* y (C, P) = pal (C, K) . m (K, P) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, pal, (int)k, mi,
+                    (int)p, 0.0f, yi, (int)p);
+    }
+}
+
 apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y, const float *x,
                                uint32_t b, uint32_t h, uint32_t w, const apd_palette_fwd_opts *opts)
 {
@@ -240,46 +346,17 @@ apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, f
     uint64_t p64 = (uint64_t)h * w;
     APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
     APD_RETURN_IF(b < 1 || b > ws->max_b || p64 < 1 || p64 > ws->max_p, APD_ESHAPE);
-    uint32_t c = net->c, k = net->k, p = (uint32_t)p64;
-    float *colA = ws->s_small, *colB = colA + ws->max_p;
     ws->b = 0; /* invalid until complete */
-    for (uint32_t i = 0; i < b; i++) {
-        const float *xi = x + (size_t)i * c * p;
-        float *mi = ws->m + (size_t)i * k * p;
-        float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
-        hidden_forward(ws->s_h, net, xi, p);
-        /* z (K, P) = W2 (K, hidden) . h (hidden, P) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)p, (int)net->hidden, 1.0f,
-                    net->w2, (int)net->hidden, ws->s_h, (int)p, 0.0f, mi, (int)p);
-        if (!softmax_cols(mi, k, p, 1.0f / o.temperature, colA, colB)) return APD_ENUMERIC;
-        for (uint32_t j = 0; j < k; j++) {
-            const float *row = mi + (size_t)j * p;
-            double s = 0.0;
-            for (uint32_t q = 0; q < p; q++) s += row[q];
-            den[j] = (float)s + PAL_EPS;
-        }
-        /* pal (C, K) = x (C, P) . m^T (P, K), then / den */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, xi, (int)p, mi,
-                    (int)p, 0.0f, pal, (int)k);
-        for (uint32_t ch = 0; ch < c; ch++)
-            for (uint32_t j = 0; j < k; j++) pal[ch * k + j] /= den[j];
-        hard_quant(ws->idx + (size_t)i * p, ws->count + (size_t)i * k, ws->hpal + (size_t)i * c * k, mi, xi,
-                   c, k, p, colA);
-        if (!y) continue;
-        float *yi = y + (size_t)i * c * p;
-        if (o.straight_through) {
-            const uint8_t *ix = ws->idx + (size_t)i * p;
-            const float *hp = ws->hpal + (size_t)i * c * k;
-            for (uint32_t ch = 0; ch < c; ch++)
-                for (uint32_t q = 0; q < p; q++) yi[(size_t)ch * p + q] = hp[ch * k + ix[q]];
-        } else {
-            /* y (C, P) = pal (C, K) . m (K, P) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, pal, (int)k,
-                        mi, (int)p, 0.0f, yi, (int)p);
-        }
-    }
+    uint8_t *bad = calloc(b, 1);
+    if (!bad) return APD_ENOMEM;
+    fwd_ctx cx = {net, ws, y, x, (uint32_t)p64, o, bad};
+    apd_pool_run(ws->pool, b, forward_image, &cx);
+    int any_bad = 0;
+    for (uint32_t i = 0; i < b; i++) any_bad |= bad[i];
+    free(bad);
+    if (any_bad) return APD_ENUMERIC;
     ws->b = b;
-    ws->p = p;
+    ws->p = (uint32_t)p64;
     ws->temperature = o.temperature;
     ws->straight_through = o.straight_through;
     return APD_OK;
@@ -311,6 +388,116 @@ static void hidden_back(float *dh, const apd_palette_net *net, const float *dz, 
     for (size_t i = 0; i < n; i++) dh[i] = hs[i] > 0.0f ? dh[i] : 0.0f;
 }
 
+typedef struct {
+    const apd_palette_net *net;
+    const apd_palette_ws *ws;
+    float *dx;
+    const float *dy, *dm, *x;
+    uint32_t b;
+    float s;
+} bwd_ctx;
+
+/* Backward of image i; parameter gradients accumulate into g (n_params, net's layout). */
+static void backward_image(const bwd_ctx *cx, uint32_t i, apd__palette_scratch *sc, float *grad)
+{
+    const apd_palette_net *net = cx->net;
+    const apd_palette_ws *ws = cx->ws;
+    uint32_t c = net->c, k = net->k, p = ws->p, hd = net->hidden;
+    float inv_t = 1.0f / ws->temperature, s = cx->s;
+    float *gw1 = grad, *gb1 = grad + (size_t)hd * c, *gw2 = gb1 + hd;
+    float *col = sc->small, *ones = col + 2 * (size_t)ws->max_p;
+    float *dpal = ones + ws->max_p, *e = dpal + (size_t)c * k, *r = e + (size_t)c * k;
+    for (uint32_t q = 0; q < p; q++) ones[q] = 1.0f;
+    const float *xi = cx->x + (size_t)i * c * p;
+    const float *mi = ws->m + (size_t)i * k * p;
+    const float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
+    float *dxi = cx->dx ? cx->dx + (size_t)i * c * p : NULL;
+    float *gt = sc->g, *gc = sc->dz;
+    const float *dy = cx->dy, *dm = cx->dm;
+    hidden_forward(sc->h, net, xi, p);
+
+    if (dy) {
+        const float *gi = dy + (size_t)i * c * p;
+        /* dpal (C, K) = dy (C, P) . m^T;  e = dpal / den;  r_k = sum_c e_ck pal_ck */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, gi, (int)p, mi, (int)p,
+                    0.0f, dpal, (int)k);
+        for (uint32_t j = 0; j < k; j++) r[j] = 0.0f;
+        for (uint32_t ch = 0; ch < c; ch++)
+            for (uint32_t j = 0; j < k; j++) {
+                e[ch * k + j] = dpal[ch * k + j] / den[j];
+                r[j] += e[ch * k + j] * pal[ch * k + j];
+            }
+        /* g (K, P) = pal^T dy + e^T x - r */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, pal, (int)k, gi, (int)p,
+                    0.0f, gt, (int)p);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, e, (int)k, xi, (int)p,
+                    1.0f, gt, (int)p);
+        for (uint32_t j = 0; j < k; j++) {
+            float *row = gt + (size_t)j * p;
+            for (uint32_t q = 0; q < p; q++) row[q] -= r[j];
+        }
+        /* dx through the palette: e (C, K) . m (K, P) */
+        if (dxi)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, e, (int)k, mi,
+                        (int)p, 1.0f, dxi, (int)p);
+        softmax_back(gt, mi, k, p, inv_t, col);
+    }
+    if (dm) {
+        memcpy(gc, dm + (size_t)i * k * p, (size_t)k * p * sizeof(float));
+        softmax_back(gc, mi, k, p, inv_t, col);
+    }
+
+    /* dzp: gradient for the parameters (scaled by alpha); x sees the unscaled sum */
+    const float *dzp;
+    float alpha;
+    int separate_x = 0;
+    if (dy && dm) {
+        size_t n = (size_t)k * p;
+        if (s == 1.0f || !dxi) {
+            for (size_t t = 0; t < n; t++) gt[t] = s * gt[t] + gc[t];
+        } else {
+            for (size_t t = 0; t < n; t++) {
+                float a = gt[t], bb = gc[t];
+                gt[t] = s * a + bb;
+                gc[t] = a + bb;
+            }
+            separate_x = 1;
+        }
+        dzp = gt;
+        alpha = 1.0f;
+    } else if (dy) {
+        dzp = gt;
+        alpha = s;
+    } else {
+        dzp = gc;
+        alpha = 1.0f;
+    }
+    /* dW2 (K, hidden) += alpha dz (K, P) . h^T (P, hidden) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)hd, (int)p, alpha, dzp, (int)p, sc->h, (int)p,
+                1.0f, gw2, (int)hd);
+    hidden_back(sc->dh, net, dzp, sc->h, p);
+    /* dW1 (hidden, C) += alpha dh (hidden, P) . x^T (P, C);  db1 += alpha dh . 1 */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hd, (int)c, (int)p, alpha, sc->dh, (int)p, xi, (int)p,
+                1.0f, gw1, (int)c);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)hd, (int)p, alpha, sc->dh, (int)p, ones, 1, 1.0f, gb1, 1);
+    if (dxi) {
+        /* dh above came from the unscaled dz unless both inputs were mixed with s != 1 */
+        if (separate_x) hidden_back(sc->dh, net, gc, sc->h, p);
+        /* dx (C, P) += W1^T (C, hidden) . dh (hidden, P) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c, sc->dh,
+                    (int)p, 1.0f, dxi, (int)p);
+    }
+}
+
+static void backward_group(void *vctx, uint32_t g, uint32_t thread)
+{
+    const bwd_ctx *cx = vctx;
+    float *grad = cx->ws->gbuf + (size_t)g * cx->net->n_params;
+    memset(grad, 0, cx->net->n_params * sizeof(float));
+    uint32_t i0 = g * APD_PALETTE_GROUP, i1 = i0 + APD_PALETTE_GROUP < cx->b ? i0 + APD_PALETTE_GROUP : cx->b;
+    for (uint32_t i = i0; i < i1; i++) backward_image(cx, i, &cx->ws->scr[thread], grad);
+}
+
 apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float *dx, const float *dy,
                                 const float *dm, const float *x, uint32_t b, uint32_t h, uint32_t w,
                                 float param_scale)
@@ -319,94 +506,20 @@ apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float 
     APD_RETURN_IF(!dy && !dm, APD_EINVAL);
     APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
     APD_RETURN_IF(ws->b == 0 || b != ws->b || (uint64_t)h * w != ws->p, APD_ESHAPE);
-    uint32_t c = net->c, k = net->k, p = ws->p, hd = net->hidden;
-    float inv_t = 1.0f / ws->temperature, s = param_scale;
-    float *col = ws->s_small, *ones = col + 2 * (size_t)ws->max_p;
-    float *dpal = ones + ws->max_p, *e = dpal + (size_t)c * k, *r = e + (size_t)c * k;
-    for (uint32_t q = 0; q < p; q++) ones[q] = 1.0f;
-
-    for (uint32_t i = 0; i < b; i++) {
-        const float *xi = x + (size_t)i * c * p;
-        const float *mi = ws->m + (size_t)i * k * p;
-        const float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
-        float *dxi = dx ? dx + (size_t)i * c * p : NULL;
-        float *gt = ws->s_g, *gc = ws->s_dz;
-        hidden_forward(ws->s_h, net, xi, p);
-
-        if (dy) {
-            const float *gi = dy + (size_t)i * c * p;
-            /* dpal (C, K) = dy (C, P) . m^T;  e = dpal / den;  r_k = sum_c e_ck pal_ck */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, gi, (int)p, mi,
-                        (int)p, 0.0f, dpal, (int)k);
-            for (uint32_t j = 0; j < k; j++) r[j] = 0.0f;
-            for (uint32_t ch = 0; ch < c; ch++)
-                for (uint32_t j = 0; j < k; j++) {
-                    e[ch * k + j] = dpal[ch * k + j] / den[j];
-                    r[j] += e[ch * k + j] * pal[ch * k + j];
-                }
-            /* g (K, P) = pal^T dy + e^T x - r */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, pal, (int)k, gi,
-                        (int)p, 0.0f, gt, (int)p);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, (int)c, 1.0f, e, (int)k, xi,
-                        (int)p, 1.0f, gt, (int)p);
-            for (uint32_t j = 0; j < k; j++) {
-                float *row = gt + (size_t)j * p;
-                for (uint32_t q = 0; q < p; q++) row[q] -= r[j];
-            }
-            /* dx through the palette: e (C, K) . m (K, P) */
-            if (dxi)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)p, (int)k, 1.0f, e, (int)k,
-                            mi, (int)p, 1.0f, dxi, (int)p);
-            softmax_back(gt, mi, k, p, inv_t, col);
-        }
-        if (dm) {
-            memcpy(gc, dm + (size_t)i * k * p, (size_t)k * p * sizeof(float));
-            softmax_back(gc, mi, k, p, inv_t, col);
-        }
-
-        /* dzp: gradient for the parameters (alpha), dzx: for x. */
-        const float *dzp;
-        float alpha;
-        int separate_x = 0;
-        if (dy && dm) {
-            if (s == 1.0f || !dxi) {
-                size_t n = (size_t)k * p;
-                for (size_t t = 0; t < n; t++) gt[t] = s * gt[t] + gc[t];
-            } else {
-                /* params see s*task + colour, x sees task + colour */
-                size_t n = (size_t)k * p;
-                for (size_t t = 0; t < n; t++) {
-                    float a = gt[t], bb = gc[t];
-                    gt[t] = s * a + bb;
-                    gc[t] = a + bb;
-                }
-                separate_x = 1;
-            }
-            dzp = gt;
-            alpha = 1.0f;
-        } else if (dy) {
-            dzp = gt;
-            alpha = s;
-        } else {
-            dzp = gc;
-            alpha = 1.0f;
-        }
-        /* dW2 (K, hidden) += alpha dz (K, P) . h^T (P, hidden) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)hd, (int)p, alpha, dzp, (int)p,
-                    ws->s_h, (int)p, 1.0f, net->dw2, (int)hd);
-        hidden_back(ws->s_dh, net, dzp, ws->s_h, p);
-        /* dW1 (hidden, C) += alpha dh (hidden, P) . x^T (P, C);  db1 += alpha dh . 1 */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hd, (int)c, (int)p, alpha, ws->s_dh, (int)p, xi,
-                    (int)p, 1.0f, net->dw1, (int)c);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)hd, (int)p, alpha, ws->s_dh, (int)p, ones, 1, 1.0f, net->db1,
-                    1);
-        if (dxi) {
-            /* dh above came from the unscaled dz unless both paths were mixed with s != 1 */
-            if (separate_x) hidden_back(ws->s_dh, net, gc, ws->s_h, p);
-            /* dx (C, P) += W1^T (C, hidden) . dh (hidden, P) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c,
-                        ws->s_dh, (int)p, 1.0f, dxi, (int)p);
-        }
+    uint32_t ng = (b + APD_PALETTE_GROUP - 1) / APD_PALETTE_GROUP;
+    size_t need = (size_t)ng * net->n_params;
+    if (ws->gbuf_len < need) {
+        float *gb = realloc(ws->gbuf, need * sizeof(float));
+        if (!gb) return APD_ENOMEM;
+        ws->gbuf = gb;
+        ws->gbuf_len = need;
+    }
+    bwd_ctx cx = {net, ws, dx, dy, dm, x, b, param_scale};
+    apd_pool_run(ws->pool, ng, backward_group, &cx);
+    /* sum the group partials in a fixed order: independent of the thread count */
+    for (uint32_t g = 0; g < ng; g++) {
+        const float *gp = ws->gbuf + (size_t)g * net->n_params;
+        for (size_t t = 0; t < net->n_params; t++) net->grads[t] += gp[t];
     }
     return APD_OK;
 }

@@ -14,6 +14,7 @@
 
 #include "apd/budget.h"
 #include "apd/palette.h"
+#include "apd/quant.h"
 #include "common/internal.h"
 
 #define FWD_TOL 1e-4
@@ -594,7 +595,6 @@ START_TEST(warmup_reduces_recon)
     const float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
     apd_palette_color_cfg cc;
     apd_palette_color_cfg_default(&cc, c, mean, std);
-    cc.w_la = 0.0f; /* median cut is tested with the quantizer */
     apd_palette_stats s0, s1;
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, NULL), APD_OK);
     ck_assert_int_eq(apd_palette_stats_compute(&s0, NULL, ws, x), APD_OK);
@@ -610,6 +610,131 @@ START_TEST(warmup_reduces_recon)
     ck_assert(s1.soft_mse < 0.7 * s0.soft_mse);
     for (size_t i = 0; i < net.n_params; i++) ck_assert(net.grads[i] == 0.0f);
     free(x);
+    apd_palette_ws_free(ws);
+    apd_palette_net_free(&net);
+}
+END_TEST
+
+
+/* ---- threads: bit-identical results for any pool size --------------------------------------- */
+
+static void fill_images(float *x, uint32_t b, uint32_t c, uint32_t h, uint32_t w, uint32_t seed)
+{
+    uint32_t p = h * w;
+    for (uint32_t i = 0; i < b; i++)
+        for (uint32_t ch = 0; ch < c; ch++)
+            for (uint32_t q = 0; q < p; q++)
+                x[((size_t)i * c + ch) * p + q] = sinf(0.37f * (float)(q % w) * (float)(ch + 1) + (float)(i + seed)) +
+                                                  cosf(0.23f * (float)(q / w) * (float)(seed % 5 + 1) + (float)ch);
+}
+
+START_TEST(threads_bit_identical)
+{
+    const uint32_t b = 19, c = 3, h = 10, w = 9, k = 16, p = h * w; /* 19: groups of 8 + a partial one */
+    size_t n = (size_t)b * c * p;
+    float *x = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float));
+    fill_images(x, b, c, h, w, 1);
+    for (size_t i = 0; i < n; i++) dy[i] = 0.01f * sinf((float)i);
+    const float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
+    float *ref_g = NULL, *ref_dx = NULL, *ref_y = NULL;
+    double ref_la = 0.0;
+    /* no pool last: apd_pool_create sets OpenBLAS to one thread process-wide, so the no-pool
+     * run must match exactly too; before any pool exists, OpenBLAS's own threads may change
+     * the last bits (documented in palette.h). */
+    static const uint32_t order[4] = {1, 2, 3, 0};
+    for (int oi = 0; oi < 4; oi++) {
+        uint32_t nt = order[oi];
+        apd_pool *pool = NULL;
+        if (nt > 0) ck_assert_int_eq(apd_pool_create(&pool, nt), APD_OK);
+        apd_palette_net net;
+        apd_palette_ws *ws;
+        ck_assert_int_eq(apd_palette_net_init(&net, c, k, 256, 5), APD_OK);
+        ck_assert_int_eq(apd_palette_ws_create(&ws, c, k, 256, b, p), APD_OK);
+        ck_assert_int_eq(apd_palette_ws_set_pool(ws, pool), APD_OK);
+        float *y = malloc(n * sizeof(float)), *dx = calloc(n, sizeof(float));
+        apd_palette_net_zero_grad(&net);
+        ck_assert_int_eq(apd_palette_forward(&net, ws, y, x, b, h, w, NULL), APD_OK);
+        ck_assert_int_eq(apd_palette_backward(&net, ws, dx, dy, NULL, x, b, h, w, 0.1f), APD_OK);
+        apd_palette_color_cfg cc;
+        apd_palette_color_cfg_default(&cc, c, mean, std);
+        apd_palette_losses L;
+        ck_assert_int_eq(apd_palette_color_step(&net, ws, &L, x, b, h, w, &cc, 3, 4), APD_OK);
+        ck_assert(L.la > 0.0);
+        if (!ref_g) {
+            ref_g = malloc(net.n_params * sizeof(float));
+            memcpy(ref_g, net.grads, net.n_params * sizeof(float));
+            ref_dx = dx;
+            ref_y = y;
+            ref_la = L.la;
+            dx = NULL;
+            y = NULL;
+        } else {
+            ck_assert_mem_eq(ref_g, net.grads, net.n_params * sizeof(float));
+            ck_assert_mem_eq(ref_dx, dx, n * sizeof(float));
+            ck_assert_mem_eq(ref_y, y, n * sizeof(float));
+            ck_assert(ref_la == L.la);
+        }
+        free(y);
+        free(dx);
+        apd_palette_ws_free(ws);
+        apd_palette_net_free(&net);
+        apd_pool_free(pool);
+    }
+    printf("  threads: results bit-identical with pools of 1, 2, 3 threads and no pool (La %.4f)\n", ref_la);
+    free(ref_g); free(ref_dx); free(ref_y); free(x); free(dy);
+}
+END_TEST
+
+/* ---- colour step = its parts; median-cut targets ------------------------------------------ */
+
+START_TEST(color_step_matches_parts)
+{
+    const uint32_t b = 5, c = 3, h = 12, w = 12, k = 8, p = h * w;
+    size_t n = (size_t)b * c * p, nm = (size_t)b * k * p;
+    float *x = malloc(n * sizeof(float)), *dm = calloc(nm, sizeof(float));
+    fill_images(x, b, c, h, w, 2);
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
+    apd_palette_net net;
+    apd_palette_ws *ws;
+    ck_assert_int_eq(apd_palette_net_init(&net, c, k, 256, 9), APD_OK);
+    ck_assert_int_eq(apd_palette_ws_create(&ws, c, k, 256, b, p), APD_OK);
+    apd_palette_color_cfg cc;
+    apd_palette_color_cfg_default(&cc, c, mean, std);
+    cc.w_conf = 0.25f;
+    cc.fwd.temperature = 2.0f;
+    apd_palette_losses L;
+    apd_palette_net_zero_grad(&net);
+    ck_assert_int_eq(apd_palette_color_step(&net, ws, &L, x, b, h, w, &cc, 77, 3), APD_OK);
+    float *g1 = malloc(net.n_params * sizeof(float));
+    memcpy(g1, net.grads, net.n_params * sizeof(float));
+    /* by hand */
+    uint8_t *tgt = malloc((size_t)b * p), img[3 * 144], pal[8 * 3], idx[144];
+    ck_assert_int_eq(apd_palette_la_targets(tgt, x, b, c, h, w, k, mean, std), APD_OK);
+    for (uint32_t i = 0; i < b; i++) {
+        for (uint32_t t = 0; t < c * p; t++) {
+            float v = (x[(size_t)i * c * p + t] * std[t / p] + mean[t / p]) * 255.0f;
+            img[t] = v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)floorf(v + 0.5f);
+        }
+        uint32_t used;
+        ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, c, h, w, k, 0, pal, idx, &used), APD_OK);
+        ck_assert_mem_eq(idx, tgt + (size_t)i * p, p);
+    }
+    uint32_t s = (uint32_t)(0.3 * p), *smp = malloc((size_t)b * s * sizeof(uint32_t));
+    ck_assert_uint_eq(apd_palette_la_sample(smp, b, p, 0.3f, 77, 3), s);
+    apd_palette_fwd_opts fo = {2.0f, 0};
+    ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, &fo), APD_OK);
+    double lm = apd_palette_loss_lm(dm, 1.0f, ws->m, b, k, p);
+    double lb = apd_palette_loss_lb(dm, 1.0f, ws->m, b, k, p);
+    double lc = apd_palette_loss_conf(dm, 0.25f, ws->m, b, k, p);
+    double la;
+    ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, ws->m, tgt, smp, b, k, p, s), APD_OK);
+    ck_assert(lm == L.lm && lb == L.lb && lc == L.conf && la == L.la);
+    ck_assert(fabs(L.total - (lm + lb + 3 * la + 0.25 * lc)) < 1e-9);
+    apd_palette_net_zero_grad(&net);
+    ck_assert_int_eq(apd_palette_backward(&net, ws, NULL, NULL, dm, x, b, h, w, 1.0f), APD_OK);
+    ck_assert_mem_eq(g1, net.grads, net.n_params * sizeof(float));
+    printf("  colour step: Lm %.4f Lb %.4f La %.4f Lconf %.4f total %.4f (= its parts)\n", lm, lb, la, lc, L.total);
+    free(g1); free(tgt); free(smp); free(x); free(dm);
     apd_palette_ws_free(ws);
     apd_palette_net_free(&net);
 }
@@ -718,6 +843,8 @@ static Suite *suite(void)
     tcase_add_test(tc, temperature_and_sample);
     tcase_add_test(tc, shape_errors);
     tcase_add_test(tc, warmup_reduces_recon);
+    tcase_add_test(tc, threads_bit_identical);
+    tcase_add_test(tc, color_step_matches_parts);
     tcase_add_test(tc, budget_table);
     suite_add_tcase(s, tc);
     return s;
