@@ -1,0 +1,307 @@
+/* nn/train.c: the evaluation protocol (train a fresh ConvNet with DSA, test on real data).
+ * Contract and protocol: include/apd/train.h. All buffers are allocated once up front; the
+ * training loop itself does not allocate.
+ *
+ * Random streams, all from (opts->seed, opts->run), so that runs are independent and each
+ * is reproducible on its own: network init, per-pass shuffles and DSA draws use separate
+ * apd_rng streams; the DSA draw of training step t uses stream t.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/nn.h"
+#include "apd/train.h"
+#include "common/internal.h"
+#include "common/rng.h"
+
+void apd_eval_opts_default(apd_eval_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 1000;
+    o->lr = 0.01f;
+    o->momentum = 0.9f;
+    o->weight_decay = 5e-4f;
+    o->batch = 256;
+    o->test_batch = 256;
+    o->seed = 0;
+    o->run = 0;
+    o->dsa = 1;
+    apd_dsa_config_default(&o->dsa_cfg);
+    o->width = 128;
+    o->depth = 3;
+}
+
+void apd_eval_normalize(float *out, const uint8_t *px, size_t n, uint32_t c, size_t hw,
+                        const float mean[3], const float std[3])
+{
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t ch = 0; ch < c; ch++) {
+            const float m = mean[ch], is = 1.0f / std[ch];
+            const uint8_t *p = px + (i * c + ch) * hw;
+            float *q = out + (i * c + ch) * hw;
+            for (size_t k = 0; k < hw; k++) q[k] = ((float)p[k] / 255.0f - m) * is;
+        }
+    }
+}
+
+static uint64_t stream_of(uint32_t run, uint32_t what)
+{
+    return apd_mix64(((uint64_t)run << 8) | what);
+}
+
+typedef struct eval_bufs {
+    float *xb, *xa, *logits, *probs, *dlogits;
+    uint32_t *yb, *perm;
+    apd_dsa_sample *samples;
+} eval_bufs;
+
+static void free_bufs(eval_bufs *b)
+{
+    free(b->xb);
+    free(b->xa);
+    free(b->logits);
+    free(b->probs);
+    free(b->dlogits);
+    free(b->yb);
+    free(b->perm);
+    free(b->samples);
+}
+
+apd_status apd_eval_train_test(apd_eval_result *res, const float *train_x,
+                               const uint32_t *train_y, size_t n_train, uint32_t c, uint32_t h,
+                               uint32_t w, const apd_dataset *test, const float mean[3],
+                               const float std[3], const apd_eval_opts *o, apd_err *err)
+{
+    if (!res || !train_x || !train_y || !test || !mean || !std || !o || n_train == 0 ||
+        o->epochs == 0 || o->batch == 0 || o->test_batch == 0 || !test->pixels || !test->labels)
+        return apd__err_set(err, APD_EINVAL, "apd_eval_train_test: invalid argument");
+    memset(res, 0, sizeof *res);
+    if (test->c != c || test->h != h || test->w != w)
+        return apd__err_set(err, APD_EMISMATCH,
+                            "training images are %ux%ux%u (CxHxW) but test set %s is %ux%ux%u",
+                            c, h, w, test->source[0] ? test->source : test->name, test->c,
+                            test->h, test->w);
+    const uint32_t K = test->n_classes;
+    if (K == 0) return apd__err_set(err, APD_EINVAL, "test set has no classes");
+    if (n_train > UINT32_MAX) return apd__err_set(err, APD_ELIMIT, "too many training images");
+    for (size_t i = 0; i < n_train; i++)
+        if (train_y[i] >= K)
+            return apd__err_set(err, APD_EINVAL,
+                                "training image %zu has label %u but the test set has %u classes",
+                                i, train_y[i], K);
+    for (uint64_t i = 0; i < test->n; i++)
+        if (test->labels[i] >= K)
+            return apd__err_set(err, APD_ECORRUPT, "test image %llu has label %u >= %u classes",
+                                (unsigned long long)i, test->labels[i], K);
+    for (uint32_t ch = 0; ch < c; ch++)
+        if (!(std[ch] > 0.0f) || !isfinite(mean[ch]))
+            return apd__err_set(err, APD_EINVAL, "bad normalisation for channel %u: mean %g std %g",
+                                ch, (double)mean[ch], (double)std[ch]);
+
+    const size_t B = o->batch < n_train ? o->batch : n_train;
+    const size_t TB = o->test_batch;
+    const size_t maxb = B > TB ? B : TB;
+    const size_t img = (size_t)c * h * w;
+
+    apd_convnet_config cfg;
+    apd_convnet_config_default(&cfg, c, h, w, K);
+    cfg.width = o->width ? o->width : 128;
+    cfg.depth = o->depth ? o->depth : 3;
+    cfg.max_batch = (uint32_t)maxb;
+    cfg.pool = o->pool;
+    apd_convnet *net = NULL;
+    apd_sgd *opt = NULL;
+    eval_bufs b;
+    memset(&b, 0, sizeof b);
+    apd_status st = apd_convnet_create(&net, &cfg);
+    if (st != APD_OK) {
+        return apd__err_set(err, st, "cannot create ConvNet (width %u, depth %u) for %ux%ux%u: %s",
+                            cfg.width, cfg.depth, c, h, w, apd_strerror(st));
+    }
+    st = apd_sgd_create(&opt, apd_convnet_num_params(net), o->lr, o->momentum, o->weight_decay);
+    if (st != APD_OK) goto fail;
+    b.xb = malloc(maxb * img * sizeof(float));
+    b.xa = malloc(B * img * sizeof(float));
+    b.logits = malloc(maxb * K * sizeof(float));
+    b.probs = malloc(B * K * sizeof(float));
+    b.dlogits = malloc(B * K * sizeof(float));
+    b.yb = malloc(maxb * sizeof(uint32_t));
+    b.perm = malloc(n_train * sizeof(uint32_t));
+    b.samples = malloc(B * sizeof(apd_dsa_sample));
+    if (!b.xb || !b.xa || !b.logits || !b.probs || !b.dlogits || !b.yb || !b.perm || !b.samples) {
+        st = APD_ENOMEM;
+        goto fail;
+    }
+
+    apd_rng rinit, rshuf;
+    apd_rng_seed(&rinit, o->seed, stream_of(o->run, 1));
+    apd_rng_seed(&rshuf, o->seed, stream_of(o->run, 2));
+    const uint64_t dsa_seed = o->seed ^ stream_of(o->run, 3);
+    apd_convnet_init(net, &rinit);
+    for (size_t i = 0; i < n_train; i++) b.perm[i] = (uint32_t)i;
+
+    const uint32_t passes = o->epochs + 1, decay_after = o->epochs / 2 + 1;
+    uint64_t step = 0;
+    double t0 = apd__now();
+    for (uint32_t pass = 0; pass < passes; pass++) {
+        apd_rng_shuffle_u32(&rshuf, b.perm, n_train);
+        double loss_sum = 0;
+        size_t correct = 0;
+        for (size_t s0 = 0; s0 < n_train; s0 += B, step++) {
+            const size_t nb = n_train - s0 < B ? n_train - s0 : B;
+            for (size_t i = 0; i < nb; i++) {
+                memcpy(b.xb + i * img, train_x + (size_t)b.perm[s0 + i] * img, img * sizeof(float));
+                b.yb[i] = train_y[b.perm[s0 + i]];
+            }
+            const float *xin = b.xb;
+            if (o->dsa) {
+                apd_dsa_params dp;
+                st = apd_dsa_draw(&dp, b.samples, B, &o->dsa_cfg, APD_DSA_PER_IMAGE, dsa_seed, step,
+                                  (uint32_t)nb, h, w);
+                if (st == APD_OK) st = apd_dsa_forward(b.xa, b.xb, &dp, (uint32_t)nb, c, h, w);
+                if (st != APD_OK) goto fail;
+                xin = b.xa;
+            }
+            st = apd_convnet_forward(net, b.logits, NULL, xin, nb);
+            if (st != APD_OK) goto fail;
+            float loss;
+            apd_xent_forward(&loss, b.probs, b.logits, b.yb, nb, K);
+            if (!isfinite(loss)) {
+                st = APD_ENUMERIC;
+                apd__err_set(err, st, "training loss became %g at pass %u (lr %g too high?)",
+                             (double)loss, pass, (double)apd_sgd_get_lr(opt));
+                goto fail_msg;
+            }
+            loss_sum += (double)loss * (double)nb;
+            correct += apd_count_correct(b.logits, b.yb, nb, K);
+            memset(b.dlogits, 0, nb * K * sizeof(float));
+            apd_xent_backward(b.dlogits, b.probs, b.yb, 1.0f, nb, K);
+            apd_convnet_zero_grad(net);
+            st = apd_convnet_backward(net, NULL, b.dlogits, NULL, nb, APD_NN_PARAM_GRADS);
+            if (st != APD_OK) goto fail;
+            apd_sgd_step(opt, apd_convnet_params(net), apd_convnet_grads(net));
+        }
+        /* ReLU maps NaN to 0, so a diverged network can still give finite losses: check
+         * the weights themselves once per pass (cheap next to a pass). */
+        {
+            const float *prm = apd_convnet_params(net);
+            const size_t np = apd_convnet_num_params(net);
+            float acc = 0;
+            for (size_t i = 0; i < np; i++) acc += prm[i] * 0.0f; /* NaN/inf -> NaN */
+            if (acc != 0.0f) {
+                st = APD_ENUMERIC;
+                apd__err_set(err, st, "network weights became non-finite at pass %u (lr %g too "
+                             "high, or non-finite input?)", pass, (double)apd_sgd_get_lr(opt));
+                goto fail_msg;
+            }
+        }
+        res->final_loss = (float)(loss_sum / (double)n_train);
+        res->final_train_acc = (float)correct / (float)n_train;
+        if (pass == decay_after) {
+            /* the reference re-creates the optimizer: lr x 0.1 and a fresh momentum buffer */
+            apd_sgd_set_lr(opt, apd_sgd_get_lr(opt) * 0.1f);
+            apd_sgd_reset(opt);
+        }
+        if (o->on_pass && o->on_pass(o->user, pass, passes, res->final_loss, res->final_train_acc)) {
+            st = APD_ECANCELED;
+            apd__err_set(err, st, "evaluation stopped at pass %u", pass);
+            goto fail_msg;
+        }
+    }
+    res->train_seconds = apd__now() - t0;
+
+    t0 = apd__now();
+    uint64_t test_correct = 0;
+    for (uint64_t s0 = 0; s0 < test->n; s0 += TB) {
+        const size_t nb = (size_t)(test->n - s0 < TB ? test->n - s0 : TB);
+        apd_eval_normalize(b.xb, test->pixels + s0 * img, nb, c, (size_t)h * w, mean, std);
+        st = apd_convnet_forward(net, b.logits, NULL, b.xb, nb);
+        if (st != APD_OK) goto fail;
+        test_correct += apd_count_correct(b.logits, test->labels + s0, nb, K);
+    }
+    res->test_seconds = apd__now() - t0;
+    res->test_correct = test_correct;
+    res->test_n = test->n;
+    res->test_acc = test->n ? (double)test_correct / (double)test->n : 0.0;
+    apd_sgd_free(opt);
+    apd_convnet_free(net);
+    free_bufs(&b);
+    return APD_OK;
+
+fail:
+    apd__err_set(err, st, "evaluation training failed: %s", apd_strerror(st));
+fail_msg:
+    apd_sgd_free(opt);
+    apd_convnet_free(net);
+    free_bufs(&b);
+    return st;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+apd_status apd_eval_random_real(apd_dataset *out, const apd_dataset *src, uint32_t ipc,
+                                uint64_t seed, apd_err *err)
+{
+    if (!out || !src || ipc == 0 || src->n_classes == 0 || !src->labels)
+        return apd__err_set(err, APD_EINVAL, "apd_eval_random_real: invalid argument");
+    const uint32_t K = src->n_classes;
+    uint64_t *counts = calloc(K, sizeof *counts);
+    if (!counts) return apd__err_set(err, APD_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < src->n; i++)
+        if (src->labels[i] < K) counts[src->labels[i]]++;
+    for (uint32_t k = 0; k < K; k++) {
+        if (counts[k] < ipc) {
+            const int named = src->class_names && src->class_names[k][0];
+            apd_status st = apd__err_set(err, APD_EEMPTY,
+                                         "%s: class %u%s%s%s has %llu images, fewer than %u",
+                                         src->source[0] ? src->source : src->name, k,
+                                         named ? " (" : "", named ? src->class_names[k] : "",
+                                         named ? ")" : "",
+                                         (unsigned long long)counts[k], ipc);
+            free(counts);
+            return st;
+        }
+    }
+    free(counts);
+    apd_status st = apd_dataset_alloc(out, (uint64_t)K * ipc, src->c, src->h, src->w, K);
+    if (st != APD_OK) return apd__err_set(err, st, "cannot allocate %u x %u images", K, ipc);
+    const size_t img = apd_dataset_image_bytes(src);
+    uint64_t *idx = malloc(src->n * sizeof *idx);
+    if (!idx) {
+        apd_dataset_free(out);
+        return apd__err_set(err, APD_ENOMEM, "out of memory");
+    }
+    uint64_t o = 0;
+    for (uint32_t k = 0; k < K; k++) {
+        uint64_t m = 0;
+        for (uint64_t i = 0; i < src->n; i++)
+            if (src->labels[i] == k) idx[m++] = i;
+        apd_rng r;
+        apd_rng_seed(&r, seed, apd_mix64(0x72616e646f6d00ull + k)); /* "random" + class */
+        /* partial Fisher-Yates: the first ipc of a seeded permutation, then source order */
+        for (uint64_t j = 0; j < ipc; j++) {
+            uint64_t t = j + apd_rng_below(&r, m - j);
+            uint64_t tmp = idx[j];
+            idx[j] = idx[t];
+            idx[t] = tmp;
+        }
+        qsort(idx, ipc, sizeof *idx, cmp_u64); /* chosen images in source order */
+        for (uint64_t j = 0; j < ipc; j++, o++) {
+            memcpy(out->pixels + o * img, src->pixels + idx[j] * img, img);
+            out->labels[o] = k;
+        }
+    }
+    free(idx);
+    if (src->class_names)
+        memcpy(out->class_names, src->class_names, (size_t)K * APD_MAX_CLASS_NAME);
+    snprintf(out->name, sizeof out->name, "%s", src->name);
+    snprintf(out->split, sizeof out->split, "%s", src->split);
+    snprintf(out->source, sizeof out->source, "random-real %u/class of %.400s", ipc,
+             src->source[0] ? src->source : src->name);
+    return APD_OK;
+}
