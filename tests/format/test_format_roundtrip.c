@@ -18,6 +18,12 @@ START_TEST(crc_vector)
 {
     ck_assert_uint_eq(apd_crc32c(0, "123456789", 9), 0xE3069283u);
     ck_assert_uint_eq(apd__crc32c_table(0, "123456789", 9), 0xE3069283u);
+    uint8_t z[32], f[32];
+    memset(z, 0, 32);
+    memset(f, 0xFF, 32);
+    ck_assert_uint_eq(apd_crc32c(0, z, 32), 0x8A9136AAu);
+    ck_assert_uint_eq(apd_crc32c(0, f, 32), 0x62A8AB43u);
+    ck_assert_uint_eq(apd_crc32c(0, z, 0), 0);
     /* continuation */
     ck_assert_uint_eq(apd_crc32c(apd_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
     apd_rng r;
