@@ -1,0 +1,107 @@
+/* apd/io.h: dataset importers (one spec syntax for every tool) and PNG exporters.
+ *
+ * Importing: apd_import() reads a whole dataset split into an apd_dataset (uint8 CHW pixels,
+ * labels, class names, source ids). The spec says which reader and where:
+ *
+ *   cifar10:PATH     CIFAR-10 binary: PATH is one .bin file (records of 1 label byte + 3072
+ *                    pixel bytes R, G, B planes), or a directory holding data_batch_1..5.bin
+ *                    and test_batch.bin (the official download) or train.bin and test.bin.
+ *                    Class names from batches.meta.txt (next to the file or in the directory),
+ *                    else the built-in CIFAR-10 names.
+ *   cifar100:PATH    CIFAR-100 binary: records of 2 label bytes (coarse, fine) + 3072 bytes;
+ *                    the fine label (0..99) is used. Directory: train.bin / test.bin. Class
+ *                    names from fine_label_names.txt when present, else built in.
+ *   idx:IMAGES,LABELS  IDX files (gzip-compressed or raw): images u8 [n][h][w] (grey) or
+ *                    [n][h][w][3] (RGB), labels u8 [n]. Class count = max label + 1.
+ *   fashion-mnist[:DIR]  Fashion-MNIST IDX files ({train,t10k}-{images-idx3,labels-idx1}-
+ *                    ubyte[.gz]) in DIR, default /usr/share/datasets/fashion-mnist (Debian
+ *                    package dataset-fashion-mnist). Class names built in.
+ *   mnist:DIR        MNIST with the same file names as Fashion-MNIST; classes "0".."9".
+ *   folder:DIR       DIR/<class>/<image>.png|.jpg|.jpeg (any case). If DIR has train/ and
+ *                    test/ subfolders, the split picks one. Classes = sub-folder names in
+ *                    byte order; files in byte order within each class; so the result is
+ *                    deterministic. Files with other extensions (and hidden files) are
+ *                    skipped with a warning (opts->warn); an image file that does not decode,
+ *                    or whose content does not match its extension, is an error
+ *                    (APD_EIMAGE) naming the file. PNG of any colour type is read as 8-bit
+ *                    (palette expanded, 16-bit reduced, alpha dropped). The dataset is grey
+ *                    (c = 1) when every file is a grey PNG or JPEG, otherwise RGB (grey files
+ *                    are replicated into 3 channels). With opts->size = N, each image's
+ *                    shorter side is resized to N (area averaging in exact integer arithmetic)
+ *                    and the centre N x N is cropped; without it every image must have the
+ *                    same size (APD_EMISMATCH naming the first file that differs).
+ *
+ * split: "train" or "test" (NULL = "train"); ignored for idx: and for a single .bin file.
+ * opts->limit keeps the first N records in source order (0 = all).
+ *
+ *     apd_dataset ds = {0};
+ *     apd_err err;
+ *     apd_import_opts o = {0};
+ *     if (apd_import(&ds, "cifar10:../shared/data/cifar10-dev", "test", &o, &err) != APD_OK)
+ *         fprintf(stderr, "%s\n", err.msg);   // e.g. ".../test.bin: record 17 (offset
+ *                                             //  52241): truncated: 100 of 3073 bytes"
+ *     ...
+ *     apd_dataset_free(&ds);
+ *
+ * Errors name the file, the record (index and byte offset) and the reason:
+ *   APD_EDATASET bad spec or layout; APD_ENOENT / APD_EACCES / APD_EIO path problems;
+ *   APD_ETRUNC truncated file; APD_EMAGIC wrong IDX magic; APD_ECORRUPT bad field (label out
+ *   of range, trailing bytes, dims disagree); APD_ELIMIT hostile sizes (dims above 4096, or
+ *   16384 for sources that are resized); APD_EIMAGE undecodable image; APD_EEMPTY no images;
+ *   APD_EMISMATCH image sizes differ; APD_ENOMEM.
+ *
+ * Exporting: PNG writers for one palette record (indexed PNG, PLTE, the smallest legal bit
+ * depth 1/2/4/8 for k), one direct image, and a contact sheet (grid with 1-px gaps).
+ *
+ * Thread safety: every function is reentrant; no global state. On failure the output
+ * dataset is left zeroed (nothing to free) and a partially written PNG file is removed.
+ */
+#ifndef APD_IO_H
+#define APD_IO_H
+
+#include "apd/dataset.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct apd_import_opts {
+    uint32_t size;  /* folder: resize shorter side + centre crop to size x size (0 = keep;
+                       then all images must have the same size) */
+    uint64_t limit; /* keep the first `limit` records (0 = all) */
+    /* Optional sink for warnings (skipped files, ...); NULL = silent. */
+    void (*warn)(void *user, const char *msg);
+    void *warn_user;
+} apd_import_opts;
+
+/* Import a dataset split. out must be zeroed (or freed) by the caller; on success the caller
+ * owns it (apd_dataset_free). opts may be NULL (all defaults); err may be NULL.
+ * Fills out->name ("cifar10", "cifar100", "fashion-mnist", "mnist", "idx", or the folder's
+ * base name), split, source (the spec), class_names and source_ids (record index in the
+ * source: position in the concatenated .bin/IDX files, or in the sorted file list).
+ * @return APD_OK or one of the codes listed above. */
+APD_API apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
+                              const apd_import_opts *opts, apd_err *err);
+
+/* Indexed PNG of one palette record: k entries (1..256) of c channels (grey palettes are
+ * written as grey RGB triplets in PLTE), indices h*w (each < k), bit depth 1/2/4/8 =
+ * the smallest with 2^depth >= k. Overwrites path.
+ * @return APD_OK, APD_EINVAL (bad args or an index >= k), APD_ENOENT/EACCES/EIO, APD_ENOMEM. */
+APD_API apd_status apd_png_write_indexed(const char *path, const uint8_t *palette, uint32_t k,
+                                         uint32_t c, const uint8_t *indices, uint32_t h,
+                                         uint32_t w, apd_err *err);
+
+/* 8-bit grey (c = 1) or RGB (c = 3) PNG from a CHW image. */
+APD_API apd_status apd_png_write_image(const char *path, const uint8_t *chw, uint32_t c,
+                                       uint32_t h, uint32_t w, apd_err *err);
+
+/* Contact sheet: n images (CHW, c x h x w each, consecutive) in rows of `cols`, 1-px white
+ * gaps between cells; cells past n stay white. Size: cols*w + cols-1 by rows*h + rows-1. */
+APD_API apd_status apd_png_write_sheet(const char *path, const uint8_t *images, uint32_t n,
+                                       uint32_t cols, uint32_t c, uint32_t h, uint32_t w,
+                                       apd_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
