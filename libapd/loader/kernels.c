@@ -56,6 +56,27 @@ void apd__gather_u8_hwc_ref(uint8_t *out, const uint8_t *pal, uint32_t c, const 
         for (uint32_t ch = 0; ch < c; ch++) out[p * c + ch] = pal[(size_t)idx[p] * c + ch];
 }
 
+void apd__u8_to_f32_norm_ref(float *out, const uint8_t *in, size_t n, float mean, float std)
+{
+    for (size_t p = 0; p < n; p++) out[p] = apd__norm_value(in[p], mean, std);
+}
+
+void apd__u8_to_f32_norm(float *out, const uint8_t *in, size_t n, float mean, float std)
+{
+#ifdef APD_K_AVX512
+    const __m512 s = _mm512_set1_ps(1.0f / 255.0f), m = _mm512_set1_ps(mean);
+    const __m512 is = _mm512_set1_ps(1.0f / std);
+    size_t p = 0;
+    for (; p + 16 <= n; p += 16) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + p))));
+        _mm512_storeu_ps(out + p, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(v, s), m), is));
+    }
+    for (; p < n; p++) out[p] = apd__norm_value(in[p], mean, std);
+#else
+    apd__u8_to_f32_norm_ref(out, in, n, mean, std);
+#endif
+}
+
 void apd__chw_to_hwc_u8(uint8_t *out, const uint8_t *in, uint32_t c, size_t n)
 {
     if (c == 1) {

@@ -39,6 +39,10 @@ void apd__gather_u8_hwc(uint8_t *out, const uint8_t *pal, uint32_t k, uint32_t c
                         const uint8_t *idx, size_t n);
 void apd__gather_u8_hwc_ref(uint8_t *out, const uint8_t *pal, uint32_t c, const uint8_t *idx,
                             size_t n);
+/* out[p] = apd__norm_value(in[p], mean, std) for p < n, computed with the same three
+ * roundings (multiply, subtract, multiply) as the scalar formula, so bit-identical. */
+void apd__u8_to_f32_norm(float *out, const uint8_t *in, size_t n, float mean, float std);
+void apd__u8_to_f32_norm_ref(float *out, const uint8_t *in, size_t n, float mean, float std);
 /* CHW -> HWC transpose of one uint8 image (for direct records). */
 void apd__chw_to_hwc_u8(uint8_t *out, const uint8_t *in, uint32_t c, size_t n);
 

@@ -60,7 +60,6 @@ struct apd_loader {
     uint32_t c, h, w;
     size_t hw, img_bytes;
     float mean[3], std[3];
-    float lut_direct[3 * 256];
     uint64_t *sel;        /* ascending selection (NULL = all records) */
     uint64_t n;           /* |selection| */
     uint64_t *order;      /* [n] record index per position of the current epoch */
@@ -166,7 +165,7 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
     if (!dst) return src->label(src->ctx, rec, label, msg, msg_len);
     uint32_t c = l->c;
     size_t hw = l->hw;
-    if (src->palette) {
+    if (src->palette && src->use_records) {
         uint32_t k = 0;
         APD_TRY(src->record(src->ctx, rec, s->pal, &k, s->idx, label, msg, msg_len));
         if (k == 0 || k > 256) {
@@ -185,16 +184,15 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
         return APD_OK;
     }
     switch (l->o.output) {
-    case APD_OUT_U8_CHW: return src->decode_chw(src->ctx, rec, dst, l->img_bytes, label, msg, msg_len);
-    case APD_OUT_U8_HWC:
-        APD_TRY(src->decode_chw(src->ctx, rec, s->chw, (size_t)c * hw, label, msg, msg_len));
-        apd__chw_to_hwc_u8(dst, s->chw, c, hw);
-        return APD_OK;
+    case APD_OUT_U8_CHW: return src->decode(src->ctx, rec, 1, dst, l->img_bytes, label, msg, msg_len);
+    case APD_OUT_U8_HWC: return src->decode(src->ctx, rec, 0, dst, l->img_bytes, label, msg, msg_len);
     default:
-        APD_TRY(src->decode_chw(src->ctx, rec, s->chw, (size_t)c * hw, label, msg, msg_len));
+        /* uint8 CHW into L1-resident scratch, then one convert pass (3 roundings, the same
+         * bits as the palette LUT and as numpy's (v/255 - mean)/std in float32). */
+        APD_TRY(src->decode(src->ctx, rec, 1, s->chw, (size_t)c * hw, label, msg, msg_len));
         for (uint32_t ch = 0; ch < c; ch++)
-            apd__gather_f32((float *)dst + ch * hw, l->lut_direct + ch * 256, s->chw + ch * hw,
-                            hw, 256);
+            apd__u8_to_f32_norm((float *)dst + ch * hw, s->chw + ch * hw, hw, l->mean[ch],
+                                l->std[ch]);
         return APD_OK;
     }
 }
@@ -735,7 +733,6 @@ apd_status apd__loader_open_source(apd_loader **out, const apd__loader_source *s
         l->std[ch] = opts->custom_norm ? opts->std[ch] : src->std[ch];
         if (ch < l->c && !(l->std[ch] > 0.0f)) l->std[ch] = 1.0f; /* file without stats */
     }
-    apd__norm_lut_identity(l->lut_direct, l->c, l->mean, l->std);
     /* The class list is only read during open (copied into the selection). */
     l->o.classes = opts->classes;
     st = select_classes(l, err);

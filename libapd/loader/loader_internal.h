@@ -18,17 +18,21 @@ typedef struct apd__loader_source {
     uint64_t n_records;
     uint32_t c, h, w;
     uint32_t n_classes;   /* 0 = unknown (class subset then only checks < 2^32) */
-    uint32_t palette;     /* 1: record() gives palette + indices; 0: use decode() */
+    uint32_t palette;     /* 1: record() gives palette + indices (see use_records) */
     float mean[3], std[3];/* the file's normalisation */
     /* Label of record i. */
     apd_status (*label)(void *ctx, uint64_t i, uint32_t *label, char *msg, size_t msg_len);
-    /* uint8 CHW pixels of record i into out (c*h*w bytes). */
-    apd_status (*decode_chw)(void *ctx, uint64_t i, uint8_t *out, size_t out_len, uint32_t *label,
-                             char *msg, size_t msg_len);
+    /* uint8 pixels of record i into out (c*h*w bytes), chw = 0: HWC, 1: CHW. */
+    apd_status (*decode)(void *ctx, uint64_t i, int chw, uint8_t *out, size_t out_len,
+                         uint32_t *label, char *msg, size_t msg_len);
     /* Palette record: pal (256*c bytes, entry-major), *k, idx (h*w). NULL when !palette. */
     apd_status (*record)(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
                          uint32_t *label, char *msg, size_t msg_len);
     void (*close)(void *ctx); /* may be NULL */
+    /* 1: build pixels from record() with the loader's palette kernels (palette LUT straight
+     * to float); 0: use decode() (the reader's own vectorised decoder) and convert. The
+     * reader path is the default for files: its bit unpacking is fused with the look-up. */
+    uint32_t use_records;
 } apd__loader_source;
 
 /* Open a loader over src (copied; src->close is called by apd_loader_close, or on failure).

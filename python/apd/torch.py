@@ -9,7 +9,9 @@ AND DDP ranks: with R ranks and K workers per rank, worker k of rank r runs the 
 rank r*K + k of R*K, so every sample of an epoch is served once (plus the documented
 wrap-around padding when drop_last=False and the epoch does not divide evenly) and every
 worker yields the same number of batches. Call set_epoch(e) before each epoch (as with
-DistributedSampler).
+DistributedSampler); without it, each process's loader simply moves on to the next epoch,
+which is also what persistent workers (persistent_workers=True) do: they keep their loader
+and advance epoch by epoch (set_epoch does not reach them).
 
 Both open the file lazily in the process that reads (LMDB environments must not cross
 fork()), hold no handle when pickled, and so work with the fork and spawn start methods.
@@ -108,16 +110,22 @@ class ApdIterableDataset(_TorchIterable):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._start = None
+        self._gen = 0          # bumped by set_epoch / load_state_dict
+        self._loader = None    # this process's loader (opened lazily, never pickled)
+        self._loader_key = None
+        self._loader_gen = -1
         with apd.open(self.path) as ds:  # validates the path early, keeps no handle
             self._n_records = len(ds)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
         self._start = None
+        self._gen += 1
 
     def load_state_dict(self, state):
         self._start = dict(state)
         self.epoch = int(state["epoch"])
+        self._gen += 1
 
     def _world(self):
         r, w = _dist_rank_world()
@@ -148,15 +156,29 @@ class ApdIterableDataset(_TorchIterable):
         r, w = self._world()
         wi = get_worker_info()
         nw, wid = (wi.num_workers, wi.id) if wi is not None else (1, 0)
-        loader = apd.Loader(self.path, rank=r * nw + wid, world_size=w * nw, epoch=self.epoch,
-                            **self.kw)
-        try:
+        key = (os.getpid(), r * nw + wid, w * nw)
+        loader = self._loader if self._loader_key == key else None
+        if loader is None or self._gen != self._loader_gen:
+            # first use in this process, or set_epoch / load_state_dict since the last epoch
+            if loader is None:
+                loader = apd.Loader(self.path, rank=key[1], world_size=key[2], epoch=self.epoch,
+                                    **self.kw)
+                self._loader, self._loader_key = loader, key
+            else:
+                loader.set_epoch(self.epoch)
             if self._start is not None:
                 loader.load_state_dict(self._start)
-            while True:
-                b = loader.next_batch()
-                if b is None:
-                    return
-                yield torch.from_numpy(b[0]), torch.from_numpy(b[1])
-        finally:
-            loader.close()
+            self._loader_gen = self._gen
+        # else: a persistent worker (or a loop without set_epoch): the loader already stands
+        # at the next epoch (or where an interrupted epoch stopped)
+        while True:
+            b = loader.next_batch()
+            if b is None:
+                return
+            yield torch.from_numpy(b[0]), torch.from_numpy(b[1])
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_loader"] = None
+        d["_loader_key"] = None
+        return d

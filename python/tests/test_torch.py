@@ -116,3 +116,16 @@ def test_iterable_epochs_and_resume(synth, fp):
     dl2 = DataLoader(ds2, batch_size=None, num_workers=3, multiprocessing_context="fork")
     tail = [i for x, _ in dl2 for i in ids_of(x, fp)]
     assert sorted(head + tail) == list(range(600))
+
+
+def test_persistent_workers_advance_epochs(synth, fp):
+    ds = at.ApdIterableDataset(synth, batch_size=25, seed=8, layout="chw")
+    dl = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True,
+                    multiprocessing_context="fork")
+    e0 = [i for x, _ in dl for i in ids_of(x, fp)]
+    e1 = [i for x, _ in dl for i in ids_of(x, fp)]
+    assert sorted(e0) == sorted(e1) == list(range(600))
+    assert e0 != e1
+    # the same epochs as a single process that runs epochs 0 and 1
+    ld = apd.Loader(synth, batch_size=25, seed=8, layout="chw", rank=0, world_size=2)
+    assert ids_of(torch.from_numpy(next(iter(ld))[0]), fp) == e0[:25]

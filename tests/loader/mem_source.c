@@ -47,14 +47,22 @@ static apd_status m_label(void *ctx, uint64_t i, uint32_t *label, char *msg, siz
     return APD_OK;
 }
 
-static apd_status m_decode(void *ctx, uint64_t i, uint8_t *out, size_t out_len, uint32_t *label,
-                           char *msg, size_t len)
+static apd_status m_decode(void *ctx, uint64_t i, int chw, uint8_t *out, size_t out_len,
+                           uint32_t *label, char *msg, size_t len)
 {
     mem_src *m = ctx;
     apd_status s = bad(m, i, msg, len);
     if (s) return s;
-    if (out_len < (size_t)m->c * m->h * m->w) return APD_EBUFSIZE;
-    mem_pixels_chw(m, i, out);
+    size_t hw = (size_t)m->h * m->w;
+    if (out_len < m->c * hw) return APD_EBUFSIZE;
+    if (chw) {
+        mem_pixels_chw(m, i, out);
+    } else {
+        uint8_t tmp[3 * 4096];
+        mem_pixels_chw(m, i, tmp);
+        for (size_t p = 0; p < hw; p++)
+            for (uint32_t ch = 0; ch < m->c; ch++) out[p * m->c + ch] = tmp[ch * hw + p];
+    }
     *label = (uint32_t)(i % m->n_classes);
     return APD_OK;
 }
@@ -85,7 +93,8 @@ apd__loader_source mem_source(mem_src *m)
         s.std[i] = 0.2f + 0.05f * (float)i;
     }
     s.label = m_label;
-    s.decode_chw = m_decode;
+    s.decode = m_decode;
     s.record = m->palette ? m_record : NULL;
+    s.use_records = (uint32_t)m->palette;
     return s;
 }

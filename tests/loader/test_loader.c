@@ -506,6 +506,16 @@ START_TEST(kernels_match_reference)
         apd__norm_lut(lut, p3, 1, 3, mean, std);
         for (int ch = 0; ch < 3; ch++) ck_assert(lut[ch * 256] == idl[ch * 256 + v]);
     }
+    /* uint8 -> normalised float: same bits as the scalar formula and as the palette LUT. */
+    uint8_t all[300];
+    float g1[300], g2[300];
+    for (int v = 0; v < 300; v++) all[v] = (uint8_t)(v * 37 + 11);
+    for (int ch = 0; ch < 3; ch++) {
+        apd__u8_to_f32_norm(g1, all, 300, mean[ch], std[ch]);
+        apd__u8_to_f32_norm_ref(g2, all, 300, mean[ch], std[ch]);
+        ck_assert_mem_eq(g1, g2, sizeof g1);
+        for (int v = 0; v < 300; v++) ck_assert(g1[v] == idl[ch * 256 + all[v]]);
+    }
     printf("kernels_match_reference: %d cases bit-identical\n", checks);
 }
 END_TEST

@@ -1,0 +1,239 @@
+/* bench_loader.c: loader throughput on CIFAR-10 (cifar10-dev/train.bin) quantized at K = 64,
+ * against baselines measured in the same run.
+ *
+ *   bench_loader [--data train.bin] [--apd PATH] [--epochs E] [--batch B] [--make-only]
+ *
+ * Figures (images/s):
+ *   - float-write limit: memset of the same batch buffer (B float32 CHW images) as often as
+ *     the loader fills it: the most any float32 loader can do per thread;
+ *   - loader float32 CHW normalised, 1 and 2 threads, ratio to the limit (target >= 70%);
+ *   - loader uint8 HWC and CHW, 1 thread (target >= 1M images/s per core for 32x32, K = 64);
+ *   - reader-only: apd_reader_decode per image (chunk look-up, CRC, unpack + look-up): the
+ *     format layer's share of the loader's time.
+ * Every figure is given per wall second and per CPU-second of the process (all threads):
+ * on a shared machine the second is the steadier "per core" figure.
+ * The .apd is written once (median-cut K = 64) next to the binary and reused. Timings on
+ * shared machines vary by up to 40% between runs; compare ratios within one run.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "apd/format.h"
+#include "apd/loader.h"
+#include "apd/quant.h"
+#include "common/internal.h"
+
+/* CPU seconds of the whole process (all threads): the shared 2-core machine is busy with
+ * other jobs, so rates per CPU-second ("per core") are steadier than wall-clock rates. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct rate {
+    double wall, cpu; /* images per wall second, per CPU second */
+} rate;
+
+static rate mkrate(uint64_t n, double w0, double c0)
+{
+    rate r = {(double)n / (apd__now() - w0), (double)n / (cpu_now() - c0)};
+    return r;
+}
+
+static int make_apd(const char *bin, const char *out)
+{
+    FILE *f = fopen(bin, "rb");
+    if (!f) {
+        perror(bin);
+        return 1;
+    }
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.c = 3; o.h = 32; o.w = 32; o.kind = APD_KIND_PALETTE; o.k = 64; o.n_classes = 10;
+    o.force = 1;
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
+    for (int i = 0; i < 3; i++) { o.mean[i] = mean[i]; o.std[i] = std[i]; }
+    o.dataset_name = "cifar10-dev";
+    apd_writer *w;
+    apd_err err;
+    if (apd_writer_create(&w, out, &o, &err) != APD_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        fclose(f);
+        return 1;
+    }
+    (void)apd_writer_set_meta(w, "method", "\"quantize\"");
+    uint8_t rec[3073], pal[192], idx[1024];
+    uint64_t n = 0;
+    double t0 = apd__now();
+    while (fread(rec, 1, sizeof rec, f) == sizeof rec) {
+        uint32_t ku = 0;
+        apd_status st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, rec + 1, 3, 32, 32, 64, n, pal,
+                                           idx, &ku);
+        if (st == APD_OK) st = apd_writer_put_palette(w, pal, ku, idx, rec[0], n);
+        if (st != APD_OK) {
+            fprintf(stderr, "image %llu: %s\n", (unsigned long long)n, apd_strerror(st));
+            fclose(f);
+            apd_writer_close(w);
+            return 1;
+        }
+        n++;
+    }
+    fclose(f);
+    if (apd_writer_close(w) != APD_OK) return 1;
+    fprintf(stderr, "wrote %s: %llu images quantized at K=64 in %.1f s\n", out,
+            (unsigned long long)n, apd__now() - t0);
+    return 0;
+}
+
+/* images/s of one loader configuration over `epochs` epochs. */
+static rate run_loader(const char *path, uint32_t out, uint32_t threads, uint32_t batch,
+                         int epochs, double *checksum)
+{
+    apd_loader_opts o;
+    apd_loader_opts_default(&o);
+    o.batch_size = batch; o.output = out; o.threads = threads; o.seed = 1;
+    apd_loader *l;
+    apd_err err;
+    if (apd_loader_open(&l, path, &o, &err) != APD_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    size_t bb = apd_loader_batch_bytes(l);
+    uint8_t *buf = aligned_alloc(64, (bb + 63) / 64 * 64);
+    int64_t *lab = malloc(batch * sizeof *lab);
+    size_t n;
+    /* warm-up: one epoch (page cache, LMDB map) */
+    while (apd_loader_next(l, buf, bb, lab, NULL, &n) == APD_OK && n) {}
+    uint64_t imgs = 0;
+    double t0 = apd__now(), c0 = cpu_now();
+    for (int e = 0; e < epochs; e++)
+        for (;;) {
+            if (apd_loader_next(l, buf, bb, lab, NULL, &n) != APD_OK) {
+                fprintf(stderr, "%s\n", apd_loader_errmsg(l));
+                exit(1);
+            }
+            if (!n) break;
+            imgs += n;
+            *checksum += buf[n * apd_loader_image_bytes(l) / 2] + (double)lab[0];
+        }
+    rate r = mkrate(imgs, t0, c0);
+    free(buf);
+    free(lab);
+    apd_loader_close(l);
+    return r;
+}
+
+/* The float-write limit: memset of the same batch buffer, as many images. */
+static rate write_limit(size_t img_bytes, uint32_t batch, uint64_t images, double *checksum)
+{
+    size_t bb = img_bytes * batch;
+    uint8_t *buf = aligned_alloc(64, (bb + 63) / 64 * 64);
+    memset(buf, 1, bb);
+    uint64_t done = 0;
+    double t0 = apd__now(), c0 = cpu_now();
+    int v = 0;
+    while (done < images) {
+        memset(buf, ++v & 0x3f, bb);
+        __asm__ volatile("" ::"r"(buf) : "memory");
+        done += batch;
+    }
+    rate r = mkrate(done, t0, c0);
+    *checksum += buf[bb / 2];
+    free(buf);
+    return r;
+}
+
+/* The format layer alone: apd_reader_decode (LMDB chunk look-up, CRC-32C, unpack + palette
+ * look-up) into one image buffer, 1 thread, in the same shuffled order as the loader
+ * (random access costs cache misses that file order would hide). */
+static rate reader_only(const char *path, uint64_t images, apd_layout layout)
+{
+    apd_reader *r;
+    apd_err err;
+    if (apd_reader_open(&r, path, NULL, &err) != APD_OK) exit(1);
+    uint64_t N = apd_reader_count(r), done = 0;
+    uint64_t *perm = malloc(N * sizeof *perm);
+    uint8_t img[3072];
+    uint32_t lab;
+    double t0 = apd__now(), c0 = cpu_now();
+    for (uint64_t e = 0; done < images; e++) {
+        apd_loader_permutation(perm, N, 1, e, 1);
+        for (uint64_t i = 0; i < N && done < images; i++, done++)
+            if (apd_reader_decode(r, perm[i], layout, img, sizeof img, &lab) != APD_OK) exit(1);
+    }
+    rate rt = mkrate(done, t0, c0);
+    free(perm);
+    apd_reader_close(r);
+    return rt;
+}
+
+int main(int argc, char **argv)
+{
+    const char *data = APD_SHARED_DATA "/cifar10-dev/train.bin";
+    const char *apd = "cifar10-dev-k64.apd";
+    int epochs = 5, make_only = 0;
+    uint32_t batch = 256;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+        else if (!strcmp(argv[i], "--apd") && i + 1 < argc) apd = argv[++i];
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--make-only")) make_only = 1;
+        else {
+            fprintf(stderr, "usage: bench_loader [--data train.bin] [--apd PATH] [--epochs E] "
+                            "[--batch B] [--make-only]\n");
+            return 2;
+        }
+    }
+    struct stat sb;
+    if (stat(apd, &sb) != 0 && make_apd(data, apd)) return 1;
+    if (make_only) return 0;
+    double ck = 0;
+    apd_reader *r;
+    apd_err err;
+    if (apd_reader_open(&r, apd, NULL, &err) != APD_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    uint64_t N = apd_reader_count(r);
+    apd_reader_close(r);
+    uint64_t images = N * (uint64_t)epochs;
+    size_t fimg = 3 * 32 * 32 * sizeof(float);
+
+    printf("bench_loader: %s, %llu images 3x32x32 K=64, batch %u, %d epochs per figure\n", apd,
+           (unsigned long long)N, batch, epochs);
+    /* Interleave baseline and loader runs so drift hits both; take the best of two limits. */
+    rate lim1 = write_limit(fimg, batch, images, &ck);
+    rate f1 = run_loader(apd, APD_OUT_F32_CHW, 1, batch, epochs, &ck);
+    rate f2 = run_loader(apd, APD_OUT_F32_CHW, 2, batch, epochs, &ck);
+    rate lim2 = write_limit(fimg, batch, images, &ck);
+    rate lim = {lim1.wall > lim2.wall ? lim1.wall : lim2.wall, lim1.cpu > lim2.cpu ? lim1.cpu : lim2.cpu};
+    rate u1 = run_loader(apd, APD_OUT_U8_HWC, 1, batch, epochs, &ck);
+    rate c1 = run_loader(apd, APD_OUT_U8_CHW, 1, batch, epochs, &ck);
+    rate u2 = run_loader(apd, APD_OUT_U8_HWC, 2, batch, epochs, &ck);
+    rate ro = reader_only(apd, images, APD_LAYOUT_HWC);
+
+    printf("  %-40s %12s %14s\n", "", "images/s", "per CPU-second");
+    printf("  %-40s %12.0f %14.0f  (%.1f GB/s per core)\n", "float-write limit (memset), 1 thread",
+           lim.wall, lim.cpu, lim.cpu * (double)fimg / 1e9);
+    printf("  %-40s %12.0f %14.0f  ratio to limit %.2f wall, %.2f per core (target >= 0.70)\n",
+           "loader float32 CHW normalised, 1 thread", f1.wall, f1.cpu, f1.wall / lim.wall, f1.cpu / lim.cpu);
+    printf("  %-40s %12.0f %14.0f  ratio to 1-thread limit %.2f wall, %.2f per core\n",
+           "loader float32 CHW normalised, 2 threads", f2.wall, f2.cpu, f2.wall / lim.wall, f2.cpu / lim.cpu);
+    printf("  %-40s %12.0f %14.0f  per core / 1M target %.2f\n", "loader uint8 HWC, 1 thread",
+           u1.wall, u1.cpu, u1.cpu / 1e6);
+    printf("  %-40s %12.0f %14.0f  per core / 1M target %.2f\n", "loader uint8 CHW, 1 thread",
+           c1.wall, c1.cpu, c1.cpu / 1e6);
+    printf("  %-40s %12.0f %14.0f  wall scaling %.2fx over 1 thread\n", "loader uint8 HWC, 2 threads",
+           u2.wall, u2.cpu, u2.wall / u1.wall);
+    printf("  %-40s %12.0f %14.0f  loader overhead over the reader %.0f%% per core\n",
+           "reader only (apd_reader_decode, shuffled)", ro.wall, ro.cpu, 100.0 * (ro.cpu / u1.cpu - 1.0));
+    printf("  (checksum %.0f)\n", ck);
+    return 0;
+}
