@@ -279,7 +279,7 @@ apd_status apd_reader_locate(const apd_reader *r, uint64_t i, uint64_t *chunk, u
 }
 
 /* Resolve and validate chunk c (thread-safe). */
-static apd_status get_chunk(apd_reader *r, uint64_t c, const uint8_t **p, size_t *len)
+static apd_status get_chunk(apd_reader *r, uint64_t c, uint64_t rec, const uint8_t **p, size_t *len)
 {
     chunk_slot *cs = &r->chunks[c];
     uintptr_t v = atomic_load_explicit(&cs->ptr, memory_order_acquire);
@@ -294,19 +294,21 @@ static apd_status get_chunk(apd_reader *r, uint64_t c, const uint8_t **p, size_t
     pthread_mutex_lock(&r->mu);
     int rc = mdb_get(r->txn, r->dbi_chunks, &k, &d);
     pthread_mutex_unlock(&r->mu);
+    char what[64] = "";
+    if (rec != UINT64_MAX) snprintf(what, sizeof what, "record %llu: ", (unsigned long long)rec);
     if (rc == MDB_NOTFOUND)
-        return rfail(r, APD_ENOTFOUND, 0, "chunk %llu (key %016llx) missing", (unsigned long long)c,
+        return rfail(r, APD_ENOTFOUND, 0, "%schunk %llu (key %016llx) missing", what, (unsigned long long)c,
                      (unsigned long long)c);
-    if (rc) return rfail(r, APD_ELMDB, 1, "chunk %llu: mdb_get: %s", (unsigned long long)c, mdb_strerror(rc));
+    if (rc) return rfail(r, APD_ELMDB, 1, "%schunk %llu: mdb_get: %s", what, (unsigned long long)c, mdb_strerror(rc));
     if (d.mv_size > r->lim.max_value_bytes)
-        return rfail(r, APD_ELIMIT, 0, "chunk %llu (key %016llx): %zu bytes exceeds the value limit",
+        return rfail(r, APD_ELIMIT, 0, "%schunk %llu (key %016llx): %zu bytes exceeds the value limit", what,
                      (unsigned long long)c, (unsigned long long)c, d.mv_size);
     uint64_t N = r->hdr.per_chunk;
     uint32_t expect = (uint32_t)(c + 1 < r->n_chunks ? N : r->hdr.n_records - c * N);
     const char *why = "";
     apd_status s = apd__chunk_check(d.mv_data, d.mv_size, c, expect, &r->g, &why);
     if (s)
-        return rfail(r, s, 0, "chunk %llu (key %016llx, records %llu..%llu): %s", (unsigned long long)c,
+        return rfail(r, s, 0, "%schunk %llu (key %016llx, records %llu..%llu): %s", what, (unsigned long long)c,
                      (unsigned long long)c, (unsigned long long)(c * N),
                      (unsigned long long)(c * N + expect - 1), why);
     cs->len = d.mv_size;
@@ -327,7 +329,7 @@ static apd_status get_record(apd_reader *r, uint64_t i, apd__rec *rec)
     uint32_t j = (uint32_t)(i % r->hdr.per_chunk);
     const uint8_t *cp;
     size_t clen;
-    APD_TRY(get_chunk(r, c, &cp, &clen));
+    APD_TRY(get_chunk(r, c, i, &cp, &clen));
     const uint8_t *rp;
     size_t rl;
     apd__chunk_record(cp, j, &rp, &rl);
@@ -507,7 +509,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
     for (uint64_t c = 0; c < r->n_chunks; c++) {
         const uint8_t *cp;
         size_t cl;
-        APD_TRY(get_chunk(r, c, &cp, &cl));
+        APD_TRY(get_chunk(r, c, UINT64_MAX, &cp, &cl));
         uint32_t n = apd__ld32(cp + 8);
         for (uint32_t j = 0; j < n; j++) {
             const uint8_t *rp;

@@ -14,7 +14,7 @@
 /* mkdtemp'd scratch dir (removed by the caller's `rm -rf` at the end of the test). */
 static inline const char *fmt_tmpdir(void)
 {
-    static char dir[200];
+    static char dir[64];
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/apd-fmt-XXXXXX");
         if (!mkdtemp(dir)) {

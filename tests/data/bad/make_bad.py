@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""make_bad.py: write the committed corpus of .apd files that conforming readers must reject
+(tests/data/bad/*.apd) and MANIFEST, which says, for each file, where it must fail ("open",
+or "record N" = opens but record N must fail) and with which libapd status.
+
+The files are built from spec/apd-format.md with py-lmdb (python3-lmdb), not with libapd, so
+they also exercise the spec. Run from anywhere: /usr/bin/python3 tests/data/bad/make_bad.py
+Every file is a small LMDB environment (a few 4 KiB pages) written in one transaction.
+"""
+import os
+import struct
+import sys
+
+import lmdb
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = b"\x89APD\r\n\x1a\n"
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def header(kind=1, c=3, bits=2, flags=0, k=4, h=2, w=3, N=4, n_classes=10, n=1, major=1,
+           minor=0, magic=MAGIC, fix_crc=True):
+    b = bytearray(magic + struct.pack("<HHIBBBBHHIIIIQ", major, minor, 64, kind, c, bits, flags, k,
+                                      0, h, w, N, n_classes, n) + bytes(12))
+    b += struct.pack("<I", crc32c(bytes(b)) if fix_crc else 0)
+    assert len(b) == 64
+    return bytes(b)
+
+
+def pack(indices, bits):
+    acc, have, out = 0, 0, bytearray()
+    for v in indices:
+        acc |= v << have
+        have += bits
+        while have >= 8:
+            out.append(acc & 0xFF)
+            acc >>= 8
+            have -= 8
+    if have:
+        out.append(acc)
+    return bytes(out)
+
+
+def record(pal, indices, bits, k, label=7, sid=None, fix_crc=True, body=None):
+    flags = 1 | (4 if sid is not None else 0)
+    r = bytearray(struct.pack("<BBHI", flags, k - 1, 0, label))
+    if sid is not None:
+        r += struct.pack("<Q", sid)
+    r += body if body is not None else bytes(pal) + pack(indices, bits)
+    return struct.pack("<I", crc32c(bytes(r)) if fix_crc else 0) + bytes(r)
+
+
+def chunk(records, chunk_no=0):
+    n = len(records)
+    table = 24 + 4 * (n + 1)
+    offs, pos = [], table
+    for r in records:
+        offs.append(pos)
+        pos += len(r)
+    offs.append(pos)
+    head = b"APDK" + struct.pack("<IIQ", n, 0, chunk_no) + struct.pack("<%dI" % (n + 1), *offs)
+    return struct.pack("<I", crc32c(head)) + head + b"".join(records)
+
+
+def meta_json(n=1, counts=None, k=4, bits=2, h=2, w=3, c=3, N=4, extra=""):
+    counts = counts if counts is not None else [0] * 7 + [n] + [0] * 2
+    doc = ('{"format": "apd", "format_version": "1.0", "kind": "palette", "c": %d, "h": %d, '
+           '"w": %d, "k": %d, "bits": %d, "records_per_chunk": %d, "n_records": %d, '
+           '"n_classes": 10, "class_counts": [%s]%s}\n' % (c, h, w, k, bits, N, n,
+                                                          ", ".join(map(str, counts)), extra))
+    d = doc.encode()
+    return struct.pack("<I", crc32c(d)) + d
+
+
+PAL = bytes([255, 0, 0, 0, 128, 0, 0, 0, 255])
+IDX = [0, 1, 2, 2, 1, 0]
+
+
+def write_env(name, items, plain=None):
+    """items: {(db, key): value}; plain: {key: value} in the main database (foreign env)."""
+    path = os.path.join(HERE, name)
+    for p in (path, path + "-lock"):
+        if os.path.exists(p):
+            os.remove(p)
+    env = lmdb.open(path, subdir=False, max_dbs=4, map_size=1 << 20, lock=False)
+    with env.begin(write=True) as txn:
+        if plain:
+            for k, v in plain.items():
+                txn.put(k, v)
+        dbs = {}
+        for (db, key), val in items.items():
+            if db not in dbs:
+                dbs[db] = env.open_db(db.encode(), txn=txn)
+            txn.put(key, val, db=dbs[db])
+    env.close()
+    if os.path.exists(path + "-lock"):
+        os.remove(path + "-lock")
+
+
+def valid_items(rec=None, hdr=None, js=None, ch=None):
+    rec = rec if rec is not None else record(PAL, IDX, 2, 3, sid=42)
+    return {("meta", b"header"): hdr if hdr is not None else header(),
+            ("meta", b"json"): js if js is not None else meta_json(),
+            ("chunks", (0).to_bytes(8, "big")): ch if ch is not None else chunk([rec])}
+
+
+def main():
+    manifest = []
+
+    def add(name, where, status, items=None, plain=None, raw=None, why=""):
+        if raw is not None:
+            with open(os.path.join(HERE, name), "wb") as f:
+                f.write(raw)
+        else:
+            write_env(name, items or {}, plain)
+        manifest.append((name, where, status, why))
+
+    add("valid.apd", "ok", "APD_OK", valid_items(), why="control: a valid file")
+    add("empty.apd", "open", "APD_ETRUNC", raw=b"", why="zero-length file")
+    add("not_lmdb.apd", "open", "APD_EMAGIC", raw=b"this is not an LMDB environment\n" * 300,
+        why="text file")
+    add("foreign.apd", "open", "APD_EFOREIGN", plain={b"hello": b"world"},
+        why="plain LMDB environment without the .apd databases")
+    add("foreign_nohdr.apd", "open", "APD_EFOREIGN",
+        {("meta", b"other"): b"x", ("chunks", b"k"): b"y"}, why="meta database without a header")
+    add("bad_magic.apd", "open", "APD_EMAGIC", valid_items(hdr=header(magic=b"\x89APX\r\n\x1a\n")),
+        why="header magic wrong (CRC valid)")
+    add("bad_version.apd", "open", "APD_EVERSION", valid_items(hdr=header(major=2)),
+        why="major version 2")
+    h = bytearray(header())
+    h[25] ^= 0x01
+    add("header_crc.apd", "open", "APD_ECHECKSUM", valid_items(hdr=bytes(h)),
+        why="one bit of h flipped, CRC not updated")
+    add("header_short.apd", "open", "APD_ETRUNC", valid_items(hdr=header()[:40]),
+        why="header value cut to 40 bytes")
+    add("header_reserved.apd", "open", "APD_ECORRUPT", valid_items(hdr=header(flags=0x80)),
+        why="reserved header flag bit set")
+    add("bits_mismatch.apd", "open", "APD_ECORRUPT", valid_items(hdr=header(bits=3)),
+        why="bits != ceil(log2 k)")
+    add("hostile_dims.apd", "open", "APD_ELIMIT",
+        valid_items(hdr=header(h=100000, w=100000), js=meta_json(h=100000, w=100000)),
+        why="100000 x 100000 images (above the default limit 4096)")
+    add("hostile_count.apd", "open", "APD_ELIMIT",
+        valid_items(hdr=header(n=1 << 40), js=meta_json(n=1 << 40)),
+        why="2^40 records claimed")
+    items = valid_items()
+    del items[("meta", b"json")]
+    add("meta_missing.apd", "open", "APD_EMETA", items, why="no metadata document")
+    add("meta_mismatch.apd", "open", "APD_EMETA", valid_items(js=meta_json(h=5)),
+        why="metadata h disagrees with the header")
+    add("meta_counts.apd", "open", "APD_EMETA", valid_items(js=meta_json(counts=[1] * 10)),
+        why="class_counts do not sum to n_records")
+    add("meta_not_json.apd", "open", "APD_EMETA",
+        valid_items(js=struct.pack("<I", crc32c(b"{not json")) + b"{not json"),
+        why="metadata is not JSON")
+    js = bytearray(meta_json())
+    js[10] ^= 0x20
+    add("meta_crc.apd", "open", "APD_ECHECKSUM", valid_items(js=bytes(js)),
+        why="metadata byte changed, CRC not updated")
+    add("chunk_count.apd", "open", "APD_ECORRUPT",
+        valid_items(hdr=header(n=5), js=meta_json(n=5)),
+        why="header says 5 records (2 chunks of N=4) but one chunk is stored")
+    rec = bytearray(record(PAL, IDX, 2, 3, sid=42))
+    rec[-2] ^= 0x10
+    add("record_crc.apd", "record 0", "APD_ECHECKSUM", valid_items(rec=bytes(rec)),
+        why="palette byte changed, record CRC not updated")
+    add("record_trunc.apd", "record 0", "APD_ETRUNC",
+        valid_items(rec=record(PAL, IDX, 2, 3, sid=42, body=PAL + pack(IDX, 2)[:1])),
+        why="body one byte short (record CRC valid)")
+    add("record_index.apd", "record 0", "APD_ECORRUPT",
+        valid_items(rec=record(PAL, [0, 1, 2, 3, 1, 0], 2, 3)),
+        why="index 3 >= the record's palette size 3 (CRC valid)")
+    add("record_padding.apd", "record 0", "APD_ECORRUPT",
+        valid_items(rec=record(PAL, IDX, 2, 3, body=PAL + bytes([0xA4, 0x81]))),
+        why="nonzero padding bit after the last index (CRC valid)")
+    add("record_label.apd", "record 0", "APD_ECORRUPT",
+        valid_items(rec=record(PAL, IDX, 2, 3, label=10)),
+        why="label 10 >= n_classes 10 (CRC valid)")
+    add("record_k.apd", "record 0", "APD_ECORRUPT",
+        valid_items(rec=record(PAL + bytes(6), IDX, 2, 5)),
+        why="record palette of 5 entries > file k 4 (CRC valid)")
+    ch = bytearray(chunk([record(PAL, IDX, 2, 3)]))
+    ch[8] ^= 0x02
+    add("chunk_crc.apd", "record 0", "APD_ECHECKSUM", valid_items(ch=bytes(ch)),
+        why="chunk count field changed, chunk CRC not updated")
+    add("chunk_number.apd", "record 0", "APD_ECORRUPT",
+        valid_items(ch=chunk([record(PAL, IDX, 2, 3)], chunk_no=7)),
+        why="chunk number 7 stored under key 0")
+
+    with open(os.path.join(HERE, "MANIFEST"), "w") as f:
+        f.write("# file  where(open|ok|record N)  expected-status  # why (generated by make_bad.py)\n")
+        for name, where, status, why in manifest:
+            f.write("%s\t%s\t%s\t# %s\n" % (name, where, status, why))
+    print("wrote %d files to %s" % (len(manifest), HERE))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+/* test_format_bad.c: everything a conforming reader must reject, each with its status.
+ *  - the committed corpus tests/data/bad/ (MANIFEST: file, where it fails, status), through
+ *    the library and through `apd-info --verify` (exit 1, message names file and record);
+ *  - every single-bit flip of a sample record (32x32, K = 64) is detected by the codec, and
+ *    every bit flip of a small record inside a real file is detected by the reader;
+ *  - truncated records, hostile sizes via limits, foreign LMDB;
+ *  - a killed writer (child _exit()s mid-chunk, or is SIGKILLed while writing) leaves a file
+ *    that opens and verifies with the committed count.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <check.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "fmt_test_util.h"
+#include "format/format_internal.h"
+
+static apd_status status_from_name(const char *s)
+{
+    static const struct { const char *n; apd_status v; } t[] = {{"APD_OK", APD_OK},
+        {"APD_EMAGIC", APD_EMAGIC}, {"APD_EVERSION", APD_EVERSION}, {"APD_ETRUNC", APD_ETRUNC},
+        {"APD_ECORRUPT", APD_ECORRUPT}, {"APD_ECHECKSUM", APD_ECHECKSUM},
+        {"APD_EFOREIGN", APD_EFOREIGN}, {"APD_EMETA", APD_EMETA}, {"APD_ELIMIT", APD_ELIMIT},
+        {"APD_ENOTFOUND", APD_ENOTFOUND}};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (!strcmp(s, t[i].n)) return t[i].v;
+    ck_abort_msg("unknown status name %s in MANIFEST", s);
+    return APD_OK;
+}
+
+/* Copy a corpus file to the scratch dir (LMDB wants to create PATH-lock next to it). */
+static void corpus_copy(const char *name, char *out, size_t cap)
+{
+    char src[512], cmd[1200];
+    snprintf(src, sizeof src, "%s/tests/data/bad/%s", APD_SOURCE_DIR, name);
+    fmt_path(out, cap, name);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, out);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(bad_corpus)
+{
+    char mf[512], line[512];
+    snprintf(mf, sizeof mf, "%s/tests/data/bad/MANIFEST", APD_SOURCE_DIR);
+    FILE *f = fopen(mf, "r");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char name[128], where[64], st[64];
+        ck_assert_int_eq(sscanf(line, "%127[^\t]\t%63[^\t]\t%63[^\t\n]", name, where, st), 3);
+        apd_status want = status_from_name(st);
+        char path[300];
+        corpus_copy(name, path, sizeof path);
+        apd_reader *r = NULL;
+        apd_err err;
+        memset(&err, 0, sizeof err);
+        apd_status s = apd_reader_open(&r, path, NULL, &err);
+        if (!strcmp(where, "open")) {
+            ck_assert_msg(s == want, "%s: open gave %s, want %s (%s)", name, apd_strerror(s), st, err.msg);
+            ck_assert_ptr_null(r);
+            ck_assert_msg(strstr(err.msg, path) != NULL, "%s: message does not name the file: %s", name, err.msg);
+        } else if (!strcmp(where, "ok")) {
+            ck_assert_msg(s == APD_OK, "%s: %s", name, err.msg);
+            uint8_t out[18];
+            ck_assert_int_eq(apd_reader_decode(r, 0, APD_LAYOUT_HWC, out, sizeof out, NULL), APD_OK);
+            static const uint8_t exp[18] = {255, 0, 0, 0, 128, 0, 0, 0, 255, 0, 0, 255, 0, 128, 0, 255, 0, 0};
+            ck_assert_mem_eq(out, exp, 18);
+            apd_reader_close(r);
+        } else {
+            unsigned long long rec;
+            ck_assert_int_eq(sscanf(where, "record %llu", &rec), 1);
+            ck_assert_msg(s == APD_OK, "%s: open failed: %s", name, err.msg);
+            uint8_t out[64];
+            s = apd_reader_decode(r, rec, APD_LAYOUT_HWC, out, sizeof out, NULL);
+            ck_assert_msg(s == want, "%s: decode gave %s, want %s (%s)", name, apd_strerror(s), st, apd_reader_errmsg(r));
+            ck_assert_int_eq(apd_reader_verify_record(r, rec), want);
+            const char *m = apd_reader_errmsg(r);
+            ck_assert_msg(strstr(m, path) && strstr(m, "record 0"), "%s: message %s", name, m);
+            apd_reader_close(r);
+        }
+        /* the CLI: exit 1 and a message naming the file (and the record) */
+        char cmd[1200], out_path[400], msg[2048] = "";
+        snprintf(out_path, sizeof out_path, "%s/cli.txt", fmt_tmpdir());
+        snprintf(cmd, sizeof cmd, "'%s/apd-info' --verify '%s' >'%s' 2>&1", APD_BINARY_DIR, path, out_path);
+        int rc = system(cmd);
+        FILE *o = fopen(out_path, "r");
+        ck_assert_ptr_nonnull(o);
+        size_t got = fread(msg, 1, sizeof msg - 1, o);
+        msg[got] = 0;
+        fclose(o);
+        int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        if (!strcmp(where, "ok")) {
+            ck_assert_msg(code == 0, "%s: apd-info exit %d: %s", name, code, msg);
+        } else {
+            ck_assert_msg(code == 1, "%s: apd-info exit %d: %s", name, code, msg);
+            ck_assert_msg(strstr(msg, path) != NULL, "%s: apd-info message does not name the file: %s", name, msg);
+            if (strcmp(where, "open") != 0)
+                ck_assert_msg(strstr(msg, "record 0") && strstr(msg, "0000000000000000"),
+                              "%s: apd-info does not name record and key: %s", name, msg);
+        }
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_ge(n, 20);
+}
+END_TEST
+
+/* Read chunk 0's bytes straight from LMDB. */
+static uint8_t *read_chunk0(const char *path, size_t *len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    ck_assert_int_eq(mdb_env_open(env, path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "chunks", 0, &dbi), 0);
+    uint8_t key[8] = {0};
+    MDB_val k = {8, key}, v;
+    ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+    uint8_t *copy = malloc(v.mv_size);
+    memcpy(copy, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return copy;
+}
+
+static void write_sample(const char *path, uint32_t c, uint32_t h, uint32_t w, uint32_t k, uint32_t n,
+                         uint64_t sid)
+{
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, c, h, w, k);
+    o.compress = APD_COMPRESS_OFF;
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_msg(apd_writer_create(&wr, path, &o, &err) == APD_OK, "%s", err.msg);
+    apd_rng r;
+    apd_rng_seed(&r, 42, 0);
+    size_t npix = (size_t)h * w;
+    uint8_t pal[768], *idx = malloc(npix);
+    for (uint32_t i = 0; i < n; i++) {
+        fmt_random_palette_image(&r, k, c, npix, pal, idx);
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal, k, idx, i % 10, sid), APD_OK);
+    }
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    free(idx);
+}
+
+START_TEST(every_bit_flip_codec)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "flip.apd");
+    write_sample(path, 3, 32, 32, 64, 1, 5);
+    size_t clen;
+    uint8_t *ch = read_chunk0(path, &clen);
+    apd__header h = {.kind = 1, .c = 3, .bits = 6, .k = 64, .h = 32, .w = 32, .per_chunk = 1000, .n_classes = 10, .n_records = 1};
+    apd__geom g;
+    apd_limits lim;
+    apd_limits_default(&lim);
+    const char *why;
+    ck_assert_int_eq(apd__geom_from_header(&h, &lim, &g, &why), APD_OK);
+    ck_assert_int_eq(apd__chunk_check(ch, clen, 0, 1, &g, &why), APD_OK);
+    const uint8_t *rec;
+    size_t rl;
+    apd__chunk_record(ch, 0, &rec, &rl);
+    ck_assert_uint_eq(rl, 12 + 8 + 192 + 768);
+    uint8_t *out = malloc(3072), *copy = malloc(rl);
+    ck_assert_int_eq(apd__record_decode_bytes(rec, rl, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why), APD_OK);
+    size_t detected = 0;
+    for (size_t bit = 0; bit < rl * 8; bit++) {
+        memcpy(copy, rec, rl);
+        copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        apd_status s = apd__record_decode_bytes(copy, rl, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why);
+        ck_assert_msg(s == APD_ECHECKSUM, "bit %zu: %s", bit, apd_strerror(s));
+        detected++;
+    }
+    /* every bit of the chunk header and offset table too */
+    uint8_t *cc = malloc(clen);
+    for (size_t bit = 0; bit < (APD__CHUNK_HDR + 8) * 8; bit++) {
+        memcpy(cc, ch, clen);
+        cc[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        apd_status s = apd__chunk_check(cc, clen, 0, 1, &g, &why);
+        ck_assert_msg(s != APD_OK, "chunk bit %zu not detected", bit);
+        detected++;
+    }
+    printf("every_bit_flip_codec: %zu single-bit flips, all detected\n", detected);
+    /* truncation with a fixed-up CRC: APD_ETRUNC; without: APD_ECHECKSUM */
+    for (size_t cut = 1; cut < 40; cut += 3) {
+        memcpy(copy, rec, rl);
+        size_t nl = rl - cut;
+        apd__st32(copy, apd_crc32c(0, copy + 4, nl - 4));
+        ck_assert_int_eq(apd__record_decode_bytes(copy, nl, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why), APD_ETRUNC);
+        memcpy(copy, rec, rl);
+        ck_assert_int_eq(apd__record_decode_bytes(copy, nl, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why), APD_ECHECKSUM);
+    }
+    ck_assert_int_eq(apd__record_decode_bytes(rec, 11, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why), APD_ETRUNC);
+    free(cc); free(copy); free(out); free(ch);
+}
+END_TEST
+
+START_TEST(every_bit_flip_in_file)
+{
+    /* a 3x5 K=4 grey record (12 + 8 + 4 + 4 = 28 bytes) inside a real file */
+    char path[300], flip[300];
+    fmt_path(path, sizeof path, "flipfile.apd");
+    fmt_path(flip, sizeof flip, "flipped.apd");
+    write_sample(path, 1, 3, 5, 4, 1, 77);
+    size_t clen;
+    uint8_t *ch = read_chunk0(path, &clen);
+    const uint8_t *rec;
+    size_t rl;
+    apd__chunk_record(ch, 0, &rec, &rl);
+    ck_assert_uint_eq(rl, 28);
+    /* find the chunk in the file */
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    stat(path, &st);
+    uint8_t *file = malloc((size_t)st.st_size);
+    ck_assert_uint_eq(fread(file, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+    fclose(f);
+    size_t at = SIZE_MAX;
+    for (size_t i = 0; i + clen <= (size_t)st.st_size; i++)
+        if (!memcmp(file + i, ch, clen)) {
+            ck_assert_uint_eq(at, SIZE_MAX); /* unique */
+            at = i;
+        }
+    ck_assert_uint_ne(at, SIZE_MAX);
+    size_t rec_at = at + (size_t)(rec - ch);
+    int n = 0;
+    for (size_t bit = 0; bit < rl * 8; bit++) {
+        file[rec_at + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        FILE *o = fopen(flip, "wb");
+        ck_assert_uint_eq(fwrite(file, 1, (size_t)st.st_size, o), (size_t)st.st_size);
+        fclose(o);
+        file[rec_at + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        apd_reader *r;
+        apd_err err;
+        ck_assert_int_eq(apd_reader_open(&r, flip, NULL, &err), APD_OK);
+        uint8_t out[15];
+        apd_status s = apd_reader_decode(r, 0, APD_LAYOUT_CHW, out, sizeof out, NULL);
+        ck_assert_msg(s == APD_ECHECKSUM, "bit %zu: %s", bit, apd_strerror(s));
+        ck_assert_ptr_nonnull(strstr(apd_reader_errmsg(r), "record 0"));
+        ck_assert_ptr_nonnull(strstr(apd_reader_errmsg(r), flip));
+        apd_reader_close(r);
+        n++;
+    }
+    printf("every_bit_flip_in_file: %d flips of a %zu-byte record on disk, all APD_ECHECKSUM\n", n, rl);
+    free(file);
+    free(ch);
+}
+END_TEST
+
+START_TEST(limits_and_foreign)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "lim.apd");
+    write_sample(path, 3, 32, 32, 16, 3, APD_NO_SOURCE_ID);
+    apd_limits lim;
+    apd_limits_default(&lim);
+    lim.max_dim = 16;
+    apd_reader *r;
+    apd_err err;
+    ck_assert_int_eq(apd_reader_open(&r, path, &lim, &err), APD_ELIMIT);
+    apd_limits_default(&lim);
+    lim.max_records = 2;
+    ck_assert_int_eq(apd_reader_open(&r, path, &lim, &err), APD_ELIMIT);
+    apd_limits_default(&lim);
+    lim.max_value_bytes = 1000; /* one record fits, the 3-record chunk does not */
+    ck_assert_int_eq(apd_reader_open(&r, path, &lim, &err), APD_OK);
+    uint8_t out[3072];
+    ck_assert_int_eq(apd_reader_decode(r, 0, APD_LAYOUT_HWC, out, sizeof out, NULL), APD_ELIMIT);
+    ck_assert_ptr_nonnull(strstr(apd_reader_errmsg(r), "record 0"));
+    apd_reader_close(r);
+    lim.max_value_bytes = 500; /* not even one record */
+    ck_assert_int_eq(apd_reader_open(&r, path, &lim, &err), APD_ELIMIT);
+    ck_assert_int_eq(apd_reader_open(&r, "/nonexistent/x.apd", NULL, &err), APD_ENOENT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/x.apd"));
+    ck_assert_int_eq(apd_reader_open(&r, fmt_tmpdir(), NULL, &err), APD_EMAGIC);
+    /* foreign: an LMDB environment with named databases of another application */
+    char fp[300];
+    fmt_path(fp, sizeof fp, "foreign.mdb");
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    ck_assert_int_eq(mdb_env_open(env, fp, MDB_NOSUBDIR, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "images", MDB_CREATE, &dbi), 0);
+    MDB_val k = {3, "key"}, v = {5, "value"};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    ck_assert_int_eq(apd_reader_open(&r, fp, NULL, &err), APD_EFOREIGN);
+    ck_assert_ptr_nonnull(strstr(err.msg, fp));
+}
+END_TEST
+
+/* Child: write records forever-ish, committing every `every`; parent kills it. */
+static void child_writer(const char *path, uint32_t total, uint32_t every, int exit_early)
+{
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 32, 32, 64);
+    o.no_sync = 1;
+    o.records_per_chunk = 100; /* many chunks */
+    apd_writer *wr;
+    apd_err err;
+    if (apd_writer_create(&wr, path, &o, &err) != APD_OK) _exit(3);
+    apd_rng r;
+    apd_rng_seed(&r, 1, 0);
+    uint8_t pal[192], idx[1024];
+    for (uint32_t i = 0; i < total; i++) {
+        fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
+        if (apd_writer_put_palette(wr, pal, 64, idx, i % 10, i) != APD_OK) _exit(4);
+        if ((i + 1) % every == 0 && apd_writer_commit(wr) != APD_OK) _exit(5);
+        if (exit_early && i + 1 == (uint32_t)exit_early) _exit(0); /* no close: uncommitted tail lost */
+    }
+    _exit(apd_writer_close(wr) == APD_OK ? 0 : 6);
+}
+
+static uint64_t verify_all(const char *path)
+{
+    apd_reader *r;
+    apd_err err;
+    ck_assert_msg(apd_reader_open(&r, path, NULL, &err) == APD_OK, "%s", err.msg);
+    uint64_t n = apd_reader_count(r), sum = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        ck_assert_msg(apd_reader_verify_record(r, i) == APD_OK, "%s", apd_reader_errmsg(r));
+        uint64_t sid;
+        ck_assert_int_eq(apd_reader_source_id(r, i, &sid), APD_OK);
+        ck_assert_uint_eq(sid, i);
+    }
+    for (uint32_t c = 0; c < 10; c++) sum += apd_reader_class_count(r, c);
+    ck_assert_uint_eq(sum, n);
+    apd_reader_close(r);
+    return n;
+}
+
+START_TEST(killed_writer)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "killed.apd");
+    /* 1: the child exits after 1030 puts with commits every 250: 1000 committed */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) child_writer(path, 5000, 250, 1030);
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert_uint_eq(verify_all(path), 1000);
+    /* 2: SIGKILL at a random moment while writing (several times) */
+    for (int round = 0; round < 4; round++) {
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) child_writer(path, 200000, 37, 0);
+        struct timespec ts = {0, (40 + 35 * round) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        uint64_t n = verify_all(path);
+        printf("killed_writer: SIGKILL after %ld ms: %llu records committed and verified\n",
+               (long)(ts.tv_nsec / 1000000), (unsigned long long)n);
+        ck_assert_uint_eq(n % 37 == 0 || n % 100 == 0, 1);
+        /* the CLI agrees */
+        char cmd[800];
+        snprintf(cmd, sizeof cmd, "'%s/apd-info' --verify '%s' >/dev/null", APD_BINARY_DIR, path);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    fmt_tmpdir();
+    Suite *s = suite_create("format_bad");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, bad_corpus);
+    tcase_add_test(tc, every_bit_flip_codec);
+    tcase_add_test(tc, every_bit_flip_in_file);
+    tcase_add_test(tc, limits_and_foreign);
+    tcase_add_test(tc, killed_writer);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    fmt_rmtmp();
+    return nf ? 1 : 0;
+}

@@ -1,0 +1,319 @@
+/* apd-info: inspect an .apd file (spec/apd-format.md).
+ *
+ *   apd-info FILE              summary: version, geometry, K, bits, counts per class, bytes on
+ *                              disk, bytes per image (payload / overhead), ratio against raw
+ *                              pixels, budget figures, provenance
+ *   apd-info --json FILE       the same as one JSON object (metadata document included)
+ *   apd-info --verify FILE     check every checksum and record; names the first bad record by
+ *                              index and LMDB key; exit 1 if any is bad
+ *   apd-info --record N FILE   record N: label, source id, palette and index-use histogram
+ *
+ * Exit codes: 0 ok, 1 error (unreadable or bad file, failed verification), 2 usage.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/format.h"
+#include "format/json.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: apd-info [--json] [--verify] [--record N] FILE\n"
+            "  Show what an .apd file holds: format version, geometry, palette size K and index\n"
+            "  bits, records per class, bytes on disk and per image (payload and overhead),\n"
+            "  ratio against raw pixels, budget and provenance.\n"
+            "  --json        print everything as one JSON object\n"
+            "  --verify      verify every record checksum and structure (exit 1 on the first bad\n"
+            "                record, naming its index and LMDB key)\n"
+            "  --record N    show record N: label, source id, palette, index-use histogram\n"
+            "  -h, --help    this help     -V, --version   print the version\n"
+            "Exit codes: 0 ok, 1 error or verification failure, 2 usage error.\n");
+}
+
+/* path as a JSON string */
+static const char *jpath(const char *path)
+{
+    static char buf[8192];
+    apd__sb b = {0};
+    apd__sb_jstr(&b, path);
+    snprintf(buf, sizeof buf, "%s", b.p ? b.p : "\"\"");
+    apd__sb_free(&b);
+    return buf;
+}
+
+static const char *const lib_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
+    "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names",
+    "dataset", "mean", "std", NULL};
+
+static int is_lib_key(const char *k, size_t n)
+{
+    for (int i = 0; lib_keys[i]; i++)
+        if (strlen(lib_keys[i]) == n && memcmp(lib_keys[i], k, n) == 0) return 1;
+    return 0;
+}
+
+/* Print provenance keys (everything the library does not maintain) as "key: value". */
+static void print_provenance(const char *json)
+{
+    apd__json d;
+    if (apd__json_parse(&d, json, strlen(json)) != APD_OK) return;
+    printf("provenance:\n");
+    int any = 0;
+    for (int c = d.nodes[0].first; c >= 0;) {
+        int v = d.nodes[c].next;
+        if (v < 0) break;
+        const char *k = json + d.nodes[c].start;
+        size_t kl = d.nodes[c].len;
+        if (!is_lib_key(k, kl)) {
+            const apd__jnode *vn = &d.nodes[v];
+            if (vn->type == APD__J_STR) {
+                char buf[4096];
+                if (apd__json_str(&d, v, buf, sizeof buf)) printf("  %.*s: %s\n", (int)kl, k, buf);
+            } else {
+                /* objects/arrays: raw JSON text, whitespace collapsed */
+                printf("  %.*s: ", (int)kl, k);
+                int prev_space = 0;
+                for (uint32_t i = 0; i < vn->len; i++) {
+                    char ch = json[vn->start + i];
+                    int sp = ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
+                    if (sp && prev_space) continue;
+                    putchar(sp ? ' ' : ch);
+                    prev_space = sp;
+                }
+                putchar('\n');
+            }
+            any = 1;
+        }
+        c = d.nodes[v].next;
+    }
+    if (!any) printf("  (none recorded)\n");
+    apd__json_free(&d);
+}
+
+static int cmd_verify(apd_reader *r, const char *path, int json)
+{
+    uint64_t n = apd_reader_count(r);
+    for (uint64_t i = 0; i < n; i++) {
+        apd_status s = apd_reader_verify_record(r, i);
+        if (s != APD_OK) {
+            uint64_t chunk = 0;
+            uint32_t slot = 0;
+            apd_reader_locate(r, i, &chunk, &slot);
+            if (json)
+                printf("{\"file\": %s, \"ok\": false, \"record\": %llu, \"chunk_key\": \"%016llx\", "
+                       "\"status\": \"%s\"}\n", jpath(path), (unsigned long long)i, (unsigned long long)chunk,
+                       apd_strerror(s));
+            fprintf(stderr, "apd-info: %s: record %llu (chunk key %016llx, slot %u) is bad: %s (%s)\n", path,
+                    (unsigned long long)i, (unsigned long long)chunk, slot, apd_strerror(s), apd_reader_errmsg(r));
+            return 1;
+        }
+    }
+    if (json) printf("{\"file\": %s, \"ok\": true, \"records\": %llu}\n", jpath(path), (unsigned long long)n);
+    else printf("%s: OK, %llu records verified (header, metadata, chunk tables and every record checksum)\n",
+                path, (unsigned long long)n);
+    return 0;
+}
+
+static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
+{
+    apd_file_info fi;
+    apd_reader_info(r, &fi);
+    uint32_t label = 0;
+    uint64_t sid = APD_NO_SOURCE_ID;
+    apd_status s = apd_reader_label(r, i, &label);
+    if (s == APD_OK) s = apd_reader_source_id(r, i, &sid);
+    if (s != APD_OK) {
+        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        return 1;
+    }
+    const char *cname = apd_reader_class_name(r, label);
+    if (fi.kind != APD_KIND_PALETTE) {
+        if (json)
+            printf("{\"record\": %llu, \"label\": %u, \"source_id\": %lld, \"kind\": \"direct\"}\n",
+                   (unsigned long long)i, label, sid == APD_NO_SOURCE_ID ? -1LL : (long long)sid);
+        else
+            printf("record %llu: label %u%s%s%s, source id %s%llu, direct colour %ux%ux%u\n", (unsigned long long)i,
+                   label, cname ? " (" : "", cname ? cname : "", cname ? ")" : "",
+                   sid == APD_NO_SOURCE_ID ? "none " : "", sid == APD_NO_SOURCE_ID ? 0ULL : (unsigned long long)sid,
+                   fi.c, fi.h, fi.w);
+        return 0;
+    }
+    size_t npix = (size_t)fi.h * fi.w;
+    uint8_t pal[768], *idx = malloc(npix ? npix : 1);
+    uint32_t k = 0;
+    if (!idx) {
+        fprintf(stderr, "apd-info: %s: out of memory\n", path);
+        return 1;
+    }
+    s = apd_reader_record(r, i, pal, &k, idx, NULL);
+    if (s != APD_OK) {
+        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        free(idx);
+        return 1;
+    }
+    uint64_t hist[256] = {0};
+    for (size_t p = 0; p < npix; p++) hist[idx[p]]++;
+    uint32_t used = 0;
+    for (uint32_t e = 0; e < k; e++) used += hist[e] != 0;
+    if (json) {
+        printf("{\"record\": %llu, \"label\": %u, \"source_id\": %lld, \"k\": %u, \"entries_used\": %u, \"palette\": [",
+               (unsigned long long)i, label, sid == APD_NO_SOURCE_ID ? -1LL : (long long)sid, k, used);
+        for (uint32_t e = 0; e < k; e++) {
+            printf("%s[", e ? ", " : "");
+            for (uint32_t ch = 0; ch < fi.c; ch++) printf("%s%u", ch ? ", " : "", pal[e * fi.c + ch]);
+            printf("]");
+        }
+        printf("], \"histogram\": [");
+        for (uint32_t e = 0; e < k; e++) printf("%s%llu", e ? ", " : "", (unsigned long long)hist[e]);
+        printf("]}\n");
+    } else {
+        printf("record %llu: label %u%s%s%s, source id ", (unsigned long long)i, label, cname ? " (" : "",
+               cname ? cname : "", cname ? ")" : "");
+        if (sid == APD_NO_SOURCE_ID) printf("none");
+        else printf("%llu", (unsigned long long)sid);
+        printf(", palette of %u entries (%u used), %u-bit indices, %ux%u\n", k, used, fi.bits, fi.h, fi.w);
+        printf("  entry  colour            pixels   share\n");
+        for (uint32_t e = 0; e < k; e++) {
+            char col[32];
+            if (fi.c == 3) snprintf(col, sizeof col, "#%02x%02x%02x (%3u,%3u,%3u)", pal[3 * e], pal[3 * e + 1],
+                                    pal[3 * e + 2], pal[3 * e], pal[3 * e + 1], pal[3 * e + 2]);
+            else snprintf(col, sizeof col, "grey %3u", pal[e]);
+            printf("  %5u  %-24s %7llu  %5.1f%%\n", e, col, (unsigned long long)hist[e],
+                   npix ? 100.0 * (double)hist[e] / (double)npix : 0.0);
+        }
+    }
+    free(idx);
+    return 0;
+}
+
+static int cmd_summary(apd_reader *r, const char *path, int json)
+{
+    apd_file_info fi;
+    apd_file_stats st;
+    apd_reader_info(r, &fi);
+    apd_status s = apd_reader_stats(r, &st);
+    if (s != APD_OK) {
+        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        return 1;
+    }
+    uint64_t n = fi.n_records;
+    double raw = (double)fi.c * fi.h * fi.w;
+    double disk = (double)st.used_pages * (double)st.page_size;
+    double per = n ? disk / (double)n : 0, pay = n ? (double)st.payload_bytes / (double)n : 0;
+    double stored = n ? (double)st.stored_bytes / (double)n : 0;
+    const char *kind = fi.kind == APD_KIND_PALETTE ? "palette" : "direct";
+    if (json) {
+        printf("{\n  \"file\": %s,\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
+               "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
+               "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
+               "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"overhead_per_image\": %.3f, "
+               "\"raw_bytes_per_image\": %.0f, \"ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f},\n  \"meta\": ",
+               jpath(path), (unsigned long long)st.file_bytes, (unsigned long long)st.page_size,
+               (unsigned long long)st.used_pages, (unsigned long long)st.chunk_db_pages,
+               (unsigned long long)st.meta_db_pages, (unsigned long long)st.stored_bytes,
+               (unsigned long long)st.payload_bytes, (unsigned long long)st.compressed_records,
+               (unsigned long long)st.dict_bytes, per, pay, per - pay, raw, per > 0 ? raw / per : 0,
+               n ? per * 8 / ((double)fi.h * fi.w) : 0);
+        const char *m = apd_reader_meta_json(r);
+        size_t ml = strlen(m);
+        while (ml && (m[ml - 1] == '\n' || m[ml - 1] == ' ')) ml--;
+        for (size_t i = 0; i < ml; i++) {
+            putchar(m[i]);
+            if (m[i] == '\n') fputs("  ", stdout);
+        }
+        printf("\n}\n");
+        return 0;
+    }
+    printf("file:        %s\n", path);
+    printf("format:      .apd %u.%u, %s records%s\n", fi.version_major, fi.version_minor, kind,
+           fi.has_dictionary ? ", zstd dictionary" : "");
+    if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
+    printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");
+    if (fi.kind == APD_KIND_PALETTE) printf("palette:     K = %u colours, %u-bit indices\n", fi.k, fi.bits);
+    printf("records:     %llu in %llu chunks of up to %u\n", (unsigned long long)n,
+           (unsigned long long)fi.n_chunks, fi.records_per_chunk);
+    if (fi.n_classes) {
+        printf("classes:     %u\n", fi.n_classes);
+        for (uint32_t c = 0; c < fi.n_classes; c++) {
+            const char *nm = apd_reader_class_name(r, c);
+            printf("  %4u %-20s %llu\n", c, nm ? nm : "", (unsigned long long)apd_reader_class_count(r, c));
+        }
+    }
+    if (fi.c && (fi.mean[0] != 0 || fi.std[0] != 0)) {
+        printf("source mean/std:");
+        for (uint32_t c = 0; c < fi.c; c++) printf(" %.4f/%.4f", (double)fi.mean[c], (double)fi.std[c]);
+        printf("\n");
+    }
+    printf("bytes on disk: %llu (file), %llu in use (%llu LMDB pages of %llu: chunks %llu, meta %llu)\n",
+           (unsigned long long)st.file_bytes, (unsigned long long)(st.used_pages * st.page_size),
+           (unsigned long long)st.used_pages, (unsigned long long)st.page_size,
+           (unsigned long long)st.chunk_db_pages, (unsigned long long)st.meta_db_pages);
+    if (n) {
+        printf("per image:   %.1f bytes on disk = %.1f payload (%s) + %.1f overhead (%.1f record headers,"
+               " offsets and compression savings; %.1f LMDB pages and metadata)\n",
+               per, pay, fi.kind == APD_KIND_PALETTE ? "palette + packed indices" : "pixels", per - pay,
+               stored - pay, per - stored);
+        printf("             %.3f bits/pixel; %.2fx %s than raw %s (%.0f bytes); disk/payload %.4f\n",
+               per * 8 / ((double)fi.h * fi.w), raw >= per ? raw / per : per / raw,
+               raw >= per ? "smaller" : "larger", fi.c == 3 ? "RGB" : "grey", raw, per / pay);
+        if (st.compressed_records)
+            printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st.compressed_records,
+                   (unsigned long long)n, st.dict_bytes ? " (with dictionary)" : "");
+    }
+    print_provenance(apd_reader_meta_json(r));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {{"json", no_argument, 0, 'j'}, {"verify", no_argument, 0, 'v'},
+        {"record", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    int json = 0, verify = 0, opt;
+    long long rec = -1;
+    while ((opt = getopt_long(argc, argv, "jvr:hV", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'j': json = 1; break;
+        case 'v': verify = 1; break;
+        case 'r': {
+            char *end;
+            rec = strtoll(optarg, &end, 10);
+            if (*end || rec < 0) {
+                fprintf(stderr, "apd-info: --record needs a record index >= 0, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("apd-info %s (libapd %s, format %d.%d)\n", APD_VERSION_STRING, apd_version(),
+                         APD_FORMAT_VERSION_MAJOR, APD_FORMAT_VERSION_MINOR); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (verify && rec >= 0) {
+        fprintf(stderr, "apd-info: --verify and --record are exclusive\n");
+        return 2;
+    }
+    const char *path = argv[optind];
+    apd_reader *r;
+    apd_err err;
+    apd_status s = apd_reader_open(&r, path, NULL, &err);
+    if (s != APD_OK) {
+        fprintf(stderr, "apd-info: %s (%s)\n", err.msg, apd_strerror(s));
+        return 1;
+    }
+    int rc;
+    if (verify) rc = cmd_verify(r, path, json);
+    else if (rec >= 0) rc = cmd_record(r, path, (uint64_t)rec, json);
+    else rc = cmd_summary(r, path, json);
+    apd_reader_close(r);
+    return rc;
+}
