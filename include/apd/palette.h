@@ -244,7 +244,8 @@ typedef struct apd_palette_losses {
 /* The colour-loss part of one iteration (section 3.3): forward x_sub (a detached copy of a
  * subset of the synthetic images, (b, C, h, w)) in soft mode, median-cut targets, a pixel
  * sample from (seed, step), Lm + Lb + La + Lconf and their backward into net->grads only.
- * Terms with weight 0 are skipped (La then needs no median cut). Leaves ws holding this
+ * La and Lconf are skipped when their weight is 0 (value 0; La then needs no median cut);
+ * Lm and Lb values are always computed (cheap, useful to watch). Leaves ws holding this
  * forward. @return as apd_palette_forward / apd_palette_loss_la / apd_palette_la_targets. */
 APD_API apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *out,
                                           const float *x_sub, uint32_t b, uint32_t h, uint32_t w,

@@ -23,6 +23,66 @@ static inline float apd__pal_from_u8(uint8_t v, float mean, float std)
 
 #include "apd/palette.h"
 
+#include <string.h>
+
+/* Portable SIMD for the elementwise passes (GCC/Clang vector extensions). The default
+ * RelWithDebInfo build is -O2, where GCC 12 vectorizes almost no loop with an unknown trip
+ * count; these few explicit vector loops (8 lanes with AVX, else 4) keep the per-pixel
+ * passes around the GEMMs from dominating. Loads/stores go through memcpy (unaligned). */
+#if defined(__AVX__)
+#define APD__VW 8
+#else
+#define APD__VW 4
+#endif
+typedef float apd__vf __attribute__((vector_size(APD__VW * 4)));
+typedef int32_t apd__vi __attribute__((vector_size(APD__VW * 4)));
+static inline apd__vf apd__vld(const float *p)
+{
+    apd__vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void apd__vst(float *p, apd__vf v) { memcpy(p, &v, sizeof v); }
+static inline apd__vf apd__vsplat(float x) { return (apd__vf){0} + x; }
+/* lanes where keep > 0 keep v, others 0 (ReLU and its mask) */
+static inline apd__vf apd__vmask_pos(apd__vf v, apd__vf keep)
+{
+    apd__vf z = {0};
+    return (apd__vf)((apd__vi)v & (apd__vi)(keep > z));
+}
+static inline apd__vf apd__vmax(apd__vf a, apd__vf b)
+{
+    apd__vi m = a > b;
+    return (apd__vf)(((apd__vi)a & m) | ((apd__vi)b & ~m));
+}
+static inline apd__vf apd__vmin(apd__vf a, apd__vf b)
+{
+    apd__vi m = a < b;
+    return (apd__vf)(((apd__vi)a & m) | ((apd__vi)b & ~m));
+}
+/* exp(x) per lane (Cephes expf: range reduction by ln 2 in two parts, degree-6 polynomial,
+ * 2^n through the exponent bits); relative error ~1e-7. x is clamped to [-87.3, 88.7], so
+ * very negative inputs give ~1e-38 instead of 0 (harmless in a softmax). */
+static inline apd__vf apd__vexp(apd__vf x)
+{
+    x = apd__vmax(apd__vmin(x, apd__vsplat(88.72283f)), apd__vsplat(-87.33654f));
+    apd__vf fx = x * 1.44269504088896341f + 0.5f;
+    apd__vi n = __builtin_convertvector(fx, apd__vi); /* truncation toward zero */
+    apd__vf fn = __builtin_convertvector(n, apd__vf);
+    apd__vi over = fn > fx; /* floor for negative values */
+    fn = fn - (apd__vf)((apd__vi)apd__vsplat(1.0f) & over);
+    n = __builtin_convertvector(fn, apd__vi);
+    apd__vf r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+    apd__vf y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    apd__vi e = (n + 127) << 23;
+    return y * (apd__vf)e;
+}
+
 /* The c*max_p float scratch of thread 0 of ws (palette_net.c), free between calls. */
 float *apd__palette_ysoft_scratch(const apd_palette_ws *ws);
 /* apd_palette_loss_la / apd_palette_la_targets with the images split over a pool (NULL ok);

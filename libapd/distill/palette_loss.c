@@ -72,7 +72,7 @@ double apd_palette_loss_conf(float *dm, float weight, const float *m, uint32_t b
 
 /* Per-thread La scratch. */
 typedef struct {
-    float *f, *df, *a, *da, *norm, *dot, *tnorm;
+    float *f, *df, *a, *da, *norm, *dot, *tnorm, *inv, *tf;
     uint8_t *t;
 } la_buf;
 
@@ -94,6 +94,7 @@ static void la_image(void *vctx, uint32_t bi, uint32_t thread)
     la_buf *B = &cx->buf[thread];
     uint32_t k = cx->k, p = cx->p, s = cx->s;
     float *f = B->f, *df = B->df, *a = B->a, *da = B->da, *norm = B->norm, *dot = B->dot, *tnorm = B->tnorm;
+    float *inv = B->inv, *tf = B->tf;
     uint8_t *t = B->t;
     uint32_t cnt[APD_PALETTE_MAX_K];
     const float *mb = cx->m + (size_t)bi * k * p;
@@ -116,20 +117,44 @@ static void la_image(void *vctx, uint32_t bi, uint32_t thread)
     for (uint32_t q = 0; q < s; q++) norm[q] = 0.0f;
     for (uint32_t r = 0; r < s; r++) {
         const float *ar = a + (size_t)r * s;
-        for (uint32_t q = 0; q < s; q++) norm[q] += ar[q] * ar[q];
+        uint32_t q = 0;
+        for (; q + APD__VW <= s; q += APD__VW) {
+            apd__vf v = apd__vld(ar + q);
+            apd__vst(norm + q, apd__vld(norm + q) + v * v);
+        }
+        for (; q < s; q++) norm[q] += ar[q] * ar[q];
     }
     for (uint32_t q = 0; q < s; q++) {
         norm[q] = sqrtf(norm[q]);
         if (!(norm[q] > NORM_EPS)) norm[q] = NORM_EPS; /* clamped: no gradient through the norm */
+        inv[q] = 1.0f / norm[q];
+        tf[q] = (float)t[q];
     }
     /* a <- A_hat; da <- G = gscale * (A_hat - A'_hat); dot[q] = A_hat[:,q] . G[:,q] */
     double lb = 0.0;
+    apd__vf vg = apd__vsplat(gscale);
     for (uint32_t q = 0; q < s; q++) dot[q] = 0.0f;
     for (uint32_t r = 0; r < s; r++) {
         float *ar = a + (size_t)r * s, *dr = da + (size_t)r * s;
-        for (uint32_t q = 0; q < s; q++) {
-            float ah = ar[q] / norm[q];
-            float th = t[r] == t[q] ? tnorm[q] : 0.0f;
+        float tr = tf[r];
+        apd__vf vtr = apd__vsplat(tr), acc = {0};
+        uint32_t q = 0;
+        for (; q + APD__VW <= s; q += APD__VW) {
+            apd__vf ah = apd__vld(ar + q) * apd__vld(inv + q);
+            apd__vi same = apd__vld(tf + q) == vtr;
+            apd__vf th = (apd__vf)((apd__vi)apd__vld(tnorm + q) & same);
+            apd__vf d = ah - th, g = vg * d;
+            acc += d * d;
+            apd__vst(ar + q, ah);
+            apd__vst(dr + q, g);
+            apd__vst(dot + q, apd__vld(dot + q) + ah * g);
+        }
+        float part = 0.0f;
+        for (int l = 0; l < APD__VW; l++) part += acc[l];
+        lb += part;
+        for (; q < s; q++) {
+            float ah = ar[q] * inv[q];
+            float th = tf[q] == tr ? tnorm[q] : 0.0f;
             float d = ah - th;
             lb += (double)d * d;
             ar[q] = ah;
@@ -140,13 +165,15 @@ static void la_image(void *vctx, uint32_t bi, uint32_t thread)
     cx->vals[bi] = lb / s;
     if (!cx->dm) return;
     /* dA[:,q] = (G[:,q] - A_hat[:,q] dot[q]) / norm[q]  (only G/eps when the norm is clamped) */
+    for (uint32_t q = 0; q < s; q++)
+        if (!(norm[q] > NORM_EPS)) dot[q] = 0.0f;
     for (uint32_t r = 0; r < s; r++) {
         const float *ar = a + (size_t)r * s;
         float *dr = da + (size_t)r * s;
-        for (uint32_t q = 0; q < s; q++) {
-            float proj = norm[q] > NORM_EPS ? ar[q] * dot[q] : 0.0f;
-            dr[q] = (dr[q] - proj) / norm[q];
-        }
+        uint32_t q = 0;
+        for (; q + APD__VW <= s; q += APD__VW)
+            apd__vst(dr + q, (apd__vld(dr + q) - apd__vld(ar + q) * apd__vld(dot + q)) * apd__vld(inv + q));
+        for (; q < s; q++) dr[q] = (dr[q] - ar[q] * dot[q]) * inv[q];
     }
     /* dF (K, S) = F (dA + dA^T) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)s, (int)s, 1.0f, f, (int)s, da, (int)s, 0.0f,
@@ -186,8 +213,10 @@ apd_status apd__palette_loss_la_pool(apd_pool *pool, double *value, float *dm, f
         B->norm = malloc((size_t)s * sizeof(float));
         B->dot = malloc((size_t)s * sizeof(float));
         B->tnorm = malloc((size_t)s * sizeof(float));
+        B->inv = malloc((size_t)s * sizeof(float));
+        B->tf = malloc((size_t)s * sizeof(float));
         B->t = malloc(s);
-        if (!B->f || !B->df || !B->a || !B->da || !B->norm || !B->dot || !B->tnorm || !B->t) {
+        if (!B->f || !B->df || !B->a || !B->da || !B->norm || !B->dot || !B->tnorm || !B->inv || !B->tf || !B->t) {
             st = APD_ENOMEM;
             goto done;
         }
@@ -201,7 +230,8 @@ done:
     if (buf)
         for (uint32_t t = 0; t < nt; t++) {
             la_buf *B = &buf[t];
-            free(B->f); free(B->df); free(B->a); free(B->da); free(B->norm); free(B->dot); free(B->tnorm); free(B->t);
+            free(B->f); free(B->df); free(B->a); free(B->da); free(B->norm); free(B->dot);
+            free(B->tnorm); free(B->inv); free(B->tf); free(B->t);
         }
     free(buf);
     free(vals);
@@ -281,7 +311,8 @@ static apd_status color_losses(apd_palette_losses *out, apd_palette_ws *ws, cons
     float *dm = ws->s_dm;
     out->lm = apd_palette_loss_lm(cfg->w_lm != 0.0f ? dm : NULL, cfg->w_lm, ws->m, b, k, p);
     out->lb = apd_palette_loss_lb(cfg->w_lb != 0.0f ? dm : NULL, cfg->w_lb, ws->m, b, k, p);
-    out->conf = apd_palette_loss_conf(cfg->w_conf != 0.0f ? dm : NULL, cfg->w_conf, ws->m, b, k, p);
+    /* Lconf costs a log per probability: computed only when it is used */
+    out->conf = cfg->w_conf != 0.0f ? apd_palette_loss_conf(dm, cfg->w_conf, ws->m, b, k, p) : 0.0;
     out->la = 0.0;
     if (cfg->w_la != 0.0f && targets) {
         double sd = (double)cfg->la_ratio * p;

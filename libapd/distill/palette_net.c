@@ -203,20 +203,31 @@ static void hidden_forward(float *restrict hs, const apd_palette_net *net, const
         const float *wj = net->w1 + (size_t)j * c;
         float bj = net->b1[j];
         float *restrict row = hs + (size_t)j * p;
+        uint32_t q = 0;
         if (c == 1) {
             float w0 = wj[0];
-            for (uint32_t q = 0; q < p; q++) {
+            apd__vf vb = apd__vsplat(bj), v0 = apd__vsplat(w0);
+            for (; q + APD__VW <= p; q += APD__VW) {
+                apd__vf v = vb + v0 * apd__vld(x0 + q);
+                apd__vst(row + q, apd__vmask_pos(v, v));
+            }
+            for (; q < p; q++) {
                 float v = bj + w0 * x0[q];
                 row[q] = v > 0.0f ? v : 0.0f;
             }
         } else if (c == 3) {
             float w0 = wj[0], w1 = wj[1], w2 = wj[2];
-            for (uint32_t q = 0; q < p; q++) {
+            apd__vf vb = apd__vsplat(bj), v0 = apd__vsplat(w0), v1 = apd__vsplat(w1), v2 = apd__vsplat(w2);
+            for (; q + APD__VW <= p; q += APD__VW) {
+                apd__vf v = vb + v0 * apd__vld(x0 + q) + v1 * apd__vld(x1 + q) + v2 * apd__vld(x2 + q);
+                apd__vst(row + q, apd__vmask_pos(v, v));
+            }
+            for (; q < p; q++) {
                 float v = bj + w0 * x0[q] + w1 * x1[q] + w2 * x2[q];
                 row[q] = v > 0.0f ? v : 0.0f;
             }
         } else {
-            for (uint32_t q = 0; q < p; q++) {
+            for (; q < p; q++) {
                 float v = bj;
                 for (uint32_t ch = 0; ch < c; ch++) v += wj[ch] * x[(size_t)ch * p + q];
                 row[q] = v > 0.0f ? v : 0.0f;
@@ -231,43 +242,68 @@ static int softmax_cols(float *z, uint32_t k, uint32_t p, float inv_t, float *co
     memcpy(colmax, z, (size_t)p * sizeof(float));
     for (uint32_t j = 1; j < k; j++) {
         const float *row = z + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) colmax[q] = row[q] > colmax[q] ? row[q] : colmax[q];
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW)
+            apd__vst(colmax + q, apd__vmax(apd__vld(row + q), apd__vld(colmax + q)));
+        for (; q < p; q++) colmax[q] = row[q] > colmax[q] ? row[q] : colmax[q];
     }
     for (uint32_t q = 0; q < p; q++) {
         if (!isfinite(colmax[q])) return 0;
         colsum[q] = 0.0f;
     }
+    apd__vf vt = apd__vsplat(inv_t);
     for (uint32_t j = 0; j < k; j++) {
         float *row = z + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) {
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW) {
+            apd__vf e = apd__vexp((apd__vld(row + q) - apd__vld(colmax + q)) * vt);
+            apd__vst(row + q, e);
+            apd__vst(colsum + q, apd__vld(colsum + q) + e);
+        }
+        for (; q < p; q++) {
             float e = expf((row[q] - colmax[q]) * inv_t);
             row[q] = e;
             colsum[q] += e;
         }
     }
-    for (uint32_t q = 0; q < p; q++) colsum[q] = 1.0f / colsum[q];
+    for (uint32_t q = 0; q < p; q++) {
+        if (!(colsum[q] >= 1.0f) || !isfinite(colsum[q])) return 0; /* a NaN logit (max skips NaN) */
+        colsum[q] = 1.0f / colsum[q];
+    }
     for (uint32_t j = 0; j < k; j++) {
         float *row = z + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) row[q] *= colsum[q];
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW) apd__vst(row + q, apd__vld(row + q) * apd__vld(colsum + q));
+        for (; q < p; q++) row[q] *= colsum[q];
     }
     return 1;
 }
 
 /* Argmax map (first maximum), bucket counts and hard palette (bucket means) of one image. */
 static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *m, const float *x, uint32_t c,
-                       uint32_t k, uint32_t p, float *best)
+                       uint32_t k, uint32_t p, float *restrict best, float *restrict bidx)
 {
+    /* running max and its index (as float, exact for k <= 256) per pixel; strict > keeps
+     * the first maximum */
     memcpy(best, m, (size_t)p * sizeof(float));
-    memset(idx, 0, p);
+    memset(bidx, 0, (size_t)p * sizeof(float));
     for (uint32_t j = 1; j < k; j++) {
         const float *row = m + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) {
+        apd__vf vj = apd__vsplat((float)j);
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW) {
+            apd__vf r = apd__vld(row + q), bv = apd__vld(best + q), bi = apd__vld(bidx + q);
+            apd__vi gt = r > bv;
+            apd__vst(best + q, (apd__vf)(((apd__vi)r & gt) | ((apd__vi)bv & ~gt)));
+            apd__vst(bidx + q, (apd__vf)(((apd__vi)vj & gt) | ((apd__vi)bi & ~gt)));
+        }
+        for (; q < p; q++)
             if (row[q] > best[q]) {
                 best[q] = row[q];
-                idx[q] = (uint8_t)j;
+                bidx[q] = (float)j;
             }
-        }
     }
+    for (uint32_t q = 0; q < p; q++) idx[q] = (uint8_t)bidx[q];
     double acc[4 * APD_PALETTE_MAX_K];
     memset(acc, 0, sizeof(double) * c * k);
     memset(count, 0, sizeof(uint32_t) * k);
@@ -310,19 +346,18 @@ static void forward_image(void *vctx, uint32_t i, uint32_t thread)
         cx->bad[i] = 1;
         return;
     }
-    for (uint32_t j = 0; j < k; j++) {
-        const float *row = mi + (size_t)j * p;
-        double sum = 0.0;
-        for (uint32_t q = 0; q < p; q++) sum += row[q];
-        den[j] = (float)sum + PAL_EPS;
-    }
+    /* den (K) = m (K, P) . 1 + 1e-8 */
+    float *ones = colB;
+    for (uint32_t q = 0; q < p; q++) ones[q] = 1.0f;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)p, 1.0f, mi, (int)p, ones, 1, 0.0f, den, 1);
+    for (uint32_t j = 0; j < k; j++) den[j] += PAL_EPS;
     /* pal (C, K) = x (C, P) . m^T (P, K), then / den */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c, (int)k, (int)p, 1.0f, xi, (int)p, mi, (int)p, 0.0f,
                 pal, (int)k);
     for (uint32_t ch = 0; ch < c; ch++)
         for (uint32_t j = 0; j < k; j++) pal[ch * k + j] /= den[j];
     hard_quant(ws->idx + (size_t)i * p, ws->count + (size_t)i * k, ws->hpal + (size_t)i * c * k, mi, xi, c, k, p,
-               colA);
+               colA, colB);
     if (!cx->y) return;
     float *yi = cx->y + (size_t)i * c * p;
     if (cx->o.straight_through) {
@@ -365,27 +400,37 @@ apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, f
 /* ---- backward ----------------------------------------------------------------------------- */
 
 /* In place: g (K, P) = dL/dm  ->  dL/dz = m (g - sum_k m g) / T. */
-static void softmax_back(float *g, const float *m, uint32_t k, uint32_t p, float inv_t, float *col)
+static void softmax_back(float *restrict g, const float *restrict m, uint32_t k, uint32_t p, float inv_t,
+                         float *restrict col)
 {
     memset(col, 0, (size_t)p * sizeof(float));
     for (uint32_t j = 0; j < k; j++) {
         const float *mr = m + (size_t)j * p, *gr = g + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) col[q] += mr[q] * gr[q];
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW)
+            apd__vst(col + q, apd__vld(col + q) + apd__vld(mr + q) * apd__vld(gr + q));
+        for (; q < p; q++) col[q] += mr[q] * gr[q];
     }
+    apd__vf vt = apd__vsplat(inv_t);
     for (uint32_t j = 0; j < k; j++) {
         const float *mr = m + (size_t)j * p;
         float *gr = g + (size_t)j * p;
-        for (uint32_t q = 0; q < p; q++) gr[q] = mr[q] * (gr[q] - col[q]) * inv_t;
+        uint32_t q = 0;
+        for (; q + APD__VW <= p; q += APD__VW)
+            apd__vst(gr + q, apd__vld(mr + q) * (apd__vld(gr + q) - apd__vld(col + q)) * vt);
+        for (; q < p; q++) gr[q] = mr[q] * (gr[q] - col[q]) * inv_t;
     }
 }
 
 /* dh (hidden, P) = (W2^T dz) masked by h > 0. */
-static void hidden_back(float *dh, const apd_palette_net *net, const float *dz, const float *hs, uint32_t p)
+static void hidden_back(float *restrict dh, const apd_palette_net *net, const float *dz, const float *restrict hs,
+                        uint32_t p)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)net->hidden, (int)p, (int)net->k, 1.0f, net->w2,
                 (int)net->hidden, dz, (int)p, 0.0f, dh, (int)p);
-    size_t n = (size_t)net->hidden * p;
-    for (size_t i = 0; i < n; i++) dh[i] = hs[i] > 0.0f ? dh[i] : 0.0f;
+    size_t n = (size_t)net->hidden * p, i = 0;
+    for (; i + APD__VW <= n; i += APD__VW) apd__vst(dh + i, apd__vmask_pos(apd__vld(dh + i), apd__vld(hs + i)));
+    for (; i < n; i++) dh[i] = hs[i] > 0.0f ? dh[i] : 0.0f;
 }
 
 typedef struct {

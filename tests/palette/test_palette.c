@@ -16,6 +16,7 @@
 #include "apd/palette.h"
 #include "apd/quant.h"
 #include "common/internal.h"
+#include "distill/palette_internal.h"
 
 #define FWD_TOL 1e-4
 #define BWD_TOL 1e-3
@@ -740,6 +741,28 @@ START_TEST(color_step_matches_parts)
 }
 END_TEST
 
+/* The vector exp used by the softmax, against libm in double. */
+START_TEST(vector_exp)
+{
+    double worst = 0.0;
+    for (int i = 0; i < 20000; i++) {
+        float xs[APD__VW], ys[APD__VW];
+        for (int l = 0; l < APD__VW; l++) xs[l] = -87.0f + 175.0f * (float)(i * APD__VW + l) / (20000.0f * APD__VW);
+        apd__vst(ys, apd__vexp(apd__vld(xs)));
+        for (int l = 0; l < APD__VW; l++) {
+            double e = exp((double)xs[l]), r = fabs(ys[l] - e) / e;
+            if (r > worst) worst = r;
+        }
+    }
+    float lo[APD__VW], out[APD__VW];
+    for (int l = 0; l < APD__VW; l++) lo[l] = -200.0f - (float)l;
+    apd__vst(out, apd__vexp(apd__vld(lo)));
+    printf("  vector exp on [-87, 88]: max rel err %.3g; exp(-200) -> %g\n", worst, out[0]);
+    ck_assert(worst < 5e-7);
+    for (int l = 0; l < APD__VW; l++) ck_assert(out[l] >= 0.0f && out[l] < 2e-38f);
+}
+END_TEST
+
 /* ---- budget table -------------------------------------------------------------------------- */
 
 START_TEST(budget_table)
@@ -845,6 +868,7 @@ static Suite *suite(void)
     tcase_add_test(tc, warmup_reduces_recon);
     tcase_add_test(tc, threads_bit_identical);
     tcase_add_test(tc, color_step_matches_parts);
+    tcase_add_test(tc, vector_exp);
     tcase_add_test(tc, budget_table);
     suite_add_tcase(s, tc);
     return s;
