@@ -1,0 +1,231 @@
+/* bench_nn.c: the NN engine against PyTorch 1.13 and against sgemm, in one run.
+ *
+ *   bench_nn [--batch 256] [--threads 2] [--reps 3] [--rounds 2] [--no-torch]
+ *
+ * For 32x32x3 and 28x28x1 ConvNetD3 (10 classes) at the batch size: forward-only images/s
+ * and forward + backward (input and weight gradients) images/s, ours and PyTorch's
+ * (bench/nn/bench_torch.py run by /usr/bin/python3 with the same thread count), alternating
+ * rounds because this machine's speed drifts; best of reps per round, best over rounds.
+ * Then GFLOP/s of each conv layer's forward kernel (im2col + sgemm, batch split over the
+ * pool, as in the network) against a square sgemm on the same threads, and memory.
+ * Prints the ratios. A benchmark, not a test: no pass/fail.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "apd/nn.h"
+#include "common/internal.h"
+#include "common/rng.h"
+
+static int g_batch = 256, g_threads = 2, g_reps = 3, g_rounds = 2, g_torch = 1;
+
+typedef struct result {
+    double fwd, fwdbwd, tfwd, tfwdbwd, trss;
+} result;
+
+static float *randbuf(size_t n, uint64_t seed)
+{
+    float *p = malloc(n * sizeof(float));
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
+    apd_rng r;
+    apd_rng_seed(&r, seed, 0);
+    for (size_t i = 0; i < n; i++) p[i] = apd_rng_normal(&r);
+    return p;
+}
+
+static void ours(apd_pool *pool, uint32_t c, uint32_t h, result *res, size_t *mem)
+{
+    apd_convnet_config cfg;
+    apd_convnet_config_default(&cfg, c, h, h, 10);
+    cfg.max_batch = (uint32_t)g_batch;
+    cfg.pool = pool;
+    apd_convnet *net;
+    if (apd_convnet_create(&net, &cfg) != APD_OK) { fprintf(stderr, "create failed\n"); exit(1); }
+    apd_convnet_init_seed(net, 1);
+    *mem = apd_convnet_memory_bytes(net);
+    size_t n = (size_t)g_batch, nx = n * c * h * h;
+    float *x = randbuf(nx, 2), *dx = calloc(nx, 4), *logits = calloc(n * 10, 4), *probs = calloc(n * 10, 4),
+          *dl = calloc(n * 10, 4);
+    uint32_t *y = malloc(n * sizeof *y);
+    for (size_t i = 0; i < n; i++) y[i] = (uint32_t)(i % 10);
+    double best_f = 0, best_fb = 0;
+    apd_convnet_forward(net, logits, NULL, x, n); /* warm-up */
+    for (int r = 0; r < g_reps; r++) {
+        double t = apd__now();
+        apd_convnet_forward(net, logits, NULL, x, n);
+        double dt = apd__now() - t;
+        if (n / dt > best_f) best_f = n / dt;
+    }
+    for (int r = 0; r < g_reps + 1; r++) {
+        double t = apd__now();
+        float loss;
+        apd_convnet_forward(net, logits, NULL, x, n);
+        apd_xent_forward(&loss, probs, logits, y, n, 10);
+        memset(dl, 0, n * 10 * 4);
+        apd_xent_backward(dl, probs, y, 1.0f, n, 10);
+        apd_convnet_zero_grad(net);
+        memset(dx, 0, nx * 4);
+        apd_convnet_backward(net, dx, dl, NULL, n, APD_NN_PARAM_GRADS);
+        double dt = apd__now() - t;
+        if (r > 0 && n / dt > best_fb) best_fb = n / dt;
+    }
+    if (best_f > res->fwd) res->fwd = best_f;
+    if (best_fb > res->fwdbwd) res->fwdbwd = best_fb;
+    free(x); free(dx); free(logits); free(probs); free(dl); free(y);
+    apd_convnet_free(net);
+}
+
+static void torch_run(uint32_t c, uint32_t h, result *res)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/nn/bench_torch.py %u %u %u %d %d %d 2>/dev/null",
+             APD_SOURCE_DIR, c, h, h, g_batch, g_threads, g_reps);
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    char line[256], what[64];
+    double v;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "torch %63s %lf", what, &v) == 2) {
+            if (!strcmp(what, "fwd") && v > res->tfwd) res->tfwd = v;
+            if (!strcmp(what, "fwdbwd") && v > res->tfwdbwd) res->tfwdbwd = v;
+            if (!strcmp(what, "step_rss_mb")) res->trss = v;
+        }
+    if (pclose(p) != 0) g_torch = g_torch; /* torch missing: zeros are reported as n/a */
+}
+
+/* ---- per-layer conv kernel GFLOP/s ---- */
+
+typedef struct conv_job {
+    float *out, *in, *w, *b, **scr;
+    size_t n, ci, h, co, pad;
+} conv_job;
+
+static void conv_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    conv_job *j = ctx;
+    size_t T = (size_t)g_threads, i0 = j->n * task / T, i1 = j->n * (task + 1) / T;
+    size_t ho = j->h + 2 * j->pad - 2;
+    apd_conv2d_forward(j->out + i0 * j->co * ho * ho, j->scr[thread], j->in + i0 * j->ci * j->h * j->h,
+                       j->w, j->b, i1 - i0, j->ci, j->h, j->h, j->co, 3, j->pad);
+}
+
+static double conv_gflops(apd_pool *pool, size_t ci, size_t h, size_t pad, size_t n)
+{
+    size_t co = 128, ho = h + 2 * pad - 2;
+    conv_job j = {.n = n, .ci = ci, .h = h, .co = co, .pad = pad};
+    j.in = randbuf(n * ci * h * h, 3);
+    j.w = randbuf(co * ci * 9, 4);
+    j.b = randbuf(co, 5);
+    j.out = malloc(n * co * ho * ho * 4);
+    j.scr = calloc((size_t)g_threads, sizeof *j.scr);
+    for (int t = 0; t < g_threads; t++) j.scr[t] = malloc(apd_conv2d_scratch_floats(ci, h, h, 3, pad) * 4);
+    apd_pool_run(pool, (uint32_t)g_threads, conv_task, &j);
+    double best = 1e30;
+    for (int r = 0; r < g_reps; r++) {
+        double t = apd__now();
+        apd_pool_run(pool, (uint32_t)g_threads, conv_task, &j);
+        double dt = apd__now() - t;
+        if (dt < best) best = dt;
+    }
+    double flops = 2.0 * n * co * ho * ho * ci * 9;
+    free(j.in); free(j.w); free(j.b); free(j.out);
+    for (int t = 0; t < g_threads; t++) free(j.scr[t]);
+    free(j.scr);
+    return flops / best / 1e9;
+}
+
+/* Square sgemm on T threads: T independent single-threaded GEMMs through the pool (the
+ * engine's threading model) - and OpenBLAS's own threading, for reference. */
+typedef struct gemm_job {
+    float *a, *b, *c;
+    int n;
+} gemm_job;
+static void gemm_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    gemm_job *g = ctx;
+    size_t nn = (size_t)g->n * g->n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->n, g->n, g->n, 1.0f, g->a + task * nn,
+                g->n, g->b + task * nn, g->n, 0.0f, g->c + task * nn, g->n);
+}
+
+static double sgemm_gflops(apd_pool *pool, int n, int blas_threaded)
+{
+    size_t nn = (size_t)n * n, T = (size_t)g_threads;
+    gemm_job g = {.n = n};
+    g.a = randbuf(nn * T, 6);
+    g.b = randbuf(nn * T, 7);
+    g.c = malloc(nn * T * 4);
+    double best = 1e30;
+    for (int r = 0; r < g_reps + 1; r++) {
+        double t = apd__now();
+        if (blas_threaded) {
+            apd_nn_set_blas_threads((uint32_t)g_threads);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, g.a, n, g.b, n, 0.0f,
+                        g.c, n);
+        } else {
+            apd_pool_run(pool, (uint32_t)T, gemm_task, &g);
+        }
+        double dt = apd__now() - t;
+        if (r > 0 && dt < best) best = dt;
+    }
+    apd_nn_set_blas_threads(1);
+    free(g.a); free(g.b); free(g.c);
+    return 2.0 * n * (double)n * n * (blas_threaded ? 1 : T) / best / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) g_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) g_rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-torch")) g_torch = 0;
+        else {
+            fprintf(stderr, "usage: %s [--batch N] [--threads N] [--reps N] [--rounds N] [--no-torch]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (g_batch < 1 || g_threads < 1 || g_reps < 1 || g_rounds < 1) return 2;
+    apd_pool *pool;
+    if (apd_pool_create(&pool, (uint32_t)g_threads) != APD_OK) return 1;
+    printf("bench_nn: ConvNetD3, batch %d, %d threads, best of %d reps x %d interleaved rounds\n",
+           g_batch, g_threads, g_reps, g_rounds);
+    struct { uint32_t c, h; const char *name; result r; size_t mem; } cs[2] = {
+        {3, 32, "32x32x3", {0, 0, 0, 0, 0}, 0}, {1, 28, "28x28x1", {0, 0, 0, 0, 0}, 0}};
+    for (int round = 0; round < g_rounds; round++)
+        for (int k = 0; k < 2; k++) {
+            ours(pool, cs[k].c, cs[k].h, &cs[k].r, &cs[k].mem);
+            if (g_torch) torch_run(cs[k].c, cs[k].h, &cs[k].r);
+        }
+    printf("\n%-8s %-14s %12s %12s %8s\n", "input", "pass", "ours img/s", "torch img/s", "ratio");
+    for (int k = 0; k < 2; k++) {
+        result *r = &cs[k].r;
+        printf("%-8s %-14s %12.1f %12.1f %7.2fx\n", cs[k].name, "forward", r->fwd, r->tfwd,
+               r->tfwd > 0 ? r->fwd / r->tfwd : 0.0);
+        printf("%-8s %-14s %12.1f %12.1f %7.2fx\n", cs[k].name, "fwd+bwd", r->fwdbwd, r->tfwdbwd,
+               r->tfwdbwd > 0 ? r->fwdbwd / r->tfwdbwd : 0.0);
+    }
+    double sg_pool = sgemm_gflops(pool, 1024, 0), sg_blas = sgemm_gflops(pool, 1024, 1);
+    printf("\nsgemm 1024^3: %.1f GFLOP/s (%d single-threaded GEMMs in the pool), %.1f GFLOP/s "
+           "(one GEMM, %d OpenBLAS threads)\n", sg_pool, g_threads, sg_blas, g_threads);
+    struct { const char *name; size_t ci, h, pad; } ls[] = {
+        {"conv1 32x32x3", 3, 32, 1}, {"conv1 28x28x1", 1, 28, 3}, {"conv2 16x16", 128, 16, 1},
+        {"conv3 8x8", 128, 8, 1}};
+    printf("%-16s %10s %10s\n", "conv forward", "GFLOP/s", "vs sgemm");
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) {
+        double gf = conv_gflops(pool, ls[i].ci, ls[i].h, ls[i].pad, (size_t)g_batch);
+        printf("%-16s %10.1f %9.0f%%\n", ls[i].name, gf, 100.0 * gf / sg_pool);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\nmemory at batch %d: ours %.1f MB (arenas, 32x32x3), %.1f MB (28x28x1); process peak RSS "
+           "%.1f MB; torch step %.1f MB (32x32x3, RSS growth over the run)\n",
+           g_batch, cs[0].mem / 1048576.0, cs[1].mem / 1048576.0, ru.ru_maxrss / 1024.0, cs[0].r.trss);
+    apd_pool_free(pool);
+    return 0;
+}

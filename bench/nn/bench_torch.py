@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""bench_torch.py: the PyTorch side of bench_nn (same network, same batch, same threads).
+
+Usage: bench_torch.py C H W BATCH THREADS REPS
+Prints one line per measurement: "torch <what> <images/s>" and "torch peak_rss_mb <MB>".
+The network is the DD-literature ConvNetD3 (conv3x3 128 -> GroupNorm(128,128) -> ReLU ->
+AvgPool2d(2)) x 3 -> Linear(2048, 10); input requires grad (d loss / d input is computed,
+as distillation needs), cross-entropy loss.
+"""
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ConvNetD3(nn.Module):
+    def __init__(self, c, h, classes=10, width=128, depth=3):
+        super().__init__()
+        layers = []
+        for l in range(depth):
+            pad = 3 if (l == 0 and h == 28) else 1
+            layers += [nn.Conv2d(c if l == 0 else width, width, 3, padding=pad),
+                       nn.GroupNorm(width, width, affine=True), nn.ReLU(inplace=True),
+                       nn.AvgPool2d(2, 2)]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width * 4 * 4, classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+def main():
+    c, h, w, batch, threads, reps = (int(v) for v in sys.argv[1:7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = ConvNetD3(c, h)
+    x = torch.randn(batch, c, h, w)
+    y = torch.randint(0, 10, (batch,))
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def fwd():
+        with torch.no_grad():
+            net(x)
+
+    def fwdbwd():
+        xx = x.clone().requires_grad_(True)
+        net.zero_grad(set_to_none=False)
+        loss = F.cross_entropy(net(xx), y)
+        loss.backward()
+
+    for name, fn in (("fwd", fwd), ("fwdbwd", fwdbwd)):
+        fn()  # warm-up
+        best = 0.0
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t
+            best = max(best, batch / dt)
+        print(f"torch {name} {best:.1f}", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"torch peak_rss_mb {peak / 1024:.1f}")
+    print(f"torch step_rss_mb {(peak - base_rss) / 1024:.1f}")
+
+
+if __name__ == "__main__":
+    main()
