@@ -1,0 +1,27 @@
+#!/bin/sh
+# tests/eval/cli.sh APD_EVAL: command-line contract of apd-eval (exit codes, messages naming
+# files). Fast: nothing is trained.
+set -u
+E="$1"
+fail=0
+expect() { # expect CODE PATTERN ARGS...
+    want="$1"; pat="$2"; shift 2
+    out=$("$E" "$@" 2>&1); got=$?
+    if [ "$got" != "$want" ]; then echo "FAIL: apd-eval $* -> exit $got, want $want: $out"; fail=1; return; fi
+    if [ -n "$pat" ] && ! printf '%s' "$out" | grep -q -- "$pat"; then
+        echo "FAIL: apd-eval $* -> output lacks '$pat': $out"; fail=1; return; fi
+    echo "ok: apd-eval $* -> $got"
+}
+expect 0 "usage: apd-eval" --help
+expect 0 "apd-eval (libapd)" --version
+expect 2 "--test SPEC is required"
+expect 2 "no input" --test fashion-mnist
+expect 2 "unrecognized" --bogus
+expect 2 "needs --train" --random-real 10 --test fashion-mnist
+expect 2 "bad value" x.apd --test fashion-mnist --epochs 0
+expect 2 "bad value" x.apd --test fashion-mnist --lr -1
+expect 2 "unknown op" x.apd --test fashion-mnist --dsa-strategy color_zoom
+expect 2 "not both" x.apd --random-real 3 --train fashion-mnist --test fashion-mnist
+expect 1 "/nonexistent/x.apd" /nonexistent/x.apd --test fashion-mnist
+expect 1 "no/such/dir" --random-real 10 --train cifar10:/no/such/dir --test cifar10:/no/such/dir
+exit $fail
