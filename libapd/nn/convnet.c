@@ -144,7 +144,7 @@ apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg)
         y->wp = y->wc / 2;
         y->k = ci * 9;
         y->g = y->p >= GEMM_MIN_COLS ? 1 : (GEMM_MIN_COLS + y->p - 1) / y->p;
-        char nm[24];
+        char nm[48];
         if (!reserve(&total, net->width * y->k, &y->w_off)) { st = APD_EOVERFLOW; goto fail; }
         snprintf(nm, sizeof nm, "conv%zu.weight", l);
         add_tensor(net, nm, y->w_off, 4, (uint32_t)net->width, (uint32_t)ci, 3, 3);
