@@ -95,8 +95,8 @@ static apd_status list_dir(const char *dir, str_list *dirs, str_list *files, apd
         }
     }
     closedir(d);
-    if (dirs) qsort(dirs->v, dirs->n, sizeof(char *), cmp_str);
-    if (files) qsort(files->v, files->n, sizeof(char *), cmp_str);
+    if (dirs && dirs->n) qsort(dirs->v, dirs->n, sizeof(char *), cmp_str);
+    if (files && files->n) qsort(files->v, files->n, sizeof(char *), cmp_str);
     return APD_OK;
 }
 
