@@ -193,8 +193,8 @@ int main(int argc, char **argv)
     if (g_batch < 1 || g_threads < 1 || g_reps < 1 || g_rounds < 1) return 2;
     apd_pool *pool;
     if (apd_pool_create(&pool, (uint32_t)g_threads) != APD_OK) return 1;
-    printf("bench_nn: ConvNetD3, batch %d, %d threads, best of %d reps x %d interleaved rounds\n",
-           g_batch, g_threads, g_reps, g_rounds);
+    printf("bench_nn: ConvNetD3, batch %d, %d threads, best of %d reps x %d interleaved rounds; "
+           "OpenBLAS core %s\n", g_batch, g_threads, g_reps, g_rounds, apd_nn_blas_core());
     struct { uint32_t c, h; const char *name; result r; size_t mem; } cs[2] = {
         {3, 32, "32x32x3", {0, 0, 0, 0, 0}, 0}, {1, 28, "28x28x1", {0, 0, 0, 0, 0}, 0}};
     for (int round = 0; round < g_rounds; round++)

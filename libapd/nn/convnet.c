@@ -114,6 +114,7 @@ apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg)
                       cfg->h > 65536 || cfg->w > 65536 || cfg->n_classes > (1u << 24),
                   APD_ELIMIT);
     APD_RETURN_IF(cfg->norm != APD_NORM_NONE && cfg->norm != APD_NORM_INSTANCE, APD_EINVAL);
+    apd__blas_init();
     apd_convnet *net = calloc(1, sizeof *net);
     APD_RETURN_IF(net == NULL, APD_ENOMEM);
     net->cfg = *cfg;

@@ -16,4 +16,7 @@ void apd__im2col(float *col, size_t ld, const float *in, size_t Ci, size_t H, si
 void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t H, size_t W,
                      size_t k, size_t pad, size_t Ho, size_t Wo);
 
+/* Once per process: let OpenBLAS use AVX-512 kernels on CPUs it does not know (blas.c). */
+void apd__blas_init(void);
+
 #endif

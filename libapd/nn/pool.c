@@ -12,6 +12,7 @@
 
 #include "apd/nn.h"
 #include "common/internal.h"
+#include "nn/nn_internal.h"
 
 struct apd_pool {
     uint32_t n;            /* threads in total, including the caller */
@@ -74,6 +75,7 @@ apd_status apd_pool_create(apd_pool **out, uint32_t n_threads)
     pthread_mutex_init(&p->run_mu, NULL);
     pthread_cond_init(&p->cv_job, NULL);
     pthread_cond_init(&p->cv_done, NULL);
+    apd__blas_init();
     openblas_set_num_threads(1);
     if (n_threads > 1) {
         p->threads = calloc(n_threads - 1, sizeof *p->threads);

@@ -1,9 +1,11 @@
 /* test_nn_golden.c: every op and the ConvNet against tensors written by PyTorch 1.13
  * (tests/nn/gen_golden.py; files in tests/nn/golden/). Prints max errors.
  *
- * Error metric (per tensor): max_i |got_i - ref_i| / (|ref_i| + 1e-3 * max_j |ref_j|), i.e. a
- * relative error with an absolute floor of 1e-3 of the tensor's scale, so entries that are
- * zero up to round-off do not dominate. Targets: forward <= 1e-4, backward <= 1e-3.
+ * Error metric (per tensor): max_i |got_i - ref_i| / (|ref_i| + 0.01 * max_j |ref_j|), i.e. a
+ * relative error with an absolute floor of 1% of the tensor's scale, so entries that are
+ * zero up to round-off do not dominate; the max absolute error is printed too. The golden
+ * values are computed by PyTorch in float64 from float32 inputs, so this is the C engine's
+ * own float32 error. Targets: forward <= 1e-4, backward <= 1e-3.
  */
 #include <check.h>
 #include <stdio.h>
