@@ -1,24 +1,156 @@
-/* apd/distill.h: dataset distillation (random real subset, distribution matching, AutoPalette)
- * and colour-guided initialisation (graph-cut selection).
+/* apd/distill.h: dataset distillation (random real subset, distribution matching (DM),
+ * AutoPalette = DM + palette network) and colour-guided initialisation (graph-cut selection).
  *
- * Overview: see shared/AUTOPALETTE.md for the method. This header is grown in steps; the
- * graph-cut selector is usable on its own (any feature matrix):
+ * Overview (shared/AUTOPALETTE.md has the method). apd_distill_run takes a real dataset in
+ * memory (uint8 CHW, apd/dataset.h) and options, and returns the synthetic set as records
+ * ready for the writer: direct-colour images (random, dm) or palette records (autopalette:
+ * per-image palette of at most K colours + index map, the hard quantization that is stored
+ * and evaluated). The caller writes them (apd-convert does, with the provenance JSON that
+ * apd_distill_run also returns).
  *
- *     uint64_t pick[10];
+ *     apd_distill_opts o;
+ *     apd_distill_opts_default(&o);
+ *     o.method = APD_DISTILL_AUTOPALETTE; o.ipc = 10; o.colors = 16; o.iters = 200;
+ *     apd_distill_result res;
  *     apd_err err;
- *     if (apd_graphcut_select(feat, n, 2048, 10, 1.0, 0.9, seed, pick, &err) != APD_OK) ...
+ *     if (apd_distill_run(&real, &o, &res, &err) != APD_OK) fprintf(stderr, "%s\n", err.msg);
+ *     for (uint64_t i = 0; i < res.n; i++) ... res.palettes + i * res.k * res.c ...
+ *     apd_distill_result_free(&res);
  *
- * Thread safety: every function works on caller-owned data only; distinct calls may run on
- * different threads.
+ * Determinism: the same real dataset, options and thread count give byte-identical
+ * results. Every random draw (network inits, DSA, real batches, colour-loss subsets,
+ * selection) is derived from opts.seed and the iteration number, so a run resumed from a
+ * checkpoint (opts.resume_path) ends with the same bytes as an uninterrupted run.
+ *
+ * Thread safety: functions work on caller-owned data; apd_distill_run uses up to
+ * opts.threads threads internally (OpenBLAS) and must not run concurrently with another
+ * call that changes the OpenBLAS thread count.
  */
 #ifndef APD_DISTILL_H
 #define APD_DISTILL_H
 
+#include "apd/budget.h"
+#include "apd/dataset.h"
 #include "apd/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef enum apd_distill_method {
+    APD_DISTILL_RANDOM = 0,      /* N random real images per class, direct colour */
+    APD_DISTILL_DM = 1,          /* vanilla distribution matching, direct colour */
+    APD_DISTILL_AUTOPALETTE = 2  /* DM + palette network, palette records */
+} apd_distill_method;
+
+typedef enum apd_distill_init {
+    APD_INIT_RANDOM = 0,   /* random real images of each class */
+    APD_INIT_GRAPHCUT = 1  /* colour-guided: median cut + trained ConvNetD3 + graph cut */
+} apd_distill_init;
+
+/* Remedies against palette collapse under the DM loss (AUTOPALETTE.md "Known pitfall"),
+ * a bit mask (combinations allowed; 0 = as published). */
+#define APD_REMEDY_WARMUP 1u      /* palette-net warm-up (soft reconstruction + colour losses) */
+#define APD_REMEDY_TASK_SCALE 2u  /* scale the task gradient that reaches the palette net */
+#define APD_REMEDY_TEMPERATURE 4u /* softmax temperature schedule temp_start -> temp_end */
+#define APD_REMEDY_STRAIGHT 8u    /* straight-through: the task loss sees the hard quantization */
+
+typedef struct apd_distill_opts {
+    apd_distill_method method;   /* default APD_DISTILL_AUTOPALETTE */
+    apd_distill_init init;       /* default APD_INIT_GRAPHCUT for autopalette, else RANDOM */
+    int init_set;                /* 0 = choose init by method as above */
+    uint32_t ipc;                /* nominal images per class (10) */
+    uint32_t colors;             /* K (16); ignored by random/dm except for the budget */
+    apd_budget_rule budget;      /* APD_BUDGET_BITS */
+    uint32_t images_per_class;   /* 0 = from the budget rule; else forces the count */
+    int quantizer;               /* -1 (default): none. Else an apd_quantizer (apd/quant.h):
+                                    random/dm store their images quantized to K colours by it
+                                    as palette records, the count following the budget rule
+                                    (baselines "median-cut random real", "DM + median cut") */
+    uint32_t iters;              /* DM iterations (CPU default 200; reference 20000) */
+    uint32_t batch_real;         /* real images per class per iteration (64; reference 256) */
+    float lr_img, momentum_img;  /* 1, 0.5 */
+    float lr_palette, momentum_palette, wd_palette; /* 0.05, 0.5, 5e-4 */
+    float w_max, w_balance, w_align, w_conf;        /* 1, 1, 3, 0 */
+    uint32_t color_subset;       /* synthetic images for the colour losses (64) */
+    float align_ratio;           /* La pixel sample ratio (0.3) */
+    uint32_t remedy;             /* APD_REMEDY_* mask; default chosen by measurement */
+    uint32_t warmup_steps;       /* WARMUP: palette-only steps before joint training */
+    float task_scale;            /* TASK_SCALE: factor on the task gradient into the palette net */
+    float temp_start, temp_end;  /* TEMPERATURE: softmax temperature, linear over the iters */
+    uint32_t select_epochs;      /* selection ConvNetD3 epochs (2; reference 50) */
+    uint32_t select_batch;       /* 128 */
+    float select_lr, select_momentum, select_wd; /* 0.1, 0.9, 5e-4 */
+    uint64_t select_limit;       /* images per class used to train the selection net (0 = all) */
+    double gc_lambda, gc_epsilon;/* 1, 0.9 */
+    uint32_t dsa_strategy;       /* apd_dsa mask; default all six ops */
+    int dsa_align_corners;       /* 0 */
+    uint64_t seed;               /* 0 */
+    uint32_t threads;            /* 0 = 2 */
+    uint32_t checkpoint_every;   /* 0 = never */
+    const char *checkpoint_path; /* where checkpoints go (required if checkpoint_every) */
+    const char *resume_path;     /* resume from this checkpoint (NULL = fresh run) */
+    uint32_t log_every;          /* print a status line to log every N iterations (0 = never) */
+    void *log;                   /* FILE* for status lines (NULL = stderr) */
+    uint32_t stop_after;         /* testing: stop (as if killed) after this iteration (0 = no) */
+} apd_distill_opts;
+
+APD_API void apd_distill_opts_default(apd_distill_opts *o);
+
+/* Parse helpers for the CLI: "random|dm|autopalette", "random|graphcut",
+ * (budget rules: apd_budget_rule_from_name in apd/budget.h).
+ * @return APD_OK or APD_EINVAL. */
+APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out);
+APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out);
+/* "none" or a comma/plus-separated list of "warmup", "task-scale", "temperature",
+ * "straight-through" -> APD_REMEDY_* mask. */
+APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out);
+APD_API const char *apd_distill_method_name(apd_distill_method m);
+/* Canonical text of a remedy mask into buf ("none", "warmup+task-scale", ...). */
+APD_API const char *apd_palette_remedy_name(uint32_t mask, char *buf, size_t len);
+
+typedef struct apd_distill_result {
+    uint64_t n;                /* synthetic images (images_per_class * n_classes) */
+    uint32_t c, h, w, n_classes;
+    uint32_t kind;             /* 1 = palette records, 2 = direct colour (format.h values) */
+    uint32_t k;                /* palette: max colours; direct: 0 */
+    uint8_t *pixels;           /* direct: n * c*h*w, CHW */
+    uint8_t *palettes;         /* palette: n * k*c, entry-major, unused entries 0 */
+    uint32_t *k_used;          /* palette: n, colours used (indices < k_used) */
+    uint8_t *indices;          /* palette: n * h*w */
+    uint32_t *labels;          /* n */
+    uint64_t *source_ids;      /* n: index of the initialising real image */
+    uint64_t images_per_class;
+    float mean[3], std[3];     /* normalisation used (pixels/255) */
+    char *hyperparameters_json;/* {...}: every option and derived value */
+    char *budget_json;         /* {...}: rule, ipc, k, images_per_class, bytes_per_image ... */
+    char *stats_json;          /* {...}: losses first/last, colours used, timings */
+} apd_distill_result;
+
+/* Run the distillation. real: the training set (all classes present; labels < n_classes).
+ * res is filled on success (free with apd_distill_result_free) and zeroed on failure.
+ * @return APD_OK; APD_EINVAL (bad option, e.g. K outside 2..256 for autopalette, a class
+ *         with fewer images than needed); APD_ENOMEM; APD_EIO/APD_ENOENT (checkpoint files);
+ *         APD_EMISMATCH (resume file from other options/data); APD_ENUMERIC (loss diverged);
+ *         APD_ECANCELED (opts.stop_after reached: a checkpoint was written, res is empty). */
+APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_opts *o,
+                                   apd_distill_result *res, apd_err *err);
+APD_API void apd_distill_result_free(apd_distill_result *res);
+
+/* Writing the result (apd/format.h). apd_distill_writer_opts fills *wo (defaults plus the
+ * geometry, record kind, K, classes and normalisation of the result; class names from real
+ * if it has them). apd_distill_write appends every record (source id = the initialising real
+ * image) and sets the provenance keys "method" (method_name), "seed", "source" (name, split,
+ * spec, n, hash, counts of `real`), "hyperparameters", "budget" and "distill_stats". The
+ * caller creates and closes the writer and sets "tool_version" and "command_line".
+ * @return APD_OK or the writer's error (see apd_writer_errmsg). */
+struct apd_writer;
+struct apd_writer_opts;
+APD_API void apd_distill_writer_opts(struct apd_writer_opts *wo, const apd_distill_result *res,
+                                     const apd_dataset *real);
+APD_API apd_status apd_distill_write(struct apd_writer *w, const apd_distill_result *res,
+                                     const apd_dataset *real, uint64_t seed,
+                                     const char *method_name);
 
 /* Select `budget` of the n items of one class (features row-major n x d floats) by graph-cut
  * stochastic greedy: similarity s = 0.5 + 0.5 cos, gain(c) = lambda * sum_{j in V} s(j,c)

@@ -4,6 +4,7 @@
 #ifndef APD_DISTILL_INTERNAL_H
 #define APD_DISTILL_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "apd/distill.h"
@@ -29,5 +30,36 @@ double apd__graphcut_gain(const apd_graphcut *g, uint64_t c, double lambda);
 void apd__graphcut_add(apd_graphcut *g, uint64_t c);
 /* Candidates per stochastic-greedy step: max(round(-ln(eps) * n / budget), 1), at most n. */
 uint64_t apd__graphcut_candidates(uint64_t n, uint64_t budget, double epsilon);
+
+/* Growable string (JSON building). On allocation failure `failed` is set and later calls
+ * are no-ops. */
+typedef struct apd_dsb {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} apd_dsb;
+void apd__dsb_printf(apd_dsb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void apd__dsb_num(apd_dsb *b, double v);
+
+const char *apd__distill_init_name(apd_distill_init i);
+/* State shared by the stages of one apd_distill_run. */
+typedef struct apd_distill_ctx {
+    const apd_distill_opts *o;
+    const apd_dataset *real;
+    uint32_t c, h, w, n_classes, k, threads;
+    uint64_t seed;
+    apd_distill_init init;
+    uint64_t images_per_class;
+    int palette_out;        /* records are palette records (autopalette or a quantizer) */
+    float mean[3], std[3];  /* normalisation of pixels/255 */
+    double t_init;
+    double eval_loss_initial, eval_loss_final; /* DM loss, fixed nets, no aug */
+    apd_dsb stats;           /* "key":value,... pieces for stats_json (no braces) */
+} apd_distill_ctx;
+
+/* Colour-guided initialisation (select.c): src[cls * ipc + t] = real index. */
+apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err);
+/* The DM / AutoPalette loop (dm.c): starts from res->source_ids, fills the records. */
+apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 
 #endif

@@ -1,0 +1,519 @@
+/* distill/distill.c: the distillation entry point (apd_distill_run), options, the `random`
+ * baseline, result assembly and the provenance JSON.
+ *
+ * Contract: see apd/distill.h. This file validates options, derives the number of synthetic
+ * images per class from the budget rule, picks the initial real images (random or
+ * graph-cut, select.c), then either returns them (random) or hands them to the DM loop
+ * (dm.c) and turns its float images into records (direct colour, or the hard palette
+ * quantization for autopalette). Every figure that shaped the output is written into
+ * res->hyperparameters_json / budget_json / stats_json for the file's provenance.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/quant.h"
+#include "common/internal.h"
+#include "distill/distill_internal.h"
+
+APD_API void apd_distill_opts_default(apd_distill_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->method = APD_DISTILL_AUTOPALETTE;
+    o->init = APD_INIT_GRAPHCUT;
+    o->ipc = 10;
+    o->colors = 16;
+    o->budget = APD_BUDGET_BITS;
+    o->quantizer = -1;
+    o->iters = 200;
+    o->batch_real = 64;
+    o->lr_img = 1.0f;
+    o->momentum_img = 0.5f;
+    o->lr_palette = 0.05f;
+    o->momentum_palette = 0.5f;
+    o->wd_palette = 5e-4f;
+    o->w_max = 1.0f;
+    o->w_balance = 1.0f;
+    o->w_align = 3.0f;
+    o->w_conf = 0.0f;
+    o->color_subset = 64;
+    o->align_ratio = 0.3f;
+    o->remedy = APD_REMEDY_WARMUP; /* provisional; see apd_distill_opts_default's doc */
+    o->warmup_steps = 20;
+    o->task_scale = 1e-3f;
+    o->temp_start = 1.0f;
+    o->temp_end = 1.0f;
+    o->select_epochs = 2;
+    o->select_batch = 128;
+    o->select_lr = 0.1f;
+    o->select_momentum = 0.9f;
+    o->select_wd = 5e-4f;
+    o->select_limit = 0;
+    o->gc_lambda = 1.0;
+    o->gc_epsilon = 0.9;
+    o->dsa_strategy = 0x7e; /* color crop cutout flip scale rotate (apd_dsa APD_DSA_ALL) */
+    o->dsa_align_corners = 0;
+    o->seed = 0;
+    o->threads = 0;
+    o->log_every = 0;
+}
+
+typedef struct name_val {
+    const char *name;
+    int val;
+} name_val;
+
+static const name_val k_methods[] = {{"random", APD_DISTILL_RANDOM}, {"dm", APD_DISTILL_DM},
+                                     {"autopalette", APD_DISTILL_AUTOPALETTE}, {NULL, 0}};
+static const name_val k_inits[] = {{"random", APD_INIT_RANDOM}, {"graphcut", APD_INIT_GRAPHCUT},
+                                   {"graph-cut", APD_INIT_GRAPHCUT}, {NULL, 0}};
+static const name_val k_remedies[] = {{"warmup", APD_REMEDY_WARMUP},
+                                      {"task-scale", APD_REMEDY_TASK_SCALE},
+                                      {"temperature", APD_REMEDY_TEMPERATURE},
+                                      {"straight-through", APD_REMEDY_STRAIGHT}, {NULL, 0}};
+
+static apd_status lookup(const name_val *t, const char *s, int *out)
+{
+    if (!s) return APD_EINVAL;
+    for (; t->name; t++)
+        if (strcmp(t->name, s) == 0) {
+            *out = t->val;
+            return APD_OK;
+        }
+    return APD_EINVAL;
+}
+
+static const char *rlookup(const name_val *t, int v)
+{
+    for (; t->name; t++)
+        if (t->val == v) return t->name;
+    return "?";
+}
+
+APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out)
+{
+    int v;
+    APD_TRY(lookup(k_methods, s, &v));
+    *out = (apd_distill_method)v;
+    return APD_OK;
+}
+APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out)
+{
+    int v;
+    APD_TRY(lookup(k_inits, s, &v));
+    *out = (apd_distill_init)v;
+    return APD_OK;
+}
+APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
+{
+    if (!s || !out) return APD_EINVAL;
+    if (strcmp(s, "none") == 0 || *s == 0) {
+        *out = 0;
+        return APD_OK;
+    }
+    uint32_t mask = 0;
+    char buf[128];
+    if (strlen(s) >= sizeof buf) return APD_EINVAL;
+    strcpy(buf, s);
+    for (char *tok = buf, *end; tok; tok = end) {
+        end = strpbrk(tok, ",+");
+        if (end) *end++ = 0;
+        int v;
+        APD_TRY(lookup(k_remedies, tok, &v));
+        mask |= (uint32_t)v;
+    }
+    *out = mask;
+    return APD_OK;
+}
+APD_API const char *apd_distill_method_name(apd_distill_method m) { return rlookup(k_methods, m); }
+APD_API const char *apd_palette_remedy_name(uint32_t mask, char *buf, size_t len)
+{
+    if (!buf || len == 0) return "";
+    buf[0] = 0;
+    if (mask == 0) {
+        snprintf(buf, len, "none");
+        return buf;
+    }
+    size_t used = 0;
+    for (const name_val *t = k_remedies; t->name; t++)
+        if (mask & (uint32_t)t->val) {
+            int k = snprintf(buf + used, len - used, "%s%s", used ? "+" : "", t->name);
+            if (k < 0 || (size_t)k >= len - used) break;
+            used += (size_t)k;
+        }
+    return buf;
+}
+const char *apd__distill_init_name(apd_distill_init i) { return rlookup(k_inits, i); }
+
+/* ---- growable string for JSON ----------------------------------------------------------- */
+
+void apd__dsb_printf(apd_dsb *b, const char *fmt, ...)
+{
+    if (b->failed) return;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = b->buf ? vsnprintf(b->buf + b->len, room, fmt, ap) : -1;
+        va_end(ap);
+        if (k >= 0 && (size_t)k < room) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        if (k >= 0 && ncap < b->len + (size_t)k + 1) ncap = b->len + (size_t)k + 1;
+        char *nb = realloc(b->buf, ncap);
+        if (!nb) {
+            b->failed = 1;
+            return;
+        }
+        b->buf = nb;
+        b->cap = ncap;
+    }
+}
+
+/* JSON number for a float: shortest round-trip-ish text, finite only. */
+void apd__dsb_num(apd_dsb *b, double v)
+{
+    if (!isfinite(v)) {
+        apd__dsb_printf(b, "null");
+        return;
+    }
+    apd__dsb_printf(b, "%.9g", v);
+}
+
+/* ---- result ------------------------------------------------------------------------------ */
+
+APD_API void apd_distill_result_free(apd_distill_result *res)
+{
+    if (!res) return;
+    free(res->pixels);
+    free(res->palettes);
+    free(res->k_used);
+    free(res->indices);
+    free(res->labels);
+    free(res->source_ids);
+    free(res->hyperparameters_json);
+    free(res->budget_json);
+    free(res->stats_json);
+    memset(res, 0, sizeof *res);
+}
+
+static void hparams_json(apd_dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
+{
+    apd__dsb_printf(b, "{\"method\":\"%s\",\"init\":\"%s\",\"ipc\":%u,\"colors\":%u,"
+                      "\"budget_rule\":\"%s\",\"images_per_class\":%llu,\"seed\":%llu,"
+                      "\"threads\":%u",
+                   apd_distill_method_name(o->method), apd__distill_init_name(x->init), o->ipc,
+                   o->colors, apd_budget_rule_name(o->budget),
+                   (unsigned long long)x->images_per_class, (unsigned long long)o->seed,
+                   x->threads);
+    apd__dsb_printf(b, ",\"normalize\":{\"mean\":[");
+    for (uint32_t ch = 0; ch < x->c; ch++) {
+        if (ch) apd__dsb_printf(b, ",");
+        apd__dsb_num(b, x->mean[ch]);
+    }
+    apd__dsb_printf(b, "],\"std\":[");
+    for (uint32_t ch = 0; ch < x->c; ch++) {
+        if (ch) apd__dsb_printf(b, ",");
+        apd__dsb_num(b, x->std[ch]);
+    }
+    apd__dsb_printf(b, "]}");
+    if (o->method != APD_DISTILL_RANDOM) {
+        apd__dsb_printf(b, ",\"task_loss\":\"dm (sum over classes of squared L2 of mean "
+                          "embeddings, no division by classes)\",\"network\":\"ConvNetD3 "
+                          "width 128 instancenorm relu avgpool, fresh random init per iteration\"");
+        apd__dsb_printf(b, ",\"iters\":%u,\"batch_real\":%u,\"lr_img\":", o->iters, o->batch_real);
+        apd__dsb_num(b, o->lr_img);
+        apd__dsb_printf(b, ",\"momentum_img\":");
+        apd__dsb_num(b, o->momentum_img);
+        apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
+                       o->dsa_strategy, o->dsa_align_corners);
+    }
+    if (o->method == APD_DISTILL_AUTOPALETTE) {
+        apd__dsb_printf(b, ",\"palette_net\":\"per-pixel MLP C-256-ReLU-K (no bias in layer 2), "
+                          "softmax over K\",\"lr_palette\":");
+        apd__dsb_num(b, o->lr_palette);
+        apd__dsb_printf(b, ",\"momentum_palette\":");
+        apd__dsb_num(b, o->momentum_palette);
+        apd__dsb_printf(b, ",\"wd_palette\":");
+        apd__dsb_num(b, o->wd_palette);
+        apd__dsb_printf(b, ",\"w_max\":");
+        apd__dsb_num(b, o->w_max);
+        apd__dsb_printf(b, ",\"w_balance\":");
+        apd__dsb_num(b, o->w_balance);
+        apd__dsb_printf(b, ",\"w_align\":");
+        apd__dsb_num(b, o->w_align);
+        apd__dsb_printf(b, ",\"w_conf\":");
+        apd__dsb_num(b, o->w_conf);
+        apd__dsb_printf(b, ",\"color_subset\":%u,\"align_ratio\":", o->color_subset);
+        apd__dsb_num(b, o->align_ratio);
+        char rn[96];
+        apd__dsb_printf(b, ",\"palette_remedy\":{\"name\":\"%s\",\"warmup_steps\":%u,\"task_scale\":",
+                       apd_palette_remedy_name(o->remedy, rn, sizeof rn), o->warmup_steps);
+        apd__dsb_num(b, o->task_scale);
+        apd__dsb_printf(b, ",\"temp_start\":");
+        apd__dsb_num(b, o->temp_start);
+        apd__dsb_printf(b, ",\"temp_end\":");
+        apd__dsb_num(b, o->temp_end);
+        apd__dsb_printf(b, "},\"stored\":\"hard quantization (argmax index map + per-image mean "
+                          "palette)\"");
+    }
+    if (x->init == APD_INIT_GRAPHCUT) {
+        apd__dsb_printf(b, ",\"selection\":{\"quantizer\":\"median-cut\",\"k\":%u,\"network\":"
+                          "\"ConvNetD3\",\"epochs\":%u,\"batch\":%u,\"lr\":",
+                       o->colors, o->select_epochs, o->select_batch);
+        apd__dsb_num(b, o->select_lr);
+        apd__dsb_printf(b, ",\"momentum\":");
+        apd__dsb_num(b, o->select_momentum);
+        apd__dsb_printf(b, ",\"weight_decay\":");
+        apd__dsb_num(b, o->select_wd);
+        apd__dsb_printf(b, ",\"limit_per_class\":%llu,\"features\":\"embed 2048-d\","
+                          "\"similarity\":\"0.5+0.5cos\",\"lambda\":",
+                       (unsigned long long)o->select_limit);
+        apd__dsb_num(b, o->gc_lambda);
+        apd__dsb_printf(b, ",\"epsilon\":");
+        apd__dsb_num(b, o->gc_epsilon);
+        apd__dsb_printf(b, ",\"greedy\":\"stochastic, gain per candidate\"}");
+    }
+    apd__dsb_printf(b, "}");
+}
+
+static void budget_json(apd_dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
+{
+    /* the rule's figures (apd/budget.h) plus what this method actually stores */
+    char buf[768];
+    apd_budget bd;
+    uint64_t full = (uint64_t)x->c * x->h * x->w;
+    int palette = x->palette_out;
+    uint64_t per = full;
+    int ok = apd_budget_compute(&bd, o->budget, o->ipc, o->colors, x->c, x->h, x->w) == APD_OK;
+    if (ok && palette) per = bd.bytes_per_image;
+    if (ok && apd_budget_json(&bd, buf, sizeof buf) == APD_OK && buf[0] == '{') {
+        buf[strlen(buf) - 1] = 0; /* drop the closing brace, append ours */
+        apd__dsb_printf(b, "%s,", buf);
+    } else {
+        apd__dsb_printf(b, "{\"rule\":\"%s\",\"ipc\":%u,\"k\":%u,", apd_budget_rule_name(o->budget),
+                       o->ipc, o->colors);
+    }
+    apd__dsb_printf(b, "\"stored_kind\":\"%s\",\"stored_images_per_class\":%llu,"
+                      "\"stored_bytes_per_image\":%llu,\"stored_bytes_per_class\":%llu}",
+                   palette ? "palette" : "direct", (unsigned long long)x->images_per_class,
+                   (unsigned long long)per, (unsigned long long)(per * x->images_per_class));
+}
+
+static char *sb_take(apd_dsb *b)
+{
+    if (b->failed) {
+        free(b->buf);
+        return NULL;
+    }
+    char *s = b->buf;
+    memset(b, 0, sizeof *b);
+    return s;
+}
+
+/* Turn res->pixels (direct) into palette records with the classical quantizer o->quantizer
+ * at K colours (the "median-cut random real" baseline). */
+static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
+{
+    size_t img = (size_t)x->c * x->h * x->w, p = (size_t)x->h * x->w;
+    res->palettes = calloc((size_t)res->n, (size_t)x->k * x->c);
+    res->indices = malloc((size_t)res->n * p);
+    res->k_used = malloc((size_t)res->n * sizeof *res->k_used);
+    if (!res->palettes || !res->indices || !res->k_used)
+        return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    for (uint64_t i = 0; i < res->n; i++) {
+        apd_status s = apd_quantize_image((apd_quantizer)x->o->quantizer, res->pixels + i * img, x->c, x->h,
+                                          x->w, x->k, apd_mix64(x->seed ^ i), res->palettes + i * x->k * x->c,
+                                          res->indices + i * p, &res->k_used[i]);
+        if (s != APD_OK)
+            return apd__err_set(err, s, "distill: quantizing image %llu failed", (unsigned long long)i);
+    }
+    free(res->pixels);
+    res->pixels = NULL;
+    res->kind = 1;
+    res->k = x->k;
+    return APD_OK;
+}
+
+/* ---- run ---------------------------------------------------------------------------------- */
+
+static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, apd_err *err)
+{
+    if (!real || !real->pixels || !real->labels || real->n == 0 || real->n_classes == 0)
+        return apd__err_set(err, APD_EINVAL, "distill: empty real dataset");
+    if (real->c != 1 && real->c != 3)
+        return apd__err_set(err, APD_EINVAL, "distill: %u channels (need 1 or 3)", real->c);
+    if (o->method > APD_DISTILL_AUTOPALETTE)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown method %d", (int)o->method);
+    if (o->ipc == 0) return apd__err_set(err, APD_EINVAL, "distill: --ipc must be >= 1");
+    if (o->colors < 2 || o->colors > 256)
+        return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..256", o->colors);
+    if (o->method != APD_DISTILL_RANDOM) {
+        if (o->batch_real == 0) return apd__err_set(err, APD_EINVAL, "distill: --batch-real must be >= 1");
+        if (!(o->lr_img >= 0) || !(o->lr_palette >= 0))
+            return apd__err_set(err, APD_EINVAL, "distill: learning rates must be >= 0");
+        if (real->h < 8 || real->w < 8 || real->h != real->w)
+            return apd__err_set(err, APD_EINVAL,
+                                "distill: images are %ux%u; the ConvNetD3 needs square images of "
+                                "at least 8x8", real->h, real->w);
+    }
+    if (o->checkpoint_every && !o->checkpoint_path)
+        return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");
+    if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
+        return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
+    for (uint64_t i = 0; i < real->n; i++)
+        if (real->labels[i] >= real->n_classes)
+            return apd__err_set(err, APD_EINVAL, "distill: image %llu has label %u >= %u classes",
+                                (unsigned long long)i, real->labels[i], real->n_classes);
+    return APD_OK;
+}
+
+/* Random initial images: per class, images_per_class distinct real images in a seeded order. */
+static apd_status pick_random(const apd_distill_ctx *x, const apd_dataset *real, uint64_t *src)
+{
+    uint32_t *idx = malloc((size_t)real->n * sizeof *idx);
+    if (!idx) return APD_ENOMEM;
+    for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+        uint64_t m = 0;
+        for (uint64_t i = 0; i < real->n; i++)
+            if (real->labels[i] == cls) idx[m++] = (uint32_t)i;
+        apd_rng r;
+        apd_rng_seed(&r, x->seed, 0x696e6974ull /* "init" */ * 1000 + cls);
+        /* partial Fisher-Yates for the first images_per_class */
+        for (uint64_t t = 0; t < x->images_per_class; t++) {
+            uint64_t j = t + apd_rng_below(&r, m - t);
+            uint32_t tmp = idx[t];
+            idx[t] = idx[j];
+            idx[j] = tmp;
+        }
+        for (uint64_t t = 0; t < x->images_per_class; t++)
+            src[cls * x->images_per_class + t] = idx[t];
+    }
+    free(idx);
+    return APD_OK;
+}
+
+APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_opts *o,
+                                   apd_distill_result *res, apd_err *err)
+{
+    if (!res || !o) return apd__err_set(err, APD_EINVAL, "distill: NULL argument");
+    memset(res, 0, sizeof *res);
+    APD_TRY(validate(real, o, err));
+
+    apd_distill_ctx x;
+    memset(&x, 0, sizeof x);
+    x.o = o;
+    x.real = real;
+    x.c = real->c;
+    x.h = real->h;
+    x.w = real->w;
+    x.n_classes = real->n_classes;
+    x.seed = o->seed;
+    x.threads = o->threads ? o->threads : 2;
+    x.init = o->init_set ? o->init
+                         : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
+    x.k = o->colors;
+    x.palette_out = o->method == APD_DISTILL_AUTOPALETTE || o->quantizer >= 0;
+    if (o->images_per_class)
+        x.images_per_class = o->images_per_class;
+    else if (x.palette_out) {
+        apd_budget bd;
+        if (apd_budget_compute(&bd, o->budget, o->ipc, o->colors, x.c, x.h, x.w) != APD_OK)
+            return apd__err_set(err, APD_EINVAL, "distill: bad budget (ipc %u, K %u)", o->ipc, o->colors);
+        x.images_per_class = bd.images_per_class;
+    } else
+        x.images_per_class = o->ipc; /* full-colour methods: IPC images is the budget */
+    apd_dataset_mean_std(real, x.mean, x.std);
+    for (uint32_t ch = 0; ch < x.c; ch++)
+        if (!(x.std[ch] > 1e-6f)) x.std[ch] = 1.0f;
+
+    uint64_t *counts = calloc(x.n_classes, sizeof *counts);
+    if (!counts) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    apd_dataset_class_counts(real, counts);
+    for (uint32_t cls = 0; cls < x.n_classes; cls++)
+        if (counts[cls] < x.images_per_class) {
+            apd_status s = apd__err_set(err, APD_EINVAL,
+                                        "distill: class %u has %llu images, fewer than the %llu "
+                                        "synthetic images per class the budget asks for",
+                                        cls, (unsigned long long)counts[cls],
+                                        (unsigned long long)x.images_per_class);
+            free(counts);
+            return s;
+        }
+    free(counts);
+
+    apd_status s = APD_OK;
+    uint64_t n = x.images_per_class * x.n_classes;
+    size_t img = (size_t)x.c * x.h * x.w;
+    res->n = n;
+    res->c = x.c;
+    res->h = x.h;
+    res->w = x.w;
+    res->n_classes = x.n_classes;
+    res->images_per_class = x.images_per_class;
+    memcpy(res->mean, x.mean, sizeof res->mean);
+    memcpy(res->std, x.std, sizeof res->std);
+    res->labels = malloc((size_t)n * sizeof *res->labels);
+    res->source_ids = malloc((size_t)n * sizeof *res->source_ids);
+    if (!res->labels || !res->source_ids) {
+        s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+        goto fail;
+    }
+    for (uint64_t i = 0; i < n; i++) res->labels[i] = (uint32_t)(i / x.images_per_class);
+
+    double t0 = apd__now();
+    if (o->resume_path && o->method != APD_DISTILL_RANDOM)
+        s = APD_OK; /* the checkpoint holds the initial images' ids (dm.c) */
+    else if (x.init == APD_INIT_GRAPHCUT)
+        s = apd__select_graphcut(&x, res->source_ids, err);
+    else
+        s = pick_random(&x, real, res->source_ids);
+    if (s != APD_OK) {
+        if (s == APD_ENOMEM) apd__err_set(err, s, "distill: out of memory choosing the initial images");
+        goto fail;
+    }
+    x.t_init = apd__now() - t0;
+
+    if (o->method == APD_DISTILL_RANDOM) {
+        res->kind = 2;
+        res->pixels = malloc((size_t)n * img);
+        if (!res->pixels) {
+            s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+            goto fail;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            memcpy(res->pixels + i * img, real->pixels + res->source_ids[i] * img, img);
+        if (o->quantizer >= 0) {
+            s = quantize_records(&x, res, err);
+            if (s != APD_OK) goto fail;
+        }
+    } else {
+        s = apd__dm_run(&x, res, err);
+        if (s != APD_OK) goto fail;
+    }
+
+    {
+        apd_dsb b = {0};
+        hparams_json(&b, o, &x);
+        res->hyperparameters_json = sb_take(&b);
+        budget_json(&b, o, &x);
+        res->budget_json = sb_take(&b);
+        /* deterministic figures only (no timings): the file must not depend on the run */
+        apd__dsb_printf(&b, "{%s}", x.stats.buf ? x.stats.buf : "");
+        res->stats_json = sb_take(&b);
+        free(x.stats.buf);
+        if (!res->hyperparameters_json || !res->budget_json || !res->stats_json) {
+            s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+            goto fail;
+        }
+    }
+    return APD_OK;
+fail:
+    free(x.stats.buf);
+    apd_distill_result_free(res);
+    return s;
+}

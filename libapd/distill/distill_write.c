@@ -1,0 +1,101 @@
+/* distill/distill_write.c: hand a distillation result to the .apd writer.
+ *
+ * apd_distill_writer_opts fills the writer options that follow from the result (geometry,
+ * record kind, K, classes, normalisation); apd_distill_write appends the records and the
+ * distillation provenance ("method", "seed", "source", "hyperparameters", "budget",
+ * "distill_stats"). The caller creates and closes the writer and sets the keys that belong
+ * to the tool ("tool_version", "command_line"; the writer adds "created").
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/format.h"
+#include "common/internal.h"
+#include "distill/distill_internal.h"
+
+APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_result *res,
+                                     const apd_dataset *real)
+{
+    apd_writer_opts_default(wo);
+    wo->c = res->c;
+    wo->h = res->h;
+    wo->w = res->w;
+    wo->kind = res->kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT;
+    wo->k = res->kind == 1 ? res->k : 0;
+    wo->n_classes = res->n_classes;
+    wo->class_names = real ? (const char (*)[64])real->class_names : NULL;
+    for (int i = 0; i < 3; i++) {
+        wo->mean[i] = i < (int)res->c ? res->mean[i] : 0.0f;
+        wo->std[i] = i < (int)res->c ? res->std[i] : 0.0f;
+    }
+    wo->dataset_name = real && real->name[0] ? real->name : NULL;
+}
+
+static void json_str(apd_dsb *b, const char *s)
+{
+    apd__dsb_printf(b, "\"");
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            apd__dsb_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            apd__dsb_printf(b, "\\u%04x", ch);
+        else
+            apd__dsb_printf(b, "%c", ch);
+    }
+    apd__dsb_printf(b, "\"");
+}
+
+APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *res,
+                                     const apd_dataset *real, uint64_t seed, const char *method_name)
+{
+    if (!w || !res) return APD_EINVAL;
+    size_t img = (size_t)res->c * res->h * res->w, p = (size_t)res->h * res->w;
+    for (uint64_t i = 0; i < res->n; i++) {
+        apd_status s;
+        if (res->kind == 1)
+            s = apd_writer_put_palette(w, res->palettes + i * res->k * res->c, res->k_used[i],
+                                       res->indices + i * p, res->labels[i], res->source_ids[i]);
+        else
+            s = apd_writer_put_direct(w, res->pixels + i * img, res->labels[i], res->source_ids[i]);
+        if (s != APD_OK) return s;
+    }
+    apd_dsb b = {0};
+    json_str(&b, method_name);
+    apd_status s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "method", b.buf);
+    b.len = 0;
+    if (s == APD_OK) {
+        apd__dsb_printf(&b, "%llu", (unsigned long long)seed);
+        s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "seed", b.buf);
+        b.len = 0;
+    }
+    if (s == APD_OK && real) {
+        char hex[17];
+        apd_dataset_hash(real, hex);
+        uint64_t *counts = calloc(real->n_classes ? real->n_classes : 1, sizeof *counts);
+        if (!counts) {
+            free(b.buf);
+            return APD_ENOMEM;
+        }
+        apd_dataset_class_counts(real, counts);
+        apd__dsb_printf(&b, "{\"name\":");
+        json_str(&b, real->name);
+        apd__dsb_printf(&b, ",\"split\":");
+        json_str(&b, real->split);
+        apd__dsb_printf(&b, ",\"spec\":");
+        json_str(&b, real->source);
+        apd__dsb_printf(&b, ",\"n\":%llu,\"hash\":\"%s\",\"counts\":[", (unsigned long long)real->n, hex);
+        for (uint32_t c = 0; c < real->n_classes; c++)
+            apd__dsb_printf(&b, "%s%llu", c ? "," : "", (unsigned long long)counts[c]);
+        apd__dsb_printf(&b, "]}");
+        free(counts);
+        s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "source", b.buf);
+    }
+    free(b.buf);
+    if (s == APD_OK && res->hyperparameters_json)
+        s = apd_writer_set_meta(w, "hyperparameters", res->hyperparameters_json);
+    if (s == APD_OK && res->budget_json) s = apd_writer_set_meta(w, "budget", res->budget_json);
+    if (s == APD_OK && res->stats_json) s = apd_writer_set_meta(w, "distill_stats", res->stats_json);
+    return s;
+}

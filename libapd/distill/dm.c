@@ -1,0 +1,831 @@
+/* distill/dm.c: the distribution-matching loop (AUTOPALETTE.md 8.1) and its AutoPalette
+ * variant (sections 2-3), with checkpoint/resume and run monitoring.
+ *
+ * One iteration `it`:
+ *   1. a fresh ConvNetD3, randomly initialised from (seed, it), frozen;
+ *   2. per class: a real batch (batch_real images drawn without replacement from (seed, it,
+ *      class)), the class's synthetic images (autopalette: through the palette network, soft
+ *      per-image palette), ONE Siamese DSA draw from (seed, it, class) applied to both, the
+ *      2048-d embeddings, loss_c = ||mean e_real - mean e_syn||^2, and its backward to the
+ *      synthetic pixels (and, autopalette, to the palette network: section 3.3);
+ *   3. loss = sum_c loss_c (no division by the number of classes); SGD step on the pixels
+ *      (PyTorch semantics, lr_img, momentum_img);
+ *   4. autopalette: the colour losses (Lm, Lb, La, Lconf) on a detached random subset of
+ *      color_subset synthetic images (drawn from (seed, it) before the pixel step) add to
+ *      the palette gradients; one palette SGD step.
+ * Collapse remedies (opts.remedy) hook in: warm-up before the loop, a scale on the task
+ * gradient reaching the palette network, a temperature schedule, a straight-through forward.
+ *
+ * Determinism and resume: every draw derives from (seed, iteration, class) by stream, never
+ * from a running generator, so the state of a run after iteration i is exactly: the
+ * synthetic pixels, their momentum, the palette network and its momentum, the iteration,
+ * and the loss of iteration 0 (for the stats). A checkpoint stores exactly that (plus a
+ * fingerprint of the options and data that must match on resume), written to PATH.tmp and
+ * renamed, so a crash never leaves a torn checkpoint.
+ *
+ * Output: dm -> direct-colour records (un-normalise, round, clamp), or classical-quantizer
+ * palette records if opts.quantizer >= 0; autopalette -> the hard quantization (argmax map
+ * + per-image mean palette), indices compacted to the colours used.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/dsa.h"
+#include "apd/nn.h"
+#include "apd/palette.h"
+#include "apd/quant.h"
+#include "common/internal.h"
+#include "common/progress.h"
+#include "distill/distill_internal.h"
+
+/* stream tags for apd_rng_seed(seed, stream) */
+#define ST_NET (1ull << 56)
+#define ST_REAL (2ull << 56)
+#define ST_DSA (3ull << 56)
+#define ST_SUBSET (4ull << 56)
+#define ST_EVAL (7ull << 56)
+#define ST_EVALREAL (8ull << 56)
+
+static uint64_t stream_ic(uint64_t tag, uint64_t it, uint32_t cls)
+{
+    return tag | (it << 16) | cls;
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+typedef struct dm_state {
+    apd_distill_ctx *x;
+    const apd_distill_opts *o;
+    uint64_t ipc, N;
+    size_t img;         /* c*h*w */
+    uint32_t D;         /* embed dim */
+    int palette;        /* autopalette */
+    float lut[3][256];  /* uint8 -> normalised float per channel */
+    float *syn;         /* [N, img] synthetic pixels, normalised */
+    float *mom;         /* [N, img] pixel momentum */
+    int mom_init;
+    float *grad;        /* [N, img] */
+    /* per-class real indices */
+    uint32_t **cls_idx;
+    uint64_t *cls_n;
+    uint32_t *scratch_idx;
+    /* network and buffers */
+    apd_pool *pool;
+    apd_convnet *net;
+    uint32_t max_batch;
+    float *real_f, *real_aug, *emb_r, *mean_r, *mean_s;
+    float *syn_q, *syn_aug, *emb_s, *d_emb, *d_aug, *d_q;
+    /* palette */
+    apd_palette_net pnet;
+    apd_palette_ws *ws, *wsc;
+    float *x_sub;
+    uint32_t n_sub;
+    apd_palette_color_cfg cc;
+    apd_palette_sgd psgd;
+    /* stats */
+    double loss_first;
+    uint64_t start_iter;
+} dm_state;
+
+static void state_free(dm_state *s)
+{
+    free(s->syn);
+    free(s->mom);
+    free(s->grad);
+    if (s->cls_idx)
+        for (uint32_t c = 0; c < s->x->n_classes; c++) free(s->cls_idx[c]);
+    free(s->cls_idx);
+    free(s->cls_n);
+    free(s->scratch_idx);
+    apd_convnet_free(s->net);
+    apd_pool_free(s->pool);
+    free(s->real_f);
+    free(s->real_aug);
+    free(s->emb_r);
+    free(s->mean_r);
+    free(s->mean_s);
+    free(s->syn_q);
+    free(s->syn_aug);
+    free(s->emb_s);
+    free(s->d_emb);
+    free(s->d_aug);
+    free(s->d_q);
+    apd_palette_net_free(&s->pnet);
+    apd_palette_ws_free(s->ws);
+    apd_palette_ws_free(s->wsc);
+    free(s->x_sub);
+}
+
+static void *xmalloc(size_t a, size_t b, int *fail)
+{
+    size_t n;
+    if (!apd__mul_ok(a, b, &n) || n == 0) {
+        *fail = 1;
+        return NULL;
+    }
+    void *p = malloc(n);
+    if (!p) *fail = 1;
+    return p;
+}
+
+static void to_float(const dm_state *s, float *dst, const uint8_t *src)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t i = 0; i < p; i++) dst[ch * p + i] = s->lut[ch][src[ch * p + i]];
+}
+
+static uint8_t to_u8(float v, float mean, float std)
+{
+    float u = (v * std + mean) * 255.0f;
+    if (!(u > 0)) return 0; /* also NaN */
+    if (u >= 255) return 255;
+    return (uint8_t)lrintf(u);
+}
+
+/* ---- monitoring output -------------------------------------------------------------------- */
+
+static FILE *logf_(const apd_distill_opts *o) { return o->log ? (FILE *)o->log : stderr; }
+
+/* ---- the real batch ---------------------------------------------------------------------- */
+
+/* Fill s->real_f with min(batch_real, n_c) images of class cls drawn without replacement
+ * from (seed, stream). Returns the count. */
+static uint32_t real_batch(dm_state *s, uint32_t cls, uint64_t stream)
+{
+    uint64_t n = s->cls_n[cls];
+    uint32_t b = s->o->batch_real < n ? s->o->batch_real : (uint32_t)n;
+    memcpy(s->scratch_idx, s->cls_idx[cls], (size_t)n * sizeof *s->scratch_idx);
+    apd_rng r;
+    apd_rng_seed(&r, s->x->seed, stream);
+    for (uint32_t t = 0; t < b; t++) {
+        uint64_t j = t + apd_rng_below(&r, n - t);
+        uint32_t tmp = s->scratch_idx[t];
+        s->scratch_idx[t] = s->scratch_idx[j];
+        s->scratch_idx[j] = tmp;
+        to_float(s, s->real_f + (size_t)t * s->img,
+                 s->x->real->pixels + (size_t)s->scratch_idx[t] * s->img);
+    }
+    return b;
+}
+
+/* ---- one iteration ------------------------------------------------------------------------ */
+
+typedef struct iter_out {
+    double loss;
+    apd_palette_losses pl;
+    apd_palette_stats ps;
+} iter_out;
+
+static float temperature_at(const dm_state *s, uint64_t it)
+{
+    if (!(s->o->remedy & APD_REMEDY_TEMPERATURE)) return 1.0f;
+    return apd_palette_temperature(s->o->temp_start, s->o->temp_end, it, s->o->iters);
+}
+
+static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    apd_distill_ctx *x = s->x;
+    size_t img = s->img;
+    uint32_t ipc = (uint32_t)s->ipc;
+    apd_status st;
+
+    apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_NET | it)));
+    memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
+    if (s->palette) apd_palette_net_zero_grad(&s->pnet);
+
+    apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+    fo.temperature = temperature_at(s, it);
+    fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
+    float pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
+
+    apd_dsa_config dcfg;
+    apd_dsa_config_default(&dcfg);
+    dcfg.strategy = o->dsa_strategy;
+    dcfg.align_corners = o->dsa_align_corners;
+
+    double loss = 0;
+    for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+        uint32_t b = real_batch(s, cls, stream_ic(ST_REAL, it, cls));
+        apd_dsa_sample smp;
+        apd_dsa_params dp;
+        st = apd_dsa_draw(&dp, &smp, 1, &dcfg, APD_DSA_SIAMESE, x->seed, stream_ic(ST_DSA, it, cls),
+                          b, x->h, x->w);
+        if (st != APD_OK) return apd__err_set(err, st, "distill: DSA draw failed");
+        /* real side: forward only */
+        APD_TRY(apd_dsa_forward(s->real_aug, s->real_f, &dp, b, x->c, x->h, x->w));
+        APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_aug, b));
+        apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
+        /* synthetic side */
+        float *xs = s->syn + (size_t)cls * ipc * img;
+        const float *q = xs;
+        if (s->palette) {
+            st = apd_palette_forward(&s->pnet, s->ws, s->syn_q, xs, ipc, x->h, x->w, &fo);
+            if (st != APD_OK) return apd__err_set(err, st, "distill: palette forward failed at iteration %llu (%s)",
+                                                  (unsigned long long)it, apd_strerror(st));
+            q = s->syn_q;
+        }
+        APD_TRY(apd_dsa_forward(s->syn_aug, q, &dp, ipc, x->c, x->h, x->w));
+        APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_s, s->syn_aug, ipc));
+        apd_mean_rows_forward(s->mean_s, s->emb_s, ipc, s->D);
+        float lc;
+        apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
+        loss += lc;
+        /* backward: d mean_s = -2 (mean_r - mean_s); d e_s[i] = d mean_s / ipc */
+        float *dmean = s->mean_r; /* reuse: mean_r no longer needed after this */
+        for (uint32_t d = 0; d < s->D; d++) dmean[d] = -2.0f * (s->mean_r[d] - s->mean_s[d]);
+        memset(s->d_emb, 0, (size_t)ipc * s->D * sizeof(float));
+        apd_mean_rows_backward(s->d_emb, dmean, ipc, s->D);
+        memset(s->d_aug, 0, (size_t)ipc * img * sizeof(float));
+        APD_TRY(apd_convnet_backward(s->net, s->d_aug, NULL, s->d_emb, ipc, 0));
+        float *gs = s->grad + (size_t)cls * ipc * img;
+        if (s->palette) {
+            memset(s->d_q, 0, (size_t)ipc * img * sizeof(float));
+            APD_TRY(apd_dsa_backward(s->d_q, s->d_aug, &dp, ipc, x->c, x->h, x->w));
+            st = apd_palette_backward(&s->pnet, s->ws, gs, s->d_q, NULL, xs, ipc, x->h, x->w, pscale);
+            if (st != APD_OK) return apd__err_set(err, st, "distill: palette backward failed");
+        } else {
+            APD_TRY(apd_dsa_backward(gs, s->d_aug, &dp, ipc, x->c, x->h, x->w));
+        }
+    }
+    if (!isfinite(loss))
+        return apd__err_set(err, APD_ENUMERIC, "distill: DM loss is not finite at iteration %llu",
+                            (unsigned long long)it);
+    out->loss = loss;
+
+    /* colour-loss subset: a detached copy taken before the pixel step */
+    if (s->palette) {
+        apd_rng r;
+        apd_rng_seed(&r, x->seed, ST_SUBSET | it);
+        uint32_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
+        for (uint32_t i = 0; i < s->N; i++) perm[i] = i;
+        for (uint32_t t = 0; t < s->n_sub; t++) {
+            uint64_t j = t + apd_rng_below(&r, s->N - t);
+            uint32_t tmp = perm[t];
+            perm[t] = perm[j];
+            perm[j] = tmp;
+            memcpy(s->x_sub + (size_t)t * img, s->syn + (size_t)perm[t] * img, img * sizeof(float));
+        }
+    }
+
+    /* pixel SGD (PyTorch: v = g on the first step, then v = mu v + g; w -= lr v) */
+    size_t total = (size_t)s->N * img;
+    float mu = o->momentum_img, lr = o->lr_img;
+    if (!s->mom_init) {
+        memcpy(s->mom, s->grad, total * sizeof(float));
+        s->mom_init = 1;
+    } else {
+        for (size_t i = 0; i < total; i++) s->mom[i] = mu * s->mom[i] + s->grad[i];
+    }
+    for (size_t i = 0; i < total; i++) s->syn[i] -= lr * s->mom[i];
+
+    if (s->palette) {
+        s->cc.fwd.temperature = fo.temperature;
+        st = apd_palette_color_step(&s->pnet, s->wsc, &out->pl, s->x_sub, s->n_sub, x->h, x->w, &s->cc,
+                                    apd_mix64(x->seed ^ 0x636f6c6f72ull), it);
+        if (st != APD_OK) return apd__err_set(err, st, "distill: colour losses failed (%s)", apd_strerror(st));
+        apd_palette_stats_compute(&out->ps, NULL, s->wsc, s->x_sub);
+        apd_palette_net_step(&s->pnet, &s->psgd);
+    }
+    return APD_OK;
+}
+
+/* ---- evaluation loss (fixed nets, no augmentation) ----------------------------------------- */
+
+/* DM loss of images `imgs` ([N, img], normalised) against fixed real batches with
+ * n_nets fixed networks, no DSA: comparable across the run (the training loss uses a fresh
+ * network and a fresh augmentation every iteration and is noisy). */
+static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, double *out)
+{
+    apd_distill_ctx *x = s->x;
+    double total = 0;
+    for (uint32_t k = 0; k < n_nets; k++) {
+        apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)));
+        for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+            uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
+            APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_f, b));
+            apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
+            APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_s, imgs + (size_t)cls * s->ipc * s->img,
+                                        s->ipc));
+            apd_mean_rows_forward(s->mean_s, s->emb_s, s->ipc, s->D);
+            float lc;
+            apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
+            total += lc;
+        }
+    }
+    *out = total / n_nets;
+    return APD_OK;
+}
+
+/* ---- checkpoint ----------------------------------------------------------------------------- */
+
+#define CKPT_MAGIC "APDCKPT1"
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Fingerprint of everything that must match for a resume to reach the same bytes. */
+static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
+{
+    const apd_distill_opts *o = s->o;
+    apd_distill_opts c = *o;
+    c.checkpoint_every = 0;
+    c.checkpoint_path = NULL;
+    c.resume_path = NULL;
+    c.log_every = 0;
+    c.log = NULL;
+    c.stop_after = 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    /* hash field by field (no padding bytes) */
+    h = fnv(h, &c.method, sizeof c.method);
+    h = fnv(h, &s->x->init, sizeof s->x->init);
+    h = fnv(h, &c.ipc, sizeof c.ipc);
+    h = fnv(h, &c.colors, sizeof c.colors);
+    h = fnv(h, &c.budget, sizeof c.budget);
+    h = fnv(h, &c.quantizer, sizeof c.quantizer);
+    h = fnv(h, &c.iters, sizeof c.iters);
+    h = fnv(h, &c.batch_real, sizeof c.batch_real);
+    float fl[] = {c.lr_img, c.momentum_img, c.lr_palette, c.momentum_palette, c.wd_palette, c.w_max,
+                  c.w_balance, c.w_align, c.w_conf, c.align_ratio, c.task_scale, c.temp_start,
+                  c.temp_end};
+    h = fnv(h, fl, sizeof fl);
+    uint32_t u[] = {c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
+                    s->x->threads};
+    h = fnv(h, u, sizeof u);
+    h = fnv(h, &c.seed, sizeof c.seed);
+    char hex[17];
+    apd_dataset_hash(s->x->real, hex);
+    h = fnv(h, hex, 16);
+    h = fnv(h, src, (size_t)s->N * sizeof *src);
+    return h;
+}
+
+static int wr(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
+static int rd(FILE *f, void *p, size_t n) { return n == 0 || fread(p, 1, n, f) == n; }
+
+static apd_status ckpt_save(const dm_state *s, const uint64_t *src, uint64_t next_iter, apd_err *err)
+{
+    const char *path = s->o->checkpoint_path;
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return apd__err_set(err, APD_ENOMEM, "checkpoint: out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        apd_status st = apd__err_sys(err, errno, tmp, "open checkpoint");
+        free(tmp);
+        return st;
+    }
+    uint8_t hdr[64] = {0};
+    memcpy(hdr, CKPT_MAGIC, 8);
+    apd__st64(hdr + 8, fingerprint(s, src));
+    apd__st64(hdr + 16, next_iter);
+    apd__st64(hdr + 24, s->N);
+    apd__st64(hdr + 32, s->img);
+    apd__st32(hdr + 40, (uint32_t)s->mom_init);
+    apd__st32(hdr + 44, s->palette ? (uint32_t)s->pnet.n_params : 0);
+    apd__st32(hdr + 48, s->palette ? (uint32_t)s->pnet.mom_init : 0);
+    apd__st64(hdr + 52, s->x->seed); /* RNG: every draw derives from (seed, iteration) */
+    double lf = s->loss_first;
+    int ok = wr(f, hdr, sizeof hdr) && wr(f, &lf, sizeof lf) && wr(f, src, (size_t)s->N * sizeof *src) &&
+             wr(f, s->syn, (size_t)s->N * s->img * sizeof(float)) &&
+             wr(f, s->mom, (size_t)s->N * s->img * sizeof(float));
+    if (ok && s->palette)
+        ok = wr(f, s->pnet.params, s->pnet.n_params * sizeof(float)) &&
+             wr(f, s->pnet.mom, s->pnet.n_params * sizeof(float));
+    ok = (fflush(f) == 0) && ok;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        apd_status st = apd__err_sys(err, errno, path, "write checkpoint");
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    return APD_OK;
+}
+
+/* Loads the checkpoint into s (syn, mom, palette) and src; *next_iter. */
+static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd_err *err)
+{
+    const char *path = s->o->resume_path;
+    FILE *f = fopen(path, "rb");
+    if (!f) return apd__err_sys(err, errno, path, "open checkpoint");
+    uint8_t hdr[64];
+    double lf;
+    apd_status st = APD_OK;
+    if (!rd(f, hdr, sizeof hdr) || memcmp(hdr, CKPT_MAGIC, 8) != 0) {
+        st = apd__err_set(err, APD_EMAGIC, "%s: not a libapd distillation checkpoint", path);
+        goto done;
+    }
+    if (apd__ld64(hdr + 24) != s->N || apd__ld64(hdr + 32) != s->img ||
+        apd__ld32(hdr + 44) != (s->palette ? (uint32_t)s->pnet.n_params : 0)) {
+        st = apd__err_set(err, APD_EMISMATCH, "%s: checkpoint shapes differ from this run's", path);
+        goto done;
+    }
+    if (!rd(f, &lf, sizeof lf) || !rd(f, src, (size_t)s->N * sizeof *src)) {
+        st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+        goto done;
+    }
+    if (apd__ld64(hdr + 8) != fingerprint(s, src)) {
+        st = apd__err_set(err, APD_EMISMATCH,
+                          "%s: checkpoint was made with other options, data or thread count", path);
+        goto done;
+    }
+    *next_iter = apd__ld64(hdr + 16);
+    s->mom_init = (int)apd__ld32(hdr + 40);
+    s->loss_first = lf;
+    int ok = rd(f, s->syn, (size_t)s->N * s->img * sizeof(float)) &&
+             rd(f, s->mom, (size_t)s->N * s->img * sizeof(float));
+    if (ok && s->palette) {
+        ok = rd(f, s->pnet.params, s->pnet.n_params * sizeof(float)) &&
+             rd(f, s->pnet.mom, s->pnet.n_params * sizeof(float));
+        s->pnet.mom_init = (int)apd__ld32(hdr + 48);
+    }
+    if (!ok) st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+    if (*next_iter > s->o->iters)
+        st = apd__err_set(err, APD_EMISMATCH, "%s: checkpoint is past --iters", path);
+done:
+    fclose(f);
+    return st;
+}
+
+/* ---- output records ------------------------------------------------------------------------ */
+
+/* Compact indices to the colours used (first-use order of palette entries kept by index). */
+static uint32_t compact(uint8_t *pal, uint8_t *idx, uint32_t k, uint32_t c, size_t p)
+{
+    int map[256];
+    for (uint32_t j = 0; j < 256; j++) map[j] = -1;
+    uint8_t used[256] = {0};
+    for (size_t i = 0; i < p; i++) used[idx[i]] = 1;
+    uint8_t tmp[256 * 3];
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < k; j++)
+        if (used[j]) {
+            map[j] = (int)n;
+            memcpy(tmp + n * c, pal + j * c, c);
+            n++;
+        }
+    memset(pal, 0, (size_t)k * c);
+    memcpy(pal, tmp, (size_t)n * c);
+    for (size_t i = 0; i < p; i++) idx[i] = (uint8_t)map[idx[i]];
+    return n;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *err)
+{
+    apd_distill_ctx *x = s->x;
+    const apd_distill_opts *o = s->o;
+    size_t img = s->img, p = (size_t)x->h * x->w;
+    uint64_t N = s->N;
+    int fail = 0;
+    if (!x->palette_out) {
+        res->kind = 2;
+        res->pixels = xmalloc(N, img, &fail);
+        if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+        for (uint64_t i = 0; i < N; i++)
+            for (uint32_t ch = 0; ch < x->c; ch++)
+                for (size_t q = 0; q < p; q++)
+                    res->pixels[i * img + ch * p + q] =
+                        to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
+        return APD_OK;
+    }
+    res->kind = 1;
+    res->k = x->k;
+    res->palettes = xmalloc(N, (size_t)x->k * x->c, &fail);
+    res->indices = xmalloc(N, p, &fail);
+    res->k_used = xmalloc(N, sizeof(uint32_t), &fail);
+    if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    if (s->palette) {
+        apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+        fo.temperature = temperature_at(s, o->iters);
+        for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+            float *xs = s->syn + (size_t)cls * s->ipc * img;
+            apd_status st = apd_palette_forward(&s->pnet, s->ws, NULL, xs, (uint32_t)s->ipc, x->h, x->w, &fo);
+            if (st != APD_OK) return apd__err_set(err, st, "distill: final palette forward failed");
+            for (uint32_t t = 0; t < s->ipc; t++) {
+                uint64_t i = (uint64_t)cls * s->ipc + t;
+                uint8_t *pal = res->palettes + i * x->k * x->c;
+                uint8_t *idx = res->indices + i * p;
+                APD_TRY(apd_palette_hard(pal, idx, NULL, s->ws, t, x->mean, x->std));
+                res->k_used[i] = compact(pal, idx, x->k, x->c, p);
+            }
+        }
+    } else {
+        uint8_t *tmp = malloc(img);
+        if (!tmp) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+        for (uint64_t i = 0; i < N; i++) {
+            for (uint32_t ch = 0; ch < x->c; ch++)
+                for (size_t q = 0; q < p; q++)
+                    tmp[ch * p + q] = to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
+            uint8_t *pal = res->palettes + i * x->k * x->c;
+            memset(pal, 0, (size_t)x->k * x->c);
+            apd_status st = apd_quantize_image((apd_quantizer)o->quantizer, tmp, x->c, x->h, x->w, x->k,
+                                               apd_mix64(x->seed ^ i), pal, res->indices + i * p,
+                                               &res->k_used[i]);
+            if (st != APD_OK) {
+                free(tmp);
+                return apd__err_set(err, st, "distill: quantizing synthetic image %llu failed",
+                                    (unsigned long long)i);
+            }
+        }
+        free(tmp);
+    }
+    /* colours per stored image */
+    uint32_t *cu = malloc((size_t)N * sizeof *cu);
+    if (cu) {
+        memcpy(cu, res->k_used, (size_t)N * sizeof *cu);
+        qsort(cu, (size_t)N, sizeof *cu, cmp_u32);
+        double med = (N % 2) ? cu[N / 2] : 0.5 * (cu[N / 2 - 1] + cu[N / 2]);
+        apd__dsb_printf(&x->stats, "%s\"stored_colors_per_image\":{\"min\":%u,\"median\":", x->stats.len ? "," : "",
+                       cu[0]);
+        apd__dsb_num(&x->stats, med);
+        apd__dsb_printf(&x->stats, ",\"max\":%u}", cu[N - 1]);
+        free(cu);
+    }
+    return APD_OK;
+}
+
+/* Decode the records back to normalised floats (for the evaluation loss of what is stored). */
+static void decode_records(const dm_state *s, const apd_distill_result *res, float *out)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint64_t i = 0; i < s->N; i++) {
+        float *o = out + i * s->img;
+        if (res->kind == 2) {
+            to_float(s, o, res->pixels + i * s->img);
+        } else {
+            const uint8_t *pal = res->palettes + i * x->k * x->c, *idx = res->indices + i * p;
+            for (uint32_t ch = 0; ch < x->c; ch++)
+                for (size_t q = 0; q < p; q++) o[ch * p + q] = s->lut[ch][pal[idx[q] * x->c + ch]];
+        }
+    }
+}
+
+/* ---- run ----------------------------------------------------------------------------------- */
+
+apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
+{
+    const apd_distill_opts *o = x->o;
+    dm_state S;
+    memset(&S, 0, sizeof S);
+    dm_state *s = &S;
+    s->x = x;
+    s->o = o;
+    s->ipc = x->images_per_class;
+    s->N = s->ipc * x->n_classes;
+    s->img = (size_t)x->c * x->h * x->w;
+    s->palette = o->method == APD_DISTILL_AUTOPALETTE;
+    apd_status st = APD_OK;
+    int fail = 0;
+    FILE *lg = logf_(o);
+
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
+
+    /* per-class index lists */
+    s->cls_idx = calloc(x->n_classes, sizeof *s->cls_idx);
+    s->cls_n = calloc(x->n_classes, sizeof *s->cls_n);
+    if (!s->cls_idx || !s->cls_n) goto oom;
+    for (uint64_t i = 0; i < x->real->n; i++) s->cls_n[x->real->labels[i]]++;
+    uint64_t max_n = s->N;
+    for (uint32_t c = 0; c < x->n_classes; c++) {
+        s->cls_idx[c] = xmalloc(s->cls_n[c] ? s->cls_n[c] : 1, sizeof(uint32_t), &fail);
+        if (s->cls_n[c] > max_n) max_n = s->cls_n[c];
+        s->cls_n[c] = 0;
+    }
+    if (fail) goto oom;
+    for (uint64_t i = 0; i < x->real->n; i++) {
+        uint32_t c = x->real->labels[i];
+        s->cls_idx[c][s->cls_n[c]++] = (uint32_t)i;
+    }
+    s->scratch_idx = xmalloc(max_n, sizeof(uint32_t), &fail);
+
+    s->syn = xmalloc(s->N * s->img, sizeof(float), &fail);
+    s->mom = xmalloc(s->N * s->img, sizeof(float), &fail);
+    s->grad = xmalloc(s->N * s->img, sizeof(float), &fail);
+    if (fail) goto oom;
+    memset(s->mom, 0, s->N * s->img * sizeof(float));
+
+    /* network */
+    st = apd_pool_create(&s->pool, x->threads);
+    if (st != APD_OK) {
+        apd__err_set(err, st, "distill: thread pool: %s", apd_strerror(st));
+        goto out;
+    }
+    s->max_batch = o->batch_real > s->ipc ? o->batch_real : (uint32_t)s->ipc;
+    {
+        apd_convnet_config cfg;
+        apd_convnet_config_default(&cfg, x->c, x->h, x->w, x->n_classes);
+        cfg.max_batch = s->max_batch;
+        cfg.pool = s->pool;
+        st = apd_convnet_create(&s->net, &cfg);
+        if (st != APD_OK) {
+            apd__err_set(err, st, "distill: ConvNetD3 for %ux%ux%u: %s", x->c, x->h, x->w, apd_strerror(st));
+            goto out;
+        }
+        s->D = (uint32_t)apd_convnet_embed_dim(s->net);
+    }
+    s->real_f = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
+    s->real_aug = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
+    s->emb_r = xmalloc((size_t)o->batch_real * s->D, sizeof(float), &fail);
+    s->mean_r = xmalloc(s->D, sizeof(float), &fail);
+    s->mean_s = xmalloc(s->D, sizeof(float), &fail);
+    s->syn_q = xmalloc(s->ipc * s->img, sizeof(float), &fail);
+    s->syn_aug = xmalloc(s->ipc * s->img, sizeof(float), &fail);
+    s->emb_s = xmalloc(s->ipc * s->D, sizeof(float), &fail);
+    s->d_emb = xmalloc(s->ipc * s->D, sizeof(float), &fail);
+    s->d_aug = xmalloc(s->ipc * s->img, sizeof(float), &fail);
+    s->d_q = xmalloc(s->ipc * s->img, sizeof(float), &fail);
+    if (fail) goto oom;
+
+    if (s->palette) {
+        st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd_mix64(x->seed ^ 0x70616c6574ull));
+        if (st != APD_OK) {
+            apd__err_set(err, st, "distill: palette network (K %u): %s", x->k, apd_strerror(st));
+            goto out;
+        }
+        s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
+        if (s->n_sub == 0) s->n_sub = 1;
+        uint32_t wmax = (o->remedy & APD_REMEDY_WARMUP) ? (uint32_t)s->N : (uint32_t)s->ipc;
+        if (wmax < s->n_sub) wmax = s->n_sub;
+        st = apd_palette_ws_create(&s->ws, x->c, x->k, APD_PALETTE_HIDDEN, wmax, x->h * x->w);
+        if (st == APD_OK) st = apd_palette_ws_create(&s->wsc, x->c, x->k, APD_PALETTE_HIDDEN, s->n_sub, x->h * x->w);
+        if (st != APD_OK) {
+            apd__err_set(err, st, "distill: palette workspace: %s", apd_strerror(st));
+            goto out;
+        }
+        s->x_sub = xmalloc((size_t)s->n_sub * s->img, sizeof(float), &fail);
+        if (fail) goto oom;
+        apd_palette_color_cfg_default(&s->cc, x->c, x->mean, x->std);
+        s->cc.w_lm = o->w_max;
+        s->cc.w_lb = o->w_balance;
+        s->cc.w_la = o->w_align;
+        s->cc.w_conf = o->w_conf;
+        s->cc.la_ratio = o->align_ratio;
+        s->psgd.lr = o->lr_palette;
+        s->psgd.momentum = o->momentum_palette;
+        s->psgd.weight_decay = o->wd_palette;
+    }
+
+    /* initial state: fresh, or from a checkpoint */
+    uint64_t it0 = 0;
+    if (o->resume_path) {
+        st = ckpt_load(s, res->source_ids, &it0, err);
+        if (st != APD_OK) goto out;
+        fprintf(lg, "distill: resumed from %s at iteration %llu/%u\n", o->resume_path,
+                (unsigned long long)it0, o->iters);
+    } else {
+        for (uint64_t i = 0; i < s->N; i++)
+            to_float(s, s->syn + i * s->img, x->real->pixels + res->source_ids[i] * s->img);
+        if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) {
+            apd_palette_losses wl;
+            s->cc.fwd.temperature = temperature_at(s, 0);
+            double t0 = apd__now();
+            st = apd_palette_warmup(&s->pnet, s->ws, &wl, s->syn, (uint32_t)s->N, x->h, x->w, o->warmup_steps,
+                                    1.0f, &s->cc, &s->psgd, apd_mix64(x->seed ^ 0x7761726dull));
+            if (st != APD_OK) {
+                apd__err_set(err, st, "distill: palette warm-up failed (%s)", apd_strerror(st));
+                goto out;
+            }
+            apd_palette_stats ps;
+            apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
+            fprintf(lg, "distill: palette warm-up %u steps (%.1fs): recon %.4f Lm %.3f Lb %.3f La %.4f | "
+                        "colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f gap %.4f maxp %.3f\n",
+                    o->warmup_steps, apd__now() - t0, wl.recon, wl.lm, wl.lb, wl.la, ps.colors_median,
+                    ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
+        }
+    }
+    /* evaluation loss of the initial images (recomputed from the real images on resume, so
+     * the stats in the file do not depend on resuming) */
+    double eval0 = 0;
+    if (o->resume_path) {
+        float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
+        if (fail) goto oom;
+        for (uint64_t i = 0; i < s->N; i++)
+            to_float(s, init + i * s->img, x->real->pixels + res->source_ids[i] * s->img);
+        st = eval_loss(s, init, 2, &eval0);
+        free(init);
+    } else {
+        st = eval_loss(s, s->syn, 2, &eval0);
+    }
+    if (st != APD_OK) goto out;
+
+    char rn[96];
+    fprintf(lg, "distill: %s, %llu synthetic images (%llu per class), %ux%ux%u, K %u, iters %u, "
+                "batch-real %u, remedy %s, threads %u\n",
+            apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c, x->h,
+            x->w, x->k, o->iters, o->batch_real, apd_palette_remedy_name(o->remedy, rn, sizeof rn), x->threads);
+
+    apd_progress pr;
+    apd_progress_start(&pr, "distill", o->iters);
+    apd_progress_set(&pr, it0);
+    double t_loop = apd__now();
+    iter_out io;
+    memset(&io, 0, sizeof io);
+    double last_loss = 0;
+    for (uint64_t it = it0; it < o->iters; it++) {
+        st = iteration(s, it, &io, err);
+        if (st != APD_OK) {
+            if (err && err->code != st) apd__err_set(err, st, "distill: iteration %llu: %s",
+                                                    (unsigned long long)it, apd_strerror(st));
+            goto out;
+        }
+        if (it == 0) s->loss_first = io.loss;
+        last_loss = io.loss;
+        if (s->palette)
+            apd_progress_note(&pr, "loss %.1f Lm %.3f Lb %.3f La %.4f | colours/img %.0f gap %.4f", io.loss,
+                              io.pl.lm, io.pl.lb, io.pl.la, io.ps.colors_median, io.ps.gap_mse);
+        else
+            apd_progress_note(&pr, "loss %.2f", io.loss);
+        apd_progress_set(&pr, it + 1);
+        if (o->log_every && ((it + 1) % o->log_every == 0 || it == 0 || it + 1 == o->iters)) {
+            double el = apd__now() - t_loop;
+            double rate = (double)(it + 1 - it0) / (el > 0 ? el : 1e-9);
+            if (s->palette)
+                fprintf(lg, "it %llu/%u loss %.2f | Lm %.4f Lb %.4f La %.4f Lconf %.4f | colours/img median %.1f "
+                            "(min %u max %u) soft-hard gap %.4f soft mse %.4f hard mse %.4f maxp %.3f | "
+                            "T %.3g | %.2f it/s ETA %.0fs\n",
+                        (unsigned long long)it + 1, o->iters, io.loss, io.pl.lm, io.pl.lb, io.pl.la, io.pl.conf,
+                        io.ps.colors_median, io.ps.colors_min, io.ps.colors_max, io.ps.gap_mse, io.ps.soft_mse,
+                        io.ps.hard_mse, io.ps.max_prob_mean, temperature_at(s, it), rate,
+                        (double)(o->iters - it - 1) / rate);
+            else
+                fprintf(lg, "it %llu/%u loss %.3f | %.2f it/s ETA %.0fs\n", (unsigned long long)it + 1, o->iters,
+                        io.loss, rate, (double)(o->iters - it - 1) / rate);
+            fflush(lg);
+        }
+        if (o->checkpoint_every && (it + 1) % o->checkpoint_every == 0 && it + 1 < o->iters) {
+            st = ckpt_save(s, res->source_ids, it + 1, err);
+            if (st != APD_OK) goto out;
+        }
+        if (o->stop_after && it + 1 == o->stop_after && it + 1 < o->iters) {
+            apd_progress_finish(&pr);
+            if (o->checkpoint_path) {
+                st = ckpt_save(s, res->source_ids, it + 1, err);
+                if (st != APD_OK) goto out;
+            }
+            st = apd__err_set(err, APD_ECANCELED, "distill: stopped after iteration %u (checkpoint %s)",
+                              o->stop_after, o->checkpoint_path ? o->checkpoint_path : "not written");
+            goto out;
+        }
+    }
+    apd_progress_finish(&pr);
+    double t_iters = apd__now() - t_loop;
+
+    st = make_records(s, res, err);
+    if (st != APD_OK) goto out;
+
+    /* evaluation loss of what is stored */
+    double eval1 = 0;
+    {
+        float *dec = xmalloc(s->N * s->img, sizeof(float), &fail);
+        if (fail) goto oom;
+        decode_records(s, res, dec);
+        st = eval_loss(s, dec, 2, &eval1);
+        free(dec);
+        if (st != APD_OK) goto out;
+    }
+    fprintf(lg, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored %.3f\n",
+            o->iters, t_iters, eval0, eval1);
+    apd__dsb_printf(&x->stats, "%s\"loss_first_iter\":", x->stats.len ? "," : "");
+    apd__dsb_num(&x->stats, s->loss_first);
+    apd__dsb_printf(&x->stats, ",\"loss_last_iter\":");
+    apd__dsb_num(&x->stats, last_loss);
+    apd__dsb_printf(&x->stats, ",\"eval_loss_initial\":");
+    apd__dsb_num(&x->stats, eval0);
+    apd__dsb_printf(&x->stats, ",\"eval_loss_stored\":");
+    apd__dsb_num(&x->stats, eval1);
+    x->eval_loss_initial = eval0;
+    x->eval_loss_final = eval1;
+    if (s->palette) {
+        apd__dsb_printf(&x->stats, ",\"last_soft_hard_gap\":");
+        apd__dsb_num(&x->stats, io.ps.gap_mse);
+    }
+    st = APD_OK;
+    goto out;
+oom:
+    st = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+out:
+    state_free(s);
+    return st;
+}
