@@ -10,6 +10,7 @@
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/train.h"
+#include "nn/blas_env.h"
 
 START_TEST(test_fmnist_random_real)
 {
@@ -53,8 +54,10 @@ START_TEST(test_fmnist_random_real)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    apd__blas_fix_coretype(argv);
     Suite *s = suite_create("eval_fmnist");
     TCase *tc = tcase_create("eval_fmnist");
     tcase_set_timeout(tc, 900);
