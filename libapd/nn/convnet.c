@@ -68,7 +68,7 @@ static void add_tensor(apd_convnet *net, const char *name, size_t off, uint32_t 
                        uint32_t d1, uint32_t d2, uint32_t d3)
 {
     size_t i = net->n_tensors++;
-    snprintf(net->names[i], sizeof net->names[i], "%s", name);
+    snprintf(net->names[i], sizeof net->names[i], "%.23s", name);
     net->t_off[i] = off;
     net->t_ndim[i] = ndim;
     net->t_dims[i][0] = d0;
