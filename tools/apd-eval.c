@@ -26,7 +26,6 @@
 #include "apd/train.h"
 #include "common/internal.h"
 #include "common/progress.h"
-#include "nn/blas_env.h"
 
 #ifndef APD_VERSION_STRING
 #define APD_VERSION_STRING "0"
@@ -162,7 +161,6 @@ static int on_pass(void *user, uint32_t pass, uint32_t passes, float loss, float
 
 int main(int argc, char **argv)
 {
-    apd__blas_fix_coretype(argv); /* before getopt permutes argv; see nn/blas_env.h */
     const char *test_spec = NULL, *train_spec = NULL, *file = NULL, *strategy = NULL;
     uint32_t random_real = 0, threads = 0, runs = 5, batch = 256, epochs = 1000;
     uint32_t width = 128, depth = 3;
@@ -366,7 +364,7 @@ int main(int argc, char **argv)
                model, epochs, epochs + 1, epochs / 2 + 1, (double)lr, batch,
                no_dsa ? "no augmentation" : "DSA per-image", runs, runs > 1 ? "s" : "",
                (unsigned long long)seed, threads, threads > 1 ? "s" : "");
-        printf("BLAS kernels: %s\n", apd__blas_corename());
+        printf("BLAS kernels: %s\n", apd_nn_blas_core());
         printf("normalisation: mean %.4f %.4f %.4f std %.4f %.4f %.4f\n", (double)mean[0],
                (double)(train.c > 1 ? mean[1] : 0), (double)(train.c > 2 ? mean[2] : 0),
                (double)std[0], (double)(train.c > 1 ? std[1] : 0), (double)(train.c > 2 ? std[2] : 0));

@@ -19,13 +19,11 @@
 #include "apd/nn.h"
 #include "apd/train.h"
 #include "common/internal.h"
-#include "nn/blas_env.h"
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
 
 int main(int argc, char **argv)
 {
-    apd__blas_fix_coretype(argv); /* PyTorch, run as a child, inherits it too */
     uint32_t epochs = 1000, ipc = 10, threads = 2;
     uint64_t seed = 0;
     int torch = 1;
@@ -69,8 +67,7 @@ int main(int argc, char **argv)
            "(%u passes), batch 256, %u threads\n",
            spec, ipc, (unsigned long long)train.n, train.c, train.h, train.w,
            (unsigned long long)test.n, epochs, epochs + 1, threads);
-    printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE=%s)\n", apd__blas_corename(),
-           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+    printf("OpenBLAS kernels: %s\n", apd_nn_blas_core());
     fflush(stdout);
 
     /* ---- libapd ---- */

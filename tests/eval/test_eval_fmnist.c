@@ -10,7 +10,6 @@
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/train.h"
-#include "nn/blas_env.h"
 
 START_TEST(test_fmnist_random_real)
 {
@@ -54,10 +53,8 @@ START_TEST(test_fmnist_random_real)
 }
 END_TEST
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    apd__blas_fix_coretype(argv);
     Suite *s = suite_create("eval_fmnist");
     TCase *tc = tcase_create("eval_fmnist");
     tcase_set_timeout(tc, 900);
