@@ -124,7 +124,7 @@ APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *s
  * number of threads. Without a pool, OpenBLAS's own threading is used for the GEMMs; a
  * multithreaded OpenBLAS may change the last bits (apd_pool_create sets it to 1 thread
  * process-wide, after which no-pool results equal the pooled ones). */
-#define APD_PALETTE_GROUP 8
+#define APD_PALETTE_GROUP 4
 typedef struct apd__palette_scratch apd__palette_scratch;
 typedef struct apd_palette_ws {
     uint32_t c, k, hidden, max_b, max_p;

@@ -631,7 +631,7 @@ static void fill_images(float *x, uint32_t b, uint32_t c, uint32_t h, uint32_t w
 
 START_TEST(threads_bit_identical)
 {
-    const uint32_t b = 19, c = 3, h = 10, w = 9, k = 16, p = h * w; /* 19: groups of 8 + a partial one */
+    const uint32_t b = 19, c = 3, h = 10, w = 9, k = 16, p = h * w; /* 19: full groups + a partial one */
     size_t n = (size_t)b * c * p;
     float *x = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float));
     fill_images(x, b, c, h, w, 1);
