@@ -124,7 +124,8 @@ int main(int argc, char **argv)
     double tn = (apd__now() - t0) * b / nb;
     apd_palette_net_free(&net);
     double macs = (double)b * p * (c * 256.0 + 256.0 * k);
-    printf("palette network, %u images 32x32x3, K=%u, hidden 256 (best of %u)\n", b, k, reps);
+    printf("palette network, %u images 32x32x3, K=%u, hidden 256 (best of %u; OpenBLAS core %s)\n", b, k, reps,
+           apd_nn_blas_core());
     printf("                       1 thread   2 threads\n");
     printf("  forward            %8.3f s  %8.3f s   (%.1f / %.1f GFLOP/s on the MLP)\n", t1.fwd, t2.fwd,
            2 * macs / t1.fwd / 1e9, 2 * macs / t2.fwd / 1e9);

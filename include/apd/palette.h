@@ -255,7 +255,9 @@ APD_API apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *
  *     recon_weight * mean (y_soft - x)^2  +  colour losses (cfg)
  * over the fixed images x (b, C, h, w) (median-cut targets computed once). Zeroes the
  * gradients before each step; leaves them zero at the end. Step i uses pixel samples from
- * (seed, i). *last (may be NULL) receives the losses of the last step.
+ * (seed, i). *last (may be NULL) receives the losses of the last step. The forward is soft
+ * with cfg->fwd.temperature. Afterwards ws holds a forward of x with the final network
+ * (ready for apd_palette_stats_compute / apd_palette_hard).
  * @return as apd_palette_color_step. */
 APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *last,
                                       const float *x, uint32_t b, uint32_t h, uint32_t w, uint32_t steps,

@@ -401,6 +401,8 @@ apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_pale
     }
     apd_palette_net_zero_grad(net);
     if (last) *last = L;
+    /* leave ws holding the final network's forward (for apd_palette_stats_compute) */
+    if (steps > 0) st = apd_palette_forward(net, ws, NULL, x, b, h, w, &fo);
 done:
     free(y);
     free(dy);
