@@ -23,10 +23,11 @@ float apd__norm_value(uint8_t v, float mean, float std)
 void apd__norm_lut(float *lut, const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
                    const float *std)
 {
+    if (k > 256) k = 256;
     for (uint32_t ch = 0; ch < c; ch++) {
         float *t = lut + (size_t)ch * 256;
-        for (uint32_t j = 0; j < 256; j++)
-            t[j] = j < k ? apd__norm_value(pal[(size_t)j * c + ch], mean[ch], std[ch]) : 0.0f;
+        for (uint32_t j = 0; j < k; j++) t[j] = apd__norm_value(pal[(size_t)j * c + ch], mean[ch], std[ch]);
+        memset(t + k, 0, (256 - k) * sizeof *t);
     }
 }
 
