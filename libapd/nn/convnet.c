@@ -49,7 +49,7 @@ struct apd_convnet {
     layer ly[MAX_DEPTH];
     size_t fc_w_off, fc_b_off, n_params;
     size_t n_tensors;
-    char names[2 * MAX_DEPTH * 2 + 2][24];
+    char names[2 * MAX_DEPTH * 2 + 2][48];
     size_t t_off[2 * MAX_DEPTH * 2 + 2], t_size[2 * MAX_DEPTH * 2 + 2];
     uint32_t t_ndim[2 * MAX_DEPTH * 2 + 2], t_dims[2 * MAX_DEPTH * 2 + 2][4];
     float *params, *grads;
