@@ -182,8 +182,8 @@ def main():
     print("  %-34s %14s %18s %8s" % ("", "apd samples/s", "LMDB+pickle /s", "ratio"))
     for name, ra, rb in rows:
         print("  %-34s %14.0f %18.0f %7.1fx  (target >= 10x)" % (name, ra, rb, ra / rb))
-    print("  (with worker processes every float batch is copied between processes by torch;\n"
-          "   apd's C threads need no worker processes)")
+    print("  (with worker processes torch's per-batch hand-off between processes dominates:\n"
+          "   apd batches are cheap to make, so use num_workers=0 and apd's C threads)")
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -266,11 +266,24 @@ class Loader:
         return self._h
 
     # -- batches
-    def next_batch(self, with_indices=False):
-        """The next batch (images, labels[, indices]) or None at the end of the epoch."""
+    def next_batch(self, with_indices=False, out=None):
+        """The next batch (images, labels[, indices]) or None at the end of the epoch.
+
+        out: optional (images, labels) numpy arrays to fill (C-contiguous, shapes
+        (batch_size,) + image_shape and (batch_size,), this loader's dtype); the returned
+        arrays are then views of them (shorter for a short batch)."""
         h = self._alive()
-        x = np.empty((self.batch_size,) + self.image_shape, self._dtype)
-        y = np.empty(self.batch_size, np.int64)
+        if out is not None:
+            x, y = out
+            if (x.dtype != self._dtype or y.dtype != np.int64 or not x.flags.c_contiguous
+                    or not y.flags.c_contiguous or x.shape != (self.batch_size,) + self.image_shape
+                    or y.shape != (self.batch_size,)):
+                raise ValueError("out arrays must be C-contiguous %s %s and int64 %s" % (
+                    np.dtype(self._dtype).name, (self.batch_size,) + self.image_shape,
+                    (self.batch_size,)))
+        else:
+            x = np.empty((self.batch_size,) + self.image_shape, self._dtype)
+            y = np.empty(self.batch_size, np.int64)
         idx = np.empty(self.batch_size, np.uint64) if with_indices else None
         n = _c.c_size_t()
         st = _L.apd_loader_next(h, x.ctypes.data, x.nbytes, y.ctypes.data,

@@ -171,11 +171,24 @@ class ApdIterableDataset(_TorchIterable):
             self._loader_gen = self._gen
         # else: a persistent worker (or a loop without set_epoch): the loader already stands
         # at the next epoch (or where an interrupted epoch stopped)
+        shm = wi is not None  # in a worker process: decode straight into shared memory
+        dtype = {np.uint8: torch.uint8, np.float32: torch.float32}[loader._dtype]
         while True:
-            b = loader.next_batch()
-            if b is None:
-                return
-            yield torch.from_numpy(b[0]), torch.from_numpy(b[1])
+            if shm:
+                # torch sends tensors that already live in shared memory by handle, so the
+                # batch is not copied again between the worker and the main process
+                xt = torch.empty((loader.batch_size,) + loader.image_shape, dtype=dtype).share_memory_()
+                yt = torch.empty(loader.batch_size, dtype=torch.int64).share_memory_()
+                b = loader.next_batch(out=(xt.numpy(), yt.numpy()))
+                if b is None:
+                    return
+                n = len(b[1])
+                yield (xt, yt) if n == loader.batch_size else (xt[:n], yt[:n])
+            else:
+                b = loader.next_batch()
+                if b is None:
+                    return
+                yield torch.from_numpy(b[0]), torch.from_numpy(b[1])
 
     def __getstate__(self):
         d = self.__dict__.copy()

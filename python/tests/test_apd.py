@@ -211,3 +211,14 @@ def test_library_not_found_message(tmp_path):
     # without a library anywhere the message tells how to point at one (an installed copy in
     # a system lib dir would be found instead)
     assert "APD_LIBRARY" in out.stdout or out.stdout.strip() == "loaded"
+
+
+def test_next_batch_into_given_arrays(synth):
+    ld = apd.Loader(synth, batch_size=32, layout="chw", shuffle=False)
+    x = np.zeros((32, 3, 8, 8), np.uint8)
+    y = np.zeros(32, np.int64)
+    bx, by = ld.next_batch(out=(x, y))
+    assert np.shares_memory(bx, x) and by.tolist() == [i % 10 for i in range(32)]
+    assert np.array_equal(x[5], apd.open(synth, layout="chw")[5][0])
+    with pytest.raises(ValueError):
+        ld.next_batch(out=(np.zeros((32, 8, 8, 3), np.uint8), y))
