@@ -130,6 +130,62 @@ START_TEST(corrupt_fail_or_skip)
 }
 END_TEST
 
+/* Direct-colour records (real CIFAR images) through the reader: bytes identical to the
+ * source file, float output normalised from them. */
+START_TEST(direct_records)
+{
+    const char *bin = APD_SHARED_DATA "/cifar10-dev/test.bin";
+    FILE *f = fopen(bin, "rb");
+    if (!f) {
+        printf("direct_records: %s missing, skipped\n", bin);
+        return;
+    }
+    enum { N = 100 };
+    uint8_t *src = malloc((size_t)N * 3073);
+    ck_assert_uint_eq(fread(src, 3073, N, f), N);
+    fclose(f);
+    char path[600], cmd[2048];
+    snprintf(path, sizeof path, "%s/d.apd", dir);
+    snprintf(cmd, sizeof cmd, "'%s/tests/loader/apd_mktest' direct '%s' '%s' %d", APD_BINARY_DIR,
+             path, bin, N);
+    ck_assert(system(cmd) == 0);
+    for (uint32_t out = APD_OUT_U8_CHW; out <= APD_OUT_F32_CHW; out++) {
+        apd_loader_opts o;
+        apd_loader_opts_default(&o);
+        o.batch_size = 32; o.shuffle = 0; o.output = out; o.threads = 2;
+        apd_loader *l;
+        apd_err err;
+        ck_assert_msg(apd_loader_open(&l, path, &o, &err) == APD_OK, "%s", err.msg);
+        float mean[3], std[3];
+        apd_loader_norm(l, mean, std);
+        uint8_t *buf = malloc(apd_loader_batch_bytes(l));
+        int64_t lab[32];
+        uint64_t idx[32];
+        size_t n, total = 0;
+        while (apd_loader_next(l, buf, apd_loader_batch_bytes(l), lab, idx, &n) == APD_OK && n) {
+            for (size_t i = 0; i < n; i++) {
+                const uint8_t *rec = src + idx[i] * 3073;
+                ck_assert_int_eq(lab[i], rec[0]);
+                if (out == APD_OUT_U8_CHW) {
+                    ck_assert_mem_eq(buf + i * 3072, rec + 1, 3072);
+                } else {
+                    const float *x = (const float *)buf + i * 3072;
+                    for (int p = 0; p < 3072; p++) {
+                        double want = ((double)rec[1 + p] / 255.0 - mean[p / 1024]) / std[p / 1024];
+                        ck_assert(fabs(x[p] - want) < 1e-5);
+                    }
+                }
+            }
+            total += n;
+        }
+        ck_assert_uint_eq(total, N);
+        free(buf);
+        apd_loader_close(l);
+    }
+    free(src);
+}
+END_TEST
+
 START_TEST(bad_paths)
 {
     apd_loader *l = (apd_loader *)1;
@@ -159,6 +215,7 @@ int main(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, values_all_layouts);
     tcase_add_test(t, corrupt_fail_or_skip);
+    tcase_add_test(t, direct_records);
     tcase_add_test(t, bad_paths);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
