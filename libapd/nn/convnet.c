@@ -304,7 +304,7 @@ void apd_convnet_init_seed(apd_convnet *net, uint64_t seed)
 
 /* Forward of one (image, channel) plane: c[P] += bias (in place, kept for backward), then
  * instance norm (if norm) -> ReLU -> 2x2 average pool into y[P/4]. */
-static void plane_forward(float *restrict c, float *restrict y, float *mean_out, float *rstd_out,
+__attribute__((unused)) static void plane_forward(float *restrict c, float *restrict y, float *mean_out, float *rstd_out,
                           float bias, float gamma, float beta, int norm, size_t hc, size_t wc)
 {
     size_t P = hc * wc, wp = wc / 2;
@@ -346,7 +346,7 @@ static void plane_forward(float *restrict c, float *restrict y, float *mean_out,
 
 /* Backward of one plane: from dy[P/4] (gradient of the pooled output) to dc[P] (gradient
  * of the conv output, overwritten), accumulating d gamma / d beta into *dg / *dbt. */
-static void plane_backward(float *restrict dc, const float *restrict c, const float *restrict dy,
+__attribute__((unused)) static void plane_backward(float *restrict dc, const float *restrict c, const float *restrict dy,
                            float m, float r, float gamma, float beta, int norm, size_t hc,
                            size_t wc, float *dg, float *dbt)
 {
@@ -376,6 +376,147 @@ static void plane_backward(float *restrict dc, const float *restrict c, const fl
     /* dc = r (g dy - g sdy / P - xhat g sdyx / P), xhat = (c - m) r */
     for (size_t i = 0; i < P; i++) dc[i] = gr * dc[i] - k1 - (c[i] - m) * k2;
 }
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* AVX-512 versions of the two plane kernels (same arithmetic, 16 lanes; sums in 16 float
+ * lanes combined in double). Any even wc works: rows go in chunks of 32 (forward pooling)
+ * or 16 (backward) columns with masked loads and stores for the tail. */
+static inline __mmask16 lanes(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+static double hsum_d(__m512 v)
+{
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    double s = 0.0;
+    for (int i = 0; i < 16; i++) s += t[i];
+    return s;
+}
+
+static void plane_forward_v(float *restrict c, float *restrict y, float *mean_out, float *rstd_out,
+                            float bias, float gamma, float beta, int norm, size_t hc, size_t wc)
+{
+    size_t P = hc * wc, wp = wc / 2;
+    __m512 vb = _mm512_set1_ps(bias);
+    float a = 1.0f, m = 0.0f;
+    if (norm) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        size_t i = 0;
+        for (; i + 32 <= P; i += 32) {
+            __m512 x0 = _mm512_add_ps(_mm512_loadu_ps(c + i), vb);
+            __m512 x1 = _mm512_add_ps(_mm512_loadu_ps(c + i + 16), vb);
+            _mm512_storeu_ps(c + i, x0);
+            _mm512_storeu_ps(c + i + 16, x1);
+            s0 = _mm512_add_ps(s0, x0);
+            s1 = _mm512_add_ps(s1, x1);
+        }
+        for (; i < P; i += 16) {
+            __mmask16 k = lanes(P - i);
+            __m512 x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(k, c + i), vb);
+            _mm512_mask_storeu_ps(c + i, k, x0);
+            s0 = _mm512_add_ps(s0, _mm512_maskz_mov_ps(k, x0));
+        }
+        m = (float)(hsum_d(_mm512_add_ps(s0, s1)) / (double)P);
+        __m512 vm = _mm512_set1_ps(m);
+        s0 = _mm512_setzero_ps();
+        s1 = _mm512_setzero_ps();
+        for (i = 0; i + 32 <= P; i += 32) {
+            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(c + i), vm);
+            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(c + i + 16), vm);
+            s0 = _mm512_fmadd_ps(d0, d0, s0);
+            s1 = _mm512_fmadd_ps(d1, d1, s1);
+        }
+        for (; i < P; i += 16) {
+            __mmask16 k = lanes(P - i);
+            __m512 d0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, c + i), vm);
+            s0 = _mm512_fmadd_ps(d0, d0, s0);
+        }
+        double v = hsum_d(_mm512_add_ps(s0, s1));
+        float r = (float)(1.0 / sqrt(v / (double)P + APD_NN_NORM_EPS));
+        *mean_out = m;
+        *rstd_out = r;
+        a = gamma * r;
+    } else {
+        beta = 0.0f;
+        for (size_t i = 0; i < P; i += 16) {
+            __mmask16 k = lanes(P - i);
+            _mm512_mask_storeu_ps(c + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, c + i), vb));
+        }
+    }
+    const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vbeta = _mm512_set1_ps(beta);
+    const __m512 zero = _mm512_setzero_ps(), q = _mm512_set1_ps(0.25f);
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (size_t oy = 0; oy < hc / 2; oy++) {
+        const float *r0 = c + 2 * oy * wc, *r1 = r0 + wc;
+        float *yo = y + oy * wp;
+        for (size_t x = 0; x < wc; x += 32) {
+            size_t n = wc - x < 32 ? wc - x : 32;
+            __mmask16 klo = lanes(n), khi = lanes(n > 16 ? n - 16 : 0);
+            __m512 a0 = _mm512_maskz_loadu_ps(klo, r0 + x), a1 = _mm512_maskz_loadu_ps(khi, r0 + x + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(klo, r1 + x), b1 = _mm512_maskz_loadu_ps(khi, r1 + x + 16);
+            a0 = _mm512_max_ps(_mm512_fmadd_ps(va, _mm512_sub_ps(a0, vm), vbeta), zero);
+            a1 = _mm512_max_ps(_mm512_fmadd_ps(va, _mm512_sub_ps(a1, vm), vbeta), zero);
+            b0 = _mm512_max_ps(_mm512_fmadd_ps(va, _mm512_sub_ps(b0, vm), vbeta), zero);
+            b1 = _mm512_max_ps(_mm512_fmadd_ps(va, _mm512_sub_ps(b1, vm), vbeta), zero);
+            /* same association as the scalar kernel: (v00 + v01) + (v10 + v11) */
+            __m512 top = _mm512_add_ps(_mm512_permutex2var_ps(a0, ev, a1), _mm512_permutex2var_ps(a0, od, a1));
+            __m512 bot = _mm512_add_ps(_mm512_permutex2var_ps(b0, ev, b1), _mm512_permutex2var_ps(b0, od, b1));
+            _mm512_mask_storeu_ps(yo + x / 2, lanes(n / 2), _mm512_mul_ps(q, _mm512_add_ps(top, bot)));
+        }
+    }
+}
+
+static void plane_backward_v(float *restrict dc, const float *restrict c, const float *restrict dy,
+                             float m, float r, float gamma, float beta, int norm, size_t hc,
+                             size_t wc, float *dg, float *dbt)
+{
+    size_t P = hc * wc, wp = wc / 2;
+    float a = norm ? gamma * r : 1.0f;
+    if (!norm) {
+        m = 0.0f;
+        beta = 0.0f;
+    }
+    const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m), vbeta = _mm512_set1_ps(beta);
+    const __m512 zero = _mm512_setzero_ps(), q = _mm512_set1_ps(0.25f);
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 sdy = zero, sdyx = zero;
+    for (size_t yy = 0; yy < hc; yy++) {
+        const float *cr = c + yy * wc, *dyr = dy + (yy / 2) * wp;
+        float *dr = dc + yy * wc;
+        for (size_t x = 0; x < wc; x += 16) {
+            size_t n = wc - x < 16 ? wc - x : 16;
+            __mmask16 k = lanes(n);
+            __m512 cv = _mm512_maskz_loadu_ps(k, cr + x);
+            __m512 d = _mm512_sub_ps(cv, vm);
+            __mmask16 pos = _mm512_mask_cmp_ps_mask(k, _mm512_fmadd_ps(va, d, vbeta), zero, _CMP_GT_OQ);
+            __m512 up = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(lanes(n / 2), dyr + x / 2));
+            __m512 g = _mm512_maskz_mul_ps(pos, q, up);
+            _mm512_mask_storeu_ps(dr + x, k, g);
+            sdy = _mm512_add_ps(sdy, g);
+            sdyx = _mm512_fmadd_ps(g, d, sdyx);
+        }
+    }
+    if (!norm) return;
+    float fsdy = (float)hsum_d(sdy), fsdyx = (float)hsum_d(sdyx) * r;
+    *dg += fsdyx;
+    *dbt += fsdy;
+    float gr = gamma * r, k1 = gamma * r * fsdy / (float)P, k2 = gamma * r * r * fsdyx / (float)P;
+    const __m512 vgr = _mm512_set1_ps(gr), vk1 = _mm512_set1_ps(k1), vk2 = _mm512_set1_ps(k2);
+    for (size_t i = 0; i < P; i += 16) {
+        __mmask16 k = lanes(P - i);
+        __m512 cv = _mm512_maskz_loadu_ps(k, c + i), dv = _mm512_maskz_loadu_ps(k, dc + i);
+        /* dc = gr dc - k1 - (c - m) k2 */
+        __m512 o = _mm512_fnmadd_ps(_mm512_sub_ps(cv, vm), vk2, _mm512_fmsub_ps(vgr, dv, vk1));
+        _mm512_mask_storeu_ps(dc + i, k, o);
+    }
+}
+#define PLANE_FORWARD plane_forward_v
+#define PLANE_BACKWARD plane_backward_v
+#else
+#define PLANE_FORWARD plane_forward
+#define PLANE_BACKWARD plane_backward
+#endif
 
 /* ---- forward / backward over a batch slice -------------------------------------------- */
 
@@ -425,7 +566,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             for (size_t j = 0; j < gi; j++)
                 for (size_t co = 0; co < Co; co++) {
                     size_t nc = (i + j) * Co + co;
-                    plane_forward(y->conv + nc * p, y->pooled + nc * pp, y->mean + nc, y->rstd + nc,
+                    PLANE_FORWARD(y->conv + nc * p, y->pooled + nc * pp, y->mean + nc, y->rstd + nc,
                                   P[y->b_off + co], norm ? P[y->gamma_off + co] : 1.0f,
                                   norm ? P[y->beta_off + co] : 0.0f, norm, y->hc, y->wc);
                 }
@@ -481,7 +622,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                 for (size_t co = 0; co < Co; co++) {
                     size_t nc = (i + j) * Co + co;
                     float dgam = 0.0f, dbet = 0.0f;
-                    plane_backward(dC + co * ld + j * p, y->conv + nc * p, y->dpooled + nc * pp,
+                    PLANE_BACKWARD(dC + co * ld + j * p, y->conv + nc * p, y->dpooled + nc * pp,
                                    norm ? y->mean[nc] : 0.0f, norm ? y->rstd[nc] : 1.0f,
                                    norm ? P[y->gamma_off + co] : 1.0f,
                                    norm ? P[y->beta_off + co] : 0.0f, norm, y->hc, y->wc, &dgam,

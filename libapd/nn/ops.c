@@ -43,6 +43,28 @@ void apd__im2col(float *col, size_t ld, const float *in, size_t Ci, size_t H, si
     }
 }
 
+/* dst[i] += src[i]; explicit AVX-512 because gcc -O2 does not vectorise this (it cannot
+ * rule out aliasing cheaply), and col2im is ~10% of a backward pass otherwise. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline void add_row(float *restrict dst, const float *restrict src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, k,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(k, dst + i), _mm512_maskz_loadu_ps(k, src + i)));
+    }
+}
+#else
+static inline void add_row(float *restrict dst, const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+#endif
+
 void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t H, size_t W,
                      size_t k, size_t pad, size_t Ho, size_t Wo)
 {
@@ -58,9 +80,7 @@ void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t 
                 for (size_t oy = 0; oy < Ho; oy++) {
                     ptrdiff_t iy = (ptrdiff_t)oy + (ptrdiff_t)ky - (ptrdiff_t)pad;
                     if (iy < 0 || iy >= (ptrdiff_t)H) continue;
-                    float *dst = plane + (size_t)iy * W + (lo + kx - pad);
-                    const float *src = row + oy * Wo + lo;
-                    for (size_t i = 0; i < hi - lo; i++) dst[i] += src[i];
+                    add_row(plane + (size_t)iy * W + (lo + kx - pad), row + oy * Wo + lo, hi - lo);
                 }
             }
         }
