@@ -400,6 +400,13 @@ static apd_status pick_random(const apd_distill_ctx *x, const apd_dataset *real,
 APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_opts *o,
                                    apd_distill_result *res, apd_err *err)
 {
+    return apd__distill_run_bench(real, o, res, err, 0, NULL, NULL);
+}
+
+apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opts *o,
+                                  apd_distill_result *res, apd_err *err, uint32_t bench_iters,
+                                  double *t_first, double *t_rest)
+{
     if (!res || !o) return apd__err_set(err, APD_EINVAL, "distill: NULL argument");
     memset(res, 0, sizeof *res);
     APD_TRY(validate(real, o, err));
@@ -414,6 +421,7 @@ APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_op
     x.n_classes = real->n_classes;
     x.seed = o->seed;
     x.threads = o->threads ? o->threads : 2;
+    x.bench_iters = bench_iters;
     x.init = o->init_set ? o->init
                          : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
     x.k = o->colors;
@@ -494,6 +502,12 @@ APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_op
     } else {
         s = apd__dm_run(&x, res, err);
         if (s != APD_OK) goto fail;
+        if (bench_iters) {
+            if (t_first) *t_first = x.bench_first;
+            if (t_rest) *t_rest = x.bench_rest;
+            free(x.stats.buf);
+            return APD_OK; /* bench: no records; the caller frees res */
+        }
     }
 
     {

@@ -54,9 +54,16 @@ typedef struct apd_distill_ctx {
     float mean[3], std[3];  /* normalisation of pixels/255 */
     double t_init;
     double eval_loss_initial, eval_loss_final; /* DM loss, fixed nets, no aug */
-    apd_dsb stats;           /* "key":value,... pieces for stats_json (no braces) */
+    apd_dsb stats;
+    uint32_t bench_iters;   /* bench: run this many iterations, time them, no records */
+    double bench_first, bench_rest; /* seconds: first iteration, mean of the others */           /* "key":value,... pieces for stats_json (no braces) */
 } apd_distill_ctx;
 
+/* apd_distill_run with a bench mode (bench_iters > 0: dm/autopalette only; times the
+ * iterations, skips the evaluation loss and the records). */
+apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opts *o,
+                                  apd_distill_result *res, apd_err *err, uint32_t bench_iters,
+                                  double *t_first, double *t_rest);
 /* Colour-guided initialisation (select.c): src[cls * ipc + t] = real index. */
 apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err);
 /* The DM / AutoPalette loop (dm.c): starts from res->source_ids, fills the records. */
