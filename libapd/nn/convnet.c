@@ -60,6 +60,8 @@ struct apd_convnet {
     size_t bytes;
     size_t last_n;
     int have_forward;
+    double prof_conv[MAX_DEPTH]; /* thread 0's forward conv seconds per layer (apd__convnet_prof) */
+    size_t prof_imgs;
 };
 
 /* ---- planning ------------------------------------------------------------------------- */
@@ -648,6 +650,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
             float *dst = gi == 1 ? y->conv + i * Co * p : tmp;
+            double t0 = thread == 0 ? apd__now() : 0.0;
 #if HAVE_DIRECT
             if (direct) {
                 for (size_t j = 0; j < gi; j++) {
@@ -665,6 +668,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
                             1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
             }
             if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
+            if (thread == 0) net->prof_conv[l] += apd__now() - t0;
             if (gi > 1 && dst == tmp)
                 for (size_t co = 0; co < Co; co++)
                     for (size_t j = 0; j < gi; j++)
@@ -680,6 +684,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
         }
         in = y->pooled;
     }
+    if (thread == 0) net->prof_imgs += i1 - i0;
     const float *emb = net->ly[net->L - 1].pooled + i0 * net->embed;
     if (jb->embed_out)
         memcpy(jb->embed_out + i0 * net->embed, emb, (i1 - i0) * net->embed * sizeof(float));
@@ -802,6 +807,18 @@ apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogit
             for (size_t i = 0; i < net->n_params; i++) net->grads[i] += G[i];
         }
     return APD_OK;
+}
+
+void apd__convnet_prof(apd_convnet *net, double *conv_seconds, size_t *imgs, size_t *flops_per_img,
+                       int reset)
+{
+    for (size_t l = 0; l < net->L; l++) {
+        if (conv_seconds) conv_seconds[l] = net->prof_conv[l];
+        if (flops_per_img) flops_per_img[l] = 2 * net->width * net->ly[l].p * net->ly[l].k;
+        if (reset) net->prof_conv[l] = 0.0;
+    }
+    if (imgs) *imgs = net->prof_imgs;
+    if (reset) net->prof_imgs = 0;
 }
 
 /* ---- unfused reference ----------------------------------------------------------------- */

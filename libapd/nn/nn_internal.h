@@ -19,4 +19,11 @@ void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t 
 /* Once per process: let OpenBLAS use AVX-512 kernels on CPUs it does not know (blas.c). */
 void apd__blas_init(void);
 
+/* Bench hook: forward conv time per layer measured on pool thread 0 (seconds, layers
+ * 0..depth-1), the images thread 0 processed, and the conv FLOPs per image per layer;
+ * reset clears the counters. */
+struct apd_convnet;
+void apd__convnet_prof(struct apd_convnet *net, double *conv_seconds, size_t *imgs,
+                       size_t *flops_per_img, int reset);
+
 #endif
