@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+"""spec_reader.py: an independent .apd reader written from spec/apd-format.md alone (no libapd
+code), with Debian's python3-lmdb and python3-zstandard. It is the conformance test of the spec:
+
+    spec_reader.py FILE.apd                 decode and validate every record, print a summary
+    spec_reader.py FILE.apd --compare DUMP  ... and require byte equality with DUMP, the C
+                                            decoder's output (tests/format/spec_dump.c)
+    spec_reader.py --dir DIR                every DIR/*.apd against DIR/*.dump
+    spec_reader.py --bad DIR                DIR/MANIFEST (tests/data/bad): every file marked
+                                            "ok" must read, every other file must be rejected
+
+Exit codes: 0 ok, 1 mismatch or invalid file, 2 usage, 77 python3-lmdb or python3-zstandard
+missing (ctest SKIP_RETURN_CODE).
+"""
+import json
+import os
+import struct
+import sys
+
+try:
+    import lmdb
+    import zstandard
+except ImportError as e:  # pragma: no cover
+    print("spec_reader: skipped, missing module: %s" % e)
+    sys.exit(77)
+
+MAGIC = b"\x89APD\r\n\x1a\n"  # spec section 4
+
+
+class Bad(Exception):
+    """The file violates the spec."""
+
+
+# ---- spec section 9: CRC-32C (reflected 0x82F63B78, init and xorout 0xFFFFFFFF) ----------
+def _crc_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+        t.append(c)
+    return t
+
+
+_T = _crc_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _T[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283
+
+
+def bits_for_k(k):
+    b = 1
+    while (1 << b) < k:
+        b += 1
+    return b
+
+
+# ---- section 4: header --------------------------------------------------------------------
+def parse_header(v):
+    if len(v) < 16 or v[:8] != MAGIC:
+        raise Bad("header: wrong magic")
+    major, minor, hlen = struct.unpack_from("<HHI", v, 8)
+    if major != 1:
+        raise Bad("header: unsupported major version %d" % major)
+    if hlen < 64 or hlen != len(v) or (minor == 0 and hlen != 64):
+        raise Bad("header: bad length")
+    if struct.unpack_from("<I", v, hlen - 4)[0] != crc32c(v[:hlen - 4]):
+        raise Bad("header: CRC mismatch")
+    (kind, c, bits, flags, k, rsv0, h, w, N, n_classes, n) = struct.unpack_from("<BBBBHHIIIIQ", v, 16)
+    if rsv0 or any(v[48:60]) or flags & ~1:
+        raise Bad("header: reserved bytes not zero")
+    if kind not in (1, 2) or c not in (1, 3):
+        raise Bad("header: kind or c invalid")
+    if kind == 1 and not (1 <= k <= 256 and bits == bits_for_k(k)):
+        raise Bad("header: k/bits invalid")
+    if kind == 2 and (k or bits):
+        raise Bad("header: direct file with k or bits")
+    if not (h and w and N) or h > 4096 or w > 4096:
+        raise Bad("header: size invalid or above the limit")
+    return dict(major=major, minor=minor, kind=kind, c=c, bits=bits, has_dict=flags & 1, k=k,
+                h=h, w=w, N=N, n_classes=n_classes, n=n)
+
+
+# ---- section 5: metadata ------------------------------------------------------------------
+def parse_meta(v, hd):
+    if len(v) < 4 or struct.unpack_from("<I", v)[0] != crc32c(v[4:]):
+        raise Bad("metadata: CRC mismatch")
+    doc = json.loads(v[4:].decode("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != "apd":
+        raise Bad("metadata: not an apd document")
+    if doc.get("kind") != ("palette" if hd["kind"] == 1 else "direct"):
+        raise Bad("metadata: kind disagrees")
+    for key, hk in (("c", "c"), ("h", "h"), ("w", "w"), ("k", "k"), ("bits", "bits"),
+                    ("records_per_chunk", "N"), ("n_records", "n"), ("n_classes", "n_classes")):
+        if doc.get(key) != hd[hk]:
+            raise Bad("metadata: %s disagrees with the header" % key)
+    counts = doc.get("class_counts")
+    if not isinstance(counts, list) or len(counts) != hd["n_classes"] or sum(counts) != hd["n"]:
+        raise Bad("metadata: class_counts")
+    return doc
+
+
+# ---- sections 6-7: chunks and records ------------------------------------------------------
+def unpack_indices(packed, npix, b):
+    """Section 7.1: LSB-first little-endian bit stream; padding bits must be zero."""
+    x = int.from_bytes(packed, "little")
+    m = (1 << b) - 1
+    out = [(x >> (p * b)) & m for p in range(npix)]
+    if x >> (npix * b):
+        raise Bad("nonzero padding bits")
+    return out
+
+
+def decode_record(rec, hd, zdict):
+    if len(rec) < 12:
+        raise Bad("record shorter than its header")
+    if struct.unpack_from("<I", rec)[0] != crc32c(rec[4:]):
+        raise Bad("record CRC mismatch")
+    flags, km1, rsv, label = struct.unpack_from("<BBHI", rec, 4)
+    if flags & 0xE0 or (flags & 3) != hd["kind"] or rsv or ((flags & 0x10) and not (flags & 0x08)):
+        raise Bad("record flags/reserved")
+    if hd["n_classes"] and label >= hd["n_classes"]:
+        raise Bad("label out of range")
+    off, sid = 12, None
+    if flags & 4:
+        (sid,) = struct.unpack_from("<Q", rec, 12)
+        if sid == 2 ** 64 - 1:
+            raise Bad("reserved source id")
+        off = 20
+    c, h, w = hd["c"], hd["h"], hd["w"]
+    npix = h * w
+    if hd["kind"] == 1:
+        k = km1 + 1
+        if k > hd["k"]:
+            raise Bad("record palette larger than k")
+        raw_len = k * c + (npix * hd["bits"] + 7) // 8
+    else:
+        if km1:
+            raise Bad("direct record with k field")
+        raw_len = c * npix
+    body = rec[off:]
+    if flags & 8:
+        params = zstandard.get_frame_parameters(body)
+        if params.content_size != raw_len:
+            raise Bad("zstd frame content size")
+        if flags & 0x10:
+            if zdict is None:
+                raise Bad("record needs the dictionary")
+            d = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(zdict))
+        else:
+            d = zstandard.ZstdDecompressor()
+        # decompressobj().decompress + unused_data: the frame must span the body exactly
+        dobj = d.decompressobj()
+        body = dobj.decompress(body)
+        if dobj.unused_data or len(body) != raw_len:
+            raise Bad("zstd frame does not span the body / wrong size")
+    elif len(body) != raw_len:
+        raise Bad("body length")
+    if hd["kind"] == 1:
+        pal = body[:k * c]
+        idx = unpack_indices(body[k * c:], npix, hd["bits"])
+        if any(i >= k for i in idx):
+            raise Bad("index >= palette size")
+        hwc = bytearray(npix * c)
+        for p, i in enumerate(idx):
+            hwc[p * c:(p + 1) * c] = pal[i * c:(i + 1) * c]
+    else:  # section 7.2: CHW -> HWC
+        hwc = bytearray(npix * c)
+        for ch in range(c):
+            hwc[ch::c] = body[ch * npix:(ch + 1) * npix]
+    return label, sid, bytes(hwc)
+
+
+def read_file(path):
+    env = lmdb.open(path, subdir=False, readonly=True, lock=False, max_dbs=2)
+    try:
+        try:
+            meta = env.open_db(b"meta", create=False)
+            chunks = env.open_db(b"chunks", create=False)
+        except lmdb.NotFoundError:
+            raise Bad("not an .apd (foreign LMDB)")
+        with env.begin(buffers=False) as txn:
+            hv = txn.get(b"header", db=meta)
+            if hv is None:
+                raise Bad("no header")
+            hd = parse_header(hv)
+            jv = txn.get(b"json", db=meta)
+            if jv is None:
+                raise Bad("no metadata")
+            doc = parse_meta(jv, hd)
+            zdict = None
+            if hd["has_dict"]:
+                dv = txn.get(b"zdict", db=meta)
+                if dv is None or struct.unpack_from("<I", dv)[0] != crc32c(dv[4:]):
+                    raise Bad("dictionary missing or CRC mismatch")
+                zdict = dv[4:]
+            n, N = hd["n"], hd["N"]
+            nchunks = (n + N - 1) // N
+            if txn.stat(chunks)["entries"] != nchunks:
+                raise Bad("number of chunks")
+            records = []
+            for cno in range(nchunks):
+                cv = txn.get(cno.to_bytes(8, "big"), db=chunks)
+                if cv is None:
+                    raise Bad("chunk %d missing" % cno)
+                cn = struct.unpack_from("<I", cv, 8)[0]
+                expect = N if cno + 1 < nchunks else n - cno * N
+                table = 24 + 4 * (cn + 1)
+                if table > len(cv) or struct.unpack_from("<I", cv)[0] != crc32c(cv[4:table]):
+                    raise Bad("chunk %d CRC" % cno)
+                magic = cv[4:8]
+                rsv, chunk_no = struct.unpack_from("<IQ", cv, 12)
+                if magic != b"APDK" or rsv or chunk_no != cno or cn != expect:
+                    raise Bad("chunk %d header" % cno)
+                offs = struct.unpack_from("<%dI" % (cn + 1), cv, 24)
+                if offs[0] != table or offs[-1] != len(cv) or any(b - a < 12 for a, b in zip(offs, offs[1:])):
+                    raise Bad("chunk %d offsets" % cno)
+                for j in range(cn):
+                    records.append(decode_record(cv[offs[j]:offs[j + 1]], hd, zdict))
+    finally:
+        env.close()
+    return hd, doc, records, zdict
+
+
+def compare(path, dump):
+    hd, doc, records, zdict = read_file(path)
+    with open(dump, "rb") as f:
+        d = f.read()
+    if d[:8] != b"APDDUMP1":
+        raise Bad("bad dump")
+    n, c, h, w = struct.unpack_from("<QIII", d, 8)
+    if (n, c, h, w) != (hd["n"], hd["c"], hd["h"], hd["w"]):
+        raise Bad("dump geometry/count differs from the file")
+    pos, ib = 28, c * h * w
+    for i, (label, sid, px) in enumerate(records):
+        dl, ds = struct.unpack_from("<IQ", d, pos)
+        dp = d[pos + 12:pos + 12 + ib]
+        pos += 12 + ib
+        if dl != label or ds != (2 ** 64 - 1 if sid is None else sid) or dp != px:
+            raise Bad("record %d differs from the C decoder" % i)
+    if pos != len(d):
+        raise Bad("dump has extra bytes")
+    print("%s: %d records identical to the C decoder (%s, c=%d %dx%d, k=%d, %d classes, dictionary: %s)"
+          % (path, len(records), "palette" if hd["kind"] == 1 else "direct", c, h, w, hd["k"],
+             hd["n_classes"], "yes" if zdict else "no"))
+
+
+def check_bad(d):
+    failures = 0
+    with open(os.path.join(d, "MANIFEST")) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            name, where, status = line.split("\t")[:3]
+            try:
+                read_file(os.path.join(d, name))
+                ok, why = True, ""
+            except (Bad, lmdb.Error, zstandard.ZstdError, ValueError) as e:
+                ok, why = False, str(e)
+            want_ok = where == "ok"
+            print("%-24s %-9s %-14s -> %s %s" % (name, where, status, "read" if ok else "rejected:", why))
+            failures += ok != want_ok
+    print("spec_reader --bad: %d disagreements" % failures)
+    return 1 if failures else 0
+
+
+def main(argv):
+    try:
+        if len(argv) == 3 and argv[1] == "--dir":
+            files = sorted(f for f in os.listdir(argv[2]) if f.endswith(".apd"))
+            if not files:
+                print("spec_reader: no .apd files in %s" % argv[2])
+                return 1
+            for f in files:
+                p = os.path.join(argv[2], f)
+                compare(p, p[:-4] + ".dump")
+            return 0
+        if len(argv) == 3 and argv[1] == "--bad":
+            return check_bad(argv[2])
+        if len(argv) == 4 and argv[2] == "--compare":
+            compare(argv[1], argv[3])
+            return 0
+        if len(argv) == 2:
+            hd, doc, records, _ = read_file(argv[1])
+            print("%s: valid, %d records, dataset %s" % (argv[1], len(records), doc.get("dataset")))
+            return 0
+    except (Bad, lmdb.Error, zstandard.ZstdError, ValueError) as e:
+        print("spec_reader: %s: %s" % (argv[-1], e))
+        return 1
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
