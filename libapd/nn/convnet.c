@@ -702,12 +702,12 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
     apd_convnet *net = jb->net;
     size_t i0, i1;
     slice_of(jb->n, net->T, task, &i0, &i1);
+    float *col = net->col[thread], *dC = net->dc[thread], *G = net->pgrad[thread];
+    int norm = net->cfg.norm == APD_NORM_INSTANCE, pg = jb->param_grads;
+    if (pg) memset(G, 0, net->n_params * sizeof(float)); /* also for an empty slice (n < T) */
     if (i0 == i1) return;
     size_t ns = i1 - i0, Co = net->width, E = net->embed;
-    float *col = net->col[thread], *dC = net->dc[thread], *G = net->pgrad[thread];
     const float *P = net->params;
-    int norm = net->cfg.norm == APD_NORM_INSTANCE, pg = jb->param_grads;
-    if (pg) memset(G, 0, net->n_params * sizeof(float));
 
     /* classifier */
     layer *last = &net->ly[net->L - 1];
@@ -802,7 +802,7 @@ apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogit
     job jb = {.net = net, .n = n, .dx = dx, .dlogits = dlogits, .dembed = dembed, .param_grads = pg};
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, backward_task, &jb);
     if (pg)
-        for (size_t t = 0; t < net->T && t < n; t++) {
+        for (size_t t = 0; t < net->T; t++) {
             const float *G = net->pgrad[t];
             for (size_t i = 0; i < net->n_params; i++) net->grads[i] += G[i];
         }

@@ -472,6 +472,16 @@ START_TEST(convnet_reproducible)
     double e = tu_err(ls, la, n * 10);
     printf("1 vs 2 threads: logits %.2e\n", e);
     ck_assert_double_le(e, 1e-5);
+    /* fewer images than threads (n = 1, 2 threads: thread 0 has an empty slice) */
+    apd_convnet_zero_grad(a);
+    apd_convnet_zero_grad(s);
+    apd_convnet_forward(a, la, NULL, x, 1);
+    apd_convnet_forward(s, ls, NULL, x, 1);
+    apd_convnet_backward(a, NULL, dl, NULL, 1, APD_NN_PARAM_GRADS);
+    apd_convnet_backward(s, NULL, dl, NULL, 1, APD_NN_PARAM_GRADS);
+    double eg = tu_err(apd_convnet_grads(a), apd_convnet_grads(s), apd_convnet_num_params(s));
+    printf("n=1 with 2 threads vs 1 thread: grads %.2e\n", eg);
+    ck_assert_double_le(eg, 1e-4);
     ck_assert_int_eq(apd_convnet_forward(s, ls, NULL, x, 17), APD_EINVAL);
     ck_assert_int_eq(apd_convnet_backward(s, NULL, dl, NULL, 3, 0), APD_EINVAL);
     free(x); free(dl); free(la); free(lb); free(dxa); free(dxb); free(ls);
