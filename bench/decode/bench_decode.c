@@ -154,6 +154,12 @@ static uint64_t lmdb_store(const char *path, uint8_t **vals, size_t *lens, size_
     return bytes;
 }
 
+typedef struct {
+    const char *name;
+    apd_compress comp;
+    int level;
+} mode;
+
 static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K, int passes,
                 const char *dir)
 {
@@ -167,31 +173,7 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
             die("quantize");
     printf("quantize: %.2f s\n", apd__now() - t0);
 
-    /* .apd */
-    char path[512];
-    snprintf(path, sizeof path, "%s/bench-k%u.apd", dir, K);
-    apd_writer_opts o;
-    apd_writer_opts_default(&o);
-    o.kind = APD_KIND_PALETTE;
-    o.c = 3; o.h = 32; o.w = 32; o.k = K; o.n_classes = 10; o.force = 1; o.no_sync = 1;
-    apd_writer *w;
-    apd_err err;
-    if (apd_writer_create(&w, path, &o, &err)) die(err.msg);
-    t0 = apd__now();
-    for (size_t i = 0; i < n; i++)
-        if (apd_writer_put_palette(w, pal + i * 768, ku[i], idx + i * NPIX, labels[i], APD_NO_SOURCE_ID))
-            die(apd_writer_errmsg(w));
-    if (apd_writer_close(w)) die("close");
-    double twrite = apd__now() - t0;
-    apd_reader *r;
-    if (apd_reader_open(&r, path, NULL, &err)) die(err.msg);
-    apd_file_stats fs;
-    if (apd_reader_stats(r, &fs)) die("stats");
-    double payload = (double)fs.payload_bytes / n;
-    double apd_env = (double)fs.used_pages * fs.page_size / n;
-    double apd_chunks = (double)fs.chunk_db_pages * fs.page_size / n;
-
-    /* raw RGB and PNG in LMDB */
+    /* baselines: raw RGB and palette PNG, one value per image in LMDB */
     uint8_t **vals = malloc(n * sizeof *vals);
     size_t *lens = malloc(n * sizeof *lens);
     for (size_t i = 0; i < n; i++) {
@@ -214,36 +196,17 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
     }
     snprintf(lp, sizeof lp, "%s/bench-png.mdb", dir);
     double png_lmdb = (double)lmdb_store(lp, pngs, plen, n) / n;
-
-    printf("write .apd: %.3f s (%.0f images/s)\n", twrite, n / twrite);
-    printf("bytes/image: payload %.1f | .apd env %.1f (chunks db %.1f, stored records %.1f, compressed %llu) "
-           "| raw RGB in LMDB %.1f | palette PNG %.1f (in LMDB %.1f)\n",
-           payload, apd_env, apd_chunks, (double)fs.stored_bytes / n,
-           (unsigned long long)fs.compressed_records, raw_lmdb, png_sum / n, png_lmdb);
-    printf("ratios: .apd/payload %.4f (target <= 1.03) | .apd/PNG-in-LMDB %.3f (%.1f%% smaller, target >= 25%%) "
-           "| .apd/raw-in-LMDB %.3f\n",
-           apd_env / payload, apd_env / png_lmdb, 100.0 * (1 - apd_env / png_lmdb), apd_env / raw_lmdb);
-
-    /* decode throughput, 1 thread */
-    uint8_t *out = malloc(IMG), *sink = malloc(IMG);
+    uint8_t *out = malloc(IMG), *sink = malloc(IMG), *o2 = malloc(IMG);
     uint64_t chk = 0;
-    double best_apd = 1e9, best_png = 1e9, best_cpy = 1e9;
+    double best_png = 1e9, best_cpy = 1e9;
     for (int p = 0; p < passes; p++) {
-        t0 = cpu_now();
-        for (size_t i = 0; i < n; i++) {
-            uint32_t lab;
-            if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, &lab)) die(apd_reader_errmsg(r));
-            chk += out[i % IMG] + lab;
-        }
-        double t = cpu_now() - t0;
-        best_apd = t < best_apd ? t : best_apd;
         size_t npng = n < 2000 ? n : 2000; /* libpng is slow: a subset */
         t0 = cpu_now();
         for (size_t i = 0; i < npng; i++) {
             png_decode_rgb(pngs[i], plen[i], out);
             chk += out[i % IMG];
         }
-        t = (cpu_now() - t0) * (double)n / npng;
+        double t = (cpu_now() - t0) * (double)n / npng;
         best_png = t < best_png ? t : best_png;
         t0 = cpu_now();
         for (size_t i = 0; i < n; i++) {
@@ -253,23 +216,71 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
         t = cpu_now() - t0;
         best_cpy = t < best_cpy ? t : best_cpy;
     }
-    /* correctness spot check: .apd decode == PNG decode */
-    uint8_t *o2 = malloc(IMG);
-    for (size_t i = 0; i < n; i += n / 7 + 1) {
-        if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, NULL)) die("decode");
-        png_decode_rgb(pngs[i], plen[i], o2);
-        if (memcmp(out, o2, IMG)) die("apd and png decodes differ");
+    printf("baselines: raw RGB in LMDB %.1f B/image | palette PNG %.1f B (in LMDB %.1f B/image) | "
+           "decode libpng %.0f images/s | memcpy raw %.0f images/s (1 thread, CPU time, best of %d)\n",
+           raw_lmdb, png_sum / n, png_lmdb, n / best_png, n / best_cpy, passes);
+
+    static const mode modes[] = {{"auto (default)", APD_COMPRESS_AUTO, 3},
+                                 {"off (speed)", APD_COMPRESS_OFF, 3},
+                                 {"on, zstd -19 (size)", APD_COMPRESS_ON, 19}};
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/bench-k%u.apd", dir, K);
+        apd_writer_opts o;
+        apd_writer_opts_default(&o);
+        o.kind = APD_KIND_PALETTE;
+        o.c = 3; o.h = 32; o.w = 32; o.k = K; o.n_classes = 10; o.force = 1; o.no_sync = 1;
+        o.compress = modes[m].comp;
+        o.zstd_level = modes[m].level;
+        apd_writer *w;
+        apd_err err;
+        if (apd_writer_create(&w, path, &o, &err)) die(err.msg);
+        t0 = apd__now();
+        for (size_t i = 0; i < n; i++)
+            if (apd_writer_put_palette(w, pal + i * 768, ku[i], idx + i * NPIX, labels[i], APD_NO_SOURCE_ID))
+                die(apd_writer_errmsg(w));
+        if (apd_writer_close(w)) die("close");
+        double twrite = apd__now() - t0;
+        apd_reader *r;
+        if (apd_reader_open(&r, path, NULL, &err)) die(err.msg);
+        apd_file_stats fs;
+        if (apd_reader_stats(r, &fs)) die("stats");
+        double payload = (double)fs.payload_bytes / n;
+        double apd_env = (double)fs.used_pages * fs.page_size / n;
+        double apd_chunks = (double)fs.chunk_db_pages * fs.page_size / n;
+        double best = 1e9;
+        for (int p = 0; p < passes; p++) {
+            t0 = cpu_now();
+            for (size_t i = 0; i < n; i++) {
+                uint32_t lab;
+                if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, &lab)) die(apd_reader_errmsg(r));
+                chk += out[i % IMG] + lab;
+            }
+            double t = cpu_now() - t0;
+            best = t < best ? t : best;
+        }
+        for (size_t i = 0; i < n; i += n / 7 + 1) { /* spot check: .apd decode == PNG decode */
+            if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, NULL)) die("decode");
+            png_decode_rgb(pngs[i], plen[i], o2);
+            if (memcmp(out, o2, IMG)) die("apd and png decodes differ");
+        }
+        printf("-- .apd compress %s: write %.2f s\n", modes[m].name, twrite);
+        printf("   bytes/image: %.1f on disk (chunks db %.1f, records %.1f; %llu of %zu records zstd, dictionary %llu B)"
+               " vs payload %.1f\n",
+               apd_env, apd_chunks, (double)fs.stored_bytes / n, (unsigned long long)fs.compressed_records, n,
+               (unsigned long long)fs.dict_bytes, payload);
+        printf("   size ratios: .apd/payload %.4f (target <= 1.03) | .apd/PNG-in-LMDB %.3f = %.1f%% smaller (target >= 25%%)"
+               " | .apd/raw-in-LMDB %.3f\n",
+               apd_env / payload, apd_env / png_lmdb, 100.0 * (1 - apd_env / png_lmdb), apd_env / raw_lmdb);
+        printf("   decode: %.0f images/s (%.3f us/image) = %.1fx libpng (target >= 40x), %.2fx memcpy; >= 1M images/s: %s\n",
+               n / best, 1e6 * best / n, best_png / best, best_cpy / best, n / best >= 1e6 ? "yes" : "no");
+        apd_reader_close(r);
+        unlink(path);
+        char lk[600];
+        snprintf(lk, sizeof lk, "%s-lock", path);
+        unlink(lk);
     }
-    printf("decode 1 thread, CPU time (best of %d): .apd %.0f images/s (%.3f us/image) | libpng %.0f images/s | "
-           "memcpy raw %.0f images/s  [checksum %llu]\n",
-           passes, n / best_apd, 1e6 * best_apd / n, n / best_png, n / best_cpy, (unsigned long long)chk);
-    printf("decode ratios: .apd/libpng %.1fx (target >= 40x) | .apd/memcpy %.2f | target >= 1M images/s: %s\n",
-           best_png / best_apd, best_cpy / best_apd, n / best_apd >= 1e6 ? "met" : "NOT met");
-    apd_reader_close(r);
-    unlink(path);
-    char lk[600];
-    snprintf(lk, sizeof lk, "%s-lock", path);
-    unlink(lk);
+    printf("[checksum %llu]\n", (unsigned long long)chk);
     for (size_t i = 0; i < n; i++) free(pngs[i]);
     free(pngs); free(plen); free(vals); free(lens); free(mb.p);
     free(out); free(o2); free(sink); free(pal); free(idx); free(ku);

@@ -168,7 +168,9 @@ APD_API apd_status apd_reader_stats(apd_reader *r, apd_file_stats *out);
 typedef struct apd_writer apd_writer;
 
 typedef enum {
-    APD_COMPRESS_AUTO = 0, /* per record: keep zstd only when it saves >= 1/16 (measured) */
+    APD_COMPRESS_AUTO = 0, /* measured on the first flush: compress only if zstd (with a
+                              trained dictionary when it pays) saves >= 10% there; then per
+                              record keep zstd only when it saves >= 1/16 of that record */
     APD_COMPRESS_OFF = 1,  /* never compress */
     APD_COMPRESS_ON = 2    /* keep zstd whenever it is smaller at all */
 } apd_compress;
@@ -186,7 +188,8 @@ typedef struct apd_writer_opts {
     apd_compress compress;    /* default AUTO */
     int zstd_level;           /* default 3 */
     int dictionary;           /* 1 (default): in AUTO/ON mode train a zstd dictionary on the
-                                 first chunk and keep it if it pays for itself (measured) */
+                                 records of the first flush (>= 64) and keep it if it pays
+                                 for itself there (measured) */
     uint32_t records_per_chunk; /* 0 = auto (about 1 MiB per chunk) */
     apd_limits limits;        /* max_dim etc. (apd_writer_opts_default fills defaults) */
     int no_sync;              /* 1: never fsync (MDB_NOSYNC). Commits stay atomic against a

@@ -11,6 +11,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 
+#include <pthread.h>
+#include <sys/wait.h>
+
 #include "fmt_test_util.h"
 #include "format/format_internal.h"
 
@@ -381,6 +384,82 @@ START_TEST(put_quantized_matches_quantizer)
 }
 END_TEST
 
+typedef struct {
+    apd_reader *r;
+    const uint8_t *ref; /* n * 3072 HWC */
+    uint32_t n, start;
+    int bad;
+} thr_arg;
+
+static void *thr_decode(void *p)
+{
+    thr_arg *a = p;
+    uint8_t out[3072];
+    for (int rep = 0; rep < 3; rep++)
+        for (uint32_t j = 0; j < a->n; j++) {
+            uint32_t i = (j * 7 + a->start) % a->n; /* different orders: chunks resolved concurrently */
+            uint32_t lab;
+            if (apd_reader_decode(a->r, i, APD_LAYOUT_HWC, out, sizeof out, &lab) != APD_OK ||
+                memcmp(out, a->ref + (size_t)i * 3072, 3072) != 0 || lab != i % 10)
+                a->bad++;
+        }
+    return NULL;
+}
+
+START_TEST(concurrent_threads_and_processes)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "mt.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 32, 32, 64);
+    o.records_per_chunk = 50; /* 20 chunks resolved lazily by racing threads */
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    const uint32_t n = 1000;
+    uint8_t *ref = malloc((size_t)n * 3072), pal[192], idx[1024];
+    apd_rng r;
+    apd_rng_seed(&r, 31, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
+        fmt_ref_decode(pal, idx, 1024, 3, 0, ref + (size_t)i * 3072);
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal, 64, idx, i % 10, i), APD_OK);
+    }
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    /* two other processes read the same file at the same time (each opens its own reader) */
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            apd_reader *cr;
+            if (apd_reader_open(&cr, path, NULL, NULL) != APD_OK) _exit(2);
+            thr_arg a = {cr, ref, n, (uint32_t)k * 333, 0};
+            thr_decode(&a);
+            apd_reader_close(cr);
+            _exit(a.bad ? 1 : 0);
+        }
+    }
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    pthread_t t[4];
+    thr_arg a[4];
+    for (int k = 0; k < 4; k++) {
+        a[k] = (thr_arg){rd, ref, n, (uint32_t)k * 250, 0};
+        ck_assert_int_eq(pthread_create(&t[k], NULL, thr_decode, &a[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(t[k], NULL);
+        ck_assert_int_eq(a[k].bad, 0);
+    }
+    apd_reader_close(rd);
+    for (int k = 0; k < 2; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    free(ref);
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir(); /* create before the forked test cases so they share it */
@@ -397,6 +476,7 @@ int main(void)
     tcase_add_test(tc, writer_refuses_overwrite_and_bad_args);
     tcase_add_test(tc, reproducible_records);
     tcase_add_test(tc, put_quantized_matches_quantizer);
+    tcase_add_test(tc, concurrent_threads_and_processes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
