@@ -37,6 +37,7 @@ typedef struct mc_box {
     uint32_t start, end; /* range in the entry order array */
     uint32_t count;      /* pixels in the box */
     int l, r;            /* children (-1 for a leaf) */
+    uint8_t lo[3], hi[3]; /* per-channel value range of the box's entries */
 } mc_box;
 
 typedef struct mc_heap {
@@ -85,10 +86,9 @@ typedef struct mc_ctx {
     uint32_t *ent_of;   /* distinct colour -> entry (NULL when identical) */
 } mc_ctx;
 
-static void box_ranges(const mc_ctx *m, const mc_box *b, uint8_t lo[3], uint8_t hi[3])
+static void box_ranges(const mc_ctx *m, mc_box *b)
 {
-    lo[0] = lo[1] = lo[2] = 255;
-    hi[0] = hi[1] = hi[2] = 0;
+    uint8_t lo[3] = {255, 255, 255}, hi[3] = {0, 0, 0};
     for (uint32_t i = b->start; i < b->end; i++) {
         const uint8_t *v = m->ev[m->ord[i]];
         for (uint32_t ch = 0; ch < m->c; ch++) {
@@ -96,14 +96,14 @@ static void box_ranges(const mc_ctx *m, const mc_box *b, uint8_t lo[3], uint8_t 
             if (v[ch] > hi[ch]) hi[ch] = v[ch];
         }
     }
+    memcpy(b->lo, lo, 3);
+    memcpy(b->hi, hi, 3);
 }
 
 static int box_volume_is_one(const mc_ctx *m, const mc_box *b)
 {
-    uint8_t lo[3], hi[3];
-    box_ranges(m, b, lo, hi);
     for (uint32_t ch = 0; ch < m->c; ch++)
-        if (lo[ch] != hi[ch]) return 0;
+        if (b->lo[ch] != b->hi[ch]) return 0;
     return 1;
 }
 
@@ -111,9 +111,8 @@ static int box_volume_is_one(const mc_ctx *m, const mc_box *b)
 static void split_box(mc_ctx *m, mc_box *boxes, int b, int *nbox)
 {
     static const int wt[3] = {77, 150, 29};
-    uint8_t lo[3], hi[3];
     mc_box *bx = &boxes[b];
-    box_ranges(m, bx, lo, hi);
+    const uint8_t *lo = bx->lo, *hi = bx->hi;
     int axis = 0, best = -1;
     for (uint32_t ch = 0; ch < m->c; ch++) {
         int f = (int)(hi[ch] - lo[ch]) * (m->c == 3 ? wt[ch] : 1);
@@ -150,10 +149,13 @@ static void split_box(mc_ctx *m, mc_box *boxes, int b, int *nbox)
         }
     }
     int L = (*nbox)++, R = (*nbox)++;
-    boxes[L] = (mc_box){bx->start, i, (uint32_t)left_count, -1, -1};
-    boxes[R] = (mc_box){i, bx->end, bx->count - (uint32_t)left_count, -1, -1};
-    bx->l = L;
-    bx->r = R;
+    uint32_t start = bx->start, end = bx->end, count = bx->count;
+    boxes[L] = (mc_box){.start = start, .end = i, .count = (uint32_t)left_count, .l = -1, .r = -1};
+    boxes[R] = (mc_box){.start = i, .end = end, .count = count - (uint32_t)left_count, .l = -1, .r = -1};
+    box_ranges(m, &boxes[L]);
+    box_ranges(m, &boxes[R]);
+    boxes[b].l = L;
+    boxes[b].r = R;
 }
 
 /* Pillow's binning for images with more than 65536 colours (point 1). */
@@ -199,6 +201,32 @@ static apd_status bin_entries(const apd__qhist *hh, mc_ctx *m)
     return APD_OK;
 }
 
+/* Point 6: nearest entry; ties keep the own box's entry (map[i] on entry), else go to the
+ * tied entry with the smallest distance from the own entry, then the lowest index. */
+static void map_pillow(const apd__qhist *hh, const uint8_t *palette, uint32_t nleaf, uint32_t *map)
+{
+    apd__qpal qp;
+    uint32_t d[256];
+    uint32_t c = hh->c;
+    apd__qpal_set(&qp, palette, nleaf, c);
+    for (uint32_t i = 0; i < hh->n; i++) {
+        uint32_t own = map[i];
+        apd__qpal_dists(&qp, hh->col[i], d);
+        uint32_t m = apd__qmin(d, qp.kpad);
+        if (d[own] == m) continue;
+        uint32_t best = UINT32_MAX, best_key = UINT32_MAX;
+        for (uint32_t j = 0; j < nleaf; j++) {
+            if (d[j] != m) continue;
+            uint32_t key = apd__qdist(palette + own * c, palette + j * c, c);
+            if (key < best_key) {
+                best_key = key;
+                best = j;
+            }
+        }
+        map[i] = best;
+    }
+}
+
 apd_status apd__median_cut(const apd__qhist *hh, uint32_t k, uint8_t *palette, uint32_t *k_used,
                            uint32_t *map)
 {
@@ -225,7 +253,8 @@ apd_status apd__median_cut(const apd__qhist *hh, uint32_t k, uint8_t *palette, u
 
     for (uint32_t i = 0; i < m.ne; i++) m.ord[i] = i;
     int nbox = 1;
-    boxes[0] = (mc_box){0, m.ne, hh->npix, -1, -1};
+    boxes[0] = (mc_box){.start = 0, .end = m.ne, .count = hh->npix, .l = -1, .r = -1};
+    box_ranges(&m, &boxes[0]);
     mc_heap heap = {.n = 0};
     heap_add(&heap, boxes, 0);
     for (uint32_t splits = k - 1; splits > 0; splits--) {
@@ -265,25 +294,7 @@ done:;
             palette[L * c + ch] = (uint8_t)(int)(.5 + (double)sum[L * 4 + ch] / (double)sum[L * 4 + 3]);
 
     /* mapping with Pillow's tie rule (point 6) */
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t own = map[i];
-        const uint8_t *po = palette + own * c;
-        uint32_t bd = apd__qdist(hh->col[i], po, c), best = own, best_key = 0;
-        int have_other = 0;
-        for (uint32_t j = 0; j < nleaf; j++) {
-            if (j == own) continue;
-            uint32_t d = apd__qdist(hh->col[i], palette + j * c, c);
-            if (d > bd || (d == bd && !have_other)) continue; /* ties with own keep own */
-            uint32_t key = apd__qdist(po, palette + j * c, c);
-            if (d < bd || key < best_key) { /* equal key: lower j already kept */
-                bd = d;
-                best = j;
-                best_key = key;
-                have_other = 1;
-            }
-        }
-        map[i] = best;
-    }
+    map_pillow(hh, palette, nleaf, map);
     *k_used = nleaf;
     st = APD_OK;
 out:

@@ -176,20 +176,17 @@ apd_status apd__kmeans_refine(const apd__qhist *hh, uint32_t k_used, uint8_t *pa
                 palette[j * c + ch] = (uint8_t)(int)(.5 + (double)acc[j * 4 + ch] / (double)acc[j * 4 + 3]);
         }
         uint32_t changes = 0;
+        apd__qpal qp;
+        uint32_t d[256];
+        apd__qpal_set(&qp, palette, k_used, c);
         for (uint32_t i = 0; i < hh->n; i++) {
-            uint32_t best = map[i];
-            uint32_t bd = apd__qdist(hh->col[i], palette + best * c, c);
-            for (uint32_t j = 0; j < k_used && bd; j++) {
-                uint32_t d = apd__qdist(hh->col[i], palette + j * c, c);
-                if (d < bd) {
-                    bd = d;
-                    best = j;
-                }
-            }
-            if (best != map[i]) {
-                map[i] = best;
-                changes++;
-            }
+            apd__qpal_dists(&qp, hh->col[i], d);
+            uint32_t m = apd__qmin(d, qp.kpad);
+            if (d[map[i]] == m) continue; /* ties keep the current cluster */
+            uint32_t j = 0;
+            while (d[j] != m) j++;
+            map[i] = j;
+            changes++;
         }
         if (!changes) break;
     }

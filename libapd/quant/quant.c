@@ -99,17 +99,14 @@ void apd__qhist_free(apd__qhist *hh)
 
 void apd__qnearest(const apd__qhist *hh, const uint8_t *palette, uint32_t k, uint32_t *map)
 {
-    uint32_t c = hh->c;
+    apd__qpal qp;
+    uint32_t d[256];
+    apd__qpal_set(&qp, palette, k, hh->c);
     for (uint32_t i = 0; i < hh->n; i++) {
-        uint32_t best = 0, bd = UINT32_MAX;
-        for (uint32_t j = 0; j < k; j++) {
-            uint32_t d = apd__qdist(hh->col[i], palette + (size_t)j * c, c);
-            if (d < bd) {
-                bd = d;
-                best = j;
-            }
-        }
-        map[i] = best;
+        apd__qpal_dists(&qp, hh->col[i], d);
+        uint32_t m = apd__qmin(d, qp.kpad), j = 0;
+        while (d[j] != m) j++;
+        map[i] = j;
     }
 }
 

@@ -38,6 +38,59 @@ static inline uint32_t apd__qdist(const uint8_t *a, const uint8_t *b, uint32_t c
     return d;
 }
 
+/* A palette laid out for fast distance evaluation: channel-major int32, padded to a multiple
+ * of APD__QB entries with far-away colours, so the distance loop runs in fixed-size blocks
+ * that the compiler vectorises even at -O2. */
+#define APD__QB 16
+typedef struct apd__qpal {
+    int32_t v[3][256];
+    uint32_t k, kpad, c;
+} apd__qpal;
+
+static inline void apd__qpal_set(apd__qpal *p, const uint8_t *palette, uint32_t k, uint32_t c)
+{
+    p->k = k;
+    p->c = c;
+    p->kpad = (k + APD__QB - 1) / APD__QB * APD__QB;
+    for (uint32_t ch = 0; ch < 3; ch++)
+        for (uint32_t j = 0; j < p->kpad; j++)
+            p->v[ch][j] = j < k ? (ch < c ? palette[j * c + ch] : 0) : 0x4000;
+}
+
+/* d[j] = squared distance from col to entry j, for j < kpad (padding entries are huge). */
+static inline void apd__qpal_dists(const apd__qpal *p, const uint8_t *col, uint32_t *restrict d)
+{
+    const int32_t *restrict v0 = p->v[0], *restrict v1 = p->v[1], *restrict v2 = p->v[2];
+    const uint32_t kpad = p->kpad;
+    if (p->c == 3) {
+        const int32_t r = col[0], g = col[1], b = col[2];
+        for (size_t j0 = 0; j0 < kpad; j0 += APD__QB)
+            for (int t = 0; t < APD__QB; t++) {
+                int32_t er = r - v0[j0 + t], eg = g - v1[j0 + t], eb = b - v2[j0 + t];
+                d[j0 + t] = (uint32_t)(er * er + eg * eg + eb * eb);
+            }
+    } else {
+        const int32_t y = col[0];
+        for (size_t j0 = 0; j0 < kpad; j0 += APD__QB)
+            for (int t = 0; t < APD__QB; t++) {
+                int32_t e = y - v0[j0 + t];
+                d[j0 + t] = (uint32_t)(e * e);
+            }
+    }
+}
+
+/* Smallest value of d[0..kpad). */
+static inline uint32_t apd__qmin(const uint32_t *d, uint32_t kpad)
+{
+    uint32_t m[APD__QB];
+    for (uint32_t j = 0; j < APD__QB; j++) m[j] = d[j];
+    for (size_t j0 = APD__QB; j0 < kpad; j0 += APD__QB)
+        for (int t = 0; t < APD__QB; t++) m[t] = d[j0 + t] < m[t] ? d[j0 + t] : m[t];
+    uint32_t best = m[0];
+    for (uint32_t j = 1; j < APD__QB; j++) best = m[j] < best ? m[j] : best;
+    return best;
+}
+
 /* Nearest palette entry to each distinct colour (ties: lowest index) into map[n]. */
 void apd__qnearest(const apd__qhist *hh, const uint8_t *palette, uint32_t k, uint32_t *map);
 
