@@ -14,6 +14,8 @@ if [ -x build/apd-convert ]; then
   build/apd-convert --input fashion-mnist --split train --method quantize --quantizer median-cut \
     --colors 16 -o "$out/fashion-mnist-k16.apd" --force
   build/apd-info "$out/fashion-mnist-k16.apd"
+  # A look at the result: one row per class, 10 images each.
+  build/apd-export "$out/fashion-mnist-k16.apd" --sheet "$out/fashion-mnist-k16-sheet.png" --per-class 10
 else
   echo "main-job: apd-convert is not built yet" >&2
   exit 1

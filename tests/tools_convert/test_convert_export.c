@@ -1,0 +1,272 @@
+/* test_convert_export.c: apd-convert and apd-export as a user runs them (exit codes,
+ * messages, files), checked through the reader API and libpng:
+ * - usage errors exit 2, errors exit 1 and remove partial output, --force rules;
+ * - the records equal apd_quantize_image on the imported images (end-to-end data path);
+ * - identical records for --threads 1 and 2 (determinism);
+ * - provenance keys present, source hash = apd_dataset_hash of the import;
+ * - --method direct stores the source pixels;
+ * - apd-export --png writes one indexed PNG per record in class folders (+ labels.csv),
+ *   --sheet writes a grid of the right size.
+ */
+#define _DEFAULT_SOURCE
+#include <check.h>
+#include <png.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "apd/format.h"
+#include "apd/io.h"
+#include "apd/quant.h"
+
+#define CONVERT APD_BINARY_DIR "/apd-convert"
+#define EXPORT APD_BINARY_DIR "/apd-export"
+#define CIFAR_DEV APD_SHARED_DATA "/cifar10-dev"
+
+static char tmp[1024];
+
+static void setup(void)
+{
+    snprintf(tmp, sizeof tmp, "%s/tests/tools_convert/tmp-XXXXXX", APD_BINARY_DIR);
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+}
+
+static void teardown(void)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
+}
+
+/* Run a shell command; stderr/stdout captured into files in tmp. Returns the exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char cmd[4096], full[6400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "%s >'%s/out.txt' 2>'%s/err.txt'", cmd, tmp, tmp);
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *name)
+{
+    static char buf[8192];
+    char p[1100];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return buf;
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+START_TEST(usage_and_errors)
+{
+    char out[1100];
+    snprintf(out, sizeof out, "%s/x.apd", tmp);
+    ck_assert_int_eq(run(CONVERT), 2);
+    ck_assert(strstr(slurp("err.txt"), "missing --input") != NULL);
+    ck_assert_int_eq(run(CONVERT " --help"), 0);
+    ck_assert(strstr(slurp("out.txt"), "--quantizer") != NULL);
+    ck_assert_int_eq(run(CONVERT " --version"), 0);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 0 -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 300 -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method magic --colors 4 -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --quantizer dither --colors 4 -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --split val -o %s", out), 2);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --bogus -o %s", out), 2);
+    /* runtime errors: exit 1, message names the file, no output left behind */
+    ck_assert_int_eq(run(CONVERT " --input cifar10:%s/nope --method quantize --colors 4 -o %s", tmp, out), 1);
+    ck_assert(strstr(slurp("err.txt"), "/nope") != NULL);
+    ck_assert(!exists(out));
+    ck_assert_int_eq(run(EXPORT), 2);
+    ck_assert_int_eq(run(EXPORT " %s --png %s/p", out, tmp), 1);
+    ck_assert_int_eq(run(EXPORT " %s", out), 2);
+    ck_assert_int_eq(run(EXPORT " --help"), 0);
+}
+END_TEST
+
+START_TEST(convert_quantize_end_to_end)
+{
+    char a[1100], b[1100];
+    snprintf(a, sizeof a, "%s/a.apd", tmp);
+    snprintf(b, sizeof b, "%s/b.apd", tmp);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
+                         "--quantizer median-cut --colors 16 --threads 1 -o %s", a), 0);
+    ck_assert_str_eq(slurp("err.txt"), ""); /* no progress bar in a pipe */
+    ck_assert(strstr(slurp("out.txt"), "300 images") != NULL);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
+                         "--quantizer median-cut --colors 16 --threads 2 -o %s --quiet", b), 0);
+    ck_assert_str_eq(slurp("out.txt"), "");
+    /* refuses to overwrite, keeps the file; --force overwrites */
+    struct stat st0, st1;
+    ck_assert_int_eq(stat(a, &st0), 0);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 10 --method quantize --colors 4 -o %s", a), 1);
+    ck_assert(strstr(slurp("err.txt"), "--force") != NULL);
+    ck_assert_int_eq(stat(a, &st1), 0);
+    ck_assert_int_eq(st0.st_size, st1.st_size);
+
+    apd_dataset ds;
+    apd_err err;
+    apd_import_opts io = {.limit = 300};
+    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "test", &io, &err), APD_OK);
+    char hash[17];
+    apd_dataset_hash(&ds, hash);
+    apd_reader *ra, *rb;
+    ck_assert_int_eq(apd_reader_open(&ra, a, NULL, &err), APD_OK);
+    ck_assert_int_eq(apd_reader_open(&rb, b, NULL, &err), APD_OK);
+    apd_file_info fi;
+    ck_assert_int_eq(apd_reader_info(ra, &fi), APD_OK);
+    ck_assert_uint_eq(fi.n_records, 300);
+    ck_assert_uint_eq(fi.kind, APD_KIND_PALETTE);
+    ck_assert_uint_eq(fi.k, 16);
+    ck_assert_uint_eq(fi.c, 3);
+    ck_assert_str_eq(apd_reader_class_name(ra, 0), "airplane");
+    uint8_t pa[768], pb[768], ia[1024], ib[1024], qp[768], qi[1024];
+    for (uint64_t i = 0; i < 300; i++) {
+        uint32_t ka, kb, la, lb, kq;
+        ck_assert_int_eq(apd_reader_record(ra, i, pa, &ka, ia, &la), APD_OK);
+        ck_assert_int_eq(apd_reader_record(rb, i, pb, &kb, ib, &lb), APD_OK);
+        ck_assert_uint_eq(ka, kb);
+        ck_assert(memcmp(pa, pb, ka * 3) == 0 && memcmp(ia, ib, 1024) == 0);
+        ck_assert_uint_eq(la, ds.labels[i]);
+        ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, ds.pixels + i * 3072, 3, 32, 32, 16, 0, qp, qi, &kq), APD_OK);
+        ck_assert_uint_eq(ka, kq);
+        ck_assert(memcmp(pa, qp, kq * 3) == 0 && memcmp(ia, qi, 1024) == 0);
+        uint64_t sid;
+        ck_assert_int_eq(apd_reader_source_id(ra, i, &sid), APD_OK);
+        ck_assert_uint_eq(sid, i);
+    }
+    const char *meta = apd_reader_meta_json(ra);
+    static const char *const keys[] = {"\"tool_version\"", "\"command_line\"", "\"method\": \"quantize\"",
+        "\"quantizer\": \"median-cut\"", "\"colors\": 16", "\"seed\": 0", "\"source\"", "\"hyperparameters\"",
+        "\"created\"", "\"split\": \"test\""};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        ck_assert_msg(strstr(meta, keys[k]) != NULL, "metadata lacks %s:\n%s", keys[k], meta);
+    char want_hash[64];
+    snprintf(want_hash, sizeof want_hash, "\"hash\": \"apd-h64:%s\"", hash);
+    ck_assert_msg(strstr(meta, want_hash) != NULL, "metadata lacks %s", want_hash);
+    apd_reader_close(ra);
+    apd_reader_close(rb);
+
+    /* export: per-class indexed PNGs, read back with libpng */
+    ck_assert_int_eq(run(EXPORT " %s --png %s/png --per-class", a, tmp), 0);
+    char p[1300];
+    snprintf(p, sizeof p, "%s/png/labels.csv", tmp);
+    ck_assert(exists(p));
+    uint32_t k0;
+    uint8_t pal0[768], idx0[1024];
+    ck_assert_int_eq(apd_reader_open(&ra, a, NULL, &err), APD_OK);
+    ck_assert_int_eq(apd_reader_record(ra, 0, pal0, &k0, idx0, NULL), APD_OK);
+    snprintf(p, sizeof p, "%s/png/%s/000000.png", tmp, apd_reader_class_name(ra, ds.labels[0]));
+    apd_reader_close(ra);
+    FILE *f = fopen(p, "rb");
+    ck_assert_msg(f != NULL, "missing %s", p);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop pi = png_create_info_struct(png);
+    ck_assert(setjmp(png_jmpbuf(png)) == 0);
+    png_init_io(png, f);
+    png_read_info(png, pi);
+    ck_assert_int_eq(png_get_color_type(png, pi), PNG_COLOR_TYPE_PALETTE);
+    ck_assert_int_eq(png_get_bit_depth(png, pi), k0 <= 2 ? 1 : k0 <= 4 ? 2 : k0 <= 16 ? 4 : 8);
+    png_colorp pl;
+    int npl;
+    ck_assert(png_get_PLTE(png, pi, &pl, &npl));
+    ck_assert_int_eq(npl, (int)k0);
+    ck_assert_uint_eq(pl[1].green, pal0[4]);
+    png_set_packing(png);
+    png_read_update_info(png, pi);
+    uint8_t row[32];
+    png_read_row(png, row, NULL);
+    ck_assert(memcmp(row, idx0, 32) == 0);
+    png_destroy_read_struct(&png, &pi, NULL);
+    fclose(f);
+    /* count files */
+    ck_assert_int_eq(run("find '%s/png' -name '*.png' | wc -l", tmp), 0);
+    ck_assert_int_eq(atoi(slurp("out.txt")), 300);
+    /* contact sheet: 10 rows x 5 of 32x32 -> 5*32+4 by 10*32+9 */
+    ck_assert_int_eq(run(EXPORT " %s --sheet %s/sheet.png --per-class 5", a, tmp), 0);
+    snprintf(p, sizeof p, "%s/sheet.png", tmp);
+    f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    pi = png_create_info_struct(png);
+    ck_assert(setjmp(png_jmpbuf(png)) == 0);
+    png_init_io(png, f);
+    png_read_info(png, pi);
+    ck_assert_uint_eq(png_get_image_width(png, pi), 5 * 32 + 4);
+    ck_assert_uint_eq(png_get_image_height(png, pi), 10 * 32 + 9);
+    png_destroy_read_struct(&png, &pi, NULL);
+    fclose(f);
+    apd_dataset_free(&ds);
+}
+END_TEST
+
+START_TEST(convert_direct_and_octree)
+{
+    char a[1100];
+    snprintf(a, sizeof a, "%s/d.apd", tmp);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method direct -o %s", a), 0);
+    apd_dataset ds;
+    apd_err err;
+    apd_import_opts io = {.limit = 50};
+    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV "/test.bin", NULL, &io, &err), APD_OK);
+    apd_reader *r;
+    ck_assert_int_eq(apd_reader_open(&r, a, NULL, &err), APD_OK);
+    uint8_t img[3072];
+    for (uint64_t i = 0; i < 50; i++) {
+        uint32_t label;
+        ck_assert_int_eq(apd_reader_decode(r, i, APD_LAYOUT_CHW, img, sizeof img, &label), APD_OK);
+        ck_assert(memcmp(img, ds.pixels + i * 3072, 3072) == 0);
+        ck_assert_uint_eq(label, ds.labels[i]);
+    }
+    apd_reader_close(r);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method quantize "
+                         "--quantizer octree --colors 5 -o %s --force", a), 0);
+    ck_assert_int_eq(apd_reader_open(&r, a, NULL, &err), APD_OK);
+    uint8_t pal[768], idx[1024];
+    uint32_t k;
+    ck_assert_int_eq(apd_reader_record(r, 7, pal, &k, idx, NULL), APD_OK);
+    ck_assert_uint_le(k, 5);
+    ck_assert(strstr(apd_reader_meta_json(r), "\"octree\"") != NULL);
+    apd_reader_close(r);
+    apd_dataset_free(&ds);
+}
+END_TEST
+
+static Suite *tools_suite(void)
+{
+    Suite *s = suite_create("convert_export");
+    TCase *t = tcase_create("core");
+    tcase_set_timeout(t, 300);
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, usage_and_errors);
+    tcase_add_test(t, convert_quantize_end_to_end);
+    tcase_add_test(t, convert_direct_and_octree);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(tools_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,581 @@
+/* apd-convert: turn a real dataset into an .apd file.
+ *
+ *   apd-convert --input SPEC [--split train|test] --method METHOD [method options]
+ *               -o OUT.apd [--threads N] [--seed S] [--size N] [--limit N] [--force]
+ *
+ * SPEC is the one dataset syntax of libapd (apd/io.h): cifar10:PATH, cifar100:PATH,
+ * idx:IMAGES,LABELS, fashion-mnist[:DIR], mnist:DIR, folder:DIR.
+ *
+ * Methods live in one dispatch table (METHODS below). Each has a validate step (method
+ * options; a failure is a usage error, exit 2) and a run step that creates the writer through
+ * cv_writer_create (which records the common provenance) and appends records. To add a
+ * method: add its options to cv_opts / LONG_OPTS / parse_opt (marked "distillation"), write
+ * validate + run, and add a row to METHODS.
+ *
+ * Provenance written into every file: tool_version, command_line, method, seed, source
+ * {name, split, spec, n, hash (apd_dataset_hash), counts}, hyperparameters {...}; quantize
+ * also sets quantizer and colors; "created" comes from the writer (SOURCE_DATE_EPOCH pins it)
+ * unless --created is given.
+ *
+ * Determinism: images are quantized in parallel (apd_pool) into per-image slots and written
+ * in input order by one thread, so the records are byte-identical for any --threads.
+ *
+ * Exit codes: 0 success, 1 error (message names file/record and reason), 2 usage.
+ * A failed conversion removes its partial output.
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "apd/dataset.h"
+#include "apd/format.h"
+#include "apd/io.h"
+#include "apd/nn.h"
+#include "apd/quant.h"
+#include "common/internal.h"
+#include "common/progress.h"
+#include "format/json.h"
+
+#define TOOL "apd-convert"
+
+typedef struct cv_opts {
+    const char *input, *split, *method, *output, *quantizer_name, *created;
+    uint32_t colors, threads, size;
+    uint64_t seed, limit;
+    int force, quiet;
+    apd_quantizer quantizer;
+    /* ---- distillation options (owner: distillation engineer): add fields here ---- */
+} cv_opts;
+
+typedef struct cv_ctx {
+    cv_opts o;
+    int argc;
+    char **argv;
+    apd_dataset ds;
+    apd_pool *pool;
+    apd_writer *w;
+    char hash[17];
+    double t0;
+} cv_ctx;
+
+typedef struct cv_method {
+    const char *name;
+    const char *summary;
+    apd_status (*validate)(cv_ctx *ctx); /* APD_EINVAL = usage error (message printed) */
+    apd_status (*run)(cv_ctx *ctx);      /* message printed on failure */
+} cv_method;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, TOOL ": ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '" TOOL " --help'.\n");
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return 0;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+static void on_import_warning(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, TOOL ": warning: %s\n", msg);
+}
+
+/* argv joined with POSIX shell quoting where needed. */
+static void command_line(apd__sb *b, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int plain = *a != '\0';
+        for (const char *p = a; *p; p++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%", *p)) plain = 0;
+        if (i) apd__sb_puts(b, " ");
+        if (plain) {
+            apd__sb_puts(b, a);
+            continue;
+        }
+        apd__sb_puts(b, "'");
+        for (const char *p = a; *p; p++) {
+            if (*p == '\'') apd__sb_puts(b, "'\\''");
+            else apd__sb_add(b, p, 1);
+        }
+        apd__sb_puts(b, "'");
+    }
+}
+
+static apd_status set_meta_sb(cv_ctx *ctx, const char *key, apd__sb *b)
+{
+    if (b->oom) return APD_ENOMEM;
+    apd_status s = apd_writer_set_meta(ctx->w, key, b->p ? b->p : "null");
+    if (s != APD_OK) fprintf(stderr, TOOL ": %s: metadata '%s': %s\n", ctx->o.output, key, apd_writer_errmsg(ctx->w));
+    return s;
+}
+
+static apd_status set_meta_str(cv_ctx *ctx, const char *key, const char *val)
+{
+    apd__sb b = {0};
+    apd__sb_jstr(&b, val);
+    apd_status s = set_meta_sb(ctx, key, &b);
+    apd__sb_free(&b);
+    return s;
+}
+
+/* Create the writer for the imported dataset and record the common provenance.
+ * kind: APD_KIND_PALETTE (k = max colours) or APD_KIND_DIRECT (k ignored). Methods that
+ * produce a different number of images or geometry than the source still pass kind/k here:
+ * geometry and classes always follow the source dataset. */
+static apd_status cv_writer_create(cv_ctx *ctx, uint32_t kind, uint32_t k)
+{
+    apd_writer_opts wo;
+    apd_writer_opts_default(&wo);
+    wo.c = ctx->ds.c;
+    wo.h = ctx->ds.h;
+    wo.w = ctx->ds.w;
+    wo.kind = kind;
+    wo.k = kind == APD_KIND_PALETTE ? k : 0;
+    wo.n_classes = ctx->ds.n_classes;
+    wo.class_names = (const char(*)[64])ctx->ds.class_names;
+    wo.force = ctx->o.force;
+    wo.dataset_name = ctx->ds.name;
+    apd_dataset_mean_std(&ctx->ds, wo.mean, wo.std);
+    apd_err err;
+    apd_status s = apd_writer_create(&ctx->w, ctx->o.output, &wo, &err);
+    if (s != APD_OK) {
+        fprintf(stderr, TOOL ": %s\n", err.msg);
+        return s;
+    }
+    apd__sb b = {0};
+    apd__sb_printf(&b, "\"" TOOL " %s\"", apd_version());
+    APD_TRY(set_meta_sb(ctx, "tool_version", &b));
+    b.len = 0;
+    command_line(&b, ctx->argc, ctx->argv);
+    char *cl = b.p ? strdup(b.p) : NULL;
+    apd__sb_free(&b);
+    if (!cl) return APD_ENOMEM;
+    s = set_meta_str(ctx, "command_line", cl);
+    free(cl);
+    APD_TRY(s);
+    APD_TRY(set_meta_str(ctx, "method", ctx->o.method));
+    apd__sb_printf(&b, "%llu", (unsigned long long)ctx->o.seed);
+    APD_TRY(set_meta_sb(ctx, "seed", &b));
+    apd__sb_free(&b);
+    /* source identity */
+    apd__sb_puts(&b, "{\"name\": ");
+    apd__sb_jstr(&b, ctx->ds.name);
+    apd__sb_puts(&b, ", \"split\": ");
+    apd__sb_jstr(&b, ctx->ds.split);
+    apd__sb_puts(&b, ", \"spec\": ");
+    apd__sb_jstr(&b, ctx->ds.source);
+    apd__sb_printf(&b, ", \"n\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, \"hash\": \"apd-h64:%s\", \"counts\": [",
+                   (unsigned long long)ctx->ds.n, ctx->ds.c, ctx->ds.h, ctx->ds.w, ctx->hash);
+    uint64_t *counts = calloc(ctx->ds.n_classes ? ctx->ds.n_classes : 1, sizeof(uint64_t));
+    if (!counts) {
+        apd__sb_free(&b);
+        return APD_ENOMEM;
+    }
+    apd_dataset_class_counts(&ctx->ds, counts);
+    for (uint32_t i = 0; i < ctx->ds.n_classes; i++)
+        apd__sb_printf(&b, "%s%llu", i ? ", " : "", (unsigned long long)counts[i]);
+    free(counts);
+    if (ctx->o.size) apd__sb_printf(&b, "], \"resized_to\": %u}", ctx->o.size);
+    else apd__sb_puts(&b, "]}");
+    s = set_meta_sb(ctx, "source", &b);
+    apd__sb_free(&b);
+    APD_TRY(s);
+    if (ctx->o.created) APD_TRY(set_meta_str(ctx, "created", ctx->o.created));
+    return APD_OK;
+}
+
+static apd_status put_failed(cv_ctx *ctx, uint64_t i, apd_status s)
+{
+    fprintf(stderr, TOOL ": %s: record %llu: %s (%s)\n", ctx->o.output, (unsigned long long)i,
+            apd_writer_errmsg(ctx->w), apd_strerror(s));
+    return s;
+}
+
+/* ---- method: quantize --------------------------------------------------------------------- */
+
+typedef struct q_batch {
+    const cv_ctx *ctx;
+    uint64_t first;     /* first image of the batch */
+    uint32_t n, tasks;  /* images in the batch, pool tasks */
+    uint8_t *pal;       /* n * k * c */
+    uint8_t *idx;       /* n * h * w */
+    uint32_t *kused;    /* n */
+    apd_status *st;     /* n */
+} q_batch;
+
+static void q_task(void *u, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    q_batch *b = u;
+    const cv_ctx *ctx = b->ctx;
+    const apd_dataset *ds = &ctx->ds;
+    uint32_t lo = (uint32_t)((uint64_t)b->n * task / b->tasks), hi = (uint32_t)((uint64_t)b->n * (task + 1) / b->tasks);
+    size_t img = apd_dataset_image_bytes(ds), px = (size_t)ds->h * ds->w, pb = (size_t)ctx->o.colors * ds->c;
+    for (uint32_t j = lo; j < hi; j++)
+        b->st[j] = apd_quantize_image(ctx->o.quantizer, ds->pixels + (b->first + j) * img, ds->c, ds->h, ds->w,
+                                      ctx->o.colors, ctx->o.seed, b->pal + j * pb, b->idx + j * px, &b->kused[j]);
+}
+
+static apd_status quantize_validate(cv_ctx *ctx)
+{
+    if (!ctx->o.quantizer_name) ctx->o.quantizer_name = "median-cut";
+    if (apd_quantizer_from_name(ctx->o.quantizer_name, &ctx->o.quantizer) != APD_OK) {
+        usage_error("unknown quantizer '%s' (expected median-cut, octree or kmeans)", ctx->o.quantizer_name);
+        return APD_EINVAL;
+    }
+    if (!ctx->o.colors) {
+        usage_error("%s needs --colors K (1..256)", "--method quantize");
+        return APD_EINVAL;
+    }
+    return APD_OK;
+}
+
+static apd_status quantize_run(cv_ctx *ctx)
+{
+    const apd_dataset *ds = &ctx->ds;
+    APD_TRY(cv_writer_create(ctx, APD_KIND_PALETTE, ctx->o.colors));
+    APD_TRY(set_meta_str(ctx, "quantizer", apd_quantizer_name(ctx->o.quantizer)));
+    apd__sb b = {0};
+    apd__sb_printf(&b, "%u", ctx->o.colors);
+    apd_status s = set_meta_sb(ctx, "colors", &b);
+    apd__sb_free(&b);
+    APD_TRY(s);
+    apd__sb_printf(&b, "{\"quantizer\": \"%s\", \"colors\": %u%s}", apd_quantizer_name(ctx->o.quantizer),
+                   ctx->o.colors, ctx->o.quantizer == APD_QUANT_KMEANS ? ", \"kmeans_init\": \"median-cut\", \"kmeans_max_iter\": 32" : "");
+    s = set_meta_sb(ctx, "hyperparameters", &b);
+    apd__sb_free(&b);
+    APD_TRY(s);
+
+    const uint32_t B = 1024;
+    size_t px = (size_t)ds->h * ds->w, pb = (size_t)ctx->o.colors * ds->c;
+    q_batch bt = {.ctx = ctx};
+    bt.pal = malloc(B * pb);
+    bt.idx = malloc(B * px);
+    bt.kused = malloc(B * sizeof(uint32_t));
+    bt.st = malloc(B * sizeof(apd_status));
+    if (!bt.pal || !bt.idx || !bt.kused || !bt.st) {
+        s = APD_ENOMEM;
+        fprintf(stderr, TOOL ": out of memory\n");
+        goto out;
+    }
+    apd_progress prog;
+    apd_progress_start(&prog, "quantize", ds->n);
+    for (uint64_t first = 0; first < ds->n; first += B) {
+        bt.first = first;
+        bt.n = (uint32_t)(ds->n - first < B ? ds->n - first : B);
+        bt.tasks = apd_pool_threads(ctx->pool) * 4;
+        if (bt.tasks > bt.n) bt.tasks = bt.n;
+        apd_pool_run(ctx->pool, bt.tasks, q_task, &bt);
+        for (uint32_t j = 0; j < bt.n; j++) {
+            uint64_t i = first + j;
+            if (bt.st[j] != APD_OK) {
+                s = bt.st[j];
+                fprintf(stderr, TOOL ": %s: image %llu: quantization failed: %s\n", ds->source, (unsigned long long)i,
+                        apd_strerror(s));
+                goto out;
+            }
+            s = apd_writer_put_palette(ctx->w, bt.pal + j * pb, bt.kused[j], bt.idx + j * px, ds->labels[i],
+                                       ds->source_ids ? ds->source_ids[i] : i);
+            if (s != APD_OK) {
+                put_failed(ctx, i, s);
+                goto out;
+            }
+        }
+        apd_progress_set(&prog, first + bt.n);
+    }
+    apd_progress_finish(&prog);
+    s = APD_OK;
+out:
+    free(bt.pal);
+    free(bt.idx);
+    free(bt.kused);
+    free(bt.st);
+    return s;
+}
+
+/* ---- method: direct (full colour, no reduction) --------------------------------------------- */
+
+static apd_status direct_validate(cv_ctx *ctx)
+{
+    (void)ctx;
+    return APD_OK;
+}
+
+static apd_status direct_run(cv_ctx *ctx)
+{
+    const apd_dataset *ds = &ctx->ds;
+    APD_TRY(cv_writer_create(ctx, APD_KIND_DIRECT, 0));
+    apd__sb b = {0};
+    apd__sb_puts(&b, "{}");
+    apd_status s = set_meta_sb(ctx, "hyperparameters", &b);
+    apd__sb_free(&b);
+    APD_TRY(s);
+    apd_progress prog;
+    apd_progress_start(&prog, "direct", ds->n);
+    size_t img = apd_dataset_image_bytes(ds);
+    for (uint64_t i = 0; i < ds->n; i++) {
+        s = apd_writer_put_direct(ctx->w, ds->pixels + i * img, ds->labels[i], ds->source_ids ? ds->source_ids[i] : i);
+        if (s != APD_OK) return put_failed(ctx, i, s);
+        if ((i & 1023) == 0) apd_progress_set(&prog, i);
+    }
+    apd_progress_set(&prog, ds->n);
+    apd_progress_finish(&prog);
+    return APD_OK;
+}
+
+/* ---- method table ------------------------------------------------------------------------- */
+
+static const cv_method METHODS[] = {
+    {"quantize", "every image colour-reduced by --quantizer to --colors K (palette records)",
+     quantize_validate, quantize_run},
+    {"direct", "every image stored in full colour (direct records), a baseline", direct_validate, direct_run},
+    /* ---- distillation methods (owner: distillation engineer): add rows here, e.g.
+     * {"random", "...", random_validate, random_run},
+     * {"dm", "...", dm_validate, dm_run},
+     * {"autopalette", "...", autopalette_validate, autopalette_run}, ---- */
+};
+
+static const cv_method *find_method(const char *name)
+{
+    for (size_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
+        if (!strcmp(METHODS[i].name, name)) return &METHODS[i];
+    return NULL;
+}
+
+/* ---- command line ----------------------------------------------------------------------------- */
+
+static void help(void)
+{
+    printf("Usage: " TOOL " --input SPEC [--split train|test] --method METHOD [options] -o OUT.apd\n"
+           "\n"
+           "Convert a dataset into an .apd file.\n"
+           "\n"
+           "Input:\n"
+           "  -i, --input SPEC       cifar10:PATH | cifar100:PATH | idx:IMAGES,LABELS |\n"
+           "                         fashion-mnist[:DIR] | mnist:DIR | folder:DIR\n"
+           "  -s, --split S          train (default) or test, where the source has splits\n"
+           "      --size N           folder: resize the shorter side to N and centre-crop N x N\n"
+           "      --limit N          use only the first N images\n"
+           "\n"
+           "Method:\n"
+           "  -m, --method M         one of:\n");
+    for (size_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
+        printf("                           %-12s %s\n", METHODS[i].name, METHODS[i].summary);
+    printf("  -q, --quantizer Q      quantize: median-cut (default; Pillow-exact), octree, kmeans\n"
+           "  -k, --colors K         quantize: at most K colours per image (1..256)\n"
+           /* ---- distillation options (owner: distillation engineer): help lines here ---- */
+           "\n"
+           "Output and run:\n"
+           "  -o, --output FILE      the .apd file to create\n"
+           "  -f, --force            overwrite FILE if it exists\n"
+           "  -t, --threads N        worker threads (default: online CPUs); output is identical\n"
+           "                         for any N\n"
+           "      --seed S           seed recorded in the file and passed to the method (default 0)\n"
+           "      --created TIME     pin the \"created\" metadata (else now, or SOURCE_DATE_EPOCH)\n"
+           "      --quiet            no summary line\n"
+           "  -h, --help             this help\n"
+           "  -V, --version          version\n"
+           "\n"
+           "A progress line (count, rate, ETA) is drawn on a terminal only.\n"
+           "Exit status: 0 success, 1 error, 2 usage error.\n"
+           "\n"
+           "Example:\n"
+           "  " TOOL " --input fashion-mnist --split train --method quantize --quantizer median-cut \\\n"
+           "              --colors 16 -o fmnist-k16.apd\n");
+}
+
+enum { OPT_SEED = 1000, OPT_SIZE, OPT_LIMIT, OPT_CREATED, OPT_QUIET,
+       /* ---- distillation options (owner: distillation engineer): option ids here ---- */
+       OPT_LAST };
+
+static const struct option LONG_OPTS[] = {
+    {"input", required_argument, 0, 'i'},    {"split", required_argument, 0, 's'},
+    {"method", required_argument, 0, 'm'},   {"quantizer", required_argument, 0, 'q'},
+    {"colors", required_argument, 0, 'k'},   {"colours", required_argument, 0, 'k'},
+    {"output", required_argument, 0, 'o'},   {"force", no_argument, 0, 'f'},
+    {"threads", required_argument, 0, 't'},  {"seed", required_argument, 0, OPT_SEED},
+    {"size", required_argument, 0, OPT_SIZE}, {"limit", required_argument, 0, OPT_LIMIT},
+    {"created", required_argument, 0, OPT_CREATED}, {"quiet", no_argument, 0, OPT_QUIET},
+    {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
+    /* ---- distillation options (owner: distillation engineer): long options here ---- */
+    {0, 0, 0, 0}};
+
+/* Returns 0 ok, 2 usage error. */
+static int parse_args(cv_ctx *ctx, int argc, char **argv)
+{
+    cv_opts *o = &ctx->o;
+    uint64_t v;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":i:s:m:q:k:o:ft:hV", LONG_OPTS, NULL)) != -1) {
+        switch (c) {
+        case 'i': o->input = optarg; break;
+        case 's':
+            if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
+                usage_error("--split '%s': expected train or test", optarg);
+                return 2;
+            }
+            o->split = optarg;
+            break;
+        case 'm': o->method = optarg; break;
+        case 'q': o->quantizer_name = optarg; break;
+        case 'k':
+            if (!parse_u64(optarg, 256, &v) || v < 1) {
+                usage_error("--colors '%s': expected 1..256", optarg);
+                return 2;
+            }
+            o->colors = (uint32_t)v;
+            break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->force = 1; break;
+        case 't':
+            if (!parse_u64(optarg, 256, &v) || v < 1) {
+                usage_error("--threads '%s': expected 1..256", optarg);
+                return 2;
+            }
+            o->threads = (uint32_t)v;
+            break;
+        case OPT_SEED:
+            if (!parse_u64(optarg, UINT64_MAX, &o->seed)) {
+                usage_error("--seed '%s': expected a non-negative integer", optarg);
+                return 2;
+            }
+            break;
+        case OPT_SIZE:
+            if (!parse_u64(optarg, 4096, &v) || v < 1) {
+                usage_error("--size '%s': expected 1..4096", optarg);
+                return 2;
+            }
+            o->size = (uint32_t)v;
+            break;
+        case OPT_LIMIT:
+            if (!parse_u64(optarg, UINT64_MAX, &o->limit) || o->limit < 1) {
+                usage_error("--limit '%s': expected a positive integer", optarg);
+                return 2;
+            }
+            break;
+        case OPT_CREATED: o->created = optarg; break;
+        case OPT_QUIET: o->quiet = 1; break;
+        /* ---- distillation options (owner: distillation engineer): cases here ---- */
+        case 'h': help(); exit(0);
+        case 'V':
+            printf(TOOL " %s (format %u.%u)\n", apd_version(), APD_FORMAT_VERSION_MAJOR, APD_FORMAT_VERSION_MINOR);
+            exit(0);
+        case ':':
+            usage_error("option '%s' needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            usage_error("unknown option '%s'", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage_error("unexpected argument '%s'", argv[optind]);
+        return 2;
+    }
+    if (!o->input) {
+        usage_error("%s", "missing --input SPEC");
+        return 2;
+    }
+    if (!o->output) {
+        usage_error("%s", "missing -o OUT.apd");
+        return 2;
+    }
+    if (!o->method) {
+        usage_error("%s", "missing --method");
+        return 2;
+    }
+    return 0;
+}
+
+static void remove_output(const char *path)
+{
+    char lock[4200];
+    remove(path);
+    if (snprintf(lock, sizeof lock, "%s-lock", path) < (int)sizeof lock) remove(lock);
+}
+
+int main(int argc, char **argv)
+{
+    cv_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.argc = argc;
+    ctx.argv = argv;
+    int rc = parse_args(&ctx, argc, argv);
+    if (rc) return rc;
+    const cv_method *m = find_method(ctx.o.method);
+    if (!m) {
+        usage_error("unknown method '%s' (see --help)", ctx.o.method);
+        return 2;
+    }
+    if (m->validate(&ctx) != APD_OK) return 2;
+
+    struct stat st;
+    if (!ctx.o.force && stat(ctx.o.output, &st) == 0) {
+        fprintf(stderr, TOOL ": %s: exists (use --force to overwrite)\n", ctx.o.output);
+        return 1;
+    }
+    ctx.t0 = apd__now();
+    apd_import_opts io = {.size = ctx.o.size, .limit = ctx.o.limit, .warn = on_import_warning};
+    apd_err err;
+    apd_status s = apd_import(&ctx.ds, ctx.o.input, ctx.o.split, &io, &err);
+    if (s != APD_OK) {
+        fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
+        return 1;
+    }
+    double t_import = apd__now() - ctx.t0;
+    apd_dataset_hash(&ctx.ds, ctx.hash);
+    if (!ctx.o.threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        ctx.o.threads = n < 1 ? 1 : n > 16 ? 16 : (uint32_t)n;
+    }
+    if (ctx.o.threads > 1 && (s = apd_pool_create(&ctx.pool, ctx.o.threads)) != APD_OK) {
+        fprintf(stderr, TOOL ": cannot start %u threads (%s)\n", ctx.o.threads, apd_strerror(s));
+        apd_dataset_free(&ctx.ds);
+        return 1;
+    }
+    double t1 = apd__now();
+    s = m->run(&ctx);
+    if (ctx.w) {
+        apd_status sc = apd_writer_close(ctx.w);
+        if (s == APD_OK && sc != APD_OK) {
+            fprintf(stderr, TOOL ": %s: final commit failed (%s)\n", ctx.o.output, apd_strerror(sc));
+            s = sc;
+        }
+        ctx.w = NULL;
+    }
+    double t_run = apd__now() - t1;
+    if (s != APD_OK) {
+        remove_output(ctx.o.output);
+    } else if (!ctx.o.quiet) {
+        uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
+        printf(TOOL ": %s: %llu images from %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
+               "%s %.2f s (%.0f images/s, %u thread%s)\n",
+               ctx.o.output, (unsigned long long)ctx.ds.n, ctx.ds.name, ctx.ds.split[0] ? ctx.ds.split : "",
+               ctx.ds.split[0] ? ", " : "", ctx.hash, ctx.o.method,
+               !strcmp(ctx.o.method, "quantize") ? " " : "",
+               !strcmp(ctx.o.method, "quantize") ? apd_quantizer_name(ctx.o.quantizer) : "",
+               (unsigned long long)bytes, t_import, ctx.o.method, t_run,
+               t_run > 0 ? (double)ctx.ds.n / t_run : 0.0, ctx.o.threads, ctx.o.threads == 1 ? "" : "s");
+    }
+    apd_pool_free(ctx.pool);
+    apd_dataset_free(&ctx.ds);
+    return s == APD_OK ? 0 : 1;
+}
