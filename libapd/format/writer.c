@@ -102,7 +102,7 @@ static apd_status lmdb_status(int rc)
     case ENOMEM: return APD_ENOMEM;
     case ENOENT: return APD_ENOENT;
     case EACCES: case EPERM: return APD_EACCES;
-    case EIO: case ENOSPC: return APD_EIO;
+    case EIO: case ENOSPC: case EFBIG: case EDQUOT: return APD_EIO;
     default: return APD_ELMDB;
     }
 }

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -373,6 +374,51 @@ START_TEST(killed_writer)
 }
 END_TEST
 
+/* Disk full (simulated with RLIMIT_FSIZE in a child): the failing commit poisons the writer
+ * (later calls: APD_EBADSTATE), and the file keeps its last committed state. */
+START_TEST(disk_full_poisons_writer)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "full.apd");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {256 * 1024, 256 * 1024};
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
+        apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 32, 32, 64);
+        o.records_per_chunk = 50;
+        o.compress = APD_COMPRESS_OFF;
+        apd_writer *wr;
+        apd_err err;
+        if (apd_writer_create(&wr, path, &o, &err) != APD_OK) _exit(11);
+        apd_rng r;
+        apd_rng_seed(&r, 3, 0);
+        uint8_t pal[192], idx[1024];
+        apd_status s = APD_OK;
+        uint32_t i;
+        for (i = 0; i < 10000 && s == APD_OK; i++) {
+            fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
+            s = apd_writer_put_palette(wr, pal, 64, idx, i % 10, i);
+        }
+        if (s != APD_EIO) _exit(12);
+        if (!strstr(apd_writer_errmsg(wr), path)) _exit(13);
+        if (apd_writer_put_palette(wr, pal, 64, idx, 0, 0) != APD_EBADSTATE) _exit(14);
+        if (apd_writer_commit(wr) != APD_EBADSTATE) _exit(15);
+        if (apd_writer_close(wr) != APD_EBADSTATE) _exit(16);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d", WEXITSTATUS(st));
+    uint64_t n = verify_all(path);
+    printf("disk_full_poisons_writer: writer poisoned after EFBIG, %llu records committed and verified\n",
+           (unsigned long long)n);
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_eq(n % 50, 0);
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir();
@@ -384,6 +430,7 @@ int main(void)
     tcase_add_test(tc, every_bit_flip_in_file);
     tcase_add_test(tc, limits_and_foreign);
     tcase_add_test(tc, killed_writer);
+    tcase_add_test(tc, disk_full_poisons_writer);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -460,6 +460,43 @@ START_TEST(concurrent_threads_and_processes)
 }
 END_TEST
 
+/* More data than the writer's initial 64 MiB LMDB map: the map must grow (no MDB_MAP_FULL). */
+START_TEST(map_grows_on_big_import)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "big.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_DIRECT, 3, 128, 128, 0);
+    o.compress = APD_COMPRESS_OFF;
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    const size_t ib = 3 * 128 * 128;
+    const uint32_t n = 2000; /* 98 MB */
+    uint8_t *img = malloc(ib);
+    for (uint32_t i = 0; i < n; i++) {
+        for (size_t p = 0; p < ib; p += 4096) img[p] = (uint8_t)(i + p / 4096);
+        ck_assert_msg(apd_writer_put_direct(wr, img, i % 10, APD_NO_SOURCE_ID) == APD_OK, "%s", apd_writer_errmsg(wr));
+    }
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_reader_count(rd), n);
+    uint8_t *out = malloc(ib);
+    for (uint32_t i = 0; i < n; i += 333) {
+        ck_assert_int_eq(apd_reader_decode(rd, i, APD_LAYOUT_CHW, out, ib, NULL), APD_OK);
+        for (size_t p = 0; p < ib; p += 4096) ck_assert_uint_eq(out[p], (uint8_t)(i + p / 4096));
+    }
+    apd_file_stats fs;
+    ck_assert_int_eq(apd_reader_stats(rd, &fs), APD_OK);
+    printf("map_grows_on_big_import: %llu bytes written through a growing map\n", (unsigned long long)fs.file_bytes);
+    ck_assert_uint_gt(fs.file_bytes, (uint64_t)64 << 20);
+    apd_reader_close(rd);
+    unlink(path);
+    free(out);
+    free(img);
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir(); /* create before the forked test cases so they share it */
@@ -477,6 +514,7 @@ int main(void)
     tcase_add_test(tc, reproducible_records);
     tcase_add_test(tc, put_quantized_matches_quantizer);
     tcase_add_test(tc, concurrent_threads_and_processes);
+    tcase_add_test(tc, map_grows_on_big_import);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
