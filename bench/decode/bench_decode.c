@@ -24,6 +24,7 @@
 #include "apd/format.h"
 #include "apd/quant.h"
 #include "common/internal.h"
+#include "format/format_internal.h"
 
 #include <time.h>
 
@@ -219,6 +220,37 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
     printf("baselines: raw RGB in LMDB %.1f B/image | palette PNG %.1f B (in LMDB %.1f B/image) | "
            "decode libpng %.0f images/s | memcpy raw %.0f images/s (1 thread, CPU time, best of %d)\n",
            raw_lmdb, png_sum / n, png_lmdb, n / best_png, n / best_cpy, passes);
+
+    /* the palette kernels alone (no LMDB, no CRC): scalar reference vs vector kernels */
+    {
+        uint32_t bits = apd_bits_for_k(K);
+        size_t pb = apd_packed_bytes(NPIX, bits);
+        uint8_t *packed = malloc(n * pb);
+        for (size_t i = 0; i < n; i++) apd__pack(idx + i * NPIX, NPIX, bits, packed + i * pb);
+        static const struct { apd__impl impl; const char *name; } ks[] = {
+            {APD__IMPL_SCALAR, "scalar"}, {APD__IMPL_AVX2, "AVX2 gather"}, {APD__IMPL_AVX512, "AVX-512 VBMI"}};
+        double t_scalar = 0;
+        printf("kernels (unpack + palette look-up to HWC, 1 thread, CPU time):");
+        for (size_t q = 0; q < 3; q++) {
+            if (!apd__impl_available(ks[q].impl)) continue;
+            double best = 1e9;
+            for (int p = 0; p < passes; p++) {
+                t0 = cpu_now();
+                for (size_t i = 0; i < n; i++) {
+                    if (apd__pal_decode(ks[q].impl, packed + i * pb, NPIX, bits, pal + i * 768, ku[i], 3,
+                                        APD_LAYOUT_HWC, out))
+                        die("kernel");
+                    chk += out[i % IMG];
+                }
+                double t = cpu_now() - t0;
+                best = t < best ? t : best;
+            }
+            if (q == 0) t_scalar = best;
+            printf(" %s %.0f images/s (%.1fx scalar);", ks[q].name, n / best, t_scalar / best);
+        }
+        printf("\n");
+        free(packed);
+    }
 
     static const mode modes[] = {{"auto (default)", APD_COMPRESS_AUTO, 3},
                                  {"off (speed)", APD_COMPRESS_OFF, 3},

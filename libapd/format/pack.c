@@ -13,6 +13,7 @@
  * the b-bit fields, and vpermi2b looks up 128-entry per-channel tables (two look-ups and a
  * blend on bit 7 when K > 128); HWC output is interleaved with vpermt2b. The tables are
  * gathered from the entry-major palette with vpermi2b too, so no per-call scalar set-up runs.
+ * An AVX2 + BMI2 kernel (pdep unpack + 32-bit gather) serves CPUs without VBMI.
  * Selection is at run time (__builtin_cpu_supports), so the library needs no -march flag.
  * Tests run both kernels on the same input and require identical bytes.
  */
@@ -196,6 +197,82 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
     if (bad || !padding_ok(packed, npix, bits)) return -1;
     return 0;
 }
+
+/* AVX2 kernel (CPUs without AVX-512 VBMI): 8 pixels per step. The 8 indices of a step are
+ * b bytes of input (step p starts at byte p*b); BMI2 pdep deposits their bit fields into the 8
+ * bytes of a qword (mask = (2^b - 1) in every byte), which widen to 8 dwords for a 32-bit
+ * gather from a table of packed colours (r | g<<8 | b<<16), narrowed again with pshufb.
+ * The last step (fewer than 8 bytes of input left, fewer than 8 pixels, or a 16-byte store
+ * that would pass the end of out) goes through the same table one pixel at a time. */
+#define APD__AVX2_T __attribute__((target("avx2,bmi2")))
+
+APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint32_t bits,
+                                       const uint8_t *pal, uint32_t k, uint32_t c,
+                                       apd_layout layout, uint8_t *out)
+{
+    uint32_t tab[256];
+    memset(tab, 0, sizeof tab);
+    for (uint32_t e = 0; e < k; e++)
+        tab[e] = c == 3 ? (uint32_t)pal[3 * e] | (uint32_t)pal[3 * e + 1] << 8 | (uint32_t)pal[3 * e + 2] << 16
+                        : pal[e];
+    const __m256i sh_hwc = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    const __m256i sh_pl = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, -1, -1, -1, -1,
+                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, -1, -1, -1, -1);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i vkm1 = _mm256_set1_epi32((int)k - 1);
+    const uint64_t dep = 0x0101010101010101ull * ((1u << bits) - 1);
+    const size_t nbytes = apd_packed_bytes(npix, bits);
+    __m256i bad = _mm256_setzero_si256();
+    size_t p = 0;
+    for (; p + 8 <= npix; p += 8) {
+        size_t at = (p / 8) * bits; /* byte offset of this group */
+        if (at + 8 > nbytes) break; /* an 8-byte load would pass the input */
+        if (c == 3 && layout == APD_LAYOUT_HWC && 3 * p + 28 > 3 * npix) break;
+        uint64_t w;
+        memcpy(&w, packed + at, 8);
+        uint64_t ix = _pdep_u64(w, dep);
+        __m256i vi = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)ix));
+        bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(vi, vkm1));
+        __m256i v = _mm256_i32gather_epi32((const int *)tab, vi, 4);
+        if (c == 1) {
+            __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, sh_pl), perm);
+            _mm_storel_epi64((void *)(out + p), _mm256_castsi256_si128(b));
+        } else if (layout == APD_LAYOUT_HWC) {
+            __m256i b = _mm256_shuffle_epi8(v, sh_hwc);
+            _mm_storeu_si128((void *)(out + 3 * p), _mm256_castsi256_si128(b));
+            _mm_storeu_si128((void *)(out + 3 * p + 12), _mm256_extracti128_si256(b, 1));
+        } else {
+            __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, sh_pl), perm);
+            __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+            _mm_storel_epi64((void *)(out + p), lo);
+            _mm_storel_epi64((void *)(out + npix + p), _mm_srli_si128(lo, 8));
+            _mm_storel_epi64((void *)(out + 2 * npix + p), hi);
+        }
+    }
+    uint32_t badtail = 0, mask = (1u << bits) - 1;
+    for (; p < npix; p++) { /* tail: the bit reader from pixel p (p is a multiple of 8) */
+        uint64_t bit = (uint64_t)p * bits;
+        uint32_t v = packed[bit >> 3] >> (bit & 7);
+        if ((bit & 7) + bits > 8) v |= (uint32_t)packed[(bit >> 3) + 1] << (8 - (bit & 7));
+        v &= mask;
+        badtail |= v >= k;
+        uint32_t t = tab[v];
+        if (c == 1) {
+            out[p] = (uint8_t)t;
+        } else if (layout == APD_LAYOUT_HWC) {
+            out[3 * p] = (uint8_t)t;
+            out[3 * p + 1] = (uint8_t)(t >> 8);
+            out[3 * p + 2] = (uint8_t)(t >> 16);
+        } else {
+            out[p] = (uint8_t)t;
+            out[npix + p] = (uint8_t)(t >> 8);
+            out[2 * npix + p] = (uint8_t)(t >> 16);
+        }
+    }
+    if (badtail || !_mm256_testz_si256(bad, bad) || !padding_ok(packed, npix, bits)) return -1;
+    return 0;
+}
 #endif
 
 int apd__impl_available(apd__impl impl)
@@ -207,6 +284,7 @@ int apd__impl_available(apd__impl impl)
     case APD__IMPL_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vbmi");
+    case APD__IMPL_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 #endif
     default: return 0;
     }
@@ -219,6 +297,8 @@ int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t
     if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
         apd__impl_available(APD__IMPL_AVX512))
         return pal_decode_avx512(packed, npix, bits, pal, k, c, layout, out);
+    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX2) && apd__impl_available(APD__IMPL_AVX2))
+        return pal_decode_avx2(packed, npix, bits, pal, k, c, layout, out);
 #endif
     return pal_decode_scalar(packed, npix, bits, pal, k, c, layout, out);
 }
