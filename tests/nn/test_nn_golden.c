@@ -248,6 +248,48 @@ static void convnet_golden(const char *name, uint32_t threads)
     tu_golden_free(&G);
 }
 
+/* Forward of a larger batch (24 images: several images per GEMM group for conv3, uneven
+ * thread slices): the golden images repeated, every copy must match the golden outputs. */
+static void convnet_golden_big_batch(const char *name, uint32_t threads)
+{
+    load(name);
+    const float *d = T("dims");
+    size_t N = (size_t)d[0], reps = 24 / N, B = reps * N;
+    apd_convnet_config cfg;
+    apd_convnet_config_default(&cfg, (uint32_t)d[1], (uint32_t)d[2], (uint32_t)d[3], (uint32_t)d[7]);
+    cfg.width = (uint32_t)d[4];
+    cfg.depth = (uint32_t)d[5];
+    cfg.norm = d[6] != 0 ? APD_NORM_INSTANCE : APD_NORM_NONE;
+    cfg.max_batch = (uint32_t)B;
+    apd_pool *pool = NULL;
+    if (threads > 1) ck_assert_int_eq(apd_pool_create(&pool, threads), APD_OK);
+    cfg.pool = pool;
+    apd_convnet *net;
+    ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
+    for (size_t t = 0; t < apd_convnet_num_tensors(net); t++) {
+        apd_tensor_view v;
+        apd_convnet_tensor(net, t, &v);
+        memcpy(v.data, T(v.name), v.size * 4);
+    }
+    size_t K = cfg.n_classes, E = apd_convnet_embed_dim(net), img = Tn("x") / N;
+    float *x = malloc(B * img * 4), *lg = malloc(B * K * 4), *em = malloc(B * E * 4);
+    for (size_t r = 0; r < reps; r++) memcpy(x + r * N * img, T("x"), N * img * 4);
+    ck_assert_int_eq(apd_convnet_forward(net, lg, em, x, B), APD_OK);
+    double el = 0, ee = 0;
+    for (size_t r = 0; r < reps; r++) {
+        double a = tu_err(lg + r * N * K, T("logits"), N * K), b = tu_err(em + r * N * E, T("embed"), N * E);
+        if (a > el) el = a;
+        if (b > ee) ee = b;
+    }
+    printf("golden %s batch %zu (large batch) T%u: logits %.2e embed %.2e\n", name, B, threads, el, ee);
+    ck_assert_double_le(el, FWD_TOL);
+    ck_assert_double_le(ee, FWD_TOL);
+    free(x); free(lg); free(em);
+    apd_convnet_free(net);
+    apd_pool_free(pool);
+    tu_golden_free(&G);
+}
+
 START_TEST(golden_convnet)
 {
     convnet_golden("convnet_small", 1);
@@ -256,6 +298,8 @@ START_TEST(golden_convnet)
     convnet_golden("convnet_d3_fmnist_w32", 2);
     convnet_golden("convnetd3_cifar", 1);
     convnet_golden("convnetd3_cifar", 2);
+    convnet_golden_big_batch("convnetd3_cifar", 2);
+    convnet_golden_big_batch("convnet_d3_fmnist_w32", 1);
 }
 END_TEST
 
