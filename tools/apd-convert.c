@@ -263,7 +263,7 @@ static apd_status quantize_run(cv_ctx *ctx)
     apd__sb_free(&b);
     APD_TRY(s);
 
-    const uint32_t B = 1024;
+    const uint32_t B = 256; /* images per parallel batch: small enough for a smooth progress line */
     size_t px = (size_t)ds->h * ds->w, pb = (size_t)ctx->o.colors * ds->c;
     q_batch bt = {.ctx = ctx};
     bt.pal = malloc(B * pb);
