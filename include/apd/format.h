@@ -194,6 +194,8 @@ typedef struct apd_writer_opts {
     apd_limits limits;        /* max_dim etc. (apd_writer_opts_default fills defaults) */
     int no_sync;              /* 1: never fsync (MDB_NOSYNC). Commits stay atomic against a
                                  killed process, not against power loss. Scratch files/tests. */
+    int no_compact;           /* 1: skip the compaction at close (by default close rewrites
+                                 the file without LMDB free pages and renames it over PATH) */
 } apd_writer_opts;
 
 /* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).

@@ -647,10 +647,29 @@ apd_status apd_writer_commit(apd_writer *w)
     return flush(w, w->stage_n == w->hdr.per_chunk);
 }
 
+/* Rewrite the committed file without LMDB's free pages (mdb_env_copy2 MDB_CP_COMPACT into
+ * PATH.compact, then rename over PATH, which is atomic). Small files shrink a lot (a 100-image
+ * distilled set would otherwise carry ~10 pages of free space); on failure the committed
+ * original stays as it is, so failure here is not an error. */
+static void compact(apd_writer *w)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.compact", w->path);
+    unlink(tmp);
+    if (mdb_env_copy2(w->env, tmp, MDB_CP_COMPACT) != 0) {
+        unlink(tmp);
+        return;
+    }
+    mdb_env_close(w->env);
+    w->env = NULL;
+    if (rename(tmp, w->path) != 0) unlink(tmp);
+}
+
 apd_status apd_writer_close(apd_writer *w)
 {
     if (!w) return APD_OK;
     apd_status s = w->poisoned ? APD_EBADSTATE : flush(w, 0);
+    if (s == APD_OK && !w->o.no_compact) compact(w);
     writer_free(w);
     return s;
 }
