@@ -32,6 +32,7 @@
  *                    same size (APD_EMISMATCH naming the first file that differs).
  *
  * split: "train" or "test" (NULL = "train"); ignored for idx: and for a single .bin file.
+ * opts->size applies to folder: only (APD_EINVAL for other kinds).
  * opts->limit keeps the first N records in source order (0 = all).
  *
  *     apd_dataset ds = {0};

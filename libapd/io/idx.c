@@ -215,6 +215,13 @@ apd_status apd__import_idx(apd_dataset *out, const char *images, const char *lab
                 s = apd__err_set(err, APD_ECORRUPT, "%s: data continues after the last of %u records", both[j]->path, n);
                 goto fail;
             }
+            int code = Z_OK;
+            gzerror(both[j]->gz, &code);
+            if (code == Z_BUF_ERROR) { /* all records inflated but the gzip trailer is cut */
+                s = apd__err_set(err, APD_ETRUNC, "%s: gzip stream ends early (missing trailer): truncated file",
+                                 both[j]->path);
+                goto fail;
+            }
         }
     }
     out->n_classes = maxl + 1;

@@ -85,6 +85,8 @@ apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
     if (need_arg && (!arg || !*arg))
         return apd__err_set(err, APD_EDATASET, "dataset '%s': missing path (expected %s:PATH)", spec, kind);
 
+    if (o->size && strcmp(kind, "folder"))
+        return apd__err_set(err, APD_EINVAL, "dataset '%s': a resize size applies only to folder: datasets", spec);
     apd_status s;
     if (!strcmp(kind, "cifar10") || !strcmp(kind, "cifar100")) {
         s = apd__import_cifar(out, arg, !strcmp(kind, "cifar100"), split, o, err);

@@ -262,6 +262,9 @@ START_TEST(spec_errors)
     ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "val", NULL, &e), APD_EINVAL);
     ck_assert_int_eq(apd_import(&ds, NULL, NULL, NULL, &e), APD_EINVAL);
     ck_assert_int_eq(apd_import(&ds, "fashion-mnist:/nonexistent/dir", NULL, NULL, &e), APD_ENOENT);
+    apd_import_opts o = {.size = 16};
+    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, NULL, &o, &e), APD_EINVAL);
+    expect_msg(&e, "only to folder");
 }
 END_TEST
 
@@ -460,6 +463,70 @@ START_TEST(fashion_mnist_package)
     ck_assert_uint_eq(ds.n, 3);
     ck_assert_uint_eq(ds.n_classes, 10);
     apd_dataset_free(&ds);
+}
+END_TEST
+
+/* Every proper prefix of a valid file must fail cleanly with a truncation/corruption status
+ * (run under ASan/UBSan in CI): raw IDX, gzip IDX, and a PNG and a JPEG in a folder. */
+START_TEST(every_truncation_fails_cleanly)
+{
+    char *dir = tu_tmpdir("trunc"), im[1200], lb[1200], cut[1300], spec[2700];
+    static uint8_t buf[4096], lbuf[64];
+    apd_dataset ds;
+    apd_err e;
+    snprintf(im, sizeof im, "%s/img.idx", dir);
+    snprintf(lb, sizeof lb, "%s/lab.idx", dir);
+    snprintf(cut, sizeof cut, "%s/cut.idx", dir);
+    size_t ni = make_idx_images(buf, 6, 4, 5, 0), nl = make_idx_labels(lbuf, 6);
+    tu_write(lb, lbuf, nl);
+    snprintf(spec, sizeof spec, "idx:%s,%s", cut, lb);
+    for (size_t len = 0; len < ni; len++) {
+        tu_write(cut, buf, len);
+        apd_status s = apd_import(&ds, spec, NULL, NULL, &e);
+        ck_assert_msg(s == APD_ETRUNC || (len == 0 && s == APD_ETRUNC), "raw prefix %zu: %d %s", len, s, e.msg);
+        ck_assert(strstr(e.msg, "cut.idx") != NULL);
+    }
+    snprintf(im, sizeof im, "%s/img.idx.gz", dir);
+    gz_write(im, buf, ni);
+    size_t gzn = tu_file_size(im);
+    for (size_t len = 0; len < gzn; len++) {
+        tu_copy(im, cut, len);
+        apd_status s = apd_import(&ds, spec, NULL, NULL, &e);
+        ck_assert_msg(s == APD_ETRUNC || s == APD_ECORRUPT || s == APD_EMAGIC, "gz prefix %zu: %d %s", len, s, e.msg);
+    }
+    /* images in a folder */
+    char cls[1300], png[1400], jpg[1400];
+    snprintf(spec, sizeof spec, "folder:%s/f", dir);
+    snprintf(cls, sizeof cls, "%s/f", dir);
+    tu_mkdir(cls);
+    snprintf(cls, sizeof cls, "%s/f/c", dir);
+    tu_mkdir(cls);
+    snprintf(png, sizeof png, "%s/f/c/a.png", dir);
+    uint8_t g8[12];
+    for (int i = 0; i < 12; i++) g8[i] = (uint8_t)(i * 20);
+    tu_png_raw(png, 4, 3, PNG_COLOR_TYPE_GRAY, 8, g8, NULL, 0);
+    size_t pn = tu_file_size(png);
+    uint8_t pbytes[512];
+    FILE *f = fopen(png, "rb");
+    ck_assert_uint_eq(fread(pbytes, 1, pn, f), pn);
+    fclose(f);
+    ck_assert_int_eq(apd_import(&ds, spec, NULL, NULL, &e), APD_OK);
+    apd_dataset_free(&ds);
+    for (size_t len = 0; len + 12 < pn; len++) { /* the last 12 bytes are IEND: decoding ends before it */
+        tu_write(png, pbytes, len);
+        apd_status s = apd_import(&ds, spec, NULL, NULL, &e);
+        ck_assert_msg(s == APD_EIMAGE, "png prefix %zu: %d %s", len, s, e.msg);
+    }
+    remove(png);
+    snprintf(jpg, sizeof jpg, "%s/f/c/a.jpg", dir);
+    size_t jn = tu_file_size(CIFAR_FOLDER "/test/cat/0003.jpg");
+    for (size_t len = 0; len + 2 < jn; len += (len < 700 ? 1 : 7)) { /* minus the EOI marker */
+        tu_copy(CIFAR_FOLDER "/test/cat/0003.jpg", jpg, len);
+        apd_status s = apd_import(&ds, spec, NULL, NULL, &e);
+        ck_assert_msg(s == APD_EIMAGE, "jpeg prefix %zu of %zu: %d %s", len, jn, s, e.msg);
+    }
+    tu_rm_rf(dir);
+    free(dir);
 }
 END_TEST
 
@@ -688,6 +755,7 @@ static Suite *import_suite(void)
     tcase_add_test(t, spec_errors);
     tcase_add_test(t, idx_raw_gz_and_bad);
     tcase_add_test(t, fashion_mnist_package);
+    tcase_add_test(t, every_truncation_fails_cleanly);
     tcase_add_test(t, cifar10_folder);
     tcase_add_test(t, folder_policies_and_bad_input);
     suite_add_tcase(s, t);
