@@ -32,7 +32,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apd/budget.h"
 #include "apd/dataset.h"
+#include "apd/distill.h"
+#include "apd/dsa.h"
 #include "apd/format.h"
 #include "apd/io.h"
 #include "apd/nn.h"
@@ -50,6 +53,7 @@ typedef struct cv_opts {
     int force, quiet;
     apd_quantizer quantizer;
     /* ---- distillation options (owner: distillation engineer): add fields here ---- */
+    apd_distill_opts d; /* random | dm | autopalette (apd/distill.h) */
 } cv_opts;
 
 typedef struct cv_ctx {
@@ -340,16 +344,185 @@ static apd_status direct_run(cv_ctx *ctx)
     return APD_OK;
 }
 
+/* ---- distillation methods (random | dm | autopalette): options, run, write ---------------- */
+
+/* Parse one distillation option. Returns 1 if `name` is a distillation option (value used),
+ * 0 if not ours, -1 on a bad value (message printed). */
+static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
+{
+    char *end = NULL;
+#define DU32(opt, field)                                                                           \
+    if (strcmp(name, opt) == 0) {                                                                  \
+        unsigned long v_ = strtoul(val, &end, 10);                                                 \
+        if (!*val || *end || v_ > 0xffffffffUL) goto bad;                                          \
+        o->field = (uint32_t)v_;                                                                   \
+        return 1;                                                                                  \
+    }
+#define DF(opt, field)                                                                             \
+    if (strcmp(name, opt) == 0) {                                                                  \
+        double v_ = strtod(val, &end);                                                             \
+        if (!*val || *end) goto bad;                                                               \
+        o->field = (float)v_;                                                                      \
+        return 1;                                                                                  \
+    }
+    DU32("--ipc", ipc)
+    DU32("--iters", iters)
+    DU32("--batch-real", batch_real)
+    DF("--lr-img", lr_img)
+    DF("--momentum-img", momentum_img)
+    DF("--lr-palette", lr_palette)
+    DF("--momentum-palette", momentum_palette)
+    DF("--wd-palette", wd_palette)
+    DF("--w-max", w_max)
+    DF("--w-balance", w_balance)
+    DF("--w-align", w_align)
+    DF("--w-conf", w_conf)
+    DU32("--color-subset", color_subset)
+    DF("--align-ratio", align_ratio)
+    DU32("--warmup-steps", warmup_steps)
+    DF("--task-scale", task_scale)
+    DF("--temp-start", temp_start)
+    DF("--temp-end", temp_end)
+    DU32("--select-epochs", select_epochs)
+    DU32("--select-batch", select_batch)
+    DF("--select-lr", select_lr)
+    DU32("--checkpoint-every", checkpoint_every)
+    DU32("--log-every", log_every)
+    DU32("--images-per-class", images_per_class)
+    DU32("--stop-after", stop_after)
+#undef DU32
+#undef DF
+    if (strcmp(name, "--select-limit") == 0) {
+        o->select_limit = strtoull(val, &end, 10);
+        if (!*val || *end) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--gc-epsilon") == 0) {
+        o->gc_epsilon = strtod(val, &end);
+        if (!*val || *end) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--gc-lambda") == 0) {
+        o->gc_lambda = strtod(val, &end);
+        if (!*val || *end) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--init") == 0) {
+        if (apd_distill_init_from_name(val, &o->init) != APD_OK) goto bad;
+        o->init_set = 1;
+        return 1;
+    }
+    if (strcmp(name, "--budget") == 0) {
+        if (apd_budget_rule_from_name(val, &o->budget) != APD_OK) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--palette-remedy") == 0) {
+        if (apd_palette_remedy_from_name(val, &o->remedy) != APD_OK) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--dsa") == 0) {
+        if (apd_dsa_strategy_parse(val, &o->dsa_strategy) != APD_OK) goto bad;
+        return 1;
+    }
+    if (strcmp(name, "--checkpoint") == 0) {
+        o->checkpoint_path = val;
+        return 1;
+    }
+    if (strcmp(name, "--resume") == 0) {
+        o->resume_path = val;
+        return 1;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "apd-convert: bad value '%s' for %s\n", val, name);
+    return -1;
+}
+
+static const char *const distill_usage =
+    "distillation (--method random|dm|autopalette):\n"
+    "  --ipc N (10) --colors K (16) --budget bits|paper|images (bits)\n"
+    "  --init random|graphcut (autopalette: graphcut, else random)\n"
+    "  --iters N (200; reference 20000) --batch-real N (64; reference 256)\n"
+    "  --lr-img F (1) --momentum-img F (0.5) --dsa STRATEGY (color_crop_cutout_flip_scale_rotate)\n"
+    "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
+    "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
+    "  --align-ratio F (0.3)\n"
+    "  --palette-remedy none|warmup|task-scale|temperature|straight-through (combine with '+')\n"
+    "  --warmup-steps N --task-scale F --temp-start F --temp-end F\n"
+    "  --select-epochs N (2; reference 50) --select-batch N (128) --select-lr F (0.1)\n"
+    "  --select-limit N (images per class for the selection net and candidates; 0 = all)\n"
+    "  --gc-lambda F (1) --gc-epsilon F (0.9)\n"
+    "  --quantizer Q with --method random|dm: store the images quantized by Q (palette records)\n"
+    "  --seed S --threads N: same seed, inputs and thread count give identical files\n"
+    "  --log-every N (status line every N iterations; default iters/10)\n"
+    "  --checkpoint FILE --checkpoint-every N --resume FILE\n";
+
+static apd_status distill_validate(cv_ctx *ctx)
+{
+    apd_distill_opts *d = &ctx->o.d;
+    if (apd_distill_method_from_name(ctx->o.method, &d->method) != APD_OK) return APD_EINVAL;
+    if (ctx->o.colors) d->colors = ctx->o.colors;
+    if (d->colors < 2) {
+        usage_error("%s needs --colors K in 2..256", ctx->o.method);
+        return APD_EINVAL;
+    }
+    if (ctx->o.quantizer_name) {
+        apd_quantizer q;
+        if (d->method == APD_DISTILL_AUTOPALETTE || apd_quantizer_from_name(ctx->o.quantizer_name, &q) != APD_OK) {
+            usage_error("--quantizer '%s': only median-cut|octree|kmeans with --method random|dm",
+                        ctx->o.quantizer_name);
+            return APD_EINVAL;
+        }
+        d->quantizer = (int)q;
+    }
+    if (d->checkpoint_every && !d->checkpoint_path) {
+        usage_error("%s needs --checkpoint FILE", "--checkpoint-every");
+        return APD_EINVAL;
+    }
+    return APD_OK;
+}
+
+static apd_status distill_run(cv_ctx *ctx)
+{
+    apd_distill_opts *d = &ctx->o.d;
+    d->seed = ctx->o.seed;
+    d->threads = ctx->o.threads;
+    if (!d->log_every && !ctx->o.quiet) d->log_every = d->iters >= 10 ? d->iters / 10 : 1;
+    if (ctx->o.quiet) d->log = fopen("/dev/null", "w");
+    apd_distill_result res;
+    apd_err err;
+    apd_status s = apd_distill_run(&ctx->ds, d, &res, &err);
+    if (ctx->o.quiet && d->log) fclose((FILE *)d->log);
+    if (s != APD_OK) {
+        fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
+        return s;
+    }
+    s = cv_writer_create(ctx, res.kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT, res.k);
+    if (s == APD_OK) {
+        s = apd_distill_write(ctx->w, &res, &ctx->ds, d->seed, NULL);
+        if (s != APD_OK)
+            fprintf(stderr, TOOL ": %s: %s (%s)\n", ctx->o.output, apd_writer_errmsg(ctx->w), apd_strerror(s));
+    }
+    if (s == APD_OK && !ctx->o.quiet)
+        fprintf(stderr, TOOL ": %s: %llu synthetic images (%llu per class); budget %s; %s\n", ctx->o.output,
+                (unsigned long long)res.n, (unsigned long long)res.images_per_class, res.budget_json,
+                res.stats_json);
+    apd_distill_result_free(&res);
+    return s;
+}
+
 /* ---- method table ------------------------------------------------------------------------- */
 
 static const cv_method METHODS[] = {
     {"quantize", "every image colour-reduced by --quantizer to --colors K (palette records)",
      quantize_validate, quantize_run},
     {"direct", "every image stored in full colour (direct records), a baseline", direct_validate, direct_run},
-    /* ---- distillation methods (owner: distillation engineer): add rows here, e.g.
-     * {"random", "...", random_validate, random_run},
-     * {"dm", "...", dm_validate, dm_run},
-     * {"autopalette", "...", autopalette_validate, autopalette_run}, ---- */
+    /* ---- distillation methods (owner: distillation engineer) ---- */
+    {"random", "N random real images per class (direct colour; --quantizer: palette)", distill_validate,
+     distill_run},
+    {"dm", "distribution matching, synthetic images in direct colour", distill_validate, distill_run},
+    {"autopalette", "DM + palette network, K-colour palette records (AUTOPALETTE.md)", distill_validate,
+     distill_run},
 };
 
 static const cv_method *find_method(const char *name)
@@ -381,6 +554,9 @@ static void help(void)
     printf("  -q, --quantizer Q      quantize: median-cut (default; Pillow-exact), octree, kmeans\n"
            "  -k, --colors K         quantize: at most K colours per image (1..256)\n"
            /* ---- distillation options (owner: distillation engineer): help lines here ---- */
+           );
+    fputs(distill_usage, stdout);
+    printf(
            "\n"
            "Output and run:\n"
            "  -o, --output FILE      the .apd file to create\n"
@@ -403,6 +579,7 @@ static void help(void)
 
 enum { OPT_SEED = 1000, OPT_SIZE, OPT_LIMIT, OPT_CREATED, OPT_QUIET,
        /* ---- distillation options (owner: distillation engineer): option ids here ---- */
+       OPT_DISTILL,
        OPT_LAST };
 
 static const struct option LONG_OPTS[] = {
@@ -415,6 +592,40 @@ static const struct option LONG_OPTS[] = {
     {"created", required_argument, 0, OPT_CREATED}, {"quiet", no_argument, 0, OPT_QUIET},
     {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
     /* ---- distillation options (owner: distillation engineer): long options here ---- */
+    {"align-ratio", required_argument, 0, OPT_DISTILL},
+    {"batch-real", required_argument, 0, OPT_DISTILL},
+    {"budget", required_argument, 0, OPT_DISTILL},
+    {"checkpoint", required_argument, 0, OPT_DISTILL},
+    {"checkpoint-every", required_argument, 0, OPT_DISTILL},
+    {"color-subset", required_argument, 0, OPT_DISTILL},
+    {"dsa", required_argument, 0, OPT_DISTILL},
+    {"gc-epsilon", required_argument, 0, OPT_DISTILL},
+    {"gc-lambda", required_argument, 0, OPT_DISTILL},
+    {"images-per-class", required_argument, 0, OPT_DISTILL},
+    {"init", required_argument, 0, OPT_DISTILL},
+    {"ipc", required_argument, 0, OPT_DISTILL},
+    {"iters", required_argument, 0, OPT_DISTILL},
+    {"log-every", required_argument, 0, OPT_DISTILL},
+    {"lr-img", required_argument, 0, OPT_DISTILL},
+    {"lr-palette", required_argument, 0, OPT_DISTILL},
+    {"momentum-img", required_argument, 0, OPT_DISTILL},
+    {"momentum-palette", required_argument, 0, OPT_DISTILL},
+    {"palette-remedy", required_argument, 0, OPT_DISTILL},
+    {"resume", required_argument, 0, OPT_DISTILL},
+    {"select-batch", required_argument, 0, OPT_DISTILL},
+    {"select-epochs", required_argument, 0, OPT_DISTILL},
+    {"select-limit", required_argument, 0, OPT_DISTILL},
+    {"stop-after", required_argument, 0, OPT_DISTILL},
+    {"task-scale", required_argument, 0, OPT_DISTILL},
+    {"temp-end", required_argument, 0, OPT_DISTILL},
+    {"temp-start", required_argument, 0, OPT_DISTILL},
+    {"w-align", required_argument, 0, OPT_DISTILL},
+    {"w-balance", required_argument, 0, OPT_DISTILL},
+    {"w-conf", required_argument, 0, OPT_DISTILL},
+    {"w-max", required_argument, 0, OPT_DISTILL},
+    {"warmup-steps", required_argument, 0, OPT_DISTILL},
+    {"wd-palette", required_argument, 0, OPT_DISTILL},
+    {"select-lr", required_argument, 0, OPT_DISTILL},
     {0, 0, 0, 0}};
 
 /* Returns 0 ok, 2 usage error. */
@@ -422,9 +633,9 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
 {
     cv_opts *o = &ctx->o;
     uint64_t v;
-    int c;
+    int c, li = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":i:s:m:q:k:o:ft:hV", LONG_OPTS, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":i:s:m:q:k:o:ft:hV", LONG_OPTS, &li)) != -1) {
         switch (c) {
         case 'i': o->input = optarg; break;
         case 's':
@@ -474,6 +685,12 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
         case OPT_CREATED: o->created = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
         /* ---- distillation options (owner: distillation engineer): cases here ---- */
+        case OPT_DISTILL: {
+            char name[64];
+            snprintf(name, sizeof name, "--%s", LONG_OPTS[li].name);
+            if (distill_opt(&o->d, name, optarg) != 1) return 2;
+            break;
+        }
         case 'h': help(); exit(0);
         case 'V':
             printf(TOOL " %s (format %u.%u)\n", apd_version(), APD_FORMAT_VERSION_MAJOR, APD_FORMAT_VERSION_MINOR);
@@ -518,6 +735,7 @@ int main(int argc, char **argv)
     memset(&ctx, 0, sizeof ctx);
     ctx.argc = argc;
     ctx.argv = argv;
+    apd_distill_opts_default(&ctx.o.d);
     int rc = parse_args(&ctx, argc, argv);
     if (rc) return rc;
     const cv_method *m = find_method(ctx.o.method);

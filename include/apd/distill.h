@@ -142,7 +142,9 @@ APD_API void apd_distill_result_free(apd_distill_result *res);
  * if it has them). apd_distill_write appends every record (source id = the initialising real
  * image) and sets the provenance keys "method" (method_name), "seed", "source" (name, split,
  * spec, n, hash, counts of `real`), "hyperparameters", "budget" and "distill_stats". The
- * caller creates and closes the writer and sets "tool_version" and "command_line".
+ * caller creates and closes the writer and sets "tool_version" and "command_line". With
+ * method_name NULL, "method", "seed" and "source" are left to the caller (apd-convert sets
+ * them for every method). Source ids map through real->source_ids when real has them.
  * @return APD_OK or the writer's error (see apd_writer_errmsg). */
 struct apd_writer;
 struct apd_writer_opts;

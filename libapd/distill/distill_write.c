@@ -54,16 +54,20 @@ APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *re
     size_t img = (size_t)res->c * res->h * res->w, p = (size_t)res->h * res->w;
     for (uint64_t i = 0; i < res->n; i++) {
         apd_status s;
+        uint64_t sid = res->source_ids[i];
+        if (real && real->source_ids && sid < real->n) sid = real->source_ids[sid];
         if (res->kind == 1)
             s = apd_writer_put_palette(w, res->palettes + i * res->k * res->c, res->k_used[i],
-                                       res->indices + i * p, res->labels[i], res->source_ids[i]);
+                                       res->indices + i * p, res->labels[i], sid);
         else
-            s = apd_writer_put_direct(w, res->pixels + i * img, res->labels[i], res->source_ids[i]);
+            s = apd_writer_put_direct(w, res->pixels + i * img, res->labels[i], sid);
         if (s != APD_OK) return s;
     }
     apd_dsb b = {0};
+    apd_status s = APD_OK;
+    if (!method_name) goto hyper; /* the caller wrote method, seed and source */
     json_str(&b, method_name);
-    apd_status s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "method", b.buf);
+    s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "method", b.buf);
     b.len = 0;
     if (s == APD_OK) {
         apd__dsb_printf(&b, "%llu", (unsigned long long)seed);
@@ -92,6 +96,7 @@ APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *re
         free(counts);
         s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "source", b.buf);
     }
+hyper:
     free(b.buf);
     if (s == APD_OK && res->hyperparameters_json)
         s = apd_writer_set_meta(w, "hyperparameters", res->hyperparameters_json);
