@@ -340,6 +340,22 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
     res->pixels = NULL;
     res->kind = 1;
     res->k = x->k;
+    uint32_t mn = 256, mx = 0;
+    uint64_t hist[257] = {0};
+    for (uint64_t i = 0; i < res->n; i++) {
+        uint32_t k = res->k_used[i];
+        hist[k]++;
+        if (k < mn) mn = k;
+        if (k > mx) mx = k;
+    }
+    uint64_t half = (res->n + 1) / 2, acc = 0;
+    uint32_t med = 0;
+    for (uint32_t k = 0; k <= 256 && acc < half; k++) {
+        acc += hist[k];
+        med = k;
+    }
+    apd__dsb_printf(&x->stats, "%s\"stored_colors_per_image\":{\"min\":%u,\"median\":%u,\"max\":%u}",
+                    x->stats.len ? "," : "", mn, med, mx);
     return APD_OK;
 }
 

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""make_md.py OUT_DIR: write RESULTS.md (stdout) from results/run.sh's outputs.
+
+Reads OUT_DIR/<row>.eval.json (apd-eval --json), OUT_DIR/<row>.log (apd-convert's summary
+with the budget and distillation stats), results/remedy/*.log (the collapse-remedy runs) and
+results/commentary.md (the hand-written findings), and prints the tables."""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+out = sys.argv[1] if len(sys.argv) > 1 else "results/out"
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_eval(name):
+    p = os.path.join(out, name + ".eval.json")
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def json_after(text, key):
+    """The JSON object that starts at the first '{' after key in text."""
+    i = text.rfind(key)
+    if i < 0:
+        return None
+    i = text.find("{", i)
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                try:
+                    return json.loads(text[i:j + 1])
+                except ValueError:
+                    return None
+    return None
+
+
+def load_log(path):
+    try:
+        with open(path) as f:
+            t = f.read()
+    except OSError:
+        return {}, {}
+    budget = json_after(t, "budget ") or {}
+    stats = json_after(t, '"stored_colors_per_image"' if False else "; {") or {}
+    if not stats:
+        stats = json_after(t, "stats ") or {}
+    return budget, stats
+
+
+def acc(ev):
+    if not ev:
+        return "not run"
+    a = ev["accuracies"]
+    m = 100 * statistics.mean(a)
+    s = 100 * (statistics.pstdev(a) if len(a) > 1 else 0)
+    return "%.1f +- %.1f (n=%d)" % (m, s, len(a))
+
+
+def row_info(name):
+    budget, stats = load_log(os.path.join(out, name + ".log"))
+    ev = load_eval(name)
+    ipc = budget.get("stored_images_per_class", "")
+    if not ipc and ev:
+        ipc = ev["n_train"] // max(ev["n_classes"], 1)
+    bpc = budget.get("stored_bytes_per_class", "")
+    col = stats.get("stored_colors_per_image", {})
+    col = "%s (%s-%s)" % (col.get("median"), col.get("min"), col.get("max")) if col else "full"
+    return ev, ipc, bpc, col, stats
+
+
+print("# Results: AutoPalette distillation in libapd\n")
+print("Produced by `results/run.sh` (experiments) and `results/make_md.py` (this file). All "
+      "numbers are from this repository's code on this machine (2 shared cores).\n")
+sched = None
+for p in sorted(glob.glob(os.path.join(out, "*.eval.json"))):
+    try:
+        ev = json.load(open(p))
+        sched = ev
+        break
+    except ValueError:
+        pass
+if sched:
+    print("**Evaluation schedule** (apd-eval, every row): ConvNetD3 trained from scratch on the "
+          "decoded file (what is stored is what is evaluated), %d epochs (+1 pass, lr x0.1 after "
+          "half), SGD lr %g momentum 0.9 wd 5e-4, batch %d, DSA augmentation, hard labels; test on "
+          "the full real test split; mean +- std over n networks (seeds 0..n-1). Reference protocol: "
+          "1000 epochs x 5 networks (too slow here).\n" % (sched["epochs"], sched["lr"], sched["batch"]))
+
+print("## Headline: equal storage budget (`--budget bits`)\n")
+print("| dataset | IPC | method | images/class | bytes/class | colours/img median (min-max) | accuracy % |")
+print("|---|---|---|---|---|---|---|")
+names = {"random": "random real (full colour)", "mc-random": "median-cut random real",
+         "dm": "DM (full colour)", "autopalette": "DM + AutoPalette (graph-cut init)"}
+for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 64)):
+    for ipc in (10, 1):
+        for m in ("random", "mc-random", "dm", "autopalette"):
+            name = "%s-ipc%d-%s" % (ds, ipc, m)
+            ev, n, bpc, col, _ = row_info(name)
+            if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+                print("| %s | %d | %s | | | | not run (time) |" % (label, ipc, names[m]))
+                continue
+            mlabel = names[m] + (" (K %d)" % k if m in ("mc-random", "autopalette") else "")
+            if m == "mc-random" and col == "full":
+                col = "<= %d" % k
+            print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
+print()
+
+print("## Palette collapse and the remedies\n")
+rem = sorted(glob.glob(os.path.join(here, "remedy", "*.log")))
+if rem:
+    print("Fashion-MNIST, IPC 10 at K = 16 under the bits budget (19 images per class), random "
+          "init, 25 DM iterations with real batches of 16, palette network as published (lr 0.05, "
+          "Lm + Lb + 3 La). *colours* = distinct argmax colours per stored image; *gap* = MSE "
+          "between the soft and the hard quantization of the colour-loss subset at the last "
+          "iteration (normalised units); *DM loss* = the matching loss of the stored images "
+          "against fixed real batches with 2 fixed networks, no augmentation (initial real "
+          "images: first number).\n")
+    print("| remedy | colours/img stored median (min-max) | soft-hard gap (last it) | max prob | DM loss initial -> stored | first-iteration loss |")
+    print("|---|---|---|---|---|---|")
+    for p in rem:
+        t = open(p).read()
+        st = json_after(t, "stats ") or json_after(t, "; {") or {}
+        last = [l for l in t.splitlines() if l.startswith("it ")]
+        maxp = re.search(r"maxp ([0-9.]+)", last[-1]).group(1) if last else "?"
+        c = st.get("stored_colors_per_image", {})
+        name = os.path.basename(p)[:-4]
+        if not st:
+            print("| %s | (run cut) | | %s | | |" % (name, maxp))
+            continue
+        print("| %s | %s (%s-%s) | %.4f | %s | %.1f -> %.1f | %.0f |" % (
+            name, c.get("median"), c.get("min"), c.get("max"), st.get("last_soft_hard_gap", float("nan")),
+            maxp, st.get("eval_loss_initial", float("nan")), st.get("eval_loss_stored", float("nan")),
+            st.get("loss_first_iter", float("nan"))))
+    print()
+ev_none, _, _, col_none, _ = row_info("fmnist-ipc10-ap-remedy-none")
+ev_def, _, _, col_def, _ = row_info("fmnist-ipc10-autopalette")
+print("Accuracy of what is stored (Fashion-MNIST IPC 10, K 16, bits budget, graph-cut init, "
+      "run.sh schedule): as published (no remedy): %s, colours %s; default remedy (warm-up + "
+      "task scale): %s, colours %s.\n" % (acc(ev_none), col_none, acc(ev_def), col_def))
+
+print("## Ablations (Fashion-MNIST, IPC 10, 10 images per class: `--budget images`, K 16)\n")
+print("| variant | colours/img median (min-max) | accuracy % |")
+print("|---|---|---|")
+abl = [("ap", "DM + AutoPalette (all losses, graph-cut init)"), ("no-lm", "without Lm"),
+       ("no-lb", "without Lb"), ("no-la", "without La"), ("init-random", "random init instead of graph cut"),
+       ("dm-median-cut", "DM, then median cut (no palette network)"),
+       ("dm-octree", "DM, then octree (no palette network)")]
+for key, label in abl:
+    ev, _, _, col, _ = row_info("fmnist-ab-" + key)
+    print("| %s | %s | %s |" % (label, col if ev else "", acc(ev)))
+print()
+cm = os.path.join(here, "commentary.md")
+if os.path.exists(cm):
+    print(open(cm).read())

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# results/run.sh: the experiments behind results/RESULTS.md (issue 5), at CPU-sized schedules.
+#
+# Every row: apd-convert writes an .apd (what is stored is what is evaluated), then apd-eval
+# trains fresh ConvNetD3s on the decoded file with DSA and tests on the real test set
+# (mean +- std over RUNS networks). Results land in $OUT (one .apd, .log and .eval.json per
+# row); results/make_md.py turns them into results/RESULTS.md. Rows already evaluated are
+# skipped, so the script can be re-run to fill in what a time limit cut off.
+#
+#   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 ablation remedy (default: all)
+#
+# Environment (defaults = the schedule RESULTS.md states):
+#   APD_BIN (build)   OUT (results/out)   ITERS (60)   BATCH_REAL (32)   EPOCHS (30)   RUNS (3)
+#   SELECT_EPOCHS (1) SELECT_LIMIT (300)  THREADS (2)  CIFAR (../shared/data/cifar10-dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${APD_BIN:-build}
+OUT=${OUT:-results/out}
+ITERS=${ITERS:-60}
+BATCH_REAL=${BATCH_REAL:-32}
+EPOCHS=${EPOCHS:-30}
+RUNS=${RUNS:-3}
+SELECT_EPOCHS=${SELECT_EPOCHS:-1}
+SELECT_LIMIT=${SELECT_LIMIT:-300}
+THREADS=${THREADS:-2}
+CIFAR=${CIFAR:-../shared/data/cifar10-dev}
+mkdir -p "$OUT"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
+
+DIST="--iters $ITERS --batch-real $BATCH_REAL --select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
+
+# row NAME INPUT TEST CONVERT-ARGS...
+row() {
+  local name=$1 input=$2 test=$3; shift 3
+  local f="$OUT/$name.apd"
+  if [ -s "$OUT/$name.eval.json" ]; then echo "== $name: done"; return; fi
+  echo "== $name: apd-convert $*"
+  if ! "$BIN/apd-convert" --input "$input" --split train --threads "$THREADS" --seed 0 "$@" \
+        -o "$f" --force > "$OUT/$name.log" 2>&1; then
+    echo "   convert failed (see $OUT/$name.log)"; return; fi
+  "$BIN/apd-eval" "$f" --test "$test" --epochs "$EPOCHS" --runs "$RUNS" --threads "$THREADS" --json \
+    > "$OUT/$name.eval.json.tmp" 2> "$OUT/$name.eval.log" && mv "$OUT/$name.eval.json.tmp" "$OUT/$name.eval.json" \
+    || echo "   eval failed (see $OUT/$name.eval.log)"
+  echo "   $(grep -o '"accuracy_mean": [0-9.]*, "accuracy_std": [0-9.]*' "$OUT/$name.eval.json" 2>/dev/null)"
+}
+
+# headline rows for one dataset and IPC: random real, median-cut random real (bits budget),
+# DM, DM + AutoPalette (graph-cut init, bits budget)
+headline() {
+  local tag=$1 input=$2 test=$3 ipc=$4 k=$5
+  row "$tag-ipc$ipc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k"
+  row "$tag-ipc$ipc-mc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut
+  row "$tag-ipc$ipc-dm" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" $DIST
+  row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
+}
+
+groups=${*:-"fmnist10 remedy cifar10 fmnist1 cifar1 ablation"}
+for g in $groups; do
+  case $g in
+    fmnist10) headline fmnist fashion-mnist fashion-mnist 10 16 ;;
+    fmnist1) headline fmnist fashion-mnist fashion-mnist 1 16 ;;
+    cifar10) headline cifar "cifar10:$CIFAR" "cifar10:$CIFAR" 10 64 ;;
+    cifar1) headline cifar "cifar10:$CIFAR" "cifar10:$CIFAR" 1 64 ;;
+    remedy)
+      # AutoPalette as published (no remedy) vs the default remedy: what is stored and how it trains
+      row fmnist-ipc10-ap-remedy-none fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
+        --budget bits --init graphcut --palette-remedy none $DIST ;;
+    ablation)
+      # IPC 10, 10 images per class (budget images), Fashion-MNIST, K 16
+      local_ab() { row "fmnist-ab-$1" fashion-mnist fashion-mnist --ipc 10 --colors 16 --budget images $DIST "${@:2}"; }
+      local_ab ap --method autopalette --init graphcut
+      local_ab no-lm --method autopalette --init graphcut --w-max 0
+      local_ab no-lb --method autopalette --init graphcut --w-balance 0
+      local_ab no-la --method autopalette --init graphcut --w-align 0
+      local_ab init-random --method autopalette --init random
+      local_ab dm-median-cut --method dm --quantizer median-cut
+      local_ab dm-octree --method dm --quantizer octree ;;
+    *) echo "unknown group $g" >&2; exit 2 ;;
+  esac
+done
+if command -v python3 >/dev/null; then python3 results/make_md.py "$OUT" > results/RESULTS.md.new && mv results/RESULTS.md.new results/RESULTS.md; fi
