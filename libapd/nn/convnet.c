@@ -653,11 +653,26 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             double t0 = thread == 0 ? apd__now() : 0.0;
 #if HAVE_DIRECT
             if (direct) {
+                /* 8 output channels at a time, each block normalised/pooled right away while
+                 * its planes are still in cache (conv1's output is 512 KB per image, too big
+                 * to read back from L2 after the whole image). */
                 for (size_t j = 0; j < gi; j++) {
                     pad_input(col, in + (i + j) * in_sz, y->ci, y->h, y->w, y->pad);
-                    conv3_direct_fwd(y->conv + (i + j) * Co * p, col, P + y->w_off, y->ci, Co, y->hc,
-                                     y->wc);
+                    for (size_t cb = 0; cb < Co; cb += 8) {
+                        if (thread == 0) net->prof_conv[l] -= apd__now();
+                        conv3_direct_fwd(y->conv + ((i + j) * Co + cb) * p, col,
+                                         P + y->w_off + cb * y->k, y->ci, 8, y->hc, y->wc);
+                        if (thread == 0) net->prof_conv[l] += apd__now();
+                        for (size_t co = cb; co < cb + 8; co++) {
+                            size_t nc = (i + j) * Co + co;
+                            PLANE_FORWARD(y->conv + nc * p, y->pooled + nc * pp, y->mean + nc,
+                                          y->rstd + nc, P[y->b_off + co],
+                                          norm ? P[y->gamma_off + co] : 1.0f,
+                                          norm ? P[y->beta_off + co] : 0.0f, norm, y->hc, y->wc);
+                        }
+                    }
                 }
+                continue;
             } else
 #endif
             {
