@@ -18,6 +18,7 @@
 
 #include "fmt_test_util.h"
 #include "format/format_internal.h"
+#include "format/json.h"
 
 static apd_status status_from_name(const char *s)
 {
@@ -419,6 +420,74 @@ START_TEST(disk_full_poisons_writer)
 }
 END_TEST
 
+/* Run apd-info with args; returns the exit code, output (stdout+stderr) in buf. */
+static int run_info(const char *args, char *buf, size_t cap)
+{
+    char cmd[1500], out_path[400];
+    snprintf(out_path, sizeof out_path, "%s/info.txt", fmt_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s/apd-info' %s >'%s' 2>&1", APD_BINARY_DIR, args, out_path);
+    int rc = system(cmd);
+    FILE *o = fopen(out_path, "r");
+    ck_assert_ptr_nonnull(o);
+    size_t got = fread(buf, 1, cap - 1, o);
+    buf[got] = 0;
+    fclose(o);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+START_TEST(apd_info_cli)
+{
+    char path[300], args[700];
+    fmt_path(path, sizeof path, "info.apd");
+    write_sample(path, 3, 8, 8, 4, 25, 9);
+    static char buf[1 << 16];
+    snprintf(args, sizeof args, "'%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "K = 4 colours, 2-bit indices"));
+    ck_assert_ptr_nonnull(strstr(buf, "records:     25"));
+    ck_assert_ptr_nonnull(strstr(buf, "bytes on disk"));
+    ck_assert_ptr_nonnull(strstr(buf, "payload"));
+    snprintf(args, sizeof args, "--json '%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
+    apd__json d;
+    ck_assert_int_eq(apd__json_parse(&d, buf, strlen(buf)), APD_OK);
+    int meta = apd__json_get(&d, 0, "meta"), st = apd__json_get(&d, 0, "storage");
+    uint64_t n = 0, pay = 0;
+    ck_assert(apd__json_u64(&d, apd__json_get(&d, meta, "n_records"), &n) && n == 25);
+    ck_assert(apd__json_u64(&d, apd__json_get(&d, st, "payload_bytes"), &pay));
+    ck_assert_uint_eq(pay, 25 * (4 * 3 + 16)); /* palette 4x3 + 64 indices at 2 bits */
+    apd__json_free(&d);
+    snprintf(args, sizeof args, "--record 3 '%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "record 3: label 3"));
+    ck_assert_ptr_nonnull(strstr(buf, "source id 9"));
+    ck_assert_ptr_nonnull(strstr(buf, "palette of 4 entries"));
+    snprintf(args, sizeof args, "--record 3 --json '%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
+    ck_assert_int_eq(apd__json_parse(&d, buf, strlen(buf)), APD_OK);
+    int h = apd__json_get(&d, 0, "histogram");
+    ck_assert_int_ge(h, 0);
+    ck_assert_uint_eq(d.nodes[h].count, 4);
+    apd__json_free(&d);
+    snprintf(args, sizeof args, "--record 25 '%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 1);
+    ck_assert_ptr_nonnull(strstr(buf, "record 25"));
+    snprintf(args, sizeof args, "--verify '%s'", path);
+    ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "OK, 25 records verified"));
+    ck_assert_int_eq(run_info("--help", buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "usage: apd-info"));
+    ck_assert_int_eq(run_info("--version", buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "apd-info"));
+    ck_assert_int_eq(run_info("", buf, sizeof buf), 2);
+    ck_assert_int_eq(run_info("--bogus x.apd", buf, sizeof buf), 2);
+    ck_assert_int_eq(run_info("--record -1 x.apd", buf, sizeof buf), 2);
+    ck_assert_int_eq(run_info("/nonexistent.apd", buf, sizeof buf), 1);
+    ck_assert_ptr_nonnull(strstr(buf, "/nonexistent.apd"));
+    ck_assert_ptr_nonnull(strstr(buf, "no such file"));
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir();
@@ -431,6 +500,7 @@ int main(void)
     tcase_add_test(tc, limits_and_foreign);
     tcase_add_test(tc, killed_writer);
     tcase_add_test(tc, disk_full_poisons_writer);
+    tcase_add_test(tc, apd_info_cli);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
