@@ -8,6 +8,7 @@
 # skipped, so the script can be re-run to fill in what a time limit cut off.
 #
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 ablation remedy (default: all)
+#   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
 # Environment (defaults = the schedule RESULTS.md states):
 #   APD_BIN (build)   OUT (results/out)   ITERS (60)   BATCH_REAL (32)   EPOCHS (30)   RUNS (3)
@@ -34,6 +35,9 @@ row() {
   local name=$1 input=$2 test=$3; shift 3
   local f="$OUT/$name.apd"
   if [ -s "$OUT/$name.eval.json" ]; then echo "== $name: done"; return; fi
+  # several run.sh may work on one OUT in parallel: a row belongs to whoever locks it first
+  if ! mkdir "$OUT/$name.lock" 2>/dev/null; then echo "== $name: taken by another run"; return; fi
+  trap 'rmdir "$OUT/$name.lock" 2>/dev/null' RETURN
   echo "== $name: apd-convert $*"
   if ! "$BIN/apd-convert" --input "$input" --split train --threads "$THREADS" --seed 0 "$@" \
         -o "$f" --force > "$OUT/$name.log" 2>&1; then
