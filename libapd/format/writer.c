@@ -54,6 +54,7 @@ struct apd_writer {
     char (*class_names)[64];
     uint64_t *class_counts;
     char dataset[256];
+    char created[32];      /* ISO time of apd_writer_create (or SOURCE_DATE_EPOCH) */
     meta_kv *meta;
     size_t n_meta;
     uint64_t n;            /* records put */
@@ -210,11 +211,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
         for (uint32_t c = 0; c < h->c; c++) apd__sb_printf(b, "%s%.9g", c ? ", " : "", (double)mv[q][c]);
         apd__sb_puts(b, "],\n");
     }
-    if (!find_meta(w, "created")) {
-        char t[32];
-        iso_time(t);
-        apd__sb_printf(b, "  \"created\": \"%s\",\n", t);
-    }
+    if (!find_meta(w, "created")) apd__sb_printf(b, "  \"created\": \"%s\",\n", w->created);
     if (!find_meta(w, "library_version")) apd__sb_printf(b, "  \"library_version\": \"%s\",\n", apd_version());
     for (size_t i = 0; i < w->n_meta; i++) {
         const char *k = w->meta[i].key;
@@ -742,6 +739,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     }
     w->hdr.per_chunk = o.records_per_chunk ? o.records_per_chunk : auto_per_chunk(apd__max_record(&w->g));
     if (o.dataset_name) snprintf(w->dataset, sizeof w->dataset, "%s", o.dataset_name);
+    iso_time(w->created);
     w->stage_off = calloc((size_t)w->hdr.per_chunk + 1, sizeof *w->stage_off);
     w->tmp = malloc(w->g.max_body ? w->g.max_body : 1);
     w->ztmp_cap = ZSTD_compressBound(w->g.max_body);
