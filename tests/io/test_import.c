@@ -414,6 +414,36 @@ START_TEST(idx_raw_gz_and_bad)
 }
 END_TEST
 
+/* mnist:DIR with raw (uncompressed) IDX files under the standard names; labels 0..2 here,
+ * but MNIST always has the 10 classes "0".."9". */
+START_TEST(mnist_dir)
+{
+    char *dir = tu_tmpdir("mnist"), p[1200], spec[1300];
+    static uint8_t buf[20000], lbuf[64];
+    size_t ni = make_idx_images(buf, 12, 28, 28, 0), nl = make_idx_labels(lbuf, 12);
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    tu_write(p, buf, ni);
+    snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
+    tu_write(p, lbuf, nl);
+    apd_dataset ds;
+    apd_err e;
+    snprintf(spec, sizeof spec, "mnist:%s", dir);
+    ck_assert_int_eq(apd_import(&ds, spec, "test", NULL, &e), APD_OK);
+    ck_assert_uint_eq(ds.n, 12);
+    ck_assert_uint_eq(ds.n_classes, 10);
+    ck_assert_str_eq(ds.class_names[7], "7");
+    ck_assert_str_eq(ds.name, "mnist");
+    ck_assert_str_eq(ds.split, "test");
+    ck_assert_uint_eq(ds.labels[5], 2);
+    apd_dataset_free(&ds);
+    /* no train files in that folder */
+    ck_assert_int_eq(apd_import(&ds, spec, "train", NULL, &e), APD_ENOENT);
+    expect_msg(&e, "train-images-idx3-ubyte");
+    tu_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(fashion_mnist_package)
 {
     if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0) {
@@ -754,6 +784,7 @@ static Suite *import_suite(void)
     tcase_add_test(t, cifar_bad_input);
     tcase_add_test(t, spec_errors);
     tcase_add_test(t, idx_raw_gz_and_bad);
+    tcase_add_test(t, mnist_dir);
     tcase_add_test(t, fashion_mnist_package);
     tcase_add_test(t, every_truncation_fails_cleanly);
     tcase_add_test(t, cifar10_folder);
