@@ -28,7 +28,8 @@
 
 typedef struct chunk_slot {
     _Atomic(uintptr_t) ptr; /* 0 = not yet resolved */
-    size_t len;             /* written before ptr is published */
+    _Atomic(size_t) len;    /* stored before ptr is published (two threads resolving the
+                               same chunk store the same values) */
 } chunk_slot;
 
 #define DCTX_POOL 8
@@ -285,7 +286,7 @@ static apd_status get_chunk(apd_reader *r, uint64_t c, uint64_t rec, const uint8
     uintptr_t v = atomic_load_explicit(&cs->ptr, memory_order_acquire);
     if (v) {
         *p = (const uint8_t *)v;
-        *len = cs->len;
+        *len = atomic_load_explicit(&cs->len, memory_order_relaxed);
         return APD_OK;
     }
     uint8_t key[8];
@@ -311,7 +312,7 @@ static apd_status get_chunk(apd_reader *r, uint64_t c, uint64_t rec, const uint8
         return rfail(r, s, 0, "%schunk %llu (key %016llx, records %llu..%llu): %s", what, (unsigned long long)c,
                      (unsigned long long)c, (unsigned long long)(c * N),
                      (unsigned long long)(c * N + expect - 1), why);
-    cs->len = d.mv_size;
+    atomic_store_explicit(&cs->len, d.mv_size, memory_order_relaxed);
     atomic_store_explicit(&cs->ptr, (uintptr_t)d.mv_data, memory_order_release);
     *p = d.mv_data;
     *len = d.mv_size;
