@@ -605,12 +605,24 @@ static void conv3_direct_dw(float *dw, const float *dC, size_t ld, const float *
         conv3_direct_dw_ci(dw, dC, ld, xp, Co, Hc, Wc, 3);
 }
 #define HAVE_DIRECT 1
+static float sum_floats(const float *x, size_t n)
+{
+    __m512 a = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(lanes(n - i), x + i));
+    return (float)hsum_d(a);
+}
 #define PLANE_FORWARD plane_forward_v
 #define PLANE_BACKWARD plane_backward_v
 #else
 #define PLANE_FORWARD plane_forward
 #define PLANE_BACKWARD plane_backward
 #define HAVE_DIRECT 0
+static float sum_floats(const float *x, size_t n)
+{
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
 static int direct_ok(const layer *y, size_t Co) { (void)y; (void)Co; return 0; }
 #endif
 
@@ -761,10 +773,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                 }
             if (pg) {
                 for (size_t co = 0; co < Co; co++) {
-                    const float *d = dC + co * ld;
-                    float s = 0.0f;
-                    for (size_t q = 0; q < ld; q++) s += d[q];
-                    G[y->b_off + co] += s;
+                    G[y->b_off + co] += sum_floats(dC + co * ld, ld);
                 }
 #if HAVE_DIRECT
                 if (direct_ok(y, Co)) {
