@@ -246,7 +246,8 @@ APD_API void apd_convnet_config_default(apd_convnet_config *cfg, uint32_t c, uin
 
 /* Plan and allocate parameter, gradient and activation arenas (no allocation afterwards).
  * Parameters are zero until apd_convnet_init or apd_convnet_set_params.
- * @return APD_OK; APD_EINVAL (NULL, zero dims/width/depth/classes/max_batch);
+ * @return APD_OK; APD_EINVAL (NULL, zero dims/width/depth/classes/max_batch, bad norm);
+ *         APD_ELIMIT (depth > 8, width/c/h/w > 65536, n_classes > 2^24);
  *         APD_ESHAPE (spatial size not divisible by 2^depth after the first conv);
  *         APD_EOVERFLOW; APD_ENOMEM. On failure *out is NULL. */
 APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg);
