@@ -126,6 +126,17 @@ APD_API uint64_t apd_reader_class_count(const apd_reader *r, uint32_t cls);
  *         APD_ETRUNC, APD_ENOTFOUND (chunk missing), APD_ENOMEM, APD_EBADSTATE, APD_ELMDB. */
 APD_API apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
                                      size_t out_len, uint32_t *label);
+/* Decode record i straight to normalised float32: out[(ch*H + y)*W + x] =
+ * ((float)v * (1.0f/255.0f) - mean[ch]) * (1.0f/std[ch]) in float, v the uint8 pixel value
+ * apd_reader_decode would give (bit-identical to decoding to uint8 and converting with that
+ * expression). layout must be APD_LAYOUT_CHW (anything else: APD_EINVAL); out_len is in floats
+ * (>= c*h*w); mean/std have c entries. Validates and verifies the record checksum exactly as
+ * apd_reader_decode. For palette records the palette is normalised once (k*c values) and
+ * gathered by the bit-unpack kernel, so this costs about one table look-up per float.
+ * Thread-safe. @return the codes of apd_reader_decode. */
+APD_API apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
+                                         const float *mean, const float *std, float *out,
+                                         size_t out_len, uint32_t *label);
 /* Label of record i (verifies the record checksum). */
 APD_API apd_status apd_reader_label(apd_reader *r, uint64_t i, uint32_t *label);
 /* Source id of record i; *id = APD_NO_SOURCE_ID when the record has none. */

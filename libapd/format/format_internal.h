@@ -140,6 +140,32 @@ void apd__unpack(const uint8_t *packed, size_t n, uint32_t bits, uint8_t *idx);
 int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
                     const uint8_t *pal, uint32_t k, uint32_t c, apd_layout layout, uint8_t *out);
 
+/* ---- normalised float32 output (apd_reader_decode_f32) ----
+ * The normalisation of one channel value, the formula every float path of libapd uses (the
+ * loader's apd__norm_value is the same expression): three float roundings, multiply,
+ * subtract, multiply. The library is built as ISO C11 (-ffp-contract=off), so no FMA fusing;
+ * vector kernels use the same three operations and produce the same bits. */
+static inline float apd__norm_f32(uint8_t v, float mean, float std)
+{
+    return ((float)v * (1.0f / 255.0f) - mean) * (1.0f / std);
+}
+/* packed indices + palette (as apd__pal_decode) -> normalised float32 CHW:
+ * out[ch*npix + p] = apd__norm_f32(pal[idx[p]*c + ch], mean[ch], std[ch]). The palette is
+ * normalised once per call (k*c values) and then gathered, so the per-pixel cost is one
+ * table look-up per output float. Returns 0, or -1 if an index >= k or a padding bit is set
+ * (out then holds unspecified values). */
+int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
+                        const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
+                        const float *std, float *out);
+/* Prefetch hint for record i of r (reader.c): touches nothing but the chunk's offset table
+ * and issues cache prefetches for the record's bytes, so a shuffled reader (the loader) can
+ * overlap the next records' memory latency with the current decode. No effect when i is out
+ * of range or its chunk has not been located yet. Thread-safe, never fails. */
+void apd__reader_prefetch(apd_reader *r, uint64_t i);
+/* out[p] = apd__norm_f32(in[p], mean, std) for p < n (direct-colour planes). */
+void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, float std,
+                      float *out);
+
 /* ---- metadata ---- */
 typedef struct apd__meta {
     char dataset[64];

@@ -120,12 +120,12 @@ APD__AVX512 static inline __m512i lut512(__m512i idx, const __m512i *t, int nq)
     return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
 }
 
-APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uint32_t bits,
-                                         const uint8_t *pal, uint32_t k, uint32_t c,
-                                         apd_layout layout, uint8_t *out)
+/* Per-channel byte tables from the entry-major palette: t[ch][q] holds channel ch of entries
+ * 64q..64q+63 (zero past k; t[ch][q] for q >= the returned count is zero). Returns the
+ * number of 64-entry quarters that hold entries, (k + 63) / 64. */
+APD__AVX512 static inline int pal_tables_avx512(const uint8_t *pal, uint32_t k, uint32_t c,
+                                               __m512i t[3][4])
 {
-    /* Per-channel tables: t[ch][q] holds channel ch of entries 64q..64q+63 (zero past k). */
-    __m512i t[3][4];
     int nq = (int)((k + 63) / 64);
     size_t pal_len = (size_t)k * c;
     for (int q = 0; q < 4; q++) {
@@ -151,6 +151,16 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
             t[ch][q] = _mm512_mask_blend_epi8(pal3_mask_b[ch], a, b);
         }
     }
+    return nq;
+}
+
+APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uint32_t bits,
+                                         const uint8_t *pal, uint32_t k, uint32_t c,
+                                         apd_layout layout, uint8_t *out)
+{
+    /* Per-channel tables: t[ch][q] holds channel ch of entries 64q..64q+63 (zero past k). */
+    __m512i t[3][4];
+    int nq = pal_tables_avx512(pal, k, c, t);
     const __m512i vperm = _mm512_loadu_si512(unpack_perm[bits]);
     const __m512i vshift = _mm512_loadu_si512(unpack_shift[bits]);
     const __m512i vmask = _mm512_set1_epi8((char)((1u << bits) - 1));
@@ -301,4 +311,202 @@ int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t
         return pal_decode_avx2(packed, npix, bits, pal, k, c, layout, out);
 #endif
     return pal_decode_scalar(packed, npix, bits, pal, k, c, layout, out);
+}
+
+/* ---- normalised float32 CHW output ----------------------------------------------------- */
+
+/* Per-channel float tables: flut[ch*256 + e] = apd__norm_f32(pal[e*c + ch]) for e < k, 0 for
+ * k <= e < span (span >= k: every entry a kernel may read, so none is uninitialised). */
+static void norm_table(float *flut, const uint8_t *pal, uint32_t k, uint32_t c,
+                       const float *mean, const float *std, uint32_t span)
+{
+    for (uint32_t ch = 0; ch < c; ch++) {
+        float *t = flut + (size_t)ch * 256;
+        const float m = mean[ch], sd = std[ch]; /* locals: t may alias mean/std for the compiler */
+        for (uint32_t e = 0; e < k; e++) t[e] = apd__norm_f32(pal[(size_t)e * c + ch], m, sd);
+        if (span > k) memset(t + k, 0, (span - k) * sizeof *t);
+    }
+}
+
+static int pal_decode_f32_scalar(const uint8_t *packed, size_t npix, uint32_t bits,
+                                 const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
+                                 const float *std, float *out)
+{
+    float flut[3 * 256];
+    norm_table(flut, pal, k, c, mean, std, 1u << bits); /* any bits-wide index */
+    uint32_t mask = (1u << bits) - 1, acc = 0, have = 0, bad = 0;
+    const uint8_t *p = packed;
+    for (size_t j = 0; j < npix; j++) {
+        if (have < bits) {
+            acc |= (uint32_t)*p++ << have;
+            have += 8;
+        }
+        uint32_t v = acc & mask;
+        acc >>= bits;
+        have -= bits;
+        bad |= v >= k;
+        for (uint32_t ch = 0; ch < c; ch++) out[ch * npix + j] = flut[ch * 256 + v];
+    }
+    if (bad || !padding_ok(packed, npix, bits)) return -1;
+    return 0;
+}
+
+static void u8_norm_f32_scalar(const uint8_t *in, size_t n, float mean, float std, float *out)
+{
+    for (size_t p = 0; p < n; p++) out[p] = apd__norm_f32(in[p], mean, std);
+}
+
+#ifdef APD__X86
+/* 16 float look-ups from a table of up to 256 entries held as np pairs of 16-entry zmm
+ * (np = 1, 2, 4, 8 cover k <= 32, 64, 128, 256): vpermi2ps per pair, blends on index bits
+ * 5, 6, 7. K = 64 RGB costs two permutes and a blend per 16 output floats per channel. */
+APD__AVX512 static inline __m512 flut16(__m512i ix, const __m512 *t, int np)
+{
+    __m512 r0 = _mm512_permutex2var_ps(t[0], ix, t[1]);
+    if (np == 1) return r0;
+    __mmask16 b5 = _mm512_test_epi32_mask(ix, _mm512_set1_epi32(32));
+    r0 = _mm512_mask_blend_ps(b5, r0, _mm512_permutex2var_ps(t[2], ix, t[3]));
+    if (np == 2) return r0;
+    __mmask16 b6 = _mm512_test_epi32_mask(ix, _mm512_set1_epi32(64));
+    __m512 r2 = _mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(t[4], ix, t[5]),
+                                     _mm512_permutex2var_ps(t[6], ix, t[7]));
+    r0 = _mm512_mask_blend_ps(b6, r0, r2);
+    if (np == 4) return r0;
+    __m512 r4 = _mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(t[8], ix, t[9]),
+                                     _mm512_permutex2var_ps(t[10], ix, t[11]));
+    __m512 r6 = _mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(t[12], ix, t[13]),
+                                     _mm512_permutex2var_ps(t[14], ix, t[15]));
+    r4 = _mm512_mask_blend_ps(b6, r4, r6);
+    __mmask16 b7 = _mm512_test_epi32_mask(ix, _mm512_set1_epi32(128));
+    return _mm512_mask_blend_ps(b7, r0, r4);
+}
+
+/* Indices 16g..16g+15 of a 64-index block as dwords (the extract needs an immediate). */
+APD__AVX512 static inline __m512i idx16(__m512i v, int g)
+{
+    switch (g) {
+    case 0: return _mm512_cvtepu8_epi32(_mm512_castsi512_si128(v));
+    case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 1));
+    case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 2));
+    default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 3));
+    }
+}
+
+/* The VBMI bit unpack of pal_decode_avx512 (64 indices per step), then a float look-up per
+ * channel (flut16) with masked stores straight into the CHW planes. The float tables are
+ * made in registers: the per-channel byte tables of pal_tables_avx512, widened 16 entries at
+ * a time and normalised with the three vector operations of apd__norm_f32 (same roundings,
+ * so the same bits as the scalar formula; entries past k hold norm(0) and are never
+ * selected by a valid index). The body is instantiated for constant c and np (always
+ * inlined into pal_decode_f32_avx512's switch) so that the tables stay in registers and the
+ * channel loop unrolls: for K = 64 RGB, 6 table registers, 2 permutes + 1 blend + 1 store per
+ * 16 floats. */
+#define APD__AVX512_INL __attribute__((target("avx512f,avx512bw,avx512vbmi"), always_inline))
+APD__AVX512_INL static inline int pal_f32_body(const uint8_t *packed, size_t npix,
+                                               uint32_t bits, const uint8_t *pal, uint32_t k,
+                                               const uint32_t c, const float *mean,
+                                               const float *std, float *out, const int np)
+{
+    __m512 t[3][16];
+    {
+        __m512i tb[3][4];
+        (void)pal_tables_avx512(pal, k, c, tb);
+        const __m512 s255 = _mm512_set1_ps(1.0f / 255.0f);
+        for (uint32_t ch = 0; ch < c; ch++) {
+            const __m512 m = _mm512_set1_ps(mean[ch]), is = _mm512_set1_ps(1.0f / std[ch]);
+            for (int q = 0; q < 2 * np; q++) {
+                __m512 v = _mm512_cvtepi32_ps(idx16(tb[ch][q >> 2], q & 3));
+                t[ch][q] = _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(v, s255), m), is);
+            }
+        }
+    }
+    const __m512i vperm = _mm512_loadu_si512(unpack_perm[bits]);
+    const __m512i vshift = _mm512_loadu_si512(unpack_shift[bits]);
+    const __m512i vmask = _mm512_set1_epi8((char)((1u << bits) - 1));
+    const __m512i vkm1 = _mm512_set1_epi8((char)(k - 1));
+    const size_t step_bytes = 8u * bits;
+    size_t bytes_left = apd_packed_bytes(npix, bits);
+    const uint8_t *src = packed;
+    __mmask64 bad = 0;
+    for (size_t j = 0; j < npix; j += 64) {
+        size_t rem = npix - j;
+        __mmask64 pm = low_mask(rem);
+        size_t take = bytes_left < step_bytes ? bytes_left : step_bytes;
+        __m512i raw = _mm512_maskz_loadu_epi8(low_mask(take), src);
+        src += take;
+        bytes_left -= take;
+        __m512i v = _mm512_permutexvar_epi8(vperm, raw);
+        v = _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), vmask);
+        if (k < 256) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
+        if (rem >= 64) { /* full block: unmasked stores */
+            for (int g = 0; g < 4; g++) {
+                __m512i ix = idx16(v, g);
+                for (uint32_t ch = 0; ch < c; ch++)
+                    _mm512_storeu_ps(out + ch * npix + j + 16 * (size_t)g, flut16(ix, t[ch], np));
+            }
+            continue;
+        }
+        for (int g = 0; g < 4; g++) {
+            __mmask16 m = (__mmask16)(pm >> (16 * g));
+            if (!m) break;
+            __m512i ix = idx16(v, g);
+            for (uint32_t ch = 0; ch < c; ch++)
+                _mm512_mask_storeu_ps(out + ch * npix + j + 16 * (size_t)g, m,
+                                      flut16(ix, t[ch], np));
+        }
+    }
+    if (bad || !padding_ok(packed, npix, bits)) return -1;
+    return 0;
+}
+
+APD__AVX512 static int pal_decode_f32_avx512(const uint8_t *packed, size_t npix, uint32_t bits,
+                                             const uint8_t *pal, uint32_t k, uint32_t c,
+                                             const float *mean, const float *std, float *out)
+{
+    int np = k <= 32 ? 1 : k <= 64 ? 2 : k <= 128 ? 4 : 8;
+#define APD__F32_CASE(C, NP)                                                                  \
+    if (c == (C) && np == (NP)) return pal_f32_body(packed, npix, bits, pal, k, (C), mean, std, out, (NP))
+    APD__F32_CASE(3, 1); APD__F32_CASE(3, 2); APD__F32_CASE(3, 4); APD__F32_CASE(3, 8);
+    APD__F32_CASE(1, 1); APD__F32_CASE(1, 2); APD__F32_CASE(1, 4); APD__F32_CASE(1, 8);
+#undef APD__F32_CASE
+    return pal_f32_body(packed, npix, bits, pal, k, c, mean, std, out, np); /* c == 2: unused */
+}
+
+APD__AVX512 static void u8_norm_f32_avx512(const uint8_t *in, size_t n, float mean, float std,
+                                           float *out)
+{
+    const __m512 s = _mm512_set1_ps(1.0f / 255.0f), m = _mm512_set1_ps(mean);
+    const __m512 is = _mm512_set1_ps(1.0f / std);
+    size_t p = 0;
+    for (; p + 16 <= n; p += 16) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + p))));
+        _mm512_storeu_ps(out + p, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(v, s), m), is));
+    }
+    for (; p < n; p++) out[p] = apd__norm_f32(in[p], mean, std);
+}
+#endif
+
+int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
+                        const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
+                        const float *std, float *out)
+{
+#ifdef APD__X86
+    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
+        apd__impl_available(APD__IMPL_AVX512))
+        return pal_decode_f32_avx512(packed, npix, bits, pal, k, c, mean, std, out);
+#endif
+    return pal_decode_f32_scalar(packed, npix, bits, pal, k, c, mean, std, out);
+}
+
+void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, float std,
+                      float *out)
+{
+#ifdef APD__X86
+    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
+        apd__impl_available(APD__IMPL_AVX512)) {
+        u8_norm_f32_avx512(in, n, mean, std, out);
+        return;
+    }
+#endif
+    u8_norm_f32_scalar(in, n, mean, std, out);
 }

@@ -416,6 +416,55 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
     return APD_OK;
 }
 
+/* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
+ * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of pack.c. */
+apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
+                                 const float *mean, const float *std, float *out,
+                                 size_t out_len, uint32_t *label)
+{
+    if (!r || !out || !mean || !std || layout != APD_LAYOUT_CHW) return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_len < need)
+        return rfail(r, APD_EBUFSIZE, 0, "record %llu: output buffer %zu floats, need %zu",
+                     (unsigned long long)i, out_len, need);
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    const uint8_t *body;
+    uint8_t *owned;
+    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    apd_status s = APD_OK;
+    if (r->g.kind == APD_KIND_PALETTE) {
+        if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec.k * r->g.c, r->g.npix,
+                                r->g.bits, body, rec.k, r->g.c, mean, std, out) != 0)
+            s = APD_ECORRUPT;
+    } else {
+        for (uint32_t ch = 0; ch < r->g.c; ch++)
+            apd__u8_norm_f32(APD__IMPL_AUTO, body + ch * r->g.npix, r->g.npix, mean[ch], std[ch],
+                             out + ch * r->g.npix);
+    }
+    free(owned);
+    if (s)
+        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk),
+                     "index >= record palette size or nonzero padding bits");
+    if (label) *label = rec.label;
+    return APD_OK;
+}
+
+/* Prefetch hint (format_internal.h): the record's cache lines, if its chunk is resolved. */
+void apd__reader_prefetch(apd_reader *r, uint64_t i)
+{
+    if (!r || i >= r->hdr.n_records) return;
+    uint64_t c = i / r->hdr.per_chunk;
+    uintptr_t v = atomic_load_explicit(&r->chunks[c].ptr, memory_order_acquire);
+    if (!v) return; /* chunk not located yet: a hint never calls LMDB */
+    const uint8_t *rp;
+    size_t rl;
+    apd__chunk_record((const uint8_t *)v, (uint32_t)(i % r->hdr.per_chunk), &rp, &rl);
+    for (size_t o = 0; o < rl; o += 64) __builtin_prefetch(rp + o);
+    __builtin_prefetch(rp + rl - 1);
+}
+
 apd_status apd_reader_label(apd_reader *r, uint64_t i, uint32_t *label)
 {
     if (!r || !label) return APD_EINVAL;

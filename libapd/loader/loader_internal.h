@@ -33,6 +33,17 @@ typedef struct apd__loader_source {
      * to float); 0: use decode() (the reader's own vectorised decoder) and convert. The
      * reader path is the default for files: its bit unpacking is fused with the look-up. */
     uint32_t use_records;
+    /* Optional (may be NULL): normalised float32 CHW pixels of record i straight from the
+     * record (out_len in floats), bit-identical to decode() + apd__u8_to_f32_norm. When set
+     * (and !use_records) it serves APD_OUT_F32_CHW: files use apd_reader_decode_f32, which
+     * gathers a per-record normalised palette with the reader's bit-unpack kernel. */
+    apd_status (*decode_f32)(void *ctx, uint64_t i, const float *mean, const float *std,
+                             float *out, size_t out_len, uint32_t *label, char *msg,
+                             size_t msg_len);
+    /* Optional (may be NULL): a hint that record i will be decoded soon (files: prefetch
+     * the record's cache lines). The loader calls it a few records ahead of decoding: the
+     * sample order is shuffled, so each record is otherwise a cache miss. */
+    void (*prefetch)(void *ctx, uint64_t i);
 } apd__loader_source;
 
 /* Open a loader over src (copied; src->close is called by apd_loader_close, or on failure).

@@ -1,8 +1,9 @@
 /* loader/source_reader.c: apd_loader_open — the loader's record source over an apd_reader.
  *
  * Records are decoded by apd_reader_decode (the reader's VBMI kernel unpacks the bit-packed
- * indices and looks up the palette in one pass); the float output converts those bytes in
- * L1. The alternative path through apd_reader_record (palette + separately unpacked
+ * indices and looks up the palette in one pass); float32 CHW output goes through
+ * apd_reader_decode_f32 (same checks, the palette normalised once per record and gathered
+ * by the same unpack, no uint8 intermediate). The alternative path through apd_reader_record (palette + separately unpacked
  * indices, then the loader's palette-LUT-to-float gathers) is kept for sources that set
  * use_records; bench/loader measured it slower on files because of the separate unpack.
  *
@@ -18,6 +19,7 @@
 #include "loader/loader_internal.h"
 
 #include "apd/format.h"
+#include "format/format_internal.h" /* apd__reader_prefetch */
 
 typedef struct rd_ctx {
     apd_reader *r;
@@ -57,6 +59,20 @@ static apd_status rd_decode(void *ctx, uint64_t i, int chw, uint8_t *out, size_t
                                       out_len, label);
     if (st != APD_OK) rd_msg(x, i, st, msg, len);
     return st;
+}
+
+static apd_status rd_decode_f32(void *ctx, uint64_t i, const float *mean, const float *std,
+                                float *out, size_t out_len, uint32_t *label, char *msg, size_t len)
+{
+    rd_ctx *x = ctx;
+    apd_status st = apd_reader_decode_f32(x->r, i, APD_LAYOUT_CHW, mean, std, out, out_len, label);
+    if (st != APD_OK) rd_msg(x, i, st, msg, len);
+    return st;
+}
+
+static void rd_prefetch(void *ctx, uint64_t i)
+{
+    apd__reader_prefetch(((rd_ctx *)ctx)->r, i);
 }
 
 static apd_status rd_record(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
@@ -112,6 +128,8 @@ apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_
     }
     s.label = rd_label;
     s.decode = rd_decode;
+    s.decode_f32 = rd_decode_f32;
+    s.prefetch = rd_prefetch;
     s.record = s.palette ? rd_record : NULL;
     s.close = rd_close;
     return apd__loader_open_source(out, &s, path, o, err); /* closes x on failure */
