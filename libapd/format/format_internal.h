@@ -157,11 +157,12 @@ static inline float apd__norm_f32(uint8_t v, float mean, float std)
 int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
                         const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
                         const float *std, float *out);
-/* Prefetch hint for record i of r (reader.c): touches nothing but the chunk's offset table
- * and issues cache prefetches for the record's bytes, so a shuffled reader (the loader) can
- * overlap the next records' memory latency with the current decode. No effect when i is out
- * of range or its chunk has not been located yet. Thread-safe, never fails. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i);
+/* Prefetch hint for record i of r (reader.c), so a shuffled reader (the loader) overlaps
+ * the next records' memory latency with the current decode. Two stages, issued some records
+ * apart: body = 0 prefetches the record's slot in its chunk's offset table; body = 1 reads
+ * that slot and prefetches the record's bytes. No effect when i is out of range or its chunk
+ * has not been located yet (never calls LMDB). Thread-safe, never fails. */
+void apd__reader_prefetch(apd_reader *r, uint64_t i, int body);
 /* out[p] = apd__norm_f32(in[p], mean, std) for p < n (direct-colour planes). */
 void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, float std,
                       float *out);

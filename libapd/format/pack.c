@@ -16,6 +16,12 @@
  * An AVX2 + BMI2 kernel (pdep unpack + 32-bit gather) serves CPUs without VBMI.
  * Selection is at run time (__builtin_cpu_supports), so the library needs no -march flag.
  * Tests run both kernels on the same input and require identical bytes.
+ *
+ * Float32 output (apd__pal_decode_f32, for apd_reader_decode_f32 / the loader): the same VBMI
+ * unpack, then the record's palette normalised once into per-channel float tables held in
+ * registers and looked up with vpermi2ps (16 floats per permute pair), stored straight into
+ * the CHW planes; bit-identical to uint8 decode + ((float)v * (1/255) - mean) * (1/std)
+ * (tests/loader/test_loader_f32.c). Scalar fallback without AVX-512 VBMI.
  */
 #include <string.h>
 
@@ -465,7 +471,8 @@ APD__AVX512 static int pal_decode_f32_avx512(const uint8_t *packed, size_t npix,
 {
     int np = k <= 32 ? 1 : k <= 64 ? 2 : k <= 128 ? 4 : 8;
 #define APD__F32_CASE(C, NP)                                                                  \
-    if (c == (C) && np == (NP)) return pal_f32_body(packed, npix, bits, pal, k, (C), mean, std, out, (NP))
+    if (c == (C) && np == (NP))                                                               \
+        return pal_f32_body(packed, npix, bits, pal, k, (C), mean, std, out, (NP))
     APD__F32_CASE(3, 1); APD__F32_CASE(3, 2); APD__F32_CASE(3, 4); APD__F32_CASE(3, 8);
     APD__F32_CASE(1, 1); APD__F32_CASE(1, 2); APD__F32_CASE(1, 4); APD__F32_CASE(1, 8);
 #undef APD__F32_CASE
@@ -479,7 +486,8 @@ APD__AVX512 static void u8_norm_f32_avx512(const uint8_t *in, size_t n, float me
     const __m512 is = _mm512_set1_ps(1.0f / std);
     size_t p = 0;
     for (; p + 16 <= n; p += 16) {
-        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + p))));
+        __m128i b = _mm_loadu_si128((const __m128i *)(in + p));
+        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
         _mm512_storeu_ps(out + p, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(v, s), m), is));
     }
     for (; p < n; p++) out[p] = apd__norm_f32(in[p], mean, std);

@@ -451,16 +451,25 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     return APD_OK;
 }
 
-/* Prefetch hint (format_internal.h): the record's cache lines, if its chunk is resolved. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i)
+/* Prefetch hint (format_internal.h): the record's slot in its chunk's offset table
+ * (body = 0) or the record's cache lines (body = 1; reads that slot), if the chunk is
+ * located. */
+void apd__reader_prefetch(apd_reader *r, uint64_t i, int body)
 {
     if (!r || i >= r->hdr.n_records) return;
     uint64_t c = i / r->hdr.per_chunk;
     uintptr_t v = atomic_load_explicit(&r->chunks[c].ptr, memory_order_acquire);
     if (!v) return; /* chunk not located yet: a hint never calls LMDB */
+    const uint8_t *cp = (const uint8_t *)v;
+    uint32_t j = (uint32_t)(i % r->hdr.per_chunk);
+    if (!body) {
+        __builtin_prefetch(cp + APD__CHUNK_HDR + 4u * j);
+        __builtin_prefetch(cp + APD__CHUNK_HDR + 4u * j + 4u); /* may be the next line */
+        return;
+    }
     const uint8_t *rp;
     size_t rl;
-    apd__chunk_record((const uint8_t *)v, (uint32_t)(i % r->hdr.per_chunk), &rp, &rl);
+    apd__chunk_record(cp, j, &rp, &rl);
     for (size_t o = 0; o < rl; o += 64) __builtin_prefetch(rp + o);
     __builtin_prefetch(rp + rl - 1);
 }

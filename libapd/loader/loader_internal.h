@@ -40,10 +40,11 @@ typedef struct apd__loader_source {
     apd_status (*decode_f32)(void *ctx, uint64_t i, const float *mean, const float *std,
                              float *out, size_t out_len, uint32_t *label, char *msg,
                              size_t msg_len);
-    /* Optional (may be NULL): a hint that record i will be decoded soon (files: prefetch
-     * the record's cache lines). The loader calls it a few records ahead of decoding: the
-     * sample order is shuffled, so each record is otherwise a cache miss. */
-    void (*prefetch)(void *ctx, uint64_t i);
+    /* Optional (may be NULL): a hint that record i will be decoded soon, in two stages
+     * (files: stage 0 prefetches the record's offset-table slot, stage 1 the record's bytes).
+     * The loader calls stage 0 2*PREFETCH_AHEAD and stage 1 PREFETCH_AHEAD records ahead of
+     * decoding: the sample order is shuffled, so each record is otherwise a cache miss. */
+    void (*prefetch)(void *ctx, uint64_t i, int stage);
 } apd__loader_source;
 
 /* Open a loader over src (copied; src->close is called by apd_loader_close, or on failure).

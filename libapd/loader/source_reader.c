@@ -3,9 +3,11 @@
  * Records are decoded by apd_reader_decode (the reader's VBMI kernel unpacks the bit-packed
  * indices and looks up the palette in one pass); float32 CHW output goes through
  * apd_reader_decode_f32 (same checks, the palette normalised once per record and gathered
- * by the same unpack, no uint8 intermediate). The alternative path through apd_reader_record (palette + separately unpacked
- * indices, then the loader's palette-LUT-to-float gathers) is kept for sources that set
- * use_records; bench/loader measured it slower on files because of the separate unpack.
+ * by the same unpack, no uint8 intermediate; bit-identical to decoding to uint8 and
+ * converting). rd_prefetch lets the loader prefetch upcoming (shuffled) records. The path
+ * through apd_reader_record (palette + separately unpacked indices, then the loader's
+ * palette-LUT-to-float gathers) is kept for sources that set use_records; bench/loader
+ * measured it slower on files because of the separate unpack.
  *
  * Error messages name file, record, chunk key and slot (apd_reader_locate) plus the status.
  * The reader's own last-error text is per handle and not safe to read while other threads
@@ -70,9 +72,9 @@ static apd_status rd_decode_f32(void *ctx, uint64_t i, const float *mean, const 
     return st;
 }
 
-static void rd_prefetch(void *ctx, uint64_t i)
+static void rd_prefetch(void *ctx, uint64_t i, int stage)
 {
-    apd__reader_prefetch(((rd_ctx *)ctx)->r, i);
+    apd__reader_prefetch(((rd_ctx *)ctx)->r, i, stage);
 }
 
 static apd_status rd_record(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
