@@ -59,7 +59,7 @@ def load_log(path):
 
 def acc(ev):
     if not ev:
-        return "not run"
+        return "not finished (time)"
     a = ev["accuracies"]
     m = 100 * statistics.mean(a)
     s = 100 * (statistics.pstdev(a) if len(a) > 1 else 0)
@@ -159,6 +159,17 @@ for key, label in abl:
     ev, _, _, col, _ = row_info("fmnist-ab-" + key)
     print("| %s | %s | %s |" % (label, col if ev else "", acc(ev)))
 print()
+bench = os.path.join(here, "..", "bench", "distill", "last-run.txt")
+if os.path.exists(bench):
+    print("## Performance: bench/distill (one iteration, ours vs PyTorch, same run)\n")
+    print("32x32x3, 10 classes, batch-real 256, 40 synthetic images per class, K = 64, 2 threads; "
+          "our C iteration against the same iteration in PyTorch 1.13 (Debian, oneDNN convolutions, "
+          "denormals flushed on both sides), each mode in its own process. Measured while the machine "
+          "was heavily loaded (ratios are from one run, interleaved; absolute seconds are not "
+          "representative of an idle machine). Output of `build/bench/distill/bench_distill --iters 2`:\n")
+    print("```")
+    print(open(bench).read().rstrip())
+    print("```\n")
 cm = os.path.join(here, "commentary.md")
 if os.path.exists(cm):
     print(open(cm).read())

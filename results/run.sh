@@ -24,7 +24,7 @@ RUNS=${RUNS:-3}
 SELECT_EPOCHS=${SELECT_EPOCHS:-1}
 SELECT_LIMIT=${SELECT_LIMIT:-300}
 THREADS=${THREADS:-2}
-CIFAR=${CIFAR:-../shared/data/cifar10-dev}
+CIFAR=${CIFAR:-$(cd .. && pwd)/shared/data/cifar10-dev}
 mkdir -p "$OUT"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
 
@@ -37,7 +37,7 @@ row() {
   if [ -s "$OUT/$name.eval.json" ]; then echo "== $name: done"; return; fi
   # several run.sh may work on one OUT in parallel: a row belongs to whoever locks it first
   if ! mkdir "$OUT/$name.lock" 2>/dev/null; then echo "== $name: taken by another run"; return; fi
-  trap 'rmdir "$OUT/$name.lock" 2>/dev/null' RETURN
+  trap "rmdir '$OUT/$name.lock' 2>/dev/null; trap - RETURN" RETURN
   echo "== $name: apd-convert $*"
   if ! "$BIN/apd-convert" --input "$input" --split train --threads "$THREADS" --seed 0 "$@" \
         -o "$f" --force > "$OUT/$name.log" 2>&1; then
