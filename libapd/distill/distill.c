@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apd/dsa.h"
 #include "apd/quant.h"
 #include "common/internal.h"
 #include "distill/distill_internal.h"
@@ -57,7 +58,7 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
     o->select_limit = 0;
     o->gc_lambda = 1.0;
     o->gc_epsilon = 0.9;
-    o->dsa_strategy = 0x7e; /* color crop cutout flip scale rotate (apd_dsa APD_DSA_ALL) */
+    o->dsa_strategy = APD_DSA_ALL; /* color_crop_cutout_flip_scale_rotate */
     o->dsa_align_corners = 0;
     o->seed = 0;
     o->threads = 0;
