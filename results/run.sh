@@ -7,12 +7,14 @@
 # row); results/make_md.py turns them into results/RESULTS.md. Rows already evaluated are
 # skipped, so the script can be re-run to fill in what a time limit cut off.
 #
-#   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 ablation remedy (default: all)
+#   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-cifar
+#                                  ablation ablation-cifar folder (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
 # Environment (defaults = the schedule RESULTS.md states):
 #   APD_BIN (build)   OUT (results/out)   ITERS (60)   BATCH_REAL (32)   EPOCHS (30)   RUNS (3)
 #   SELECT_EPOCHS (1) SELECT_LIMIT (300)  THREADS (2)  CIFAR (../shared/data/cifar10-dev)
+#   FOLDER (../shared/data/cifar10-folder: train/<class>/*.jpg, test/<class>/*.jpg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${APD_BIN:-build}
@@ -25,6 +27,7 @@ SELECT_EPOCHS=${SELECT_EPOCHS:-1}
 SELECT_LIMIT=${SELECT_LIMIT:-300}
 THREADS=${THREADS:-2}
 CIFAR=${CIFAR:-$(cd .. && pwd)/shared/data/cifar10-dev}
+FOLDER=${FOLDER:-$(cd .. && pwd)/shared/data/cifar10-folder}
 mkdir -p "$OUT"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
 
@@ -58,7 +61,20 @@ headline() {
   row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
 }
 
-groups=${*:-"fmnist10 remedy cifar10 fmnist1 cifar1 ablation"}
+# ablation rows at IPC 10 with 10 images per class (budget images)
+ablation() {
+  local tag=$1 input=$2 k=$3
+  ab() { row "$tag-ab-$1" "$input" "$input" --ipc 10 --colors "$k" --budget images $DIST "${@:2}"; }
+  ab ap --method autopalette --init graphcut
+  ab no-lm --method autopalette --init graphcut --w-max 0
+  ab no-lb --method autopalette --init graphcut --w-balance 0
+  ab no-la --method autopalette --init graphcut --w-align 0
+  ab init-random --method autopalette --init random
+  ab dm-median-cut --method dm --quantizer median-cut
+  ab dm-octree --method dm --quantizer octree
+}
+
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-cifar ablation-cifar ablation folder"}
 for g in $groups; do
   case $g in
     fmnist10) headline fmnist fashion-mnist fashion-mnist 10 16 ;;
@@ -69,16 +85,23 @@ for g in $groups; do
       # AutoPalette as published (no remedy) vs the default remedy: what is stored and how it trains
       row fmnist-ipc10-ap-remedy-none fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
         --budget bits --init graphcut --palette-remedy none $DIST ;;
-    ablation)
-      # IPC 10, 10 images per class (budget images), Fashion-MNIST, K 16
-      local_ab() { row "fmnist-ab-$1" fashion-mnist fashion-mnist --ipc 10 --colors 16 --budget images $DIST "${@:2}"; }
-      local_ab ap --method autopalette --init graphcut
-      local_ab no-lm --method autopalette --init graphcut --w-max 0
-      local_ab no-lb --method autopalette --init graphcut --w-balance 0
-      local_ab no-la --method autopalette --init graphcut --w-align 0
-      local_ab init-random --method autopalette --init random
-      local_ab dm-median-cut --method dm --quantizer median-cut
-      local_ab dm-octree --method dm --quantizer octree ;;
+    remedy-cifar)
+      # the collapse remedies on CIFAR at K 64 (headline setting; the default is cifar-ipc10-autopalette)
+      rc() { row "cifar-ipc10-rem-$1" "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+               --budget bits --init graphcut $DIST --palette-remedy "$2" "${@:3}"; }
+      rc none none
+      rc warmup-task-scale warmup+task-scale
+      rc kmeans-init kmeans-init
+      rc kmeans-init-task-scale-1e-2 kmeans-init+task-scale --task-scale 1e-2
+      rc kmeans-init-warmup-task-scale kmeans-init+warmup+task-scale ;;
+    ablation) ablation fmnist fashion-mnist 16 ;;
+    ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
+    folder)
+      # an ImageNet-style folder of JPEG files (50 per class): AutoPalette and DM at IPC 10, K 64
+      row folder-ipc10-autopalette "folder:$FOLDER" "folder:$FOLDER" --method autopalette --ipc 10 --colors 64 \
+        --budget bits --init graphcut $DIST
+      row folder-ipc10-dm "folder:$FOLDER" "folder:$FOLDER" --method dm --ipc 10 --colors 64 $DIST
+      row folder-ipc10-random "folder:$FOLDER" "folder:$FOLDER" --method random --ipc 10 --colors 64 ;;
     *) echo "unknown group $g" >&2; exit 2 ;;
   esac
 done

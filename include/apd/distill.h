@@ -54,6 +54,8 @@ typedef enum apd_distill_init {
 #define APD_REMEDY_TASK_SCALE 2u  /* scale the task gradient that reaches the palette net */
 #define APD_REMEDY_TEMPERATURE 4u /* softmax temperature schedule temp_start -> temp_end */
 #define APD_REMEDY_STRAIGHT 8u    /* straight-through: the task loss sees the hard quantization */
+#define APD_REMEDY_KMEANS_INIT 16u /* start the palette net at a k-means partition of the
+                                      initial images' colours (apd_palette_net_init_kmeans) */
 
 typedef struct apd_distill_opts {
     apd_distill_method method;   /* default APD_DISTILL_AUTOPALETTE */

@@ -264,6 +264,26 @@ APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, 
                                       float recon_weight, const apd_palette_color_cfg *cfg,
                                       const apd_palette_sgd *sgd, uint64_t seed);
 
+/* Collapse remedy "kmeans-init": set the network so that its argmax is the Voronoi
+ * partition of a seeded k-means (k-means++ seeding, up to `iters` Lloyd steps) of the pixels
+ * of x (b, C, h, w; every pixel, or 65536 seeded draws when there are more) and its softmax
+ * the posterior of an isotropic Gaussian mixture with the clusters' pooled per-channel
+ * variance (logit scale s = 1 / (2 sigma^2), sigma^2 >= 1e-3). Hidden units 0..C-1 carry
+ * a (x_j + B_j) (B_j = 1 - min(0, min x_j), a = sqrt(s)), unit C the constant a; W2 maps them
+ * to s (2 c_k . x - |c_k|^2); the remaining units keep their W1, b1 with zero W2 columns.
+ * Momentum is reset. A global partition is the most a per-pixel network of colour can be;
+ * this starts it at a good one (see palette_init.c). *info (may be NULL) gets the figures.
+ * @return APD_OK, APD_EINVAL (NULL, uninitialised net), APD_ESHAPE (zero dims, hidden < C + 1),
+ *         APD_ENOMEM. */
+typedef struct apd_palette_kmeans_info {
+    uint32_t samples, iters;  /* pixels clustered, Lloyd steps run */
+    double sse_per_channel;   /* mean squared distance to the nearest centre, per channel */
+    double scale;             /* s */
+} apd_palette_kmeans_info;
+APD_API apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_info *info,
+                                               const float *x, uint32_t b, uint32_t h, uint32_t w,
+                                               uint32_t iters, uint64_t seed);
+
 /* ---- hard quantization for storage, and monitoring -------------------------------------- */
 
 /* 8-bit record of image i of the last forward on ws: palette (k*C bytes, entry-major:

@@ -51,6 +51,7 @@
 #define ST_SUBSET (4ull << 56)
 #define ST_EVAL (7ull << 56)
 #define ST_EVALREAL (8ull << 56)
+#define APD_KMEANS_INIT_ITERS 25 /* Lloyd steps of the palette k-means init (remedy kmeans-init) */
 
 static uint64_t stream_ic(uint64_t tag, uint64_t it, uint32_t cls)
 {
@@ -692,7 +693,8 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
         }
         s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
         if (s->n_sub == 0) s->n_sub = 1;
-        uint32_t wmax = (o->remedy & APD_REMEDY_WARMUP) ? (uint32_t)s->N : (uint32_t)s->ipc;
+        uint32_t wmax =
+            (o->remedy & (APD_REMEDY_WARMUP | APD_REMEDY_KMEANS_INIT)) ? (uint32_t)s->N : (uint32_t)s->ipc;
         if (wmax < s->n_sub) wmax = s->n_sub;
         st = apd_palette_ws_create(&s->ws, x->c, x->k, APD_PALETTE_HIDDEN, wmax, x->h * x->w);
         if (st == APD_OK) st = apd_palette_ws_create(&s->wsc, x->c, x->k, APD_PALETTE_HIDDEN, s->n_sub, x->h * x->w);
@@ -723,6 +725,26 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     } else {
         for (uint64_t i = 0; i < s->N; i++)
             to_float(s, s->syn + i * s->img, x->real->pixels + res->source_ids[i] * s->img);
+        if (s->palette && (o->remedy & APD_REMEDY_KMEANS_INIT)) {
+            apd_palette_kmeans_info ki;
+            double t0 = apd__now();
+            st = apd_palette_net_init_kmeans(&s->pnet, &ki, s->syn, (uint32_t)s->N, x->h, x->w, APD_KMEANS_INIT_ITERS,
+                                             apd_mix64(x->seed ^ 0x6b6d696eull));
+            apd_palette_fwd_opts fo = s->cc.fwd;
+            fo.temperature = temperature_at(s, 0);
+            if (st == APD_OK) st = apd_palette_forward(&s->pnet, s->ws, NULL, s->syn, (uint32_t)s->N, x->h, x->w, &fo);
+            if (st != APD_OK) {
+                apd__err_set(err, st, "distill: palette k-means init failed (%s)", apd_strerror(st));
+                goto out;
+            }
+            apd_palette_stats ps;
+            apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
+            fprintf(lg, "distill: palette k-means init (%u pixels, %u Lloyd steps, %.1fs): within-cluster var %.4f, "
+                        "logit scale %.1f | colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f "
+                        "gap %.4f maxp %.3f\n",
+                    ki.samples, ki.iters, apd__now() - t0, ki.sse_per_channel, ki.scale, ps.colors_median,
+                    ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
+        }
         if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) {
             apd_palette_losses wl;
             s->cc.fwd.temperature = temperature_at(s, 0);
@@ -835,17 +857,25 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     if (st != APD_OK) goto out;
 
     /* evaluation loss of what is stored */
-    double eval1 = 0;
+    double eval1 = 0, quant_mse = 0;
     {
         float *dec = xmalloc(s->N * s->img, sizeof(float), &fail);
         if (fail) goto oom;
         decode_records(s, res, dec);
+        /* what storage costs: stored (decoded) vs the float synthetic images, normalised units */
+        double se = 0.0;
+        for (size_t i = 0; i < s->N * s->img; i++) {
+            double d = (double)dec[i] - s->syn[i];
+            se += d * d;
+        }
+        quant_mse = se / ((double)s->N * s->img);
         st = eval_loss(s, dec, 2, &eval1);
         free(dec);
         if (st != APD_OK) goto out;
     }
-    fprintf(lg, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored %.3f\n",
-            o->iters, t_iters, eval0, eval1);
+    fprintf(lg, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored %.3f; "
+                "storage error (MSE stored vs float images) %.5f\n",
+            o->iters, t_iters, eval0, eval1, quant_mse);
     apd__dsb_printf(&x->stats, "%s\"loss_first_iter\":", x->stats.len ? "," : "");
     apd__dsb_num(&x->stats, s->loss_first);
     apd__dsb_printf(&x->stats, ",\"loss_last_iter\":");
@@ -854,6 +884,8 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     apd__dsb_num(&x->stats, eval0);
     apd__dsb_printf(&x->stats, ",\"eval_loss_stored\":");
     apd__dsb_num(&x->stats, eval1);
+    apd__dsb_printf(&x->stats, ",\"stored_mse\":");
+    apd__dsb_num(&x->stats, quant_mse);
     x->eval_loss_initial = eval0;
     x->eval_loss_final = eval1;
     if (s->palette) {

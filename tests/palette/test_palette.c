@@ -617,6 +617,86 @@ START_TEST(warmup_reduces_recon)
 END_TEST
 
 
+
+/* ---- k-means init (remedy kmeans-init) ----------------------------------------------------- */
+
+/* Images whose pixels come from 8 well-separated colours (+-0.05 noise): the initialised
+ * network must give every colour its own argmax bucket (the bucket means are the colours),
+ * a near-hard softmax, and the same parameters for the same seed. */
+START_TEST(kmeans_init_recovers_clusters)
+{
+    const uint32_t b = 6, c = 3, h = 16, w = 16, k = 8, p = h * w;
+    float cols[8][3];
+    for (uint32_t q = 0; q < k; q++)
+        for (uint32_t ch = 0; ch < c; ch++) cols[q][ch] = ((q >> ch) & 1) ? 1.5f : -1.5f;
+    float *x = malloc(sizeof(float) * b * c * p);
+    uint8_t *truth = malloc((size_t)b * p);
+    uint32_t st = 12345;
+    for (uint32_t i = 0; i < b; i++)
+        for (uint32_t q = 0; q < p; q++) {
+            st = st * 1103515245u + 12345u;
+            uint32_t cl = (st >> 16) % k;
+            truth[i * p + q] = (uint8_t)cl;
+            for (uint32_t ch = 0; ch < c; ch++) {
+                st = st * 1103515245u + 12345u;
+                float noise = ((float)((st >> 16) & 1023) / 1023.0f - 0.5f) * 0.1f;
+                x[((size_t)i * c + ch) * p + q] = cols[cl][ch] + noise;
+            }
+        }
+    apd_palette_net net, net2;
+    apd_palette_ws *ws;
+    ck_assert_int_eq(apd_palette_net_init(&net, c, k, 256, 1), APD_OK);
+    ck_assert_int_eq(apd_palette_net_init(&net2, c, k, 256, 1), APD_OK);
+    ck_assert_int_eq(apd_palette_ws_create(&ws, c, k, 256, b, p), APD_OK);
+    apd_palette_kmeans_info ki;
+    ck_assert_int_eq(apd_palette_net_init_kmeans(&net, &ki, x, b, h, w, 25, 7), APD_OK);
+    ck_assert_int_eq(apd_palette_net_init_kmeans(&net2, NULL, x, b, h, w, 25, 7), APD_OK);
+    ck_assert(memcmp(net.params, net2.params, net.n_params * sizeof(float)) == 0);
+    ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, NULL), APD_OK);
+    apd_palette_stats s;
+    ck_assert_int_eq(apd_palette_stats_compute(&s, NULL, ws, x), APD_OK);
+    /* bucket <-> true colour must be a bijection */
+    int map[8], back[8];
+    for (uint32_t q = 0; q < k; q++) map[q] = back[q] = -1;
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < b * p; i++) {
+        uint32_t t = truth[i], a = ws->idx[i];
+        if (map[t] < 0 && back[a] < 0) {
+            map[t] = (int)a;
+            back[a] = (int)t;
+        }
+        if (map[t] != (int)a) bad++;
+    }
+    double maxerr = 0.0;
+    for (uint32_t i = 0; i < b; i++)
+        for (uint32_t t = 0; t < k; t++)
+            for (uint32_t ch = 0; ch < c && map[t] >= 0; ch++) {
+                double e = fabs(ws->hpal[((size_t)i * c + ch) * k + (uint32_t)map[t]] - cols[t][ch]);
+                if (e > maxerr) maxerr = e;
+            }
+    printf("  k-means init: %u samples, %u Lloyd steps, var %.5f, scale %.1f; misassigned %u of %u; "
+           "bucket-mean max err %.4f; colours min %u; maxp %.4f; soft mse %.5f hard mse %.5f\n",
+           ki.samples, ki.iters, ki.sse_per_channel, ki.scale, bad, b * p, maxerr, s.colors_min,
+           s.max_prob_mean, s.soft_mse, s.hard_mse);
+    ck_assert_uint_eq(bad, 0);
+    ck_assert(maxerr < 0.02);
+    ck_assert_uint_eq(s.colors_min, k);
+    ck_assert(s.max_prob_mean > 0.999);
+    ck_assert(s.soft_mse < 2e-3 && s.hard_mse < 2e-3);
+    /* too few hidden units to carry C identities and a constant */
+    apd_palette_net small;
+    ck_assert_int_eq(apd_palette_net_init(&small, c, k, 3, 1), APD_OK);
+    ck_assert_int_eq(apd_palette_net_init_kmeans(&small, NULL, x, b, h, w, 25, 7), APD_ESHAPE);
+    ck_assert_int_eq(apd_palette_net_init_kmeans(&net, NULL, NULL, b, h, w, 25, 7), APD_EINVAL);
+    apd_palette_net_free(&small);
+    free(x);
+    free(truth);
+    apd_palette_ws_free(ws);
+    apd_palette_net_free(&net);
+    apd_palette_net_free(&net2);
+}
+END_TEST
+
 /* ---- threads: bit-identical results for any pool size --------------------------------------- */
 
 static void fill_images(float *x, uint32_t b, uint32_t c, uint32_t h, uint32_t w, uint32_t seed)
@@ -866,6 +946,7 @@ static Suite *suite(void)
     tcase_add_test(tc, temperature_and_sample);
     tcase_add_test(tc, shape_errors);
     tcase_add_test(tc, warmup_reduces_recon);
+    tcase_add_test(tc, kmeans_init_recovers_clusters);
     tcase_add_test(tc, threads_bit_identical);
     tcase_add_test(tc, color_step_matches_parts);
     tcase_add_test(tc, vector_exp);
