@@ -1,0 +1,102 @@
+/* test_collapse.c: palette collapse on real data (AUTOPALETTE.md "Known pitfall") and the
+ * default remedy that prevents it (issue 5: stored images use a median of at least K/2
+ * colours).
+ *
+ * Fashion-MNIST (K 16, grey) and, when ../shared/data/cifar10-dev is present, CIFAR-10 dev
+ * (K 64, RGB): a short DM + AutoPalette run (2 images per class, a few iterations, random
+ * init) as published (--palette-remedy none) must collapse (median <= 3 colours per stored
+ * image), and the same run with the default remedy (kmeans-init+task-scale) must keep a
+ * median of at least K/2. Both medians are printed.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apd/distill.h"
+#include "apd/io.h"
+
+static double colours_median(const apd_distill_result *r)
+{
+    const char *p = strstr(r->stats_json, "\"stored_colors_per_image\"");
+    ck_assert_msg(p != NULL, "stats lack stored_colors_per_image: %s", r->stats_json);
+    p = strstr(p, "\"median\":");
+    ck_assert(p != NULL);
+    return strtod(p + 9, NULL);
+}
+
+static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char *what)
+{
+    apd_distill_opts o;
+    apd_distill_opts_default(&o);
+    o.method = APD_DISTILL_AUTOPALETTE;
+    o.init = APD_INIT_RANDOM;
+    o.init_set = 1;
+    o.ipc = 2;
+    o.colors = k;
+    o.budget = APD_BUDGET_IMAGES;
+    o.iters = 6;
+    o.batch_real = 16;
+    o.threads = 2;
+    o.seed = 1;
+    o.remedy = remedy;
+    o.log = fopen("/dev/null", "w");
+    apd_distill_result res;
+    apd_err err;
+    apd_status st = apd_distill_run(ds, &o, &res, &err);
+    ck_assert_msg(st == APD_OK, "%s: %s", what, err.msg);
+    double med = colours_median(&res);
+    printf("  %s, K %u, remedy %s: stored colours/img median %.1f; %s\n", ds->name, k,
+           remedy ? "default" : "none", med, res.stats_json);
+    apd_distill_result_free(&res);
+    fclose(o.log);
+    return med;
+}
+
+static void check_dataset(const char *spec, uint32_t k)
+{
+    apd_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    apd_err err;
+    ck_assert_msg(apd_import(&ds, spec, "train", NULL, &err) == APD_OK, "%s: %s", spec, err.msg);
+    apd_distill_opts d;
+    apd_distill_opts_default(&d);
+    double none = run(&ds, k, 0, spec), def = run(&ds, k, d.remedy, spec);
+    ck_assert_msg(none <= 3.0, "%s: as published should collapse, median %.1f", spec, none);
+    ck_assert_msg(def >= k / 2.0, "%s: default remedy median %.1f < K/2 = %u", spec, def, k / 2);
+    apd_dataset_free(&ds);
+}
+
+START_TEST(fashion_mnist_k16) { check_dataset("fashion-mnist", 16); }
+END_TEST
+
+START_TEST(cifar10_dev_k64)
+{
+    const char *dir = APD_SHARED_DATA "/cifar10-dev";
+    char f[1024];
+    snprintf(f, sizeof f, "%s/train.bin", dir);
+    if (access(f, R_OK) != 0) {
+        printf("  %s missing: CIFAR part skipped\n", f);
+        return;
+    }
+    snprintf(f, sizeof f, "cifar10:%s", dir);
+    check_dataset(f, 64);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("collapse");
+    TCase *tc = tcase_create("real");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, fashion_mnist_k16);
+    tcase_add_test(tc, cifar10_dev_k64);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
