@@ -66,6 +66,11 @@ def acc(ev):
     return "%.1f +- %.1f (n=%d)" % (m, s, len(a))
 
 
+def mse(st):
+    v = st.get("stored_mse") if st else None
+    return "%.4f" % v if isinstance(v, (int, float)) else ""
+
+
 def row_info(name):
     budget, stats = load_log(os.path.join(out, name + ".log"))
     ev = load_eval(name)
@@ -115,7 +120,45 @@ for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 
             print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
 print()
 
+print("## An ImageNet-style folder of JPEG files (`folder:`, IPC 10, K 64)\n")
+print("../shared/data/cifar10-folder: `train/<class>/*.jpg` (50 per class, CIFAR-10 images as "
+      "JPEG files), tested on `test/<class>/*.jpg` (20 per class, 200 images). Same schedule as above.\n")
+print("| method | images/class | bytes/class | colours/img median (min-max) | storage MSE | accuracy % |")
+print("|---|---|---|---|---|---|")
+for m, label in (("random", "random real (full colour)"), ("dm", "DM (full colour)"),
+                 ("autopalette", "DM + AutoPalette (graph-cut init, K 64)")):
+    name = "folder-ipc10-" + m
+    ev, n, bpc, col, st = row_info(name)
+    if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+        print("| %s | | | | | not run (time) |" % label)
+        continue
+    print("| %s | %s | %s | %s | %s | %s |" % (label, n, bpc, col, mse(st), acc(ev)))
+print()
+
 print("## Palette collapse and the remedies\n")
+print("### CIFAR-10 dev, IPC 10, K = 64 (bits budget, 32 images per class, graph-cut init, the headline schedule)\n")
+print("*colours* = distinct colours per stored image; *storage MSE* = mean squared difference between "
+      "the stored (decoded) images and the float synthetic images they quantize, in normalised units "
+      "(the same measure for DM + median cut / octree is in the ablation tables); "
+      "*DM loss* = matching loss of the images against fixed real batches with 2 fixed networks, "
+      "no augmentation (initial real images -> stored).\n")
+print("| remedy | colours/img median (min-max) | storage MSE | DM loss initial -> stored | accuracy % |")
+print("|---|---|---|---|---|")
+for key, label in (("rem-none", "none (as published)"),
+                   ("rem-warmup-task-scale", "warm-up 50 + task scale 1e-3 (previous default)"),
+                   ("rem-kmeans-init", "k-means init, full task gradient"),
+                   ("rem-kmeans-init-task-scale-1e-2", "k-means init + task scale 1e-2"),
+                   ("rem-kmeans-init-warmup-task-scale", "k-means init + warm-up 50 + task scale 1e-3"),
+                   ("autopalette", "**k-means init + task scale 1e-3 (default)**")):
+    name = "cifar-ipc10-" + key
+    ev, _, _, col, st = row_info(name)
+    if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+        print("| %s | | | | not run (time) |" % label)
+        continue
+    dl = "%.1f -> %.1f" % (st["eval_loss_initial"], st["eval_loss_stored"]) if "eval_loss_stored" in st else ""
+    print("| %s | %s | %s | %s | %s |" % (label, col, mse(st), dl, acc(ev)))
+print()
+print("### Fashion-MNIST, IPC 10, K = 16, short runs (`results/run.sh remedy-fmnist`)\n")
 rem = sorted(glob.glob(os.path.join(here, "remedy", "*.log")))
 if rem:
     print("Fashion-MNIST, IPC 10 at K = 16 under the bits budget (19 images per class), random "
@@ -125,8 +168,8 @@ if rem:
           "iteration (normalised units); *DM loss* = the matching loss of the stored images "
           "against fixed real batches with 2 fixed networks, no augmentation (initial real "
           "images: first number).\n")
-    print("| remedy | colours/img stored median (min-max) | soft-hard gap (last it) | max prob | DM loss initial -> stored | first-iteration loss |")
-    print("|---|---|---|---|---|---|")
+    print("| remedy | colours/img stored median (min-max) | soft-hard gap (last it) | max prob | storage MSE | DM loss initial -> stored | first-iteration loss |")
+    print("|---|---|---|---|---|---|---|")
     for p in rem:
         t = open(p).read()
         st = json_after(t, "stats ") or json_after(t, "; {") or {}
@@ -135,30 +178,31 @@ if rem:
         c = st.get("stored_colors_per_image", {})
         name = os.path.basename(p)[:-4]
         if not st:
-            print("| %s | (run cut) | | %s | | |" % (name, maxp))
+            print("| %s | (run cut) | | %s | | | |" % (name, maxp))
             continue
-        print("| %s | %s (%s-%s) | %.4f | %s | %.1f -> %.1f | %.0f |" % (
+        print("| %s | %s (%s-%s) | %.4f | %s | %s | %.1f -> %.1f | %.0f |" % (
             name, c.get("median"), c.get("min"), c.get("max"), st.get("last_soft_hard_gap", float("nan")),
-            maxp, st.get("eval_loss_initial", float("nan")), st.get("eval_loss_stored", float("nan")),
+            maxp, mse(st), st.get("eval_loss_initial", float("nan")), st.get("eval_loss_stored", float("nan")),
             st.get("loss_first_iter", float("nan"))))
     print()
 ev_none, _, _, col_none, _ = row_info("fmnist-ipc10-ap-remedy-none")
 ev_def, _, _, col_def, _ = row_info("fmnist-ipc10-autopalette")
 print("Accuracy of what is stored (Fashion-MNIST IPC 10, K 16, bits budget, graph-cut init, "
-      "run.sh schedule): as published (no remedy): %s, colours %s; default remedy (warm-up + "
-      "task scale): %s, colours %s.\n" % (acc(ev_none), col_none, acc(ev_def), col_def))
+      "headline schedule): as published (no remedy): %s, colours %s; default remedy (k-means "
+      "init + task scale): %s, colours %s.\n" % (acc(ev_none), col_none, acc(ev_def), col_def))
 
-print("## Ablations (Fashion-MNIST, IPC 10, 10 images per class: `--budget images`, K 16)\n")
-print("| variant | colours/img median (min-max) | accuracy % |")
-print("|---|---|---|")
 abl = [("ap", "DM + AutoPalette (all losses, graph-cut init)"), ("no-lm", "without Lm"),
        ("no-lb", "without Lb"), ("no-la", "without La"), ("init-random", "random init instead of graph cut"),
        ("dm-median-cut", "DM, then median cut (no palette network)"),
        ("dm-octree", "DM, then octree (no palette network)")]
-for key, label in abl:
-    ev, _, _, col, _ = row_info("fmnist-ab-" + key)
-    print("| %s | %s | %s |" % (label, col if ev else "", acc(ev)))
-print()
+for tag, label, k in (("cifar", "CIFAR-10 dev", 64), ("fmnist", "Fashion-MNIST", 16)):
+    print("## Ablations (%s, IPC 10, 10 images per class: `--budget images`, K %d)\n" % (label, k))
+    print("| variant | colours/img median (min-max) | storage MSE | accuracy % |")
+    print("|---|---|---|---|")
+    for key, lab in abl:
+        ev, _, _, col, st = row_info("%s-ab-%s" % (tag, key))
+        print("| %s | %s | %s | %s |" % (lab, col if ev else "", mse(st), acc(ev)))
+    print()
 bench = os.path.join(here, "..", "bench", "distill", "last-run.txt")
 if os.path.exists(bench):
     print("## Performance: bench/distill (one iteration, ours vs PyTorch, same run)\n")

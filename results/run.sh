@@ -7,8 +7,8 @@
 # row); results/make_md.py turns them into results/RESULTS.md. Rows already evaluated are
 # skipped, so the script can be re-run to fill in what a time limit cut off.
 #
-#   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-cifar
-#                                  ablation ablation-cifar folder (default: all)
+#   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
+#                                  ablation ablation-cifar folder long-eval (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
 # Environment (defaults = the schedule RESULTS.md states):
@@ -74,7 +74,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-cifar ablation-cifar ablation folder"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval"}
 for g in $groups; do
   case $g in
     fmnist10) headline fmnist fashion-mnist fashion-mnist 10 16 ;;
@@ -85,6 +85,31 @@ for g in $groups; do
       # AutoPalette as published (no remedy) vs the default remedy: what is stored and how it trains
       row fmnist-ipc10-ap-remedy-none fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
         --budget bits --init graphcut --palette-remedy none $DIST ;;
+    remedy-fmnist)
+      # the remedy table: Fashion-MNIST IPC 10 (bits budget, 19 images per class), K 16, random
+      # init, 25 iterations with real batches of 16; one log per remedy in results/remedy/
+      rf() {
+        local name=$1; shift
+        if [ -s "results/remedy/$name.log" ]; then echo "== remedy $name: done"; return; fi
+        echo "== remedy $name: --palette-remedy $*"
+        "$BIN/apd-convert" --input fashion-mnist --split train --threads "$THREADS" --seed 0 --method autopalette \
+          --ipc 10 --colors 16 --budget bits --init random --iters 25 --batch-real 16 --log-every 1 \
+          --palette-remedy "$@" -o "$OUT/fmnist-remedy-$name.apd" --force > "results/remedy/$name.log.tmp" 2>&1 \
+          && mv "results/remedy/$name.log.tmp" "results/remedy/$name.log"
+      }
+      rf 01-none-as-published none
+      rf 02-warmup-20 warmup --warmup-steps 20
+      rf 03-straight-through straight-through
+      rf 04-temperature-10-to-1 temperature --temp-start 10 --temp-end 1
+      rf 05-task-scale-1e-2 task-scale --task-scale 1e-2
+      rf 06-task-scale-1e-3 task-scale --task-scale 1e-3
+      rf 07-task-scale-1e-4 task-scale --task-scale 1e-4
+      rf 08-task-scale-0 task-scale --task-scale 0
+      rf 09-warmup-20+task-scale-1e-3 warmup+task-scale --warmup-steps 20 --task-scale 1e-3
+      rf 10-warmup-20+task-scale-1e-4 warmup+task-scale --warmup-steps 20 --task-scale 1e-4
+      rf 11-warmup-50+task-scale-1e-3 warmup+task-scale --warmup-steps 50 --task-scale 1e-3
+      rf 12-kmeans-init kmeans-init
+      rf 13-kmeans-init+task-scale-1e-3-DEFAULT kmeans-init+task-scale --task-scale 1e-3 ;;
     remedy-cifar)
       # the collapse remedies on CIFAR at K 64 (headline setting; the default is cifar-ipc10-autopalette)
       rc() { row "cifar-ipc10-rem-$1" "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
@@ -94,6 +119,18 @@ for g in $groups; do
       rc kmeans-init kmeans-init
       rc kmeans-init-task-scale-1e-2 kmeans-init+task-scale --task-scale 1e-2
       rc kmeans-init-warmup-task-scale kmeans-init+warmup+task-scale ;;
+    long-eval)
+      # the IPC 10 rows again with a 10x longer evaluation (300 epochs): at 30 epochs and batch
+      # 256 a network trained on <= 256 images takes only 31 SGD steps, whatever their number
+      le() { ( EPOCHS=300; RUNS=$1; shift; row "$@" ); }
+      le 3 fmnist-ipc10-dm-e300 fashion-mnist fashion-mnist --method dm --ipc 10 --colors 16 $DIST
+      le 3 fmnist-ipc10-autopalette-e300 fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
+        --budget bits --init graphcut $DIST
+      le 3 fmnist-ipc10-mc-random-e300 fashion-mnist fashion-mnist --method random --ipc 10 --colors 16 \
+        --budget bits --quantizer median-cut
+      le 2 cifar-ipc10-dm-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $DIST
+      le 2 cifar-ipc10-autopalette-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+        --budget bits --init graphcut $DIST ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)

@@ -772,6 +772,7 @@ int main(int argc, char **argv)
     }
     double t1 = apd__now();
     s = m->run(&ctx);
+    uint64_t n_out = ctx.w ? apd_writer_count(ctx.w) : 0;
     if (ctx.w) {
         apd_status sc = apd_writer_close(ctx.w);
         if (s == APD_OK && sc != APD_OK) {
@@ -785,9 +786,9 @@ int main(int argc, char **argv)
         remove_output(ctx.o.output);
     } else if (!ctx.o.quiet) {
         uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
-        printf(TOOL ": %s: %llu images from %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
-               "%s %.2f s (%.0f images/s, %u thread%s)\n",
-               ctx.o.output, (unsigned long long)ctx.ds.n, ctx.ds.name, ctx.ds.split[0] ? ctx.ds.split : "",
+        printf(TOOL ": %s: %llu records from %llu images of %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
+               "%s %.2f s (%.0f source images/s, %u thread%s)\n",
+               ctx.o.output, (unsigned long long)n_out, (unsigned long long)ctx.ds.n, ctx.ds.name, ctx.ds.split[0] ? ctx.ds.split : "",
                ctx.ds.split[0] ? ", " : "", ctx.hash, ctx.o.method,
                !strcmp(ctx.o.method, "quantize") ? " " : "",
                !strcmp(ctx.o.method, "quantize") ? apd_quantizer_name(ctx.o.quantizer) : "",
