@@ -105,17 +105,18 @@ print("## Headline: equal storage budget (`--budget bits`)\n")
 print("| dataset | IPC | method | images/class | bytes/class | colours/img median (min-max) | accuracy % |")
 print("|---|---|---|---|---|---|---|")
 names = {"random": "random real (full colour)", "mc-random": "median-cut random real",
-         "dm": "DM (full colour)", "autopalette": "DM + AutoPalette (graph-cut init)"}
+         "dm": "DM (full colour)", "autopalette": "DM + AutoPalette (graph-cut init)",
+         "dm-mc": "DM on the same number of images, then median cut"}
 for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 64)):
     for ipc in (10, 1):
-        for m in ("random", "mc-random", "dm", "autopalette"):
+        for m in ("random", "mc-random", "dm", "autopalette", "dm-mc"):
             name = "%s-ipc%d-%s" % (ds, ipc, m)
             ev, n, bpc, col, _ = row_info(name)
             if not ev and not os.path.exists(os.path.join(out, name + ".log")):
                 print("| %s | %d | %s | | | | not run (time) |" % (label, ipc, names[m]))
                 continue
-            mlabel = names[m] + (" (K %d)" % k if m in ("mc-random", "autopalette") else "")
-            if m == "mc-random" and col == "full":
+            mlabel = names[m] + (" (K %d)" % k if m in ("mc-random", "autopalette", "dm-mc") else "")
+            if m in ("mc-random",) and col == "full":
                 col = "<= %d" % k
             print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
 print()

@@ -8,7 +8,7 @@
 # skipped, so the script can be re-run to fill in what a time limit cut off.
 #
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
-#                                  ablation ablation-cifar folder long-eval (default: all)
+#                                  ablation ablation-cifar folder long-eval long-distill (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
 # Environment (defaults = the schedule RESULTS.md states):
@@ -52,13 +52,15 @@ row() {
 }
 
 # headline rows for one dataset and IPC: random real, median-cut random real (bits budget),
-# DM, DM + AutoPalette (graph-cut init, bits budget)
+# DM, DM + AutoPalette (graph-cut init, bits budget), DM + median cut (bits budget)
 headline() {
   local tag=$1 input=$2 test=$3 ipc=$4 k=$5
   row "$tag-ipc$ipc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k"
   row "$tag-ipc$ipc-mc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut
   row "$tag-ipc$ipc-dm" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" $DIST
   row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
+  # attribution: DM on as many images as the budget gives palette images, then median cut
+  row "$tag-ipc$ipc-dm-mc" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut $DIST
 }
 
 # ablation rows at IPC 10 with 10 images per class (budget images)
@@ -74,7 +76,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill"}
 for g in $groups; do
   case $g in
     fmnist10) headline fmnist fashion-mnist fashion-mnist 10 16 ;;
@@ -131,6 +133,12 @@ for g in $groups; do
       le 2 cifar-ipc10-dm-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $DIST
       le 2 cifar-ipc10-autopalette-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
         --budget bits --init graphcut $DIST ;;
+    long-distill)
+      # CIFAR IPC 10 with 5x the DM iterations (300): does the gap over DM hold?
+      LD="--iters 300 --batch-real $BATCH_REAL --select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
+      row cifar-ipc10-dm-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $LD
+      row cifar-ipc10-autopalette-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+        --budget bits --init graphcut $LD ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)

@@ -268,7 +268,7 @@ APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, 
  * partition of a seeded k-means (k-means++ seeding, up to `iters` Lloyd steps) of the pixels
  * of x (b, C, h, w; every pixel, or 65536 seeded draws when there are more) and its softmax
  * the posterior of an isotropic Gaussian mixture with the clusters' pooled per-channel
- * variance (logit scale s = 1 / (2 sigma^2), sigma^2 >= 1e-3). Hidden units 0..C-1 carry
+ * variance (logit scale s = 1 / (2 sigma^2), sigma^2 >= 0.0125, so s <= 40). Hidden units 0..C-1 carry
  * a (x_j + B_j) (B_j = 1 - min(0, min x_j), a = sqrt(s)), unit C the constant a; W2 maps them
  * to s (2 c_k . x - |c_k|^2); the remaining units keep their W1, b1 with zero W2 columns.
  * Momentum is reset. A global partition is the most a per-pixel network of colour can be;
