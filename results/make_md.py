@@ -121,6 +121,24 @@ for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 
             print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
 print()
 
+print("## Longer schedules (bits budget, IPC 10)\n")
+print("| dataset | method | DM iterations | eval epochs | colours/img median (min-max) | accuracy % |")
+print("|---|---|---|---|---|---|")
+for name, label, method, iters, ep in (
+        ("cifar-ipc10-dm", "CIFAR-10 dev", "DM", 60, 30),
+        ("cifar-ipc10-autopalette", "CIFAR-10 dev", "DM + AutoPalette (K 64)", 60, 30),
+        ("cifar-ipc10-dm-i300", "CIFAR-10 dev", "DM", 300, 30),
+        ("cifar-ipc10-autopalette-i300", "CIFAR-10 dev", "DM + AutoPalette (K 64)", 300, 30),
+        ("cifar-ipc10-dm-mc-i300", "CIFAR-10 dev", "DM on 32 images/class, then median cut (K 64)", 300, 30),
+        ("cifar-ipc10-dm-e300", "CIFAR-10 dev", "DM", 60, 300),
+        ("cifar-ipc10-autopalette-e300", "CIFAR-10 dev", "DM + AutoPalette (K 64)", 60, 300),
+        ("fmnist-ipc10-mc-random-e300", "Fashion-MNIST", "median-cut random real (K 16)", "-", 300),
+        ("fmnist-ipc10-dm-e300", "Fashion-MNIST", "DM", 60, 300),
+        ("fmnist-ipc10-autopalette-e300", "Fashion-MNIST", "DM + AutoPalette (K 16)", 60, 300)):
+    ev, _, _, col, _ = row_info(name)
+    print("| %s | %s | %s | %s | %s | %s |" % (label, method, iters, ep, col if ev else "", acc(ev)))
+print()
+
 print("## An ImageNet-style folder of JPEG files (`folder:`, IPC 10, K 64)\n")
 print("../shared/data/cifar10-folder: `train/<class>/*.jpg` (50 per class, CIFAR-10 images as "
       "JPEG files), tested on `test/<class>/*.jpg` (20 per class, 200 images). Same schedule as above.\n")
@@ -148,6 +166,7 @@ print("|---|---|---|---|---|")
 for key, label in (("rem-none", "none (as published)"),
                    ("rem-warmup-task-scale", "warm-up 50 + task scale 1e-3 (previous default)"),
                    ("rem-kmeans-init", "k-means init, full task gradient"),
+                   ("rem-kmeans-init-task-scale-1e-1", "k-means init + task scale 1e-1"),
                    ("rem-kmeans-init-task-scale-1e-2", "k-means init + task scale 1e-2"),
                    ("rem-kmeans-init-warmup-task-scale", "k-means init + warm-up 50 + task scale 1e-3"),
                    ("autopalette", "**k-means init + task scale 1e-3 (default)**")):

@@ -119,6 +119,7 @@ for g in $groups; do
       rc none none
       rc warmup-task-scale warmup+task-scale
       rc kmeans-init kmeans-init
+      rc kmeans-init-task-scale-1e-1 kmeans-init+task-scale --task-scale 1e-1
       rc kmeans-init-task-scale-1e-2 kmeans-init+task-scale --task-scale 1e-2
       rc kmeans-init-warmup-task-scale kmeans-init+warmup+task-scale ;;
     long-eval)
@@ -138,7 +139,9 @@ for g in $groups; do
       LD="--iters 300 --batch-real $BATCH_REAL --select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
       row cifar-ipc10-dm-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $LD
       row cifar-ipc10-autopalette-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
-        --budget bits --init graphcut $LD ;;
+        --budget bits --init graphcut $LD
+      row cifar-ipc10-dm-mc-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 --budget bits \
+        --quantizer median-cut $LD ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)
