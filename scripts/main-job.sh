@@ -8,8 +8,8 @@
 # Setting: IPC 10 at K = 16 grey levels under the bits budget (19 images per class, 408 bytes
 # each, within the 7840 bytes of 10 full images per class); 200 DM iterations with real
 # batches of 32 (reference: 20000 x 256); selection network 1 epoch on 300 images per class
-# (reference: 50 epochs on all); palette collapse remedy warm-up + task-gradient scale (the
-# default, see results/RESULTS.md). apd-eval: 1 ConvNetD3 trained 30 epochs with DSA
+# (reference: 50 epochs on all); palette collapse remedy k-means init + task-gradient scale
+# (the default, see results/RESULTS.md). apd-eval: 1 ConvNetD3 trained 30 epochs with DSA
 # (reference: 1000 epochs x 5). About 5 minutes on 2 idle cores (overrides: APD_ITERS,
 # APD_EVAL_EPOCHS, APD_EVAL_RUNS).
 set -euo pipefail
