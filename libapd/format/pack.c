@@ -118,6 +118,21 @@ static int pal_decode_scalar(const uint8_t *packed, size_t npix, uint32_t bits,
 
 static inline uint64_t low_mask(size_t n) { return n >= 64 ? ~0ull : ((1ull << n) - 1); }
 
+/* The next 64 indices of a packed stream (fewer at the end: the unused lanes are don't-care
+ * and callers mask them): up to 8*bits input bytes, spread by the bit-width's permutation
+ * and multishift, masked to `bits`. Advances *src and *bytes_left. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"), always_inline)) static inline __m512i
+unpack_next64(const uint8_t **src, size_t *bytes_left, size_t step_bytes, __m512i vperm, __m512i vshift,
+              __m512i vmask)
+{
+    size_t take = *bytes_left < step_bytes ? *bytes_left : step_bytes;
+    __m512i raw = _mm512_maskz_loadu_epi8(low_mask(take), *src);
+    *src += take;
+    *bytes_left -= take;
+    __m512i v = _mm512_permutexvar_epi8(vperm, raw);
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), vmask);
+}
+
 APD__AVX512 static inline __m512i lut512(__m512i idx, const __m512i *t, int nq)
 {
     __m512i lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
@@ -183,12 +198,7 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
     for (size_t j = 0; j < npix; j += 64) {
         size_t rem = npix - j;
         __mmask64 pm = low_mask(rem);
-        size_t take = bytes_left < step_bytes ? bytes_left : step_bytes;
-        __m512i raw = _mm512_maskz_loadu_epi8(low_mask(take), src);
-        src += take;
-        bytes_left -= take;
-        __m512i v = _mm512_permutexvar_epi8(vperm, raw);
-        v = _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), vmask);
+        __m512i v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
         if (k < 256) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
         if (c == 1) {
             _mm512_mask_storeu_epi8(out + j, pm, lut512(v, t[0], nq));
@@ -437,12 +447,7 @@ APD__AVX512_INL static inline int pal_f32_body(const uint8_t *packed, size_t npi
     for (size_t j = 0; j < npix; j += 64) {
         size_t rem = npix - j;
         __mmask64 pm = low_mask(rem);
-        size_t take = bytes_left < step_bytes ? bytes_left : step_bytes;
-        __m512i raw = _mm512_maskz_loadu_epi8(low_mask(take), src);
-        src += take;
-        bytes_left -= take;
-        __m512i v = _mm512_permutexvar_epi8(vperm, raw);
-        v = _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), vmask);
+        __m512i v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
         if (k < 256) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
         if (rem >= 64) { /* full block: unmasked stores */
             for (int g = 0; g < 4; g++) {
