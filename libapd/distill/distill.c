@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "apd/dsa.h"
+#include "apd/palette.h"
 #include "apd/quant.h"
 #include "common/internal.h"
 #include "distill/distill_internal.h"
@@ -322,6 +323,40 @@ static char *sb_take(apd_dsb *b)
     return s;
 }
 
+/* Append "stored_colors_per_image":{min, median, max} of k_used (n values, each 0..256) to
+ * x->stats; the median of an even count is the mean of the two middle values. */
+void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n)
+{
+    if (n == 0) return;
+    uint64_t hist[APD_PALETTE_MAX_K + 1] = {0};
+    uint32_t mn = APD_PALETTE_MAX_K, mx = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t k = k_used[i] > APD_PALETTE_MAX_K ? APD_PALETTE_MAX_K : k_used[i];
+        hist[k]++;
+        if (k < mn) mn = k;
+        if (k > mx) mx = k;
+    }
+    /* values at ranks (n-1)/2 and n/2 of the sorted list */
+    uint64_t lo_rank = (n - 1) / 2, hi_rank = n / 2, acc = 0;
+    uint32_t lo = 0, hi = 0;
+    int have_lo = 0;
+    for (uint32_t k = 0; k <= APD_PALETTE_MAX_K; k++) {
+        acc += hist[k];
+        if (!have_lo && acc > lo_rank) {
+            lo = k;
+            have_lo = 1;
+        }
+        if (acc > hi_rank) {
+            hi = k;
+            break;
+        }
+    }
+    apd__dsb_printf(&x->stats, "%s\"stored_colors_per_image\":{\"min\":%u,\"median\":", x->stats.len ? "," : "",
+                    mn);
+    apd__dsb_num(&x->stats, 0.5 * ((double)lo + hi));
+    apd__dsb_printf(&x->stats, ",\"max\":%u}", mx);
+}
+
 /* Turn res->pixels (direct) into palette records with the classical quantizer o->quantizer
  * at K colours (the "median-cut random real" baseline). */
 static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
@@ -343,22 +378,7 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
     res->pixels = NULL;
     res->kind = 1;
     res->k = x->k;
-    uint32_t mn = 256, mx = 0;
-    uint64_t hist[257] = {0};
-    for (uint64_t i = 0; i < res->n; i++) {
-        uint32_t k = res->k_used[i];
-        hist[k]++;
-        if (k < mn) mn = k;
-        if (k > mx) mx = k;
-    }
-    uint64_t half = (res->n + 1) / 2, acc = 0;
-    uint32_t med = 0;
-    for (uint32_t k = 0; k <= 256 && acc < half; k++) {
-        acc += hist[k];
-        med = k;
-    }
-    apd__dsb_printf(&x->stats, "%s\"stored_colors_per_image\":{\"min\":%u,\"median\":%u,\"max\":%u}",
-                    x->stats.len ? "," : "", mn, med, mx);
+    apd__distill_colors_stat(x, res->k_used, res->n);
     return APD_OK;
 }
 

@@ -67,6 +67,8 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
 /* Colour-guided initialisation (select.c): src[cls * ipc + t] = real index. */
 apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err);
 /* The DM / AutoPalette loop (dm.c): starts from res->source_ids, fills the records. */
+/* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
+void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);
 apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 
 #endif

@@ -487,12 +487,6 @@ static uint32_t compact(uint8_t *pal, uint8_t *idx, uint32_t k, uint32_t c, size
     return n;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *err)
 {
     apd_distill_ctx *x = s->x;
@@ -552,18 +546,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
         }
         free(tmp);
     }
-    /* colours per stored image */
-    uint32_t *cu = malloc((size_t)N * sizeof *cu);
-    if (cu) {
-        memcpy(cu, res->k_used, (size_t)N * sizeof *cu);
-        qsort(cu, (size_t)N, sizeof *cu, cmp_u32);
-        double med = (N % 2) ? cu[N / 2] : 0.5 * (cu[N / 2 - 1] + cu[N / 2]);
-        apd__dsb_printf(&x->stats, "%s\"stored_colors_per_image\":{\"min\":%u,\"median\":", x->stats.len ? "," : "",
-                       cu[0]);
-        apd__dsb_num(&x->stats, med);
-        apd__dsb_printf(&x->stats, ",\"max\":%u}", cu[N - 1]);
-        free(cu);
-    }
+    apd__distill_colors_stat(x, res->k_used, N);
     return APD_OK;
 }
 
@@ -603,6 +586,16 @@ static void set_ftz(apd_pool *pool, unsigned on)
 {
     ftz_task(&on, 0, 0);
     if (pool) apd_pool_run(pool, apd_pool_threads(pool), ftz_task, &on);
+}
+
+/* The rest of a log line after a palette-only phase (k-means init, warm-up): the state of
+ * the last forward of all synthetic images on s->ws. */
+static void log_palette_state(FILE *lg, const dm_state *s)
+{
+    apd_palette_stats ps;
+    apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
+    fprintf(lg, "colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f gap %.4f maxp %.3f\n",
+            ps.colors_median, ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
 }
 
 /* ---- run ----------------------------------------------------------------------------------- */
@@ -737,13 +730,10 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
                 apd__err_set(err, st, "distill: palette k-means init failed (%s)", apd_strerror(st));
                 goto out;
             }
-            apd_palette_stats ps;
-            apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
             fprintf(lg, "distill: palette k-means init (%u pixels, %u Lloyd steps, %.1fs): within-cluster var %.4f, "
-                        "logit scale %.1f | colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f "
-                        "gap %.4f maxp %.3f\n",
-                    ki.samples, ki.iters, apd__now() - t0, ki.sse_per_channel, ki.scale, ps.colors_median,
-                    ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
+                        "logit scale %.1f | ",
+                    ki.samples, ki.iters, apd__now() - t0, ki.sse_per_channel, ki.scale);
+            log_palette_state(lg, s);
         }
         if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) {
             apd_palette_losses wl;
@@ -755,12 +745,9 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
                 apd__err_set(err, st, "distill: palette warm-up failed (%s)", apd_strerror(st));
                 goto out;
             }
-            apd_palette_stats ps;
-            apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
-            fprintf(lg, "distill: palette warm-up %u steps (%.1fs): recon %.4f Lm %.3f Lb %.3f La %.4f | "
-                        "colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f gap %.4f maxp %.3f\n",
-                    o->warmup_steps, apd__now() - t0, wl.recon, wl.lm, wl.lb, wl.la, ps.colors_median,
-                    ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
+            fprintf(lg, "distill: palette warm-up %u steps (%.1fs): recon %.4f Lm %.3f Lb %.3f La %.4f | ",
+                    o->warmup_steps, apd__now() - t0, wl.recon, wl.lm, wl.lb, wl.la);
+            log_palette_state(lg, s);
         }
     }
     if (x->bench_iters) {
