@@ -157,6 +157,31 @@ static inline uint64_t ld64(const uint8_t *p)
     return v;
 }
 
+/* Whole blocks of 3 * chain bytes: three independent CRC chains over consecutive thirds,
+ * combined by shifting through `chain` zero bytes (zeros = the table for that length).
+ * Advances *pp and *lenp; inlined with constant chain lengths. */
+__attribute__((target("sse4.2"), always_inline)) static inline uint64_t
+crc_3way(uint64_t c0, const uint8_t **pp, size_t *lenp, size_t chain, uint32_t zeros[4][256])
+{
+    const uint8_t *p = *pp;
+    size_t len = *lenp;
+    while (len >= 3 * chain) {
+        uint64_t c1 = 0, c2 = 0;
+        for (const uint8_t *end = p + chain; p < end; p += 8) {
+            c0 = _mm_crc32_u64(c0, ld64(p));
+            c1 = _mm_crc32_u64(c1, ld64(p + chain));
+            c2 = _mm_crc32_u64(c2, ld64(p + 2 * chain));
+        }
+        c0 = crc_shift(zeros, c0) ^ c1;
+        c0 = crc_shift(zeros, c0) ^ c2;
+        p += 2 * chain;
+        len -= 3 * chain;
+    }
+    *pp = p;
+    *lenp = len;
+    return c0;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *data,
                                                              size_t len)
 {
@@ -167,30 +192,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
         len--;
     }
     if (len >= 3 * CRC_SHORT) pthread_once(&crc_zeros_once, crc_zeros_init);
-    while (len >= 3 * CRC_LONG) {
-        uint64_t c1 = 0, c2 = 0;
-        for (const uint8_t *end = p + CRC_LONG; p < end; p += 8) {
-            c0 = _mm_crc32_u64(c0, ld64(p));
-            c1 = _mm_crc32_u64(c1, ld64(p + CRC_LONG));
-            c2 = _mm_crc32_u64(c2, ld64(p + 2 * CRC_LONG));
-        }
-        c0 = crc_shift(crc_zeros_long, c0) ^ c1;
-        c0 = crc_shift(crc_zeros_long, c0) ^ c2;
-        p += 2 * CRC_LONG;
-        len -= 3 * CRC_LONG;
-    }
-    while (len >= 3 * CRC_SHORT) {
-        uint64_t c1 = 0, c2 = 0;
-        for (const uint8_t *end = p + CRC_SHORT; p < end; p += 8) {
-            c0 = _mm_crc32_u64(c0, ld64(p));
-            c1 = _mm_crc32_u64(c1, ld64(p + CRC_SHORT));
-            c2 = _mm_crc32_u64(c2, ld64(p + 2 * CRC_SHORT));
-        }
-        c0 = crc_shift(crc_zeros_short, c0) ^ c1;
-        c0 = crc_shift(crc_zeros_short, c0) ^ c2;
-        p += 2 * CRC_SHORT;
-        len -= 3 * CRC_SHORT;
-    }
+    c0 = crc_3way(c0, &p, &len, CRC_LONG, crc_zeros_long);
+    c0 = crc_3way(c0, &p, &len, CRC_SHORT, crc_zeros_short);
     while (len >= 8) {
         c0 = _mm_crc32_u64(c0, ld64(p));
         p += 8;

@@ -31,10 +31,14 @@ START_TEST(crc_vector)
     ck_assert_uint_eq(apd_crc32c(apd_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
     apd_rng r;
     apd_rng_seed(&r, 1, 0);
-    uint8_t buf[1000];
+    uint8_t buf[4000];
     for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd_rng_u64(&r);
     for (size_t off = 0; off < 9; off++)
         for (size_t len = 0; len < 200; len += 7)
+            ck_assert_uint_eq(apd_crc32c(0, buf + off, len), apd__crc32c_table(0, buf + off, len));
+    /* lengths past the hardware path's 768-byte (3 x 256) and 96-byte (3 x 32) blocks */
+    for (size_t off = 0; off < 9; off += 3)
+        for (size_t len = 700; len < 3900; len += 61)
             ck_assert_uint_eq(apd_crc32c(0, buf + off, len), apd__crc32c_table(0, buf + off, len));
 }
 END_TEST
