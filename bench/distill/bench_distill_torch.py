@@ -18,6 +18,7 @@ the colour losses Lm + Lb + 3 La (PIL median cut targets, 30% pixel sample) on 6
 synthetic images (detached); palette SGD lr 0.05, momentum 0.5, wd 5e-4.
 """
 import math
+import os
 import resource
 import sys
 import time
@@ -27,6 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_convnet import ConvNetD3  # noqa: E402  (bench/torch_convnet.py)
+
 
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -34,22 +38,6 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
-
-
-class ConvNetD3(nn.Module):
-    def __init__(self, c, h, classes=10, width=128, depth=3):
-        super().__init__()
-        layers = []
-        for l in range(depth):
-            pad = 3 if (l == 0 and h == 28) else 1
-            layers += [nn.Conv2d(c if l == 0 else width, width, 3, padding=pad),
-                       nn.GroupNorm(width, width, affine=True), nn.ReLU(inplace=True),
-                       nn.AvgPool2d(2, 2)]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width * 4 * 4, classes)
-
-    def embed(self, x):
-        return self.features(x).flatten(1)
 
 
 # ---- Siamese DSA: one op, one parameter set for both batches -----------------------------

@@ -14,6 +14,7 @@ cross-entropy), tests once, and prints one line:
     RESULT acc=<float> seconds=<train+test wall s> cpu=<process CPU s> loss=<last batch>
 """
 import math
+import os
 import struct
 import sys
 import time
@@ -23,25 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class ConvNetD3(nn.Module):
-    def __init__(self, c, h, n_classes, width=128, depth=3):
-        super().__init__()
-        layers = []
-        ch, size = c, h
-        for d in range(depth):
-            pad = 3 if (d == 0 and h == 28) else 1
-            layers += [nn.Conv2d(ch, width, 3, padding=pad), nn.GroupNorm(width, width, affine=True),
-                       nn.ReLU(inplace=True), nn.AvgPool2d(2, 2)]
-            if d == 0 and h == 28:
-                size = 32
-            ch = width
-            size //= 2
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width * size * size, n_classes)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_convnet import ConvNetD3  # noqa: E402  (bench/torch_convnet.py)
 
 
 def dsa(x, gen):

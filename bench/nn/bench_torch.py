@@ -9,29 +9,16 @@ The network is the DD-literature ConvNetD3 (conv3x3 128 -> GroupNorm(128,128) ->
 AvgPool2d(2)) x 3 -> Linear(2048, 10); input requires grad (d loss / d input is computed,
 as distillation needs), cross-entropy loss.
 """
+import os
 import resource
 import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-class ConvNetD3(nn.Module):
-    def __init__(self, c, h, classes=10, width=128, depth=3):
-        super().__init__()
-        layers = []
-        for l in range(depth):
-            pad = 3 if (l == 0 and h == 28) else 1
-            layers += [nn.Conv2d(c if l == 0 else width, width, 3, padding=pad),
-                       nn.GroupNorm(width, width, affine=True), nn.ReLU(inplace=True),
-                       nn.AvgPool2d(2, 2)]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width * 4 * 4, classes)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_convnet import ConvNetD3  # noqa: E402  (bench/torch_convnet.py)
 
 
 def main():
