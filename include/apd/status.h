@@ -78,6 +78,19 @@ typedef struct apd_err {
     char msg[512];    /* "file: record N: reason" style message */
 } apd_err;
 
+/* The largest palette: K <= 256 colours (indices are stored as uint8). The one definition of
+ * this limit; every module and tool uses it. */
+#define APD_MAX_COLORS 256u
+
+/* The library never writes to stdout or stderr. Long calls report through these callbacks,
+ * set in their options (NULL = silent). Both are called from the thread that made the call.
+ *   progress: phase names the work ("select-net", "distill", ...); done of total items
+ *             (total 0 = unknown); note is a short status text or NULL.
+ *   log:      one complete status line, without a trailing newline. */
+typedef void (*apd_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total,
+                                const char *note);
+typedef void (*apd_log_fn)(void *user, const char *line);
+
 /* The library version string, e.g. "0.1.0". */
 APD_API const char *apd_version(void);
 

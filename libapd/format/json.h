@@ -12,7 +12,7 @@
  *         apd__json_free(&d);
  *     }
  *
- * The writer side (apd__sb) is a growable string buffer with JSON string escaping.
+ * The writer side (apd__sb) lives in common/sb.h.
  */
 #ifndef APD_FORMAT_JSON_H
 #define APD_FORMAT_JSON_H
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "apd/status.h"
+#include "common/sb.h"
 
 enum { APD__J_NULL, APD__J_FALSE, APD__J_TRUE, APD__J_NUM, APD__J_STR, APD__J_ARR, APD__J_OBJ };
 
@@ -49,18 +50,5 @@ int apd__json_str(const apd__json *d, int node, char *buf, size_t cap);
 int apd__json_u64(const apd__json *d, int node, uint64_t *out);
 /* Any number as double; 0 if not a number. */
 int apd__json_num(const apd__json *d, int node, double *out);
-
-/* ---- writer ---- */
-typedef struct apd__sb {
-    char *p;
-    size_t len, cap;
-    int oom;
-} apd__sb;
-void apd__sb_add(apd__sb *b, const char *s, size_t n);
-void apd__sb_puts(apd__sb *b, const char *s);
-void apd__sb_printf(apd__sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append s as a quoted, escaped JSON string. */
-void apd__sb_jstr(apd__sb *b, const char *s);
-void apd__sb_free(apd__sb *b);
 
 #endif
