@@ -26,6 +26,7 @@
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,10 +77,13 @@ typedef struct cv_method {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void usage_error(const char *fmt, const char *arg)
+__attribute__((format(printf, 1, 2))) static void usage_error(const char *fmt, ...)
 {
     fprintf(stderr, TOOL ": ");
-    fprintf(stderr, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\nTry '" TOOL " --help'.\n");
 }
 

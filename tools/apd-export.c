@@ -15,6 +15,7 @@
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,13 @@ static void help(void)
            "Exit status: 0 success, 1 error, 2 usage error.\n");
 }
 
-static int usage(const char *msg, const char *arg)
+__attribute__((format(printf, 1, 2))) static int usage(const char *msg, ...)
 {
     fprintf(stderr, TOOL ": ");
-    fprintf(stderr, msg, arg);
+    va_list ap;
+    va_start(ap, msg);
+    vfprintf(stderr, msg, ap);
+    va_end(ap);
     fprintf(stderr, "\nTry '" TOOL " --help'.\n");
     return 2;
 }

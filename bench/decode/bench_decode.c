@@ -178,7 +178,7 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
     uint8_t **vals = malloc(n * sizeof *vals);
     size_t *lens = malloc(n * sizeof *lens);
     for (size_t i = 0; i < n; i++) {
-        vals[i] = (uint8_t *)imgs + i * IMG;
+        vals[i] = (uint8_t *)(uintptr_t)imgs + i * IMG;
         lens[i] = IMG;
     }
     char lp[512];

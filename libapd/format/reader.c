@@ -106,7 +106,7 @@ static apd_status open_fail(apd_reader *r, apd_err *err, apd_status code, const 
 
 static apd_status get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *v)
 {
-    MDB_val k = {strlen(key), (void *)key};
+    MDB_val k = {strlen(key), (void *)(uintptr_t)key};
     int rc = mdb_get(txn, dbi, &k, v);
     if (rc == MDB_NOTFOUND) return APD_ENOTFOUND;
     return rc ? APD_ELMDB : APD_OK;

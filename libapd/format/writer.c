@@ -326,7 +326,7 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
         MDB_val k, v;
         if (chunk) {
             k.mv_data = key; k.mv_size = 8;
-            v.mv_data = (void *)chunk; v.mv_size = chunk_len;
+            v.mv_data = (void *)(uintptr_t)chunk; v.mv_size = chunk_len;
             rc = mdb_put(txn, w->dbi_chunks, &k, &v, 0);
         }
         if (!rc) {
