@@ -102,6 +102,22 @@ APD_API apd_status apd_png_write_sheet(const char *path, const uint8_t *images, 
                                        uint32_t cols, uint32_t c, uint32_t h, uint32_t w,
                                        apd_err *err);
 
+/* Provenance: the "source" object of the .apd metadata (spec/apd-format.md, optional keys)
+ * naming the dataset a file was made from, as one JSON object:
+ *   {"name": ..., "split": ..., "spec": ..., "n": N, "c": C, "h": H, "w": W,
+ *    "hash": "<16 hex digits>", "counts": [records per class, ...]}
+ * plus "resized_to": N when the importer resized the images (apd_import_opts.size).
+ * Every producer of .apd files (apd-convert, apd_distill_write) writes it with this call.
+ * @param[out] out  the text, NUL-terminated when cap > 0 (truncated to fit); may be NULL
+ *                  with cap 0 to ask for the size
+ * @param[in]  hash_hex  apd_dataset_hash(ds) when the caller has it (hashing reads every
+ *                  pixel); NULL to compute it here
+ * @param[in]  resized_to  0, or the side the images were resized to
+ * @return the length of the full text without the NUL (snprintf convention): the output was
+ *         complete iff the return value is < cap. 0 if ds is NULL. Reentrant; no allocation. */
+APD_API size_t apd_dataset_source_json(char *out, size_t cap, const apd_dataset *ds,
+                                       const char *hash_hex, uint32_t resized_to);
+
 #ifdef __cplusplus
 }
 #endif
