@@ -104,8 +104,15 @@ static int cmd_verify(apd_reader *r, const char *path, int json)
                 printf(", \"ok\": false, \"record\": %llu, \"chunk_key\": \"%016llx\", \"status\": \"%s\"}\n",
                        (unsigned long long)i, (unsigned long long)chunk, apd_strerror(s));
             }
-            fprintf(stderr, "apd-info: %s: record %llu (chunk key %016llx, slot %u) is bad: %s (%s)\n", path,
-                    (unsigned long long)i, (unsigned long long)chunk, slot, apd_strerror(s), apd_reader_errmsg(r));
+            /* the reader's message names file, record and chunk key when it has them */
+            const char *m = apd_reader_errmsg(r);
+            char why[700], rec[48];
+            snprintf(rec, sizeof rec, "record %llu", (unsigned long long)i);
+            if (strstr(m, path) && strstr(m, rec))
+                fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, m, s));
+            else
+                fprintf(stderr, "apd-info: %s: %s (chunk key %016llx, slot %u) is bad: %s\n", path, rec,
+                        (unsigned long long)chunk, slot, tool_why(why, sizeof why, m, s));
             return 1;
         }
     }
