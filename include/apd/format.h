@@ -156,6 +156,13 @@ APD_API apd_status apd_reader_verify_record(apd_reader *r, uint64_t i);
 APD_API apd_status apd_reader_locate(const apd_reader *r, uint64_t i, uint64_t *chunk,
                                      uint32_t *slot);
 
+/* A hint that record i will be decoded soon, for callers that read in a shuffled order (the
+ * loader): stage 0 prefetches the record's slot in its chunk's offset table, stage 1 reads
+ * that slot and prefetches the record's bytes; issue stage 0 some records before stage 1.
+ * No effect when i is out of range or its chunk has not been located by an earlier read
+ * (never calls LMDB). Thread-safe; never fails. */
+APD_API void apd_reader_prefetch(apd_reader *r, uint64_t i, int stage);
+
 /* Storage figures, measured from LMDB's own page counts and the records themselves. */
 typedef struct apd_file_stats {
     uint64_t file_bytes;       /* size of the data file (st_size) */

@@ -417,7 +417,8 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
 }
 
 /* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
- * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of pack.c. */
+ * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of
+ * common/kernels.c. */
 apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                                  const float *mean, const float *std, float *out,
                                  size_t out_len, uint32_t *label)
@@ -451,10 +452,9 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     return APD_OK;
 }
 
-/* Prefetch hint (format_internal.h): the record's slot in its chunk's offset table
- * (body = 0) or the record's cache lines (body = 1; reads that slot), if the chunk is
- * located. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i, int body)
+/* Prefetch hint (apd/format.h): the record's slot in its chunk's offset table (body = 0) or
+ * the record's cache lines (body = 1; reads that slot), if the chunk is located. */
+void apd_reader_prefetch(apd_reader *r, uint64_t i, int body)
 {
     if (!r || i >= r->hdr.n_records) return;
     uint64_t c = i / r->hdr.per_chunk;
@@ -504,7 +504,7 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
     uint8_t *owned;
     APD_TRY(body_of(r, i, &rec, &body, &owned));
     size_t pl = (size_t)rec.k * r->g.c;
-    memset(palette, 0, 256 * (size_t)r->g.c);
+    memset(palette, 0, APD_MAX_COLORS * (size_t)r->g.c);
     memcpy(palette, body, pl);
     *k = rec.k;
     apd_status s = APD_OK;
