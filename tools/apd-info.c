@@ -45,15 +45,10 @@ static const char *jpath(const char *path)
     return buf;
 }
 
-static const char *const lib_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names",
-    "dataset", "mean", "std", NULL};
-
+/* Keys the library writes from the header and options (printed elsewhere), not provenance. */
 static int is_lib_key(const char *k, size_t n)
 {
-    for (int i = 0; lib_keys[i]; i++)
-        if (strlen(lib_keys[i]) == n && memcmp(lib_keys[i], k, n) == 0) return 1;
-    return 0;
+    return apd_meta_key_classify(k, n) != APD_META_KEY_USER;
 }
 
 /* Print provenance keys (everything the library does not maintain) as "key: value". */

@@ -1,5 +1,5 @@
-/* format/meta.c: parse and check the metadata document (meta db, key "json") against the
- * binary header. The binary header is authoritative for geometry and count; the document must
+/* format/meta.c: the library's metadata keys, and the parser that checks the metadata
+ * document (meta db, key "json") against the binary header. The binary header is authoritative for geometry and count; the document must
  * agree with it (spec/apd-format.md "Metadata"). This function is a fuzz target
  * (tests/fuzz/fuzz_meta.c): everything it reads is validated.
  */
@@ -8,6 +8,32 @@
 
 #include "format/format_internal.h"
 #include "format/json.h"
+
+/* The one list of the keys the library writes itself (apd_meta_key_classify, apd/format.h):
+ * the writer refuses to set the maintained ones, builds the defaulted ones from its options,
+ * and apd-info prints everything else as provenance. */
+static const struct {
+    const char *key;
+    apd_meta_key_class cls;
+} library_keys[] = {
+    {"format", APD_META_KEY_MAINTAINED},        {"format_version", APD_META_KEY_MAINTAINED},
+    {"kind", APD_META_KEY_MAINTAINED},          {"c", APD_META_KEY_MAINTAINED},
+    {"h", APD_META_KEY_MAINTAINED},             {"w", APD_META_KEY_MAINTAINED},
+    {"k", APD_META_KEY_MAINTAINED},             {"bits", APD_META_KEY_MAINTAINED},
+    {"records_per_chunk", APD_META_KEY_MAINTAINED}, {"n_records", APD_META_KEY_MAINTAINED},
+    {"n_classes", APD_META_KEY_MAINTAINED},     {"class_counts", APD_META_KEY_MAINTAINED},
+    {"class_names", APD_META_KEY_MAINTAINED},   {"dataset", APD_META_KEY_DEFAULTED},
+    {"mean", APD_META_KEY_DEFAULTED},           {"std", APD_META_KEY_DEFAULTED},
+};
+
+apd_meta_key_class apd_meta_key_classify(const char *key, size_t len)
+{
+    if (!key) return APD_META_KEY_USER;
+    for (size_t i = 0; i < sizeof library_keys / sizeof *library_keys; i++)
+        if (strlen(library_keys[i].key) == len && memcmp(library_keys[i].key, key, len) == 0)
+            return library_keys[i].cls;
+    return APD_META_KEY_USER;
+}
 
 static int num_eq(const apd__json *d, int root, const char *key, uint64_t want)
 {

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sys/wait.h>
 
+#include "apd/quant.h"
 #include "fmt_test_util.h"
 #include "format/format_internal.h"
 
@@ -367,7 +368,7 @@ START_TEST(reproducible_records)
 }
 END_TEST
 
-START_TEST(put_quantized_matches_quantizer)
+START_TEST(quantize_put_matches_quantizer)
 {
     char path[300];
     fmt_path(path, sizeof path, "quant.apd");
@@ -379,7 +380,7 @@ START_TEST(put_quantized_matches_quantizer)
     apd_rng r;
     apd_rng_seed(&r, 9, 0);
     for (int i = 0; i < 192; i++) img[i] = (uint8_t)apd_rng_u64(&r);
-    ck_assert_int_eq(apd_writer_put_quantized(wr, img, 1, 7, APD_QUANT_MEDIAN_CUT, 0), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_MEDIAN_CUT, img, 1, 7, 0), APD_OK);
     ck_assert_int_eq(apd_writer_close(wr), APD_OK);
     uint32_t ku;
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 8, 8, 4, 0, pal, idx, &ku), APD_OK);
@@ -389,6 +390,87 @@ START_TEST(put_quantized_matches_quantizer)
     ck_assert_int_eq(apd_reader_decode(rd, 0, APD_LAYOUT_CHW, out, sizeof out, NULL), APD_OK);
     ck_assert_mem_eq(out, ref, 192);
     apd_reader_close(rd);
+}
+END_TEST
+
+/* The one list of library metadata keys: maintained keys are refused by set_meta, defaulted
+ * ones override the options, everything else is the caller's; apd_writer_info agrees with
+ * what a reader sees after close. */
+START_TEST(metadata_keys_and_writer_info)
+{
+    static const char *const maintained[] = {"format", "format_version", "kind", "c", "h", "w",
+        "k", "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names"};
+    static const char *const defaulted[] = {"dataset", "mean", "std"};
+    static const char *const user[] = {"created", "library_version", "method", "version", "seed", ""};
+    char path[300];
+    fmt_path(path, sizeof path, "keys.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 16);
+    o.dataset_name = "from-options";
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    for (size_t i = 0; i < sizeof maintained / sizeof *maintained; i++) {
+        ck_assert_int_eq(apd_meta_key_classify(maintained[i], strlen(maintained[i])), APD_META_KEY_MAINTAINED);
+        ck_assert_int_eq(apd_writer_set_meta(wr, maintained[i], "1"), APD_EINVAL);
+    }
+    for (size_t i = 0; i < sizeof defaulted / sizeof *defaulted; i++)
+        ck_assert_int_eq(apd_meta_key_classify(defaulted[i], strlen(defaulted[i])), APD_META_KEY_DEFAULTED);
+    for (size_t i = 0; i < sizeof user / sizeof *user; i++)
+        ck_assert_int_eq(apd_meta_key_classify(user[i], strlen(user[i])), APD_META_KEY_USER);
+    /* keys inside a larger text: only len bytes count */
+    ck_assert_int_eq(apd_meta_key_classify("kindness", 4), APD_META_KEY_MAINTAINED);
+    ck_assert_int_eq(apd_meta_key_classify("kindness", 8), APD_META_KEY_USER);
+    ck_assert_int_eq(apd_meta_key_classify(NULL, 0), APD_META_KEY_USER);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "dataset", "\"overridden\""), APD_OK);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "version", "\"a user key\""), APD_OK);
+    uint8_t pal[48] = {1, 2, 3}, idx[16] = {0};
+    apd_file_info wi, ri;
+    for (uint32_t i = 0; i < 5; i++) ck_assert_int_eq(apd_writer_put_palette(wr, pal, 1, idx, i, i), APD_OK);
+    ck_assert_int_eq(apd_writer_info(wr, &wi), APD_OK);
+    ck_assert_int_eq(apd_writer_info(NULL, &wi), APD_EINVAL);
+    ck_assert_uint_eq(wi.n_records, 5);
+    ck_assert_str_eq(wi.dataset_name, "from-options");
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_int_eq(apd_reader_info(rd, &ri), APD_OK);
+    ck_assert_uint_eq(ri.n_records, wi.n_records);
+    ck_assert_uint_eq(ri.c, wi.c);
+    ck_assert_uint_eq(ri.h, wi.h);
+    ck_assert_uint_eq(ri.w, wi.w);
+    ck_assert_uint_eq(ri.k, wi.k);
+    ck_assert_uint_eq(ri.bits, wi.bits);
+    ck_assert_uint_eq(ri.kind, wi.kind);
+    ck_assert_uint_eq(ri.n_classes, wi.n_classes);
+    ck_assert_uint_eq(ri.records_per_chunk, wi.records_per_chunk);
+    ck_assert_uint_eq(ri.n_chunks, wi.n_chunks);
+    ck_assert_str_eq(ri.dataset_name, "overridden");
+    ck_assert_ptr_nonnull(strstr(apd_reader_meta_json(rd), "\"version\": \"a user key\""));
+    apd_reader_close(rd);
+}
+END_TEST
+
+/* apd_quantize_put: quantizer arguments and writer kind are checked before anything is put. */
+START_TEST(quantize_put_refuses_bad_args)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "qdirect.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_DIRECT, 3, 4, 4, 0);
+    apd_writer *wr;
+    apd_err err;
+    uint8_t img[48] = {0};
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_put(NULL, APD_QUANT_OCTREE, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 8);
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, NULL, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_put(wr, (apd_quantizer)9, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_uint_eq(apd_writer_count(wr), 0);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, img, 0, 0, 0), APD_OK);
+    ck_assert_uint_eq(apd_writer_count(wr), 1);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
 }
 END_TEST
 
@@ -520,7 +602,9 @@ int main(void)
     tcase_add_test(tc, file_direct);
     tcase_add_test(tc, writer_refuses_overwrite_and_bad_args);
     tcase_add_test(tc, reproducible_records);
-    tcase_add_test(tc, put_quantized_matches_quantizer);
+    tcase_add_test(tc, quantize_put_matches_quantizer);
+    tcase_add_test(tc, metadata_keys_and_writer_info);
+    tcase_add_test(tc, quantize_put_refuses_bad_args);
     tcase_add_test(tc, concurrent_threads_and_processes);
     tcase_add_test(tc, map_grows_on_big_import);
     suite_add_tcase(s, tc);
