@@ -143,10 +143,26 @@ apd_status apd_writer_info(const apd_writer *w, apd_file_info *o)
 
 const char *apd_writer_errmsg(const apd_writer *w) { return w ? w->msg : ""; }
 
+/* Remove LMDB's lock file "PATH-lock". Readers treat its existence as "a writer may be
+ * committing to PATH" (spec section 3), so it must not outlive the writer: it is removed
+ * when the writer is freed (after its environment is closed), and a stale one of a killed
+ * writer is removed before a new file is created. Missing is fine. */
+static void remove_lock_file(const char *path)
+{
+    size_t pl = strlen(path);
+    char *lockp = malloc(pl + sizeof "-lock");
+    if (!lockp) return;
+    memcpy(lockp, path, pl);
+    memcpy(lockp + pl, "-lock", sizeof "-lock");
+    unlink(lockp);
+    free(lockp);
+}
+
 static void writer_free(apd_writer *w)
 {
     if (!w) return;
     if (w->env) mdb_env_close(w->env);
+    if (w->path) remove_lock_file(w->path);
     for (size_t i = 0; i < w->n_meta; i++) {
         free(w->meta[i].key);
         free(w->meta[i].val);
@@ -709,11 +725,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
         if (S_ISDIR(st.st_mode)) return apd__err_set(err, APD_EEXIST, "%s: is a directory", path);
         if (unlink(path) != 0) return apd__err_sys(err, errno, path, "removing the old file");
     }
-    {
-        char lockp[4096];
-        snprintf(lockp, sizeof lockp, "%s-lock", path);
-        unlink(lockp); /* stale lock table of an old file; missing is fine */
-    }
+    remove_lock_file(path); /* a stale lock table of an old file */
 
     apd_writer *w = calloc(1, sizeof *w);
     if (!w) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);

@@ -7,13 +7,19 @@
  *  - files: every K 1..256 (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
  *    written and read back (pixels, palettes, indices, labels, source ids, metadata);
  *    direct-colour records; zstd-compressed records with and without a dictionary.
+ *  - API: library metadata keys, apd_writer_info, apd_quantize_put.
+ *  - lock file: none left after writing, reading or loading; a reader in another process
+ *    that opened during writing keeps a valid snapshot while the writer commits.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "apd/loader.h"
 #include "apd/quant.h"
 #include "fmt_test_util.h"
 #include "format/format_internal.h"
@@ -450,6 +456,107 @@ START_TEST(metadata_keys_and_writer_info)
 }
 END_TEST
 
+/* Entries of dir (not . and ..). */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static int path_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Lock-file protocol (spec section 3): a writer's PATH-lock exists while it runs and is gone
+ * after close; a reader in another process that opened during the writing keeps a valid
+ * snapshot while the writer commits (it joined the lock table); reading and loading without
+ * a writer leave nothing next to the file. */
+START_TEST(no_lock_file_left_behind)
+{
+    char dir[300], path[340], lockp[360];
+    fmt_path(dir, sizeof dir, "lockdir");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/l.apd", dir);
+    snprintf(lockp, sizeof lockp, "%s-lock", path);
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 16);
+    o.records_per_chunk = 4;
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    apd_rng r;
+    apd_rng_seed(&r, 77, 0);
+    enum { FIRST = 3, MORE = 200 };
+    uint8_t pal[FIRST + MORE][48], idx[FIRST + MORE][16], ref[FIRST][48];
+    for (int i = 0; i < FIRST + MORE; i++) fmt_random_palette_image(&r, 16, 3, 16, pal[i], idx[i]);
+    for (int i = 0; i < FIRST; i++) {
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)i, APD_NO_SOURCE_ID), APD_OK);
+        fmt_ref_decode(pal[i], idx[i], 16, 3, 0, ref[i]);
+    }
+    ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
+    ck_assert(path_exists(lockp)); /* the writer's lock table */
+    int to_child[2], to_parent[2];
+    ck_assert_int_eq(pipe(to_child), 0);
+    ck_assert_int_eq(pipe(to_parent), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* reader process */
+        apd_reader *rd;
+        uint8_t out[48], b = 0;
+        int ok = apd_reader_open(&rd, path, NULL, NULL) == APD_OK && apd_reader_count(rd) == FIRST;
+        for (int i = 0; ok && i < FIRST; i++)
+            ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
+                 memcmp(out, ref[i], 48) == 0;
+        if (write(to_parent[1], &b, 1) != 1 || read(to_child[0], &b, 1) != 1) ok = 0;
+        for (int i = 0; ok && i < FIRST; i++) /* after MORE commits and the writer's close */
+            ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
+                 memcmp(out, ref[i], 48) == 0;
+        if (ok) apd_reader_close(rd);
+        _exit(ok ? 0 : 1);
+    }
+    uint8_t b = 1;
+    ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
+    for (int i = FIRST; i < FIRST + MORE; i++) {
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)(i % 10), APD_NO_SOURCE_ID), APD_OK);
+        ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
+    }
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(write(to_child[1], &b, 1), 1);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader process saw a broken snapshot");
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 1); /* l.apd only */
+    /* reading and loading without a writer create nothing */
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_reader_count(rd), FIRST + MORE);
+    ck_assert(!path_exists(lockp));
+    apd_reader_close(rd);
+    apd_loader *l;
+    ck_assert_int_eq(apd_loader_open(&l, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_loader_num_samples(l), FIRST + MORE);
+    apd_loader_close(l);
+    ck_assert_int_eq(dir_entries(dir), 1);
+    /* a stale lock file (killed writer) is used, not recreated, and not removed by readers */
+    FILE *f = fopen(lockp, "wb");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_reader_count(rd), FIRST + MORE);
+    apd_reader_close(rd);
+    ck_assert_int_eq(dir_entries(dir), 2);
+    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+}
+END_TEST
+
 /* apd_quantize_put: quantizer arguments and writer kind are checked before anything is put. */
 START_TEST(quantize_put_refuses_bad_args)
 {
@@ -605,6 +712,7 @@ int main(void)
     tcase_add_test(tc, quantize_put_matches_quantizer);
     tcase_add_test(tc, metadata_keys_and_writer_info);
     tcase_add_test(tc, quantize_put_refuses_bad_args);
+    tcase_add_test(tc, no_lock_file_left_behind);
     tcase_add_test(tc, concurrent_threads_and_processes);
     tcase_add_test(tc, map_grows_on_big_import);
     suite_add_tcase(s, tc);
