@@ -3,8 +3,8 @@
  * An .apd file is a single-file LMDB environment (MDB_NOSUBDIR) holding a binary header, a
  * JSON metadata document and chunks of records. While a writer has the file open, LMDB keeps
  * its lock table in "PATH-lock"; the writer removes it when it closes, and readers never
- * create it (spec/apd-format.md section 3 says why this is safe). Each
- * record is one image: either a palette record (K <= 256 colours of 8 bits per channel and a
+ * create it (spec/apd-format.md section 3 says why this is safe). Each record is one image:
+ * either a palette record (K <= APD_MAX_COLORS = 256 colours of 8 bits per channel and a
  * bit-packed index map, 1..8 bits per index) or a direct-colour record (8 bits per channel),
  * plus its class label and an optional source id. Every record carries a CRC-32C that is
  * verified on every read.

@@ -2,9 +2,9 @@
  * nearest-colour mapping.
  *
  * Every quantizer reduces ONE image (uint8, planar CHW, c = 1 grey or 3 RGB) to a palette of
- * at most k colours (k = 1..256) plus an index map (one byte per pixel, row-major):
+ * at most k colours (k = 1..APD_MAX_COLORS) plus an index map (one byte per pixel, row-major):
  *
- *     uint8_t pal[256 * 3], idx[32 * 32];
+ *     uint8_t pal[APD_MAX_COLORS * 3], idx[32 * 32];
  *     uint32_t k_used;
  *     apd_status s = apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 32, 32, 64, 0,
  *                                       pal, idx, &k_used);

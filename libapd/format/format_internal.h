@@ -10,7 +10,7 @@
  *    12  4  header length (>= 64)       16 1  kind (1 palette, 2 direct)
  *    17  1  c (1 or 3)                  18 1  bits (palette 1..8, direct 0)
  *    19  1  flags (bit 0: zstd dictionary stored; others 0)
- *    20  2  k (palette 1..256, direct 0)  22 2  reserved 0
+ *    20  2  k (palette 1..APD_MAX_COLORS, direct 0)  22 2  reserved 0
  *    24  4  h                           28 4  w
  *    32  4  records per chunk N         36 4  n_classes
  *    40  8  n_records                   48 12 reserved 0

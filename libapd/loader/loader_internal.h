@@ -25,7 +25,8 @@ typedef struct apd__loader_source {
     /* uint8 pixels of record i into out (c*h*w bytes), chw = 0: HWC, 1: CHW. */
     apd_status (*decode)(void *ctx, uint64_t i, int chw, uint8_t *out, size_t out_len,
                          uint32_t *label, char *msg, size_t msg_len);
-    /* Palette record: pal (256*c bytes, entry-major), *k, idx (h*w). NULL when !palette. */
+    /* Palette record: pal (APD_MAX_COLORS*c bytes, entry-major), *k, idx (h*w). NULL when
+     * !palette. */
     apd_status (*record)(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
                          uint32_t *label, char *msg, size_t msg_len);
     void (*close)(void *ctx); /* may be NULL */

@@ -3,8 +3,8 @@
  *  - bit packing: pack -> unpack identity for every width 1..8 and many lengths; the spec's
  *    worked 6-bit example.
  *  - palette kernels: scalar and AVX-512 give identical bytes, equal to a naive reference,
- *    for every K 1..256, grey and RGB, sizes 1x1, 3x5, 32x32, 128x128, HWC and CHW.
- *  - files: every K 1..256 (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
+ *    for every K 1..APD_MAX_COLORS, grey and RGB, sizes 1x1, 3x5, 32x32, 128x128, HWC and CHW.
+ *  - files: every K 1..APD_MAX_COLORS (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
  *    written and read back (pixels, palettes, indices, labels, source ids, metadata);
  *    direct-colour records; zstd-compressed records with and without a dictionary.
  *  - API: library metadata keys, apd_writer_info, apd_quantize_put.
@@ -74,8 +74,8 @@ START_TEST(pack_roundtrip)
     ck_assert_uint_eq(apd_bits_for_k(3), 2);
     ck_assert_uint_eq(apd_bits_for_k(64), 6);
     ck_assert_uint_eq(apd_bits_for_k(65), 7);
-    ck_assert_uint_eq(apd_bits_for_k(256), 8);
-    ck_assert_uint_eq(apd_bits_for_k(257), 0);
+    ck_assert_uint_eq(apd_bits_for_k(APD_MAX_COLORS), 8);
+    ck_assert_uint_eq(apd_bits_for_k(APD_MAX_COLORS + 1), 0);
 }
 END_TEST
 
@@ -92,10 +92,10 @@ START_TEST(kernels_every_k)
     size_t maxpix = 128 * 128;
     uint8_t pal[768], *idx = malloc(maxpix), *packed = malloc(maxpix), *ref = malloc(3 * maxpix),
                       *a = malloc(3 * maxpix + 64), *b = malloc(3 * maxpix + 64);
-    for (uint32_t k = 1; k <= 256; k++)
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++)
         for (uint32_t c = 1; c <= 3; c += 2)
             for (int s = 0; s < 4; s++) {
-                if (s == 3 && k % 17 != 0 && k != 256 && k != 1 && k != 129) continue; /* keep it quick */
+                if (s == 3 && k % 17 != 0 && k != APD_MAX_COLORS && k != 1 && k != 129) continue; /* keep it quick */
                 size_t npix = (size_t)sizes[s][0] * sizes[s][1];
                 uint32_t bits = apd_bits_for_k(k);
                 fmt_random_palette_image(&r, k, c, npix, pal, idx);
@@ -218,7 +218,7 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
 
 START_TEST(file_every_k_3x5)
 {
-    for (uint32_t k = 1; k <= 256; k++) {
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++) {
         roundtrip_palette(k, 1, 3, 5, 4, APD_COMPRESS_AUTO, k);
         roundtrip_palette(k, 3, 3, 5, 4, APD_COMPRESS_OFF, 1000 + k);
     }
@@ -332,7 +332,7 @@ START_TEST(writer_refuses_overwrite_and_bad_args)
     o.h = 5000;
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_ELIMIT);
     o.h = 4;
-    o.k = 257;
+    o.k = APD_MAX_COLORS + 1;
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_EINVAL);
 }
 END_TEST
