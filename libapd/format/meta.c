@@ -1,7 +1,8 @@
 /* format/meta.c: the library's metadata keys, and the parser that checks the metadata
- * document (meta db, key "json") against the binary header. The binary header is authoritative for geometry and count; the document must
- * agree with it (spec/apd-format.md "Metadata"). This function is a fuzz target
- * (tests/fuzz/fuzz_meta.c): everything it reads is validated.
+ * document (meta db, key "json") against the binary header. The binary header is
+ * authoritative for geometry and count; the document must agree with it (spec/apd-format.md
+ * "Metadata"). The parser is a fuzz target (tests/fuzz/fuzz_meta.c): everything it reads is
+ * validated.
  */
 #include <stdlib.h>
 #include <string.h>
