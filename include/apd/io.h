@@ -100,12 +100,16 @@ APD_API apd_status apd_png_write_indexed(const char *path, const uint8_t *palett
                                          uint32_t c, const uint8_t *indices, uint32_t h,
                                          uint32_t w, apd_err *err);
 
-/* 8-bit grey (c = 1) or RGB (c = 3) PNG from a CHW image. */
+/* 8-bit grey (c = 1) or RGB (c = 3) PNG from a CHW image. Overwrites path.
+ * @return APD_OK, APD_EINVAL (NULL argument, c not 1/3, a side 0 or above 2^20),
+ *         APD_ENOENT/EACCES/EIO (creating or writing the file), APD_ENOMEM. */
 APD_API apd_status apd_png_write_image(const char *path, const uint8_t *chw, uint32_t c,
                                        uint32_t h, uint32_t w, apd_err *err);
 
 /* Contact sheet: n images (CHW, c x h x w each, consecutive) in rows of `cols`, 1-px white
- * gaps between cells; cells past n stay white. Size: cols*w + cols-1 by rows*h + rows-1. */
+ * gaps between cells; cells past n stay white. Size: cols*w + cols-1 by rows*h + rows-1.
+ * @return APD_OK, APD_EINVAL (NULL argument, n or cols 0, c not 1/3, a side 0),
+ *         APD_ELIMIT (a sheet side above 2^20), APD_ENOENT/EACCES/EIO, APD_ENOMEM. */
 APD_API apd_status apd_png_write_sheet(const char *path, const uint8_t *images, uint32_t n,
                                        uint32_t cols, uint32_t c, uint32_t h, uint32_t w,
                                        apd_err *err);
