@@ -35,15 +35,10 @@ static void usage(FILE *f)
             "Exit codes: 0 ok, 1 error or verification failure, 2 usage error.\n");
 }
 
-static const char *const lib_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names",
-    "dataset", "mean", "std", NULL};
-
+/* Keys the library writes from the header and options (printed elsewhere), not provenance. */
 static int is_lib_key(const char *k, size_t n)
 {
-    for (int i = 0; lib_keys[i]; i++)
-        if (strlen(lib_keys[i]) == n && memcmp(lib_keys[i], k, n) == 0) return 1;
-    return 0;
+    return apd_meta_key_classify(k, n) != APD_META_KEY_USER;
 }
 
 /* One metadata value on a line: strings unescaped, anything else as its JSON text with runs
