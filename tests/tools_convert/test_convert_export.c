@@ -22,10 +22,11 @@
 #include "apd/format.h"
 #include "apd/io.h"
 #include "apd/quant.h"
+#include "test_data.h"
 
 #define CONVERT APD_BINARY_DIR "/apd-convert"
 #define EXPORT APD_BINARY_DIR "/apd-export"
-#define CIFAR_DEV APD_SHARED_DATA "/cifar10-dev"
+#define CIFAR_DEV APD_TEST_CIFAR
 
 static char tmp[1024];
 
