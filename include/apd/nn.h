@@ -324,8 +324,23 @@ APD_API void apd_sgd_set_lr(apd_sgd *opt, float lr);
 APD_API float apd_sgd_get_lr(const apd_sgd *opt);
 /* Forget the momentum buffer (as re-creating the optimizer in PyTorch does). */
 APD_API void apd_sgd_reset(apd_sgd *opt);
-/* One step on params[n] with grads[n] (grads are read, not modified). */
+/* One step on params[n] with grads[n] (grads are read, not modified). = apd_sgd_update with
+ * the optimizer's momentum buffer. */
 APD_API void apd_sgd_step(apd_sgd *opt, float *params, const float *grads);
+
+/* The one SGD update of libapd, on caller-owned state: apd_sgd_step, the palette network
+ * (apd_palette_net_step) and the synthetic pixels of distillation all use it. For each i < n:
+ *     g'   = g[i] + weight_decay * w[i]      (the term is skipped when weight_decay == 0,
+ *                                             as torch.optim.SGD does)
+ *     v[i] = first ? g' : momentum * v[i] + g'
+ *     w[i] -= lr * v[i]
+ * first: 1 on the first step after the momentum buffer was created or reset (PyTorch starts
+ * the buffer at g'), else 0. v (the momentum buffer, n floats) may be NULL: then no momentum
+ * is kept and w[i] -= lr * g'. w, v and g must not overlap. */
+APD_API void apd_sgd_update(float *w,         /* [n] updated in place */
+                            float *v,         /* [n] momentum buffer, or NULL */
+                            const float *g,   /* [n] gradient (read only) */
+                            size_t n, float lr, float momentum, float weight_decay, int first);
 
 /* Step schedule: base_lr * gamma^(number of milestones <= epoch). E.g. the DD evaluation
  * protocol: milestones {E/2 + 1}, gamma 0.1 (and apd_sgd_reset at the milestone). */

@@ -277,16 +277,10 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
         }
     }
 
-    /* pixel SGD (PyTorch: v = g on the first step, then v = mu v + g; w -= lr v) */
-    size_t total = (size_t)s->N * img;
-    float mu = o->momentum_img, lr = o->lr_img;
-    if (!s->mom_init) {
-        memcpy(s->mom, s->grad, total * sizeof(float));
-        s->mom_init = 1;
-    } else {
-        for (size_t i = 0; i < total; i++) s->mom[i] = mu * s->mom[i] + s->grad[i];
-    }
-    for (size_t i = 0; i < total; i++) s->syn[i] -= lr * s->mom[i];
+    /* pixel SGD (PyTorch semantics, no weight decay) */
+    apd_sgd_update(s->syn, s->mom, s->grad, (size_t)s->N * img, o->lr_img, o->momentum_img, 0.0f,
+                   !s->mom_init);
+    s->mom_init = 1;
 
     if (s->palette) {
         s->cc.fwd.temperature = fo.temperature;

@@ -77,13 +77,8 @@ void apd_palette_net_zero_grad(apd_palette_net *net)
 void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd)
 {
     if (!net || !net->params || !sgd) return;
-    float lr = sgd->lr, mu = sgd->momentum, wd = sgd->weight_decay;
-    for (size_t i = 0; i < net->n_params; i++) {
-        float g = net->grads[i] + wd * net->params[i];
-        float v = net->mom_init ? mu * net->mom[i] + g : g;
-        net->mom[i] = v;
-        net->params[i] -= lr * v;
-    }
+    apd_sgd_update(net->params, net->mom, net->grads, net->n_params, sgd->lr, sgd->momentum,
+                   sgd->weight_decay, !net->mom_init);
     net->mom_init = 1;
 }
 
