@@ -22,7 +22,7 @@
  * PyTorch's GroupNorm(C, C): per sample and channel over H x W, biased variance, eps 1e-5,
  * affine (gamma = 1, beta = 0 at init). Init is PyTorch's default: weights and biases
  * U(-1/sqrt(fan_in), +1/sqrt(fan_in)), fan_in = C_in * 9 (conv) or in_features (linear),
- * drawn from an apd_rng in parameter order.
+ * drawn in parameter order from the library's seeded generator (apd_convnet_init).
  *
  * Parameter order (== PyTorch state_dict order of the reference ConvNet in the DD code):
  *   for each block l: conv_l.weight [width, C_in, 3, 3], conv_l.bias [width],
@@ -36,7 +36,7 @@
  *     apd_convnet_config_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
  *     cfg.max_batch = 256; cfg.pool = pool;
  *     apd_convnet *net; if (apd_convnet_create(&net, &cfg) != APD_OK) ...;
- *     apd_rng rng; apd_rng_seed(&rng, seed, 0); apd_convnet_init(net, &rng);
+ *     apd_convnet_init(net, seed, 0);                       // seeded PyTorch-default init
  *     apd_sgd *opt; apd_sgd_create(&opt, apd_convnet_num_params(net), 0.01f, 0.9f, 5e-4f);
  *     // x: [n, 3, 32, 32] normalised pixels, y: n labels
  *     apd_convnet_forward(net, logits, NULL, x, n);
@@ -67,9 +67,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The seeded PRNG of libapd (libapd/common/rng.h; in-tree code includes that header). */
-typedef struct apd_rng apd_rng;
 
 /* ======================================================================================
  * Thread pool
@@ -254,10 +251,11 @@ APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_confi
 APD_API void apd_convnet_free(apd_convnet *net); /* NULL ok */
 APD_API const apd_convnet_config *apd_convnet_get_config(const apd_convnet *net);
 
-/* PyTorch-default init from rng (consumes draws in parameter order); gamma 1, beta 0. */
-APD_API void apd_convnet_init(apd_convnet *net, apd_rng *rng);
-/* Same, seeded: apd_rng_seed(seed, stream 0). */
-APD_API void apd_convnet_init_seed(apd_convnet *net, uint64_t seed);
+/* PyTorch-default init: every weight and bias U(-1/sqrt(fan_in), +1/sqrt(fan_in)), drawn in
+ * parameter order; norm gamma 1, beta 0. The draws come from the library's generator
+ * (xoshiro256** seeded through splitmix64) at (seed, stream): the same pair gives the same
+ * parameters on every host; different streams give independent networks. NULL net: no-op. */
+APD_API void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream);
 
 /* Flat parameter / gradient arrays (num_params floats, parameter order above). The pointers
  * are valid until apd_convnet_free; callers may read and write them (e.g. load weights). */

@@ -199,7 +199,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     uint32_t ipc = (uint32_t)s->ipc;
     apd_status st;
 
-    apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_NET | it)));
+    apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_NET | it)), 0);
     memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
     if (s->palette) apd_palette_net_zero_grad(&s->pnet);
 
@@ -303,7 +303,7 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
     apd_distill_ctx *x = s->x;
     double total = 0;
     for (uint32_t k = 0; k < n_nets; k++) {
-        apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)));
+        apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)), 0);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
             APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_f, b));

@@ -149,7 +149,7 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
             goto out;
         }
     }
-    apd_convnet_init_seed(net, apd_mix64(x->seed ^ ST_SEL_NET));
+    apd_convnet_init(net, apd_mix64(x->seed ^ ST_SEL_NET), 0);
     st = apd_sgd_create(&opt, apd_convnet_num_params(net), o->select_lr, o->select_momentum, o->select_wd);
     if (st != APD_OK) goto out;
     uint32_t D = (uint32_t)apd_convnet_embed_dim(net);

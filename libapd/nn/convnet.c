@@ -277,7 +277,7 @@ static void uniform_fill(float *p, size_t n, float bound, apd_rng *rng)
     for (size_t i = 0; i < n; i++) p[i] = apd_rng_range(rng, -bound, bound);
 }
 
-void apd_convnet_init(apd_convnet *net, apd_rng *rng)
+static void init_from(apd_convnet *net, apd_rng *rng)
 {
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
@@ -295,11 +295,12 @@ void apd_convnet_init(apd_convnet *net, apd_rng *rng)
     uniform_fill(net->params + net->fc_b_off, net->K, bound, rng);
 }
 
-void apd_convnet_init_seed(apd_convnet *net, uint64_t seed)
+void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream)
 {
+    if (!net) return;
     apd_rng r;
-    apd_rng_seed(&r, seed, 0);
-    apd_convnet_init(net, &r);
+    apd_rng_seed(&r, seed, stream);
+    init_from(net, &r);
 }
 
 /* ---- fused plane kernels --------------------------------------------------------------- */

@@ -134,11 +134,10 @@ apd_status apd_eval_train_test(apd_eval_result *res, const float *train_x,
         goto fail;
     }
 
-    apd_rng rinit, rshuf;
-    apd_rng_seed(&rinit, o->seed, stream_of(o->run, 1));
+    apd_rng rshuf;
     apd_rng_seed(&rshuf, o->seed, stream_of(o->run, 2));
     const uint64_t dsa_seed = o->seed ^ stream_of(o->run, 3);
-    apd_convnet_init(net, &rinit);
+    apd_convnet_init(net, o->seed, stream_of(o->run, 1));
     for (size_t i = 0; i < n_train; i++) b.perm[i] = (uint32_t)i;
 
     const uint32_t passes = o->epochs + 1, decay_after = o->epochs / 2 + 1;

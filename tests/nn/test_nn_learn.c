@@ -85,7 +85,7 @@ static double train_eval(const char *name, data *tr, data *te, int epochs, size_
     cfg.pool = pool;
     apd_convnet *net;
     ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
-    apd_convnet_init_seed(net, 1234);
+    apd_convnet_init(net, 1234, 0);
     apd_sgd *opt;
     ck_assert_int_eq(apd_sgd_create(&opt, apd_convnet_num_params(net), 0.01f, 0.9f, 5e-4f), APD_OK);
     size_t isz = tr->c * tr->h * tr->w;

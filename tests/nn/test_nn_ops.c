@@ -330,7 +330,7 @@ static apd_convnet *make_net(uint32_t c, uint32_t h, uint32_t w, uint32_t width,
     cfg.pool = pool;
     apd_convnet *net = NULL;
     ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
-    apd_convnet_init_seed(net, seed);
+    apd_convnet_init(net, seed, 0);
     return net;
 }
 
