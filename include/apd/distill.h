@@ -93,9 +93,9 @@ typedef struct apd_distill_opts {
     const char *checkpoint_path; /* where checkpoints go (required if checkpoint_every) */
     const char *resume_path;     /* resume from this checkpoint (NULL = fresh run) */
     uint32_t log_every;          /* a status line to log_fn every N iterations (0 = never) */
-    void *log;                   /* DEPRECATED, being removed: FILE* for status lines */
     apd_log_fn log_fn;           /* status lines (NULL = none); see apd/status.h */
-    apd_progress_fn progress_fn; /* progress of each phase (NULL = none) */
+    apd_progress_fn progress_fn; /* progress of each phase (NULL = none): "select-net" (batches
+                                    of the selection network), "distill" (iterations) */
     void *cb_user;               /* passed to log_fn and progress_fn */
     uint32_t stop_after;         /* testing: stop (as if killed) after this iteration (0 = no) */
 } apd_distill_opts;

@@ -192,6 +192,19 @@ void apd__dsb_num(apd_dsb *b, double v)
     apd__dsb_printf(b, "%.9g", v);
 }
 
+/* ---- status lines ------------------------------------------------------------------------ */
+
+void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...)
+{
+    if (!o->log_fn) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->log_fn(o->cb_user, line);
+}
+
 /* ---- result ------------------------------------------------------------------------------ */
 
 APD_API void apd_distill_result_free(apd_distill_result *res)

@@ -41,7 +41,6 @@ static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char
     o.threads = 2;
     o.seed = 1;
     o.remedy = remedy;
-    o.log = fopen("/dev/null", "w");
     apd_distill_result res;
     apd_err err;
     apd_status st = apd_distill_run(ds, &o, &res, &err);
@@ -50,7 +49,6 @@ static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char
     printf("  %s, K %u, remedy %s: stored colours/img median %.1f; %s\n", ds->name, k,
            remedy ? "default" : "none", med, res.stats_json);
     apd_distill_result_free(&res);
-    fclose(o.log);
     return med;
 }
 
