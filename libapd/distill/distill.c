@@ -341,10 +341,10 @@ static char *sb_take(apd_dsb *b)
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n)
 {
     if (n == 0) return;
-    uint64_t hist[APD_PALETTE_MAX_K + 1] = {0};
-    uint32_t mn = APD_PALETTE_MAX_K, mx = 0;
+    uint64_t hist[APD_MAX_COLORS + 1] = {0};
+    uint32_t mn = APD_MAX_COLORS, mx = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint32_t k = k_used[i] > APD_PALETTE_MAX_K ? APD_PALETTE_MAX_K : k_used[i];
+        uint32_t k = k_used[i] > APD_MAX_COLORS ? APD_MAX_COLORS : k_used[i];
         hist[k]++;
         if (k < mn) mn = k;
         if (k > mx) mx = k;
@@ -353,7 +353,7 @@ void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64
     uint64_t lo_rank = (n - 1) / 2, hi_rank = n / 2, acc = 0;
     uint32_t lo = 0, hi = 0;
     int have_lo = 0;
-    for (uint32_t k = 0; k <= APD_PALETTE_MAX_K; k++) {
+    for (uint32_t k = 0; k <= APD_MAX_COLORS; k++) {
         acc += hist[k];
         if (!have_lo && acc > lo_rank) {
             lo = k;

@@ -86,8 +86,8 @@ typedef struct dm_state {
     apd_palette_ws *ws, *wsc;
     float *x_sub;
     uint32_t n_sub;
-    apd_palette_color_cfg cc;
-    apd_palette_sgd psgd;
+    apd_palette_color_opts cc;
+    apd_palette_sgd_opts psgd;
     /* stats */
     double loss_first;
     uint64_t start_iter;
@@ -199,7 +199,8 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
     if (s->palette) apd_palette_net_zero_grad(&s->pnet);
 
-    apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+    apd_palette_fwd_opts fo;
+    apd_palette_fwd_opts_default(&fo);
     fo.temperature = temperature_at(s, it);
     fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     float pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
@@ -501,7 +502,8 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
     res->k_used = xmalloc(N, sizeof(uint32_t), &fail);
     if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
     if (s->palette) {
-        apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+        apd_palette_fwd_opts fo;
+    apd_palette_fwd_opts_default(&fo);
         fo.temperature = temperature_at(s, o->iters);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             float *xs = s->syn + (size_t)cls * s->ipc * img;
@@ -675,7 +677,7 @@ static apd_status setup_palette(dm_state *s, apd_err *err)
     if (st != APD_OK) return apd__err_set(err, st, "distill: palette workspace: %s", apd_strerror(st));
     s->x_sub = xmalloc((size_t)s->n_sub * s->img, sizeof(float), &fail);
     if (fail) return OOM(err);
-    apd_palette_color_cfg_default(&s->cc, x->c, x->mean, x->std);
+    apd_palette_color_opts_default(&s->cc, x->c, x->mean, x->std);
     s->cc.w_lm = o->w_max;
     s->cc.w_lb = o->w_balance;
     s->cc.w_la = o->w_align;
