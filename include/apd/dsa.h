@@ -137,7 +137,9 @@ APD_API apd_status apd_dsa_draw(apd_dsa_params *p, apd_dsa_sample *samples, size
                                 uint64_t stream, uint32_t n, uint32_t h, uint32_t w);
 
 /* Draw the parameters of a given op (tests, ablations: e.g. always rotate). Same contract as
- * apd_dsa_draw except that the op is not drawn. */
+ * apd_dsa_draw except that the op is not drawn.
+ * @return APD_OK; APD_EINVAL (as apd_dsa_draw, or op not an apd_dsa_op); APD_EBUFSIZE (as
+ *         apd_dsa_draw). */
 APD_API apd_status apd_dsa_draw_op(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
                                    const apd_dsa_config *cfg, apd_dsa_op op, apd_dsa_mode mode,
                                    uint64_t seed, uint64_t stream, uint32_t n, uint32_t h,

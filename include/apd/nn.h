@@ -275,6 +275,7 @@ typedef struct apd_tensor_view {
     uint32_t dims[4];
 } apd_tensor_view;
 APD_API size_t apd_convnet_num_tensors(const apd_convnet *net);
+/* @return APD_OK; APD_EINVAL (NULL net or out, index >= apd_convnet_num_tensors). */
 APD_API apd_status apd_convnet_tensor(apd_convnet *net, size_t index, apd_tensor_view *out);
 
 /* Forward n images (n <= max_batch). logits [n, n_classes] and/or embed [n, embed_dim]
@@ -301,7 +302,9 @@ APD_API apd_status apd_convnet_backward(apd_convnet *net,
                                         const float *dembed,  /* [n, embed_dim] or NULL */
                                         size_t n, unsigned flags);
 
-/* Unfused reference forward (composition of the _ref ops; slow; for tests). */
+/* Unfused reference forward (composition of the _ref ops; slow; for tests). Allocates its
+ * own activations (any n); does not change what apd_convnet_backward refers to.
+ * @return APD_OK; APD_EINVAL (NULL net or x, n == 0); APD_ENOMEM. */
 APD_API apd_status apd_convnet_forward_ref(apd_convnet *net, float *logits, float *embed,
                                            const float *x, size_t n);
 
@@ -313,7 +316,10 @@ APD_API size_t apd_convnet_memory_bytes(const apd_convnet *net);
  * ====================================================================================== */
 
 /* For each element: g' = g + wd * w; v = mu * v + g' (v = g' on the first step after
- * create/reset); w -= lr * v. (torch.optim.SGD, dampening 0, nesterov off.) */
+ * create/reset); w -= lr * v. (torch.optim.SGD, dampening 0, nesterov off.) A handle for n
+ * parameters owning its momentum buffer (none when momentum is 0); free with apd_sgd_free.
+ * @return APD_OK; APD_EINVAL (NULL out, n == 0); APD_EOVERFLOW; APD_ENOMEM. On failure
+ *         *out is NULL. */
 typedef struct apd_sgd apd_sgd;
 APD_API apd_status apd_sgd_create(apd_sgd **out, size_t n, float lr, float momentum,
                                   float weight_decay);

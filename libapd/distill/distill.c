@@ -336,7 +336,7 @@ static char *sb_take(apd_dsb *b)
     return s;
 }
 
-/* Append "stored_colors_per_image":{min, median, max} of k_used (n values, each 0..256) to
+/* Append "stored_colors_per_image":{min, median, max} of k_used (n values, each 0..APD_MAX_COLORS) to
  * x->stats; the median of an even count is the mean of the two middle values. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n)
 {
@@ -389,7 +389,7 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
     }
     free(res->pixels);
     res->pixels = NULL;
-    res->kind = 1;
+    res->kind = APD_KIND_PALETTE;
     res->k = x->k;
     apd__distill_colors_stat(x, res->k_used, res->n);
     return APD_OK;
@@ -406,8 +406,8 @@ static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, a
     if (o->method > APD_DISTILL_AUTOPALETTE)
         return apd__err_set(err, APD_EINVAL, "distill: unknown method %d", (int)o->method);
     if (o->ipc == 0) return apd__err_set(err, APD_EINVAL, "distill: --ipc must be >= 1");
-    if (o->colors < 2 || o->colors > 256)
-        return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..256", o->colors);
+    if (o->colors < 2 || o->colors > APD_MAX_COLORS)
+        return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..%u", o->colors, APD_MAX_COLORS);
     if (o->method != APD_DISTILL_RANDOM) {
         if (o->batch_real == 0) return apd__err_set(err, APD_EINVAL, "distill: --batch-real must be >= 1");
         if (!(o->lr_img >= 0) || !(o->lr_palette >= 0))
@@ -543,7 +543,7 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
     x.t_init = apd__now() - t0;
 
     if (o->method == APD_DISTILL_RANDOM) {
-        res->kind = 2;
+        res->kind = APD_KIND_DIRECT;
         res->pixels = malloc((size_t)n * img);
         if (!res->pixels) {
             s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");

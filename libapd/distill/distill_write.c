@@ -22,8 +22,8 @@ APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_resu
     wo->c = res->c;
     wo->h = res->h;
     wo->w = res->w;
-    wo->kind = res->kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT;
-    wo->k = res->kind == 1 ? res->k : 0;
+    wo->kind = res->kind == APD_KIND_PALETTE ? APD_KIND_PALETTE : APD_KIND_DIRECT;
+    wo->k = res->kind == APD_KIND_PALETTE ? res->k : 0;
     wo->n_classes = res->n_classes;
     wo->class_names = real ? (const char (*)[64])real->class_names : NULL;
     for (int i = 0; i < 3; i++) {
@@ -57,7 +57,7 @@ APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *re
         apd_status s;
         uint64_t sid = res->source_ids[i];
         if (real && real->source_ids && sid < real->n) sid = real->source_ids[sid];
-        if (res->kind == 1)
+        if (res->kind == APD_KIND_PALETTE)
             s = apd_writer_put_palette(w, res->palettes + i * res->k * res->c, res->k_used[i],
                                        res->indices + i * p, res->labels[i], sid);
         else

@@ -459,11 +459,11 @@ done:
 /* Compact indices to the colours used (first-use order of palette entries kept by index). */
 static uint32_t compact(uint8_t *pal, uint8_t *idx, uint32_t k, uint32_t c, size_t p)
 {
-    int map[256];
-    for (uint32_t j = 0; j < 256; j++) map[j] = -1;
-    uint8_t used[256] = {0};
+    int map[APD_MAX_COLORS];
+    for (uint32_t j = 0; j < APD_MAX_COLORS; j++) map[j] = -1;
+    uint8_t used[APD_MAX_COLORS] = {0};
     for (size_t i = 0; i < p; i++) used[idx[i]] = 1;
-    uint8_t tmp[256 * 3];
+    uint8_t tmp[APD_MAX_COLORS * 3];
     uint32_t n = 0;
     for (uint32_t j = 0; j < k; j++)
         if (used[j]) {
@@ -485,7 +485,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
     uint64_t N = s->N;
     int fail = 0;
     if (!x->palette_out) {
-        res->kind = 2;
+        res->kind = APD_KIND_DIRECT;
         res->pixels = xmalloc(N, img, &fail);
         if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
         for (uint64_t i = 0; i < N; i++)
@@ -495,7 +495,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
                         to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
         return APD_OK;
     }
-    res->kind = 1;
+    res->kind = APD_KIND_PALETTE;
     res->k = x->k;
     res->palettes = xmalloc(N, (size_t)x->k * x->c, &fail);
     res->indices = xmalloc(N, p, &fail);
@@ -548,7 +548,7 @@ static void decode_records(const dm_state *s, const apd_distill_result *res, flo
     size_t p = (size_t)x->h * x->w;
     for (uint64_t i = 0; i < s->N; i++) {
         float *o = out + i * s->img;
-        if (res->kind == 2) {
+        if (res->kind == APD_KIND_DIRECT) {
             to_float(s, o, res->pixels + i * s->img);
         } else {
             const uint8_t *pal = res->palettes + i * x->k * x->c, *idx = res->indices + i * p;

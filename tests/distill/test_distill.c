@@ -77,7 +77,7 @@ static void same_result(const apd_distill_result *a, const apd_distill_result *b
     ck_assert_uint_eq(a->n, b->n);
     ck_assert_uint_eq(a->kind, b->kind);
     size_t img = (size_t)a->c * a->h * a->w, p = (size_t)a->h * a->w;
-    if (a->kind == 2) {
+    if (a->kind == APD_KIND_DIRECT) {
         ck_assert(memcmp(a->pixels, b->pixels, a->n * img) == 0);
     } else {
         ck_assert(memcmp(a->palettes, b->palettes, a->n * a->k * a->c) == 0);
@@ -104,7 +104,7 @@ START_TEST(dm_lowers_loss)
     apd_status s = apd_distill_run(&g_real, &o, &res, &err);
     ck_assert_msg(s == APD_OK, "%s", err.msg);
     ck_assert_uint_eq(res.n, 6);
-    ck_assert_uint_eq(res.kind, 2);
+    ck_assert_uint_eq(res.kind, APD_KIND_DIRECT);
     double e0 = stat_of(res.stats_json, "eval_loss_initial"), e1 = stat_of(res.stats_json, "eval_loss_stored");
     printf("dm: eval loss %.4f -> %.4f\n", e0, e1);
     ck_assert(e1 < 0.95 * e0);
@@ -119,7 +119,7 @@ START_TEST(random_and_quantized)
     apd_distill_result res;
     apd_err err;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
-    ck_assert_uint_eq(res.kind, 2);
+    ck_assert_uint_eq(res.kind, APD_KIND_DIRECT);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert_uint_eq(res.labels[i], g_real.labels[res.source_ids[i]]);
         ck_assert(memcmp(res.pixels + i * 192, g_real.pixels + res.source_ids[i] * 192, 192) == 0);
@@ -127,7 +127,7 @@ START_TEST(random_and_quantized)
     apd_distill_result_free(&res);
     o.quantizer = 0; /* median cut */
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
-    ck_assert_uint_eq(res.kind, 1);
+    ck_assert_uint_eq(res.kind, APD_KIND_PALETTE);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert(res.k_used[i] >= 1 && res.k_used[i] <= 4);
         for (int q = 0; q < 64; q++) ck_assert_uint_lt(res.indices[i * 64 + q], res.k_used[i]);
@@ -144,7 +144,7 @@ START_TEST(autopalette_records)
     apd_err err;
     apd_status s = apd_distill_run(&g_real, &o, &res, &err);
     ck_assert_msg(s == APD_OK, "%s", err.msg);
-    ck_assert_uint_eq(res.kind, 1);
+    ck_assert_uint_eq(res.kind, APD_KIND_PALETTE);
     ck_assert_uint_eq(res.k, 4);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert(res.k_used[i] >= 1 && res.k_used[i] <= 4);
