@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apd/distill.h"
+#include "apd/format.h"
 #include "common/rng.h"
 
 static apd_dataset g_real;
@@ -308,6 +309,51 @@ START_TEST(callbacks_only)
 }
 END_TEST
 
+/* apd_distill_write: the records and the provenance keys round-trip through a file; the
+ * method name is written as an escaped JSON string. */
+START_TEST(write_provenance)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_RANDOM);
+    o.quantizer = 0; /* palette records */
+    apd_distill_result res;
+    apd_err err;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
+    char path[256];
+    snprintf(path, sizeof path, "%s/distill-test-write-%d.apd", APD_BINARY_DIR, (int)getpid());
+    remove(path);
+    apd_writer_opts wo;
+    apd_distill_writer_opts(&wo, &res, &g_real);
+    wo.no_sync = 1;
+    ck_assert_uint_eq(wo.kind, APD_KIND_PALETTE);
+    apd_writer *w;
+    ck_assert_msg(apd_writer_create(&w, path, &wo, &err) == APD_OK, "%s", err.msg);
+    ck_assert_int_eq(apd_distill_write(w, &res, &g_real, 42, "rand\"om\\q\n"), APD_OK);
+    ck_assert_int_eq(apd_writer_close(w), APD_OK);
+    apd_reader *r;
+    ck_assert_msg(apd_reader_open(&r, path, NULL, &err) == APD_OK, "%s", err.msg);
+    ck_assert_uint_eq(apd_reader_count(r), res.n);
+    for (uint64_t i = 0; i < res.n; i++) {
+        uint32_t label;
+        uint64_t sid;
+        ck_assert_int_eq(apd_reader_label(r, i, &label), APD_OK);
+        ck_assert_int_eq(apd_reader_source_id(r, i, &sid), APD_OK);
+        ck_assert_uint_eq(label, res.labels[i]);
+        ck_assert_uint_eq(sid, res.source_ids[i]);
+    }
+    const char *meta = apd_reader_meta_json(r);
+    printf("write_provenance: %zu bytes of metadata\n", strlen(meta));
+    ck_assert_ptr_nonnull(strstr(meta, "\"method\": \"rand\\\"om\\\\q\\n\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"seed\": 42,"));
+    ck_assert_ptr_nonnull(strstr(meta, "\"source\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"hyperparameters\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"distill_stats\""));
+    apd_reader_close(r);
+    remove(path);
+    apd_distill_result_free(&res);
+}
+END_TEST
+
 START_TEST(option_names)
 {
     uint32_t m;
@@ -340,6 +386,7 @@ int main(void)
     tcase_add_test(tc, dm_deterministic_and_resumable);
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
     tcase_add_test(tc, callbacks_only);
+    tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
