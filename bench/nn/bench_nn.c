@@ -59,8 +59,8 @@ static float *randbuf(size_t n, uint64_t seed)
 
 static void ours(apd_pool *pool, uint32_t ch, uint32_t h, result *res, size_t *mem)
 {
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, ch, h, h, 10);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, ch, h, h, 10);
     cfg.max_batch = (uint32_t)g_batch;
     cfg.pool = pool;
     apd_convnet *net;

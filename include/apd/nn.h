@@ -32,8 +32,8 @@
  * Usage (train one step, then get d loss / d images for a frozen network):
  *
  *     apd_pool *pool; apd_pool_create(&pool, 2);            // 2 worker threads in total
- *     apd_convnet_config cfg;
- *     apd_convnet_config_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
+ *     apd_convnet_opts cfg;
+ *     apd_convnet_opts_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
  *     cfg.max_batch = 256; cfg.pool = pool;
  *     apd_convnet *net; if (apd_convnet_create(&net, &cfg) != APD_OK) ...;
  *     apd_convnet_init(net, seed, 0);                       // seeded PyTorch-default init
@@ -222,7 +222,7 @@ APD_API void apd_sqdist_backward(float *da, float *db, const float *a, const flo
 
 typedef enum apd_norm { APD_NORM_NONE = 0, APD_NORM_INSTANCE = 1 } apd_norm;
 
-typedef struct apd_convnet_config {
+typedef struct apd_convnet_opts {
     uint32_t c, h, w;     /* input channels, height, width */
     uint32_t width;       /* channels of every conv (128) */
     uint32_t depth;       /* number of conv blocks (3); each halves H and W */
@@ -231,25 +231,26 @@ typedef struct apd_convnet_config {
     uint32_t pad1;        /* padding of the first conv; APD_CONVNET_PAD_AUTO: 3 for 28x28, else 1 */
     uint32_t max_batch;   /* largest n passed to forward/backward; sizes the activation arena */
     apd_pool *pool;       /* borrowed, may be NULL (single thread); must outlive the net */
-} apd_convnet_config;
+} apd_convnet_opts;
 #define APD_CONVNET_PAD_AUTO 0xFFFFFFFFu
 
 typedef struct apd_convnet apd_convnet;
 
 /* Defaults: ConvNetD3 (width 128, depth 3, instance norm, pad1 auto, max_batch 256,
  * pool NULL) for input c x h x w and n_classes. */
-APD_API void apd_convnet_config_default(apd_convnet_config *cfg, uint32_t c, uint32_t h,
-                                        uint32_t w, uint32_t n_classes);
+APD_API void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h,
+                                      uint32_t w, uint32_t n_classes);
 
 /* Plan and allocate parameter, gradient and activation arenas (no allocation afterwards).
- * Parameters are zero until apd_convnet_init or apd_convnet_set_params.
+ * Parameters are zero until apd_convnet_init (or written through apd_convnet_params).
  * @return APD_OK; APD_EINVAL (NULL, zero dims/width/depth/classes/max_batch, bad norm);
  *         APD_ELIMIT (depth > 8, width/c/h/w > 65536, n_classes > 2^24);
  *         APD_ESHAPE (spatial size not divisible by 2^depth after the first conv);
  *         APD_EOVERFLOW; APD_ENOMEM. On failure *out is NULL. */
-APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg);
+APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_opts *cfg);
 APD_API void apd_convnet_free(apd_convnet *net); /* NULL ok */
-APD_API const apd_convnet_config *apd_convnet_get_config(const apd_convnet *net);
+/* The options the net was created with (pad1 resolved). Valid until apd_convnet_free. */
+APD_API const apd_convnet_opts *apd_convnet_get_opts(const apd_convnet *net);
 
 /* PyTorch-default init: every weight and bias U(-1/sqrt(fan_in), +1/sqrt(fan_in)), drawn in
  * parameter order; norm gamma 1, beta 0. The draws come from the library's generator

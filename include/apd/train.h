@@ -54,7 +54,7 @@ typedef struct apd_eval_opts {
     uint64_t seed;        /* 0 */
     uint32_t run;         /* run index: a different network / shuffle / DSA stream per run */
     int dsa;              /* 1: DSA per-image augmentation of every training batch */
-    apd_dsa_config dsa_cfg; /* apd_dsa_config_default */
+    apd_dsa_opts dsa_cfg; /* apd_dsa_opts_default */
     uint32_t width, depth; /* ConvNet width 128, depth 3 */
     apd_pool *pool;       /* borrowed, may be NULL (single-threaded) */
     apd_eval_pass_fn on_pass; /* may be NULL */

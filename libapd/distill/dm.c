@@ -205,8 +205,8 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     float pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
 
-    apd_dsa_config dcfg;
-    apd_dsa_config_default(&dcfg);
+    apd_dsa_opts dcfg;
+    apd_dsa_opts_default(&dcfg);
     dcfg.strategy = o->dsa_strategy;
     dcfg.align_corners = o->dsa_align_corners;
 
@@ -637,8 +637,8 @@ static apd_status setup_net(dm_state *s, apd_err *err)
     s->csr_saved = _mm_getcsr();
     set_ftz(s->pool, 1);
     s->max_batch = o->batch_real > s->ipc ? o->batch_real : (uint32_t)s->ipc;
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, x->c, x->h, x->w, x->n_classes);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, x->c, x->h, x->w, x->n_classes);
     cfg.max_batch = s->max_batch;
     cfg.pool = s->pool;
     st = apd_convnet_create(&s->net, &cfg);

@@ -170,8 +170,8 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
     for (uint32_t ch = 0; ch < x->c; ch++)
         for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
     APD_TRY(apd_pool_create(&s->pool, x->threads));
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, x->c, x->h, x->w, s->C);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, x->c, x->h, x->w, s->C);
     cfg.max_batch = s->B;
     cfg.pool = s->pool;
     apd_status st = apd_convnet_create(&s->net, &cfg);

@@ -44,7 +44,7 @@ typedef struct layer {
 } layer;
 
 struct apd_convnet {
-    apd_convnet_config cfg;
+    apd_convnet_opts cfg;
     size_t L, T, width, K, embed;
     layer ly[MAX_DEPTH];
     size_t fc_w_off, fc_b_off, n_params;
@@ -82,7 +82,7 @@ static void add_tensor(apd_convnet *net, const char *name, size_t off, uint32_t 
     net->t_size[i] = s;
 }
 
-void apd_convnet_config_default(apd_convnet_config *cfg, uint32_t c, uint32_t h, uint32_t w,
+void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h, uint32_t w,
                                 uint32_t n_classes)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -108,7 +108,7 @@ static int reserve(size_t *total, size_t n, size_t *off)
 /* Layer shapes and the parameter layout (named tensors, in PyTorch state_dict order). */
 static apd_status plan_params(apd_convnet *net, size_t pad1)
 {
-    const apd_convnet_config *cfg = &net->cfg;
+    const apd_convnet_opts *cfg = &net->cfg;
     size_t ci = cfg->c, h = cfg->h, w = cfg->w;
     size_t total = 0;
     for (size_t l = 0; l < net->L; l++) {
@@ -159,7 +159,7 @@ static apd_status plan_params(apd_convnet *net, size_t pad1)
  * the views into them. */
 static apd_status plan_arenas(apd_convnet *net)
 {
-    const apd_convnet_config *cfg = &net->cfg;
+    const apd_convnet_opts *cfg = &net->cfg;
     size_t N = cfg->max_batch, a = 0, sz;
     size_t o_x0 = 0, o_logits = 0, o_conv[MAX_DEPTH] = {0}, o_mean[MAX_DEPTH] = {0}, o_rstd[MAX_DEPTH] = {0},
         o_pool[MAX_DEPTH] = {0}, o_dpool[MAX_DEPTH] = {0};
@@ -210,7 +210,7 @@ static apd_status plan_arenas(apd_convnet *net)
     return APD_OK;
 }
 
-apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg)
+apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_opts *cfg)
 {
     APD_RETURN_IF(out == NULL, APD_EINVAL);
     *out = NULL;
@@ -255,7 +255,7 @@ void apd_convnet_free(apd_convnet *net)
     free(net);
 }
 
-const apd_convnet_config *apd_convnet_get_config(const apd_convnet *net) { return &net->cfg; }
+const apd_convnet_opts *apd_convnet_get_opts(const apd_convnet *net) { return &net->cfg; }
 size_t apd_convnet_num_params(const apd_convnet *net) { return net->n_params; }
 float *apd_convnet_params(apd_convnet *net) { return net->params; }
 float *apd_convnet_grads(apd_convnet *net) { return net->grads; }

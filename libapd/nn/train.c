@@ -27,7 +27,7 @@ void apd_eval_opts_default(apd_eval_opts *o)
     o->seed = 0;
     o->run = 0;
     o->dsa = 1;
-    apd_dsa_config_default(&o->dsa_cfg);
+    apd_dsa_opts_default(&o->dsa_cfg);
     o->width = 128;
     o->depth = 3;
 }
@@ -125,8 +125,8 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     r->img = (size_t)r->c * r->h * r->w;
     const size_t B = r->B, maxb = B > r->TB ? B : r->TB, img = r->img;
 
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, r->c, r->h, r->w, r->K);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, r->c, r->h, r->w, r->K);
     cfg.width = o->width ? o->width : 128;
     cfg.depth = o->depth ? o->depth : 3;
     cfg.max_batch = (uint32_t)maxb;

@@ -26,8 +26,8 @@ START_TEST(nn_header_example)
     /* --- as in the header --- */
     apd_pool *pool;
     ck_assert_int_eq(apd_pool_create(&pool, 2), APD_OK);
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, C, H, W, K);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, C, H, W, K);
     cfg.max_batch = N;
     cfg.pool = pool;
     apd_convnet *net;

@@ -281,7 +281,7 @@ static double net_loss(netctx *c)
 {
     apd_convnet_forward(c->net, c->logits, c->emb, c->x, c->n);
     float l;
-    size_t K = apd_convnet_get_config(c->net)->n_classes;
+    size_t K = apd_convnet_get_opts(c->net)->n_classes;
     apd_xent_forward(&l, c->probs, c->logits, c->lab, c->n, K);
     /* the same loss in double: float round-off of an O(1) loss would swamp the FD quotient */
     double xe = 0.0;
@@ -321,8 +321,8 @@ static apd_convnet *make_net(uint32_t c, uint32_t h, uint32_t w, uint32_t width,
                              apd_norm norm, uint32_t classes, uint32_t max_batch, apd_pool *pool,
                              uint64_t seed)
 {
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, c, h, w, classes);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, c, h, w, classes);
     cfg.width = width;
     cfg.depth = depth;
     cfg.norm = norm;
