@@ -163,12 +163,12 @@ APD_API void apd_distill_result_free(apd_distill_result *res);
  * spec, n, hash, counts of `real`), "hyperparameters", "budget" and "distill_stats". The
  * caller creates and closes the writer and sets "tool_version" and "command_line". With
  * method_name NULL, "method", "seed" and "source" are left to the caller (apd-convert sets
- * them for every method). Source ids map through real->source_ids when real has them.
- * @return APD_OK; APD_EINVAL (NULL w or res); APD_ENOMEM; or the writer's error from
- *         apd_writer_put_palette / apd_writer_put_direct / apd_writer_set_meta
- *         (apd/format.h; apd_writer_errmsg has the message). */
+ * them for every method). Source ids map through real->source_ids when real has them. */
 APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_result *res,
                                      const apd_dataset *real);
+/* @return APD_OK; APD_EINVAL (NULL w or res); APD_ENOMEM; or the writer's error from
+ *         apd_writer_put_palette / apd_writer_put_direct / apd_writer_set_meta
+ *         (apd/format.h; apd_writer_errmsg has the message). */
 APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *res,
                                      const apd_dataset *real, uint64_t seed,
                                      const char *method_name);

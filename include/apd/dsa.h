@@ -153,7 +153,8 @@ APD_API apd_status apd_dsa_forward(float *out, const float *in, const apd_dsa_pa
 
 /* din[N, C, H, W] += d aug / d in ^T dout[N, C, H, W]. Every op is affine in the image for
  * fixed parameters, so backward needs neither the input nor the output.
- * @return as apd_dsa_forward. */
+ * @return APD_OK; APD_EINVAL (NULL pointers, unknown op); APD_ESHAPE (n_samples is not 1
+ *         or N, or H/W differ from the size p was drawn for). */
 APD_API apd_status apd_dsa_backward(float *din, const float *dout, const apd_dsa_params *p,
                                     uint32_t N, uint32_t C, uint32_t H, uint32_t W);
 
