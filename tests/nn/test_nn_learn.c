@@ -86,13 +86,13 @@ static int load_fmnist(data *d, const char *img, const char *lab, size_t limit)
 /* Train for `epochs` on tr, return test accuracy on te. */
 static double train_eval(const char *name, data *tr, data *te, int epochs, size_t batch, apd_pool *pool)
 {
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, (uint32_t)tr->c, (uint32_t)tr->h, (uint32_t)tr->w, 10);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, (uint32_t)tr->c, (uint32_t)tr->h, (uint32_t)tr->w, 10);
     cfg.max_batch = (uint32_t)batch;
     cfg.pool = pool;
     apd_convnet *net;
     ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
-    apd_convnet_init_seed(net, 1234);
+    apd_convnet_init(net, 1234, 0);
     apd_sgd *opt;
     ck_assert_int_eq(apd_sgd_create(&opt, apd_convnet_num_params(net), 0.01f, 0.9f, 5e-4f), APD_OK);
     size_t isz = tr->c * tr->h * tr->w;
