@@ -113,7 +113,7 @@ def parse_meta(v, hd):
 
 
 # ---- section 8.1: index model (meta/imodel) -----------------------------------------------
-NCTX, M, L = 48, 1024, 1 << 16
+NCTX, M, L, LANES = 48, 1024, 1 << 16, 8
 EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
 
 
@@ -122,7 +122,7 @@ def parse_imodel(v, c, bits):
         raise Bad("index model: short or CRC mismatch")
     if v[4:8] != b"APDM" or v[8] != 1:
         raise Bad("index model: magic or version")
-    if (v[9], v[10], v[11], v[12], v[13]) != (c, bits, 4, 10, NCTX) or v[14] or v[15]:
+    if (v[9], v[10], v[11], v[12], v[13]) != (c, bits, LANES, 10, NCTX) or v[14] or v[15]:
         raise Bad("index model: header fields")
     pos, tables = 16, []
     for t in range(NCTX + c):
@@ -164,12 +164,13 @@ def context(a, b, cc):
 
 
 def decode_coded(body, tables, k, c, h, w, bits):
-    if len(body) < 16 or (len(body) - 16) % 2:
+    hb = 4 * LANES
+    if len(body) < hb or (len(body) - hb) % 2:
         raise Bad("coded body length")
-    x = list(struct.unpack_from("<4I", body))
+    x = list(struct.unpack_from("<%dI" % LANES, body))
     if any(s < L for s in x):
         raise Bad("coded body: state below 2^16")
-    words = [struct.unpack_from("<H", body, 16 + 2 * i)[0] for i in range((len(body) - 16) // 2)]
+    words = [struct.unpack_from("<H", body, hb + 2 * i)[0] for i in range((len(body) - hb) // 2)]
     pos = [0]
 
     def sym(lane, t):
@@ -189,12 +190,12 @@ def decode_coded(body, tables, k, c, h, w, bits):
 
     pal, prev = bytearray(k * c), [0] * c
     for j in range(k * c):
-        prev[j % c] = (prev[j % c] + sym(j % 4, NCTX + j % c)) % 256
+        prev[j % c] = (prev[j % c] + sym(j % LANES, NCTX + j % c)) % 256
         pal[j] = prev[j % c]
     idx = [[0] * w for _ in range(h)]
     get = lambda y, xx: idx[y][xx] if y >= 0 and xx >= 0 else 0  # noqa: E731
-    for y0 in range(0, h, 4):
-        nl = min(4, h - y0)
+    for y0 in range(0, h, LANES):
+        nl = min(LANES, h - y0)
         for t in range(w + nl - 1):
             for lane in range(nl):
                 xx, y = t - lane, y0 + lane
@@ -204,7 +205,7 @@ def decode_coded(body, tables, k, c, h, w, bits):
                     if v >= k:
                         raise Bad("coded index >= palette size")
                     idx[y][xx] = v
-    if pos[0] != len(words) or x != [L] * 4:
+    if pos[0] != len(words) or x != [L] * LANES:
         raise Bad("coded body: words left over or final states not 2^16")
     return bytes(pal), [v for row in idx for v in row]
 
@@ -376,12 +377,12 @@ def example_13_1():
     idx_tables[0] = [512, 256, 256, 0]
     idx_tables[4] = [0, 512, 512, 0]
     idx_tables[7] = [0, 0, 0, 1024]
-    payload = b"APDM" + bytes([1, 1, 2, 4, 10, 48, 0, 0])
+    payload = b"APDM" + bytes([1, 1, 2, 8, 10, 48, 0, 0])
     payload += b"".join(varint(f) for t in idx_tables for f in t) + bytes([4]) * 256
     model = struct.pack("<I", crc32c(payload)) + payload
-    if len(model) != 470 or crc32c(payload) != 0x2B262445:
+    if len(model) != 470 or crc32c(payload) != 0xF035F7CD:
         raise Bad("section 13.1: model bytes differ from the spec")
-    body = bytes.fromhex("00000410 00020b08 fc010001 00000100".replace(" ", ""))
+    body = bytes.fromhex("00000410 00020b08 fc010001".replace(" ", "")) + bytes.fromhex("00000100") * 5
     pal, idx = decode_coded(body, parse_imodel(model, 1, 2), 3, 1, 2, 3, 2)
     if pal != bytes([0, 128, 255]) or idx != [0, 1, 2, 2, 1, 0]:
         raise Bad("section 13.1: example decodes to %r %r" % (pal, idx))

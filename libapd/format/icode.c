@@ -11,10 +11,15 @@
  * Why this shape (measured on CIFAR-10 median cut, see bench/decode): the writer sorts each
  * palette by luminance, so neighbouring colours get neighbouring numbers and MED residuals
  * concentrate near 0 (K=64: 4.27 bits/pixel instead of 6; palette deltas 5.5 bits instead
- * of 8). Why 4 lanes in a wavefront: with one rANS state the decode of pixel x waits for the
- * state update, the table load and the prediction of pixel x-1 (a chain of ~15 cycles); with
- * 4 rows in flight (row 4g+l, pixel t-l at step t, lane l) the four chains are independent,
- * since a pixel only needs its left, up and up-left neighbours, all decoded at earlier steps.
+ * of 8). Why 8 lanes in a wavefront: with one rANS state the decode of pixel x waits for the
+ * state update, the table load and the prediction of pixel x-1 (a chain of ~15 cycles, and
+ * ~90 scalar instructions per pixel); with 8 rows in flight (row 8g+l, pixel t-l at step t,
+ * lane l) the 8 chains are independent, since a pixel only needs its left, up and up-left
+ * neighbours, all decoded at earlier steps, and one AVX2 register holds the 8 lanes: lane l's
+ * left neighbour is its own previous value, its up neighbour lane l-1's previous value. A
+ * step (8 pixels) then costs one chain of ~45 cycles (the table gather and the
+ * renormalisation shuffle dominate); 4 lanes measured 2x slower, 16 lanes would cost 32 more
+ * state bytes per record (4% of a K=64 record).
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
  * a zero-padded copy and checks after every step that it has not run past the end, uses a
@@ -26,6 +31,7 @@
 
 #include "common/internal.h"
 #include "apd/format.h"
+#include "format/format_internal.h"
 #include "format/icode.h"
 
 /* 3 * class of the range r = max(a,b,c) - min(a,b,c): class = number of the edges
@@ -61,6 +67,16 @@ static apd_status build_dec(apd__imodel *m)
 {
     m->dec = calloc((size_t)m->ntab * APD__IC_M, sizeof *m->dec);
     if (!m->dec) return APD_ENOMEM;
+    for (uint32_t msk = 0; msk < 256; msk++)
+        for (uint32_t l = 0, r = 0; l < 8; l++) {
+            uint8_t *q = m->shuf8[msk] + 4 * l;
+            q[0] = q[1] = q[2] = q[3] = 0x80;
+            if (msk >> l & 1) {
+                q[0] = (uint8_t)(2 * r);
+                q[1] = (uint8_t)(2 * r + 1);
+                r++;
+            }
+        }
     for (uint32_t t = 0; t < m->ntab; t++) {
         uint32_t *d = m->dec + (size_t)t * APD__IC_M;
         for (uint32_t j = 0; j < APD__IC_M; j++) d[j] = APD__IC_EMPTY; /* until filled */
@@ -166,7 +182,7 @@ static inline uint32_t sym_dec(const uint32_t *d, uint32_t *xs, const uint8_t **
     return e;
 }
 
-/* Pixel at q (padded buffer, row stride s): context, symbol, index. */
+/* Pixel at q (padded grid, row stride s): context, symbol, index. */
 static inline void px_dec(uint8_t *q, size_t s, const uint32_t *dec, uint32_t *xs,
                           const uint8_t **pp, uint32_t amask, uint32_t *mx, uint32_t *eor)
 {
@@ -179,14 +195,175 @@ static inline void px_dec(uint8_t *q, size_t s, const uint32_t *dec, uint32_t *x
     *q = (uint8_t)v;
 }
 
+/* The index grid: row -1 and 8 columns each side are zero, and 8 spare rows below, so that
+ * positions outside the image read as 0 and the vector decoder may write its inactive lanes
+ * (always 0) without checks. Pixel (y, x) at grid + (y + 1) * stride + IC_PAD + x. */
+#define IC_PAD 8u
+
+/* Scalar reference of the index phase (spec 7.4.2). Returns 0, or -1 if the stream ran out. */
+static int index_scalar(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t h, uint32_t w,
+                        uint32_t *x, const uint8_t **pp, const uint8_t *end, uint32_t *vmax,
+                        uint32_t *eor)
+{
+    const uint32_t amask = (1u << m->bits) - 1;
+    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+        uint8_t *row = grid + (size_t)(y0 + 1) * s + IC_PAD; /* lane l, column x: row[l*s + x] */
+        for (uint32_t t = 0; t + 1 < w + nl; t++) {
+            for (uint32_t l = 0; l < nl; l++)
+                if (t >= l && t - l < w) px_dec(row + l * s + (t - l), s, m->dec, &x[l], pp, amask, vmax, eor);
+            if (*pp > end) return -1;
+        }
+    }
+    return 0;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define IC_X86 1
+#define IC_AVX2 __attribute__((target("avx2,bmi2,popcnt")))
+
+/* One rANS symbol on each active lane (act all-ones) of the 8 states in *x: table offsets
+ * off (table * 1024), renormalising from *pp in lane order. Inactive lanes keep their state
+ * and read nothing; their entry is 0. */
+IC_AVX2 static inline __m256i step8(__m256i *x, __m256i off, __m256i act, const apd__imodel *m,
+                                    const uint8_t **pp)
+{
+    const uint32_t *dec = m->dec;
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i slot = _mm256_and_si256(*x, _mm256_set1_epi32(APD__IC_M - 1));
+    __m256i e = _mm256_mask_i32gather_epi32(zero, (const int *)dec, _mm256_add_epi32(off, slot), act, 4);
+    __m256i f = _mm256_and_si256(_mm256_srli_epi32(e, 8), _mm256_set1_epi32(0x7ff));
+    __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(*x, APD__IC_PBITS)),
+                                  _mm256_srli_epi32(e, 20));
+    xn = _mm256_blendv_epi8(*x, xn, act);
+    __m256i need = _mm256_and_si256(act, _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero));
+    uint32_t msk = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(need));
+    __m256i wds = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)*pp));
+    __m256i wv = _mm256_shuffle_epi8(wds, _mm256_loadu_si256((const __m256i *)m->shuf8[msk]));
+    xn = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), wv), need);
+    *pp += 2 * (uint32_t)__builtin_popcount(msk);
+    *x = xn;
+    return e;
+}
+
+/* Vector index phase: the 8 lanes of a row group in one register per quantity. Lane l's
+ * left neighbour is its own previous value, its up neighbour lane l-1's previous value (lane
+ * 0: the row above, from the grid), its up-left neighbour its previous up neighbour. */
+IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t h, uint32_t w,
+                              uint32_t *xs, const uint8_t **pp, const uint8_t *end, uint32_t *vmax,
+                              uint32_t *eor)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+    const __m256i amask = _mm256_set1_epi32((int)((1u << m->bits) - 1));
+    const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2), c15 = _mm256_set1_epi32(15);
+    const __m256i q16 = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11,
+                                         0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11);
+    const __m256i packb = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i wv = _mm256_set1_epi32((int)w);
+    __m256i x = _mm256_loadu_si256((const __m256i *)xs);
+    __m256i vm = _mm256_setzero_si256(), eo = _mm256_setzero_si256();
+    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+        const __m256i nlv = _mm256_set1_epi32((int)nl);
+        uint8_t *row = grid + (size_t)(y0 + 1) * s + IC_PAD;
+        const uint8_t *up = grid + (size_t)y0 * s + IC_PAD;
+        __m256i vp = _mm256_setzero_si256(), bp = _mm256_setzero_si256();
+        for (uint32_t t = 0; t + 1 < w + nl; t++) {
+            __m256i tv = _mm256_set1_epi32((int)t);
+            __m256i act = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(tv, one), lane),
+                                           _mm256_cmpgt_epi32(wv, _mm256_sub_epi32(tv, lane)));
+            act = _mm256_and_si256(act, _mm256_cmpgt_epi32(nlv, lane));
+            __m256i a = vp;
+            __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(vp, rot), _mm256_set1_epi32(up[t]), 1);
+            __m256i c = bp;
+            __m256i mn = _mm256_min_epu32(a, b), mx = _mm256_max_epu32(a, b);
+            __m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(c, mx), c);
+            __m256i le = _mm256_andnot_si256(ge, _mm256_cmpeq_epi32(_mm256_min_epu32(c, mn), c));
+            __m256i pred = _mm256_sub_epi32(_mm256_add_epi32(a, b), c);
+            pred = _mm256_blendv_epi8(pred, mx, le);
+            pred = _mm256_blendv_epi8(pred, mn, ge);
+            __m256i rng = _mm256_sub_epi32(_mm256_max_epu32(mx, c), _mm256_min_epu32(mn, c));
+            __m256i cls = _mm256_shuffle_epi8(q16, _mm256_min_epu32(rng, c15));
+            /* + (rng >= 17) + (rng >= 20) + (rng >= 24) + (rng >= 30), summed as a tree */
+            __m256i g1 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(16)),
+                                          _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(19)));
+            __m256i g2 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(23)),
+                                          _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(29)));
+            cls = _mm256_sub_epi32(cls, _mm256_add_epi32(g1, g2));
+            __m256i cs = _mm256_or_si256(_mm256_and_si256(le, one),
+                                         _mm256_andnot_si256(_mm256_or_si256(ge, le), two));
+            __m256i ctx = _mm256_add_epi32(_mm256_add_epi32(cls, _mm256_add_epi32(cls, cls)), cs);
+            __m256i e = step8(&x, _mm256_slli_epi32(ctx, APD__IC_PBITS), act, m, pp);
+            eo = _mm256_or_si256(eo, e);
+            __m256i v = _mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(pred, e), amask), act);
+            vm = _mm256_max_epu32(vm, v);
+            __m256i pk = _mm256_shuffle_epi8(v, packb);
+            uint32_t lo = (uint32_t)_mm256_extract_epi32(pk, 0), hi = (uint32_t)_mm256_extract_epi32(pk, 4);
+            uint8_t *q = row + t;
+            q[0] = (uint8_t)lo;
+            q[s - 1] = (uint8_t)(lo >> 8);
+            q[2 * s - 2] = (uint8_t)(lo >> 16);
+            q[3 * s - 3] = (uint8_t)(lo >> 24);
+            q[4 * s - 4] = (uint8_t)hi;
+            q[5 * s - 5] = (uint8_t)(hi >> 8);
+            q[6 * s - 6] = (uint8_t)(hi >> 16);
+            q[7 * s - 7] = (uint8_t)(hi >> 24);
+            vp = v;
+            bp = b;
+            if (*pp > end) return -1;
+        }
+    }
+    _mm256_storeu_si256((__m256i *)xs, x);
+    uint32_t t8[8];
+    _mm256_storeu_si256((__m256i *)t8, vm);
+    for (int l = 0; l < 8; l++) *vmax = t8[l] > *vmax ? t8[l] : *vmax;
+    _mm256_storeu_si256((__m256i *)t8, eo);
+    for (int l = 0; l < 8; l++) *eor |= t8[l];
+    return 0;
+}
+
+/* Vector palette phase: symbols j0 .. j0+7 on lanes 0..7 per step (tables 48 + j % c); the
+ * deltas are summed per channel afterwards. Returns 0, or -1 if the stream ran out. */
+IC_AVX2 static int pal_avx2(const apd__imodel *m, uint32_t nps, uint8_t *pal, uint32_t *xs,
+                            const uint8_t **pp, const uint8_t *end)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i x = _mm256_loadu_si256((const __m256i *)xs);
+    uint32_t c = m->c, tabs[8] __attribute__((aligned(32))), d[8] __attribute__((aligned(32)));
+    for (uint32_t j0 = 0; j0 < nps; j0 += 8) {
+        for (uint32_t l = 0; l < 8; l++) tabs[l] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
+        __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps - j0)), lane);
+        __m256i e = step8(&x, _mm256_load_si256((const __m256i *)tabs), act, m, pp);
+        _mm256_store_si256((__m256i *)d, e);
+        for (uint32_t l = 0; l < 8 && j0 + l < nps; l++) pal[j0 + l] = (uint8_t)d[l];
+        if (*pp > end) return -1;
+    }
+    _mm256_storeu_si256((__m256i *)xs, x);
+    for (uint32_t j = c; j < nps; j++) pal[j] = (uint8_t)(pal[j] + pal[j - c]);
+    return 0;
+}
+#endif
+
+int apd__icode_impl_available(int impl)
+{
+#ifdef IC_X86
+    if (impl == APD__IMPL_AVX2 || impl == APD__IMPL_AVX512)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+#endif
+    return impl == APD__IMPL_SCALAR || impl == APD__IMPL_AUTO;
+}
+
 #define IC_STACK 16384
 
-apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t len, uint32_t k,
-                             uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
-                             const char **why)
+apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t *body, size_t len,
+                                  uint32_t k, uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                                  const char **why)
 {
     if (len < APD__IC_STATES) {
-        *why = "coded body shorter than its 4 rANS states";
+        *why = "coded body shorter than its 8 rANS states";
         return APD_ETRUNC;
     }
     if ((len - APD__IC_STATES) & 1) {
@@ -201,8 +378,11 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
             return APD_ECORRUPT;
         }
     }
-    size_t nb = len - APD__IC_STATES, s = (size_t)w + 1, grid, need;
-    if (!apd__mul_ok((size_t)h + 1, s, &grid) || !apd__add_ok(grid, nb + 8, &need)) {
+    /* scratch: the words (+ 32 zero bytes: reads past the end land there and are caught by
+       the check after each step) and the grid (h + 1 + 8 rows of w + 16 bytes) */
+    size_t nb = len - APD__IC_STATES, s, grid_rows, grid_len, need;
+    if (!apd__add_ok((size_t)w, 2 * IC_PAD, &s) || !apd__add_ok((size_t)h, 1 + APD__IC_LANES, &grid_rows) ||
+        !apd__mul_ok(grid_rows, s, &grid_len) || !apd__add_ok(grid_len, nb + 32, &need)) {
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
@@ -212,54 +392,38 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
         *why = "out of memory";
         return APD_ENOMEM;
     }
-    uint8_t *words = scratch, *buf = scratch + nb + 8;
+    uint8_t *words = scratch, *grid = scratch + nb + 32;
     memcpy(words, body + APD__IC_STATES, nb);
-    memset(words + nb, 0, 8); /* reads past the end land here; checked below */
+    memset(words + nb, 0, 32);
+    memset(grid, 0, grid_len);
     const uint8_t *p = words, *end = words + nb;
     apd_status st = APD_OK;
     uint32_t eor = 0, vmax = 0;
 
-    /* palette: symbol j = entry j / c, channel j % c, lane j % 4 */
-    uint32_t c = m->c, nps = k * c;
-    uint8_t prev[3] = {0, 0, 0};
-    for (uint32_t j = 0; j < nps; j++) {
-        uint32_t ch = j % c;
-        uint32_t e = sym_dec(m->dec + (size_t)(APD__IC_NCTX + ch) * APD__IC_M, &x[j & 3], &p);
-        prev[ch] = (uint8_t)(prev[ch] + e);
-        pal[j] = prev[ch];
-        if ((j & 3) == 3 && p > end) break;
-    }
-    if (p > end) goto overrun;
-
-    /* indices: row groups of 4, wavefront (row 4g+l, column t-l at step t) */
-    memset(buf, 0, s);
-    for (uint32_t y = 0; y < h; y++) buf[(size_t)(y + 1) * s] = 0;
-    const uint32_t amask = (1u << m->bits) - 1;
-    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
-        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
-        uint8_t *row = buf + (size_t)(y0 + 1) * s + 1; /* pixel (y0+l, x) at row[l*s + x] */
-        uint32_t steps = w + nl - 1;
-        for (uint32_t t = 0; t < steps; t++) {
-            if (nl == 4 && t >= 3 && t < w) {
-                /* steady state: all four lanes in the image, no checks but the stream end */
-                for (; t < w; t++) {
-                    px_dec(row + t, s, m->dec, &x[0], &p, amask, &vmax, &eor);
-                    px_dec(row + s + t - 1, s, m->dec, &x[1], &p, amask, &vmax, &eor);
-                    px_dec(row + 2 * s + t - 2, s, m->dec, &x[2], &p, amask, &vmax, &eor);
-                    px_dec(row + 3 * s + t - 3, s, m->dec, &x[3], &p, amask, &vmax, &eor);
-                    if (p > end) goto overrun;
-                }
-                t--;
-                continue;
-            }
-            for (uint32_t l = 0; l < nl; l++) {
-                if (t < l || t - l >= w) continue;
-                px_dec(row + l * s + (t - l), s, m->dec, &x[l], &p, amask, &vmax, &eor);
-            }
-            if (p > end) goto overrun;
+    /* palette: symbol j = entry j / c, channel j % c, lane j % 8 */
+    uint32_t c = m->c, nps = k * c, ch = 0;
+    int rc = 0;
+#ifdef IC_X86
+    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2)) {
+        rc = pal_avx2(m, nps, pal, x, &p, end);
+        if (rc == 0) rc = index_avx2(m, grid, s, h, w, x, &p, end, &vmax, &eor);
+    } else
+#endif
+    {
+        uint8_t prev[3] = {0, 0, 0};
+        for (uint32_t j = 0; j < nps && rc == 0; j++) {
+            uint32_t e = sym_dec(m->dec + (size_t)(APD__IC_NCTX + ch) * APD__IC_M, &x[j % APD__IC_LANES], &p);
+            prev[ch] = (uint8_t)(prev[ch] + e);
+            pal[j] = prev[ch];
+            ch = ch + 1 == c ? 0 : ch + 1;
+            if (p > end) rc = -1;
         }
+        if (rc == 0) rc = index_scalar(m, grid, s, h, w, x, &p, end, &vmax, &eor);
     }
-    if (eor & APD__IC_EMPTY) {
+    if (rc) {
+        *why = "coded body ends before its last symbol";
+        st = APD_ETRUNC;
+    } else if (eor & APD__IC_EMPTY) {
         *why = "coded body uses an index context the model has no table for";
         st = APD_ECORRUPT;
     } else if (vmax >= k) {
@@ -268,18 +432,24 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
     } else if (p != end) {
         *why = "coded body has words after its last symbol";
         st = APD_ECORRUPT;
-    } else if (x[0] != APD__IC_L || x[1] != APD__IC_L || x[2] != APD__IC_L || x[3] != APD__IC_L) {
-        *why = "coded body: final rANS states are not 2^16";
-        st = APD_ECORRUPT;
     } else {
-        for (uint32_t y = 0; y < h; y++) memcpy(idx + (size_t)y * w, buf + (size_t)(y + 1) * s + 1, w);
+        for (uint32_t l = 0; l < APD__IC_LANES; l++)
+            if (x[l] != APD__IC_L) {
+                *why = "coded body: final rANS states are not 2^16";
+                st = APD_ECORRUPT;
+            }
     }
+    if (st == APD_OK)
+        for (uint32_t y = 0; y < h; y++) memcpy(idx + (size_t)y * w, grid + (size_t)(y + 1) * s + IC_PAD, w);
     if (scratch != stackbuf) free(scratch);
     return st;
-overrun:
-    if (scratch != stackbuf) free(scratch);
-    *why = "coded body ends before its last symbol";
-    return APD_ETRUNC;
+}
+
+apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t len, uint32_t k,
+                             uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                             const char **why)
+{
+    return apd__icode_decode_impl(APD__IMPL_AUTO, m, body, len, k, h, w, pal, idx, why);
 }
 
 /* ---- writer side ------------------------------------------------------------------------ */
@@ -423,7 +593,8 @@ size_t apd__icode_encode(const apd__imodel *m, const uint8_t *pal, uint32_t k,
                          const uint8_t *idx, uint32_t h, uint32_t w, uint8_t *out, size_t cap)
 {
     size_t nsym = (size_t)k * m->c + (size_t)h * w;
-    enc E = {m, {APD__IC_L, APD__IC_L, APD__IC_L, APD__IC_L}, malloc((nsym + 1) * sizeof(uint16_t)), 0, 0};
+    enc E = {m, {0}, malloc((nsym + 1) * sizeof(uint16_t)), 0, 0};
+    for (uint32_t l = 0; l < APD__IC_LANES; l++) E.x[l] = APD__IC_L;
     if (!E.words) return 0;
     uint32_t amask = (1u << m->bits) - 1;
     /* reverse of the decode order: last row group first, last step first, last lane first */
@@ -439,7 +610,7 @@ size_t apd__icode_encode(const apd__imodel *m, const uint8_t *pal, uint32_t k,
     }
     uint32_t c = m->c;
     for (uint32_t j = k * c; j-- > 0 && !E.bad;)
-        sym_enc(&E, APD__IC_NCTX + j % c, (uint8_t)(pal[j] - (j >= c ? pal[j - c] : 0)), j & 3);
+        sym_enc(&E, APD__IC_NCTX + j % c, (uint8_t)(pal[j] - (j >= c ? pal[j - c] : 0)), j % APD__IC_LANES);
     size_t len = APD__IC_STATES + 2 * E.nw;
     if (E.bad || len > cap) {
         free(E.words);

@@ -9,14 +9,14 @@
  *     0  4  CRC-32C of bytes [4, length)
  *     4  4  magic "APDM"
  *     8  1  model version (1)        9  1  c (== header c)
- *    10  1  bits (== header bits)   11  1  lanes (4)
+ *    10  1  bits (== header bits)   11  1  lanes (8)
  *    12  1  probability bits (10)   13  1  index contexts (48)
  *    14  2  reserved 0
  *    16 ..  48 index tables of 2^bits frequencies, then c palette tables of 256; each
  *           frequency a LEB128 varint (1 or 2 bytes, canonical, <= 1024); an index table
  *           sums to 1024 or is all zero (unused context); a palette table sums to 1024.
  *
- *   coded body (record flag bit 6): 4 rANS states (u32 LE, each in [2^16, 2^32)), then
+ *   coded body (record flag bit 6): 8 rANS states (u32 LE, each in [2^16, 2^32)), then
  *   16-bit little-endian words, consumed in order by the decoder's renormalisation.
  */
 #ifndef APD_FORMAT_ICODE_H
@@ -29,7 +29,7 @@
 
 #define APD__IC_MAGIC "APDM"
 #define APD__IC_VERSION 1u
-#define APD__IC_LANES 4u
+#define APD__IC_LANES 8u
 #define APD__IC_PBITS 10u
 #define APD__IC_M (1u << APD__IC_PBITS)
 #define APD__IC_NCTX 48u
@@ -47,6 +47,10 @@ typedef struct apd__imodel {
     /* decode entry of table t, slot s: sym | f << 8 | (s - cum) << 20; an empty table's
        entries are APD__IC_EMPTY (flag bit 19, f = 0) */
     uint32_t *dec;          /* ntab * APD__IC_M entries */
+    /* pshufb control for the vector decoder's renormalisation: for the mask m of lanes that
+       need a word, lane l's low 16 bits take word popcount(m & ((1 << l) - 1)) of 16 loaded
+       bytes (repeated in both 128-bit halves); other bytes 0x80 (zero) */
+    uint8_t shuf8[256][32];
 } apd__imodel;
 
 /* Context of a pixel from its left (a), up (b) and up-left (c) indices (0 outside the image)
@@ -73,10 +77,17 @@ void apd__imodel_free(apd__imodel *m);
 
 /* Decode a coded body: palette (k*c bytes, entry-major) and indices (h*w bytes, row-major).
  * Checks every state, word count, empty-context use and index < k. Thread-safe; allocates
- * only for images larger than 16 KiB of scratch. */
+ * only for images larger than 16 KiB of scratch. impl: APD__IMPL_SCALAR (reference) or
+ * APD__IMPL_AVX2 (8 lanes in one vector; also used for AVX-512 machines) or AUTO; both give
+ * the same result and status for every input (the why text may differ). */
+apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t *body, size_t len,
+                                  uint32_t k, uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                                  const char **why);
 apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t len, uint32_t k,
                              uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
                              const char **why);
+/* 1 if impl (APD__IMPL_*) has an index decoder on this CPU. */
+int apd__icode_impl_available(int impl);
 
 /* ---- writer side ---- */
 /* Symbol counts for model building: counts[t][s], t < APD__IC_NCTX + c. */

@@ -70,11 +70,15 @@ START_TEST(every_k_every_geometry)
                 size_t len = code_once(k, c, h, w, pal, idx, body, cap, m);
                 ck_assert_msg(len >= APD__IC_STATES, "k %u c %u %ux%u: encode failed", k, c, h, w);
                 const char *why = "";
-                memset(ridx, 0xEE, (size_t)h * w);
-                ck_assert_msg(apd__icode_decode(m, body, len, k, h, w, rpal, ridx, &why) == APD_OK,
-                              "k %u c %u %ux%u: %s", k, c, h, w, why);
-                ck_assert_mem_eq(rpal, pal, (size_t)k * c);
-                ck_assert_mem_eq(ridx, idx, (size_t)h * w);
+                for (int impl = APD__IMPL_SCALAR; impl <= APD__IMPL_AVX2; impl++) {
+                    if (!apd__icode_impl_available(impl)) continue;
+                    memset(ridx, 0xEE, (size_t)h * w);
+                    memset(rpal, 0xEE, sizeof rpal);
+                    ck_assert_msg(apd__icode_decode_impl(impl, m, body, len, k, h, w, rpal, ridx, &why) == APD_OK,
+                                  "k %u c %u %ux%u impl %d: %s", k, c, h, w, impl, why);
+                    ck_assert_mem_eq(rpal, pal, (size_t)k * c);
+                    ck_assert_mem_eq(ridx, idx, (size_t)h * w);
+                }
                 /* one byte short or one word too many: rejected */
                 ck_assert_int_ne(apd__icode_decode(m, body, len - 1, k, h, w, rpal, ridx, &why), APD_OK);
                 body[len] = body[len + 1] = 0;
@@ -130,10 +134,21 @@ START_TEST(every_bit_flip_detected)
             ck_assert_msg(apd__record_decode_bytes(copy, len, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why) == APD_ECHECKSUM,
                           "record %d bit %zu not detected", t, bit);
             flips++;
-            /* CRC fixed up: the decoder itself must survive (any status, no crash) */
-            if (bit >= 32) {
-                apd__st32(copy, apd_crc32c(0, copy + 4, len - 4));
-                (void)apd__record_decode_bytes(copy, len, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why);
+            /* CRC fixed up: the decoder itself must survive, and the scalar and vector
+               decoders must agree on the verdict and the result */
+            if (bit >= 32 && bit >= 8 * APD__REC_HDR) {
+                const uint8_t *b = copy + APD__REC_HDR;
+                size_t bl = len - APD__REC_HDR;
+                uint8_t p1[768], p2[768], i1[1024], i2[1024];
+                apd_status s1 = apd__icode_decode_impl(APD__IMPL_SCALAR, m, b, bl, 64, 32, 32, p1, i1, &why);
+                if (apd__icode_impl_available(APD__IMPL_AVX2)) {
+                    apd_status s2 = apd__icode_decode_impl(APD__IMPL_AVX2, m, b, bl, 64, 32, 32, p2, i2, &why);
+                    ck_assert_msg((s1 == APD_OK) == (s2 == APD_OK), "record %d bit %zu: scalar %d, AVX2 %d", t, bit, s1, s2);
+                    if (s1 == APD_OK) {
+                        ck_assert_mem_eq(p1, p2, 192);
+                        ck_assert_mem_eq(i1, i2, 1024);
+                    }
+                }
                 crash_free++;
             }
         }
@@ -176,7 +191,7 @@ START_TEST(every_bit_flip_detected)
         }
     }
     printf("every_bit_flip_detected: %llu record bit flips and %llu model bit flips detected by CRC; "
-           "%llu CRC-fixed flips decoded without a crash\n",
+           "%llu CRC-fixed flips decoded without a crash, scalar and AVX2 agreeing\n",
            (unsigned long long)flips, (unsigned long long)mflips, (unsigned long long)crash_free);
     free(ct); free(mv); free(mc); free(m); free(m2);
 }
