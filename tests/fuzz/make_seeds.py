@@ -23,72 +23,8 @@ def put(kind, name, data):
         f.write(data)
 
 
-# ---- format 1.1 index coding seeds (spec 7.4 / 8.1), encoded here from the spec ----------
-EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
-LANES, NCTX, M, L = 8, 48, 1024, 1 << 16
-
-
-def ctx_pred(a, b, c):
-    mn, mx = min(a, b), max(a, b)
-    case, pred = (0, mn) if c >= mx else (1, mx) if c <= mn else (2, a + b - c)
-    rng = max(a, b, c) - min(a, b, c)
-    return 3 * sum(1 for e in EDGES if rng >= e) + case, pred
-
-
-def symbols(pal, idx, k, c, h, w, bits):
-    """(lane, table, symbol) in decoding order (spec 7.4.2)."""
-    out = []
-    for j in range(k * c):
-        out.append((j % LANES, NCTX + j % c, (pal[j] - (pal[j - c] if j >= c else 0)) % 256))
-    get = lambda y, x: idx[y * w + x] if y >= 0 and x >= 0 else 0  # noqa: E731
-    for y0 in range(0, h, LANES):
-        nl = min(LANES, h - y0)
-        for t in range(w + nl - 1):
-            for lane in range(nl):
-                x, y = t - lane, y0 + lane
-                if 0 <= x < w:
-                    ctx, pred = ctx_pred(get(y, x - 1), get(y - 1, x), get(y - 1, x - 1))
-                    out.append((lane, ctx, (idx[y * w + x] - pred) % (1 << bits)))
-    return out
-
-
-def model_and_body(pal, idx, k, c, h, w):
-    bits = max(1, (k - 1).bit_length())
-    syms = symbols(pal, idx, k, c, h, w, bits)
-    sizes = [1 << bits] * NCTX + [256] * c
-    freq = []
-    for t, n in enumerate(sizes):
-        cnt = [0] * n
-        for _, tt, s in syms:
-            if tt == t:
-                cnt[s] += 1
-        if t >= NCTX:
-            cnt = [v + 1 for v in cnt]
-        tot = sum(cnt)
-        if tot == 0:
-            freq.append([0] * n)
-            continue
-        f = [max(1, v * M // tot) if v else 0 for v in cnt]
-        f[f.index(max(f))] += M - sum(f)
-        freq.append(f)
-    payload = b"APDM" + bytes([1, c, bits, LANES, 10, NCTX, 0, 0])
-    for f in freq:
-        for v in f:
-            payload += bytes([v]) if v < 128 else bytes([(v & 0x7F) | 0x80, v >> 7])
-    model = struct.pack("<I", mb.crc32c(payload)) + payload
-    x, words = [L] * LANES, []
-    for lane, t, s in reversed(syms):
-        f, cum = freq[t][s], sum(freq[t][:s])
-        if x[lane] >= f << 22:
-            words.append(x[lane] & 0xFFFF)
-            x[lane] >>= 16
-        x[lane] = (x[lane] // f << 10) + x[lane] % f + cum
-    body = struct.pack("<%dI" % LANES, *x) + b"".join(struct.pack("<H", v) for v in reversed(words))
-    return model, body
-
-
 def icode_seed(name, c, h, w, k, pal, idx, opt=0):
-    model, body = model_and_body(pal, idx, k, c, h, w)
+    model, body = mb.ic_model_and_body(pal, idx, k, c, h, w)
     put("icode", name, bytes([(c == 3) | opt, h - 1, w - 1, k - 1]) + struct.pack("<H", len(model)) + model + body)
 
 
