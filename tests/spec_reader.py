@@ -113,7 +113,7 @@ def parse_meta(v, hd):
 
 
 # ---- section 8.1: index model (meta/imodel) -----------------------------------------------
-NCTX, M, L, LANES = 48, 1024, 1 << 16, 8
+NCTX, M, L, LANES = 192, 1024, 1 << 16, 8
 EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
 
 
@@ -160,7 +160,8 @@ def context(a, b, cc):
         case, pred = 2, a + b - cc
     rng = max(a, b, cc) - min(a, b, cc)
     cls = sum(1 for e in EDGES if rng >= e)
-    return 3 * cls + case, pred
+    d = mx - mn
+    return 4 * (3 * cls + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
 
 
 def decode_coded(body, tables, k, c, h, w, bits):
@@ -375,12 +376,12 @@ def example_13_1():
         return bytes([f]) if f < 128 else bytes([(f & 0x7F) | 0x80, f >> 7])
     idx_tables = [[0, 0, 0, 0] for _ in range(NCTX)]
     idx_tables[0] = [512, 256, 256, 0]
-    idx_tables[4] = [0, 512, 512, 0]
-    idx_tables[7] = [0, 0, 0, 1024]
-    payload = b"APDM" + bytes([1, 1, 2, 8, 10, 48, 0, 0])
+    idx_tables[17] = [0, 512, 512, 0]
+    idx_tables[29] = [0, 0, 0, 1024]
+    payload = b"APDM" + bytes([1, 1, 2, 8, 10, 192, 0, 0])
     payload += b"".join(varint(f) for t in idx_tables for f in t) + bytes([4]) * 256
     model = struct.pack("<I", crc32c(payload)) + payload
-    if len(model) != 470 or crc32c(payload) != 0xF035F7CD:
+    if len(model) != 1046 or crc32c(payload) != 0xCA76A649:
         raise Bad("section 13.1: model bytes differ from the spec")
     body = bytes.fromhex("00000410 00020b08 fc010001".replace(" ", "")) + bytes.fromhex("00000100") * 5
     pal, idx = decode_coded(body, parse_imodel(model, 1, 2), 3, 1, 2, 3, 2)

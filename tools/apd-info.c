@@ -210,13 +210,15 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         printf("{\n  \"file\": %s,\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
                "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
                "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
+               "\"coded_records\": %llu, \"index_model_bytes\": %llu, "
                "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"overhead_per_image\": %.3f, "
                "\"raw_bytes_per_image\": %.0f, \"ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f},\n  \"meta\": ",
                jpath(path), (unsigned long long)st.file_bytes, (unsigned long long)st.page_size,
                (unsigned long long)st.used_pages, (unsigned long long)st.chunk_db_pages,
                (unsigned long long)st.meta_db_pages, (unsigned long long)st.stored_bytes,
                (unsigned long long)st.payload_bytes, (unsigned long long)st.compressed_records,
-               (unsigned long long)st.dict_bytes, per, pay, per - pay, raw, per > 0 ? raw / per : 0,
+               (unsigned long long)st.dict_bytes, (unsigned long long)st.coded_records,
+               (unsigned long long)st.imodel_bytes, per, pay, per - pay, raw, per > 0 ? raw / per : 0,
                n ? per * 8 / ((double)fi.h * fi.w) : 0);
         const char *m = apd_reader_meta_json(r);
         size_t ml = strlen(m);
@@ -229,8 +231,9 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         return 0;
     }
     printf("file:        %s\n", path);
-    printf("format:      .apd %u.%u, %s records%s\n", fi.version_major, fi.version_minor, kind,
-           fi.has_dictionary ? ", zstd dictionary" : "");
+    printf("format:      .apd %u.%u, %s records%s%s\n", fi.version_major, fi.version_minor, kind,
+           fi.has_dictionary ? ", zstd dictionary" : "",
+           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "");
     if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
     printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");
     if (fi.kind == APD_KIND_PALETTE) printf("palette:     K = %u colours, %u-bit indices\n", fi.k, fi.bits);
@@ -263,6 +266,9 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         if (st.compressed_records)
             printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st.compressed_records,
                    (unsigned long long)n, st.dict_bytes ? " (with dictionary)" : "");
+        if (fi.has_index_model)
+            printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model %llu bytes)\n",
+                   (unsigned long long)st.coded_records, (unsigned long long)n, (unsigned long long)st.imodel_bytes);
     }
     print_provenance(apd_reader_meta_json(r));
     return 0;

@@ -10,9 +10,9 @@
  *     4  4  magic "APDM"
  *     8  1  model version (1)        9  1  c (== header c)
  *    10  1  bits (== header bits)   11  1  lanes (8)
- *    12  1  probability bits (10)   13  1  index contexts (48)
+ *    12  1  probability bits (10)   13  1  index contexts (192)
  *    14  2  reserved 0
- *    16 ..  48 index tables of 2^bits frequencies, then c palette tables of 256; each
+ *    16 ..  192 index tables of 2^bits frequencies, then c palette tables of 256; each
  *           frequency a LEB128 varint (1 or 2 bytes, canonical, <= 1024); an index table
  *           sums to 1024 or is all zero (unused context); a palette table sums to 1024.
  *
@@ -32,7 +32,7 @@
 #define APD__IC_LANES 8u
 #define APD__IC_PBITS 10u
 #define APD__IC_M (1u << APD__IC_PBITS)
-#define APD__IC_NCTX 48u
+#define APD__IC_NCTX 192u
 #define APD__IC_L (1u << 16)
 #define APD__IC_MODEL_HDR 16u
 #define APD__IC_STATES (4u * APD__IC_LANES)
@@ -66,7 +66,9 @@ static inline uint32_t apd__ic_ctx(uint32_t a, uint32_t b, uint32_t c, uint32_t 
     uint32_t mid = ~(ge | le);                       /* case 2: predict a + b - c */
     *pred = (mn & ge) | (mx & le) | ((a + b - c) & mid);
     uint32_t hi = mx > c ? mx : c, lo = mn < c ? mn : c;
-    return apd__ic_q3[hi - lo] + (le & 1u) + (mid & 2u);
+    uint32_t d = mx - mn; /* |a - b| in 4 classes: 0, 1, 2-3, >= 4 */
+    uint32_t qd = (d >= 1) + (d >= 2) + (d >= 4);
+    return 4 * (apd__ic_q3[hi - lo] + (le & 1u) + (mid & 2u)) + qd;
 }
 
 /* Parse and validate model bytes (the whole meta/imodel value, CRC included) for a file of

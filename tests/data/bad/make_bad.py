@@ -82,14 +82,15 @@ def meta_json(n=1, counts=None, k=4, bits=2, h=2, w=3, c=3, N=4, extra=""):
 
 # ---- format 1.1 index coding (spec 7.4, 8.1), encoded here from the spec ----------------
 EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
-LANES, NCTX, M, L = 8, 48, 1024, 1 << 16
+LANES, NCTX, M, L = 8, 192, 1024, 1 << 16
 
 
 def ctx_pred(a, b, c):
     mn, mx = min(a, b), max(a, b)
     case, pred = (0, mn) if c >= mx else (1, mx) if c <= mn else (2, a + b - c)
     rng = max(a, b, c) - min(a, b, c)
-    return 3 * sum(1 for e in EDGES if rng >= e) + case, pred
+    d = mx - mn
+    return 4 * (3 * sum(1 for e in EDGES if rng >= e) + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
 
 
 def ic_symbols(pal, idx, k, c, h, w, bits):
