@@ -226,26 +226,27 @@ static int index_scalar(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t 
 #define IC_AVX2 __attribute__((target("avx2,bmi2,popcnt")))
 
 /* One rANS symbol on each active lane (act all-ones) of the 8 states in *x: table offsets
- * off (table * 1024), renormalising from *pp in lane order. Inactive lanes keep their state
- * and read nothing; their entry is 0. */
-IC_AVX2 static inline __m256i step8(__m256i *x, __m256i off, __m256i act, const apd__imodel *m,
-                                    const uint8_t **pp)
+ * off (table * 1024), renormalising from *p in lane order. An inactive lane gets the entry
+ * f = 1024, bias = slot, which leaves its state as it is (1024 * (x >> 10) + x % 1024) and
+ * so needs no blend on the state's critical path; its symbol is 0 and callers mask it. A
+ * state stays >= 2^16 between symbols (f >= 1 and x >> 10 >= 64), so an inactive lane never
+ * renormalises; only an empty table (f = 0, flagged) breaks that, and then the body is
+ * rejected anyway. */
+IC_AVX2 static inline __m256i step8(__m256i *x, __m256i off, __m256i act, const uint32_t *dec,
+                                    const uint8_t (*shuf)[32], const uint8_t **p)
 {
-    const uint32_t *dec = m->dec;
-    const __m256i zero = _mm256_setzero_si256();
     __m256i slot = _mm256_and_si256(*x, _mm256_set1_epi32(APD__IC_M - 1));
-    __m256i e = _mm256_mask_i32gather_epi32(zero, (const int *)dec, _mm256_add_epi32(off, slot), act, 4);
+    __m256i keep = _mm256_or_si256(_mm256_slli_epi32(slot, 20), _mm256_set1_epi32(APD__IC_M << 8));
+    __m256i e = _mm256_mask_i32gather_epi32(keep, (const int *)dec, _mm256_add_epi32(off, slot), act, 4);
     __m256i f = _mm256_and_si256(_mm256_srli_epi32(e, 8), _mm256_set1_epi32(0x7ff));
     __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(*x, APD__IC_PBITS)),
                                   _mm256_srli_epi32(e, 20));
-    xn = _mm256_blendv_epi8(*x, xn, act);
-    __m256i need = _mm256_and_si256(act, _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), zero));
+    __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xn, 16), _mm256_setzero_si256());
     uint32_t msk = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(need));
-    __m256i wds = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)*pp));
-    __m256i wv = _mm256_shuffle_epi8(wds, _mm256_loadu_si256((const __m256i *)m->shuf8[msk]));
-    xn = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), wv), need);
-    *pp += 2 * (uint32_t)__builtin_popcount(msk);
-    *x = xn;
+    __m256i wds = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)*p));
+    __m256i wv = _mm256_shuffle_epi8(wds, _mm256_loadu_si256((const __m256i *)shuf[msk]));
+    *x = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), wv), need);
+    *p += 2 * (uint32_t)__builtin_popcount(msk);
     return e;
 }
 
@@ -267,6 +268,11 @@ IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uin
     const __m256i packb = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m256i wv = _mm256_set1_epi32((int)w);
+    /* locals: the byte stores into the grid could alias anything reached through a pointer,
+       which would make the compiler reload these on every step */
+    const uint32_t *dec = m->dec;
+    const uint8_t(*shuf)[32] = m->shuf8;
+    const uint8_t *p = *pp;
     __m256i x = _mm256_loadu_si256((const __m256i *)xs);
     __m256i vm = _mm256_setzero_si256(), eo = _mm256_setzero_si256();
     for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
@@ -302,7 +308,7 @@ IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uin
             __m256i ctx = _mm256_add_epi32(_mm256_add_epi32(cls, _mm256_add_epi32(cls, cls)), cs);
             __m256i qd = _mm256_shuffle_epi8(qd16, _mm256_min_epu32(_mm256_sub_epi32(mx, mn), c15));
             ctx = _mm256_add_epi32(_mm256_slli_epi32(ctx, 2), qd);
-            __m256i e = step8(&x, _mm256_slli_epi32(ctx, APD__IC_PBITS), act, m, pp);
+            __m256i e = step8(&x, _mm256_slli_epi32(ctx, APD__IC_PBITS), act, dec, shuf, &p);
             eo = _mm256_or_si256(eo, e);
             __m256i v = _mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(pred, e), amask), act);
             vm = _mm256_max_epu32(vm, v);
@@ -319,9 +325,10 @@ IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uin
             q[7 * s - 7] = (uint8_t)(hi >> 24);
             vp = v;
             bp = b;
-            if (*pp > end) return -1;
+            if (p > end) return -1;
         }
     }
+    *pp = p;
     _mm256_storeu_si256((__m256i *)xs, x);
     uint32_t t8[8];
     _mm256_storeu_si256((__m256i *)t8, vm);
@@ -342,7 +349,7 @@ IC_AVX2 static int pal_avx2(const apd__imodel *m, uint32_t nps, uint8_t *pal, ui
     for (uint32_t j0 = 0; j0 < nps; j0 += 8) {
         for (uint32_t l = 0; l < 8; l++) tabs[l] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
         __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps - j0)), lane);
-        __m256i e = step8(&x, _mm256_load_si256((const __m256i *)tabs), act, m, pp);
+        __m256i e = step8(&x, _mm256_load_si256((const __m256i *)tabs), act, m->dec, m->shuf8, pp);
         _mm256_store_si256((__m256i *)d, e);
         for (uint32_t l = 0; l < 8 && j0 + l < nps; l++) pal[j0 + l] = (uint8_t)d[l];
         if (*pp > end) return -1;
