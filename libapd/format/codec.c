@@ -152,7 +152,12 @@ size_t apd__max_record(const apd__geom *g)
 {
     size_t b = g->max_body;
     size_t bound = ZSTD_compressBound(b);
-    return APD__REC_HDR + APD__REC_SID + (bound > b ? bound : b);
+    if (bound < b) bound = b;
+    if (g->has_imodel) { /* coded body (7.4): 8 states + at most one word per symbol */
+        size_t coded = 4u * 8u + 2u * ((size_t)g->k * g->c + g->npix);
+        if (coded > bound) bound = coded;
+    }
+    return APD__REC_HDR + APD__REC_SID + bound;
 }
 
 apd_status apd__geom_from_header(const apd__header *h, const apd_limits *lim, apd__geom *g,

@@ -69,6 +69,17 @@ START_TEST(every_k_every_geometry)
                 smooth_image(&r, k, c, h, w, pal, idx);
                 size_t len = code_once(k, c, h, w, pal, idx, body, cap, m);
                 ck_assert_msg(len >= APD__IC_STATES, "k %u c %u %ux%u: encode failed", k, c, h, w);
+                { /* the chunk check's record size limit admits the largest coded body */
+                    apd__header hd = {1, 1, 64, APD_KIND_PALETTE, c, apd_bits_for_k(k), APD__HFLAG_IMODEL,
+                                      k, h, w, 10, 0, 1};
+                    apd__geom g;
+                    apd_limits lim;
+                    apd_limits_default(&lim);
+                    const char *gw = "";
+                    ck_assert_int_eq(apd__geom_from_header(&hd, &lim, &g, &gw), APD_OK);
+                    ck_assert_uint_ge(apd__max_record(&g), APD__REC_HDR + APD__REC_SID + APD__IC_STATES +
+                                                               2 * ((size_t)k * c + (size_t)h * w));
+                }
                 const char *why = "";
                 for (int impl = APD__IMPL_SCALAR; impl <= APD__IMPL_AVX2; impl++) {
                     if (!apd__icode_impl_available(impl)) continue;
