@@ -653,7 +653,8 @@ out:
 /* Write the current chunk (and header + metadata). full: the chunk is complete, move on. */
 static apd_status flush(apd_writer *w, int full)
 {
-    if (w->raw_staged) APD_TRY(decide_dictionary(w));
+    /* decide on the first records; a commit before any record leaves the decision open */
+    if (w->raw_staged && w->stage_n > 0) APD_TRY(decide_dictionary(w));
     if (w->stage_n == 0) return write_txn(w, NULL, 0);
     size_t table = APD__CHUNK_HDR + 4u * ((size_t)w->stage_n + 1);
     size_t total = table + w->stage_len;
