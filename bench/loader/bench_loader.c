@@ -8,8 +8,9 @@
  *     the loader fills it: the most any float32 loader can do per thread;
  *   - loader float32 CHW normalised, 1 and 2 threads, ratio to the limit (target >= 70%);
  *   - loader uint8 HWC and CHW, 1 thread (target >= 1M images/s per core for 32x32, K = 64);
- *   - kernel-only: the float normalisation kernels (uint8 -> float, and palette LUT ->
- *     float gather) on decoded images in cache, against the same limit;
+ *   - kernel-only: the float normalisation kernels of common/kernels.h (uint8 -> float, and
+ *     palette + 8-bit indices -> float, the loader's use_records path) on decoded images in
+ *     cache, against the same limit;
  *   - reader-only: apd_reader_decode per image (chunk look-up, CRC, unpack + look-up): the
  *     format layer's share of the loader's time.
  * Every figure is given per wall second and per CPU-second of the process (all threads):
@@ -31,7 +32,7 @@
 #include "apd/loader.h"
 #include "apd/quant.h"
 #include "common/internal.h"
-#include "loader/kernels.h"
+#include "common/kernels.h"
 
 /* CPU seconds of the whole process (all threads): the shared 2-core machine is busy with
  * other jobs, so rates per CPU-second ("per core") are steadier than wall-clock rates. */
@@ -182,7 +183,7 @@ static rate reader_only(const char *path, uint64_t images, apd_layout layout)
 
 /* The normalisation kernels alone, on `batch` images already decoded (in cache), writing
  * the same float batch buffer as the limit: mode 0 = uint8 CHW -> float (the loader's
- * path), mode 1 = palette LUT to float + index gather (from apd_reader_record). */
+ * path), mode 1 = palette + 8-bit indices to float (from apd_reader_record). */
 static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int mode, double *ck)
 {
     apd_reader *r;
@@ -193,7 +194,6 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
     uint32_t *k = malloc(batch * sizeof *k), lab;
     float *out = aligned_alloc(64, (size_t)batch * 3072 * sizeof(float));
     const float mean[3] = {0.49f, 0.48f, 0.45f}, std[3] = {0.25f, 0.24f, 0.26f};
-    float lut[768];
     for (uint32_t i = 0; i < batch; i++)
         if (apd_reader_decode(r, i, APD_LAYOUT_CHW, chw + (size_t)i * 3072, 3072, &lab) != APD_OK ||
             apd_reader_record(r, i, pal + (size_t)i * 768, &k[i], idx + (size_t)i * 1024, &lab) != APD_OK)
@@ -206,12 +206,11 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
             float *o = out + (size_t)i * 3072;
             if (mode == 0) {
                 for (int ch = 0; ch < 3; ch++)
-                    apd__u8_to_f32_norm(o + ch * 1024, chw + (size_t)i * 3072 + ch * 1024, 1024,
-                                        mean[ch], std[ch]);
-            } else {
-                apd__norm_lut(lut, pal + (size_t)i * 768, k[i], 3, mean, std);
-                for (int ch = 0; ch < 3; ch++)
-                    apd__gather_f32(o + ch * 1024, lut + ch * 256, idx + (size_t)i * 1024, 1024, k[i]);
+                    apd__u8_norm_f32(APD__IMPL_AUTO, chw + (size_t)i * 3072 + ch * 1024, 1024,
+                                     mean[ch], std[ch], o + ch * 1024);
+            } else if (apd__pal_decode_f32(APD__IMPL_AUTO, idx + (size_t)i * 1024, 1024, 8,
+                                           pal + (size_t)i * 768, k[i], 3, mean, std, o) != 0) {
+                exit(1);
             }
         }
         __asm__ volatile("" ::"r"(out) : "memory");

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "apd/format.h"
+#include "apd/io.h"
 #include "common/internal.h"
 #include "distill/distill_internal.h"
 
@@ -77,24 +78,15 @@ APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *re
     if (s == APD_OK && real) {
         char hex[17];
         apd_dataset_hash(real, hex);
-        uint64_t *counts = calloc(real->n_classes ? real->n_classes : 1, sizeof *counts);
-        if (!counts) {
+        size_t need = apd_dataset_source_json(NULL, 0, real, hex, 0);
+        char *src = malloc(need + 1);
+        if (!src) {
             free(b.buf);
             return APD_ENOMEM;
         }
-        apd_dataset_class_counts(real, counts);
-        apd__dsb_printf(&b, "{\"name\":");
-        json_str(&b, real->name);
-        apd__dsb_printf(&b, ",\"split\":");
-        json_str(&b, real->split);
-        apd__dsb_printf(&b, ",\"spec\":");
-        json_str(&b, real->source);
-        apd__dsb_printf(&b, ",\"n\":%llu,\"hash\":\"%s\",\"counts\":[", (unsigned long long)real->n, hex);
-        for (uint32_t c = 0; c < real->n_classes; c++)
-            apd__dsb_printf(&b, "%s%llu", c ? "," : "", (unsigned long long)counts[c]);
-        apd__dsb_printf(&b, "]}");
-        free(counts);
-        s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "source", b.buf);
+        apd_dataset_source_json(src, need + 1, real, hex, 0);
+        s = apd_writer_set_meta(w, "source", src);
+        free(src);
     }
 hyper:
     free(b.buf);

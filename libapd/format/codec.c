@@ -15,7 +15,7 @@
 
 uint32_t apd_bits_for_k(uint32_t k)
 {
-    if (k == 0 || k > 256) return 0;
+    if (k == 0 || k > APD_MAX_COLORS) return 0;
     uint32_t b = 1;
     while ((1u << b) < k) b++;
     return b;
@@ -125,7 +125,7 @@ apd_status apd__header_parse(const uint8_t *p, size_t len, const apd_limits *lim
         return APD_ECORRUPT;
     }
     if (h->kind == APD_KIND_PALETTE) {
-        if (h->k < 1 || h->k > 256 || h->bits != apd_bits_for_k(h->k)) {
+        if (h->k < 1 || h->k > APD_MAX_COLORS || h->bits != apd_bits_for_k(h->k)) {
             *why = "palette size k or index width bits invalid";
             return APD_ECORRUPT;
         }

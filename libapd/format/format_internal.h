@@ -1,5 +1,6 @@
 /* format/format_internal.h: byte layouts and codec entry points of the .apd format, shared by
- * the reader, the writer, the tools, the tests and the fuzz targets. Not installed.
+ * the reader, the writer, the tools, the tests and the fuzz targets. Not installed; no other
+ * library module includes it (they use apd/format.h).
  *
  * The layouts (spec/apd-format.md is normative; repeated here beside the code):
  *
@@ -9,7 +10,7 @@
  *    12  4  header length (>= 64)       16 1  kind (1 palette, 2 direct)
  *    17  1  c (1 or 3)                  18 1  bits (palette 1..8, direct 0)
  *    19  1  flags (bit 0: zstd dictionary stored; bit 2 (1.1): index model stored; others 0)
- *    20  2  k (palette 1..256, direct 0)  22 2  reserved 0
+ *    20  2  k (palette 1..APD_MAX_COLORS, direct 0)  22 2  reserved 0
  *    24  4  h                           28 4  w
  *    32  4  records per chunk N         36 4  n_classes
  *    40  8  n_records                   48 12 reserved 0
@@ -41,6 +42,7 @@
 
 #include "apd/format.h"
 #include "common/internal.h"
+#include "common/kernels.h"
 
 #define APD__MAGIC "\x89" "APD\r\n\x1a\n"
 #define APD__HEADER_LEN 64u
@@ -144,43 +146,10 @@ apd_status apd__coded_body(const apd__geom *g, const apd__rec *r, uint8_t *body,
 apd_status apd__coded_decode(const apd__geom *g, const apd__rec *r, apd_layout layout,
                              uint8_t *out, const char **why);
 
-/* ---- bit packing and palette kernels ---- */
-typedef enum { APD__IMPL_AUTO = 0, APD__IMPL_SCALAR = 1, APD__IMPL_AVX512 = 2, APD__IMPL_AVX2 = 3 } apd__impl;
-/* 1 if impl is usable on this CPU. */
-int apd__impl_available(apd__impl impl);
-void apd__pack(const uint8_t *idx, size_t n, uint32_t bits, uint8_t *out);
-void apd__unpack(const uint8_t *packed, size_t n, uint32_t bits, uint8_t *idx);
-/* packed indices + palette (k entries, c channels, entry-major) -> pixels. Returns 0, or -1
- * if an index >= k or a padding bit is set. */
-int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
-                    const uint8_t *pal, uint32_t k, uint32_t c, apd_layout layout, uint8_t *out);
-
-/* ---- normalised float32 output (apd_reader_decode_f32) ----
- * The normalisation of one channel value, the formula every float path of libapd uses (the
- * loader's apd__norm_value is the same expression): three float roundings, multiply,
- * subtract, multiply. The library is built as ISO C11 (-ffp-contract=off), so no FMA fusing;
- * vector kernels use the same three operations and produce the same bits. */
-static inline float apd__norm_f32(uint8_t v, float mean, float std)
-{
-    return ((float)v * (1.0f / 255.0f) - mean) * (1.0f / std);
-}
-/* packed indices + palette (as apd__pal_decode) -> normalised float32 CHW:
- * out[ch*npix + p] = apd__norm_f32(pal[idx[p]*c + ch], mean[ch], std[ch]). The palette is
- * normalised once per call (k*c values) and then gathered, so the per-pixel cost is one
- * table look-up per output float. Returns 0, or -1 if an index >= k or a padding bit is set
- * (out then holds unspecified values). */
-int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
-                        const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
-                        const float *std, float *out);
-/* Prefetch hint for record i of r (reader.c), so a shuffled reader (the loader) overlaps
- * the next records' memory latency with the current decode. Two stages, issued some records
- * apart: body = 0 prefetches the record's slot in its chunk's offset table; body = 1 reads
- * that slot and prefetches the record's bytes. No effect when i is out of range or its chunk
- * has not been located yet (never calls LMDB). Thread-safe, never fails. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i, int body);
-/* out[p] = apd__norm_f32(in[p], mean, std) for p < n (direct-colour planes). */
-void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, float std,
-                      float *out);
+/* Bit packing and the palette kernels (apd__pack, apd__unpack, apd__pal_decode,
+ * apd__pal_decode_f32, apd__u8_norm_f32) live in common/kernels.h, shared with the loader. */
+_Static_assert(APD_LAYOUT_HWC == 0 && APD_LAYOUT_CHW == 1,
+               "apd__pal_decode takes the layout as chw = 0/1");
 
 /* ---- metadata ---- */
 typedef struct apd__meta {

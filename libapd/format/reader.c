@@ -1,7 +1,8 @@
 /* format/reader.c: apd_reader, the read-only view of an .apd file (apd/format.h).
  *
- * Open: the LMDB environment is opened MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS (retrying with
- * MDB_NOLOCK when the lock file cannot be created, e.g. a read-only directory). One read
+ * Open: the LMDB environment is opened MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS, plus MDB_NOLOCK
+ * unless a writer's lock file exists (env_open_readonly; spec section 3), so reading never
+ * creates "PATH-lock". One read
  * transaction is begun at open and held until close: it pins a consistent snapshot (the
  * header count, the metadata and the chunks all come from the same commit) and keeps every
  * value pointer valid, so decoding needs no LMDB call once a chunk has been located.
@@ -116,6 +117,54 @@ static apd_status get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *
     return rc ? APD_ELMDB : APD_OK;
 }
 
+static int env_open(apd_reader *r, const char *path, unsigned flags)
+{
+    int rc = mdb_env_create(&r->env);
+    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
+    if (!rc) rc = mdb_env_open(r->env, path, flags, 0644);
+    return rc; /* on failure r->env (if created) is closed by apd_reader_close */
+}
+
+static int lock_file_exists(const char *lockp)
+{
+    struct stat st;
+    return lstat(lockp, &st) == 0;
+}
+
+/* Open the environment read-only without creating "PATH-lock" (spec section 3). LMDB's lock
+ * file holds the reader table that keeps a committing writer from reusing pages of a
+ * reader's snapshot; it is needed only while a writer can commit to the file we map. libapd
+ * writers (and conforming ones) write a new file, hold PATH-lock from before creating it
+ * until they close, then remove it. So: no PATH-lock -> MDB_NOLOCK (LMDB creates nothing);
+ * PATH-lock -> join the writer's lock table. The check after a NOLOCK open catches a writer
+ * that replaced the file between the first check and the open (then the mapped file may be
+ * the writer's); the reopen goes through its table. A lock table that cannot be joined
+ * (read-only directory, another user's lock file) falls back to MDB_NOLOCK, as before. */
+static int env_open_readonly(apd_reader *r, const char *path)
+{
+    const unsigned flags = MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS;
+    size_t pl = strlen(path);
+    char *lockp = malloc(pl + sizeof "-lock");
+    if (!lockp) return ENOMEM;
+    memcpy(lockp, path, pl);
+    memcpy(lockp + pl, "-lock", sizeof "-lock");
+    int rc = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (r->env) mdb_env_close(r->env);
+        r->env = NULL;
+        int writer = lock_file_exists(lockp);
+        rc = env_open(r, path, flags | (writer ? 0u : MDB_NOLOCK));
+        if (writer && (rc == EACCES || rc == EROFS)) {
+            mdb_env_close(r->env);
+            r->env = NULL;
+            rc = env_open(r, path, flags | MDB_NOLOCK);
+        }
+        if (rc || writer || !lock_file_exists(lockp)) break;
+    }
+    free(lockp);
+    return rc;
+}
+
 apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim, apd_err *err)
 {
     if (!out) return apd__err_set(err, APD_EINVAL, "apd_reader_open: out is NULL");
@@ -140,19 +189,7 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
         return open_fail(r, err, st.st_size == 0 ? APD_ETRUNC : APD_EMAGIC,
                          "too short to be an .apd file (%lld bytes)", (long long)st.st_size);
 
-    int rc = mdb_env_create(&r->env);
-    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
-    if (rc) return open_fail(r, err, APD_ENOMEM, "mdb_env_create: %s", mdb_strerror(rc));
-    unsigned flags = MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS;
-    rc = mdb_env_open(r->env, path, flags, 0644);
-    if (rc == EACCES || rc == EROFS) {
-        /* no lock file possible (read-only directory): read without LMDB locking */
-        mdb_env_close(r->env);
-        r->env = NULL;
-        rc = mdb_env_create(&r->env);
-        if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
-        if (!rc) rc = mdb_env_open(r->env, path, flags | MDB_NOLOCK, 0644);
-    }
+    int rc = env_open_readonly(r, path);
     if (rc == MDB_INVALID) return open_fail(r, err, APD_EMAGIC, "not an LMDB file, so not an .apd file");
     if (rc == MDB_VERSION_MISMATCH) return open_fail(r, err, APD_EVERSION, "LMDB version mismatch: %s", mdb_strerror(rc));
     if (rc > 0) {
@@ -465,7 +502,8 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
 }
 
 /* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
- * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of pack.c. */
+ * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of
+ * common/kernels.c. */
 apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                                  const float *mean, const float *std, float *out,
                                  size_t out_len, uint32_t *label)
@@ -500,10 +538,9 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     return APD_OK;
 }
 
-/* Prefetch hint (format_internal.h): the record's slot in its chunk's offset table
- * (body = 0) or the record's cache lines (body = 1; reads that slot), if the chunk is
- * located. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i, int body)
+/* Prefetch hint (apd/format.h): the record's slot in its chunk's offset table (body = 0) or
+ * the record's cache lines (body = 1; reads that slot), if the chunk is located. */
+void apd_reader_prefetch(apd_reader *r, uint64_t i, int body)
 {
     if (!r || i >= r->hdr.n_records) return;
     uint64_t c = i / r->hdr.per_chunk;
@@ -554,7 +591,7 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
     uint32_t bits;
     APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     size_t pl = (size_t)rec.k * r->g.c;
-    memset(palette, 0, 256 * (size_t)r->g.c);
+    memset(palette, 0, APD_MAX_COLORS * (size_t)r->g.c);
     memcpy(palette, body, pl);
     *k = rec.k;
     apd_status s = APD_OK;

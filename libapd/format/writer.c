@@ -84,7 +84,6 @@ struct apd_writer {
     uint8_t *chunkbuf;     /* encoded chunk value */
     size_t chunkbuf_cap;
     uint8_t *tmp;          /* one record's raw body */
-    uint8_t *qidx;         /* put_quantized's index map */
     uint8_t *ztmp;         /* compressed body */
     size_t ztmp_cap;
     int poisoned;
@@ -127,12 +126,51 @@ void apd_writer_opts_default(apd_writer_opts *o)
 
 uint64_t apd_writer_count(const apd_writer *w) { return w ? w->n : 0; }
 
+apd_status apd_writer_info(const apd_writer *w, apd_file_info *o)
+{
+    if (!w || !o) return APD_EINVAL;
+    memset(o, 0, sizeof *o);
+    o->version_major = w->hdr.major;
+    o->version_minor = w->hdr.minor;
+    o->n_records = w->n;
+    o->c = w->hdr.c;
+    o->h = w->hdr.h;
+    o->w = w->hdr.w;
+    o->kind = w->hdr.kind;
+    o->k = w->hdr.k;
+    o->bits = w->hdr.bits;
+    o->n_classes = w->hdr.n_classes;
+    memcpy(o->mean, w->o.mean, sizeof o->mean);
+    memcpy(o->std, w->o.std, sizeof o->std);
+    o->records_per_chunk = w->hdr.per_chunk;
+    o->n_chunks = w->chunk_no + (w->stage_n > 0);
+    o->has_dictionary = w->dict != NULL;
+    memcpy(o->dataset_name, w->dataset, strnlen(w->dataset, sizeof o->dataset_name - 1));
+    return APD_OK;
+}
+
 const char *apd_writer_errmsg(const apd_writer *w) { return w ? w->msg : ""; }
+
+/* Remove LMDB's lock file "PATH-lock". Readers treat its existence as "a writer may be
+ * committing to PATH" (spec section 3), so it must not outlive the writer: it is removed
+ * when the writer is freed (after its environment is closed), and a stale one of a killed
+ * writer is removed before a new file is created. Missing is fine. */
+static void remove_lock_file(const char *path)
+{
+    size_t pl = strlen(path);
+    char *lockp = malloc(pl + sizeof "-lock");
+    if (!lockp) return;
+    memcpy(lockp, path, pl);
+    memcpy(lockp + pl, "-lock", sizeof "-lock");
+    unlink(lockp);
+    free(lockp);
+}
 
 static void writer_free(apd_writer *w)
 {
     if (!w) return;
     if (w->env) mdb_env_close(w->env);
+    if (w->path) remove_lock_file(w->path);
     for (size_t i = 0; i < w->n_meta; i++) {
         free(w->meta[i].key);
         free(w->meta[i].val);
@@ -152,7 +190,6 @@ static void writer_free(apd_writer *w)
     ZSTD_freeCDict(w->cdict);
     free(w->chunkbuf);
     free(w->tmp);
-    free(w->qidx);
     free(w->ztmp);
     free(w->path);
     free(w);
@@ -228,7 +265,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
     if (!find_meta(w, "library_version")) apd__sb_printf(b, "  \"library_version\": \"%s\",\n", apd_version());
     for (size_t i = 0; i < w->n_meta; i++) {
         const char *k = w->meta[i].key;
-        if (!strcmp(k, "dataset") || !strcmp(k, "mean") || !strcmp(k, "std")) continue;
+        if (apd_meta_key_classify(k, strlen(k)) == APD_META_KEY_DEFAULTED) continue; /* above */
         apd__sb_puts(b, "  ");
         apd__sb_jstr(b, k);
         apd__sb_printf(b, ": %s,\n", w->meta[i].val);
@@ -242,17 +279,13 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
     return b->oom ? APD_ENOMEM : APD_OK;
 }
 
-static const char *const reserved_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk"};
-
 apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value)
 {
     if (!w) return APD_EINVAL;
     if (w->poisoned) return APD_EBADSTATE;
     if (!key || !*key || !json_value) return wfail(w, APD_EINVAL, 0, "set_meta: NULL or empty key/value");
-    for (size_t i = 0; i < sizeof reserved_keys / sizeof *reserved_keys; i++)
-        if (!strcmp(key, reserved_keys[i]))
-            return wfail(w, APD_EINVAL, 0, "set_meta: key \"%s\" is maintained by the library", key);
+    if (apd_meta_key_classify(key, strlen(key)) == APD_META_KEY_MAINTAINED)
+        return wfail(w, APD_EINVAL, 0, "set_meta: key \"%s\" is maintained by the library", key);
     apd__json d;
     apd_status s = apd__json_parse(&d, json_value, strlen(json_value));
     if (s != APD_OK)
@@ -718,25 +751,6 @@ apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_
     return put_common(w, k, label, source_id, w->tmp, pl + w->g.packed);
 }
 
-apd_status apd_writer_put_quantized(apd_writer *w, const uint8_t *chw, uint32_t label,
-                                    uint64_t source_id, apd_quantizer q, uint64_t seed)
-{
-    if (!w) return APD_EINVAL;
-    if (w->poisoned) return APD_EBADSTATE;
-    if (w->hdr.kind != APD_KIND_PALETTE) return wfail(w, APD_EINVAL, 0, "put_quantized on a direct-colour file");
-    if (!chw) return wfail(w, APD_EINVAL, 0, "put_quantized: NULL image");
-    if (!w->qidx) {
-        w->qidx = malloc(w->g.npix ? w->g.npix : 1);
-        if (!w->qidx) return wfail(w, APD_ENOMEM, 0, "out of memory");
-    }
-    uint8_t pal[768];
-    uint32_t k_used = 0;
-    apd_status s = apd_quantize_image(q, chw, w->hdr.c, w->hdr.h, w->hdr.w, w->hdr.k, seed, pal,
-                                      w->qidx, &k_used);
-    if (s) return wfail(w, s, 0, "record %llu: quantizer failed: %s", (unsigned long long)w->n, apd_strerror(s));
-    return apd_writer_put_palette(w, pal, k_used, w->qidx, label, source_id);
-}
-
 apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
                                  uint64_t source_id)
 {
@@ -810,8 +824,9 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     if (o.h == 0 || o.w == 0) return apd__err_set(err, APD_EINVAL, "%s: zero image size", path);
     if (o.h > o.limits.max_dim || o.w > o.limits.max_dim)
         return apd__err_set(err, APD_ELIMIT, "%s: %ux%u exceeds the size limit %u", path, o.h, o.w, o.limits.max_dim);
-    if (o.kind == APD_KIND_PALETTE && (o.k < 1 || o.k > 256))
-        return apd__err_set(err, APD_EINVAL, "%s: palette size k must be 1..256, not %u", path, o.k);
+    if (o.kind == APD_KIND_PALETTE && (o.k < 1 || o.k > APD_MAX_COLORS))
+        return apd__err_set(err, APD_EINVAL, "%s: palette size k must be 1..%u, not %u", path,
+                            APD_MAX_COLORS, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
     if (o.index_coding > APD_ICODE_ON) return apd__err_set(err, APD_EINVAL, "%s: bad index coding mode", path);
 
@@ -821,11 +836,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
         if (S_ISDIR(st.st_mode)) return apd__err_set(err, APD_EEXIST, "%s: is a directory", path);
         if (unlink(path) != 0) return apd__err_sys(err, errno, path, "removing the old file");
     }
-    {
-        char lockp[4096];
-        snprintf(lockp, sizeof lockp, "%s-lock", path);
-        unlink(lockp); /* stale lock table of an old file; missing is fine */
-    }
+    remove_lock_file(path); /* a stale lock table of an old file */
 
     apd_writer *w = calloc(1, sizeof *w);
     if (!w) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);

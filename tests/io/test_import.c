@@ -644,7 +644,10 @@ START_TEST(folder_policies_and_bad_input)
     char *dir = tu_tmpdir("folder"), p[1400], spec[1400];
     apd_dataset ds;
     apd_err e;
-    apd_import_opts o = {.warn = on_warn};
+    apd_import_opts o;
+    apd_import_opts_default(&o);
+    ck_assert(o.size == 0 && o.limit == 0 && o.warn == NULL && o.warn_user == NULL);
+    o.warn = on_warn;
     snprintf(spec, sizeof spec, "folder:%s", dir);
     /* empty folder */
     ck_assert_int_eq(apd_import(&ds, spec, NULL, &o, &e), APD_EEMPTY);

@@ -267,7 +267,7 @@ START_TEST(lossless_when_few_colours)
                     uint32_t j = p < d ? p : (uint32_t)apd_rng_below(&r, d);
                     for (uint32_t ch = 0; ch < c; ch++) img[ch * npix + p] = cols[j][ch];
                 }
-                for (uint32_t k = d; k <= 256; k += (k < 64 ? 1 : 37)) {
+                for (uint32_t k = d; k <= APD_MAX_COLORS; k += (k < 64 ? 1 : 37)) {
                     uint32_t ku;
                     ck_assert_int_eq(apd_quantize_image((apd_quantizer)q, img, c, 24, 24, k, 0, pal, idx, &ku), APD_OK);
                     ck_assert_msg(apd_quantize_sse(img, c, 24, 24, pal, idx) == 0,
@@ -315,7 +315,7 @@ START_TEST(map_matches_brute_force)
     apd_rng_seed(&r, 3, 0);
     uint8_t img[3 * 17 * 13], pal[256 * 3], idx[17 * 13];
     for (uint32_t c = 1; c <= 3; c += 2)
-        for (uint32_t k = 1; k <= 256; k = k * 2 + 1) {
+        for (uint32_t k = 1; k <= APD_MAX_COLORS; k = k * 2 + 1) {
             for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd_rng_below(&r, 256);
             for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 8) * 32;
             ck_assert_int_eq(apd_quantize_map(img, c, 17, 13, pal, k, idx), APD_OK);
@@ -343,7 +343,7 @@ START_TEST(bad_arguments_and_names)
     uint8_t img[12] = {0}, pal[768], idx[4];
     uint32_t ku;
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, 0, 0, pal, idx, &ku), APD_EINVAL);
-    ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, 257, 0, pal, idx, &ku), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, APD_MAX_COLORS + 1, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 2, 2, 2, 4, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 0, 2, 4, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image((apd_quantizer)9, img, 3, 2, 2, 4, 0, pal, idx, &ku), APD_EINVAL);

@@ -161,7 +161,7 @@ START_TEST(convert_quantize_end_to_end)
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
         ck_assert_msg(strstr(meta, keys[k]) != NULL, "metadata lacks %s:\n%s", keys[k], meta);
     char want_hash[64];
-    snprintf(want_hash, sizeof want_hash, "\"hash\": \"apd-h64:%s\"", hash);
+    snprintf(want_hash, sizeof want_hash, "\"hash\": \"%s\"", hash);
     ck_assert_msg(strstr(meta, want_hash) != NULL, "metadata lacks %s", want_hash);
     apd_reader_close(ra);
     apd_reader_close(rb);
@@ -201,7 +201,8 @@ START_TEST(convert_quantize_end_to_end)
     /* count files */
     ck_assert_int_eq(run("find '%s/png' -name '*.png' | wc -l", tmp), 0);
     ck_assert_int_eq(atoi(slurp("out.txt")), 300);
-    /* contact sheet: 10 rows x 5 of 32x32 -> 5*32+4 by 10*32+9 */
+    /* contact sheet: 10 rows x 5 of 32x32 images scaled x2 to 64x64 cells, 2 px apart, after a
+     * column of class names: 10*66+2 high, wider than 5*66+2 */
     ck_assert_int_eq(run(EXPORT " %s --sheet %s/sheet.png --per-class 5", a, tmp), 0);
     snprintf(p, sizeof p, "%s/sheet.png", tmp);
     f = fopen(p, "rb");
@@ -211,8 +212,23 @@ START_TEST(convert_quantize_end_to_end)
     ck_assert(setjmp(png_jmpbuf(png)) == 0);
     png_init_io(png, f);
     png_read_info(png, pi);
-    ck_assert_uint_eq(png_get_image_width(png, pi), 5 * 32 + 4);
-    ck_assert_uint_eq(png_get_image_height(png, pi), 10 * 32 + 9);
+    uint32_t sw = png_get_image_width(png, pi), sh = png_get_image_height(png, pi);
+    ck_assert_uint_gt(sw, 5 * 66 + 2);
+    ck_assert_uint_eq(sh, 10 * 66 + 2);
+    /* the label column (left of the cells) is white paper with black text in every row */
+    ck_assert_int_eq(png_get_color_type(png, pi), PNG_COLOR_TYPE_RGB);
+    uint32_t label_w = sw - (5 * 66 + 2), rows_with_text = 0, ink = 0;
+    uint8_t *line = malloc((size_t)sw * 3);
+    for (uint32_t y = 0; y < sh; y++) {
+        png_read_row(png, line, NULL);
+        uint32_t dark = 0;
+        for (uint32_t x = 0; x < label_w; x++) dark += line[3 * x] == 0 && line[3 * x + 1] == 0 && line[3 * x + 2] == 0;
+        ink += dark;
+        if (dark && y % 66 == 34) rows_with_text++; /* middle of each cell row */
+    }
+    free(line);
+    ck_assert_uint_gt(ink, 10 * 20);
+    ck_assert_uint_eq(rows_with_text, 10);
     png_destroy_read_struct(&png, &pi, NULL);
     fclose(f);
     apd_dataset_free(&ds);
