@@ -151,6 +151,8 @@ static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
     o.force = 1;
     o.no_sync = 1;
     o.compress = comp;
+    /* zstd files test the zstd path; the others are index-coded (format 1.1) when that pays */
+    o.index_coding = comp == APD_COMPRESS_ON ? APD_ICODE_OFF : APD_ICODE_AUTO;
     o.records_per_chunk = 64;
     for (int ch = 0; ch < 3; ch++) {
         o.mean[ch] = 0.45f + 0.01f * (float)ch;
