@@ -2,7 +2,7 @@
  *
  *   bench_distill [--threads 2] [--iters 3] [--ipc 40] [--batch-real 256] [--k 64] [--no-torch]
  *
- * Setting (issue 5): 32x32x3, 10 classes, batch-real 256, 40 synthetic images per class,
+ * Setting: 32x32x3, 10 classes, batch-real 256, 40 synthetic images per class,
  * K = 64 (AutoPalette: palette network, Lm + Lb + 3 La on 64 images, as published, no
  * collapse remedy). Each measurement runs in its own process (this binary re-executed with
  * --child MODE, and bench/distill/bench_distill_torch.py under /usr/bin/python3 with the

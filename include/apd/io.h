@@ -40,7 +40,7 @@
  *     apd_import_opts o;
  *     apd_import_opts_default(&o);
  *     o.limit = 1000;
- *     if (apd_import(&ds, "cifar10:../shared/data/cifar10-dev", "test", &o, &err) != APD_OK)
+ *     if (apd_import(&ds, "cifar10:/path/to/cifar-10-batches-bin", "test", &o, &err) != APD_OK)
  *         fprintf(stderr, "%s\n", err.msg);   // e.g. ".../test.bin: record 17 (offset
  *                                             //  52241): truncated: 100 of 3073 bytes"
  *     ...

@@ -1,5 +1,5 @@
 /* apd/palette.h: the AutoPalette palette network, its colour losses, the collapse remedies
- * and the hard quantization that is stored (shared/AUTOPALETTE.md sections 2, 3).
+ * and the hard quantization that is stored (docs/method.md sections 2, 3).
  *
  * The network is a per-pixel MLP of the pixel's colour, shared by every image:
  *
@@ -41,7 +41,7 @@
  *     ... at the end: apd_palette_forward(...) then apd_palette_hard(...) per image ...
  *     apd_palette_ws_free(ws); apd_palette_ws_free(wsc); apd_palette_net_free(&net);
  *
- * Collapse remedies (AUTOPALETTE.md "Known pitfall"), all off by default (= as published):
+ * Collapse remedies (docs/method.md "Known pitfall"), all off by default (= as published):
  *   (a) warm-up: apd_palette_warmup() trains the network on soft-reconstruction MSE
  *       (y vs x) plus the colour losses before joint training;
  *   (b) task-loss scale: `param_scale` of apd_palette_backward() multiplies the gradient that

@@ -1,4 +1,4 @@
-/* distill/dm.c: the distribution-matching loop (AUTOPALETTE.md 8.1) and its AutoPalette
+/* distill/dm.c: the distribution-matching loop (docs/method.md 8.1) and its AutoPalette
  * variant (sections 2-3), with checkpoint/resume and run monitoring.
  *
  * One iteration `it`:

@@ -1,4 +1,4 @@
-/* distill/graphcut.c: graph-cut submodular selection by stochastic greedy (AUTOPALETTE.md 4.3-4.4).
+/* distill/graphcut.c: graph-cut submodular selection by stochastic greedy (docs/method.md 4.3-4.4).
  *
  * Contract. Given n feature vectors (row-major n x d floats) of ONE class, select `budget` of
  * them maximising the generalised graph cut f(S) = lambda * sum_{j in V, k in S} s(j,k)
@@ -6,7 +6,7 @@
  * The marginal gain of candidate c given the selected set S is
  *   gain(c) = lambda * sum_{j in V} s(j,c) - 2 * sum_{k in S} s(k,c)
  * and is computed for the candidate itself (the reference code misaligns the second term;
- * see AUTOPALETTE.md 4.4). Stochastic greedy (Mirzasoleiman et al.) with parameter epsilon:
+ * see docs/method.md 4.4). Stochastic greedy (Mirzasoleiman et al.) with parameter epsilon:
  * at each of the `budget` steps, r = max(round(-ln(epsilon) * n / budget), 1) unselected
  * candidates (capped at the number left) are drawn uniformly without replacement and the one
  * with the largest gain is taken (ties: the first drawn).

@@ -3,7 +3,7 @@
  *
  * Why: the published network starts from PyTorch's random init, where the softmax over K is
  * nearly uniform, the soft quantization flattens every image, and the first DM gradient
- * saturates it onto 2 colours (AUTOPALETTE.md "Known pitfall"). The network is a per-pixel
+ * saturates it onto 2 colours (docs/method.md "Known pitfall"). The network is a per-pixel
  * function of colour shared by all images, so the best it can represent is one global
  * partition of colour space; a Voronoi partition is linear in x, and the MLP represents it
  * exactly:

@@ -1,4 +1,4 @@
-/* distill/palette_loss.c: AutoPalette colour losses (Lm, Lb, La, Lconf; AUTOPALETTE.md 3.2)
+/* distill/palette_loss.c: AutoPalette colour losses (Lm, Lb, La, Lconf; docs/method.md 3.2)
  * with their gradients w.r.t. the softmax probabilities m, the La pixel sample, the
  * colour-loss step of one distillation iteration, and the warm-up loop (collapse remedy a).
  *

@@ -1,5 +1,5 @@
 /* distill/palette_net.c: the AutoPalette palette network (per-pixel MLP C -> hidden -> ReLU
- * -> K, softmax over K) with the soft per-image palette, its backward pass (AUTOPALETTE.md
+ * -> K, softmax over K) with the soft per-image palette, its backward pass (docs/method.md
  * 2.4), the hard quantization left in the workspace, and the network's SGD.
  *
  * Contract: see apd/palette.h. Every product is one cblas_sgemm per image over its P pixels

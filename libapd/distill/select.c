@@ -1,4 +1,4 @@
-/* distill/select.c: colour-guided initialisation (AUTOPALETTE.md section 4).
+/* distill/select.c: colour-guided initialisation (docs/method.md section 4).
  *
  * 1. Every candidate real image is quantized to K colours with median cut (apd_quantize_image).
  * 2. A ConvNetD3 is trained on the quantized images from scratch: cross-entropy, no

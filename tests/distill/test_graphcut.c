@@ -73,7 +73,7 @@ END_TEST
 
 START_TEST(candidates_per_step)
 {
-    /* AUTOPALETTE.md 4.4 table: CIFAR-10 n = 5000 at K = 64 */
+    /* docs/method.md 4.4 table: CIFAR-10 n = 5000 at K = 64 */
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 4, 0.9), 132);
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 40, 0.9), 13);
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 200, 0.9), 3);
