@@ -124,13 +124,13 @@ APD_API apd_status apd_graphcut_select(const float *feat, uint64_t n, uint32_t d
     for (uint64_t i = 0; i < n; i++) pool[i] = i;
     uint64_t left = n;
     uint64_t r = apd__graphcut_candidates(n, budget, epsilon);
-    apd_rng rng;
-    apd_rng_seed(&rng, seed, 0x67637574 /* "gcut" */);
+    apd__rng rng;
+    apd__rng_seed(&rng, seed, 0x67637574 /* "gcut" */);
     for (uint64_t step = 0; step < budget; step++) {
         uint64_t m = r < left ? r : left;
         /* partial Fisher-Yates: pool[0..m) becomes a uniform sample without replacement */
         for (uint64_t t = 0; t < m; t++) {
-            uint64_t j = t + apd_rng_below(&rng, left - t);
+            uint64_t j = t + apd__rng_below(&rng, left - t);
             uint64_t tmp = pool[t];
             pool[t] = pool[j];
             pool[j] = tmp;

@@ -49,14 +49,14 @@ apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, ui
         return APD_ENOMEM;
     }
     net_views(net);
-    apd_rng r;
-    apd_rng_seed(&r, seed, RNG_STREAM_INIT);
+    apd__rng r;
+    apd__rng_seed(&r, seed, RNG_STREAM_INIT);
     /* PyTorch Conv2d default: kaiming_uniform(a = sqrt(5)) for the weight gives bound
      * 1/sqrt(fan_in); the bias uses the same bound. */
     float b1 = 1.0f / sqrtf((float)c), b2 = 1.0f / sqrtf((float)hidden);
-    for (size_t i = 0; i < (size_t)hidden * c; i++) net->w1[i] = apd_rng_range(&r, -b1, b1);
-    for (size_t i = 0; i < hidden; i++) net->b1[i] = apd_rng_range(&r, -b1, b1);
-    for (size_t i = 0; i < (size_t)k * hidden; i++) net->w2[i] = apd_rng_range(&r, -b2, b2);
+    for (size_t i = 0; i < (size_t)hidden * c; i++) net->w1[i] = apd__rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < hidden; i++) net->b1[i] = apd__rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < (size_t)k * hidden; i++) net->w2[i] = apd__rng_range(&r, -b2, b2);
     return APD_OK;
 }
 

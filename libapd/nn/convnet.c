@@ -282,12 +282,12 @@ apd_status apd_convnet_tensor(apd_convnet *net, size_t i, apd_tensor_view *out)
 
 /* ---- init ------------------------------------------------------------------------------ */
 
-static void uniform_fill(float *p, size_t n, float bound, apd_rng *rng)
+static void uniform_fill(float *p, size_t n, float bound, apd__rng *rng)
 {
-    for (size_t i = 0; i < n; i++) p[i] = apd_rng_range(rng, -bound, bound);
+    for (size_t i = 0; i < n; i++) p[i] = apd__rng_range(rng, -bound, bound);
 }
 
-static void init_from(apd_convnet *net, apd_rng *rng)
+static void init_from(apd_convnet *net, apd__rng *rng)
 {
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
@@ -308,8 +308,8 @@ static void init_from(apd_convnet *net, apd_rng *rng)
 void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream)
 {
     if (!net) return;
-    apd_rng r;
-    apd_rng_seed(&r, seed, stream);
+    apd__rng r;
+    apd__rng_seed(&r, seed, stream);
     init_from(net, &r);
 }
 

@@ -38,10 +38,10 @@ static double brute_gain(const double *s, int n, const int *sel, int n_sel, int 
 
 static float *random_features(int n, int d, uint64_t seed)
 {
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     float *f = malloc(sizeof(float) * n * d);
-    for (int i = 0; i < n * d; i++) f[i] = apd_rng_normal(&r) + (i % d == 0 ? 1.0f : 0.0f);
+    for (int i = 0; i < n * d; i++) f[i] = apd__rng_normal(&r) + (i % d == 0 ? 1.0f : 0.0f);
     return f;
 }
 

@@ -18,16 +18,16 @@
 static char dir[256];
 
 /* 16x16 grey: class 0 bar top, 1 bar bottom, 2 centre square, on noise */
-static void draw(uint8_t *p, uint32_t k, apd_rng *r)
+static void draw(uint8_t *p, uint32_t k, apd__rng *r)
 {
-    for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd_rng_below(r, 90);
-    int off = (int)apd_rng_below(r, 3);
+    for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd__rng_below(r, 90);
+    int off = (int)apd__rng_below(r, 3);
     for (int y = 0; y < 16; y++)
         for (int x = 0; x < 16; x++) {
             int on = (k == 0 && y >= 2 + off && y < 5 + off && x >= 2 && x < 14) ||
                      (k == 1 && y >= 10 + off && y < 13 + off && x >= 2 && x < 14) ||
                      (k == 2 && y >= 5 + off && y < 10 + off && x >= 5 && x < 10);
-            if (on) p[y * 16 + x] = (uint8_t)(200 + apd_rng_below(r, 55));
+            if (on) p[y * 16 + x] = (uint8_t)(200 + apd__rng_below(r, 55));
         }
 }
 
@@ -48,8 +48,8 @@ static void write_idx(const char *img_path, const char *lbl_path, uint32_t n, ui
     be32(fi, size);
     be32(fl, 0x801);
     be32(fl, n);
-    apd_rng r;
-    apd_rng_seed(&r, 99, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 99, 0);
     uint8_t p[32 * 32];
     for (uint32_t i = 0; i < n; i++) {
         uint8_t k = (uint8_t)(i % 3);
@@ -79,8 +79,8 @@ static void write_apd(const char *path)
     apd_writer *w = NULL;
     apd_err err;
     ck_assert_msg(apd_writer_create(&w, path, &o, &err) == APD_OK, "%s", err.msg);
-    apd_rng r;
-    apd_rng_seed(&r, 5, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 5, 0);
     uint8_t p[256];
     for (uint32_t i = 0; i < 24; i++) {
         draw(p, i % 3, &r);
