@@ -395,6 +395,8 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
                 raise ValueError("k= needs quantizer= (or palette=/indices=)")
             kind, kk = "direct", 0
     y = check_labels(labels, n)
+    if class_names is not None and len(class_names) == 0:
+        class_names = None  # no names (as an export of a file without names gives)
     if class_names is not None:
         ncls = len(class_names)
     else:
