@@ -127,6 +127,7 @@ def _load():
 _lib = None
 _lib = _load()
 L = _lib
+path = _lib._name  # the libapd.so in use
 
 _P = _c.c_void_p
 _u32, _u64, _sz = _c.c_uint32, _c.c_uint64, _c.c_size_t

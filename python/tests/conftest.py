@@ -52,3 +52,4 @@ def synth1800(tmp_path_factory):
 def pytest_configure(config):
     # torch's advice for a 2-core machine when a test starts 3 workers; harmless here
     config.addinivalue_line("filterwarnings", "ignore:This DataLoader will create:UserWarning")
+    config.addinivalue_line("markers", "slow: builds or installs things (still part of the suite)")
