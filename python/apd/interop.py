@@ -23,10 +23,15 @@ __all__ = ["load_container", "import_file", "export_file"]
 
 IMAGE_KEYS = ("images", "image_syn", "x", "data", "X")
 LABEL_KEYS = ("labels", "label_syn", "y", "targets", "Y")
-# metadata the writer keeps itself or that describes the container, not the data
-_NOT_COPIED = {"format", "format_version", "version", "kind", "c", "h", "w", "k", "bits",
-               "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk",
-               "dataset", "mean", "std", "created", "library_version", "tool_version"}
+# metadata not carried over from an exported document: the writer's own keys and those
+# that describe the new file rather than the data
+_NOT_COPIED = {"created", "library_version", "tool_version"}
+
+
+def _copied(key):
+    """True for user metadata keys (apd_meta_key_classify: not maintained or defaulted)."""
+    b = key.encode("utf-8")
+    return key not in _NOT_COPIED and _lib.L.apd_meta_key_classify(b, len(b)) == 0
 
 
 def _kind(path):
@@ -139,7 +144,7 @@ def import_file(src, dst, images_key=None, labels_key=None, mean=None, std=None,
         x = to_uint8_nchw(images, layout, mean, std)
     except ValueError as e:
         raise ValueError("%s: %s" % (src, e)) from None
-    md = {k2: v for k2, v in ex.get("meta", {}).items() if k2 not in _NOT_COPIED}
+    md = {k2: v for k2, v in ex.get("meta", {}).items() if _copied(k2)}
     md.setdefault("method", "import")
     md["imported_from"] = {"file": os.path.basename(os.fspath(src)), "format": _kind(src),
                            "dtype": str(images.dtype),

@@ -104,7 +104,6 @@ class Writer:
         self._h = h_
         self._pid = os.getpid()
         try:
-            self.set_meta("library_version", _lib.text(_L.apd_version()))
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)
         except BaseException:
@@ -171,9 +170,9 @@ class Writer:
         """Quantize chw (uint8 (c, h, w)) with a C quantizer (QUANTIZERS) to at most the
         file's k colours and append it as a palette record."""
         a = self._image(chw)
-        self._check(_L.apd_writer_put_quantized(self._alive(), a.ctypes.data, self._label(label),
-                                                self._source(source_id), _quantizer(quantizer),
-                                                _lib.u64(seed, "seed")))
+        self._check(_L.apd_quantize_put(self._alive(), _quantizer(quantizer), a.ctypes.data,
+                                        self._label(label), self._source(source_id),
+                                        _lib.u64(seed, "seed")))
 
     def set_meta(self, key, value):
         """Set metadata `key` to a JSON-serialisable value (keys the library maintains, such
