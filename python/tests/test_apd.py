@@ -236,3 +236,52 @@ def test_index_coded_file_reads_like_plain():
     assert ci[0, 0].tolist() == [255, 0, 0] and ci[1, 0].tolist() == [0, 0, 255]
     coded.close()
     plain.close()
+
+
+def test_integers_are_range_checked(synth):
+    ds = apd.open(synth)
+    lab5 = ds.label(5)
+    for bad in (2 ** 64 + 5, 2 ** 32 + 5, 600, -601):
+        with pytest.raises(IndexError):
+            ds.label(bad)
+        with pytest.raises(IndexError):
+            ds[bad]
+    assert ds.label(-595) == lab5 and ds[np.int64(5)][1] == lab5
+    with pytest.raises(TypeError):
+        ds.label(5.0)
+    with pytest.raises(TypeError):
+        ds["5"]
+    for kw in ({"world_size": 2 ** 32 + 1}, {"world_size": 0}, {"rank": -1},
+               {"rank": 2 ** 32, "world_size": 2}, {"batch_size": 2 ** 32 + 4},
+               {"batch_size": 0}, {"seed": -1}, {"seed": 2 ** 64}, {"epoch": 2 ** 64},
+               {"threads": 2 ** 32 + 2}, {"prefetch": -1}, {"classes": [2 ** 32 + 1]},
+               {"std": [0.0] * 3, "mean": [0.5] * 3}):
+        with pytest.raises(ValueError) as e:
+            apd.Loader(synth, **kw)
+        name = next(iter(kw))
+        assert name in str(e.value), (kw, str(e.value))
+    with pytest.raises(TypeError):
+        apd.Loader(synth, batch_size=2.5)
+    ld = apd.Loader(synth, batch_size=10)
+    st = ld.state_dict()
+    with pytest.raises(ValueError):
+        ld.load_state_dict(dict(st, cursor=2 ** 64 + 1))
+    with pytest.raises(ValueError):
+        ld.set_epoch(-1)
+    # the largest legal values still reach C
+    assert apd.Loader(synth, batch_size=10, seed=2 ** 64 - 1).state_dict()["seed"] == 2 ** 64 - 1
+
+
+def test_nul_in_paths_refused(synth, tmp_path):
+    for bad in (synth + "\0.bak", synth.encode() + b"\0x"):
+        with pytest.raises(ValueError, match="NUL"):
+            apd.open(bad)
+        with pytest.raises(ValueError, match="NUL"):
+            apd.Loader(bad)
+    with pytest.raises(ValueError, match="NUL"):
+        apd.write(str(tmp_path / "a\0b.apd"), np.zeros((1, 3, 4, 4), np.uint8), [0])
+    assert not os.path.exists(tmp_path / "a")
+    # bytes and PathLike paths work
+    assert len(apd.open(synth.encode())) == 600
+    import pathlib
+    assert len(apd.open(pathlib.Path(synth))) == 600
