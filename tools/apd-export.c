@@ -4,7 +4,11 @@
  *       one PNG per record: DIR/NNNNNN.png, or DIR/<class>/NNNNNN.png with --per-class
  *       (NNNNNN = record index). Palette records become indexed PNGs (PLTE, the smallest
  *       legal bit depth for the record's K), direct records 8-bit grey/RGB PNGs.
- *       DIR/labels.csv lists index,label,class,source_id,file for every exported record.
+ *       DIR/labels.csv lists index,label,class,source_id,file for every exported record;
+ *       DIR/apd-export.json states what labels alone cannot: the class names in label order
+ *       (also of classes without an exported record), the geometry, the mean/std recorded in
+ *       the file and the source split, so that `apd-convert --input folder:DIR` gives back
+ *       the same label ids, class names and mean/std (libapd/io/folder_layouts.c reads it).
  *   apd-export FILE --sheet OUT.png [--per-class N]
  *       contact sheet: one row per class, the first N records of each class (default 10),
  *       the class name (or id) at the left of each row in a built-in bitmap font (tool_font.h).
@@ -26,6 +30,7 @@
 
 #include "apd/format.h"
 #include "apd/io.h"
+#include "apd/json.h"
 #include "tool_font.h"
 #include "tool_util.h"
 
@@ -39,7 +44,10 @@ static void help(void)
            "Export the images of an .apd file.\n"
            "\n"
            "  --png DIR         one PNG per record (indexed PNG for palette records), plus\n"
-           "                    DIR/labels.csv; --per-class puts them in DIR/<class>/\n"
+           "                    DIR/labels.csv and DIR/apd-export.json (class names in label\n"
+           "                    order, mean/std); --per-class puts them in DIR/<class>/.\n"
+           "                    apd-convert --input folder:DIR reads it back with the same\n"
+           "                    labels, class names and mean/std\n"
            "  --limit N         --png: only the first N records\n"
            "  --sheet OUT.png   contact sheet: one row per class labelled with its name, N\n"
            "                    images per class, small images scaled up to >= 64 pixels\n"
@@ -106,6 +114,53 @@ static void csv_field(FILE *f, const char *s)
         fputc(*s, f);
     }
     fputc('"', f);
+}
+
+/* The "split" of the file's provenance "source" object, or "" (older files, no source). */
+static void source_split(apd_reader *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *m = apd_reader_meta_json(r);
+    apd_json_doc *d;
+    if (!m || apd_json_parse(&d, m, strlen(m)) != APD_OK) return;
+    if (apd_json_string(d, apd_json_get(d, apd_json_get(d, 0, "source"), "split"), out, cap) != APD_OK) out[0] = '\0';
+    apd_json_free(d);
+}
+
+/* DIR/apd-export.json: what an importer needs beyond labels.csv (see the file comment). */
+static int write_export_json(apd_reader *r, const apd_file_info *fi, const char *file, const char *dir,
+                             uint64_t n, int per_class)
+{
+    char path[4200], split[32];
+    snprintf(path, sizeof path, "%s/apd-export.json", dir);
+    source_split(r, split, sizeof split);
+    tool_sb b = {0};
+    tool_sb_puts(&b, "{\"format\": \"apd-export\", \"version\": 1, \"file\": ");
+    tool_sb_jstr(&b, file);
+    tool_sb_puts(&b, ", \"dataset\": ");
+    tool_sb_jstr(&b, fi->dataset_name);
+    tool_sb_puts(&b, ", \"split\": ");
+    tool_sb_jstr(&b, split);
+    tool_sb_printf(&b, ", \"kind\": \"%s\", \"c\": %u, \"h\": %u, \"w\": %u, \"records\": %llu, \"per_class\": %s,\n"
+                   " \"n_classes\": %u, \"class_names\": [", fi->kind == APD_KIND_PALETTE ? "palette" : "direct", fi->c,
+                   fi->h, fi->w, (unsigned long long)n, per_class ? "true" : "false", fi->n_classes);
+    for (uint32_t k = 0; k < fi->n_classes; k++) {
+        const char *nm = apd_reader_class_name(r, k);
+        if (k) tool_sb_puts(&b, ", ");
+        tool_sb_jstr(&b, nm ? nm : "");
+    }
+    /* %.9g: a float printed so that it reads back as the same float */
+    tool_sb_puts(&b, "],\n \"mean\": [");
+    for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->mean[ch]);
+    tool_sb_puts(&b, "], \"std\": [");
+    for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->std[ch]);
+    tool_sb_puts(&b, "]}\n");
+    FILE *f = b.oom ? NULL : fopen(path, "w");
+    int ok = f && fputs(tool_sb_str(&b), f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) fprintf(stderr, TOOL ": %s: cannot write: %s\n", path, b.oom ? "out of memory" : strerror(errno));
+    tool_sb_free(&b);
+    return ok;
 }
 
 static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, const char *dir, int per_class,
@@ -183,6 +238,7 @@ out:
         fprintf(stderr, TOOL ": %s: write error: %s\n", csvp, strerror(errno));
         rc = 1;
     }
+    if (rc == 0 && !write_export_json(r, fi, file, dir, n, per_class)) rc = 1;
     if (rc == 0) printf(TOOL ": %llu PNG files in %s\n", (unsigned long long)n, dir);
     free(made);
     free(pix);

@@ -416,8 +416,9 @@ apd_status apd__folder_export(apd__flist *fl, const char *dir, const char *split
     if (split && !fl->split[0] && strcmp(split, "train"))
         return apd__err_set(err, APD_EDATASET, "%s: an export without a split, so there is no %s split", dir, split);
     path_idx *v = NULL;
-    APD_TRY(export_csv(fl, dir, csv, have_meta, &v, err));
-    for (uint32_t k = 0; k < fl->n_classes; k++) /* classes no line names (no apd-export.json) */
+    /* a file without classes (n_classes 0) exports labels only: take them as without the json */
+    APD_TRY(export_csv(fl, dir, csv, have_meta && fl->n_classes > 0, &v, err));
+    for (uint32_t k = 0; k < fl->n_classes; k++) /* unnamed classes, or ones no line names */
         if (!fl->names[k][0]) snprintf(fl->names[k], APD_MAX_CLASS_NAME, "%u", k);
     apd_status s = apd__check_unique_names(fl->names, fl->n_classes, have_meta ? meta : csv, err);
     if (s == APD_OK) warn_unlisted(dir, 1, v, fl->n, "labels.csv", o);
