@@ -414,6 +414,10 @@ int main(int argc, char **argv)
     }
     if (!file) return usage("%s", "missing FILE");
     if (!png_dir == !sheet) return usage("%s", "give exactly one of --png DIR or --sheet OUT.png");
+    /* no option is ignored: each belongs to one mode */
+    if (sheet && limit) return usage("%s", "--limit applies to --png only (--sheet takes --per-class N)");
+    if (png_dir && per_class_n) return usage("--per-class %llu: a count applies to --sheet only (--png takes --per-class "
+                                             "without a value)", (unsigned long long)per_class_n);
 
     apd_reader *r;
     apd_err err;

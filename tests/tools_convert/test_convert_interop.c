@@ -246,6 +246,11 @@ START_TEST(options_that_do_not_apply)
                       usage[i].args);
         expect_err(usage[i].msg);
     }
+    /* apd-export: each option belongs to one mode */
+    ck_assert_int_eq(run(EXPORT " %s --sheet %s/s.png --limit 3", out, tmp), 2);
+    expect_err("--limit applies to --png only");
+    ck_assert_int_eq(run(EXPORT " %s --png %s/p --per-class 3", out, tmp), 2);
+    expect_err("a count applies to --sheet only");
     /* options that do apply pass validation (the run then fails on the missing input: 1) */
     static const char *const fine[] = {
         "--method autopalette --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
