@@ -291,8 +291,16 @@ static int load_inputs(const eval_args *a, eval_data *d)
     if (a->file) {
         if (!load_apd(a->file, &d->train, d->mean, d->std)) return 0;
         int known = 1;
-        for (uint32_t ch = 0; ch < d->train.c; ch++)
+        for (uint32_t ch = 0; ch < d->train.c; ch++) {
             if (!(d->std[ch] > 0)) known = 0;
+            /* pixels/255 lie in 0..1: a mean outside it or a std above 0.5 normalises nothing
+             * real (a crafted std of 1e300 would turn every image into zeros) */
+            if (!(d->mean[ch] >= 0 && d->mean[ch] <= 1) || !(d->std[ch] <= 0.5001f)) {
+                fprintf(stderr, "apd-eval: %s: recorded mean %g / std %g of channel %u are not a normalisation of "
+                        "pixels in 0..1\n", a->file, (double)d->mean[ch], (double)d->std[ch], ch);
+                return 0;
+            }
+        }
         if (!known) fprintf(stderr, "apd-eval: warning: %s records no mean/std; using the test set's\n", a->file);
         if (!import_set(&d->test, a->test_spec, a->test_split, "test set")) return 0;
         if (!known) apd_dataset_norm(&d->test, d->mean, d->std);

@@ -17,7 +17,8 @@
  *       block), cells are 2 px apart, missing cells white.
  *
  * Class folder names are the class names with '/', '\\' and control characters replaced by
- * '_' (and a leading '.' too); a class without a name uses its id.
+ * '_' (and a leading '.' too); a class without a name uses its id; names that become equal
+ * get "~<label>" (labels.csv says which class each file is in any case).
  * Exit codes: 0 success, 1 error (message names the file and record), 2 usage.
  */
 #define _DEFAULT_SOURCE
@@ -106,6 +107,53 @@ static void safe_name(char *out, size_t cap, const char *name, uint32_t cls)
     out[i] = '\0';
 }
 
+typedef struct dir_ref {
+    const char *name;
+    uint32_t k;
+} dir_ref;
+
+static int cmp_dir_ref(const void *a, const void *b)
+{
+    const dir_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->k > y->k) - (x->k < y->k);
+}
+
+/* The class folder of every class: its sanitised name; names that sanitise alike ("a/b" and
+ * "a_b") get "~<label>" after all but the first, so no two classes share a folder. Returns
+ * NULL (message printed) on failure. */
+static char (*class_dirs(apd_reader *r, const apd_file_info *fi))[80]
+{
+    uint32_t n = fi->n_classes;
+    char (*d)[80] = calloc(n ? n : 1, 80);
+    dir_ref *v = malloc((n ? n : 1) * sizeof *v);
+    if (!d || !v) {
+        fprintf(stderr, TOOL ": out of memory\n");
+        free(d);
+        free(v);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < n; k++) safe_name(d[k], 64, apd_reader_class_name(r, k), k);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < n; k++) v[k] = (dir_ref){d[k], k};
+        qsort(v, n, sizeof *v, cmp_dir_ref);
+        for (uint32_t i = 1; i < n; i++) {
+            if (strcmp(v[i - 1].name, v[i].name)) continue;
+            if (pass) { /* a suffix met another class's name: give up rather than merge */
+                fprintf(stderr, TOOL ": classes %u and %u would share the folder '%s'\n", v[i - 1].k, v[i].k, v[i].name);
+                free(d);
+                free(v);
+                return NULL;
+            }
+            char tmp[80];
+            snprintf(tmp, sizeof tmp, "%.64s~%u", d[v[i].k], v[i].k);
+            memcpy(d[v[i].k], tmp, sizeof tmp);
+        }
+    }
+    free(v);
+    return d;
+}
+
 static void csv_field(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -181,9 +229,11 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
     }
     fprintf(csv, "index,label,class,source_id,file\n");
     char *made = per_class ? calloc(fi->n_classes ? fi->n_classes : 1, 1) : NULL;
+    char (*cdir)[80] = per_class ? class_dirs(r, fi) : NULL;
     size_t img = (size_t)fi->c * fi->h * fi->w;
     uint8_t *pix = malloc(img), pal[768], *idx = malloc((size_t)fi->h * fi->w);
     int rc = 1;
+    if (per_class && !cdir) goto out;
     if (!pix || !idx || (per_class && !made)) {
         fprintf(stderr, TOOL ": out of memory\n");
         goto out;
@@ -201,12 +251,14 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
         const char *cname = apd_reader_class_name(r, label);
         char sub[200], rel[300];
         if (per_class) {
-            safe_name(sub, sizeof sub, cname, label);
+            /* a label without a class (a file with no classes): a folder named by the label */
+            if (label < fi->n_classes) snprintf(sub, sizeof sub, "%s", cdir[label]);
+            else snprintf(sub, sizeof sub, "%u", label);
             snprintf(rel, sizeof rel, "%s/%06llu.png", sub, (unsigned long long)i);
-            if (label < fi->n_classes && !made[label]) {
+            if (label >= fi->n_classes || !made[label]) {
                 snprintf(path, sizeof path, "%s/%s", dir, sub);
                 if (!make_dir(&prog, path)) goto out;
-                made[label] = 1;
+                if (label < fi->n_classes) made[label] = 1;
             }
         } else {
             snprintf(rel, sizeof rel, "%06llu.png", (unsigned long long)i);
@@ -241,6 +293,7 @@ out:
     if (rc == 0 && !write_export_json(r, fi, file, dir, n, per_class)) rc = 1;
     if (rc == 0) printf(TOOL ": %llu PNG files in %s\n", (unsigned long long)n, dir);
     free(made);
+    free(cdir);
     free(pix);
     free(idx);
     return rc;

@@ -88,8 +88,8 @@ static void write_file(const char *path, const void *d, size_t n)
 }
 
 /* DIR/train.bin: n CIFAR-10 records (label i % 10, smooth-ish seeded pixels so that K = 16
- * leaves several colours) and DIR/batches.meta.txt with non-alphabetical names. */
-static void make_cifar(const char *dir, int n)
+ * leaves several colours) and DIR/batches.meta.txt with non-alphabetical names (or names). */
+static void make_cifar_named(const char *dir, int n, const char *names)
 {
     char p[1200];
     snprintf(p, sizeof p, "mkdir -p '%s'", dir);
@@ -104,8 +104,12 @@ static void make_cifar(const char *dir, int n)
     write_file(p, b, (size_t)n * 3073);
     free(b);
     snprintf(p, sizeof p, "%s/batches.meta.txt", dir);
-    const char *names = "zebra\napple\nmango\nkiwi\nbanana\ncherry\ndate\nfig\ngrape\nlemon\n";
     write_file(p, names, strlen(names));
+}
+
+static void make_cifar(const char *dir, int n)
+{
+    make_cifar_named(dir, n, "zebra\napple\nmango\nkiwi\nbanana\ncherry\ndate\nfig\ngrape\nlemon\n");
 }
 
 /* IDX grey 8x8 images (n) and labels i % 12. */
@@ -189,6 +193,18 @@ START_TEST(roundtrip_class_identity)
     /* the export is the train split; asking it for test is an error */
     ck_assert_int_eq(run(CONVERT " --input folder:%s/ex --split test --method direct -o %s/x.apd", tmp, tmp), 1);
     expect_err("the exported images are the train split; split test does not apply");
+
+    /* class names that sanitise alike get folders of their own; the names come back */
+    snprintf(c10, sizeof c10, "%s/c10s", tmp);
+    make_cifar_named(c10, 20, "a/b\na_b\n.\n/\ne\nf\ng\nh\ni\nj\n");
+    snprintf(a, sizeof a, "%s/s.apd", tmp);
+    ck_assert_int_eq(run(CONVERT " --input cifar10:%s --method direct -o %s --quiet", c10, a), 0);
+    ck_assert_int_eq(run(EXPORT " %s --png %s/sex --per-class", a, tmp), 0);
+    ck_assert_int_eq(run("LC_ALL=C ls '%s/sex'", tmp), 0);
+    ck_assert_str_eq(slurp("out.txt"), "_\n_~3\na_b\na_b~1\napd-export.json\ne\nf\ng\nh\ni\nj\nlabels.csv\n");
+    snprintf(b, sizeof b, "%s/sb.apd", tmp);
+    ck_assert_int_eq(run(CONVERT " --input folder:%s/sex --method direct -o %s --quiet", tmp, b), 0);
+    same_identity(a, b, 20);
 
     /* grey IDX, 12 classes named "0".."11": folders sort 0, 1, 10, 11, 2, ... */
     char img[1100], lab[1100];
