@@ -226,6 +226,7 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
     printf(",\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
            "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
            "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
+           "\"coded_records\": %llu, \"index_model_bytes\": %llu, "
            "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"stored_per_image\": %.3f, "
            "\"overhead_per_image\": %.3f, \"bytes_outside_records\": %.0f, \"raw_bytes_per_image\": %.0f, "
            "\"ratio_vs_raw\": %.4f, \"records_ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f, "
@@ -234,7 +235,8 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
            (unsigned long long)st->used_pages, (unsigned long long)st->chunk_db_pages,
            (unsigned long long)st->meta_db_pages, (unsigned long long)st->stored_bytes,
            (unsigned long long)st->payload_bytes, (unsigned long long)st->compressed_records,
-           (unsigned long long)st->dict_bytes, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
+           (unsigned long long)st->dict_bytes, (unsigned long long)st->coded_records,
+           (unsigned long long)st->imodel_bytes, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
            g.disk > 0 ? g.raw / g.disk : 0, g.stored > 0 ? g.raw / g.stored : 0,
            px > 0 ? g.disk * 8 / px : 0, px > 0 ? g.stored * 8 / px : 0);
     const char *m = apd_reader_meta_json(r);
@@ -286,6 +288,10 @@ static void storage_text(const apd_file_info *fi, const apd_file_stats *st)
     if (st->compressed_records)
         printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st->compressed_records,
                (unsigned long long)fi->n_records, st->dict_bytes ? " (with dictionary)" : "");
+    if (fi->has_index_model)
+        printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model %llu bytes)\n",
+               (unsigned long long)st->coded_records, (unsigned long long)fi->n_records,
+               (unsigned long long)st->imodel_bytes);
 }
 
 static int cmd_summary(apd_reader *r, const char *path, int json)
@@ -304,8 +310,9 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         return 0;
     }
     printf("file:        %s\n", path);
-    printf("format:      .apd %u.%u, %s records%s\n", fi.version_major, fi.version_minor,
-           fi.kind == APD_KIND_PALETTE ? "palette" : "direct", fi.has_dictionary ? ", zstd dictionary" : "");
+    printf("format:      .apd %u.%u, %s records%s%s\n", fi.version_major, fi.version_minor,
+           fi.kind == APD_KIND_PALETTE ? "palette" : "direct", fi.has_dictionary ? ", zstd dictionary" : "",
+           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "");
     if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
     printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");
     if (fi.kind == APD_KIND_PALETTE) printf("palette:     K = %u colours, %u-bit indices\n", fi.k, fi.bits);

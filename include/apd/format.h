@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define APD_FORMAT_VERSION_MAJOR 1
-#define APD_FORMAT_VERSION_MINOR 0
+#define APD_FORMAT_VERSION_MINOR 1 /* highest minor read; writers emit 0 unless a 1.1 feature is used */
 
 #define APD_KIND_PALETTE 1u
 #define APD_KIND_DIRECT 2u
@@ -94,6 +94,7 @@ typedef struct apd_file_info {
     uint64_t n_chunks;
     int has_dictionary;     /* a zstd dictionary is stored in the file */
     char dataset_name[64];  /* "" if unknown */
+    int has_index_model;    /* format 1.1: entropy-coded index maps (model at meta/imodel) */
 } apd_file_info;
 
 typedef enum { APD_LAYOUT_HWC = 0, APD_LAYOUT_CHW = 1 } apd_layout;
@@ -202,6 +203,8 @@ typedef struct apd_file_stats {
     uint64_t compressed_records; /* records stored zstd-compressed */
     uint64_t meta_json_bytes;  /* size of the metadata document */
     uint64_t dict_bytes;       /* zstd dictionary size (0 if none) */
+    uint64_t coded_records;    /* records with an entropy-coded index map (format 1.1) */
+    uint64_t imodel_bytes;     /* size of the index model value (0 if none) */
 } apd_file_stats;
 
 /* Walks every chunk's offset table and record headers (no pixel decode, no record CRC).
@@ -222,6 +225,16 @@ typedef enum {
     APD_COMPRESS_OFF = 1,  /* never compress */
     APD_COMPRESS_ON = 2    /* keep zstd whenever it is smaller at all */
 } apd_compress;
+
+/* Entropy-coded index maps (format 1.1, palette files; spec section 7.4). */
+typedef enum {
+    APD_ICODE_AUTO = 0, /* measured on the first flush: code the index maps (palette sorted
+                           by luminance, MED residuals, rANS, per-file model) when that
+                           saves >= 10% of the plain bodies and beats zstd there */
+    APD_ICODE_OFF = 1,  /* never (the file stays format 1.0) */
+    APD_ICODE_ON = 2    /* always (format 1.1, model stored); each record is coded when that
+                           is smaller than its plain body */
+} apd_icode;
 
 typedef struct apd_writer_opts {
     uint32_t c, h, w;
@@ -245,6 +258,7 @@ typedef struct apd_writer_opts {
                                  killed process, not against power loss. Scratch files/tests. */
     int no_compact;           /* 1: skip the compaction at close (by default close rewrites
                                  the file without LMDB free pages and renames it over PATH) */
+    apd_icode index_coding;   /* default AUTO (palette files only) */
 } apd_writer_opts;
 
 /* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).

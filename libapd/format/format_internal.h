@@ -9,7 +9,7 @@
  *     8  2  version major (1)           10 2  version minor (0)
  *    12  4  header length (>= 64)       16 1  kind (1 palette, 2 direct)
  *    17  1  c (1 or 3)                  18 1  bits (palette 1..8, direct 0)
- *    19  1  flags (bit 0: zstd dictionary stored; others 0)
+ *    19  1  flags (bit 0: zstd dictionary stored; bit 2 (1.1): index model stored; others 0)
  *    20  2  k (palette 1..APD_MAX_COLORS, direct 0)  22 2  reserved 0
  *    24  4  h                           28 4  w
  *    32  4  records per chunk N         36 4  n_classes
@@ -25,7 +25,8 @@
  *   record:
  *     0  4  CRC-32C of bytes [4, record length)
  *     4  1  flags: bits 0-1 kind, bit 2 source id present, bit 3 zstd body,
- *                  bit 4 zstd body uses the file dictionary (needs bit 3), bits 5-7 zero
+ *                  bit 4 zstd body uses the file dictionary (needs bit 3), bit 6 coded
+ *                  palette body (1.1, needs header flag bit 2, not with bit 3), bits 5, 7 zero
  *     5  1  k - 1 (palette) or 0 (direct)
  *     6  2  reserved 0
  *     8  4  label
@@ -51,18 +52,22 @@
 #define APD__REC_SID 8u
 
 #define APD__HFLAG_DICT 0x01u
+#define APD__HFLAG_SOFT 0x02u   /* 1.1 soft labels (not read by this library version) */
+#define APD__HFLAG_IMODEL 0x04u /* 1.1 entropy-coded index maps, model at meta/imodel */
 
 #define APD__RFLAG_KIND 0x03u
 #define APD__RFLAG_SID 0x04u
 #define APD__RFLAG_ZSTD 0x08u
 #define APD__RFLAG_DICT 0x10u
-#define APD__RFLAG_RESERVED 0xE0u
+#define APD__RFLAG_ICODE 0x40u /* 1.1: coded palette body (format/icode.h) */
+#define APD__RFLAG_RESERVED 0xA0u
 
 #define APD__DB_META "meta"
 #define APD__DB_CHUNKS "chunks"
 #define APD__KEY_HEADER "header"
 #define APD__KEY_JSON "json"
 #define APD__KEY_DICT "zdict"
+#define APD__KEY_IMODEL "imodel"
 
 /* Decoded binary header. */
 typedef struct apd__header {
@@ -76,6 +81,8 @@ typedef struct apd__header {
 typedef struct apd__geom {
     uint32_t kind, c, h, w, k, bits, n_classes;
     int has_dict;
+    int has_imodel;    /* header flag bit 2 */
+    const struct apd__imodel *imodel; /* parsed meta/imodel (set by the reader), or NULL */
     size_t npix;       /* h*w */
     size_t packed;     /* packed index bytes (palette) */
     size_t max_body;   /* largest uncompressed body */
@@ -126,10 +133,18 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
  * zero padding bits. out has c*h*w bytes. */
 apd_status apd__body_decode(const apd__geom *g, uint32_t k, const uint8_t *body,
                             apd_layout layout, uint8_t *out, const char **why);
-/* Whole record from bytes, including zstd (ddict may be NULL). For fuzzing and tests. */
+/* Whole record from bytes, including zstd (ddict may be NULL) and coded bodies (with
+ * g->imodel). For fuzzing and tests. */
 apd_status apd__record_decode_bytes(const uint8_t *p, size_t len, const apd__geom *g,
                                     const void *dict, size_t dict_len, apd_layout layout,
                                     uint8_t *out, uint32_t *label, const char **why);
+
+/* Coded (flag bit 6) palette record: body = palette k*c bytes + h*w index bytes (one byte per
+ * index, i.e. the 7.1 layout at bits = 8), decoded with g->imodel. */
+apd_status apd__coded_body(const apd__geom *g, const apd__rec *r, uint8_t *body, const char **why);
+/* Coded record to pixels (apd__coded_body + the palette kernel). */
+apd_status apd__coded_decode(const apd__geom *g, const apd__rec *r, apd_layout layout,
+                             uint8_t *out, const char **why);
 
 /* Bit packing and the palette kernels (apd__pack, apd__unpack, apd__pal_decode,
  * apd__pal_decode_f32, apd__u8_norm_f32) live in common/kernels.h, shared with the loader. */

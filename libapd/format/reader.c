@@ -26,6 +26,7 @@
 #include <zstd.h>
 
 #include "format/format_internal.h"
+#include "format/icode.h"
 
 typedef struct chunk_slot {
     _Atomic(uintptr_t) ptr; /* 0 = not yet resolved */
@@ -49,6 +50,7 @@ struct apd_reader {
     const uint8_t *dict;
     size_t dict_len;
     ZSTD_DDict *ddict;
+    apd__imodel *imodel;  /* format 1.1 index model (meta/imodel), or NULL */
     uint64_t n_chunks;
     chunk_slot *chunks;
     pthread_mutex_t mu; /* chunk resolution (shared txn), error message, dctx pool */
@@ -83,6 +85,8 @@ void apd_reader_close(apd_reader *r)
     if (r->env) mdb_env_close(r->env);
     apd__meta_free(&r->meta);
     ZSTD_freeDDict(r->ddict);
+    apd__imodel_free(r->imodel);
+    free(r->imodel);
     for (int i = 0; i < r->n_dpool; i++) ZSTD_freeDCtx(r->dpool[i]);
     pthread_mutex_destroy(&r->mu);
     free(r->json);
@@ -252,6 +256,18 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
         if (!r->ddict) return open_fail(r, err, APD_ECORRUPT, "dictionary is not a valid zstd dictionary");
     }
 
+    /* index model (format 1.1) */
+    if (r->g.has_imodel) {
+        s = get_meta(r->txn, r->dbi_meta, APD__KEY_IMODEL, &v);
+        if (s == APD_ENOTFOUND) return open_fail(r, err, APD_ECORRUPT, "header says an index model is stored but key \"imodel\" is missing");
+        if (s) return open_fail(r, err, s, "reading the index model");
+        r->imodel = malloc(sizeof *r->imodel);
+        if (!r->imodel) return open_fail(r, err, APD_ENOMEM, "out of memory");
+        s = apd__imodel_parse(v.mv_data, v.mv_size, r->g.c, r->g.bits, r->imodel, &why);
+        if (s) return open_fail(r, err, s, "index model (key \"imodel\"): %s", why);
+        r->g.imodel = r->imodel;
+    }
+
     /* chunks: count must match the header */
     uint64_t n = r->hdr.n_records, N = r->hdr.per_chunk;
     r->n_chunks = n / N + (n % N != 0);
@@ -288,6 +304,7 @@ apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
     o->records_per_chunk = r->hdr.per_chunk;
     o->n_chunks = r->n_chunks;
     o->has_dictionary = r->g.has_dict;
+    o->has_index_model = r->g.has_imodel;
     memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
     return APD_OK;
 }
@@ -400,11 +417,29 @@ static void dctx_put(apd_reader *r, ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
-/* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees). */
+/* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees).
+ * *bits is the index width of the body: the file's bits, or 8 for a coded record (format
+ * 1.1), whose indices come out one per byte (no repacking). */
 static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const uint8_t **body,
-                          uint8_t **owned)
+                          uint8_t **owned, uint32_t *bits)
 {
     *owned = NULL;
+    *bits = r->g.bits;
+    if (rec->flags & APD__RFLAG_ICODE) {
+        uint8_t *tmp = malloc((size_t)rec->k * r->g.c + r->g.npix);
+        if (!tmp) return rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
+        const char *why = "";
+        apd_status s = apd__coded_body(&r->g, rec, tmp, &why);
+        if (s) {
+            free(tmp);
+            return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                         (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+        }
+        *body = tmp;
+        *owned = tmp;
+        *bits = 8;
+        return APD_OK;
+    }
     if (!(rec->flags & APD__RFLAG_ZSTD)) {
         *body = rec->body;
         return APD_OK;
@@ -430,6 +465,17 @@ static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const 
     return APD_OK;
 }
 
+/* The file's geometry as seen by a body of index width bits (8 for coded records). */
+static apd__geom body_geom(const apd__geom *g, uint32_t bits)
+{
+    apd__geom b = *g;
+    if (bits != g->bits) {
+        b.bits = bits;
+        b.packed = apd_packed_bytes(g->npix, bits);
+    }
+    return b;
+}
+
 apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
                              size_t out_len, uint32_t *label)
 {
@@ -442,9 +488,11 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     const char *why = "";
-    apd_status s = apd__body_decode(&r->g, rec.k, body, layout, out, &why);
+    apd__geom bg = body_geom(&r->g, bits);
+    apd_status s = apd__body_decode(&bg, rec.k, body, layout, out, &why);
     free(owned);
     if (s)
         return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
@@ -469,11 +517,12 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     apd_status s = APD_OK;
     if (r->g.kind == APD_KIND_PALETTE) {
         if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec.k * r->g.c, r->g.npix,
-                                r->g.bits, body, rec.k, r->g.c, mean, std, out) != 0)
+                                bits, body, rec.k, r->g.c, mean, std, out) != 0)
             s = APD_ECORRUPT;
     } else {
         for (uint32_t ch = 0; ch < r->g.c; ch++)
@@ -539,14 +588,15 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     size_t pl = (size_t)rec.k * r->g.c;
     memset(palette, 0, APD_MAX_COLORS * (size_t)r->g.c);
     memcpy(palette, body, pl);
     *k = rec.k;
     apd_status s = APD_OK;
     if (indices) {
-        apd__unpack(body + pl, r->g.npix, r->g.bits, indices);
+        apd__unpack(body + pl, r->g.npix, bits, indices);
         uint8_t mx = 0;
         for (size_t p = 0; p < r->g.npix; p++) mx = indices[p] > mx ? indices[p] : mx;
         if (mx >= rec.k)
@@ -565,13 +615,15 @@ apd_status apd_reader_verify_record(apd_reader *r, uint64_t i)
     /* also check decompression and index ranges */
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     apd_status s = APD_OK;
     if (r->g.kind == APD_KIND_PALETTE) {
         uint8_t *tmp = malloc(r->g.npix * r->g.c);
         const char *why = "";
+        apd__geom bg = body_geom(&r->g, bits);
         if (!tmp) s = rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
-        else if ((s = apd__body_decode(&r->g, rec.k, body, APD_LAYOUT_CHW, tmp, &why)) != APD_OK)
+        else if ((s = apd__body_decode(&bg, rec.k, body, APD_LAYOUT_CHW, tmp, &why)) != APD_OK)
             rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
                   (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
         free(tmp);
@@ -602,6 +654,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
     if (rc) return rfail(r, APD_ELMDB, 0, "mdb_stat: %s", mdb_strerror(rc));
     o->meta_json_bytes = r->json_len;
     o->dict_bytes = r->dict_len;
+    if (r->imodel) o->imodel_bytes = apd__imodel_write(r->imodel, NULL);
     for (uint64_t c = 0; c < r->n_chunks; c++) {
         const uint8_t *cp;
         size_t cl;
@@ -614,6 +667,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
             o->stored_bytes += rl;
             uint32_t f = rp[4];
             if (f & APD__RFLAG_ZSTD) o->compressed_records++;
+            if (f & APD__RFLAG_ICODE) o->coded_records++;
             o->payload_bytes += r->g.kind == APD_KIND_PALETTE
                                     ? (uint64_t)((uint32_t)rp[5] + 1) * r->g.c + r->g.packed
                                     : r->g.max_body;

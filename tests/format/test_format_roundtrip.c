@@ -131,14 +131,15 @@ START_TEST(kernels_every_k)
 END_TEST
 
 /* Write n random palette records to a file with max K = k, read them back. */
-static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
-                              apd_compress comp, uint64_t seed)
+static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                                 apd_compress comp, apd_icode ic, uint64_t seed)
 {
     char path[300], name[64];
     snprintf(name, sizeof name, "rt-k%u-c%u-%ux%u.apd", k, c, h, w);
     fmt_path(path, sizeof path, name);
     apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, c, h, w, k);
     o.compress = comp;
+    o.index_coding = ic;
     static const char names[10][64] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
     o.class_names = names;
     o.dataset_name = "unit-test";
@@ -159,6 +160,9 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
         fmt_random_palette_image(&r, ks[i], c, npix, pal + (size_t)i * 768, idx + (size_t)i * npix);
         if (comp == APD_COMPRESS_ON) /* compressible: few distinct runs */
             for (size_t p = 0; p < npix; p++) idx[(size_t)i * npix + p] = (uint8_t)((p / 16) % ks[i]);
+        else if (ic == APD_ICODE_ON) /* smooth (diagonal ramps plus noise): codes well */
+            for (size_t p = 0; p < npix; p++)
+                idx[(size_t)i * npix + p] = (uint8_t)((p / w + p % w + (apd_rng_below(&r, 8) == 0)) % ks[i]);
         uint64_t sid = (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i;
         ck_assert_msg(apd_writer_put_palette(wr, pal + (size_t)i * 768, ks[i], idx + (size_t)i * npix, i % 10, sid) == APD_OK,
                       "%s", apd_writer_errmsg(wr));
@@ -196,8 +200,13 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
         }
         ck_assert_int_eq(apd_reader_record(rd, i, rpal, &rk, ridx, &lab), APD_OK);
         ck_assert_uint_eq(rk, ks[i]);
-        ck_assert_mem_eq(rpal, pal + (size_t)i * 768, (size_t)rk * c);
-        ck_assert_mem_eq(ridx, idx + (size_t)i * npix, npix);
+        if (ic == APD_ICODE_OFF) {
+            ck_assert_mem_eq(rpal, pal + (size_t)i * 768, (size_t)rk * c);
+            ck_assert_mem_eq(ridx, idx + (size_t)i * npix, npix);
+        } else { /* a coded record's palette may be reordered: same colour at every pixel */
+            for (size_t p = 0; p < npix; p++)
+                ck_assert_mem_eq(rpal + (size_t)ridx[p] * c, pal + (size_t)i * 768 + (size_t)idx[(size_t)i * npix + p] * c, c);
+        }
         uint64_t sid;
         ck_assert_int_eq(apd_reader_source_id(rd, i, &sid), APD_OK);
         ck_assert_uint_eq(sid, (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i);
@@ -211,9 +220,19 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
     ck_assert_int_eq(apd_reader_stats(rd, &fs), APD_OK);
     if (comp == APD_COMPRESS_ON) ck_assert_uint_gt(fs.compressed_records, 0);
     if (comp == APD_COMPRESS_OFF) ck_assert_uint_eq(fs.compressed_records, 0);
+    if (ic == APD_ICODE_OFF) ck_assert_int_eq(fi.has_index_model, 0);
+    if (ic == APD_ICODE_OFF) ck_assert_uint_eq(fi.version_minor, 0);
+    if (ic == APD_ICODE_ON && npix >= 1024) ck_assert_msg(fs.coded_records > 0, "k %u c %u %ux%u: no record coded", k, c, h, w);
+    if (fs.coded_records) ck_assert_uint_eq(fi.version_minor, 1);
     apd_reader_close(rd);
     free(out); free(ref); free(ridx); free(pal); free(idx); free(ks);
     unlink(path);
+}
+
+static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                              apd_compress comp, uint64_t seed)
+{
+    roundtrip_palette_ic(k, c, h, w, n, comp, APD_ICODE_OFF, seed);
 }
 
 START_TEST(file_every_k_3x5)
@@ -221,6 +240,7 @@ START_TEST(file_every_k_3x5)
     for (uint32_t k = 1; k <= APD_MAX_COLORS; k++) {
         roundtrip_palette(k, 1, 3, 5, 4, APD_COMPRESS_AUTO, k);
         roundtrip_palette(k, 3, 3, 5, 4, APD_COMPRESS_OFF, 1000 + k);
+        roundtrip_palette_ic(k, 3, 32, 32, 3, APD_COMPRESS_AUTO, APD_ICODE_ON, 2000 + k);
     }
 }
 END_TEST
@@ -233,6 +253,8 @@ START_TEST(file_every_width_sizes)
             for (int s = 0; s < 4; s++) {
                 uint32_t n = s == 3 ? 5 : 40;
                 roundtrip_palette(ks[i], c, sizes[s][0], sizes[s][1], n, APD_COMPRESS_AUTO, ks[i] * 7 + s);
+                roundtrip_palette_ic(ks[i], c, sizes[s][0], sizes[s][1], n, APD_COMPRESS_AUTO, APD_ICODE_ON,
+                                     ks[i] * 7 + s + 500);
             }
 }
 END_TEST
@@ -243,6 +265,7 @@ START_TEST(file_chunks_and_compression)
     roundtrip_palette(64, 3, 32, 32, 2500, APD_COMPRESS_ON, 11);
     roundtrip_palette(16, 1, 28, 28, 3000, APD_COMPRESS_AUTO, 12);
     roundtrip_palette(64, 3, 32, 32, 2100, APD_COMPRESS_OFF, 13);
+    roundtrip_palette_ic(64, 3, 32, 32, 2500, APD_COMPRESS_AUTO, APD_ICODE_ON, 14); /* coded, several chunks */
 }
 END_TEST
 

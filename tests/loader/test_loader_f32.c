@@ -5,7 +5,7 @@
  *  - kernels: apd__pal_decode_f32 scalar and AVX-512 (when the CPU has it) against the
  *    reference, every K 1..APD_MAX_COLORS, grey and RGB, sizes 1x1, 3x5, 32x32, 27x29; bad index and
  *    padding bits are rejected.
- *  - real files: CIFAR-10 images (cifar10-dev/train.bin) median-cut to K = 64 RGB, their
+ *  - real files: CIFAR-10 images (the fixture tests/data/cifar10/train.bin) median-cut to K = 64 RGB, their
  *    grey versions at K = 16, and direct-colour RGB records, uncompressed and zstd (with
  *    dictionary); every record compared with file and custom mean/std.
  *  - loader: batches with APD_OUT_F32_CHW equal U8_CHW batches converted, 1 and 2 threads.
@@ -29,6 +29,7 @@
 #include "common/rng.h"
 #include "common/kernels.h"
 #include "format/format_internal.h" /* apd__crc32c_table */
+#include "test_data.h"
 
 #define NIMG 300
 
@@ -136,8 +137,7 @@ END_TEST
 static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
                        apd_compress comp)
 {
-    char bin[512];
-    snprintf(bin, sizeof bin, "%s/cifar10-dev/train.bin", APD_SHARED_DATA);
+    const char *bin = APD_TEST_CIFAR "/train.bin";
     FILE *f = fopen(bin, "rb");
     ck_assert_msg(f != NULL, "cannot open %s", bin);
     apd_writer_opts o;
@@ -151,6 +151,8 @@ static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
     o.force = 1;
     o.no_sync = 1;
     o.compress = comp;
+    /* zstd files test the zstd path; the others are index-coded (format 1.1) when that pays */
+    o.index_coding = comp == APD_COMPRESS_ON ? APD_ICODE_OFF : APD_ICODE_AUTO;
     o.records_per_chunk = 64;
     for (int ch = 0; ch < 3; ch++) {
         o.mean[ch] = 0.45f + 0.01f * (float)ch;

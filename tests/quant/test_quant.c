@@ -1,7 +1,8 @@
 /* test_quant.c: the per-image quantizers (apd/quant.h).
  *
  * - median cut against hand-computed cases (arithmetic in the comments) and against
- *   Pillow 9.4's Image.quantize(method=0) on the first 100 images of cifar10-dev train.bin
+ *   Pillow 9.4's Image.quantize(method=0) on the first 100 images of the fixture
+ *   tests/data/cifar10/train.bin
  *   (FNV-1a digests of palette[K] + indices produced once by Pillow; see the comment there);
  * - at most K colours, indices < k_used, unused palette entries zero, for every quantizer;
  * - exact on images with at most K colours;
@@ -15,8 +16,9 @@
 
 #include "apd/quant.h"
 #include "common/rng.h"
+#include "test_data.h"
 
-#define CIFAR_TRAIN APD_SHARED_DATA "/cifar10-dev/train.bin"
+#define CIFAR_TRAIN APD_TEST_CIFAR "/train.bin"
 
 /* Run median cut on a 1 x n grey image and compare palette and indices. */
 static void check_grey(const uint8_t *px, uint32_t n, uint32_t k, const uint8_t *want_pal,

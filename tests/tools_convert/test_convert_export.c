@@ -22,10 +22,11 @@
 #include "apd/format.h"
 #include "apd/io.h"
 #include "apd/quant.h"
+#include "test_data.h"
 
 #define CONVERT APD_BINARY_DIR "/apd-convert"
 #define EXPORT APD_BINARY_DIR "/apd-export"
-#define CIFAR_DEV APD_SHARED_DATA "/cifar10-dev"
+#define CIFAR_DEV APD_TEST_CIFAR
 
 static char tmp[1024];
 
@@ -147,7 +148,9 @@ START_TEST(convert_quantize_end_to_end)
         ck_assert_uint_eq(la, ds.labels[i]);
         ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, ds.pixels + i * 3072, 3, 32, 32, 16, 0, qp, qi, &kq), APD_OK);
         ck_assert_uint_eq(ka, kq);
-        ck_assert(memcmp(pa, qp, kq * 3) == 0 && memcmp(ia, qi, 1024) == 0);
+        /* same colour at every pixel: an index-coded record (format 1.1) stores its palette
+           sorted by luminance, so palette order and index numbers may differ */
+        for (int p = 0; p < 1024; p++) ck_assert(memcmp(pa + 3 * ia[p], qp + 3 * qi[p], 3) == 0);
         uint64_t sid;
         ck_assert_int_eq(apd_reader_source_id(ra, i, &sid), APD_OK);
         ck_assert_uint_eq(sid, i);
