@@ -43,6 +43,7 @@ void apd_dataset_free(apd_dataset *ds)
     ds->source_ids = NULL;
     ds->class_names = NULL;
     ds->n = 0;
+    ds->has_norm = 0;
 }
 
 /* apd-h64: h = mix64(h ^ word) over: (n, c, h, w) as one word each, the pixel bytes as
@@ -99,6 +100,18 @@ void apd_dataset_mean_std(const apd_dataset *ds, float mean[3], float std[3])
         double m = cnt > 0 ? s / cnt : 0, v = cnt > 0 ? s2 / cnt - m * m : 0;
         mean[c] = (float)(m / 255.0);
         std[c] = (float)(sqrt(v > 0 ? v : 0) / 255.0);
+    }
+}
+
+void apd_dataset_norm(const apd_dataset *ds, float mean[3], float std[3])
+{
+    if (!ds->has_norm) {
+        apd_dataset_mean_std(ds, mean, std);
+        return;
+    }
+    for (uint32_t c = 0; c < 3; c++) {
+        mean[c] = c < ds->c ? ds->norm_mean[c] : 0.0f;
+        std[c] = c < ds->c ? ds->norm_std[c] : 0.0f;
     }
 }
 

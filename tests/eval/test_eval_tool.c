@@ -62,7 +62,7 @@ static void write_idx(const char *img_path, const char *lbl_path, uint32_t n, ui
     fclose(fl);
 }
 
-static void write_apd(const char *path)
+static void write_apd_std(const char *path, float std)
 {
     apd_writer_opts o;
     apd_writer_opts_default(&o);
@@ -73,7 +73,7 @@ static void write_apd(const char *path)
     o.k = 4;
     o.n_classes = 3;
     o.mean[0] = 0.3f;
-    o.std[0] = 0.3f;
+    o.std[0] = std;
     o.no_sync = 1;
     o.force = 1;
     apd_writer *w = NULL;
@@ -88,6 +88,11 @@ static void write_apd(const char *path)
                       "%s", apd_writer_errmsg(w));
     }
     ck_assert_int_eq(apd_writer_close(w), APD_OK);
+}
+
+static void write_apd(const char *path)
+{
+    write_apd_std(path, 0.3f);
 }
 
 /* run a command, capture stdout into buf; returns the exit status */
@@ -145,6 +150,12 @@ START_TEST(test_tool_on_apd)
     printf("mismatch: %s", out3);
     ck_assert_ptr_nonnull(strstr(out3, "train.apd"));
     ck_assert_ptr_nonnull(strstr(out3, "1x32x32"));
+    /* a recorded std no pixel data in 0..1 can have: exit 1 before training */
+    write_apd_std(apd, 0.9f);
+    snprintf(cmd, sizeof cmd, "%s %s --test idx:%s,%s --epochs 1 --runs 1 2>&1", APD_EVAL_EXE, apd, ti, tl);
+    ck_assert_int_eq(run(cmd, out3, sizeof out3), 1);
+    printf("bad std: %s", out3);
+    ck_assert_ptr_nonnull(strstr(out3, "are not a normalisation of pixels in 0..1"));
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
 }
