@@ -88,7 +88,7 @@ typedef struct {
 } la_ctx;
 
 /* La of image bi: vals[bi] = ||A_hat - A'_hat||_F^2 / s; gradient into dm (image bi's slice). */
-static void la_image(void *vctx, uint32_t bi, uint32_t thread)
+APD__VCLONES static void la_image(void *vctx, uint32_t bi, uint32_t thread)
 {
     const la_ctx *cx = vctx;
     la_buf *B = &cx->buf[thread];
