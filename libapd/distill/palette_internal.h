@@ -61,31 +61,35 @@ struct apd_palette_ws {
 #endif
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
 #define APD__VCLONES __attribute__((target_clones("avx2", "default")))
+/* The vector helpers must be inlined into each clone, also at -O0: called out of line they
+ * would pass 32-byte vectors under the baseline ABI to an AVX2 caller (and crash). */
+#define APD__VINLINE __attribute__((always_inline))
 #else
 #define APD__VCLONES
+#define APD__VINLINE
 #endif
 typedef float apd__vf __attribute__((vector_size(APD__VW * 4)));
 typedef int32_t apd__vi __attribute__((vector_size(APD__VW * 4)));
-static inline apd__vf apd__vld(const float *p)
+APD__VINLINE static inline apd__vf apd__vld(const float *p)
 {
     apd__vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void apd__vst(float *p, apd__vf v) { memcpy(p, &v, sizeof v); }
-static inline apd__vf apd__vsplat(float x) { return (apd__vf){0} + x; }
+APD__VINLINE static inline void apd__vst(float *p, apd__vf v) { memcpy(p, &v, sizeof v); }
+APD__VINLINE static inline apd__vf apd__vsplat(float x) { return (apd__vf){0} + x; }
 /* lanes where keep > 0 keep v, others 0 (ReLU and its mask) */
-static inline apd__vf apd__vmask_pos(apd__vf v, apd__vf keep)
+APD__VINLINE static inline apd__vf apd__vmask_pos(apd__vf v, apd__vf keep)
 {
     apd__vf z = {0};
     return (apd__vf)((apd__vi)v & (apd__vi)(keep > z));
 }
-static inline apd__vf apd__vmax(apd__vf a, apd__vf b)
+APD__VINLINE static inline apd__vf apd__vmax(apd__vf a, apd__vf b)
 {
     apd__vi m = a > b;
     return (apd__vf)(((apd__vi)a & m) | ((apd__vi)b & ~m));
 }
-static inline apd__vf apd__vmin(apd__vf a, apd__vf b)
+APD__VINLINE static inline apd__vf apd__vmin(apd__vf a, apd__vf b)
 {
     apd__vi m = a < b;
     return (apd__vf)(((apd__vi)a & m) | ((apd__vi)b & ~m));
@@ -93,7 +97,7 @@ static inline apd__vf apd__vmin(apd__vf a, apd__vf b)
 /* exp(x) per lane (Cephes expf: range reduction by ln 2 in two parts, degree-6 polynomial,
  * 2^n through the exponent bits); relative error ~1e-7. x is clamped to [-87.3, 88.7], so
  * very negative inputs give ~1e-38 instead of 0 (harmless in a softmax). */
-static inline apd__vf apd__vexp(apd__vf x)
+APD__VINLINE static inline apd__vf apd__vexp(apd__vf x)
 {
     x = apd__vmax(apd__vmin(x, apd__vsplat(88.72283f)), apd__vsplat(-87.33654f));
     apd__vf fx = x * 1.44269504088896341f + 0.5f;
