@@ -25,6 +25,7 @@
 #include <zstd.h>
 
 #include "format/format_internal.h"
+#include "format/lmdb_check.h"
 
 typedef struct chunk_slot {
     _Atomic(uintptr_t) ptr; /* 0 = not yet resolved */
@@ -112,6 +113,42 @@ static apd_status get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *
     return rc ? APD_ELMDB : APD_OK;
 }
 
+/* The snapshot LMDB gave txn is not the one apd__lmdb_check checked. With a lock file LMDB
+ * takes the transaction id from the lock table and reads meta page (id & 1); a lock table
+ * left by another file at this path (the file was replaced while a process kept the old one
+ * open) names another transaction, often the empty meta page of a compacted file. */
+static int snapshot_differs(MDB_env *env, MDB_txn *txn, const apd__lmdb_snap *snap)
+{
+    unsigned ef = 0;
+    mdb_env_get_flags(env, &ef);
+    size_t id = mdb_txn_id(txn);
+    return id != snap->txnid || (!(ef & MDB_NOLOCK) && (int)(id & 1) != snap->meta_page);
+}
+
+/* Read without the lock table (LMDB then picks the newest meta page, as the check does),
+ * after checking the file again: it may have been replaced meanwhile. */
+static apd_status reopen_unlocked(apd_reader *r, apd__lmdb_snap *snap, char *why, size_t cap)
+{
+    mdb_txn_abort(r->txn);
+    r->txn = NULL;
+    mdb_env_close(r->env);
+    r->env = NULL;
+    APD_TRY(apd__lmdb_check(r->path, snap, why, cap));
+    int rc = mdb_env_create(&r->env);
+    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
+    if (!rc) rc = mdb_env_open(r->env, r->path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK, 0644);
+    if (!rc) rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc) {
+        snprintf(why, cap, "opening the LMDB environment without its lock file: %s", mdb_strerror(rc));
+        return APD_ELMDB;
+    }
+    if (snapshot_differs(r->env, r->txn, snap)) {
+        snprintf(why, cap, "the file changed while it was being opened");
+        return APD_ECORRUPT;
+    }
+    return APD_OK;
+}
+
 apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim, apd_err *err)
 {
     if (!out) return apd__err_set(err, APD_EINVAL, "apd_reader_open: out is NULL");
@@ -135,6 +172,11 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
     if (st.st_size < 2 * 4096) /* LMDB's two meta pages */
         return open_fail(r, err, st.st_size == 0 ? APD_ETRUNC : APD_EMAGIC,
                          "too short to be an .apd file (%lld bytes)", (long long)st.st_size);
+    /* LMDB trusts its file: check what it will read (truncation, damaged pages) first */
+    apd__lmdb_snap snap;
+    char cwhy[400];
+    apd_status cs = apd__lmdb_check(path, &snap, cwhy, sizeof cwhy);
+    if (cs) return open_fail(r, err, cs, "%s", cwhy);
 
     int rc = mdb_env_create(&r->env);
     if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
@@ -162,6 +204,8 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
     if (rc) return open_fail(r, err, APD_ELMDB, "opening the LMDB environment: %s", mdb_strerror(rc));
     rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
     if (rc) return open_fail(r, err, APD_ELMDB, "beginning a read transaction: %s", mdb_strerror(rc));
+    if (snapshot_differs(r->env, r->txn, &snap) && (cs = reopen_unlocked(r, &snap, cwhy, sizeof cwhy)))
+        return open_fail(r, err, cs, "%s", cwhy);
     rc = mdb_dbi_open(r->txn, APD__DB_META, 0, &r->dbi_meta);
     if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
         return open_fail(r, err, APD_EFOREIGN, "LMDB environment without the .apd \"meta\" database");
