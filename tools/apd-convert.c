@@ -727,13 +727,6 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
-static void remove_output(const char *path)
-{
-    char lock[4200];
-    remove(path);
-    if (snprintf(lock, sizeof lock, "%s-lock", path) < (int)sizeof lock) remove(lock);
-}
-
 int main(int argc, char **argv)
 {
     cv_ctx ctx;
@@ -751,8 +744,9 @@ int main(int argc, char **argv)
     if (m->validate(&ctx) != APD_OK) return 2;
 
     struct stat st;
-    if (!ctx.o.force && stat(ctx.o.output, &st) == 0) {
-        fprintf(stderr, TOOL ": %s: exists (use --force to overwrite)\n", ctx.o.output);
+    if (lstat(ctx.o.output, &st) == 0 && (!ctx.o.force || !S_ISREG(st.st_mode))) { /* fail before the work */
+        fprintf(stderr, TOOL ": %s: %s\n", ctx.o.output,
+                ctx.o.force ? "not a regular file; refusing to replace it" : "exists (use --force to overwrite)");
         return 1;
     }
     ctx.t0 = apd__now();
@@ -777,18 +771,15 @@ int main(int argc, char **argv)
     double t1 = apd__now();
     s = m->run(&ctx);
     uint64_t n_out = ctx.w ? apd_writer_count(ctx.w) : 0;
-    if (ctx.w) {
-        apd_status sc = apd_writer_close(ctx.w);
-        if (s == APD_OK && sc != APD_OK) {
-            fprintf(stderr, TOOL ": %s: final commit failed (%s)\n", ctx.o.output, apd_strerror(sc));
-            s = sc;
-        }
-        ctx.w = NULL;
+    if (ctx.w && s != APD_OK) {
+        apd_writer_discard(ctx.w); /* OUT stays as it was: the library never wrote there */
+    } else if (ctx.w) {
+        s = apd_writer_finish(ctx.w, &err);
+        if (s != APD_OK) fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
     }
+    ctx.w = NULL;
     double t_run = apd__now() - t1;
-    if (s != APD_OK) {
-        remove_output(ctx.o.output);
-    } else if (!ctx.o.quiet) {
+    if (s == APD_OK && !ctx.o.quiet) {
         uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
         printf(TOOL ": %s: %llu records from %llu images of %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
                "%s %.2f s (%.0f source images/s, %u thread%s)\n",

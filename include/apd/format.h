@@ -29,7 +29,8 @@
  *     if (apd_writer_create(&w, "out.apd", &o, &err) != APD_OK) ...;
  *     apd_writer_set_meta(w, "method", "\"quantize\"");
  *     for (...) apd_writer_put_palette(w, palette, k, indices, label, APD_NO_SOURCE_ID);
- *     if (apd_writer_close(w) != APD_OK) ...;   // commits; the handle is freed in any case
+ *     if (apd_writer_close(w) != APD_OK) ...;   // publishes; the handle is freed in any case
+ *     // on a failure of the producer: apd_writer_discard(w) (out.apd is left as it was)
  *
  * Thread safety: a reader may be used from several threads at once for apd_reader_decode,
  * apd_reader_record, apd_reader_label and apd_reader_source_id (the file is mapped read-only
@@ -192,7 +193,10 @@ typedef struct apd_writer_opts {
     uint32_t k;           /* palette: max colours 1..256 (index width = max(1, ceil(log2 k))) */
     uint32_t n_classes;   /* labels must be < n_classes (0 = unchecked, no class table) */
     const char (*class_names)[64]; /* n_classes names or NULL */
-    int force;            /* overwrite an existing file */
+    int force;            /* replace an existing regular file at the path (never anything
+                             else: FIFOs, devices, directories, symbolic links are refused);
+                             0: never replace anything, even a file that appears while
+                             writing */
     float mean[3], std[3];
     const char *dataset_name; /* may be NULL */
     /* extensions */
@@ -206,15 +210,19 @@ typedef struct apd_writer_opts {
     int no_sync;              /* 1: never fsync (MDB_NOSYNC). Commits stay atomic against a
                                  killed process, not against power loss. Scratch files/tests. */
     int no_compact;           /* 1: skip the compaction at close (by default close rewrites
-                                 the file without LMDB free pages and renames it over PATH) */
+                                 the file without LMDB free pages before publishing it) */
 } apd_writer_opts;
 
 /* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).
  * Callers then set c, h, w, kind, k, n_classes... */
 APD_API void apd_writer_opts_default(apd_writer_opts *o);
 
-/* Create PATH (refuses with APD_EEXIST if it exists and !o->force). The empty file is
- * committed immediately, so it is a valid .apd with 0 records from the start.
+/* Start writing PATH. Refuses with APD_EEXIST if something is at PATH and !o->force, or if it
+ * is not a regular file. Nothing is written at PATH until apd_writer_finish/close publishes
+ * the complete file: records go to a temporary PATH.partial-XXXXXX in the same directory
+ * (locked by this writer; temporaries of writers that died are removed here). So PATH holds
+ * the previous file (or nothing) or the new complete one, at every moment, whatever happens
+ * to the process.
  * Options with kind == 0 are treated as "all defaults except what is set": a zero compress /
  * zstd_level / limits field means the default.
  * @return APD_OK, APD_EINVAL, APD_ELIMIT, APD_EEXIST, APD_EACCES, APD_EIO, APD_ENOMEM,
@@ -241,11 +249,25 @@ APD_API apd_status apd_writer_put_quantized(apd_writer *w, const uint8_t *chw, u
  * with APD_EINVAL; "dataset", "mean", "std" may be overridden. Takes effect at the next
  * commit. */
 APD_API apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value);
-/* Durable point: everything put so far is committed (one LMDB transaction with the header
- * count and metadata). The writer also commits by itself whenever a chunk fills. */
+/* Durable point in the temporary: everything put so far is committed (one LMDB transaction
+ * with the header count and metadata, marked "complete": false). The writer also commits by
+ * itself whenever a chunk fills. */
 APD_API apd_status apd_writer_commit(apd_writer *w);
-/* Commit and free. NULL ok. The handle is freed even when the final commit fails. */
+/* Finish and publish: the final commit (metadata "complete": true), compaction (unless
+ * no_compact), a verification of the result through the reader (every record checksum),
+ * then an atomic rename onto PATH: without force only if nothing is at PATH at that moment;
+ * with force only over a regular file. On any failure PATH is left exactly as it was and the
+ * temporaries are removed. The handle is freed in every case. NULL ok. err (may be NULL)
+ * gets the message.
+ * @return APD_OK, APD_EBADSTATE (an earlier fatal error), APD_EEXIST (something appeared at
+ *         PATH without force, or it is not a regular file), APD_EIO, APD_ENOMEM, APD_ELMDB,
+ *         or the reader's status if the verification fails. */
+APD_API apd_status apd_writer_finish(apd_writer *w, apd_err *err);
+/* apd_writer_finish(w, NULL). */
 APD_API apd_status apd_writer_close(apd_writer *w);
+/* Abandon the file: remove the temporaries, leave PATH untouched, free the handle. NULL ok.
+ * Use it when the producer failed, so a partial dataset is never published. */
+APD_API void apd_writer_discard(apd_writer *w);
 /* Records put so far (committed or not). */
 APD_API uint64_t apd_writer_count(const apd_writer *w);
 APD_API const char *apd_writer_errmsg(const apd_writer *w);

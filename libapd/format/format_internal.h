@@ -174,7 +174,16 @@ typedef struct apd__meta {
     uint32_t n_classes;
     char (*class_names)[64]; /* NULL if the document has none */
     uint64_t *class_counts;  /* n_classes entries, NULL if n_classes == 0 */
+    int complete;            /* 1: "complete": true; -1: no such key (a file written before
+                                the key existed); a false one is refused */
 } apd__meta;
+/* Per-channel normalisation values of the metadata (pixels / 255 scale): mean in [0, 1];
+ * std 0 (unknown) or in [APD__STD_MIN, APD__STD_MAX] (0.5 is the largest standard deviation
+ * of values in [0, 1]; the lower bound keeps 1/std finite and sane). NaN and infinities
+ * fail. */
+#define APD__STD_MIN 1e-6
+#define APD__STD_MAX 0.5000001
+int apd__norm_value_ok(int is_std, double x);
 /* Parse the metadata JSON and check it against the header. Caller frees with
  * apd__meta_free. */
 apd_status apd__meta_parse(const char *json, size_t len, const apd__header *h, apd__meta *m,

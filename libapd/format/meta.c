@@ -16,6 +16,13 @@ static int num_eq(const apd__json *d, int root, const char *key, uint64_t want)
     return n >= 0 && apd__json_u64(d, n, &v) && v == want;
 }
 
+int apd__norm_value_ok(int is_std, double x)
+{
+    if (!(x >= 0.0)) return 0; /* also NaN */
+    if (!is_std) return x <= 1.0;
+    return x == 0.0 || (x >= APD__STD_MIN && x <= APD__STD_MAX);
+}
+
 void apd__meta_free(apd__meta *m)
 {
     free(m->class_names);
@@ -60,6 +67,15 @@ apd_status apd__meta_parse(const char *json, size_t len, const apd__header *h, a
         *why = "metadata geometry, count or class count disagrees with the header";
         goto out;
     }
+    /* completeness (spec 5.1): false in every commit but a writer's last */
+    v = apd__json_get(&d, root, "complete");
+    if (v >= 0 && d.nodes[v].type != APD__J_TRUE) {
+        *why = d.nodes[v].type == APD__J_FALSE
+                   ? "incomplete file: its writer never finished it (metadata \"complete\" is false)"
+                   : "metadata \"complete\" is not true or false";
+        goto out;
+    }
+    m->complete = v >= 0 ? 1 : -1;
     m->n_classes = h->n_classes;
     v = apd__json_get(&d, root, "dataset");
     if (v >= 0) {
@@ -87,6 +103,11 @@ apd_status apd__meta_parse(const char *json, size_t len, const apd__header *h, a
             double x;
             if (!apd__json_num(&d, e, &x)) {
                 *why = "metadata \"mean\"/\"std\" holds a non-number";
+                goto out;
+            }
+            if (!apd__norm_value_ok(q, x)) {
+                *why = q ? "metadata \"std\" out of range (0 for unknown, else 1e-6..0.5: pixels / 255)"
+                         : "metadata \"mean\" out of range (0..1: pixels / 255)";
                 goto out;
             }
             ms_out[q][i] = (float)x;

@@ -13,6 +13,14 @@
  * doubles it when needed; an MDB_MAP_FULL is also handled by aborting, doubling and retrying,
  * since the staged data is still in memory.
  *
+ * Where it writes (output.c): never at PATH. Everything goes to a locked temporary
+ * PATH.partial-XXXXXX beside it; apd_writer_finish makes the final commit (the only one whose
+ * metadata says "complete": true), compacts into a second temporary, verifies the result with
+ * the reader (every record's checksum) and renames it onto PATH atomically: without force only
+ * if nothing is at PATH at that moment, with force only over a regular file. So PATH holds the
+ * old file or the new complete one at every moment, whatever happens to this process; a
+ * failure or apd_writer_discard removes the temporaries and leaves PATH as it was.
+ *
  * Compression (measured): at the first flush the staged records (usually the first chunk) are
  * compressed with zstd, with and without a dictionary trained on them (>= 64 records). In
  * AUTO mode the file stays uncompressed unless that saves at least 10% (CIFAR K=64 saves
@@ -34,6 +42,7 @@
 
 #include "format/format_internal.h"
 #include "format/json.h"
+#include "format/output.h"
 
 #define TARGET_CHUNK_BYTES (1u << 20) /* ~1 MiB chunks: LMDB overflow-page slack < 0.3% */
 #define DICT_MIN_RECORDS 64
@@ -44,7 +53,11 @@ typedef struct meta_kv {
 } meta_kv;
 
 struct apd_writer {
-    char *path;
+    char *path;            /* the output, only ever touched by the final rename */
+    char *part, *cpart;    /* temporaries being written (LMDB) and compacted into; NULL once
+                              published or removed */
+    int part_fd, cpart_fd; /* hold their flocks (-1: none) */
+    int finishing;         /* the commit being built is the final one ("complete": true) */
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_chunks;
     size_t mapsize;
@@ -121,10 +134,17 @@ uint64_t apd_writer_count(const apd_writer *w) { return w ? w->n : 0; }
 
 const char *apd_writer_errmsg(const apd_writer *w) { return w ? w->msg : ""; }
 
+/* Frees everything and removes the temporaries that are still there. */
 static void writer_free(apd_writer *w)
 {
     if (!w) return;
     if (w->env) mdb_env_close(w->env);
+    if (w->cpart) apd__out_remove(w->cpart);
+    if (w->part) apd__out_remove(w->part);
+    if (w->cpart_fd >= 0) close(w->cpart_fd);
+    if (w->part_fd >= 0) close(w->part_fd);
+    free(w->cpart);
+    free(w->part);
     for (size_t i = 0; i < w->n_meta; i++) {
         free(w->meta[i].key);
         free(w->meta[i].val);
@@ -179,6 +199,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
                    h->c, h->h, h->w, h->k, h->bits);
     apd__sb_printf(b, "  \"records_per_chunk\": %u,\n", h->per_chunk);
     apd__sb_printf(b, "  \"n_records\": %llu,\n", (unsigned long long)w->n);
+    apd__sb_printf(b, "  \"complete\": %s,\n", w->finishing ? "true" : "false");
     apd__sb_printf(b, "  \"n_classes\": %u,\n", h->n_classes);
     apd__sb_puts(b, "  \"class_counts\": [");
     for (uint32_t i = 0; i < h->n_classes; i++)
@@ -230,7 +251,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
 }
 
 static const char *const reserved_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk"};
+    "bits", "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk", "complete"};
 
 apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value)
 {
@@ -245,7 +266,18 @@ apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_
     if (s != APD_OK)
         return wfail(w, s == APD_ENOMEM ? APD_ENOMEM : APD_EINVAL, 0,
                      "set_meta: value of \"%s\" is not one JSON value", key);
+    int is_std = !strcmp(key, "std"), bad_norm = 0;
+    if (is_std || !strcmp(key, "mean")) { /* what readers check (spec 5.2) */
+        bad_norm = d.nodes[0].type != APD__J_ARR || d.nodes[0].count != w->hdr.c;
+        for (int e = d.nodes[0].first; e >= 0 && !bad_norm; e = d.nodes[e].next) {
+            double x;
+            bad_norm = !apd__json_num(&d, e, &x) || !apd__norm_value_ok(is_std, x);
+        }
+    }
     apd__json_free(&d);
+    if (bad_norm)
+        return wfail(w, APD_EINVAL, 0, "set_meta: \"%s\" must be an array of %u numbers in %s", key, w->hdr.c,
+                     is_std ? "{0} or [1e-6, 0.5]" : "[0, 1]");
     char *v = strdup(json_value);
     if (!v) return wfail(w, APD_ENOMEM, 0, "set_meta: out of memory");
     for (size_t i = 0; i < w->n_meta; i++)
@@ -644,32 +676,105 @@ apd_status apd_writer_commit(apd_writer *w)
     return flush(w, w->stage_n == w->hdr.per_chunk);
 }
 
-/* Rewrite the committed file without LMDB's free pages (mdb_env_copy2 MDB_CP_COMPACT into
- * PATH.compact, then rename over PATH, which is atomic). Small files shrink a lot (a 100-image
- * distilled set would otherwise carry ~10 pages of free space); on failure the committed
- * original stays as it is, so failure here is not an error. */
-static void compact(apd_writer *w)
+/* Rewrite the committed temporary without LMDB's free pages (mdb_env_copyfd2 MDB_CP_COMPACT
+ * into a second temporary). Small files shrink a lot (a 100-image distilled set would
+ * otherwise carry ~10 pages of free space). A failure here is not an error: the uncompacted
+ * temporary is published instead. Returns the file to publish. */
+static const char *compact(apd_writer *w)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.compact", w->path);
-    unlink(tmp);
-    if (mdb_env_copy2(w->env, tmp, MDB_CP_COMPACT) != 0) {
-        unlink(tmp);
-        return;
+    char why[300];
+    if (apd__out_temp(w->path, &w->cpart, &w->cpart_fd, why, sizeof why) != APD_OK) return w->part;
+    if (mdb_env_copyfd2(w->env, w->cpart_fd, MDB_CP_COMPACT) != 0) {
+        apd__out_remove(w->cpart);
+        free(w->cpart);
+        w->cpart = NULL;
+        return w->part;
     }
-    mdb_env_close(w->env);
-    w->env = NULL;
-    if (rename(tmp, w->path) != 0) unlink(tmp);
+    return w->cpart;
 }
 
-apd_status apd_writer_close(apd_writer *w)
+/* LMDB may leave pages it allocated and freed in one transaction unwritten at the end of the
+ * file; the format requires the file to cover (last page + 1) * page size (spec section 3),
+ * so extend it with zeros (those pages are free, nothing reads them). */
+static apd_status cover_last_page(apd_writer *w)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+    struct stat st;
+    mdb_env_info(w->env, &info);
+    mdb_env_stat(w->env, &ms);
+    off_t need = (off_t)(info.me_last_pgno + 1) * (off_t)ms.ms_psize;
+    if (fstat(w->part_fd, &st) == 0 && st.st_size >= need) return APD_OK;
+    if (ftruncate(w->part_fd, need) != 0)
+        return wfail(w, apd__status_from_errno(errno), 1, "extending %s: %s", w->part, strerror(errno));
+    return APD_OK;
+}
+
+/* Read the finished file back through the reader: header, metadata (complete), LMDB pages,
+ * chunk tables and every record checksum. */
+static apd_status verify_output(apd_writer *w, const char *file)
+{
+    apd_reader *r;
+    apd_err e;
+    apd_status s = apd_reader_open(&r, file, &w->o.limits, &e);
+    if (s) {
+        wfail(w, s, 1, "verifying the finished file: %s", e.msg);
+    } else {
+        if (apd_reader_count(r) != w->n)
+            s = wfail(w, APD_ECORRUPT, 1, "verifying the finished file: %llu records, %llu were written",
+                      (unsigned long long)apd_reader_count(r), (unsigned long long)w->n);
+        for (uint64_t i = 0; i < w->n && !s; i++)
+            if ((s = apd_reader_verify_record(r, i)) != APD_OK)
+                wfail(w, s, 1, "verifying the finished file: %s", apd_reader_errmsg(r));
+        apd_reader_close(r);
+    }
+    char lock[8200];
+    snprintf(lock, sizeof lock, "%s-lock", file); /* the verification's, not the output's */
+    unlink(lock);
+    return s;
+}
+
+apd_status apd_writer_finish(apd_writer *w, apd_err *err)
 {
     if (!w) return APD_OK;
-    apd_status s = w->poisoned ? APD_EBADSTATE : flush(w, 0);
-    if (s == APD_OK && !w->o.no_compact) compact(w);
+    apd_status s = w->poisoned ? APD_EBADSTATE : APD_OK;
+    if (s == APD_OK) {
+        w->finishing = 1;
+        s = flush(w, 0);
+    }
+    const char *file = w->part;
+    if (s == APD_OK && !w->o.no_compact) file = compact(w);
+    if (s == APD_OK && file == w->part) s = cover_last_page(w);
+    if (w->env) mdb_env_close(w->env);
+    w->env = NULL;
+    if (s == APD_OK) s = verify_output(w, file);
+    if (s == APD_OK) {
+        char why[400];
+        s = apd__out_publish(file, w->path, w->o.force, !w->o.no_sync, why, sizeof why);
+        if (s) wfail(w, s, 1, "%s", why);
+    }
+    if (s == APD_OK) {
+        char lock[8200];
+        snprintf(lock, sizeof lock, "%s-lock", w->path); /* a lock table of the replaced file */
+        unlink(lock);
+        if (file == w->part) {
+            free(w->part);
+            w->part = NULL;
+        } else {
+            free(w->cpart);
+            w->cpart = NULL;
+        }
+    } else if (s == APD_EBADSTATE && !w->msg[0]) {
+        wfail(w, s, 1, "an earlier error stopped this writer; nothing was written at the output");
+    }
+    if (s) apd__err_set(err, s, "%s", w->msg);
     writer_free(w);
     return s;
 }
+
+apd_status apd_writer_close(apd_writer *w) { return apd_writer_finish(w, NULL); }
+
+void apd_writer_discard(apd_writer *w) { writer_free(w); }
 
 /* ---- create ----------------------------------------------------------------------------- */
 
@@ -703,21 +808,20 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     if (o.kind == APD_KIND_PALETTE && (o.k < 1 || o.k > 256))
         return apd__err_set(err, APD_EINVAL, "%s: palette size k must be 1..256, not %u", path, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
+    for (uint32_t ch = 0; ch < o.c; ch++)
+        if (!apd__norm_value_ok(0, o.mean[ch]) || !apd__norm_value_ok(1, o.std[ch]))
+            return apd__err_set(err, APD_EINVAL,
+                                "%s: channel %u mean %g / std %g out of range (pixels / 255: mean in [0, 1], "
+                                "std 0 for unknown or in [1e-6, 0.5])", path, ch, (double)o.mean[ch], (double)o.std[ch]);
 
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!o.force) return apd__err_set(err, APD_EEXIST, "%s: exists (use force to overwrite)", path);
-        if (S_ISDIR(st.st_mode)) return apd__err_set(err, APD_EEXIST, "%s: is a directory", path);
-        if (unlink(path) != 0) return apd__err_sys(err, errno, path, "removing the old file");
-    }
-    {
-        char lockp[4096];
-        snprintf(lockp, sizeof lockp, "%s-lock", path);
-        unlink(lockp); /* stale lock table of an old file; missing is fine */
-    }
+    char why[400];
+    apd_status s = apd__out_check_target(path, o.force, why, sizeof why);
+    if (s) return apd__err_set(err, s, "%s: %s", path, why);
+    apd__out_clean_stale(path); /* temporaries of writers of this path that died */
 
     apd_writer *w = calloc(1, sizeof *w);
     if (!w) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
+    w->part_fd = w->cpart_fd = -1;
     w->o = o;
     w->path = strdup(path);
     w->hdr.major = APD_FORMAT_VERSION_MAJOR;
@@ -731,11 +835,11 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     w->hdr.w = o.w;
     w->hdr.n_classes = o.n_classes;
     w->hdr.per_chunk = 1;
-    const char *why = "";
-    apd_status s = apd__geom_from_header(&w->hdr, &o.limits, &w->g, &why);
+    const char *gwhy = "";
+    s = apd__geom_from_header(&w->hdr, &o.limits, &w->g, &gwhy);
     if (s) {
         writer_free(w);
-        return apd__err_set(err, s, "%s: %s", path, why);
+        return apd__err_set(err, s, "%s: %s", path, gwhy);
     }
     w->hdr.per_chunk = o.records_per_chunk ? o.records_per_chunk : auto_per_chunk(apd__max_record(&w->g));
     if (o.dataset_name) snprintf(w->dataset, sizeof w->dataset, "%s", o.dataset_name);
@@ -764,16 +868,21 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     w->raw_staged = o.compress != APD_COMPRESS_OFF; /* decide at the first flush */
     w->dict_decided = !w->raw_staged;
 
+    s = apd__out_temp(path, &w->part, &w->part_fd, why, sizeof why);
+    if (s) {
+        writer_free(w);
+        return apd__err_set(err, s, "%s: %s", path, why);
+    }
+    /* MDB_NOLOCK: nothing but this writer ever opens the temporary while it is written */
     int rc = mdb_env_create(&w->env);
     if (!rc) rc = mdb_env_set_maxdbs(w->env, 4);
     w->mapsize = (size_t)64 << 20;
     if (!rc) rc = mdb_env_set_mapsize(w->env, w->mapsize);
-    if (!rc) rc = mdb_env_open(w->env, path, MDB_NOSUBDIR | (o.no_sync ? MDB_NOSYNC : 0), 0644);
+    if (!rc) rc = mdb_env_open(w->env, w->part, MDB_NOSUBDIR | MDB_NOLOCK | (o.no_sync ? MDB_NOSYNC : 0), 0644);
     if (rc) {
-        s = rc > 0 ? apd__err_sys(err, rc, path, "creating the LMDB environment")
-                   : apd__err_set(err, APD_ELMDB, "%s: creating the LMDB environment: %s", path, mdb_strerror(rc));
+        s = rc > 0 ? apd__err_sys(err, rc, w->part, "creating the LMDB environment")
+                   : apd__err_set(err, APD_ELMDB, "%s: creating the LMDB environment: %s", w->part, mdb_strerror(rc));
         writer_free(w);
-        unlink(path);
         return s;
     }
     MDB_txn *txn;
