@@ -749,6 +749,10 @@ int main(int argc, char **argv)
                 ctx.o.force ? "not a regular file; refusing to replace it" : "exists (use --force to overwrite)");
         return 1;
     }
+    unsigned stale = apd_writer_remove_stale(ctx.o.output);
+    if (stale && !ctx.o.quiet)
+        fprintf(stderr, TOOL ": %s: removed %u temporar%s left by an interrupted run\n", ctx.o.output, stale,
+                stale == 1 ? "y" : "ies");
     ctx.t0 = apd__now();
     apd_import_opts io = {.size = ctx.o.size, .limit = ctx.o.limit, .warn = on_import_warning};
     apd_err err;

@@ -263,6 +263,11 @@ APD_API apd_status apd_writer_commit(apd_writer *w);
  *         PATH without force, or it is not a regular file), APD_EIO, APD_ENOMEM, APD_ELMDB,
  *         or the reader's status if the verification fails. */
 APD_API apd_status apd_writer_finish(apd_writer *w, apd_err *err);
+/* Remove the temporaries PATH.partial-XXXXXX (and their lock files) that writers of PATH left
+ * when they died (their flock is free; a live writer's are kept). apd_writer_create does this
+ * too; a tool may call it at start so that an interrupted run's leftovers go at once.
+ * Returns how many temporaries were removed. */
+APD_API unsigned apd_writer_remove_stale(const char *path);
 /* apd_writer_finish(w, NULL). */
 APD_API apd_status apd_writer_close(apd_writer *w);
 /* Abandon the file: remove the temporaries, leave PATH untouched, free the handle. NULL ok.

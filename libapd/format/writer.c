@@ -747,6 +747,11 @@ apd_status apd_writer_finish(apd_writer *w, apd_err *err)
     if (s == APD_OK && file == w->part) s = cover_last_page(w);
     if (w->env) mdb_env_close(w->env);
     w->env = NULL;
+    if (file == w->cpart) { /* compacted: the LMDB temporary is no longer needed */
+        apd__out_remove(w->part);
+        free(w->part);
+        w->part = NULL;
+    }
     if (s == APD_OK) s = verify_output(w, file);
     if (s == APD_OK) {
         char why[400];
@@ -757,13 +762,9 @@ apd_status apd_writer_finish(apd_writer *w, apd_err *err)
         char lock[8200];
         snprintf(lock, sizeof lock, "%s-lock", w->path); /* a lock table of the replaced file */
         unlink(lock);
-        if (file == w->part) {
-            free(w->part);
-            w->part = NULL;
-        } else {
-            free(w->cpart);
-            w->cpart = NULL;
-        }
+        char **published = file == w->part ? &w->part : &w->cpart;
+        free(*published);
+        *published = NULL;
     } else if (s == APD_EBADSTATE && !w->msg[0]) {
         wfail(w, s, 1, "an earlier error stopped this writer; nothing was written at the output");
     }
@@ -773,6 +774,8 @@ apd_status apd_writer_finish(apd_writer *w, apd_err *err)
 }
 
 apd_status apd_writer_close(apd_writer *w) { return apd_writer_finish(w, NULL); }
+
+unsigned apd_writer_remove_stale(const char *path) { return path ? apd__out_clean_stale(path) : 0; }
 
 void apd_writer_discard(apd_writer *w) { writer_free(w); }
 
