@@ -19,9 +19,9 @@
  *
  * usage: corrupt_campaign BINDIR [PYTHON_SCRIPT]      (BINDIR holds the tools and libapd.so)
  *        corrupt_campaign --replay FILE.apd BASE      (BASE: inline|overflow|zstd|direct)
- * APD_CORRUPT_LONG=1 (scripts/reliability-long.sh) runs the long form (8x the random cases, every page pair swapped for
- * small files); APD_CORRUPT_SEED=S changes the seed (default 1). Exit 0 iff 0 crashes, 0 hangs,
- * 0 wrong results and 0 messages without the file name.
+ * APD_CORRUPT_LONG=1 (scripts/reliability-long.sh) runs the long form: 8x the random cases,
+ * every page pair swapped for small files. APD_CORRUPT_SEED=S changes the seed (default 1).
+ * Exit 0 iff 0 crashes, 0 hangs, 0 wrong results and 0 messages without the file name.
  */
 #define _GNU_SOURCE
 #include <errno.h>
