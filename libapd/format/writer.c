@@ -40,6 +40,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
+#include "common/names.h"
 #include "format/format_internal.h"
 #include "format/json.h"
 #include "format/output.h"
@@ -856,9 +857,11 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     if (o.n_classes && o.class_names) {
         w->class_names = calloc(o.n_classes, sizeof *w->class_names);
         if (w->class_names)
-            for (uint32_t i = 0; i < o.n_classes; i++) {
-                memcpy(w->class_names[i], o.class_names[i], 63);
-                w->class_names[i][63] = 0;
+            for (uint32_t i = 0; i < o.n_classes; i++) { /* valid UTF-8, cut on a boundary */
+                char name[64];
+                memcpy(name, o.class_names[i], 63);
+                name[63] = 0;
+                apd__utf8_fit(w->class_names[i], sizeof w->class_names[i], name);
             }
     }
     if (!w->path || !w->stage_off || !w->tmp || !w->ztmp || !w->cctx ||

@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "common/names.h"
 #include "io/io_internal.h"
 
 typedef struct str_list {
@@ -247,11 +248,12 @@ apd_status apd__import_folder(apd_dataset *out, const char *dir, const char *spl
         out->labels[i] = labels[i];
         out->source_ids[i] = i;
     }
-    for (size_t ci = 0; ci < classes.n; ci++) {
-        if (strlen(classes.v[ci]) >= APD_MAX_CLASS_NAME)
-            apd__io_warn(o, "%s/%s: class name truncated to %d bytes", root, classes.v[ci], APD_MAX_CLASS_NAME - 1);
-        snprintf(out->class_names[ci], APD_MAX_CLASS_NAME, "%.*s", APD_MAX_CLASS_NAME - 1, classes.v[ci]);
-    }
+    for (size_t ci = 0; ci < classes.n; ci++) /* valid UTF-8, cut on a character boundary */
+        if (apd__utf8_fit(out->class_names[ci], APD_MAX_CLASS_NAME, classes.v[ci]))
+            apd__io_warn(o, "%s/%s: class name shortened to \"%s\" (at most %d bytes of UTF-8)", root, classes.v[ci],
+                         out->class_names[ci], APD_MAX_CLASS_NAME - 1);
+    if (apd__names_distinct(&out->class_names[0][0], classes.n, APD_MAX_CLASS_NAME))
+        apd__io_warn(o, "%s: class names that were equal after shortening got a suffix ~2, ~3, ...", root);
     /* name: the folder's base name */
     char base[PATHBUF];
     memcpy(base, root, strlen(root) + 1);

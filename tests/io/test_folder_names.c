@@ -1,0 +1,123 @@
+/* test_folder_names.c: class names from folder names are valid UTF-8 and distinct.
+ *  - apd__utf8_seq accepts exactly the well-formed sequences (overlong forms, surrogates,
+ *    code points above U+10FFFF, stray continuation bytes rejected);
+ *  - apd__utf8_fit cuts on a character boundary and replaces invalid bytes;
+ *  - apd__names_distinct suffixes repeats ~2, ~3 within the size;
+ *  - end to end: two class folders whose names differ only after byte 63, in the middle of
+ *    a 3-byte character, import as two distinct valid UTF-8 class names of <= 63 bytes,
+ *    which the writer stores unchanged.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apd/format.h"
+#include "apd/io.h"
+#include "common/names.h"
+#include "io_test_util.h"
+
+static int valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = apd__utf8_seq(p + i, n - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
+START_TEST(utf8_sequences)
+{
+    struct { const char *b; size_t len; } ok[] = {{"A", 1}, {"\xC2\xA9", 2}, {"\xE2\x82\xAC", 3},
+        {"\xED\x9F\xBF", 3}, {"\xF0\x9F\x98\x80", 4}, {"\xF4\x8F\xBF\xBF", 4}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        ck_assert_uint_eq(apd__utf8_seq((const unsigned char *)ok[i].b, strlen(ok[i].b)), ok[i].len);
+    const char *bad[] = {"\x80", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+                         "\xF5\x80\x80\x80", "\xE2\x82", "\xE2\x28\xA1", "\xFF"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_uint_eq(apd__utf8_seq((const unsigned char *)bad[i], strlen(bad[i])), 0);
+    char out[8];
+    /* "a" + 3 euro signs = 10 bytes; 7 fit, the third euro sign would be split */
+    ck_assert_int_eq(apd__utf8_fit(out, sizeof out, "a\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC"), 1);
+    ck_assert_str_eq(out, "a\xE2\x82\xAC\xE2\x82\xAC");
+    ck_assert_int_eq(apd__utf8_fit(out, sizeof out, "ab\xFF" "c"), 1);
+    ck_assert_str_eq(out, "ab?c");
+    ck_assert_int_eq(apd__utf8_fit(out, sizeof out, "abc"), 0);
+    char names[4][8] = {"same", "same", "same", "same~2"};
+    ck_assert_uint_eq(apd__names_distinct(&names[0][0], 4, 8), 2);
+    ck_assert_str_eq(names[1], "same~3"); /* ~2 is taken by a later name */
+    ck_assert_str_eq(names[2], "same~4");
+    char full[2][8] = {"abcdefg", "abcdefg"};
+    ck_assert_uint_eq(apd__names_distinct(&full[0][0], 2, 8), 1);
+    ck_assert_str_eq(full[1], "abcde~2");
+}
+END_TEST
+
+START_TEST(long_folder_names)
+{
+    char *dir = tu_tmpdir("names");
+    char n1[200] = "a", n2[200] = "a", path[700];
+    for (int i = 0; i < 40; i++) strcat(n1, "\xE2\x82\xAC"); /* a + 40 euro signs: 121 bytes */
+    for (int i = 0; i < 41; i++) strcat(n2, "\xE2\x82\xAC");
+    const char *names[2] = {n1, n2};
+    uint8_t px[8 * 8 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 13);
+    for (int c = 0; c < 2; c++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[c]);
+        tu_mkdir(path);
+        snprintf(path, sizeof path, "%s/%s/0.png", dir, names[c]);
+        tu_png_raw(path, 8, 8, 2, 8, px, NULL, 0);
+    }
+    apd_dataset ds;
+    apd_err err;
+    char spec[600];
+    snprintf(spec, sizeof spec, "folder:%s", dir);
+    ck_assert_msg(apd_import(&ds, spec, NULL, NULL, &err) == APD_OK, "%s", err.msg);
+    ck_assert_uint_eq(ds.n_classes, 2);
+    for (int c = 0; c < 2; c++) {
+        ck_assert_uint_le(strlen(ds.class_names[c]), 63);
+        ck_assert_msg(valid_utf8(ds.class_names[c]), "class %d: invalid UTF-8", c);
+    }
+    ck_assert_str_ne(ds.class_names[0], ds.class_names[1]);
+    /* the writer keeps them */
+    snprintf(path, sizeof path, "%s/t.apd", dir);
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.kind = APD_KIND_DIRECT;
+    o.c = ds.c;
+    o.h = ds.h;
+    o.w = ds.w;
+    o.n_classes = ds.n_classes;
+    o.class_names = (const char(*)[64])ds.class_names;
+    o.no_sync = 1;
+    apd_writer *w;
+    ck_assert_msg(apd_writer_create(&w, path, &o, &err) == APD_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < ds.n; i++)
+        ck_assert_int_eq(apd_writer_put_direct(w, ds.pixels + i * ds.c * ds.h * ds.w, ds.labels[i], i), APD_OK);
+    ck_assert_msg(apd_writer_finish(w, &err) == APD_OK, "%s", err.msg);
+    apd_reader *r;
+    ck_assert_msg(apd_reader_open(&r, path, NULL, &err) == APD_OK, "%s", err.msg);
+    for (uint32_t c = 0; c < 2; c++) ck_assert_str_eq(apd_reader_class_name(r, c), ds.class_names[c]);
+    printf("long_folder_names: \"%s\" and \"%s\"\n", ds.class_names[0], ds.class_names[1]);
+    apd_reader_close(r);
+    apd_dataset_free(&ds);
+    tu_rm_rf(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("folder_names");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, utf8_sequences);
+    tcase_add_test(tc, long_folder_names);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? 1 : 0;
+}
