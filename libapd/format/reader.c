@@ -556,8 +556,11 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
         apd__unpack(body + pl, r->g.npix, r->g.bits, indices);
         uint8_t mx = 0;
         for (size_t p = 0; p < r->g.npix; p++) mx = indices[p] > mx ? indices[p] : mx;
+        size_t tail = (r->g.npix * r->g.bits) % 8; /* bits used in the last packed byte */
         if (mx >= rec.k)
             s = rfail(r, APD_ECORRUPT, 0, "record %llu: index %u >= palette size %u", (unsigned long long)i, mx, rec.k);
+        else if (tail && (body[pl + r->g.packed - 1] >> tail))
+            s = rfail(r, APD_ECORRUPT, 0, "record %llu: nonzero padding bits after the last index", (unsigned long long)i);
     }
     free(owned);
     if (s == APD_OK && label) *label = rec.label;

@@ -447,6 +447,31 @@ START_TEST(convert_keeps_outputs)
 }
 END_TEST
 
+/* Every read path checks the padding bits after the last index (the raw-record path used by
+ * apd-info --record and apd-export --png used to skip them). */
+START_TEST(record_padding_every_path)
+{
+    char src[512], path[300], cmd[1500], out[2048];
+    snprintf(src, sizeof src, "%s/tests/data/bad/record_padding.apd", APD_SOURCE_DIR);
+    fmt_path(path, sizeof path, "padding.apd");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, path);
+    ck_assert_int_eq(system(cmd), 0);
+    apd_reader *r;
+    apd_err err;
+    ck_assert_int_eq(apd_reader_open(&r, path, NULL, &err), APD_OK);
+    uint8_t pal[768], idx[6], img[18];
+    uint32_t k;
+    ck_assert_int_eq(apd_reader_record(r, 0, pal, &k, idx, NULL), APD_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(apd_reader_errmsg(r), "padding"));
+    ck_assert_int_eq(apd_reader_decode(r, 0, APD_LAYOUT_HWC, img, sizeof img, NULL), APD_ECORRUPT);
+    ck_assert_int_eq(apd_reader_verify_record(r, 0), APD_ECORRUPT);
+    apd_reader_close(r);
+    snprintf(cmd, sizeof cmd, "'%s/apd-info' --record 0 '%s'", APD_BINARY_DIR, path);
+    ck_assert_int_eq(sh(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "padding"), "%s", out);
+}
+END_TEST
+
 Suite *container_suite(void);
 Suite *container_suite(void)
 {
@@ -460,6 +485,7 @@ Suite *container_suite(void)
     tcase_add_test(tc, stale_temporaries_removed);
     tcase_add_test(tc, stale_lock_table);
     tcase_add_test(tc, convert_keeps_outputs);
+    tcase_add_test(tc, record_padding_every_path);
     suite_add_tcase(s, tc);
     return s;
 }
