@@ -43,8 +43,25 @@ def version():
 
 
 def _check_path(path):
+    """(str path for messages, bytes path for the library). str, bytes or os.PathLike; a NUL
+    byte is refused (the library would silently open the path up to it), as open() does."""
     path = os.fspath(path)
-    return path, path.encode()
+    if isinstance(path, bytes):
+        bpath, path = path, os.fsdecode(path)
+    else:
+        bpath = os.fsencode(path)
+    if b"\0" in bpath:
+        raise ValueError("embedded null byte in path %r" % path)
+    return path, bpath
+
+
+def _uint(name, v, bits=32):
+    """int(v) if it fits an unsigned C field of `bits` bits; ctypes would silently keep only
+    the low bits (world_size 2**32 + 1 became 1)."""
+    v = int(v)
+    if not 0 <= v < (1 << bits):
+        raise ValueError("%s %d outside [0, 2**%d)" % (name, v, bits))
+    return v
 
 
 class Dataset:
@@ -127,6 +144,11 @@ class Dataset:
         return out, int(lab.value)
 
     def label(self, i):
+        i = int(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:  # ctypes would pass i mod 2**64: 2**64 + 5 read record 5
+            raise IndexError("record %d out of range [0, %d)" % (i, self._n))
         self._alive()
         lab = _c.c_uint32()
         st = _L.apd_reader_label(self._h, int(i), _c.byref(lab))
@@ -188,15 +210,15 @@ class Loader:
         self._pid = os.getpid()
         o = _lib.LoaderOpts()
         _L.apd_loader_opts_default(_c.byref(o))
-        o.batch_size = self.batch_size
+        o.batch_size = _uint("batch_size", self.batch_size)
         o.shuffle = 1 if shuffle else 0
         o.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-        o.epoch = int(epoch)
+        o.epoch = _uint("epoch", epoch, 64)
         o.drop_last = 1 if drop_last else 0
-        o.rank = int(rank)
-        o.world_size = int(world_size)
-        o.threads = int(threads)
-        o.prefetch = int(prefetch)
+        o.rank = _uint("rank", rank)
+        o.world_size = _uint("world_size", world_size)
+        o.threads = _uint("threads", threads)
+        o.prefetch = _uint("prefetch", prefetch)
         o.output = out
         o.skip_corrupt = 1 if skip_corrupt else 0
         if mean is not None or std is not None:
@@ -207,7 +229,7 @@ class Loader:
                 o.mean[i] = float(m)
                 o.std[i] = float(s)
         if classes is not None:
-            cls = (_c.c_uint32 * len(classes))(*[int(c) for c in classes])
+            cls = (_c.c_uint32 * len(classes))(*[_uint("class", c) for c in classes])
             o.classes = cls
             o.n_classes_subset = len(classes)
         if o.batch_size < 1:
@@ -321,7 +343,7 @@ class Loader:
         return {"seed": st.seed, "epoch": st.epoch, "cursor": st.cursor, "n": st.n}
 
     def load_state_dict(self, d):
-        st = _lib.LoaderState(int(d["seed"]), int(d["epoch"]), int(d["cursor"]), int(d["n"]))
+        st = _lib.LoaderState(*[_uint(k, d[k], 64) for k in ("seed", "epoch", "cursor", "n")])
         h = self._alive()
         rc = _L.apd_loader_set_state(h, _c.byref(st))
         if rc != 0:
@@ -330,7 +352,7 @@ class Loader:
     def set_epoch(self, epoch):
         """Start epoch `epoch` from its beginning (same seed)."""
         h = self._alive()
-        rc = _L.apd_loader_set_epoch(h, int(epoch))
+        rc = _L.apd_loader_set_epoch(h, _uint("epoch", epoch, 64))
         if rc != 0:
             raise ApdError(rc, _lib.text(_L.apd_loader_errmsg(h)))
 

@@ -222,3 +222,47 @@ def test_next_batch_into_given_arrays(synth):
     assert np.array_equal(x[5], apd.open(synth, layout="chw")[5][0])
     with pytest.raises(ValueError):
         ld.next_batch(out=(np.zeros((32, 8, 8, 3), np.uint8), y))
+
+
+def test_out_of_range_ints_and_paths_refused(synth):
+    """ctypes keeps only the low bits of an int: label(2**64 + 5) read record 5, world_size
+    2**32 + 1 ran as 1, and a path with a NUL byte opened the path up to it."""
+    ds = apd.open(synth)
+    n = len(ds)
+    assert ds.label(-1) == ds.label(n - 1)
+    for bad in (n, 2 ** 64 + 5, -n - 1):
+        with pytest.raises(IndexError):
+            ds.label(bad)
+    for kw in ({"world_size": 2 ** 32 + 1}, {"rank": 2 ** 32}, {"batch_size": 2 ** 32 + 4},
+               {"threads": -1}, {"epoch": 2 ** 64}):
+        with pytest.raises(ValueError):
+            apd.Loader(synth, batch_size=kw.pop("batch_size", 4), **kw)
+    with pytest.raises(ValueError):
+        apd.open(synth + "\0junk")
+    with pytest.raises(ValueError):
+        apd.Loader(synth + "\0junk", batch_size=4)
+    assert len(apd.open(os.fsencode(synth))) == n  # a bytes path is a path
+    ds.close()
+
+
+def test_truncated_or_damaged_file_raises(synth, tmp_path):
+    """A cut or damaged file is an ApdError naming it, never a crash of the interpreter (it
+    was SIGBUS inside LMDB): run in a child so that a crash fails the test."""
+    data = open(synth, "rb").read()
+    cases = {"cut.apd": data[:-4096], "cut37.apd": data[:-37],
+             "zeroed.apd": data[:-4096] + bytes(4096)}
+    for name, b in cases.items():
+        (tmp_path / name).write_bytes(b)
+    code = ("import apd, sys\n"
+            "for p in sys.argv[1:]:\n"
+            "    try:\n"
+            "        apd.open(p)\n"
+            "        print('opened', p)\n"
+            "    except apd.ApdError as e:\n"
+            "        assert p in str(e), e\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "python"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code] + [str(tmp_path / n) for n in cases],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "opened" not in r.stdout
