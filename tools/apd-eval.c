@@ -320,6 +320,13 @@ int main(int argc, char **argv)
                 train.n_classes, test_spec, test.n_classes);
         goto done;
     }
+    for (uint32_t k = 0; k < train.n_classes && train.class_names && test.class_names; k++) {
+        if (train.class_names[k][0] && test.class_names[k][0] && strcmp(train.class_names[k], test.class_names[k])) {
+            fprintf(stderr, "apd-eval: %s: class %u is \"%s\" but in test set %s it is \"%s\" (other class sets)\n",
+                    input_name, k, train.class_names[k], test_spec, test.class_names[k]);
+            goto done;
+        }
+    }
     for (uint64_t i = 0; i < train.n; i++) {
         if (train.labels[i] >= test.n_classes) {
             fprintf(stderr, "apd-eval: %s: record %llu has label %u, test set %s has %u classes\n",
