@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zdict.h>
@@ -321,6 +322,13 @@ static apd_status ensure_map(apd_writer *w, size_t bytes)
     return APD_OK;
 }
 
+/* LMDB turns a short write (a full disk) into EIO; tell that case apart for the message. */
+static int out_of_space(const apd_writer *w, size_t bytes)
+{
+    struct statvfs sv;
+    return w->part && statvfs(w->part, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < 2 * (uint64_t)bytes + 65536;
+}
+
 /* Write chunk value (if any), header and metadata in one transaction. */
 static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_len)
 {
@@ -407,7 +415,8 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
             continue;
         }
         s = wfail(w, lmdb_status(rc), 1, "writing chunk %llu: %s", (unsigned long long)w->chunk_no,
-                  mdb_strerror(rc));
+                  rc == EIO && out_of_space(w, chunk_len + jlen) ? "No space left on device (LMDB: short write)"
+                                                                   : mdb_strerror(rc));
         break;
     }
     free(jv);

@@ -1,4 +1,5 @@
-/* test_folder_names.c: class names from folder names are valid UTF-8 and distinct.
+/* test_io_inputs.c: names and messages of the importers.
+ * Class names from folder names are valid UTF-8 and distinct:
  *  - apd__utf8_seq accepts exactly the well-formed sequences (overlong forms, surrogates,
  *    code points above U+10FFFF, stray continuation bytes rejected);
  *  - apd__utf8_fit cuts on a character boundary and replaces invalid bytes;
@@ -6,6 +7,7 @@
  *  - end to end: two class folders whose names differ only after byte 63, in the middle of
  *    a 3-byte character, import as two distinct valid UTF-8 class names of <= 63 bytes,
  *    which the writer stores unchanged.
+ * An IDX label file with 2 dimensions is refused with "expected 1" (it said "expected 10").
  */
 #include <check.h>
 #include <stdio.h>
@@ -108,12 +110,33 @@ START_TEST(long_folder_names)
 }
 END_TEST
 
+START_TEST(idx_dimension_message)
+{
+    char *dir = tu_tmpdir("idxdims");
+    char ip[600], lp[600], spec[1300];
+    uint8_t img[16 + 32] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4};
+    uint8_t lab[12 + 2] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1};
+    snprintf(ip, sizeof ip, "%s/i.idx", dir);
+    snprintf(lp, sizeof lp, "%s/l.idx", dir);
+    tu_write(ip, img, sizeof img);
+    tu_write(lp, lab, sizeof lab);
+    snprintf(spec, sizeof spec, "idx:%s,%s", ip, lp);
+    apd_dataset ds;
+    apd_err err;
+    ck_assert_int_eq(apd_import(&ds, spec, NULL, NULL, &err), APD_ECORRUPT);
+    ck_assert_msg(strstr(err.msg, "2 dimensions, expected 1") && !strstr(err.msg, "expected 10"), "%s", err.msg);
+    ck_assert_ptr_nonnull(strstr(err.msg, lp));
+    tu_rm_rf(dir);
+}
+END_TEST
+
 int main(void)
 {
-    Suite *s = suite_create("folder_names");
+    Suite *s = suite_create("io_inputs");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, utf8_sequences);
     tcase_add_test(tc, long_folder_names);
+    tcase_add_test(tc, idx_dimension_message);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
