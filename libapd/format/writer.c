@@ -1,12 +1,12 @@
 /* format/writer.c: apd_writer, which appends records to a new .apd file (apd/format.h).
  *
- * How it stays consistent when killed: records are staged in memory for the current chunk;
- * every flush writes, in ONE LMDB write transaction, the current chunk value, the binary
- * header (with the committed record count) and the metadata document (with counts per
- * class). LMDB commits are atomic, so whatever was last committed is a complete, valid file
- * whose count, chunks and class counts agree. The file is committed empty at creation, so it
- * is valid from the start. A flush happens whenever a chunk fills, on apd_writer_commit and on
- * close. A partial chunk is rewritten (with more records) by the next flush.
+ * Commits: records are staged in memory for the current chunk; every flush writes, in ONE
+ * LMDB write transaction, the current chunk value, the binary header (with the committed
+ * record count) and the metadata document (with counts per class). LMDB commits are atomic,
+ * so whatever was last committed is a consistent file whose count, chunks and class counts
+ * agree, marked "complete": false until the final commit. The file is committed empty at
+ * creation. A flush happens whenever a chunk fills, on apd_writer_commit and on finish. A
+ * partial chunk is rewritten (with more records) by the next flush.
  *
  * Map growth: LMDB needs a map size up front; before each write transaction the writer makes
  * sure the map has room for twice what it is about to write (LMDB is copy-on-write) and

@@ -107,6 +107,7 @@ START_TEST(long_folder_names)
     apd_reader_close(r);
     apd_dataset_free(&ds);
     tu_rm_rf(dir);
+    free(dir);
 }
 END_TEST
 
@@ -127,6 +128,7 @@ START_TEST(idx_dimension_message)
     ck_assert_msg(strstr(err.msg, "2 dimensions, expected 1") && !strstr(err.msg, "expected 10"), "%s", err.msg);
     ck_assert_ptr_nonnull(strstr(err.msg, lp));
     tu_rm_rf(dir);
+    free(dir);
 }
 END_TEST
 
