@@ -3,7 +3,7 @@
 print the accuracy on a real test set.
 
     APD_LIBRARY=build/libapd.so PYTHONPATH=python /usr/bin/python3 examples/train_torch.py \
-        train.apd --test ../shared/data/cifar10-dev/test.bin --epochs 20
+        train.apd --test /path/to/cifar-10-batches-bin/test_batch.bin --epochs 20
 
 train: any .apd (palette or direct; e.g. from apd-convert). --test: an .apd (for instance
 the real test split converted with `apd-convert --method direct`) or a CIFAR-10/100 binary

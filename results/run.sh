@@ -13,8 +13,10 @@
 #
 # Environment (defaults = the schedule RESULTS.md states):
 #   APD_BIN (build)   OUT (results/out)   ITERS (60)   BATCH_REAL (32)   EPOCHS (30)   RUNS (3)
-#   SELECT_EPOCHS (1) SELECT_LIMIT (300)  THREADS (2)  CIFAR (../shared/data/cifar10-dev)
-#   FOLDER (../shared/data/cifar10-folder: train/<class>/*.jpg, test/<class>/*.jpg)
+#   SELECT_EPOCHS (1) SELECT_LIMIT (300)  THREADS (2)
+#   DATA: folder of the CIFAR data (not in the repository), needed by the CIFAR and folder groups:
+#   CIFAR ($DATA/cifar10-dev: train.bin + test.bin, CIFAR binary layout, or a CIFAR-10 download)
+#   FOLDER ($DATA/cifar10-folder: train/<class>/*.jpg, test/<class>/*.jpg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${APD_BIN:-build}
@@ -26,8 +28,9 @@ RUNS=${RUNS:-3}
 SELECT_EPOCHS=${SELECT_EPOCHS:-1}
 SELECT_LIMIT=${SELECT_LIMIT:-300}
 THREADS=${THREADS:-2}
-CIFAR=${CIFAR:-$(cd .. && pwd)/shared/data/cifar10-dev}
-FOLDER=${FOLDER:-$(cd .. && pwd)/shared/data/cifar10-folder}
+DATA=${DATA:-}
+CIFAR=${CIFAR:-${DATA:+$DATA/cifar10-dev}}
+FOLDER=${FOLDER:-${DATA:+$DATA/cifar10-folder}}
 mkdir -p "$OUT"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
 
@@ -77,6 +80,19 @@ ablation() {
 }
 
 groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill"}
+# need VAR DIR GROUP: stop before any work if a group's data folder is missing
+need() {
+  if [ -z "$2" ] || [ ! -d "$2" ]; then
+    echo "results/run.sh: group $3 needs $1 (='$2'); set DATA=DIR (DIR/cifar10-dev, DIR/cifar10-folder) or $1=DIR" >&2
+    exit 2
+  fi
+}
+for g in $groups; do
+  case $g in
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill) need CIFAR "$CIFAR" "$g" ;;
+    folder) need FOLDER "$FOLDER" "$g" ;;
+  esac
+done
 for g in $groups; do
   case $g in
     fmnist10) headline fmnist fashion-mnist fashion-mnist 10 16 ;;

@@ -221,8 +221,12 @@ def parse_header(v):
     if struct.unpack_from("<I", v, hlen - 4)[0] != crc32c(v[:hlen - 4]):
         raise Bad("header: CRC mismatch")
     (kind, c, bits, flags, k, rsv0, h, w, N, n_classes, n) = struct.unpack_from("<BBBBHHIIIIQ", v, 16)
-    if rsv0 or any(v[48:60]) or flags & ~1:
+    if flags & 2:
+        raise Bad("header: file uses format 1.1 feature soft labels, not read here")
+    if rsv0 or any(v[48:60]) or flags & ~5:
         raise Bad("header: reserved bytes not zero")
+    if flags & 4 and (minor < 1 or kind != 1):
+        raise Bad("header: index model flag needs minor >= 1 and palette records")
     if kind not in (1, 2) or c not in (1, 3):
         raise Bad("header: kind or c invalid")
     if kind == 1 and not (1 <= k <= 256 and bits == bits_for_k(k)):
@@ -231,7 +235,8 @@ def parse_header(v):
         raise Bad("header: direct file with k or bits")
     if not (h and w and N) or h > 4096 or w > 4096:
         raise Bad("header: size invalid or above the limit")
-    return dict(major=major, minor=minor, kind=kind, c=c, bits=bits, has_dict=flags & 1, k=k,
+    return dict(major=major, minor=minor, kind=kind, c=c, bits=bits, has_dict=flags & 1,
+                has_imodel=flags & 4, k=k,
                 h=h, w=w, N=N, n_classes=n_classes, n=n)
 
 
@@ -265,6 +270,105 @@ def parse_meta(v, hd):
     return doc
 
 
+# ---- section 8.1: index model (meta/imodel) -----------------------------------------------
+NCTX, M, L, LANES = 192, 1024, 1 << 16, 8
+EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
+
+
+def parse_imodel(v, c, bits):
+    if len(v) < 16 or struct.unpack_from("<I", v)[0] != crc32c(v[4:]):
+        raise Bad("index model: short or CRC mismatch")
+    if v[4:8] != b"APDM" or v[8] != 1:
+        raise Bad("index model: magic or version")
+    if (v[9], v[10], v[11], v[12], v[13]) != (c, bits, LANES, 10, NCTX) or v[14] or v[15]:
+        raise Bad("index model: header fields")
+    pos, tables = 16, []
+    for t in range(NCTX + c):
+        freqs = []
+        for _ in range((1 << bits) if t < NCTX else 256):
+            if pos >= len(v):
+                raise Bad("index model: truncated")
+            f = v[pos] & 0x7F
+            if v[pos] & 0x80:
+                if pos + 1 >= len(v) or not 1 <= v[pos + 1] <= 8:
+                    raise Bad("index model: bad varint")
+                f |= v[pos + 1] << 7
+                pos += 1
+            pos += 1
+            freqs.append(f)
+        total = sum(freqs)
+        if total != M and not (t < NCTX and total == 0):
+            raise Bad("index model: table %d sums to %d" % (t, total))
+        cum = [sum(freqs[:s]) for s in range(len(freqs))]
+        tables.append((freqs, cum))
+    if pos != len(v):
+        raise Bad("index model: trailing bytes")
+    return tables
+
+
+# ---- section 7.4: coded palette body ------------------------------------------------------
+def context(a, b, cc):
+    """Section 7.4.2: MED prediction and context of a pixel from left, up, up-left."""
+    mn, mx = min(a, b), max(a, b)
+    if cc >= mx:
+        case, pred = 0, mn
+    elif cc <= mn:
+        case, pred = 1, mx
+    else:
+        case, pred = 2, a + b - cc
+    rng = max(a, b, cc) - min(a, b, cc)
+    cls = sum(1 for e in EDGES if rng >= e)
+    d = mx - mn
+    return 4 * (3 * cls + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
+
+
+def decode_coded(body, tables, k, c, h, w, bits):
+    hb = 4 * LANES
+    if len(body) < hb or (len(body) - hb) % 2:
+        raise Bad("coded body length")
+    x = list(struct.unpack_from("<%dI" % LANES, body))
+    if any(s < L for s in x):
+        raise Bad("coded body: state below 2^16")
+    words = [struct.unpack_from("<H", body, hb + 2 * i)[0] for i in range((len(body) - hb) // 2)]
+    pos = [0]
+
+    def sym(lane, t):
+        freqs, cum = tables[t]
+        if not any(freqs):
+            raise Bad("coded body uses an empty context")
+        slot = x[lane] % M
+        s = max(i for i in range(len(freqs)) if freqs[i] and cum[i] <= slot)
+        xn = freqs[s] * (x[lane] >> 10) + slot - cum[s]
+        if xn < L:
+            if pos[0] >= len(words):
+                raise Bad("coded body ends early")
+            xn = (xn << 16) | words[pos[0]]
+            pos[0] += 1
+        x[lane] = xn
+        return s
+
+    pal, prev = bytearray(k * c), [0] * c
+    for j in range(k * c):
+        prev[j % c] = (prev[j % c] + sym(j % LANES, NCTX + j % c)) % 256
+        pal[j] = prev[j % c]
+    idx = [[0] * w for _ in range(h)]
+    get = lambda y, xx: idx[y][xx] if y >= 0 and xx >= 0 else 0  # noqa: E731
+    for y0 in range(0, h, LANES):
+        nl = min(LANES, h - y0)
+        for t in range(w + nl - 1):
+            for lane in range(nl):
+                xx, y = t - lane, y0 + lane
+                if 0 <= xx < w:
+                    ctx, pred = context(get(y, xx - 1), get(y - 1, xx), get(y - 1, xx - 1))
+                    v = (pred + sym(lane, ctx)) % (1 << bits)
+                    if v >= k:
+                        raise Bad("coded index >= palette size")
+                    idx[y][xx] = v
+    if pos[0] != len(words) or x != [L] * LANES:
+        raise Bad("coded body: words left over or final states not 2^16")
+    return bytes(pal), [v for row in idx for v in row]
+
+
 # ---- sections 6-7: chunks and records ------------------------------------------------------
 def unpack_indices(packed, npix, b):
     """Section 7.1: LSB-first little-endian bit stream; padding bits must be zero."""
@@ -276,14 +380,16 @@ def unpack_indices(packed, npix, b):
     return out
 
 
-def decode_record(rec, hd, zdict):
+def decode_record(rec, hd, zdict, imodel=None):
     if len(rec) < 12:
         raise Bad("record shorter than its header")
     if struct.unpack_from("<I", rec)[0] != crc32c(rec[4:]):
         raise Bad("record CRC mismatch")
     flags, km1, rsv, label = struct.unpack_from("<BBHI", rec, 4)
-    if flags & 0xE0 or (flags & 3) != hd["kind"] or rsv or ((flags & 0x10) and not (flags & 0x08)):
+    if flags & 0xA0 or (flags & 3) != hd["kind"] or rsv or ((flags & 0x10) and not (flags & 0x08)):
         raise Bad("record flags/reserved")
+    if flags & 0x40 and (not hd["has_imodel"] or flags & 0x08):
+        raise Bad("coded record without index model, or also zstd")
     if hd["n_classes"] and label >= hd["n_classes"]:
         raise Bad("label out of range")
     off, sid = 12, None
@@ -304,7 +410,10 @@ def decode_record(rec, hd, zdict):
             raise Bad("direct record with k field")
         raw_len = c * npix
     body = rec[off:]
-    if flags & 8:
+    coded = None
+    if flags & 0x40:
+        coded = decode_coded(body, imodel, k, c, h, w, hd["bits"])
+    elif flags & 8:
         params = zstandard.get_frame_parameters(body)
         if params.content_size != raw_len:
             raise Bad("zstd frame content size")
@@ -321,9 +430,12 @@ def decode_record(rec, hd, zdict):
             raise Bad("zstd frame does not span the body / wrong size")
     elif len(body) != raw_len:
         raise Bad("body length")
-    if hd["kind"] == 1:
+    if coded:
+        pal, idx = coded
+    elif hd["kind"] == 1:
         pal = body[:k * c]
         idx = unpack_indices(body[k * c:], npix, hd["bits"])
+    if hd["kind"] == 1:
         if any(i >= k for i in idx):
             raise Bad("index >= palette size")
         hwc = bytearray(npix * c)
@@ -360,6 +472,12 @@ def read_file(path):
                 if dv is None or struct.unpack_from("<I", dv)[0] != crc32c(dv[4:]):
                     raise Bad("dictionary missing or CRC mismatch")
                 zdict = dv[4:]
+            imodel = None
+            if hd["has_imodel"]:
+                mv = txn.get(b"imodel", db=meta)
+                if mv is None:
+                    raise Bad("index model missing")
+                imodel = parse_imodel(mv, hd["c"], hd["bits"])
             n, N = hd["n"], hd["N"]
             nchunks = (n + N - 1) // N
             if txn.stat(chunks)["entries"] != nchunks:
@@ -382,7 +500,7 @@ def read_file(path):
                 if offs[0] != table or offs[-1] != len(cv) or any(b - a < 12 for a, b in zip(offs, offs[1:])):
                     raise Bad("chunk %d offsets" % cno)
                 for j in range(cn):
-                    records.append(decode_record(cv[offs[j]:offs[j + 1]], hd, zdict))
+                    records.append(decode_record(cv[offs[j]:offs[j + 1]], hd, zdict, imodel))
     finally:
         env.close()
     return hd, doc, records, zdict
@@ -411,6 +529,26 @@ def compare(path, dump):
              hd["n_classes"], "yes" if zdict else "no"))
 
 
+def example_13_1():
+    """Spec section 13.1: the worked example of a coded record, built from its description."""
+    def varint(f):
+        return bytes([f]) if f < 128 else bytes([(f & 0x7F) | 0x80, f >> 7])
+    idx_tables = [[0, 0, 0, 0] for _ in range(NCTX)]
+    idx_tables[0] = [512, 256, 256, 0]
+    idx_tables[17] = [0, 512, 512, 0]
+    idx_tables[29] = [0, 0, 0, 1024]
+    payload = b"APDM" + bytes([1, 1, 2, 8, 10, 192, 0, 0])
+    payload += b"".join(varint(f) for t in idx_tables for f in t) + bytes([4]) * 256
+    model = struct.pack("<I", crc32c(payload)) + payload
+    if len(model) != 1046 or crc32c(payload) != 0xCA76A649:
+        raise Bad("section 13.1: model bytes differ from the spec")
+    body = bytes.fromhex("00000410 00020b08 fc010001".replace(" ", "")) + bytes.fromhex("00000100") * 5
+    pal, idx = decode_coded(body, parse_imodel(model, 1, 2), 3, 1, 2, 3, 2)
+    if pal != bytes([0, 128, 255]) or idx != [0, 1, 2, 2, 1, 0]:
+        raise Bad("section 13.1: example decodes to %r %r" % (pal, idx))
+    print("section 13.1 example: palette 0 128 255, indices 0 1 2 / 2 1 0 (as the spec says)")
+
+
 def check_bad(d):
     failures = 0
     with open(os.path.join(d, "MANIFEST")) as f:
@@ -433,6 +571,7 @@ def check_bad(d):
 def main(argv):
     try:
         if len(argv) == 3 and argv[1] == "--dir":
+            example_13_1()
             files = sorted(f for f in os.listdir(argv[2]) if f.endswith(".apd"))
             if not files:
                 print("spec_reader: no .apd files in %s" % argv[2])

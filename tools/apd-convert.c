@@ -13,9 +13,13 @@
  * validate + run, and add a row to METHODS.
  *
  * Provenance written into every file: tool_version, command_line, method, seed, source
- * {name, split, spec, n, hash (apd_dataset_hash), counts}, hyperparameters {...}; quantize
- * also sets quantizer and colors; "created" comes from the writer (SOURCE_DATE_EPOCH pins it)
- * unless --created is given.
+ * (apd_dataset_source_json: name, split, spec, n, geometry, hash, counts), hyperparameters
+ * {...}; quantize also sets quantizer and colors; "created" comes from the writer
+ * (SOURCE_DATE_EPOCH pins it) unless --created is given.
+ *
+ * Progress and log lines: one tool_progress (tool_util.h) draws the progress line on a
+ * terminal; the distillation methods report through apd_distill_opts.progress_fn / log_fn,
+ * which print around that line.
  *
  * Determinism: images are quantized in parallel (apd_pool) into per-image slots and written
  * in input order by one thread, so the records are byte-identical for any --threads.
@@ -41,11 +45,16 @@
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/quant.h"
-#include "common/internal.h"
-#include "common/progress.h"
-#include "format/json.h"
+#include "tool_util.h"
 
 #define TOOL "apd-convert"
+
+/* Return the status of expr if it failed. */
+#define CV_TRY(expr)                                                                               \
+    do {                                                                                           \
+        apd_status cv_s_ = (expr);                                                                 \
+        if (cv_s_ != APD_OK) return cv_s_;                                                         \
+    } while (0)
 
 typedef struct cv_opts {
     const char *input, *split, *method, *output, *quantizer_name, *created;
@@ -53,8 +62,7 @@ typedef struct cv_opts {
     uint64_t seed, limit;
     int force, quiet;
     apd_quantizer quantizer;
-    /* ---- distillation options (owner: distillation engineer): add fields here ---- */
-    apd_distill_opts d; /* random | dm | autopalette (apd/distill.h) */
+    apd_distill_opts d; /* distillation methods: random | dm | autopalette (apd/distill.h) */
 } cv_opts;
 
 typedef struct cv_ctx {
@@ -66,6 +74,7 @@ typedef struct cv_ctx {
     apd_writer *w;
     char hash[17];
     double t0;
+    tool_progress prog; /* the progress line, shared by every phase */
 } cv_ctx;
 
 typedef struct cv_method {
@@ -105,41 +114,61 @@ static void on_import_warning(void *user, const char *msg)
 }
 
 /* argv joined with POSIX shell quoting where needed. */
-static void command_line(apd__sb *b, int argc, char **argv)
+static void command_line(tool_sb *b, int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int plain = *a != '\0';
         for (const char *p = a; *p; p++)
             if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%", *p)) plain = 0;
-        if (i) apd__sb_puts(b, " ");
+        if (i) tool_sb_puts(b, " ");
         if (plain) {
-            apd__sb_puts(b, a);
+            tool_sb_puts(b, a);
             continue;
         }
-        apd__sb_puts(b, "'");
+        tool_sb_puts(b, "'");
         for (const char *p = a; *p; p++) {
-            if (*p == '\'') apd__sb_puts(b, "'\\''");
-            else apd__sb_add(b, p, 1);
+            if (*p == '\'') tool_sb_puts(b, "'\\''");
+            else tool_sb_add(b, p, 1);
         }
-        apd__sb_puts(b, "'");
+        tool_sb_puts(b, "'");
     }
 }
 
-static apd_status set_meta_sb(cv_ctx *ctx, const char *key, apd__sb *b)
+/* Set metadata key to the JSON text json (NULL: out of memory building it). */
+static apd_status set_meta(cv_ctx *ctx, const char *key, const char *json)
 {
-    if (b->oom) return APD_ENOMEM;
-    apd_status s = apd_writer_set_meta(ctx->w, key, b->p ? b->p : "null");
+    if (!json) {
+        fprintf(stderr, TOOL ": %s: metadata '%s': out of memory\n", ctx->o.output, key);
+        return APD_ENOMEM;
+    }
+    apd_status s = apd_writer_set_meta(ctx->w, key, json);
     if (s != APD_OK) fprintf(stderr, TOOL ": %s: metadata '%s': %s\n", ctx->o.output, key, apd_writer_errmsg(ctx->w));
+    return s;
+}
+
+static apd_status set_meta_sb(cv_ctx *ctx, const char *key, tool_sb *b)
+{
+    apd_status s = set_meta(ctx, key, b->oom ? NULL : tool_sb_str(b));
+    tool_sb_free(b);
     return s;
 }
 
 static apd_status set_meta_str(cv_ctx *ctx, const char *key, const char *val)
 {
-    apd__sb b = {0};
-    apd__sb_jstr(&b, val);
-    apd_status s = set_meta_sb(ctx, key, &b);
-    apd__sb_free(&b);
+    tool_sb b = {0};
+    tool_sb_jstr(&b, val);
+    return set_meta_sb(ctx, key, &b);
+}
+
+/* The "source" object (apd_dataset_source_json: the one shape every producer writes). */
+static apd_status set_meta_source(cv_ctx *ctx)
+{
+    size_t need = apd_dataset_source_json(NULL, 0, &ctx->ds, ctx->hash, ctx->o.size);
+    char *src = malloc(need + 1);
+    if (src) apd_dataset_source_json(src, need + 1, &ctx->ds, ctx->hash, ctx->o.size);
+    apd_status s = set_meta(ctx, "source", src);
+    free(src);
     return s;
 }
 
@@ -164,55 +193,34 @@ static apd_status cv_writer_create(cv_ctx *ctx, uint32_t kind, uint32_t k)
     apd_err err;
     apd_status s = apd_writer_create(&ctx->w, ctx->o.output, &wo, &err);
     if (s != APD_OK) {
-        fprintf(stderr, TOOL ": %s\n", err.msg);
+        char why[700];
+        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
         return s;
     }
-    apd__sb b = {0};
-    apd__sb_printf(&b, "\"" TOOL " %s\"", apd_version());
-    APD_TRY(set_meta_sb(ctx, "tool_version", &b));
-    b.len = 0;
+    tool_sb b = {0};
+    tool_sb_printf(&b, "\"" TOOL " %s\"", apd_version());
+    CV_TRY(set_meta_sb(ctx, "tool_version", &b));
     command_line(&b, ctx->argc, ctx->argv);
-    char *cl = b.p ? strdup(b.p) : NULL;
-    apd__sb_free(&b);
-    if (!cl) return APD_ENOMEM;
+    char *cl = b.oom ? NULL : strdup(tool_sb_str(&b));
+    tool_sb_free(&b);
+    if (!cl) return set_meta(ctx, "command_line", NULL);
     s = set_meta_str(ctx, "command_line", cl);
     free(cl);
-    APD_TRY(s);
-    APD_TRY(set_meta_str(ctx, "method", ctx->o.method));
-    apd__sb_printf(&b, "%llu", (unsigned long long)ctx->o.seed);
-    APD_TRY(set_meta_sb(ctx, "seed", &b));
-    apd__sb_free(&b);
-    /* source identity */
-    apd__sb_puts(&b, "{\"name\": ");
-    apd__sb_jstr(&b, ctx->ds.name);
-    apd__sb_puts(&b, ", \"split\": ");
-    apd__sb_jstr(&b, ctx->ds.split);
-    apd__sb_puts(&b, ", \"spec\": ");
-    apd__sb_jstr(&b, ctx->ds.source);
-    apd__sb_printf(&b, ", \"n\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, \"hash\": \"apd-h64:%s\", \"counts\": [",
-                   (unsigned long long)ctx->ds.n, ctx->ds.c, ctx->ds.h, ctx->ds.w, ctx->hash);
-    uint64_t *counts = calloc(ctx->ds.n_classes ? ctx->ds.n_classes : 1, sizeof(uint64_t));
-    if (!counts) {
-        apd__sb_free(&b);
-        return APD_ENOMEM;
-    }
-    apd_dataset_class_counts(&ctx->ds, counts);
-    for (uint32_t i = 0; i < ctx->ds.n_classes; i++)
-        apd__sb_printf(&b, "%s%llu", i ? ", " : "", (unsigned long long)counts[i]);
-    free(counts);
-    if (ctx->o.size) apd__sb_printf(&b, "], \"resized_to\": %u}", ctx->o.size);
-    else apd__sb_puts(&b, "]}");
-    s = set_meta_sb(ctx, "source", &b);
-    apd__sb_free(&b);
-    APD_TRY(s);
-    if (ctx->o.created) APD_TRY(set_meta_str(ctx, "created", ctx->o.created));
+    CV_TRY(s);
+    CV_TRY(set_meta_str(ctx, "method", ctx->o.method));
+    tool_sb_printf(&b, "%llu", (unsigned long long)ctx->o.seed);
+    CV_TRY(set_meta_sb(ctx, "seed", &b));
+    CV_TRY(set_meta_source(ctx));
+    if (ctx->o.created) CV_TRY(set_meta_str(ctx, "created", ctx->o.created));
     return APD_OK;
 }
 
 static apd_status put_failed(cv_ctx *ctx, uint64_t i, apd_status s)
 {
-    fprintf(stderr, TOOL ": %s: record %llu: %s (%s)\n", ctx->o.output, (unsigned long long)i,
-            apd_writer_errmsg(ctx->w), apd_strerror(s));
+    char why[700];
+    tool_progress_stop(&ctx->prog);
+    fprintf(stderr, TOOL ": %s: record %llu: %s\n", ctx->o.output, (unsigned long long)i,
+            tool_why(why, sizeof why, apd_writer_errmsg(ctx->w), s));
     return s;
 }
 
@@ -249,7 +257,7 @@ static apd_status quantize_validate(cv_ctx *ctx)
         return APD_EINVAL;
     }
     if (!ctx->o.colors) {
-        usage_error("%s needs --colors K (1..256)", "--method quantize");
+        usage_error("--method quantize needs --colors K (1..%u)", APD_MAX_COLORS);
         return APD_EINVAL;
     }
     return APD_OK;
@@ -258,18 +266,15 @@ static apd_status quantize_validate(cv_ctx *ctx)
 static apd_status quantize_run(cv_ctx *ctx)
 {
     const apd_dataset *ds = &ctx->ds;
-    APD_TRY(cv_writer_create(ctx, APD_KIND_PALETTE, ctx->o.colors));
-    APD_TRY(set_meta_str(ctx, "quantizer", apd_quantizer_name(ctx->o.quantizer)));
-    apd__sb b = {0};
-    apd__sb_printf(&b, "%u", ctx->o.colors);
-    apd_status s = set_meta_sb(ctx, "colors", &b);
-    apd__sb_free(&b);
-    APD_TRY(s);
-    apd__sb_printf(&b, "{\"quantizer\": \"%s\", \"colors\": %u%s}", apd_quantizer_name(ctx->o.quantizer),
+    CV_TRY(cv_writer_create(ctx, APD_KIND_PALETTE, ctx->o.colors));
+    CV_TRY(set_meta_str(ctx, "quantizer", apd_quantizer_name(ctx->o.quantizer)));
+    tool_sb b = {0};
+    tool_sb_printf(&b, "%u", ctx->o.colors);
+    CV_TRY(set_meta_sb(ctx, "colors", &b));
+    tool_sb_printf(&b, "{\"quantizer\": \"%s\", \"colors\": %u%s}", apd_quantizer_name(ctx->o.quantizer),
                    ctx->o.colors, ctx->o.quantizer == APD_QUANT_KMEANS ? ", \"kmeans_init\": \"median-cut\", \"kmeans_max_iter\": 32" : "");
-    s = set_meta_sb(ctx, "hyperparameters", &b);
-    apd__sb_free(&b);
-    APD_TRY(s);
+    CV_TRY(set_meta_sb(ctx, "hyperparameters", &b));
+    apd_status s;
 
     const uint32_t B = 256; /* images per parallel batch: small enough for a smooth progress line */
     size_t px = (size_t)ds->h * ds->w, pb = (size_t)ctx->o.colors * ds->c;
@@ -283,8 +288,7 @@ static apd_status quantize_run(cv_ctx *ctx)
         fprintf(stderr, TOOL ": out of memory\n");
         goto out;
     }
-    apd_progress prog;
-    apd_progress_start(&prog, "quantize", ds->n);
+    tool_progress_start(&ctx->prog, "quantize", ds->n);
     for (uint64_t first = 0; first < ds->n; first += B) {
         bt.first = first;
         bt.n = (uint32_t)(ds->n - first < B ? ds->n - first : B);
@@ -295,6 +299,7 @@ static apd_status quantize_run(cv_ctx *ctx)
             uint64_t i = first + j;
             if (bt.st[j] != APD_OK) {
                 s = bt.st[j];
+                tool_progress_stop(&ctx->prog);
                 fprintf(stderr, TOOL ": %s: image %llu: quantization failed: %s\n", ds->source, (unsigned long long)i,
                         apd_strerror(s));
                 goto out;
@@ -306,9 +311,9 @@ static apd_status quantize_run(cv_ctx *ctx)
                 goto out;
             }
         }
-        apd_progress_set(&prog, first + bt.n);
+        tool_progress_set(&ctx->prog, first + bt.n);
     }
-    apd_progress_finish(&prog);
+    tool_progress_finish(&ctx->prog);
     s = APD_OK;
 out:
     free(bt.pal);
@@ -329,22 +334,17 @@ static apd_status direct_validate(cv_ctx *ctx)
 static apd_status direct_run(cv_ctx *ctx)
 {
     const apd_dataset *ds = &ctx->ds;
-    APD_TRY(cv_writer_create(ctx, APD_KIND_DIRECT, 0));
-    apd__sb b = {0};
-    apd__sb_puts(&b, "{}");
-    apd_status s = set_meta_sb(ctx, "hyperparameters", &b);
-    apd__sb_free(&b);
-    APD_TRY(s);
-    apd_progress prog;
-    apd_progress_start(&prog, "direct", ds->n);
+    CV_TRY(cv_writer_create(ctx, APD_KIND_DIRECT, 0));
+    CV_TRY(set_meta(ctx, "hyperparameters", "{}"));
+    tool_progress_start(&ctx->prog, "direct", ds->n);
     size_t img = apd_dataset_image_bytes(ds);
     for (uint64_t i = 0; i < ds->n; i++) {
-        s = apd_writer_put_direct(ctx->w, ds->pixels + i * img, ds->labels[i], ds->source_ids ? ds->source_ids[i] : i);
+        apd_status s = apd_writer_put_direct(ctx->w, ds->pixels + i * img, ds->labels[i], ds->source_ids ? ds->source_ids[i] : i);
         if (s != APD_OK) return put_failed(ctx, i, s);
-        if ((i & 1023) == 0) apd_progress_set(&prog, i);
+        if ((i & 1023) == 0) tool_progress_set(&ctx->prog, i);
     }
-    apd_progress_set(&prog, ds->n);
-    apd_progress_finish(&prog);
+    tool_progress_set(&ctx->prog, ds->n);
+    tool_progress_finish(&ctx->prog);
     return APD_OK;
 }
 
@@ -443,7 +443,7 @@ bad:
 }
 
 static const char *const distill_usage =
-    "distillation (--method random|dm|autopalette):\n"
+    "distillation (--method random|dm|autopalette; the method and its settings: docs/distill.md):\n"
     "  --ipc N (10) --colors K (16) --budget bits|paper|images (bits)\n"
     "  --init random|graphcut (autopalette: graphcut, else random)\n"
     "  --iters N (200; reference 20000) --batch-real N (64; reference 256)\n"
@@ -468,7 +468,7 @@ static apd_status distill_validate(cv_ctx *ctx)
     if (apd_distill_method_from_name(ctx->o.method, &d->method) != APD_OK) return APD_EINVAL;
     if (ctx->o.colors) d->colors = ctx->o.colors;
     if (d->colors < 2) {
-        usage_error("%s needs --colors K in 2..256", ctx->o.method);
+        usage_error("%s needs --colors K in 2..%u", ctx->o.method, APD_MAX_COLORS);
         return APD_EINVAL;
     }
     if (ctx->o.quantizer_name) {
@@ -492,21 +492,28 @@ static apd_status distill_run(cv_ctx *ctx)
     apd_distill_opts *d = &ctx->o.d;
     d->seed = ctx->o.seed;
     d->threads = ctx->o.threads;
-    if (!d->log_every && !ctx->o.quiet) d->log_every = d->iters >= 10 ? d->iters / 10 : 1;
-    if (ctx->o.quiet) d->log = fopen("/dev/null", "w");
+    /* status lines and the progress of each phase come back through the tool's sinks, which
+     * print them around the one progress line; --quiet drops the status lines */
+    if (ctx->o.quiet) d->log_every = 0;
+    else if (!d->log_every) d->log_every = d->iters >= 10 ? d->iters / 10 : 1;
+    d->log_fn = ctx->o.quiet ? NULL : tool_log_fn;
+    d->progress_fn = tool_progress_fn;
+    d->cb_user = &ctx->prog;
     apd_distill_result res;
     apd_err err;
     apd_status s = apd_distill_run(&ctx->ds, d, &res, &err);
-    if (ctx->o.quiet && d->log) fclose((FILE *)d->log);
+    char why[700];
     if (s != APD_OK) {
-        fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
+        tool_progress_stop(&ctx->prog);
+        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
         return s;
     }
+    tool_progress_finish(&ctx->prog);
     s = cv_writer_create(ctx, res.kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT, res.k);
     if (s == APD_OK) {
         s = apd_distill_write(ctx->w, &res, &ctx->ds, d->seed, NULL);
         if (s != APD_OK)
-            fprintf(stderr, TOOL ": %s: %s (%s)\n", ctx->o.output, apd_writer_errmsg(ctx->w), apd_strerror(s));
+            fprintf(stderr, TOOL ": %s: %s\n", ctx->o.output, tool_why(why, sizeof why, apd_writer_errmsg(ctx->w), s));
     }
     if (s == APD_OK && !ctx->o.quiet)
         fprintf(stderr, TOOL ": %s: %llu synthetic images (%llu per class); budget %s; %s\n", ctx->o.output,
@@ -522,11 +529,11 @@ static const cv_method METHODS[] = {
     {"quantize", "every image colour-reduced by --quantizer to --colors K (palette records)",
      quantize_validate, quantize_run},
     {"direct", "every image stored in full colour (direct records), a baseline", direct_validate, direct_run},
-    /* ---- distillation methods (owner: distillation engineer) ---- */
+    /* distillation methods (apd/distill.h, docs/distill.md) */
     {"random", "N random real images per class (direct colour; --quantizer: palette)", distill_validate,
      distill_run},
     {"dm", "distribution matching, synthetic images in direct colour", distill_validate, distill_run},
-    {"autopalette", "DM + palette network, K-colour palette records (AUTOPALETTE.md)", distill_validate,
+    {"autopalette", "DM + palette network, K-colour palette records (docs/distill.md)", distill_validate,
      distill_run},
 };
 
@@ -557,9 +564,7 @@ static void help(void)
     for (size_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
         printf("                           %-12s %s\n", METHODS[i].name, METHODS[i].summary);
     printf("  -q, --quantizer Q      quantize: median-cut (default; Pillow-exact), octree, kmeans\n"
-           "  -k, --colors K         quantize: at most K colours per image (1..256)\n"
-           /* ---- distillation options (owner: distillation engineer): help lines here ---- */
-           );
+           "  -k, --colors K         quantize: at most K colours per image (1..%u)\n", APD_MAX_COLORS);
     fputs(distill_usage, stdout);
     printf(
            "\n"
@@ -571,11 +576,12 @@ static void help(void)
            "                         is identical for any N; distillation is identical for the same N\n"
            "      --seed S           seed recorded in the file and passed to the method (default 0)\n"
            "      --created TIME     pin the \"created\" metadata (else now, or SOURCE_DATE_EPOCH)\n"
-           "      --quiet            no summary line\n"
+           "      --quiet            no status or summary lines\n"
            "  -h, --help             this help\n"
            "  -V, --version          version\n"
            "\n"
-           "A progress line (count, rate, ETA) is drawn on a terminal only.\n"
+           "A progress line (count, rate, ETA) is drawn on a terminal only (APD_PROGRESS=0 hides\n"
+           "it, APD_PROGRESS=1 forces it); status lines print above it.\n"
            "Exit status: 0 success, 1 error, 2 usage error.\n"
            "\n"
            "Example:\n"
@@ -584,7 +590,7 @@ static void help(void)
 }
 
 enum { OPT_SEED = 1000, OPT_SIZE, OPT_LIMIT, OPT_CREATED, OPT_QUIET,
-       /* ---- distillation options (owner: distillation engineer): option ids here ---- */
+       /* every distillation option (distill_opt) */
        OPT_DISTILL,
        OPT_LAST };
 
@@ -597,7 +603,7 @@ static const struct option LONG_OPTS[] = {
     {"size", required_argument, 0, OPT_SIZE}, {"limit", required_argument, 0, OPT_LIMIT},
     {"created", required_argument, 0, OPT_CREATED}, {"quiet", no_argument, 0, OPT_QUIET},
     {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
-    /* ---- distillation options (owner: distillation engineer): long options here ---- */
+    /* distillation options: all go to distill_opt */
     {"align-ratio", required_argument, 0, OPT_DISTILL},
     {"batch-real", required_argument, 0, OPT_DISTILL},
     {"budget", required_argument, 0, OPT_DISTILL},
@@ -654,8 +660,8 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
         case 'm': o->method = optarg; break;
         case 'q': o->quantizer_name = optarg; break;
         case 'k':
-            if (!parse_u64(optarg, 256, &v) || v < 1) {
-                usage_error("--colors '%s': expected 1..256", optarg);
+            if (!parse_u64(optarg, APD_MAX_COLORS, &v) || v < 1) {
+                usage_error("--colors '%s': expected 1..%u", optarg, APD_MAX_COLORS);
                 return 2;
             }
             o->colors = (uint32_t)v;
@@ -690,7 +696,7 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
             break;
         case OPT_CREATED: o->created = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
-        /* ---- distillation options (owner: distillation engineer): cases here ---- */
+        /* distillation options */
         case OPT_DISTILL: {
             char name[64];
             snprintf(name, sizeof name, "--%s", LONG_OPTS[li].name);
@@ -732,6 +738,7 @@ int main(int argc, char **argv)
 {
     cv_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
+    tool_progress_init(&ctx.prog);
     ctx.argc = argc;
     ctx.argv = argv;
     apd_distill_opts_default(&ctx.o.d);
@@ -754,15 +761,16 @@ int main(int argc, char **argv)
     if (stale && !ctx.o.quiet)
         fprintf(stderr, TOOL ": %s: removed %u temporar%s left by an interrupted run\n", ctx.o.output, stale,
                 stale == 1 ? "y" : "ies");
-    ctx.t0 = apd__now();
+    ctx.t0 = tool_now();
     apd_import_opts io = {.size = ctx.o.size, .limit = ctx.o.limit, .warn = on_import_warning};
     apd_err err;
     apd_status s = apd_import(&ctx.ds, ctx.o.input, ctx.o.split, &io, &err);
     if (s != APD_OK) {
-        fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
+        char why[700];
+        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
         return 1;
     }
-    double t_import = apd__now() - ctx.t0;
+    double t_import = tool_now() - ctx.t0;
     apd_dataset_hash(&ctx.ds, ctx.hash);
     if (!ctx.o.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -773,7 +781,7 @@ int main(int argc, char **argv)
         apd_dataset_free(&ctx.ds);
         return 1;
     }
-    double t1 = apd__now();
+    double t1 = tool_now();
     s = m->run(&ctx);
     uint64_t n_out = ctx.w ? apd_writer_count(ctx.w) : 0;
     if (ctx.w && s != APD_OK) {
@@ -783,7 +791,7 @@ int main(int argc, char **argv)
         if (s != APD_OK) fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
     }
     ctx.w = NULL;
-    double t_run = apd__now() - t1;
+    double t_run = tool_now() - t1;
     if (s == APD_OK && !ctx.o.quiet) {
         uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
         printf(TOOL ": %s: %llu records from %llu images of %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "

@@ -10,26 +10,37 @@
  * include/apd/train.h. Exit status: 0 success, 1 runtime error (files, data, training),
  * 2 usage error.
  */
-#define _GNU_SOURCE
+#define _DEFAULT_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "apd/dataset.h"
 #include "apd/format.h"
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/train.h"
-#include "common/internal.h"
-#include "common/progress.h"
+#include "tool_util.h"
 
-#ifndef APD_VERSION_STRING
-#define APD_VERSION_STRING "0"
-#endif
+/* Everything the command line sets. */
+typedef struct eval_args {
+    const char *test_spec, *train_spec, *file, *strategy;
+    uint32_t random_real, threads, runs, batch, epochs, width, depth;
+    float lr;
+    uint64_t seed;
+    int json, no_dsa, align;
+} eval_args;
+
+/* The data of one evaluation: training images, test set, normalisation. */
+typedef struct eval_data {
+    apd_dataset train, test;
+    float mean[3], std[3];
+    const char *input_name; /* the file, or rr_name */
+    char rr_name[600];
+} eval_data;
 
 static void usage(FILE *f)
 {
@@ -81,17 +92,102 @@ static int parse_u32(const char *s, const char *opt, uint32_t lo, uint32_t *out)
     return 1;
 }
 
-/* JSON string body with escapes */
-static void json_str(FILE *f, const char *s)
+enum { O_TEST = 256, O_TRAIN, O_RR, O_EPOCHS, O_RUNS, O_LR, O_BATCH, O_SEED, O_THREADS,
+       O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH };
+
+/* One option into a; 0 ok, 2 usage error (message printed). */
+static int parse_opt(eval_args *a, int opt, const char *arg)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
+    char *end;
+    switch (opt) {
+    case O_TEST: a->test_spec = arg; return 0;
+    case O_TRAIN: a->train_spec = arg; return 0;
+    case O_RR: return parse_u32(arg, "--random-real", 1, &a->random_real) ? 0 : 2;
+    case O_EPOCHS: return parse_u32(arg, "--epochs", 1, &a->epochs) ? 0 : 2;
+    case O_RUNS: return parse_u32(arg, "--runs", 1, &a->runs) ? 0 : 2;
+    case O_BATCH: return parse_u32(arg, "--batch", 1, &a->batch) ? 0 : 2;
+    case O_THREADS: return parse_u32(arg, "--threads", 1, &a->threads) ? 0 : 2;
+    case O_WIDTH: return parse_u32(arg, "--width", 1, &a->width) ? 0 : 2;
+    case O_DEPTH: return parse_u32(arg, "--depth", 1, &a->depth) ? 0 : 2;
+    case O_LR:
+        a->lr = strtof(arg, &end);
+        if (end == arg || *end || !(a->lr > 0) || !isfinite(a->lr)) {
+            fprintf(stderr, "apd-eval: --lr: bad value '%s' (positive number)\n", arg);
+            return 2;
+        }
+        return 0;
+    case O_SEED:
+        errno = 0;
+        a->seed = strtoull(arg, &end, 0);
+        if (errno || end == arg || *end || arg[0] == '-') {
+            fprintf(stderr, "apd-eval: --seed: bad value '%s'\n", arg);
+            return 2;
+        }
+        return 0;
+    case O_JSON: a->json = 1; return 0;
+    case O_NODSA: a->no_dsa = 1; return 0;
+    case O_STRAT: a->strategy = arg; return 0;
+    case O_ALIGN: a->align = 1; return 0;
+    default: usage(stderr); return 2;
     }
-    fputc('"', f);
+}
+
+/* Which inputs go together. 0 ok, 2 usage error (message printed). */
+static int check_inputs(const eval_args *a)
+{
+    const char *msg = NULL;
+    int show_usage = 0;
+    if (!a->test_spec) msg = "--test SPEC is required", show_usage = 1;
+    else if (a->random_real && a->file) msg = "give either FILE.apd or --random-real, not both";
+    else if (!a->random_real && !a->file) msg = "no input: give FILE.apd or --random-real N --train SPEC", show_usage = 1;
+    else if (a->random_real && !a->train_spec) msg = "--random-real needs --train SPEC";
+    else if (a->train_spec && !a->random_real) msg = "--train is only used with --random-real";
+    if (!msg) return 0;
+    fprintf(stderr, "apd-eval: %s\n", msg);
+    if (show_usage) usage(stderr);
+    return 2;
+}
+
+/* The command line into a. Returns 0 to go on, 2 on a usage error, -1 after --help/--version. */
+static int parse_args(eval_args *a, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"test", required_argument, 0, O_TEST},     {"train", required_argument, 0, O_TRAIN},
+        {"random-real", required_argument, 0, O_RR}, {"epochs", required_argument, 0, O_EPOCHS},
+        {"runs", required_argument, 0, O_RUNS},     {"lr", required_argument, 0, O_LR},
+        {"batch", required_argument, 0, O_BATCH},   {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS}, {"json", no_argument, 0, O_JSON},
+        {"no-dsa", no_argument, 0, O_NODSA},        {"dsa-strategy", required_argument, 0, O_STRAT},
+        {"align-corners", no_argument, 0, O_ALIGN}, {"width", required_argument, 0, O_WIDTH},
+        {"depth", required_argument, 0, O_DEPTH}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->runs = 5;
+    a->batch = 256;
+    a->epochs = 1000;
+    a->width = 128;
+    a->depth = 3;
+    a->lr = 0.01f;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return -1;
+        }
+        if (opt == 'V') {
+            printf("apd-eval (libapd) %s\n", apd_version());
+            return -1;
+        }
+        if (parse_opt(a, opt, optarg)) return 2;
+    }
+    if (optind < argc) a->file = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "apd-eval: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (check_inputs(a)) return 2;
+    if (a->threads == 0) a->threads = tool_cpu_count(64);
+    return 0;
 }
 
 /* Load every record of an .apd file into ds (uint8 CHW); mean/std from the file. */
@@ -101,7 +197,8 @@ static int load_apd(const char *path, apd_dataset *ds, float mean[3], float std[
     apd_err err;
     apd_status st = apd_reader_open(&r, path, NULL, &err);
     if (st != APD_OK) {
-        fprintf(stderr, "apd-eval: %s (%s)\n", err.msg, apd_strerror(st));
+        char why[700];
+        fprintf(stderr, "apd-eval: %s\n", tool_why(why, sizeof why, err.msg, st));
         return 0;
     }
     apd_file_info fi;
@@ -145,300 +242,248 @@ static int load_apd(const char *path, apd_dataset *ds, float mean[3], float std[
     return 1;
 }
 
+/* Import split of spec into ds; 0 (message printed) on failure. */
+static int import_set(apd_dataset *ds, const char *spec, const char *split, const char *what)
+{
+    apd_err err;
+    apd_status st = apd_import(ds, spec, split, NULL, &err);
+    if (st == APD_OK) return 1;
+    char why[700];
+    fprintf(stderr, "apd-eval: %s %s: %s\n", what, spec, tool_why(why, sizeof why, err.msg, st));
+    return 0;
+}
+
+/* Training images (the file, or random real ones) and the test set, with the normalisation. */
+static int load_inputs(const eval_args *a, eval_data *d)
+{
+    d->input_name = a->file;
+    for (int ch = 0; ch < 3; ch++) {
+        d->mean[ch] = 0;
+        d->std[ch] = 1;
+    }
+    if (a->file) {
+        if (!load_apd(a->file, &d->train, d->mean, d->std)) return 0;
+        int known = 1;
+        for (uint32_t ch = 0; ch < d->train.c; ch++)
+            if (!(d->std[ch] > 0)) known = 0;
+        if (!known) fprintf(stderr, "apd-eval: warning: %s records no mean/std; using the test set's\n", a->file);
+        if (!import_set(&d->test, a->test_spec, "test", "test set")) return 0;
+        if (!known) apd_dataset_mean_std(&d->test, d->mean, d->std);
+        return 1;
+    }
+    apd_dataset full;
+    memset(&full, 0, sizeof full);
+    if (!import_set(&full, a->train_spec, "train", "training set")) return 0;
+    apd_dataset_mean_std(&full, d->mean, d->std);
+    apd_err err;
+    apd_status st = apd_eval_random_real(&d->train, &full, a->random_real, a->seed, &err);
+    apd_dataset_free(&full);
+    if (st != APD_OK) {
+        char why[700];
+        fprintf(stderr, "apd-eval: %s\n", tool_why(why, sizeof why, err.msg, st));
+        return 0;
+    }
+    snprintf(d->rr_name, sizeof d->rr_name, "random-real %u/class of %.500s", a->random_real, a->train_spec);
+    d->input_name = d->rr_name;
+    return import_set(&d->test, a->test_spec, "test", "test set");
+}
+
+/* Training and test sets must share geometry and classes. */
+static int check_compatible(const eval_args *a, const eval_data *d)
+{
+    const apd_dataset *tr = &d->train, *te = &d->test;
+    if (tr->c != te->c || tr->h != te->h || tr->w != te->w) {
+        fprintf(stderr, "apd-eval: %s holds %ux%ux%u images (CxHxW) but test set %s has %ux%ux%u\n",
+                d->input_name, tr->c, tr->h, tr->w, a->test_spec, te->c, te->h, te->w);
+        return 0;
+    }
+    if (tr->n_classes > te->n_classes) {
+        fprintf(stderr, "apd-eval: %s has %u classes but test set %s only %u\n", d->input_name, tr->n_classes,
+                a->test_spec, te->n_classes);
+        return 0;
+    }
+    for (uint32_t k = 0; k < tr->n_classes && tr->class_names && te->class_names; k++) {
+        if (tr->class_names[k][0] && te->class_names[k][0] && strcmp(tr->class_names[k], te->class_names[k])) {
+            fprintf(stderr, "apd-eval: %s: class %u is \"%s\" but in test set %s it is \"%s\" (other class sets)\n",
+                    d->input_name, k, tr->class_names[k], a->test_spec, te->class_names[k]);
+            return 0;
+        }
+    }
+    for (uint64_t i = 0; i < tr->n; i++) {
+        if (tr->labels[i] >= te->n_classes) {
+            fprintf(stderr, "apd-eval: %s: record %llu has label %u, test set %s has %u classes\n", d->input_name,
+                    (unsigned long long)i, tr->labels[i], a->test_spec, te->n_classes);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void model_name(const eval_args *a, char *out, size_t cap)
+{
+    if (a->width == 128) snprintf(out, cap, "ConvNetD%u", a->depth);
+    else snprintf(out, cap, "ConvNet-W%uD%u", a->width, a->depth);
+}
+
+static void print_header(const eval_args *a, const eval_data *d)
+{
+    char model[64];
+    model_name(a, model, sizeof model);
+    const apd_dataset *tr = &d->train;
+    printf("apd-eval: %s: %llu images %ux%ux%u, %u classes; test %s: %llu images\n", d->input_name,
+           (unsigned long long)tr->n, tr->c, tr->h, tr->w, tr->n_classes, a->test_spec,
+           (unsigned long long)d->test.n);
+    printf("protocol: %s, %u epochs (%u passes, lr x0.1 after pass %u), lr %g, batch %u, SGD momentum 0.9, "
+           "wd 5e-4, %s, %u run%s, seed %llu, %u thread%s\n",
+           model, a->epochs, a->epochs + 1, a->epochs / 2 + 1, (double)a->lr, a->batch,
+           a->no_dsa ? "no augmentation" : "DSA per-image", a->runs, a->runs > 1 ? "s" : "",
+           (unsigned long long)a->seed, a->threads, a->threads > 1 ? "s" : "");
+    printf("BLAS kernels: %s\n", apd_nn_blas_core());
+    printf("normalisation: mean %.4f %.4f %.4f std %.4f %.4f %.4f\n", (double)d->mean[0],
+           (double)(tr->c > 1 ? d->mean[1] : 0), (double)(tr->c > 2 ? d->mean[2] : 0), (double)d->std[0],
+           (double)(tr->c > 1 ? d->std[1] : 0), (double)(tr->c > 2 ? d->std[2] : 0));
+    fflush(stdout);
+}
+
 typedef struct prog_ctx {
-    apd_progress *p;
+    tool_progress *p;
     uint32_t run, runs;
 } prog_ctx;
 
 static int on_pass(void *user, uint32_t pass, uint32_t passes, float loss, float acc)
 {
     prog_ctx *c = user;
-    apd_progress_note(c->p, "run %u/%u  loss %.4f  train acc %.1f%%", c->run + 1, c->runs,
-                      (double)loss, 100.0 * acc);
-    apd_progress_set(c->p, (uint64_t)c->run * passes + pass + 1);
+    tool_progress_note(c->p, "run %u/%u  loss %.4f  train acc %.1f%%", c->run + 1, c->runs, (double)loss,
+                       100.0 * acc);
+    tool_progress_set(c->p, (uint64_t)c->run * passes + pass + 1);
     return 0;
+}
+
+/* Train and test a->runs networks; accs[r] gets run r's test accuracy, *seconds the total
+ * time. 0 (message printed) on failure. */
+static int run_all(const eval_args *a, const eval_data *d, const float *xs, apd_pool *pool, double *accs,
+                   double *seconds)
+{
+    apd_eval_opts o;
+    apd_eval_opts_default(&o);
+    if (a->strategy) apd_dsa_strategy_parse(a->strategy, &o.dsa_cfg.strategy); /* checked in main */
+    o.epochs = a->epochs;
+    o.lr = a->lr;
+    o.batch = a->batch;
+    o.seed = a->seed;
+    o.dsa = !a->no_dsa;
+    o.dsa_cfg.align_corners = a->align;
+    o.pool = pool;
+    o.width = a->width;
+    o.depth = a->depth;
+    tool_progress prog;
+    tool_progress_init(&prog);
+    tool_progress_start(&prog, "apd-eval", (uint64_t)a->runs * (a->epochs + 1));
+    prog_ctx pc = {&prog, 0, a->runs};
+    o.on_pass = on_pass;
+    o.user = &pc;
+    const apd_dataset *tr = &d->train;
+    *seconds = 0;
+    for (uint32_t r = 0; r < a->runs; r++) {
+        apd_eval_result res;
+        apd_err err;
+        o.run = r;
+        pc.run = r;
+        apd_status st = apd_eval_train_test(&res, xs, tr->labels, tr->n, tr->c, tr->h, tr->w, &d->test, d->mean,
+                                            d->std, &o, &err);
+        if (st != APD_OK) {
+            char why[700];
+            tool_progress_stop(&prog);
+            fprintf(stderr, "apd-eval: %s: run %u: %s\n", d->input_name, r + 1,
+                    tool_why(why, sizeof why, err.msg, st));
+            return 0;
+        }
+        accs[r] = res.test_acc;
+        *seconds += res.train_seconds + res.test_seconds;
+        if (!a->json)
+            tool_say(&prog, stdout, "run %u/%u: test accuracy %.2f%% (%llu/%llu)  final train loss %.4f  %.1f s\n",
+                     r + 1, a->runs, 100.0 * res.test_acc, (unsigned long long)res.test_correct,
+                     (unsigned long long)res.test_n, (double)res.final_loss, res.train_seconds + res.test_seconds);
+    }
+    tool_progress_finish(&prog);
+    return 1;
+}
+
+static void report(const eval_args *a, const eval_data *d, const double *accs, double seconds)
+{
+    double m = 0, v = 0;
+    for (uint32_t r = 0; r < a->runs; r++) m += accs[r];
+    m /= a->runs;
+    for (uint32_t r = 0; r < a->runs; r++) v += (accs[r] - m) * (accs[r] - m);
+    double sd = sqrt(v / a->runs); /* population std, as np.std in the reference */
+    if (!a->json) {
+        printf("accuracy: %.2f +- %.2f %% over %u run%s (%.1f s)\n", 100.0 * m, 100.0 * sd, a->runs,
+               a->runs > 1 ? "s" : "", seconds);
+        return;
+    }
+    char model[64];
+    model_name(a, model, sizeof model);
+    const apd_dataset *tr = &d->train;
+    printf("{\"input\": ");
+    tool_json_fputs(stdout, d->input_name);
+    printf(", \"test\": ");
+    tool_json_fputs(stdout, a->test_spec);
+    printf(", \"n_train\": %llu, \"n_test\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, \"n_classes\": %u, "
+           "\"model\": \"%s\", \"epochs\": %u, \"runs\": %u, \"lr\": %g, \"batch\": %u, \"seed\": %llu, "
+           "\"threads\": %u, \"dsa\": %s, \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], \"accuracies\": [",
+           (unsigned long long)tr->n, (unsigned long long)d->test.n, tr->c, tr->h, tr->w, d->test.n_classes,
+           model, a->epochs, a->runs, (double)a->lr, a->batch, (unsigned long long)a->seed, a->threads,
+           a->no_dsa ? "false" : "true", (double)d->mean[0], (double)d->mean[1], (double)d->mean[2],
+           (double)d->std[0], (double)d->std[1], (double)d->std[2]);
+    for (uint32_t r = 0; r < a->runs; r++) printf("%s%.6f", r ? ", " : "", accs[r]);
+    printf("], \"accuracy_mean\": %.6f, \"accuracy_std\": %.6f, \"seconds\": %.2f}\n", m, sd, seconds);
+}
+
+/* Normalise, start the threads, train and report. 0 (message printed) on failure. */
+static int evaluate(const eval_args *a, const eval_data *d)
+{
+    const apd_dataset *tr = &d->train;
+    const size_t img = apd_dataset_image_bytes(tr);
+    float *xs = malloc((size_t)tr->n * img * sizeof(float));
+    double *accs = calloc(a->runs, sizeof *accs), seconds = 0;
+    apd_pool *pool = NULL;
+    int ok = 0;
+    if (!xs || !accs) {
+        fprintf(stderr, "apd-eval: out of memory for %llu training images\n", (unsigned long long)tr->n);
+        goto out;
+    }
+    apd_eval_normalize(xs, tr->pixels, tr->n, tr->c, (size_t)tr->h * tr->w, d->mean, d->std);
+    apd_status st = apd_pool_create(&pool, a->threads);
+    if (st != APD_OK) {
+        fprintf(stderr, "apd-eval: cannot start %u threads: %s\n", a->threads, apd_strerror(st));
+        goto out;
+    }
+    if (!a->json) print_header(a, d);
+    if (!run_all(a, d, xs, pool, accs, &seconds)) goto out;
+    report(a, d, accs, seconds);
+    ok = 1;
+out:
+    apd_pool_free(pool);
+    free(xs);
+    free(accs);
+    return ok;
 }
 
 int main(int argc, char **argv)
 {
-    const char *test_spec = NULL, *train_spec = NULL, *file = NULL, *strategy = NULL;
-    uint32_t random_real = 0, threads = 0, runs = 5, batch = 256, epochs = 1000;
-    uint32_t width = 128, depth = 3;
-    float lr = 0.01f;
-    uint64_t seed = 0;
-    int json = 0, no_dsa = 0, align = 0;
-    enum { O_TEST = 256, O_TRAIN, O_RR, O_EPOCHS, O_RUNS, O_LR, O_BATCH, O_SEED, O_THREADS,
-           O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH };
-    static const struct option longopts[] = {
-        {"test", required_argument, 0, O_TEST},     {"train", required_argument, 0, O_TRAIN},
-        {"random-real", required_argument, 0, O_RR}, {"epochs", required_argument, 0, O_EPOCHS},
-        {"runs", required_argument, 0, O_RUNS},     {"lr", required_argument, 0, O_LR},
-        {"batch", required_argument, 0, O_BATCH},   {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS}, {"json", no_argument, 0, O_JSON},
-        {"no-dsa", no_argument, 0, O_NODSA},        {"dsa-strategy", required_argument, 0, O_STRAT},
-        {"align-corners", no_argument, 0, O_ALIGN}, {"width", required_argument, 0, O_WIDTH},
-        {"depth", required_argument, 0, O_DEPTH}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
-        switch (opt) {
-        case O_TEST: test_spec = optarg; break;
-        case O_TRAIN: train_spec = optarg; break;
-        case O_RR: if (!parse_u32(optarg, "--random-real", 1, &random_real)) return 2; break;
-        case O_EPOCHS: if (!parse_u32(optarg, "--epochs", 1, &epochs)) return 2; break;
-        case O_RUNS: if (!parse_u32(optarg, "--runs", 1, &runs)) return 2; break;
-        case O_BATCH: if (!parse_u32(optarg, "--batch", 1, &batch)) return 2; break;
-        case O_THREADS: if (!parse_u32(optarg, "--threads", 1, &threads)) return 2; break;
-        case O_LR: {
-            char *end;
-            lr = strtof(optarg, &end);
-            if (end == optarg || *end || !(lr > 0) || !isfinite(lr)) {
-                fprintf(stderr, "apd-eval: --lr: bad value '%s' (positive number)\n", optarg);
-                return 2;
-            }
-            break;
-        }
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            seed = strtoull(optarg, &end, 0);
-            if (errno || end == optarg || *end || optarg[0] == '-') {
-                fprintf(stderr, "apd-eval: --seed: bad value '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        }
-        case O_WIDTH: if (!parse_u32(optarg, "--width", 1, &width)) return 2; break;
-        case O_DEPTH: if (!parse_u32(optarg, "--depth", 1, &depth)) return 2; break;
-        case O_JSON: json = 1; break;
-        case O_NODSA: no_dsa = 1; break;
-        case O_STRAT: strategy = optarg; break;
-        case O_ALIGN: align = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("apd-eval (libapd) %s\n", APD_VERSION_STRING); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) file = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "apd-eval: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!test_spec) {
-        fprintf(stderr, "apd-eval: --test SPEC is required\n");
-        usage(stderr);
-        return 2;
-    }
-    if (random_real && file) {
-        fprintf(stderr, "apd-eval: give either FILE.apd or --random-real, not both\n");
-        return 2;
-    }
-    if (!random_real && !file) {
-        fprintf(stderr, "apd-eval: no input: give FILE.apd or --random-real N --train SPEC\n");
-        usage(stderr);
-        return 2;
-    }
-    if (random_real && !train_spec) {
-        fprintf(stderr, "apd-eval: --random-real needs --train SPEC\n");
-        return 2;
-    }
-    if (train_spec && !random_real) {
-        fprintf(stderr, "apd-eval: --train is only used with --random-real\n");
-        return 2;
-    }
-    apd_eval_opts o;
-    apd_eval_opts_default(&o);
-    if (strategy && apd_dsa_strategy_parse(strategy, &o.dsa_cfg.strategy) != APD_OK) {
+    eval_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    uint32_t mask;
+    if (a.strategy && apd_dsa_strategy_parse(a.strategy, &mask) != APD_OK) {
         fprintf(stderr, "apd-eval: --dsa-strategy: unknown op in '%s' (use color, crop, cutout, "
-                        "flip, scale, rotate joined by '_')\n", strategy);
+                        "flip, scale, rotate joined by '_')\n", a.strategy);
         return 2;
     }
-    if (threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (uint32_t)(n > 64 ? 64 : n) : 1;
-    }
-
-    int rc = 1;
-    apd_dataset train, test, full;
-    memset(&train, 0, sizeof train);
-    memset(&test, 0, sizeof test);
-    memset(&full, 0, sizeof full);
-    float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
-    float *xs = NULL;
-    double *accs = NULL;
-    apd_pool *pool = NULL;
-    apd_err err;
-    apd_status st;
-    const char *input_name = file;
-    char rr_name[600];
-
-    /* ---- training images ---- */
-    if (file) {
-        if (!load_apd(file, &train, mean, std)) goto done;
-        int known = 1;
-        for (uint32_t ch = 0; ch < train.c; ch++)
-            if (!(std[ch] > 0)) known = 0;
-        if (!known) {
-            fprintf(stderr, "apd-eval: warning: %s records no mean/std; using the test set's\n",
-                    file);
-        }
-        st = apd_import(&test, test_spec, "test", NULL, &err);
-        if (st != APD_OK) {
-            fprintf(stderr, "apd-eval: test set %s: %s (%s)\n", test_spec, err.msg, apd_strerror(st));
-            goto done;
-        }
-        if (!known) apd_dataset_mean_std(&test, mean, std);
-    } else {
-        st = apd_import(&full, train_spec, "train", NULL, &err);
-        if (st != APD_OK) {
-            fprintf(stderr, "apd-eval: training set %s: %s (%s)\n", train_spec, err.msg,
-                    apd_strerror(st));
-            goto done;
-        }
-        apd_dataset_mean_std(&full, mean, std);
-        st = apd_eval_random_real(&train, &full, random_real, seed, &err);
-        if (st != APD_OK) {
-            fprintf(stderr, "apd-eval: %s (%s)\n", err.msg, apd_strerror(st));
-            goto done;
-        }
-        apd_dataset_free(&full);
-        snprintf(rr_name, sizeof rr_name, "random-real %u/class of %.500s", random_real, train_spec);
-        input_name = rr_name;
-        st = apd_import(&test, test_spec, "test", NULL, &err);
-        if (st != APD_OK) {
-            fprintf(stderr, "apd-eval: test set %s: %s (%s)\n", test_spec, err.msg, apd_strerror(st));
-            goto done;
-        }
-    }
-    if (train.c != test.c || train.h != test.h || train.w != test.w) {
-        fprintf(stderr, "apd-eval: %s holds %ux%ux%u images (CxHxW) but test set %s has %ux%ux%u\n",
-                input_name, train.c, train.h, train.w, test_spec, test.c, test.h, test.w);
-        goto done;
-    }
-    if (train.n_classes > test.n_classes) {
-        fprintf(stderr, "apd-eval: %s has %u classes but test set %s only %u\n", input_name,
-                train.n_classes, test_spec, test.n_classes);
-        goto done;
-    }
-    for (uint32_t k = 0; k < train.n_classes && train.class_names && test.class_names; k++) {
-        if (train.class_names[k][0] && test.class_names[k][0] && strcmp(train.class_names[k], test.class_names[k])) {
-            fprintf(stderr, "apd-eval: %s: class %u is \"%s\" but in test set %s it is \"%s\" (other class sets)\n",
-                    input_name, k, train.class_names[k], test_spec, test.class_names[k]);
-            goto done;
-        }
-    }
-    for (uint64_t i = 0; i < train.n; i++) {
-        if (train.labels[i] >= test.n_classes) {
-            fprintf(stderr, "apd-eval: %s: record %llu has label %u, test set %s has %u classes\n",
-                    input_name, (unsigned long long)i, train.labels[i], test_spec, test.n_classes);
-            goto done;
-        }
-    }
-
-    const size_t img = apd_dataset_image_bytes(&train);
-    xs = malloc((size_t)train.n * img * sizeof(float));
-    accs = calloc(runs, sizeof *accs);
-    if (!xs || !accs) {
-        fprintf(stderr, "apd-eval: out of memory for %llu training images\n",
-                (unsigned long long)train.n);
-        goto done;
-    }
-    apd_eval_normalize(xs, train.pixels, train.n, train.c, (size_t)train.h * train.w, mean, std);
-    st = apd_pool_create(&pool, threads);
-    if (st != APD_OK) {
-        fprintf(stderr, "apd-eval: cannot start %u threads: %s\n", threads, apd_strerror(st));
-        goto done;
-    }
-
-    o.epochs = epochs;
-    o.lr = lr;
-    o.batch = batch;
-    o.seed = seed;
-    o.dsa = !no_dsa;
-    o.dsa_cfg.align_corners = align;
-    o.pool = pool;
-    o.width = width;
-    o.depth = depth;
-    char model[64];
-    if (width == 128) snprintf(model, sizeof model, "ConvNetD%u", depth);
-    else snprintf(model, sizeof model, "ConvNet-W%uD%u", width, depth);
-    if (!json) {
-        printf("apd-eval: %s: %llu images %ux%ux%u, %u classes; test %s: %llu images\n",
-               input_name, (unsigned long long)train.n, train.c, train.h, train.w,
-               train.n_classes, test_spec, (unsigned long long)test.n);
-        printf("protocol: %s, %u epochs (%u passes, lr x0.1 after pass %u), lr %g, "
-               "batch %u, SGD momentum 0.9, wd 5e-4, %s, %u run%s, seed %llu, %u thread%s\n",
-               model, epochs, epochs + 1, epochs / 2 + 1, (double)lr, batch,
-               no_dsa ? "no augmentation" : "DSA per-image", runs, runs > 1 ? "s" : "",
-               (unsigned long long)seed, threads, threads > 1 ? "s" : "");
-        printf("BLAS kernels: %s\n", apd_nn_blas_core());
-        printf("normalisation: mean %.4f %.4f %.4f std %.4f %.4f %.4f\n", (double)mean[0],
-               (double)(train.c > 1 ? mean[1] : 0), (double)(train.c > 2 ? mean[2] : 0),
-               (double)std[0], (double)(train.c > 1 ? std[1] : 0), (double)(train.c > 2 ? std[2] : 0));
-        fflush(stdout);
-    }
-    apd_progress prog;
-    apd_progress_start(&prog, "apd-eval", (uint64_t)runs * (epochs + 1));
-    prog_ctx pc = {&prog, 0, runs};
-    o.on_pass = on_pass;
-    o.user = &pc;
-    double total_s = 0;
-    for (uint32_t r = 0; r < runs; r++) {
-        apd_eval_result res;
-        o.run = r;
-        pc.run = r;
-        st = apd_eval_train_test(&res, xs, train.labels, train.n, train.c, train.h, train.w, &test,
-                                 mean, std, &o, &err);
-        if (st != APD_OK) {
-            apd_progress_finish(&prog);
-            fprintf(stderr, "apd-eval: %s: run %u: %s (%s)\n", input_name, r + 1, err.msg,
-                    apd_strerror(st));
-            goto done;
-        }
-        accs[r] = res.test_acc;
-        total_s += res.train_seconds + res.test_seconds;
-        if (!json) {
-            if (prog.enabled) fprintf(stderr, "\r\033[K");
-            printf("run %u/%u: test accuracy %.2f%% (%llu/%llu)  final train loss %.4f  %.1f s\n",
-                   r + 1, runs, 100.0 * res.test_acc, (unsigned long long)res.test_correct,
-                   (unsigned long long)res.test_n, (double)res.final_loss,
-                   res.train_seconds + res.test_seconds);
-            fflush(stdout);
-        }
-    }
-    apd_progress_finish(&prog);
-    double m = 0, v = 0;
-    for (uint32_t r = 0; r < runs; r++) m += accs[r];
-    m /= runs;
-    for (uint32_t r = 0; r < runs; r++) v += (accs[r] - m) * (accs[r] - m);
-    double sd = sqrt(v / runs); /* population std, as np.std in the reference */
-    if (json) {
-        printf("{\"input\": ");
-        json_str(stdout, input_name);
-        printf(", \"test\": ");
-        json_str(stdout, test_spec);
-        printf(", \"n_train\": %llu, \"n_test\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, "
-               "\"n_classes\": %u, \"model\": \"%s\", \"epochs\": %u, \"runs\": %u, "
-               "\"lr\": %g, \"batch\": %u, \"seed\": %llu, \"threads\": %u, \"dsa\": %s, "
-               "\"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], \"accuracies\": [",
-               (unsigned long long)train.n, (unsigned long long)test.n, train.c, train.h, train.w,
-               test.n_classes, model, epochs, runs, (double)lr, batch, (unsigned long long)seed, threads,
-               no_dsa ? "false" : "true", (double)mean[0], (double)mean[1], (double)mean[2],
-               (double)std[0], (double)std[1], (double)std[2]);
-        for (uint32_t r = 0; r < runs; r++) printf("%s%.6f", r ? ", " : "", accs[r]);
-        printf("], \"accuracy_mean\": %.6f, \"accuracy_std\": %.6f, \"seconds\": %.2f}\n", m, sd,
-               total_s);
-    } else {
-        printf("accuracy: %.2f +- %.2f %% over %u run%s (%.1f s)\n", 100.0 * m, 100.0 * sd, runs,
-               runs > 1 ? "s" : "", total_s);
-    }
-    rc = 0;
-done:
-    apd_pool_free(pool);
-    free(xs);
-    free(accs);
-    apd_dataset_free(&train);
-    apd_dataset_free(&test);
-    apd_dataset_free(&full);
+    eval_data d;
+    memset(&d, 0, sizeof d);
+    rc = load_inputs(&a, &d) && check_compatible(&a, &d) && evaluate(&a, &d) ? 0 : 1;
+    apd_dataset_free(&d.train);
+    apd_dataset_free(&d.test);
     return rc;
 }

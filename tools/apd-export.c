@@ -7,7 +7,10 @@
  *       DIR/labels.csv lists index,label,class,source_id,file for every exported record.
  *   apd-export FILE --sheet OUT.png [--per-class N]
  *       contact sheet: one row per class, the first N records of each class (default 10),
- *       1-px white gaps, missing cells white.
+ *       the class name (or id) at the left of each row in a built-in bitmap font (tool_font.h).
+ *       Images smaller than 64 pixels are scaled up by the smallest integer factor that makes
+ *       them at least 64 pixels (nearest neighbour: every stored pixel stays visible as a
+ *       block), cells are 2 px apart, missing cells white.
  *
  * Class folder names are the class names with '/', '\\' and control characters replaced by
  * '_' (and a leading '.' too); a class without a name uses its id.
@@ -23,7 +26,8 @@
 
 #include "apd/format.h"
 #include "apd/io.h"
-#include "common/progress.h"
+#include "tool_font.h"
+#include "tool_util.h"
 
 #define TOOL "apd-export"
 
@@ -37,7 +41,8 @@ static void help(void)
            "  --png DIR         one PNG per record (indexed PNG for palette records), plus\n"
            "                    DIR/labels.csv; --per-class puts them in DIR/<class>/\n"
            "  --limit N         --png: only the first N records\n"
-           "  --sheet OUT.png   contact sheet: one row per class, N images per class\n"
+           "  --sheet OUT.png   contact sheet: one row per class labelled with its name, N\n"
+           "                    images per class, small images scaled up to >= 64 pixels\n"
            "  --per-class N     --sheet: images per class (default 10)\n"
            "  -h, --help        this help\n"
            "  -V, --version     version\n"
@@ -67,13 +72,14 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
-static int make_dir(const char *path)
+static int make_dir(tool_progress *p, const char *path)
 {
     if (mkdir(path, 0755) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 1;
         errno = ENOTDIR;
     }
+    if (p) tool_progress_stop(p);
     fprintf(stderr, TOOL ": %s: cannot create folder: %s\n", path, strerror(errno));
     return 0;
 }
@@ -107,7 +113,10 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
 {
     uint64_t n = fi->n_records;
     if (limit && limit < n) n = limit;
-    if (!make_dir(dir)) return 1;
+    if (!make_dir(NULL, dir)) return 1;
+    tool_progress prog;
+    tool_progress_init(&prog);
+    char why[700];
     char path[4300], csvp[4200];
     snprintf(csvp, sizeof csvp, "%s/labels.csv", dir);
     FILE *csv = fopen(csvp, "w");
@@ -124,14 +133,14 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
         fprintf(stderr, TOOL ": out of memory\n");
         goto out;
     }
-    apd_progress prog;
-    apd_progress_start(&prog, "export", n);
+    tool_progress_start(&prog, "export", n);
     for (uint64_t i = 0; i < n; i++) {
         uint32_t label = 0, k = 0;
         apd_status s = fi->kind == APD_KIND_PALETTE ? apd_reader_record(r, i, pal, &k, idx, &label)
                                                     : apd_reader_decode(r, i, APD_LAYOUT_CHW, pix, img, &label);
         if (s != APD_OK) {
-            fprintf(stderr, TOOL ": %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+            tool_progress_stop(&prog);
+            fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
             goto out;
         }
         const char *cname = apd_reader_class_name(r, label);
@@ -141,7 +150,7 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
             snprintf(rel, sizeof rel, "%s/%06llu.png", sub, (unsigned long long)i);
             if (label < fi->n_classes && !made[label]) {
                 snprintf(path, sizeof path, "%s/%s", dir, sub);
-                if (!make_dir(path)) goto out;
+                if (!make_dir(&prog, path)) goto out;
                 made[label] = 1;
             }
         } else {
@@ -152,7 +161,9 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
         s = fi->kind == APD_KIND_PALETTE ? apd_png_write_indexed(path, pal, k, fi->c, idx, fi->h, fi->w, &err)
                                          : apd_png_write_image(path, pix, fi->c, fi->h, fi->w, &err);
         if (s != APD_OK) {
-            fprintf(stderr, TOOL ": %s: record %llu: %s\n", file, (unsigned long long)i, err.msg);
+            tool_progress_stop(&prog);
+            fprintf(stderr, TOOL ": %s: record %llu: %s\n", file, (unsigned long long)i,
+                    tool_why(why, sizeof why, err.msg, s));
             goto out;
         }
         uint64_t sid = APD_NO_SOURCE_ID;
@@ -163,11 +174,11 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
         else fprintf(csv, ",%llu,", (unsigned long long)sid);
         csv_field(csv, rel);
         fputc('\n', csv);
-        apd_progress_set(&prog, i + 1);
+        tool_progress_set(&prog, i + 1);
     }
-    apd_progress_finish(&prog);
     rc = 0;
 out:
+    tool_progress_finish(&prog);
     if (fclose(csv) != 0 && rc == 0) {
         fprintf(stderr, TOOL ": %s: write error: %s\n", csvp, strerror(errno));
         rc = 1;
@@ -179,51 +190,135 @@ out:
     return rc;
 }
 
+/* Contact sheet layout: a label column, then rows x per cells of the images scaled up by
+ * `scale`, GAP pixels apart and around. */
+#define SHEET_GAP 2u
+#define SHEET_MIN_CELL 64u   /* images are scaled up to at least this many pixels */
+#define SHEET_LABEL_CHARS 20u
+
+typedef struct sheet_img {
+    uint32_t rows, per, c, h, w, scale, font, label_w;
+    uint32_t W, H;           /* sheet size */
+    uint8_t *px;             /* c planes of H x W */
+} sheet_img;
+
+/* Row label: the class name, else its id (and nothing for a file without classes). */
+static void row_label(apd_reader *r, const apd_file_info *fi, uint32_t row, char *out, size_t cap)
+{
+    const char *nm = fi->n_classes ? apd_reader_class_name(r, row) : NULL;
+    if (!fi->n_classes) out[0] = '\0';
+    else if (nm && *nm) snprintf(out, cap, "%s", nm);
+    else snprintf(out, cap, "%u", row);
+}
+
+static int sheet_layout(sheet_img *sh, apd_reader *r, const apd_file_info *fi, uint32_t per, const char *out)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->rows = fi->n_classes ? fi->n_classes : 10;
+    sh->per = per;
+    sh->c = fi->c;
+    sh->h = fi->h;
+    sh->w = fi->w;
+    uint32_t side = fi->h > fi->w ? fi->h : fi->w;
+    sh->scale = side >= SHEET_MIN_CELL ? 1 : (SHEET_MIN_CELL + side - 1) / side;
+    sh->font = fi->h * sh->scale >= 2 * TOOL_FONT_CELL_H ? 2 : 1;
+    uint32_t chars = 0;
+    for (uint32_t row = 0; row < sh->rows && fi->n_classes; row++) {
+        char lab[128];
+        row_label(r, fi, row, lab, sizeof lab);
+        uint32_t n = tool_font_chars(lab);
+        if (n > chars) chars = n;
+    }
+    if (chars > SHEET_LABEL_CHARS) chars = SHEET_LABEL_CHARS;
+    sh->label_w = chars ? chars * TOOL_FONT_CELL_W * sh->font + 2 * SHEET_GAP : 0;
+    uint64_t cw = (uint64_t)fi->w * sh->scale, ch = (uint64_t)fi->h * sh->scale;
+    uint64_t W = sh->label_w + per * (cw + SHEET_GAP) + SHEET_GAP, H = sh->rows * (ch + SHEET_GAP) + SHEET_GAP;
+    if (W > (1u << 16) || H > (1u << 16) || W * H * fi->c > ((uint64_t)1 << 30)) {
+        fprintf(stderr, TOOL ": %s: a sheet of %u x %u images of %ux%u would be %llux%llu pixels; use a "
+                "smaller --per-class\n", out, sh->rows, per, fi->h, fi->w, (unsigned long long)W,
+                (unsigned long long)H);
+        return 0;
+    }
+    sh->W = (uint32_t)W;
+    sh->H = (uint32_t)H;
+    sh->px = malloc((size_t)W * H * fi->c);
+    if (!sh->px) {
+        fprintf(stderr, TOOL ": %s: out of memory for a %llux%llu sheet\n", out, (unsigned long long)W,
+                (unsigned long long)H);
+        return 0;
+    }
+    memset(sh->px, 255, (size_t)W * H * fi->c);
+    return 1;
+}
+
+/* Copy one CHW image into cell (row, col), each pixel as a scale x scale block. */
+static void sheet_put(sheet_img *sh, uint32_t row, uint32_t col, const uint8_t *img)
+{
+    uint32_t s = sh->scale;
+    size_t x0 = sh->label_w + SHEET_GAP + (size_t)col * (sh->w * s + SHEET_GAP);
+    size_t y0 = SHEET_GAP + (size_t)row * (sh->h * s + SHEET_GAP);
+    for (uint32_t ch = 0; ch < sh->c; ch++)
+        for (uint32_t y = 0; y < sh->h * s; y++) {
+            const uint8_t *src = img + ((size_t)ch * sh->h + y / s) * sh->w;
+            uint8_t *dst = sh->px + ((size_t)ch * sh->H + y0 + y) * sh->W + x0;
+            for (uint32_t x = 0; x < sh->w * s; x++) dst[x] = src[x / s];
+        }
+}
+
+static void sheet_labels(sheet_img *sh, apd_reader *r, const apd_file_info *fi)
+{
+    if (!sh->label_w) return;
+    uint32_t cell_h = sh->h * sh->scale, text_h = 7 * sh->font;
+    for (uint32_t row = 0; row < sh->rows; row++) {
+        char lab[128];
+        row_label(r, fi, row, lab, sizeof lab);
+        int64_t y = SHEET_GAP + (int64_t)row * (cell_h + SHEET_GAP) + (cell_h > text_h ? (cell_h - text_h) / 2 : 0);
+        tool_font_draw(sh->px, sh->c, sh->H, sh->W, SHEET_GAP, y, lab, SHEET_LABEL_CHARS, sh->font, 0);
+    }
+}
+
 static int export_sheet(apd_reader *r, const apd_file_info *fi, const char *out, uint32_t per)
 {
-    uint32_t rows = fi->n_classes ? fi->n_classes : 10;
+    sheet_img sh;
+    if (!sheet_layout(&sh, r, fi, per, out)) return 1;
     size_t img = (size_t)fi->c * fi->h * fi->w;
-    uint64_t cells = (uint64_t)rows * per;
-    if (cells > (1u << 20) || cells * img > ((uint64_t)1 << 31)) {
-        fprintf(stderr, TOOL ": %s: sheet of %u x %u images is too large\n", out, rows, per);
-        return 1;
-    }
-    uint8_t *buf = malloc(cells * img);
-    uint32_t *filled = calloc(rows, sizeof(uint32_t));
-    if (!buf || !filled) {
-        free(buf);
-        free(filled);
+    uint8_t *one = malloc(img);
+    uint32_t *filled = calloc(sh.rows, sizeof(uint32_t));
+    char why[700];
+    int rc = 1;
+    if (!one || !filled) {
         fprintf(stderr, TOOL ": out of memory\n");
-        return 1;
+        goto out;
     }
-    memset(buf, 255, cells * img);
-    uint64_t done = 0;
+    uint64_t done = 0, cells = (uint64_t)sh.rows * per;
     for (uint64_t i = 0; i < fi->n_records && done < cells; i++) {
         uint32_t label;
         apd_status s = apd_reader_label(r, i, &label);
         if (s == APD_OK && fi->n_classes == 0) label = (uint32_t)(done / per);
-        if (s == APD_OK && (label >= rows || filled[label] >= per)) continue;
-        if (s == APD_OK)
-            s = apd_reader_decode(r, i, APD_LAYOUT_CHW, buf + ((size_t)label * per + filled[label]) * img, img, NULL);
+        if (s == APD_OK && (label >= sh.rows || filled[label] >= per)) continue;
+        if (s == APD_OK) s = apd_reader_decode(r, i, APD_LAYOUT_CHW, one, img, NULL);
         if (s != APD_OK) {
-            fprintf(stderr, TOOL ": %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
-            free(buf);
-            free(filled);
-            return 1;
+            fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
+            goto out;
         }
-        filled[label]++;
+        sheet_put(&sh, label, filled[label]++, one);
         done++;
     }
+    sheet_labels(&sh, r, fi);
     apd_err err;
-    apd_status s = apd_png_write_sheet(out, buf, (uint32_t)cells, per, fi->c, fi->h, fi->w, &err);
-    free(buf);
-    free(filled);
+    apd_status s = apd_png_write_image(out, sh.px, sh.c, sh.H, sh.W, &err);
     if (s != APD_OK) {
-        fprintf(stderr, TOOL ": %s\n", err.msg);
-        return 1;
+        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
+        goto out;
     }
-    printf(TOOL ": %s: %u rows x %u images (%llu filled)\n", out, rows, per, (unsigned long long)done);
-    return 0;
+    printf(TOOL ": %s: %u rows x %u images (%llu filled), %ux%u cells (x%u), %ux%u pixels\n", out, sh.rows, per,
+           (unsigned long long)done, fi->w * sh.scale, fi->h * sh.scale, sh.scale, sh.W, sh.H);
+    rc = 0;
+out:
+    free(sh.px);
+    free(one);
+    free(filled);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -268,12 +363,13 @@ int main(int argc, char **argv)
     apd_err err;
     apd_status s = apd_reader_open(&r, file, NULL, &err);
     if (s != APD_OK) {
-        fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
+        char why[700];
+        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
         return 1;
     }
     apd_file_info fi;
     if ((s = apd_reader_info(r, &fi)) != APD_OK) {
-        fprintf(stderr, TOOL ": %s: %s\n", file, apd_strerror(s));
+        fprintf(stderr, TOOL ": %s: %s\n", file, apd_reader_errmsg(r)[0] ? apd_reader_errmsg(r) : apd_strerror(s));
         apd_reader_close(r);
         return 1;
     }

@@ -17,7 +17,8 @@
 #include <string.h>
 
 #include "apd/format.h"
-#include "format/json.h"
+#include "apd/json.h"
+#include "tool_util.h"
 
 static void usage(FILE *f)
 {
@@ -34,64 +35,53 @@ static void usage(FILE *f)
             "Exit codes: 0 ok, 1 error or verification failure, 2 usage error.\n");
 }
 
-/* path as a JSON string */
-static const char *jpath(const char *path)
-{
-    static char buf[8192];
-    apd__sb b = {0};
-    apd__sb_jstr(&b, path);
-    snprintf(buf, sizeof buf, "%s", b.p ? b.p : "\"\"");
-    apd__sb_free(&b);
-    return buf;
-}
-
-static const char *const lib_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names",
-    "dataset", "mean", "std", NULL};
-
+/* Keys the library writes from the header and options (printed elsewhere), not provenance. */
 static int is_lib_key(const char *k, size_t n)
 {
-    for (int i = 0; lib_keys[i]; i++)
-        if (strlen(lib_keys[i]) == n && memcmp(lib_keys[i], k, n) == 0) return 1;
-    return 0;
+    return apd_meta_key_classify(k, n) != APD_META_KEY_USER;
+}
+
+/* One metadata value on a line: strings unescaped, anything else as its JSON text with runs
+ * of whitespace collapsed. */
+static void print_value(const apd_json_doc *d, int v)
+{
+    if (apd_json_type_of(d, v) == APD_JSON_STRING) {
+        char buf[4096];
+        if (apd_json_string(d, v, buf, sizeof buf) == APD_OK) {
+            printf("%s\n", buf);
+            return;
+        }
+    }
+    size_t n;
+    const char *t = apd_json_text(d, v, &n);
+    int prev_space = 0;
+    for (size_t i = 0; t && i < n; i++) {
+        char ch = t[i];
+        int sp = ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
+        if (sp && prev_space) continue;
+        putchar(sp ? ' ' : ch);
+        prev_space = sp;
+    }
+    putchar('\n');
 }
 
 /* Print provenance keys (everything the library does not maintain) as "key: value". */
 static void print_provenance(const char *json)
 {
-    apd__json d;
-    if (apd__json_parse(&d, json, strlen(json)) != APD_OK) return;
+    apd_json_doc *d;
+    if (apd_json_parse(&d, json, strlen(json)) != APD_OK) return;
     printf("provenance:\n");
     int any = 0;
-    for (int c = d.nodes[0].first; c >= 0;) {
-        int v = d.nodes[c].next;
-        if (v < 0) break;
-        const char *k = json + d.nodes[c].start;
-        size_t kl = d.nodes[c].len;
-        if (!is_lib_key(k, kl)) {
-            const apd__jnode *vn = &d.nodes[v];
-            if (vn->type == APD__J_STR) {
-                char buf[4096];
-                if (apd__json_str(&d, v, buf, sizeof buf)) printf("  %.*s: %s\n", (int)kl, k, buf);
-            } else {
-                /* objects/arrays: raw JSON text, whitespace collapsed */
-                printf("  %.*s: ", (int)kl, k);
-                int prev_space = 0;
-                for (uint32_t i = 0; i < vn->len; i++) {
-                    char ch = json[vn->start + i];
-                    int sp = ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
-                    if (sp && prev_space) continue;
-                    putchar(sp ? ' ' : ch);
-                    prev_space = sp;
-                }
-                putchar('\n');
-            }
-            any = 1;
-        }
-        c = d.nodes[v].next;
+    for (int k = apd_json_first(d, 0); k >= 0; k = apd_json_next(d, apd_json_next(d, k))) {
+        size_t kl;
+        const char *key = apd_json_text(d, k, &kl); /* with its quotes */
+        if (kl < 2 || is_lib_key(key + 1, kl - 2)) continue;
+        printf("  %.*s: ", (int)(kl - 2), key + 1);
+        print_value(d, apd_json_next(d, k));
+        any = 1;
     }
     if (!any) printf("  (none recorded)\n");
-    apd__json_free(&d);
+    apd_json_free(d);
 }
 
 static int cmd_verify(apd_reader *r, const char *path, int json)
@@ -103,18 +93,32 @@ static int cmd_verify(apd_reader *r, const char *path, int json)
             uint64_t chunk = 0;
             uint32_t slot = 0;
             apd_reader_locate(r, i, &chunk, &slot);
-            if (json)
-                printf("{\"file\": %s, \"ok\": false, \"record\": %llu, \"chunk_key\": \"%016llx\", "
-                       "\"status\": \"%s\"}\n", jpath(path), (unsigned long long)i, (unsigned long long)chunk,
-                       apd_strerror(s));
-            fprintf(stderr, "apd-info: %s: record %llu (chunk key %016llx, slot %u) is bad: %s (%s)\n", path,
-                    (unsigned long long)i, (unsigned long long)chunk, slot, apd_strerror(s), apd_reader_errmsg(r));
+            if (json) {
+                printf("{\"file\": ");
+                tool_json_fputs(stdout, path);
+                printf(", \"ok\": false, \"record\": %llu, \"chunk_key\": \"%016llx\", \"status\": \"%s\"}\n",
+                       (unsigned long long)i, (unsigned long long)chunk, apd_strerror(s));
+            }
+            /* the reader's message names file, record and chunk key when it has them */
+            const char *m = apd_reader_errmsg(r);
+            char why[700], rec[48];
+            snprintf(rec, sizeof rec, "record %llu", (unsigned long long)i);
+            if (strstr(m, path) && strstr(m, rec))
+                fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, m, s));
+            else
+                fprintf(stderr, "apd-info: %s: %s (chunk key %016llx, slot %u) is bad: %s\n", path, rec,
+                        (unsigned long long)chunk, slot, tool_why(why, sizeof why, m, s));
             return 1;
         }
     }
-    if (json) printf("{\"file\": %s, \"ok\": true, \"records\": %llu}\n", jpath(path), (unsigned long long)n);
-    else printf("%s: OK, %llu records verified (header, metadata, chunk tables and every record checksum)\n",
-                path, (unsigned long long)n);
+    if (json) {
+        printf("{\"file\": ");
+        tool_json_fputs(stdout, path);
+        printf(", \"ok\": true, \"records\": %llu}\n", (unsigned long long)n);
+    } else {
+        printf("%s: OK, %llu records verified (header, metadata, chunk tables and every record checksum)\n",
+               path, (unsigned long long)n);
+    }
     return 0;
 }
 
@@ -127,7 +131,8 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
     apd_status s = apd_reader_label(r, i, &label);
     if (s == APD_OK) s = apd_reader_source_id(r, i, &sid);
     if (s != APD_OK) {
-        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        char why[700];
+        fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
         return 1;
     }
     const char *cname = apd_reader_class_name(r, label);
@@ -151,7 +156,8 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
     }
     s = apd_reader_record(r, i, pal, &k, idx, NULL);
     if (s != APD_OK) {
-        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        char why[700];
+        fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
         free(idx);
         return 1;
     }
@@ -190,6 +196,104 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
     return 0;
 }
 
+/* Storage figures per image, shared by the text and JSON summaries. */
+typedef struct storage {
+    double n, raw, disk, pay, stored; /* records; bytes per image: raw pixels, disk, payload, stored */
+    double outside;                   /* bytes of the file outside the records (whole file) */
+} storage;
+
+static storage storage_of(const apd_file_info *fi, const apd_file_stats *st)
+{
+    storage g = {0};
+    g.n = (double)fi->n_records;
+    g.raw = (double)fi->c * fi->h * fi->w;
+    double disk = (double)st->used_pages * (double)st->page_size;
+    g.outside = disk - (double)st->stored_bytes;
+    if (fi->n_records) {
+        g.disk = disk / g.n;
+        g.pay = (double)st->payload_bytes / g.n;
+        g.stored = (double)st->stored_bytes / g.n;
+    }
+    return g;
+}
+
+static void summary_json(apd_reader *r, const char *path, const apd_file_info *fi, const apd_file_stats *st)
+{
+    storage g = storage_of(fi, st);
+    double px = (double)fi->h * fi->w;
+    printf("{\n  \"file\": ");
+    tool_json_fputs(stdout, path);
+    printf(",\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
+           "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
+           "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
+           "\"coded_records\": %llu, \"index_model_bytes\": %llu, "
+           "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"stored_per_image\": %.3f, "
+           "\"overhead_per_image\": %.3f, \"bytes_outside_records\": %.0f, \"raw_bytes_per_image\": %.0f, "
+           "\"ratio_vs_raw\": %.4f, \"records_ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f, "
+           "\"records_bits_per_pixel\": %.4f},\n  \"meta\": ",
+           (unsigned long long)st->file_bytes, (unsigned long long)st->page_size,
+           (unsigned long long)st->used_pages, (unsigned long long)st->chunk_db_pages,
+           (unsigned long long)st->meta_db_pages, (unsigned long long)st->stored_bytes,
+           (unsigned long long)st->payload_bytes, (unsigned long long)st->compressed_records,
+           (unsigned long long)st->dict_bytes, (unsigned long long)st->coded_records,
+           (unsigned long long)st->imodel_bytes, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
+           g.disk > 0 ? g.raw / g.disk : 0, g.stored > 0 ? g.raw / g.stored : 0,
+           px > 0 ? g.disk * 8 / px : 0, px > 0 ? g.stored * 8 / px : 0);
+    const char *m = apd_reader_meta_json(r);
+    size_t ml = strlen(m);
+    while (ml && (m[ml - 1] == '\n' || m[ml - 1] == ' ')) ml--;
+    for (size_t i = 0; i < ml; i++) {
+        putchar(m[i]);
+        if (m[i] == '\n') fputs("  ", stdout);
+    }
+    printf("\n}\n");
+}
+
+/* "5.49x smaller than raw RGB" (or larger). */
+static void vs_raw(char *out, size_t cap, double per, double raw, const apd_file_info *fi)
+{
+    snprintf(out, cap, "%.2fx %s than raw %s (%.0f bytes)", raw >= per ? raw / per : per / raw,
+             raw >= per ? "smaller" : "larger", fi->c == 3 ? "RGB" : "grey", raw);
+}
+
+/* Bytes per image, told in two parts so that small files read right: the records themselves
+ * (payload plus record headers, less what zstd saved) and the rest of the file (LMDB pages,
+ * page slack, the metadata document), a cost per file that only more records amortise. */
+static void storage_text(const apd_file_info *fi, const apd_file_stats *st)
+{
+    storage g = storage_of(fi, st);
+    double px = (double)fi->h * fi->w;
+    char cmp[96];
+    printf("bytes on disk: %llu (file), %llu in use (%llu LMDB pages of %llu: chunks %llu, meta %llu)\n",
+           (unsigned long long)st->file_bytes, (unsigned long long)(st->used_pages * st->page_size),
+           (unsigned long long)st->used_pages, (unsigned long long)st->page_size,
+           (unsigned long long)st->chunk_db_pages, (unsigned long long)st->meta_db_pages);
+    if (!fi->n_records) return;
+    const char *what = fi->kind == APD_KIND_PALETTE ? "palette + packed indices" : "pixels";
+    if (g.stored >= g.pay)
+        printf("stored:      %.1f bytes per image = %.1f payload (%s) + %.1f record headers and offsets\n",
+               g.stored, g.pay, what, g.stored - g.pay);
+    else
+        printf("stored:      %.1f bytes per image = %.1f payload (%s) - %.1f saved by zstd, net of record "
+               "headers\n", g.stored, g.pay, what, g.pay - g.stored);
+    vs_raw(cmp, sizeof cmp, g.stored, g.raw, fi);
+    printf("             %.3f bits/pixel; %s\n", g.stored * 8 / px, cmp);
+    vs_raw(cmp, sizeof cmp, g.disk, g.raw, fi);
+    printf("whole file:  %.1f bytes per image on disk, %.3f bits/pixel; %s\n", g.disk, g.disk * 8 / px, cmp);
+    printf("             of which %.1f per image (%.0f bytes in all) are LMDB pages, page slack and metadata\n",
+           g.outside / g.n, g.outside);
+    if (g.outside > (double)st->stored_bytes)
+        printf("             (a small file: this per-file part outweighs the records; with more records the\n"
+               "             whole-file figure approaches the stored one)\n");
+    if (st->compressed_records)
+        printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st->compressed_records,
+               (unsigned long long)fi->n_records, st->dict_bytes ? " (with dictionary)" : "");
+    if (fi->has_index_model)
+        printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model %llu bytes)\n",
+               (unsigned long long)st->coded_records, (unsigned long long)fi->n_records,
+               (unsigned long long)st->imodel_bytes);
+}
+
 static int cmd_summary(apd_reader *r, const char *path, int json)
 {
     apd_file_info fi;
@@ -197,44 +301,22 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
     apd_reader_info(r, &fi);
     apd_status s = apd_reader_stats(r, &st);
     if (s != APD_OK) {
-        fprintf(stderr, "apd-info: %s (%s)\n", apd_reader_errmsg(r), apd_strerror(s));
+        char why[700];
+        fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
         return 1;
     }
-    uint64_t n = fi.n_records;
-    double raw = (double)fi.c * fi.h * fi.w;
-    double disk = (double)st.used_pages * (double)st.page_size;
-    double per = n ? disk / (double)n : 0, pay = n ? (double)st.payload_bytes / (double)n : 0;
-    double stored = n ? (double)st.stored_bytes / (double)n : 0;
-    const char *kind = fi.kind == APD_KIND_PALETTE ? "palette" : "direct";
     if (json) {
-        printf("{\n  \"file\": %s,\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
-               "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
-               "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
-               "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"overhead_per_image\": %.3f, "
-               "\"raw_bytes_per_image\": %.0f, \"ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f},\n  \"meta\": ",
-               jpath(path), (unsigned long long)st.file_bytes, (unsigned long long)st.page_size,
-               (unsigned long long)st.used_pages, (unsigned long long)st.chunk_db_pages,
-               (unsigned long long)st.meta_db_pages, (unsigned long long)st.stored_bytes,
-               (unsigned long long)st.payload_bytes, (unsigned long long)st.compressed_records,
-               (unsigned long long)st.dict_bytes, per, pay, per - pay, raw, per > 0 ? raw / per : 0,
-               n ? per * 8 / ((double)fi.h * fi.w) : 0);
-        const char *m = apd_reader_meta_json(r);
-        size_t ml = strlen(m);
-        while (ml && (m[ml - 1] == '\n' || m[ml - 1] == ' ')) ml--;
-        for (size_t i = 0; i < ml; i++) {
-            putchar(m[i]);
-            if (m[i] == '\n') fputs("  ", stdout);
-        }
-        printf("\n}\n");
+        summary_json(r, path, &fi, &st);
         return 0;
     }
     printf("file:        %s\n", path);
-    printf("format:      .apd %u.%u, %s records%s\n", fi.version_major, fi.version_minor, kind,
-           fi.has_dictionary ? ", zstd dictionary" : "");
+    printf("format:      .apd %u.%u, %s records%s%s\n", fi.version_major, fi.version_minor,
+           fi.kind == APD_KIND_PALETTE ? "palette" : "direct", fi.has_dictionary ? ", zstd dictionary" : "",
+           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "");
     if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
     printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");
     if (fi.kind == APD_KIND_PALETTE) printf("palette:     K = %u colours, %u-bit indices\n", fi.k, fi.bits);
-    printf("records:     %llu in %llu chunks of up to %u\n", (unsigned long long)n,
+    printf("records:     %llu in %llu chunks of up to %u\n", (unsigned long long)fi.n_records,
            (unsigned long long)fi.n_chunks, fi.records_per_chunk);
     if (fi.n_classes) {
         printf("classes:     %u\n", fi.n_classes);
@@ -248,22 +330,7 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         for (uint32_t c = 0; c < fi.c; c++) printf(" %.4f/%.4f", (double)fi.mean[c], (double)fi.std[c]);
         printf("\n");
     }
-    printf("bytes on disk: %llu (file), %llu in use (%llu LMDB pages of %llu: chunks %llu, meta %llu)\n",
-           (unsigned long long)st.file_bytes, (unsigned long long)(st.used_pages * st.page_size),
-           (unsigned long long)st.used_pages, (unsigned long long)st.page_size,
-           (unsigned long long)st.chunk_db_pages, (unsigned long long)st.meta_db_pages);
-    if (n) {
-        printf("per image:   %.1f bytes on disk = %.1f payload (%s) + %.1f overhead (%.1f record headers,"
-               " offsets and compression savings; %.1f LMDB pages and metadata)\n",
-               per, pay, fi.kind == APD_KIND_PALETTE ? "palette + packed indices" : "pixels", per - pay,
-               stored - pay, per - stored);
-        printf("             %.3f bits/pixel; %.2fx %s than raw %s (%.0f bytes); disk/payload %.4f\n",
-               per * 8 / ((double)fi.h * fi.w), raw >= per ? raw / per : per / raw,
-               raw >= per ? "smaller" : "larger", fi.c == 3 ? "RGB" : "grey", raw, per / pay);
-        if (st.compressed_records)
-            printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st.compressed_records,
-                   (unsigned long long)n, st.dict_bytes ? " (with dictionary)" : "");
-    }
+    storage_text(&fi, &st);
     print_provenance(apd_reader_meta_json(r));
     return 0;
 }
@@ -289,12 +356,15 @@ int main(int argc, char **argv)
             break;
         }
         case 'h': usage(stdout); return 0;
-        case 'V': printf("apd-info %s (libapd %s, format %d.%d)\n", APD_VERSION_STRING, apd_version(),
-                         APD_FORMAT_VERSION_MAJOR, APD_FORMAT_VERSION_MINOR); return 0;
-        default: usage(stderr); return 2;
+        case 'V': printf("apd-info (libapd %s, format %d.%d)\n", apd_version(), APD_FORMAT_VERSION_MAJOR,
+                         APD_FORMAT_VERSION_MINOR); return 0;
+        default: fprintf(stderr, "Try 'apd-info --help'.\n"); return 2; /* getopt said what */
         }
     }
     if (optind != argc - 1) {
+        if (optind == argc) fprintf(stderr, "apd-info: missing FILE\n");
+        else fprintf(stderr, "apd-info: one FILE at a time, got %d ('%s', '%s'%s)\n", argc - optind, argv[optind],
+                     argv[optind + 1], argc - optind > 2 ? ", ..." : "");
         usage(stderr);
         return 2;
     }
@@ -307,7 +377,8 @@ int main(int argc, char **argv)
     apd_err err;
     apd_status s = apd_reader_open(&r, path, NULL, &err);
     if (s != APD_OK) {
-        fprintf(stderr, "apd-info: %s (%s)\n", err.msg, apd_strerror(s));
+        char why[700];
+        fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, err.msg, s));
         return 1;
     }
     int rc;

@@ -10,8 +10,14 @@
  *   PNG per value; libpng, smallest legal bit depth, default zlib level).
  * Decode, 1 thread, to uint8 RGB HWC: apd_reader_decode vs libpng decoding the same PNGs from
  * memory vs memcpy of the raw RGB (the limit).
- * Targets (issue 2): .apd <= 1.03x payload; >= 25% smaller than palette PNG in LMDB;
- * decode >= 40x libpng and >= 1M images/s/core at 32x32 K=64.
+ * Format 1.1 index coding (default auto mode when it pays) is measured in the same table,
+ * also for Fashion-MNIST K=16 (/usr/share/datasets/fashion-mnist, first N training images)
+ * and, given as a third argument, any palette .apd (e.g. distilled images written by
+ * apd-convert --method autopalette): bench_decode [N] [passes] [file.apd].
+ * Targets: 1.0 plain .apd <= 1.03x payload, >= 25% smaller than palette PNG in LMDB, decode
+ * >= 40x libpng and >= 1M images/s/core at 32x32 K=64; 1.1 coded: <= 0.80x payload at K=64
+ * and <= 0.70x at K=16, >= 35% smaller than palette PNG in LMDB, >= 500k images/s/core and
+ * >= 8x libpng.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <lmdb.h>
@@ -22,14 +28,17 @@
 #include <unistd.h>
 
 #include "apd/format.h"
+#include "apd/io.h"
 #include "apd/quant.h"
 #include "common/internal.h"
 #include "format/format_internal.h"
+#include "format/icode.h"
 
 #include <time.h>
 
 #define IMG 3072
 #define NPIX 1024
+#define MAXPIX (64 * 64) /* largest image of the generic sets */
 
 /* Thread CPU time: the machine is shared (load often > cores), so throughput is measured in
  * CPU seconds of this thread, which is what "images/s per core" means. */
@@ -67,7 +76,8 @@ static void png_mem_write(png_structp png, png_bytep data, png_size_t len)
 }
 static void png_mem_flush(png_structp png) { (void)png; }
 
-static void png_encode(const uint8_t *pal, uint32_t k, const uint8_t *idx, membuf *out)
+static void png_encode(const uint8_t *pal, uint32_t k, uint32_t c, uint32_t h, uint32_t w,
+                       const uint8_t *idx, membuf *out)
 {
     int depth = k <= 2 ? 1 : k <= 4 ? 2 : k <= 16 ? 4 : 8;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -75,20 +85,20 @@ static void png_encode(const uint8_t *pal, uint32_t k, const uint8_t *idx, membu
     if (!png || !info || setjmp(png_jmpbuf(png))) die("png write");
     out->len = 0;
     png_set_write_fn(png, out, png_mem_write, png_mem_flush);
-    png_set_IHDR(png, info, 32, 32, depth, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, w, h, depth, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_color pc[256];
     for (uint32_t j = 0; j < k; j++) {
-        pc[j].red = pal[3 * j];
-        pc[j].green = pal[3 * j + 1];
-        pc[j].blue = pal[3 * j + 2];
+        pc[j].red = pal[c * j];
+        pc[j].green = pal[c * j + (c == 3)];
+        pc[j].blue = pal[c * j + 2 * (c == 3)];
     }
     png_set_PLTE(png, info, pc, (int)k);
     png_write_info(png, info);
     png_set_packing(png);
-    uint8_t row[32];
-    for (int y = 0; y < 32; y++) {
-        memcpy(row, idx + 32 * y, 32);
+    uint8_t row[4096];
+    for (uint32_t y = 0; y < h; y++) {
+        memcpy(row, idx + (size_t)w * y, w);
         png_write_row(png, row);
     }
     png_write_end(png, NULL);
@@ -107,7 +117,7 @@ static void png_mem_read(png_structp png, png_bytep data, png_size_t len)
     m->pos += len;
 }
 
-static void png_decode_rgb(const uint8_t *data, size_t len, uint8_t *rgb)
+static void png_decode_rgb(const uint8_t *data, size_t len, uint32_t h, uint32_t w, uint8_t *rgb)
 {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png_create_info_struct(png);
@@ -118,7 +128,7 @@ static void png_decode_rgb(const uint8_t *data, size_t len, uint8_t *rgb)
     png_set_palette_to_rgb(png);
     png_set_packing(png);
     png_read_update_info(png, info);
-    for (int y = 0; y < 32; y++) png_read_row(png, rgb + 96 * y, NULL);
+    for (uint32_t y = 0; y < h; y++) png_read_row(png, rgb + (size_t)3 * w * y, NULL);
     png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
 }
@@ -159,37 +169,45 @@ typedef struct {
     const char *name;
     apd_compress comp;
     int level;
+    apd_icode ic;
 } mode;
 
-static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K, int passes,
-                const char *dir)
-{
-    printf("\n== K = %u, %zu images 32x32 RGB (median cut) ==\n", K, n);
-    uint8_t *pal = calloc(n, 768), *idx = malloc(n * NPIX);
-    uint32_t *ku = malloc(n * sizeof *ku);
-    double t0 = apd__now();
-    for (size_t i = 0; i < n; i++)
-        if (apd_quantize_image(APD_QUANT_MEDIAN_CUT, imgs + i * IMG, 3, 32, 32, K, 0, pal + i * 768,
-                               idx + i * NPIX, &ku[i]))
-            die("quantize");
-    printf("quantize: %.2f s\n", apd__now() - t0);
+/* One set of palette images: pal n*768 (entry-major, c channels), idx n*npix, ku n. */
+typedef struct {
+    const char *title;
+    uint32_t c, h, w, K, n;
+    uint8_t *pal, *idx, *labels;
+    uint32_t *ku;
+    uint8_t *raw;       /* n*c*h*w source pixels (CHW), or NULL */
+    double max_ratio;   /* coded target: .apd/payload (0 = none) */
+} pset;
 
-    /* baselines: raw RGB and palette PNG, one value per image in LMDB */
+static void run(const pset *S, int passes, const char *dir)
+{
+    size_t n = S->n, npix = (size_t)S->h * S->w, img = npix * S->c;
+    uint32_t c = S->c, K = S->K;
+    printf("\n== %s: K = %u, %zu images %ux%u %s ==\n", S->title, K, n, S->h, S->w, c == 3 ? "RGB" : "grey");
+    double t0;
+    /* baselines: raw pixels and palette PNG, one value per image in LMDB */
     uint8_t **vals = malloc(n * sizeof *vals);
     size_t *lens = malloc(n * sizeof *lens);
-    for (size_t i = 0; i < n; i++) {
-        vals[i] = (uint8_t *)(uintptr_t)imgs + i * IMG;
-        lens[i] = IMG;
+    double raw_lmdb = 0;
+    if (S->raw) {
+        for (size_t i = 0; i < n; i++) {
+            vals[i] = S->raw + i * img;
+            lens[i] = img;
+        }
+        char lp0[512];
+        snprintf(lp0, sizeof lp0, "%s/bench-raw.mdb", dir);
+        raw_lmdb = (double)lmdb_store(lp0, vals, lens, n) / n;
     }
     char lp[512];
-    snprintf(lp, sizeof lp, "%s/bench-raw.mdb", dir);
-    double raw_lmdb = (double)lmdb_store(lp, vals, lens, n) / n;
     membuf mb = {0};
     uint8_t **pngs = malloc(n * sizeof *pngs);
     size_t *plen = malloc(n * sizeof *plen);
     double png_sum = 0;
     for (size_t i = 0; i < n; i++) {
-        png_encode(pal + i * 768, ku[i], idx + i * NPIX, &mb);
+        png_encode(S->pal + i * 768, S->ku[i], c, S->h, S->w, S->idx + i * npix, &mb);
         pngs[i] = malloc(mb.len);
         memcpy(pngs[i], mb.p, mb.len);
         plen[i] = mb.len;
@@ -197,36 +215,38 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
     }
     snprintf(lp, sizeof lp, "%s/bench-png.mdb", dir);
     double png_lmdb = (double)lmdb_store(lp, pngs, plen, n) / n;
-    uint8_t *out = malloc(IMG), *sink = malloc(IMG), *o2 = malloc(IMG);
+    uint8_t *out = malloc(3 * MAXPIX), *sink = malloc(3 * MAXPIX), *o2 = malloc(3 * MAXPIX);
     uint64_t chk = 0;
     double best_png = 1e9, best_cpy = 1e9;
     for (int p = 0; p < passes; p++) {
         size_t npng = n < 2000 ? n : 2000; /* libpng is slow: a subset */
         t0 = cpu_now();
         for (size_t i = 0; i < npng; i++) {
-            png_decode_rgb(pngs[i], plen[i], out);
-            chk += out[i % IMG];
+            png_decode_rgb(pngs[i], plen[i], S->h, S->w, out);
+            chk += out[i % img];
         }
         double t = (cpu_now() - t0) * (double)n / npng;
         best_png = t < best_png ? t : best_png;
-        t0 = cpu_now();
-        for (size_t i = 0; i < n; i++) {
-            memcpy(sink, imgs + i * IMG, IMG);
-            chk += sink[i % IMG];
+        if (S->raw) {
+            t0 = cpu_now();
+            for (size_t i = 0; i < n; i++) {
+                memcpy(sink, S->raw + i * img, img);
+                chk += sink[i % img];
+            }
+            t = cpu_now() - t0;
+            best_cpy = t < best_cpy ? t : best_cpy;
         }
-        t = cpu_now() - t0;
-        best_cpy = t < best_cpy ? t : best_cpy;
     }
-    printf("baselines: raw RGB in LMDB %.1f B/image | palette PNG %.1f B (in LMDB %.1f B/image) | "
+    printf("baselines: raw pixels in LMDB %.1f B/image | palette PNG %.1f B (in LMDB %.1f B/image) | "
            "decode libpng %.0f images/s | memcpy raw %.0f images/s (1 thread, CPU time, best of %d)\n",
-           raw_lmdb, png_sum / n, png_lmdb, n / best_png, n / best_cpy, passes);
+           raw_lmdb, png_sum / n, png_lmdb, n / best_png, S->raw ? n / best_cpy : 0.0, passes);
 
     /* the palette kernels alone (no LMDB, no CRC): scalar reference vs vector kernels */
     {
         uint32_t bits = apd_bits_for_k(K);
-        size_t pb = apd_packed_bytes(NPIX, bits);
+        size_t pb = apd_packed_bytes(npix, bits);
         uint8_t *packed = malloc(n * pb);
-        for (size_t i = 0; i < n; i++) apd__pack(idx + i * NPIX, NPIX, bits, packed + i * pb);
+        for (size_t i = 0; i < n; i++) apd__pack(S->idx + i * npix, npix, bits, packed + i * pb);
         static const struct { apd__impl impl; const char *name; } ks[] = {
             {APD__IMPL_SCALAR, "scalar"}, {APD__IMPL_AVX2, "AVX2 gather"}, {APD__IMPL_AVX512, "AVX-512 VBMI"}};
         double t_scalar = 0;
@@ -237,10 +257,10 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
             for (int p = 0; p < passes; p++) {
                 t0 = cpu_now();
                 for (size_t i = 0; i < n; i++) {
-                    if (apd__pal_decode(ks[q].impl, packed + i * pb, NPIX, bits, pal + i * 768, ku[i], 3,
+                    if (apd__pal_decode(ks[q].impl, packed + i * pb, npix, bits, S->pal + i * 768, S->ku[i], c,
                                         APD_LAYOUT_HWC, out))
                         die("kernel");
-                    chk += out[i % IMG];
+                    chk += out[i % img];
                 }
                 double t = cpu_now() - t0;
                 best = t < best ? t : best;
@@ -252,24 +272,26 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
         free(packed);
     }
 
-    static const mode modes[] = {{"auto (default)", APD_COMPRESS_AUTO, 3},
-                                 {"off (speed)", APD_COMPRESS_OFF, 3},
-                                 {"on, zstd -19 (size)", APD_COMPRESS_ON, 19}};
+    static const mode modes[] = {{"auto (default: 1.1 index coding when it pays)", APD_COMPRESS_AUTO, 3, APD_ICODE_AUTO},
+                                 {"1.0 off (speed)", APD_COMPRESS_OFF, 3, APD_ICODE_OFF},
+                                 {"1.0 on, zstd -19 (size)", APD_COMPRESS_ON, 19, APD_ICODE_OFF},
+                                 {"1.1 index coding on", APD_COMPRESS_AUTO, 3, APD_ICODE_ON}};
     for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
         char path[512];
         snprintf(path, sizeof path, "%s/bench-k%u.apd", dir, K);
         apd_writer_opts o;
         apd_writer_opts_default(&o);
         o.kind = APD_KIND_PALETTE;
-        o.c = 3; o.h = 32; o.w = 32; o.k = K; o.n_classes = 10; o.force = 1; o.no_sync = 1;
+        o.c = c; o.h = S->h; o.w = S->w; o.k = K; o.n_classes = 0; o.force = 1; o.no_sync = 1;
         o.compress = modes[m].comp;
         o.zstd_level = modes[m].level;
+        o.index_coding = modes[m].ic;
         apd_writer *w;
         apd_err err;
         if (apd_writer_create(&w, path, &o, &err)) die(err.msg);
         t0 = apd__now();
         for (size_t i = 0; i < n; i++)
-            if (apd_writer_put_palette(w, pal + i * 768, ku[i], idx + i * NPIX, labels[i], APD_NO_SOURCE_ID))
+            if (apd_writer_put_palette(w, S->pal + i * 768, S->ku[i], S->idx + i * npix, S->labels[i], APD_NO_SOURCE_ID))
                 die(apd_writer_errmsg(w));
         if (apd_writer_close(w)) die("close");
         double twrite = apd__now() - t0;
@@ -277,35 +299,61 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
         if (apd_reader_open(&r, path, NULL, &err)) die(err.msg);
         apd_file_stats fs;
         if (apd_reader_stats(r, &fs)) die("stats");
+        apd_file_info fi;
+        apd_reader_info(r, &fi);
         double payload = (double)fs.payload_bytes / n;
         double apd_env = (double)fs.used_pages * fs.page_size / n;
         double apd_chunks = (double)fs.chunk_db_pages * fs.page_size / n;
-        double best = 1e9;
+        double best = 1e9, bestf = 1e9;
+        float *fo = malloc(sizeof(float) * img);
+        const float mean[3] = {0.5f, 0.5f, 0.5f}, sd[3] = {0.25f, 0.25f, 0.25f};
         for (int p = 0; p < passes; p++) {
             t0 = cpu_now();
             for (size_t i = 0; i < n; i++) {
                 uint32_t lab;
-                if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, &lab)) die(apd_reader_errmsg(r));
-                chk += out[i % IMG] + lab;
+                if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, img, &lab)) die(apd_reader_errmsg(r));
+                chk += out[i % img] + lab;
             }
             double t = cpu_now() - t0;
             best = t < best ? t : best;
+            t0 = cpu_now();
+            for (size_t i = 0; i < n; i++) {
+                if (apd_reader_decode_f32(r, i, APD_LAYOUT_CHW, mean, sd, fo, img, NULL)) die(apd_reader_errmsg(r));
+                chk += (uint64_t)(fo[i % img] > 0);
+            }
+            t = cpu_now() - t0;
+            bestf = t < bestf ? t : bestf;
         }
+        free(fo);
         for (size_t i = 0; i < n; i += n / 7 + 1) { /* spot check: .apd decode == PNG decode */
-            if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, IMG, NULL)) die("decode");
-            png_decode_rgb(pngs[i], plen[i], o2);
-            if (memcmp(out, o2, IMG)) die("apd and png decodes differ");
+            if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, img, NULL)) die("decode");
+            png_decode_rgb(pngs[i], plen[i], S->h, S->w, o2);
+            for (size_t q = 0; q < npix; q++)
+                for (uint32_t ch = 0; ch < c; ch++)
+                    if (out[q * c + ch] != o2[3 * q + ch]) die("apd and png decodes differ");
         }
-        printf("-- .apd compress %s: write %.2f s\n", modes[m].name, twrite);
-        printf("   bytes/image: %.1f on disk (chunks db %.1f, records %.1f; %llu of %zu records zstd, dictionary %llu B)"
-               " vs payload %.1f\n",
+        printf("-- .apd %s: format %u.%u, write %.2f s\n", modes[m].name, fi.version_major, fi.version_minor, twrite);
+        printf("   bytes/image: %.1f on disk (chunks db %.1f, records %.1f; %llu of %zu records zstd, dictionary %llu B;"
+               " %llu coded, index model %llu B) vs payload %.1f\n",
                apd_env, apd_chunks, (double)fs.stored_bytes / n, (unsigned long long)fs.compressed_records, n,
-               (unsigned long long)fs.dict_bytes, payload);
-        printf("   size ratios: .apd/payload %.4f (target <= 1.03) | .apd/PNG-in-LMDB %.3f = %.1f%% smaller (target >= 25%%)"
-               " | .apd/raw-in-LMDB %.3f\n",
-               apd_env / payload, apd_env / png_lmdb, 100.0 * (1 - apd_env / png_lmdb), apd_env / raw_lmdb);
-        printf("   decode: %.0f images/s (%.3f us/image) = %.1fx libpng (target >= 40x), %.2fx memcpy; >= 1M images/s: %s\n",
-               n / best, 1e6 * best / n, best_png / best, best_cpy / best, n / best >= 1e6 ? "yes" : "no");
+               (unsigned long long)fs.dict_bytes, (unsigned long long)fs.coded_records,
+               (unsigned long long)fs.imodel_bytes, payload);
+        int coded = fs.coded_records > 0;
+        printf("   size ratios: .apd/payload %.4f (target <= %s) | .apd/PNG-in-LMDB %.3f = %.1f%% smaller (target >= %s)",
+               apd_env / payload, coded ? (S->max_ratio > 0 ? (S->max_ratio < 0.75 ? "0.70" : "0.80") : "none") : "1.03",
+               apd_env / png_lmdb, 100.0 * (1 - apd_env / png_lmdb), coded ? "35%" : "25%");
+        if (S->raw) printf(" | .apd/raw-in-LMDB %.3f", apd_env / raw_lmdb);
+        printf("\n");
+        double ips = n / best;
+        printf("   decode u8 HWC: %.0f images/s (%.3f us/image) = %.1fx libpng (target >= %s); >= %s images/s: %s"
+               " | float32 CHW normalised: %.0f images/s\n",
+               ips, 1e6 * best / n, best_png / best, coded ? "8x" : "40x", coded ? "500k" : "1M",
+               ips >= (coded ? 5e5 : 1e6) ? "yes" : "no", n / bestf);
+        if (coded && S->max_ratio > 0)
+            printf("   coded targets: size %s, PNG %s, speed %s, x libpng %s\n",
+                   apd_env / payload <= S->max_ratio ? "met" : "MISSED",
+                   apd_env / png_lmdb <= 0.65 ? "met" : "MISSED", ips >= 5e5 ? "met" : "MISSED",
+                   best_png / best >= 8 ? "met" : "MISSED");
         apd_reader_close(r);
         unlink(path);
         char lk[600];
@@ -315,7 +363,79 @@ static void run(const uint8_t *imgs, const uint8_t *labels, size_t n, uint32_t K
     printf("[checksum %llu]\n", (unsigned long long)chk);
     for (size_t i = 0; i < n; i++) free(pngs[i]);
     free(pngs); free(plen); free(vals); free(lens); free(mb.p);
-    free(out); free(o2); free(sink); free(pal); free(idx); free(ku);
+    free(out); free(o2); free(sink);
+}
+
+/* Median-cut palette set from n source images (CHW). */
+static void quantize_set(pset *S, const uint8_t *imgs, const uint8_t *labels)
+{
+    size_t npix = (size_t)S->h * S->w;
+    S->pal = calloc(S->n, 768);
+    S->idx = malloc(S->n * npix);
+    S->ku = malloc(S->n * sizeof *S->ku);
+    S->labels = malloc(S->n);
+    memcpy(S->labels, labels, S->n);
+    double t0 = apd__now();
+    for (size_t i = 0; i < S->n; i++)
+        if (apd_quantize_image(APD_QUANT_MEDIAN_CUT, imgs + i * npix * S->c, S->c, S->h, S->w, S->K, 0,
+                               S->pal + i * 768, S->idx + i * npix, &S->ku[i]))
+            die("quantize");
+    printf("quantize %s K=%u: %.2f s\n", S->title, S->K, apd__now() - t0);
+}
+
+static void free_set(pset *S)
+{
+    free(S->pal); free(S->idx); free(S->ku); free(S->labels);
+}
+
+/* Palette records of an existing .apd (e.g. distilled images). */
+static int load_apd(pset *S, const char *path)
+{
+    apd_reader *r;
+    apd_err err;
+    if (apd_reader_open(&r, path, NULL, &err)) {
+        fprintf(stderr, "bench_decode: %s\n", err.msg);
+        return -1;
+    }
+    apd_file_info fi;
+    apd_reader_info(r, &fi);
+    if (fi.kind != APD_KIND_PALETTE || (size_t)fi.h * fi.w > MAXPIX || fi.w > 4096) {
+        apd_reader_close(r);
+        fprintf(stderr, "bench_decode: %s: not a palette file of at most %d pixels\n", path, MAXPIX);
+        return -1;
+    }
+    size_t npix = (size_t)fi.h * fi.w;
+    S->c = fi.c; S->h = fi.h; S->w = fi.w; S->K = fi.k; S->n = (uint32_t)fi.n_records;
+    S->pal = calloc(S->n, 768);
+    S->idx = malloc(S->n * npix);
+    S->ku = malloc(S->n * sizeof *S->ku);
+    S->labels = malloc(S->n);
+    for (uint32_t i = 0; i < S->n; i++) {
+        uint32_t lab;
+        if (apd_reader_record(r, i, S->pal + (size_t)i * 768, &S->ku[i], S->idx + i * npix, &lab)) die(apd_reader_errmsg(r));
+        S->labels[i] = (uint8_t)lab;
+    }
+    apd_reader_close(r);
+    return 0;
+}
+
+static void print_machine(void)
+{
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *q = strchr(line, ':');
+            if (q) snprintf(model, sizeof model, "%s", q + 2);
+            model[strcspn(model, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    printf("CPU: %s | palette kernels: AVX-512 VBMI %s, AVX2 %s (auto picks the first available)"
+           " | 1.1 index decoder: %s\n",
+           model, apd__impl_available(APD__IMPL_AVX512) ? "yes" : "no",
+           apd__impl_available(APD__IMPL_AVX2) ? "yes" : "no",
+           apd__icode_impl_available(APD__IMPL_AVX2) ? "AVX2 8-lane wavefront rANS" : "scalar 8-lane wavefront rANS");
 }
 
 int main(int argc, char **argv)
@@ -341,10 +461,40 @@ int main(int argc, char **argv)
     char dir[] = "/tmp/apd-bench-XXXXXX";
     if (!mkdtemp(dir)) die("mkdtemp");
     printf("bench_decode: %s, %zu images\n", src, n);
-    run(imgs, labels, n, 64, passes, dir);
-    run(imgs, labels, n, 16, passes, dir);
-    rmdir(dir);
+    print_machine();
+    for (int q = 0; q < 2; q++) {
+        pset S = {"CIFAR-10 dev median cut", 3, 32, 32, q ? 16u : 64u, (uint32_t)n, NULL, NULL, NULL, NULL, imgs,
+                  q ? 0.70 : 0.80};
+        quantize_set(&S, imgs, labels);
+        run(&S, passes, dir);
+        free_set(&S);
+    }
     free(imgs);
     free(labels);
+    apd_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    apd_import_opts io = {0, want, NULL, NULL};
+    apd_err err;
+    if (apd_import(&ds, "fashion-mnist", "train", &io, &err) == APD_OK) {
+        uint8_t *fl = malloc(ds.n);
+        for (size_t i = 0; i < ds.n; i++) fl[i] = (uint8_t)ds.labels[i];
+        pset S = {"Fashion-MNIST median cut", ds.c, ds.h, ds.w, 16, (uint32_t)ds.n, NULL, NULL, NULL, NULL,
+                  ds.pixels, 0.70};
+        quantize_set(&S, ds.pixels, fl);
+        run(&S, passes, dir);
+        free_set(&S);
+        free(fl);
+        apd_dataset_free(&ds);
+    } else {
+        printf("\n(Fashion-MNIST skipped: %s)\n", err.msg);
+    }
+    if (argc > 3) {
+        pset S = {"given file (palette records as stored)", 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0};
+        if (load_apd(&S, argv[3]) == 0) {
+            run(&S, passes, dir);
+            free_set(&S);
+        }
+    }
+    rmdir(dir);
     return 0;
 }

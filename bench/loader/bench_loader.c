@@ -8,12 +8,16 @@
  *     the loader fills it: the most any float32 loader can do per thread;
  *   - loader float32 CHW normalised, 1 and 2 threads, ratio to the limit (target >= 70%);
  *   - loader uint8 HWC and CHW, 1 thread (target >= 1M images/s per core for 32x32, K = 64);
- *   - kernel-only: the float normalisation kernels (uint8 -> float, and palette LUT ->
- *     float gather) on decoded images in cache, against the same limit;
+ *   - kernel-only: the float normalisation kernels of common/kernels.h (uint8 -> float, and
+ *     palette + 8-bit indices -> float, the loader's use_records path) on decoded images in
+ *     cache, against the same limit;
  *   - reader-only: apd_reader_decode per image (chunk look-up, CRC, unpack + look-up): the
  *     format layer's share of the loader's time.
  * Every figure is given per wall second and per CPU-second of the process (all threads):
  * on a shared machine the second is the steadier "per core" figure.
+ * Format 1.1: the same images index-coded (PATH with "-coded" before .apd): float32 CHW and
+ * uint8 HWC loader figures and reader-only, against the 1.0 file (target >= 300k images/s
+ * per core for float32 batches).
  * The .apd is written once (median-cut K = 64) next to the binary and reused. Timings on
  * shared machines vary by up to 40% between runs; compare ratios within one run.
  */
@@ -28,7 +32,7 @@
 #include "apd/loader.h"
 #include "apd/quant.h"
 #include "common/internal.h"
-#include "loader/kernels.h"
+#include "common/kernels.h"
 
 /* CPU seconds of the whole process (all threads): the shared 2-core machine is busy with
  * other jobs, so rates per CPU-second ("per core") are steadier than wall-clock rates. */
@@ -49,7 +53,7 @@ static rate mkrate(uint64_t n, double w0, double c0)
     return r;
 }
 
-static int make_apd(const char *bin, const char *out)
+static int make_apd(const char *bin, const char *out, apd_icode ic)
 {
     FILE *f = fopen(bin, "rb");
     if (!f) {
@@ -60,6 +64,7 @@ static int make_apd(const char *bin, const char *out)
     apd_writer_opts_default(&o);
     o.c = 3; o.h = 32; o.w = 32; o.kind = APD_KIND_PALETTE; o.k = 64; o.n_classes = 10;
     o.force = 1;
+    o.index_coding = ic; /* OFF: the format 1.0 file; ON: the format 1.1 coded file */
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
     for (int i = 0; i < 3; i++) { o.mean[i] = mean[i]; o.std[i] = std[i]; }
     o.dataset_name = "cifar10-dev";
@@ -178,7 +183,7 @@ static rate reader_only(const char *path, uint64_t images, apd_layout layout)
 
 /* The normalisation kernels alone, on `batch` images already decoded (in cache), writing
  * the same float batch buffer as the limit: mode 0 = uint8 CHW -> float (the loader's
- * path), mode 1 = palette LUT to float + index gather (from apd_reader_record). */
+ * path), mode 1 = palette + 8-bit indices to float (from apd_reader_record). */
 static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int mode, double *ck)
 {
     apd_reader *r;
@@ -189,7 +194,6 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
     uint32_t *k = malloc(batch * sizeof *k), lab;
     float *out = aligned_alloc(64, (size_t)batch * 3072 * sizeof(float));
     const float mean[3] = {0.49f, 0.48f, 0.45f}, std[3] = {0.25f, 0.24f, 0.26f};
-    float lut[768];
     for (uint32_t i = 0; i < batch; i++)
         if (apd_reader_decode(r, i, APD_LAYOUT_CHW, chw + (size_t)i * 3072, 3072, &lab) != APD_OK ||
             apd_reader_record(r, i, pal + (size_t)i * 768, &k[i], idx + (size_t)i * 1024, &lab) != APD_OK)
@@ -202,12 +206,11 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
             float *o = out + (size_t)i * 3072;
             if (mode == 0) {
                 for (int ch = 0; ch < 3; ch++)
-                    apd__u8_to_f32_norm(o + ch * 1024, chw + (size_t)i * 3072 + ch * 1024, 1024,
-                                        mean[ch], std[ch]);
-            } else {
-                apd__norm_lut(lut, pal + (size_t)i * 768, k[i], 3, mean, std);
-                for (int ch = 0; ch < 3; ch++)
-                    apd__gather_f32(o + ch * 1024, lut + ch * 256, idx + (size_t)i * 1024, 1024, k[i]);
+                    apd__u8_norm_f32(APD__IMPL_AUTO, chw + (size_t)i * 3072 + ch * 1024, 1024,
+                                     mean[ch], std[ch], o + ch * 1024);
+            } else if (apd__pal_decode_f32(APD__IMPL_AUTO, idx + (size_t)i * 1024, 1024, 8,
+                                           pal + (size_t)i * 768, k[i], 3, mean, std, o) != 0) {
+                exit(1);
             }
         }
         __asm__ volatile("" ::"r"(out) : "memory");
@@ -238,7 +241,11 @@ int main(int argc, char **argv)
         }
     }
     struct stat sb;
-    if (stat(apd, &sb) != 0 && make_apd(data, apd)) return 1;
+    char coded[1024];
+    size_t al = strlen(apd);
+    snprintf(coded, sizeof coded, "%.*s-coded.apd", (int)(al > 4 && !strcmp(apd + al - 4, ".apd") ? al - 4 : al), apd);
+    if (stat(apd, &sb) != 0 && make_apd(data, apd, APD_ICODE_OFF)) return 1;
+    if (stat(coded, &sb) != 0 && make_apd(data, coded, APD_ICODE_ON)) return 1;
     if (make_only) return 0;
     double ck = 0;
     apd_reader *r;
@@ -266,6 +273,10 @@ int main(int argc, char **argv)
     rate ro = reader_only(apd, images, APD_LAYOUT_HWC);
     rate k0 = kernel_only(apd, batch, images, 0, &ck);
     rate k1 = kernel_only(apd, batch, images, 1, &ck);
+    rate cf1 = run_loader(coded, APD_OUT_F32_CHW, 1, batch, epochs, &ck);
+    rate cf2 = run_loader(coded, APD_OUT_F32_CHW, 2, batch, epochs, &ck);
+    rate cu1 = run_loader(coded, APD_OUT_U8_HWC, 1, batch, epochs, &ck);
+    rate cro = reader_only(coded, images, APD_LAYOUT_HWC);
 
     printf("  %-40s %12s %14s\n", "", "images/s", "per CPU-second");
     printf("  %-40s %12.0f %14.0f  (%.1f GB/s per core)\n", "float-write limit (memset), 1 thread",
@@ -286,6 +297,15 @@ int main(int argc, char **argv)
            "kernel only: uint8 CHW -> float norm", k0.wall, k0.cpu, k0.cpu / lim.cpu);
     printf("  %-40s %12.0f %14.0f  ratio to limit %.2f per core\n",
            "kernel only: palette LUT -> float gather", k1.wall, k1.cpu, k1.cpu / lim.cpu);
+    printf("  format 1.1 index-coded file (%s):\n", coded);
+    printf("  %-40s %12.0f %14.0f  %.2fx the 1.0 file per core; >= 300k per core: %s\n",
+           "coded: loader float32 CHW, 1 thread", cf1.wall, cf1.cpu, cf1.cpu / f1.cpu, cf1.cpu >= 3e5 ? "yes" : "no");
+    printf("  %-40s %12.0f %14.0f  wall scaling %.2fx over 1 thread\n", "coded: loader float32 CHW, 2 threads",
+           cf2.wall, cf2.cpu, cf2.wall / cf1.wall);
+    printf("  %-40s %12.0f %14.0f  %.2fx the 1.0 file per core\n", "coded: loader uint8 HWC, 1 thread",
+           cu1.wall, cu1.cpu, cu1.cpu / u1.cpu);
+    printf("  %-40s %12.0f %14.0f  %.2fx the 1.0 file per core\n", "coded: reader only (shuffled)", cro.wall,
+           cro.cpu, cro.cpu / ro.cpu);
     printf("  float path = decode (reader, CRC, shuffled access) + a kernel at ~write speed: the\n"
            "  ratio is bounded by 1/(1 + decode time / write time).\n");
     printf("  (checksum %.0f)\n", ck);

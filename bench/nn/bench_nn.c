@@ -59,13 +59,13 @@ static float *randbuf(size_t n, uint64_t seed)
 
 static void ours(apd_pool *pool, uint32_t ch, uint32_t h, result *res, size_t *mem)
 {
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, ch, h, h, 10);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, ch, h, h, 10);
     cfg.max_batch = (uint32_t)g_batch;
     cfg.pool = pool;
     apd_convnet *net;
     if (apd_convnet_create(&net, &cfg) != APD_OK) { fprintf(stderr, "create failed\n"); exit(1); }
-    apd_convnet_init_seed(net, 1);
+    apd_convnet_init(net, 1, 0);
     *mem = apd_convnet_memory_bytes(net);
     size_t n = (size_t)g_batch, nx = n * ch * h * h;
     float *x = randbuf(nx, 2), *dx = calloc(nx, 4), *logits = calloc(n * 10, 4), *probs = calloc(n * 10, 4),

@@ -71,8 +71,8 @@ static timing run(uint32_t nt, uint32_t b, uint32_t reps, const float *x, const 
         exit(1);
     }
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
-    apd_palette_color_cfg cc;
-    apd_palette_color_cfg_default(&cc, c, mean, std);
+    apd_palette_color_opts cc;
+    apd_palette_color_opts_default(&cc, c, mean, std);
     for (uint32_t it = 0; it < reps; it++) {
         apd_palette_net_zero_grad(&net);
         double t0 = apd__now();

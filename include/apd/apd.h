@@ -4,7 +4,7 @@
  *   dataset.h  in-memory datasets (importer output, method input)
  *   io.h       importers (cifar10/100, idx, fashion-mnist, folder) and PNG exporters
  *   quant.h    classical quantizers (median cut, octree, k-means)
- *   format.h   .apd reader and writer (spec/apd-format.md)
+ *   format.h   .apd reader and writer (spec/apd-format.md); json.h JSON writer and reader
  *   loader.h   training batches: shuffling, sharding, threads, resume
  *   nn.h       the NN engine (ops, ConvNet, SGD); dsa.h augmentation; train.h evaluation
  *   palette.h  AutoPalette palette network and colour losses; budget.h storage budgets
@@ -16,6 +16,7 @@
 #include "apd/io.h"
 #include "apd/quant.h"
 #include "apd/format.h"
+#include "apd/json.h"
 #include "apd/loader.h"
 #include "apd/nn.h"
 #include "apd/dsa.h"

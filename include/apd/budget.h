@@ -54,11 +54,13 @@ typedef struct apd_budget {
     int over_budget;            /* used_bytes > budget_bytes */
 } apd_budget;
 
-/* Fill *out for the rule. ipc >= 1, k in 2..256, c,h,w >= 1.
- * @return APD_OK, APD_EINVAL (NULL out, out-of-range value), APD_EOVERFLOW. */
+/* Fill *out for the rule. ipc >= 1, k in 2..APD_MAX_COLORS, c,h,w >= 1.
+ * @return APD_OK; APD_EINVAL (NULL out, a value out of range, unknown rule; *out zeroed);
+ *         APD_EOVERFLOW (the byte counts overflow size_t). */
 APD_API apd_status apd_budget_compute(apd_budget *out, apd_budget_rule rule, uint32_t ipc, uint32_t k,
                                       uint32_t c, uint32_t h, uint32_t w);
-/* "bits" | "paper" | "images". @return APD_OK or APD_EINVAL. */
+/* "bits" | "paper" | "images". @return APD_OK; APD_EINVAL (NULL or unknown name; *out
+ * untouched). */
 APD_API apd_status apd_budget_rule_from_name(const char *name, apd_budget_rule *out);
 /* Static name of a rule ("unknown" otherwise). */
 APD_API const char *apd_budget_rule_name(apd_budget_rule rule);
@@ -66,7 +68,9 @@ APD_API const char *apd_budget_rule_name(apd_budget_rule rule);
  * {"rule":"bits","ipc":10,"k":64,"c":3,"h":32,"w":32,"index_bits":6,"palette_bytes":192,
  *  "index_bytes":768,"bytes_per_image":960,"full_image_bytes":3072,"budget_bytes":30720,
  *  "images_per_class":32,"used_bytes":30720,"over_budget":false}
- * Writes at most len bytes including the NUL. @return APD_OK, APD_EINVAL, APD_EBUFSIZE. */
+ * Writes at most len bytes including the NUL.
+ * @return APD_OK; APD_EINVAL (NULL b or buf, len 0); APD_EBUFSIZE (does not fit; buf holds
+ *         a truncated, NUL-terminated prefix). */
 APD_API apd_status apd_budget_json(const apd_budget *b, char *buf, size_t len);
 
 #ifdef __cplusplus

@@ -31,6 +31,7 @@
 
 #include "apd/budget.h"
 #include "apd/dataset.h"
+#include "apd/format.h" /* APD_KIND_*, the writer */
 #include "apd/status.h"
 
 #ifdef __cplusplus
@@ -93,31 +94,37 @@ typedef struct apd_distill_opts {
     const char *checkpoint_path; /* where checkpoints go (required if checkpoint_every) */
     const char *resume_path;     /* resume from this checkpoint (NULL = fresh run) */
     uint32_t log_every;          /* a status line to log_fn every N iterations (0 = never) */
-    void *log;                   /* DEPRECATED, being removed: FILE* for status lines */
     apd_log_fn log_fn;           /* status lines (NULL = none); see apd/status.h */
-    apd_progress_fn progress_fn; /* progress of each phase (NULL = none) */
+    apd_progress_fn progress_fn; /* progress of each phase (NULL = none): "select-net" (batches
+                                    of the selection network), "distill" (iterations) */
     void *cb_user;               /* passed to log_fn and progress_fn */
     uint32_t stop_after;         /* testing: stop (as if killed) after this iteration (0 = no) */
 } apd_distill_opts;
 
+/* Every field to its default (the values in the comments above). */
 APD_API void apd_distill_opts_default(apd_distill_opts *o);
 
-/* Parse helpers for the CLI: "random|dm|autopalette", "random|graphcut",
- * (budget rules: apd_budget_rule_from_name in apd/budget.h).
- * @return APD_OK or APD_EINVAL. */
+/* Parse helpers for the CLI (budget rules: apd_budget_rule_from_name in apd/budget.h).
+ * "random|dm|autopalette". @return APD_OK; APD_EINVAL (NULL s, unknown name; *out untouched). */
 APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out);
+/* "random|graphcut|graph-cut". @return APD_OK; APD_EINVAL (NULL s, unknown name; *out
+ * untouched). */
 APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out);
-/* "none" or a comma/plus-separated list of "warmup", "task-scale", "temperature",
- * "straight-through" -> APD_REMEDY_* mask. */
+/* "none" (or "") or a comma/plus-separated list of "kmeans-init", "warmup", "task-scale",
+ * "temperature", "straight-through" -> APD_REMEDY_* mask.
+ * @return APD_OK; APD_EINVAL (NULL s or out, unknown name, longer than 127 characters;
+ *         *out untouched). */
 APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out);
+/* Static name of a method ("?" if unknown); never NULL. */
 APD_API const char *apd_distill_method_name(apd_distill_method m);
-/* Canonical text of a remedy mask into buf ("none", "warmup+task-scale", ...). */
+/* Canonical text of a remedy mask into buf ("none", "warmup+task-scale", ...); returns buf
+ * ("" if buf is NULL or len 0). */
 APD_API const char *apd_palette_remedy_name(uint32_t mask, char *buf, size_t len);
 
 typedef struct apd_distill_result {
     uint64_t n;                /* synthetic images (images_per_class * n_classes) */
     uint32_t c, h, w, n_classes;
-    uint32_t kind;             /* 1 = palette records, 2 = direct colour (format.h values) */
+    uint32_t kind;             /* APD_KIND_PALETTE or APD_KIND_DIRECT (apd/format.h) */
     uint32_t k;                /* palette: max colours; direct: 0 */
     uint8_t *pixels;           /* direct: n * c*h*w, CHW */
     uint8_t *palettes;         /* palette: n * k*c, entry-major, unused entries 0 */
@@ -134,12 +141,19 @@ typedef struct apd_distill_result {
 
 /* Run the distillation. real: the training set (all classes present; labels < n_classes).
  * res is filled on success (free with apd_distill_result_free) and zeroed on failure.
- * @return APD_OK; APD_EINVAL (bad option, e.g. K outside 2..256 for autopalette, a class
- *         with fewer images than needed); APD_ENOMEM; APD_EIO/APD_ENOENT (checkpoint files);
- *         APD_EMISMATCH (resume file from other options/data); APD_ENUMERIC (loss diverged);
- *         APD_ECANCELED (opts.stop_after reached: a checkpoint was written, res is empty). */
+ * Status lines and progress go to opts.log_fn / opts.progress_fn only; the library never
+ * prints.
+ * @return APD_OK; APD_EINVAL (NULL, empty or non-1/3-channel dataset, bad option, e.g. K
+ *         outside 2..APD_MAX_COLORS, a label >= n_classes, a class with fewer images than
+ *         needed, images not square or under 8x8 for dm/autopalette); APD_ENOMEM;
+ *         APD_EOVERFLOW; APD_EIO / APD_ENOENT / APD_EACCES (checkpoint files);
+ *         APD_EMAGIC / APD_ETRUNC (not a checkpoint, truncated checkpoint);
+ *         APD_EMISMATCH (checkpoint from other options, data or thread count);
+ *         APD_ENUMERIC (loss diverged); APD_ECANCELED (opts.stop_after reached: a checkpoint
+ *         was written, res is empty); errors of apd/quant.h (quantizer). */
 APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_opts *o,
                                    apd_distill_result *res, apd_err *err);
+/* Free the arrays and strings of res and zero it; NULL and zeroed results are fine. */
 APD_API void apd_distill_result_free(apd_distill_result *res);
 
 /* Writing the result (apd/format.h). apd_distill_writer_opts fills *wo (defaults plus the
@@ -149,13 +163,13 @@ APD_API void apd_distill_result_free(apd_distill_result *res);
  * spec, n, hash, counts of `real`), "hyperparameters", "budget" and "distill_stats". The
  * caller creates and closes the writer and sets "tool_version" and "command_line". With
  * method_name NULL, "method", "seed" and "source" are left to the caller (apd-convert sets
- * them for every method). Source ids map through real->source_ids when real has them.
- * @return APD_OK or the writer's error (see apd_writer_errmsg). */
-struct apd_writer;
-struct apd_writer_opts;
-APD_API void apd_distill_writer_opts(struct apd_writer_opts *wo, const apd_distill_result *res,
+ * them for every method). Source ids map through real->source_ids when real has them. */
+APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_result *res,
                                      const apd_dataset *real);
-APD_API apd_status apd_distill_write(struct apd_writer *w, const apd_distill_result *res,
+/* @return APD_OK; APD_EINVAL (NULL w or res); APD_ENOMEM; or the writer's error from
+ *         apd_writer_put_palette / apd_writer_put_direct / apd_writer_set_meta
+ *         (apd/format.h; apd_writer_errmsg has the message). */
+APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *res,
                                      const apd_dataset *real, uint64_t seed,
                                      const char *method_name);
 

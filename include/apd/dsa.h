@@ -33,7 +33,7 @@
  *
  * Usage (distribution matching, one Siamese draw per class step):
  *
- *     apd_dsa_config cfg; apd_dsa_config_default(&cfg);
+ *     apd_dsa_opts cfg; apd_dsa_opts_default(&cfg);
  *     apd_dsa_sample one;  apd_dsa_params p;
  *     apd_dsa_draw(&p, &one, 1, &cfg, APD_DSA_SIAMESE, seed, stream, n_real, h, w);
  *     apd_dsa_forward(real_aug, real, &p, n_real, c, h, w);
@@ -80,8 +80,8 @@ typedef enum apd_dsa_mode {
     APD_DSA_PER_IMAGE = 1 /* one parameter set per image (same op) */
 } apd_dsa_mode;
 
-/* The knobs of DSA's ParamDiffAug, with the published defaults from apd_dsa_config_default. */
-typedef struct apd_dsa_config {
+/* The knobs of DSA's ParamDiffAug, with the published defaults from apd_dsa_opts_default. */
+typedef struct apd_dsa_opts {
     uint32_t strategy;    /* mask of APD_DSA_MASK(op); default APD_DSA_ALL; 0 = no aug */
     float prob_flip;      /* 0.5 */
     float ratio_scale;    /* 1.2: sx, sy ~ U(1/r, r) */
@@ -92,9 +92,9 @@ typedef struct apd_dsa_config {
     float saturation;     /* 2.0: s = u * r */
     float contrast;       /* 0.5: k = u + r */
     int align_corners;    /* 0 (PyTorch default, VICO); 1 = original DSA/AutoPalette */
-} apd_dsa_config;
+} apd_dsa_opts;
 
-APD_API void apd_dsa_config_default(apd_dsa_config *cfg);
+APD_API void apd_dsa_opts_default(apd_dsa_opts *cfg);
 
 /* Parse "color_crop_cutout_flip_scale_rotate" style strings (any subset, '_' separated,
  * any order; "none" or "" = 0) into a strategy mask.
@@ -133,13 +133,15 @@ typedef struct apd_dsa_params {
  * @return APD_OK; APD_EINVAL (NULL p/samples, n or h or w zero, bad mode);
  *         APD_EBUFSIZE (cap < 1 in SIAMESE mode, cap < n in PER_IMAGE mode). */
 APD_API apd_status apd_dsa_draw(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
-                                const apd_dsa_config *cfg, apd_dsa_mode mode, uint64_t seed,
+                                const apd_dsa_opts *cfg, apd_dsa_mode mode, uint64_t seed,
                                 uint64_t stream, uint32_t n, uint32_t h, uint32_t w);
 
 /* Draw the parameters of a given op (tests, ablations: e.g. always rotate). Same contract as
- * apd_dsa_draw except that the op is not drawn. */
+ * apd_dsa_draw except that the op is not drawn.
+ * @return APD_OK; APD_EINVAL (as apd_dsa_draw, or op not an apd_dsa_op); APD_EBUFSIZE (as
+ *         apd_dsa_draw). */
 APD_API apd_status apd_dsa_draw_op(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
-                                   const apd_dsa_config *cfg, apd_dsa_op op, apd_dsa_mode mode,
+                                   const apd_dsa_opts *cfg, apd_dsa_op op, apd_dsa_mode mode,
                                    uint64_t seed, uint64_t stream, uint32_t n, uint32_t h,
                                    uint32_t w);
 
@@ -151,7 +153,8 @@ APD_API apd_status apd_dsa_forward(float *out, const float *in, const apd_dsa_pa
 
 /* din[N, C, H, W] += d aug / d in ^T dout[N, C, H, W]. Every op is affine in the image for
  * fixed parameters, so backward needs neither the input nor the output.
- * @return as apd_dsa_forward. */
+ * @return APD_OK; APD_EINVAL (NULL pointers, unknown op); APD_ESHAPE (n_samples is not 1
+ *         or N, or H/W differ from the size p was drawn for). */
 APD_API apd_status apd_dsa_backward(float *din, const float *dout, const apd_dsa_params *p,
                                     uint32_t N, uint32_t C, uint32_t H, uint32_t W);
 

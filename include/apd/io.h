@@ -37,7 +37,9 @@
  *
  *     apd_dataset ds = {0};
  *     apd_err err;
- *     apd_import_opts o = {0};
+ *     apd_import_opts o;
+ *     apd_import_opts_default(&o);
+ *     o.limit = 1000;
  *     if (apd_import(&ds, "cifar10:../shared/data/cifar10-dev", "test", &o, &err) != APD_OK)
  *         fprintf(stderr, "%s\n", err.msg);   // e.g. ".../test.bin: record 17 (offset
  *                                             //  52241): truncated: 100 of 3073 bytes"
@@ -66,14 +68,20 @@
 extern "C" {
 #endif
 
+/* Options of apd_import. Fill with apd_import_opts_default (an all-zero struct is the same
+ * defaults) and set what you need; NULL options mean the defaults. */
 typedef struct apd_import_opts {
     uint32_t size;  /* folder: resize shorter side + centre crop to size x size (0 = keep;
                        then all images must have the same size) */
     uint64_t limit; /* keep the first `limit` records (0 = all) */
-    /* Optional sink for warnings (skipped files, ...); NULL = silent. */
-    void (*warn)(void *user, const char *msg);
+    /* Optional sink for warnings (skipped files, ...), one line each (apd/status.h's log
+     * callback); NULL = silent. Called from the importing thread. */
+    apd_log_fn warn;
     void *warn_user;
 } apd_import_opts;
+
+/* Defaults: no resize, no limit, no warning sink. */
+APD_API void apd_import_opts_default(apd_import_opts *o);
 
 /* Import a dataset split. out must be zeroed (or freed) by the caller; on success the caller
  * owns it (apd_dataset_free). opts may be NULL (all defaults); err may be NULL.
@@ -84,7 +92,7 @@ typedef struct apd_import_opts {
 APD_API apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
                               const apd_import_opts *opts, apd_err *err);
 
-/* Indexed PNG of one palette record: k entries (1..256) of c channels (grey palettes are
+/* Indexed PNG of one palette record: k entries (1..APD_MAX_COLORS) of c channels (grey palettes are
  * written as grey RGB triplets in PLTE), indices h*w (each < k), bit depth 1/2/4/8 =
  * the smallest with 2^depth >= k. Overwrites path.
  * @return APD_OK, APD_EINVAL (bad args or an index >= k), APD_ENOENT/EACCES/EIO, APD_ENOMEM. */
@@ -92,15 +100,35 @@ APD_API apd_status apd_png_write_indexed(const char *path, const uint8_t *palett
                                          uint32_t c, const uint8_t *indices, uint32_t h,
                                          uint32_t w, apd_err *err);
 
-/* 8-bit grey (c = 1) or RGB (c = 3) PNG from a CHW image. */
+/* 8-bit grey (c = 1) or RGB (c = 3) PNG from a CHW image. Overwrites path.
+ * @return APD_OK, APD_EINVAL (NULL argument, c not 1/3, a side 0 or above 2^20),
+ *         APD_ENOENT/EACCES/EIO (creating or writing the file), APD_ENOMEM. */
 APD_API apd_status apd_png_write_image(const char *path, const uint8_t *chw, uint32_t c,
                                        uint32_t h, uint32_t w, apd_err *err);
 
 /* Contact sheet: n images (CHW, c x h x w each, consecutive) in rows of `cols`, 1-px white
- * gaps between cells; cells past n stay white. Size: cols*w + cols-1 by rows*h + rows-1. */
+ * gaps between cells; cells past n stay white. Size: cols*w + cols-1 by rows*h + rows-1.
+ * @return APD_OK, APD_EINVAL (NULL argument, n or cols 0, c not 1/3, a side 0),
+ *         APD_ELIMIT (a sheet side above 2^20), APD_ENOENT/EACCES/EIO, APD_ENOMEM. */
 APD_API apd_status apd_png_write_sheet(const char *path, const uint8_t *images, uint32_t n,
                                        uint32_t cols, uint32_t c, uint32_t h, uint32_t w,
                                        apd_err *err);
+
+/* Provenance: the "source" object of the .apd metadata (spec/apd-format.md, optional keys)
+ * naming the dataset a file was made from, as one JSON object:
+ *   {"name": ..., "split": ..., "spec": ..., "n": N, "c": C, "h": H, "w": W,
+ *    "hash": "<16 hex digits>", "counts": [records per class, ...]}
+ * plus "resized_to": N when the importer resized the images (apd_import_opts.size).
+ * Every producer of .apd files (apd-convert, apd_distill_write) writes it with this call.
+ * @param[out] out  the text, NUL-terminated when cap > 0 (truncated to fit); may be NULL
+ *                  with cap 0 to ask for the size
+ * @param[in]  hash_hex  apd_dataset_hash(ds) when the caller has it (hashing reads every
+ *                  pixel); NULL to compute it here
+ * @param[in]  resized_to  0, or the side the images were resized to
+ * @return the length of the full text without the NUL (snprintf convention): the output was
+ *         complete iff the return value is < cap. 0 if ds is NULL. Reentrant; no allocation. */
+APD_API size_t apd_dataset_source_json(char *out, size_t cap, const apd_dataset *ds,
+                                       const char *hash_hex, uint32_t resized_to);
 
 #ifdef __cplusplus
 }

@@ -165,7 +165,8 @@ APD_API void apd_loader_get_state(const apd_loader *l, apd_loader_state *st);
  * @return APD_OK; APD_EINVAL (NULL, cursor > n); APD_EMISMATCH (st->n differs from this
  *   loader's selection: other file or class subset). */
 APD_API APD_NODISCARD apd_status apd_loader_set_state(apd_loader *l, const apd_loader_state *st);
-/* Shorthand: start epoch `epoch` at cursor 0 with the current seed. */
+/* Shorthand: start epoch `epoch` at cursor 0 with the current seed. Clears a poisoned loader.
+ * @return APD_OK; APD_EINVAL (l NULL). */
 APD_API APD_NODISCARD apd_status apd_loader_set_epoch(apd_loader *l, uint64_t epoch);
 
 /* The partition rule as a pure function (for tests and for callers that schedule

@@ -22,7 +22,7 @@
  * PyTorch's GroupNorm(C, C): per sample and channel over H x W, biased variance, eps 1e-5,
  * affine (gamma = 1, beta = 0 at init). Init is PyTorch's default: weights and biases
  * U(-1/sqrt(fan_in), +1/sqrt(fan_in)), fan_in = C_in * 9 (conv) or in_features (linear),
- * drawn from an apd_rng in parameter order.
+ * drawn in parameter order from the library's seeded generator (apd_convnet_init).
  *
  * Parameter order (== PyTorch state_dict order of the reference ConvNet in the DD code):
  *   for each block l: conv_l.weight [width, C_in, 3, 3], conv_l.bias [width],
@@ -32,11 +32,11 @@
  * Usage (train one step, then get d loss / d images for a frozen network):
  *
  *     apd_pool *pool; apd_pool_create(&pool, 2);            // 2 worker threads in total
- *     apd_convnet_config cfg;
- *     apd_convnet_config_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
+ *     apd_convnet_opts cfg;
+ *     apd_convnet_opts_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
  *     cfg.max_batch = 256; cfg.pool = pool;
  *     apd_convnet *net; if (apd_convnet_create(&net, &cfg) != APD_OK) ...;
- *     apd_rng rng; apd_rng_seed(&rng, seed, 0); apd_convnet_init(net, &rng);
+ *     apd_convnet_init(net, seed, 0);                       // seeded PyTorch-default init
  *     apd_sgd *opt; apd_sgd_create(&opt, apd_convnet_num_params(net), 0.01f, 0.9f, 5e-4f);
  *     // x: [n, 3, 32, 32] normalised pixels, y: n labels
  *     apd_convnet_forward(net, logits, NULL, x, n);
@@ -67,9 +67,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The seeded PRNG of libapd (libapd/common/rng.h; in-tree code includes that header). */
-typedef struct apd_rng apd_rng;
 
 /* ======================================================================================
  * Thread pool
@@ -225,7 +222,7 @@ APD_API void apd_sqdist_backward(float *da, float *db, const float *a, const flo
 
 typedef enum apd_norm { APD_NORM_NONE = 0, APD_NORM_INSTANCE = 1 } apd_norm;
 
-typedef struct apd_convnet_config {
+typedef struct apd_convnet_opts {
     uint32_t c, h, w;     /* input channels, height, width */
     uint32_t width;       /* channels of every conv (128) */
     uint32_t depth;       /* number of conv blocks (3); each halves H and W */
@@ -234,30 +231,32 @@ typedef struct apd_convnet_config {
     uint32_t pad1;        /* padding of the first conv; APD_CONVNET_PAD_AUTO: 3 for 28x28, else 1 */
     uint32_t max_batch;   /* largest n passed to forward/backward; sizes the activation arena */
     apd_pool *pool;       /* borrowed, may be NULL (single thread); must outlive the net */
-} apd_convnet_config;
+} apd_convnet_opts;
 #define APD_CONVNET_PAD_AUTO 0xFFFFFFFFu
 
 typedef struct apd_convnet apd_convnet;
 
 /* Defaults: ConvNetD3 (width 128, depth 3, instance norm, pad1 auto, max_batch 256,
  * pool NULL) for input c x h x w and n_classes. */
-APD_API void apd_convnet_config_default(apd_convnet_config *cfg, uint32_t c, uint32_t h,
-                                        uint32_t w, uint32_t n_classes);
+APD_API void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h,
+                                      uint32_t w, uint32_t n_classes);
 
 /* Plan and allocate parameter, gradient and activation arenas (no allocation afterwards).
- * Parameters are zero until apd_convnet_init or apd_convnet_set_params.
+ * Parameters are zero until apd_convnet_init (or written through apd_convnet_params).
  * @return APD_OK; APD_EINVAL (NULL, zero dims/width/depth/classes/max_batch, bad norm);
  *         APD_ELIMIT (depth > 8, width/c/h/w > 65536, n_classes > 2^24);
  *         APD_ESHAPE (spatial size not divisible by 2^depth after the first conv);
  *         APD_EOVERFLOW; APD_ENOMEM. On failure *out is NULL. */
-APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg);
+APD_API apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_opts *cfg);
 APD_API void apd_convnet_free(apd_convnet *net); /* NULL ok */
-APD_API const apd_convnet_config *apd_convnet_get_config(const apd_convnet *net);
+/* The options the net was created with (pad1 resolved). Valid until apd_convnet_free. */
+APD_API const apd_convnet_opts *apd_convnet_get_opts(const apd_convnet *net);
 
-/* PyTorch-default init from rng (consumes draws in parameter order); gamma 1, beta 0. */
-APD_API void apd_convnet_init(apd_convnet *net, apd_rng *rng);
-/* Same, seeded: apd_rng_seed(seed, stream 0). */
-APD_API void apd_convnet_init_seed(apd_convnet *net, uint64_t seed);
+/* PyTorch-default init: every weight and bias U(-1/sqrt(fan_in), +1/sqrt(fan_in)), drawn in
+ * parameter order; norm gamma 1, beta 0. The draws come from the library's generator
+ * (xoshiro256** seeded through splitmix64) at (seed, stream): the same pair gives the same
+ * parameters on every host; different streams give independent networks. NULL net: no-op. */
+APD_API void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream);
 
 /* Flat parameter / gradient arrays (num_params floats, parameter order above). The pointers
  * are valid until apd_convnet_free; callers may read and write them (e.g. load weights). */
@@ -277,6 +276,7 @@ typedef struct apd_tensor_view {
     uint32_t dims[4];
 } apd_tensor_view;
 APD_API size_t apd_convnet_num_tensors(const apd_convnet *net);
+/* @return APD_OK; APD_EINVAL (NULL net or out, index >= apd_convnet_num_tensors). */
 APD_API apd_status apd_convnet_tensor(apd_convnet *net, size_t index, apd_tensor_view *out);
 
 /* Forward n images (n <= max_batch). logits [n, n_classes] and/or embed [n, embed_dim]
@@ -303,7 +303,9 @@ APD_API apd_status apd_convnet_backward(apd_convnet *net,
                                         const float *dembed,  /* [n, embed_dim] or NULL */
                                         size_t n, unsigned flags);
 
-/* Unfused reference forward (composition of the _ref ops; slow; for tests). */
+/* Unfused reference forward (composition of the _ref ops; slow; for tests). Allocates its
+ * own activations (any n); does not change what apd_convnet_backward refers to.
+ * @return APD_OK; APD_EINVAL (NULL net or x, n == 0); APD_ENOMEM. */
 APD_API apd_status apd_convnet_forward_ref(apd_convnet *net, float *logits, float *embed,
                                            const float *x, size_t n);
 
@@ -315,7 +317,10 @@ APD_API size_t apd_convnet_memory_bytes(const apd_convnet *net);
  * ====================================================================================== */
 
 /* For each element: g' = g + wd * w; v = mu * v + g' (v = g' on the first step after
- * create/reset); w -= lr * v. (torch.optim.SGD, dampening 0, nesterov off.) */
+ * create/reset); w -= lr * v. (torch.optim.SGD, dampening 0, nesterov off.) A handle for n
+ * parameters owning its momentum buffer (none when momentum is 0); free with apd_sgd_free.
+ * @return APD_OK; APD_EINVAL (NULL out, n == 0); APD_EOVERFLOW; APD_ENOMEM. On failure
+ *         *out is NULL. */
 typedef struct apd_sgd apd_sgd;
 APD_API apd_status apd_sgd_create(apd_sgd **out, size_t n, float lr, float momentum,
                                   float weight_decay);
@@ -324,8 +329,23 @@ APD_API void apd_sgd_set_lr(apd_sgd *opt, float lr);
 APD_API float apd_sgd_get_lr(const apd_sgd *opt);
 /* Forget the momentum buffer (as re-creating the optimizer in PyTorch does). */
 APD_API void apd_sgd_reset(apd_sgd *opt);
-/* One step on params[n] with grads[n] (grads are read, not modified). */
+/* One step on params[n] with grads[n] (grads are read, not modified). = apd_sgd_update with
+ * the optimizer's momentum buffer. */
 APD_API void apd_sgd_step(apd_sgd *opt, float *params, const float *grads);
+
+/* The one SGD update of libapd, on caller-owned state: apd_sgd_step, the palette network
+ * (apd_palette_net_step) and the synthetic pixels of distillation all use it. For each i < n:
+ *     g'   = g[i] + weight_decay * w[i]      (the term is skipped when weight_decay == 0,
+ *                                             as torch.optim.SGD does)
+ *     v[i] = first ? g' : momentum * v[i] + g'
+ *     w[i] -= lr * v[i]
+ * first: 1 on the first step after the momentum buffer was created or reset (PyTorch starts
+ * the buffer at g'), else 0. v (the momentum buffer, n floats) may be NULL: then no momentum
+ * is kept and w[i] -= lr * g'. w, v and g must not overlap. */
+APD_API void apd_sgd_update(float *w,         /* [n] updated in place */
+                            float *v,         /* [n] momentum buffer, or NULL */
+                            const float *g,   /* [n] gradient (read only) */
+                            size_t n, float lr, float momentum, float weight_decay, int first);
 
 /* Step schedule: base_lr * gamma^(number of milestones <= epoch). E.g. the DD evaluation
  * protocol: milestones {E/2 + 1}, gamma 0.1 (and apd_sgd_reset at the milestone). */

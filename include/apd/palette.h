@@ -29,15 +29,17 @@
  *     apd_palette_net_init(&net, 3, 64, 256, seed);
  *     apd_palette_ws_create(&ws, 3, 64, 256, n_syn, 32 * 32);     // task path, all images
  *     apd_palette_ws_create(&wsc, 3, 64, 256, 64, 32 * 32);       // colour losses, subset
- *     apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;             // soft, T = 1
+ *     apd_palette_fwd_opts fo;  apd_palette_fwd_opts_default(&fo);  // soft, T = 1
  *     apd_palette_net_zero_grad(&net);
  *     apd_palette_forward(&net, ws, y, x, n_syn, 32, 32, &fo);      // y -> DSA -> ConvNet
  *     ... DM backward gives dy = dL/dy ...
  *     apd_palette_backward(&net, ws, dx, dy, NULL, x, n_syn, 32, 32, task_scale);
- *     apd_palette_color_cfg cc;  apd_palette_color_cfg_default(&cc, 3, mean, std);
+ *     apd_palette_color_opts cc;  apd_palette_color_opts_default(&cc, 3, mean, std);
  *     apd_palette_color_step(&net, wsc, &losses, x_sub, 64, 32, 32, &cc, seed, iter);
- *     apd_palette_net_step(&net, &sgd);                              // lr 0.05, mom 0.5, wd 5e-4
+ *     apd_palette_sgd_opts sgd;  apd_palette_sgd_opts_default(&sgd); // lr 0.05, mom 0.5, wd 5e-4
+ *     apd_palette_net_step(&net, &sgd);
  *     ... at the end: apd_palette_forward(...) then apd_palette_hard(...) per image ...
+ *     apd_palette_ws_free(ws); apd_palette_ws_free(wsc); apd_palette_net_free(&net);
  *
  * Collapse remedies (AUTOPALETTE.md "Known pitfall"), all off by default (= as published):
  *   (a) warm-up: apd_palette_warmup() trains the network on soft-reconstruction MSE
@@ -69,7 +71,7 @@ extern "C" {
 #endif
 
 #define APD_PALETTE_HIDDEN 256   /* published hidden width */
-#define APD_PALETTE_MAX_K 256    /* indices are stored as uint8 */
+/* K (colours per palette) is at most APD_MAX_COLORS (apd/status.h). */
 
 /* ---- network ---------------------------------------------------------------------------- */
 
@@ -88,8 +90,10 @@ typedef struct apd_palette_net {
 /* Allocate and initialise as PyTorch's Conv2d default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
  * for W1, b1 (fan_in = c) and W2 (fan_in = hidden), drawn in that order from
  * apd_rng_seed(seed, stream "palette-init"). Gradients and momentum are zero.
- * c = 1 or 3 (any c in 1..4 is accepted), k in 2..256, hidden >= 1 (256 as published).
- * @return APD_OK, APD_EINVAL (bad c/k/hidden or NULL), APD_ENOMEM. On failure *net is zeroed. */
+ * c = 1 or 3 (any c in 1..4 is accepted), k in 2..APD_MAX_COLORS, hidden in 1..65536
+ * (256 as published). Free with apd_palette_net_free.
+ * @return APD_OK; APD_EINVAL (NULL net, c/k/hidden out of range); APD_ENOMEM. On failure
+ *         *net is zeroed (apd_palette_net_free on it is a no-op). */
 APD_API apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, uint32_t hidden,
                                         uint64_t seed);
 /* Free the arenas; NULL and zeroed nets are fine. */
@@ -97,23 +101,21 @@ APD_API void apd_palette_net_free(apd_palette_net *net);
 /* grads = 0 (backward accumulates). */
 APD_API void apd_palette_net_zero_grad(apd_palette_net *net);
 
-/* Palette-network SGD with PyTorch semantics: g += wd*w; v = mu*v + g (v = g on the first
- * step); w -= lr*v. Published: lr 0.05, momentum 0.5, weight decay 5e-4. */
-typedef struct apd_palette_sgd {
-    float lr, momentum, weight_decay;
-} apd_palette_sgd;
-#define APD_PALETTE_SGD_DEFAULT ((apd_palette_sgd){0.05f, 0.5f, 5e-4f})
-APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd);
+/* Palette-network SGD: one apd_sgd_update (apd/nn.h) on params with the momentum buffer mom
+ * (PyTorch semantics: g += wd*w; v = mu*v + g, v = g on the first step; w -= lr*v). */
+typedef struct apd_palette_sgd_opts {
+    float lr, momentum, weight_decay; /* published: 0.05, 0.5, 5e-4 */
+} apd_palette_sgd_opts;
+/* The published settings. */
+APD_API void apd_palette_sgd_opts_default(apd_palette_sgd_opts *o);
+/* One step; NULL net or opts, or an uninitialised net: no-op. */
+APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd_opts *sgd);
 
 /* ---- workspace -------------------------------------------------------------------------- */
 
-/* Everything a forward leaves for backward, the losses and the hard quantization, sized for
- * up to max_b images of up to max_p pixels. Read-only views for the caller (valid until the
- * next forward on this workspace):
- *   m    (B, K, P)  softmax probabilities
- *   pal  (B, C, K)  soft palette          den (B, K) = sum_p m + 1e-8
- *   hpal (B, C, K)  hard palette (bucket means, 0 for empty buckets, normalised space)
- *   idx  (B, P)     argmax index map      count (B, K) pixels per argmax bucket
+/* An opaque handle holding everything a forward leaves for backward, the losses and the
+ * hard quantization, sized at creation for up to max_b images of up to max_p pixels. The
+ * results of the last forward are read through apd_palette_ws_get_view.
  * Memory: about max_b*max_p*(4K + 1) bytes, plus per thread 2*(hidden + K)*max_p floats of
  * scratch, plus n_params floats per group of APD_PALETTE_GROUP images (gradient partials).
  *
@@ -125,34 +127,34 @@ APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *s
  * multithreaded OpenBLAS may change the last bits (apd_pool_create sets it to 1 thread
  * process-wide, after which no-pool results equal the pooled ones). */
 #define APD_PALETTE_GROUP 4
-typedef struct apd__palette_scratch apd__palette_scratch;
-typedef struct apd_palette_ws {
-    uint32_t c, k, hidden, max_b, max_p;
-    float *m, *pal, *den, *hpal;
-    uint8_t *idx;
-    uint32_t *count;
-    /* state of the last forward */
-    uint32_t b, p;
-    float temperature;
-    int straight_through;
-    /* internal */
-    apd_pool *pool;
-    uint32_t n_scr;
-    apd__palette_scratch *scr;
-    float *gbuf; /* (ceil(max_b / GROUP), n_params) */
-    size_t gbuf_len;
-    float *s_dm; /* colour-loss dL/dm, allocated on first use */
-    size_t s_dm_len;
-} apd_palette_ws;
+typedef struct apd_palette_ws apd_palette_ws;
 
-/* @return APD_OK, APD_EINVAL (zero dims, k > 256), APD_EOVERFLOW, APD_ENOMEM. */
+/* Create a workspace for a network of c channels, k colours and `hidden` units, and up to
+ * max_b images of up to max_p pixels per call. Free with apd_palette_ws_free.
+ * @return APD_OK; APD_EINVAL (NULL out, c outside 1..4, k outside 2..APD_MAX_COLORS, zero
+ *         hidden/max_b/max_p); APD_EOVERFLOW (sizes); APD_ENOMEM. On failure *out is NULL. */
 APD_API apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, uint32_t hidden,
                                          uint32_t max_b, uint32_t max_p);
 APD_API void apd_palette_ws_free(apd_palette_ws *ws); /* NULL ok */
 /* Use `pool` (from apd/nn.h; NULL = the caller's thread only) for the work on this
  * workspace. The pool must outlive the workspace or be replaced first.
- * @return APD_OK, APD_EINVAL, APD_ENOMEM (per-thread scratch; the old pool stays set). */
+ * @return APD_OK; APD_EINVAL (NULL ws); APD_ENOMEM (per-thread scratch; the old pool stays
+ *         set). */
 APD_API apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool);
+
+/* Read-only views of the last forward on a workspace. The pointers are valid until the next
+ * forward on it (or apd_palette_ws_free); b == 0 (and NULL pointers) before any forward. */
+typedef struct apd_palette_ws_view {
+    uint32_t b, c, k, p;    /* images, channels, colours, pixels per image of the last forward */
+    const float *m;         /* (b, k, p)  softmax probabilities */
+    const float *pal;       /* (b, c, k)  soft palette */
+    const float *den;       /* (b, k)     sum_p m + 1e-8 */
+    const float *hpal;      /* (b, c, k)  hard palette: bucket means (0 for empty), normalised */
+    const uint8_t *idx;     /* (b, p)     argmax index map */
+    const uint32_t *count;  /* (b, k)     pixels per argmax bucket */
+} apd_palette_ws_view;
+/* @return APD_OK; APD_EINVAL (NULL ws or out). */
+APD_API apd_status apd_palette_ws_get_view(const apd_palette_ws *ws, apd_palette_ws_view *out);
 
 /* ---- forward / backward ----------------------------------------------------------------- */
 
@@ -160,14 +162,16 @@ typedef struct apd_palette_fwd_opts {
     float temperature;    /* m = softmax(z / T); 1 = published. Must be > 0. */
     int straight_through; /* 1: y = hard quantization, backward through the soft path */
 } apd_palette_fwd_opts;
-#define APD_PALETTE_FWD_DEFAULT ((apd_palette_fwd_opts){1.0f, 0})
+/* Published: T = 1, soft. */
+APD_API void apd_palette_fwd_opts_default(apd_palette_fwd_opts *o);
 
 /* Forward b images x (b, C, h, w) through the network; writes y (b, C, h, w) (soft, or hard
  * if straight_through; y may be NULL when only m / the hard quantization is wanted) and
  * fills ws (m, pal, den, idx, count, hpal). opts NULL = published (T = 1, soft).
  * x and y must not overlap.
- * @return APD_OK, APD_EINVAL (NULL x, T <= 0), APD_ESHAPE (net/ws channel or K mismatch,
- *         b > max_b, h*w > max_p), APD_ENUMERIC (non-finite logits). */
+ * @return APD_OK; APD_EINVAL (NULL net/ws/x, uninitialised net, T <= 0 or not finite);
+ *         APD_ESHAPE (net/ws channel, K or hidden mismatch, b = 0 or > max_b, h*w = 0 or
+ *         > max_p); APD_ENOMEM; APD_ENUMERIC (non-finite logits). */
 APD_API apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y,
                                        const float *x, uint32_t b, uint32_t h, uint32_t w,
                                        const apd_palette_fwd_opts *opts);
@@ -180,8 +184,9 @@ APD_API apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_w
  * param_scale is remedy (b); 1 = published. If dx is not NULL, accumulates dL/dx (through
  * the palette and through the MLP, unscaled) into dx (b, C, h, w). ws is not modified
  * (several backward calls per forward are fine).
- * @return APD_OK, APD_EINVAL (NULL x, or both dy and dm NULL), APD_ESHAPE (not the shape of
- *         the last forward). */
+ * @return APD_OK; APD_EINVAL (NULL net/ws/x, uninitialised net, both dy and dm NULL);
+ *         APD_ESHAPE (net/ws mismatch, no forward yet, or not the shape of the last
+ *         forward); APD_ENOMEM. */
 APD_API apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float *dx,
                                         const float *dy, const float *dm, const float *x, uint32_t b,
                                         uint32_t h, uint32_t w, float param_scale);
@@ -207,7 +212,8 @@ APD_API double apd_palette_loss_conf(float *dm, float weight, const float *m, ui
  * max(L2 norm, 1e-12); La = mean_b ||A_hat - A'_hat||_F^2 / s.
  * target (b, p) values < k; sample (b, s) pixel positions < p (distinct, see
  * apd_palette_la_sample). *value gets the unweighted loss.
- * @return APD_OK, APD_EINVAL (target >= k, sample >= p, s == 0), APD_ENOMEM. */
+ * @return APD_OK; APD_EINVAL (NULL value/m/target/sample, b/k/p/s zero, k > APD_MAX_COLORS,
+ *         s > p, a target >= k or a sample >= p); APD_ENOMEM. */
 APD_API apd_status apd_palette_loss_la(double *value, float *dm, float weight, const float *m,
                                        const uint8_t *target, const uint32_t *sample, uint32_t b,
                                        uint32_t k, uint32_t p, uint32_t s);
@@ -218,22 +224,23 @@ APD_API uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, fl
 /* Median-cut target index maps for La: each image is un-normalised with mean/std, rounded
  * and clamped to 8 bits (the same conversion as apd_palette_hard) and quantized with
  * apd_quantize_image(APD_QUANT_MEDIAN_CUT, ..., k) (PIL's median cut). out (b, h*w).
- * @return APD_OK, APD_EINVAL, APD_ENOMEM, or the quantizer's error. */
+ * @return APD_OK; APD_EINVAL (NULL pointer, zero b/h/w, k outside 1..APD_MAX_COLORS, c not 1
+ *         or 3); APD_ENOMEM; or the first error of apd_quantize_image (apd/quant.h). */
 APD_API apd_status apd_palette_la_targets(uint8_t *out, const float *x, uint32_t b, uint32_t c,
                                           uint32_t h, uint32_t w, uint32_t k, const float *mean,
                                           const float *std);
 
 /* ---- colour-loss step and warm-up ------------------------------------------------------- */
 
-typedef struct apd_palette_color_cfg {
+typedef struct apd_palette_color_opts {
     float w_lm, w_lb, w_la, w_conf; /* published 1, 1, 3, 0 */
     float la_ratio;                 /* 0.3: fraction of pixels sampled for La */
     float mean[4], std[4];          /* normalisation of x (per channel, of pixel/255) */
     apd_palette_fwd_opts fwd;       /* forward used for the colour losses (temperature) */
-} apd_palette_color_cfg;
-/* Published weights and ratio, T = 1, the given mean/std (c values each). */
-APD_API void apd_palette_color_cfg_default(apd_palette_color_cfg *cfg, uint32_t c, const float *mean,
-                                           const float *std);
+} apd_palette_color_opts;
+/* Published weights and ratio, T = 1, the given mean/std (c values each; NULL: 0 and 1). */
+APD_API void apd_palette_color_opts_default(apd_palette_color_opts *o, uint32_t c, const float *mean,
+                                            const float *std);
 
 typedef struct apd_palette_losses {
     double lm, lb, la, conf; /* unweighted values */
@@ -246,23 +253,28 @@ typedef struct apd_palette_losses {
  * sample from (seed, step), Lm + Lb + La + Lconf and their backward into net->grads only.
  * La and Lconf are skipped when their weight is 0 (value 0; La then needs no median cut);
  * Lm and Lb values are always computed (cheap, useful to watch). Leaves ws holding this
- * forward. @return as apd_palette_forward / apd_palette_loss_la / apd_palette_la_targets. */
+ * forward. out may be NULL.
+ * @return APD_OK; APD_EINVAL (NULL net/ws/x_sub/opts, or as apd_palette_forward);
+ *         APD_ESHAPE (as apd_palette_forward); APD_ENOMEM; APD_ENUMERIC (non-finite
+ *         logits); or an error of apd_quantize_image (the median-cut targets). */
 APD_API apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *out,
                                           const float *x_sub, uint32_t b, uint32_t h, uint32_t w,
-                                          const apd_palette_color_cfg *cfg, uint64_t seed, uint64_t step);
+                                          const apd_palette_color_opts *opts, uint64_t seed, uint64_t step);
 
 /* Remedy (a): `steps` SGD steps of the network alone on
- *     recon_weight * mean (y_soft - x)^2  +  colour losses (cfg)
+ *     recon_weight * mean (y_soft - x)^2  +  colour losses (opts)
  * over the fixed images x (b, C, h, w) (median-cut targets computed once). Zeroes the
  * gradients before each step; leaves them zero at the end. Step i uses pixel samples from
  * (seed, i). *last (may be NULL) receives the losses of the last step. The forward is soft
- * with cfg->fwd.temperature. Afterwards ws holds a forward of x with the final network
+ * with opts->fwd.temperature. Afterwards ws holds a forward of x with the final network
  * (ready for apd_palette_stats_compute / apd_palette_hard).
- * @return as apd_palette_color_step. */
+ * @return APD_OK; APD_EINVAL (NULL net/ws/x/opts/sgd, or as apd_palette_forward);
+ *         APD_ESHAPE (b = 0 or > max_b, h*w = 0 or > max_p, or as apd_palette_forward);
+ *         APD_ENOMEM; APD_ENUMERIC; or an error of apd_quantize_image. */
 APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *last,
                                       const float *x, uint32_t b, uint32_t h, uint32_t w, uint32_t steps,
-                                      float recon_weight, const apd_palette_color_cfg *cfg,
-                                      const apd_palette_sgd *sgd, uint64_t seed);
+                                      float recon_weight, const apd_palette_color_opts *opts,
+                                      const apd_palette_sgd_opts *sgd, uint64_t seed);
 
 /* Collapse remedy "kmeans-init": set the network so that its argmax is the Voronoi
  * partition of a seeded k-means (k-means++ seeding, up to `iters` Lloyd steps) of the pixels
@@ -273,8 +285,8 @@ APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, 
  * to s (2 c_k . x - |c_k|^2); the remaining units keep their W1, b1 with zero W2 columns.
  * Momentum is reset. A global partition is the most a per-pixel network of colour can be;
  * this starts it at a good one (see palette_init.c). *info (may be NULL) gets the figures.
- * @return APD_OK, APD_EINVAL (NULL, uninitialised net), APD_ESHAPE (zero dims, hidden < C + 1),
- *         APD_ENOMEM. */
+ * @return APD_OK; APD_EINVAL (NULL net or x, uninitialised net); APD_ESHAPE (zero b/h/w,
+ *         hidden < C + 1); APD_ENOMEM. */
 typedef struct apd_palette_kmeans_info {
     uint32_t samples, iters;  /* pixels clustered, Lloyd steps run */
     double sse_per_channel;   /* mean squared distance to the nearest centre, per channel */
@@ -290,13 +302,13 @@ APD_API apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette
  * entry j channel ch at palette[j*C + ch]) = round(clamp((hpal*std + mean)*255, 0, 255)),
  * empty buckets 0; indices (h*w bytes) = argmax map. *k_used (may be NULL) = number of
  * distinct indices. This is what gets written as a palette record and evaluated.
- * @return APD_OK, APD_EINVAL (NULL buffers, i >= b of the last forward). */
+ * @return APD_OK; APD_EINVAL (NULL pointer, no forward yet, i >= b of the last forward). */
 APD_API apd_status apd_palette_hard(uint8_t *palette, uint8_t *indices, uint32_t *k_used,
                                     const apd_palette_ws *ws, uint32_t i, const float *mean,
                                     const float *std);
 
 /* Decode a palette record back to normalised floats (C, h*w), e.g. to evaluate or to
- * measure what storage costs. */
+ * measure what storage costs. Any NULL pointer: no-op. */
 APD_API void apd_palette_decode(float *out, const uint8_t *palette, const uint8_t *indices, uint32_t c,
                                 uint32_t p, const float *mean, const float *std);
 
@@ -311,6 +323,7 @@ typedef struct apd_palette_stats {
     double hard_mse;      /* hard y (float bucket means) vs x */
     double max_prob_mean; /* mean over pixels of max_k m */
 } apd_palette_stats;
+/* @return APD_OK; APD_EINVAL (NULL out/ws/x, no forward yet); APD_ENOMEM. */
 APD_API apd_status apd_palette_stats_compute(apd_palette_stats *out, uint32_t *colors,
                                              const apd_palette_ws *ws, const float *x);
 

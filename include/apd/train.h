@@ -19,7 +19,9 @@
  *     apd_eval_opts o; apd_eval_opts_default(&o);
  *     o.epochs = 300; o.seed = 1; o.run = r; o.pool = pool;
  *     apd_eval_result res;
- *     apd_eval_train_test(&res, syn_x, syn_y, n_syn, &test, mean, std, &o, &err);
+ *     apd_err err;
+ *     if (apd_eval_train_test(&res, syn_x, syn_y, n_syn, 3, 32, 32, &test, mean, std, &o,
+ *                             &err) != APD_OK) ...;
  *     printf("%.2f%%\n", 100 * res.test_acc);
  *
  * Thread safety: reentrant; one call uses opts->pool (see apd/nn.h) and nothing global.
@@ -52,7 +54,7 @@ typedef struct apd_eval_opts {
     uint64_t seed;        /* 0 */
     uint32_t run;         /* run index: a different network / shuffle / DSA stream per run */
     int dsa;              /* 1: DSA per-image augmentation of every training batch */
-    apd_dsa_config dsa_cfg; /* apd_dsa_config_default */
+    apd_dsa_opts dsa_cfg; /* apd_dsa_opts_default */
     uint32_t width, depth; /* ConvNet width 128, depth 3 */
     apd_pool *pool;       /* borrowed, may be NULL (single-threaded) */
     apd_eval_pass_fn on_pass; /* may be NULL */
@@ -72,9 +74,12 @@ typedef struct apd_eval_result {
 /* Train a fresh ConvNet on train_x (already normalised floats) and test on `test`.
  * train_x: [n_train, c, h, w] float32; train_y: n_train labels < test->n_classes.
  * test: uint8 images of the same c x h x w, normalised on the fly as (p/255 - mean)/std.
- * @return APD_OK; APD_EINVAL (NULL, n_train 0, epochs/batch 0, label out of range);
- *         APD_EMISMATCH (shapes differ; err names both); APD_ENOMEM; APD_ENUMERIC (loss
- *         became NaN/inf); APD_ECANCELED (on_pass asked to stop); errors of apd/nn.h. */
+ * @return APD_OK; APD_EINVAL (NULL, n_train 0, epochs/batch/test_batch 0, a training label
+ *         >= test->n_classes, a test set without classes, std <= 0 or a non-finite mean);
+ *         APD_EMISMATCH (shapes differ; err names both); APD_ELIMIT (n_train > 2^32 - 1);
+ *         APD_ECORRUPT (a test label >= test->n_classes); APD_ENOMEM; APD_ENUMERIC (loss
+ *         or weights became NaN/inf); APD_ECANCELED (on_pass asked to stop); errors of
+ *         apd_convnet_create / apd_dsa_draw (apd/nn.h, apd/dsa.h). */
 APD_API apd_status apd_eval_train_test(apd_eval_result *res, const float *train_x,
                                        const uint32_t *train_y, size_t n_train, uint32_t c,
                                        uint32_t h, uint32_t w, const apd_dataset *test,
@@ -89,8 +94,9 @@ APD_API void apd_eval_normalize(float *out, const uint8_t *pixels, size_t n, uin
 /* The standard baseline: `ipc` random images per class of src (seeded; without
  * replacement; classes in label order, images in source order within a class).
  * out must be zeroed; it receives c/h/w/n_classes/class names of src.
- * @return APD_OK; APD_EINVAL; APD_EEMPTY (a class has fewer than ipc images; err names it);
- *         APD_ENOMEM. */
+ * @return APD_OK; APD_EINVAL (NULL out/src, ipc 0, src without classes or labels);
+ *         APD_EEMPTY (a class has fewer than ipc images; err names it); APD_ENOMEM;
+ *         errors of apd_dataset_alloc. */
 APD_API apd_status apd_eval_random_real(apd_dataset *out, const apd_dataset *src, uint32_t ipc,
                                         uint64_t seed, apd_err *err);
 

@@ -20,7 +20,7 @@ apd_status apd_budget_compute(apd_budget *out, apd_budget_rule rule, uint32_t ip
 {
     APD_RETURN_IF(!out, APD_EINVAL);
     memset(out, 0, sizeof *out);
-    APD_RETURN_IF(ipc < 1 || k < 2 || k > 256 || c < 1 || h < 1 || w < 1, APD_EINVAL);
+    APD_RETURN_IF(ipc < 1 || k < 2 || k > APD_MAX_COLORS || c < 1 || h < 1 || w < 1, APD_EINVAL);
     APD_RETURN_IF(rule != APD_BUDGET_BITS && rule != APD_BUDGET_PAPER && rule != APD_BUDGET_IMAGES,
                   APD_EINVAL);
     out->rule = rule;
@@ -45,7 +45,7 @@ apd_status apd_budget_compute(apd_budget *out, apd_budget_rule rule, uint32_t ip
         if (out->images_per_class < 1) out->images_per_class = 1;
         break;
     case APD_BUDGET_PAPER:
-        /* IPC * 2^(8 - ceil(log2 K)); K <= 256 so the exponent is 0..7 */
+        /* IPC * 2^(8 - ceil(log2 K)); K <= APD_MAX_COLORS = 256 so the exponent is 0..7 */
         out->images_per_class = (uint64_t)ipc << (8 - lg);
         break;
     case APD_BUDGET_IMAGES:

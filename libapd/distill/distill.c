@@ -192,6 +192,19 @@ void apd__dsb_num(apd_dsb *b, double v)
     apd__dsb_printf(b, "%.9g", v);
 }
 
+/* ---- status lines ------------------------------------------------------------------------ */
+
+void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...)
+{
+    if (!o->log_fn) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->log_fn(o->cb_user, line);
+}
+
 /* ---- result ------------------------------------------------------------------------------ */
 
 APD_API void apd_distill_result_free(apd_distill_result *res)
@@ -323,15 +336,15 @@ static char *sb_take(apd_dsb *b)
     return s;
 }
 
-/* Append "stored_colors_per_image":{min, median, max} of k_used (n values, each 0..256) to
+/* Append "stored_colors_per_image":{min, median, max} of k_used (n values, each 0..APD_MAX_COLORS) to
  * x->stats; the median of an even count is the mean of the two middle values. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n)
 {
     if (n == 0) return;
-    uint64_t hist[APD_PALETTE_MAX_K + 1] = {0};
-    uint32_t mn = APD_PALETTE_MAX_K, mx = 0;
+    uint64_t hist[APD_MAX_COLORS + 1] = {0};
+    uint32_t mn = APD_MAX_COLORS, mx = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint32_t k = k_used[i] > APD_PALETTE_MAX_K ? APD_PALETTE_MAX_K : k_used[i];
+        uint32_t k = k_used[i] > APD_MAX_COLORS ? APD_MAX_COLORS : k_used[i];
         hist[k]++;
         if (k < mn) mn = k;
         if (k > mx) mx = k;
@@ -340,7 +353,7 @@ void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64
     uint64_t lo_rank = (n - 1) / 2, hi_rank = n / 2, acc = 0;
     uint32_t lo = 0, hi = 0;
     int have_lo = 0;
-    for (uint32_t k = 0; k <= APD_PALETTE_MAX_K; k++) {
+    for (uint32_t k = 0; k <= APD_MAX_COLORS; k++) {
         acc += hist[k];
         if (!have_lo && acc > lo_rank) {
             lo = k;
@@ -376,7 +389,7 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
     }
     free(res->pixels);
     res->pixels = NULL;
-    res->kind = 1;
+    res->kind = APD_KIND_PALETTE;
     res->k = x->k;
     apd__distill_colors_stat(x, res->k_used, res->n);
     return APD_OK;
@@ -393,8 +406,8 @@ static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, a
     if (o->method > APD_DISTILL_AUTOPALETTE)
         return apd__err_set(err, APD_EINVAL, "distill: unknown method %d", (int)o->method);
     if (o->ipc == 0) return apd__err_set(err, APD_EINVAL, "distill: --ipc must be >= 1");
-    if (o->colors < 2 || o->colors > 256)
-        return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..256", o->colors);
+    if (o->colors < 2 || o->colors > APD_MAX_COLORS)
+        return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..%u", o->colors, APD_MAX_COLORS);
     APD_TRY(apd__distill_check_numbers(o, err));
     if (o->method != APD_DISTILL_RANDOM) {
         if (o->batch_real == 0) return apd__err_set(err, APD_EINVAL, "distill: --batch-real must be >= 1");
@@ -447,6 +460,82 @@ APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_op
     return apd__distill_run_bench(real, o, res, err, 0, NULL, NULL);
 }
 
+/* The run context: geometry, seed, thread count, init, K, synthetic images per class (from
+ * the budget rule) and the normalisation; every class must have that many images. */
+static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const apd_distill_opts *o,
+                           uint32_t bench_iters, apd_err *err)
+{
+    memset(x, 0, sizeof *x);
+    x->o = o;
+    x->real = real;
+    x->c = real->c;
+    x->h = real->h;
+    x->w = real->w;
+    x->n_classes = real->n_classes;
+    x->seed = o->seed;
+    x->threads = o->threads ? o->threads : 2;
+    x->bench_iters = bench_iters;
+    x->init = o->init_set ? o->init
+                          : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
+    x->k = o->colors;
+    x->palette_out = o->method == APD_DISTILL_AUTOPALETTE || o->quantizer >= 0;
+    if (o->images_per_class)
+        x->images_per_class = o->images_per_class;
+    else if (x->palette_out) {
+        apd_budget bd;
+        if (apd_budget_compute(&bd, o->budget, o->ipc, o->colors, x->c, x->h, x->w) != APD_OK)
+            return apd__err_set(err, APD_EINVAL, "distill: bad budget (ipc %u, K %u)", o->ipc, o->colors);
+        x->images_per_class = bd.images_per_class;
+    } else
+        x->images_per_class = o->ipc; /* full-colour methods: IPC images is the budget */
+    apd_dataset_mean_std(real, x->mean, x->std);
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        if (!(x->std[ch] > 1e-6f)) x->std[ch] = 1.0f;
+
+    uint64_t *counts = calloc(x->n_classes, sizeof *counts);
+    if (!counts) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    apd_dataset_class_counts(real, counts);
+    apd_status s = APD_OK;
+    for (uint32_t cls = 0; cls < x->n_classes && s == APD_OK; cls++)
+        if (counts[cls] < x->images_per_class)
+            s = apd__err_set(err, APD_EINVAL,
+                             "distill: class %u has %llu images, fewer than the %llu "
+                             "synthetic images per class the budget asks for",
+                             cls, (unsigned long long)counts[cls], (unsigned long long)x->images_per_class);
+    free(counts);
+    return s;
+}
+
+/* The provenance JSON of the result (hyperparameters, budget, stats). */
+static apd_status result_json(apd_distill_result *res, const apd_distill_opts *o, apd_distill_ctx *x,
+                              apd_err *err)
+{
+    apd_dsb b = {0};
+    hparams_json(&b, o, x);
+    res->hyperparameters_json = sb_take(&b);
+    budget_json(&b, o, x);
+    res->budget_json = sb_take(&b);
+    /* deterministic figures only (no timings): the file must not depend on the run */
+    apd__dsb_printf(&b, "{%s}", x->stats.buf ? x->stats.buf : "");
+    res->stats_json = sb_take(&b);
+    if (!res->hyperparameters_json || !res->budget_json || !res->stats_json)
+        return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    return APD_OK;
+}
+
+/* random: the initial real images themselves (quantized if o->quantizer). */
+static apd_status random_records(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
+{
+    size_t img = (size_t)x->c * x->h * x->w;
+    res->kind = APD_KIND_DIRECT;
+    res->pixels = malloc((size_t)res->n * img);
+    if (!res->pixels) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    for (uint64_t i = 0; i < res->n; i++)
+        memcpy(res->pixels + i * img, x->real->pixels + res->source_ids[i] * img, img);
+    if (x->o->quantizer >= 0) return quantize_records(x, res, err);
+    return APD_OK;
+}
+
 apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opts *o,
                                   apd_distill_result *res, apd_err *err, uint32_t bench_iters,
                                   double *t_first, double *t_rest)
@@ -454,53 +543,11 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
     if (!res || !o) return apd__err_set(err, APD_EINVAL, "distill: NULL argument");
     memset(res, 0, sizeof *res);
     APD_TRY(validate(real, o, err));
-
     apd_distill_ctx x;
-    memset(&x, 0, sizeof x);
-    x.o = o;
-    x.real = real;
-    x.c = real->c;
-    x.h = real->h;
-    x.w = real->w;
-    x.n_classes = real->n_classes;
-    x.seed = o->seed;
-    x.threads = o->threads ? o->threads : 2;
-    x.bench_iters = bench_iters;
-    x.init = o->init_set ? o->init
-                         : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
-    x.k = o->colors;
-    x.palette_out = o->method == APD_DISTILL_AUTOPALETTE || o->quantizer >= 0;
-    if (o->images_per_class)
-        x.images_per_class = o->images_per_class;
-    else if (x.palette_out) {
-        apd_budget bd;
-        if (apd_budget_compute(&bd, o->budget, o->ipc, o->colors, x.c, x.h, x.w) != APD_OK)
-            return apd__err_set(err, APD_EINVAL, "distill: bad budget (ipc %u, K %u)", o->ipc, o->colors);
-        x.images_per_class = bd.images_per_class;
-    } else
-        x.images_per_class = o->ipc; /* full-colour methods: IPC images is the budget */
-    apd_dataset_mean_std(real, x.mean, x.std);
-    for (uint32_t ch = 0; ch < x.c; ch++)
-        if (!(x.std[ch] > 1e-6f)) x.std[ch] = 1.0f;
-
-    uint64_t *counts = calloc(x.n_classes, sizeof *counts);
-    if (!counts) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-    apd_dataset_class_counts(real, counts);
-    for (uint32_t cls = 0; cls < x.n_classes; cls++)
-        if (counts[cls] < x.images_per_class) {
-            apd_status s = apd__err_set(err, APD_EINVAL,
-                                        "distill: class %u has %llu images, fewer than the %llu "
-                                        "synthetic images per class the budget asks for",
-                                        cls, (unsigned long long)counts[cls],
-                                        (unsigned long long)x.images_per_class);
-            free(counts);
-            return s;
-        }
-    free(counts);
+    APD_TRY(ctx_init(&x, real, o, bench_iters, err));
 
     apd_status s = APD_OK;
     uint64_t n = x.images_per_class * x.n_classes;
-    size_t img = (size_t)x.c * x.h * x.w;
     res->n = n;
     res->c = x.c;
     res->h = x.h;
@@ -531,18 +578,8 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
     x.t_init = apd__now() - t0;
 
     if (o->method == APD_DISTILL_RANDOM) {
-        res->kind = 2;
-        res->pixels = malloc((size_t)n * img);
-        if (!res->pixels) {
-            s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-            goto fail;
-        }
-        for (uint64_t i = 0; i < n; i++)
-            memcpy(res->pixels + i * img, real->pixels + res->source_ids[i] * img, img);
-        if (o->quantizer >= 0) {
-            s = quantize_records(&x, res, err);
-            if (s != APD_OK) goto fail;
-        }
+        s = random_records(&x, res, err);
+        if (s != APD_OK) goto fail;
     } else {
         s = apd__dm_run(&x, res, err);
         if (s != APD_OK) goto fail;
@@ -553,23 +590,11 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
             return APD_OK; /* bench: no records; the caller frees res */
         }
     }
-
-    {
-        apd_dsb b = {0};
-        hparams_json(&b, o, &x);
-        res->hyperparameters_json = sb_take(&b);
-        budget_json(&b, o, &x);
-        res->budget_json = sb_take(&b);
-        /* deterministic figures only (no timings): the file must not depend on the run */
-        apd__dsb_printf(&b, "{%s}", x.stats.buf ? x.stats.buf : "");
-        res->stats_json = sb_take(&b);
-        free(x.stats.buf);
-        if (!res->hyperparameters_json || !res->budget_json || !res->stats_json) {
-            s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-            goto fail;
-        }
-    }
-    return APD_OK;
+    s = result_json(res, o, &x, err);
+    free(x.stats.buf);
+    if (s == APD_OK) return APD_OK;
+    apd_distill_result_free(res);
+    return s;
 fail:
     free(x.stats.buf);
     apd_distill_result_free(res);

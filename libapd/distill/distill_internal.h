@@ -41,6 +41,10 @@ typedef struct apd_dsb {
 void apd__dsb_printf(apd_dsb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void apd__dsb_num(apd_dsb *b, double v);
 
+/* A status line to o->log_fn (nothing when it is NULL; longer than 1 KiB is cut). The
+ * library never prints: every line goes through the caller's callback. */
+void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 const char *apd__distill_init_name(apd_distill_init i);
 /* State shared by the stages of one apd_distill_run. */
 typedef struct apd_distill_ctx {

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "apd/format.h"
+#include "apd/io.h"
 #include "common/internal.h"
+#include "common/sb.h"
 #include "distill/distill_internal.h"
 
 APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_result *res,
@@ -21,8 +23,8 @@ APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_resu
     wo->c = res->c;
     wo->h = res->h;
     wo->w = res->w;
-    wo->kind = res->kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT;
-    wo->k = res->kind == 1 ? res->k : 0;
+    wo->kind = res->kind == APD_KIND_PALETTE ? APD_KIND_PALETTE : APD_KIND_DIRECT;
+    wo->k = res->kind == APD_KIND_PALETTE ? res->k : 0;
     wo->n_classes = res->n_classes;
     wo->class_names = real ? (const char (*)[64])real->class_names : NULL;
     for (int i = 0; i < 3; i++) {
@@ -32,19 +34,12 @@ APD_API void apd_distill_writer_opts(apd_writer_opts *wo, const apd_distill_resu
     wo->dataset_name = real && real->name[0] ? real->name : NULL;
 }
 
-static void json_str(apd_dsb *b, const char *s)
+/* key = the text built in b (APD_ENOMEM if building it ran out of memory). Frees b. */
+static apd_status set_meta_sb(apd_writer *w, const char *key, apd__sb *b)
 {
-    apd__dsb_printf(b, "\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            apd__dsb_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            apd__dsb_printf(b, "\\u%04x", ch);
-        else
-            apd__dsb_printf(b, "%c", ch);
-    }
-    apd__dsb_printf(b, "\"");
+    apd_status s = b->oom || !b->p ? APD_ENOMEM : apd_writer_set_meta(w, key, b->p);
+    apd__sb_free(b);
+    return s;
 }
 
 APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *res,
@@ -56,48 +51,33 @@ APD_API apd_status apd_distill_write(apd_writer *w, const apd_distill_result *re
         apd_status s;
         uint64_t sid = res->source_ids[i];
         if (real && real->source_ids && sid < real->n) sid = real->source_ids[sid];
-        if (res->kind == 1)
+        if (res->kind == APD_KIND_PALETTE)
             s = apd_writer_put_palette(w, res->palettes + i * res->k * res->c, res->k_used[i],
                                        res->indices + i * p, res->labels[i], sid);
         else
             s = apd_writer_put_direct(w, res->pixels + i * img, res->labels[i], sid);
         if (s != APD_OK) return s;
     }
-    apd_dsb b = {0};
     apd_status s = APD_OK;
-    if (!method_name) goto hyper; /* the caller wrote method, seed and source */
-    json_str(&b, method_name);
-    s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "method", b.buf);
-    b.len = 0;
-    if (s == APD_OK) {
-        apd__dsb_printf(&b, "%llu", (unsigned long long)seed);
-        s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "seed", b.buf);
-        b.len = 0;
+    if (method_name) { /* else the caller wrote method, seed and source */
+        apd__sb b = {0};
+        apd__sb_jstr(&b, method_name);
+        s = set_meta_sb(w, "method", &b);
+        if (s == APD_OK) {
+            apd__sb_printf(&b, "%llu", (unsigned long long)seed);
+            s = set_meta_sb(w, "seed", &b);
+        }
     }
-    if (s == APD_OK && real) {
+    if (s == APD_OK && method_name && real) {
         char hex[17];
         apd_dataset_hash(real, hex);
-        uint64_t *counts = calloc(real->n_classes ? real->n_classes : 1, sizeof *counts);
-        if (!counts) {
-            free(b.buf);
-            return APD_ENOMEM;
-        }
-        apd_dataset_class_counts(real, counts);
-        apd__dsb_printf(&b, "{\"name\":");
-        json_str(&b, real->name);
-        apd__dsb_printf(&b, ",\"split\":");
-        json_str(&b, real->split);
-        apd__dsb_printf(&b, ",\"spec\":");
-        json_str(&b, real->source);
-        apd__dsb_printf(&b, ",\"n\":%llu,\"hash\":\"%s\",\"counts\":[", (unsigned long long)real->n, hex);
-        for (uint32_t c = 0; c < real->n_classes; c++)
-            apd__dsb_printf(&b, "%s%llu", c ? "," : "", (unsigned long long)counts[c]);
-        apd__dsb_printf(&b, "]}");
-        free(counts);
-        s = b.failed ? APD_ENOMEM : apd_writer_set_meta(w, "source", b.buf);
+        size_t need = apd_dataset_source_json(NULL, 0, real, hex, 0);
+        char *src = malloc(need + 1);
+        if (!src) return APD_ENOMEM;
+        apd_dataset_source_json(src, need + 1, real, hex, 0);
+        s = apd_writer_set_meta(w, "source", src);
+        free(src);
     }
-hyper:
-    free(b.buf);
     if (s == APD_OK && res->hyperparameters_json)
         s = apd_writer_set_meta(w, "hyperparameters", res->hyperparameters_json);
     if (s == APD_OK && res->budget_json) s = apd_writer_set_meta(w, "budget", res->budget_json);

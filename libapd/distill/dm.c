@@ -42,7 +42,6 @@
 #include "apd/palette.h"
 #include "apd/quant.h"
 #include "common/internal.h"
-#include "common/progress.h"
 #include "distill/distill_internal.h"
 
 /* stream tags for apd_rng_seed(seed, stream) */
@@ -88,11 +87,12 @@ typedef struct dm_state {
     apd_palette_ws *ws, *wsc;
     float *x_sub;
     uint32_t n_sub;
-    apd_palette_color_cfg cc;
-    apd_palette_sgd psgd;
+    apd_palette_color_opts cc;
+    apd_palette_sgd_opts psgd;
     /* stats */
     double loss_first;
     uint64_t start_iter;
+    unsigned csr_saved; /* MXCSR of the calling thread before the run (restored at the end) */
 } dm_state;
 
 static void state_free(dm_state *s)
@@ -152,10 +152,6 @@ static uint8_t to_u8(float v, float mean, float std)
     return (uint8_t)lrintf(u);
 }
 
-/* ---- monitoring output -------------------------------------------------------------------- */
-
-static FILE *logf_(const apd_distill_opts *o) { return o->log ? (FILE *)o->log : stderr; }
-
 /* ---- the real batch ---------------------------------------------------------------------- */
 
 /* Fill s->real_f with min(batch_real, n_c) images of class cls drawn without replacement
@@ -200,17 +196,18 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     uint32_t ipc = (uint32_t)s->ipc;
     apd_status st;
 
-    apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_NET | it)));
+    apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_NET | it)), 0);
     memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
     if (s->palette) apd_palette_net_zero_grad(&s->pnet);
 
-    apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+    apd_palette_fwd_opts fo;
+    apd_palette_fwd_opts_default(&fo);
     fo.temperature = temperature_at(s, it);
     fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     float pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
 
-    apd_dsa_config dcfg;
-    apd_dsa_config_default(&dcfg);
+    apd_dsa_opts dcfg;
+    apd_dsa_opts_default(&dcfg);
     dcfg.strategy = o->dsa_strategy;
     dcfg.align_corners = o->dsa_align_corners;
 
@@ -278,16 +275,10 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
         }
     }
 
-    /* pixel SGD (PyTorch: v = g on the first step, then v = mu v + g; w -= lr v) */
-    size_t total = (size_t)s->N * img;
-    float mu = o->momentum_img, lr = o->lr_img;
-    if (!s->mom_init) {
-        memcpy(s->mom, s->grad, total * sizeof(float));
-        s->mom_init = 1;
-    } else {
-        for (size_t i = 0; i < total; i++) s->mom[i] = mu * s->mom[i] + s->grad[i];
-    }
-    for (size_t i = 0; i < total; i++) s->syn[i] -= lr * s->mom[i];
+    /* pixel SGD (PyTorch semantics, no weight decay) */
+    apd_sgd_update(s->syn, s->mom, s->grad, (size_t)s->N * img, o->lr_img, o->momentum_img, 0.0f,
+                   !s->mom_init);
+    s->mom_init = 1;
 
     if (s->palette) {
         s->cc.fwd.temperature = fo.temperature;
@@ -310,7 +301,7 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
     apd_distill_ctx *x = s->x;
     double total = 0;
     for (uint32_t k = 0; k < n_nets; k++) {
-        apd_convnet_init_seed(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)));
+        apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)), 0);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
             APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_f, b));
@@ -347,7 +338,6 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
     c.checkpoint_path = NULL;
     c.resume_path = NULL;
     c.log_every = 0;
-    c.log = NULL;
     c.stop_after = 0;
     uint64_t h = 0xcbf29ce484222325ull;
     /* hash field by field (no padding bytes) */
@@ -512,11 +502,11 @@ done:
 /* Compact indices to the colours used (first-use order of palette entries kept by index). */
 static uint32_t compact(uint8_t *pal, uint8_t *idx, uint32_t k, uint32_t c, size_t p)
 {
-    int map[256];
-    for (uint32_t j = 0; j < 256; j++) map[j] = -1;
-    uint8_t used[256] = {0};
+    int map[APD_MAX_COLORS];
+    for (uint32_t j = 0; j < APD_MAX_COLORS; j++) map[j] = -1;
+    uint8_t used[APD_MAX_COLORS] = {0};
     for (size_t i = 0; i < p; i++) used[idx[i]] = 1;
-    uint8_t tmp[256 * 3];
+    uint8_t tmp[APD_MAX_COLORS * 3];
     uint32_t n = 0;
     for (uint32_t j = 0; j < k; j++)
         if (used[j]) {
@@ -538,7 +528,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
     uint64_t N = s->N;
     int fail = 0;
     if (!x->palette_out) {
-        res->kind = 2;
+        res->kind = APD_KIND_DIRECT;
         res->pixels = xmalloc(N, img, &fail);
         if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
         for (uint64_t i = 0; i < N; i++)
@@ -548,14 +538,15 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
                         to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
         return APD_OK;
     }
-    res->kind = 1;
+    res->kind = APD_KIND_PALETTE;
     res->k = x->k;
     res->palettes = xmalloc(N, (size_t)x->k * x->c, &fail);
     res->indices = xmalloc(N, p, &fail);
     res->k_used = xmalloc(N, sizeof(uint32_t), &fail);
     if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
     if (s->palette) {
-        apd_palette_fwd_opts fo = APD_PALETTE_FWD_DEFAULT;
+        apd_palette_fwd_opts fo;
+    apd_palette_fwd_opts_default(&fo);
         fo.temperature = temperature_at(s, o->iters);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             float *xs = s->syn + (size_t)cls * s->ipc * img;
@@ -600,7 +591,7 @@ static void decode_records(const dm_state *s, const apd_distill_result *res, flo
     size_t p = (size_t)x->h * x->w;
     for (uint64_t i = 0; i < s->N; i++) {
         float *o = out + i * s->img;
-        if (res->kind == 2) {
+        if (res->kind == APD_KIND_DIRECT) {
             to_float(s, o, res->pixels + i * s->img);
         } else {
             const uint8_t *pal = res->palettes + i * x->k * x->c, *idx = res->indices + i * p;
@@ -633,40 +624,29 @@ static void set_ftz(apd_pool *pool, unsigned on)
 
 /* The rest of a log line after a palette-only phase (k-means init, warm-up): the state of
  * the last forward of all synthetic images on s->ws. */
-static void log_palette_state(FILE *lg, const dm_state *s)
+static void palette_state_text(char *buf, size_t len, const dm_state *s)
 {
     apd_palette_stats ps;
     apd_palette_stats_compute(&ps, NULL, s->ws, s->syn);
-    fprintf(lg, "colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f gap %.4f maxp %.3f\n",
-            ps.colors_median, ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse, ps.max_prob_mean);
+    snprintf(buf, len, "colours/img median %.1f (min %u max %u) soft mse %.4f hard mse %.4f gap %.4f maxp %.3f",
+             ps.colors_median, ps.colors_min, ps.colors_max, ps.soft_mse, ps.hard_mse, ps.gap_mse,
+             ps.max_prob_mean);
 }
 
-/* ---- run ----------------------------------------------------------------------------------- */
+/* ---- run: setup ------------------------------------------------------------------------------ */
 
-apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
+#define OOM(err) apd__err_set((err), APD_ENOMEM, "distill: out of memory")
+
+/* The normalisation table and the per-class lists of real image indices. */
+static apd_status setup_classes(dm_state *s, apd_err *err)
 {
-    const apd_distill_opts *o = x->o;
-    dm_state S;
-    memset(&S, 0, sizeof S);
-    dm_state *s = &S;
-    s->x = x;
-    s->o = o;
-    s->ipc = x->images_per_class;
-    s->N = s->ipc * x->n_classes;
-    s->img = (size_t)x->c * x->h * x->w;
-    s->palette = o->method == APD_DISTILL_AUTOPALETTE;
-    apd_status st = APD_OK;
+    const apd_distill_ctx *x = s->x;
     int fail = 0;
-    FILE *lg = logf_(o);
-    unsigned csr_saved = _mm_getcsr();
-
     for (uint32_t ch = 0; ch < x->c; ch++)
         for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
-
-    /* per-class index lists */
     s->cls_idx = calloc(x->n_classes, sizeof *s->cls_idx);
     s->cls_n = calloc(x->n_classes, sizeof *s->cls_n);
-    if (!s->cls_idx || !s->cls_n) goto oom;
+    if (!s->cls_idx || !s->cls_n) return OOM(err);
     for (uint64_t i = 0; i < x->real->n; i++) s->cls_n[x->real->labels[i]]++;
     uint64_t max_n = s->N;
     for (uint32_t c = 0; c < x->n_classes; c++) {
@@ -674,40 +654,40 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
         if (s->cls_n[c] > max_n) max_n = s->cls_n[c];
         s->cls_n[c] = 0;
     }
-    if (fail) goto oom;
+    if (fail) return OOM(err);
     for (uint64_t i = 0; i < x->real->n; i++) {
         uint32_t c = x->real->labels[i];
         s->cls_idx[c][s->cls_n[c]++] = (uint32_t)i;
     }
     s->scratch_idx = xmalloc(max_n, sizeof(uint32_t), &fail);
-
     s->syn = xmalloc(s->N * s->img, sizeof(float), &fail);
     s->mom = xmalloc(s->N * s->img, sizeof(float), &fail);
     s->grad = xmalloc(s->N * s->img, sizeof(float), &fail);
-    if (fail) goto oom;
+    if (fail) return OOM(err);
     memset(s->mom, 0, s->N * s->img * sizeof(float));
+    return APD_OK;
+}
 
-    /* network */
-    st = apd_pool_create(&s->pool, x->threads);
-    if (st != APD_OK) {
-        apd__err_set(err, st, "distill: thread pool: %s", apd_strerror(st));
-        goto out;
-    }
-    csr_saved = _mm_getcsr();
+/* The thread pool (denormals flushed on every thread from here on), the ConvNetD3 and the
+ * buffers of one class step. */
+static apd_status setup_net(dm_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    const apd_distill_opts *o = s->o;
+    int fail = 0;
+    apd_status st = apd_pool_create(&s->pool, x->threads);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: thread pool: %s", apd_strerror(st));
+    s->csr_saved = _mm_getcsr();
     set_ftz(s->pool, 1);
     s->max_batch = o->batch_real > s->ipc ? o->batch_real : (uint32_t)s->ipc;
-    {
-        apd_convnet_config cfg;
-        apd_convnet_config_default(&cfg, x->c, x->h, x->w, x->n_classes);
-        cfg.max_batch = s->max_batch;
-        cfg.pool = s->pool;
-        st = apd_convnet_create(&s->net, &cfg);
-        if (st != APD_OK) {
-            apd__err_set(err, st, "distill: ConvNetD3 for %ux%ux%u: %s", x->c, x->h, x->w, apd_strerror(st));
-            goto out;
-        }
-        s->D = (uint32_t)apd_convnet_embed_dim(s->net);
-    }
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, x->c, x->h, x->w, x->n_classes);
+    cfg.max_batch = s->max_batch;
+    cfg.pool = s->pool;
+    st = apd_convnet_create(&s->net, &cfg);
+    if (st != APD_OK)
+        return apd__err_set(err, st, "distill: ConvNetD3 for %ux%ux%u: %s", x->c, x->h, x->w, apd_strerror(st));
+    s->D = (uint32_t)apd_convnet_embed_dim(s->net);
     s->real_f = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->real_aug = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->emb_r = xmalloc((size_t)o->batch_real * s->D, sizeof(float), &fail);
@@ -719,197 +699,233 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     s->d_emb = xmalloc(s->ipc * s->D, sizeof(float), &fail);
     s->d_aug = xmalloc(s->ipc * s->img, sizeof(float), &fail);
     s->d_q = xmalloc(s->ipc * s->img, sizeof(float), &fail);
-    if (fail) goto oom;
+    return fail ? OOM(err) : APD_OK;
+}
 
-    if (s->palette) {
-        st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd_mix64(x->seed ^ 0x70616c6574ull));
-        if (st != APD_OK) {
-            apd__err_set(err, st, "distill: palette network (K %u): %s", x->k, apd_strerror(st));
-            goto out;
-        }
-        s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
-        if (s->n_sub == 0) s->n_sub = 1;
-        uint32_t wmax =
-            (o->remedy & (APD_REMEDY_WARMUP | APD_REMEDY_KMEANS_INIT)) ? (uint32_t)s->N : (uint32_t)s->ipc;
-        if (wmax < s->n_sub) wmax = s->n_sub;
-        st = apd_palette_ws_create(&s->ws, x->c, x->k, APD_PALETTE_HIDDEN, wmax, x->h * x->w);
-        if (st == APD_OK) st = apd_palette_ws_create(&s->wsc, x->c, x->k, APD_PALETTE_HIDDEN, s->n_sub, x->h * x->w);
-        if (st != APD_OK) {
-            apd__err_set(err, st, "distill: palette workspace: %s", apd_strerror(st));
-            goto out;
-        }
-        s->x_sub = xmalloc((size_t)s->n_sub * s->img, sizeof(float), &fail);
-        if (fail) goto oom;
-        apd_palette_color_cfg_default(&s->cc, x->c, x->mean, x->std);
-        s->cc.w_lm = o->w_max;
-        s->cc.w_lb = o->w_balance;
-        s->cc.w_la = o->w_align;
-        s->cc.w_conf = o->w_conf;
-        s->cc.la_ratio = o->align_ratio;
-        s->psgd.lr = o->lr_palette;
-        s->psgd.momentum = o->momentum_palette;
-        s->psgd.weight_decay = o->wd_palette;
+/* AutoPalette: the palette network, its two workspaces (task path, colour losses), the
+ * colour-loss subset buffer and the colour-loss and SGD settings. */
+static apd_status setup_palette(dm_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    const apd_distill_opts *o = s->o;
+    int fail = 0;
+    apd_status st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd_mix64(x->seed ^ 0x70616c6574ull));
+    if (st != APD_OK) return apd__err_set(err, st, "distill: palette network (K %u): %s", x->k, apd_strerror(st));
+    s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
+    if (s->n_sub == 0) s->n_sub = 1;
+    uint32_t wmax = (o->remedy & (APD_REMEDY_WARMUP | APD_REMEDY_KMEANS_INIT)) ? (uint32_t)s->N : (uint32_t)s->ipc;
+    if (wmax < s->n_sub) wmax = s->n_sub;
+    st = apd_palette_ws_create(&s->ws, x->c, x->k, APD_PALETTE_HIDDEN, wmax, x->h * x->w);
+    if (st == APD_OK) st = apd_palette_ws_create(&s->wsc, x->c, x->k, APD_PALETTE_HIDDEN, s->n_sub, x->h * x->w);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: palette workspace: %s", apd_strerror(st));
+    s->x_sub = xmalloc((size_t)s->n_sub * s->img, sizeof(float), &fail);
+    if (fail) return OOM(err);
+    apd_palette_color_opts_default(&s->cc, x->c, x->mean, x->std);
+    s->cc.w_lm = o->w_max;
+    s->cc.w_lb = o->w_balance;
+    s->cc.w_la = o->w_align;
+    s->cc.w_conf = o->w_conf;
+    s->cc.la_ratio = o->align_ratio;
+    s->psgd.lr = o->lr_palette;
+    s->psgd.momentum = o->momentum_palette;
+    s->psgd.weight_decay = o->wd_palette;
+    return APD_OK;
+}
+
+/* ---- run: initial state ---------------------------------------------------------------------- */
+
+/* synthetic image i = real image src[i], normalised */
+static void init_from_real(const dm_state *s, float *dst, const uint64_t *src)
+{
+    for (uint64_t i = 0; i < s->N; i++)
+        to_float(s, dst + i * s->img, s->x->real->pixels + src[i] * s->img);
+}
+
+/* Remedy kmeans-init: the palette network starts at a k-means partition of the initial
+ * images' colours; ws is left holding a forward of all synthetic images. */
+static apd_status palette_kmeans_init(dm_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    apd_palette_kmeans_info ki;
+    double t0 = apd__now();
+    apd_status st = apd_palette_net_init_kmeans(&s->pnet, &ki, s->syn, (uint32_t)s->N, x->h, x->w,
+                                                APD_KMEANS_INIT_ITERS, apd_mix64(x->seed ^ 0x6b6d696eull));
+    apd_palette_fwd_opts fo = s->cc.fwd;
+    fo.temperature = temperature_at(s, 0);
+    if (st == APD_OK) st = apd_palette_forward(&s->pnet, s->ws, NULL, s->syn, (uint32_t)s->N, x->h, x->w, &fo);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: palette k-means init failed (%s)", apd_strerror(st));
+    if (s->o->log_fn) {
+        char tail[256];
+        palette_state_text(tail, sizeof tail, s);
+        apd__distill_log(s->o, "distill: palette k-means init (%u pixels, %u Lloyd steps, %.1fs): within-cluster "
+                               "var %.4f, logit scale %.1f | %s",
+                         ki.samples, ki.iters, apd__now() - t0, ki.sse_per_channel, ki.scale, tail);
     }
+    return APD_OK;
+}
 
-    /* initial state: fresh, or from a checkpoint */
-    uint64_t it0 = 0;
+/* Remedy warm-up: palette-only steps on the initial images before joint training. */
+static apd_status palette_warmup(dm_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    const apd_distill_opts *o = s->o;
+    apd_palette_losses wl;
+    s->cc.fwd.temperature = temperature_at(s, 0);
+    double t0 = apd__now();
+    apd_status st = apd_palette_warmup(&s->pnet, s->ws, &wl, s->syn, (uint32_t)s->N, x->h, x->w, o->warmup_steps,
+                                       1.0f, &s->cc, &s->psgd, apd_mix64(x->seed ^ 0x7761726dull));
+    if (st != APD_OK) return apd__err_set(err, st, "distill: palette warm-up failed (%s)", apd_strerror(st));
+    if (o->log_fn) {
+        char tail[256];
+        palette_state_text(tail, sizeof tail, s);
+        apd__distill_log(o, "distill: palette warm-up %u steps (%.1fs): recon %.4f Lm %.3f Lb %.3f La %.4f | %s",
+                         o->warmup_steps, apd__now() - t0, wl.recon, wl.lm, wl.lb, wl.la, tail);
+    }
+    return APD_OK;
+}
+
+/* The state before iteration *it0: from the checkpoint, or the initial real images (and
+ * the palette remedies that run before the loop). */
+static apd_status init_state(dm_state *s, const apd_distill_result *res, uint64_t *it0, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    *it0 = 0;
     if (o->resume_path) {
-        st = ckpt_load(s, res->source_ids, &it0, err);
-        if (st != APD_OK) goto out;
-        fprintf(lg, "distill: resumed from %s at iteration %llu/%u\n", o->resume_path,
-                (unsigned long long)it0, o->iters);
-    } else {
-        for (uint64_t i = 0; i < s->N; i++)
-            to_float(s, s->syn + i * s->img, x->real->pixels + res->source_ids[i] * s->img);
-        if (s->palette && (o->remedy & APD_REMEDY_KMEANS_INIT)) {
-            apd_palette_kmeans_info ki;
-            double t0 = apd__now();
-            st = apd_palette_net_init_kmeans(&s->pnet, &ki, s->syn, (uint32_t)s->N, x->h, x->w, APD_KMEANS_INIT_ITERS,
-                                             apd_mix64(x->seed ^ 0x6b6d696eull));
-            apd_palette_fwd_opts fo = s->cc.fwd;
-            fo.temperature = temperature_at(s, 0);
-            if (st == APD_OK) st = apd_palette_forward(&s->pnet, s->ws, NULL, s->syn, (uint32_t)s->N, x->h, x->w, &fo);
-            if (st != APD_OK) {
-                apd__err_set(err, st, "distill: palette k-means init failed (%s)", apd_strerror(st));
-                goto out;
-            }
-            fprintf(lg, "distill: palette k-means init (%u pixels, %u Lloyd steps, %.1fs): within-cluster var %.4f, "
-                        "logit scale %.1f | ",
-                    ki.samples, ki.iters, apd__now() - t0, ki.sse_per_channel, ki.scale);
-            log_palette_state(lg, s);
-        }
-        if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) {
-            apd_palette_losses wl;
-            s->cc.fwd.temperature = temperature_at(s, 0);
-            double t0 = apd__now();
-            st = apd_palette_warmup(&s->pnet, s->ws, &wl, s->syn, (uint32_t)s->N, x->h, x->w, o->warmup_steps,
-                                    1.0f, &s->cc, &s->psgd, apd_mix64(x->seed ^ 0x7761726dull));
-            if (st != APD_OK) {
-                apd__err_set(err, st, "distill: palette warm-up failed (%s)", apd_strerror(st));
-                goto out;
-            }
-            fprintf(lg, "distill: palette warm-up %u steps (%.1fs): recon %.4f Lm %.3f Lb %.3f La %.4f | ",
-                    o->warmup_steps, apd__now() - t0, wl.recon, wl.lm, wl.lb, wl.la);
-            log_palette_state(lg, s);
-        }
+        APD_TRY(ckpt_load(s, res->source_ids, it0, err));
+        apd__distill_log(o, "distill: resumed from %s at iteration %llu/%u", o->resume_path,
+                         (unsigned long long)*it0, o->iters);
+        return APD_OK;
     }
-    if (x->bench_iters) {
-        iter_out bo;
-        for (uint32_t it = 0; it < x->bench_iters; it++) {
-            double t0 = apd__now();
-            st = iteration(s, it, &bo, err);
-            if (st != APD_OK) goto out;
-            double dt = apd__now() - t0;
-            if (it == 0) x->bench_first = dt;
-            else x->bench_rest += dt / (x->bench_iters - 1);
-        }
-        goto out;
+    init_from_real(s, s->syn, res->source_ids);
+    if (s->palette && (o->remedy & APD_REMEDY_KMEANS_INIT)) APD_TRY(palette_kmeans_init(s, err));
+    if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) APD_TRY(palette_warmup(s, err));
+    return APD_OK;
+}
+
+/* Bench mode: time x->bench_iters iterations (no evaluation, no records). */
+static apd_status run_bench(dm_state *s, apd_err *err)
+{
+    apd_distill_ctx *x = s->x;
+    iter_out bo;
+    for (uint32_t it = 0; it < x->bench_iters; it++) {
+        double t0 = apd__now();
+        APD_TRY(iteration(s, it, &bo, err));
+        double dt = apd__now() - t0;
+        if (it == 0) x->bench_first = dt;
+        else x->bench_rest += dt / (x->bench_iters - 1);
     }
+    return APD_OK;
+}
 
-    /* evaluation loss of the initial images (recomputed from the real images on resume, so
-     * the stats in the file do not depend on resuming) */
-    double eval0 = 0;
-    if (o->resume_path) {
-        float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
-        if (fail) goto oom;
-        for (uint64_t i = 0; i < s->N; i++)
-            to_float(s, init + i * s->img, x->real->pixels + res->source_ids[i] * s->img);
-        st = eval_loss(s, init, 2, &eval0);
-        free(init);
-    } else {
-        st = eval_loss(s, s->syn, 2, &eval0);
-    }
-    if (st != APD_OK) goto out;
+/* Evaluation loss of the initial images (recomputed from the real images on resume, so the
+ * stats in the file do not depend on resuming). */
+static apd_status initial_eval_loss(dm_state *s, const apd_distill_result *res, double *eval0, apd_err *err)
+{
+    if (!s->o->resume_path) return eval_loss(s, s->syn, 2, eval0);
+    int fail = 0;
+    float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
+    if (fail) return OOM(err);
+    init_from_real(s, init, res->source_ids);
+    apd_status st = eval_loss(s, init, 2, eval0);
+    free(init);
+    return st;
+}
 
-    char rn[96];
-    fprintf(lg, "distill: %s, %llu synthetic images (%llu per class), %ux%ux%u, K %u, iters %u, "
-                "batch-real %u, remedy %s, threads %u\n",
-            apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c, x->h,
-            x->w, x->k, o->iters, o->batch_real, apd_palette_remedy_name(o->remedy, rn, sizeof rn), x->threads);
+/* ---- run: the loop --------------------------------------------------------------------------- */
 
-    apd_progress pr;
-    apd_progress_start(&pr, "distill", o->iters);
-    apd_progress_set(&pr, it0);
-    double t_loop = apd__now();
-    iter_out io;
-    memset(&io, 0, sizeof io);
-    double last_loss = 0;
-    for (uint64_t it = it0; it < o->iters; it++) {
-        st = iteration(s, it, &io, err);
-        if (st != APD_OK) {
-            if (err && err->code != st) apd__err_set(err, st, "distill: iteration %llu: %s",
-                                                    (unsigned long long)it, apd_strerror(st));
-            goto out;
-        }
-        if (it == 0) s->loss_first = io.loss;
-        last_loss = io.loss;
+typedef struct loop_out {
+    iter_out io;      /* figures of the last iteration run */
+    double last_loss; /* its training loss */
+    double seconds;   /* wall time of the loop */
+} loop_out;
+
+static void report_iteration(const dm_state *s, uint64_t it, uint64_t it0, const iter_out *io, double t_loop)
+{
+    const apd_distill_opts *o = s->o;
+    if (o->progress_fn) {
+        char note[160];
         if (s->palette)
-            apd_progress_note(&pr, "loss %.1f Lm %.3f Lb %.3f La %.4f | colours/img %.0f gap %.4f", io.loss,
-                              io.pl.lm, io.pl.lb, io.pl.la, io.ps.colors_median, io.ps.gap_mse);
+            snprintf(note, sizeof note, "loss %.1f Lm %.3f Lb %.3f La %.4f | colours/img %.0f gap %.4f", io->loss,
+                     io->pl.lm, io->pl.lb, io->pl.la, io->ps.colors_median, io->ps.gap_mse);
         else
-            apd_progress_note(&pr, "loss %.2f", io.loss);
-        apd_progress_set(&pr, it + 1);
-        if (o->log_every && ((it + 1) % o->log_every == 0 || it == 0 || it + 1 == o->iters)) {
-            double el = apd__now() - t_loop;
-            double rate = (double)(it + 1 - it0) / (el > 0 ? el : 1e-9);
-            if (s->palette)
-                fprintf(lg, "it %llu/%u loss %.2f | Lm %.4f Lb %.4f La %.4f Lconf %.4f | colours/img median %.1f "
+            snprintf(note, sizeof note, "loss %.2f", io->loss);
+        o->progress_fn(o->cb_user, "distill", it + 1, o->iters, note);
+    }
+    if (!o->log_fn || !o->log_every || !((it + 1) % o->log_every == 0 || it == 0 || it + 1 == o->iters)) return;
+    double el = apd__now() - t_loop;
+    double rate = (double)(it + 1 - it0) / (el > 0 ? el : 1e-9);
+    if (s->palette)
+        apd__distill_log(o, "it %llu/%u loss %.2f | Lm %.4f Lb %.4f La %.4f Lconf %.4f | colours/img median %.1f "
                             "(min %u max %u) soft-hard gap %.4f soft mse %.4f hard mse %.4f maxp %.3f | "
-                            "T %.3g | %.2f it/s ETA %.0fs\n",
-                        (unsigned long long)it + 1, o->iters, io.loss, io.pl.lm, io.pl.lb, io.pl.la, io.pl.conf,
-                        io.ps.colors_median, io.ps.colors_min, io.ps.colors_max, io.ps.gap_mse, io.ps.soft_mse,
-                        io.ps.hard_mse, io.ps.max_prob_mean, temperature_at(s, it), rate,
-                        (double)(o->iters - it - 1) / rate);
-            else
-                fprintf(lg, "it %llu/%u loss %.3f | %.2f it/s ETA %.0fs\n", (unsigned long long)it + 1, o->iters,
-                        io.loss, rate, (double)(o->iters - it - 1) / rate);
-            fflush(lg);
+                            "T %.3g | %.2f it/s ETA %.0fs",
+                         (unsigned long long)it + 1, o->iters, io->loss, io->pl.lm, io->pl.lb, io->pl.la,
+                         io->pl.conf, io->ps.colors_median, io->ps.colors_min, io->ps.colors_max, io->ps.gap_mse,
+                         io->ps.soft_mse, io->ps.hard_mse, io->ps.max_prob_mean, temperature_at(s, it), rate,
+                         (double)(o->iters - it - 1) / rate);
+    else
+        apd__distill_log(o, "it %llu/%u loss %.3f | %.2f it/s ETA %.0fs", (unsigned long long)it + 1, o->iters,
+                         io->loss, rate, (double)(o->iters - it - 1) / rate);
+}
+
+/* Iterations it0 .. iters-1 with progress, log lines, checkpoints and opts.stop_after. */
+static apd_status run_loop(dm_state *s, const apd_distill_result *res, uint64_t it0, loop_out *lo, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    memset(lo, 0, sizeof *lo);
+    if (o->progress_fn) o->progress_fn(o->cb_user, "distill", it0, o->iters, NULL);
+    double t_loop = apd__now();
+    for (uint64_t it = it0; it < o->iters; it++) {
+        apd_status st = iteration(s, it, &lo->io, err);
+        if (st != APD_OK) {
+            if (err && err->code != st)
+                apd__err_set(err, st, "distill: iteration %llu: %s", (unsigned long long)it, apd_strerror(st));
+            return st;
         }
-        if (o->checkpoint_every && (it + 1) % o->checkpoint_every == 0 && it + 1 < o->iters) {
-            st = ckpt_save(s, res->source_ids, it + 1, err);
-            if (st != APD_OK) goto out;
-        }
+        if (it == 0) s->loss_first = lo->io.loss;
+        lo->last_loss = lo->io.loss;
+        report_iteration(s, it, it0, &lo->io, t_loop);
+        if (o->checkpoint_every && (it + 1) % o->checkpoint_every == 0 && it + 1 < o->iters)
+            APD_TRY(ckpt_save(s, res->source_ids, it + 1, err));
         if (o->stop_after && it + 1 == o->stop_after && it + 1 < o->iters) {
-            apd_progress_finish(&pr);
-            if (o->checkpoint_path) {
-                st = ckpt_save(s, res->source_ids, it + 1, err);
-                if (st != APD_OK) goto out;
-            }
-            st = apd__err_set(err, APD_ECANCELED, "distill: stopped after iteration %u (checkpoint %s)",
-                              o->stop_after, o->checkpoint_path ? o->checkpoint_path : "not written");
-            goto out;
+            if (o->checkpoint_path) APD_TRY(ckpt_save(s, res->source_ids, it + 1, err));
+            return apd__err_set(err, APD_ECANCELED, "distill: stopped after iteration %u (checkpoint %s)",
+                                o->stop_after, o->checkpoint_path ? o->checkpoint_path : "not written");
         }
     }
-    apd_progress_finish(&pr);
-    double t_iters = apd__now() - t_loop;
+    lo->seconds = apd__now() - t_loop;
+    return APD_OK;
+}
 
-    st = make_records(s, res, err);
-    if (st != APD_OK) goto out;
+/* ---- run: records and the figures of what is stored ------------------------------------------ */
 
+/* The records, the evaluation loss of what they store and the run's stats. */
+static apd_status finish(dm_state *s, apd_distill_result *res, double eval0, const loop_out *lo, apd_err *err)
+{
+    apd_distill_ctx *x = s->x;
+    APD_TRY(make_records(s, res, err));
     /* evaluation loss of what is stored */
     double eval1 = 0, quant_mse = 0;
-    {
-        float *dec = xmalloc(s->N * s->img, sizeof(float), &fail);
-        if (fail) goto oom;
-        decode_records(s, res, dec);
-        /* what storage costs: stored (decoded) vs the float synthetic images, normalised units */
-        double se = 0.0;
-        for (size_t i = 0; i < s->N * s->img; i++) {
-            double d = (double)dec[i] - s->syn[i];
-            se += d * d;
-        }
-        quant_mse = se / ((double)s->N * s->img);
-        st = eval_loss(s, dec, 2, &eval1);
-        free(dec);
-        if (st != APD_OK) goto out;
+    int fail = 0;
+    float *dec = xmalloc(s->N * s->img, sizeof(float), &fail);
+    if (fail) return OOM(err);
+    decode_records(s, res, dec);
+    /* what storage costs: stored (decoded) vs the float synthetic images, normalised units */
+    double se = 0.0;
+    for (size_t i = 0; i < s->N * s->img; i++) {
+        double d = (double)dec[i] - s->syn[i];
+        se += d * d;
     }
-    fprintf(lg, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored %.3f; "
-                "storage error (MSE stored vs float images) %.5f\n",
-            o->iters, t_iters, eval0, eval1, quant_mse);
+    quant_mse = se / ((double)s->N * s->img);
+    apd_status st = eval_loss(s, dec, 2, &eval1);
+    free(dec);
+    if (st != APD_OK) return st;
+    apd__distill_log(s->o, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored "
+                           "%.3f; storage error (MSE stored vs float images) %.5f",
+                     s->o->iters, lo->seconds, eval0, eval1, quant_mse);
     apd__dsb_printf(&x->stats, "%s\"loss_first_iter\":", x->stats.len ? "," : "");
     apd__dsb_num(&x->stats, s->loss_first);
     apd__dsb_printf(&x->stats, ",\"loss_last_iter\":");
-    apd__dsb_num(&x->stats, last_loss);
+    apd__dsb_num(&x->stats, lo->last_loss);
     apd__dsb_printf(&x->stats, ",\"eval_loss_initial\":");
     apd__dsb_num(&x->stats, eval0);
     apd__dsb_printf(&x->stats, ",\"eval_loss_stored\":");
@@ -920,16 +936,52 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     x->eval_loss_final = eval1;
     if (s->palette) {
         apd__dsb_printf(&x->stats, ",\"last_soft_hard_gap\":");
-        apd__dsb_num(&x->stats, io.ps.gap_mse);
+        apd__dsb_num(&x->stats, lo->io.ps.gap_mse);
     }
-    st = APD_OK;
-    goto out;
-oom:
-    st = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-out:
+    return APD_OK;
+}
+
+/* ---- run ------------------------------------------------------------------------------------- */
+
+static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    const apd_distill_ctx *x = s->x;
+    APD_TRY(setup_classes(s, err));
+    APD_TRY(setup_net(s, err));
+    if (s->palette) APD_TRY(setup_palette(s, err));
+    uint64_t it0;
+    APD_TRY(init_state(s, res, &it0, err));
+    if (x->bench_iters) return run_bench(s, err);
+    double eval0 = 0;
+    APD_TRY(initial_eval_loss(s, res, &eval0, err));
+    char rn[96];
+    apd__distill_log(o, "distill: %s, %llu synthetic images (%llu per class), %ux%ux%u, K %u, iters %u, "
+                        "batch-real %u, remedy %s, threads %u",
+                     apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c,
+                     x->h, x->w, x->k, o->iters, o->batch_real, apd_palette_remedy_name(o->remedy, rn, sizeof rn),
+                     x->threads);
+    loop_out lo;
+    APD_TRY(run_loop(s, res, it0, &lo, err));
+    return finish(s, res, eval0, &lo, err);
+}
+
+apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err)
+{
+    dm_state S;
+    memset(&S, 0, sizeof S);
+    dm_state *s = &S;
+    s->x = x;
+    s->o = x->o;
+    s->ipc = x->images_per_class;
+    s->N = s->ipc * x->n_classes;
+    s->img = (size_t)x->c * x->h * x->w;
+    s->palette = x->o->method == APD_DISTILL_AUTOPALETTE;
+    s->csr_saved = _mm_getcsr();
+    apd_status st = dm_run(s, res, err);
     if (s->pool) {
-        set_ftz(s->pool, (csr_saved & 0x8040u) != 0);
-        _mm_setcsr(csr_saved);
+        set_ftz(s->pool, (s->csr_saved & 0x8040u) != 0);
+        _mm_setcsr(s->csr_saved);
     }
     state_free(s);
     return st;

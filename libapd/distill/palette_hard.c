@@ -59,7 +59,7 @@ static void target_image(void *vctx, uint32_t i, uint32_t thread)
 {
     tgt_ctx *cx = vctx;
     size_t p = (size_t)cx->h * cx->w;
-    uint8_t *img = cx->img + (size_t)thread * cx->c * p, pal[4 * APD_PALETTE_MAX_K];
+    uint8_t *img = cx->img + (size_t)thread * cx->c * p, pal[4 * APD_MAX_COLORS];
     const float *xi = cx->x + (size_t)i * cx->c * p;
     for (uint32_t ch = 0; ch < cx->c; ch++)
         for (size_t q = 0; q < p; q++) img[ch * p + q] = apd__pal_to_u8(xi[ch * p + q], cx->mean[ch], cx->std[ch]);
@@ -72,7 +72,7 @@ apd_status apd__palette_la_targets_pool(apd_pool *pool, uint8_t *out, const floa
                                         uint32_t h, uint32_t w, uint32_t k, const float *mean, const float *std)
 {
     APD_RETURN_IF(!out || !x || !mean || !std || b == 0 || h == 0 || w == 0, APD_EINVAL);
-    APD_RETURN_IF(k < 1 || k > APD_PALETTE_MAX_K || (c != 1 && c != 3), APD_EINVAL);
+    APD_RETURN_IF(k < 1 || k > APD_MAX_COLORS || (c != 1 && c != 3), APD_EINVAL);
     uint32_t nt = apd_pool_threads(pool);
     size_t p = (size_t)h * w;
     uint8_t *img = malloc((size_t)nt * c * p);

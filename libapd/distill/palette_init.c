@@ -61,97 +61,108 @@ static uint32_t nearest(const float *a, const double *cent, uint32_t k, uint32_t
     return best;
 }
 
-apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_info *info, const float *x,
-                                       uint32_t b, uint32_t h, uint32_t w, uint32_t iters, uint64_t seed)
+/* k-means state over ns sample points of ch channels. */
+typedef struct km_state {
+    uint32_t ns, k, ch;
+    float *pts;     /* [ns, ch] */
+    double *cent;   /* [k, ch] */
+    double *acc;    /* [k, ch] */
+    double *dmin;   /* [ns] squared distance to the nearest centre */
+    uint32_t *asg;  /* [ns] */
+    uint32_t *cnt;  /* [k] */
+} km_state;
+
+/* The sample: every pixel of x (b images of p pixels) when they fit, else ns seeded draws
+ * (NCHW -> point rows). */
+static void km_sample(km_state *m, apd_rng *r, const float *x, uint64_t p, uint64_t total)
 {
-    APD_RETURN_IF(!net || !net->params || !x, APD_EINVAL);
-    APD_RETURN_IF(b == 0 || h == 0 || w == 0, APD_ESHAPE);
-    uint32_t ch = net->c, k = net->k, hid = net->hidden;
-    APD_RETURN_IF(hid < ch + 1, APD_ESHAPE); /* needs C identity units and one constant unit */
-    uint64_t p = (uint64_t)h * w, total = (uint64_t)b * p;
-    uint32_t ns = total < KM_MAX_SAMPLE ? (uint32_t)total : KM_MAX_SAMPLE;
-    if (ns < k) ns = (uint32_t)(total < k ? total : k);
-    float *pts = malloc((size_t)ns * ch * sizeof(float));
-    double *cent = malloc((size_t)k * ch * sizeof(double)), *acc = malloc((size_t)k * ch * sizeof(double));
-    double *dmin = malloc((size_t)ns * sizeof(double));
-    uint32_t *asg = malloc((size_t)ns * sizeof(uint32_t)), *cnt = malloc((size_t)k * sizeof(uint32_t));
-    apd_status st = APD_OK;
-    if (!pts || !cent || !acc || !dmin || !asg || !cnt) {
-        st = APD_ENOMEM;
-        goto done;
-    }
-    apd_rng r;
-    apd_rng_seed(&r, seed, KM_STREAM);
-    /* the sample: every pixel when they fit, else ns seeded draws (NCHW -> point rows) */
-    for (uint32_t i = 0; i < ns; i++) {
-        uint64_t g = ns == total ? i : apd_rng_below(&r, total);
+    uint32_t ch = m->ch;
+    for (uint32_t i = 0; i < m->ns; i++) {
+        uint64_t g = m->ns == total ? i : apd_rng_below(r, total);
         uint64_t img = g / p, px = g % p;
-        for (uint32_t j = 0; j < ch; j++) pts[(size_t)i * ch + j] = x[(img * ch + j) * p + px];
+        for (uint32_t j = 0; j < ch; j++) m->pts[(size_t)i * ch + j] = x[(img * ch + j) * p + px];
     }
-    /* k-means++ seeding */
-    uint32_t first = (uint32_t)apd_rng_below(&r, ns);
-    for (uint32_t j = 0; j < ch; j++) cent[j] = pts[(size_t)first * ch + j];
-    for (uint32_t i = 0; i < ns; i++) dmin[i] = sqdist(pts + (size_t)i * ch, cent, ch);
-    for (uint32_t q = 1; q < k; q++) {
+}
+
+/* k-means++ seeding. */
+static void km_seed(km_state *m, apd_rng *r)
+{
+    uint32_t ns = m->ns, ch = m->ch;
+    uint32_t first = (uint32_t)apd_rng_below(r, ns);
+    for (uint32_t j = 0; j < ch; j++) m->cent[j] = m->pts[(size_t)first * ch + j];
+    for (uint32_t i = 0; i < ns; i++) m->dmin[i] = sqdist(m->pts + (size_t)i * ch, m->cent, ch);
+    for (uint32_t q = 1; q < m->k; q++) {
         double sum = 0.0;
-        for (uint32_t i = 0; i < ns; i++) sum += dmin[i];
+        for (uint32_t i = 0; i < ns; i++) sum += m->dmin[i];
         uint32_t pick = 0;
         if (sum > 0.0) {
-            double u = apd_rng_uniform_d(&r) * sum, run = 0.0;
+            double u = apd_rng_uniform_d(r) * sum, run = 0.0;
             pick = ns - 1;
             for (uint32_t i = 0; i < ns; i++) {
-                run += dmin[i];
+                run += m->dmin[i];
                 if (run > u) {
                     pick = i;
                     break;
                 }
             }
         } else {
-            pick = (uint32_t)apd_rng_below(&r, ns); /* fewer distinct colours than K */
+            pick = (uint32_t)apd_rng_below(r, ns); /* fewer distinct colours than K */
         }
-        double *cq = cent + (size_t)q * ch;
-        for (uint32_t j = 0; j < ch; j++) cq[j] = pts[(size_t)pick * ch + j];
+        double *cq = m->cent + (size_t)q * ch;
+        for (uint32_t j = 0; j < ch; j++) cq[j] = m->pts[(size_t)pick * ch + j];
         for (uint32_t i = 0; i < ns; i++) {
-            double d = sqdist(pts + (size_t)i * ch, cq, ch);
-            if (d < dmin[i]) dmin[i] = d;
+            double d = sqdist(m->pts + (size_t)i * ch, cq, ch);
+            if (d < m->dmin[i]) m->dmin[i] = d;
         }
     }
-    /* Lloyd iterations; an emptied centre moves to the point farthest from its centre */
+}
+
+/* Up to iters Lloyd iterations; an emptied centre moves to the point farthest from its
+ * centre. Returns the final sum of squared distances; *done_iters the steps run. */
+static double km_lloyd(km_state *m, uint32_t iters, uint32_t *done_iters)
+{
+    uint32_t ns = m->ns, k = m->k, ch = m->ch;
     double sse = 0.0;
-    uint32_t done_iters = 0;
+    *done_iters = 0;
     for (uint32_t it = 0; it <= iters; it++) {
         uint32_t changed = 0;
         sse = 0.0;
         for (uint32_t i = 0; i < ns; i++) {
-            uint32_t a = nearest(pts + (size_t)i * ch, cent, k, ch, &dmin[i]);
-            if (it == 0 || a != asg[i]) changed++;
-            asg[i] = a;
-            sse += dmin[i];
+            uint32_t a = nearest(m->pts + (size_t)i * ch, m->cent, k, ch, &m->dmin[i]);
+            if (it == 0 || a != m->asg[i]) changed++;
+            m->asg[i] = a;
+            sse += m->dmin[i];
         }
         if (it == iters || (it > 0 && changed == 0)) break;
-        done_iters = it + 1;
-        memset(acc, 0, (size_t)k * ch * sizeof(double));
-        memset(cnt, 0, (size_t)k * sizeof(uint32_t));
+        *done_iters = it + 1;
+        memset(m->acc, 0, (size_t)k * ch * sizeof(double));
+        memset(m->cnt, 0, (size_t)k * sizeof(uint32_t));
         for (uint32_t i = 0; i < ns; i++) {
-            cnt[asg[i]]++;
-            for (uint32_t j = 0; j < ch; j++) acc[(size_t)asg[i] * ch + j] += pts[(size_t)i * ch + j];
+            m->cnt[m->asg[i]]++;
+            for (uint32_t j = 0; j < ch; j++) m->acc[(size_t)m->asg[i] * ch + j] += m->pts[(size_t)i * ch + j];
         }
         for (uint32_t q = 0; q < k; q++) {
-            if (cnt[q]) {
-                for (uint32_t j = 0; j < ch; j++) cent[(size_t)q * ch + j] = acc[(size_t)q * ch + j] / cnt[q];
+            if (m->cnt[q]) {
+                for (uint32_t j = 0; j < ch; j++)
+                    m->cent[(size_t)q * ch + j] = m->acc[(size_t)q * ch + j] / m->cnt[q];
                 continue;
             }
             uint32_t far = 0;
             for (uint32_t i = 1; i < ns; i++)
-                if (dmin[i] > dmin[far]) far = i;
-            for (uint32_t j = 0; j < ch; j++) cent[(size_t)q * ch + j] = pts[(size_t)far * ch + j];
-            dmin[far] = 0.0;
+                if (m->dmin[i] > m->dmin[far]) far = i;
+            for (uint32_t j = 0; j < ch; j++) m->cent[(size_t)q * ch + j] = m->pts[(size_t)far * ch + j];
+            m->dmin[far] = 0.0;
         }
     }
-    double var = sse / ((double)ns * ch);
-    if (var < KM_MIN_VAR) var = KM_MIN_VAR;
-    double s = 1.0 / (2.0 * var);
+    return sse;
+}
 
+/* Set the network to the Voronoi partition of the centres cent (k x ch) at logit scale s;
+ * x (b images of p pixels) gives the offsets of the identity units. Momentum is reset. */
+static void set_partition(apd_palette_net *net, const double *cent, double s, const float *x, uint64_t b,
+                          uint64_t p)
+{
+    uint32_t ch = net->c, k = net->k, hid = net->hidden;
     /* identity units: offsets above the lowest value of each channel over all pixels */
     double off[4] = {1.0, 1.0, 1.0, 1.0};
     for (uint32_t j = 0; j < ch; j++) {
@@ -188,18 +199,53 @@ apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_
     }
     memset(net->mom, 0, net->n_params * sizeof(float));
     net->mom_init = 0;
-    if (info) {
-        info->samples = ns;
-        info->iters = done_iters;
-        info->sse_per_channel = sse / ((double)ns * ch);
-        info->scale = s;
+}
+
+apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_info *info, const float *x,
+                                       uint32_t b, uint32_t h, uint32_t w, uint32_t iters, uint64_t seed)
+{
+    APD_RETURN_IF(!net || !net->params || !x, APD_EINVAL);
+    APD_RETURN_IF(b == 0 || h == 0 || w == 0, APD_ESHAPE);
+    uint32_t ch = net->c, k = net->k;
+    APD_RETURN_IF(net->hidden < ch + 1, APD_ESHAPE); /* needs C identity units and one constant unit */
+    uint64_t p = (uint64_t)h * w, total = (uint64_t)b * p;
+    km_state m;
+    m.k = k;
+    m.ch = ch;
+    m.ns = total < KM_MAX_SAMPLE ? (uint32_t)total : KM_MAX_SAMPLE;
+    if (m.ns < k) m.ns = (uint32_t)(total < k ? total : k);
+    m.pts = malloc((size_t)m.ns * ch * sizeof(float));
+    m.cent = malloc((size_t)k * ch * sizeof(double));
+    m.acc = malloc((size_t)k * ch * sizeof(double));
+    m.dmin = malloc((size_t)m.ns * sizeof(double));
+    m.asg = malloc((size_t)m.ns * sizeof(uint32_t));
+    m.cnt = malloc((size_t)k * sizeof(uint32_t));
+    apd_status st = APD_OK;
+    if (!m.pts || !m.cent || !m.acc || !m.dmin || !m.asg || !m.cnt) {
+        st = APD_ENOMEM;
+    } else {
+        apd_rng r;
+        apd_rng_seed(&r, seed, KM_STREAM);
+        km_sample(&m, &r, x, p, total);
+        km_seed(&m, &r);
+        uint32_t done_iters;
+        double sse = km_lloyd(&m, iters, &done_iters);
+        double var = sse / ((double)m.ns * ch);
+        if (var < KM_MIN_VAR) var = KM_MIN_VAR;
+        double s = 1.0 / (2.0 * var);
+        set_partition(net, m.cent, s, x, b, p);
+        if (info) {
+            info->samples = m.ns;
+            info->iters = done_iters;
+            info->sse_per_channel = sse / ((double)m.ns * ch);
+            info->scale = s;
+        }
     }
-done:
-    free(pts);
-    free(cent);
-    free(acc);
-    free(dmin);
-    free(asg);
-    free(cnt);
+    free(m.pts);
+    free(m.cent);
+    free(m.acc);
+    free(m.dmin);
+    free(m.asg);
+    free(m.cnt);
     return st;
 }

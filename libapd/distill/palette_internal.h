@@ -25,6 +25,27 @@ static inline float apd__pal_from_u8(uint8_t v, float mean, float std)
 
 #include <string.h>
 
+/* The workspace (opaque in apd/palette.h). */
+typedef struct apd__palette_scratch apd__palette_scratch;
+struct apd_palette_ws {
+    uint32_t c, k, hidden, max_b, max_p;
+    float *m, *pal, *den, *hpal; /* (B, K, P), (B, C, K), (B, K), (B, C, K) */
+    uint8_t *idx;                /* (B, P) */
+    uint32_t *count;             /* (B, K) */
+    /* state of the last forward */
+    uint32_t b, p;
+    float temperature;
+    int straight_through;
+    /* scratch */
+    apd_pool *pool;
+    uint32_t n_scr;
+    apd__palette_scratch *scr;   /* one per pool thread */
+    float *gbuf;                 /* (ceil(max_b / GROUP), n_params) */
+    size_t gbuf_len;
+    float *s_dm;                 /* colour-loss dL/dm, allocated on first use */
+    size_t s_dm_len;
+};
+
 /* Portable SIMD for the elementwise passes (GCC/Clang vector extensions). The default
  * RelWithDebInfo build is -O2, where GCC 12 vectorizes almost no loop with an unknown trip
  * count; these few explicit vector loops (8 lanes with AVX, else 4) keep the per-pixel

@@ -96,7 +96,7 @@ static void la_image(void *vctx, uint32_t bi, uint32_t thread)
     float *f = B->f, *df = B->df, *a = B->a, *da = B->da, *norm = B->norm, *dot = B->dot, *tnorm = B->tnorm;
     float *inv = B->inv, *tf = B->tf;
     uint8_t *t = B->t;
-    uint32_t cnt[APD_PALETTE_MAX_K];
+    uint32_t cnt[APD_MAX_COLORS];
     const float *mb = cx->m + (size_t)bi * k * p;
     const uint32_t *sb = cx->sample + (size_t)bi * s;
     float gscale = (float)(2.0 * cx->weight / ((double)cx->b * s));
@@ -189,7 +189,7 @@ apd_status apd__palette_loss_la_pool(apd_pool *pool, double *value, float *dm, f
                                      const uint8_t *target, const uint32_t *sample, uint32_t b, uint32_t k,
                                      uint32_t p, uint32_t s)
 {
-    APD_RETURN_IF(!value || !m || !target || !sample || b == 0 || k == 0 || k > APD_PALETTE_MAX_K || p == 0 ||
+    APD_RETURN_IF(!value || !m || !target || !sample || b == 0 || k == 0 || k > APD_MAX_COLORS || p == 0 ||
                       s == 0 || s > p,
                   APD_EINVAL);
     *value = 0.0;
@@ -276,7 +276,7 @@ uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float rati
     return s;
 }
 
-void apd_palette_color_cfg_default(apd_palette_color_cfg *cfg, uint32_t c, const float *mean, const float *std)
+void apd_palette_color_opts_default(apd_palette_color_opts *cfg, uint32_t c, const float *mean, const float *std)
 {
     if (!cfg) return;
     memset(cfg, 0, sizeof *cfg);
@@ -286,7 +286,7 @@ void apd_palette_color_cfg_default(apd_palette_color_cfg *cfg, uint32_t c, const
         cfg->mean[i] = (mean && i < c) ? mean[i] : 0.0f;
         cfg->std[i] = (std && i < c) ? std[i] : 1.0f;
     }
-    cfg->fwd = APD_PALETTE_FWD_DEFAULT;
+    apd_palette_fwd_opts_default(&cfg->fwd);
 }
 
 static apd_status ensure_dm(apd_palette_ws *ws, size_t n)
@@ -304,7 +304,7 @@ static apd_status ensure_dm(apd_palette_ws *ws, size_t n)
 /* Colour losses of the last forward on ws into ws->s_dm (zeroed first); targets may be NULL
  * when w_la == 0. */
 static apd_status color_losses(apd_palette_losses *out, apd_palette_ws *ws, const uint8_t *targets,
-                               const apd_palette_color_cfg *cfg, uint64_t seed, uint64_t step)
+                               const apd_palette_color_opts *cfg, uint64_t seed, uint64_t step)
 {
     uint32_t b = ws->b, k = ws->k, p = ws->p;
     APD_TRY(ensure_dm(ws, (size_t)b * k * p));
@@ -333,7 +333,7 @@ static apd_status color_losses(apd_palette_losses *out, apd_palette_ws *ws, cons
 
 apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *out,
                                   const float *x_sub, uint32_t b, uint32_t h, uint32_t w,
-                                  const apd_palette_color_cfg *cfg, uint64_t seed, uint64_t step)
+                                  const apd_palette_color_opts *cfg, uint64_t seed, uint64_t step)
 {
     APD_RETURN_IF(!net || !ws || !x_sub || !cfg, APD_EINVAL);
     apd_palette_losses tmp;
@@ -361,7 +361,7 @@ apd_status apd_palette_color_step(apd_palette_net *net, apd_palette_ws *ws, apd_
 
 apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, apd_palette_losses *last, const float *x,
                               uint32_t b, uint32_t h, uint32_t w, uint32_t steps, float recon_weight,
-                              const apd_palette_color_cfg *cfg, const apd_palette_sgd *sgd, uint64_t seed)
+                              const apd_palette_color_opts *cfg, const apd_palette_sgd_opts *sgd, uint64_t seed)
 {
     APD_RETURN_IF(!net || !ws || !x || !cfg || !sgd, APD_EINVAL);
     APD_RETURN_IF(b < 1 || b > ws->max_b || (uint64_t)h * w > ws->max_p || h == 0 || w == 0, APD_ESHAPE);

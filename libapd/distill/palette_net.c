@@ -37,7 +37,7 @@ apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, ui
 {
     APD_RETURN_IF(!net, APD_EINVAL);
     memset(net, 0, sizeof *net);
-    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_PALETTE_MAX_K || hidden < 1 || hidden > (1u << 16),
+    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_MAX_COLORS || hidden < 1 || hidden > (1u << 16),
                   APD_EINVAL);
     net->c = c; net->k = k; net->hidden = hidden;
     net->n_params = (size_t)hidden * c + hidden + (size_t)k * hidden;
@@ -74,16 +74,19 @@ void apd_palette_net_zero_grad(apd_palette_net *net)
     if (net && net->grads) memset(net->grads, 0, net->n_params * sizeof(float));
 }
 
-void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd *sgd)
+void apd_palette_sgd_opts_default(apd_palette_sgd_opts *o)
+{
+    if (!o) return;
+    o->lr = 0.05f;
+    o->momentum = 0.5f;
+    o->weight_decay = 5e-4f;
+}
+
+void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd_opts *sgd)
 {
     if (!net || !net->params || !sgd) return;
-    float lr = sgd->lr, mu = sgd->momentum, wd = sgd->weight_decay;
-    for (size_t i = 0; i < net->n_params; i++) {
-        float g = net->grads[i] + wd * net->params[i];
-        float v = net->mom_init ? mu * net->mom[i] + g : g;
-        net->mom[i] = v;
-        net->params[i] -= lr * v;
-    }
+    apd_sgd_update(net->params, net->mom, net->grads, net->n_params, sgd->lr, sgd->momentum,
+                   sgd->weight_decay, !net->mom_init);
     net->mom_init = 1;
 }
 
@@ -138,7 +141,7 @@ apd_status apd_palette_ws_create(apd_palette_ws **out, uint32_t c, uint32_t k, u
 {
     APD_RETURN_IF(!out, APD_EINVAL);
     *out = NULL;
-    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_PALETTE_MAX_K || hidden < 1 || max_b < 1 || max_p < 1,
+    APD_RETURN_IF(c < 1 || c > 4 || k < 2 || k > APD_MAX_COLORS || hidden < 1 || max_b < 1 || max_p < 1,
                   APD_EINVAL);
     size_t bkp, bp, hp;
     APD_RETURN_IF(!apd__mul3_ok(max_b, k, max_p, &bkp), APD_EOVERFLOW);
@@ -173,6 +176,24 @@ void apd_palette_ws_free(apd_palette_ws *ws)
     scratch_free(ws->scr, ws->n_scr);
     free(ws->gbuf); free(ws->s_dm);
     free(ws);
+}
+
+apd_status apd_palette_ws_get_view(const apd_palette_ws *ws, apd_palette_ws_view *out)
+{
+    APD_RETURN_IF(!ws || !out, APD_EINVAL);
+    memset(out, 0, sizeof *out);
+    out->c = ws->c;
+    out->k = ws->k;
+    if (ws->b == 0) return APD_OK;
+    out->b = ws->b;
+    out->p = ws->p;
+    out->m = ws->m;
+    out->pal = ws->pal;
+    out->den = ws->den;
+    out->hpal = ws->hpal;
+    out->idx = ws->idx;
+    out->count = ws->count;
+    return APD_OK;
 }
 
 apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool)
@@ -304,7 +325,7 @@ static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *
             }
     }
     for (uint32_t q = 0; q < p; q++) idx[q] = (uint8_t)bidx[q];
-    double acc[4 * APD_PALETTE_MAX_K];
+    double acc[4 * APD_MAX_COLORS];
     memset(acc, 0, sizeof(double) * c * k);
     memset(count, 0, sizeof(uint32_t) * k);
     for (uint32_t q = 0; q < p; q++) {
@@ -372,11 +393,22 @@ static void forward_image(void *vctx, uint32_t i, uint32_t thread)
     }
 }
 
+void apd_palette_fwd_opts_default(apd_palette_fwd_opts *o)
+{
+    if (!o) return;
+    o->temperature = 1.0f;
+    o->straight_through = 0;
+}
+
 apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y, const float *x,
                                uint32_t b, uint32_t h, uint32_t w, const apd_palette_fwd_opts *opts)
 {
     APD_RETURN_IF(!net || !ws || !x || !net->params, APD_EINVAL);
-    apd_palette_fwd_opts o = opts ? *opts : APD_PALETTE_FWD_DEFAULT;
+    apd_palette_fwd_opts o;
+    if (opts)
+        o = *opts;
+    else
+        apd_palette_fwd_opts_default(&o);
     APD_RETURN_IF(!(o.temperature > 0.0f) || !isfinite(o.temperature), APD_EINVAL);
     uint64_t p64 = (uint64_t)h * w;
     APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);

@@ -20,7 +20,6 @@
 #include "apd/nn.h"
 #include "apd/quant.h"
 #include "common/internal.h"
-#include "common/progress.h"
 #include "distill/distill_internal.h"
 
 #define ST_SEL_SUB 0x73656c00ull
@@ -34,46 +33,79 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
+/* Everything one selection owns; freed by sel_free. */
+typedef struct sel_state {
+    apd_distill_ctx *x;
+    const apd_distill_opts *o;
+    size_t img, p;       /* c*h*w, h*w */
+    uint32_t C, B, D;    /* classes, batch, embed dim */
+    uint64_t *cls_n;     /* [C] candidates per class */
+    uint64_t *cls_off;   /* [C+1] class-major offsets (of `all`, then of `cand`) */
+    uint64_t *all;       /* [real n] real indices, class-major */
+    uint64_t *cand;      /* [n_cand] candidate real indices, class-major */
+    uint64_t n_cand;
+    uint32_t *labels;    /* [n_cand] */
+    uint8_t *qimg;       /* [n_cand, img] median-cut candidates */
+    float lut[3][256];   /* uint8 -> normalised float per channel */
+    apd_pool *pool;
+    apd_convnet *net;
+    apd_sgd *opt;
+    float *xb, *logits, *probs, *dlogits; /* [B, img], [B, C] x3 */
+    uint32_t *yb, *order;                 /* [B], [n_cand] */
+} sel_state;
+
+static void sel_free(sel_state *s)
 {
-    const apd_distill_opts *o = x->o;
-    const apd_dataset *real = x->real;
-    FILE *lg = o->log ? (FILE *)o->log : stderr;
-    size_t img = (size_t)x->c * x->h * x->w, p = (size_t)x->h * x->w;
-    apd_status st = APD_OK;
-    uint32_t C = x->n_classes;
+    apd_sgd_free(s->opt);
+    apd_convnet_free(s->net);
+    apd_pool_free(s->pool);
+    free(s->cls_n);
+    free(s->cls_off);
+    free(s->all);
+    free(s->cand);
+    free(s->labels);
+    free(s->qimg);
+    free(s->order);
+    free(s->xb);
+    free(s->logits);
+    free(s->probs);
+    free(s->dlogits);
+    free(s->yb);
+}
 
-    uint64_t *cls_n = calloc(C, sizeof *cls_n), *cls_off = calloc(C + 1, sizeof *cls_off);
-    uint64_t *all = malloc((size_t)real->n * sizeof *all);
-    uint64_t *cand = NULL;
-    uint8_t *qimg = NULL;
-    uint32_t *labels = NULL, *order = NULL;
-    float *xb = NULL, *logits = NULL, *probs = NULL, *dlogits = NULL, *feat = NULL;
-    uint64_t *pick = NULL;
-    apd_pool *pool = NULL;
-    apd_convnet *net = NULL;
-    apd_sgd *opt = NULL;
-    if (!cls_n || !cls_off || !all) goto oom;
+static apd_status sel_oom(apd_err *err)
+{
+    return apd__err_set(err, APD_ENOMEM, "distill: out of memory in the colour-guided initialisation");
+}
 
-    /* candidates, class-major: all of each class or a seeded subset */
-    for (uint64_t i = 0; i < real->n; i++) cls_n[real->labels[i]]++;
-    for (uint32_t c = 0; c < C; c++) cls_off[c + 1] = cls_off[c] + cls_n[c];
-    {
-        uint64_t *fill = calloc(C, sizeof *fill);
-        if (!fill) goto oom;
-        for (uint64_t i = 0; i < real->n; i++) {
-            uint32_t c = real->labels[i];
-            all[cls_off[c] + fill[c]++] = i;
-        }
+/* Candidates, class-major: all images of each class or a seeded subset of select_limit. */
+static apd_status sel_candidates(sel_state *s, apd_err *err)
+{
+    const apd_dataset *real = s->x->real;
+    const apd_distill_opts *o = s->o;
+    uint32_t C = s->C;
+    s->cls_n = calloc(C, sizeof *s->cls_n);
+    s->cls_off = calloc(C + 1, sizeof *s->cls_off);
+    s->all = malloc((size_t)real->n * sizeof *s->all);
+    uint64_t *fill = calloc(C, sizeof *fill);
+    if (!s->cls_n || !s->cls_off || !s->all || !fill) {
         free(fill);
+        return sel_oom(err);
     }
+    for (uint64_t i = 0; i < real->n; i++) s->cls_n[real->labels[i]]++;
+    for (uint32_t c = 0; c < C; c++) s->cls_off[c + 1] = s->cls_off[c] + s->cls_n[c];
+    for (uint64_t i = 0; i < real->n; i++) {
+        uint32_t c = real->labels[i];
+        s->all[s->cls_off[c] + fill[c]++] = i;
+    }
+    free(fill);
     uint64_t n_cand = 0;
     for (uint32_t c = 0; c < C; c++) {
-        uint64_t m = cls_n[c];
-        uint64_t *a = all + cls_off[c];
+        uint64_t m = s->cls_n[c];
+        uint64_t *a = s->all + s->cls_off[c];
         if (o->select_limit && o->select_limit < m) {
             apd_rng r;
-            apd_rng_seed(&r, x->seed, ST_SEL_SUB * 1000 + c);
+            apd_rng_seed(&r, s->x->seed, ST_SEL_SUB * 1000 + c);
             for (uint64_t t = 0; t < o->select_limit; t++) {
                 uint64_t j = t + apd_rng_below(&r, m - t);
                 uint64_t tmp = a[t];
@@ -83,188 +115,201 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
             m = o->select_limit;
             qsort(a, (size_t)m, sizeof *a, cmp_u64);
         }
-        if (m < x->images_per_class) {
-            st = apd__err_set(err, APD_EINVAL, "distill: class %u has %llu candidates for %llu images", c,
-                              (unsigned long long)m, (unsigned long long)x->images_per_class);
-            goto out;
-        }
-        cls_n[c] = m;
+        if (m < s->x->images_per_class)
+            return apd__err_set(err, APD_EINVAL, "distill: class %u has %llu candidates for %llu images", c,
+                                (unsigned long long)m, (unsigned long long)s->x->images_per_class);
+        s->cls_n[c] = m;
         n_cand += m;
     }
-    cand = malloc((size_t)n_cand * sizeof *cand);
-    labels = malloc((size_t)n_cand * sizeof *labels);
-    qimg = malloc((size_t)n_cand * img);
-    if (!cand || !labels || !qimg) goto oom;
-    {
-        uint64_t k = 0;
-        for (uint32_t c = 0; c < C; c++)
-            for (uint64_t t = 0; t < cls_n[c]; t++) {
-                cand[k] = all[cls_off[c] + t];
-                labels[k] = c;
-                k++;
-            }
-        /* class-major offsets of the candidate list */
-        cls_off[0] = 0;
-        for (uint32_t c = 0; c < C; c++) cls_off[c + 1] = cls_off[c] + cls_n[c];
-    }
-
-    /* 1. median-cut quantization of the candidates */
-    double t0 = apd__now();
-    {
-        uint8_t pal[256 * 3];
-        uint8_t *idx = malloc(p);
-        if (!idx) goto oom;
-        for (uint64_t i = 0; i < n_cand; i++) {
-            uint32_t ku = 0;
-            const uint8_t *im = real->pixels + cand[i] * img;
-            st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, idx, &ku);
-            if (st != APD_OK) {
-                free(idx);
-                apd__err_set(err, st, "distill: median cut of image %llu failed", (unsigned long long)cand[i]);
-                goto out;
-            }
-            uint8_t *q = qimg + i * img;
-            for (uint32_t ch = 0; ch < x->c; ch++)
-                for (size_t j = 0; j < p; j++) q[ch * p + j] = pal[idx[j] * x->c + ch];
-        }
-        free(idx);
-    }
-    double t_quant = apd__now() - t0;
-
-    /* 2. the selection network */
-    float lut[3][256];
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (int v = 0; v < 256; v++) lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
-    uint32_t B = o->select_batch ? o->select_batch : 128;
-    st = apd_pool_create(&pool, x->threads);
-    if (st != APD_OK) goto out;
-    {
-        apd_convnet_config cfg;
-        apd_convnet_config_default(&cfg, x->c, x->h, x->w, C);
-        cfg.max_batch = B;
-        cfg.pool = pool;
-        st = apd_convnet_create(&net, &cfg);
-        if (st != APD_OK) {
-            apd__err_set(err, st, "distill: selection ConvNetD3: %s", apd_strerror(st));
-            goto out;
-        }
-    }
-    apd_convnet_init_seed(net, apd_mix64(x->seed ^ ST_SEL_NET));
-    st = apd_sgd_create(&opt, apd_convnet_num_params(net), o->select_lr, o->select_momentum, o->select_wd);
-    if (st != APD_OK) goto out;
-    uint32_t D = (uint32_t)apd_convnet_embed_dim(net);
-    xb = malloc((size_t)B * img * sizeof *xb);
-    logits = malloc((size_t)B * C * sizeof *logits);
-    probs = malloc((size_t)B * C * sizeof *probs);
-    dlogits = malloc((size_t)B * C * sizeof *dlogits);
-    order = malloc((size_t)n_cand * sizeof *order);
-    if (!xb || !logits || !probs || !dlogits || !order) goto oom;
-    uint32_t *yb = malloc((size_t)B * sizeof *yb);
-    if (!yb) goto oom;
-    t0 = apd__now();
-    apd_progress pr;
-    apd_progress_start(&pr, "select-net", (uint64_t)o->select_epochs * ((n_cand + B - 1) / B));
-    for (uint32_t ep = 0; ep < o->select_epochs; ep++) {
-        for (uint64_t i = 0; i < n_cand; i++) order[i] = (uint32_t)i;
-        apd_rng r;
-        apd_rng_seed(&r, x->seed, ST_SEL_EPOCH * 1000 + ep);
-        apd_rng_shuffle_u32(&r, order, (size_t)n_cand);
-        double lsum = 0;
-        uint64_t correct = 0;
-        for (uint64_t b0 = 0; b0 < n_cand; b0 += B) {
-            uint32_t nb = (uint32_t)((n_cand - b0) < B ? (n_cand - b0) : B);
-            for (uint32_t t = 0; t < nb; t++) {
-                uint32_t j = order[b0 + t];
-                const uint8_t *q = qimg + (size_t)j * img;
-                float *d = xb + (size_t)t * img;
-                for (uint32_t ch = 0; ch < x->c; ch++)
-                    for (size_t k = 0; k < p; k++) d[ch * p + k] = lut[ch][q[ch * p + k]];
-                yb[t] = labels[j];
-            }
-            float loss;
-            st = apd_convnet_forward(net, logits, NULL, xb, nb);
-            if (st != APD_OK) {
-                free(yb);
-                goto out;
-            }
-            apd_xent_forward(&loss, probs, logits, yb, nb, C);
-            correct += apd_count_correct(logits, yb, nb, C);
-            lsum += (double)loss * nb;
-            memset(dlogits, 0, (size_t)nb * C * sizeof *dlogits);
-            apd_xent_backward(dlogits, probs, yb, 1.0f, nb, C);
-            apd_convnet_zero_grad(net);
-            st = apd_convnet_backward(net, NULL, dlogits, NULL, nb, APD_NN_PARAM_GRADS);
-            if (st != APD_OK) {
-                free(yb);
-                goto out;
-            }
-            apd_sgd_step(opt, apd_convnet_params(net), apd_convnet_grads(net));
-            apd_progress_note(&pr, "epoch %u loss %.3f", ep + 1, loss);
-            apd_progress_add(&pr, 1);
-        }
-        if (!isfinite(lsum)) {
-            free(yb);
-            st = apd__err_set(err, APD_ENUMERIC, "distill: selection network diverged (epoch %u)", ep + 1);
-            goto out;
-        }
-        fprintf(lg, "distill: selection net epoch %u/%u: loss %.4f train acc %.3f\n", ep + 1, o->select_epochs,
-                lsum / (double)n_cand, (double)correct / (double)n_cand);
-    }
-    apd_progress_finish(&pr);
-    free(yb);
-    double t_train = apd__now() - t0;
-
-    /* 3. features and graph cut per class */
-    t0 = apd__now();
-    uint64_t max_cls = 0;
+    s->n_cand = n_cand;
+    s->cand = malloc((size_t)n_cand * sizeof *s->cand);
+    s->labels = malloc((size_t)n_cand * sizeof *s->labels);
+    s->qimg = malloc((size_t)n_cand * s->img);
+    if (!s->cand || !s->labels || !s->qimg) return sel_oom(err);
+    uint64_t k = 0;
     for (uint32_t c = 0; c < C; c++)
-        if (cls_n[c] > max_cls) max_cls = cls_n[c];
-    feat = malloc((size_t)max_cls * D * sizeof *feat);
-    pick = malloc((size_t)x->images_per_class * sizeof *pick);
-    if (!feat || !pick) goto oom;
-    for (uint32_t c = 0; c < C; c++) {
-        uint64_t m = cls_n[c];
-        for (uint64_t b0 = 0; b0 < m; b0 += B) {
-            uint32_t nb = (uint32_t)((m - b0) < B ? (m - b0) : B);
-            for (uint32_t t = 0; t < nb; t++) {
-                const uint8_t *q = qimg + (cls_off[c] + b0 + t) * img;
-                float *d = xb + (size_t)t * img;
-                for (uint32_t ch = 0; ch < x->c; ch++)
-                    for (size_t k = 0; k < p; k++) d[ch * p + k] = lut[ch][q[ch * p + k]];
-            }
-            st = apd_convnet_forward(net, NULL, feat + b0 * D, xb, nb);
-            if (st != APD_OK) goto out;
+        for (uint64_t t = 0; t < s->cls_n[c]; t++) {
+            s->cand[k] = s->all[s->cls_off[c] + t];
+            s->labels[k] = c;
+            k++;
         }
-        st = apd_graphcut_select(feat, m, D, x->images_per_class, o->gc_lambda, o->gc_epsilon,
-                                 apd_mix64(x->seed ^ (ST_SEL_GC * 1000 + c)), pick, err);
-        if (st != APD_OK) goto out;
+    /* class-major offsets of the candidate list */
+    s->cls_off[0] = 0;
+    for (uint32_t c = 0; c < C; c++) s->cls_off[c + 1] = s->cls_off[c] + s->cls_n[c];
+    return APD_OK;
+}
+
+/* 1. Median-cut quantization of every candidate into s->qimg. */
+static apd_status sel_quantize(sel_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    uint8_t pal[APD_MAX_COLORS * 3];
+    uint8_t *idx = malloc(s->p);
+    if (!idx) return sel_oom(err);
+    for (uint64_t i = 0; i < s->n_cand; i++) {
+        uint32_t ku = 0;
+        const uint8_t *im = x->real->pixels + s->cand[i] * s->img;
+        apd_status st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, idx, &ku);
+        if (st != APD_OK) {
+            free(idx);
+            return apd__err_set(err, st, "distill: median cut of image %llu failed", (unsigned long long)s->cand[i]);
+        }
+        uint8_t *q = s->qimg + i * s->img;
+        for (uint32_t ch = 0; ch < x->c; ch++)
+            for (size_t j = 0; j < s->p; j++) q[ch * s->p + j] = pal[idx[j] * x->c + ch];
+    }
+    free(idx);
+    return APD_OK;
+}
+
+/* The selection ConvNetD3 (seeded init), its optimizer and the batch buffers. */
+static apd_status sel_net_create(sel_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    const apd_distill_opts *o = s->o;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
+    APD_TRY(apd_pool_create(&s->pool, x->threads));
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, x->c, x->h, x->w, s->C);
+    cfg.max_batch = s->B;
+    cfg.pool = s->pool;
+    apd_status st = apd_convnet_create(&s->net, &cfg);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: selection ConvNetD3: %s", apd_strerror(st));
+    apd_convnet_init(s->net, apd_mix64(x->seed ^ ST_SEL_NET), 0);
+    APD_TRY(apd_sgd_create(&s->opt, apd_convnet_num_params(s->net), o->select_lr, o->select_momentum,
+                           o->select_wd));
+    s->D = (uint32_t)apd_convnet_embed_dim(s->net);
+    s->xb = malloc((size_t)s->B * s->img * sizeof *s->xb);
+    s->logits = malloc((size_t)s->B * s->C * sizeof *s->logits);
+    s->probs = malloc((size_t)s->B * s->C * sizeof *s->probs);
+    s->dlogits = malloc((size_t)s->B * s->C * sizeof *s->dlogits);
+    s->order = malloc((size_t)s->n_cand * sizeof *s->order);
+    s->yb = malloc((size_t)s->B * sizeof *s->yb);
+    if (!s->xb || !s->logits || !s->probs || !s->dlogits || !s->order || !s->yb) return sel_oom(err);
+    return APD_OK;
+}
+
+/* Normalised candidate j (quantized) into dst. */
+static void sel_load(const sel_state *s, float *dst, uint64_t j)
+{
+    const uint8_t *q = s->qimg + j * s->img;
+    for (uint32_t ch = 0; ch < s->x->c; ch++)
+        for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][q[ch * s->p + k]];
+}
+
+/* 2. One epoch of the selection network over the candidates in a seeded order. *done counts
+ * the batches for the progress callback. */
+static apd_status sel_train_epoch(sel_state *s, uint32_t ep, uint64_t *done, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    uint32_t B = s->B, C = s->C;
+    uint64_t n_cand = s->n_cand;
+    uint64_t total = (uint64_t)o->select_epochs * ((n_cand + B - 1) / B);
+    for (uint64_t i = 0; i < n_cand; i++) s->order[i] = (uint32_t)i;
+    apd_rng r;
+    apd_rng_seed(&r, s->x->seed, ST_SEL_EPOCH * 1000 + ep);
+    apd_rng_shuffle_u32(&r, s->order, (size_t)n_cand);
+    double lsum = 0;
+    uint64_t correct = 0;
+    for (uint64_t b0 = 0; b0 < n_cand; b0 += B) {
+        uint32_t nb = (uint32_t)((n_cand - b0) < B ? (n_cand - b0) : B);
+        for (uint32_t t = 0; t < nb; t++) {
+            uint32_t j = s->order[b0 + t];
+            sel_load(s, s->xb + (size_t)t * s->img, j);
+            s->yb[t] = s->labels[j];
+        }
+        float loss;
+        APD_TRY(apd_convnet_forward(s->net, s->logits, NULL, s->xb, nb));
+        apd_xent_forward(&loss, s->probs, s->logits, s->yb, nb, C);
+        correct += apd_count_correct(s->logits, s->yb, nb, C);
+        lsum += (double)loss * nb;
+        memset(s->dlogits, 0, (size_t)nb * C * sizeof *s->dlogits);
+        apd_xent_backward(s->dlogits, s->probs, s->yb, 1.0f, nb, C);
+        apd_convnet_zero_grad(s->net);
+        APD_TRY(apd_convnet_backward(s->net, NULL, s->dlogits, NULL, nb, APD_NN_PARAM_GRADS));
+        apd_sgd_step(s->opt, apd_convnet_params(s->net), apd_convnet_grads(s->net));
+        ++*done;
+        if (o->progress_fn) {
+            char note[64];
+            snprintf(note, sizeof note, "epoch %u loss %.3f", ep + 1, loss);
+            o->progress_fn(o->cb_user, "select-net", *done, total, note);
+        }
+    }
+    if (!isfinite(lsum))
+        return apd__err_set(err, APD_ENUMERIC, "distill: selection network diverged (epoch %u)", ep + 1);
+    apd__distill_log(o, "distill: selection net epoch %u/%u: loss %.4f train acc %.3f", ep + 1, o->select_epochs,
+                     lsum / (double)n_cand, (double)correct / (double)n_cand);
+    return APD_OK;
+}
+
+/* 3.-4. Per class: embeddings of the quantized candidates, graph-cut selection, and the
+ * chosen real ids (ascending) into src. */
+static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    uint32_t B = s->B, D = s->D;
+    uint64_t max_cls = 0;
+    for (uint32_t c = 0; c < s->C; c++)
+        if (s->cls_n[c] > max_cls) max_cls = s->cls_n[c];
+    float *feat = malloc((size_t)max_cls * D * sizeof *feat);
+    uint64_t *pick = malloc((size_t)x->images_per_class * sizeof *pick);
+    apd_status st = APD_OK;
+    if (!feat || !pick) st = sel_oom(err);
+    for (uint32_t c = 0; c < s->C && st == APD_OK; c++) {
+        uint64_t m = s->cls_n[c];
+        for (uint64_t b0 = 0; b0 < m && st == APD_OK; b0 += B) {
+            uint32_t nb = (uint32_t)((m - b0) < B ? (m - b0) : B);
+            for (uint32_t t = 0; t < nb; t++) sel_load(s, s->xb + (size_t)t * s->img, s->cls_off[c] + b0 + t);
+            st = apd_convnet_forward(s->net, NULL, feat + b0 * D, s->xb, nb);
+        }
+        if (st == APD_OK)
+            st = apd_graphcut_select(feat, m, D, x->images_per_class, s->o->gc_lambda, s->o->gc_epsilon,
+                                     apd_mix64(x->seed ^ (ST_SEL_GC * 1000 + c)), pick, err);
+        if (st != APD_OK) break;
         uint64_t *dst = src + (uint64_t)c * x->images_per_class;
-        for (uint64_t t = 0; t < x->images_per_class; t++) dst[t] = cand[cls_off[c] + pick[t]];
+        for (uint64_t t = 0; t < x->images_per_class; t++) dst[t] = s->cand[s->cls_off[c] + pick[t]];
         qsort(dst, (size_t)x->images_per_class, sizeof *dst, cmp_u64);
     }
-    fprintf(lg, "distill: colour-guided init: %llu candidates, median cut K %u %.1fs, selection net %u epochs "
-                "%.1fs, features + graph cut %.1fs\n",
-            (unsigned long long)n_cand, x->k, t_quant, o->select_epochs, t_train, apd__now() - t0);
-    st = APD_OK;
-    goto out;
-oom:
-    st = apd__err_set(err, APD_ENOMEM, "distill: out of memory in the colour-guided initialisation");
-out:
-    apd_sgd_free(opt);
-    apd_convnet_free(net);
-    apd_pool_free(pool);
-    free(cls_n);
-    free(cls_off);
-    free(all);
-    free(cand);
-    free(labels);
-    free(qimg);
-    free(order);
-    free(xb);
-    free(logits);
-    free(probs);
-    free(dlogits);
     free(feat);
     free(pick);
+    return st;
+}
+
+static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
+{
+    const apd_distill_opts *o = s->o;
+    APD_TRY(sel_candidates(s, err));
+    double t0 = apd__now();
+    APD_TRY(sel_quantize(s, err));
+    double t_quant = apd__now() - t0;
+    APD_TRY(sel_net_create(s, err));
+    t0 = apd__now();
+    uint64_t done = 0;
+    if (o->progress_fn)
+        o->progress_fn(o->cb_user, "select-net", 0, (uint64_t)o->select_epochs * ((s->n_cand + s->B - 1) / s->B),
+                       NULL);
+    for (uint32_t ep = 0; ep < o->select_epochs; ep++) APD_TRY(sel_train_epoch(s, ep, &done, err));
+    double t_train = apd__now() - t0;
+    t0 = apd__now();
+    APD_TRY(sel_pick(s, src, err));
+    apd__distill_log(o, "distill: colour-guided init: %llu candidates, median cut K %u %.1fs, selection net %u "
+                        "epochs %.1fs, features + graph cut %.1fs",
+                     (unsigned long long)s->n_cand, s->x->k, t_quant, o->select_epochs, t_train, apd__now() - t0);
+    return APD_OK;
+}
+
+apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
+{
+    sel_state s;
+    memset(&s, 0, sizeof s);
+    s.x = x;
+    s.o = x->o;
+    s.img = (size_t)x->c * x->h * x->w;
+    s.p = (size_t)x->h * x->w;
+    s.C = x->n_classes;
+    s.B = x->o->select_batch ? x->o->select_batch : 128;
+    apd_status st = sel_run(&s, src, err);
+    sel_free(&s);
     return st;
 }

@@ -11,10 +11,11 @@
 #include <zstd.h>
 
 #include "format/format_internal.h"
+#include "format/icode.h"
 
 uint32_t apd_bits_for_k(uint32_t k)
 {
-    if (k == 0 || k > 256) return 0;
+    if (k == 0 || k > APD_MAX_COLORS) return 0;
     uint32_t b = 1;
     while ((1u << b) < k) b++;
     return b;
@@ -98,8 +99,21 @@ apd_status apd__header_parse(const uint8_t *p, size_t len, const apd_limits *lim
     h->per_chunk = apd__ld32(p + 32);
     h->n_classes = apd__ld32(p + 36);
     h->n_records = apd__ld64(p + 40);
-    if (apd__ld16(p + 22) != 0 || !all_zero(p + 48, 12) || (h->flags & ~APD__HFLAG_DICT)) {
+    if (h->flags & APD__HFLAG_SOFT) {
+        *why = "file uses format 1.1 feature soft labels (header flag bit 1), which this reader does not support (it reads 1.0 and 1.1 index coding)";
+        return APD_EVERSION;
+    }
+    if ((h->flags & ~(APD__HFLAG_DICT | APD__HFLAG_IMODEL)) && h->minor > 1) {
+        *why = "file uses a format feature newer than 1.1 (unknown header flag bit); this reader supports 1.0 and 1.1";
+        return APD_EVERSION;
+    }
+    if (apd__ld16(p + 22) != 0 || !all_zero(p + 48, 12) ||
+        (h->flags & ~(APD__HFLAG_DICT | APD__HFLAG_IMODEL))) {
         *why = "reserved header bytes are not zero";
+        return APD_ECORRUPT;
+    }
+    if ((h->flags & APD__HFLAG_IMODEL) && (h->minor < 1 || p[16] != APD_KIND_PALETTE)) {
+        *why = "index model flag in a format 1.0 header or a direct-colour file";
         return APD_ECORRUPT;
     }
     if (h->kind != APD_KIND_PALETTE && h->kind != APD_KIND_DIRECT) {
@@ -111,7 +125,7 @@ apd_status apd__header_parse(const uint8_t *p, size_t len, const apd_limits *lim
         return APD_ECORRUPT;
     }
     if (h->kind == APD_KIND_PALETTE) {
-        if (h->k < 1 || h->k > 256 || h->bits != apd_bits_for_k(h->k)) {
+        if (h->k < 1 || h->k > APD_MAX_COLORS || h->bits != apd_bits_for_k(h->k)) {
             *why = "palette size k or index width bits invalid";
             return APD_ECORRUPT;
         }
@@ -138,7 +152,12 @@ size_t apd__max_record(const apd__geom *g)
 {
     size_t b = g->max_body;
     size_t bound = ZSTD_compressBound(b);
-    return APD__REC_HDR + APD__REC_SID + (bound > b ? bound : b);
+    if (bound < b) bound = b;
+    if (g->has_imodel) { /* coded body (7.4): 8 states + at most one word per symbol */
+        size_t coded = 4u * 8u + 2u * ((size_t)g->k * g->c + g->npix);
+        if (coded > bound) bound = coded;
+    }
+    return APD__REC_HDR + APD__REC_SID + bound;
 }
 
 apd_status apd__geom_from_header(const apd__header *h, const apd_limits *lim, apd__geom *g,
@@ -153,6 +172,7 @@ apd_status apd__geom_from_header(const apd__header *h, const apd_limits *lim, ap
     g->bits = h->bits;
     g->n_classes = h->n_classes;
     g->has_dict = (h->flags & APD__HFLAG_DICT) != 0;
+    g->has_imodel = (h->flags & APD__HFLAG_IMODEL) != 0;
     if (!apd__mul_ok(h->h, h->w, &g->npix)) {
         *why = "h*w overflows";
         return APD_EOVERFLOW;
@@ -253,6 +273,10 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
         *why = "bad record flags";
         return APD_ECORRUPT;
     }
+    if ((f & APD__RFLAG_ICODE) && (!g->has_imodel || (f & APD__RFLAG_ZSTD))) {
+        *why = g->has_imodel ? "coded record also flagged zstd" : "coded record but the file has no index model (header flag bit 2)";
+        return APD_ECORRUPT;
+    }
     if ((f & APD__RFLAG_DICT) && !g->has_dict) {
         *why = "record uses a dictionary but the file has none";
         return APD_ECORRUPT;
@@ -297,7 +321,7 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
     }
     r->body = p + off;
     r->body_len = len - off;
-    if (!(f & APD__RFLAG_ZSTD) && r->body_len != r->raw_len) {
+    if (!(f & (APD__RFLAG_ZSTD | APD__RFLAG_ICODE)) && r->body_len != r->raw_len) {
         *why = r->body_len < r->raw_len ? "record body shorter than its geometry" : "record body longer than its geometry";
         return r->body_len < r->raw_len ? APD_ETRUNC : APD_ECORRUPT;
     }
@@ -341,6 +365,36 @@ apd_status apd__body_decode(const apd__geom *g, uint32_t k, const uint8_t *body,
     return APD_OK;
 }
 
+apd_status apd__coded_body(const apd__geom *g, const apd__rec *r, uint8_t *body, const char **why)
+{
+    if (!g->imodel) {
+        *why = "coded record but no index model was loaded";
+        return APD_ECORRUPT;
+    }
+    return apd__icode_decode(g->imodel, r->body, r->body_len, r->k, g->h, g->w, body,
+                             body + (size_t)r->k * g->c, why);
+}
+
+apd_status apd__coded_decode(const apd__geom *g, const apd__rec *r, apd_layout layout,
+                             uint8_t *out, const char **why)
+{
+    size_t n = (size_t)r->k * g->c + g->npix;
+    uint8_t sbuf[8192];
+    uint8_t *body = n <= sizeof sbuf ? sbuf : malloc(n);
+    if (!body) {
+        *why = "out of memory";
+        return APD_ENOMEM;
+    }
+    apd_status s = apd__coded_body(g, r, body, why);
+    if (s == APD_OK && apd__pal_decode(APD__IMPL_AUTO, body + (size_t)r->k * g->c, g->npix, 8, body,
+                                       r->k, g->c, layout, out) != 0) {
+        *why = "index >= record palette size";
+        s = APD_ECORRUPT;
+    }
+    if (body != sbuf) free(body);
+    return s;
+}
+
 apd_status apd__record_decode_bytes(const uint8_t *p, size_t len, const apd__geom *g,
                                     const void *dict, size_t dict_len, apd_layout layout,
                                     uint8_t *out, uint32_t *label, const char **why)
@@ -348,6 +402,7 @@ apd_status apd__record_decode_bytes(const uint8_t *p, size_t len, const apd__geo
     apd__rec r;
     APD_TRY(apd__record_parse(p, len, g, &r, why));
     if (label) *label = r.label;
+    if (r.flags & APD__RFLAG_ICODE) return apd__coded_decode(g, &r, layout, out, why);
     if (!(r.flags & APD__RFLAG_ZSTD)) return apd__body_decode(g, r.k, r.body, layout, out, why);
     if ((r.flags & APD__RFLAG_DICT) && !dict) {
         *why = "record uses a dictionary but none was given";

@@ -1,5 +1,6 @@
 /* format/format_internal.h: byte layouts and codec entry points of the .apd format, shared by
- * the reader, the writer, the tools, the tests and the fuzz targets. Not installed.
+ * the reader, the writer, the tools, the tests and the fuzz targets. Not installed; no other
+ * library module includes it (they use apd/format.h).
  *
  * The layouts (spec/apd-format.md is normative; repeated here beside the code):
  *
@@ -8,8 +9,8 @@
  *     8  2  version major (1)           10 2  version minor (0)
  *    12  4  header length (>= 64)       16 1  kind (1 palette, 2 direct)
  *    17  1  c (1 or 3)                  18 1  bits (palette 1..8, direct 0)
- *    19  1  flags (bit 0: zstd dictionary stored; others 0)
- *    20  2  k (palette 1..256, direct 0)  22 2  reserved 0
+ *    19  1  flags (bit 0: zstd dictionary stored; bit 2 (1.1): index model stored; others 0)
+ *    20  2  k (palette 1..APD_MAX_COLORS, direct 0)  22 2  reserved 0
  *    24  4  h                           28 4  w
  *    32  4  records per chunk N         36 4  n_classes
  *    40  8  n_records                   48 12 reserved 0
@@ -24,7 +25,8 @@
  *   record:
  *     0  4  CRC-32C of bytes [4, record length)
  *     4  1  flags: bits 0-1 kind, bit 2 source id present, bit 3 zstd body,
- *                  bit 4 zstd body uses the file dictionary (needs bit 3), bits 5-7 zero
+ *                  bit 4 zstd body uses the file dictionary (needs bit 3), bit 6 coded
+ *                  palette body (1.1, needs header flag bit 2, not with bit 3), bits 5, 7 zero
  *     5  1  k - 1 (palette) or 0 (direct)
  *     6  2  reserved 0
  *     8  4  label
@@ -40,6 +42,7 @@
 
 #include "apd/format.h"
 #include "common/internal.h"
+#include "common/kernels.h"
 
 #define APD__MAGIC "\x89" "APD\r\n\x1a\n"
 #define APD__HEADER_LEN 64u
@@ -49,18 +52,22 @@
 #define APD__REC_SID 8u
 
 #define APD__HFLAG_DICT 0x01u
+#define APD__HFLAG_SOFT 0x02u   /* 1.1 soft labels (not read by this library version) */
+#define APD__HFLAG_IMODEL 0x04u /* 1.1 entropy-coded index maps, model at meta/imodel */
 
 #define APD__RFLAG_KIND 0x03u
 #define APD__RFLAG_SID 0x04u
 #define APD__RFLAG_ZSTD 0x08u
 #define APD__RFLAG_DICT 0x10u
-#define APD__RFLAG_RESERVED 0xE0u
+#define APD__RFLAG_ICODE 0x40u /* 1.1: coded palette body (format/icode.h) */
+#define APD__RFLAG_RESERVED 0xA0u
 
 #define APD__DB_META "meta"
 #define APD__DB_CHUNKS "chunks"
 #define APD__KEY_HEADER "header"
 #define APD__KEY_JSON "json"
 #define APD__KEY_DICT "zdict"
+#define APD__KEY_IMODEL "imodel"
 
 /* Decoded binary header. */
 typedef struct apd__header {
@@ -74,6 +81,8 @@ typedef struct apd__header {
 typedef struct apd__geom {
     uint32_t kind, c, h, w, k, bits, n_classes;
     int has_dict;
+    int has_imodel;    /* header flag bit 2 */
+    const struct apd__imodel *imodel; /* parsed meta/imodel (set by the reader), or NULL */
     size_t npix;       /* h*w */
     size_t packed;     /* packed index bytes (palette) */
     size_t max_body;   /* largest uncompressed body */
@@ -124,48 +133,23 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
  * zero padding bits. out has c*h*w bytes. */
 apd_status apd__body_decode(const apd__geom *g, uint32_t k, const uint8_t *body,
                             apd_layout layout, uint8_t *out, const char **why);
-/* Whole record from bytes, including zstd (ddict may be NULL). For fuzzing and tests. */
+/* Whole record from bytes, including zstd (ddict may be NULL) and coded bodies (with
+ * g->imodel). For fuzzing and tests. */
 apd_status apd__record_decode_bytes(const uint8_t *p, size_t len, const apd__geom *g,
                                     const void *dict, size_t dict_len, apd_layout layout,
                                     uint8_t *out, uint32_t *label, const char **why);
 
-/* ---- bit packing and palette kernels ---- */
-typedef enum { APD__IMPL_AUTO = 0, APD__IMPL_SCALAR = 1, APD__IMPL_AVX512 = 2, APD__IMPL_AVX2 = 3 } apd__impl;
-/* 1 if impl is usable on this CPU. */
-int apd__impl_available(apd__impl impl);
-void apd__pack(const uint8_t *idx, size_t n, uint32_t bits, uint8_t *out);
-void apd__unpack(const uint8_t *packed, size_t n, uint32_t bits, uint8_t *idx);
-/* packed indices + palette (k entries, c channels, entry-major) -> pixels. Returns 0, or -1
- * if an index >= k or a padding bit is set. */
-int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
-                    const uint8_t *pal, uint32_t k, uint32_t c, apd_layout layout, uint8_t *out);
+/* Coded (flag bit 6) palette record: body = palette k*c bytes + h*w index bytes (one byte per
+ * index, i.e. the 7.1 layout at bits = 8), decoded with g->imodel. */
+apd_status apd__coded_body(const apd__geom *g, const apd__rec *r, uint8_t *body, const char **why);
+/* Coded record to pixels (apd__coded_body + the palette kernel). */
+apd_status apd__coded_decode(const apd__geom *g, const apd__rec *r, apd_layout layout,
+                             uint8_t *out, const char **why);
 
-/* ---- normalised float32 output (apd_reader_decode_f32) ----
- * The normalisation of one channel value, the formula every float path of libapd uses (the
- * loader's apd__norm_value is the same expression): three float roundings, multiply,
- * subtract, multiply. The library is built as ISO C11 (-ffp-contract=off), so no FMA fusing;
- * vector kernels use the same three operations and produce the same bits. */
-static inline float apd__norm_f32(uint8_t v, float mean, float std)
-{
-    return ((float)v * (1.0f / 255.0f) - mean) * (1.0f / std);
-}
-/* packed indices + palette (as apd__pal_decode) -> normalised float32 CHW:
- * out[ch*npix + p] = apd__norm_f32(pal[idx[p]*c + ch], mean[ch], std[ch]). The palette is
- * normalised once per call (k*c values) and then gathered, so the per-pixel cost is one
- * table look-up per output float. Returns 0, or -1 if an index >= k or a padding bit is set
- * (out then holds unspecified values). */
-int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
-                        const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
-                        const float *std, float *out);
-/* Prefetch hint for record i of r (reader.c), so a shuffled reader (the loader) overlaps
- * the next records' memory latency with the current decode. Two stages, issued some records
- * apart: body = 0 prefetches the record's slot in its chunk's offset table; body = 1 reads
- * that slot and prefetches the record's bytes. No effect when i is out of range or its chunk
- * has not been located yet (never calls LMDB). Thread-safe, never fails. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i, int body);
-/* out[p] = apd__norm_f32(in[p], mean, std) for p < n (direct-colour planes). */
-void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, float std,
-                      float *out);
+/* Bit packing and the palette kernels (apd__pack, apd__unpack, apd__pal_decode,
+ * apd__pal_decode_f32, apd__u8_norm_f32) live in common/kernels.h, shared with the loader. */
+_Static_assert(APD_LAYOUT_HWC == 0 && APD_LAYOUT_CHW == 1,
+               "apd__pal_decode takes the layout as chw = 0/1");
 
 /* ---- metadata ---- */
 typedef struct apd__meta {

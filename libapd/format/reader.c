@@ -1,7 +1,8 @@
 /* format/reader.c: apd_reader, the read-only view of an .apd file (apd/format.h).
  *
- * Open: the LMDB environment is opened MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS (retrying with
- * MDB_NOLOCK when the lock file cannot be created, e.g. a read-only directory). One read
+ * Open: the LMDB environment is opened MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS, plus MDB_NOLOCK
+ * unless a writer's lock file exists (env_open_readonly; spec section 3), so reading never
+ * creates "PATH-lock". One read
  * transaction is begun at open and held until close: it pins a consistent snapshot (the
  * header count, the metadata and the chunks all come from the same commit) and keeps every
  * value pointer valid, so decoding needs no LMDB call once a chunk has been located.
@@ -25,6 +26,7 @@
 #include <zstd.h>
 
 #include "format/format_internal.h"
+#include "format/icode.h"
 #include "format/lmdb_check.h"
 
 typedef struct chunk_slot {
@@ -49,6 +51,7 @@ struct apd_reader {
     const uint8_t *dict;
     size_t dict_len;
     ZSTD_DDict *ddict;
+    apd__imodel *imodel;  /* format 1.1 index model (meta/imodel), or NULL */
     uint64_t n_chunks;
     chunk_slot *chunks;
     pthread_mutex_t mu; /* chunk resolution (shared txn), error message, dctx pool */
@@ -83,6 +86,8 @@ void apd_reader_close(apd_reader *r)
     if (r->env) mdb_env_close(r->env);
     apd__meta_free(&r->meta);
     ZSTD_freeDDict(r->ddict);
+    apd__imodel_free(r->imodel);
+    free(r->imodel);
     for (int i = 0; i < r->n_dpool; i++) ZSTD_freeDCtx(r->dpool[i]);
     pthread_mutex_destroy(&r->mu);
     free(r->json);
@@ -113,6 +118,56 @@ static apd_status get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *
     return rc ? APD_ELMDB : APD_OK;
 }
 
+static int env_open(apd_reader *r, const char *path, unsigned flags)
+{
+    int rc = mdb_env_create(&r->env);
+    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
+    if (!rc) rc = mdb_env_open(r->env, path, flags, 0644);
+    return rc; /* on failure r->env (if created) is closed by apd_reader_close */
+}
+
+static int lock_file_exists(const char *lockp)
+{
+    struct stat st;
+    return lstat(lockp, &st) == 0;
+}
+
+/* Open the environment read-only without creating "PATH-lock" (spec section 3). LMDB's lock
+ * file holds the reader table that keeps a committing writer from reusing pages of a
+ * reader's snapshot; it is needed only while a writer can commit to the file we map. libapd
+ * writers never commit at PATH: they write a temporary beside it and rename the finished
+ * file into place (spec section 10.4), and remove a PATH-lock left by the file they
+ * replaced. So: no PATH-lock -> MDB_NOLOCK (LMDB creates nothing); PATH-lock -> a writer of
+ * another program may commit in place: join its lock table (a stale one is caught by
+ * snapshot_differs below). The check after a NOLOCK open catches a writer
+ * that replaced the file between the first check and the open (then the mapped file may be
+ * the writer's); the reopen goes through its table. A lock table that cannot be joined
+ * (read-only directory, another user's lock file) falls back to MDB_NOLOCK, as before. */
+static int env_open_readonly(apd_reader *r, const char *path)
+{
+    const unsigned flags = MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS;
+    size_t pl = strlen(path);
+    char *lockp = malloc(pl + sizeof "-lock");
+    if (!lockp) return ENOMEM;
+    memcpy(lockp, path, pl);
+    memcpy(lockp + pl, "-lock", sizeof "-lock");
+    int rc = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (r->env) mdb_env_close(r->env);
+        r->env = NULL;
+        int writer = lock_file_exists(lockp);
+        rc = env_open(r, path, flags | (writer ? 0u : MDB_NOLOCK));
+        if (writer && (rc == EACCES || rc == EROFS)) {
+            mdb_env_close(r->env);
+            r->env = NULL;
+            rc = env_open(r, path, flags | MDB_NOLOCK);
+        }
+        if (rc || writer || !lock_file_exists(lockp)) break;
+    }
+    free(lockp);
+    return rc;
+}
+
 /* The snapshot LMDB gave txn is not the one apd__lmdb_check checked. With a lock file LMDB
  * takes the transaction id from the lock table and reads meta page (id & 1); a lock table
  * left by another file at this path (the file was replaced while a process kept the old one
@@ -134,9 +189,7 @@ static apd_status reopen_unlocked(apd_reader *r, apd__lmdb_snap *snap, char *why
     mdb_env_close(r->env);
     r->env = NULL;
     APD_TRY(apd__lmdb_check(r->path, snap, why, cap));
-    int rc = mdb_env_create(&r->env);
-    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
-    if (!rc) rc = mdb_env_open(r->env, r->path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK, 0644);
+    int rc = env_open(r, r->path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK);
     if (!rc) rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
     if (rc) {
         snprintf(why, cap, "opening the LMDB environment without its lock file: %s", mdb_strerror(rc));
@@ -178,19 +231,7 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
     apd_status cs = apd__lmdb_check(path, &snap, cwhy, sizeof cwhy);
     if (cs) return open_fail(r, err, cs, "%s", cwhy);
 
-    int rc = mdb_env_create(&r->env);
-    if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
-    if (rc) return open_fail(r, err, APD_ENOMEM, "mdb_env_create: %s", mdb_strerror(rc));
-    unsigned flags = MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS;
-    rc = mdb_env_open(r->env, path, flags, 0644);
-    if (rc == EACCES || rc == EROFS) {
-        /* no lock file possible (read-only directory): read without LMDB locking */
-        mdb_env_close(r->env);
-        r->env = NULL;
-        rc = mdb_env_create(&r->env);
-        if (!rc) rc = mdb_env_set_maxdbs(r->env, 4);
-        if (!rc) rc = mdb_env_open(r->env, path, flags | MDB_NOLOCK, 0644);
-    }
+    int rc = env_open_readonly(r, path);
     if (rc == MDB_INVALID) return open_fail(r, err, APD_EMAGIC, "not an LMDB file, so not an .apd file");
     if (rc == MDB_VERSION_MISMATCH) return open_fail(r, err, APD_EVERSION, "LMDB version mismatch: %s", mdb_strerror(rc));
     if (rc > 0) {
@@ -259,6 +300,18 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
         if (!r->ddict) return open_fail(r, err, APD_ECORRUPT, "dictionary is not a valid zstd dictionary");
     }
 
+    /* index model (format 1.1) */
+    if (r->g.has_imodel) {
+        s = get_meta(r->txn, r->dbi_meta, APD__KEY_IMODEL, &v);
+        if (s == APD_ENOTFOUND) return open_fail(r, err, APD_ECORRUPT, "header says an index model is stored but key \"imodel\" is missing");
+        if (s) return open_fail(r, err, s, "reading the index model");
+        r->imodel = malloc(sizeof *r->imodel);
+        if (!r->imodel) return open_fail(r, err, APD_ENOMEM, "out of memory");
+        s = apd__imodel_parse(v.mv_data, v.mv_size, r->g.c, r->g.bits, r->imodel, &why);
+        if (s) return open_fail(r, err, s, "index model (key \"imodel\"): %s", why);
+        r->g.imodel = r->imodel;
+    }
+
     /* chunks: count must match the header */
     uint64_t n = r->hdr.n_records, N = r->hdr.per_chunk;
     r->n_chunks = n / N + (n % N != 0);
@@ -295,6 +348,7 @@ apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
     o->records_per_chunk = r->hdr.per_chunk;
     o->n_chunks = r->n_chunks;
     o->has_dictionary = r->g.has_dict;
+    o->has_index_model = r->g.has_imodel;
     memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
     return APD_OK;
 }
@@ -407,11 +461,29 @@ static void dctx_put(apd_reader *r, ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
-/* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees). */
+/* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees).
+ * *bits is the index width of the body: the file's bits, or 8 for a coded record (format
+ * 1.1), whose indices come out one per byte (no repacking). */
 static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const uint8_t **body,
-                          uint8_t **owned)
+                          uint8_t **owned, uint32_t *bits)
 {
     *owned = NULL;
+    *bits = r->g.bits;
+    if (rec->flags & APD__RFLAG_ICODE) {
+        uint8_t *tmp = malloc((size_t)rec->k * r->g.c + r->g.npix);
+        if (!tmp) return rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
+        const char *why = "";
+        apd_status s = apd__coded_body(&r->g, rec, tmp, &why);
+        if (s) {
+            free(tmp);
+            return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                         (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+        }
+        *body = tmp;
+        *owned = tmp;
+        *bits = 8;
+        return APD_OK;
+    }
     if (!(rec->flags & APD__RFLAG_ZSTD)) {
         *body = rec->body;
         return APD_OK;
@@ -437,6 +509,17 @@ static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const 
     return APD_OK;
 }
 
+/* The file's geometry as seen by a body of index width bits (8 for coded records). */
+static apd__geom body_geom(const apd__geom *g, uint32_t bits)
+{
+    apd__geom b = *g;
+    if (bits != g->bits) {
+        b.bits = bits;
+        b.packed = apd_packed_bytes(g->npix, bits);
+    }
+    return b;
+}
+
 apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
                              size_t out_len, uint32_t *label)
 {
@@ -449,9 +532,11 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     const char *why = "";
-    apd_status s = apd__body_decode(&r->g, rec.k, body, layout, out, &why);
+    apd__geom bg = body_geom(&r->g, bits);
+    apd_status s = apd__body_decode(&bg, rec.k, body, layout, out, &why);
     free(owned);
     if (s)
         return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
@@ -461,7 +546,8 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
 }
 
 /* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
- * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of pack.c. */
+ * apd_crc32c's SSE4.2 path, structure; body_of: zstd), then the float kernels of
+ * common/kernels.c. */
 apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                                  const float *mean, const float *std, float *out,
                                  size_t out_len, uint32_t *label)
@@ -475,11 +561,12 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     apd_status s = APD_OK;
     if (r->g.kind == APD_KIND_PALETTE) {
         if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec.k * r->g.c, r->g.npix,
-                                r->g.bits, body, rec.k, r->g.c, mean, std, out) != 0)
+                                bits, body, rec.k, r->g.c, mean, std, out) != 0)
             s = APD_ECORRUPT;
     } else {
         for (uint32_t ch = 0; ch < r->g.c; ch++)
@@ -495,10 +582,9 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
     return APD_OK;
 }
 
-/* Prefetch hint (format_internal.h): the record's slot in its chunk's offset table
- * (body = 0) or the record's cache lines (body = 1; reads that slot), if the chunk is
- * located. */
-void apd__reader_prefetch(apd_reader *r, uint64_t i, int body)
+/* Prefetch hint (apd/format.h): the record's slot in its chunk's offset table (body = 0) or
+ * the record's cache lines (body = 1; reads that slot), if the chunk is located. */
+void apd_reader_prefetch(apd_reader *r, uint64_t i, int body)
 {
     if (!r || i >= r->hdr.n_records) return;
     uint64_t c = i / r->hdr.per_chunk;
@@ -546,20 +632,21 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
     APD_TRY(get_record(r, i, &rec));
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     size_t pl = (size_t)rec.k * r->g.c;
-    memset(palette, 0, 256 * (size_t)r->g.c);
+    memset(palette, 0, APD_MAX_COLORS * (size_t)r->g.c);
     memcpy(palette, body, pl);
     *k = rec.k;
     apd_status s = APD_OK;
     if (indices) {
-        apd__unpack(body + pl, r->g.npix, r->g.bits, indices);
+        apd__unpack(body + pl, r->g.npix, bits, indices);
         uint8_t mx = 0;
         for (size_t p = 0; p < r->g.npix; p++) mx = indices[p] > mx ? indices[p] : mx;
-        size_t tail = (r->g.npix * r->g.bits) % 8; /* bits used in the last packed byte */
+        size_t tail = (r->g.npix * bits) % 8; /* bits used in the last packed byte */
         if (mx >= rec.k)
             s = rfail(r, APD_ECORRUPT, 0, "record %llu: index %u >= palette size %u", (unsigned long long)i, mx, rec.k);
-        else if (tail && (body[pl + r->g.packed - 1] >> tail))
+        else if (tail && (body[pl + (r->g.npix * bits + 7) / 8 - 1] >> tail))
             s = rfail(r, APD_ECORRUPT, 0, "record %llu: nonzero padding bits after the last index", (unsigned long long)i);
     }
     free(owned);
@@ -575,13 +662,15 @@ apd_status apd_reader_verify_record(apd_reader *r, uint64_t i)
     /* also check decompression and index ranges */
     const uint8_t *body;
     uint8_t *owned;
-    APD_TRY(body_of(r, i, &rec, &body, &owned));
+    uint32_t bits;
+    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
     apd_status s = APD_OK;
     if (r->g.kind == APD_KIND_PALETTE) {
         uint8_t *tmp = malloc(r->g.npix * r->g.c);
         const char *why = "";
+        apd__geom bg = body_geom(&r->g, bits);
         if (!tmp) s = rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)i);
-        else if ((s = apd__body_decode(&r->g, rec.k, body, APD_LAYOUT_CHW, tmp, &why)) != APD_OK)
+        else if ((s = apd__body_decode(&bg, rec.k, body, APD_LAYOUT_CHW, tmp, &why)) != APD_OK)
             rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
                   (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
         free(tmp);
@@ -612,6 +701,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
     if (rc) return rfail(r, APD_ELMDB, 0, "mdb_stat: %s", mdb_strerror(rc));
     o->meta_json_bytes = r->json_len;
     o->dict_bytes = r->dict_len;
+    if (r->imodel) o->imodel_bytes = apd__imodel_write(r->imodel, NULL);
     for (uint64_t c = 0; c < r->n_chunks; c++) {
         const uint8_t *cp;
         size_t cl;
@@ -624,6 +714,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
             o->stored_bytes += rl;
             uint32_t f = rp[4];
             if (f & APD__RFLAG_ZSTD) o->compressed_records++;
+            if (f & APD__RFLAG_ICODE) o->coded_records++;
             o->payload_bytes += r->g.kind == APD_KIND_PALETTE
                                     ? (uint64_t)((uint32_t)rp[5] + 1) * r->g.c + r->g.packed
                                     : r->g.max_body;

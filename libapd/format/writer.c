@@ -43,6 +43,7 @@
 
 #include "common/names.h"
 #include "format/format_internal.h"
+#include "format/icode.h"
 #include "format/json.h"
 #include "format/output.h"
 
@@ -88,10 +89,16 @@ struct apd_writer {
     int dict_written;
     ZSTD_CCtx *cctx;
     ZSTD_CDict *cdict;
+    apd__imodel *im;       /* format 1.1 index model when index coding was chosen */
+    uint8_t *imv;          /* its serialised value (meta/imodel) */
+    size_t imv_len;
+    int imv_written;
+    uint8_t *ibuf;         /* one coded body */
+    size_t ibuf_cap;
+    uint8_t *iidx;         /* one record's unpacked (sorted) indices */
     uint8_t *chunkbuf;     /* encoded chunk value */
     size_t chunkbuf_cap;
     uint8_t *tmp;          /* one record's raw body */
-    uint8_t *qidx;         /* put_quantized's index map */
     uint8_t *ztmp;         /* compressed body */
     size_t ztmp_cap;
     int poisoned;
@@ -134,6 +141,29 @@ void apd_writer_opts_default(apd_writer_opts *o)
 
 uint64_t apd_writer_count(const apd_writer *w) { return w ? w->n : 0; }
 
+apd_status apd_writer_info(const apd_writer *w, apd_file_info *o)
+{
+    if (!w || !o) return APD_EINVAL;
+    memset(o, 0, sizeof *o);
+    o->version_major = w->hdr.major;
+    o->version_minor = w->hdr.minor;
+    o->n_records = w->n;
+    o->c = w->hdr.c;
+    o->h = w->hdr.h;
+    o->w = w->hdr.w;
+    o->kind = w->hdr.kind;
+    o->k = w->hdr.k;
+    o->bits = w->hdr.bits;
+    o->n_classes = w->hdr.n_classes;
+    memcpy(o->mean, w->o.mean, sizeof o->mean);
+    memcpy(o->std, w->o.std, sizeof o->std);
+    o->records_per_chunk = w->hdr.per_chunk;
+    o->n_chunks = w->chunk_no + (w->stage_n > 0);
+    o->has_dictionary = w->dict != NULL;
+    memcpy(o->dataset_name, w->dataset, strnlen(w->dataset, sizeof o->dataset_name - 1));
+    return APD_OK;
+}
+
 const char *apd_writer_errmsg(const apd_writer *w) { return w ? w->msg : ""; }
 
 /* Frees everything and removes the temporaries that are still there. */
@@ -157,11 +187,15 @@ static void writer_free(apd_writer *w)
     free(w->stage);
     free(w->stage_off);
     free(w->dict);
+    apd__imodel_free(w->im);
+    free(w->im);
+    free(w->imv);
+    free(w->ibuf);
+    free(w->iidx);
     ZSTD_freeCCtx(w->cctx);
     ZSTD_freeCDict(w->cdict);
     free(w->chunkbuf);
     free(w->tmp);
-    free(w->qidx);
     free(w->ztmp);
     free(w->path);
     free(w);
@@ -238,7 +272,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
     if (!find_meta(w, "library_version")) apd__sb_printf(b, "  \"library_version\": \"%s\",\n", apd_version());
     for (size_t i = 0; i < w->n_meta; i++) {
         const char *k = w->meta[i].key;
-        if (!strcmp(k, "dataset") || !strcmp(k, "mean") || !strcmp(k, "std")) continue;
+        if (apd_meta_key_classify(k, strlen(k)) == APD_META_KEY_DEFAULTED) continue; /* above */
         apd__sb_puts(b, "  ");
         apd__sb_jstr(b, k);
         apd__sb_printf(b, ": %s,\n", w->meta[i].val);
@@ -252,17 +286,13 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
     return b->oom ? APD_ENOMEM : APD_OK;
 }
 
-static const char *const reserved_keys[] = {"format", "format_version", "kind", "c", "h", "w", "k",
-    "bits", "n_records", "n_classes", "class_names", "class_counts", "records_per_chunk", "complete"};
-
 apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value)
 {
     if (!w) return APD_EINVAL;
     if (w->poisoned) return APD_EBADSTATE;
     if (!key || !*key || !json_value) return wfail(w, APD_EINVAL, 0, "set_meta: NULL or empty key/value");
-    for (size_t i = 0; i < sizeof reserved_keys / sizeof *reserved_keys; i++)
-        if (!strcmp(key, reserved_keys[i]))
-            return wfail(w, APD_EINVAL, 0, "set_meta: key \"%s\" is maintained by the library", key);
+    if (apd_meta_key_classify(key, strlen(key)) == APD_META_KEY_MAINTAINED)
+        return wfail(w, APD_EINVAL, 0, "set_meta: key \"%s\" is maintained by the library", key);
     apd__json d;
     apd_status s = apd__json_parse(&d, json_value, strlen(json_value));
     if (s != APD_OK)
@@ -348,13 +378,14 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
     apd__sb_free(&js);
 
     w->hdr.n_records = w->n;
-    w->hdr.flags = w->dict ? APD__HFLAG_DICT : 0;
+    w->hdr.flags = (w->dict ? APD__HFLAG_DICT : 0) | (w->im ? APD__HFLAG_IMODEL : 0);
+    w->hdr.minor = w->im ? 1 : 0; /* 1.1 only when a 1.1 feature is used */
     uint8_t hb[APD__HEADER_LEN];
     apd__header_encode(hb, &w->hdr);
 
     apd_status s = APD_OK;
     for (int attempt = 0; attempt < 48; attempt++) {
-        s = ensure_map(w, chunk_len + jlen + w->dict_len + 65536);
+        s = ensure_map(w, chunk_len + jlen + w->dict_len + w->imv_len + 65536);
         if (s) break;
         MDB_txn *txn;
         int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
@@ -394,10 +425,16 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
             rc = mdb_put(txn, w->dbi_meta, &k, &v, 0);
             free(dv);
         }
+        if (!rc && w->imv && !w->imv_written) {
+            k.mv_data = (void *)APD__KEY_IMODEL; k.mv_size = strlen(APD__KEY_IMODEL);
+            v.mv_data = w->imv; v.mv_size = w->imv_len;
+            rc = mdb_put(txn, w->dbi_meta, &k, &v, 0);
+        }
         if (!rc) {
             rc = mdb_txn_commit(txn);
             if (!rc) {
                 if (w->dict) w->dict_written = 1;
+                if (w->imv) w->imv_written = 1;
                 s = APD_OK;
                 break;
             }
@@ -438,6 +475,18 @@ static apd_status stage_reserve(apd_writer *w, size_t more)
     return APD_OK;
 }
 
+/* Coded body (format 1.1) of a plain palette body into w->ibuf: palette sorted by luminance,
+ * indices remapped (pixels unchanged). Returns its size, 0 if a symbol is not in the model. */
+static size_t code_body(apd_writer *w, uint32_t k, const uint8_t *body)
+{
+    uint8_t pal[768];
+    size_t pl = (size_t)k * w->hdr.c;
+    memcpy(pal, body, pl);
+    apd__unpack(body + pl, w->g.npix, w->hdr.bits, w->iidx);
+    apd__ic_sort_palette(pal, k, w->hdr.c, w->iidx, w->g.npix);
+    return apd__icode_encode(w->im, pal, k, w->iidx, w->hdr.h, w->hdr.w, w->ibuf, w->ibuf_cap);
+}
+
 /* Append record j to the staging buffer: header + sid + body (compressed if it pays). */
 static apd_status stage_record(apd_writer *w, uint32_t k, uint32_t label, uint64_t sid,
                                const uint8_t *body, size_t body_len, int raw)
@@ -446,7 +495,12 @@ static apd_status stage_record(apd_writer *w, uint32_t k, uint32_t label, uint64
     size_t stored_len = body_len;
     uint32_t flags = w->hdr.kind;
     if (sid != APD_NO_SOURCE_ID) flags |= APD__RFLAG_SID;
-    if (!raw && w->o.compress != APD_COMPRESS_OFF && !w->zoff) {
+    size_t cl = !raw && w->im ? code_body(w, k, body) : 0;
+    if (cl && cl < body_len) {
+        stored = w->ibuf;
+        stored_len = cl;
+        flags |= APD__RFLAG_ICODE;
+    } else if (!raw && w->o.compress != APD_COMPRESS_OFF && !w->zoff) {
         size_t cs = w->cdict ? ZSTD_compress_usingCDict(w->cctx, w->ztmp, w->ztmp_cap, body, body_len, w->cdict)
                              : ZSTD_compressCCtx(w->cctx, w->ztmp, w->ztmp_cap, body, body_len, w->o.zstd_level);
         if (!ZSTD_isError(cs)) {
@@ -486,6 +540,73 @@ static size_t kept_size(const apd_writer *w, size_t body_len, size_t cs)
     return !ZSTD_isError(cs) && cs < limit ? cs : body_len;
 }
 
+/* The index coding decision (format 1.1), made with the zstd one on the same raw records:
+ * a model is built from their symbols (palettes sorted by luminance) and every record is
+ * coded with it; total = model value + per record min(coded, plain). AUTO keeps it when it
+ * saves >= 10% of the plain bodies (a coded record decodes several times slower than a plain
+ * one, so small gains are not worth it) and beats what zstd stores (zstore); ON always keeps
+ * it. When kept, zstd is off for the file; each record is coded only if that is smaller. */
+static apd_status decide_icode(apd_writer *w, const uint8_t *raw, const uint32_t *roff,
+                               uint32_t n, size_t zstore)
+{
+    apd__icounts *ct = malloc(sizeof *ct);
+    apd__imodel *m = calloc(1, sizeof *m);
+    size_t pl_max = (size_t)w->hdr.k * w->hdr.c;
+    w->ibuf_cap = 2 * (pl_max + w->g.npix) + 64;
+    if (!w->ibuf) w->ibuf = malloc(w->ibuf_cap);
+    if (!w->iidx) w->iidx = malloc(w->g.npix ? w->g.npix : 1);
+    if (!ct || !m || !w->ibuf || !w->iidx) {
+        free(ct);
+        free(m);
+        return wfail(w, APD_ENOMEM, 1, "out of memory");
+    }
+    apd__icounts_init(ct, w->hdr.c, w->hdr.bits);
+    uint8_t pal[768];
+    size_t plain = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        const uint8_t *r = raw + roff[j];
+        size_t hl = APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0);
+        uint32_t k = (uint32_t)r[5] + 1;
+        size_t pl = (size_t)k * w->hdr.c;
+        memcpy(pal, r + hl, pl);
+        apd__unpack(r + hl + pl, w->g.npix, w->hdr.bits, w->iidx);
+        apd__ic_sort_palette(pal, k, w->hdr.c, w->iidx, w->g.npix);
+        apd__icounts_add(ct, pal, k, w->iidx, w->hdr.h, w->hdr.w);
+        plain += roff[j + 1] - roff[j] - hl;
+    }
+    apd_status s = apd__imodel_build(ct, m);
+    free(ct);
+    if (s) {
+        free(m);
+        return wfail(w, s, 1, "out of memory");
+    }
+    size_t mlen = apd__imodel_write(m, NULL), coded = mlen;
+    w->im = m;
+    for (uint32_t j = 0; j < n; j++) {
+        const uint8_t *r = raw + roff[j];
+        size_t hl = APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0);
+        size_t bl = roff[j + 1] - roff[j] - hl;
+        size_t cl = code_body(w, (uint32_t)r[5] + 1, r + hl);
+        coded += cl && cl < bl ? cl : bl;
+    }
+    int keep = w->o.index_coding == APD_ICODE_ON || (coded <= plain - plain / 10 && coded < zstore);
+    if (keep) w->imv = malloc(mlen);
+    if (!keep || !w->imv) {
+        w->im = NULL;
+        apd__imodel_free(m);
+        free(m);
+        return keep ? wfail(w, APD_ENOMEM, 1, "out of memory") : APD_OK;
+    }
+    w->imv_len = apd__imodel_write(m, w->imv);
+    w->zoff = 1; /* coded or plain records only */
+    ZSTD_freeCDict(w->cdict);
+    w->cdict = NULL;
+    free(w->dict);
+    w->dict = NULL;
+    w->dict_len = 0;
+    return APD_OK;
+}
+
 /* The compression decision, made once on the records staged at the first flush (usually the
  * first chunk), by measurement:
  *  - total = their bodies; without = stored size with per-record zstd; with = dictionary size
@@ -510,6 +631,7 @@ static apd_status decide_dictionary(apd_writer *w)
     w->raw_staged = 0;
     apd_status s = APD_OK;
     size_t *sizes = NULL;
+    size_t zstore = SIZE_MAX; /* bytes with the zstd decision below (SIZE_MAX: not measured) */
     if (!w->stage_off) {
         s = wfail(w, APD_ENOMEM, 1, "out of memory");
         goto out;
@@ -555,8 +677,10 @@ static apd_status decide_dictionary(apd_writer *w)
             }
         }
         size_t best = with < without ? with : without;
+        zstore = best;
         if (w->o.compress == APD_COMPRESS_AUTO && best > total - total / 10) {
             w->zoff = 1; /* not worth it for this data */
+            zstore = SIZE_MAX;
         } else if (cd && with < without) {
             w->dict = dict;
             w->dict_len = dl;
@@ -568,6 +692,8 @@ static apd_status decide_dictionary(apd_writer *w)
         free(dict);
         free(samples);
     }
+    if (s == APD_OK && w->hdr.kind == APD_KIND_PALETTE && w->o.index_coding != APD_ICODE_OFF && n > 0)
+        s = decide_icode(w, raw, roff, n, zstore);
     for (uint32_t j = 0; j < n && s == APD_OK; j++) {
         const uint8_t *r = raw + roff[j];
         int has_sid = (r[4] & APD__RFLAG_SID) != 0;
@@ -586,7 +712,8 @@ out:
 /* Write the current chunk (and header + metadata). full: the chunk is complete, move on. */
 static apd_status flush(apd_writer *w, int full)
 {
-    if (w->raw_staged) APD_TRY(decide_dictionary(w));
+    /* decide on the first records; a commit before any record leaves the decision open */
+    if (w->raw_staged && w->stage_n > 0) APD_TRY(decide_dictionary(w));
     if (w->stage_n == 0) return write_txn(w, NULL, 0);
     size_t table = APD__CHUNK_HDR + 4u * ((size_t)w->stage_n + 1);
     size_t total = table + w->stage_len;
@@ -648,25 +775,6 @@ apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_
     memcpy(w->tmp, palette, pl);
     apd__pack(indices, w->g.npix, w->hdr.bits, w->tmp + pl);
     return put_common(w, k, label, source_id, w->tmp, pl + w->g.packed);
-}
-
-apd_status apd_writer_put_quantized(apd_writer *w, const uint8_t *chw, uint32_t label,
-                                    uint64_t source_id, apd_quantizer q, uint64_t seed)
-{
-    if (!w) return APD_EINVAL;
-    if (w->poisoned) return APD_EBADSTATE;
-    if (w->hdr.kind != APD_KIND_PALETTE) return wfail(w, APD_EINVAL, 0, "put_quantized on a direct-colour file");
-    if (!chw) return wfail(w, APD_EINVAL, 0, "put_quantized: NULL image");
-    if (!w->qidx) {
-        w->qidx = malloc(w->g.npix ? w->g.npix : 1);
-        if (!w->qidx) return wfail(w, APD_ENOMEM, 0, "out of memory");
-    }
-    uint8_t pal[768];
-    uint32_t k_used = 0;
-    apd_status s = apd_quantize_image(q, chw, w->hdr.c, w->hdr.h, w->hdr.w, w->hdr.k, seed, pal,
-                                      w->qidx, &k_used);
-    if (s) return wfail(w, s, 0, "record %llu: quantizer failed: %s", (unsigned long long)w->n, apd_strerror(s));
-    return apd_writer_put_palette(w, pal, k_used, w->qidx, label, source_id);
 }
 
 apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
@@ -818,9 +926,11 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     if (o.h == 0 || o.w == 0) return apd__err_set(err, APD_EINVAL, "%s: zero image size", path);
     if (o.h > o.limits.max_dim || o.w > o.limits.max_dim)
         return apd__err_set(err, APD_ELIMIT, "%s: %ux%u exceeds the size limit %u", path, o.h, o.w, o.limits.max_dim);
-    if (o.kind == APD_KIND_PALETTE && (o.k < 1 || o.k > 256))
-        return apd__err_set(err, APD_EINVAL, "%s: palette size k must be 1..256, not %u", path, o.k);
+    if (o.kind == APD_KIND_PALETTE && (o.k < 1 || o.k > APD_MAX_COLORS))
+        return apd__err_set(err, APD_EINVAL, "%s: palette size k must be 1..%u, not %u", path,
+                            APD_MAX_COLORS, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
+    if (o.index_coding > APD_ICODE_ON) return apd__err_set(err, APD_EINVAL, "%s: bad index coding mode", path);
     for (uint32_t ch = 0; ch < o.c; ch++)
         if (!apd__norm_value_ok(0, o.mean[ch]) || !apd__norm_value_ok(1, o.std[ch]))
             return apd__err_set(err, APD_EINVAL,
@@ -880,7 +990,9 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     }
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0);
-    w->raw_staged = o.compress != APD_COMPRESS_OFF; /* decide at the first flush */
+    /* decide at the first flush */
+    w->raw_staged = o.compress != APD_COMPRESS_OFF ||
+                    (o.kind == APD_KIND_PALETTE && o.index_coding != APD_ICODE_OFF);
     w->dict_decided = !w->raw_staged;
 
     s = apd__out_temp(path, &w->part, &w->part_fd, why, sizeof why);

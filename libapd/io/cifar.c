@@ -43,111 +43,89 @@ static int join(char *out, size_t cap, const char *dir, const char *name)
     return n > 0 && (size_t)n < cap;
 }
 
-apd_status apd__import_cifar(apd_dataset *out, const char *path, int cifar100, const char *split,
-                             const apd_import_opts *o, apd_err *err)
+/* The .bin files of a CIFAR path for the split (a directory's batches, or the one file) and
+ * the folder the class-name file is looked for in. */
+static apd_status cifar_files(const char *path, const char *split, char files[][1024],
+                              uint32_t *nf, char metadir[1024], apd_err *err)
 {
-    char files[CIFAR_MAX_FILES][1024], metadir[1024];
-    uint32_t nf = 0;
-    const uint32_t rs = (cifar100 ? 2u : 1u) + 3072u;
-    const uint32_t ncls = cifar100 ? 100 : 10;
     struct stat st;
-
+    *nf = 0;
     if (stat(path, &st) != 0) return apd__err_sys(err, errno, path, "cannot open dataset");
-    if (S_ISDIR(st.st_mode)) {
-        int test = split && !strcmp(split, "test");
-        snprintf(metadir, sizeof metadir, "%s", path);
-        if (!test) {
-            for (int b = 1; b <= 5; b++) {
-                char name[32];
-                snprintf(name, sizeof name, "data_batch_%d.bin", b);
-                if (!join(files[nf], sizeof files[nf], path, name)) break;
-                if (apd__is_file(files[nf])) nf++;
-            }
-            if (!nf && join(files[0], sizeof files[0], path, "train.bin") && apd__is_file(files[0])) nf = 1;
-        } else {
-            if (join(files[0], sizeof files[0], path, "test_batch.bin") && apd__is_file(files[0])) nf = 1;
-            else if (join(files[0], sizeof files[0], path, "test.bin") && apd__is_file(files[0])) nf = 1;
-        }
-        if (!nf)
-            return apd__err_set(err, APD_EDATASET,
-                                "%s: no CIFAR %s files (expected %s)", path, test ? "test" : "train",
-                                test ? "test_batch.bin or test.bin" : "data_batch_1..5.bin or train.bin");
-    } else {
-        snprintf(files[0], sizeof files[0], "%s", path);
-        nf = 1;
-        snprintf(metadir, sizeof metadir, "%s", path);
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(files[0], 1024, "%s", path);
+        *nf = 1;
+        snprintf(metadir, 1024, "%s", path);
         char *slash = strrchr(metadir, '/');
         if (slash) *slash = '\0';
-        else snprintf(metadir, sizeof metadir, ".");
+        else snprintf(metadir, 1024, ".");
+        return APD_OK;
     }
+    int test = split && !strcmp(split, "test");
+    snprintf(metadir, 1024, "%s", path);
+    if (!test) {
+        for (int b = 1; b <= 5; b++) {
+            char name[32];
+            snprintf(name, sizeof name, "data_batch_%d.bin", b);
+            if (!join(files[*nf], 1024, path, name)) break;
+            if (apd__is_file(files[*nf])) (*nf)++;
+        }
+        if (!*nf && join(files[0], 1024, path, "train.bin") && apd__is_file(files[0])) *nf = 1;
+    } else {
+        if (join(files[0], 1024, path, "test_batch.bin") && apd__is_file(files[0])) *nf = 1;
+        else if (join(files[0], 1024, path, "test.bin") && apd__is_file(files[0])) *nf = 1;
+    }
+    if (!*nf)
+        return apd__err_set(err, APD_EDATASET,
+                            "%s: no CIFAR %s files (expected %s)", path, test ? "test" : "train",
+                            test ? "test_batch.bin or test.bin" : "data_batch_1..5.bin or train.bin");
+    return APD_OK;
+}
 
-    /* sizes first: a partial record anywhere is an error before any allocation */
-    uint64_t counts[CIFAR_MAX_FILES], total = 0;
-    for (uint32_t i = 0; i < nf; i++) {
-        if (stat(files[i], &st) != 0) return apd__err_sys(err, errno, files[i], "cannot open");
-        uint64_t size = (uint64_t)st.st_size;
-        if (size % rs)
-            return apd__err_set(err, APD_ETRUNC,
-                                "%s: record %llu (offset %llu): truncated: %llu of %u bytes "
-                                "(file size %llu is not a multiple of the %u-byte %s record)",
-                                files[i], (unsigned long long)(size / rs),
-                                (unsigned long long)(size / rs * rs), (unsigned long long)(size % rs),
-                                rs, (unsigned long long)size, rs, cifar100 ? "CIFAR-100" : "CIFAR-10");
-        counts[i] = size / rs;
-        total += counts[i];
-    }
-    if (!total) return apd__err_set(err, APD_EEMPTY, "%s: no records", files[0]);
-    if (o && o->limit && o->limit < total) total = o->limit;
-
-    apd_status s = apd_dataset_alloc(out, total, 3, 32, 32, ncls);
-    if (s != APD_OK) return apd__err_set(err, s, "%s: cannot allocate %llu images", path, (unsigned long long)total);
-    out->source_ids = malloc(sizeof(uint64_t) * total);
-    if (!out->source_ids) {
-        apd_dataset_free(out);
-        return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
-    }
+/* Read counts[i] records of rs bytes from files[i] into out, from record *gi on, up to
+ * total; labels checked. */
+static apd_status cifar_read(apd_dataset *out, const char *file, uint64_t count, uint32_t rs,
+                             int cifar100, uint64_t total, uint64_t *gi, apd_err *err)
+{
+    const uint32_t ncls = cifar100 ? 100 : 10;
+    FILE *f = fopen(file, "rb");
+    if (!f) return apd__err_sys(err, errno, file, "cannot open");
     uint8_t rec[3074];
-    uint64_t gi = 0;
-    for (uint32_t i = 0; i < nf && gi < total; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f) {
-            int e = errno;
-            apd_dataset_free(out);
-            return apd__err_sys(err, e, files[i], "cannot open");
+    apd_status s = APD_OK;
+    for (uint64_t r = 0; r < count && *gi < total; r++, (*gi)++) {
+        unsigned long long off = (unsigned long long)(r * rs);
+        size_t got = fread(rec, 1, rs, f);
+        if (got != rs) {
+            int e = ferror(f) ? errno : 0;
+            if (e) s = apd__err_sys(err, e, file, "read error");
+            else s = apd__err_set(err, APD_ETRUNC, "%s: record %llu (offset %llu): truncated: %zu of %u bytes",
+                                  file, (unsigned long long)r, off, got, rs);
+            break;
         }
-        for (uint64_t r = 0; r < counts[i] && gi < total; r++, gi++) {
-            unsigned long long off = (unsigned long long)(r * rs);
-            size_t got = fread(rec, 1, rs, f);
-            if (got != rs) {
-                int e = ferror(f) ? errno : 0;
-                fclose(f);
-                apd_dataset_free(out);
-                if (e) return apd__err_sys(err, e, files[i], "read error");
-                return apd__err_set(err, APD_ETRUNC, "%s: record %llu (offset %llu): truncated: %zu of %u bytes",
-                                    files[i], (unsigned long long)r, off, got, rs);
-            }
-            uint32_t label = rec[rs - 3073];
-            if (cifar100 && rec[0] >= 20) {
-                fclose(f);
-                apd_dataset_free(out);
-                return apd__err_set(err, APD_ECORRUPT,
-                                    "%s: record %llu (offset %llu): coarse label %u out of range 0..19",
-                                    files[i], (unsigned long long)r, off, rec[0]);
-            }
-            if (label >= ncls) {
-                fclose(f);
-                apd_dataset_free(out);
-                return apd__err_set(err, APD_ECORRUPT, "%s: record %llu (offset %llu): label %u out of range 0..%u",
-                                    files[i], (unsigned long long)r, off, label, ncls - 1);
-            }
-            out->labels[gi] = label;
-            out->source_ids[gi] = gi;
-            memcpy(out->pixels + gi * 3072, rec + rs - 3072, 3072);
+        uint32_t label = rec[rs - 3073];
+        if (cifar100 && rec[0] >= 20) {
+            s = apd__err_set(err, APD_ECORRUPT, "%s: record %llu (offset %llu): coarse label %u out of range 0..19",
+                             file, (unsigned long long)r, off, rec[0]);
+            break;
         }
-        fclose(f);
+        if (label >= ncls) {
+            s = apd__err_set(err, APD_ECORRUPT, "%s: record %llu (offset %llu): label %u out of range 0..%u",
+                             file, (unsigned long long)r, off, label, ncls - 1);
+            break;
+        }
+        out->labels[*gi] = label;
+        out->source_ids[*gi] = *gi;
+        memcpy(out->pixels + *gi * 3072, rec + rs - 3072, 3072);
     }
+    fclose(f);
+    return s;
+}
 
-    /* class names: meta file if present and complete, else the published names */
+/* Class names from the meta file next to the data if present and complete, else the
+ * published names; dataset name and split. */
+static void cifar_names(apd_dataset *out, const char *path, const char *metadir, uint32_t nf,
+                        int cifar100, const char *split, const apd_import_opts *o)
+{
+    const uint32_t ncls = cifar100 ? 100 : 10;
     char meta[1100];
     int got = -1;
     if (snprintf(meta, sizeof meta, "%s/%s", metadir, cifar100 ? "fine_label_names.txt" : "batches.meta.txt") <
@@ -168,5 +146,49 @@ apd_status apd__import_cifar(apd_dataset *out, const char *path, int cifar100, c
     } else {
         snprintf(out->split, sizeof out->split, "%s", split ? split : "train");
     }
+}
+
+apd_status apd__import_cifar(apd_dataset *out, const char *path, int cifar100, const char *split,
+                             const apd_import_opts *o, apd_err *err)
+{
+    char files[CIFAR_MAX_FILES][1024], metadir[1024];
+    uint32_t nf = 0;
+    const uint32_t rs = (cifar100 ? 2u : 1u) + 3072u;
+    APD_TRY(cifar_files(path, split, files, &nf, metadir, err));
+
+    /* sizes first: a partial record anywhere is an error before any allocation */
+    uint64_t counts[CIFAR_MAX_FILES], total = 0;
+    for (uint32_t i = 0; i < nf; i++) {
+        struct stat st;
+        if (stat(files[i], &st) != 0) return apd__err_sys(err, errno, files[i], "cannot open");
+        uint64_t size = (uint64_t)st.st_size;
+        if (size % rs)
+            return apd__err_set(err, APD_ETRUNC,
+                                "%s: record %llu (offset %llu): truncated: %llu of %u bytes "
+                                "(file size %llu is not a multiple of the %u-byte %s record)",
+                                files[i], (unsigned long long)(size / rs),
+                                (unsigned long long)(size / rs * rs), (unsigned long long)(size % rs),
+                                rs, (unsigned long long)size, rs, cifar100 ? "CIFAR-100" : "CIFAR-10");
+        counts[i] = size / rs;
+        total += counts[i];
+    }
+    if (!total) return apd__err_set(err, APD_EEMPTY, "%s: no records", files[0]);
+    if (o && o->limit && o->limit < total) total = o->limit;
+
+    apd_status s = apd_dataset_alloc(out, total, 3, 32, 32, cifar100 ? 100 : 10);
+    if (s != APD_OK) return apd__err_set(err, s, "%s: cannot allocate %llu images", path, (unsigned long long)total);
+    out->source_ids = malloc(sizeof(uint64_t) * total);
+    if (!out->source_ids) {
+        apd_dataset_free(out);
+        return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
+    }
+    uint64_t gi = 0;
+    for (uint32_t i = 0; i < nf && gi < total && s == APD_OK; i++)
+        s = cifar_read(out, files[i], counts[i], rs, cifar100, total, &gi, err);
+    if (s != APD_OK) {
+        apd_dataset_free(out);
+        return s;
+    }
+    cifar_names(out, path, metadir, nf, cifar100, split, o);
     return APD_OK;
 }

@@ -61,12 +61,18 @@ static apd_status mnist_like(apd_dataset *out, const char *dir, const char *spli
     return APD_OK;
 }
 
+void apd_import_opts_default(apd_import_opts *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
 apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
                       const apd_import_opts *opts, apd_err *err)
 {
     if (!out || !spec) return apd__err_set(err, APD_EINVAL, "apd_import: NULL argument");
     memset(out, 0, sizeof *out);
-    apd_import_opts defaults = {0};
+    apd_import_opts defaults;
+    apd_import_opts_default(&defaults);
     const apd_import_opts *o = opts ? opts : &defaults;
     if (split && *split == '\0') split = NULL;
     if (split && strcmp(split, "train") && strcmp(split, "test"))

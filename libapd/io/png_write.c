@@ -98,7 +98,7 @@ static void idx_row(const void *u, uint32_t y, uint8_t *row)
 apd_status apd_png_write_indexed(const char *path, const uint8_t *palette, uint32_t k, uint32_t c,
                                  const uint8_t *indices, uint32_t h, uint32_t w, apd_err *err)
 {
-    if (!path || !palette || !indices || k == 0 || k > 256 || (c != 1 && c != 3) || !h || !w)
+    if (!path || !palette || !indices || k == 0 || k > APD_MAX_COLORS || (c != 1 && c != 3) || !h || !w)
         return apd__err_set(err, APD_EINVAL, "%s: bad arguments for an indexed PNG", path ? path : "?");
     size_t np = (size_t)h * w;
     for (size_t p = 0; p < np; p++)
@@ -106,7 +106,7 @@ apd_status apd_png_write_indexed(const char *path, const uint8_t *palette, uint3
             return apd__err_set(err, APD_EINVAL, "%s: pixel %zu has index %u >= %u palette entries", path, p,
                                 indices[p], k);
     int depth = k <= 2 ? 1 : k <= 4 ? 2 : k <= 16 ? 4 : 8;
-    png_color plte[256];
+    png_color plte[APD_MAX_COLORS];
     for (uint32_t j = 0; j < k; j++) {
         plte[j].red = palette[j * c];
         plte[j].green = palette[j * c + (c == 3 ? 1 : 0)];

@@ -24,7 +24,7 @@
 
 #include "common/internal.h"
 #include "common/rng.h"
-#include "loader/kernels.h"
+#include "common/kernels.h"
 #include "loader/loader_internal.h"
 
 #define APD_LOADER_MAX_PREFETCH 64
@@ -47,10 +47,9 @@ typedef struct ld_job {
 } ld_job;
 
 typedef struct ld_scratch {
-    uint8_t pal[256 * 3];
+    uint8_t pal[APD_MAX_COLORS * 3];
     uint8_t *idx;         /* h*w */
     uint8_t *chw;         /* c*h*w */
-    float lut[3 * 256];
 } ld_scratch;
 
 struct apd_loader {
@@ -171,20 +170,20 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
     uint32_t c = l->c;
     size_t hw = l->hw;
     if (src->palette && src->use_records) {
+        /* Palette + unpacked indices: the shared palette kernels at 8 bits per index. */
         uint32_t k = 0;
         APD_TRY(src->record(src->ctx, rec, s->pal, &k, s->idx, label, msg, msg_len));
-        if (k == 0 || k > 256) {
-            snprintf(msg, msg_len, "%s: record %llu: palette size %u out of range", l->path,
-                     (unsigned long long)rec, k);
+        int bad = k == 0 || k > APD_MAX_COLORS;
+        if (!bad && l->o.output == APD_OUT_F32_CHW)
+            bad = apd__pal_decode_f32(APD__IMPL_AUTO, s->idx, hw, 8, s->pal, k, c, l->mean,
+                                      l->std, (float *)dst) != 0;
+        else if (!bad)
+            bad = apd__pal_decode(APD__IMPL_AUTO, s->idx, hw, 8, s->pal, k, c,
+                                  l->o.output == APD_OUT_U8_CHW, dst) != 0;
+        if (bad) {
+            snprintf(msg, msg_len, "%s: record %llu: palette size %u out of 1..%u, or an index "
+                     ">= it", l->path, (unsigned long long)rec, k, APD_MAX_COLORS);
             return APD_ECORRUPT;
-        }
-        switch (l->o.output) {
-        case APD_OUT_U8_HWC: apd__gather_u8_hwc(dst, s->pal, k, c, s->idx, hw); break;
-        case APD_OUT_U8_CHW: apd__gather_u8_chw(dst, s->pal, k, c, s->idx, hw); break;
-        default:
-            apd__norm_lut(s->lut, s->pal, k, c, l->mean, l->std);
-            for (uint32_t ch = 0; ch < c; ch++)
-                apd__gather_f32((float *)dst + ch * hw, s->lut + ch * 256, s->idx, hw, k);
         }
         return APD_OK;
     }
@@ -201,8 +200,8 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
          * bits as the palette LUT and as numpy's (v/255 - mean)/std in float32). */
         APD_TRY(src->decode(src->ctx, rec, 1, s->chw, (size_t)c * hw, label, msg, msg_len));
         for (uint32_t ch = 0; ch < c; ch++)
-            apd__u8_to_f32_norm((float *)dst + ch * hw, s->chw + ch * hw, hw, l->mean[ch],
-                                l->std[ch]);
+            apd__u8_norm_f32(APD__IMPL_AUTO, s->chw + ch * hw, hw, l->mean[ch], l->std[ch],
+                             (float *)dst + ch * hw);
         return APD_OK;
     }
 }

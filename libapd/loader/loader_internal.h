@@ -25,16 +25,18 @@ typedef struct apd__loader_source {
     /* uint8 pixels of record i into out (c*h*w bytes), chw = 0: HWC, 1: CHW. */
     apd_status (*decode)(void *ctx, uint64_t i, int chw, uint8_t *out, size_t out_len,
                          uint32_t *label, char *msg, size_t msg_len);
-    /* Palette record: pal (256*c bytes, entry-major), *k, idx (h*w). NULL when !palette. */
+    /* Palette record: pal (APD_MAX_COLORS*c bytes, entry-major), *k, idx (h*w). NULL when
+     * !palette. */
     apd_status (*record)(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,
                          uint32_t *label, char *msg, size_t msg_len);
     void (*close)(void *ctx); /* may be NULL */
-    /* 1: build pixels from record() with the loader's palette kernels (palette LUT straight
-     * to float); 0: use decode() (the reader's own vectorised decoder) and convert. The
-     * reader path is the default for files: its bit unpacking is fused with the look-up. */
+    /* 1: build pixels from record() (palette + unpacked indices) with the shared palette
+     * kernels of common/kernels.h at 8 bits per index; 0: use decode() / decode_f32(). The
+     * decode path is the default for files: the reader's bit unpacking is fused with the
+     * look-up. */
     uint32_t use_records;
     /* Optional (may be NULL): normalised float32 CHW pixels of record i straight from the
-     * record (out_len in floats), bit-identical to decode() + apd__u8_to_f32_norm. When set
+     * record (out_len in floats), bit-identical to decode() + apd__u8_norm_f32. When set
      * (and !use_records) it serves APD_OUT_F32_CHW: files use apd_reader_decode_f32, which
      * gathers a per-record normalised palette with the reader's bit-unpack kernel. */
     apd_status (*decode_f32)(void *ctx, uint64_t i, const float *mean, const float *std,

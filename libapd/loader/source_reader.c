@@ -5,9 +5,9 @@
  * apd_reader_decode_f32 (same checks, the palette normalised once per record and gathered
  * by the same unpack, no uint8 intermediate; bit-identical to decoding to uint8 and
  * converting). rd_prefetch lets the loader prefetch upcoming (shuffled) records. The path
- * through apd_reader_record (palette + separately unpacked indices, then the loader's
- * palette-LUT-to-float gathers) is kept for sources that set use_records; bench/loader
- * measured it slower on files because of the separate unpack.
+ * through apd_reader_record (palette + separately unpacked indices, then the same kernels at
+ * 8 bits per index) is kept for sources that set use_records; bench/loader measured it
+ * slower on files because of the separate unpack.
  *
  * Error messages name file, record, chunk key and slot (apd_reader_locate) plus the status.
  * The reader's own last-error text is per handle and not safe to read while other threads
@@ -21,7 +21,6 @@
 #include "loader/loader_internal.h"
 
 #include "apd/format.h"
-#include "format/format_internal.h" /* apd__reader_prefetch */
 
 typedef struct rd_ctx {
     apd_reader *r;
@@ -74,7 +73,7 @@ static apd_status rd_decode_f32(void *ctx, uint64_t i, const float *mean, const 
 
 static void rd_prefetch(void *ctx, uint64_t i, int stage)
 {
-    apd__reader_prefetch(((rd_ctx *)ctx)->r, i, stage);
+    apd_reader_prefetch(((rd_ctx *)ctx)->r, i, stage);
 }
 
 static apd_status rd_record(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx,

@@ -44,7 +44,7 @@ typedef struct layer {
 } layer;
 
 struct apd_convnet {
-    apd_convnet_config cfg;
+    apd_convnet_opts cfg;
     size_t L, T, width, K, embed;
     layer ly[MAX_DEPTH];
     size_t fc_w_off, fc_b_off, n_params;
@@ -82,7 +82,7 @@ static void add_tensor(apd_convnet *net, const char *name, size_t off, uint32_t 
     net->t_size[i] = s;
 }
 
-void apd_convnet_config_default(apd_convnet_config *cfg, uint32_t c, uint32_t h, uint32_t w,
+void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h, uint32_t w,
                                 uint32_t n_classes)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -105,7 +105,112 @@ static int reserve(size_t *total, size_t n, size_t *off)
     return apd__add_ok(*total, n, total);
 }
 
-apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg)
+/* Layer shapes and the parameter layout (named tensors, in PyTorch state_dict order). */
+static apd_status plan_params(apd_convnet *net, size_t pad1)
+{
+    const apd_convnet_opts *cfg = &net->cfg;
+    size_t ci = cfg->c, h = cfg->h, w = cfg->w;
+    size_t total = 0;
+    for (size_t l = 0; l < net->L; l++) {
+        layer *y = &net->ly[l];
+        y->ci = ci;
+        y->h = h;
+        y->w = w;
+        y->pad = l == 0 ? pad1 : 1;
+        if (h + 2 * y->pad < 3 || w + 2 * y->pad < 3) return APD_ESHAPE;
+        y->hc = h + 2 * y->pad - 2;
+        y->wc = w + 2 * y->pad - 2;
+        if (y->hc % 2 || y->wc % 2) return APD_ESHAPE;
+        y->p = y->hc * y->wc;
+        y->hp = y->hc / 2;
+        y->wp = y->wc / 2;
+        y->k = ci * 9;
+        y->g = y->p >= GEMM_MIN_COLS ? 1 : (GEMM_MIN_COLS + y->p - 1) / y->p;
+        char nm[48];
+        if (!reserve(&total, net->width * y->k, &y->w_off)) return APD_EOVERFLOW;
+        snprintf(nm, sizeof nm, "conv%zu.weight", l);
+        add_tensor(net, nm, y->w_off, 4, (uint32_t)net->width, (uint32_t)ci, 3, 3);
+        if (!reserve(&total, net->width, &y->b_off)) return APD_EOVERFLOW;
+        snprintf(nm, sizeof nm, "conv%zu.bias", l);
+        add_tensor(net, nm, y->b_off, 1, (uint32_t)net->width, 0, 0, 0);
+        if (cfg->norm == APD_NORM_INSTANCE) {
+            if (!reserve(&total, net->width, &y->gamma_off)) return APD_EOVERFLOW;
+            snprintf(nm, sizeof nm, "norm%zu.weight", l);
+            add_tensor(net, nm, y->gamma_off, 1, (uint32_t)net->width, 0, 0, 0);
+            if (!reserve(&total, net->width, &y->beta_off)) return APD_EOVERFLOW;
+            snprintf(nm, sizeof nm, "norm%zu.bias", l);
+            add_tensor(net, nm, y->beta_off, 1, (uint32_t)net->width, 0, 0, 0);
+        }
+        if (y->hp == 0 || y->wp == 0) return APD_ESHAPE;
+        ci = net->width;
+        h = y->hp;
+        w = y->wp;
+    }
+    net->embed = net->width * h * w;
+    if (!reserve(&total, net->K * net->embed, &net->fc_w_off)) return APD_EOVERFLOW;
+    add_tensor(net, "classifier.weight", net->fc_w_off, 2, (uint32_t)net->K, (uint32_t)net->embed, 0, 0);
+    if (!reserve(&total, net->K, &net->fc_b_off)) return APD_EOVERFLOW;
+    add_tensor(net, "classifier.bias", net->fc_b_off, 1, (uint32_t)net->K, 0, 0, 0);
+    net->n_params = total;
+    return APD_OK;
+}
+
+/* The parameter, gradient, activation (max_batch images) and per-thread scratch arenas, and
+ * the views into them. */
+static apd_status plan_arenas(apd_convnet *net)
+{
+    const apd_convnet_opts *cfg = &net->cfg;
+    size_t N = cfg->max_batch, a = 0, sz;
+    size_t o_x0 = 0, o_logits = 0, o_conv[MAX_DEPTH] = {0}, o_mean[MAX_DEPTH] = {0}, o_rstd[MAX_DEPTH] = {0},
+        o_pool[MAX_DEPTH] = {0}, o_dpool[MAX_DEPTH] = {0};
+    int ok = apd__mul3_ok(N, cfg->c, (size_t)cfg->h * cfg->w, &sz) && reserve(&a, sz, &o_x0);
+    ok = ok && apd__mul_ok(N, net->K, &sz) && reserve(&a, sz, &o_logits);
+    size_t col_max = 0, dc_max = 0;
+    for (size_t l = 0; ok && l < net->L; l++) {
+        layer *y = &net->ly[l];
+        ok = ok && apd__mul3_ok(N, net->width, y->p, &sz) && reserve(&a, sz, &o_conv[l]);
+        ok = ok && apd__mul_ok(N, net->width, &sz) && reserve(&a, sz, &o_mean[l]) &&
+             reserve(&a, sz, &o_rstd[l]);
+        ok = ok && apd__mul3_ok(N, net->width, y->hp * y->wp, &sz) && reserve(&a, sz, &o_pool[l]) &&
+             reserve(&a, sz, &o_dpool[l]);
+        size_t cols = y->g * y->p;
+        if (y->k * cols > col_max) col_max = y->k * cols;
+        if (net->width * cols > dc_max) dc_max = net->width * cols;
+    }
+    if (!ok) return APD_EOVERFLOW;
+    size_t per_thread = col_max + dc_max + net->n_params, scr;
+    if (!apd__mul_ok(per_thread, net->T, &scr)) return APD_EOVERFLOW;
+
+    net->params = calloc(net->n_params, sizeof(float));
+    net->grads = calloc(net->n_params, sizeof(float));
+    net->acts = calloc(a, sizeof(float));
+    net->scratch = calloc(scr, sizeof(float));
+    net->col = calloc(net->T, sizeof(float *));
+    net->dc = calloc(net->T, sizeof(float *));
+    net->pgrad = calloc(net->T, sizeof(float *));
+    if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc || !net->pgrad)
+        return APD_ENOMEM;
+    net->bytes = (2 * net->n_params + a + scr) * sizeof(float);
+    net->x0 = net->acts + o_x0;
+    net->logits = net->acts + o_logits;
+    for (size_t l = 0; l < net->L; l++) {
+        layer *y = &net->ly[l];
+        y->conv = net->acts + o_conv[l];
+        y->mean = net->acts + o_mean[l];
+        y->rstd = net->acts + o_rstd[l];
+        y->pooled = net->acts + o_pool[l];
+        y->dpooled = net->acts + o_dpool[l];
+    }
+    for (size_t t = 0; t < net->T; t++) {
+        float *base = net->scratch + t * per_thread;
+        net->col[t] = base;
+        net->dc[t] = base + col_max;
+        net->pgrad[t] = base + col_max + dc_max;
+    }
+    return APD_OK;
+}
+
+apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_opts *cfg)
 {
     APD_RETURN_IF(out == NULL, APD_EINVAL);
     *out = NULL;
@@ -127,109 +232,14 @@ apd_status apd_convnet_create(apd_convnet **out, const apd_convnet_config *cfg)
     net->T = apd_pool_threads(cfg->pool);
     net->width = cfg->width;
     net->K = cfg->n_classes;
-    apd_status st = APD_OK;
-
-    /* shapes */
-    size_t ci = cfg->c, h = cfg->h, w = cfg->w;
-    size_t total = 0;
-    for (size_t l = 0; l < net->L; l++) {
-        layer *y = &net->ly[l];
-        y->ci = ci;
-        y->h = h;
-        y->w = w;
-        y->pad = l == 0 ? pad1 : 1;
-        if (h + 2 * y->pad < 3 || w + 2 * y->pad < 3) { st = APD_ESHAPE; goto fail; }
-        y->hc = h + 2 * y->pad - 2;
-        y->wc = w + 2 * y->pad - 2;
-        if (y->hc % 2 || y->wc % 2) { st = APD_ESHAPE; goto fail; }
-        y->p = y->hc * y->wc;
-        y->hp = y->hc / 2;
-        y->wp = y->wc / 2;
-        y->k = ci * 9;
-        y->g = y->p >= GEMM_MIN_COLS ? 1 : (GEMM_MIN_COLS + y->p - 1) / y->p;
-        char nm[48];
-        if (!reserve(&total, net->width * y->k, &y->w_off)) { st = APD_EOVERFLOW; goto fail; }
-        snprintf(nm, sizeof nm, "conv%zu.weight", l);
-        add_tensor(net, nm, y->w_off, 4, (uint32_t)net->width, (uint32_t)ci, 3, 3);
-        if (!reserve(&total, net->width, &y->b_off)) { st = APD_EOVERFLOW; goto fail; }
-        snprintf(nm, sizeof nm, "conv%zu.bias", l);
-        add_tensor(net, nm, y->b_off, 1, (uint32_t)net->width, 0, 0, 0);
-        if (cfg->norm == APD_NORM_INSTANCE) {
-            if (!reserve(&total, net->width, &y->gamma_off)) { st = APD_EOVERFLOW; goto fail; }
-            snprintf(nm, sizeof nm, "norm%zu.weight", l);
-            add_tensor(net, nm, y->gamma_off, 1, (uint32_t)net->width, 0, 0, 0);
-            if (!reserve(&total, net->width, &y->beta_off)) { st = APD_EOVERFLOW; goto fail; }
-            snprintf(nm, sizeof nm, "norm%zu.bias", l);
-            add_tensor(net, nm, y->beta_off, 1, (uint32_t)net->width, 0, 0, 0);
-        }
-        if (y->hp == 0 || y->wp == 0) { st = APD_ESHAPE; goto fail; }
-        ci = net->width;
-        h = y->hp;
-        w = y->wp;
-    }
-    net->embed = net->width * h * w;
-    if (!reserve(&total, net->K * net->embed, &net->fc_w_off)) { st = APD_EOVERFLOW; goto fail; }
-    add_tensor(net, "classifier.weight", net->fc_w_off, 2, (uint32_t)net->K, (uint32_t)net->embed, 0, 0);
-    if (!reserve(&total, net->K, &net->fc_b_off)) { st = APD_EOVERFLOW; goto fail; }
-    add_tensor(net, "classifier.bias", net->fc_b_off, 1, (uint32_t)net->K, 0, 0, 0);
-    net->n_params = total;
-
-    /* activations */
-    size_t N = cfg->max_batch, a = 0, sz;
-    size_t o_x0 = 0, o_logits = 0, o_conv[MAX_DEPTH] = {0}, o_mean[MAX_DEPTH] = {0}, o_rstd[MAX_DEPTH] = {0},
-        o_pool[MAX_DEPTH] = {0}, o_dpool[MAX_DEPTH] = {0};
-    int ok = apd__mul3_ok(N, cfg->c, (size_t)cfg->h * cfg->w, &sz) && reserve(&a, sz, &o_x0);
-    ok = ok && apd__mul_ok(N, net->K, &sz) && reserve(&a, sz, &o_logits);
-    size_t col_max = 0, dc_max = 0;
-    for (size_t l = 0; ok && l < net->L; l++) {
-        layer *y = &net->ly[l];
-        ok = ok && apd__mul3_ok(N, net->width, y->p, &sz) && reserve(&a, sz, &o_conv[l]);
-        ok = ok && apd__mul_ok(N, net->width, &sz) && reserve(&a, sz, &o_mean[l]) &&
-             reserve(&a, sz, &o_rstd[l]);
-        ok = ok && apd__mul3_ok(N, net->width, y->hp * y->wp, &sz) && reserve(&a, sz, &o_pool[l]) &&
-             reserve(&a, sz, &o_dpool[l]);
-        size_t cols = y->g * y->p;
-        if (y->k * cols > col_max) col_max = y->k * cols;
-        if (net->width * cols > dc_max) dc_max = net->width * cols;
-    }
-    if (!ok) { st = APD_EOVERFLOW; goto fail; }
-    size_t per_thread = col_max + dc_max + net->n_params, scr;
-    if (!apd__mul_ok(per_thread, net->T, &scr)) { st = APD_EOVERFLOW; goto fail; }
-
-    net->params = calloc(net->n_params, sizeof(float));
-    net->grads = calloc(net->n_params, sizeof(float));
-    net->acts = calloc(a, sizeof(float));
-    net->scratch = calloc(scr, sizeof(float));
-    net->col = calloc(net->T, sizeof(float *));
-    net->dc = calloc(net->T, sizeof(float *));
-    net->pgrad = calloc(net->T, sizeof(float *));
-    if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc ||
-        !net->pgrad) {
-        st = APD_ENOMEM;
-        goto fail;
-    }
-    net->bytes = (2 * net->n_params + a + scr) * sizeof(float);
-    net->x0 = net->acts + o_x0;
-    net->logits = net->acts + o_logits;
-    for (size_t l = 0; l < net->L; l++) {
-        layer *y = &net->ly[l];
-        y->conv = net->acts + o_conv[l];
-        y->mean = net->acts + o_mean[l];
-        y->rstd = net->acts + o_rstd[l];
-        y->pooled = net->acts + o_pool[l];
-        y->dpooled = net->acts + o_dpool[l];
-    }
-    for (size_t t = 0; t < net->T; t++) {
-        float *base = net->scratch + t * per_thread;
-        net->col[t] = base;
-        net->dc[t] = base + col_max;
-        net->pgrad[t] = base + col_max + dc_max;
+    apd_status st = plan_params(net, pad1);
+    if (st == APD_OK) st = plan_arenas(net);
+    if (st != APD_OK) {
+        apd_convnet_free(net);
+        return st;
     }
     *out = net;
     return APD_OK;
-fail:
-    apd_convnet_free(net);
-    return st;
 }
 
 void apd_convnet_free(apd_convnet *net)
@@ -245,7 +255,7 @@ void apd_convnet_free(apd_convnet *net)
     free(net);
 }
 
-const apd_convnet_config *apd_convnet_get_config(const apd_convnet *net) { return &net->cfg; }
+const apd_convnet_opts *apd_convnet_get_opts(const apd_convnet *net) { return &net->cfg; }
 size_t apd_convnet_num_params(const apd_convnet *net) { return net->n_params; }
 float *apd_convnet_params(apd_convnet *net) { return net->params; }
 float *apd_convnet_grads(apd_convnet *net) { return net->grads; }
@@ -277,7 +287,7 @@ static void uniform_fill(float *p, size_t n, float bound, apd_rng *rng)
     for (size_t i = 0; i < n; i++) p[i] = apd_rng_range(rng, -bound, bound);
 }
 
-void apd_convnet_init(apd_convnet *net, apd_rng *rng)
+static void init_from(apd_convnet *net, apd_rng *rng)
 {
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
@@ -295,11 +305,12 @@ void apd_convnet_init(apd_convnet *net, apd_rng *rng)
     uniform_fill(net->params + net->fc_b_off, net->K, bound, rng);
 }
 
-void apd_convnet_init_seed(apd_convnet *net, uint64_t seed)
+void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream)
 {
+    if (!net) return;
     apd_rng r;
-    apd_rng_seed(&r, seed, 0);
-    apd_convnet_init(net, &r);
+    apd_rng_seed(&r, seed, stream);
+    init_from(net, &r);
 }
 
 /* ---- fused plane kernels --------------------------------------------------------------- */

@@ -18,7 +18,7 @@
 #include "common/internal.h"
 #include "common/rng.h"
 
-void apd_dsa_config_default(apd_dsa_config *cfg)
+void apd_dsa_opts_default(apd_dsa_opts *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->strategy = APD_DSA_ALL;
@@ -75,7 +75,7 @@ static uint32_t ratio_size(float ratio, uint32_t size)
     return v <= 0 ? 0 : (uint32_t)v;
 }
 
-static void draw_sample(apd_dsa_sample *s, apd_dsa_op op, const apd_dsa_config *cfg,
+static void draw_sample(apd_dsa_sample *s, apd_dsa_op op, const apd_dsa_opts *cfg,
                         apd_rng *r, uint32_t h, uint32_t w, uint32_t cut_h, uint32_t cut_w)
 {
     memset(s, 0, sizeof *s);
@@ -127,7 +127,7 @@ static void draw_sample(apd_dsa_sample *s, apd_dsa_op op, const apd_dsa_config *
 #define DSA_STREAM_TAG 0x4453414175674d6bull /* "DSAAugMk" */
 
 static apd_status draw_common(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
-                              const apd_dsa_config *cfg_in, int draw_op, apd_dsa_op op,
+                              const apd_dsa_opts *cfg_in, int draw_op, apd_dsa_op op,
                               apd_dsa_mode mode, uint64_t seed, uint64_t stream, uint32_t n,
                               uint32_t h, uint32_t w)
 {
@@ -136,9 +136,9 @@ static apd_status draw_common(apd_dsa_params *p, apd_dsa_sample *samples, size_t
     if ((unsigned)op > APD_DSA_ROTATE) return APD_EINVAL;
     size_t need = mode == APD_DSA_SIAMESE ? 1 : n;
     if (cap < need) return APD_EBUFSIZE;
-    apd_dsa_config dcfg;
-    if (!cfg_in) apd_dsa_config_default(&dcfg);
-    const apd_dsa_config *cfg = cfg_in ? cfg_in : &dcfg;
+    apd_dsa_opts dcfg;
+    if (!cfg_in) apd_dsa_opts_default(&dcfg);
+    const apd_dsa_opts *cfg = cfg_in ? cfg_in : &dcfg;
 
     apd_rng r;
     apd_rng_seed(&r, seed, apd_mix64(stream ^ DSA_STREAM_TAG));
@@ -161,14 +161,14 @@ static apd_status draw_common(apd_dsa_params *p, apd_dsa_sample *samples, size_t
 }
 
 apd_status apd_dsa_draw(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
-                        const apd_dsa_config *cfg, apd_dsa_mode mode, uint64_t seed,
+                        const apd_dsa_opts *cfg, apd_dsa_mode mode, uint64_t seed,
                         uint64_t stream, uint32_t n, uint32_t h, uint32_t w)
 {
     return draw_common(p, samples, cap, cfg, 1, APD_DSA_NONE, mode, seed, stream, n, h, w);
 }
 
 apd_status apd_dsa_draw_op(apd_dsa_params *p, apd_dsa_sample *samples, size_t cap,
-                           const apd_dsa_config *cfg, apd_dsa_op op, apd_dsa_mode mode,
+                           const apd_dsa_opts *cfg, apd_dsa_op op, apd_dsa_mode mode,
                            uint64_t seed, uint64_t stream, uint32_t n, uint32_t h, uint32_t w)
 {
     return draw_common(p, samples, cap, cfg, 0, op, mode, seed, stream, n, h, w);

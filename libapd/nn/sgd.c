@@ -1,5 +1,7 @@
 /* nn/sgd.c: SGD with momentum and weight decay exactly as torch.optim.SGD (dampening 0,
- * no Nesterov), plus the step learning-rate schedule. See apd/nn.h. */
+ * no Nesterov): the one update kernel (apd_sgd_update, shared by every optimizer in the
+ * library), the apd_sgd handle that owns a momentum buffer, and the step learning-rate
+ * schedule. See apd/nn.h. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,27 +48,44 @@ void apd_sgd_set_lr(apd_sgd *o, float lr) { o->lr = lr; }
 float apd_sgd_get_lr(const apd_sgd *o) { return o->lr; }
 void apd_sgd_reset(apd_sgd *o) { o->started = 0; }
 
-void apd_sgd_step(apd_sgd *o, float *w, const float *g)
+void apd_sgd_update(float *w, float *v, const float *g, size_t n, float lr, float momentum,
+                    float weight_decay, int first)
 {
-    const float lr = o->lr, mu = o->momentum, wd = o->wd;
-    float *v = o->v;
-    size_t n = o->n;
+    const float mu = momentum, wd = weight_decay;
     if (v == NULL) {
-        for (size_t i = 0; i < n; i++) w[i] -= lr * (g[i] + wd * w[i]);
+        if (wd != 0.0f)
+            for (size_t i = 0; i < n; i++) w[i] -= lr * (g[i] + wd * w[i]);
+        else
+            for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
         return;
     }
-    if (!o->started) {
+    /* the four variants written out so that each loop is branch-free */
+    if (wd != 0.0f && first)
         for (size_t i = 0; i < n; i++) {
             v[i] = g[i] + wd * w[i];
             w[i] -= lr * v[i];
         }
-        o->started = 1;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        v[i] = mu * v[i] + (g[i] + wd * w[i]);
-        w[i] -= lr * v[i];
-    }
+    else if (wd != 0.0f)
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mu * v[i] + (g[i] + wd * w[i]);
+            w[i] -= lr * v[i];
+        }
+    else if (first)
+        for (size_t i = 0; i < n; i++) {
+            v[i] = g[i];
+            w[i] -= lr * v[i];
+        }
+    else
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mu * v[i] + g[i];
+            w[i] -= lr * v[i];
+        }
+}
+
+void apd_sgd_step(apd_sgd *o, float *w, const float *g)
+{
+    apd_sgd_update(w, o->v, g, o->n, o->lr, o->momentum, o->wd, !o->started);
+    if (o->v) o->started = 1;
 }
 
 float apd_lr_step(float base_lr, uint32_t epoch, const uint32_t *milestones, size_t n_milestones,

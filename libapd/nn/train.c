@@ -27,7 +27,7 @@ void apd_eval_opts_default(apd_eval_opts *o)
     o->seed = 0;
     o->run = 0;
     o->dsa = 1;
-    apd_dsa_config_default(&o->dsa_cfg);
+    apd_dsa_opts_default(&o->dsa_cfg);
     o->width = 128;
     o->depth = 3;
 }
@@ -50,22 +50,199 @@ static uint64_t stream_of(uint32_t run, uint32_t what)
     return apd_mix64(((uint64_t)run << 8) | what);
 }
 
-typedef struct eval_bufs {
-    float *xb, *xa, *logits, *probs, *dlogits;
-    uint32_t *yb, *perm;
-    apd_dsa_sample *samples;
-} eval_bufs;
+/* One evaluation: the network, its optimizer and every buffer, allocated once. */
+typedef struct eval_run {
+    const apd_eval_opts *o;
+    const float *train_x;      /* [n_train, c, h, w] */
+    const uint32_t *train_y;   /* [n_train] */
+    size_t n_train;
+    uint32_t c, h, w, K;
+    size_t B, TB, img;         /* train batch, test batch, c*h*w */
+    apd_convnet *net;
+    apd_sgd *opt;
+    float *xb, *xa, *logits, *probs, *dlogits; /* [maxb, img], [B, img], [maxb, K], [B, K] x2 */
+    uint32_t *yb, *perm;                       /* [maxb], [n_train] */
+    apd_dsa_sample *samples;                   /* [B] */
+    apd_rng rshuf;             /* per-pass shuffles */
+    uint64_t dsa_seed, step;   /* DSA draw of training step t: stream t */
+} eval_run;
 
-static void free_bufs(eval_bufs *b)
+static void eval_free(eval_run *r)
 {
-    free(b->xb);
-    free(b->xa);
-    free(b->logits);
-    free(b->probs);
-    free(b->dlogits);
-    free(b->yb);
-    free(b->perm);
-    free(b->samples);
+    apd_sgd_free(r->opt);
+    apd_convnet_free(r->net);
+    free(r->xb);
+    free(r->xa);
+    free(r->logits);
+    free(r->probs);
+    free(r->dlogits);
+    free(r->yb);
+    free(r->perm);
+    free(r->samples);
+}
+
+static apd_status eval_failed(apd_err *err, apd_status st)
+{
+    return apd__err_set(err, st, "evaluation training failed: %s", apd_strerror(st));
+}
+
+/* Arguments, labels and normalisation; sets r->K. */
+static apd_status eval_check(eval_run *r, const apd_dataset *test, const float mean[3], const float std[3],
+                             apd_err *err)
+{
+    if (test->c != r->c || test->h != r->h || test->w != r->w)
+        return apd__err_set(err, APD_EMISMATCH,
+                            "training images are %ux%ux%u (CxHxW) but test set %s is %ux%ux%u",
+                            r->c, r->h, r->w, test->source[0] ? test->source : test->name, test->c,
+                            test->h, test->w);
+    const uint32_t K = test->n_classes;
+    if (K == 0) return apd__err_set(err, APD_EINVAL, "test set has no classes");
+    if (r->n_train > UINT32_MAX) return apd__err_set(err, APD_ELIMIT, "too many training images");
+    for (size_t i = 0; i < r->n_train; i++)
+        if (r->train_y[i] >= K)
+            return apd__err_set(err, APD_EINVAL,
+                                "training image %zu has label %u but the test set has %u classes",
+                                i, r->train_y[i], K);
+    for (uint64_t i = 0; i < test->n; i++)
+        if (test->labels[i] >= K)
+            return apd__err_set(err, APD_ECORRUPT, "test image %llu has label %u >= %u classes",
+                                (unsigned long long)i, test->labels[i], K);
+    for (uint32_t ch = 0; ch < r->c; ch++)
+        if (!(std[ch] > 0.0f) || !isfinite(mean[ch]))
+            return apd__err_set(err, APD_EINVAL, "bad normalisation for channel %u: mean %g std %g",
+                                ch, (double)mean[ch], (double)std[ch]);
+    r->K = K;
+    return APD_OK;
+}
+
+/* The ConvNet (initialised from (seed, run)), the optimizer, the buffers and the streams. */
+static apd_status eval_setup(eval_run *r, apd_err *err)
+{
+    const apd_eval_opts *o = r->o;
+    const size_t n_train = r->n_train, K = r->K;
+    r->B = o->batch < n_train ? o->batch : n_train;
+    r->TB = o->test_batch;
+    r->img = (size_t)r->c * r->h * r->w;
+    const size_t B = r->B, maxb = B > r->TB ? B : r->TB, img = r->img;
+
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, r->c, r->h, r->w, r->K);
+    cfg.width = o->width ? o->width : 128;
+    cfg.depth = o->depth ? o->depth : 3;
+    cfg.max_batch = (uint32_t)maxb;
+    cfg.pool = o->pool;
+    apd_status st = apd_convnet_create(&r->net, &cfg);
+    if (st != APD_OK)
+        return apd__err_set(err, st, "cannot create ConvNet (width %u, depth %u) for %ux%ux%u: %s",
+                            cfg.width, cfg.depth, r->c, r->h, r->w, apd_strerror(st));
+    st = apd_sgd_create(&r->opt, apd_convnet_num_params(r->net), o->lr, o->momentum, o->weight_decay);
+    if (st != APD_OK) return eval_failed(err, st);
+    r->xb = malloc(maxb * img * sizeof(float));
+    r->xa = malloc(B * img * sizeof(float));
+    r->logits = malloc(maxb * K * sizeof(float));
+    r->probs = malloc(B * K * sizeof(float));
+    r->dlogits = malloc(B * K * sizeof(float));
+    r->yb = malloc(maxb * sizeof(uint32_t));
+    r->perm = malloc(n_train * sizeof(uint32_t));
+    r->samples = malloc(B * sizeof(apd_dsa_sample));
+    if (!r->xb || !r->xa || !r->logits || !r->probs || !r->dlogits || !r->yb || !r->perm || !r->samples)
+        return eval_failed(err, APD_ENOMEM);
+
+    apd_rng_seed(&r->rshuf, o->seed, stream_of(o->run, 2));
+    r->dsa_seed = o->seed ^ stream_of(o->run, 3);
+    apd_convnet_init(r->net, o->seed, stream_of(o->run, 1));
+    for (size_t i = 0; i < n_train; i++) r->perm[i] = (uint32_t)i;
+    return APD_OK;
+}
+
+/* One pass over the training set in a fresh seeded order: *loss_sum (sum of batch loss x
+ * batch size) and *correct. */
+static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t *correct, apd_err *err)
+{
+    const apd_eval_opts *o = r->o;
+    const size_t B = r->B, img = r->img, n_train = r->n_train, K = r->K;
+    apd_status st;
+    apd_rng_shuffle_u32(&r->rshuf, r->perm, n_train);
+    *loss_sum = 0;
+    *correct = 0;
+    for (size_t s0 = 0; s0 < n_train; s0 += B, r->step++) {
+        const size_t nb = n_train - s0 < B ? n_train - s0 : B;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(r->xb + i * img, r->train_x + (size_t)r->perm[s0 + i] * img, img * sizeof(float));
+            r->yb[i] = r->train_y[r->perm[s0 + i]];
+        }
+        const float *xin = r->xb;
+        if (o->dsa) {
+            apd_dsa_params dp;
+            st = apd_dsa_draw(&dp, r->samples, B, &o->dsa_cfg, APD_DSA_PER_IMAGE, r->dsa_seed, r->step,
+                              (uint32_t)nb, r->h, r->w);
+            if (st == APD_OK) st = apd_dsa_forward(r->xa, r->xb, &dp, (uint32_t)nb, r->c, r->h, r->w);
+            if (st != APD_OK) return eval_failed(err, st);
+            xin = r->xa;
+        }
+        st = apd_convnet_forward(r->net, r->logits, NULL, xin, nb);
+        if (st != APD_OK) return eval_failed(err, st);
+        float loss;
+        apd_xent_forward(&loss, r->probs, r->logits, r->yb, nb, K);
+        if (!isfinite(loss))
+            return apd__err_set(err, APD_ENUMERIC, "training loss became %g at pass %u (lr %g too high?)",
+                                (double)loss, pass, (double)apd_sgd_get_lr(r->opt));
+        *loss_sum += (double)loss * (double)nb;
+        *correct += apd_count_correct(r->logits, r->yb, nb, K);
+        memset(r->dlogits, 0, nb * K * sizeof(float));
+        apd_xent_backward(r->dlogits, r->probs, r->yb, 1.0f, nb, K);
+        apd_convnet_zero_grad(r->net);
+        st = apd_convnet_backward(r->net, NULL, r->dlogits, NULL, nb, APD_NN_PARAM_GRADS);
+        if (st != APD_OK) return eval_failed(err, st);
+        apd_sgd_step(r->opt, apd_convnet_params(r->net), apd_convnet_grads(r->net));
+    }
+    /* ReLU maps NaN to 0, so a diverged network can still give finite losses: check the
+     * weights themselves once per pass (cheap next to a pass). */
+    const float *prm = apd_convnet_params(r->net);
+    const size_t np = apd_convnet_num_params(r->net);
+    float acc = 0;
+    for (size_t i = 0; i < np; i++) acc += prm[i] * 0.0f; /* NaN/inf -> NaN */
+    if (acc != 0.0f)
+        return apd__err_set(err, APD_ENUMERIC, "network weights became non-finite at pass %u (lr %g too "
+                            "high, or non-finite input?)", pass, (double)apd_sgd_get_lr(r->opt));
+    return APD_OK;
+}
+
+/* All passes with the step schedule and the per-pass callback. */
+static apd_status eval_train(eval_run *r, apd_eval_result *res, apd_err *err)
+{
+    const apd_eval_opts *o = r->o;
+    const uint32_t passes = o->epochs + 1, decay_after = o->epochs / 2 + 1;
+    for (uint32_t pass = 0; pass < passes; pass++) {
+        double loss_sum;
+        size_t correct;
+        APD_TRY(eval_pass(r, pass, &loss_sum, &correct, err));
+        res->final_loss = (float)(loss_sum / (double)r->n_train);
+        res->final_train_acc = (float)correct / (float)r->n_train;
+        if (pass == decay_after) {
+            /* the reference re-creates the optimizer: lr x 0.1 and a fresh momentum buffer */
+            apd_sgd_set_lr(r->opt, apd_sgd_get_lr(r->opt) * 0.1f);
+            apd_sgd_reset(r->opt);
+        }
+        if (o->on_pass && o->on_pass(o->user, pass, passes, res->final_loss, res->final_train_acc))
+            return apd__err_set(err, APD_ECANCELED, "evaluation stopped at pass %u", pass);
+    }
+    return APD_OK;
+}
+
+/* Classify the test set once (normalised on the fly). */
+static apd_status eval_test(eval_run *r, const apd_dataset *test, const float mean[3], const float std[3],
+                            uint64_t *test_correct, apd_err *err)
+{
+    *test_correct = 0;
+    for (uint64_t s0 = 0; s0 < test->n; s0 += r->TB) {
+        const size_t nb = (size_t)(test->n - s0 < r->TB ? test->n - s0 : r->TB);
+        apd_eval_normalize(r->xb, test->pixels + s0 * r->img, nb, r->c, (size_t)r->h * r->w, mean, std);
+        apd_status st = apd_convnet_forward(r->net, r->logits, NULL, r->xb, nb);
+        if (st != APD_OK) return eval_failed(err, st);
+        *test_correct += apd_count_correct(r->logits, test->labels + s0, nb, r->K);
+    }
+    return APD_OK;
 }
 
 apd_status apd_eval_train_test(apd_eval_result *res, const float *train_x,
@@ -77,164 +254,34 @@ apd_status apd_eval_train_test(apd_eval_result *res, const float *train_x,
         o->epochs == 0 || o->batch == 0 || o->test_batch == 0 || !test->pixels || !test->labels)
         return apd__err_set(err, APD_EINVAL, "apd_eval_train_test: invalid argument");
     memset(res, 0, sizeof *res);
-    if (test->c != c || test->h != h || test->w != w)
-        return apd__err_set(err, APD_EMISMATCH,
-                            "training images are %ux%ux%u (CxHxW) but test set %s is %ux%ux%u",
-                            c, h, w, test->source[0] ? test->source : test->name, test->c,
-                            test->h, test->w);
-    const uint32_t K = test->n_classes;
-    if (K == 0) return apd__err_set(err, APD_EINVAL, "test set has no classes");
-    if (n_train > UINT32_MAX) return apd__err_set(err, APD_ELIMIT, "too many training images");
-    for (size_t i = 0; i < n_train; i++)
-        if (train_y[i] >= K)
-            return apd__err_set(err, APD_EINVAL,
-                                "training image %zu has label %u but the test set has %u classes",
-                                i, train_y[i], K);
-    for (uint64_t i = 0; i < test->n; i++)
-        if (test->labels[i] >= K)
-            return apd__err_set(err, APD_ECORRUPT, "test image %llu has label %u >= %u classes",
-                                (unsigned long long)i, test->labels[i], K);
-    for (uint32_t ch = 0; ch < c; ch++)
-        if (!(std[ch] > 0.0f) || !isfinite(mean[ch]))
-            return apd__err_set(err, APD_EINVAL, "bad normalisation for channel %u: mean %g std %g",
-                                ch, (double)mean[ch], (double)std[ch]);
-
-    const size_t B = o->batch < n_train ? o->batch : n_train;
-    const size_t TB = o->test_batch;
-    const size_t maxb = B > TB ? B : TB;
-    const size_t img = (size_t)c * h * w;
-
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, c, h, w, K);
-    cfg.width = o->width ? o->width : 128;
-    cfg.depth = o->depth ? o->depth : 3;
-    cfg.max_batch = (uint32_t)maxb;
-    cfg.pool = o->pool;
-    apd_convnet *net = NULL;
-    apd_sgd *opt = NULL;
-    eval_bufs b;
-    memset(&b, 0, sizeof b);
-    apd_status st = apd_convnet_create(&net, &cfg);
-    if (st != APD_OK) {
-        return apd__err_set(err, st, "cannot create ConvNet (width %u, depth %u) for %ux%ux%u: %s",
-                            cfg.width, cfg.depth, c, h, w, apd_strerror(st));
-    }
-    st = apd_sgd_create(&opt, apd_convnet_num_params(net), o->lr, o->momentum, o->weight_decay);
-    if (st != APD_OK) goto fail;
-    b.xb = malloc(maxb * img * sizeof(float));
-    b.xa = malloc(B * img * sizeof(float));
-    b.logits = malloc(maxb * K * sizeof(float));
-    b.probs = malloc(B * K * sizeof(float));
-    b.dlogits = malloc(B * K * sizeof(float));
-    b.yb = malloc(maxb * sizeof(uint32_t));
-    b.perm = malloc(n_train * sizeof(uint32_t));
-    b.samples = malloc(B * sizeof(apd_dsa_sample));
-    if (!b.xb || !b.xa || !b.logits || !b.probs || !b.dlogits || !b.yb || !b.perm || !b.samples) {
-        st = APD_ENOMEM;
-        goto fail;
-    }
-
-    apd_rng rinit, rshuf;
-    apd_rng_seed(&rinit, o->seed, stream_of(o->run, 1));
-    apd_rng_seed(&rshuf, o->seed, stream_of(o->run, 2));
-    const uint64_t dsa_seed = o->seed ^ stream_of(o->run, 3);
-    apd_convnet_init(net, &rinit);
-    for (size_t i = 0; i < n_train; i++) b.perm[i] = (uint32_t)i;
-
-    const uint32_t passes = o->epochs + 1, decay_after = o->epochs / 2 + 1;
-    uint64_t step = 0;
-    double t0 = apd__now();
-    for (uint32_t pass = 0; pass < passes; pass++) {
-        apd_rng_shuffle_u32(&rshuf, b.perm, n_train);
-        double loss_sum = 0;
-        size_t correct = 0;
-        for (size_t s0 = 0; s0 < n_train; s0 += B, step++) {
-            const size_t nb = n_train - s0 < B ? n_train - s0 : B;
-            for (size_t i = 0; i < nb; i++) {
-                memcpy(b.xb + i * img, train_x + (size_t)b.perm[s0 + i] * img, img * sizeof(float));
-                b.yb[i] = train_y[b.perm[s0 + i]];
-            }
-            const float *xin = b.xb;
-            if (o->dsa) {
-                apd_dsa_params dp;
-                st = apd_dsa_draw(&dp, b.samples, B, &o->dsa_cfg, APD_DSA_PER_IMAGE, dsa_seed, step,
-                                  (uint32_t)nb, h, w);
-                if (st == APD_OK) st = apd_dsa_forward(b.xa, b.xb, &dp, (uint32_t)nb, c, h, w);
-                if (st != APD_OK) goto fail;
-                xin = b.xa;
-            }
-            st = apd_convnet_forward(net, b.logits, NULL, xin, nb);
-            if (st != APD_OK) goto fail;
-            float loss;
-            apd_xent_forward(&loss, b.probs, b.logits, b.yb, nb, K);
-            if (!isfinite(loss)) {
-                st = APD_ENUMERIC;
-                apd__err_set(err, st, "training loss became %g at pass %u (lr %g too high?)",
-                             (double)loss, pass, (double)apd_sgd_get_lr(opt));
-                goto fail_msg;
-            }
-            loss_sum += (double)loss * (double)nb;
-            correct += apd_count_correct(b.logits, b.yb, nb, K);
-            memset(b.dlogits, 0, nb * K * sizeof(float));
-            apd_xent_backward(b.dlogits, b.probs, b.yb, 1.0f, nb, K);
-            apd_convnet_zero_grad(net);
-            st = apd_convnet_backward(net, NULL, b.dlogits, NULL, nb, APD_NN_PARAM_GRADS);
-            if (st != APD_OK) goto fail;
-            apd_sgd_step(opt, apd_convnet_params(net), apd_convnet_grads(net));
-        }
-        /* ReLU maps NaN to 0, so a diverged network can still give finite losses: check
-         * the weights themselves once per pass (cheap next to a pass). */
-        {
-            const float *prm = apd_convnet_params(net);
-            const size_t np = apd_convnet_num_params(net);
-            float acc = 0;
-            for (size_t i = 0; i < np; i++) acc += prm[i] * 0.0f; /* NaN/inf -> NaN */
-            if (acc != 0.0f) {
-                st = APD_ENUMERIC;
-                apd__err_set(err, st, "network weights became non-finite at pass %u (lr %g too "
-                             "high, or non-finite input?)", pass, (double)apd_sgd_get_lr(opt));
-                goto fail_msg;
-            }
-        }
-        res->final_loss = (float)(loss_sum / (double)n_train);
-        res->final_train_acc = (float)correct / (float)n_train;
-        if (pass == decay_after) {
-            /* the reference re-creates the optimizer: lr x 0.1 and a fresh momentum buffer */
-            apd_sgd_set_lr(opt, apd_sgd_get_lr(opt) * 0.1f);
-            apd_sgd_reset(opt);
-        }
-        if (o->on_pass && o->on_pass(o->user, pass, passes, res->final_loss, res->final_train_acc)) {
-            st = APD_ECANCELED;
-            apd__err_set(err, st, "evaluation stopped at pass %u", pass);
-            goto fail_msg;
-        }
-    }
-    res->train_seconds = apd__now() - t0;
-
-    t0 = apd__now();
+    eval_run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.train_x = train_x;
+    r.train_y = train_y;
+    r.n_train = n_train;
+    r.c = c;
+    r.h = h;
+    r.w = w;
+    APD_TRY(eval_check(&r, test, mean, std, err));
     uint64_t test_correct = 0;
-    for (uint64_t s0 = 0; s0 < test->n; s0 += TB) {
-        const size_t nb = (size_t)(test->n - s0 < TB ? test->n - s0 : TB);
-        apd_eval_normalize(b.xb, test->pixels + s0 * img, nb, c, (size_t)h * w, mean, std);
-        st = apd_convnet_forward(net, b.logits, NULL, b.xb, nb);
-        if (st != APD_OK) goto fail;
-        test_correct += apd_count_correct(b.logits, test->labels + s0, nb, K);
+    apd_status st = eval_setup(&r, err);
+    if (st == APD_OK) {
+        double t0 = apd__now();
+        st = eval_train(&r, res, err);
+        if (st == APD_OK) {
+            res->train_seconds = apd__now() - t0;
+            t0 = apd__now();
+            st = eval_test(&r, test, mean, std, &test_correct, err);
+        }
+        if (st == APD_OK) {
+            res->test_seconds = apd__now() - t0;
+            res->test_correct = test_correct;
+            res->test_n = test->n;
+            res->test_acc = test->n ? (double)res->test_correct / (double)test->n : 0.0;
+        }
     }
-    res->test_seconds = apd__now() - t0;
-    res->test_correct = test_correct;
-    res->test_n = test->n;
-    res->test_acc = test->n ? (double)test_correct / (double)test->n : 0.0;
-    apd_sgd_free(opt);
-    apd_convnet_free(net);
-    free_bufs(&b);
-    return APD_OK;
-
-fail:
-    apd__err_set(err, st, "evaluation training failed: %s", apd_strerror(st));
-fail_msg:
-    apd_sgd_free(opt);
-    apd_convnet_free(net);
-    free_bufs(&b);
+    eval_free(&r);
     return st;
 }
 

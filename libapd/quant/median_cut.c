@@ -206,7 +206,7 @@ static apd_status bin_entries(const apd__qhist *hh, mc_ctx *m)
 static void map_pillow(const apd__qhist *hh, const uint8_t *palette, uint32_t nleaf, uint32_t *map)
 {
     apd__qpal qp;
-    uint32_t d[256];
+    uint32_t d[APD_MAX_COLORS];
     uint32_t c = hh->c;
     apd__qpal_set(&qp, palette, nleaf, c);
     for (uint32_t i = 0; i < hh->n; i++) {
@@ -234,9 +234,9 @@ apd_status apd__median_cut(const apd__qhist *hh, uint32_t k, uint8_t *palette, u
     mc_ctx m = {.c = c, .ne = n};
     int binned = n > MC_MAX_ENTRIES;
     uint32_t ecap = binned ? MC_MAX_ENTRIES : n;
-    mc_box *boxes = malloc(sizeof(mc_box) * 2 * 256);
+    mc_box *boxes = malloc(sizeof(mc_box) * 2 * APD_MAX_COLORS);
     m.ord = malloc(sizeof(uint32_t) * (size_t)ecap);
-    uint64_t *sum = calloc((size_t)256 * 4, sizeof(uint64_t));
+    uint64_t *sum = calloc((size_t)APD_MAX_COLORS * 4, sizeof(uint64_t));
     uint32_t *leaf_of_entry = malloc(sizeof(uint32_t) * (size_t)ecap);
     if (binned) {
         m.ev = malloc(3 * (size_t)ecap);

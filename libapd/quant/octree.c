@@ -177,7 +177,7 @@ apd_status apd__kmeans_refine(const apd__qhist *hh, uint32_t k_used, uint8_t *pa
         }
         uint32_t changes = 0;
         apd__qpal qp;
-        uint32_t d[256];
+        uint32_t d[APD_MAX_COLORS];
         apd__qpal_set(&qp, palette, k_used, c);
         for (uint32_t i = 0; i < hh->n; i++) {
             apd__qpal_dists(&qp, hh->col[i], d);

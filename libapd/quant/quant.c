@@ -100,7 +100,7 @@ void apd__qhist_free(apd__qhist *hh)
 void apd__qnearest(const apd__qhist *hh, const uint8_t *palette, uint32_t k, uint32_t *map)
 {
     apd__qpal qp;
-    uint32_t d[256];
+    uint32_t d[APD_MAX_COLORS];
     apd__qpal_set(&qp, palette, k, hh->c);
     for (uint32_t i = 0; i < hh->n; i++) {
         apd__qpal_dists(&qp, hh->col[i], d);
@@ -113,7 +113,8 @@ void apd__qnearest(const apd__qhist *hh, const uint8_t *palette, uint32_t k, uin
 static apd_status check_args(const uint8_t *img, uint32_t c, uint32_t h, uint32_t w,
                              uint32_t k, uint32_t *npix)
 {
-    if (!img || (c != 1 && c != 3) || h == 0 || w == 0 || k == 0 || k > 256) return APD_EINVAL;
+    if (!img || (c != 1 && c != 3) || h == 0 || w == 0 || k == 0 || k > APD_MAX_COLORS)
+        return APD_EINVAL;
     uint64_t np = (uint64_t)h * w;
     if (np > UINT32_MAX / 4) return APD_EOVERFLOW;
     *npix = (uint32_t)np;

@@ -43,7 +43,7 @@ static inline uint32_t apd__qdist(const uint8_t *a, const uint8_t *b, uint32_t c
  * that the compiler vectorises even at -O2. */
 #define APD__QB 16
 typedef struct apd__qpal {
-    int32_t v[3][256];
+    int32_t v[3][APD_MAX_COLORS];
     uint32_t k, kpad, c;
 } apd__qpal;
 

@@ -96,6 +96,7 @@ class Dataset:
             "kind": {1: "palette", 2: "direct"}.get(fi.kind, str(fi.kind)),
             "k": fi.k, "bits": fi.bits, "n_classes": fi.n_classes,
             "mean": [fi.mean[i] for i in range(fi.c)], "std": [fi.std[i] for i in range(fi.c)],
+            "index_coded": bool(fi.has_index_model),
         }
         self._n = fi.n_records
         self._shape = (fi.h, fi.w, fi.c) if layout == "hwc" else (fi.c, fi.h, fi.w)

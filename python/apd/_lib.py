@@ -39,6 +39,7 @@ class FileInfo(_c.Structure):
         ("mean", _c.c_float * 3), ("std", _c.c_float * 3),
         ("records_per_chunk", _c.c_uint32), ("n_chunks", _c.c_uint64),
         ("has_dictionary", _c.c_int), ("dataset_name", _c.c_char * 64),
+        ("has_index_model", _c.c_int),
         # room for fields the library may append later (it writes sizeof its struct)
         ("_reserved", _c.c_uint8 * 512),
     ]

@@ -16,7 +16,6 @@ os.environ.setdefault("APD_BUILD_DIR", BUILD)
 sys.path.insert(0, os.path.join(REPO, "python"))
 
 MKTEST = os.path.join(BUILD, "tests", "loader", "apd_mktest")
-CIFAR_TEST = os.path.join(REPO, "..", "shared", "data", "cifar10-dev", "test.bin")
 
 
 def mktest(*args):

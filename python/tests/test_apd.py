@@ -224,6 +224,20 @@ def test_next_batch_into_given_arrays(synth):
         ld.next_batch(out=(np.zeros((32, 8, 8, 3), np.uint8), y))
 
 
+def test_index_coded_file_reads_like_plain():
+    """A format 1.1 file with an entropy-coded index map (tests/data/bad/coded_valid.apd)
+    decodes to the same pixels as the plain 1.0 file of the same image (valid.apd)."""
+    bad = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "bad")
+    coded, plain = apd.open(os.path.join(bad, "coded_valid.apd")), apd.open(os.path.join(bad, "valid.apd"))
+    assert coded.info["version"] == "1.1" and coded.info["index_coded"]
+    assert plain.info["version"] == "1.0" and not plain.info["index_coded"]
+    (ci, cl), (pi, pl) = coded[0], plain[0]
+    assert cl == pl == 7 and np.array_equal(ci, pi)
+    assert ci[0, 0].tolist() == [255, 0, 0] and ci[1, 0].tolist() == [0, 0, 255]
+    coded.close()
+    plain.close()
+
+
 def test_out_of_range_ints_and_paths_refused(synth):
     """ctypes keeps only the low bits of an int: label(2**64 + 5) read record 5, world_size
     2**32 + 1 ran as 1, and a path with a NUL byte opened the path up to it."""

@@ -1,21 +1,21 @@
 /* test_collapse.c: palette collapse on real data (AUTOPALETTE.md "Known pitfall") and the
- * default remedy that prevents it (issue 5: stored images use a median of at least K/2
- * colours).
+ * default remedy that prevents it (stored images use a median of at least K/2 colours).
  *
- * Fashion-MNIST (K 16, grey) and, when ../shared/data/cifar10-dev is present, CIFAR-10 dev
- * (K 64, RGB): a short DM + AutoPalette run (2 images per class, a few iterations, random
- * init) as published (--palette-remedy none) must collapse (median <= 3 colours per stored
- * image), and the same run with the default remedy (kmeans-init+task-scale) must keep a
- * median of at least K/2. Both medians are printed.
+ * Fashion-MNIST (K 16, grey), the CIFAR-10 fixture tests/data/cifar10 (K 64, RGB, 500
+ * images) and, as `test_collapse full` (optional, skipped without APD_EXTRA_DATA), the larger
+ * cifar10-dev (K 64): a short DM + AutoPalette run (2 images per class, a few iterations,
+ * random init) as published (--palette-remedy none) must collapse (median <= 3 colours per
+ * stored image), and the same run with the default remedy (kmeans-init+task-scale) must keep
+ * a median of at least K/2. Both medians are printed.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "apd/distill.h"
 #include "apd/io.h"
+#include "test_data.h"
 
 static double colours_median(const apd_distill_result *r)
 {
@@ -41,7 +41,6 @@ static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char
     o.threads = 2;
     o.seed = 1;
     o.remedy = remedy;
-    o.log = fopen("/dev/null", "w");
     apd_distill_result res;
     apd_err err;
     apd_status st = apd_distill_run(ds, &o, &res, &err);
@@ -50,7 +49,6 @@ static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char
     printf("  %s, K %u, remedy %s: stored colours/img median %.1f; %s\n", ds->name, k,
            remedy ? "default" : "none", med, res.stats_json);
     apd_distill_result_free(&res);
-    fclose(o.log);
     return med;
 }
 
@@ -71,27 +69,32 @@ static void check_dataset(const char *spec, uint32_t k)
 START_TEST(fashion_mnist_k16) { check_dataset("fashion-mnist", 16); }
 END_TEST
 
+START_TEST(cifar10_fixture_k64) { check_dataset("cifar10:" APD_TEST_CIFAR, 64); }
+END_TEST
+
 START_TEST(cifar10_dev_k64)
 {
-    const char *dir = APD_SHARED_DATA "/cifar10-dev";
-    char f[1024];
-    snprintf(f, sizeof f, "%s/train.bin", dir);
-    if (access(f, R_OK) != 0) {
-        printf("  %s missing: CIFAR part skipped\n", f);
-        return;
-    }
-    snprintf(f, sizeof f, "cifar10:%s", dir);
-    check_dataset(f, 64);
+    char dir[1100], spec[1200];
+    ck_assert(apd_test_extra_cifar(dir, sizeof dir));
+    snprintf(spec, sizeof spec, "cifar10:%s", dir);
+    check_dataset(spec, 64);
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int full = apd_test_full_mode(argc, argv);
+    char dir[1100];
+    if (full && !apd_test_extra_cifar(dir, sizeof dir)) return APD_TEST_SKIP;
     Suite *s = suite_create("collapse");
     TCase *tc = tcase_create("real");
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, fashion_mnist_k16);
-    tcase_add_test(tc, cifar10_dev_k64);
+    if (full) {
+        tcase_add_test(tc, cifar10_dev_k64);
+    } else {
+        tcase_add_test(tc, fashion_mnist_k16);
+        tcase_add_test(tc, cifar10_fixture_k64);
+    }
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

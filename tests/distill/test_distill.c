@@ -1,15 +1,19 @@
 /* test_distill.c: tiny end-to-end distillations on a synthetic 2-class 8x8 dataset:
  * DM lowers its (fixed-network) loss, AutoPalette writes valid palette records, two runs
- * with the same seed give identical results, and a run stopped at a checkpoint and resumed
- * ends with the same bytes as an uninterrupted run (DM and AutoPalette). */
+ * with the same seed give identical results, a run stopped at a checkpoint and resumed
+ * ends with the same bytes as an uninterrupted run (DM and AutoPalette), and status lines and
+ * progress arrive only through the callbacks (nothing on stdout/stderr). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apd/distill.h"
+#include "apd/format.h"
 #include "common/rng.h"
 
 static apd_dataset g_real;
@@ -58,7 +62,6 @@ static void base_opts(apd_distill_opts *o, apd_distill_method m)
     o->seed = 7;
     o->threads = 2;
     o->warmup_steps = 3;
-    o->log = fopen("/dev/null", "w");
 }
 
 static double stat_of(const char *json, const char *key)
@@ -75,7 +78,7 @@ static void same_result(const apd_distill_result *a, const apd_distill_result *b
     ck_assert_uint_eq(a->n, b->n);
     ck_assert_uint_eq(a->kind, b->kind);
     size_t img = (size_t)a->c * a->h * a->w, p = (size_t)a->h * a->w;
-    if (a->kind == 2) {
+    if (a->kind == APD_KIND_DIRECT) {
         ck_assert(memcmp(a->pixels, b->pixels, a->n * img) == 0);
     } else {
         ck_assert(memcmp(a->palettes, b->palettes, a->n * a->k * a->c) == 0);
@@ -102,12 +105,11 @@ START_TEST(dm_lowers_loss)
     apd_status s = apd_distill_run(&g_real, &o, &res, &err);
     ck_assert_msg(s == APD_OK, "%s", err.msg);
     ck_assert_uint_eq(res.n, 6);
-    ck_assert_uint_eq(res.kind, 2);
+    ck_assert_uint_eq(res.kind, APD_KIND_DIRECT);
     double e0 = stat_of(res.stats_json, "eval_loss_initial"), e1 = stat_of(res.stats_json, "eval_loss_stored");
     printf("dm: eval loss %.4f -> %.4f\n", e0, e1);
     ck_assert(e1 < 0.95 * e0);
     apd_distill_result_free(&res);
-    fclose(o.log);
 }
 END_TEST
 
@@ -118,7 +120,7 @@ START_TEST(random_and_quantized)
     apd_distill_result res;
     apd_err err;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
-    ck_assert_uint_eq(res.kind, 2);
+    ck_assert_uint_eq(res.kind, APD_KIND_DIRECT);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert_uint_eq(res.labels[i], g_real.labels[res.source_ids[i]]);
         ck_assert(memcmp(res.pixels + i * 192, g_real.pixels + res.source_ids[i] * 192, 192) == 0);
@@ -126,13 +128,12 @@ START_TEST(random_and_quantized)
     apd_distill_result_free(&res);
     o.quantizer = 0; /* median cut */
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
-    ck_assert_uint_eq(res.kind, 1);
+    ck_assert_uint_eq(res.kind, APD_KIND_PALETTE);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert(res.k_used[i] >= 1 && res.k_used[i] <= 4);
         for (int q = 0; q < 64; q++) ck_assert_uint_lt(res.indices[i * 64 + q], res.k_used[i]);
     }
     apd_distill_result_free(&res);
-    fclose(o.log);
 }
 END_TEST
 
@@ -144,7 +145,7 @@ START_TEST(autopalette_records)
     apd_err err;
     apd_status s = apd_distill_run(&g_real, &o, &res, &err);
     ck_assert_msg(s == APD_OK, "%s", err.msg);
-    ck_assert_uint_eq(res.kind, 1);
+    ck_assert_uint_eq(res.kind, APD_KIND_PALETTE);
     ck_assert_uint_eq(res.k, 4);
     for (uint64_t i = 0; i < res.n; i++) {
         ck_assert(res.k_used[i] >= 1 && res.k_used[i] <= 4);
@@ -153,7 +154,6 @@ START_TEST(autopalette_records)
     ck_assert_ptr_nonnull(strstr(res.hyperparameters_json, "\"palette_remedy\""));
     printf("autopalette stats: %s\n", res.stats_json);
     apd_distill_result_free(&res);
-    fclose(o.log);
 }
 END_TEST
 
@@ -191,7 +191,6 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     ck_assert_int_eq(apd_distill_run(&g_real, &o4, &c, &err), APD_EMISMATCH);
     remove(ck);
     apd_distill_result_free(&a);
-    fclose(o.log);
 }
 
 START_TEST(dm_deterministic_and_resumable) { check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM); }
@@ -199,6 +198,159 @@ END_TEST
 START_TEST(autopalette_deterministic_and_resumable)
 {
     check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT);
+}
+END_TEST
+
+/* What the callbacks received. */
+typedef struct cb_log {
+    int lines, lines_with_newline, saw_header, saw_select, saw_last_iter;
+    int progress_calls, select_calls, distill_calls, backwards, bad_phase;
+    uint64_t last_done, distill_total, distill_last;
+    char last_phase[32];
+} cb_log;
+
+static void on_log(void *user, const char *line)
+{
+    cb_log *c = user;
+    c->lines++;
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\n') c->lines_with_newline++;
+    if (strncmp(line, "distill: autopalette,", 21) == 0) c->saw_header = 1;
+    if (strncmp(line, "distill: selection net epoch 1/1", 32) == 0) c->saw_select = 1;
+    if (strncmp(line, "it 12/12 ", 9) == 0) c->saw_last_iter = 1;
+}
+
+static void on_progress(void *user, const char *phase, uint64_t done, uint64_t total, const char *note)
+{
+    cb_log *c = user;
+    (void)note;
+    c->progress_calls++;
+    if (strcmp(phase, c->last_phase) != 0) {
+        snprintf(c->last_phase, sizeof c->last_phase, "%s", phase);
+        c->last_done = 0;
+    }
+    if (done < c->last_done || (total && done > total)) c->backwards++;
+    c->last_done = done;
+    if (strcmp(phase, "select-net") == 0)
+        c->select_calls++;
+    else if (strcmp(phase, "distill") == 0) {
+        c->distill_calls++;
+        c->distill_total = total;
+        c->distill_last = done;
+    } else
+        c->bad_phase++;
+}
+
+/* Run with fds 1 and 2 sent to a file; returns the number of bytes written to them. */
+static long run_captured(const apd_distill_opts *o, apd_distill_result *res, apd_status *st)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/distill-test-out-%d.txt", APD_BINARY_DIR, (int)getpid());
+    fflush(stdout);
+    fflush(stderr);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    int save1 = dup(1), save2 = dup(2);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    apd_err err;
+    *st = apd_distill_run(&g_real, o, res, &err);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(save1, 1);
+    dup2(save2, 2);
+    close(save1);
+    close(save2);
+    close(fd);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    remove(path);
+    ck_assert_msg(*st == APD_OK, "%s", err.msg);
+    return (long)sb.st_size;
+}
+
+START_TEST(callbacks_only)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.init = APD_INIT_GRAPHCUT;
+    o.select_epochs = 1;
+    o.select_batch = 32;
+    o.log_every = 5;
+    apd_distill_result a, b;
+    apd_status st;
+    /* silent: no callbacks, and nothing may appear on stdout or stderr */
+    long quiet_bytes = run_captured(&o, &a, &st);
+    printf("callbacks: %ld bytes on stdout/stderr without callbacks\n", quiet_bytes);
+    ck_assert_int_eq(quiet_bytes, 0);
+    cb_log c;
+    memset(&c, 0, sizeof c);
+    o.log_fn = on_log;
+    o.progress_fn = on_progress;
+    o.cb_user = &c;
+    long bytes = run_captured(&o, &b, &st);
+    printf("callbacks: %d log lines, %d progress calls (%d select-net, %d distill, last %llu/%llu), "
+           "%ld bytes on stdout/stderr\n", c.lines, c.progress_calls, c.select_calls, c.distill_calls,
+           (unsigned long long)c.distill_last, (unsigned long long)c.distill_total, bytes);
+    ck_assert_int_eq(bytes, 0);
+    ck_assert_int_gt(c.lines, 4);
+    ck_assert_int_eq(c.lines_with_newline, 0);
+    ck_assert(c.saw_header && c.saw_select && c.saw_last_iter);
+    ck_assert_int_eq(c.bad_phase, 0);
+    ck_assert_int_eq(c.backwards, 0);
+    ck_assert_int_gt(c.select_calls, 1);
+    ck_assert_int_eq(c.distill_calls, 13); /* the start (0 of 12) and one per iteration */
+    ck_assert_uint_eq(c.distill_total, 12);
+    ck_assert_uint_eq(c.distill_last, 12);
+    /* the callbacks do not change the result */
+    same_result(&a, &b);
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+}
+END_TEST
+
+/* apd_distill_write: the records and the provenance keys round-trip through a file; the
+ * method name is written as an escaped JSON string. */
+START_TEST(write_provenance)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_RANDOM);
+    o.quantizer = 0; /* palette records */
+    apd_distill_result res;
+    apd_err err;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_OK);
+    char path[256];
+    snprintf(path, sizeof path, "%s/distill-test-write-%d.apd", APD_BINARY_DIR, (int)getpid());
+    remove(path);
+    apd_writer_opts wo;
+    apd_distill_writer_opts(&wo, &res, &g_real);
+    wo.no_sync = 1;
+    ck_assert_uint_eq(wo.kind, APD_KIND_PALETTE);
+    apd_writer *w;
+    ck_assert_msg(apd_writer_create(&w, path, &wo, &err) == APD_OK, "%s", err.msg);
+    ck_assert_int_eq(apd_distill_write(w, &res, &g_real, 42, "rand\"om\\q\n"), APD_OK);
+    ck_assert_int_eq(apd_writer_close(w), APD_OK);
+    apd_reader *r;
+    ck_assert_msg(apd_reader_open(&r, path, NULL, &err) == APD_OK, "%s", err.msg);
+    ck_assert_uint_eq(apd_reader_count(r), res.n);
+    for (uint64_t i = 0; i < res.n; i++) {
+        uint32_t label;
+        uint64_t sid;
+        ck_assert_int_eq(apd_reader_label(r, i, &label), APD_OK);
+        ck_assert_int_eq(apd_reader_source_id(r, i, &sid), APD_OK);
+        ck_assert_uint_eq(label, res.labels[i]);
+        ck_assert_uint_eq(sid, res.source_ids[i]);
+    }
+    const char *meta = apd_reader_meta_json(r);
+    printf("write_provenance: %zu bytes of metadata\n", strlen(meta));
+    ck_assert_ptr_nonnull(strstr(meta, "\"method\": \"rand\\\"om\\\\q\\n\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"seed\": 42,"));
+    ck_assert_ptr_nonnull(strstr(meta, "\"source\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"hyperparameters\""));
+    ck_assert_ptr_nonnull(strstr(meta, "\"distill_stats\""));
+    apd_reader_close(r);
+    remove(path);
+    apd_distill_result_free(&res);
 }
 END_TEST
 
@@ -233,6 +385,8 @@ int main(void)
     tcase_add_test(tc, autopalette_records);
     tcase_add_test(tc, dm_deterministic_and_resumable);
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
+    tcase_add_test(tc, callbacks_only);
+    tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

@@ -146,8 +146,8 @@ START_TEST(test_finite_difference)
         for (int op = APD_DSA_COLOR; op <= APD_DSA_ROTATE; op++) {
             for (int mode = 0; mode < 2; mode++) {
                 for (int ac = 0; ac < 2; ac++) {
-                    apd_dsa_config cfg;
-                    apd_dsa_config_default(&cfg);
+                    apd_dsa_opts cfg;
+                    apd_dsa_opts_default(&cfg);
                     cfg.align_corners = ac;
                     apd_dsa_sample s[3];
                     apd_dsa_params p;
@@ -313,8 +313,8 @@ START_TEST(test_draw_ranges)
     ck_assert(rot_max > 14.5f);
 
     /* strategy subset: only flip and rotate are drawn */
-    apd_dsa_config cfg;
-    apd_dsa_config_default(&cfg);
+    apd_dsa_opts cfg;
+    apd_dsa_opts_default(&cfg);
     ck_assert_int_eq(apd_dsa_strategy_parse("flip_rotate", &cfg.strategy), APD_OK);
     for (int d = 0; d < 100; d++) {
         ck_assert_int_eq(apd_dsa_draw(&p, s, 32, &cfg, APD_DSA_SIAMESE, 1, (uint64_t)d, 32, 32, 32), APD_OK);

@@ -84,7 +84,7 @@ static void write_apd(const char *path)
     uint8_t p[256];
     for (uint32_t i = 0; i < 24; i++) {
         draw(p, i % 3, &r);
-        ck_assert_msg(apd_writer_put_quantized(w, p, i % 3, i, APD_QUANT_MEDIAN_CUT, 1) == APD_OK,
+        ck_assert_msg(apd_quantize_put(w, APD_QUANT_MEDIAN_CUT, p, i % 3, i, 1) == APD_OK,
                       "%s", apd_writer_errmsg(w));
     }
     ck_assert_int_eq(apd_writer_close(w), APD_OK);

@@ -39,6 +39,7 @@
 
 #include "apd/format.h"
 #include "apd/loader.h"
+#include "apd/quant.h"
 #include "common/internal.h"
 #include "common/rng.h"
 
@@ -129,7 +130,7 @@ static void write_base(base *b, uint32_t kind, uint32_t c, uint32_t hw, uint32_t
             s = apd_writer_put_direct(w, chw, i % 10, i);
         } else if (comp == APD_COMPRESS_ON) {
             smooth_image(&r, c, hw, hw, chw, (int)k);
-            s = apd_writer_put_quantized(w, chw, i % 10, i, APD_QUANT_MEDIAN_CUT, i);
+            s = apd_quantize_put(w, APD_QUANT_MEDIAN_CUT, chw, i % 10, i, i);
         } else {
             for (uint32_t e = 0; e < k * c; e++) pal[e] = (uint8_t)apd_rng_below(&r, 256);
             for (size_t p = 0; p < npix; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);

@@ -29,6 +29,7 @@ typedef struct {
     uint32_t kind, c, h, w, k, n, per_chunk;
     apd_compress comp;
     int smooth; /* compressible content */
+    apd_icode ic; /* index coding (format 1.1); AUTO when not given */
 } spec_case;
 
 static void make(const char *dir, const spec_case *sc)
@@ -47,6 +48,7 @@ static void make(const char *dir, const spec_case *sc)
     o.force = 1;
     o.no_sync = 1;
     o.compress = sc->comp;
+    o.index_coding = sc->ic;
     o.records_per_chunk = sc->per_chunk;
     o.dataset_name = sc->name;
     static const char names[10][64] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
@@ -108,9 +110,10 @@ static void make(const char *dir, const spec_case *sc)
         fwrite(out, 1, ib, f);
     }
     if (fclose(f)) die("write dump");
-    printf("%s: %llu records, %llu chunks, %llu zstd-compressed, dictionary %llu bytes\n", path,
+    printf("%s: %llu records, %llu chunks, %llu zstd-compressed, dictionary %llu bytes, %llu index-coded\n", path,
            (unsigned long long)fi.n_records, (unsigned long long)fi.n_chunks,
-           (unsigned long long)st.compressed_records, (unsigned long long)st.dict_bytes);
+           (unsigned long long)st.compressed_records, (unsigned long long)st.dict_bytes,
+           (unsigned long long)st.coded_records);
     apd_reader_close(rd);
     free(out);
     free(idx);
@@ -124,13 +127,16 @@ int main(int argc, char **argv)
         return 2;
     }
     static const spec_case cases[] = {
-        {"rgb-k64", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 0},
-        {"grey-k16-dict", APD_KIND_PALETTE, 1, 28, 28, 16, 400, 0, APD_COMPRESS_AUTO, 1},
-        {"rgb-k3-zstd", APD_KIND_PALETTE, 3, 5, 3, 3, 40, 7, APD_COMPRESS_ON, 1},
-        {"grey-k256", APD_KIND_PALETTE, 1, 7, 3, 256, 30, 0, APD_COMPRESS_OFF, 0},
-        {"rgb-k2-1x1", APD_KIND_PALETTE, 3, 1, 1, 2, 9, 4, APD_COMPRESS_OFF, 0},
-        {"direct-rgb", APD_KIND_DIRECT, 3, 8, 8, 0, 50, 16, APD_COMPRESS_ON, 1},
-        {"direct-grey", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0},
+        {"rgb-k64", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 0, APD_ICODE_AUTO},
+        {"grey-k16-dict", APD_KIND_PALETTE, 1, 28, 28, 16, 400, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_AUTO},
+        {"rgb-k3-zstd", APD_KIND_PALETTE, 3, 5, 3, 3, 40, 7, APD_COMPRESS_ON, 1, APD_ICODE_AUTO},
+        {"grey-k256", APD_KIND_PALETTE, 1, 7, 3, 256, 30, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO},
+        {"rgb-k2-1x1", APD_KIND_PALETTE, 3, 1, 1, 2, 9, 4, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO},
+        {"direct-rgb", APD_KIND_DIRECT, 3, 8, 8, 0, 50, 16, APD_COMPRESS_ON, 1, APD_ICODE_AUTO},
+        {"direct-grey", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO},
+        {"rgb-k64-coded", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 1, APD_ICODE_ON},
+        {"grey-k5-coded-7x9", APD_KIND_PALETTE, 1, 7, 9, 5, 60, 0, APD_COMPRESS_OFF, 1, APD_ICODE_ON},
+        {"rgb-k256-coded-13x6", APD_KIND_PALETTE, 3, 13, 6, 256, 40, 3, APD_COMPRESS_AUTO, 1, APD_ICODE_ON},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) make(argv[1], &cases[i]);
     return 0;

@@ -306,8 +306,11 @@ START_TEST(limits_and_foreign)
 }
 END_TEST
 
-/* Child: write records forever-ish, committing every `every`; parent kills it. */
-static void child_writer(const char *path, uint32_t total, uint32_t every, int exit_early)
+/* Child: write records forever-ish, committing every `every`; parent kills it. After the
+ * first commit it writes one byte to ready_fd (if >= 0): until then the file may not exist
+ * yet (force unlinks the old one first), and on a loaded machine or under ASan that takes
+ * longer than the parent's kill delay. */
+static void child_writer(const char *path, uint32_t total, uint32_t every, int exit_early, int ready_fd)
 {
     apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 32, 32, 64);
     o.no_sync = 1;
@@ -322,6 +325,10 @@ static void child_writer(const char *path, uint32_t total, uint32_t every, int e
         fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
         if (apd_writer_put_palette(wr, pal, 64, idx, i % 10, i) != APD_OK) _exit(4);
         if ((i + 1) % every == 0 && apd_writer_commit(wr) != APD_OK) _exit(5);
+        if (ready_fd >= 0 && i + 1 == every) {
+            if (write(ready_fd, "r", 1) != 1) _exit(7);
+            close(ready_fd);
+        }
         if (exit_early && i + 1 == (uint32_t)exit_early) _exit(0); /* no close: uncommitted tail lost */
     }
     _exit(apd_writer_close(wr) == APD_OK ? 0 : 6);
@@ -368,7 +375,7 @@ static void run_child_writer(const char *path, uint32_t total, uint32_t every)
 {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
-    if (pid == 0) child_writer(path, total, every, 0);
+    if (pid == 0) child_writer(path, total, every, 0, -1);
     int st;
     waitpid(pid, &st, 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -402,7 +409,7 @@ START_TEST(killed_writer)
        temporary holds 1000 committed records marked incomplete */
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
-    if (pid == 0) child_writer(path, 5000, 250, 1030);
+    if (pid == 0) child_writer(path, 5000, 250, 1030, -1);
     int st;
     waitpid(pid, &st, 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -414,11 +421,21 @@ START_TEST(killed_writer)
     ck_assert_int_eq(apd_reader_open(&r, left[0], NULL, &err), APD_EMETA);
     ck_assert_msg(strstr(err.msg, "incomplete") && strstr(err.msg, left[0]), "%s", err.msg);
     partials_refused("killed.apd");
-    /* 2: SIGKILL at a random moment while writing (several times) */
+    /* 2: SIGKILL at a random moment while writing (several times), counted from the first
+     * commit */
     for (int round = 0; round < 4; round++) {
+        int ready[2];
+        ck_assert_int_eq(pipe(ready), 0);
         pid = fork();
         ck_assert_int_ge(pid, 0);
-        if (pid == 0) child_writer(path, 200000, 37, 0);
+        if (pid == 0) {
+            close(ready[0]);
+            child_writer(path, 200000, 37, 0, ready[1]);
+        }
+        close(ready[1]);
+        char b;
+        ck_assert_msg(read(ready[0], &b, 1) == 1, "the writer died before its first commit");
+        close(ready[0]);
         struct timespec ts = {0, (40 + 35 * round) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);

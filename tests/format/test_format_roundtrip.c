@@ -3,17 +3,24 @@
  *  - bit packing: pack -> unpack identity for every width 1..8 and many lengths; the spec's
  *    worked 6-bit example.
  *  - palette kernels: scalar and AVX-512 give identical bytes, equal to a naive reference,
- *    for every K 1..256, grey and RGB, sizes 1x1, 3x5, 32x32, 128x128, HWC and CHW.
- *  - files: every K 1..256 (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
+ *    for every K 1..APD_MAX_COLORS, grey and RGB, sizes 1x1, 3x5, 32x32, 128x128, HWC and CHW.
+ *  - files: every K 1..APD_MAX_COLORS (grey and RGB, 3x5) and every index width at 1x1, 32x32, 128x128
  *    written and read back (pixels, palettes, indices, labels, source ids, metadata);
  *    direct-colour records; zstd-compressed records with and without a dictionary.
+ *  - API: library metadata keys, apd_writer_info, apd_quantize_put.
+ *  - lock file: none left after writing, reading or loading; a reader in another process
+ *    that opened during writing keeps a valid snapshot while the writer commits.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "apd/loader.h"
+#include "apd/quant.h"
 #include "fmt_test_util.h"
 #include "format/format_internal.h"
 
@@ -67,8 +74,8 @@ START_TEST(pack_roundtrip)
     ck_assert_uint_eq(apd_bits_for_k(3), 2);
     ck_assert_uint_eq(apd_bits_for_k(64), 6);
     ck_assert_uint_eq(apd_bits_for_k(65), 7);
-    ck_assert_uint_eq(apd_bits_for_k(256), 8);
-    ck_assert_uint_eq(apd_bits_for_k(257), 0);
+    ck_assert_uint_eq(apd_bits_for_k(APD_MAX_COLORS), 8);
+    ck_assert_uint_eq(apd_bits_for_k(APD_MAX_COLORS + 1), 0);
 }
 END_TEST
 
@@ -85,10 +92,10 @@ START_TEST(kernels_every_k)
     size_t maxpix = 128 * 128;
     uint8_t pal[768], *idx = malloc(maxpix), *packed = malloc(maxpix), *ref = malloc(3 * maxpix),
                       *a = malloc(3 * maxpix + 64), *b = malloc(3 * maxpix + 64);
-    for (uint32_t k = 1; k <= 256; k++)
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++)
         for (uint32_t c = 1; c <= 3; c += 2)
             for (int s = 0; s < 4; s++) {
-                if (s == 3 && k % 17 != 0 && k != 256 && k != 1 && k != 129) continue; /* keep it quick */
+                if (s == 3 && k % 17 != 0 && k != APD_MAX_COLORS && k != 1 && k != 129) continue; /* keep it quick */
                 size_t npix = (size_t)sizes[s][0] * sizes[s][1];
                 uint32_t bits = apd_bits_for_k(k);
                 fmt_random_palette_image(&r, k, c, npix, pal, idx);
@@ -124,14 +131,15 @@ START_TEST(kernels_every_k)
 END_TEST
 
 /* Write n random palette records to a file with max K = k, read them back. */
-static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
-                              apd_compress comp, uint64_t seed)
+static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                                 apd_compress comp, apd_icode ic, uint64_t seed)
 {
     char path[300], name[64];
     snprintf(name, sizeof name, "rt-k%u-c%u-%ux%u.apd", k, c, h, w);
     fmt_path(path, sizeof path, name);
     apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, c, h, w, k);
     o.compress = comp;
+    o.index_coding = ic;
     static const char names[10][64] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
     o.class_names = names;
     o.dataset_name = "unit-test";
@@ -152,6 +160,9 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
         fmt_random_palette_image(&r, ks[i], c, npix, pal + (size_t)i * 768, idx + (size_t)i * npix);
         if (comp == APD_COMPRESS_ON) /* compressible: few distinct runs */
             for (size_t p = 0; p < npix; p++) idx[(size_t)i * npix + p] = (uint8_t)((p / 16) % ks[i]);
+        else if (ic == APD_ICODE_ON) /* smooth (diagonal ramps plus noise): codes well */
+            for (size_t p = 0; p < npix; p++)
+                idx[(size_t)i * npix + p] = (uint8_t)((p / w + p % w + (apd_rng_below(&r, 8) == 0)) % ks[i]);
         uint64_t sid = (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i;
         ck_assert_msg(apd_writer_put_palette(wr, pal + (size_t)i * 768, ks[i], idx + (size_t)i * npix, i % 10, sid) == APD_OK,
                       "%s", apd_writer_errmsg(wr));
@@ -189,8 +200,13 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
         }
         ck_assert_int_eq(apd_reader_record(rd, i, rpal, &rk, ridx, &lab), APD_OK);
         ck_assert_uint_eq(rk, ks[i]);
-        ck_assert_mem_eq(rpal, pal + (size_t)i * 768, (size_t)rk * c);
-        ck_assert_mem_eq(ridx, idx + (size_t)i * npix, npix);
+        if (ic == APD_ICODE_OFF) {
+            ck_assert_mem_eq(rpal, pal + (size_t)i * 768, (size_t)rk * c);
+            ck_assert_mem_eq(ridx, idx + (size_t)i * npix, npix);
+        } else { /* a coded record's palette may be reordered: same colour at every pixel */
+            for (size_t p = 0; p < npix; p++)
+                ck_assert_mem_eq(rpal + (size_t)ridx[p] * c, pal + (size_t)i * 768 + (size_t)idx[(size_t)i * npix + p] * c, c);
+        }
         uint64_t sid;
         ck_assert_int_eq(apd_reader_source_id(rd, i, &sid), APD_OK);
         ck_assert_uint_eq(sid, (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i);
@@ -204,16 +220,27 @@ static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, ui
     ck_assert_int_eq(apd_reader_stats(rd, &fs), APD_OK);
     if (comp == APD_COMPRESS_ON) ck_assert_uint_gt(fs.compressed_records, 0);
     if (comp == APD_COMPRESS_OFF) ck_assert_uint_eq(fs.compressed_records, 0);
+    if (ic == APD_ICODE_OFF) ck_assert_int_eq(fi.has_index_model, 0);
+    if (ic == APD_ICODE_OFF) ck_assert_uint_eq(fi.version_minor, 0);
+    if (ic == APD_ICODE_ON && npix >= 1024) ck_assert_msg(fs.coded_records > 0, "k %u c %u %ux%u: no record coded", k, c, h, w);
+    if (fs.coded_records) ck_assert_uint_eq(fi.version_minor, 1);
     apd_reader_close(rd);
     free(out); free(ref); free(ridx); free(pal); free(idx); free(ks);
     unlink(path);
 }
 
+static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                              apd_compress comp, uint64_t seed)
+{
+    roundtrip_palette_ic(k, c, h, w, n, comp, APD_ICODE_OFF, seed);
+}
+
 START_TEST(file_every_k_3x5)
 {
-    for (uint32_t k = 1; k <= 256; k++) {
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++) {
         roundtrip_palette(k, 1, 3, 5, 4, APD_COMPRESS_AUTO, k);
         roundtrip_palette(k, 3, 3, 5, 4, APD_COMPRESS_OFF, 1000 + k);
+        roundtrip_palette_ic(k, 3, 32, 32, 3, APD_COMPRESS_AUTO, APD_ICODE_ON, 2000 + k);
     }
 }
 END_TEST
@@ -226,6 +253,8 @@ START_TEST(file_every_width_sizes)
             for (int s = 0; s < 4; s++) {
                 uint32_t n = s == 3 ? 5 : 40;
                 roundtrip_palette(ks[i], c, sizes[s][0], sizes[s][1], n, APD_COMPRESS_AUTO, ks[i] * 7 + s);
+                roundtrip_palette_ic(ks[i], c, sizes[s][0], sizes[s][1], n, APD_COMPRESS_AUTO, APD_ICODE_ON,
+                                     ks[i] * 7 + s + 500);
             }
 }
 END_TEST
@@ -236,6 +265,7 @@ START_TEST(file_chunks_and_compression)
     roundtrip_palette(64, 3, 32, 32, 2500, APD_COMPRESS_ON, 11);
     roundtrip_palette(16, 1, 28, 28, 3000, APD_COMPRESS_AUTO, 12);
     roundtrip_palette(64, 3, 32, 32, 2100, APD_COMPRESS_OFF, 13);
+    roundtrip_palette_ic(64, 3, 32, 32, 2500, APD_COMPRESS_AUTO, APD_ICODE_ON, 14); /* coded, several chunks */
 }
 END_TEST
 
@@ -325,7 +355,7 @@ START_TEST(writer_refuses_overwrite_and_bad_args)
     o.h = 5000;
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_ELIMIT);
     o.h = 4;
-    o.k = 257;
+    o.k = APD_MAX_COLORS + 1;
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_EINVAL);
 }
 END_TEST
@@ -367,7 +397,7 @@ START_TEST(reproducible_records)
 }
 END_TEST
 
-START_TEST(put_quantized_matches_quantizer)
+START_TEST(quantize_put_matches_quantizer)
 {
     char path[300];
     fmt_path(path, sizeof path, "quant.apd");
@@ -379,7 +409,7 @@ START_TEST(put_quantized_matches_quantizer)
     apd_rng r;
     apd_rng_seed(&r, 9, 0);
     for (int i = 0; i < 192; i++) img[i] = (uint8_t)apd_rng_u64(&r);
-    ck_assert_int_eq(apd_writer_put_quantized(wr, img, 1, 7, APD_QUANT_MEDIAN_CUT, 0), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_MEDIAN_CUT, img, 1, 7, 0), APD_OK);
     ck_assert_int_eq(apd_writer_close(wr), APD_OK);
     uint32_t ku;
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 8, 8, 4, 0, pal, idx, &ku), APD_OK);
@@ -389,6 +419,196 @@ START_TEST(put_quantized_matches_quantizer)
     ck_assert_int_eq(apd_reader_decode(rd, 0, APD_LAYOUT_CHW, out, sizeof out, NULL), APD_OK);
     ck_assert_mem_eq(out, ref, 192);
     apd_reader_close(rd);
+}
+END_TEST
+
+/* The one list of library metadata keys: maintained keys are refused by set_meta, defaulted
+ * ones override the options, everything else is the caller's; apd_writer_info agrees with
+ * what a reader sees after close. */
+START_TEST(metadata_keys_and_writer_info)
+{
+    static const char *const maintained[] = {"format", "format_version", "kind", "c", "h", "w",
+        "k", "bits", "records_per_chunk", "n_records", "n_classes", "class_counts", "class_names"};
+    static const char *const defaulted[] = {"dataset", "mean", "std"};
+    static const char *const user[] = {"created", "library_version", "method", "version", "seed", ""};
+    char path[300];
+    fmt_path(path, sizeof path, "keys.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 16);
+    o.dataset_name = "from-options";
+    apd_writer *wr;
+    apd_err err;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    for (size_t i = 0; i < sizeof maintained / sizeof *maintained; i++) {
+        ck_assert_int_eq(apd_meta_key_classify(maintained[i], strlen(maintained[i])), APD_META_KEY_MAINTAINED);
+        ck_assert_int_eq(apd_writer_set_meta(wr, maintained[i], "1"), APD_EINVAL);
+    }
+    for (size_t i = 0; i < sizeof defaulted / sizeof *defaulted; i++)
+        ck_assert_int_eq(apd_meta_key_classify(defaulted[i], strlen(defaulted[i])), APD_META_KEY_DEFAULTED);
+    for (size_t i = 0; i < sizeof user / sizeof *user; i++)
+        ck_assert_int_eq(apd_meta_key_classify(user[i], strlen(user[i])), APD_META_KEY_USER);
+    /* keys inside a larger text: only len bytes count */
+    ck_assert_int_eq(apd_meta_key_classify("kindness", 4), APD_META_KEY_MAINTAINED);
+    ck_assert_int_eq(apd_meta_key_classify("kindness", 8), APD_META_KEY_USER);
+    ck_assert_int_eq(apd_meta_key_classify(NULL, 0), APD_META_KEY_USER);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "dataset", "\"overridden\""), APD_OK);
+    ck_assert_int_eq(apd_writer_set_meta(wr, "version", "\"a user key\""), APD_OK);
+    uint8_t pal[48] = {1, 2, 3}, idx[16] = {0};
+    apd_file_info wi, ri;
+    for (uint32_t i = 0; i < 5; i++) ck_assert_int_eq(apd_writer_put_palette(wr, pal, 1, idx, i, i), APD_OK);
+    ck_assert_int_eq(apd_writer_info(wr, &wi), APD_OK);
+    ck_assert_int_eq(apd_writer_info(NULL, &wi), APD_EINVAL);
+    ck_assert_uint_eq(wi.n_records, 5);
+    ck_assert_str_eq(wi.dataset_name, "from-options");
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_int_eq(apd_reader_info(rd, &ri), APD_OK);
+    ck_assert_uint_eq(ri.n_records, wi.n_records);
+    ck_assert_uint_eq(ri.c, wi.c);
+    ck_assert_uint_eq(ri.h, wi.h);
+    ck_assert_uint_eq(ri.w, wi.w);
+    ck_assert_uint_eq(ri.k, wi.k);
+    ck_assert_uint_eq(ri.bits, wi.bits);
+    ck_assert_uint_eq(ri.kind, wi.kind);
+    ck_assert_uint_eq(ri.n_classes, wi.n_classes);
+    ck_assert_uint_eq(ri.records_per_chunk, wi.records_per_chunk);
+    ck_assert_uint_eq(ri.n_chunks, wi.n_chunks);
+    ck_assert_str_eq(ri.dataset_name, "overridden");
+    ck_assert_ptr_nonnull(strstr(apd_reader_meta_json(rd), "\"version\": \"a user key\""));
+    apd_reader_close(rd);
+}
+END_TEST
+
+/* Entries of dir (not . and ..). */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static int path_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Lock-file protocol (spec sections 3, 10.5): a writer never creates PATH-lock (it writes a
+ * temporary beside PATH and renames the finished file onto it); a reader in another process
+ * that opened the previous file keeps a valid snapshot of it through the replacement;
+ * reading and loading leave nothing next to the file. */
+START_TEST(no_lock_file_left_behind)
+{
+    char dir[300], path[340], lockp[360];
+    fmt_path(dir, sizeof dir, "lockdir");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/l.apd", dir);
+    snprintf(lockp, sizeof lockp, "%s-lock", path);
+    apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 16);
+    o.records_per_chunk = 4;
+    apd_writer *wr;
+    apd_err err;
+    apd_rng r;
+    apd_rng_seed(&r, 77, 0);
+    enum { FIRST = 3, MORE = 200 };
+    uint8_t pal[FIRST + MORE][48], idx[FIRST + MORE][16], ref[FIRST][48];
+    for (int i = 0; i < FIRST + MORE; i++) fmt_random_palette_image(&r, 16, 3, 16, pal[i], idx[i]);
+    /* the previous file: FIRST records */
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    for (int i = 0; i < FIRST; i++) {
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)i, APD_NO_SOURCE_ID), APD_OK);
+        fmt_ref_decode(pal[i], idx[i], 16, 3, 0, ref[i]);
+    }
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 1);
+    int to_child[2], to_parent[2];
+    ck_assert_int_eq(pipe(to_child), 0);
+    ck_assert_int_eq(pipe(to_parent), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* reader process: keeps the previous file open while it is replaced */
+        apd_reader *rd;
+        uint8_t out[48], b = 0;
+        int ok = apd_reader_open(&rd, path, NULL, NULL) == APD_OK && apd_reader_count(rd) == FIRST;
+        for (int i = 0; ok && i < FIRST; i++)
+            ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
+                 memcmp(out, ref[i], 48) == 0;
+        if (write(to_parent[1], &b, 1) != 1 || read(to_child[0], &b, 1) != 1) ok = 0;
+        for (int i = 0; ok && i < FIRST; i++) /* after the replacement */
+            ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
+                 memcmp(out, ref[i], 48) == 0;
+        if (ok) apd_reader_close(rd);
+        _exit(ok ? 0 : 1);
+    }
+    uint8_t b = 1;
+    ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
+    /* the replacement: written beside the file (nothing at PATH changes, no PATH-lock) */
+    o.force = 1;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    for (int i = 0; i < FIRST + MORE; i++) {
+        ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)(i % 10), APD_NO_SOURCE_ID), APD_OK);
+        ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
+    }
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 2); /* l.apd and the writer's temporary */
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(write(to_child[1], &b, 1), 1);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader process saw a broken snapshot");
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 1); /* l.apd only */
+    /* reading and loading without a writer create nothing */
+    apd_reader *rd;
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_reader_count(rd), FIRST + MORE);
+    ck_assert(!path_exists(lockp));
+    apd_reader_close(rd);
+    apd_loader *l;
+    ck_assert_int_eq(apd_loader_open(&l, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_loader_num_samples(l), FIRST + MORE);
+    apd_loader_close(l);
+    ck_assert_int_eq(dir_entries(dir), 1);
+    /* a stale lock file (killed writer of another program) is used, not recreated, and not
+       removed by readers */
+    FILE *f = fopen(lockp, "wb");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(apd_reader_open(&rd, path, NULL, &err), APD_OK);
+    ck_assert_uint_eq(apd_reader_count(rd), FIRST + MORE);
+    apd_reader_close(rd);
+    ck_assert_int_eq(dir_entries(dir), 2);
+    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+}
+END_TEST
+
+/* apd_quantize_put: quantizer arguments and writer kind are checked before anything is put. */
+START_TEST(quantize_put_refuses_bad_args)
+{
+    char path[300];
+    fmt_path(path, sizeof path, "qdirect.apd");
+    apd_writer_opts o = fmt_opts(APD_KIND_DIRECT, 3, 4, 4, 0);
+    apd_writer *wr;
+    apd_err err;
+    uint8_t img[48] = {0};
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_put(NULL, APD_QUANT_OCTREE, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    o = fmt_opts(APD_KIND_PALETTE, 3, 4, 4, 8);
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, NULL, 0, 0, 0), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_put(wr, (apd_quantizer)9, img, 0, 0, 0), APD_EINVAL);
+    ck_assert_uint_eq(apd_writer_count(wr), 0);
+    ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_OCTREE, img, 0, 0, 0), APD_OK);
+    ck_assert_uint_eq(apd_writer_count(wr), 1);
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
 }
 END_TEST
 
@@ -520,7 +740,10 @@ int main(void)
     tcase_add_test(tc, file_direct);
     tcase_add_test(tc, writer_refuses_overwrite_and_bad_args);
     tcase_add_test(tc, reproducible_records);
-    tcase_add_test(tc, put_quantized_matches_quantizer);
+    tcase_add_test(tc, quantize_put_matches_quantizer);
+    tcase_add_test(tc, metadata_keys_and_writer_info);
+    tcase_add_test(tc, quantize_put_refuses_bad_args);
+    tcase_add_test(tc, no_lock_file_left_behind);
     tcase_add_test(tc, concurrent_threads_and_processes);
     tcase_add_test(tc, map_grows_on_big_import);
     suite_add_tcase(s, tc);

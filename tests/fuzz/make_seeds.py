@@ -23,6 +23,11 @@ def put(kind, name, data):
         f.write(data)
 
 
+def icode_seed(name, c, h, w, k, pal, idx, opt=0):
+    model, body = mb.ic_model_and_body(pal, idx, k, c, h, w)
+    put("icode", name, bytes([(c == 3) | opt, h - 1, w - 1, k - 1]) + struct.pack("<H", len(model)) + model + body)
+
+
 def main():
     pal, idx = mb.PAL, mb.IDX
     rec = mb.record(pal, idx, 2, 3, sid=42)
@@ -58,6 +63,16 @@ def main():
     put("meta", "escapes", bytes([0]) + b'["\\ud83d\\ude00", "\\n\\t\\/", -0.5e+10, 0]')
     put("meta", "header", b"H" + mb.header())
     put("meta", "header-v2", b"H" + mb.header(major=2))
+    # index coding (format 1.1): model + coded body per seed
+    os.makedirs(os.path.join(HERE, "corpus", "icode"), exist_ok=True)
+    icode_seed("grey-2x3-k3", 1, 2, 3, 3, [0, 128, 255], [0, 1, 2, 2, 1, 0])
+    ramp = [((y // 2 + x // 3) + (7 * y * x) % 5) % 64 for y in range(32) for x in range(32)]
+    icode_seed("rgb-32x32-k64", 3, 32, 32, 64, [(37 * j) % 256 for j in range(192)], ramp)
+    icode_seed("grey-9x13-k5-fixcrc", 1, 9, 13, 5, [0, 60, 120, 180, 240],
+               [(y + x) % 5 for y in range(9) for x in range(13)], opt=2)
+    icode_seed("rgb-17x3-k256", 3, 17, 3, 256, [(j * 11) % 256 for j in range(768)],
+               [(y * 3 + x) * 5 % 256 for y in range(17) for x in range(3)])
+    icode_seed("grey-1x1-k1", 1, 1, 1, 1, [9], [0])
     print("seeds written")
 
 

@@ -1,10 +1,12 @@
 /* test_import.c: the dataset importers (apd_import) on real data and on bad input.
  *
- * Real data: ../shared/data/cifar10-dev (labels, per-channel pixel sums and first pixels of
- * chosen records were computed by a python3 + numpy one-off straight from the .bin bytes and
- * are pasted below; the test also re-reads every record with plain stdio and compares),
- * Fashion-MNIST from the Debian package when installed (numbers from python3 gzip + numpy),
- * ../shared/data/cifar10-folder (JPEG sums from Pillow 9.4 / libjpeg-turbo, pasted).
+ * Real data: the fixture tests/data/cifar10 (500 train + 300 test records; labels, class
+ * counts, per-channel pixel sums and first pixels of chosen records were computed by a
+ * python3 + numpy one-off straight from the .bin bytes and are pasted below; the test also
+ * re-reads every record with plain stdio and compares), Fashion-MNIST from the Debian package
+ * (a required test dependency; numbers from python3 gzip + numpy), the fixture
+ * tests/data/cifar10-folder (3 JPEG files per class and split; JPEG sums from Pillow 9.4 /
+ * libjpeg-turbo, pasted).
  * Bad input: each case checks its specific status and that the message names file/record.
  */
 #define _DEFAULT_SOURCE
@@ -19,10 +21,11 @@
 
 #include "apd/io.h"
 #include "io_test_util.h"
+#include "test_data.h"
 
-#define CIFAR_DEV APD_SHARED_DATA "/cifar10-dev"
-#define CIFAR_FOLDER APD_SHARED_DATA "/cifar10-folder"
-#define FMNIST "/usr/share/datasets/fashion-mnist"
+#define CIFAR_DEV APD_TEST_CIFAR
+#define CIFAR_FOLDER APD_TEST_FOLDER
+#define FMNIST APD_TEST_FMNIST
 
 static void chan_sums(const apd_dataset *ds, uint64_t i, uint64_t *s)
 {
@@ -41,12 +44,12 @@ static void expect_msg(const apd_err *e, const char *needle)
 
 /* ---- CIFAR ------------------------------------------------------------------------------ */
 
-START_TEST(cifar10_dev_train)
+START_TEST(cifar10_train)
 {
     apd_dataset ds;
     apd_err e;
     ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "train", NULL, &e), APD_OK);
-    ck_assert_uint_eq(ds.n, 10000);
+    ck_assert_uint_eq(ds.n, 500);
     ck_assert_uint_eq(ds.c, 3);
     ck_assert_uint_eq(ds.h, 32);
     ck_assert_uint_eq(ds.w, 32);
@@ -56,16 +59,17 @@ START_TEST(cifar10_dev_train)
     ck_assert_str_eq(ds.name, "cifar10");
     ck_assert_str_eq(ds.split, "train");
     ck_assert_str_eq(ds.source, "cifar10:" CIFAR_DEV);
+    /* python3: a = np.fromfile('train.bin', uint8).reshape(-1, 3073);
+     * np.bincount(a[:,0]); label a[i,0], sums a[i,1:].reshape(3,1024).sum(1) */
+    static const uint64_t want_counts[10] = {48, 53, 50, 52, 50, 35, 58, 60, 47, 47};
     uint64_t counts[10];
     apd_dataset_class_counts(&ds, counts);
-    for (int k = 0; k < 10; k++) ck_assert_uint_eq(counts[k], 1000);
-    /* python3: a = np.fromfile('train.bin', uint8).reshape(-1, 3073);
-     * label a[i,0], sums a[i,1:].reshape(3,1024).sum(1) */
+    for (int k = 0; k < 10; k++) ck_assert_uint_eq(counts[k], want_counts[k]);
     static const struct { uint64_t i; uint32_t label; uint64_t s[3]; uint8_t px0[3]; } want[] = {
         {0, 3, {99403, 90138, 83478}, {118, 112, 96}},
         {1, 1, {128380, 133234, 128176}, {54, 36, 26}},
-        {4999, 3, {120887, 117874, 118354}, {28, 12, 22}},
-        {9999, 4, {130664, 134665, 106859}, {135, 133, 95}}};
+        {250, 1, {117952, 127864, 121217}, {213, 218, 221}},
+        {499, 6, {197805, 204814, 204158}, {152, 162, 161}}};
     for (size_t t = 0; t < 4; t++) {
         uint64_t s[3];
         chan_sums(&ds, want[t].i, s);
@@ -85,17 +89,18 @@ START_TEST(cifar10_dev_train)
         ck_assert_uint_eq(ds.labels[i], rec[0]);
         ck_assert(memcmp(ds.pixels + i * 3072, rec + 1, 3072) == 0);
     }
+    ck_assert_uint_eq(fread(rec, 1, 1, f), 0); /* and nothing was left out */
     fclose(f);
     apd_dataset_free(&ds);
 }
 END_TEST
 
-START_TEST(cifar10_dev_test_and_file)
+START_TEST(cifar10_test_and_file)
 {
     apd_dataset ds;
     apd_err e;
     ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "test", NULL, &e), APD_OK);
-    ck_assert_uint_eq(ds.n, 2000);
+    ck_assert_uint_eq(ds.n, 300);
     ck_assert_str_eq(ds.split, "test");
     uint64_t s[3];
     chan_sums(&ds, 0, s);
@@ -103,11 +108,11 @@ START_TEST(cifar10_dev_test_and_file)
     ck_assert_uint_eq(s[0], 134549);
     ck_assert_uint_eq(s[1], 124661);
     ck_assert_uint_eq(s[2], 86029);
-    chan_sums(&ds, 1999, s);
-    ck_assert_uint_eq(ds.labels[1999], 9);
-    ck_assert_uint_eq(s[0], 138716);
-    ck_assert_uint_eq(s[1], 140160);
-    ck_assert_uint_eq(s[2], 159837);
+    chan_sums(&ds, 299, s);
+    ck_assert_uint_eq(ds.labels[299], 9);
+    ck_assert_uint_eq(s[0], 94885);
+    ck_assert_uint_eq(s[1], 106544);
+    ck_assert_uint_eq(s[2], 105190);
     apd_dataset_free(&ds);
 
     /* a single .bin file, with a limit; split comes from the file name */
@@ -122,7 +127,7 @@ START_TEST(cifar10_dev_test_and_file)
 END_TEST
 
 /* CIFAR-10 download layout (data_batch_1..5.bin + test_batch.bin) and CIFAR-100 (2 label
- * bytes), built from cifar10-dev records. */
+ * bytes), built from the fixture's records. */
 START_TEST(cifar_layouts_and_cifar100)
 {
     char *dir = tu_tmpdir("cifar"), p[1200];
@@ -446,10 +451,8 @@ END_TEST
 
 START_TEST(fashion_mnist_package)
 {
-    if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0) {
-        printf("fashion-mnist: package not installed, skipped\n");
-        return;
-    }
+    ck_assert_msg(access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) == 0,
+                  "%s: missing; install dataset-fashion-mnist (scripts/setup.sh)", FMNIST);
     apd_dataset ds;
     apd_err e;
     ck_assert_int_eq(apd_import(&ds, "fashion-mnist", "train", NULL, &e), APD_OK);
@@ -567,7 +570,7 @@ START_TEST(cifar10_folder)
     apd_dataset ds;
     apd_err e;
     ck_assert_int_eq(apd_import(&ds, "folder:" CIFAR_FOLDER, NULL, NULL, &e), APD_OK);
-    ck_assert_uint_eq(ds.n, 500);
+    ck_assert_uint_eq(ds.n, 30);
     ck_assert_uint_eq(ds.c, 3);
     ck_assert_uint_eq(ds.h, 32);
     ck_assert_uint_eq(ds.w, 32);
@@ -578,14 +581,17 @@ START_TEST(cifar10_folder)
     ck_assert_str_eq(ds.split, "train");
     uint64_t counts[10];
     apd_dataset_class_counts(&ds, counts);
-    for (int k = 0; k < 10; k++) ck_assert_uint_eq(counts[k], 50);
-    ck_assert_uint_eq(ds.labels[0], 0);
-    ck_assert_uint_eq(ds.labels[499], 9);
+    for (int k = 0; k < 10; k++) ck_assert_uint_eq(counts[k], 3);
+    /* files sorted by name in each class folder: 0000.jpg, 0007.jpg, 0049.jpg */
+    for (int i = 0; i < 30; i++) {
+        ck_assert_uint_eq(ds.labels[i], (uint32_t)i / 3);
+        ck_assert_uint_eq(ds.source_ids[i], (uint64_t)i);
+    }
     /* Pillow 9.4 (libjpeg-turbo): np.array(Image.open(f).convert('RGB')).sum((0, 1)) */
     static const struct { uint64_t i; uint64_t s[3]; } want[] = {
         {0, {151732, 152266, 152422}},     /* train/airplane/0000.jpg */
-        {157, {112465, 120895, 111196}},   /* train/cat/0007.jpg */
-        {499, {92227, 85695, 90691}}};     /* train/truck/0049.jpg */
+        {10, {112465, 120895, 111196}},    /* train/cat/0007.jpg */
+        {29, {92227, 85695, 90691}}};      /* train/truck/0049.jpg */
     for (int t = 0; t < 3; t++) {
         uint64_t s[3];
         chan_sums(&ds, want[t].i, s);
@@ -593,13 +599,13 @@ START_TEST(cifar10_folder)
     }
     apd_dataset_free(&ds);
     ck_assert_int_eq(apd_import(&ds, "folder:" CIFAR_FOLDER, "test", NULL, &e), APD_OK);
-    ck_assert_uint_eq(ds.n, 200);
+    ck_assert_uint_eq(ds.n, 30);
     ck_assert_str_eq(ds.split, "test");
     uint64_t s[3];
-    chan_sums(&ds, 0, s);
+    chan_sums(&ds, 0, s); /* test/airplane/0000.jpg */
     ck_assert_uint_eq(s[0], 155918);
     ck_assert_uint_eq(s[2], 165629);
-    chan_sums(&ds, 199, s);
+    chan_sums(&ds, 29, s); /* test/truck/0019.jpg */
     ck_assert_uint_eq(s[0], 113743);
     ck_assert_uint_eq(s[1], 102432);
     ck_assert_uint_eq(s[2], 97753);
@@ -644,7 +650,10 @@ START_TEST(folder_policies_and_bad_input)
     char *dir = tu_tmpdir("folder"), p[1400], spec[1400];
     apd_dataset ds;
     apd_err e;
-    apd_import_opts o = {.warn = on_warn};
+    apd_import_opts o;
+    apd_import_opts_default(&o);
+    ck_assert(o.size == 0 && o.limit == 0 && o.warn == NULL && o.warn_user == NULL);
+    o.warn = on_warn;
     snprintf(spec, sizeof spec, "folder:%s", dir);
     /* empty folder */
     ck_assert_int_eq(apd_import(&ds, spec, NULL, &o, &e), APD_EEMPTY);
@@ -778,8 +787,8 @@ static Suite *import_suite(void)
     Suite *s = suite_create("import");
     TCase *t = tcase_create("core");
     tcase_set_timeout(t, 180);
-    tcase_add_test(t, cifar10_dev_train);
-    tcase_add_test(t, cifar10_dev_test_and_file);
+    tcase_add_test(t, cifar10_train);
+    tcase_add_test(t, cifar10_test_and_file);
     tcase_add_test(t, cifar_layouts_and_cifar100);
     tcase_add_test(t, cifar_bad_input);
     tcase_add_test(t, spec_errors);

@@ -1,6 +1,6 @@
 /* test_png.c: the PNG exporters, checked by reading the files back with libpng's classic
  * API (tests/io/io_test_util.c), independently of the writer code.
- * - indexed: every K from 1 to 256 (bit depth 1/2/4/8 = smallest legal), grey and RGB
+ * - indexed: every K from 1 to APD_MAX_COLORS (bit depth 1/2/4/8 = smallest legal), grey and RGB
  *   palettes, sizes 1x1, 3x5, 32x32; PLTE and indices must come back exactly;
  * - direct grey/RGB images; contact sheet geometry, cells and white gaps;
  * - bad arguments and unwritable paths.
@@ -25,10 +25,10 @@ START_TEST(indexed_round_trip_all_k)
     apd_rng_seed(&r, 1, 0);
     uint8_t pal[768], idx[1024];
     apd_err e;
-    for (uint32_t k = 1; k <= 256; k++)
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++)
         for (uint32_t c = 1; c <= 3; c += 2)
             for (int s = 0; s < 3; s++) {
-                if (k % 17 != 1 && k > 20 && s != 2 && k != 64 && k != 256) continue; /* keep it quick */
+                if (k % 17 != 1 && k > 20 && s != 2 && k != 64 && k != APD_MAX_COLORS) continue; /* keep it quick */
                 uint32_t h = sizes[s][0], w = sizes[s][1];
                 for (uint32_t i = 0; i < k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 256);
                 for (uint32_t p = 0; p < h * w; p++) idx[p] = (uint8_t)(p == 0 ? k - 1 : apd_rng_below(&r, k));
@@ -51,7 +51,7 @@ START_TEST(indexed_round_trip_all_k)
     idx[0] = 5;
     ck_assert_int_eq(apd_png_write_indexed(path, pal, 5, 3, idx, 1, 1, &e), APD_EINVAL);
     ck_assert_int_eq(apd_png_write_indexed(path, pal, 0, 3, idx, 1, 1, &e), APD_EINVAL);
-    ck_assert_int_eq(apd_png_write_indexed(path, pal, 257, 3, idx, 1, 1, &e), APD_EINVAL);
+    ck_assert_int_eq(apd_png_write_indexed(path, pal, APD_MAX_COLORS + 1, 3, idx, 1, 1, &e), APD_EINVAL);
     tu_rm_rf(dir);
     free(dir);
 }

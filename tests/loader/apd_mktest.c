@@ -95,7 +95,7 @@ static int synth(int argc, char **argv)
     }
     apd_writer_set_meta(w, "method", "\"synthetic\"");
     apd_writer_set_meta(w, "seed", "12345");
-    uint8_t pal[768], *idx = malloc((size_t)s * s);
+    uint8_t pal[APD_MAX_COLORS * 3], *idx = malloc((size_t)s * s);
     for (uint64_t i = 0; i < n; i++) {
         uint32_t k = 1 + (uint32_t)((i * 7) % K);
         apd_rng r;
@@ -148,7 +148,7 @@ static int cifar(int argc, char **argv, int direct)
         return 1;
     }
     apd_writer_set_meta(w, "method", direct ? "\"direct\"" : "\"quantize\"");
-    uint8_t rec[3073], pal[768], idx[1024];
+    uint8_t rec[3073], pal[APD_MAX_COLORS * 3], idx[1024];
     uint64_t n = 0;
     while ((!limit || n < limit) && fread(rec, 1, sizeof rec, f) == sizeof rec) {
         apd_status st;

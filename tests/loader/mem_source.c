@@ -10,7 +10,7 @@ void mem_record(const mem_src *m, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t
     uint32_t kk = 1 + (uint32_t)((i * 7) % m->kmax);
     apd_rng r;
     apd_rng_seed(&r, 12345, i);
-    memset(pal, 0, 256 * (size_t)m->c);
+    memset(pal, 0, APD_MAX_COLORS * (size_t)m->c);
     for (uint32_t j = 0; j < kk * m->c; j++) pal[j] = (uint8_t)apd_rng_u64(&r);
     for (uint32_t p = 0; p < m->h * m->w; p++) idx[p] = (uint8_t)apd_rng_below(&r, kk);
     *k = kk;
@@ -19,7 +19,7 @@ void mem_record(const mem_src *m, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t
 
 void mem_pixels_chw(const mem_src *m, uint64_t i, uint8_t *out)
 {
-    uint8_t pal[768], idx[65536];
+    uint8_t pal[APD_MAX_COLORS * 3], idx[65536];
     uint32_t k, lab;
     mem_record(m, i, pal, &k, idx, &lab);
     size_t hw = (size_t)m->h * m->w;

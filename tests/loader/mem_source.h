@@ -13,7 +13,7 @@ typedef struct mem_src {
     const uint8_t *corrupt; /* n flags or NULL */
 } mem_src;
 
-/* Expected record: palette (256*c), k, indices (h*w), label. */
+/* Expected record: palette (APD_MAX_COLORS*c), k, indices (h*w), label. */
 void mem_record(const mem_src *m, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx, uint32_t *label);
 /* Expected uint8 CHW pixels. */
 void mem_pixels_chw(const mem_src *m, uint64_t i, uint8_t *out);

@@ -2,8 +2,8 @@
  * partition rule (equal batch counts, exactly-once / documented padding), permutation
  * (seeded by (seed, epoch)), decoded values for every output layout, threads and prefetch
  * giving identical batches, state round trip, elastic resume (world 2 -> 3), class subset,
- * corrupt records (fail naming the key / skip and count), and the SIMD kernels against
- * their scalar references. */
+ * corrupt records (fail naming the key / skip and count), and the shared pixel kernels at
+ * 8-bit indices against a per-pixel reference. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 #include "apd/loader.h"
 #include "common/rng.h"
-#include "loader/kernels.h"
+#include "common/kernels.h"
 #include "loader/loader_internal.h"
 #include "mem_source.h"
 
@@ -463,16 +463,23 @@ START_TEST(bad_options)
 }
 END_TEST
 
+/* The loader's palette path (use_records: palette + unpacked indices) decodes with the shared
+ * kernels of common/kernels.h at 8 bits per index. Every kernel family this CPU has must give
+ * the bytes / float bits of a plain per-pixel reference, write nothing past c*n values, and
+ * reject an index >= k. */
 START_TEST(kernels_match_reference)
 {
-    static const uint32_t ks[] = {1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256};
+    static const uint32_t ks[] = {1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255,
+                                  APD_MAX_COLORS};
     static const size_t ns[] = {1, 15, 16, 17, 63, 64, 65, 1000, 1024};
+    static const apd__impl impls[] = {APD__IMPL_SCALAR, APD__IMPL_AVX2, APD__IMPL_AVX512};
     apd_rng r;
     apd_rng_seed(&r, 1, 2);
-    uint8_t pal[768], idx[1024], o1[3136], o2[3136];
-    float lut[768], f1[1040], f2[1040];
+    uint8_t pal[APD_MAX_COLORS * 3], idx[1024], o1[3136], o2[3136];
+    float f1[3 * 1024 + 16], f2[3 * 1024];
     float mean[3] = {0.49f, 0.48f, 0.45f}, std[3] = {0.25f, 0.24f, 0.26f};
     int checks = 0;
+    float worst = 0;
     for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
         for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
             for (uint32_t c = 1; c <= 3; c += 2) {
@@ -480,43 +487,55 @@ START_TEST(kernels_match_reference)
                 size_t n = ns[b];
                 for (size_t i = 0; i < sizeof pal; i++) pal[i] = (uint8_t)apd_rng_u64(&r);
                 for (size_t p = 0; p < n; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);
-                apd__gather_u8_chw(o1, pal, k, c, idx, n);
-                apd__gather_u8_chw_ref(o2, pal, c, idx, n);
-                ck_assert_mem_eq(o1, o2, c * n);
-                memset(o1, 0xAB, sizeof o1);
-                apd__gather_u8_hwc(o1, pal, k, c, idx, n);
-                apd__gather_u8_hwc_ref(o2, pal, c, idx, n);
-                ck_assert_mem_eq(o1, o2, c * n);
-                ck_assert_uint_eq(o1[c * n], 0xAB); /* no write past the end */
-                apd__norm_lut(lut, pal, k, c, mean, std);
-                for (uint32_t ch = 0; ch < c; ch++) {
-                    f1[n] = 12345.0f;
-                    apd__gather_f32(f1, lut + ch * 256, idx, n, k);
-                    apd__gather_f32_ref(f2, lut + ch * 256, idx, n);
-                    ck_assert_mem_eq(f1, f2, n * sizeof(float));
-                    ck_assert(f1[n] == 12345.0f);
+                for (size_t m = 0; m < sizeof impls / sizeof impls[0]; m++) {
+                    if (!apd__impl_available(impls[m])) continue;
+                    for (int chw = 0; chw <= 1; chw++) {
+                        for (size_t p = 0; p < n; p++)
+                            for (uint32_t ch = 0; ch < c; ch++)
+                                o2[chw ? ch * n + p : p * c + ch] = pal[idx[p] * c + ch];
+                        memset(o1, 0xAB, sizeof o1);
+                        ck_assert_int_eq(apd__pal_decode(impls[m], idx, n, 8, pal, k, c, chw, o1), 0);
+                        ck_assert_mem_eq(o1, o2, c * n);
+                        ck_assert_uint_eq(o1[c * n], 0xAB); /* no write past the end */
+                    }
+                    for (size_t p = 0; p < n; p++)
+                        for (uint32_t ch = 0; ch < c; ch++)
+                            f2[ch * n + p] = apd__norm_f32(pal[idx[p] * c + ch], mean[ch], std[ch]);
+                    f1[c * n] = 12345.0f;
+                    ck_assert_int_eq(apd__pal_decode_f32(impls[m], idx, n, 8, pal, k, c, mean, std, f1), 0);
+                    for (size_t q = 0; q < c * n; q++) {
+                        float d = fabsf(f1[q] - f2[q]);
+                        if (!(d <= worst)) worst = d;
+                    }
+                    ck_assert_mem_eq(f1, f2, c * n * sizeof(float));
+                    ck_assert(f1[c * n] == 12345.0f);
+                    if (k < APD_MAX_COLORS) { /* an index >= k is refused */
+                        uint8_t save = idx[n - 1];
+                        idx[n - 1] = (uint8_t)k;
+                        ck_assert_int_eq(apd__pal_decode(impls[m], idx, n, 8, pal, k, c, 0, o1), -1);
+                        ck_assert_int_eq(apd__pal_decode_f32(impls[m], idx, n, 8, pal, k, c, mean, std, f1), -1);
+                        idx[n - 1] = save;
+                    }
+                    checks++;
                 }
-                checks++;
             }
-    /* The palette LUT equals the direct-record LUT for the same value (same bits). */
-    float idl[768];
-    apd__norm_lut_identity(idl, 3, mean, std);
-    for (int v = 0; v < 256; v++) {
-        uint8_t p3[3] = {(uint8_t)v, (uint8_t)v, (uint8_t)v};
-        apd__norm_lut(lut, p3, 1, 3, mean, std);
-        for (int ch = 0; ch < 3; ch++) ck_assert(lut[ch * 256] == idl[ch * 256 + v]);
-    }
-    /* uint8 -> normalised float: same bits as the scalar formula and as the palette LUT. */
-    uint8_t all[300];
+    /* uint8 -> normalised float (direct records): the formula's bits, and the palette path's
+     * bits for the same value (a grey palette holding every value). */
+    uint8_t all[300], grey[APD_MAX_COLORS];
     float g1[300], g2[300];
     for (int v = 0; v < 300; v++) all[v] = (uint8_t)(v * 37 + 11);
-    for (int ch = 0; ch < 3; ch++) {
-        apd__u8_to_f32_norm(g1, all, 300, mean[ch], std[ch]);
-        apd__u8_to_f32_norm_ref(g2, all, 300, mean[ch], std[ch]);
-        ck_assert_mem_eq(g1, g2, sizeof g1);
-        for (int v = 0; v < 300; v++) ck_assert(g1[v] == idl[ch * 256 + all[v]]);
-    }
-    printf("kernels_match_reference: %d cases bit-identical\n", checks);
+    for (uint32_t v = 0; v < APD_MAX_COLORS; v++) grey[v] = (uint8_t)v;
+    for (int ch = 0; ch < 3; ch++)
+        for (size_t m = 0; m < sizeof impls / sizeof impls[0]; m++) {
+            if (!apd__impl_available(impls[m])) continue;
+            apd__u8_norm_f32(impls[m], all, 300, mean[ch], std[ch], g1);
+            ck_assert_int_eq(apd__pal_decode_f32(impls[m], all, 300, 8, grey, APD_MAX_COLORS, 1,
+                                                 &mean[ch], &std[ch], g2), 0);
+            ck_assert_mem_eq(g1, g2, sizeof g1);
+            for (int v = 0; v < 300; v++) ck_assert(g1[v] == apd__norm_f32(all[v], mean[ch], std[ch]));
+        }
+    printf("kernels_match_reference: %d cases bit-identical (best family %d), max float diff %g\n",
+           checks, (int)apd__impl_best(), (double)worst);
 }
 END_TEST
 

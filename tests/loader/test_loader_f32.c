@@ -1,11 +1,11 @@
 /* test_loader_f32.c: the float32 fast path (apd_reader_decode_f32, used by the loader for
  * APD_OUT_F32_CHW) is bit-identical to the two-pass path it replaces: apd_reader_decode to
- * uint8 CHW, then the loader's normalisation ((float)v * (1/255) - mean) * (1/std)
- * (apd__norm_value / apd__u8_to_f32_norm).
+ * uint8 CHW, then the normalisation ((float)v * (1/255) - mean) * (1/std) (apd__norm_f32 /
+ * apd__u8_norm_f32 of common/kernels.h).
  *  - kernels: apd__pal_decode_f32 scalar and AVX-512 (when the CPU has it) against the
- *    reference, every K 1..256, grey and RGB, sizes 1x1, 3x5, 32x32, 27x29; bad index and
+ *    reference, every K 1..APD_MAX_COLORS, grey and RGB, sizes 1x1, 3x5, 32x32, 27x29; bad index and
  *    padding bits are rejected.
- *  - real files: CIFAR-10 images (cifar10-dev/train.bin) median-cut to K = 64 RGB, their
+ *  - real files: CIFAR-10 images (the fixture tests/data/cifar10/train.bin) median-cut to K = 64 RGB, their
  *    grey versions at K = 16, and direct-colour RGB records, uncompressed and zstd (with
  *    dictionary); every record compared with file and custom mean/std.
  *  - loader: batches with APD_OUT_F32_CHW equal U8_CHW batches converted, 1 and 2 threads.
@@ -27,22 +27,30 @@
 #include "apd/loader.h"
 #include "apd/quant.h"
 #include "common/rng.h"
-#include "format/format_internal.h"
-#include "loader/kernels.h"
+#include "common/kernels.h"
+#include "format/format_internal.h" /* apd__crc32c_table */
+#include "test_data.h"
 
 #define NIMG 300
 
 static char g_dir[64];
 static uint64_t g_compared;
 
-/* The old path's floats for a uint8 CHW image: the loader's scalar reference. The vector
+/* The formula, one value at a time (the scalar reference of every float path). */
+static void norm_ref(const uint8_t *in, size_t n, float mean, float std, float *out)
+{
+    for (size_t p = 0; p < n; p++) out[p] = apd__norm_f32(in[p], mean, std);
+}
+
+/* The two-pass path's floats for a uint8 CHW image: the formula per value. The dispatched
  * kernel must agree with it too (checked), so either is "the way the loader does it". */
 static void ref_f32(const uint8_t *chw, uint32_t c, size_t npix, const float *mean,
                     const float *std, float *out, float *tmp)
 {
     for (uint32_t ch = 0; ch < c; ch++) {
-        apd__u8_to_f32_norm_ref(out + ch * npix, chw + ch * npix, npix, mean[ch], std[ch]);
-        apd__u8_to_f32_norm(tmp + ch * npix, chw + ch * npix, npix, mean[ch], std[ch]);
+        norm_ref(chw + ch * npix, npix, mean[ch], std[ch], out + ch * npix);
+        apd__u8_norm_f32(APD__IMPL_AUTO, chw + ch * npix, npix, mean[ch], std[ch],
+                         tmp + ch * npix);
     }
     ck_assert_mem_eq(out, tmp, (size_t)c * npix * sizeof(float));
 }
@@ -63,11 +71,11 @@ START_TEST(kernels_every_k)
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
     apd_rng r;
     apd_rng_seed(&r, 4242, 0);
-    uint8_t pal[768], idx[27 * 32 * 3], packed[32 * 32 * 3], u8[3 * 32 * 32];
+    uint8_t pal[APD_MAX_COLORS * 3], idx[27 * 32 * 3], packed[32 * 32 * 3], u8[3 * 32 * 32];
     float ref[3 * 32 * 32], tmp[3 * 32 * 32], got[3 * 32 * 32];
     const apd__impl impls[] = {APD__IMPL_SCALAR, APD__IMPL_AVX512};
     float worst = 0;
-    for (uint32_t k = 1; k <= 256; k++)
+    for (uint32_t k = 1; k <= APD_MAX_COLORS; k++)
         for (uint32_t c = 1; c <= 3; c += 2)
             for (int s = 0; s < 4; s++) {
                 size_t npix = (size_t)sizes[s][0] * sizes[s][1];
@@ -113,7 +121,7 @@ START_TEST(kernels_every_k)
     /* direct planes */
     for (size_t n = 1; n < 100; n += 7) {
         for (size_t i = 0; i < n; i++) u8[i] = (uint8_t)apd_rng_below(&r, 256);
-        apd__u8_to_f32_norm_ref(ref, u8, n, mean[1], std[1]);
+        norm_ref(u8, n, mean[1], std[1], ref);
         for (int m = 0; m < 2; m++) {
             if (!apd__impl_available(impls[m])) continue;
             apd__u8_norm_f32(impls[m], u8, n, mean[1], std[1], got);
@@ -129,8 +137,7 @@ END_TEST
 static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
                        apd_compress comp)
 {
-    char bin[512];
-    snprintf(bin, sizeof bin, "%s/cifar10-dev/train.bin", APD_SHARED_DATA);
+    const char *bin = APD_TEST_CIFAR "/train.bin";
     FILE *f = fopen(bin, "rb");
     ck_assert_msg(f != NULL, "cannot open %s", bin);
     apd_writer_opts o;
@@ -144,6 +151,8 @@ static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
     o.force = 1;
     o.no_sync = 1;
     o.compress = comp;
+    /* zstd files test the zstd path; the others are index-coded (format 1.1) when that pays */
+    o.index_coding = comp == APD_COMPRESS_ON ? APD_ICODE_OFF : APD_ICODE_AUTO;
     o.records_per_chunk = 64;
     for (int ch = 0; ch < 3; ch++) {
         o.mean[ch] = 0.45f + 0.01f * (float)ch;
@@ -152,7 +161,7 @@ static void write_file(const char *path, uint32_t kind, uint32_t c, uint32_t k,
     apd_writer *w;
     apd_err err;
     ck_assert_msg(apd_writer_create(&w, path, &o, &err) == APD_OK, "%s", err.msg);
-    uint8_t rec[3073], img[3072], pal[768], idx[1024];
+    uint8_t rec[3073], img[3072], pal[APD_MAX_COLORS * 3], idx[1024];
     for (uint32_t n = 0; n < NIMG; n++) {
         ck_assert_uint_eq(fread(rec, 1, sizeof rec, f), sizeof rec);
         const uint8_t *px = rec + 1;

@@ -12,6 +12,7 @@
 #include "apd/format.h"
 #include "apd/loader.h"
 #include "mem_source.h"
+#include "test_data.h"
 
 static char dir[512];
 
@@ -134,12 +135,9 @@ END_TEST
  * source file, float output normalised from them. */
 START_TEST(direct_records)
 {
-    const char *bin = APD_SHARED_DATA "/cifar10-dev/test.bin";
+    const char *bin = APD_TEST_CIFAR "/test.bin";
     FILE *f = fopen(bin, "rb");
-    if (!f) {
-        printf("direct_records: %s missing, skipped\n", bin);
-        return;
-    }
+    ck_assert_msg(f != NULL, "cannot open %s", bin);
     enum { N = 100 };
     uint8_t *src = malloc((size_t)N * 3073);
     ck_assert_uint_eq(fread(src, 3073, N, f), N);

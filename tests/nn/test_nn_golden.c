@@ -184,8 +184,8 @@ static void convnet_golden(const char *name, uint32_t threads)
     load(name);
     const float *d = T("dims");
     size_t N = (size_t)d[0];
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, (uint32_t)d[1], (uint32_t)d[2], (uint32_t)d[3], (uint32_t)d[7]);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, (uint32_t)d[1], (uint32_t)d[2], (uint32_t)d[3], (uint32_t)d[7]);
     cfg.width = (uint32_t)d[4];
     cfg.depth = (uint32_t)d[5];
     cfg.norm = d[6] != 0 ? APD_NORM_INSTANCE : APD_NORM_NONE;
@@ -255,8 +255,8 @@ static void convnet_golden_big_batch(const char *name, uint32_t threads)
     load(name);
     const float *d = T("dims");
     size_t N = (size_t)d[0], reps = 24 / N, B = reps * N;
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, (uint32_t)d[1], (uint32_t)d[2], (uint32_t)d[3], (uint32_t)d[7]);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, (uint32_t)d[1], (uint32_t)d[2], (uint32_t)d[3], (uint32_t)d[7]);
     cfg.width = (uint32_t)d[4];
     cfg.depth = (uint32_t)d[5];
     cfg.norm = d[6] != 0 ? APD_NORM_INSTANCE : APD_NORM_NONE;

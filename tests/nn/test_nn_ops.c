@@ -281,7 +281,7 @@ static double net_loss(netctx *c)
 {
     apd_convnet_forward(c->net, c->logits, c->emb, c->x, c->n);
     float l;
-    size_t K = apd_convnet_get_config(c->net)->n_classes;
+    size_t K = apd_convnet_get_opts(c->net)->n_classes;
     apd_xent_forward(&l, c->probs, c->logits, c->lab, c->n, K);
     /* the same loss in double: float round-off of an O(1) loss would swamp the FD quotient */
     double xe = 0.0;
@@ -321,8 +321,8 @@ static apd_convnet *make_net(uint32_t c, uint32_t h, uint32_t w, uint32_t width,
                              apd_norm norm, uint32_t classes, uint32_t max_batch, apd_pool *pool,
                              uint64_t seed)
 {
-    apd_convnet_config cfg;
-    apd_convnet_config_default(&cfg, c, h, w, classes);
+    apd_convnet_opts cfg;
+    apd_convnet_opts_default(&cfg, c, h, w, classes);
     cfg.width = width;
     cfg.depth = depth;
     cfg.norm = norm;
@@ -330,7 +330,7 @@ static apd_convnet *make_net(uint32_t c, uint32_t h, uint32_t w, uint32_t width,
     cfg.pool = pool;
     apd_convnet *net = NULL;
     ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
-    apd_convnet_init_seed(net, seed);
+    apd_convnet_init(net, seed, 0);
     return net;
 }
 
@@ -508,6 +508,38 @@ START_TEST(sgd_semantics)
     apd_sgd_step(o, w, g);
     ck_assert_double_eq_tol(w[0], w2 - 0.1 * (0.5 + 0.01 * w2), 1e-6);
     apd_sgd_free(o);
+    /* apd_sgd_update on caller-owned state (the palette net and the DM pixels use it):
+     * no weight decay: v = g, then v = mu v + g; w -= lr v */
+    float w3[2] = {1.0f, -2.0f}, v3[2] = {7.0f, 7.0f};
+    apd_sgd_update(w3, v3, g, 2, 0.1f, 0.5f, 0.0f, 1);
+    ck_assert(v3[0] == 0.5f && v3[1] == 0.25f); /* first step ignores the old buffer */
+    ck_assert_double_eq_tol(w3[0], 0.95, 1e-7);
+    apd_sgd_update(w3, v3, g, 2, 0.1f, 0.5f, 0.0f, 0);
+    ck_assert_double_eq_tol(v3[0], 0.75, 1e-7); /* 0.5*0.5 + 0.5 */
+    ck_assert_double_eq_tol(w3[0], 0.95 - 0.075, 1e-7);
+    /* no momentum buffer: plain (weight-decayed) gradient step */
+    float w4[2] = {1.0f, -2.0f};
+    apd_sgd_update(w4, NULL, g, 2, 0.1f, 0.0f, 0.01f, 1);
+    ck_assert_double_eq_tol(w4[0], 1.0 - 0.1 * 0.51, 1e-7);
+    ck_assert_double_eq_tol(w4[1], -2.0 - 0.1 * 0.23, 1e-7);
+    /* apd_sgd_step is apd_sgd_update with the handle's buffer: bit-identical over 3 steps */
+    {
+        enum { N = 1000 };
+        apd_rng r;
+        apd_rng_seed(&r, 5, 0);
+        float *wa = tu_rand(N, &r, -1, 1), *gg = tu_rand(N, &r, -1, 1), *wb = tu_zeros(N), *vb = tu_zeros(N);
+        memcpy(wb, wa, N * sizeof(float));
+        ck_assert_int_eq(apd_sgd_create(&o, N, 0.05f, 0.9f, 5e-4f), APD_OK);
+        for (int t = 0; t < 3; t++) {
+            apd_sgd_step(o, wa, gg);
+            apd_sgd_update(wb, vb, gg, N, 0.05f, 0.9f, 5e-4f, t == 0);
+        }
+        double e = tu_err(wa, wb, N);
+        printf("sgd: apd_sgd_step vs apd_sgd_update max err %g\n", e);
+        ck_assert(memcmp(wa, wb, N * sizeof(float)) == 0);
+        apd_sgd_free(o);
+        free(wa); free(gg); free(wb); free(vb);
+    }
     uint32_t ms[1] = {501};
     ck_assert_double_eq_tol(apd_lr_step(0.01f, 500, ms, 1, 0.1f), 0.01, 1e-9);
     ck_assert_double_eq_tol(apd_lr_step(0.01f, 501, ms, 1, 0.1f), 0.001, 1e-9);

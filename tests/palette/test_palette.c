@@ -85,6 +85,15 @@ static const gtensor *gget(const gfile *g, const char *name)
     return NULL;
 }
 
+/* The public read-only view of the last forward on ws. */
+static apd_palette_ws_view wsv(const apd_palette_ws *ws)
+{
+    apd_palette_ws_view v;
+    ck_assert_int_eq(apd_palette_ws_get_view(ws, &v), APD_OK);
+    ck_assert_uint_gt(v.b, 0);
+    return v;
+}
+
 static double rel_err(const float *a, const float *b, size_t n)
 {
     double md = 0.0, mb = 0.0;
@@ -154,12 +163,12 @@ START_TEST(golden_forward)
     float *y = malloc(n * sizeof(float));
     apd_palette_fwd_opts fo = {cs.t, 0};
     ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, y, cs.x, cs.b, cs.h, cs.w, &fo), APD_OK);
-    check_close(CASES[_i], "m", cs.ws->m, gget(&cs.g, "m")->f, (size_t)cs.b * cs.k * cs.p, FWD_TOL);
-    check_close(CASES[_i], "soft palette", cs.ws->pal, gget(&cs.g, "pal")->f, (size_t)cs.b * cs.c * cs.k, FWD_TOL);
+    check_close(CASES[_i], "m", wsv(cs.ws).m, gget(&cs.g, "m")->f, (size_t)cs.b * cs.k * cs.p, FWD_TOL);
+    check_close(CASES[_i], "soft palette", wsv(cs.ws).pal, gget(&cs.g, "pal")->f, (size_t)cs.b * cs.c * cs.k, FWD_TOL);
     check_close(CASES[_i], "y soft", y, gget(&cs.g, "y")->f, n, FWD_TOL);
     const int32_t *gi = gget(&cs.g, "idx")->i;
-    for (size_t q = 0; q < (size_t)cs.b * cs.p; q++) ck_assert_int_eq(cs.ws->idx[q], gi[q]);
-    check_close(CASES[_i], "hard palette", cs.ws->hpal, gget(&cs.g, "hpal")->f, (size_t)cs.b * cs.c * cs.k,
+    for (size_t q = 0; q < (size_t)cs.b * cs.p; q++) ck_assert_int_eq(wsv(cs.ws).idx[q], gi[q]);
+    check_close(CASES[_i], "hard palette", wsv(cs.ws).hpal, gget(&cs.g, "hpal")->f, (size_t)cs.b * cs.c * cs.k,
                 FWD_TOL);
     /* straight-through: y is the hard quantization */
     fo.straight_through = 1;
@@ -281,10 +290,10 @@ START_TEST(golden_losses)
     ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, y, cs.x, cs.b, cs.h, cs.w, &fo), APD_OK);
     memset(dm, 0, nm * sizeof(float));
     double la = 0.0;
-    double tot = apd_palette_loss_lm(dm, 1.0f, cs.ws->m, cs.b, cs.k, cs.p) +
-                 apd_palette_loss_lb(dm, 1.0f, cs.ws->m, cs.b, cs.k, cs.p) +
-                 0.5 * apd_palette_loss_conf(dm, 0.5f, cs.ws->m, cs.b, cs.k, cs.p);
-    ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, cs.ws->m, tgt, smp, cs.b, cs.k, cs.p, cs.s), APD_OK);
+    double tot = apd_palette_loss_lm(dm, 1.0f, wsv(cs.ws).m, cs.b, cs.k, cs.p) +
+                 apd_palette_loss_lb(dm, 1.0f, wsv(cs.ws).m, cs.b, cs.k, cs.p) +
+                 0.5 * apd_palette_loss_conf(dm, 0.5f, wsv(cs.ws).m, cs.b, cs.k, cs.p);
+    ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, wsv(cs.ws).m, tgt, smp, cs.b, cs.k, cs.p, cs.s), APD_OK);
     tot += 3.0 * la;
     float tf = (float)tot;
     check_close("", "colour total", &tf, gget(&cs.g, "color_total")->f, 1, FWD_TOL);
@@ -310,7 +319,7 @@ static double fd_loss(gcase *cs, float *y, const float *x, const float *r, const
     size_t n = (size_t)cs->b * cs->c * cs->p;
     double s = 0.0, la = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)y[i] * r[i];
-    const float *m = cs->ws->m;
+    const float *m = wsv(cs->ws).m;
     s += apd_palette_loss_lb(dm, 1.0f, m, cs->b, cs->k, cs->p);
     s += 0.5 * apd_palette_loss_conf(dm, 0.5f, m, cs->b, cs->k, cs->p);
     ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, m, tgt, smp, cs->b, cs->k, cs->p, cs->s), APD_OK);
@@ -504,7 +513,7 @@ START_TEST(init_and_sgd)
     /* SGD, PyTorch semantics, by hand for one weight: w = 1, g = 2 then 1, lr .1, mu .5, wd .01
      * step 1: g' = 2 + .01 = 2.01, v = 2.01, w = 1 - .201 = .799
      * step 2: g' = 1 + .00799 = 1.00799, v = .5*2.01 + 1.00799 = 2.01299, w = .799 - .201299 = .597701 */
-    apd_palette_sgd sgd = {0.1f, 0.5f, 0.01f};
+    apd_palette_sgd_opts sgd = {0.1f, 0.5f, 0.01f};
     a.params[0] = 1.0f;
     apd_palette_net_zero_grad(&a);
     a.grads[0] = 2.0f;
@@ -513,8 +522,12 @@ START_TEST(init_and_sgd)
     a.grads[0] = 1.0f;
     apd_palette_net_step(&a, &sgd);
     ck_assert(fabsf(a.params[0] - 0.597701f) < 1e-6f);
-    apd_palette_sgd d = APD_PALETTE_SGD_DEFAULT;
+    apd_palette_sgd_opts d;
+    apd_palette_sgd_opts_default(&d);
     ck_assert(d.lr == 0.05f && d.momentum == 0.5f && d.weight_decay == 5e-4f);
+    apd_palette_fwd_opts fd;
+    apd_palette_fwd_opts_default(&fd);
+    ck_assert(fd.temperature == 1.0f && fd.straight_through == 0);
     apd_palette_net_free(&a);
     apd_palette_net_free(&b);
     ck_assert_int_eq(apd_palette_net_init(&a, 3, 1, 256, 0), APD_EINVAL);
@@ -554,12 +567,20 @@ START_TEST(shape_errors)
     ck_assert_int_eq(apd_palette_net_init(&net, 3, 8, 16, 1), APD_OK);
     ck_assert_int_eq(apd_palette_ws_create(&ws, 3, 8, 16, 2, 16), APD_OK);
     float x[3 * 3 * 25] = {0}, dy[3 * 3 * 25] = {0};
+    /* the view: empty before a forward, the forward's shape after one */
+    apd_palette_ws_view wv;
+    ck_assert_int_eq(apd_palette_ws_get_view(ws, &wv), APD_OK);
+    ck_assert(wv.b == 0 && wv.c == 3 && wv.k == 8 && wv.m == NULL && wv.idx == NULL);
+    ck_assert_int_eq(apd_palette_ws_get_view(NULL, &wv), APD_EINVAL);
+    ck_assert_int_eq(apd_palette_ws_get_view(ws, NULL), APD_EINVAL);
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, 3, 4, 4, NULL), APD_ESHAPE);
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, 2, 5, 5, NULL), APD_ESHAPE);
     ck_assert_int_eq(apd_palette_backward(&net, ws, NULL, dy, NULL, x, 2, 4, 4, 1.0f), APD_ESHAPE);
     apd_palette_fwd_opts bad = {0.0f, 0};
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, 2, 4, 4, &bad), APD_EINVAL);
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, 2, 4, 4, NULL), APD_OK);
+    ck_assert_int_eq(apd_palette_ws_get_view(ws, &wv), APD_OK);
+    ck_assert(wv.b == 2 && wv.p == 16 && wv.m && wv.pal && wv.den && wv.hpal && wv.idx && wv.count);
     ck_assert_int_eq(apd_palette_backward(&net, ws, NULL, NULL, NULL, x, 2, 4, 4, 1.0f), APD_EINVAL);
     ck_assert_int_eq(apd_palette_backward(&net, ws, NULL, dy, NULL, x, 1, 4, 4, 1.0f), APD_ESHAPE);
     apd_palette_ws_free(ws);
@@ -594,12 +615,13 @@ START_TEST(warmup_reduces_recon)
                 x[(i * c + ch) * p + q] = sinf(0.3f * (float)(q % w) * (float)(ch + 1) + (float)i) +
                                           cosf(0.5f * (float)(q / w) + (float)ch);
     const float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
-    apd_palette_color_cfg cc;
-    apd_palette_color_cfg_default(&cc, c, mean, std);
+    apd_palette_color_opts cc;
+    apd_palette_color_opts_default(&cc, c, mean, std);
     apd_palette_stats s0, s1;
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, NULL), APD_OK);
     ck_assert_int_eq(apd_palette_stats_compute(&s0, NULL, ws, x), APD_OK);
-    apd_palette_sgd sgd = APD_PALETTE_SGD_DEFAULT;
+    apd_palette_sgd_opts sgd;
+    apd_palette_sgd_opts_default(&sgd);
     apd_palette_losses L;
     ck_assert_int_eq(apd_palette_warmup(&net, ws, &L, x, b, h, w, 30, 1.0f, &cc, &sgd, 11), APD_OK);
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, NULL), APD_OK);
@@ -659,8 +681,9 @@ START_TEST(kmeans_init_recovers_clusters)
     int map[8], back[8];
     for (uint32_t q = 0; q < k; q++) map[q] = back[q] = -1;
     uint32_t bad = 0;
+    const apd_palette_ws_view v = wsv(ws);
     for (uint32_t i = 0; i < b * p; i++) {
-        uint32_t t = truth[i], a = ws->idx[i];
+        uint32_t t = truth[i], a = v.idx[i];
         if (map[t] < 0 && back[a] < 0) {
             map[t] = (int)a;
             back[a] = (int)t;
@@ -671,7 +694,7 @@ START_TEST(kmeans_init_recovers_clusters)
     for (uint32_t i = 0; i < b; i++)
         for (uint32_t t = 0; t < k; t++)
             for (uint32_t ch = 0; ch < c && map[t] >= 0; ch++) {
-                double e = fabs(ws->hpal[((size_t)i * c + ch) * k + (uint32_t)map[t]] - cols[t][ch]);
+                double e = fabs(v.hpal[((size_t)i * c + ch) * k + (uint32_t)map[t]] - cols[t][ch]);
                 if (e > maxerr) maxerr = e;
             }
     printf("  k-means init: %u samples, %u Lloyd steps, var %.5f, scale %.1f; misassigned %u of %u; "
@@ -736,8 +759,8 @@ START_TEST(threads_bit_identical)
         apd_palette_net_zero_grad(&net);
         ck_assert_int_eq(apd_palette_forward(&net, ws, y, x, b, h, w, NULL), APD_OK);
         ck_assert_int_eq(apd_palette_backward(&net, ws, dx, dy, NULL, x, b, h, w, 0.1f), APD_OK);
-        apd_palette_color_cfg cc;
-        apd_palette_color_cfg_default(&cc, c, mean, std);
+        apd_palette_color_opts cc;
+        apd_palette_color_opts_default(&cc, c, mean, std);
         apd_palette_losses L;
         ck_assert_int_eq(apd_palette_color_step(&net, ws, &L, x, b, h, w, &cc, 3, 4), APD_OK);
         ck_assert(L.la > 0.0);
@@ -779,8 +802,8 @@ START_TEST(color_step_matches_parts)
     apd_palette_ws *ws;
     ck_assert_int_eq(apd_palette_net_init(&net, c, k, 256, 9), APD_OK);
     ck_assert_int_eq(apd_palette_ws_create(&ws, c, k, 256, b, p), APD_OK);
-    apd_palette_color_cfg cc;
-    apd_palette_color_cfg_default(&cc, c, mean, std);
+    apd_palette_color_opts cc;
+    apd_palette_color_opts_default(&cc, c, mean, std);
     cc.w_conf = 0.25f;
     cc.fwd.temperature = 2.0f;
     apd_palette_losses L;
@@ -804,11 +827,11 @@ START_TEST(color_step_matches_parts)
     ck_assert_uint_eq(apd_palette_la_sample(smp, b, p, 0.3f, 77, 3), s);
     apd_palette_fwd_opts fo = {2.0f, 0};
     ck_assert_int_eq(apd_palette_forward(&net, ws, NULL, x, b, h, w, &fo), APD_OK);
-    double lm = apd_palette_loss_lm(dm, 1.0f, ws->m, b, k, p);
-    double lb = apd_palette_loss_lb(dm, 1.0f, ws->m, b, k, p);
-    double lc = apd_palette_loss_conf(dm, 0.25f, ws->m, b, k, p);
+    double lm = apd_palette_loss_lm(dm, 1.0f, wsv(ws).m, b, k, p);
+    double lb = apd_palette_loss_lb(dm, 1.0f, wsv(ws).m, b, k, p);
+    double lc = apd_palette_loss_conf(dm, 0.25f, wsv(ws).m, b, k, p);
     double la;
-    ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, ws->m, tgt, smp, b, k, p, s), APD_OK);
+    ck_assert_int_eq(apd_palette_loss_la(&la, dm, 3.0f, wsv(ws).m, tgt, smp, b, k, p, s), APD_OK);
     ck_assert(lm == L.lm && lb == L.lb && lc == L.conf && la == L.la);
     ck_assert(fabs(L.total - (lm + lb + 3 * la + 0.25 * lc)) < 1e-9);
     apd_palette_net_zero_grad(&net);

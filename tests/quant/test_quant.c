@@ -1,7 +1,8 @@
 /* test_quant.c: the per-image quantizers (apd/quant.h).
  *
  * - median cut against hand-computed cases (arithmetic in the comments) and against
- *   Pillow 9.4's Image.quantize(method=0) on the first 100 images of cifar10-dev train.bin
+ *   Pillow 9.4's Image.quantize(method=0) on the first 100 images of the fixture
+ *   tests/data/cifar10/train.bin
  *   (FNV-1a digests of palette[K] + indices produced once by Pillow; see the comment there);
  * - at most K colours, indices < k_used, unused palette entries zero, for every quantizer;
  * - exact on images with at most K colours;
@@ -15,8 +16,9 @@
 
 #include "apd/quant.h"
 #include "common/rng.h"
+#include "test_data.h"
 
-#define CIFAR_TRAIN APD_SHARED_DATA "/cifar10-dev/train.bin"
+#define CIFAR_TRAIN APD_TEST_CIFAR "/train.bin"
 
 /* Run median cut on a 1 x n grey image and compare palette and indices. */
 static void check_grey(const uint8_t *px, uint32_t n, uint32_t k, const uint8_t *want_pal,
@@ -267,7 +269,7 @@ START_TEST(lossless_when_few_colours)
                     uint32_t j = p < d ? p : (uint32_t)apd_rng_below(&r, d);
                     for (uint32_t ch = 0; ch < c; ch++) img[ch * npix + p] = cols[j][ch];
                 }
-                for (uint32_t k = d; k <= 256; k += (k < 64 ? 1 : 37)) {
+                for (uint32_t k = d; k <= APD_MAX_COLORS; k += (k < 64 ? 1 : 37)) {
                     uint32_t ku;
                     ck_assert_int_eq(apd_quantize_image((apd_quantizer)q, img, c, 24, 24, k, 0, pal, idx, &ku), APD_OK);
                     ck_assert_msg(apd_quantize_sse(img, c, 24, 24, pal, idx) == 0,
@@ -315,7 +317,7 @@ START_TEST(map_matches_brute_force)
     apd_rng_seed(&r, 3, 0);
     uint8_t img[3 * 17 * 13], pal[256 * 3], idx[17 * 13];
     for (uint32_t c = 1; c <= 3; c += 2)
-        for (uint32_t k = 1; k <= 256; k = k * 2 + 1) {
+        for (uint32_t k = 1; k <= APD_MAX_COLORS; k = k * 2 + 1) {
             for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd_rng_below(&r, 256);
             for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 8) * 32;
             ck_assert_int_eq(apd_quantize_map(img, c, 17, 13, pal, k, idx), APD_OK);
@@ -343,7 +345,7 @@ START_TEST(bad_arguments_and_names)
     uint8_t img[12] = {0}, pal[768], idx[4];
     uint32_t ku;
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, 0, 0, pal, idx, &ku), APD_EINVAL);
-    ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, 257, 0, pal, idx, &ku), APD_EINVAL);
+    ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 2, 2, APD_MAX_COLORS + 1, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 2, 2, 2, 4, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, 0, 2, 4, 0, pal, idx, &ku), APD_EINVAL);
     ck_assert_int_eq(apd_quantize_image((apd_quantizer)9, img, 3, 2, 2, 4, 0, pal, idx, &ku), APD_EINVAL);

@@ -80,6 +80,74 @@ def meta_json(n=1, counts=None, k=4, bits=2, h=2, w=3, c=3, N=4, extra=""):
     return struct.pack("<I", crc32c(d)) + d
 
 
+# ---- format 1.1 index coding (spec 7.4, 8.1), encoded here from the spec ----------------
+EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
+LANES, NCTX, M, L = 8, 192, 1024, 1 << 16
+
+
+def ctx_pred(a, b, c):
+    mn, mx = min(a, b), max(a, b)
+    case, pred = (0, mn) if c >= mx else (1, mx) if c <= mn else (2, a + b - c)
+    rng = max(a, b, c) - min(a, b, c)
+    d = mx - mn
+    return 4 * (3 * sum(1 for e in EDGES if rng >= e) + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
+
+
+def ic_symbols(pal, idx, k, c, h, w, bits):
+    """(lane, table, symbol) in decoding order (spec 7.4.2)."""
+    out = []
+    for j in range(k * c):
+        out.append((j % LANES, NCTX + j % c, (pal[j] - (pal[j - c] if j >= c else 0)) % 256))
+    get = lambda y, x: idx[y * w + x] if y >= 0 and x >= 0 else 0  # noqa: E731
+    for y0 in range(0, h, LANES):
+        nl = min(LANES, h - y0)
+        for t in range(w + nl - 1):
+            for lane in range(nl):
+                x, y = t - lane, y0 + lane
+                if 0 <= x < w:
+                    ctx, pred = ctx_pred(get(y, x - 1), get(y - 1, x), get(y - 1, x - 1))
+                    out.append((lane, ctx, (idx[y * w + x] - pred) % (1 << bits)))
+    return out
+
+
+def ic_model_and_body(pal, idx, k, c, h, w, version=1):
+    """A model built from this one image (meta/imodel value, CRC included) and its body."""
+    bits = max(1, (k - 1).bit_length())
+    syms = ic_symbols(pal, idx, k, c, h, w, bits)
+    freq = []
+    for t, n in enumerate([1 << bits] * NCTX + [256] * c):
+        cnt = [0] * n
+        for _, tt, sy in syms:
+            if tt == t:
+                cnt[sy] += 1
+        if t >= NCTX:
+            cnt = [v + 1 for v in cnt]
+        tot = sum(cnt)
+        f = [max(1, v * M // tot) if v else 0 for v in cnt] if tot else [0] * n
+        if tot:
+            f[f.index(max(f))] += M - sum(f)
+        freq.append(f)
+    payload = b"APDM" + bytes([version, c, bits, LANES, 10, NCTX, 0, 0])
+    for f in freq:
+        for v in f:
+            payload += bytes([v]) if v < 128 else bytes([(v & 0x7F) | 0x80, v >> 7])
+    model = struct.pack("<I", crc32c(payload)) + payload
+    x, words = [L] * LANES, []
+    for lane, t, sy in reversed(syms):
+        f, cum = freq[t][sy], sum(freq[t][:sy])
+        if x[lane] >= f << 22:
+            words.append(x[lane] & 0xFFFF)
+            x[lane] >>= 16
+        x[lane] = (x[lane] // f << 10) + x[lane] % f + cum
+    body = struct.pack("<%dI" % LANES, *x) + b"".join(struct.pack("<H", v) for v in reversed(words))
+    return model, body
+
+
+def coded_record(body, k, label=7, fix_crc=True):
+    r = bytearray(struct.pack("<BBHI", 1 | 0x40, k - 1, 0, label)) + body
+    return struct.pack("<I", crc32c(bytes(r)) if fix_crc else 0) + bytes(r)
+
+
 PAL = bytes([255, 0, 0, 0, 128, 0, 0, 0, 255])
 IDX = [0, 1, 2, 2, 1, 0]
 
@@ -222,6 +290,49 @@ def main():
         raise SystemExit("make_bad: no leaf page with chunk 0 in valid.apd")
     add("page_number.apd", "open", "APD_ECORRUPT", raw=bytes(bad),
         why="the LMDB leaf page holding chunk 0 names another page in its header")
+
+    # format 1.1 index coding: the valid record's palette and indices, coded
+    model, body = ic_model_and_body(PAL, IDX, 3, 3, 2, 3)
+    h11 = header(minor=1, flags=4)
+
+    def coded_items(mv=model, rec=None, hdr=h11):
+        it = valid_items(rec=rec if rec is not None else coded_record(body, 3), hdr=hdr)
+        if mv is not None:
+            it[("meta", b"imodel")] = mv
+        return it
+
+    add("coded_valid.apd", "ok", "APD_OK", coded_items(), why="control: a valid format 1.1 coded file")
+    add("coded_model_missing.apd", "open", "APD_ECORRUPT", coded_items(mv=None),
+        why="header flag bit 2 but no meta/imodel")
+    mv = bytearray(model)
+    mv[40] ^= 0x01
+    add("coded_model_crc.apd", "open", "APD_ECHECKSUM", coded_items(mv=bytes(mv)),
+        why="index model byte changed, model CRC not updated")
+    add("coded_model_version.apd", "open", "APD_EVERSION",
+        coded_items(mv=ic_model_and_body(PAL, IDX, 3, 3, 2, 3, version=2)[0]),
+        why="index model version 2 (CRC valid)")
+    mv = bytearray(model)
+    mv[16] = (mv[16] + 1) & 0x7F
+    mv[0:4] = struct.pack("<I", crc32c(bytes(mv[4:])))
+    add("coded_model_sum.apd", "open", "APD_ECORRUPT", coded_items(mv=bytes(mv)),
+        why="index model table does not sum to 1024 (CRC valid)")
+    add("coded_flag_v10.apd", "open", "APD_ECORRUPT", coded_items(hdr=header(minor=0, flags=4)),
+        why="header flag bit 2 in a format 1.0 header")
+    add("soft_labels.apd", "open", "APD_EVERSION", valid_items(hdr=header(minor=1, flags=2)),
+        why="format 1.1 soft labels (header flag bit 1), not implemented by this reader")
+    add("coded_no_model_flag.apd", "record 0", "APD_ECORRUPT", coded_items(hdr=header()),
+        why="coded record (flag bit 6) in a file without header flag bit 2")
+    add("coded_trunc.apd", "record 0", "APD_ETRUNC", coded_items(rec=coded_record(body[:-2], 3)),
+        why="coded body one word short (record CRC valid)")
+    add("coded_leftover.apd", "record 0", "APD_ECORRUPT", coded_items(rec=coded_record(body + b"\0\0", 3)),
+        why="coded body with a word after its last symbol (record CRC valid)")
+    m4, b4 = ic_model_and_body(PAL, [0, 1, 2, 3, 1, 0], 3, 3, 2, 3)
+    add("coded_index.apd", "record 0", "APD_ECORRUPT", coded_items(mv=m4, rec=coded_record(b4, 3)),
+        why="coded index 3 >= record palette size 3")
+    r = bytearray(coded_record(body, 3))
+    r[20] ^= 0x10
+    add("coded_crc.apd", "record 0", "APD_ECHECKSUM", coded_items(rec=bytes(r)),
+        why="coded body bit flipped, record CRC not updated")
 
     with open(os.path.join(HERE, "MANIFEST"), "w") as f:
         f.write("# file  where(open|ok|record N)  expected-status  # why (generated by make_bad.py)\n")

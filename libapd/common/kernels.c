@@ -1,4 +1,4 @@
-/* format/pack.c: bit packing of palette indices and the palette look-up kernels.
+/* common/kernels.c: bit packing of palette indices and the pixel kernels; see kernels.h.
  *
  * Bit order (spec/apd-format.md "Index packing"): indices are packed LSB-first into a little-
  * endian bit stream; index j occupies stream bits [j*b, j*b + b), and stream bit t is bit
@@ -7,31 +7,35 @@
  *     b = 6, indices i0..i3:   byte0 = i0 | i1<<6     byte1 = i1>>2 | i2<<4
  *                              byte2 = i2>>4 | i3<<2
  *
- * Kernels: a scalar reference (apd__pal_decode with APD__IMPL_SCALAR; also the fallback on
- * CPUs without the vector extensions) and an AVX-512 VBMI kernel that handles 64 pixels per
- * step: vpermb places each 8-index group's bytes into a qword lane, vpmultishiftqb extracts
- * the b-bit fields, and vpermi2b looks up 128-entry per-channel tables (two look-ups and a
- * blend on bit 7 when K > 128); HWC output is interleaved with vpermt2b. The tables are
- * gathered from the entry-major palette with vpermi2b too, so no per-call scalar set-up runs.
- * An AVX2 + BMI2 kernel (pdep unpack + 32-bit gather) serves CPUs without VBMI.
- * Selection is at run time (__builtin_cpu_supports), so the library needs no -march flag.
- * Tests run both kernels on the same input and require identical bytes.
+ * Kernels: a scalar reference (APD__IMPL_SCALAR; also the fallback on CPUs without the vector
+ * extensions) and an AVX-512 VBMI kernel that handles 64 pixels per step: vpermb places each
+ * 8-index group's bytes into a qword lane, vpmultishiftqb extracts the b-bit fields, and
+ * vpermi2b looks up 128-entry per-channel tables (two look-ups and a blend on bit 7 when
+ * K > 128); HWC output is interleaved with vpermt2b. The tables are gathered from the
+ * entry-major palette with vpermi2b too, so no per-call scalar set-up runs. An AVX2 + BMI2
+ * kernel (pdep unpack + 32-bit gather) serves CPUs without VBMI. Selection is at run time
+ * (select_impl, the one dispatch of every entry point), and every vector function carries
+ * its target attribute, so the library is built without -march flags. Tests run every
+ * kernel on the same input and require identical bytes.
  *
- * Float32 output (apd__pal_decode_f32, for apd_reader_decode_f32 / the loader): the same VBMI
- * unpack, then the record's palette normalised once into per-channel float tables held in
- * registers and looked up with vpermi2ps (16 floats per permute pair), stored straight into
- * the CHW planes; bit-identical to uint8 decode + ((float)v * (1/255) - mean) * (1/std)
+ * Float32 output (apd__pal_decode_f32, for apd_reader_decode_f32 and the loader): the same
+ * VBMI unpack, then the record's palette normalised once into per-channel float tables held
+ * in registers and looked up with vpermi2ps (16 floats per permute pair), stored straight
+ * into the CHW planes; bit-identical to uint8 decode + ((float)v * (1/255) - mean) * (1/std)
  * (tests/loader/test_loader_f32.c). Scalar fallback without AVX-512 VBMI.
  */
 #include <string.h>
 
-#include "format/format_internal.h"
+#include "common/kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define APD__X86 1
-#include "format/pack_tables.h"
+#include "common/kernel_tables.h"
 #endif
+
+/* Bytes of n indices packed at `bits` bits (apd_packed_bytes of apd/format.h). */
+static inline size_t packed_bytes(size_t n, uint32_t bits) { return (n * bits + 7) / 8; }
 
 void apd__pack(const uint8_t *idx, size_t n, uint32_t bits, uint8_t *out)
 {
@@ -81,7 +85,7 @@ static int padding_ok(const uint8_t *packed, size_t npix, uint32_t bits)
 }
 
 static int pal_decode_scalar(const uint8_t *packed, size_t npix, uint32_t bits,
-                             const uint8_t *pal, uint32_t k, uint32_t c, apd_layout layout,
+                             const uint8_t *pal, uint32_t k, uint32_t c, int chw,
                              uint8_t *out)
 {
     uint32_t mask = (1u << bits) - 1, acc = 0, have = 0;
@@ -99,7 +103,7 @@ static int pal_decode_scalar(const uint8_t *packed, size_t npix, uint32_t bits,
         v = v < k ? v : 0;
         if (c == 1) {
             out[j] = pal[v];
-        } else if (layout == APD_LAYOUT_HWC) {
+        } else if (!chw) {
             out[3 * j] = pal[3 * v];
             out[3 * j + 1] = pal[3 * v + 1];
             out[3 * j + 2] = pal[3 * v + 2];
@@ -177,7 +181,7 @@ APD__AVX512 static inline int pal_tables_avx512(const uint8_t *pal, uint32_t k, 
 
 APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uint32_t bits,
                                          const uint8_t *pal, uint32_t k, uint32_t c,
-                                         apd_layout layout, uint8_t *out)
+                                         int chw, uint8_t *out)
 {
     /* Per-channel tables: t[ch][q] holds channel ch of entries 64q..64q+63 (zero past k). */
     __m512i t[3][4];
@@ -188,24 +192,24 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
     const __m512i vkm1 = _mm512_set1_epi8((char)(k - 1));
     __m512i rg[3], bsel[3];
     for (int q = 0; q < 3; q++) {
-            rg[q] = _mm512_loadu_si512(hwc_ctrl_rg[q]);
-            bsel[q] = _mm512_loadu_si512(hwc_ctrl_b[q]);
+        rg[q] = _mm512_loadu_si512(hwc_ctrl_rg[q]);
+        bsel[q] = _mm512_loadu_si512(hwc_ctrl_b[q]);
     }
     const size_t step_bytes = 8u * bits; /* input bytes per 64 indices */
-    size_t bytes_left = apd_packed_bytes(npix, bits);
+    size_t bytes_left = packed_bytes(npix, bits);
     const uint8_t *src = packed;
     __mmask64 bad = 0;
     for (size_t j = 0; j < npix; j += 64) {
         size_t rem = npix - j;
         __mmask64 pm = low_mask(rem);
         __m512i v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
-        if (k < 256) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
+        if (k < APD_MAX_COLORS) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
         if (c == 1) {
             _mm512_mask_storeu_epi8(out + j, pm, lut512(v, t[0], nq));
             continue;
         }
         __m512i r = lut512(v, t[0], nq), g = lut512(v, t[1], nq), b = lut512(v, t[2], nq);
-        if (layout == APD_LAYOUT_CHW) {
+        if (chw) {
             _mm512_mask_storeu_epi8(out + j, pm, r);
             _mm512_mask_storeu_epi8(out + npix + j, pm, g);
             _mm512_mask_storeu_epi8(out + 2 * npix + j, pm, b);
@@ -234,9 +238,9 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
 
 APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint32_t bits,
                                        const uint8_t *pal, uint32_t k, uint32_t c,
-                                       apd_layout layout, uint8_t *out)
+                                       int chw, uint8_t *out)
 {
-    uint32_t tab[256];
+    uint32_t tab[APD_MAX_COLORS];
     memset(tab, 0, sizeof tab);
     for (uint32_t e = 0; e < k; e++)
         tab[e] = c == 3 ? (uint32_t)pal[3 * e] | (uint32_t)pal[3 * e + 1] << 8 | (uint32_t)pal[3 * e + 2] << 16
@@ -248,13 +252,13 @@ APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint3
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const __m256i vkm1 = _mm256_set1_epi32((int)k - 1);
     const uint64_t dep = 0x0101010101010101ull * ((1u << bits) - 1);
-    const size_t nbytes = apd_packed_bytes(npix, bits);
+    const size_t nbytes = packed_bytes(npix, bits);
     __m256i bad = _mm256_setzero_si256();
     size_t p = 0;
     for (; p + 8 <= npix; p += 8) {
         size_t at = (p / 8) * bits; /* byte offset of this group */
         if (at + 8 > nbytes) break; /* an 8-byte load would pass the input */
-        if (c == 3 && layout == APD_LAYOUT_HWC && 3 * p + 28 > 3 * npix) break;
+        if (c == 3 && !chw && 3 * p + 28 > 3 * npix) break;
         uint64_t w;
         memcpy(&w, packed + at, 8);
         uint64_t ix = _pdep_u64(w, dep);
@@ -264,7 +268,7 @@ APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint3
         if (c == 1) {
             __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, sh_pl), perm);
             _mm_storel_epi64((void *)(out + p), _mm256_castsi256_si128(b));
-        } else if (layout == APD_LAYOUT_HWC) {
+        } else if (!chw) {
             __m256i b = _mm256_shuffle_epi8(v, sh_hwc);
             _mm_storeu_si128((void *)(out + 3 * p), _mm256_castsi256_si128(b));
             _mm_storeu_si128((void *)(out + 3 * p + 12), _mm256_extracti128_si256(b, 1));
@@ -286,7 +290,7 @@ APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint3
         uint32_t t = tab[v];
         if (c == 1) {
             out[p] = (uint8_t)t;
-        } else if (layout == APD_LAYOUT_HWC) {
+        } else if (!chw) {
             out[3 * p] = (uint8_t)t;
             out[3 * p + 1] = (uint8_t)(t >> 8);
             out[3 * p + 2] = (uint8_t)(t >> 16);
@@ -301,43 +305,15 @@ APD__AVX2_T static int pal_decode_avx2(const uint8_t *packed, size_t npix, uint3
 }
 #endif
 
-int apd__impl_available(apd__impl impl)
-{
-    switch (impl) {
-    case APD__IMPL_AUTO:
-    case APD__IMPL_SCALAR: return 1;
-#ifdef APD__X86
-    case APD__IMPL_AVX512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vbmi");
-    case APD__IMPL_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
-#endif
-    default: return 0;
-    }
-}
-
-int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
-                    const uint8_t *pal, uint32_t k, uint32_t c, apd_layout layout, uint8_t *out)
-{
-#ifdef APD__X86
-    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
-        apd__impl_available(APD__IMPL_AVX512))
-        return pal_decode_avx512(packed, npix, bits, pal, k, c, layout, out);
-    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX2) && apd__impl_available(APD__IMPL_AVX2))
-        return pal_decode_avx2(packed, npix, bits, pal, k, c, layout, out);
-#endif
-    return pal_decode_scalar(packed, npix, bits, pal, k, c, layout, out);
-}
-
 /* ---- normalised float32 CHW output ----------------------------------------------------- */
 
-/* Per-channel float tables: flut[ch*256 + e] = apd__norm_f32(pal[e*c + ch]) for e < k, 0 for
- * k <= e < span (span >= k: every entry a kernel may read, so none is uninitialised). */
+/* Per-channel float tables: flut[ch*APD_MAX_COLORS + e] = apd__norm_f32(pal[e*c + ch]) for
+ * e < k, 0 for k <= e < span (span >= k: every entry a kernel may read, so none is uninitialised). */
 static void norm_table(float *flut, const uint8_t *pal, uint32_t k, uint32_t c,
                        const float *mean, const float *std, uint32_t span)
 {
     for (uint32_t ch = 0; ch < c; ch++) {
-        float *t = flut + (size_t)ch * 256;
+        float *t = flut + (size_t)ch * APD_MAX_COLORS;
         const float m = mean[ch], sd = std[ch]; /* locals: t may alias mean/std for the compiler */
         for (uint32_t e = 0; e < k; e++) t[e] = apd__norm_f32(pal[(size_t)e * c + ch], m, sd);
         if (span > k) memset(t + k, 0, (span - k) * sizeof *t);
@@ -348,7 +324,7 @@ static int pal_decode_f32_scalar(const uint8_t *packed, size_t npix, uint32_t bi
                                  const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
                                  const float *std, float *out)
 {
-    float flut[3 * 256];
+    float flut[3 * APD_MAX_COLORS];
     norm_table(flut, pal, k, c, mean, std, 1u << bits); /* any bits-wide index */
     uint32_t mask = (1u << bits) - 1, acc = 0, have = 0, bad = 0;
     const uint8_t *p = packed;
@@ -361,7 +337,7 @@ static int pal_decode_f32_scalar(const uint8_t *packed, size_t npix, uint32_t bi
         acc >>= bits;
         have -= bits;
         bad |= v >= k;
-        for (uint32_t ch = 0; ch < c; ch++) out[ch * npix + j] = flut[ch * 256 + v];
+        for (uint32_t ch = 0; ch < c; ch++) out[ch * npix + j] = flut[ch * APD_MAX_COLORS + v];
     }
     if (bad || !padding_ok(packed, npix, bits)) return -1;
     return 0;
@@ -441,14 +417,14 @@ APD__AVX512_INL static inline int pal_f32_body(const uint8_t *packed, size_t npi
     const __m512i vmask = _mm512_set1_epi8((char)((1u << bits) - 1));
     const __m512i vkm1 = _mm512_set1_epi8((char)(k - 1));
     const size_t step_bytes = 8u * bits;
-    size_t bytes_left = apd_packed_bytes(npix, bits);
+    size_t bytes_left = packed_bytes(npix, bits);
     const uint8_t *src = packed;
     __mmask64 bad = 0;
     for (size_t j = 0; j < npix; j += 64) {
         size_t rem = npix - j;
         __mmask64 pm = low_mask(rem);
         __m512i v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
-        if (k < 256) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
+        if (k < APD_MAX_COLORS) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
         if (rem >= 64) { /* full block: unmasked stores */
             for (int g = 0; g < 4; g++) {
                 __m512i ix = idx16(v, g);
@@ -499,13 +475,57 @@ APD__AVX512 static void u8_norm_f32_avx512(const uint8_t *in, size_t n, float me
 }
 #endif
 
+/* ---- the dispatch ------------------------------------------------------------------------ */
+
+int apd__impl_available(apd__impl impl)
+{
+    switch (impl) {
+    case APD__IMPL_AUTO:
+    case APD__IMPL_SCALAR: return 1;
+#ifdef APD__X86
+    case APD__IMPL_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vbmi");
+    case APD__IMPL_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+#endif
+    default: return 0;
+    }
+}
+
+apd__impl apd__impl_best(void)
+{
+    if (apd__impl_available(APD__IMPL_AVX512)) return APD__IMPL_AVX512;
+    if (apd__impl_available(APD__IMPL_AVX2)) return APD__IMPL_AVX2;
+    return APD__IMPL_SCALAR;
+}
+
+/* The one run-time choice every entry point makes: AUTO -> the best family of this CPU; a
+ * named family this CPU lacks -> scalar. (__builtin_cpu_supports reads libgcc's CPU model,
+ * filled once at load time, so this costs a few loads per call.) */
+static apd__impl select_impl(apd__impl impl)
+{
+    if (impl == APD__IMPL_AUTO) return apd__impl_best();
+    return apd__impl_available(impl) ? impl : APD__IMPL_SCALAR;
+}
+
+int apd__pal_decode(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
+                    const uint8_t *pal, uint32_t k, uint32_t c, int chw, uint8_t *out)
+{
+    switch (select_impl(impl)) {
+#ifdef APD__X86
+    case APD__IMPL_AVX512: return pal_decode_avx512(packed, npix, bits, pal, k, c, chw, out);
+    case APD__IMPL_AVX2: return pal_decode_avx2(packed, npix, bits, pal, k, c, chw, out);
+#endif
+    default: return pal_decode_scalar(packed, npix, bits, pal, k, c, chw, out);
+    }
+}
+
 int apd__pal_decode_f32(apd__impl impl, const uint8_t *packed, size_t npix, uint32_t bits,
                         const uint8_t *pal, uint32_t k, uint32_t c, const float *mean,
                         const float *std, float *out)
 {
 #ifdef APD__X86
-    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
-        apd__impl_available(APD__IMPL_AVX512))
+    if (select_impl(impl) == APD__IMPL_AVX512)
         return pal_decode_f32_avx512(packed, npix, bits, pal, k, c, mean, std, out);
 #endif
     return pal_decode_f32_scalar(packed, npix, bits, pal, k, c, mean, std, out);
@@ -515,8 +535,7 @@ void apd__u8_norm_f32(apd__impl impl, const uint8_t *in, size_t n, float mean, f
                       float *out)
 {
 #ifdef APD__X86
-    if ((impl == APD__IMPL_AUTO || impl == APD__IMPL_AVX512) &&
-        apd__impl_available(APD__IMPL_AVX512)) {
+    if (select_impl(impl) == APD__IMPL_AVX512) {
         u8_norm_f32_avx512(in, n, mean, std, out);
         return;
     }

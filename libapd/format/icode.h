@@ -1,0 +1,116 @@
+/* format/icode.h: the entropy-coded palette record body of format 1.1 (spec/apd-format.md
+ * section 7.4): palette deltas and MED-predicted index residuals, coded with a static rANS
+ * model stored once per file at meta/imodel. Pure functions over bytes (no LMDB); shared by
+ * the reader, the writer, the tests and the fuzz targets. Not installed.
+ *
+ * Layouts (normative text in the spec; repeated here beside the code):
+ *
+ *   model (meta/imodel):
+ *     0  4  CRC-32C of bytes [4, length)
+ *     4  4  magic "APDM"
+ *     8  1  model version (1)        9  1  c (== header c)
+ *    10  1  bits (== header bits)   11  1  lanes (8)
+ *    12  1  probability bits (10)   13  1  index contexts (192)
+ *    14  2  reserved 0
+ *    16 ..  192 index tables of 2^bits frequencies, then c palette tables of 256; each
+ *           frequency a LEB128 varint (1 or 2 bytes, canonical, <= 1024); an index table
+ *           sums to 1024 or is all zero (unused context); a palette table sums to 1024.
+ *
+ *   coded body (record flag bit 6): 8 rANS states (u32 LE, each in [2^16, 2^32)), then
+ *   16-bit little-endian words, consumed in order by the decoder's renormalisation.
+ */
+#ifndef APD_FORMAT_ICODE_H
+#define APD_FORMAT_ICODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apd/status.h"
+
+#define APD__IC_MAGIC "APDM"
+#define APD__IC_VERSION 1u
+#define APD__IC_LANES 8u
+#define APD__IC_PBITS 10u
+#define APD__IC_M (1u << APD__IC_PBITS)
+#define APD__IC_NCTX 192u
+#define APD__IC_L (1u << 16)
+#define APD__IC_MODEL_HDR 16u
+#define APD__IC_STATES (4u * APD__IC_LANES)
+#define APD__IC_EMPTY (1u << 19)
+
+/* A parsed model: frequencies, cumulative frequencies and the decode tables. */
+typedef struct apd__imodel {
+    uint32_t c, bits;       /* channels, index width: index alphabet 2^bits */
+    uint32_t ntab;          /* APD__IC_NCTX + c */
+    uint16_t freq[APD__IC_NCTX + 3][256];
+    uint16_t cum[APD__IC_NCTX + 3][256];
+    /* decode entry of table t, slot s: sym | f << 8 | (s - cum) << 20; an empty table's
+       entries are APD__IC_EMPTY (flag bit 19, f = 0) */
+    uint32_t *dec;          /* ntab * APD__IC_M entries */
+    /* pshufb control for the vector decoder's renormalisation: for the mask m of lanes that
+       need a word, lane l's low 16 bits take word popcount(m & ((1 << l) - 1)) of 16 loaded
+       bytes (repeated in both 128-bit halves); other bytes 0x80 (zero) */
+    uint8_t shuf8[256][32];
+} apd__imodel;
+
+/* Context of a pixel from its left (a), up (b) and up-left (c) indices (0 outside the image)
+ * and the MED prediction. Shared by encoder, decoder and tests. */
+extern const uint8_t apd__ic_q3[256]; /* 3 * (activity class of the range 0..255) */
+
+static inline uint32_t apd__ic_ctx(uint32_t a, uint32_t b, uint32_t c, uint32_t *pred)
+{
+    /* branch-free: the three MED cases are data-dependent and would mispredict */
+    uint32_t mn = a < b ? a : b, mx = a < b ? b : a;
+    uint32_t ge = 0u - (uint32_t)(c >= mx);        /* case 0: predict min(a, b) */
+    uint32_t le = (0u - (uint32_t)(c <= mn)) & ~ge; /* case 1: predict max(a, b) */
+    uint32_t mid = ~(ge | le);                       /* case 2: predict a + b - c */
+    *pred = (mn & ge) | (mx & le) | ((a + b - c) & mid);
+    uint32_t hi = mx > c ? mx : c, lo = mn < c ? mn : c;
+    uint32_t d = mx - mn; /* |a - b| in 4 classes: 0, 1, 2-3, >= 4 */
+    uint32_t qd = (d >= 1) + (d >= 2) + (d >= 4);
+    return 4 * (apd__ic_q3[hi - lo] + (le & 1u) + (mid & 2u)) + qd;
+}
+
+/* Parse and validate model bytes (the whole meta/imodel value, CRC included) for a file of
+ * c channels and index width bits; allocates m->dec (free with apd__imodel_free). */
+apd_status apd__imodel_parse(const uint8_t *p, size_t len, uint32_t c, uint32_t bits,
+                             apd__imodel *m, const char **why);
+void apd__imodel_free(apd__imodel *m);
+
+/* Decode a coded body: palette (k*c bytes, entry-major) and indices (h*w bytes, row-major).
+ * Checks every state, word count, empty-context use and index < k. Thread-safe; allocates
+ * only for images larger than 16 KiB of scratch. impl: APD__IMPL_SCALAR (reference) or
+ * APD__IMPL_AVX2 (8 lanes in one vector; also used for AVX-512 machines) or AUTO; both give
+ * the same result and status for every input (the why text may differ). */
+apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t *body, size_t len,
+                                  uint32_t k, uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                                  const char **why);
+apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t len, uint32_t k,
+                             uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                             const char **why);
+/* 1 if impl (APD__IMPL_*) has an index decoder on this CPU. */
+int apd__icode_impl_available(int impl);
+
+/* ---- writer side ---- */
+/* Symbol counts for model building: counts[t][s], t < APD__IC_NCTX + c. */
+typedef struct apd__icounts {
+    uint32_t c, bits;
+    uint64_t n[APD__IC_NCTX + 3][256];
+} apd__icounts;
+void apd__icounts_init(apd__icounts *ct, uint32_t c, uint32_t bits);
+void apd__icounts_add(apd__icounts *ct, const uint8_t *pal, uint32_t k, const uint8_t *idx,
+                      uint32_t h, uint32_t w);
+/* Normalise counts into a model (every palette symbol and, for bits <= 6, every index
+ * symbol of a used context gets a nonzero frequency). Allocates m->dec. */
+apd_status apd__imodel_build(const apd__icounts *ct, apd__imodel *m);
+/* Serialise: returns the size; out may be NULL to ask for it. */
+size_t apd__imodel_write(const apd__imodel *m, uint8_t *out);
+/* Encode one record body into out (capacity cap). Returns the body size, or 0 if a symbol
+ * has frequency 0 in the model or the body does not fit cap. */
+size_t apd__icode_encode(const apd__imodel *m, const uint8_t *pal, uint32_t k,
+                         const uint8_t *idx, uint32_t h, uint32_t w, uint8_t *out, size_t cap);
+/* Writer's palette order (informative): entries stably sorted by luminance
+ * (299 R + 587 G + 114 B, or the grey value), indices remapped; pixels unchanged. */
+void apd__ic_sort_palette(uint8_t *pal, uint32_t k, uint32_t c, uint8_t *idx, size_t npix);
+
+#endif

@@ -1,0 +1,61 @@
+/* fuzz_icode.c: libFuzzer target for the format 1.1 index model parser and coded-body
+ * decoder (apd__imodel_parse, apd__icode_decode_impl; format/icode.c).
+ *
+ * Input layout:
+ *   byte 0   bit 0: c = 3 (else 1); bit 1: fix up the model CRC before parsing (so the
+ *            fuzzer reaches the table checks behind the checksum)
+ *   byte 1   h (1..64: (v % 64) + 1)      byte 2  w (same)
+ *   byte 3   k - 1 (file and record palette size; bits = ceil(log2 k))
+ *   byte 4-5 model length L (u16 little-endian)
+ *   then     L bytes of model (the meta/imodel value), then the coded body (the rest)
+ * Differential: when the model parses, the body is decoded by the scalar reference and by
+ * the AVX2 decoder (when available); they must agree on accept/reject and, on accept, on
+ * every palette byte and index (abort otherwise). Built with libFuzzer (-DAPD_FUZZ=ON) or
+ * with replay.c (ctest replays tests/fuzz/corpus/icode/).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/format_internal.h"
+#include "format/icode.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 6) return 0;
+    uint32_t c = (data[0] & 1) ? 3 : 1;
+    uint32_t h = (uint32_t)(data[1] % 64) + 1, w = (uint32_t)(data[2] % 64) + 1;
+    uint32_t k = (uint32_t)data[3] + 1, bits = apd_bits_for_k(k);
+    size_t ml = (size_t)data[4] | (size_t)data[5] << 8;
+    if (ml > size - 6) return 0;
+    uint8_t *mv = malloc(ml ? ml : 1);
+    apd__imodel *m = malloc(sizeof *m);
+    size_t npix = (size_t)h * w;
+    uint8_t *p1 = malloc(768), *p2 = malloc(768), *i1 = malloc(npix), *i2 = malloc(npix);
+    if (!mv || !m || !p1 || !p2 || !i1 || !i2) goto out;
+    memcpy(mv, data + 6, ml);
+    if ((data[0] & 2) && ml >= 4) apd__st32(mv, apd_crc32c(0, mv + 4, ml - 4));
+    const char *why = "";
+    if (apd__imodel_parse(mv, ml, c, bits, m, &why) != APD_OK) goto out;
+    const uint8_t *body = data + 6 + ml;
+    size_t bl = size - 6 - ml;
+    apd_status s1 = apd__icode_decode_impl(APD__IMPL_SCALAR, m, body, bl, k, h, w, p1, i1, &why);
+    if (apd__icode_impl_available(APD__IMPL_AVX2)) {
+        apd_status s2 = apd__icode_decode_impl(APD__IMPL_AVX2, m, body, bl, k, h, w, p2, i2, &why);
+        if ((s1 == APD_OK) != (s2 == APD_OK)) abort();
+        if (s1 == APD_OK && (memcmp(p1, p2, (size_t)k * c) != 0 || memcmp(i1, i2, npix) != 0)) abort();
+    }
+    if (s1 == APD_OK)
+        for (size_t p = 0; p < npix; p++)
+            if (i1[p] >= k) abort(); /* the decoder promised every index < k */
+    apd__imodel_free(m);
+out:
+    free(mv);
+    free(m);
+    free(p1);
+    free(p2);
+    free(i1);
+    free(i2);
+    return 0;
+}
