@@ -34,7 +34,11 @@ FOLDER=${FOLDER:-${DATA:+$DATA/cifar10-folder}}
 mkdir -p "$OUT"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
 
-DIST="--iters $ITERS --batch-real $BATCH_REAL --select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
+# DM options (dm, autopalette) and graph-cut selection options (the graphcut init only):
+# apd-convert refuses an option that does not apply to the method
+DM="--iters $ITERS --batch-real $BATCH_REAL"
+GC="--select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
+DIST="$DM $GC"
 
 # row NAME INPUT TEST CONVERT-ARGS...
 row() {
@@ -60,20 +64,20 @@ headline() {
   local tag=$1 input=$2 test=$3 ipc=$4 k=$5
   row "$tag-ipc$ipc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k"
   row "$tag-ipc$ipc-mc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut
-  row "$tag-ipc$ipc-dm" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" $DIST
+  row "$tag-ipc$ipc-dm" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" $DM
   row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
   # attribution: DM on as many images as the budget gives palette images, then median cut
-  row "$tag-ipc$ipc-dm-mc" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut $DIST
+  row "$tag-ipc$ipc-dm-mc" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut $DM
 }
 
 # ablation rows at IPC 10 with 10 images per class (budget images)
 ablation() {
   local tag=$1 input=$2 k=$3
-  ab() { row "$tag-ab-$1" "$input" "$input" --ipc 10 --colors "$k" --budget images $DIST "${@:2}"; }
-  ab ap --method autopalette --init graphcut
-  ab no-lm --method autopalette --init graphcut --w-max 0
-  ab no-lb --method autopalette --init graphcut --w-balance 0
-  ab no-la --method autopalette --init graphcut --w-align 0
+  ab() { row "$tag-ab-$1" "$input" "$input" --ipc 10 --colors "$k" --budget images $DM "${@:2}"; }
+  ab ap --method autopalette --init graphcut $GC
+  ab no-lm --method autopalette --init graphcut --w-max 0 $GC
+  ab no-lb --method autopalette --init graphcut --w-balance 0 $GC
+  ab no-la --method autopalette --init graphcut --w-align 0 $GC
   ab init-random --method autopalette --init random
   ab dm-median-cut --method dm --quantizer median-cut
   ab dm-octree --method dm --quantizer octree
@@ -142,20 +146,20 @@ for g in $groups; do
       # the IPC 10 rows again with a 10x longer evaluation (300 epochs): at 30 epochs and batch
       # 256 a network trained on <= 256 images takes only 31 SGD steps, whatever their number
       le() { ( EPOCHS=300; RUNS=$1; shift; row "$@" ); }
-      le 3 fmnist-ipc10-dm-e300 fashion-mnist fashion-mnist --method dm --ipc 10 --colors 16 $DIST
+      le 3 fmnist-ipc10-dm-e300 fashion-mnist fashion-mnist --method dm --ipc 10 --colors 16 $DM
       le 3 fmnist-ipc10-autopalette-e300 fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
         --budget bits --init graphcut $DIST
       le 3 fmnist-ipc10-mc-random-e300 fashion-mnist fashion-mnist --method random --ipc 10 --colors 16 \
         --budget bits --quantizer median-cut
-      le 2 cifar-ipc10-dm-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $DIST
+      le 2 cifar-ipc10-dm-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $DM
       le 2 cifar-ipc10-autopalette-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
         --budget bits --init graphcut $DIST ;;
     long-distill)
       # CIFAR IPC 10 with 5x the DM iterations (300): does the gap over DM hold?
-      LD="--iters 300 --batch-real $BATCH_REAL --select-epochs $SELECT_EPOCHS --select-limit $SELECT_LIMIT"
+      LD="--iters 300 --batch-real $BATCH_REAL"
       row cifar-ipc10-dm-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $LD
       row cifar-ipc10-autopalette-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
-        --budget bits --init graphcut $LD
+        --budget bits --init graphcut $LD $GC
       row cifar-ipc10-dm-mc-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 --budget bits \
         --quantizer median-cut $LD ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
@@ -164,7 +168,7 @@ for g in $groups; do
       # an ImageNet-style folder of JPEG files (50 per class): AutoPalette and DM at IPC 10, K 64
       row folder-ipc10-autopalette "folder:$FOLDER" "folder:$FOLDER" --method autopalette --ipc 10 --colors 64 \
         --budget bits --init graphcut $DIST
-      row folder-ipc10-dm "folder:$FOLDER" "folder:$FOLDER" --method dm --ipc 10 --colors 64 $DIST
+      row folder-ipc10-dm "folder:$FOLDER" "folder:$FOLDER" --method dm --ipc 10 --colors 64 $DM
       row folder-ipc10-random "folder:$FOLDER" "folder:$FOLDER" --method random --ipc 10 --colors 64 ;;
     *) echo "unknown group $g" >&2; exit 2 ;;
   esac

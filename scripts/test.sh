@@ -11,7 +11,10 @@
 #                                              # layout); without it they report "Skipped"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# Debian packages the Python tests need on top of the build set (torch datasets, torchvision
+# transforms, PIL images, the venv + pip install test).
+APD_PY_TEST_PKGS="python3-torch python3-torchvision python3-pil python3-venv"
+APD_EXTRA_PKGS="${APD_EXTRA_PKGS:-} $APD_PY_TEST_PKGS" bash scripts/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 extra=()
 if [ -n "${APD_EXTRA_DATA:-}" ]; then

@@ -258,7 +258,7 @@ def parse_meta(v, hd):
         raise Bad("metadata: class_counts")
     if "complete" in doc and doc["complete"] is not True:  # 5.1: absent = written before the key
         raise Bad("metadata: incomplete file (complete is %r)" % (doc["complete"],))
-    for key, lo, hi in (("mean", 0.0, 1.0), ("std", 1e-6, 0.5000001)):  # 5.2 ranges
+    for key, lo, hi in (("mean", 0.0, 1.0), ("std", 1e-6, 1.0)):  # 5.2 ranges
         vals = doc.get(key)
         if vals is None:
             continue

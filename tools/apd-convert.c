@@ -56,6 +56,8 @@
         if (cv_s_ != APD_OK) return cv_s_;                                                         \
     } while (0)
 
+#define CV_MAX_GIVEN 64
+
 typedef struct cv_opts {
     const char *input, *split, *method, *output, *quantizer_name, *created;
     uint32_t colors, threads, size;
@@ -63,6 +65,9 @@ typedef struct cv_opts {
     int force, quiet;
     apd_quantizer quantizer;
     apd_distill_opts d; /* distillation methods: random | dm | autopalette (apd/distill.h) */
+    const char *given[CV_MAX_GIVEN]; /* the distillation options on the command line (names
+                                        without the leading "--") */
+    int n_given;
 } cv_opts;
 
 typedef struct cv_ctx {
@@ -189,7 +194,7 @@ static apd_status cv_writer_create(cv_ctx *ctx, uint32_t kind, uint32_t k)
     wo.class_names = (const char(*)[64])ctx->ds.class_names;
     wo.force = ctx->o.force;
     wo.dataset_name = ctx->ds.name;
-    apd_dataset_mean_std(&ctx->ds, wo.mean, wo.std);
+    apd_dataset_norm(&ctx->ds, wo.mean, wo.std); /* a source's stated mean/std (apd-export folders) */
     apd_err err;
     apd_status s = apd_writer_create(&ctx->w, ctx->o.output, &wo, &err);
     if (s != APD_OK) {
@@ -249,8 +254,17 @@ static void q_task(void *u, uint32_t task, uint32_t thread)
                                       ctx->o.colors, ctx->o.seed, b->pal + j * pb, b->idx + j * px, &b->kused[j]);
 }
 
+/* Options of the distillation methods do nothing for quantize/direct: a usage error. */
+static apd_status no_distill_options(const cv_ctx *ctx)
+{
+    if (!ctx->o.n_given) return APD_OK;
+    usage_error("--%s applies only to --method random|dm|autopalette, not %s", ctx->o.given[0], ctx->o.method);
+    return APD_EINVAL;
+}
+
 static apd_status quantize_validate(cv_ctx *ctx)
 {
+    CV_TRY(no_distill_options(ctx));
     if (!ctx->o.quantizer_name) ctx->o.quantizer_name = "median-cut";
     if (apd_quantizer_from_name(ctx->o.quantizer_name, &ctx->o.quantizer) != APD_OK) {
         usage_error("unknown quantizer '%s' (expected median-cut, octree or kmeans)", ctx->o.quantizer_name);
@@ -327,7 +341,12 @@ out:
 
 static apd_status direct_validate(cv_ctx *ctx)
 {
-    (void)ctx;
+    CV_TRY(no_distill_options(ctx));
+    if (ctx->o.quantizer_name || ctx->o.colors) {
+        usage_error("%s does not apply to --method direct (full colour, no quantizer)",
+                    ctx->o.quantizer_name ? "--quantizer" : "--colors");
+        return APD_EINVAL;
+    }
     return APD_OK;
 }
 
@@ -444,23 +463,91 @@ bad:
 
 static const char *const distill_usage =
     "distillation (--method random|dm|autopalette; the method and its settings: docs/distill.md):\n"
-    "  --ipc N (10) --colors K (16) --budget bits|paper|images (bits)\n"
-    "  --init random|graphcut (autopalette: graphcut, else random)\n"
+    " every distillation method:\n"
+    "  --ipc N (10) --images-per-class N --init random|graphcut (autopalette: graphcut, else random)\n"
+    "  --colors K (16) --budget bits|paper|images (bits): K and the storage budget; random/dm store\n"
+    "                        full-colour images and record the budget (with --quantizer they store\n"
+    "                        its palette records)\n"
+    "  --quantizer Q         random|dm only: store the images quantized by Q (palette records)\n"
+    " dm and autopalette (the DM loop):\n"
     "  --iters N (200; reference 20000) --batch-real N (64; reference 256)\n"
     "  --lr-img F (1) --momentum-img F (0.5) --dsa STRATEGY (color_crop_cutout_flip_scale_rotate)\n"
+    "  --log-every N (status line every N iterations; default iters/10)\n"
+    "  --checkpoint FILE --checkpoint-every N --resume FILE\n"
+    " autopalette (the palette network):\n"
     "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
     "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
     "  --align-ratio F (0.3)\n"
     "  --palette-remedy R    none (as published: collapses) or '+'-joined kmeans-init|warmup|\n"
     "                        task-scale|temperature|straight-through (kmeans-init+task-scale)\n"
-    "  --warmup-steps N (50) --task-scale F (1e-3) --temp-start F --temp-end F (1)\n"
+    "  --warmup-steps N (50) with warmup, --task-scale F (1e-3) with task-scale,\n"
+    "  --temp-start F --temp-end F (1) with temperature in the remedy\n"
+    " the graph-cut init:\n"
     "  --select-epochs N (2; reference 50) --select-batch N (128) --select-lr F (0.1)\n"
     "  --select-limit N (images per class for the selection net and candidates; 0 = all)\n"
     "  --gc-lambda F (1) --gc-epsilon F (0.9)\n"
-    "  --quantizer Q with --method random|dm: store the images quantized by Q (palette records)\n"
-    "  --seed S --threads N: same seed, inputs and thread count give identical files\n"
-    "  --log-every N (status line every N iterations; default iters/10)\n"
-    "  --checkpoint FILE --checkpoint-every N --resume FILE\n";
+    "  --seed S --threads N: same seed, inputs and thread count give identical files\n";
+
+/* Which distillation options apply when (apd/distill.h says what each field drives): an
+ * option given where it does nothing is a usage error rather than a silent no-op. */
+enum {
+    SC_ALL = 0,           /* random, dm, autopalette */
+    SC_DM = 1,            /* the DM loop: dm, autopalette */
+    SC_AP = 2,            /* the palette network: autopalette */
+    SC_GRAPHCUT = 4,      /* the graph-cut init (--init graphcut; autopalette's default) */
+    SC_WARMUP = 8,        /* --palette-remedy with warmup */
+    SC_TASK_SCALE = 16,   /* --palette-remedy with task-scale */
+    SC_TEMPERATURE = 32   /* --palette-remedy with temperature */
+};
+
+static const struct {
+    const char *name;
+    unsigned scope;
+} OPT_SCOPE[] = {
+    {"ipc", SC_ALL}, {"images-per-class", SC_ALL}, {"init", SC_ALL}, {"budget", SC_ALL},
+    {"iters", SC_DM}, {"batch-real", SC_DM}, {"lr-img", SC_DM}, {"momentum-img", SC_DM},
+    {"dsa", SC_DM}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
+    {"log-every", SC_DM}, {"stop-after", SC_DM},
+    {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
+    {"w-balance", SC_AP}, {"w-align", SC_AP}, {"w-conf", SC_AP}, {"color-subset", SC_AP},
+    {"align-ratio", SC_AP}, {"palette-remedy", SC_AP},
+    {"warmup-steps", SC_AP | SC_WARMUP}, {"task-scale", SC_AP | SC_TASK_SCALE},
+    {"temp-start", SC_AP | SC_TEMPERATURE}, {"temp-end", SC_AP | SC_TEMPERATURE},
+    {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
+    {"select-limit", SC_GRAPHCUT}, {"gc-lambda", SC_GRAPHCUT}, {"gc-epsilon", SC_GRAPHCUT},
+};
+
+/* Each given distillation option must apply to the method, init and remedy in effect. */
+static apd_status distill_option_scopes(const cv_ctx *ctx)
+{
+    const apd_distill_opts *d = &ctx->o.d;
+    int ap = d->method == APD_DISTILL_AUTOPALETTE, dm = d->method != APD_DISTILL_RANDOM;
+    int graphcut = (d->init_set ? d->init : ap ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM) == APD_INIT_GRAPHCUT;
+    char remedy[96];
+    apd_palette_remedy_name(d->remedy, remedy, sizeof remedy);
+    for (int i = 0; i < ctx->o.n_given; i++) {
+        const char *g = ctx->o.given[i];
+        unsigned sc = SC_ALL;
+        for (size_t k = 0; k < sizeof OPT_SCOPE / sizeof OPT_SCOPE[0]; k++)
+            if (!strcmp(OPT_SCOPE[k].name, g)) sc = OPT_SCOPE[k].scope;
+        const char *why = NULL;
+        if ((sc & SC_DM) && !dm) why = "applies only to --method dm|autopalette (the DM loop)";
+        else if ((sc & SC_AP) && !ap) why = "applies only to --method autopalette (the palette network)";
+        else if ((sc & SC_GRAPHCUT) && !graphcut)
+            why = "applies only to the graph-cut init (--init graphcut, the default of --method autopalette)";
+        else if ((sc & SC_WARMUP) && !(d->remedy & APD_REMEDY_WARMUP)) why = "applies only when --palette-remedy includes warmup";
+        else if ((sc & SC_TASK_SCALE) && !(d->remedy & APD_REMEDY_TASK_SCALE))
+            why = "applies only when --palette-remedy includes task-scale";
+        else if ((sc & SC_TEMPERATURE) && !(d->remedy & APD_REMEDY_TEMPERATURE))
+            why = "applies only when --palette-remedy includes temperature";
+        if (why) {
+            usage_error("--%s %s (here: --method %s, init %s, palette remedy %s)", g, why, ctx->o.method,
+                        graphcut ? "graphcut" : "random", ap ? remedy : "-");
+            return APD_EINVAL;
+        }
+    }
+    return APD_OK;
+}
 
 static apd_status distill_validate(cv_ctx *ctx)
 {
@@ -473,13 +560,18 @@ static apd_status distill_validate(cv_ctx *ctx)
     }
     if (ctx->o.quantizer_name) {
         apd_quantizer q;
-        if (d->method == APD_DISTILL_AUTOPALETTE || apd_quantizer_from_name(ctx->o.quantizer_name, &q) != APD_OK) {
-            usage_error("--quantizer '%s': only median-cut|octree|kmeans with --method random|dm",
-                        ctx->o.quantizer_name);
+        if (d->method == APD_DISTILL_AUTOPALETTE) {
+            usage_error("--quantizer does not apply to --method autopalette (the palette network makes its "
+                        "palettes); it applies to quantize, random and dm");
+            return APD_EINVAL;
+        }
+        if (apd_quantizer_from_name(ctx->o.quantizer_name, &q) != APD_OK) {
+            usage_error("unknown quantizer '%s' (expected median-cut, octree or kmeans)", ctx->o.quantizer_name);
             return APD_EINVAL;
         }
         d->quantizer = (int)q;
     }
+    CV_TRY(distill_option_scopes(ctx));
     if (d->checkpoint_every && !d->checkpoint_path) {
         usage_error("%s needs --checkpoint FILE", "--checkpoint-every");
         return APD_EINVAL;
@@ -555,16 +647,23 @@ static void help(void)
            "Input:\n"
            "  -i, --input SPEC       cifar10:PATH | cifar100:PATH | idx:IMAGES,LABELS |\n"
            "                         fashion-mnist[:DIR] | mnist:DIR | folder:DIR\n"
-           "  -s, --split S          train (default) or test, where the source has splits\n"
-           "      --size N           folder: resize the shorter side to N and centre-crop N x N\n"
-           "      --limit N          use only the first N images\n"
+           "  -s, --split S          train (default), test, or val (folder: val/ or Tiny-ImageNet),\n"
+           "                         where the source has that split (a single CIFAR file is the\n"
+           "                         split its name says: another --split is an error)\n"
+           "      --size N           folder sources only: resize the shorter side to N, centre-crop\n"
+           "      --limit N          use N images: folder sources a class-balanced subset (the first\n"
+           "                         images of each class), other sources the first N; the count\n"
+           "                         per class taken is printed\n"
            "\n"
            "Method:\n"
            "  -m, --method M         one of:\n");
     for (size_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
         printf("                           %-12s %s\n", METHODS[i].name, METHODS[i].summary);
     printf("  -q, --quantizer Q      quantize: median-cut (default; Pillow-exact), octree, kmeans\n"
-           "  -k, --colors K         quantize: at most K colours per image (1..%u)\n", APD_MAX_COLORS);
+           "  -k, --colors K         quantize: at most K colours per image (1..%u)\n"
+           "An option that does not apply to the method, its init or palette remedy, or the source\n"
+           "is a usage error (exit 2), e.g. --ipc with quantize, --quantizer with autopalette,\n"
+           "--select-epochs without the graph-cut init, --size with a non-folder source.\n", APD_MAX_COLORS);
     fputs(distill_usage, stdout);
     printf(
            "\n"
@@ -640,6 +739,25 @@ static const struct option LONG_OPTS[] = {
     {"select-lr", required_argument, 0, OPT_DISTILL},
     {0, 0, 0, 0}};
 
+/* Options that depend on the kind of source (the SPEC prefix): 0 ok, 2 usage error. */
+static int source_options(const cv_opts *o)
+{
+    const char *colon = strchr(o->input, ':');
+    size_t kl = colon ? (size_t)(colon - o->input) : strlen(o->input);
+    int folder = kl == 6 && !strncmp(o->input, "folder", 6);
+    int two_splits = (kl == 7 && !strncmp(o->input, "cifar10", 7)) || (kl == 8 && !strncmp(o->input, "cifar100", 8)) ||
+                     (kl == 5 && !strncmp(o->input, "mnist", 5)) || (kl == 13 && !strncmp(o->input, "fashion-mnist", 13));
+    if (o->size && !folder) {
+        usage_error("--size applies only to folder: sources (the other kinds have one image size), not '%s'", o->input);
+        return 2;
+    }
+    if (o->split && !strcmp(o->split, "val") && two_splits) {
+        usage_error("--split val: '%.*s' has train and test splits only", (int)kl, o->input);
+        return 2;
+    }
+    return 0;
+}
+
 /* Returns 0 ok, 2 usage error. */
 static int parse_args(cv_ctx *ctx, int argc, char **argv)
 {
@@ -651,8 +769,8 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
         switch (c) {
         case 'i': o->input = optarg; break;
         case 's':
-            if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
-                usage_error("--split '%s': expected train or test", optarg);
+            if (strcmp(optarg, "train") && strcmp(optarg, "test") && strcmp(optarg, "val")) {
+                usage_error("--split '%s': expected train, test or val", optarg);
                 return 2;
             }
             o->split = optarg;
@@ -701,6 +819,7 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
             char name[64];
             snprintf(name, sizeof name, "--%s", LONG_OPTS[li].name);
             if (distill_opt(&o->d, name, optarg) != 1) return 2;
+            if (o->n_given < CV_MAX_GIVEN) o->given[o->n_given++] = LONG_OPTS[li].name;
             break;
         }
         case 'h': help(); exit(0);
@@ -731,7 +850,29 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
         usage_error("%s", "missing --method");
         return 2;
     }
-    return 0;
+    return source_options(o);
+}
+
+/* What --limit took: the count per class (folder sources take a class-balanced subset;
+ * the others the first N records in source order). */
+static void report_limit(const cv_ctx *ctx)
+{
+    const apd_dataset *ds = &ctx->ds;
+    uint64_t *counts = calloc(ds->n_classes ? ds->n_classes : 1, sizeof *counts);
+    if (!counts) return;
+    apd_dataset_class_counts(ds, counts);
+    int folder = !strncmp(ctx->o.input, "folder:", 7);
+    tool_sb b = {0};
+    tool_sb_printf(&b, TOOL ": --limit %llu: took %llu images (%s), per class:", (unsigned long long)ctx->o.limit,
+                   (unsigned long long)ds->n, folder ? "class-balanced" : "the first in source order");
+    const uint32_t show = 20;
+    for (uint32_t k = 0; k < ds->n_classes && k < show; k++)
+        tool_sb_printf(&b, "%s %s %llu", k ? "," : "", ds->class_names && ds->class_names[k][0] ? ds->class_names[k] : "?",
+                       (unsigned long long)counts[k]);
+    if (ds->n_classes > show) tool_sb_printf(&b, ", ... (%u more classes)", ds->n_classes - show);
+    if (!b.oom) printf("%s\n", tool_sb_str(&b));
+    tool_sb_free(&b);
+    free(counts);
 }
 
 int main(int argc, char **argv)
@@ -771,6 +912,7 @@ int main(int argc, char **argv)
         return 1;
     }
     double t_import = tool_now() - ctx.t0;
+    if (ctx.o.limit && !ctx.o.quiet) report_limit(&ctx);
     apd_dataset_hash(&ctx.ds, ctx.hash);
     if (!ctx.o.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -9,6 +9,13 @@
  * the mean/std recorded in the file; the test set with the same mean/std. Protocol:
  * include/apd/train.h. Exit status: 0 success, 1 runtime error (files, data, training),
  * 2 usage error.
+ *
+ * Class identity: a label means the class of that name. The training classes (the file's,
+ * or --train's) must be the test set's, in the same order; otherwise the run would report
+ * an accuracy of labels that mean different things, so it stops with both lists (exit 1),
+ * unless --map-classes-by-name maps each training class to the test class of the same name.
+ * Sets without names (none stored, or each class named by its id as IDX gives) are not
+ * compared, with a warning.
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -27,11 +34,11 @@
 
 /* Everything the command line sets. */
 typedef struct eval_args {
-    const char *test_spec, *train_spec, *file, *strategy;
+    const char *test_spec, *train_spec, *file, *strategy, *test_split;
     uint32_t random_real, threads, runs, batch, epochs, width, depth;
     float lr;
     uint64_t seed;
-    int json, no_dsa, align;
+    int json, no_dsa, align, map_by_name;
 } eval_args;
 
 /* The data of one evaluation: training images, test set, normalisation. */
@@ -55,8 +62,16 @@ static void usage(FILE *f)
             "SPEC: cifar10:PATH, cifar100:PATH, fashion-mnist, mnist:DIR, idx:IMAGES,LABELS,\n"
             "      folder:DIR (see apd/io.h); the test split of SPEC is used for --test.\n"
             "\n"
+            "Classes: the training classes (stored in FILE.apd, or of --train) must be the test\n"
+            "set's classes with the same names in the same order; a difference is an error that\n"
+            "shows both lists (exit 1). Sets without class names are not compared (warning).\n"
+            "\n"
             "options:\n"
             "  --test SPEC          real test set (required)\n"
+            "  --test-split S       split of --test: test (default), val or train\n"
+            "  --map-classes-by-name  match training classes to test classes by name (every\n"
+            "                       training class must be in the test set; test classes\n"
+            "                       without training images are reported)\n"
             "  --random-real N      instead of a file: N random real images per class of\n"
             "                       --train SPEC (seeded), normalised with its mean/std\n"
             "  --train SPEC         training set for --random-real (train split)\n"
@@ -67,7 +82,8 @@ static void usage(FILE *f)
             "  --batch N            training batch (default 256)\n"
             "  --seed S             seed of inits, shuffles, DSA and --random-real (default 0)\n"
             "  --threads N          worker threads (default: online CPUs)\n"
-            "  --no-dsa             train without DSA augmentation\n"
+            "  --no-dsa             train without DSA augmentation (then --dsa-strategy and\n"
+            "                       --align-corners do not apply: a usage error)\n"
             "  --dsa-strategy S     DSA ops (default color_crop_cutout_flip_scale_rotate)\n"
             "  --align-corners      affine DSA ops with align_corners=True (original DSA code;\n"
             "                       default False as VICO/PyTorch)\n"
@@ -93,7 +109,7 @@ static int parse_u32(const char *s, const char *opt, uint32_t lo, uint32_t *out)
 }
 
 enum { O_TEST = 256, O_TRAIN, O_RR, O_EPOCHS, O_RUNS, O_LR, O_BATCH, O_SEED, O_THREADS,
-       O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH };
+       O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH, O_TSPLIT, O_MAP };
 
 /* One option into a; 0 ok, 2 usage error (message printed). */
 static int parse_opt(eval_args *a, int opt, const char *arg)
@@ -128,6 +144,14 @@ static int parse_opt(eval_args *a, int opt, const char *arg)
     case O_NODSA: a->no_dsa = 1; return 0;
     case O_STRAT: a->strategy = arg; return 0;
     case O_ALIGN: a->align = 1; return 0;
+    case O_MAP: a->map_by_name = 1; return 0;
+    case O_TSPLIT:
+        if (strcmp(arg, "test") && strcmp(arg, "val") && strcmp(arg, "train")) {
+            fprintf(stderr, "apd-eval: --test-split: bad value '%s' (test, val or train)\n", arg);
+            return 2;
+        }
+        a->test_split = arg;
+        return 0;
     default: usage(stderr); return 2;
     }
 }
@@ -142,6 +166,7 @@ static int check_inputs(const eval_args *a)
     else if (!a->random_real && !a->file) msg = "no input: give FILE.apd or --random-real N --train SPEC", show_usage = 1;
     else if (a->random_real && !a->train_spec) msg = "--random-real needs --train SPEC";
     else if (a->train_spec && !a->random_real) msg = "--train is only used with --random-real";
+    else if (a->no_dsa && (a->strategy || a->align)) msg = "--dsa-strategy and --align-corners do not apply with --no-dsa";
     if (!msg) return 0;
     fprintf(stderr, "apd-eval: %s\n", msg);
     if (show_usage) usage(stderr);
@@ -160,6 +185,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
         {"no-dsa", no_argument, 0, O_NODSA},        {"dsa-strategy", required_argument, 0, O_STRAT},
         {"align-corners", no_argument, 0, O_ALIGN}, {"width", required_argument, 0, O_WIDTH},
         {"depth", required_argument, 0, O_DEPTH}, {"help", no_argument, 0, 'h'},
+        {"test-split", required_argument, 0, O_TSPLIT}, {"map-classes-by-name", no_argument, 0, O_MAP},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->runs = 5;
@@ -168,6 +194,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
     a->width = 128;
     a->depth = 3;
     a->lr = 0.01f;
+    a->test_split = "test";
     int opt;
     while ((opt = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
         if (opt == 'h') {
@@ -264,17 +291,25 @@ static int load_inputs(const eval_args *a, eval_data *d)
     if (a->file) {
         if (!load_apd(a->file, &d->train, d->mean, d->std)) return 0;
         int known = 1;
-        for (uint32_t ch = 0; ch < d->train.c; ch++)
+        for (uint32_t ch = 0; ch < d->train.c; ch++) {
             if (!(d->std[ch] > 0)) known = 0;
+            /* pixels/255 lie in 0..1: a mean outside it or a std above 0.5 normalises nothing
+             * real (a crafted std of 1e300 would turn every image into zeros) */
+            if (!(d->mean[ch] >= 0 && d->mean[ch] <= 1) || !(d->std[ch] <= 0.5001f)) {
+                fprintf(stderr, "apd-eval: %s: recorded mean %g / std %g of channel %u are not a normalisation of "
+                        "pixels in 0..1\n", a->file, (double)d->mean[ch], (double)d->std[ch], ch);
+                return 0;
+            }
+        }
         if (!known) fprintf(stderr, "apd-eval: warning: %s records no mean/std; using the test set's\n", a->file);
-        if (!import_set(&d->test, a->test_spec, "test", "test set")) return 0;
-        if (!known) apd_dataset_mean_std(&d->test, d->mean, d->std);
+        if (!import_set(&d->test, a->test_spec, a->test_split, "test set")) return 0;
+        if (!known) apd_dataset_norm(&d->test, d->mean, d->std);
         return 1;
     }
     apd_dataset full;
     memset(&full, 0, sizeof full);
     if (!import_set(&full, a->train_spec, "train", "training set")) return 0;
-    apd_dataset_mean_std(&full, d->mean, d->std);
+    apd_dataset_norm(&full, d->mean, d->std);
     apd_err err;
     apd_status st = apd_eval_random_real(&d->train, &full, a->random_real, a->seed, &err);
     apd_dataset_free(&full);
@@ -285,7 +320,126 @@ static int load_inputs(const eval_args *a, eval_data *d)
     }
     snprintf(d->rr_name, sizeof d->rr_name, "random-real %u/class of %.500s", a->random_real, a->train_spec);
     d->input_name = d->rr_name;
-    return import_set(&d->test, a->test_spec, "test", "test set");
+    return import_set(&d->test, a->test_spec, a->test_split, "test set");
+}
+
+/* ---- class identity ------------------------------------------------------------------------ */
+
+/* A set without class names to compare: none stored, or each class named by its own id
+ * ("0", "1", ... as the IDX importer names them). */
+static int anonymous(const apd_dataset *ds)
+{
+    if (!ds->class_names) return 1;
+    for (uint32_t k = 0; k < ds->n_classes; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "%u", k);
+        if (ds->class_names[k][0] && strcmp(ds->class_names[k], id)) return 0;
+    }
+    return 1;
+}
+
+/* "[a, b, c]" (at most 12 names, then "... N more") into b. */
+static void name_list(tool_sb *b, const apd_dataset *ds)
+{
+    tool_sb_puts(b, "[");
+    for (uint32_t k = 0; k < ds->n_classes && k < 12; k++) {
+        if (k) tool_sb_puts(b, ", ");
+        tool_sb_puts(b, ds->class_names[k]);
+    }
+    if (ds->n_classes > 12) tool_sb_printf(b, ", ... %u more", ds->n_classes - 12);
+    tool_sb_puts(b, "]");
+}
+
+static int find_name(const apd_dataset *ds, const char *name)
+{
+    for (uint32_t k = 0; k < ds->n_classes; k++)
+        if (!strcmp(ds->class_names[k], name)) return (int)k;
+    return -1;
+}
+
+/* --map-classes-by-name: relabel the training set into the test set's class ids. */
+static int map_by_name(const eval_args *a, eval_data *d)
+{
+    apd_dataset *tr = &d->train;
+    const apd_dataset *te = &d->test;
+    for (uint32_t k = 0; k < te->n_classes; k++)
+        if (find_name(te, te->class_names[k]) != (int)k) {
+            fprintf(stderr, "apd-eval: test set %s names two classes '%s': cannot map by name\n", a->test_spec,
+                    te->class_names[k]);
+            return 0;
+        }
+    int *map = malloc(sizeof(int) * (tr->n_classes ? tr->n_classes : 1));
+    char (*names)[APD_MAX_CLASS_NAME] = calloc(te->n_classes, APD_MAX_CLASS_NAME);
+    uint8_t *used = calloc(te->n_classes, 1);
+    int ok = map && names && used;
+    if (!ok) fprintf(stderr, "apd-eval: out of memory\n");
+    for (uint32_t k = 0; ok && k < tr->n_classes; k++) {
+        map[k] = find_name(te, tr->class_names[k]);
+        if (map[k] < 0 || (k && find_name(tr, tr->class_names[k]) != (int)k)) {
+            tool_sb b = {0};
+            name_list(&b, te);
+            fprintf(stderr, "apd-eval: %s: class '%s' %s test set %s %s\n", d->input_name, tr->class_names[k],
+                    map[k] < 0 ? "is not in" : "is named twice; cannot map it to", a->test_spec, tool_sb_str(&b));
+            tool_sb_free(&b);
+            ok = 0;
+        }
+    }
+    for (uint64_t i = 0; ok && i < tr->n; i++) {
+        tr->labels[i] = (uint32_t)map[tr->labels[i]];
+        used[tr->labels[i]] = 1;
+    }
+    if (ok) {
+        uint32_t missing = 0, first = 0;
+        for (uint32_t k = te->n_classes; k-- > 0;)
+            if (!used[k]) missing++, first = k;
+        if (missing)
+            fprintf(stderr, "apd-eval: warning: %u test class%s without training images (e.g. '%s'): their test images "
+                    "count as errors\n", missing, missing == 1 ? "" : "es", te->class_names[first]);
+        fprintf(stderr, "apd-eval: the %u classes of %s mapped by name onto the %u of test set %s\n", tr->n_classes,
+                d->input_name, te->n_classes, a->test_spec);
+        memcpy(names, te->class_names, (size_t)te->n_classes * APD_MAX_CLASS_NAME);
+        free(tr->class_names);
+        tr->class_names = names;
+        tr->n_classes = te->n_classes;
+        names = NULL;
+    }
+    free(map);
+    free(names);
+    free(used);
+    return ok;
+}
+
+/* The training classes must be the test set's, by name and order (see the file comment). */
+static int check_classes(const eval_args *a, eval_data *d)
+{
+    apd_dataset *tr = &d->train;
+    const apd_dataset *te = &d->test;
+    if (anonymous(tr) || anonymous(te)) {
+        const char *who = anonymous(tr) ? d->input_name : a->test_spec;
+        if (a->map_by_name) {
+            fprintf(stderr, "apd-eval: --map-classes-by-name: %s has no class names\n", who);
+            return 0;
+        }
+        fprintf(stderr, "apd-eval: warning: %s has no class names; label k is taken to be the other set's class k\n", who);
+        return 1;
+    }
+    uint32_t k = 0;
+    while (k < tr->n_classes && k < te->n_classes && !strcmp(tr->class_names[k], te->class_names[k])) k++;
+    if (k == tr->n_classes && k == te->n_classes) return 1;
+    if (a->map_by_name) return map_by_name(a, d);
+    tool_sb b = {0};
+    tool_sb_printf(&b, "apd-eval: the classes differ: %s has %u classes ", d->input_name, tr->n_classes);
+    name_list(&b, tr);
+    tool_sb_printf(&b, " but test set %s has %u ", a->test_spec, te->n_classes);
+    name_list(&b, te);
+    if (k < tr->n_classes && k < te->n_classes)
+        tool_sb_printf(&b, "; label %u is '%s' in one and '%s' in the other", k, tr->class_names[k], te->class_names[k]);
+    else
+        tool_sb_printf(&b, "; the first %u agree", k);
+    tool_sb_puts(&b, ". Use --map-classes-by-name to match classes by name.");
+    fprintf(stderr, "%s\n", b.oom ? "apd-eval: the classes differ" : tool_sb_str(&b));
+    tool_sb_free(&b);
+    return 0;
 }
 
 /* Training and test sets must share geometry and classes. */
@@ -482,7 +636,7 @@ int main(int argc, char **argv)
     }
     eval_data d;
     memset(&d, 0, sizeof d);
-    rc = load_inputs(&a, &d) && check_compatible(&a, &d) && evaluate(&a, &d) ? 0 : 1;
+    rc = load_inputs(&a, &d) && check_classes(&a, &d) && check_compatible(&a, &d) && evaluate(&a, &d) ? 0 : 1;
     apd_dataset_free(&d.train);
     apd_dataset_free(&d.test);
     return rc;

@@ -4,7 +4,11 @@
  *       one PNG per record: DIR/NNNNNN.png, or DIR/<class>/NNNNNN.png with --per-class
  *       (NNNNNN = record index). Palette records become indexed PNGs (PLTE, the smallest
  *       legal bit depth for the record's K), direct records 8-bit grey/RGB PNGs.
- *       DIR/labels.csv lists index,label,class,source_id,file for every exported record.
+ *       DIR/labels.csv lists index,label,class,source_id,file for every exported record;
+ *       DIR/apd-export.json states what labels alone cannot: the class names in label order
+ *       (also of classes without an exported record), the geometry, the mean/std recorded in
+ *       the file and the source split, so that `apd-convert --input folder:DIR` gives back
+ *       the same label ids, class names and mean/std (libapd/io/folder_layouts.c reads it).
  *   apd-export FILE --sheet OUT.png [--per-class N]
  *       contact sheet: one row per class, the first N records of each class (default 10),
  *       the class name (or id) at the left of each row in a built-in bitmap font (tool_font.h).
@@ -13,7 +17,8 @@
  *       block), cells are 2 px apart, missing cells white.
  *
  * Class folder names are the class names with '/', '\\' and control characters replaced by
- * '_' (and a leading '.' too); a class without a name uses its id.
+ * '_' (and a leading '.' too); a class without a name uses its id; names that become equal
+ * get "~<label>" (labels.csv says which class each file is in any case).
  * Exit codes: 0 success, 1 error (message names the file and record), 2 usage.
  */
 #define _DEFAULT_SOURCE
@@ -26,6 +31,7 @@
 
 #include "apd/format.h"
 #include "apd/io.h"
+#include "apd/json.h"
 #include "tool_font.h"
 #include "tool_util.h"
 
@@ -39,7 +45,10 @@ static void help(void)
            "Export the images of an .apd file.\n"
            "\n"
            "  --png DIR         one PNG per record (indexed PNG for palette records), plus\n"
-           "                    DIR/labels.csv; --per-class puts them in DIR/<class>/\n"
+           "                    DIR/labels.csv and DIR/apd-export.json (class names in label\n"
+           "                    order, mean/std); --per-class puts them in DIR/<class>/.\n"
+           "                    apd-convert --input folder:DIR reads it back with the same\n"
+           "                    labels, class names and mean/std\n"
            "  --limit N         --png: only the first N records\n"
            "  --sheet OUT.png   contact sheet: one row per class labelled with its name, N\n"
            "                    images per class, small images scaled up to >= 64 pixels\n"
@@ -98,6 +107,53 @@ static void safe_name(char *out, size_t cap, const char *name, uint32_t cls)
     out[i] = '\0';
 }
 
+typedef struct dir_ref {
+    const char *name;
+    uint32_t k;
+} dir_ref;
+
+static int cmp_dir_ref(const void *a, const void *b)
+{
+    const dir_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->k > y->k) - (x->k < y->k);
+}
+
+/* The class folder of every class: its sanitised name; names that sanitise alike ("a/b" and
+ * "a_b") get "~<label>" after all but the first, so no two classes share a folder. Returns
+ * NULL (message printed) on failure. */
+static char (*class_dirs(apd_reader *r, const apd_file_info *fi))[80]
+{
+    uint32_t n = fi->n_classes;
+    char (*d)[80] = calloc(n ? n : 1, 80);
+    dir_ref *v = malloc((n ? n : 1) * sizeof *v);
+    if (!d || !v) {
+        fprintf(stderr, TOOL ": out of memory\n");
+        free(d);
+        free(v);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < n; k++) safe_name(d[k], 64, apd_reader_class_name(r, k), k);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < n; k++) v[k] = (dir_ref){d[k], k};
+        qsort(v, n, sizeof *v, cmp_dir_ref);
+        for (uint32_t i = 1; i < n; i++) {
+            if (strcmp(v[i - 1].name, v[i].name)) continue;
+            if (pass) { /* a suffix met another class's name: give up rather than merge */
+                fprintf(stderr, TOOL ": classes %u and %u would share the folder '%s'\n", v[i - 1].k, v[i].k, v[i].name);
+                free(d);
+                free(v);
+                return NULL;
+            }
+            char tmp[80];
+            snprintf(tmp, sizeof tmp, "%.64s~%u", d[v[i].k], v[i].k);
+            memcpy(d[v[i].k], tmp, sizeof tmp);
+        }
+    }
+    free(v);
+    return d;
+}
+
 static void csv_field(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -106,6 +162,53 @@ static void csv_field(FILE *f, const char *s)
         fputc(*s, f);
     }
     fputc('"', f);
+}
+
+/* The "split" of the file's provenance "source" object, or "" (older files, no source). */
+static void source_split(apd_reader *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *m = apd_reader_meta_json(r);
+    apd_json_doc *d;
+    if (!m || apd_json_parse(&d, m, strlen(m)) != APD_OK) return;
+    if (apd_json_string(d, apd_json_get(d, apd_json_get(d, 0, "source"), "split"), out, cap) != APD_OK) out[0] = '\0';
+    apd_json_free(d);
+}
+
+/* DIR/apd-export.json: what an importer needs beyond labels.csv (see the file comment). */
+static int write_export_json(apd_reader *r, const apd_file_info *fi, const char *file, const char *dir,
+                             uint64_t n, int per_class)
+{
+    char path[4200], split[32];
+    snprintf(path, sizeof path, "%s/apd-export.json", dir);
+    source_split(r, split, sizeof split);
+    tool_sb b = {0};
+    tool_sb_puts(&b, "{\"format\": \"apd-export\", \"version\": 1, \"file\": ");
+    tool_sb_jstr(&b, file);
+    tool_sb_puts(&b, ", \"dataset\": ");
+    tool_sb_jstr(&b, fi->dataset_name);
+    tool_sb_puts(&b, ", \"split\": ");
+    tool_sb_jstr(&b, split);
+    tool_sb_printf(&b, ", \"kind\": \"%s\", \"c\": %u, \"h\": %u, \"w\": %u, \"records\": %llu, \"per_class\": %s,\n"
+                   " \"n_classes\": %u, \"class_names\": [", fi->kind == APD_KIND_PALETTE ? "palette" : "direct", fi->c,
+                   fi->h, fi->w, (unsigned long long)n, per_class ? "true" : "false", fi->n_classes);
+    for (uint32_t k = 0; k < fi->n_classes; k++) {
+        const char *nm = apd_reader_class_name(r, k);
+        if (k) tool_sb_puts(&b, ", ");
+        tool_sb_jstr(&b, nm ? nm : "");
+    }
+    /* %.9g: a float printed so that it reads back as the same float */
+    tool_sb_puts(&b, "],\n \"mean\": [");
+    for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->mean[ch]);
+    tool_sb_puts(&b, "], \"std\": [");
+    for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->std[ch]);
+    tool_sb_puts(&b, "]}\n");
+    FILE *f = b.oom ? NULL : fopen(path, "w");
+    int ok = f && fputs(tool_sb_str(&b), f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) fprintf(stderr, TOOL ": %s: cannot write: %s\n", path, b.oom ? "out of memory" : strerror(errno));
+    tool_sb_free(&b);
+    return ok;
 }
 
 static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, const char *dir, int per_class,
@@ -126,9 +229,11 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
     }
     fprintf(csv, "index,label,class,source_id,file\n");
     char *made = per_class ? calloc(fi->n_classes ? fi->n_classes : 1, 1) : NULL;
+    char (*cdir)[80] = per_class ? class_dirs(r, fi) : NULL;
     size_t img = (size_t)fi->c * fi->h * fi->w;
     uint8_t *pix = malloc(img), pal[768], *idx = malloc((size_t)fi->h * fi->w);
     int rc = 1;
+    if (per_class && !cdir) goto out;
     if (!pix || !idx || (per_class && !made)) {
         fprintf(stderr, TOOL ": out of memory\n");
         goto out;
@@ -146,12 +251,14 @@ static int export_png(apd_reader *r, const apd_file_info *fi, const char *file, 
         const char *cname = apd_reader_class_name(r, label);
         char sub[200], rel[300];
         if (per_class) {
-            safe_name(sub, sizeof sub, cname, label);
+            /* a label without a class (a file with no classes): a folder named by the label */
+            if (label < fi->n_classes) snprintf(sub, sizeof sub, "%s", cdir[label]);
+            else snprintf(sub, sizeof sub, "%u", label);
             snprintf(rel, sizeof rel, "%s/%06llu.png", sub, (unsigned long long)i);
-            if (label < fi->n_classes && !made[label]) {
+            if (label >= fi->n_classes || !made[label]) {
                 snprintf(path, sizeof path, "%s/%s", dir, sub);
                 if (!make_dir(&prog, path)) goto out;
-                made[label] = 1;
+                if (label < fi->n_classes) made[label] = 1;
             }
         } else {
             snprintf(rel, sizeof rel, "%06llu.png", (unsigned long long)i);
@@ -183,8 +290,10 @@ out:
         fprintf(stderr, TOOL ": %s: write error: %s\n", csvp, strerror(errno));
         rc = 1;
     }
+    if (rc == 0 && !write_export_json(r, fi, file, dir, n, per_class)) rc = 1;
     if (rc == 0) printf(TOOL ": %llu PNG files in %s\n", (unsigned long long)n, dir);
     free(made);
+    free(cdir);
     free(pix);
     free(idx);
     return rc;
@@ -358,6 +467,10 @@ int main(int argc, char **argv)
     }
     if (!file) return usage("%s", "missing FILE");
     if (!png_dir == !sheet) return usage("%s", "give exactly one of --png DIR or --sheet OUT.png");
+    /* no option is ignored: each belongs to one mode */
+    if (sheet && limit) return usage("%s", "--limit applies to --png only (--sheet takes --per-class N)");
+    if (png_dir && per_class_n) return usage("--per-class %llu: a count applies to --sheet only (--png takes --per-class "
+                                             "without a value)", (unsigned long long)per_class_n);
 
     apd_reader *r;
     apd_err err;

@@ -2,7 +2,7 @@
  *
  *   bench_distill [--threads 2] [--iters 3] [--ipc 40] [--batch-real 256] [--k 64] [--no-torch]
  *
- * Setting (issue 5): 32x32x3, 10 classes, batch-real 256, 40 synthetic images per class,
+ * Setting: 32x32x3, 10 classes, batch-real 256, 40 synthetic images per class,
  * K = 64 (AutoPalette: palette network, Lm + Lb + 3 La on 64 images, as published, no
  * collapse remedy). Each measurement runs in its own process (this binary re-executed with
  * --child MODE, and bench/distill/bench_distill_torch.py under /usr/bin/python3 with the
@@ -44,10 +44,10 @@ static int child(const char *mode, int threads, int iters, int ipc, int batch_re
     memset(&ds, 0, sizeof ds);
     uint32_t per = (uint32_t)(batch_real > ipc ? batch_real : ipc) + 44;
     if (apd_dataset_alloc(&ds, (uint64_t)per * 10, 3, 32, 32, 10) != APD_OK) return 1;
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     for (uint64_t i = 0; i < ds.n; i++) ds.labels[i] = (uint32_t)(i % 10);
-    for (uint64_t i = 0; i < ds.n * 3072; i++) ds.pixels[i] = (uint8_t)apd_rng_below(&r, 256);
+    for (uint64_t i = 0; i < ds.n * 3072; i++) ds.pixels[i] = (uint8_t)apd__rng_below(&r, 256);
     apd_distill_opts o;
     apd_distill_opts_default(&o);
     o.method = strcmp(mode, "dm") ? APD_DISTILL_AUTOPALETTE : APD_DISTILL_DM;

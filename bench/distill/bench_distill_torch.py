@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench_distill_torch.py: the PyTorch side of bench_distill: one DM iteration and one
 DM + AutoPalette iteration, written the way the reference code does them (VICO main_DM.py
-and AutoPalette dm_quant.py, re-implemented from AUTOPALETTE.md; not a copy).
+and AutoPalette dm_quant.py, re-implemented from docs/method.md; not a copy).
 
 Usage: bench_distill_torch.py MODE THREADS ITERS [IPC BATCH_REAL K CLASSES N_PER_CLASS]
   MODE: dm | autopalette

@@ -51,9 +51,9 @@ static float *randbuf(size_t n, uint64_t seed)
 {
     float *p = malloc(n * sizeof(float));
     if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
-    for (size_t i = 0; i < n; i++) p[i] = apd_rng_normal(&r);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
+    for (size_t i = 0; i < n; i++) p[i] = apd__rng_normal(&r);
     return p;
 }
 

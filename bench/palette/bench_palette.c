@@ -108,11 +108,11 @@ int main(int argc, char **argv)
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float));
     float *dx = calloc(n, sizeof(float)), *m = malloc((size_t)k * p * sizeof(float));
     if (!x || !y || !dy || !dx || !m) return 1;
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     for (size_t i = 0; i < n; i++) {
-        x[i] = apd_rng_normal(&r);
-        dy[i] = 1e-3f * apd_rng_normal(&r);
+        x[i] = apd__rng_normal(&r);
+        dy[i] = 1e-3f * apd__rng_normal(&r);
     }
     timing t1 = run(1, b, reps, x, dy, y, dx), t2 = run(2, b, reps, x, dy, y, dx);
     /* naive baseline on 8 images, scaled (single thread) */

@@ -1,4 +1,4 @@
-/* apd/budget.h: storage-budget rules for colour-reduced synthetic sets (AUTOPALETTE.md
+/* apd/budget.h: storage-budget rules for colour-reduced synthetic sets (docs/method.md
  * choice 6 and section 5): how many K-colour images per class fit the budget of IPC
  * full-colour images of the same size.
  *

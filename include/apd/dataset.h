@@ -36,6 +36,12 @@ typedef struct apd_dataset {
     char name[64];         /* dataset identity, e.g. "fashion-mnist", "cifar10" */
     char split[16];        /* "train", "test" or "" */
     char source[512];      /* where it came from (spec string / path) */
+    /* Normalisation the source states for itself: a folder written by apd-export carries
+     * the mean/std recorded in the .apd it came from, so that a round trip keeps them.
+     * has_norm = 0 (the default of a zeroed struct): none stated; apd_dataset_norm then
+     * computes it from the pixels. */
+    uint32_t has_norm;
+    float norm_mean[3], norm_std[3]; /* per channel, of pixels/255; c entries used */
 } apd_dataset;
 
 /* Allocate pixels and labels for n images of c x h x w (zero-filled), and n_classes names
@@ -57,6 +63,10 @@ APD_API void apd_dataset_hash(const apd_dataset *ds, char out_hex[17]);
 
 /* Per-channel mean and std of pixels/255 over the whole dataset (population std). */
 APD_API void apd_dataset_mean_std(const apd_dataset *ds, float mean[3], float std[3]);
+
+/* The normalisation to record for ds (the mean/std a writer stores): the one the source
+ * states (has_norm), else apd_dataset_mean_std. Unused channels are set to 0. */
+APD_API void apd_dataset_norm(const apd_dataset *ds, float mean[3], float std[3]);
 
 /* Counts per class into counts[n_classes]. */
 APD_API void apd_dataset_class_counts(const apd_dataset *ds, uint64_t *counts);

@@ -1,7 +1,7 @@
 /* apd/distill.h: dataset distillation (random real subset, distribution matching (DM),
  * AutoPalette = DM + palette network) and colour-guided initialisation (graph-cut selection).
  *
- * Overview (shared/AUTOPALETTE.md has the method). apd_distill_run takes a real dataset in
+ * Overview (docs/method.md has the method). apd_distill_run takes a real dataset in
  * memory (uint8 CHW, apd/dataset.h) and options, and returns the synthetic set as records
  * ready for the writer: direct-colour images (random, dm) or palette records (autopalette:
  * per-image palette of at most K colours + index map, the hard quantization that is stored
@@ -49,7 +49,7 @@ typedef enum apd_distill_init {
     APD_INIT_GRAPHCUT = 1  /* colour-guided: median cut + trained ConvNetD3 + graph cut */
 } apd_distill_init;
 
-/* Remedies against palette collapse under the DM loss (AUTOPALETTE.md "Known pitfall"),
+/* Remedies against palette collapse under the DM loss (docs/method.md "Known pitfall"),
  * a bit mask (combinations allowed; 0 = as published). */
 #define APD_REMEDY_WARMUP 1u      /* palette-net warm-up (soft reconstruction + colour losses) */
 #define APD_REMEDY_TASK_SCALE 2u  /* scale the task gradient that reaches the palette net */

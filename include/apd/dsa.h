@@ -3,7 +3,7 @@
  *
  * What it is. Dataset distillation (distribution matching) and the evaluation of distilled
  * sets augment every batch with the DSA strategy `color_crop_cutout_flip_scale_rotate`
- * (AUTOPALETTE.md section 6.3): on each call ONE op group is drawn uniformly from the enabled
+ * (docs/method.md section 6.3): on each call ONE op group is drawn uniformly from the enabled
  * ones and applied to the batch:
  *   color   brightness x + b (b = (u - 0.5) * 1.0), then saturation (x - mean_c) * s + mean_c
  *           (s = 2u; mean over channels per pixel; identity for 1 channel), then contrast

@@ -90,7 +90,7 @@ typedef struct apd_file_info {
     uint32_t bits;      /* index width in bits (0 for direct) */
     uint32_t n_classes;
     float mean[3], std[3]; /* source per-channel mean/std of pixels/255 (0 if unknown) */
-    /* extensions (beyond CONTRACTS.md) */
+    /* extensions: figures beyond the header fields */
     uint32_t records_per_chunk;
     uint64_t n_chunks;
     int has_dictionary;     /* a zstd dictionary is stored in the file */

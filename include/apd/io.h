@@ -3,55 +3,80 @@
  * Importing: apd_import() reads a whole dataset split into an apd_dataset (uint8 CHW pixels,
  * labels, class names, source ids). The spec says which reader and where:
  *
- *   cifar10:PATH     CIFAR-10 binary: PATH is one .bin file (records of 1 label byte + 3072
- *                    pixel bytes R, G, B planes), or a directory holding data_batch_1..5.bin
- *                    and test_batch.bin (the official download) or train.bin and test.bin.
- *                    Class names from batches.meta.txt (next to the file or in the directory),
- *                    else the built-in CIFAR-10 names.
- *   cifar100:PATH    CIFAR-100 binary: records of 2 label bytes (coarse, fine) + 3072 bytes;
- *                    the fine label (0..99) is used. Directory: train.bin / test.bin. Class
- *                    names from fine_label_names.txt when present, else built in.
+ *   cifar10:PATH     CIFAR-10, binary or python version. PATH is one file (a binary .bin of
+ *                    records of 1 label byte + 3072 pixel bytes R, G, B planes, or a python
+ *                    pickle such as data_batch_1; the kind is told by content), or a folder
+ *                    holding data_batch_1..k[.bin] and test_batch[.bin] (the downloads; no gap
+ *                    in 1..k), or train.bin and test.bin, or a folder holding
+ *                    cifar-10-batches-bin/ or cifar-10-batches-py/ (torchvision's root). Class
+ *                    names from batches.meta.txt / the batches.meta pickle, else built in.
+ *                    The python files are read by a strict reader of the pickle subset Python
+ *                    2 cPickle wrote (protocol 2; nothing is executed, only numpy's uint8
+ *                    array reconstruction is recognised).
+ *   cifar100:PATH    CIFAR-100 likewise: binary records of 2 label bytes (coarse, fine) + 3072
+ *                    bytes, or the python train/test/meta pickles (cifar-100-binary/,
+ *                    cifar-100-python/); the fine label (0..99) is used. Class names from
+ *                    fine_label_names.txt / the meta pickle, else built in.
  *   idx:IMAGES,LABELS  IDX files (gzip-compressed or raw): images u8 [n][h][w] (grey) or
- *                    [n][h][w][3] (RGB), labels u8 [n]. Class count = max label + 1.
+ *                    [n][h][w][3] (RGB), labels u8 [n]. Class count = max label + 1, classes
+ *                    named by their ids; the split given is recorded as the files' split.
  *   fashion-mnist[:DIR]  Fashion-MNIST IDX files ({train,t10k}-{images-idx3,labels-idx1}-
  *                    ubyte[.gz]) in DIR, default /usr/share/datasets/fashion-mnist (Debian
  *                    package dataset-fashion-mnist). Class names built in.
  *   mnist:DIR        MNIST with the same file names as Fashion-MNIST; classes "0".."9".
- *   folder:DIR       DIR/<class>/<image>.png|.jpg|.jpeg (any case). If DIR has train/ and
- *                    test/ subfolders, the split picks one. Classes = sub-folder names in
- *                    byte order; files in byte order within each class; so the result is
- *                    deterministic. Files with other extensions (and hidden files) are
- *                    skipped with a warning (opts->warn); an image file that does not decode,
- *                    or whose content does not match its extension, is an error
- *                    (APD_EIMAGE) naming the file. PNG of any colour type is read as 8-bit
- *                    (palette expanded, 16-bit reduced, alpha dropped). The dataset is grey
- *                    (c = 1) when every file is a grey PNG or JPEG, otherwise RGB (grey files
- *                    are replicated into 3 channels). With opts->size = N, each image's
- *                    shorter side is resized to N (area averaging in exact integer arithmetic)
- *                    and the centre N x N is cropped; without it every image must have the
- *                    same size (APD_EMISMATCH naming the first file that differs).
+ *   folder:DIR       One of three layouts, told by marker files (libapd/io/folder*.c):
+ *                    - DIR/labels.csv: a folder written by apd-export --png: images, labels,
+ *                      source ids from labels.csv; class names in label order, geometry,
+ *                      mean/std (dataset has_norm) and split from DIR/apd-export.json;
+ *                    - DIR/wnids.txt: Tiny-ImageNet: classes = the wnids in byte order, named
+ *                      by words.txt's first synonym; split train = train/<wnid>/images/, val =
+ *                      val/images/ labelled by val/val_annotations.txt (test has no labels);
+ *                    - else class folders: DIR/[train|test|val/]<class>/<image>.png|.jpg|
+ *                      .jpeg (any case); with split sub-folders the split picks one. Classes
+ *                      = sub-folder names in byte order; files in byte order within each
+ *                      class; so the result is deterministic.
+ *                    Files with other extensions (and hidden files) are skipped with a warning
+ *                    (opts->warn); an image file that does not decode, or whose content does
+ *                    not match its extension, is an error (APD_EIMAGE) naming the file. PNG of
+ *                    any colour type is read as 8-bit (palette expanded, 16-bit reduced, alpha
+ *                    dropped). The dataset is grey (c = 1) when every file is a grey PNG
+ *                    (a palette of grey entries counts) or JPEG, otherwise RGB (grey files are
+ *                    replicated into 3 channels). With opts->size = N, each image's shorter
+ *                    side is resized to N (area averaging in exact integer arithmetic) and the
+ *                    centre N x N is cropped; without it every image must have the same size
+ *                    (APD_EMISMATCH naming the first file that differs). Class names longer
+ *                    than 63 bytes are cut at a UTF-8 character boundary; names must differ.
  *
- * split: "train" or "test" (NULL = "train"); ignored for idx: and for a single .bin file.
+ * split: "train", "test" or "val"; NULL = the source's default (train; an export's own).
+ * A split the source does not have is an error (APD_EDATASET), also for a single CIFAR file
+ * whose name says another split; idx: records the split given.
  * opts->size applies to folder: only (APD_EINVAL for other kinds).
- * opts->limit keeps the first N records in source order (0 = all).
+ * opts->limit: folder sources (class-sorted) keep a class-balanced subset: each class
+ * min(its count, L) images for the largest L that fits, the rest one more each to the first
+ * classes, each class's first images in order; other sources keep the first N records in
+ * source order. 0 = all.
  *
  *     apd_dataset ds = {0};
  *     apd_err err;
  *     apd_import_opts o;
  *     apd_import_opts_default(&o);
  *     o.limit = 1000;
- *     if (apd_import(&ds, "cifar10:../shared/data/cifar10-dev", "test", &o, &err) != APD_OK)
+ *     if (apd_import(&ds, "cifar10:/path/to/cifar-10-batches-bin", "test", &o, &err) != APD_OK)
  *         fprintf(stderr, "%s\n", err.msg);   // e.g. ".../test.bin: record 17 (offset
  *                                             //  52241): truncated: 100 of 3073 bytes"
  *     ...
  *     apd_dataset_free(&ds);
  *
  * Errors name the file, the record (index and byte offset) and the reason:
- *   APD_EDATASET bad spec or layout; APD_ENOENT / APD_EACCES / APD_EIO path problems;
- *   APD_ETRUNC truncated file; APD_EMAGIC wrong IDX magic; APD_ECORRUPT bad field (label out
- *   of range, trailing bytes, dims disagree); APD_ELIMIT hostile sizes (dims above 4096, or
- *   16384 for sources that are resized); APD_EIMAGE undecodable image; APD_EEMPTY no images;
- *   APD_EMISMATCH image sizes differ; APD_ENOMEM.
+ *   APD_EDATASET bad spec or layout (also: a bad line of labels.csv / val_annotations.txt /
+ *   wnids.txt, naming file and line; repeated class names); APD_ENOENT / APD_EACCES /
+ *   APD_EIO path problems; APD_ETRUNC truncated file; APD_EMAGIC wrong IDX magic;
+ *   APD_ECORRUPT bad field (label out of range, trailing bytes, dims disagree, a pickle
+ *   outside the CIFAR subset, naming its offset); APD_ELIMIT hostile sizes (dims above 4096,
+ *   or 16384 for sources that are resized; side files above their size limit);
+ *   APD_EUNSUPPORTED an apd-export.json of a newer version; APD_EIMAGE undecodable image;
+ *   APD_EEMPTY no images; APD_EMISMATCH image sizes differ (or differ from what the folder
+ *   states); APD_ENOMEM.
  *
  * Exporting: PNG writers for one palette record (indexed PNG, PLTE, the smallest legal bit
  * depth 1/2/4/8 for k), one direct image, and a contact sheet (grid with 1-px gaps).
@@ -73,7 +98,8 @@ extern "C" {
 typedef struct apd_import_opts {
     uint32_t size;  /* folder: resize shorter side + centre crop to size x size (0 = keep;
                        then all images must have the same size) */
-    uint64_t limit; /* keep the first `limit` records (0 = all) */
+    uint64_t limit; /* keep `limit` records (0 = all): folder sources a class-balanced subset,
+                       the others the first ones (see above) */
     /* Optional sink for warnings (skipped files, ...), one line each (apd/status.h's log
      * callback); NULL = silent. Called from the importing thread. */
     apd_log_fn warn;
@@ -85,9 +111,11 @@ APD_API void apd_import_opts_default(apd_import_opts *o);
 
 /* Import a dataset split. out must be zeroed (or freed) by the caller; on success the caller
  * owns it (apd_dataset_free). opts may be NULL (all defaults); err may be NULL.
- * Fills out->name ("cifar10", "cifar100", "fashion-mnist", "mnist", "idx", or the folder's
- * base name), split, source (the spec), class_names and source_ids (record index in the
- * source: position in the concatenated .bin/IDX files, or in the sorted file list).
+ * Fills out->name ("cifar10", "cifar100", "fashion-mnist", "mnist", "idx", the folder's
+ * base name, or an export's dataset name), split, source (the spec), class_names,
+ * source_ids (record index in the source: position in the concatenated .bin/IDX files or
+ * pickles, in the sorted file list, the line of val_annotations.txt, or an export's record
+ * index) and, for apd-export folders, the stated normalisation (has_norm, norm_mean/std).
  * @return APD_OK or one of the codes listed above. */
 APD_API apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
                               const apd_import_opts *opts, apd_err *err);

@@ -26,8 +26,8 @@
  * Let S be the selected record indices in ascending order (all records, or those whose
  * label is in the class subset), N = |S|. The GLOBAL order of epoch e is
  *     order_e = S                                   if shuffle == 0
- *     order_e = S permuted by Fisher-Yates with apd_rng_seed(seed, stream = e)  otherwise
- * (libapd/common/rng.h, apd_rng_shuffle_u64). It depends on (seed, epoch, S) only, never on
+ *     order_e = S permuted by Fisher-Yates with apd__rng_seed(seed, stream = e)  otherwise
+ * (libapd/common/rng.h, apd__rng_shuffle_u64). It depends on (seed, epoch, S) only, never on
  * world size, rank, threads or prefetch.
  *
  * The epoch is consumed in global STEPS from a global cursor (initially 0). With

@@ -1,5 +1,5 @@
 /* apd/palette.h: the AutoPalette palette network, its colour losses, the collapse remedies
- * and the hard quantization that is stored (shared/AUTOPALETTE.md sections 2, 3).
+ * and the hard quantization that is stored (docs/method.md sections 2, 3).
  *
  * The network is a per-pixel MLP of the pixel's colour, shared by every image:
  *
@@ -41,7 +41,7 @@
  *     ... at the end: apd_palette_forward(...) then apd_palette_hard(...) per image ...
  *     apd_palette_ws_free(ws); apd_palette_ws_free(wsc); apd_palette_net_free(&net);
  *
- * Collapse remedies (AUTOPALETTE.md "Known pitfall"), all off by default (= as published):
+ * Collapse remedies (docs/method.md "Known pitfall"), all off by default (= as published):
  *   (a) warm-up: apd_palette_warmup() trains the network on soft-reconstruction MSE
  *       (y vs x) plus the colour losses before joint training;
  *   (b) task-loss scale: `param_scale` of apd_palette_backward() multiplies the gradient that
@@ -89,7 +89,7 @@ typedef struct apd_palette_net {
 
 /* Allocate and initialise as PyTorch's Conv2d default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
  * for W1, b1 (fan_in = c) and W2 (fan_in = hidden), drawn in that order from
- * apd_rng_seed(seed, stream "palette-init"). Gradients and momentum are zero.
+ * apd__rng_seed(seed, stream "palette-init"). Gradients and momentum are zero.
  * c = 1 or 3 (any c in 1..4 is accepted), k in 2..APD_MAX_COLORS, hidden in 1..65536
  * (256 as published). Free with apd_palette_net_free.
  * @return APD_OK; APD_EINVAL (NULL net, c/k/hidden out of range); APD_ENOMEM. On failure
@@ -218,7 +218,7 @@ APD_API apd_status apd_palette_loss_la(double *value, float *dm, float weight, c
                                        const uint8_t *target, const uint32_t *sample, uint32_t b,
                                        uint32_t k, uint32_t p, uint32_t s);
 /* s = (uint32_t)(ratio * p) distinct positions per image (partial Fisher-Yates) from
- * apd_rng_seed(seed, step): out (b, s). Returns s (0 if ratio*p < 1). */
+ * apd__rng_seed(seed, step): out (b, s). Returns s (0 if ratio*p < 1). */
 APD_API uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float ratio, uint64_t seed,
                                        uint64_t step);
 /* Median-cut target index maps for La: each image is un-normalised with mean/std, rounded

@@ -1,7 +1,7 @@
 /* apd/train.h: the evaluation protocol of dataset distillation: train a fresh ConvNet on a
  * (small, distilled) training set with DSA augmentation, then test it on a real test set.
  *
- * The protocol (AUTOPALETTE.md section 6.2; `evaluate_synset` of the DC/DSA/DM code):
+ * The protocol (docs/method.md section 6.2; `evaluate_synset` of the DC/DSA/DM code):
  * - ConvNetD3 (apd/nn.h defaults: width 128, depth 3, instance norm; padding 3 for 28x28)
  *   freshly initialised from (seed, run).
  * - SGD lr (0.01), momentum 0.9, weight decay 5e-4; hard labels; softmax cross-entropy;

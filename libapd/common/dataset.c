@@ -43,6 +43,7 @@ void apd_dataset_free(apd_dataset *ds)
     ds->source_ids = NULL;
     ds->class_names = NULL;
     ds->n = 0;
+    ds->has_norm = 0;
 }
 
 /* apd-h64: h = mix64(h ^ word) over: (n, c, h, w) as one word each, the pixel bytes as
@@ -51,11 +52,11 @@ void apd_dataset_free(apd_dataset *ds)
 static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t len)
 {
     size_t i = 0;
-    for (; i + 8 <= len; i += 8) h = apd_mix64(h ^ apd__ld64(p + i));
+    for (; i + 8 <= len; i += 8) h = apd__mix64(h ^ apd__ld64(p + i));
     if (i < len) {
         uint8_t tail[8] = {0};
         memcpy(tail, p + i, len - i);
-        h = apd_mix64(h ^ apd__ld64(tail));
+        h = apd__mix64(h ^ apd__ld64(tail));
     }
     return h;
 }
@@ -64,16 +65,16 @@ void apd_dataset_hash(const apd_dataset *ds, char out_hex[17])
 {
     static const char hx[] = "0123456789abcdef";
     uint64_t h = 0x61706468363421ull;
-    h = apd_mix64(h ^ ds->n);
-    h = apd_mix64(h ^ ds->c);
-    h = apd_mix64(h ^ ds->h);
-    h = apd_mix64(h ^ ds->w);
+    h = apd__mix64(h ^ ds->n);
+    h = apd__mix64(h ^ ds->c);
+    h = apd__mix64(h ^ ds->h);
+    h = apd__mix64(h ^ ds->w);
     h = hash_bytes(h, ds->pixels, (size_t)ds->n * apd_dataset_image_bytes(ds));
     for (uint64_t i = 0; i < ds->n; i += 2) {
         uint8_t b[8] = {0};
         apd__st32(b, ds->labels[i]);
         if (i + 1 < ds->n) apd__st32(b + 4, ds->labels[i + 1]);
-        h = apd_mix64(h ^ apd__ld64(b));
+        h = apd__mix64(h ^ apd__ld64(b));
     }
     for (int i = 15; i >= 0; i--) {
         out_hex[i] = hx[h & 15];
@@ -99,6 +100,18 @@ void apd_dataset_mean_std(const apd_dataset *ds, float mean[3], float std[3])
         double m = cnt > 0 ? s / cnt : 0, v = cnt > 0 ? s2 / cnt - m * m : 0;
         mean[c] = (float)(m / 255.0);
         std[c] = (float)(sqrt(v > 0 ? v : 0) / 255.0);
+    }
+}
+
+void apd_dataset_norm(const apd_dataset *ds, float mean[3], float std[3])
+{
+    if (!ds->has_norm) {
+        apd_dataset_mean_std(ds, mean, std);
+        return;
+    }
+    for (uint32_t c = 0; c < 3; c++) {
+        mean[c] = c < ds->c ? ds->norm_mean[c] : 0.0f;
+        std[c] = c < ds->c ? ds->norm_std[c] : 0.0f;
     }
 }
 

@@ -1,10 +1,8 @@
-/* common/names.c: UTF-8 aware fitting and de-duplication of short names (names.h).
+/* common/names.c: UTF-8 aware fitting of short names (names.h).
  *
- * Why: folder class names longer than 63 bytes were cut at byte 63, in the middle of a UTF-8
- * character (the metadata document, which must be UTF-8, became invalid) and two folders
- * whose names share their first 63 bytes became one class name twice.
+ * Why: a class name cut at byte 63 in the middle of a UTF-8 character made the metadata
+ * document, which must be UTF-8, invalid; the writer now stores only valid UTF-8 names.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "common/names.h"
@@ -34,6 +32,16 @@ size_t apd__utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+/* The n bytes at s are the start of a multi-byte character whose end was cut off. */
+static int cut_character(const unsigned char *s, size_t n)
+{
+    size_t need = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : 0;
+    if (!need || n >= need) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return 1;
+}
+
 int apd__utf8_fit(char *out, size_t cap, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -49,6 +57,9 @@ int apd__utf8_fit(char *out, size_t cap, const char *s)
             memcpy(out + o, p + i, l);
             o += l;
             i += l;
+        } else if (cut_character(p + i, n - i)) { /* the text itself was cut inside it */
+            changed = 1;
+            break;
         } else {
             out[o++] = '?';
             i++;
@@ -56,36 +67,5 @@ int apd__utf8_fit(char *out, size_t cap, const char *s)
         }
     }
     out[o] = 0;
-    return changed;
-}
-
-static int seen_before(const char *names, size_t j, size_t cap, const char *s)
-{
-    for (size_t i = 0; i < j; i++)
-        if (!strcmp(names + i * cap, s)) return 1;
-    return 0;
-}
-
-size_t apd__names_distinct(char *names, size_t n, size_t cap)
-{
-    size_t changed = 0;
-    char base[256], cand[300], suffix[24];
-    if (cap > sizeof base) return 0;
-    for (size_t j = 1; j < n; j++) {
-        char *nm = names + j * cap;
-        if (!seen_before(names, j, cap, nm)) continue;
-        snprintf(base, sizeof base, "%s", nm);
-        for (unsigned k = 2;; k++) {
-            int sl = snprintf(suffix, sizeof suffix, "~%u", k);
-            apd__utf8_fit(cand, cap - (size_t)sl, base); /* room for the suffix, on a boundary */
-            strcat(cand, suffix);
-            /* also distinct from the names after it, so no later rename is needed */
-            int clash = seen_before(names, j, cap, cand);
-            for (size_t i = j + 1; i < n && !clash; i++) clash = !strcmp(names + i * cap, cand);
-            if (!clash) break;
-        }
-        memcpy(nm, cand, strlen(cand) + 1);
-        changed++;
-    }
     return changed;
 }

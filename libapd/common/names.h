@@ -1,5 +1,6 @@
 /* common/names.h: short UTF-8 names (class names of at most APD_MAX_CLASS_NAME - 1 bytes).
- * Library-internal, usable by every module (names.c). */
+ * Library-internal, usable by every module (names.c); the writer fits the class names it is
+ * given with it. */
 #ifndef APD_COMMON_NAMES_H
 #define APD_COMMON_NAMES_H
 
@@ -10,13 +11,9 @@
 size_t apd__utf8_seq(const unsigned char *s, size_t n);
 
 /* Copy s into out (cap >= 2 bytes with the NUL) as valid UTF-8: each invalid byte becomes
- * '?', and the text is cut at a character boundary, never inside a multi-byte character.
+ * '?', a character cut off at the end of s is dropped, and the text is cut at a character
+ * boundary when out is full, never inside a multi-byte character.
  * Returns 1 if anything was cut or replaced, 0 if out == s. */
 int apd__utf8_fit(char *out, size_t cap, const char *s);
-
-/* Make the n names (each in a char[cap] slot, valid UTF-8) distinct: a name equal to an
- * earlier one gets the suffix "~2", "~3", ... (its text cut on a character boundary to make
- * room), the first free one. Returns the number of names changed. */
-size_t apd__names_distinct(char *names, size_t n, size_t cap);
 
 #endif

@@ -157,7 +157,7 @@ const char *apd__distill_init_name(apd_distill_init i) { return rlookup(k_inits,
 
 /* ---- growable string for JSON ----------------------------------------------------------- */
 
-void apd__dsb_printf(apd_dsb *b, const char *fmt, ...)
+void apd__dsb_printf(apd__dsb *b, const char *fmt, ...)
 {
     if (b->failed) return;
     for (;;) {
@@ -183,7 +183,7 @@ void apd__dsb_printf(apd_dsb *b, const char *fmt, ...)
 }
 
 /* JSON number for a float: shortest round-trip-ish text, finite only. */
-void apd__dsb_num(apd_dsb *b, double v)
+void apd__dsb_num(apd__dsb *b, double v)
 {
     if (!isfinite(v)) {
         apd__dsb_printf(b, "null");
@@ -222,7 +222,7 @@ APD_API void apd_distill_result_free(apd_distill_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static void hparams_json(apd_dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
+static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
 {
     apd__dsb_printf(b, "{\"method\":\"%s\",\"init\":\"%s\",\"ipc\":%u,\"colors\":%u,"
                       "\"budget_rule\":\"%s\",\"images_per_class\":%llu,\"seed\":%llu,"
@@ -302,7 +302,7 @@ static void hparams_json(apd_dsb *b, const apd_distill_opts *o, const apd_distil
     apd__dsb_printf(b, "}");
 }
 
-static void budget_json(apd_dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
+static void budget_json(apd__dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
 {
     /* the rule's figures (apd/budget.h) plus what this method actually stores */
     char buf[768];
@@ -325,7 +325,7 @@ static void budget_json(apd_dsb *b, const apd_distill_opts *o, const apd_distill
                    (unsigned long long)per, (unsigned long long)(per * x->images_per_class));
 }
 
-static char *sb_take(apd_dsb *b)
+static char *sb_take(apd__dsb *b)
 {
     if (b->failed) {
         free(b->buf);
@@ -382,7 +382,7 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
         return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
     for (uint64_t i = 0; i < res->n; i++) {
         apd_status s = apd_quantize_image((apd_quantizer)x->o->quantizer, res->pixels + i * img, x->c, x->h,
-                                          x->w, x->k, apd_mix64(x->seed ^ i), res->palettes + i * x->k * x->c,
+                                          x->w, x->k, apd__mix64(x->seed ^ i), res->palettes + i * x->k * x->c,
                                           res->indices + i * p, &res->k_used[i]);
         if (s != APD_OK)
             return apd__err_set(err, s, "distill: quantizing image %llu failed", (unsigned long long)i);
@@ -438,11 +438,11 @@ static apd_status pick_random(const apd_distill_ctx *x, const apd_dataset *real,
         uint64_t m = 0;
         for (uint64_t i = 0; i < real->n; i++)
             if (real->labels[i] == cls) idx[m++] = (uint32_t)i;
-        apd_rng r;
-        apd_rng_seed(&r, x->seed, 0x696e6974ull /* "init" */ * 1000 + cls);
+        apd__rng r;
+        apd__rng_seed(&r, x->seed, 0x696e6974ull /* "init" */ * 1000 + cls);
         /* partial Fisher-Yates for the first images_per_class */
         for (uint64_t t = 0; t < x->images_per_class; t++) {
-            uint64_t j = t + apd_rng_below(&r, m - t);
+            uint64_t j = t + apd__rng_below(&r, m - t);
             uint32_t tmp = idx[t];
             idx[t] = idx[j];
             idx[j] = tmp;
@@ -510,7 +510,7 @@ static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const ap
 static apd_status result_json(apd_distill_result *res, const apd_distill_opts *o, apd_distill_ctx *x,
                               apd_err *err)
 {
-    apd_dsb b = {0};
+    apd__dsb b = {0};
     hparams_json(&b, o, x);
     res->hyperparameters_json = sb_take(&b);
     budget_json(&b, o, x);

@@ -33,13 +33,13 @@ uint64_t apd__graphcut_candidates(uint64_t n, uint64_t budget, double epsilon);
 
 /* Growable string (JSON building). On allocation failure `failed` is set and later calls
  * are no-ops. */
-typedef struct apd_dsb {
+typedef struct apd__dsb {
     char *buf;
     size_t len, cap;
     int failed;
-} apd_dsb;
-void apd__dsb_printf(apd_dsb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void apd__dsb_num(apd_dsb *b, double v);
+} apd__dsb;
+void apd__dsb_printf(apd__dsb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void apd__dsb_num(apd__dsb *b, double v);
 
 /* A status line to o->log_fn (nothing when it is NULL; longer than 1 KiB is cut). The
  * library never prints: every line goes through the caller's callback. */
@@ -58,7 +58,7 @@ typedef struct apd_distill_ctx {
     float mean[3], std[3];  /* normalisation of pixels/255 */
     double t_init;
     double eval_loss_initial, eval_loss_final; /* DM loss, fixed nets, no aug */
-    apd_dsb stats;
+    apd__dsb stats;
     uint32_t bench_iters;   /* bench: run this many iterations, time them, no records */
     double bench_first, bench_rest; /* seconds: first iteration, mean of the others */           /* "key":value,... pieces for stats_json (no braces) */
 } apd_distill_ctx;

@@ -1,4 +1,4 @@
-/* distill/dm.c: the distribution-matching loop (AUTOPALETTE.md 8.1) and its AutoPalette
+/* distill/dm.c: the distribution-matching loop (docs/method.md 8.1) and its AutoPalette
  * variant (sections 2-3), with checkpoint/resume and run monitoring.
  *
  * One iteration `it`:
@@ -44,7 +44,7 @@
 #include "common/internal.h"
 #include "distill/distill_internal.h"
 
-/* stream tags for apd_rng_seed(seed, stream) */
+/* stream tags for apd__rng_seed(seed, stream) */
 #define ST_NET (1ull << 56)
 #define ST_REAL (2ull << 56)
 #define ST_DSA (3ull << 56)
@@ -161,10 +161,10 @@ static uint32_t real_batch(dm_state *s, uint32_t cls, uint64_t stream)
     uint64_t n = s->cls_n[cls];
     uint32_t b = s->o->batch_real < n ? s->o->batch_real : (uint32_t)n;
     memcpy(s->scratch_idx, s->cls_idx[cls], (size_t)n * sizeof *s->scratch_idx);
-    apd_rng r;
-    apd_rng_seed(&r, s->x->seed, stream);
+    apd__rng r;
+    apd__rng_seed(&r, s->x->seed, stream);
     for (uint32_t t = 0; t < b; t++) {
-        uint64_t j = t + apd_rng_below(&r, n - t);
+        uint64_t j = t + apd__rng_below(&r, n - t);
         uint32_t tmp = s->scratch_idx[t];
         s->scratch_idx[t] = s->scratch_idx[j];
         s->scratch_idx[j] = tmp;
@@ -196,7 +196,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     uint32_t ipc = (uint32_t)s->ipc;
     apd_status st;
 
-    apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_NET | it)), 0);
+    apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_NET | it)), 0);
     memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
     if (s->palette) apd_palette_net_zero_grad(&s->pnet);
 
@@ -262,12 +262,12 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
 
     /* colour-loss subset: a detached copy taken before the pixel step */
     if (s->palette) {
-        apd_rng r;
-        apd_rng_seed(&r, x->seed, ST_SUBSET | it);
+        apd__rng r;
+        apd__rng_seed(&r, x->seed, ST_SUBSET | it);
         uint32_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
         for (uint32_t i = 0; i < s->N; i++) perm[i] = i;
         for (uint32_t t = 0; t < s->n_sub; t++) {
-            uint64_t j = t + apd_rng_below(&r, s->N - t);
+            uint64_t j = t + apd__rng_below(&r, s->N - t);
             uint32_t tmp = perm[t];
             perm[t] = perm[j];
             perm[j] = tmp;
@@ -283,7 +283,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     if (s->palette) {
         s->cc.fwd.temperature = fo.temperature;
         st = apd_palette_color_step(&s->pnet, s->wsc, &out->pl, s->x_sub, s->n_sub, x->h, x->w, &s->cc,
-                                    apd_mix64(x->seed ^ 0x636f6c6f72ull), it);
+                                    apd__mix64(x->seed ^ 0x636f6c6f72ull), it);
         if (st != APD_OK) return apd__err_set(err, st, "distill: colour losses failed (%s)", apd_strerror(st));
         apd_palette_stats_compute(&out->ps, NULL, s->wsc, s->x_sub);
         apd_palette_net_step(&s->pnet, &s->psgd);
@@ -301,7 +301,7 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
     apd_distill_ctx *x = s->x;
     double total = 0;
     for (uint32_t k = 0; k < n_nets; k++) {
-        apd_convnet_init(s->net, apd_mix64(x->seed ^ (ST_EVAL | k)), 0);
+        apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_EVAL | k)), 0);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
             APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_f, b));
@@ -570,7 +570,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
             uint8_t *pal = res->palettes + i * x->k * x->c;
             memset(pal, 0, (size_t)x->k * x->c);
             apd_status st = apd_quantize_image((apd_quantizer)o->quantizer, tmp, x->c, x->h, x->w, x->k,
-                                               apd_mix64(x->seed ^ i), pal, res->indices + i * p,
+                                               apd__mix64(x->seed ^ i), pal, res->indices + i * p,
                                                &res->k_used[i]);
             if (st != APD_OK) {
                 free(tmp);
@@ -709,7 +709,7 @@ static apd_status setup_palette(dm_state *s, apd_err *err)
     const apd_distill_ctx *x = s->x;
     const apd_distill_opts *o = s->o;
     int fail = 0;
-    apd_status st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd_mix64(x->seed ^ 0x70616c6574ull));
+    apd_status st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd__mix64(x->seed ^ 0x70616c6574ull));
     if (st != APD_OK) return apd__err_set(err, st, "distill: palette network (K %u): %s", x->k, apd_strerror(st));
     s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
     if (s->n_sub == 0) s->n_sub = 1;
@@ -749,7 +749,7 @@ static apd_status palette_kmeans_init(dm_state *s, apd_err *err)
     apd_palette_kmeans_info ki;
     double t0 = apd__now();
     apd_status st = apd_palette_net_init_kmeans(&s->pnet, &ki, s->syn, (uint32_t)s->N, x->h, x->w,
-                                                APD_KMEANS_INIT_ITERS, apd_mix64(x->seed ^ 0x6b6d696eull));
+                                                APD_KMEANS_INIT_ITERS, apd__mix64(x->seed ^ 0x6b6d696eull));
     apd_palette_fwd_opts fo = s->cc.fwd;
     fo.temperature = temperature_at(s, 0);
     if (st == APD_OK) st = apd_palette_forward(&s->pnet, s->ws, NULL, s->syn, (uint32_t)s->N, x->h, x->w, &fo);
@@ -773,7 +773,7 @@ static apd_status palette_warmup(dm_state *s, apd_err *err)
     s->cc.fwd.temperature = temperature_at(s, 0);
     double t0 = apd__now();
     apd_status st = apd_palette_warmup(&s->pnet, s->ws, &wl, s->syn, (uint32_t)s->N, x->h, x->w, o->warmup_steps,
-                                       1.0f, &s->cc, &s->psgd, apd_mix64(x->seed ^ 0x7761726dull));
+                                       1.0f, &s->cc, &s->psgd, apd__mix64(x->seed ^ 0x7761726dull));
     if (st != APD_OK) return apd__err_set(err, st, "distill: palette warm-up failed (%s)", apd_strerror(st));
     if (o->log_fn) {
         char tail[256];

@@ -1,4 +1,4 @@
-/* distill/graphcut.c: graph-cut submodular selection by stochastic greedy (AUTOPALETTE.md 4.3-4.4).
+/* distill/graphcut.c: graph-cut submodular selection by stochastic greedy (docs/method.md 4.3-4.4).
  *
  * Contract. Given n feature vectors (row-major n x d floats) of ONE class, select `budget` of
  * them maximising the generalised graph cut f(S) = lambda * sum_{j in V, k in S} s(j,k)
@@ -6,7 +6,7 @@
  * The marginal gain of candidate c given the selected set S is
  *   gain(c) = lambda * sum_{j in V} s(j,c) - 2 * sum_{k in S} s(k,c)
  * and is computed for the candidate itself (the reference code misaligns the second term;
- * see AUTOPALETTE.md 4.4). Stochastic greedy (Mirzasoleiman et al.) with parameter epsilon:
+ * see docs/method.md 4.4). Stochastic greedy (Mirzasoleiman et al.) with parameter epsilon:
  * at each of the `budget` steps, r = max(round(-ln(epsilon) * n / budget), 1) unselected
  * candidates (capped at the number left) are drawn uniformly without replacement and the one
  * with the largest gain is taken (ties: the first drawn).
@@ -124,13 +124,13 @@ APD_API apd_status apd_graphcut_select(const float *feat, uint64_t n, uint32_t d
     for (uint64_t i = 0; i < n; i++) pool[i] = i;
     uint64_t left = n;
     uint64_t r = apd__graphcut_candidates(n, budget, epsilon);
-    apd_rng rng;
-    apd_rng_seed(&rng, seed, 0x67637574 /* "gcut" */);
+    apd__rng rng;
+    apd__rng_seed(&rng, seed, 0x67637574 /* "gcut" */);
     for (uint64_t step = 0; step < budget; step++) {
         uint64_t m = r < left ? r : left;
         /* partial Fisher-Yates: pool[0..m) becomes a uniform sample without replacement */
         for (uint64_t t = 0; t < m; t++) {
-            uint64_t j = t + apd_rng_below(&rng, left - t);
+            uint64_t j = t + apd__rng_below(&rng, left - t);
             uint64_t tmp = pool[t];
             pool[t] = pool[j];
             pool[j] = tmp;

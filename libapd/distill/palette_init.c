@@ -3,7 +3,7 @@
  *
  * Why: the published network starts from PyTorch's random init, where the softmax over K is
  * nearly uniform, the soft quantization flattens every image, and the first DM gradient
- * saturates it onto 2 colours (AUTOPALETTE.md "Known pitfall"). The network is a per-pixel
+ * saturates it onto 2 colours (docs/method.md "Known pitfall"). The network is a per-pixel
  * function of colour shared by all images, so the best it can represent is one global
  * partition of colour space; a Voronoi partition is linear in x, and the MLP represents it
  * exactly:
@@ -74,21 +74,21 @@ typedef struct km_state {
 
 /* The sample: every pixel of x (b images of p pixels) when they fit, else ns seeded draws
  * (NCHW -> point rows). */
-static void km_sample(km_state *m, apd_rng *r, const float *x, uint64_t p, uint64_t total)
+static void km_sample(km_state *m, apd__rng *r, const float *x, uint64_t p, uint64_t total)
 {
     uint32_t ch = m->ch;
     for (uint32_t i = 0; i < m->ns; i++) {
-        uint64_t g = m->ns == total ? i : apd_rng_below(r, total);
+        uint64_t g = m->ns == total ? i : apd__rng_below(r, total);
         uint64_t img = g / p, px = g % p;
         for (uint32_t j = 0; j < ch; j++) m->pts[(size_t)i * ch + j] = x[(img * ch + j) * p + px];
     }
 }
 
 /* k-means++ seeding. */
-static void km_seed(km_state *m, apd_rng *r)
+static void km_seed(km_state *m, apd__rng *r)
 {
     uint32_t ns = m->ns, ch = m->ch;
-    uint32_t first = (uint32_t)apd_rng_below(r, ns);
+    uint32_t first = (uint32_t)apd__rng_below(r, ns);
     for (uint32_t j = 0; j < ch; j++) m->cent[j] = m->pts[(size_t)first * ch + j];
     for (uint32_t i = 0; i < ns; i++) m->dmin[i] = sqdist(m->pts + (size_t)i * ch, m->cent, ch);
     for (uint32_t q = 1; q < m->k; q++) {
@@ -96,7 +96,7 @@ static void km_seed(km_state *m, apd_rng *r)
         for (uint32_t i = 0; i < ns; i++) sum += m->dmin[i];
         uint32_t pick = 0;
         if (sum > 0.0) {
-            double u = apd_rng_uniform_d(r) * sum, run = 0.0;
+            double u = apd__rng_uniform_d(r) * sum, run = 0.0;
             pick = ns - 1;
             for (uint32_t i = 0; i < ns; i++) {
                 run += m->dmin[i];
@@ -106,7 +106,7 @@ static void km_seed(km_state *m, apd_rng *r)
                 }
             }
         } else {
-            pick = (uint32_t)apd_rng_below(r, ns); /* fewer distinct colours than K */
+            pick = (uint32_t)apd__rng_below(r, ns); /* fewer distinct colours than K */
         }
         double *cq = m->cent + (size_t)q * ch;
         for (uint32_t j = 0; j < ch; j++) cq[j] = m->pts[(size_t)pick * ch + j];
@@ -224,8 +224,8 @@ apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_
     if (!m.pts || !m.cent || !m.acc || !m.dmin || !m.asg || !m.cnt) {
         st = APD_ENOMEM;
     } else {
-        apd_rng r;
-        apd_rng_seed(&r, seed, KM_STREAM);
+        apd__rng r;
+        apd__rng_seed(&r, seed, KM_STREAM);
         km_sample(&m, &r, x, p, total);
         km_seed(&m, &r);
         uint32_t done_iters;

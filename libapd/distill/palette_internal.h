@@ -48,12 +48,21 @@ struct apd_palette_ws {
 
 /* Portable SIMD for the elementwise passes (GCC/Clang vector extensions). The default
  * RelWithDebInfo build is -O2, where GCC 12 vectorizes almost no loop with an unknown trip
- * count; these few explicit vector loops (8 lanes with AVX, else 4) keep the per-pixel
- * passes around the GEMMs from dominating. Loads/stores go through memcpy (unaligned). */
-#if defined(__AVX__)
+ * count; these few explicit vector loops keep the per-pixel passes around the GEMMs from
+ * dominating. Loads/stores go through memcpy (unaligned). Always 8 lanes, so every build
+ * and CPU sums in the same order (bit-identical results); the functions that use them are
+ * marked APD__VCLONES: on x86-64 without -mavx2 GCC compiles them twice (AVX2 and baseline,
+ * where each 8-lane op is two SSE ops) and picks one at load time from the CPU. */
 #define APD__VW 8
+/* The 32-byte vectors pass only between static inline helpers, never across a library
+ * boundary, so GCC's note that their ABI differs without AVX does not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
+#define APD__VCLONES __attribute__((target_clones("avx2", "default")))
 #else
-#define APD__VW 4
+#define APD__VCLONES
 #endif
 typedef float apd__vf __attribute__((vector_size(APD__VW * 4)));
 typedef int32_t apd__vi __attribute__((vector_size(APD__VW * 4)));

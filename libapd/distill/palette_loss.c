@@ -1,4 +1,4 @@
-/* distill/palette_loss.c: AutoPalette colour losses (Lm, Lb, La, Lconf; AUTOPALETTE.md 3.2)
+/* distill/palette_loss.c: AutoPalette colour losses (Lm, Lb, La, Lconf; docs/method.md 3.2)
  * with their gradients w.r.t. the softmax probabilities m, the La pixel sample, the
  * colour-loss step of one distillation iteration, and the warm-up loop (collapse remedy a).
  *
@@ -88,7 +88,7 @@ typedef struct {
 } la_ctx;
 
 /* La of image bi: vals[bi] = ||A_hat - A'_hat||_F^2 / s; gradient into dm (image bi's slice). */
-static void la_image(void *vctx, uint32_t bi, uint32_t thread)
+APD__VCLONES static void la_image(void *vctx, uint32_t bi, uint32_t thread)
 {
     const la_ctx *cx = vctx;
     la_buf *B = &cx->buf[thread];
@@ -251,14 +251,14 @@ uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float rati
     uint32_t s = sd >= p ? p : (uint32_t)sd; /* int(0.3 * P) */
     if (s == 0) return 0;
     uint32_t *perm = malloc((size_t)p * sizeof(uint32_t));
-    apd_rng r;
-    apd_rng_seed(&r, apd_mix64(seed ^ RNG_TAG_SAMPLE), step);
+    apd__rng r;
+    apd__rng_seed(&r, apd__mix64(seed ^ RNG_TAG_SAMPLE), step);
     for (uint32_t bi = 0; bi < b; bi++) {
         uint32_t *o = out + (size_t)bi * s;
         if (perm) {
             for (uint32_t q = 0; q < p; q++) perm[q] = q;
             for (uint32_t j = 0; j < s; j++) {
-                uint32_t x = j + (uint32_t)apd_rng_below(&r, p - j);
+                uint32_t x = j + (uint32_t)apd__rng_below(&r, p - j);
                 uint32_t tmp = perm[j]; perm[j] = perm[x]; perm[x] = tmp;
                 o[j] = perm[j];
             }
@@ -266,7 +266,7 @@ uint32_t apd_palette_la_sample(uint32_t *out, uint32_t b, uint32_t p, float rati
             /* no memory for the permutation: Floyd's algorithm with a linear membership test */
             uint32_t n = 0;
             for (uint32_t j = p - s; j < p; j++) {
-                uint32_t x = (uint32_t)apd_rng_below(&r, (uint64_t)j + 1), hit = 0;
+                uint32_t x = (uint32_t)apd__rng_below(&r, (uint64_t)j + 1), hit = 0;
                 for (uint32_t t = 0; t < n; t++) hit |= o[t] == x;
                 o[n++] = hit ? j : x;
             }

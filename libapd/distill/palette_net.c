@@ -1,5 +1,5 @@
 /* distill/palette_net.c: the AutoPalette palette network (per-pixel MLP C -> hidden -> ReLU
- * -> K, softmax over K) with the soft per-image palette, its backward pass (AUTOPALETTE.md
+ * -> K, softmax over K) with the soft per-image palette, its backward pass (docs/method.md
  * 2.4), the hard quantization left in the workspace, and the network's SGD.
  *
  * Contract: see apd/palette.h. Every product is one cblas_sgemm per image over its P pixels
@@ -49,14 +49,14 @@ apd_status apd_palette_net_init(apd_palette_net *net, uint32_t c, uint32_t k, ui
         return APD_ENOMEM;
     }
     net_views(net);
-    apd_rng r;
-    apd_rng_seed(&r, seed, RNG_STREAM_INIT);
+    apd__rng r;
+    apd__rng_seed(&r, seed, RNG_STREAM_INIT);
     /* PyTorch Conv2d default: kaiming_uniform(a = sqrt(5)) for the weight gives bound
      * 1/sqrt(fan_in); the bias uses the same bound. */
     float b1 = 1.0f / sqrtf((float)c), b2 = 1.0f / sqrtf((float)hidden);
-    for (size_t i = 0; i < (size_t)hidden * c; i++) net->w1[i] = apd_rng_range(&r, -b1, b1);
-    for (size_t i = 0; i < hidden; i++) net->b1[i] = apd_rng_range(&r, -b1, b1);
-    for (size_t i = 0; i < (size_t)k * hidden; i++) net->w2[i] = apd_rng_range(&r, -b2, b2);
+    for (size_t i = 0; i < (size_t)hidden * c; i++) net->w1[i] = apd__rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < hidden; i++) net->b1[i] = apd__rng_range(&r, -b1, b1);
+    for (size_t i = 0; i < (size_t)k * hidden; i++) net->w2[i] = apd__rng_range(&r, -b2, b2);
     return APD_OK;
 }
 
@@ -216,7 +216,7 @@ apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool)
 /* hs (hidden, P) = relu(W1 x + b1) for one image x (C, P). C <= 4, so this is a fused
  * elementwise pass rather than a GEMM with an inner dimension of 3 (which would also need a
  * separate bias fill and ReLU pass over the hidden x P output). */
-static void hidden_forward(float *restrict hs, const apd_palette_net *net, const float *restrict x, uint32_t p)
+APD__VCLONES static void hidden_forward(float *restrict hs, const apd_palette_net *net, const float *restrict x, uint32_t p)
 {
     uint32_t hd = net->hidden, c = net->c;
     const float *x0 = x, *x1 = x + p, *x2 = x + 2 * (size_t)p;
@@ -258,7 +258,7 @@ static void hidden_forward(float *restrict hs, const apd_palette_net *net, const
 }
 
 /* In place: columns of z (K, P) -> softmax(z / T). Returns 0 if a logit is not finite. */
-static int softmax_cols(float *z, uint32_t k, uint32_t p, float inv_t, float *colmax, float *colsum)
+APD__VCLONES static int softmax_cols(float *z, uint32_t k, uint32_t p, float inv_t, float *colmax, float *colsum)
 {
     memcpy(colmax, z, (size_t)p * sizeof(float));
     for (uint32_t j = 1; j < k; j++) {
@@ -301,7 +301,7 @@ static int softmax_cols(float *z, uint32_t k, uint32_t p, float inv_t, float *co
 }
 
 /* Argmax map (first maximum), bucket counts and hard palette (bucket means) of one image. */
-static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *m, const float *x, uint32_t c,
+APD__VCLONES static void hard_quant(uint8_t *idx, uint32_t *count, float *hpal, const float *m, const float *x, uint32_t c,
                        uint32_t k, uint32_t p, float *restrict best, float *restrict bidx)
 {
     /* running max and its index (as float, exact for k <= 256) per pixel; strict > keeps
@@ -432,7 +432,7 @@ apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, f
 /* ---- backward ----------------------------------------------------------------------------- */
 
 /* In place: g (K, P) = dL/dm  ->  dL/dz = m (g - sum_k m g) / T. */
-static void softmax_back(float *restrict g, const float *restrict m, uint32_t k, uint32_t p, float inv_t,
+APD__VCLONES static void softmax_back(float *restrict g, const float *restrict m, uint32_t k, uint32_t p, float inv_t,
                          float *restrict col)
 {
     memset(col, 0, (size_t)p * sizeof(float));
@@ -455,7 +455,7 @@ static void softmax_back(float *restrict g, const float *restrict m, uint32_t k,
 }
 
 /* dh (hidden, P) = (W2^T dz) masked by h > 0. */
-static void hidden_back(float *restrict dh, const apd_palette_net *net, const float *dz, const float *restrict hs,
+APD__VCLONES static void hidden_back(float *restrict dh, const apd_palette_net *net, const float *dz, const float *restrict hs,
                         uint32_t p)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)net->hidden, (int)p, (int)net->k, 1.0f, net->w2,

@@ -1,4 +1,4 @@
-/* distill/select.c: colour-guided initialisation (AUTOPALETTE.md section 4).
+/* distill/select.c: colour-guided initialisation (docs/method.md section 4).
  *
  * 1. Every candidate real image is quantized to K colours with median cut (apd_quantize_image).
  * 2. A ConvNetD3 is trained on the quantized images from scratch: cross-entropy, no
@@ -104,10 +104,10 @@ static apd_status sel_candidates(sel_state *s, apd_err *err)
         uint64_t m = s->cls_n[c];
         uint64_t *a = s->all + s->cls_off[c];
         if (o->select_limit && o->select_limit < m) {
-            apd_rng r;
-            apd_rng_seed(&r, s->x->seed, ST_SEL_SUB * 1000 + c);
+            apd__rng r;
+            apd__rng_seed(&r, s->x->seed, ST_SEL_SUB * 1000 + c);
             for (uint64_t t = 0; t < o->select_limit; t++) {
-                uint64_t j = t + apd_rng_below(&r, m - t);
+                uint64_t j = t + apd__rng_below(&r, m - t);
                 uint64_t tmp = a[t];
                 a[t] = a[j];
                 a[j] = tmp;
@@ -176,7 +176,7 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
     cfg.pool = s->pool;
     apd_status st = apd_convnet_create(&s->net, &cfg);
     if (st != APD_OK) return apd__err_set(err, st, "distill: selection ConvNetD3: %s", apd_strerror(st));
-    apd_convnet_init(s->net, apd_mix64(x->seed ^ ST_SEL_NET), 0);
+    apd_convnet_init(s->net, apd__mix64(x->seed ^ ST_SEL_NET), 0);
     APD_TRY(apd_sgd_create(&s->opt, apd_convnet_num_params(s->net), o->select_lr, o->select_momentum,
                            o->select_wd));
     s->D = (uint32_t)apd_convnet_embed_dim(s->net);
@@ -207,9 +207,9 @@ static apd_status sel_train_epoch(sel_state *s, uint32_t ep, uint64_t *done, apd
     uint64_t n_cand = s->n_cand;
     uint64_t total = (uint64_t)o->select_epochs * ((n_cand + B - 1) / B);
     for (uint64_t i = 0; i < n_cand; i++) s->order[i] = (uint32_t)i;
-    apd_rng r;
-    apd_rng_seed(&r, s->x->seed, ST_SEL_EPOCH * 1000 + ep);
-    apd_rng_shuffle_u32(&r, s->order, (size_t)n_cand);
+    apd__rng r;
+    apd__rng_seed(&r, s->x->seed, ST_SEL_EPOCH * 1000 + ep);
+    apd__rng_shuffle_u32(&r, s->order, (size_t)n_cand);
     double lsum = 0;
     uint64_t correct = 0;
     for (uint64_t b0 = 0; b0 < n_cand; b0 += B) {
@@ -265,7 +265,7 @@ static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
         }
         if (st == APD_OK)
             st = apd_graphcut_select(feat, m, D, x->images_per_class, s->o->gc_lambda, s->o->gc_epsilon,
-                                     apd_mix64(x->seed ^ (ST_SEL_GC * 1000 + c)), pick, err);
+                                     apd__mix64(x->seed ^ (ST_SEL_GC * 1000 + c)), pick, err);
         if (st != APD_OK) break;
         uint64_t *dst = src + (uint64_t)c * x->images_per_class;
         for (uint64_t t = 0; t < x->images_per_class; t++) dst[t] = s->cand[s->cls_off[c] + pick[t]];

@@ -162,11 +162,11 @@ typedef struct apd__meta {
                                 the key existed); a false one is refused */
 } apd__meta;
 /* Per-channel normalisation values of the metadata (pixels / 255 scale): mean in [0, 1];
- * std 0 (unknown) or in [APD__STD_MIN, APD__STD_MAX] (0.5 is the largest standard deviation
- * of values in [0, 1]; the lower bound keeps 1/std finite and sane). NaN and infinities
- * fail. */
+ * std 0 (unknown) or in [APD__STD_MIN, APD__STD_MAX]. Pixels / 255 have a standard deviation
+ * of at most 0.5; the bounds only catch the absurd (1e300, 1e-30, NaN, infinities) and keep
+ * 1/std finite and sane. */
 #define APD__STD_MIN 1e-6
-#define APD__STD_MAX 0.5000001
+#define APD__STD_MAX 1.0
 int apd__norm_value_ok(int is_std, double x);
 /* Parse the metadata JSON and check it against the header. Caller frees with
  * apd__meta_free. */

@@ -134,7 +134,7 @@ static apd_status meta_parse_source(const apd__json *d, int root, const apd__hea
                 return APD_EMETA;
             }
             if (!apd__norm_value_ok(q, x)) {
-                *why = q ? "metadata \"std\" out of range (0 for unknown, else 1e-6..0.5: pixels / 255)"
+                *why = q ? "metadata \"std\" out of range (0 for unknown, else 1e-6..1: pixels / 255)"
                          : "metadata \"mean\" out of range (0..1: pixels / 255)";
                 return APD_EMETA;
             }

@@ -309,7 +309,7 @@ apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_
     apd__json_free(&d);
     if (bad_norm)
         return wfail(w, APD_EINVAL, 0, "set_meta: \"%s\" must be an array of %u numbers in %s", key, w->hdr.c,
-                     is_std ? "{0} or [1e-6, 0.5]" : "[0, 1]");
+                     is_std ? "{0} or [1e-6, 1]" : "[0, 1]");
     char *v = strdup(json_value);
     if (!v) return wfail(w, APD_ENOMEM, 0, "set_meta: out of memory");
     for (size_t i = 0; i < w->n_meta; i++)
@@ -935,7 +935,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
         if (!apd__norm_value_ok(0, o.mean[ch]) || !apd__norm_value_ok(1, o.std[ch]))
             return apd__err_set(err, APD_EINVAL,
                                 "%s: channel %u mean %g / std %g out of range (pixels / 255: mean in [0, 1], "
-                                "std 0 for unknown or in [1e-6, 0.5])", path, ch, (double)o.mean[ch], (double)o.std[ch]);
+                                "std 0 for unknown or in [1e-6, 1])", path, ch, (double)o.mean[ch], (double)o.std[ch]);
 
     char why[400];
     apd_status s = apd__out_check_target(path, o.force, why, sizeof why);

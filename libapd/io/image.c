@@ -168,12 +168,21 @@ static apd_status png_run(png_ctx *ctx, FILE *f, int decode, uint32_t max_dim, a
         return apd__err_set(err, APD_ELIMIT, "%s: image %ux%u exceeds the limit %u", ctx->path,
                             (unsigned)w, (unsigned)h, (unsigned)max_dim);
     }
-    uint32_t grey = !(ct & PNG_COLOR_MASK_COLOR);
+    uint32_t grey = !(ct & PNG_COLOR_MASK_COLOR), grey_plte = 0;
+    png_colorp plte;
+    int nplte = 0;
+    if (ct == PNG_COLOR_TYPE_PALETTE && png_get_PLTE(png, pi, &plte, &nplte)) {
+        /* a palette of grey entries only is a grey image (what apd-export writes for grey
+         * palette records): such a file is grey for the channel count */
+        grey_plte = nplte > 0;
+        for (int i = 0; i < nplte; i++)
+            if (plte[i].red != plte[i].green || plte[i].red != plte[i].blue) grey_plte = 0;
+    }
     if (!decode) {
         info->kind = APD_IMG_PNG;
         info->w = w;
         info->h = h;
-        info->grey = grey;
+        info->grey = grey || grey_plte;
         png_destroy_read_struct(&png, &pi, NULL);
         return APD_OK;
     }
@@ -192,7 +201,7 @@ static apd_status png_run(png_ctx *ctx, FILE *f, int decode, uint32_t max_dim, a
         png_destroy_read_struct(&png, &pi, NULL);
         return apd__err_set(err, APD_EIMAGE, "%s: unexpected PNG layout after transforms", ctx->path);
     }
-    if (!grey && c == 1) {
+    if (!grey && !grey_plte && c == 1) {
         png_destroy_read_struct(&png, &pi, NULL);
         return apd__err_set(err, APD_EINVAL, "%s: colour image into a grey dataset", ctx->path);
     }
@@ -208,7 +217,7 @@ static apd_status png_run(png_ctx *ctx, FILE *f, int decode, uint32_t max_dim, a
     png_destroy_read_struct(&png, &pi, NULL);
     size_t np = (size_t)w * h;
     for (uint32_t k = 0; k < c; k++)
-        for (size_t p = 0; p < np; p++) out[k * np + p] = ctx->rows[p * ch + (ch == 1 ? 0 : k)];
+        for (size_t p = 0; p < np; p++) out[k * np + p] = ctx->rows[p * ch + (ch == 1 ? 0 : k)]; /* grey palette: R */
     return APD_OK;
 }
 
@@ -309,7 +318,7 @@ static apd_status jpg_run(jpg_ctx *ctx, FILE *f, int decode, uint32_t max_dim, a
                             ctx->jerr.msg);
     size_t np = (size_t)w * h;
     for (uint32_t k = 0; k < c; k++)
-        for (size_t p = 0; p < np; p++) out[k * np + p] = ctx->rows[p * ch + (ch == 1 ? 0 : k)];
+        for (size_t p = 0; p < np; p++) out[k * np + p] = ctx->rows[p * ch + (ch == 1 ? 0 : k)]; /* grey palette: R */
     return APD_OK;
 }
 

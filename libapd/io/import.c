@@ -20,6 +20,8 @@ static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullove
 static apd_status mnist_like(apd_dataset *out, const char *dir, const char *split, int fashion,
                              const apd_import_opts *o, apd_err *err)
 {
+    if (split && !strcmp(split, "val"))
+        return apd__err_set(err, APD_EDATASET, "%s: %s has train and test splits, not val", dir, fashion ? "Fashion-MNIST" : "MNIST");
     const char *pre = split && !strcmp(split, "test") ? "t10k" : "train";
     char img[1100], lab[1100];
     int found = 0;
@@ -75,8 +77,8 @@ apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
     apd_import_opts_default(&defaults);
     const apd_import_opts *o = opts ? opts : &defaults;
     if (split && *split == '\0') split = NULL;
-    if (split && strcmp(split, "train") && strcmp(split, "test"))
-        return apd__err_set(err, APD_EINVAL, "split '%s': expected train or test", split);
+    if (split && strcmp(split, "train") && strcmp(split, "test") && strcmp(split, "val"))
+        return apd__err_set(err, APD_EINVAL, "split '%s': expected train, test or val", split);
     if (o->size > APD_IO_MAX_DIM)
         return apd__err_set(err, APD_ELIMIT, "size %u exceeds the limit %u", o->size, APD_IO_MAX_DIM);
 

@@ -107,9 +107,9 @@ void apd_loader_permutation(uint64_t *perm, uint64_t n, uint64_t seed, uint64_t 
 {
     for (uint64_t i = 0; i < n; i++) perm[i] = i;
     if (shuffle) {
-        apd_rng r;
-        apd_rng_seed(&r, seed, epoch);
-        apd_rng_shuffle_u64(&r, perm, (size_t)n);
+        apd__rng r;
+        apd__rng_seed(&r, seed, epoch);
+        apd__rng_shuffle_u64(&r, perm, (size_t)n);
     }
 }
 
@@ -133,9 +133,9 @@ static void build_order(apd_loader *l)
 {
     for (uint64_t p = 0; p < l->n; p++) l->order[p] = l->sel ? l->sel[p] : p;
     if (l->o.shuffle) {
-        apd_rng r;
-        apd_rng_seed(&r, l->seed, l->epoch);
-        apd_rng_shuffle_u64(&r, l->order, (size_t)l->n);
+        apd__rng r;
+        apd__rng_seed(&r, l->seed, l->epoch);
+        apd__rng_shuffle_u64(&r, l->order, (size_t)l->n);
     }
 }
 

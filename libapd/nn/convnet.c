@@ -282,12 +282,12 @@ apd_status apd_convnet_tensor(apd_convnet *net, size_t i, apd_tensor_view *out)
 
 /* ---- init ------------------------------------------------------------------------------ */
 
-static void uniform_fill(float *p, size_t n, float bound, apd_rng *rng)
+static void uniform_fill(float *p, size_t n, float bound, apd__rng *rng)
 {
-    for (size_t i = 0; i < n; i++) p[i] = apd_rng_range(rng, -bound, bound);
+    for (size_t i = 0; i < n; i++) p[i] = apd__rng_range(rng, -bound, bound);
 }
 
-static void init_from(apd_convnet *net, apd_rng *rng)
+static void init_from(apd_convnet *net, apd__rng *rng)
 {
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
@@ -308,8 +308,8 @@ static void init_from(apd_convnet *net, apd_rng *rng)
 void apd_convnet_init(apd_convnet *net, uint64_t seed, uint64_t stream)
 {
     if (!net) return;
-    apd_rng r;
-    apd_rng_seed(&r, seed, stream);
+    apd__rng r;
+    apd__rng_seed(&r, seed, stream);
     init_from(net, &r);
 }
 
@@ -390,7 +390,10 @@ __attribute__((unused)) static void plane_backward(float *restrict dc, const flo
     for (size_t i = 0; i < P; i++) dc[i] = gr * dc[i] - k1 - (c[i] - m) * k2;
 }
 
-#if defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Compiled for AVX-512 whatever the build's -march; used only when the CPU has it (nn_v512). */
+#pragma GCC push_options
+#pragma GCC target("avx512f")
 #include <immintrin.h>
 /* AVX-512 versions of the two plane kernels (same arithmetic, 16 lanes; sums in 16 float
  * lanes combined in double). Any even wc works: rows go in chunks of 32 (forward pooling)
@@ -616,26 +619,41 @@ static void conv3_direct_dw(float *dw, const float *dC, size_t ld, const float *
         conv3_direct_dw_ci(dw, dC, ld, xp, Co, Hc, Wc, 3);
 }
 #define HAVE_DIRECT 1
-static float sum_floats(const float *x, size_t n)
+static float sum_floats_v(const float *x, size_t n)
 {
     __m512 a = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(lanes(n - i), x + i));
     return (float)hsum_d(a);
 }
-#define PLANE_FORWARD plane_forward_v
-#define PLANE_BACKWARD plane_backward_v
+#pragma GCC pop_options
+/* The run-time choice: the AVX-512 kernels when the CPU has AVX-512F, else the scalar ones
+ * (checked once; results of each path do not depend on the build's -march). */
+static int nn_v512(void)
+{
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return have;
+}
 #else
-#define PLANE_FORWARD plane_forward
-#define PLANE_BACKWARD plane_backward
 #define HAVE_DIRECT 0
-static float sum_floats(const float *x, size_t n)
+static int nn_v512(void) { return 0; }
+#define plane_forward_v plane_forward
+#define plane_backward_v plane_backward
+#define sum_floats_v sum_floats_s
+#define direct_ok(y, Co) ((void)(y), (void)(Co), 0)
+#endif
+static float sum_floats_s(const float *x, size_t n)
 {
     float s = 0.0f;
     for (size_t i = 0; i < n; i++) s += x[i];
     return s;
 }
-static int direct_ok(const layer *y, size_t Co) { (void)y; (void)Co; return 0; }
-#endif
+static float sum_floats(const float *x, size_t n)
+{
+    return nn_v512() ? sum_floats_v(x, n) : sum_floats_s(x, n);
+}
+#define PLANE_FORWARD(...) (nn_v512() ? plane_forward_v(__VA_ARGS__) : plane_forward(__VA_ARGS__))
+#define PLANE_BACKWARD(...) (nn_v512() ? plane_backward_v(__VA_ARGS__) : plane_backward(__VA_ARGS__))
 
 /* ---- forward / backward over a batch slice -------------------------------------------- */
 
@@ -669,7 +687,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
         size_t in_sz = y->ci * y->h * y->w, p = y->p, pp = y->hp * y->wp;
-        int direct = direct_ok(y, Co);
+        int direct = nn_v512() && direct_ok(y, Co);
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
             float *dst = gi == 1 ? y->conv + i * Co * p : tmp;
@@ -787,7 +805,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     G[y->b_off + co] += sum_floats(dC + co * ld, ld);
                 }
 #if HAVE_DIRECT
-                if (direct_ok(y, Co)) {
+                if (nn_v512() && direct_ok(y, Co)) {
                     for (size_t j = 0; j < gi; j++) {
                         pad_input(col, in + (i + j) * in_sz, y->ci, y->h, y->w, y->pad);
                         conv3_direct_dw(G + y->w_off, dC + j * p, ld, col, y->ci, Co, y->hc, y->wc);

@@ -76,7 +76,7 @@ static uint32_t ratio_size(float ratio, uint32_t size)
 }
 
 static void draw_sample(apd_dsa_sample *s, apd_dsa_op op, const apd_dsa_opts *cfg,
-                        apd_rng *r, uint32_t h, uint32_t w, uint32_t cut_h, uint32_t cut_w)
+                        apd__rng *r, uint32_t h, uint32_t w, uint32_t cut_h, uint32_t cut_w)
 {
     memset(s, 0, sizeof *s);
     s->saturation = 1.0f;
@@ -85,33 +85,33 @@ static void draw_sample(apd_dsa_sample *s, apd_dsa_op op, const apd_dsa_opts *cf
     s->theta[4] = 1.0f;
     switch (op) {
     case APD_DSA_COLOR:
-        s->brightness = (apd_rng_uniform(r) - 0.5f) * cfg->brightness;
-        s->saturation = apd_rng_uniform(r) * cfg->saturation;
-        s->contrast = apd_rng_uniform(r) + cfg->contrast;
+        s->brightness = (apd__rng_uniform(r) - 0.5f) * cfg->brightness;
+        s->saturation = apd__rng_uniform(r) * cfg->saturation;
+        s->contrast = apd__rng_uniform(r) + cfg->contrast;
         break;
     case APD_DSA_CROP: {
         uint32_t sh = ratio_size(cfg->ratio_crop_pad, h), sw = ratio_size(cfg->ratio_crop_pad, w);
-        s->dy = (int32_t)apd_rng_below(r, 2u * sh + 1u) - (int32_t)sh;
-        s->dx = (int32_t)apd_rng_below(r, 2u * sw + 1u) - (int32_t)sw;
+        s->dy = (int32_t)apd__rng_below(r, 2u * sh + 1u) - (int32_t)sh;
+        s->dx = (int32_t)apd__rng_below(r, 2u * sw + 1u) - (int32_t)sw;
         break;
     }
     case APD_DSA_CUTOUT:
         /* DSA: randint(0, size + (1 - cs % 2)) */
-        s->oy = (int32_t)apd_rng_below(r, (uint64_t)h + 1u - (cut_h % 2u));
-        s->ox = (int32_t)apd_rng_below(r, (uint64_t)w + 1u - (cut_w % 2u));
+        s->oy = (int32_t)apd__rng_below(r, (uint64_t)h + 1u - (cut_h % 2u));
+        s->ox = (int32_t)apd__rng_below(r, (uint64_t)w + 1u - (cut_w % 2u));
         break;
     case APD_DSA_FLIP:
-        s->flip = apd_rng_uniform(r) < cfg->prob_flip;
+        s->flip = apd__rng_uniform(r) < cfg->prob_flip;
         break;
     case APD_DSA_SCALE: {
         float lo = 1.0f / cfg->ratio_scale, span = cfg->ratio_scale - lo;
-        s->theta[0] = apd_rng_uniform(r) * span + lo;
-        s->theta[4] = apd_rng_uniform(r) * span + lo;
+        s->theta[0] = apd__rng_uniform(r) * span + lo;
+        s->theta[4] = apd__rng_uniform(r) * span + lo;
         break;
     }
     case APD_DSA_ROTATE: {
         const double pi = 3.14159265358979323846;
-        double t = ((double)apd_rng_uniform(r) - 0.5) * 2.0 * cfg->ratio_rotate / 180.0 * pi;
+        double t = ((double)apd__rng_uniform(r) - 0.5) * 2.0 * cfg->ratio_rotate / 180.0 * pi;
         s->theta[0] = (float)cos(t);
         s->theta[1] = (float)-sin(t);
         s->theta[3] = (float)sin(t);
@@ -140,13 +140,13 @@ static apd_status draw_common(apd_dsa_params *p, apd_dsa_sample *samples, size_t
     if (!cfg_in) apd_dsa_opts_default(&dcfg);
     const apd_dsa_opts *cfg = cfg_in ? cfg_in : &dcfg;
 
-    apd_rng r;
-    apd_rng_seed(&r, seed, apd_mix64(stream ^ DSA_STREAM_TAG));
+    apd__rng r;
+    apd__rng_seed(&r, seed, apd__mix64(stream ^ DSA_STREAM_TAG));
     if (draw_op) {
         uint32_t enabled[8], ne = 0;
         for (unsigned o = APD_DSA_COLOR; o <= APD_DSA_ROTATE; o++)
             if (cfg->strategy & APD_DSA_MASK(o)) enabled[ne++] = o;
-        op = ne ? (apd_dsa_op)enabled[apd_rng_below(&r, ne)] : APD_DSA_NONE;
+        op = ne ? (apd_dsa_op)enabled[apd__rng_below(&r, ne)] : APD_DSA_NONE;
     }
     p->op = op;
     p->n_samples = (uint32_t)need;

@@ -44,10 +44,18 @@ void apd__im2col(float *col, size_t ld, const float *in, size_t Ci, size_t H, si
 }
 
 /* dst[i] += src[i]; explicit AVX-512 because gcc -O2 does not vectorise this (it cannot
- * rule out aliasing cheaply), and col2im is ~10% of a backward pass otherwise. */
-#if defined(__AVX512F__)
+ * rule out aliasing cheaply), and col2im is ~10% of a backward pass otherwise. Compiled for
+ * AVX-512 whatever the build's -march and chosen at run time (one cached CPU check); both
+ * paths do the same single add per element, so the results are identical. */
+static void add_row_scalar(float *restrict dst, const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f")
 #include <immintrin.h>
-static inline void add_row(float *restrict dst, const float *restrict src, size_t n)
+static void add_row_avx512(float *restrict dst, const float *restrict src, size_t n)
 {
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -58,16 +66,23 @@ static inline void add_row(float *restrict dst, const float *restrict src, size_
                               _mm512_add_ps(_mm512_maskz_loadu_ps(k, dst + i), _mm512_maskz_loadu_ps(k, src + i)));
     }
 }
-#else
-static inline void add_row(float *restrict dst, const float *restrict src, size_t n)
+#pragma GCC pop_options
+static int ops_v512(void)
 {
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return have;
 }
+#else
+static int ops_v512(void) { return 0; }
+#define add_row_avx512 add_row_scalar
 #endif
 
 void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t H, size_t W,
                      size_t k, size_t pad, size_t Ho, size_t Wo)
 {
+    void (*add_row)(float *restrict, const float *restrict, size_t) =
+        ops_v512() ? add_row_avx512 : add_row_scalar;
     for (size_t ci = 0; ci < Ci; ci++) {
         float *plane = din + ci * H * W;
         for (size_t ky = 0; ky < k; ky++) {

@@ -4,7 +4,7 @@
  *
  * Random streams, all from (opts->seed, opts->run), so that runs are independent and each
  * is reproducible on its own: network init, per-pass shuffles and DSA draws use separate
- * apd_rng streams; the DSA draw of training step t uses stream t.
+ * apd__rng streams; the DSA draw of training step t uses stream t.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -47,7 +47,7 @@ void apd_eval_normalize(float *out, const uint8_t *px, size_t n, uint32_t c, siz
 
 static uint64_t stream_of(uint32_t run, uint32_t what)
 {
-    return apd_mix64(((uint64_t)run << 8) | what);
+    return apd__mix64(((uint64_t)run << 8) | what);
 }
 
 /* One evaluation: the network, its optimizer and every buffer, allocated once. */
@@ -63,7 +63,7 @@ typedef struct eval_run {
     float *xb, *xa, *logits, *probs, *dlogits; /* [maxb, img], [B, img], [maxb, K], [B, K] x2 */
     uint32_t *yb, *perm;                       /* [maxb], [n_train] */
     apd_dsa_sample *samples;                   /* [B] */
-    apd_rng rshuf;             /* per-pass shuffles */
+    apd__rng rshuf;             /* per-pass shuffles */
     uint64_t dsa_seed, step;   /* DSA draw of training step t: stream t */
 } eval_run;
 
@@ -148,7 +148,7 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     if (!r->xb || !r->xa || !r->logits || !r->probs || !r->dlogits || !r->yb || !r->perm || !r->samples)
         return eval_failed(err, APD_ENOMEM);
 
-    apd_rng_seed(&r->rshuf, o->seed, stream_of(o->run, 2));
+    apd__rng_seed(&r->rshuf, o->seed, stream_of(o->run, 2));
     r->dsa_seed = o->seed ^ stream_of(o->run, 3);
     apd_convnet_init(r->net, o->seed, stream_of(o->run, 1));
     for (size_t i = 0; i < n_train; i++) r->perm[i] = (uint32_t)i;
@@ -162,7 +162,7 @@ static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t
     const apd_eval_opts *o = r->o;
     const size_t B = r->B, img = r->img, n_train = r->n_train, K = r->K;
     apd_status st;
-    apd_rng_shuffle_u32(&r->rshuf, r->perm, n_train);
+    apd__rng_shuffle_u32(&r->rshuf, r->perm, n_train);
     *loss_sum = 0;
     *correct = 0;
     for (size_t s0 = 0; s0 < n_train; s0 += B, r->step++) {
@@ -328,11 +328,11 @@ apd_status apd_eval_random_real(apd_dataset *out, const apd_dataset *src, uint32
         uint64_t m = 0;
         for (uint64_t i = 0; i < src->n; i++)
             if (src->labels[i] == k) idx[m++] = i;
-        apd_rng r;
-        apd_rng_seed(&r, seed, apd_mix64(0x72616e646f6d00ull + k)); /* "random" + class */
+        apd__rng r;
+        apd__rng_seed(&r, seed, apd__mix64(0x72616e646f6d00ull + k)); /* "random" + class */
         /* partial Fisher-Yates: the first ipc of a seeded permutation, then source order */
         for (uint64_t j = 0; j < ipc; j++) {
-            uint64_t t = j + apd_rng_below(&r, m - j);
+            uint64_t t = j + apd__rng_below(&r, m - j);
             uint64_t tmp = idx[j];
             idx[j] = idx[t];
             idx[t] = tmp;

@@ -1,5 +1,5 @@
 /* quant/median_cut.c: median cut exactly as Pillow's Image.quantize(method=0, kmeans=0)
- * (libImaging/Quant.c), re-implemented from its description (shared/AUTOPALETTE.md 4.1)
+ * (libImaging/Quant.c), re-implemented from its description (docs/method.md 4.1)
  * and checked against Pillow 9.4 output (tests/quant).
  *
  * The details that decide bit-exactness, and how this file reproduces each:

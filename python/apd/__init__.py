@@ -3,7 +3,7 @@
     import apd
     ds = apd.open("train.apd")            # random access
     img, label = ds[0]                    # uint8 HWC numpy image, int label
-    print(len(ds), ds.meta["method"], ds.meta.get("source"))
+    print(len(ds), ds.meta["method"], ds.meta.get("source"), ds.classes)
 
     loader = apd.Loader("train.apd", batch_size=256, shuffle=True, seed=0,
                         rank=0, world_size=1, layout="float", threads=2)
@@ -12,8 +12,12 @@
     state = loader.state_dict()           # {"seed", "epoch", "cursor", "n"}: resume anywhere,
     loader.load_state_dict(state)         # also with another world size (elastic)
 
-PyTorch wrappers are in apd.torch (imported on demand: `import apd.torch`).
-Errors raise apd.ApdError (a subclass of Exception) with the library's message and status.
+    apd.write("syn.apd", images, labels, class_names=[...], meta={"method": "dm"})
+
+PyTorch wrappers are in apd.torch (imported on demand: `import apd.torch`); .npz / .pt
+conversion in apd.interop (`python3 -m apd import|export`).
+Errors raise apd.ApdError (a subclass of Exception) with the library's message and status;
+bad arguments raise ValueError / TypeError / IndexError before anything reaches C.
 Handles must not cross fork(): open files in each process (apd.torch does this lazily).
 """
 import json
@@ -24,7 +28,8 @@ import numpy as np
 from . import _lib
 from ._lib import ApdError
 
-__all__ = ["open", "Dataset", "Loader", "ApdError", "version", "LAYOUTS"]
+__all__ = ["open", "Dataset", "Loader", "ApdError", "version", "LAYOUTS", "write", "Writer",
+           "QUANTIZERS"]
 
 _c = _lib._c
 _L = _lib.L
@@ -42,26 +47,7 @@ def version():
     return _lib.text(_L.apd_version())
 
 
-def _check_path(path):
-    """(str path for messages, bytes path for the library). str, bytes or os.PathLike; a NUL
-    byte is refused (the library would silently open the path up to it), as open() does."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        bpath, path = path, os.fsdecode(path)
-    else:
-        bpath = os.fsencode(path)
-    if b"\0" in bpath:
-        raise ValueError("embedded null byte in path %r" % path)
-    return path, bpath
-
-
-def _uint(name, v, bits=32):
-    """int(v) if it fits an unsigned C field of `bits` bits; ctypes would silently keep only
-    the low bits (world_size 2**32 + 1 became 1)."""
-    v = int(v)
-    if not 0 <= v < (1 << bits):
-        raise ValueError("%s %d outside [0, 2**%d)" % (name, v, bits))
-    return v
+_check_path = _lib.path_bytes
 
 
 class Dataset:
@@ -69,7 +55,9 @@ class Dataset:
 
     len(ds) records; ds[i] -> (image, label) with image a uint8 numpy array, HWC by default
     (layout="chw" for CHW); ds.meta is the metadata document (dict) including provenance;
-    ds.info the geometry (dict); ds.classes the class names (list, may be empty).
+    ds.info the geometry (dict); ds.classes the class names (list, empty when the file has
+    none); ds.class_to_idx {name: index}; ds.targets the labels of all records (int64 array,
+    read on first use); ds.record(i) the stored palette and index map of a palette record.
     Thread-safe reads; do not share across fork() (re-open in the child)."""
 
     def __init__(self, path, layout="hwc"):
@@ -102,6 +90,7 @@ class Dataset:
         self._shape = (fi.h, fi.w, fi.c) if layout == "hwc" else (fi.c, fi.h, fi.w)
         self._nbytes = fi.c * fi.h * fi.w
         self._meta = None
+        self._targets = None
         self.classes = []
         for i in range(fi.n_classes):
             name = _L.apd_reader_class_name(h, i)
@@ -129,33 +118,72 @@ class Dataset:
     def __len__(self):
         return int(self._n)
 
-    def __getitem__(self, i):
-        i = int(i)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError("record %d out of range [0, %d)" % (i, self._n))
+    @property
+    def class_to_idx(self):
+        """{class name: class index} (empty when the file has no class names)."""
+        return {name: i for i, name in enumerate(self.classes)}
+
+    @property
+    def targets(self):
+        """Labels of all records in file order (int64 numpy array; read once, cached)."""
+        if self._targets is None:
+            self._targets = np.array([self.label(i) for i in range(self._n)], np.int64)
+        return self._targets
+
+    def _index(self, i):
+        j = _lib.integer(i, "record index", -float("inf"), float("inf"))  # ints only
+        if j < 0:
+            j += self._n
+        if not 0 <= j < self._n:
+            raise IndexError("%s: record %d out of range [0, %d)" % (self.path, i, self._n))
+        i = j
         self._alive()
+        return i
+
+    def _fail(self, st):
+        raise ApdError(st, _lib.text(_L.apd_reader_errmsg(self._h)))
+
+    def __getitem__(self, i):
+        i = self._index(i)
         out = np.empty(self._shape, np.uint8)
         lab = _c.c_uint32()
         st = _L.apd_reader_decode(self._h, i, 0 if self.layout == "hwc" else 1,
                                   out.ctypes.data, out.nbytes, _c.byref(lab))
         if st != 0:
-            raise ApdError(st, _lib.text(_L.apd_reader_errmsg(self._h)))
+            self._fail(st)
         return out, int(lab.value)
 
     def label(self, i):
-        i = int(i)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:  # ctypes would pass i mod 2**64: 2**64 + 5 read record 5
-            raise IndexError("record %d out of range [0, %d)" % (i, self._n))
-        self._alive()
+        """Label of record i (reads and verifies the record)."""
+        i = self._index(i)
         lab = _c.c_uint32()
-        st = _L.apd_reader_label(self._h, int(i), _c.byref(lab))
+        st = _L.apd_reader_label(self._h, i, _c.byref(lab))
         if st != 0:
-            raise ApdError(st, _lib.text(_L.apd_reader_errmsg(self._h)))
+            self._fail(st)
         return int(lab.value)
+
+    def source_id(self, i):
+        """Source id of record i (its index in the source set), or None when it has none."""
+        i = self._index(i)
+        v = _c.c_uint64()
+        st = _L.apd_reader_source_id(self._h, i, _c.byref(v))
+        if st != 0:
+            self._fail(st)
+        return None if v.value == _lib.U64_MAX else int(v.value)
+
+    def record(self, i):
+        """The stored form of palette record i: (palette uint8 (k, c), indices uint8 (h, w),
+        label). ApdError (status 6, unsupported) for a direct-colour file."""
+        i = self._index(i)
+        c, h, w = self.info["c"], self.info["h"], self.info["w"]
+        pal = np.zeros((256, c), np.uint8)
+        idx = np.empty((h, w), np.uint8)
+        k, lab = _c.c_uint32(), _c.c_uint32()
+        st = _L.apd_reader_record(self._h, i, pal.ctypes.data, _c.byref(k), idx.ctypes.data,
+                                  _c.byref(lab))
+        if st != 0:
+            self._fail(st)
+        return pal[:k.value].copy(), idx, int(lab.value)
 
     def close(self):
         h, self._h = getattr(self, "_h", None), None
@@ -207,36 +235,38 @@ class Loader:
         self.path, bpath = _check_path(path)
         out, self._dtype, self._chfirst = LAYOUTS[layout]
         self.layout = layout
-        self.batch_size = int(batch_size)
+        self.batch_size = _lib.u32(batch_size, "batch_size", 1)
         self._pid = os.getpid()
         o = _lib.LoaderOpts()
         _L.apd_loader_opts_default(_c.byref(o))
-        o.batch_size = _uint("batch_size", self.batch_size)
+        o.batch_size = _lib.u32(batch_size, "batch_size", 1)
         o.shuffle = 1 if shuffle else 0
-        o.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-        o.epoch = _uint("epoch", epoch, 64)
+        o.seed = _lib.u64(seed, "seed")
+        o.epoch = _lib.u64(epoch, "epoch")
         o.drop_last = 1 if drop_last else 0
-        o.rank = _uint("rank", rank)
-        o.world_size = _uint("world_size", world_size)
-        o.threads = _uint("threads", threads)
-        o.prefetch = _uint("prefetch", prefetch)
+        o.world_size = _lib.u32(world_size, "world_size", 1)
+        o.rank = _lib.integer(rank, "rank", 0, o.world_size - 1)
+        o.threads = _lib.u32(threads, "threads")
+        o.prefetch = _lib.u32(prefetch, "prefetch")
         o.output = out
         o.skip_corrupt = 1 if skip_corrupt else 0
         if mean is not None or std is not None:
             if mean is None or std is None:
                 raise ValueError("give both mean and std")
             o.custom_norm = 1
-            for i, (m, s) in enumerate(zip(mean, std)):
-                o.mean[i] = float(m)
-                o.std[i] = float(s)
+            mean, std = [float(m) for m in mean], [float(v) for v in std]
+            if not 1 <= len(mean) == len(std) <= 3:
+                raise ValueError("mean and std need one value per channel (1 to 3)")
+            for i, (m, v) in enumerate(zip(mean, std)):
+                if not v > 0:
+                    raise ValueError("std[%d] = %r must be > 0" % (i, v))
+                o.mean[i] = m
+                o.std[i] = v
         if classes is not None:
-            cls = (_c.c_uint32 * len(classes))(*[_uint("class", c) for c in classes])
+            cls = (_c.c_uint32 * len(classes))(*[_lib.u32(c, "classes[%d]" % j)
+                                                 for j, c in enumerate(classes)])
             o.classes = cls
             o.n_classes_subset = len(classes)
-        if o.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if not 0 <= o.rank < o.world_size:
-            raise ValueError("rank %d not in [0, world_size %d)" % (o.rank, o.world_size))
         h = _c.c_void_p()
         err = _lib.Err()
         st = _L.apd_loader_open(_c.byref(h), bpath, _c.byref(o), _c.byref(err))
@@ -344,7 +374,8 @@ class Loader:
         return {"seed": st.seed, "epoch": st.epoch, "cursor": st.cursor, "n": st.n}
 
     def load_state_dict(self, d):
-        st = _lib.LoaderState(*[_uint(k, d[k], 64) for k in ("seed", "epoch", "cursor", "n")])
+        st = _lib.LoaderState(*[_lib.u64(d[k], "state[%r]" % k)
+                                for k in ("seed", "epoch", "cursor", "n")])
         h = self._alive()
         rc = _L.apd_loader_set_state(h, _c.byref(st))
         if rc != 0:
@@ -352,8 +383,9 @@ class Loader:
 
     def set_epoch(self, epoch):
         """Start epoch `epoch` from its beginning (same seed)."""
+        epoch = _lib.u64(epoch, "epoch")
         h = self._alive()
-        rc = _L.apd_loader_set_epoch(h, _uint("epoch", epoch, 64))
+        rc = _L.apd_loader_set_epoch(h, epoch)
         if rc != 0:
             raise ApdError(rc, _lib.text(_L.apd_loader_errmsg(h)))
 
@@ -373,3 +405,6 @@ class Loader:
             self.close()
         except Exception:
             pass
+
+
+from .writer import QUANTIZERS, Writer, write  # noqa: E402  (needs the names above)

@@ -2,13 +2,18 @@
 
 Search order for the shared library:
   1. the environment variable APD_LIBRARY (a path to libapd.so),
-  2. paths relative to this package: the repository's build directory
+  2. the copy inside this package (apd/libapd.so, put there by `pip install ./python`),
+  3. paths relative to this package: the repository's build directory
      (python/apd/../../build/libapd.so, or $APD_BUILD_DIR/libapd.so) and the install tree
      (PREFIX/share/apd/python/apd -> PREFIX/lib*, and sys.prefix/lib*),
-  3. ctypes.util.find_library("apd") (ldconfig's cache, LD_LIBRARY_PATH).
+  4. ctypes.util.find_library("apd") (ldconfig's cache, LD_LIBRARY_PATH).
+
+Every integer handed to C goes through u32()/u64() (range-checked, no silent wrap-around)
+and every path through path_bytes() (no NUL bytes).
 """
 import ctypes
 import ctypes.util
+import operator
 import os
 import sys
 
@@ -59,6 +64,26 @@ class LoaderOpts(_c.Structure):
     ]
 
 
+class Limits(_c.Structure):
+    """Mirror of apd_limits (include/apd/format.h)."""
+    _fields_ = [("max_dim", _c.c_uint32), ("max_value_bytes", _c.c_uint64),
+                ("max_records", _c.c_uint64)]
+
+
+class WriterOpts(_c.Structure):
+    """Mirror of apd_writer_opts (include/apd/format.h)."""
+    _fields_ = [
+        ("c", _c.c_uint32), ("h", _c.c_uint32), ("w", _c.c_uint32),
+        ("kind", _c.c_uint32), ("k", _c.c_uint32), ("n_classes", _c.c_uint32),
+        ("class_names", _c.c_void_p), ("force", _c.c_int),
+        ("mean", _c.c_float * 3), ("std", _c.c_float * 3),
+        ("dataset_name", _c.c_char_p),
+        ("compress", _c.c_int), ("zstd_level", _c.c_int), ("dictionary", _c.c_int),
+        ("records_per_chunk", _c.c_uint32), ("limits", Limits),
+        ("no_sync", _c.c_int), ("no_compact", _c.c_int),
+    ]
+
+
 class LoaderState(_c.Structure):
     _fields_ = [("seed", _c.c_uint64), ("epoch", _c.c_uint64), ("cursor", _c.c_uint64),
                 ("n", _c.c_uint64)]
@@ -69,6 +94,7 @@ def _candidates():
     if env:
         yield env
     here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, "libapd.so")
     bd = os.environ.get("APD_BUILD_DIR")
     if bd:
         yield os.path.join(bd, "libapd.so")
@@ -102,6 +128,7 @@ def _load():
 _lib = None
 _lib = _load()
 L = _lib
+path = _lib._name  # the libapd.so in use
 
 _P = _c.c_void_p
 _u32, _u64, _sz = _c.c_uint32, _c.c_uint64, _c.c_size_t
@@ -126,6 +153,26 @@ _decl("apd_reader_meta_json", _c.c_char_p, [_P])
 _decl("apd_reader_class_name", _c.c_char_p, [_P, _u32])
 _decl("apd_reader_decode", _c.c_int, [_P, _u64, _c.c_int, _P, _sz, _c.POINTER(_u32)])
 _decl("apd_reader_label", _c.c_int, [_P, _u64, _c.POINTER(_u32)])
+_decl("apd_reader_record", _c.c_int, [_P, _u64, _P, _c.POINTER(_u32), _P, _c.POINTER(_u32)])
+_decl("apd_reader_source_id", _c.c_int, [_P, _u64, _c.POINTER(_u64)])
+# writer (include/apd/format.h)
+_decl("apd_writer_opts_default", None, [_c.POINTER(WriterOpts)])
+_decl("apd_writer_create", _c.c_int, [_c.POINTER(_P), _c.c_char_p, _c.POINTER(WriterOpts),
+                                      _c.POINTER(Err)])
+_decl("apd_writer_put_palette", _c.c_int, [_P, _P, _u32, _P, _u32, _u64])
+_decl("apd_writer_put_direct", _c.c_int, [_P, _P, _u32, _u64])
+_decl("apd_writer_set_meta", _c.c_int, [_P, _c.c_char_p, _c.c_char_p])
+_decl("apd_writer_commit", _c.c_int, [_P])
+_decl("apd_writer_close", _c.c_int, [_P])
+_decl("apd_writer_count", _u64, [_P])
+_decl("apd_writer_errmsg", _c.c_char_p, [_P])
+_decl("apd_meta_key_classify", _c.c_int, [_c.c_char_p, _sz])
+# quantizers (include/apd/quant.h)
+_decl("apd_quantize_image", _c.c_int, [_c.c_int, _P, _u32, _u32, _u32, _u32, _u64, _P, _P,
+                                       _c.POINTER(_u32)])
+_decl("apd_quantize_put", _c.c_int, [_P, _c.c_int, _P, _u32, _u64, _u64])
+_decl("apd_quantizer_from_name", _c.c_int, [_c.c_char_p, _c.POINTER(_c.c_int)])
+_decl("apd_quantizer_name", _c.c_char_p, [_c.c_int])
 # loader (include/apd/loader.h)
 _decl("apd_loader_opts_default", None, [_c.POINTER(LoaderOpts)])
 _decl("apd_loader_open", _c.c_int, [_c.POINTER(_P), _c.c_char_p, _c.POINTER(LoaderOpts),
@@ -144,6 +191,43 @@ _decl("apd_loader_next", _c.c_int, [_P, _P, _sz, _P, _P, _c.POINTER(_sz)])
 _decl("apd_loader_get_state", None, [_P, _c.POINTER(LoaderState)])
 _decl("apd_loader_set_state", _c.c_int, [_P, _c.POINTER(LoaderState)])
 _decl("apd_loader_set_epoch", _c.c_int, [_P, _u64])
+_decl("apd_loader_partition", _u64, [_u64, _u64, _u32, _u32, _c.c_int, _u32, _u64,
+                                     _c.POINTER(_u64), _c.POINTER(_u32)])
+
+U32_MAX = 2 ** 32 - 1
+U64_MAX = 2 ** 64 - 1
+
+
+def integer(value, what, lo, hi, exc=ValueError):
+    """value as a Python int in [lo, hi]; anything else (floats, out of range) raises with a
+    message naming `what`. ctypes would silently wrap an out-of-range value."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError("%s must be an integer, not %s" % (what, type(value).__name__)) from None
+    if not lo <= v <= hi:
+        raise exc("%s = %d is out of range [%d, %d]" % (what, v, lo, hi))
+    return v
+
+
+def u32(value, what, lo=0):
+    return integer(value, what, lo, U32_MAX)
+
+
+def u64(value, what, lo=0):
+    return integer(value, what, lo, U64_MAX)
+
+
+def path_bytes(path):
+    """(str path, bytes for C) of a str/bytes/PathLike path; refuses NUL bytes (C would cut
+    the path there and open another file)."""
+    p = os.fspath(path)
+    b = os.fsencode(p)
+    if b"\0" in b:
+        raise ValueError("path %r contains a NUL byte" % (p,))
+    if not b:
+        raise ValueError("empty path")
+    return os.fsdecode(p), b
 
 
 def strerror(status):

@@ -46,3 +46,9 @@ def synth1800(tmp_path_factory):
     p = tmp_path_factory.mktemp("apd") / "synth1800.apd"
     mktest("synth", p, 1800, "--k", 16)
     return str(p)
+
+
+def pytest_configure(config):
+    # torch's advice for a 2-core machine when a test starts 3 workers; harmless here
+    config.addinivalue_line("filterwarnings", "ignore:This DataLoader will create:UserWarning")
+    config.addinivalue_line("markers", "slow: builds or installs things (still part of the suite)")

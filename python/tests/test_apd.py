@@ -238,25 +238,53 @@ def test_index_coded_file_reads_like_plain():
     plain.close()
 
 
-def test_out_of_range_ints_and_paths_refused(synth):
-    """ctypes keeps only the low bits of an int: label(2**64 + 5) read record 5, world_size
-    2**32 + 1 ran as 1, and a path with a NUL byte opened the path up to it."""
+def test_integers_are_range_checked(synth):
     ds = apd.open(synth)
-    n = len(ds)
-    assert ds.label(-1) == ds.label(n - 1)
-    for bad in (n, 2 ** 64 + 5, -n - 1):
+    lab5 = ds.label(5)
+    for bad in (2 ** 64 + 5, 2 ** 32 + 5, 600, -601):
         with pytest.raises(IndexError):
             ds.label(bad)
-    for kw in ({"world_size": 2 ** 32 + 1}, {"rank": 2 ** 32}, {"batch_size": 2 ** 32 + 4},
-               {"threads": -1}, {"epoch": 2 ** 64}):
-        with pytest.raises(ValueError):
-            apd.Loader(synth, batch_size=kw.pop("batch_size", 4), **kw)
+        with pytest.raises(IndexError):
+            ds[bad]
+    assert ds.label(-595) == lab5 and ds[np.int64(5)][1] == lab5
+    with pytest.raises(TypeError):
+        ds.label(5.0)
+    with pytest.raises(TypeError):
+        ds["5"]
+    for kw in ({"world_size": 2 ** 32 + 1}, {"world_size": 0}, {"rank": -1},
+               {"rank": 2 ** 32, "world_size": 2}, {"batch_size": 2 ** 32 + 4},
+               {"batch_size": 0}, {"seed": -1}, {"seed": 2 ** 64}, {"epoch": 2 ** 64},
+               {"threads": 2 ** 32 + 2}, {"prefetch": -1}, {"classes": [2 ** 32 + 1]},
+               {"std": [0.0] * 3, "mean": [0.5] * 3}):
+        with pytest.raises(ValueError) as e:
+            apd.Loader(synth, **kw)
+        name = next(iter(kw))
+        assert name in str(e.value), (kw, str(e.value))
+    with pytest.raises(TypeError):
+        apd.Loader(synth, batch_size=2.5)
+    ld = apd.Loader(synth, batch_size=10)
+    st = ld.state_dict()
     with pytest.raises(ValueError):
-        apd.open(synth + "\0junk")
+        ld.load_state_dict(dict(st, cursor=2 ** 64 + 1))
     with pytest.raises(ValueError):
-        apd.Loader(synth + "\0junk", batch_size=4)
-    assert len(apd.open(os.fsencode(synth))) == n  # a bytes path is a path
-    ds.close()
+        ld.set_epoch(-1)
+    # the largest legal values still reach C
+    assert apd.Loader(synth, batch_size=10, seed=2 ** 64 - 1).state_dict()["seed"] == 2 ** 64 - 1
+
+
+def test_nul_in_paths_refused(synth, tmp_path):
+    for bad in (synth + "\0.bak", synth.encode() + b"\0x"):
+        with pytest.raises(ValueError, match="NUL"):
+            apd.open(bad)
+        with pytest.raises(ValueError, match="NUL"):
+            apd.Loader(bad)
+    with pytest.raises(ValueError, match="NUL"):
+        apd.write(str(tmp_path / "a\0b.apd"), np.zeros((1, 3, 4, 4), np.uint8), [0])
+    assert not os.path.exists(tmp_path / "a")
+    # bytes and PathLike paths work
+    assert len(apd.open(synth.encode())) == 600
+    import pathlib
+    assert len(apd.open(pathlib.Path(synth))) == 600
 
 
 def test_truncated_or_damaged_file_raises(synth, tmp_path):

@@ -33,8 +33,8 @@ def ids_of(x, fp):
     return [fp[x[j].tobytes()] for j in range(x.shape[0])]
 
 
-@pytest.mark.parametrize("world", [1, 2, 3, 4])
-@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+@pytest.mark.parametrize("world", [1, 2, 4])
+@pytest.mark.parametrize("workers", [0, 1, 3])
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")
 def test_iterable_every_sample_once(synth1800, fp1800, world, workers):
     synth, fp = synth1800, fp1800
@@ -54,6 +54,9 @@ def test_iterable_every_sample_once(synth1800, fp1800, world, workers):
         seen += got
     assert len(counts) == 1
     assert sorted(seen) == list(range(1800))
+    # rank r gets apd.Loader(rank=r, world_size=world)'s batches whatever the worker count
+    ld = apd.Loader(synth, batch_size=25, seed=4, rank=world - 1, world_size=world, layout="chw")
+    assert [i for b in ld.indices() for i in b.tolist()] == got
 
 
 @pytest.mark.parametrize("world", [1, 3])

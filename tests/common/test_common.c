@@ -42,13 +42,13 @@ END_TEST
 
 START_TEST(rng_deterministic_and_streams)
 {
-    apd_rng a, b, c;
-    apd_rng_seed(&a, 42, 0);
-    apd_rng_seed(&b, 42, 0);
-    apd_rng_seed(&c, 42, 1);
+    apd__rng a, b, c;
+    apd__rng_seed(&a, 42, 0);
+    apd__rng_seed(&b, 42, 0);
+    apd__rng_seed(&c, 42, 1);
     int same_c = 0;
     for (int i = 0; i < 1000; i++) {
-        uint64_t x = apd_rng_u64(&a), y = apd_rng_u64(&b), z = apd_rng_u64(&c);
+        uint64_t x = apd__rng_u64(&a), y = apd__rng_u64(&b), z = apd__rng_u64(&c);
         ck_assert_uint_eq(x, y);
         same_c += x == z;
     }
@@ -59,11 +59,11 @@ END_TEST
 START_TEST(rng_below_uniform)
 {
     /* chi-square over 10 bins, 100000 draws: 9 dof, p = 1e-6 threshold is about 45. */
-    apd_rng r;
-    apd_rng_seed(&r, 7, 3);
+    apd__rng r;
+    apd__rng_seed(&r, 7, 3);
     uint64_t cnt[10] = {0};
     for (int i = 0; i < 100000; i++) {
-        uint64_t v = apd_rng_below(&r, 10);
+        uint64_t v = apd__rng_below(&r, 10);
         ck_assert_uint_lt(v, 10);
         cnt[v]++;
     }
@@ -72,9 +72,9 @@ START_TEST(rng_below_uniform)
     ck_assert_msg(chi < 45, "chi2 %.2f", chi);
     double s = 0, s2 = 0;
     for (int i = 0; i < 100000; i++) {
-        float u = apd_rng_uniform(&r);
+        float u = apd__rng_uniform(&r);
         ck_assert(u >= 0 && u < 1);
-        float g = apd_rng_normal(&r);
+        float g = apd__rng_normal(&r);
         s += g;
         s2 += (double)g * g;
     }
@@ -84,11 +84,11 @@ END_TEST
 
 START_TEST(rng_shuffle_is_permutation)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     uint32_t a[257];
     for (uint32_t i = 0; i < 257; i++) a[i] = i;
-    apd_rng_shuffle_u32(&r, a, 257);
+    apd__rng_shuffle_u32(&r, a, 257);
     int seen[257] = {0}, fixed = 0;
     for (uint32_t i = 0; i < 257; i++) {
         ck_assert_uint_lt(a[i], 257);

@@ -1,4 +1,4 @@
-/* test_collapse.c: palette collapse on real data (AUTOPALETTE.md "Known pitfall") and the
+/* test_collapse.c: palette collapse on real data (docs/method.md "Known pitfall") and the
  * default remedy that prevents it (stored images use a median of at least K/2 colours).
  *
  * Fashion-MNIST (K 16, grey), the CIFAR-10 fixture tests/data/cifar10 (K 64, RGB, 500

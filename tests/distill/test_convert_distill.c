@@ -20,7 +20,7 @@ static int convert(const char *out, const char *extra)
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s/apd-convert --input fashion-mnist --limit 400 --threads 2 --seed 3 --ipc 1 --colors 4 "
-             "--iters 4 --batch-real 8 --select-epochs 1 --select-limit 30 --warmup-steps 2 "
+             "--iters 4 --batch-real 8 --select-epochs 1 --select-limit 30 "
              "--log-every 0 --quiet -o %s --force %s > %s.out 2>&1",
              APD_BINARY_DIR, out, extra, out);
     int rc = system(cmd);

@@ -24,14 +24,14 @@ static void make_dataset(apd_dataset *ds, uint32_t c)
 {
     memset(ds, 0, sizeof *ds);
     if (apd_dataset_alloc(ds, 96, c, 8, 8, 2) != APD_OK) abort();
-    apd_rng r;
-    apd_rng_seed(&r, 123, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 123, 0);
     for (uint64_t i = 0; i < ds->n; i++) {
         uint32_t cls = (uint32_t)(i % 2);
         ds->labels[i] = cls;
-        int ox = (int)apd_rng_below(&r, 4), oy = (int)apd_rng_below(&r, 4);
+        int ox = (int)apd__rng_below(&r, 4), oy = (int)apd__rng_below(&r, 4);
         for (uint32_t ch = 0; ch < c; ch++) {
-            float tint = 0.6f + 0.4f * apd_rng_uniform(&r);
+            float tint = 0.6f + 0.4f * apd__rng_uniform(&r);
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++) {
                     float v;
@@ -39,7 +39,7 @@ static void make_dataset(apd_dataset *ds, uint32_t c)
                         v = (x >= ox && x < ox + 4 && y >= oy && y < oy + 4) ? 220.0f : 30.0f;
                     else
                         v = 255.0f * (float)x / 7.0f;
-                    v = v * tint + 20.0f * apd_rng_normal(&r);
+                    v = v * tint + 20.0f * apd__rng_normal(&r);
                     v = v < 0 ? 0 : v > 255 ? 255 : v;
                     ds->pixels[((i * c + ch) * 8 + y) * 8 + x] = (uint8_t)v;
                 }

@@ -24,8 +24,8 @@ static void make_dataset(apd_dataset *ds)
 {
     memset(ds, 0, sizeof *ds);
     ck_assert_int_eq(apd_dataset_alloc(ds, 48, 3, 8, 8, 2), APD_OK);
-    apd_rng r;
-    apd_rng_seed(&r, 5, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 5, 0);
     for (uint64_t i = 0; i < ds->n; i++) {
         uint32_t cls = (uint32_t)(i % 2);
         ds->labels[i] = cls;
@@ -33,7 +33,7 @@ static void make_dataset(apd_dataset *ds)
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++) {
                     float v = cls ? 255.0f * (float)x / 7.0f : (x > 2 && x < 6 && y > 2 && y < 6) ? 220.0f : 30.0f;
-                    v += 15.0f * apd_rng_normal(&r);
+                    v += 15.0f * apd__rng_normal(&r);
                     ds->pixels[((i * 3 + ch) * 8 + y) * 8 + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
     }

@@ -38,10 +38,10 @@ static double brute_gain(const double *s, int n, const int *sel, int n_sel, int 
 
 static float *random_features(int n, int d, uint64_t seed)
 {
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     float *f = malloc(sizeof(float) * n * d);
-    for (int i = 0; i < n * d; i++) f[i] = apd_rng_normal(&r) + (i % d == 0 ? 1.0f : 0.0f);
+    for (int i = 0; i < n * d; i++) f[i] = apd__rng_normal(&r) + (i % d == 0 ? 1.0f : 0.0f);
     return f;
 }
 
@@ -73,7 +73,7 @@ END_TEST
 
 START_TEST(candidates_per_step)
 {
-    /* AUTOPALETTE.md 4.4 table: CIFAR-10 n = 5000 at K = 64 */
+    /* docs/method.md 4.4 table: CIFAR-10 n = 5000 at K = 64 */
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 4, 0.9), 132);
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 40, 0.9), 13);
     ck_assert_uint_eq(apd__graphcut_candidates(5000, 200, 0.9), 3);

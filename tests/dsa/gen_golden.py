@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """tests/dsa/gen_golden.py: golden tensors for the DSA ops (libapd/nn/dsa.c) from PyTorch.
 
-Each op is implemented here from its formula (AUTOPALETTE.md section 6.3) with FIXED
+Each op is implemented here from its formula (docs/method.md section 6.3) with FIXED
 per-image parameters, the affine ops with F.affine_grid + F.grid_sample (bilinear, zero
 padding) for both align_corners conventions. For each case it writes
 tests/dsa/golden/<case>.bin (all little-endian):

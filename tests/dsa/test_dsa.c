@@ -159,9 +159,9 @@ START_TEST(test_finite_difference)
                           *dx = calloc(cnt, 4);
                     uint64_t st = 12345 + (uint64_t)op;
                     for (size_t i = 0; i < cnt; i++) {
-                        st = apd_mix64(st);
+                        st = apd__mix64(st);
                         x[i] = (float)((st >> 40) / 16777216.0) * 2.0f - 0.5f;
-                        st = apd_mix64(st);
+                        st = apd__mix64(st);
                         g[i] = (float)((st >> 40) / 16777216.0) * 2.0f - 1.0f;
                     }
                     ck_assert_int_eq(apd_dsa_backward(dx, g, &p, N, C, H, W), APD_OK);

@@ -17,20 +17,20 @@
 static void make_set(apd_dataset *ds, uint32_t per_class, uint64_t seed)
 {
     ck_assert_int_eq(apd_dataset_alloc(ds, 3ull * per_class, 1, 16, 16, 3), APD_OK);
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     for (uint64_t i = 0; i < ds->n; i++) {
         uint32_t k = (uint32_t)(i % 3);
         uint8_t *p = ds->pixels + i * 256;
-        for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd_rng_below(&r, 90);
-        int off = (int)apd_rng_below(&r, 3);
+        for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd__rng_below(&r, 90);
+        int off = (int)apd__rng_below(&r, 3);
         for (int y = 0; y < 16; y++)
             for (int x = 0; x < 16; x++) {
                 int on = 0;
                 if (k == 0) on = y >= 2 + off && y < 5 + off && x >= 2 && x < 14;
                 if (k == 1) on = y >= 10 + off && y < 13 + off && x >= 2 && x < 14;
                 if (k == 2) on = y >= 5 + off && y < 10 + off && x >= 5 && x < 10;
-                if (on) p[y * 16 + x] = (uint8_t)(200 + apd_rng_below(&r, 55));
+                if (on) p[y * 16 + x] = (uint8_t)(200 + apd__rng_below(&r, 55));
             }
         ds->labels[i] = k;
     }

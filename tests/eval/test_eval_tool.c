@@ -18,16 +18,16 @@
 static char dir[256];
 
 /* 16x16 grey: class 0 bar top, 1 bar bottom, 2 centre square, on noise */
-static void draw(uint8_t *p, uint32_t k, apd_rng *r)
+static void draw(uint8_t *p, uint32_t k, apd__rng *r)
 {
-    for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd_rng_below(r, 90);
-    int off = (int)apd_rng_below(r, 3);
+    for (int j = 0; j < 256; j++) p[j] = (uint8_t)apd__rng_below(r, 90);
+    int off = (int)apd__rng_below(r, 3);
     for (int y = 0; y < 16; y++)
         for (int x = 0; x < 16; x++) {
             int on = (k == 0 && y >= 2 + off && y < 5 + off && x >= 2 && x < 14) ||
                      (k == 1 && y >= 10 + off && y < 13 + off && x >= 2 && x < 14) ||
                      (k == 2 && y >= 5 + off && y < 10 + off && x >= 5 && x < 10);
-            if (on) p[y * 16 + x] = (uint8_t)(200 + apd_rng_below(r, 55));
+            if (on) p[y * 16 + x] = (uint8_t)(200 + apd__rng_below(r, 55));
         }
 }
 
@@ -48,8 +48,8 @@ static void write_idx(const char *img_path, const char *lbl_path, uint32_t n, ui
     be32(fi, size);
     be32(fl, 0x801);
     be32(fl, n);
-    apd_rng r;
-    apd_rng_seed(&r, 99, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 99, 0);
     uint8_t p[32 * 32];
     for (uint32_t i = 0; i < n; i++) {
         uint8_t k = (uint8_t)(i % 3);
@@ -62,7 +62,7 @@ static void write_idx(const char *img_path, const char *lbl_path, uint32_t n, ui
     fclose(fl);
 }
 
-static void write_apd(const char *path)
+static void write_apd_std(const char *path, float std)
 {
     apd_writer_opts o;
     apd_writer_opts_default(&o);
@@ -73,14 +73,14 @@ static void write_apd(const char *path)
     o.k = 4;
     o.n_classes = 3;
     o.mean[0] = 0.3f;
-    o.std[0] = 0.3f;
+    o.std[0] = std;
     o.no_sync = 1;
     o.force = 1;
     apd_writer *w = NULL;
     apd_err err;
     ck_assert_msg(apd_writer_create(&w, path, &o, &err) == APD_OK, "%s", err.msg);
-    apd_rng r;
-    apd_rng_seed(&r, 5, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 5, 0);
     uint8_t p[256];
     for (uint32_t i = 0; i < 24; i++) {
         draw(p, i % 3, &r);
@@ -88,6 +88,11 @@ static void write_apd(const char *path)
                       "%s", apd_writer_errmsg(w));
     }
     ck_assert_int_eq(apd_writer_close(w), APD_OK);
+}
+
+static void write_apd(const char *path)
+{
+    write_apd_std(path, 0.3f);
 }
 
 /* run a command, capture stdout into buf; returns the exit status */
@@ -145,6 +150,12 @@ START_TEST(test_tool_on_apd)
     printf("mismatch: %s", out3);
     ck_assert_ptr_nonnull(strstr(out3, "train.apd"));
     ck_assert_ptr_nonnull(strstr(out3, "1x32x32"));
+    /* a recorded std no pixel data in 0..1 can have: exit 1 before training */
+    write_apd_std(apd, 0.9f);
+    snprintf(cmd, sizeof cmd, "%s %s --test idx:%s,%s --epochs 1 --runs 1 2>&1", APD_EVAL_EXE, apd, ti, tl);
+    ck_assert_int_eq(run(cmd, out3, sizeof out3), 1);
+    printf("bad std: %s", out3);
+    ck_assert_ptr_nonnull(strstr(out3, "are not a normalisation of pixels in 0..1"));
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
 }

@@ -78,9 +78,9 @@ static void die(const char *m)
 
 /* ---- base files ------------------------------------------------------------------------- */
 
-static void smooth_image(apd_rng *r, uint32_t c, uint32_t h, uint32_t w, uint8_t *chw, int levels)
+static void smooth_image(apd__rng *r, uint32_t c, uint32_t h, uint32_t w, uint8_t *chw, int levels)
 {
-    uint32_t a = (uint32_t)apd_rng_below(r, 4), b = (uint32_t)apd_rng_below(r, 4);
+    uint32_t a = (uint32_t)apd__rng_below(r, 4), b = (uint32_t)apd__rng_below(r, 4);
     for (uint32_t ch = 0; ch < c; ch++)
         for (uint32_t y = 0; y < h; y++)
             for (uint32_t x = 0; x < w; x++) {
@@ -118,22 +118,22 @@ static void write_base(base *b, uint32_t kind, uint32_t c, uint32_t hw, uint32_t
         if (apd_writer_set_meta(w, "padding", v) != APD_OK) die(apd_writer_errmsg(w));
         free(v);
     }
-    apd_rng r;
-    apd_rng_seed(&r, 7, n);
+    apd__rng r;
+    apd__rng_seed(&r, 7, n);
     size_t npix = (size_t)hw * hw;
     uint8_t *chw = malloc(npix * c), *idx = malloc(npix), pal[768];
     if (!chw || !idx) die("out of memory");
     for (uint32_t i = 0; i < n; i++) {
         apd_status s;
         if (kind == APD_KIND_DIRECT) {
-            for (size_t p = 0; p < npix * c; p++) chw[p] = (uint8_t)apd_rng_below(&r, 256);
+            for (size_t p = 0; p < npix * c; p++) chw[p] = (uint8_t)apd__rng_below(&r, 256);
             s = apd_writer_put_direct(w, chw, i % 10, i);
         } else if (comp == APD_COMPRESS_ON) {
             smooth_image(&r, c, hw, hw, chw, (int)k);
             s = apd_quantize_put(w, APD_QUANT_MEDIAN_CUT, chw, i % 10, i, i);
         } else {
-            for (uint32_t e = 0; e < k * c; e++) pal[e] = (uint8_t)apd_rng_below(&r, 256);
-            for (size_t p = 0; p < npix; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);
+            for (uint32_t e = 0; e < k * c; e++) pal[e] = (uint8_t)apd__rng_below(&r, 256);
+            for (size_t p = 0; p < npix; p++) idx[p] = (uint8_t)apd__rng_below(&r, k);
             s = apd_writer_put_palette(w, pal, k, idx, i % 10, (i % 3) ? i : APD_NO_SOURCE_ID);
         }
         if (s != APD_OK) die(apd_writer_errmsg(w));
@@ -294,14 +294,14 @@ static void put_file(const char *path, const uint8_t *p, size_t n)
 }
 
 /* Apply mutation kind with parameters a, b (and the rng) to a copy of the base; *len the size. */
-static void mutate(const base *b, int kind, size_t a, size_t c, apd_rng *r, uint8_t *buf, size_t *len)
+static void mutate(const base *b, int kind, size_t a, size_t c, apd__rng *r, uint8_t *buf, size_t *len)
 {
     size_t ps = b->psize;
     memcpy(buf, b->bytes, b->size);
     *len = b->size;
     switch (kind) {
     case K_TRUNC_PAGE: *len = a * ps; break;
-    case K_TRUNC_IN: *len = a * ps + 1 + (size_t)apd_rng_below(r, ps - 1); break;
+    case K_TRUNC_IN: *len = a * ps + 1 + (size_t)apd__rng_below(r, ps - 1); break;
     case K_ZERO: memset(buf + a * ps, 0, ps); break;
     case K_DUP: memcpy(buf + c * ps, b->bytes + a * ps, ps); break;
     case K_SWAP:
@@ -312,26 +312,26 @@ static void mutate(const base *b, int kind, size_t a, size_t c, apd_rng *r, uint
     case K_FLIP_STRUCT: { /* page a: its header, offset array, or a node header */
         uint8_t *pg = buf + a * ps;
         size_t lower = apd__ld16(pg + 12), off;
-        if (c % 3 == 0 || (b->page_type[a] & 0x08)) off = (size_t)apd_rng_below(r, b->page_type[a] & 0x08 ? 160 : 16);
-        else if (c % 3 == 1 && lower > 16 && lower <= ps) off = 16 + (size_t)apd_rng_below(r, lower - 16);
+        if (c % 3 == 0 || (b->page_type[a] & 0x08)) off = (size_t)apd__rng_below(r, b->page_type[a] & 0x08 ? 160 : 16);
+        else if (c % 3 == 1 && lower > 16 && lower <= ps) off = 16 + (size_t)apd__rng_below(r, lower - 16);
         else {
             size_t nodes = lower > 16 && lower <= ps ? (lower - 16) / 2 : 0;
-            size_t no = nodes ? apd__ld16(pg + 16 + 2 * apd_rng_below(r, nodes)) : 16;
-            off = (no + (size_t)apd_rng_below(r, 8)) % ps;
+            size_t no = nodes ? apd__ld16(pg + 16 + 2 * apd__rng_below(r, nodes)) : 16;
+            off = (no + (size_t)apd__rng_below(r, 8)) % ps;
         }
-        pg[off] ^= (uint8_t)(1u << apd_rng_below(r, 8));
+        pg[off] ^= (uint8_t)(1u << apd__rng_below(r, 8));
         break;
     }
     case K_POINTER: { /* page a: point a branch child, an overflow value or the main root elsewhere */
         uint8_t *pg = buf + a * ps;
-        uint64_t target = 2 + apd_rng_below(r, b->pages - 2);
+        uint64_t target = 2 + apd__rng_below(r, b->pages - 2);
         if (b->page_type[a] & 0x08) {
             apd__st64(pg + 16 + 72 + 40, target);
             break;
         }
         size_t lower = apd__ld16(pg + 12), nodes = lower > 16 && lower <= ps ? (lower - 16) / 2 : 0;
         if (!nodes) break;
-        size_t no = apd__ld16(pg + 16 + 2 * apd_rng_below(r, nodes));
+        size_t no = apd__ld16(pg + 16 + 2 * apd__rng_below(r, nodes));
         if (no + 16 > ps) break;
         uint8_t *nd = pg + no;
         if (b->page_type[a] & 0x01) {
@@ -430,7 +430,7 @@ static int run_case(const char *path, const base *b, int *sig)
 }
 
 /* One case: build, read in a child, classify; keep crashing inputs. */
-static void one_case(const base *b, int kind, size_t a, size_t c, apd_rng *r, uint8_t *buf, tally *t,
+static void one_case(const base *b, int kind, size_t a, size_t c, apd__rng *r, uint8_t *buf, tally *t,
                      tally *tk, int tools, int py)
 {
     char path[600], what[200];
@@ -474,8 +474,8 @@ static void one_case(const base *b, int kind, size_t a, size_t c, apd_rng *r, ui
 
 static void campaign(const base *b, uint64_t seed, tally *t)
 {
-    apd_rng r;
-    apd_rng_seed(&r, seed, (uint64_t)b->size);
+    apd__rng r;
+    apd__rng_seed(&r, seed, (uint64_t)b->size);
     uint8_t *buf = malloc(b->size);
     if (!buf) die("out of memory");
     tally tk[K_COUNT];
@@ -491,18 +491,18 @@ static void campaign(const base *b, uint64_t seed, tally *t)
     for (size_t p = 0; p < P; p++) CASE(K_ZERO, p, 0);
     for (size_t p = 0; p < P; p++)
         for (size_t m = 0; m < mult; m++) {
-            size_t q = (size_t)apd_rng_below(&r, P);
+            size_t q = (size_t)apd__rng_below(&r, P);
             if (q != p) CASE(K_DUP, p, q);
         }
     for (size_t p = 0; p < P; p++) {
         if (g_long && P <= 64) {
             for (size_t q = p + 1; q < P; q++) CASE(K_SWAP, p, q);
         } else {
-            size_t q = (size_t)apd_rng_below(&r, P);
+            size_t q = (size_t)apd__rng_below(&r, P);
             if (q != p) CASE(K_SWAP, p, q);
         }
     }
-    for (size_t i = 0; i < 2 * P * mult; i++) CASE(K_FLIP, (size_t)apd_rng_below(&r, b->size), i);
+    for (size_t i = 0; i < 2 * P * mult; i++) CASE(K_FLIP, (size_t)apd__rng_below(&r, b->size), i);
     for (size_t p = 0; p < P; p++) {
         if (!b->page_type[p]) continue; /* overflow data pages carry no structure */
         for (size_t i = 0; i < 4 * mult; i++) CASE(K_FLIP_STRUCT, p, i);

@@ -38,11 +38,11 @@ static inline void fmt_rmtmp(void)
 }
 
 /* Random palette of k entries (c channels) and indices < k. */
-static inline void fmt_random_palette_image(apd_rng *r, uint32_t k, uint32_t c, size_t npix,
+static inline void fmt_random_palette_image(apd__rng *r, uint32_t k, uint32_t c, size_t npix,
                                             uint8_t *pal, uint8_t *idx)
 {
-    for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(r, 256);
-    for (size_t i = 0; i < npix; i++) idx[i] = (uint8_t)apd_rng_below(r, k);
+    for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd__rng_below(r, 256);
+    for (size_t i = 0; i < npix; i++) idx[i] = (uint8_t)apd__rng_below(r, k);
 }
 
 /* Reference decode: HWC or CHW from palette + indices. */

@@ -152,12 +152,12 @@ static void make_cifar(int n)
     snprintf(p, sizeof p, "%s/train.bin", g_dir);
     FILE *f = fopen(p, "wb");
     if (!f) die("train.bin");
-    apd_rng r;
-    apd_rng_seed(&r, 3, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 3, 0);
     uint8_t rec[3073];
     for (int i = 0; i < n; i++) {
         rec[0] = (uint8_t)(i % 10);
-        for (int j = 1; j < 3073; j++) rec[j] = (uint8_t)apd_rng_below(&r, 256);
+        for (int j = 1; j < 3073; j++) rec[j] = (uint8_t)apd__rng_below(&r, 256);
         if (fwrite(rec, 1, sizeof rec, f) != sizeof rec) die("train.bin");
     }
     fclose(f);
@@ -188,8 +188,8 @@ int main(int argc, char **argv)
         last = &g_methods[i];
         printf("%s: a complete run takes %.2f s\n", g_methods[i].name, g_methods[i].full_s);
     }
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     int kept = 0, replaced = 0, finished = 0, max_tmp = 0;
     for (int round = 0; round < rounds; round++) {
         const method *m = &g_methods[round % 2];
@@ -198,8 +198,8 @@ int main(int argc, char **argv)
         if (!prev) die("the output vanished");
         /* half the kills anywhere, half near the end (the writer's finish: final commit,
            compaction, verification, rename) */
-        double u = (double)apd_rng_below(&r, 1000000) / 1e6;
-        double delay = (apd_rng_below(&r, 2) ? 0.02 + 1.08 * u : 0.85 + 0.2 * u) * m->full_s;
+        double u = (double)apd__rng_below(&r, 1000000) / 1e6;
+        double delay = (apd__rng_below(&r, 2) ? 0.02 + 1.08 * u : 0.85 + 0.2 * u) * m->full_s;
         pid_t pid = start(m, round + 1);
         struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
         nanosleep(&ts, NULL);

@@ -58,23 +58,23 @@ static void make(const char *dir, const spec_case *sc)
     if (apd_writer_create(&w, path, &o, &err)) die(err.msg);
     apd_writer_set_meta(w, "method", "\"spec-test\"");
     apd_writer_set_meta(w, "hyperparameters", "{\"a\": [1, 2.5, \"x\\u00e9\"], \"b\": null}");
-    apd_rng r;
-    apd_rng_seed(&r, 2026, sc->k);
+    apd__rng r;
+    apd__rng_seed(&r, 2026, sc->k);
     size_t npix = (size_t)sc->h * sc->w;
     uint8_t pal[768], *idx = malloc(npix), *img = malloc(npix * sc->c);
     for (uint32_t i = 0; i < sc->n; i++) {
         uint64_t sid = i % 4 == 1 ? APD_NO_SOURCE_ID : (uint64_t)i * 1000003u;
-        uint32_t label = (uint32_t)apd_rng_below(&r, 10);
+        uint32_t label = (uint32_t)apd__rng_below(&r, 10);
         if (sc->kind == APD_KIND_PALETTE) {
-            uint32_t k = i % 5 == 0 ? 1 + (uint32_t)apd_rng_below(&r, sc->k) : sc->k;
-            for (uint32_t j = 0; j < k * sc->c; j++) pal[j] = (uint8_t)apd_rng_u64(&r);
+            uint32_t k = i % 5 == 0 ? 1 + (uint32_t)apd__rng_below(&r, sc->k) : sc->k;
+            for (uint32_t j = 0; j < k * sc->c; j++) pal[j] = (uint8_t)apd__rng_u64(&r);
             for (size_t p = 0; p < npix; p++)
-                idx[p] = sc->smooth ? (uint8_t)(((p / 5 + i) % k + (apd_rng_below(&r, 8) == 0)) % k)
-                                    : (uint8_t)apd_rng_below(&r, k);
+                idx[p] = sc->smooth ? (uint8_t)(((p / 5 + i) % k + (apd__rng_below(&r, 8) == 0)) % k)
+                                    : (uint8_t)apd__rng_below(&r, k);
             if (apd_writer_put_palette(w, pal, k, idx, label, sid)) die(apd_writer_errmsg(w));
         } else {
             for (size_t p = 0; p < npix * sc->c; p++)
-                img[p] = sc->smooth ? (uint8_t)(p / 24 + i) : (uint8_t)apd_rng_u64(&r);
+                img[p] = sc->smooth ? (uint8_t)(p / 24 + i) : (uint8_t)apd__rng_u64(&r);
             if (apd_writer_put_direct(w, img, label, sid)) die(apd_writer_errmsg(w));
         }
         if (i == sc->n / 3 && apd_writer_commit(w)) die(apd_writer_errmsg(w));

@@ -34,8 +34,8 @@ static apd_status write_n(const char *path, uint32_t n, int force, apd_err *err)
     apd_writer *w;
     apd_status s = apd_writer_create(&w, path, &o, err);
     if (s) return s;
-    apd_rng r;
-    apd_rng_seed(&r, n, 5);
+    apd__rng r;
+    apd__rng_seed(&r, n, 5);
     uint8_t pal[48], idx[256];
     for (uint32_t i = 0; i < n; i++) {
         fmt_random_palette_image(&r, 16, 3, 256, pal, idx);
@@ -378,12 +378,12 @@ static void make_cifar(const char *path, int n)
 {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
-    apd_rng r;
-    apd_rng_seed(&r, 11, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 11, 0);
     uint8_t rec[3073];
     for (int i = 0; i < n; i++) {
         rec[0] = (uint8_t)(i % 10);
-        for (int j = 1; j < 3073; j++) rec[j] = (uint8_t)apd_rng_below(&r, 256);
+        for (int j = 1; j < 3073; j++) rec[j] = (uint8_t)apd__rng_below(&r, 256);
         ck_assert_uint_eq(fwrite(rec, 1, sizeof rec, f), sizeof rec);
     }
     fclose(f);

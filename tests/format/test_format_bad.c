@@ -144,8 +144,8 @@ static void write_sample(const char *path, uint32_t c, uint32_t h, uint32_t w, u
     apd_writer *wr;
     apd_err err;
     ck_assert_msg(apd_writer_create(&wr, path, &o, &err) == APD_OK, "%s", err.msg);
-    apd_rng r;
-    apd_rng_seed(&r, 42, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 42, 0);
     size_t npix = (size_t)h * w;
     uint8_t pal[768], *idx = malloc(npix);
     for (uint32_t i = 0; i < n; i++) {
@@ -318,8 +318,8 @@ static void child_writer(const char *path, uint32_t total, uint32_t every, int e
     apd_writer *wr;
     apd_err err;
     if (apd_writer_create(&wr, path, &o, &err) != APD_OK) _exit(3);
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     uint8_t pal[192], idx[1024];
     for (uint32_t i = 0; i < total; i++) {
         fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
@@ -477,8 +477,8 @@ START_TEST(disk_full_poisons_writer)
         apd_writer *wr;
         apd_err err;
         if (apd_writer_create(&wr, path, &o, &err) != APD_OK) _exit(11);
-        apd_rng r;
-        apd_rng_seed(&r, 3, 0);
+        apd__rng r;
+        apd__rng_seed(&r, 3, 0);
         uint8_t pal[192], idx[1024];
         apd_status s = APD_OK;
         uint32_t i;

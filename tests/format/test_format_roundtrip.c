@@ -36,10 +36,10 @@ START_TEST(crc_vector)
     ck_assert_uint_eq(apd_crc32c(0, z, 0), 0);
     /* continuation */
     ck_assert_uint_eq(apd_crc32c(apd_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     uint8_t buf[4000];
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd_rng_u64(&r);
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd__rng_u64(&r);
     for (size_t off = 0; off < 9; off++)
         for (size_t len = 0; len < 200; len += 7)
             ck_assert_uint_eq(apd_crc32c(0, buf + off, len), apd__crc32c_table(0, buf + off, len));
@@ -52,12 +52,12 @@ END_TEST
 
 START_TEST(pack_roundtrip)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 2, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 2, 0);
     uint8_t idx[300], back[300], packed[300];
     for (uint32_t b = 1; b <= 8; b++)
         for (size_t n = 0; n <= 300; n += (n < 20 ? 1 : 37)) {
-            for (size_t i = 0; i < n; i++) idx[i] = (uint8_t)apd_rng_below(&r, 1u << b);
+            for (size_t i = 0; i < n; i++) idx[i] = (uint8_t)apd__rng_below(&r, 1u << b);
             memset(packed, 0xAA, sizeof packed);
             apd__pack(idx, n, b, packed);
             size_t pb = apd_packed_bytes(n, b);
@@ -83,8 +83,8 @@ static const uint32_t sizes[4][2] = {{1, 1}, {3, 5}, {32, 32}, {128, 128}};
 
 START_TEST(kernels_every_k)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 3, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 3, 0);
     static const apd__impl vec[2] = {APD__IMPL_AVX512, APD__IMPL_AVX2};
     int have[2] = {apd__impl_available(APD__IMPL_AVX512), apd__impl_available(APD__IMPL_AVX2)};
     printf("kernels_every_k: AVX-512 VBMI %s, AVX2 %s (each compared with the scalar reference)\n",
@@ -153,16 +153,16 @@ static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w,
     size_t npix = (size_t)h * w;
     uint8_t *pal = malloc((size_t)n * 768), *idx = malloc((size_t)n * npix);
     uint32_t *ks = malloc(n * sizeof *ks);
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     for (uint32_t i = 0; i < n; i++) {
-        ks[i] = i == 0 ? k : 1 + (uint32_t)apd_rng_below(&r, k);
+        ks[i] = i == 0 ? k : 1 + (uint32_t)apd__rng_below(&r, k);
         fmt_random_palette_image(&r, ks[i], c, npix, pal + (size_t)i * 768, idx + (size_t)i * npix);
         if (comp == APD_COMPRESS_ON) /* compressible: few distinct runs */
             for (size_t p = 0; p < npix; p++) idx[(size_t)i * npix + p] = (uint8_t)((p / 16) % ks[i]);
         else if (ic == APD_ICODE_ON) /* smooth (diagonal ramps plus noise): codes well */
             for (size_t p = 0; p < npix; p++)
-                idx[(size_t)i * npix + p] = (uint8_t)((p / w + p % w + (apd_rng_below(&r, 8) == 0)) % ks[i]);
+                idx[(size_t)i * npix + p] = (uint8_t)((p / w + p % w + (apd__rng_below(&r, 8) == 0)) % ks[i]);
         uint64_t sid = (i % 3 == 0) ? APD_NO_SOURCE_ID : 1000 + i;
         ck_assert_msg(apd_writer_put_palette(wr, pal + (size_t)i * 768, ks[i], idx + (size_t)i * npix, i % 10, sid) == APD_OK,
                       "%s", apd_writer_errmsg(wr));
@@ -283,10 +283,10 @@ START_TEST(file_direct)
             ck_assert_msg(apd_writer_create(&wr, path, &o, &err) == APD_OK, "%s", err.msg);
             size_t np = (size_t)h * w * c;
             uint8_t *img = malloc((size_t)n * np);
-            apd_rng r;
-            apd_rng_seed(&r, 77 + s, c);
+            apd__rng r;
+            apd__rng_seed(&r, 77 + s, c);
             for (size_t i = 0; i < (size_t)n * np; i++)
-                img[i] = (i / 7) % 2 ? (uint8_t)apd_rng_u64(&r) : (uint8_t)(i / 50);
+                img[i] = (i / 7) % 2 ? (uint8_t)apd__rng_u64(&r) : (uint8_t)(i / 50);
             for (uint32_t i = 0; i < n; i++)
                 ck_assert_int_eq(apd_writer_put_direct(wr, img + i * np, 12345 + i, i), APD_OK);
             uint8_t pal[3] = {0}, ix = 0;
@@ -372,8 +372,8 @@ START_TEST(reproducible_records)
         apd_writer *wr;
         apd_err err;
         ck_assert_int_eq(apd_writer_create(&wr, f ? p2 : p1, &o, &err), APD_OK);
-        apd_rng r;
-        apd_rng_seed(&r, 5, 0);
+        apd__rng r;
+        apd__rng_seed(&r, 5, 0);
         uint8_t pal[16], idx[784];
         for (int i = 0; i < 300; i++) {
             fmt_random_palette_image(&r, 16, 1, 784, pal, idx);
@@ -406,9 +406,9 @@ START_TEST(quantize_put_matches_quantizer)
     apd_err err;
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
     uint8_t img[192], pal[768], idx[64], ref[192], out[192];
-    apd_rng r;
-    apd_rng_seed(&r, 9, 0);
-    for (int i = 0; i < 192; i++) img[i] = (uint8_t)apd_rng_u64(&r);
+    apd__rng r;
+    apd__rng_seed(&r, 9, 0);
+    for (int i = 0; i < 192; i++) img[i] = (uint8_t)apd__rng_u64(&r);
     ck_assert_int_eq(apd_quantize_put(wr, APD_QUANT_MEDIAN_CUT, img, 1, 7, 0), APD_OK);
     ck_assert_int_eq(apd_writer_close(wr), APD_OK);
     uint32_t ku;
@@ -512,8 +512,8 @@ START_TEST(no_lock_file_left_behind)
     o.records_per_chunk = 4;
     apd_writer *wr;
     apd_err err;
-    apd_rng r;
-    apd_rng_seed(&r, 77, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 77, 0);
     enum { FIRST = 3, MORE = 200 };
     uint8_t pal[FIRST + MORE][48], idx[FIRST + MORE][16], ref[FIRST][48];
     for (int i = 0; i < FIRST + MORE; i++) fmt_random_palette_image(&r, 16, 3, 16, pal[i], idx[i]);
@@ -645,8 +645,8 @@ START_TEST(concurrent_threads_and_processes)
     ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
     const uint32_t n = 1000;
     uint8_t *ref = malloc((size_t)n * 3072), pal[192], idx[1024];
-    apd_rng r;
-    apd_rng_seed(&r, 31, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 31, 0);
     for (uint32_t i = 0; i < n; i++) {
         fmt_random_palette_image(&r, 64, 3, 1024, pal, idx);
         fmt_ref_decode(pal, idx, 1024, 3, 0, ref + (size_t)i * 3072);

@@ -19,13 +19,13 @@ static const uint32_t sizes[5][2] = {{1, 1}, {3, 5}, {32, 32}, {5, 3}, {128, 128
 
 /* Smooth index map (ramps plus sparse noise) so that coding is exercised with skewed
  * statistics; palette random. */
-static void smooth_image(apd_rng *r, uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint8_t *pal,
+static void smooth_image(apd__rng *r, uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint8_t *pal,
                          uint8_t *idx)
 {
-    for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(r, 256);
+    for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd__rng_below(r, 256);
     for (uint32_t y = 0; y < h; y++)
         for (uint32_t x = 0; x < w; x++)
-            idx[(size_t)y * w + x] = (uint8_t)(((y / 2 + x / 3) + (apd_rng_below(r, 6) == 0 ? apd_rng_below(r, k) : 0)) % k);
+            idx[(size_t)y * w + x] = (uint8_t)(((y / 2 + x / 3) + (apd__rng_below(r, 6) == 0 ? apd__rng_below(r, k) : 0)) % k);
 }
 
 /* Model from one image, encode, parse the serialised model back, decode. */
@@ -55,8 +55,8 @@ static size_t code_once(uint32_t k, uint32_t c, uint32_t h, uint32_t w, const ui
 
 START_TEST(every_k_every_geometry)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 77, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 77, 0);
     size_t maxpix = 128 * 128, cap = 4 * maxpix + 4096;
     uint8_t pal[768], rpal[768], *idx = malloc(maxpix), *ridx = malloc(maxpix), *body = malloc(cap);
     apd__imodel *m = malloc(sizeof *m);
@@ -106,7 +106,7 @@ START_TEST(every_k_every_geometry)
 END_TEST
 
 /* A coded record (CRC included) for k = 64, c = 3, 32x32; returns its length. */
-static size_t coded_record(apd_rng *r, uint8_t *rec, size_t cap, apd__imodel *m, apd__geom *g)
+static size_t coded_record(apd__rng *r, uint8_t *rec, size_t cap, apd__imodel *m, apd__geom *g)
 {
     uint8_t pal[768], idx[1024];
     smooth_image(r, 64, 3, 32, 32, pal, idx);
@@ -128,8 +128,8 @@ static size_t coded_record(apd_rng *r, uint8_t *rec, size_t cap, apd__imodel *m,
 
 START_TEST(every_bit_flip_detected)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 5, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 5, 0);
     uint8_t rec[4096], copy[4096], out[3072];
     apd__imodel *m = malloc(sizeof *m);
     uint64_t flips = 0, crash_free = 0;

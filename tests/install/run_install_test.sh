@@ -2,7 +2,8 @@
 # run_install_test.sh BUILD_DIR SRC_DIR WORK_DIR
 # 1) and 2): consumer.c against the installed headers and library; 3) the command-line tools
 # built from their sources (tools/CMakeLists.txt) against the installed package alone, and run;
-# 4) the installed tools run.
+# 4) the installed tools run; 5) the README's C example (examples/loader_epoch.c, which the
+# README shows verbatim) built against the install with pkg-config and run on the file of 3).
 set -euo pipefail
 build=$1 src=$2 work=$3
 rm -rf "$work"; mkdir -p "$work"
@@ -61,5 +62,22 @@ case "$out" in *"K = 4 colours"*"provenance:"*"method: quantize"*) ;; *) echo "a
 
 # 4) the installed tools find the installed library (RPATH $ORIGIN/../lib)
 out=$("$prefix/bin/apd-info" --verify "$work/tiny.apd") || { echo "installed apd-info failed: $out"; exit 1; }
+
+# 5) the README's C example is examples/loader_epoch.c, built and run against the install
+top="$src/../.."
+awk '/^```c$/ { on = 1; next } /^```$/ { if (on) exit } on' "$top/README.md" >"$work/readme_example.c"
+cmp -s "$work/readme_example.c" "$top/examples/loader_epoch.c" || {
+  echo "README.md's C example is not examples/loader_epoch.c:"; diff "$work/readme_example.c" "$top/examples/loader_epoch.c" | head -n 20; exit 1; }
+cc -std=c11 -Wall -Wextra -Werror -o "$work/loader_epoch" "$top/examples/loader_epoch.c" \
+   $(pkg-config --cflags --libs apd) -Wl,-rpath,"$libdir" -lm
+out=$("$work/loader_epoch" "$work/tiny.apd") || { echo "loader_epoch failed: $out"; exit 1; }
+case "$out" in *"tiny.apd: 20 images in 1 batches"*"images per class: 0:5 1:5 2:5 3:5"*) ;;
+  *) echo "loader_epoch: unexpected output: $out"; exit 1;; esac
+echo "$out"
+rc=0; out=$("$work/loader_epoch" "$work/missing.apd" 2>&1) || rc=$?
+[ "$rc" = 1 ] || { echo "loader_epoch on a missing file: exit $rc, want 1"; exit 1; }
+case "$out" in *missing.apd*) ;; *) echo "loader_epoch: error does not name the file: $out"; exit 1;; esac
+
 echo "install test: pkg-config (shared, static) and find_package (shared, static) consumers ok;"
-echo "  tools built from source against the install, apd-convert + apd-info ran; installed apd-info ran"
+echo "  tools built from source against the install, apd-convert + apd-info ran; installed apd-info ran;"
+echo "  the README's C example (examples/loader_epoch.c) built against the install and ran"

@@ -264,7 +264,9 @@ START_TEST(spec_errors)
     ck_assert_int_eq(apd_import(&ds, "cifar10", NULL, NULL, &e), APD_EDATASET);
     ck_assert_int_eq(apd_import(&ds, "cifar10:", NULL, NULL, &e), APD_EDATASET);
     ck_assert_int_eq(apd_import(&ds, "idx:/only/one", NULL, NULL, &e), APD_EDATASET);
-    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "val", NULL, &e), APD_EINVAL);
+    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "dev", NULL, &e), APD_EINVAL);
+    ck_assert_int_eq(apd_import(&ds, "cifar10:" CIFAR_DEV, "val", NULL, &e), APD_EDATASET); /* no such split */
+    expect_msg(&e, "not val");
     ck_assert_int_eq(apd_import(&ds, NULL, NULL, NULL, &e), APD_EINVAL);
     ck_assert_int_eq(apd_import(&ds, "fashion-mnist:/nonexistent/dir", NULL, NULL, &e), APD_ENOENT);
     apd_import_opts o = {.size = 16};

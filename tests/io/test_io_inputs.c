@@ -1,13 +1,10 @@
-/* test_io_inputs.c: names and messages of the importers.
- * Class names from folder names are valid UTF-8 and distinct:
+/* test_io_inputs.c: names and messages on the way in.
  *  - apd__utf8_seq accepts exactly the well-formed sequences (overlong forms, surrogates,
- *    code points above U+10FFFF, stray continuation bytes rejected);
- *  - apd__utf8_fit cuts on a character boundary and replaces invalid bytes;
- *  - apd__names_distinct suffixes repeats ~2, ~3 within the size;
- *  - end to end: two class folders whose names differ only after byte 63, in the middle of
- *    a 3-byte character, import as two distinct valid UTF-8 class names of <= 63 bytes,
- *    which the writer stores unchanged.
- * An IDX label file with 2 dimensions is refused with "expected 1" (it said "expected 10").
+ *    code points above U+10FFFF, stray continuation bytes rejected); apd__utf8_fit cuts on a
+ *    character boundary and replaces invalid bytes;
+ *  - the writer stores valid UTF-8 class names even when a caller's 64-byte name slot is cut
+ *    in the middle of a character or holds invalid bytes;
+ *  - an IDX label file with 2 dimensions is refused with "expected 1" (it said "expected 10").
  */
 #include <check.h>
 #include <stdio.h>
@@ -48,64 +45,39 @@ START_TEST(utf8_sequences)
     ck_assert_int_eq(apd__utf8_fit(out, sizeof out, "ab\xFF" "c"), 1);
     ck_assert_str_eq(out, "ab?c");
     ck_assert_int_eq(apd__utf8_fit(out, sizeof out, "abc"), 0);
-    char names[4][8] = {"same", "same", "same", "same~2"};
-    ck_assert_uint_eq(apd__names_distinct(&names[0][0], 4, 8), 2);
-    ck_assert_str_eq(names[1], "same~3"); /* ~2 is taken by a later name */
-    ck_assert_str_eq(names[2], "same~4");
-    char full[2][8] = {"abcdefg", "abcdefg"};
-    ck_assert_uint_eq(apd__names_distinct(&full[0][0], 2, 8), 1);
-    ck_assert_str_eq(full[1], "abcde~2");
 }
 END_TEST
 
-START_TEST(long_folder_names)
+START_TEST(writer_class_names_fit)
 {
     char *dir = tu_tmpdir("names");
-    char n1[200] = "a", n2[200] = "a", path[700];
-    for (int i = 0; i < 40; i++) strcat(n1, "\xE2\x82\xAC"); /* a + 40 euro signs: 121 bytes */
-    for (int i = 0; i < 41; i++) strcat(n2, "\xE2\x82\xAC");
-    const char *names[2] = {n1, n2};
-    uint8_t px[8 * 8 * 3];
-    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 13);
-    for (int c = 0; c < 2; c++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[c]);
-        tu_mkdir(path);
-        snprintf(path, sizeof path, "%s/%s/0.png", dir, names[c]);
-        tu_png_raw(path, 8, 8, 2, 8, px, NULL, 0);
-    }
-    apd_dataset ds;
-    apd_err err;
-    char spec[600];
-    snprintf(spec, sizeof spec, "folder:%s", dir);
-    ck_assert_msg(apd_import(&ds, spec, NULL, NULL, &err) == APD_OK, "%s", err.msg);
-    ck_assert_uint_eq(ds.n_classes, 2);
-    for (int c = 0; c < 2; c++) {
-        ck_assert_uint_le(strlen(ds.class_names[c]), 63);
-        ck_assert_msg(valid_utf8(ds.class_names[c]), "class %d: invalid UTF-8", c);
-    }
-    ck_assert_str_ne(ds.class_names[0], ds.class_names[1]);
-    /* the writer keeps them */
+    char path[1200];
     snprintf(path, sizeof path, "%s/t.apd", dir);
+    char names[2][64];
+    for (int i = 0; i < 64; i++) names[0][i] = "a\xE2\x82\xAC"[i == 0 ? 0 : 1 + (i - 1) % 3]; /* a + euro signs, no NUL */
+    snprintf(names[1], sizeof names[1], "ok\xFF" "name");
     apd_writer_opts o;
     apd_writer_opts_default(&o);
     o.kind = APD_KIND_DIRECT;
-    o.c = ds.c;
-    o.h = ds.h;
-    o.w = ds.w;
-    o.n_classes = ds.n_classes;
-    o.class_names = (const char(*)[64])ds.class_names;
+    o.c = 1;
+    o.h = o.w = 4;
+    o.n_classes = 2;
+    o.class_names = (const char(*)[64])names;
     o.no_sync = 1;
     apd_writer *w;
+    apd_err err;
     ck_assert_msg(apd_writer_create(&w, path, &o, &err) == APD_OK, "%s", err.msg);
-    for (uint64_t i = 0; i < ds.n; i++)
-        ck_assert_int_eq(apd_writer_put_direct(w, ds.pixels + i * ds.c * ds.h * ds.w, ds.labels[i], i), APD_OK);
+    uint8_t px[16] = {0};
+    ck_assert_int_eq(apd_writer_put_direct(w, px, 1, 0), APD_OK);
     ck_assert_msg(apd_writer_finish(w, &err) == APD_OK, "%s", err.msg);
     apd_reader *r;
     ck_assert_msg(apd_reader_open(&r, path, NULL, &err) == APD_OK, "%s", err.msg);
-    for (uint32_t c = 0; c < 2; c++) ck_assert_str_eq(apd_reader_class_name(r, c), ds.class_names[c]);
-    printf("long_folder_names: \"%s\" and \"%s\"\n", ds.class_names[0], ds.class_names[1]);
+    const char *n0 = apd_reader_class_name(r, 0), *n1 = apd_reader_class_name(r, 1);
+    ck_assert(valid_utf8(n0) && valid_utf8(n1));
+    ck_assert_uint_eq(strlen(n0), 61); /* a + 20 euro signs: the 21st would need bytes 62..64 */
+    ck_assert_str_eq(n1, "ok?name");
+    printf("writer_class_names_fit: \"%s\", \"%s\"\n", n0, n1);
     apd_reader_close(r);
-    apd_dataset_free(&ds);
     tu_rm_rf(dir);
     free(dir);
 }
@@ -137,7 +109,7 @@ int main(void)
     Suite *s = suite_create("io_inputs");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, utf8_sequences);
-    tcase_add_test(tc, long_folder_names);
+    tcase_add_test(tc, writer_class_names_fit);
     tcase_add_test(tc, idx_dimension_message);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

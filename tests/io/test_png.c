@@ -21,8 +21,8 @@ START_TEST(indexed_round_trip_all_k)
     char *dir = tu_tmpdir("png"), path[1200];
     snprintf(path, sizeof path, "%s/r.png", dir);
     static const uint32_t sizes[][2] = {{1, 1}, {3, 5}, {32, 32}};
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     uint8_t pal[768], idx[1024];
     apd_err e;
     for (uint32_t k = 1; k <= APD_MAX_COLORS; k++)
@@ -30,8 +30,8 @@ START_TEST(indexed_round_trip_all_k)
             for (int s = 0; s < 3; s++) {
                 if (k % 17 != 1 && k > 20 && s != 2 && k != 64 && k != APD_MAX_COLORS) continue; /* keep it quick */
                 uint32_t h = sizes[s][0], w = sizes[s][1];
-                for (uint32_t i = 0; i < k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 256);
-                for (uint32_t p = 0; p < h * w; p++) idx[p] = (uint8_t)(p == 0 ? k - 1 : apd_rng_below(&r, k));
+                for (uint32_t i = 0; i < k * c; i++) pal[i] = (uint8_t)apd__rng_below(&r, 256);
+                for (uint32_t p = 0; p < h * w; p++) idx[p] = (uint8_t)(p == 0 ? k - 1 : apd__rng_below(&r, k));
                 ck_assert_int_eq(apd_png_write_indexed(path, pal, k, c, idx, h, w, &e), APD_OK);
                 tu_png t;
                 ck_assert_int_eq(tu_png_read(path, &t), 0);

@@ -3,7 +3,7 @@
  *   apd_mktest synth OUT N [--c C] [--hw S] [--k K] [--classes NC] [--corrupt I]...
  *       N palette records of C x S x S (default 3 x 8 x 8), K max colours (default 16),
  *       label i % NC (default 10); record i has k = 1 + (i*7) % K colours and palette and
- *       indices drawn from apd_rng(12345, i) (test_loader_file.c recomputes them).
+ *       indices drawn from apd__rng(12345, i) (test_loader_file.c recomputes them).
  *       --corrupt I (repeatable): after writing, flip one byte inside record I's palette in
  *       the file, so that reading it fails its checksum.
  *   apd_mktest cifar OUT BIN K [LIMIT]
@@ -98,11 +98,11 @@ static int synth(int argc, char **argv)
     uint8_t pal[APD_MAX_COLORS * 3], *idx = malloc((size_t)s * s);
     for (uint64_t i = 0; i < n; i++) {
         uint32_t k = 1 + (uint32_t)((i * 7) % K);
-        apd_rng r;
-        apd_rng_seed(&r, 12345, i);
+        apd__rng r;
+        apd__rng_seed(&r, 12345, i);
         memset(pal, 0, sizeof pal);
-        for (uint32_t j = 0; j < k * c; j++) pal[j] = (uint8_t)apd_rng_u64(&r);
-        for (uint32_t p = 0; p < s * s; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);
+        for (uint32_t j = 0; j < k * c; j++) pal[j] = (uint8_t)apd__rng_u64(&r);
+        for (uint32_t p = 0; p < s * s; p++) idx[p] = (uint8_t)apd__rng_below(&r, k);
         for (int q = 0; q < n_corrupt; q++)
             if (corrupt[q] == i) {
                 if (k * c < 16) { fprintf(stderr, "record %llu: palette too small to mark\n", (unsigned long long)i); return 1; }

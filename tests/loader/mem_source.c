@@ -8,11 +8,11 @@
 void mem_record(const mem_src *m, uint64_t i, uint8_t *pal, uint32_t *k, uint8_t *idx, uint32_t *label)
 {
     uint32_t kk = 1 + (uint32_t)((i * 7) % m->kmax);
-    apd_rng r;
-    apd_rng_seed(&r, 12345, i);
+    apd__rng r;
+    apd__rng_seed(&r, 12345, i);
     memset(pal, 0, APD_MAX_COLORS * (size_t)m->c);
-    for (uint32_t j = 0; j < kk * m->c; j++) pal[j] = (uint8_t)apd_rng_u64(&r);
-    for (uint32_t p = 0; p < m->h * m->w; p++) idx[p] = (uint8_t)apd_rng_below(&r, kk);
+    for (uint32_t j = 0; j < kk * m->c; j++) pal[j] = (uint8_t)apd__rng_u64(&r);
+    for (uint32_t p = 0; p < m->h * m->w; p++) idx[p] = (uint8_t)apd__rng_below(&r, kk);
     *k = kk;
     *label = (uint32_t)(i % m->n_classes);
 }

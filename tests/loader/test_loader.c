@@ -473,8 +473,8 @@ START_TEST(kernels_match_reference)
                                   APD_MAX_COLORS};
     static const size_t ns[] = {1, 15, 16, 17, 63, 64, 65, 1000, 1024};
     static const apd__impl impls[] = {APD__IMPL_SCALAR, APD__IMPL_AVX2, APD__IMPL_AVX512};
-    apd_rng r;
-    apd_rng_seed(&r, 1, 2);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 2);
     uint8_t pal[APD_MAX_COLORS * 3], idx[1024], o1[3136], o2[3136];
     float f1[3 * 1024 + 16], f2[3 * 1024];
     float mean[3] = {0.49f, 0.48f, 0.45f}, std[3] = {0.25f, 0.24f, 0.26f};
@@ -485,8 +485,8 @@ START_TEST(kernels_match_reference)
             for (uint32_t c = 1; c <= 3; c += 2) {
                 uint32_t k = ks[a];
                 size_t n = ns[b];
-                for (size_t i = 0; i < sizeof pal; i++) pal[i] = (uint8_t)apd_rng_u64(&r);
-                for (size_t p = 0; p < n; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);
+                for (size_t i = 0; i < sizeof pal; i++) pal[i] = (uint8_t)apd__rng_u64(&r);
+                for (size_t p = 0; p < n; p++) idx[p] = (uint8_t)apd__rng_below(&r, k);
                 for (size_t m = 0; m < sizeof impls / sizeof impls[0]; m++) {
                     if (!apd__impl_available(impls[m])) continue;
                     for (int chw = 0; chw <= 1; chw++) {

@@ -69,8 +69,8 @@ START_TEST(kernels_every_k)
 {
     static const uint32_t sizes[][2] = {{1, 1}, {3, 5}, {32, 32}, {27, 29}};
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
-    apd_rng r;
-    apd_rng_seed(&r, 4242, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 4242, 0);
     uint8_t pal[APD_MAX_COLORS * 3], idx[27 * 32 * 3], packed[32 * 32 * 3], u8[3 * 32 * 32];
     float ref[3 * 32 * 32], tmp[3 * 32 * 32], got[3 * 32 * 32];
     const apd__impl impls[] = {APD__IMPL_SCALAR, APD__IMPL_AVX512};
@@ -80,8 +80,8 @@ START_TEST(kernels_every_k)
             for (int s = 0; s < 4; s++) {
                 size_t npix = (size_t)sizes[s][0] * sizes[s][1];
                 uint32_t bits = apd_bits_for_k(k);
-                for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 256);
-                for (size_t p = 0; p < npix; p++) idx[p] = (uint8_t)apd_rng_below(&r, k);
+                for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd__rng_below(&r, 256);
+                for (size_t p = 0; p < npix; p++) idx[p] = (uint8_t)apd__rng_below(&r, k);
                 memset(packed, 0, sizeof packed);
                 apd__pack(idx, npix, bits, packed);
                 ck_assert_int_eq(apd__pal_decode(APD__IMPL_SCALAR, packed, npix, bits, pal, k, c,
@@ -120,7 +120,7 @@ START_TEST(kernels_every_k)
             }
     /* direct planes */
     for (size_t n = 1; n < 100; n += 7) {
-        for (size_t i = 0; i < n; i++) u8[i] = (uint8_t)apd_rng_below(&r, 256);
+        for (size_t i = 0; i < n; i++) u8[i] = (uint8_t)apd__rng_below(&r, 256);
         norm_ref(u8, n, mean[1], std[1], ref);
         for (int m = 0; m < 2; m++) {
             if (!apd__impl_available(impls[m])) continue;
@@ -286,9 +286,9 @@ START_TEST(crc_matches_table)
 {
     enum { N = 3200 };
     static uint8_t buf[N + 8];
-    apd_rng r;
-    apd_rng_seed(&r, 99, 1);
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd_rng_u64(&r);
+    apd__rng r;
+    apd__rng_seed(&r, 99, 1);
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)apd__rng_u64(&r);
     for (size_t off = 0; off < 8; off++)
         for (size_t len = 0; len <= 3100; len++)
             ck_assert_uint_eq(apd_crc32c(0, buf + off, len), apd__crc32c_table(0, buf + off, len));

@@ -17,10 +17,10 @@
 
 #include "common/rng.h"
 
-static inline float *tu_rand(size_t n, apd_rng *r, float lo, float hi)
+static inline float *tu_rand(size_t n, apd__rng *r, float lo, float hi)
 {
     float *p = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = apd_rng_range(r, lo, hi);
+    for (size_t i = 0; i < n; i++) p[i] = apd__rng_range(r, lo, hi);
     return p;
 }
 

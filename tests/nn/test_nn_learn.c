@@ -100,11 +100,11 @@ static double train_eval(const char *name, data *tr, data *te, int epochs, size_
           *dl = malloc(batch * 40);
     uint32_t *yb = malloc(batch * 4), *perm = malloc(tr->n * 4);
     for (size_t i = 0; i < tr->n; i++) perm[i] = (uint32_t)i;
-    apd_rng rng;
-    apd_rng_seed(&rng, 99, 0);
+    apd__rng rng;
+    apd__rng_seed(&rng, 99, 0);
     double t0 = apd__now();
     for (int ep = 0; ep < epochs; ep++) {
-        apd_rng_shuffle_u32(&rng, perm, tr->n);
+        apd__rng_shuffle_u32(&rng, perm, tr->n);
         double lsum = 0;
         size_t steps = 0;
         for (size_t i = 0; i + batch <= tr->n; i += batch) {

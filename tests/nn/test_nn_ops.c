@@ -16,8 +16,8 @@
 static void conv_case(size_t N, size_t Ci, size_t H, size_t W, size_t Co, size_t k, size_t pad,
                       uint64_t seed)
 {
-    apd_rng r;
-    apd_rng_seed(&r, seed, 0);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
     size_t Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1;
     size_t nin = N * Ci * H * W, nw = Co * Ci * k * k, nout = N * Co * Ho * Wo;
     float *x = tu_rand(nin, &r, -1, 1), *w = tu_rand(nw, &r, -1, 1), *b = tu_rand(Co, &r, -1, 1);
@@ -146,8 +146,8 @@ static void f_conv1x1(void *c, float *out)
 
 START_TEST(gradcheck_ops)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 7, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 7, 0);
     const double tol = 1e-2;
     /* conv 3x3 pad 1 */
     {
@@ -340,13 +340,13 @@ static void gradcheck_net(apd_norm norm, uint32_t c, uint32_t h, apd_pool *pool)
     const size_t n = 3;
     apd_convnet *net = make_net(c, h, h, 6, 2, norm, 4, 4, pool, 11);
     /* perturb gamma/beta away from 1/0 so their gradients are exercised */
-    apd_rng r;
-    apd_rng_seed(&r, 12, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 12, 0);
     for (size_t t = 0; t < apd_convnet_num_tensors(net); t++) {
         apd_tensor_view v;
         apd_convnet_tensor(net, t, &v);
         if (strncmp(v.name, "norm", 4) == 0)
-            for (size_t i = 0; i < v.size; i++) v.data[i] += apd_rng_range(&r, -0.3f, 0.3f);
+            for (size_t i = 0; i < v.size; i++) v.data[i] += apd__rng_range(&r, -0.3f, 0.3f);
     }
     size_t nx = n * c * h * h, E = apd_convnet_embed_dim(net);
     uint32_t lab[3] = {0, 3, 1};
@@ -417,8 +417,8 @@ START_TEST(convnet_fused_vs_ref)
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         apd_convnet *net = make_net(cs[k].c, cs[k].h, cs[k].h, cs[k].width, cs[k].depth, cs[k].norm,
                                     10, 32, cs[k].p, 100 + k);
-        apd_rng r;
-        apd_rng_seed(&r, 5, k);
+        apd__rng r;
+        apd__rng_seed(&r, 5, k);
         size_t n = cs[k].n, nx = n * cs[k].c * cs[k].h * cs[k].h, E = apd_convnet_embed_dim(net);
         if (cs[k].h == 28 && cs[k].depth == 3) ck_assert_uint_eq(E, (size_t)cs[k].width * 16);
         float *x = tu_rand(nx, &r, -2, 2), *l = tu_zeros(n * 10), *lr = tu_zeros(n * 10);
@@ -447,8 +447,8 @@ START_TEST(convnet_reproducible)
     apd_convnet *a = make_net(3, 32, 32, 32, 3, APD_NORM_INSTANCE, 10, 16, pool, 9);
     apd_convnet *b = make_net(3, 32, 32, 32, 3, APD_NORM_INSTANCE, 10, 16, pool, 9);
     ck_assert_mem_eq(apd_convnet_params(a), apd_convnet_params(b), apd_convnet_num_params(a) * 4);
-    apd_rng r;
-    apd_rng_seed(&r, 1, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 1, 0);
     size_t nx = n * 3 * 32 * 32;
     float *x = tu_rand(nx, &r, -2, 2), *dl = tu_rand(n * 10, &r, -1, 1);
     float *la = tu_zeros(n * 10), *lb = tu_zeros(n * 10), *dxa = tu_zeros(nx), *dxb = tu_zeros(nx);
@@ -525,8 +525,8 @@ START_TEST(sgd_semantics)
     /* apd_sgd_step is apd_sgd_update with the handle's buffer: bit-identical over 3 steps */
     {
         enum { N = 1000 };
-        apd_rng r;
-        apd_rng_seed(&r, 5, 0);
+        apd__rng r;
+        apd__rng_seed(&r, 5, 0);
         float *wa = tu_rand(N, &r, -1, 1), *gg = tu_rand(N, &r, -1, 1), *wb = tu_zeros(N), *vb = tu_zeros(N);
         memcpy(wb, wa, N * sizeof(float));
         ck_assert_int_eq(apd_sgd_create(&o, N, 0.05f, 0.9f, 5e-4f), APD_OK);

@@ -4,7 +4,7 @@
 Run with /usr/bin/python3 (Debian torch 1.13); CI does not run it, the generated files are
 committed:  /usr/bin/python3 tests/palette/gen_golden.py tests/palette/golden
 
-The palette network and losses are written from the formulas in shared/AUTOPALETTE.md
+The palette network and losses are written from the formulas in docs/method.md
 (sections 2.2, 2.3, 3.2), in float64, with autograd for every gradient.
 
 File format (little-endian), one file per case:

@@ -500,7 +500,7 @@ START_TEST(init_and_sgd)
     apd_palette_net a, b;
     ck_assert_int_eq(apd_palette_net_init(&a, 3, 64, 256, 42), APD_OK);
     ck_assert_int_eq(apd_palette_net_init(&b, 3, 64, 256, 42), APD_OK);
-    ck_assert_uint_eq(a.n_params, 3 * 256 + 256 + 256 * 64); /* 17408 as in AUTOPALETTE.md 2.2 */
+    ck_assert_uint_eq(a.n_params, 3 * 256 + 256 + 256 * 64); /* 17408 as in docs/method.md 2.2 */
     ck_assert_mem_eq(a.params, b.params, a.n_params * sizeof(float));
     float b1 = 1.0f / sqrtf(3.0f), b2 = 1.0f / 16.0f, mx1 = 0, mx2 = 0;
     for (size_t i = 0; i < 3 * 256 + 256; i++) mx1 = fmaxf(mx1, fabsf(a.params[i]));

@@ -222,8 +222,8 @@ static uint32_t count_colours(const uint8_t *pal, uint32_t c, const uint8_t *idx
  * many K, random and real images. */
 START_TEST(at_most_k_colours)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 7, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 7, 0);
     uint8_t *real = load_cifar(4, NULL);
     static const uint32_t ks[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 31, 32, 63, 64, 100, 128, 200, 255, 256};
     uint8_t img[3 * 40 * 30], pal[768], idx[40 * 30];
@@ -234,7 +234,7 @@ START_TEST(at_most_k_colours)
                     uint32_t h = src ? 32 : 30, w = src ? 32 : 40, k = ks[t], ku = 0;
                     if (src) memcpy(img, real + 3072 * (t % 4), 3072);
                     else
-                        for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd_rng_below(&r, 256);
+                        for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd__rng_below(&r, 256);
                     memset(pal, 0xAB, sizeof pal);
                     ck_assert_int_eq(apd_quantize_image((apd_quantizer)q, img, c, h, w, k, 1, pal, idx, &ku), APD_OK);
                     ck_assert_uint_ge(ku, 1);
@@ -250,8 +250,8 @@ END_TEST
 /* Exact on images with at most K colours. */
 START_TEST(lossless_when_few_colours)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 11, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 11, 0);
     uint8_t img[3 * 24 * 24], pal[768], idx[24 * 24], cols[256][3];
     static const uint32_t ds[] = {1, 2, 3, 5, 16, 17, 64, 200};
     for (int q = 0; q < 3; q++)
@@ -263,10 +263,10 @@ START_TEST(lossless_when_few_colours)
                 for (uint32_t j = 0; j < d; j++) {
                     if (c == 1) cols[j][0] = (uint8_t)(j * 251 % 256);
                     else
-                        for (int ch = 0; ch < 3; ch++) cols[j][ch] = (uint8_t)apd_rng_below(&r, 256);
+                        for (int ch = 0; ch < 3; ch++) cols[j][ch] = (uint8_t)apd__rng_below(&r, 256);
                 }
                 for (uint32_t p = 0; p < npix; p++) {
-                    uint32_t j = p < d ? p : (uint32_t)apd_rng_below(&r, d);
+                    uint32_t j = p < d ? p : (uint32_t)apd__rng_below(&r, d);
                     for (uint32_t ch = 0; ch < c; ch++) img[ch * npix + p] = cols[j][ch];
                 }
                 for (uint32_t k = d; k <= APD_MAX_COLORS; k += (k < 64 ? 1 : 37)) {
@@ -313,13 +313,13 @@ END_TEST
 
 START_TEST(map_matches_brute_force)
 {
-    apd_rng r;
-    apd_rng_seed(&r, 3, 0);
+    apd__rng r;
+    apd__rng_seed(&r, 3, 0);
     uint8_t img[3 * 17 * 13], pal[256 * 3], idx[17 * 13];
     for (uint32_t c = 1; c <= 3; c += 2)
         for (uint32_t k = 1; k <= APD_MAX_COLORS; k = k * 2 + 1) {
-            for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd_rng_below(&r, 256);
-            for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd_rng_below(&r, 8) * 32;
+            for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)apd__rng_below(&r, 256);
+            for (size_t i = 0; i < (size_t)k * c; i++) pal[i] = (uint8_t)apd__rng_below(&r, 8) * 32;
             ck_assert_int_eq(apd_quantize_map(img, c, 17, 13, pal, k, idx), APD_OK);
             for (uint32_t p = 0; p < 17 * 13; p++) {
                 uint32_t best = 0, bd = UINT32_MAX;
@@ -372,9 +372,9 @@ START_TEST(many_colours_binned)
 {
     const uint32_t h = 300, w = 300;
     uint8_t *img = malloc(3 * h * w), *idx = malloc(h * w), *idx2 = malloc(h * w), pal[768], pal2[768];
-    apd_rng r;
-    apd_rng_seed(&r, 5, 0);
-    for (size_t i = 0; i < 3 * h * w; i++) img[i] = (uint8_t)apd_rng_below(&r, 256);
+    apd__rng r;
+    apd__rng_seed(&r, 5, 0);
+    for (size_t i = 0; i < 3 * h * w; i++) img[i] = (uint8_t)apd__rng_below(&r, 256);
     uint32_t ku, ku2;
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, h, w, 16, 0, pal, idx, &ku), APD_OK);
     ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, img, 3, h, w, 16, 0, pal2, idx2, &ku2), APD_OK);

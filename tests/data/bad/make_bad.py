@@ -271,7 +271,7 @@ def main():
         why='"complete" is not a boolean')
     add("std_range.apd", "open", "APD_EMETA",
         valid_items(js=meta_json(extra=', "mean": [0.5, 0.5, 0.5], "std": [1e300, 0.2, 0.2]'), ),
-        why="std 1e300 (finite JSON, outside 0 or [1e-6, 0.5])")
+        why="std 1e300 (finite JSON, outside 0 or [1e-6, 1])")
     add("mean_range.apd", "open", "APD_EMETA",
         valid_items(js=meta_json(extra=', "mean": [-0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]')),
         why="mean -0.5 (outside [0, 1])")
