@@ -62,6 +62,153 @@ def bits_for_k(k):
     return b
 
 
+# ---- sections 3.1-3.2: the LMDB container, checked before LMDB maps the file --------------
+def _u16(b, o):
+    return struct.unpack_from("<H", b, o)[0]
+
+
+def _u64(b, o):
+    return struct.unpack_from("<Q", b, o)[0]
+
+
+def _db_record(b):
+    flags, depth, branch, leaf, overflow, entries, root = struct.unpack_from("<HHQQQQQ", b, 4)
+    return dict(flags=flags, depth=depth, branch=branch, leaf=leaf, overflow=overflow,
+                entries=entries, root=root)
+
+
+def _key_lt(a, b):  # byte-wise lexicographic (a shorter prefix first)
+    return a < b
+
+
+class _Container:
+    """Section 3.2 walk of one snapshot."""
+
+    def __init__(self, f, psize, last):
+        self.f, self.psize, self.last, self.seen, self.subs = f, psize, last, {0, 1}, {}
+
+    def page(self, pg):
+        if not 2 <= pg <= self.last:
+            raise Bad("container: page %d outside 2..%d" % (pg, self.last))
+        if pg in self.seen:
+            raise Bad("container: page %d reached twice" % pg)
+        self.seen.add(pg)
+        self.f.seek(pg * self.psize)
+        p = self.f.read(self.psize)
+        if len(p) != self.psize:
+            raise Bad("container: page %d past the end of the file" % pg)
+        if _u64(p, 0) != pg:
+            raise Bad("container: page %d names page %d in its header" % (pg, _u64(p, 0)))
+        return p
+
+    def overflow(self, pg, size):
+        if not 2 <= pg <= self.last:
+            raise Bad("container: overflow page %d outside 2..%d" % (pg, self.last))
+        self.f.seek(pg * self.psize)
+        h = self.f.read(16)
+        pages = struct.unpack_from("<I", h, 12)[0]
+        if _u64(h, 0) != pg or _u16(h, 10) != 0x04:
+            raise Bad("container: page %d is not an overflow page" % pg)
+        if pages < -(-(16 + size) // self.psize) or pg + pages - 1 > self.last:
+            raise Bad("container: overflow run at page %d has %d pages" % (pg, pages))
+        run = set(range(pg, pg + pages))
+        if run & self.seen:
+            raise Bad("container: overflow run at page %d overlaps reached pages" % pg)
+        self.seen |= run
+        self.count["overflow"] += pages
+
+    def tree(self, db, is_main):
+        self.count = dict(branch=0, leaf=0, overflow=0, entries=0)
+        if db["root"] == 2 ** 64 - 1:
+            if db["depth"] or db["entries"] or db["branch"] or db["leaf"] or db["overflow"]:
+                raise Bad("container: empty database with nonzero counts")
+            return
+        if not 1 <= db["depth"] <= 31:
+            raise Bad("container: depth %d" % db["depth"])
+        self.walk(db["root"], 1, db["depth"], None, None, is_main)
+        for k in ("branch", "leaf", "overflow", "entries"):
+            if self.count[k] != db[k]:
+                raise Bad("container: %s count %d, the tree has %d" % (k, db[k], self.count[k]))
+
+    def walk(self, pg, level, depth, lo, hi, is_main):
+        p = self.page(pg)
+        branch = level < depth
+        flags, lower, upper = struct.unpack_from("<HHH", p, 10)
+        n = (lower - 16) // 2
+        if flags != (1 if branch else 2) or lower < 16 or lower % 2 or not lower <= upper <= self.psize \
+                or n < (2 if branch else 1):
+            raise Bad("container: page %d is not a valid %s page" % (pg, "branch" if branch else "leaf"))
+        nodes, prev = [], None
+        for i in range(n):
+            off = _u16(p, 16 + 2 * i)
+            if off < upper or off + 8 > self.psize:
+                raise Bad("container: page %d node %d outside the node area" % (pg, i))
+            lo16, hi16, nflags, ksize = struct.unpack_from("<HHHH", p, off)
+            if off + 8 + ksize > self.psize:
+                raise Bad("container: page %d node %d key outside the page" % (pg, i))
+            key = p[off + 8:off + 8 + ksize]
+            if not (branch and i == 0):
+                if (prev is not None and not _key_lt(prev, key)) or (lo is not None and _key_lt(key, lo)) \
+                        or (hi is not None and not _key_lt(key, hi)):
+                    raise Bad("container: page %d keys out of order" % pg)
+                prev = key
+            nodes.append((off, lo16, hi16, nflags, ksize, key))
+        for i, (off, lo16, hi16, nflags, ksize, key) in enumerate(nodes):
+            if branch:
+                child = lo16 | hi16 << 16 | nflags << 32
+                self.walk(child, level + 1, depth, key if i else lo,
+                          nodes[i + 1][5] if i + 1 < n else hi, is_main)
+                continue
+            size = lo16 | hi16 << 16
+            big, sub = nflags & 1, nflags & 2
+            if nflags & ~3 or (big and sub) or (sub and (not is_main or size != 48)):
+                raise Bad("container: page %d node %d flags 0x%x" % (pg, i, nflags))
+            end = off + 8 + ksize + (8 if big else size)
+            if end > self.psize:
+                raise Bad("container: page %d node %d data outside the page" % (pg, i))
+            self.count["entries"] += 1
+            if big:
+                self.overflow(_u64(p, off + 8 + ksize), size)
+            elif sub and key in (b"meta", b"chunks"):
+                self.subs[key] = _db_record(p[off + 8 + ksize:end])
+        self.count["branch" if branch else "leaf"] += 1
+
+
+def check_container(path):
+    """Section 3.1 (file size against the newest meta page) and 3.2 (the pages LMDB follows)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        metas, off = [], 0
+        for i in range(2):
+            f.seek(off)
+            m = f.read(152)
+            if len(m) < 152:
+                raise Bad("container: truncated before meta page %d" % i)
+            if not _u16(m, 10) & 0x08 or struct.unpack_from("<I", m, 16)[0] != 0xBEEFC0DE:
+                raise Bad("container: not an LMDB file (meta page %d)" % i)
+            if struct.unpack_from("<I", m, 20)[0] != 1:
+                raise Bad("container: LMDB data version")
+            psize = struct.unpack_from("<I", m, 40)[0]
+            if psize < 512 or psize > 65536 or psize & (psize - 1):
+                raise Bad("container: page size %d" % psize)
+            metas.append(dict(psize=psize, last=_u64(m, 136), txnid=_u64(m, 144), main=_db_record(m[88:136])))
+            off = metas[0]["psize"]
+        if metas[0]["psize"] != metas[1]["psize"]:
+            raise Bad("container: meta pages disagree on the page size")
+        m = metas[1] if metas[0]["txnid"] < metas[1]["txnid"] else metas[0]
+        if m["last"] < 1 or size < (m["last"] + 1) * m["psize"]:
+            raise Bad("container: truncated: %d bytes, the newest meta page needs %d"
+                      % (size, (m["last"] + 1) * m["psize"]))
+        if m["main"]["flags"]:
+            raise Bad("not an .apd (LMDB main database flags)")
+        c = _Container(f, m["psize"], m["last"])
+        c.tree(m["main"], True)
+        for name, db in sorted(c.subs.items()):
+            if db["flags"]:
+                raise Bad("container: database %s has flags" % name.decode())
+            c.tree(db, False)
+
+
 # ---- section 4: header --------------------------------------------------------------------
 def parse_header(v):
     if len(v) < 16 or v[:8] != MAGIC:
@@ -109,6 +256,17 @@ def parse_meta(v, hd):
     counts = doc.get("class_counts")
     if not isinstance(counts, list) or len(counts) != hd["n_classes"] or sum(counts) != hd["n"]:
         raise Bad("metadata: class_counts")
+    if "complete" in doc and doc["complete"] is not True:  # 5.1: absent = written before the key
+        raise Bad("metadata: incomplete file (complete is %r)" % (doc["complete"],))
+    for key, lo, hi in (("mean", 0.0, 1.0), ("std", 1e-6, 1.0)):  # 5.2 ranges
+        vals = doc.get(key)
+        if vals is None:
+            continue
+        if not isinstance(vals, list) or len(vals) != hd["c"] or \
+                any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
+            raise Bad("metadata: %s is not an array of c numbers" % key)
+        if any(not (x == 0 or lo <= x <= hi) for x in vals):
+            raise Bad("metadata: %s out of range" % key)
     return doc
 
 
@@ -291,6 +449,7 @@ def decode_record(rec, hd, zdict, imodel=None):
 
 
 def read_file(path):
+    check_container(path)
     env = lmdb.open(path, subdir=False, readonly=True, lock=False, max_dbs=2)
     try:
         try:

@@ -669,7 +669,8 @@ static void help(void)
            "\n"
            "Output and run:\n"
            "  -o, --output FILE      the .apd file to create\n"
-           "  -f, --force            overwrite FILE if it exists\n"
+           "  -f, --force            replace FILE if it is a regular file (only once the new\n"
+           "                         file is complete; any failure leaves FILE as it was)\n"
            "  -t, --threads N        worker threads (default: online CPUs); quantize/direct output\n"
            "                         is identical for any N; distillation is identical for the same N\n"
            "      --seed S           seed recorded in the file and passed to the method (default 0)\n"
@@ -874,13 +875,6 @@ static void report_limit(const cv_ctx *ctx)
     free(counts);
 }
 
-static void remove_output(const char *path)
-{
-    char lock[4200];
-    remove(path);
-    if (snprintf(lock, sizeof lock, "%s-lock", path) < (int)sizeof lock) remove(lock);
-}
-
 int main(int argc, char **argv)
 {
     cv_ctx ctx;
@@ -899,10 +893,15 @@ int main(int argc, char **argv)
     if (m->validate(&ctx) != APD_OK) return 2;
 
     struct stat st;
-    if (!ctx.o.force && stat(ctx.o.output, &st) == 0) {
-        fprintf(stderr, TOOL ": %s: exists (use --force to overwrite)\n", ctx.o.output);
+    if (lstat(ctx.o.output, &st) == 0 && (!ctx.o.force || !S_ISREG(st.st_mode))) { /* fail before the work */
+        fprintf(stderr, TOOL ": %s: %s\n", ctx.o.output,
+                ctx.o.force ? "not a regular file; refusing to replace it" : "exists (use --force to overwrite)");
         return 1;
     }
+    unsigned stale = apd_writer_remove_stale(ctx.o.output);
+    if (stale && !ctx.o.quiet)
+        fprintf(stderr, TOOL ": %s: removed %u temporar%s left by an interrupted run\n", ctx.o.output, stale,
+                stale == 1 ? "y" : "ies");
     ctx.t0 = tool_now();
     apd_import_opts io = {.size = ctx.o.size, .limit = ctx.o.limit, .warn = on_import_warning};
     apd_err err;
@@ -927,18 +926,15 @@ int main(int argc, char **argv)
     double t1 = tool_now();
     s = m->run(&ctx);
     uint64_t n_out = ctx.w ? apd_writer_count(ctx.w) : 0;
-    if (ctx.w) {
-        apd_status sc = apd_writer_close(ctx.w);
-        if (s == APD_OK && sc != APD_OK) {
-            fprintf(stderr, TOOL ": %s: final commit failed (%s)\n", ctx.o.output, apd_strerror(sc));
-            s = sc;
-        }
-        ctx.w = NULL;
+    if (ctx.w && s != APD_OK) {
+        apd_writer_discard(ctx.w); /* OUT stays as it was: the library never wrote there */
+    } else if (ctx.w) {
+        s = apd_writer_finish(ctx.w, &err);
+        if (s != APD_OK) fprintf(stderr, TOOL ": %s (%s)\n", err.msg, apd_strerror(s));
     }
+    ctx.w = NULL;
     double t_run = tool_now() - t1;
-    if (s != APD_OK) {
-        remove_output(ctx.o.output);
-    } else if (!ctx.o.quiet) {
+    if (s == APD_OK && !ctx.o.quiet) {
         uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
         printf(TOOL ": %s: %llu records from %llu images of %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
                "%s %.2f s (%.0f source images/s, %u thread%s)\n",

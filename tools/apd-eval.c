@@ -456,6 +456,13 @@ static int check_compatible(const eval_args *a, const eval_data *d)
                 a->test_spec, te->n_classes);
         return 0;
     }
+    for (uint32_t k = 0; k < tr->n_classes && tr->class_names && te->class_names; k++) {
+        if (tr->class_names[k][0] && te->class_names[k][0] && strcmp(tr->class_names[k], te->class_names[k])) {
+            fprintf(stderr, "apd-eval: %s: class %u is \"%s\" but in test set %s it is \"%s\" (other class sets)\n",
+                    d->input_name, k, tr->class_names[k], a->test_spec, te->class_names[k]);
+            return 0;
+        }
+    }
     for (uint64_t i = 0; i < tr->n; i++) {
         if (tr->labels[i] >= te->n_classes) {
             fprintf(stderr, "apd-eval: %s: record %llu has label %u, test set %s has %u classes\n", d->input_name,

@@ -31,7 +31,8 @@
  *     if (apd_writer_create(&w, "out.apd", &o, &err) != APD_OK) ...;
  *     apd_writer_set_meta(w, "method", "\"quantize\"");
  *     for (...) apd_writer_put_palette(w, palette, k, indices, label, APD_NO_SOURCE_ID);
- *     if (apd_writer_close(w) != APD_OK) ...;   // commits; the handle is freed in any case
+ *     if (apd_writer_close(w) != APD_OK) ...;   // publishes; the handle is freed in any case
+ *     // on a failure of the producer: apd_writer_discard(w) (out.apd is left as it was)
  *
  * Thread safety: a reader may be used from several threads at once for apd_reader_decode,
  * apd_reader_record, apd_reader_label and apd_reader_source_id (the file is mapped read-only
@@ -100,14 +101,18 @@ typedef struct apd_file_info {
 typedef enum { APD_LAYOUT_HWC = 0, APD_LAYOUT_CHW = 1 } apd_layout;
 
 /* Open PATH read-only. lim NULL = apd_limits_default. On failure *out is NULL and err (may
- * be NULL) names the file and reason; nothing needs closing. Creates no file: without an
- * active writer (no "PATH-lock") LMDB is opened MDB_NOLOCK; while a writer has the file open,
- * the reader joins the writer's lock table so that its snapshot stays valid.
+ * be NULL) names the file and reason; nothing needs closing. Creates no file: without a
+ * "PATH-lock" LMDB is opened MDB_NOLOCK; with one (a writer of another program committing in
+ * place) the reader joins that lock table so that its snapshot stays valid, and reads
+ * without it if the table names another snapshot than the file's newest (a stale table).
+ * Before LMDB maps the file its container is checked with pread (spec 3.1, 3.2), so a
+ * truncated file or a damaged LMDB page is an error, never a crash.
  * @return APD_OK, APD_EINVAL, APD_ENOENT, APD_EACCES, APD_EIO, APD_ENOMEM,
  *         APD_EMAGIC (not an LMDB file, or wrong magic), APD_EFOREIGN (LMDB without .apd
- *         databases), APD_EVERSION, APD_ETRUNC (empty file, header, metadata or dictionary
- *         value too short), APD_ECHECKSUM, APD_ECORRUPT, APD_EMETA, APD_ELIMIT,
- *         APD_EOVERFLOW (geometry overflows size_t), APD_ELMDB. */
+ *         databases), APD_EVERSION, APD_ETRUNC (empty or truncated file; header, metadata or
+ *         dictionary value too short), APD_ECHECKSUM, APD_ECORRUPT (also a damaged LMDB
+ *         page), APD_EMETA (also "complete": false, an unfinished file, and mean/std out of
+ *         range), APD_ELIMIT, APD_EOVERFLOW (geometry overflows size_t), APD_ELMDB. */
 APD_API apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim,
                                    apd_err *err);
 APD_API void apd_reader_close(apd_reader *r); /* NULL ok */
@@ -243,7 +248,10 @@ typedef struct apd_writer_opts {
                              max(1, ceil(log2 k))) */
     uint32_t n_classes;   /* labels must be < n_classes (0 = unchecked, no class table) */
     const char (*class_names)[64]; /* n_classes names or NULL */
-    int force;            /* overwrite an existing file */
+    int force;            /* replace an existing regular file at the path (never anything
+                             else: FIFOs, devices, directories, symbolic links are refused);
+                             0: never replace anything, even a file that appears while
+                             writing */
     float mean[3], std[3];
     const char *dataset_name; /* may be NULL */
     /* extensions */
@@ -257,7 +265,7 @@ typedef struct apd_writer_opts {
     int no_sync;              /* 1: never fsync (MDB_NOSYNC). Commits stay atomic against a
                                  killed process, not against power loss. Scratch files/tests. */
     int no_compact;           /* 1: skip the compaction at close (by default close rewrites
-                                 the file without LMDB free pages and renames it over PATH) */
+                                 the file without LMDB free pages before publishing it) */
     apd_icode index_coding;   /* default AUTO (palette files only) */
 } apd_writer_opts;
 
@@ -265,14 +273,20 @@ typedef struct apd_writer_opts {
  * Callers then set c, h, w, kind, k, n_classes... */
 APD_API void apd_writer_opts_default(apd_writer_opts *o);
 
-/* Create PATH (refuses with APD_EEXIST if it exists and !o->force). The empty file is
- * committed immediately, so it is a valid .apd with 0 records from the start. o is required
- * (the geometry has no default); a zero zstd_level or limits field means its default, so a
- * zero-initialised struct with the geometry set behaves as apd_writer_opts_default's.
- * @return APD_OK; APD_EINVAL (NULL argument, bad kind, channels, size, k or compress);
- *         APD_ELIMIT (dimensions above limits.max_dim, a record above max_value_bytes);
- *         APD_EOVERFLOW (h*w*c overflows); APD_EEXIST; APD_ENOENT / APD_EACCES / APD_EIO
- *         (creating the file); APD_ENOMEM; APD_ELMDB. On failure *out is NULL. */
+/* Start writing PATH. Refuses with APD_EEXIST if something is at PATH and !o->force, or if it
+ * is not a regular file. Nothing is written at PATH until apd_writer_finish/close publishes
+ * the complete file: records go to a temporary PATH.partial-XXXXXX in the same directory
+ * (locked by this writer; temporaries of writers that died are removed here), committed
+ * empty at once. So PATH holds the previous file (or nothing) or the new complete one, at
+ * every moment, whatever happens to the process. o is required (the geometry has no
+ * default); a zero zstd_level or limits field means its default, so a zero-initialised
+ * struct with the geometry set behaves as apd_writer_opts_default's.
+ * @return APD_OK; APD_EINVAL (NULL argument, bad kind, channels, size, k, compress, or a
+ *         mean/std outside the ranges of spec 5.2); APD_ELIMIT (dimensions above
+ *         limits.max_dim, a record above max_value_bytes); APD_EOVERFLOW (h*w*c overflows);
+ *         APD_EEXIST (something at PATH without force, or not a regular file);
+ *         APD_ENOENT / APD_EACCES / APD_EIO (creating the temporary); APD_ENOMEM;
+ *         APD_ELMDB. On failure *out is NULL. */
 APD_API apd_status apd_writer_create(apd_writer **out, const char *path, const apd_writer_opts *o,
                                      apd_err *err);
 /* Append a palette record: palette k*c bytes entry-major, indices h*w values < k.
@@ -298,25 +312,40 @@ APD_API apd_status apd_writer_info(const apd_writer *w, apd_file_info *out);
 /* Set a metadata key to a JSON value text (validated: must parse as one JSON value). Keys
  * the library maintains (apd_meta_key_class == APD_META_KEY_MAINTAINED: "format",
  * "format_version", "kind", "c", "h", "w", "k", "bits", "records_per_chunk", "n_records",
- * "n_classes", "class_counts", "class_names") are refused; "dataset", "mean" and "std"
- * (APD_META_KEY_DEFAULTED) override what the options gave; "created" and "library_version"
+ * "complete", "n_classes", "class_counts", "class_names") are refused; "dataset", "mean" and
+ * "std" (APD_META_KEY_DEFAULTED) override what the options gave (mean/std within the ranges
+ * of spec 5.2); "created" and "library_version"
  * override the values the writer adds. Takes effect at the next commit.
  * @return APD_OK; APD_EINVAL (w, key or value NULL, empty key, maintained key, value not one
  *         JSON value); APD_ENOMEM; APD_EBADSTATE (writer poisoned). */
 APD_API apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_value);
-/* Durable point: everything put so far is committed (one LMDB transaction with the chunk,
- * the header count and the metadata). The writer also commits by itself whenever a chunk
- * fills. A failed commit poisons the writer (later calls: APD_EBADSTATE); the file keeps
- * its last committed state.
+/* Durable point in the temporary: everything put so far is committed (one LMDB transaction
+ * with the chunk, the header count and the metadata, marked "complete": false). The writer
+ * also commits by itself whenever a chunk fills. A failed commit poisons the writer (later
+ * calls: APD_EBADSTATE; finish then publishes nothing).
  * @return APD_OK; APD_EINVAL (w NULL); APD_EBADSTATE; APD_ENOMEM; APD_ELIMIT (a chunk above
  *         4 GiB); APD_ENOENT / APD_EACCES / APD_EIO (disk full, I/O error); APD_ELMDB. */
 APD_API apd_status apd_writer_commit(apd_writer *w);
-/* Commit, compact the file (unless no_compact), remove LMDB's lock file and free. NULL ok
- * (APD_OK). The handle is freed even when the final commit fails; a failed compaction is
- * not an error (the committed file stays as it is).
- * @return APD_OK; APD_EBADSTATE (the writer was poisoned: records after the last successful
- *         commit are lost); the codes of apd_writer_commit. */
+/* Finish and publish: the final commit (metadata "complete": true), compaction (unless
+ * no_compact; a failed compaction publishes the uncompacted file), a verification of the
+ * result through the reader (every record checksum), then an atomic rename onto PATH:
+ * without force only if nothing is at PATH at that moment; with force only over a regular
+ * file. On any failure PATH is left exactly as it was and the temporaries are removed. The
+ * handle is freed in every case. NULL ok (APD_OK). err (may be NULL) gets the message.
+ * @return APD_OK; APD_EBADSTATE (an earlier fatal error: nothing is published); APD_EEXIST
+ *         (something appeared at PATH without force, or it is not a regular file); the codes
+ *         of apd_writer_commit; the reader's status if the verification fails. */
+APD_API apd_status apd_writer_finish(apd_writer *w, apd_err *err);
+/* apd_writer_finish(w, NULL). */
 APD_API apd_status apd_writer_close(apd_writer *w);
+/* Abandon the file: remove the temporaries, leave PATH untouched, free the handle. NULL ok.
+ * Use it when the producer failed, so a partial dataset is never published. */
+APD_API void apd_writer_discard(apd_writer *w);
+/* Remove the temporaries PATH.partial-XXXXXX (and their lock files) that writers of PATH left
+ * when they died (their flock is free; a live writer's are kept). apd_writer_create does this
+ * too; a tool may call it at start so that an interrupted run's leftovers go at once.
+ * Returns how many temporaries were removed. */
+APD_API unsigned apd_writer_remove_stale(const char *path);
 /* Records put so far (committed or not); 0 for NULL. */
 APD_API uint64_t apd_writer_count(const apd_writer *w);
 /* Last error message of this writer ("" if none). Valid until the next call on w. */

@@ -408,6 +408,7 @@ static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, a
     if (o->ipc == 0) return apd__err_set(err, APD_EINVAL, "distill: --ipc must be >= 1");
     if (o->colors < 2 || o->colors > APD_MAX_COLORS)
         return apd__err_set(err, APD_EINVAL, "distill: --colors %u outside 2..%u", o->colors, APD_MAX_COLORS);
+    APD_TRY(apd__distill_check_numbers(o, err));
     if (o->method != APD_DISTILL_RANDOM) {
         if (o->batch_real == 0) return apd__err_set(err, APD_EINVAL, "distill: --batch-real must be >= 1");
         if (!(o->lr_img >= 0) || !(o->lr_palette >= 0))

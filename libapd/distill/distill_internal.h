@@ -74,5 +74,7 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 /* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);
 apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
+/* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
+apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
 
 #endif

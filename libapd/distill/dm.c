@@ -37,6 +37,7 @@
 #include <immintrin.h>
 
 #include "apd/dsa.h"
+#include "apd/format.h"
 #include "apd/nn.h"
 #include "apd/palette.h"
 #include "apd/quant.h"
@@ -319,7 +320,7 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
 
 /* ---- checkpoint ----------------------------------------------------------------------------- */
 
-#define CKPT_MAGIC "APDCKPT1"
+#define CKPT_MAGIC "APDCKPT2"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -366,6 +367,35 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
 static int wr(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
 static int rd(FILE *f, void *p, size_t n) { return n == 0 || fread(p, 1, n, f) == n; }
 
+/* Checkpoint file (host byte order for the tensors; read back only by the same build):
+ *    0  8  magic "APDCKPT2"          8  8  fingerprint of options and data (must match)
+ *   16  8  next iteration           24  8  N synthetic images   32  8  floats per image
+ *   40  4  pixel momentum started   44  4  palette-net params   48  4  its momentum started
+ *   52  8  seed                     60  4  CRC-32C of bytes [0, 60) and of everything after 64
+ *   64  8  loss of iteration 0 (double), then N source ids (u64), N*img pixels, N*img pixel
+ *          momenta (float), and for autopalette the palette-net params and their momenta;
+ *          nothing after that.
+ * The CRC makes a damaged checkpoint an error instead of a silently different resumed run;
+ * "APDCKPT1" files (no CRC) are refused with a message. */
+typedef struct ckpt_part {
+    void *p;
+    size_t n;
+} ckpt_part;
+
+static size_t ckpt_parts(dm_state *s, uint64_t *src, double *lf, ckpt_part out[6])
+{
+    size_t k = 0, img = (size_t)s->N * s->img * sizeof(float);
+    out[k++] = (ckpt_part){lf, sizeof *lf};
+    out[k++] = (ckpt_part){src, (size_t)s->N * sizeof *src};
+    out[k++] = (ckpt_part){s->syn, img};
+    out[k++] = (ckpt_part){s->mom, img};
+    if (s->palette) {
+        out[k++] = (ckpt_part){s->pnet.params, s->pnet.n_params * sizeof(float)};
+        out[k++] = (ckpt_part){s->pnet.mom, s->pnet.n_params * sizeof(float)};
+    }
+    return k;
+}
+
 static apd_status ckpt_save(const dm_state *s, const uint64_t *src, uint64_t next_iter, apd_err *err)
 {
     const char *path = s->o->checkpoint_path;
@@ -391,12 +421,13 @@ static apd_status ckpt_save(const dm_state *s, const uint64_t *src, uint64_t nex
     apd__st32(hdr + 48, s->palette ? (uint32_t)s->pnet.mom_init : 0);
     apd__st64(hdr + 52, s->x->seed); /* RNG: every draw derives from (seed, iteration) */
     double lf = s->loss_first;
-    int ok = wr(f, hdr, sizeof hdr) && wr(f, &lf, sizeof lf) && wr(f, src, (size_t)s->N * sizeof *src) &&
-             wr(f, s->syn, (size_t)s->N * s->img * sizeof(float)) &&
-             wr(f, s->mom, (size_t)s->N * s->img * sizeof(float));
-    if (ok && s->palette)
-        ok = wr(f, s->pnet.params, s->pnet.n_params * sizeof(float)) &&
-             wr(f, s->pnet.mom, s->pnet.n_params * sizeof(float));
+    ckpt_part parts[6];
+    size_t np = ckpt_parts((dm_state *)(uintptr_t)s, (uint64_t *)(uintptr_t)src, &lf, parts);
+    uint32_t crc = apd_crc32c(0, hdr, 60);
+    for (size_t i = 0; i < np; i++) crc = apd_crc32c(crc, parts[i].p, parts[i].n);
+    apd__st32(hdr + 60, crc);
+    int ok = wr(f, hdr, sizeof hdr);
+    for (size_t i = 0; i < np && ok; i++) ok = wr(f, parts[i].p, parts[i].n);
     ok = (fflush(f) == 0) && ok;
     if (fclose(f) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -419,7 +450,10 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
     double lf;
     apd_status st = APD_OK;
     if (!rd(f, hdr, sizeof hdr) || memcmp(hdr, CKPT_MAGIC, 8) != 0) {
-        st = apd__err_set(err, APD_EMAGIC, "%s: not a libapd distillation checkpoint", path);
+        st = memcmp(hdr, "APDCKPT1", 8) == 0
+                 ? apd__err_set(err, APD_EVERSION, "%s: checkpoint of an older libapd (no checksum): start the run "
+                                                   "again without --resume", path)
+                 : apd__err_set(err, APD_EMAGIC, "%s: not a libapd distillation checkpoint", path);
         goto done;
     }
     if (apd__ld64(hdr + 24) != s->N || apd__ld64(hdr + 32) != s->img ||
@@ -427,8 +461,24 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
         st = apd__err_set(err, APD_EMISMATCH, "%s: checkpoint shapes differ from this run's", path);
         goto done;
     }
-    if (!rd(f, &lf, sizeof lf) || !rd(f, src, (size_t)s->N * sizeof *src)) {
+    ckpt_part parts[6];
+    size_t np = ckpt_parts(s, src, &lf, parts);
+    uint32_t crc = apd_crc32c(0, hdr, 60);
+    int ok = 1;
+    for (size_t i = 0; i < np && ok; i++) {
+        ok = rd(f, parts[i].p, parts[i].n);
+        crc = apd_crc32c(crc, parts[i].p, parts[i].n);
+    }
+    if (!ok) {
         st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+        goto done;
+    }
+    if (fgetc(f) != EOF) {
+        st = apd__err_set(err, APD_ECORRUPT, "%s: bytes after the end of the checkpoint", path);
+        goto done;
+    }
+    if (crc != apd__ld32(hdr + 60)) {
+        st = apd__err_set(err, APD_ECHECKSUM, "%s: checkpoint checksum mismatch (the file is damaged)", path);
         goto done;
     }
     if (apd__ld64(hdr + 8) != fingerprint(s, src)) {
@@ -439,14 +489,7 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
     *next_iter = apd__ld64(hdr + 16);
     s->mom_init = (int)apd__ld32(hdr + 40);
     s->loss_first = lf;
-    int ok = rd(f, s->syn, (size_t)s->N * s->img * sizeof(float)) &&
-             rd(f, s->mom, (size_t)s->N * s->img * sizeof(float));
-    if (ok && s->palette) {
-        ok = rd(f, s->pnet.params, s->pnet.n_params * sizeof(float)) &&
-             rd(f, s->pnet.mom, s->pnet.n_params * sizeof(float));
-        s->pnet.mom_init = (int)apd__ld32(hdr + 48);
-    }
-    if (!ok) st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+    if (s->palette) s->pnet.mom_init = (int)apd__ld32(hdr + 48);
     if (*next_iter > s->o->iters)
         st = apd__err_set(err, APD_EMISMATCH, "%s: checkpoint is past --iters", path);
 done:

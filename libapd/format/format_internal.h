@@ -158,7 +158,16 @@ typedef struct apd__meta {
     uint32_t n_classes;
     char (*class_names)[64]; /* NULL if the document has none */
     uint64_t *class_counts;  /* n_classes entries, NULL if n_classes == 0 */
+    int complete;            /* 1: "complete": true; -1: no such key (a file written before
+                                the key existed); a false one is refused */
 } apd__meta;
+/* Per-channel normalisation values of the metadata (pixels / 255 scale): mean in [0, 1];
+ * std 0 (unknown) or in [APD__STD_MIN, APD__STD_MAX]. Pixels / 255 have a standard deviation
+ * of at most 0.5; the bounds only catch the absurd (1e300, 1e-30, NaN, infinities) and keep
+ * 1/std finite and sane. */
+#define APD__STD_MIN 1e-6
+#define APD__STD_MAX 1.0
+int apd__norm_value_ok(int is_std, double x);
 /* Parse the metadata JSON and check it against the header. Caller frees with
  * apd__meta_free. */
 apd_status apd__meta_parse(const char *json, size_t len, const apd__header *h, apd__meta *m,

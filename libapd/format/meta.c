@@ -22,6 +22,7 @@ static const struct {
     {"h", APD_META_KEY_MAINTAINED},             {"w", APD_META_KEY_MAINTAINED},
     {"k", APD_META_KEY_MAINTAINED},             {"bits", APD_META_KEY_MAINTAINED},
     {"records_per_chunk", APD_META_KEY_MAINTAINED}, {"n_records", APD_META_KEY_MAINTAINED},
+    {"complete", APD_META_KEY_MAINTAINED},
     {"n_classes", APD_META_KEY_MAINTAINED},     {"class_counts", APD_META_KEY_MAINTAINED},
     {"class_names", APD_META_KEY_MAINTAINED},   {"dataset", APD_META_KEY_DEFAULTED},
     {"mean", APD_META_KEY_DEFAULTED},           {"std", APD_META_KEY_DEFAULTED},
@@ -41,6 +42,13 @@ static int num_eq(const apd__json *d, int root, const char *key, uint64_t want)
     uint64_t v;
     int n = apd__json_get(d, root, key);
     return n >= 0 && apd__json_u64(d, n, &v) && v == want;
+}
+
+int apd__norm_value_ok(int is_std, double x)
+{
+    if (!(x >= 0.0)) return 0; /* also NaN */
+    if (!is_std) return x <= 1.0;
+    return x == 0.0 || (x >= APD__STD_MIN && x <= APD__STD_MAX);
 }
 
 void apd__meta_free(apd__meta *m)
@@ -78,6 +86,21 @@ static apd_status meta_check_header(const apd__json *d, int root, const apd__hea
     return APD_OK;
 }
 
+/* Completeness (spec 5.1): "complete" is false in every commit but a writer's last; a file
+ * without the key predates it and reads as before. */
+static apd_status meta_check_complete(const apd__json *d, int root, apd__meta *m, const char **why)
+{
+    int v = apd__json_get(d, root, "complete");
+    if (v >= 0 && d->nodes[v].type != APD__J_TRUE) {
+        *why = d->nodes[v].type == APD__J_FALSE
+                   ? "incomplete file: its writer never finished it (metadata \"complete\" is false)"
+                   : "metadata \"complete\" is not true or false";
+        return APD_EMETA;
+    }
+    m->complete = v >= 0 ? 1 : -1;
+    return APD_OK;
+}
+
 /* The optional "dataset", "mean" and "std" keys. */
 static apd_status meta_parse_source(const apd__json *d, int root, const apd__header *h,
                                     apd__meta *m, const char **why)
@@ -108,6 +131,11 @@ static apd_status meta_parse_source(const apd__json *d, int root, const apd__hea
             double x;
             if (!apd__json_num(d, e, &x)) {
                 *why = "metadata \"mean\"/\"std\" holds a non-number";
+                return APD_EMETA;
+            }
+            if (!apd__norm_value_ok(q, x)) {
+                *why = q ? "metadata \"std\" out of range (0 for unknown, else 1e-6..1: pixels / 255)"
+                         : "metadata \"mean\" out of range (0..1: pixels / 255)";
                 return APD_EMETA;
             }
             ms_out[q][i] = (float)x;
@@ -188,6 +216,7 @@ apd_status apd__meta_parse(const char *json, size_t len, const apd__header *h, a
         s = APD_EMETA;
     }
     if (s == APD_OK) s = meta_check_header(&d, root, h, why);
+    if (s == APD_OK) s = meta_check_complete(&d, root, m, why);
     if (s == APD_OK) {
         m->n_classes = h->n_classes;
         s = meta_parse_source(&d, root, h, m, why);

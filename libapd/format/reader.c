@@ -27,6 +27,7 @@
 
 #include "format/format_internal.h"
 #include "format/icode.h"
+#include "format/lmdb_check.h"
 
 typedef struct chunk_slot {
     _Atomic(uintptr_t) ptr; /* 0 = not yet resolved */
@@ -134,9 +135,11 @@ static int lock_file_exists(const char *lockp)
 /* Open the environment read-only without creating "PATH-lock" (spec section 3). LMDB's lock
  * file holds the reader table that keeps a committing writer from reusing pages of a
  * reader's snapshot; it is needed only while a writer can commit to the file we map. libapd
- * writers (and conforming ones) write a new file, hold PATH-lock from before creating it
- * until they close, then remove it. So: no PATH-lock -> MDB_NOLOCK (LMDB creates nothing);
- * PATH-lock -> join the writer's lock table. The check after a NOLOCK open catches a writer
+ * writers never commit at PATH: they write a temporary beside it and rename the finished
+ * file into place (spec section 10.4), and remove a PATH-lock left by the file they
+ * replaced. So: no PATH-lock -> MDB_NOLOCK (LMDB creates nothing); PATH-lock -> a writer of
+ * another program may commit in place: join its lock table (a stale one is caught by
+ * snapshot_differs below). The check after a NOLOCK open catches a writer
  * that replaced the file between the first check and the open (then the mapped file may be
  * the writer's); the reopen goes through its table. A lock table that cannot be joined
  * (read-only directory, another user's lock file) falls back to MDB_NOLOCK, as before. */
@@ -165,6 +168,40 @@ static int env_open_readonly(apd_reader *r, const char *path)
     return rc;
 }
 
+/* The snapshot LMDB gave txn is not the one apd__lmdb_check checked. With a lock file LMDB
+ * takes the transaction id from the lock table and reads meta page (id & 1); a lock table
+ * left by another file at this path (the file was replaced while a process kept the old one
+ * open) names another transaction, often the empty meta page of a compacted file. */
+static int snapshot_differs(MDB_env *env, MDB_txn *txn, const apd__lmdb_snap *snap)
+{
+    unsigned ef = 0;
+    mdb_env_get_flags(env, &ef);
+    size_t id = mdb_txn_id(txn);
+    return id != snap->txnid || (!(ef & MDB_NOLOCK) && (int)(id & 1) != snap->meta_page);
+}
+
+/* Read without the lock table (LMDB then picks the newest meta page, as the check does),
+ * after checking the file again: it may have been replaced meanwhile. */
+static apd_status reopen_unlocked(apd_reader *r, apd__lmdb_snap *snap, char *why, size_t cap)
+{
+    mdb_txn_abort(r->txn);
+    r->txn = NULL;
+    mdb_env_close(r->env);
+    r->env = NULL;
+    APD_TRY(apd__lmdb_check(r->path, snap, why, cap));
+    int rc = env_open(r, r->path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK);
+    if (!rc) rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc) {
+        snprintf(why, cap, "opening the LMDB environment without its lock file: %s", mdb_strerror(rc));
+        return APD_ELMDB;
+    }
+    if (snapshot_differs(r->env, r->txn, snap)) {
+        snprintf(why, cap, "the file changed while it was being opened");
+        return APD_ECORRUPT;
+    }
+    return APD_OK;
+}
+
 apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits *lim, apd_err *err)
 {
     if (!out) return apd__err_set(err, APD_EINVAL, "apd_reader_open: out is NULL");
@@ -188,6 +225,11 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
     if (st.st_size < 2 * 4096) /* LMDB's two meta pages */
         return open_fail(r, err, st.st_size == 0 ? APD_ETRUNC : APD_EMAGIC,
                          "too short to be an .apd file (%lld bytes)", (long long)st.st_size);
+    /* LMDB trusts its file: check what it will read (truncation, damaged pages) first */
+    apd__lmdb_snap snap;
+    char cwhy[400];
+    apd_status cs = apd__lmdb_check(path, &snap, cwhy, sizeof cwhy);
+    if (cs) return open_fail(r, err, cs, "%s", cwhy);
 
     int rc = env_open_readonly(r, path);
     if (rc == MDB_INVALID) return open_fail(r, err, APD_EMAGIC, "not an LMDB file, so not an .apd file");
@@ -203,6 +245,8 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
     if (rc) return open_fail(r, err, APD_ELMDB, "opening the LMDB environment: %s", mdb_strerror(rc));
     rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &r->txn);
     if (rc) return open_fail(r, err, APD_ELMDB, "beginning a read transaction: %s", mdb_strerror(rc));
+    if (snapshot_differs(r->env, r->txn, &snap) && (cs = reopen_unlocked(r, &snap, cwhy, sizeof cwhy)))
+        return open_fail(r, err, cs, "%s", cwhy);
     rc = mdb_dbi_open(r->txn, APD__DB_META, 0, &r->dbi_meta);
     if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
         return open_fail(r, err, APD_EFOREIGN, "LMDB environment without the .apd \"meta\" database");
@@ -599,8 +643,11 @@ apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32
         apd__unpack(body + pl, r->g.npix, bits, indices);
         uint8_t mx = 0;
         for (size_t p = 0; p < r->g.npix; p++) mx = indices[p] > mx ? indices[p] : mx;
+        size_t tail = (r->g.npix * bits) % 8; /* bits used in the last packed byte */
         if (mx >= rec.k)
             s = rfail(r, APD_ECORRUPT, 0, "record %llu: index %u >= palette size %u", (unsigned long long)i, mx, rec.k);
+        else if (tail && (body[pl + (r->g.npix * bits + 7) / 8 - 1] >> tail))
+            s = rfail(r, APD_ECORRUPT, 0, "record %llu: nonzero padding bits after the last index", (unsigned long long)i);
     }
     free(owned);
     if (s == APD_OK && label) *label = rec.label;

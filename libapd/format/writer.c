@@ -1,17 +1,25 @@
 /* format/writer.c: apd_writer, which appends records to a new .apd file (apd/format.h).
  *
- * How it stays consistent when killed: records are staged in memory for the current chunk;
- * every flush writes, in ONE LMDB write transaction, the current chunk value, the binary
- * header (with the committed record count) and the metadata document (with counts per
- * class). LMDB commits are atomic, so whatever was last committed is a complete, valid file
- * whose count, chunks and class counts agree. The file is committed empty at creation, so it
- * is valid from the start. A flush happens whenever a chunk fills, on apd_writer_commit and on
- * close. A partial chunk is rewritten (with more records) by the next flush.
+ * Commits: records are staged in memory for the current chunk; every flush writes, in ONE
+ * LMDB write transaction, the current chunk value, the binary header (with the committed
+ * record count) and the metadata document (with counts per class). LMDB commits are atomic,
+ * so whatever was last committed is a consistent file whose count, chunks and class counts
+ * agree, marked "complete": false until the final commit. The file is committed empty at
+ * creation. A flush happens whenever a chunk fills, on apd_writer_commit and on finish. A
+ * partial chunk is rewritten (with more records) by the next flush.
  *
  * Map growth: LMDB needs a map size up front; before each write transaction the writer makes
  * sure the map has room for twice what it is about to write (LMDB is copy-on-write) and
  * doubles it when needed; an MDB_MAP_FULL is also handled by aborting, doubling and retrying,
  * since the staged data is still in memory.
+ *
+ * Where it writes (output.c): never at PATH. Everything goes to a locked temporary
+ * PATH.partial-XXXXXX beside it; apd_writer_finish makes the final commit (the only one whose
+ * metadata says "complete": true), compacts into a second temporary, verifies the result with
+ * the reader (every record's checksum) and renames it onto PATH atomically: without force only
+ * if nothing is at PATH at that moment, with force only over a regular file. So PATH holds the
+ * old file or the new complete one at every moment, whatever happens to this process; a
+ * failure or apd_writer_discard removes the temporaries and leaves PATH as it was.
  *
  * Compression (measured): at the first flush the staged records (usually the first chunk) are
  * compressed with zstd, with and without a dictionary trained on them (>= 64 records). In
@@ -27,14 +35,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zdict.h>
 #include <zstd.h>
 
+#include "common/names.h"
 #include "format/format_internal.h"
 #include "format/icode.h"
 #include "format/json.h"
+#include "format/output.h"
 
 #define TARGET_CHUNK_BYTES (1u << 20) /* ~1 MiB chunks: LMDB overflow-page slack < 0.3% */
 #define DICT_MIN_RECORDS 64
@@ -45,7 +56,11 @@ typedef struct meta_kv {
 } meta_kv;
 
 struct apd_writer {
-    char *path;
+    char *path;            /* the output, only ever touched by the final rename */
+    char *part, *cpart;    /* temporaries being written (LMDB) and compacted into; NULL once
+                              published or removed */
+    int part_fd, cpart_fd; /* hold their flocks (-1: none) */
+    int finishing;         /* the commit being built is the final one ("complete": true) */
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_chunks;
     size_t mapsize;
@@ -151,26 +166,17 @@ apd_status apd_writer_info(const apd_writer *w, apd_file_info *o)
 
 const char *apd_writer_errmsg(const apd_writer *w) { return w ? w->msg : ""; }
 
-/* Remove LMDB's lock file "PATH-lock". Readers treat its existence as "a writer may be
- * committing to PATH" (spec section 3), so it must not outlive the writer: it is removed
- * when the writer is freed (after its environment is closed), and a stale one of a killed
- * writer is removed before a new file is created. Missing is fine. */
-static void remove_lock_file(const char *path)
-{
-    size_t pl = strlen(path);
-    char *lockp = malloc(pl + sizeof "-lock");
-    if (!lockp) return;
-    memcpy(lockp, path, pl);
-    memcpy(lockp + pl, "-lock", sizeof "-lock");
-    unlink(lockp);
-    free(lockp);
-}
-
+/* Frees everything and removes the temporaries that are still there. */
 static void writer_free(apd_writer *w)
 {
     if (!w) return;
     if (w->env) mdb_env_close(w->env);
-    if (w->path) remove_lock_file(w->path);
+    if (w->cpart) apd__out_remove(w->cpart);
+    if (w->part) apd__out_remove(w->part);
+    if (w->cpart_fd >= 0) close(w->cpart_fd);
+    if (w->part_fd >= 0) close(w->part_fd);
+    free(w->cpart);
+    free(w->part);
     for (size_t i = 0; i < w->n_meta; i++) {
         free(w->meta[i].key);
         free(w->meta[i].val);
@@ -229,6 +235,7 @@ static apd_status build_json(apd_writer *w, apd__sb *b)
                    h->c, h->h, h->w, h->k, h->bits);
     apd__sb_printf(b, "  \"records_per_chunk\": %u,\n", h->per_chunk);
     apd__sb_printf(b, "  \"n_records\": %llu,\n", (unsigned long long)w->n);
+    apd__sb_printf(b, "  \"complete\": %s,\n", w->finishing ? "true" : "false");
     apd__sb_printf(b, "  \"n_classes\": %u,\n", h->n_classes);
     apd__sb_puts(b, "  \"class_counts\": [");
     for (uint32_t i = 0; i < h->n_classes; i++)
@@ -291,7 +298,18 @@ apd_status apd_writer_set_meta(apd_writer *w, const char *key, const char *json_
     if (s != APD_OK)
         return wfail(w, s == APD_ENOMEM ? APD_ENOMEM : APD_EINVAL, 0,
                      "set_meta: value of \"%s\" is not one JSON value", key);
+    int is_std = !strcmp(key, "std"), bad_norm = 0;
+    if (is_std || !strcmp(key, "mean")) { /* what readers check (spec 5.2) */
+        bad_norm = d.nodes[0].type != APD__J_ARR || d.nodes[0].count != w->hdr.c;
+        for (int e = d.nodes[0].first; e >= 0 && !bad_norm; e = d.nodes[e].next) {
+            double x;
+            bad_norm = !apd__json_num(&d, e, &x) || !apd__norm_value_ok(is_std, x);
+        }
+    }
     apd__json_free(&d);
+    if (bad_norm)
+        return wfail(w, APD_EINVAL, 0, "set_meta: \"%s\" must be an array of %u numbers in %s", key, w->hdr.c,
+                     is_std ? "{0} or [1e-6, 1]" : "[0, 1]");
     char *v = strdup(json_value);
     if (!v) return wfail(w, APD_ENOMEM, 0, "set_meta: out of memory");
     for (size_t i = 0; i < w->n_meta; i++)
@@ -332,6 +350,13 @@ static apd_status ensure_map(apd_writer *w, size_t bytes)
     if (rc) return wfail(w, lmdb_status(rc), 1, "growing the LMDB map to %zu bytes: %s", ns, mdb_strerror(rc));
     w->mapsize = ns;
     return APD_OK;
+}
+
+/* LMDB turns a short write (a full disk) into EIO; tell that case apart for the message. */
+static int out_of_space(const apd_writer *w, size_t bytes)
+{
+    struct statvfs sv;
+    return w->part && statvfs(w->part, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < 2 * (uint64_t)bytes + 65536;
 }
 
 /* Write chunk value (if any), header and metadata in one transaction. */
@@ -427,7 +452,8 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
             continue;
         }
         s = wfail(w, lmdb_status(rc), 1, "writing chunk %llu: %s", (unsigned long long)w->chunk_no,
-                  mdb_strerror(rc));
+                  rc == EIO && out_of_space(w, chunk_len + jlen) ? "No space left on device (LMDB: short write)"
+                                                                   : mdb_strerror(rc));
         break;
     }
     free(jv);
@@ -768,32 +794,108 @@ apd_status apd_writer_commit(apd_writer *w)
     return flush(w, w->stage_n == w->hdr.per_chunk);
 }
 
-/* Rewrite the committed file without LMDB's free pages (mdb_env_copy2 MDB_CP_COMPACT into
- * PATH.compact, then rename over PATH, which is atomic). Small files shrink a lot (a 100-image
- * distilled set would otherwise carry ~10 pages of free space); on failure the committed
- * original stays as it is, so failure here is not an error. */
-static void compact(apd_writer *w)
+/* Rewrite the committed temporary without LMDB's free pages (mdb_env_copyfd2 MDB_CP_COMPACT
+ * into a second temporary). Small files shrink a lot (a 100-image distilled set would
+ * otherwise carry ~10 pages of free space). A failure here is not an error: the uncompacted
+ * temporary is published instead. Returns the file to publish. */
+static const char *compact(apd_writer *w)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.compact", w->path);
-    unlink(tmp);
-    if (mdb_env_copy2(w->env, tmp, MDB_CP_COMPACT) != 0) {
-        unlink(tmp);
-        return;
+    char why[300];
+    if (apd__out_temp(w->path, &w->cpart, &w->cpart_fd, why, sizeof why) != APD_OK) return w->part;
+    if (mdb_env_copyfd2(w->env, w->cpart_fd, MDB_CP_COMPACT) != 0) {
+        apd__out_remove(w->cpart);
+        free(w->cpart);
+        w->cpart = NULL;
+        return w->part;
     }
-    mdb_env_close(w->env);
-    w->env = NULL;
-    if (rename(tmp, w->path) != 0) unlink(tmp);
+    return w->cpart;
 }
 
-apd_status apd_writer_close(apd_writer *w)
+/* LMDB may leave pages it allocated and freed in one transaction unwritten at the end of the
+ * file; the format requires the file to cover (last page + 1) * page size (spec section 3),
+ * so extend it with zeros (those pages are free, nothing reads them). */
+static apd_status cover_last_page(apd_writer *w)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+    struct stat st;
+    mdb_env_info(w->env, &info);
+    mdb_env_stat(w->env, &ms);
+    off_t need = (off_t)(info.me_last_pgno + 1) * (off_t)ms.ms_psize;
+    if (fstat(w->part_fd, &st) == 0 && st.st_size >= need) return APD_OK;
+    if (ftruncate(w->part_fd, need) != 0)
+        return wfail(w, apd__status_from_errno(errno), 1, "extending %s: %s", w->part, strerror(errno));
+    return APD_OK;
+}
+
+/* Read the finished file back through the reader: header, metadata (complete), LMDB pages,
+ * chunk tables and every record checksum. */
+static apd_status verify_output(apd_writer *w, const char *file)
+{
+    apd_reader *r;
+    apd_err e;
+    apd_status s = apd_reader_open(&r, file, &w->o.limits, &e);
+    if (s) {
+        wfail(w, s, 1, "verifying the finished file: %s", e.msg);
+    } else {
+        if (apd_reader_count(r) != w->n)
+            s = wfail(w, APD_ECORRUPT, 1, "verifying the finished file: %llu records, %llu were written",
+                      (unsigned long long)apd_reader_count(r), (unsigned long long)w->n);
+        for (uint64_t i = 0; i < w->n && !s; i++)
+            if ((s = apd_reader_verify_record(r, i)) != APD_OK)
+                wfail(w, s, 1, "verifying the finished file: %s", apd_reader_errmsg(r));
+        apd_reader_close(r);
+    }
+    char lock[8200];
+    snprintf(lock, sizeof lock, "%s-lock", file); /* the verification's, not the output's */
+    unlink(lock);
+    return s;
+}
+
+apd_status apd_writer_finish(apd_writer *w, apd_err *err)
 {
     if (!w) return APD_OK;
-    apd_status s = w->poisoned ? APD_EBADSTATE : flush(w, 0);
-    if (s == APD_OK && !w->o.no_compact) compact(w);
+    apd_status s = w->poisoned ? APD_EBADSTATE : APD_OK;
+    if (s == APD_OK) {
+        w->finishing = 1;
+        s = flush(w, 0);
+    }
+    const char *file = w->part;
+    if (s == APD_OK && !w->o.no_compact) file = compact(w);
+    if (s == APD_OK && file == w->part) s = cover_last_page(w);
+    if (w->env) mdb_env_close(w->env);
+    w->env = NULL;
+    if (file == w->cpart) { /* compacted: the LMDB temporary is no longer needed */
+        apd__out_remove(w->part);
+        free(w->part);
+        w->part = NULL;
+    }
+    if (s == APD_OK) s = verify_output(w, file);
+    if (s == APD_OK) {
+        char why[400];
+        s = apd__out_publish(file, w->path, w->o.force, !w->o.no_sync, why, sizeof why);
+        if (s) wfail(w, s, 1, "%s", why);
+    }
+    if (s == APD_OK) {
+        char lock[8200];
+        snprintf(lock, sizeof lock, "%s-lock", w->path); /* a lock table of the replaced file */
+        unlink(lock);
+        char **published = file == w->part ? &w->part : &w->cpart;
+        free(*published);
+        *published = NULL;
+    } else if (s == APD_EBADSTATE && !w->msg[0]) {
+        wfail(w, s, 1, "an earlier error stopped this writer; nothing was written at the output");
+    }
+    if (s) apd__err_set(err, s, "%s", w->msg);
     writer_free(w);
     return s;
 }
+
+apd_status apd_writer_close(apd_writer *w) { return apd_writer_finish(w, NULL); }
+
+unsigned apd_writer_remove_stale(const char *path) { return path ? apd__out_clean_stale(path) : 0; }
+
+void apd_writer_discard(apd_writer *w) { writer_free(w); }
 
 /* ---- create ----------------------------------------------------------------------------- */
 
@@ -829,17 +931,20 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
                             APD_MAX_COLORS, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
     if (o.index_coding > APD_ICODE_ON) return apd__err_set(err, APD_EINVAL, "%s: bad index coding mode", path);
+    for (uint32_t ch = 0; ch < o.c; ch++)
+        if (!apd__norm_value_ok(0, o.mean[ch]) || !apd__norm_value_ok(1, o.std[ch]))
+            return apd__err_set(err, APD_EINVAL,
+                                "%s: channel %u mean %g / std %g out of range (pixels / 255: mean in [0, 1], "
+                                "std 0 for unknown or in [1e-6, 1])", path, ch, (double)o.mean[ch], (double)o.std[ch]);
 
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!o.force) return apd__err_set(err, APD_EEXIST, "%s: exists (use force to overwrite)", path);
-        if (S_ISDIR(st.st_mode)) return apd__err_set(err, APD_EEXIST, "%s: is a directory", path);
-        if (unlink(path) != 0) return apd__err_sys(err, errno, path, "removing the old file");
-    }
-    remove_lock_file(path); /* a stale lock table of an old file */
+    char why[400];
+    apd_status s = apd__out_check_target(path, o.force, why, sizeof why);
+    if (s) return apd__err_set(err, s, "%s: %s", path, why);
+    apd__out_clean_stale(path); /* temporaries of writers of this path that died */
 
     apd_writer *w = calloc(1, sizeof *w);
     if (!w) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);
+    w->part_fd = w->cpart_fd = -1;
     w->o = o;
     w->path = strdup(path);
     w->hdr.major = APD_FORMAT_VERSION_MAJOR;
@@ -853,11 +958,11 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     w->hdr.w = o.w;
     w->hdr.n_classes = o.n_classes;
     w->hdr.per_chunk = 1;
-    const char *why = "";
-    apd_status s = apd__geom_from_header(&w->hdr, &o.limits, &w->g, &why);
+    const char *gwhy = "";
+    s = apd__geom_from_header(&w->hdr, &o.limits, &w->g, &gwhy);
     if (s) {
         writer_free(w);
-        return apd__err_set(err, s, "%s: %s", path, why);
+        return apd__err_set(err, s, "%s: %s", path, gwhy);
     }
     w->hdr.per_chunk = o.records_per_chunk ? o.records_per_chunk : auto_per_chunk(apd__max_record(&w->g));
     if (o.dataset_name) snprintf(w->dataset, sizeof w->dataset, "%s", o.dataset_name);
@@ -871,9 +976,11 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     if (o.n_classes && o.class_names) {
         w->class_names = calloc(o.n_classes, sizeof *w->class_names);
         if (w->class_names)
-            for (uint32_t i = 0; i < o.n_classes; i++) {
-                memcpy(w->class_names[i], o.class_names[i], 63);
-                w->class_names[i][63] = 0;
+            for (uint32_t i = 0; i < o.n_classes; i++) { /* valid UTF-8, cut on a boundary */
+                char name[64];
+                memcpy(name, o.class_names[i], 63);
+                name[63] = 0;
+                apd__utf8_fit(w->class_names[i], sizeof w->class_names[i], name);
             }
     }
     if (!w->path || !w->stage_off || !w->tmp || !w->ztmp || !w->cctx ||
@@ -888,16 +995,21 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
                     (o.kind == APD_KIND_PALETTE && o.index_coding != APD_ICODE_OFF);
     w->dict_decided = !w->raw_staged;
 
+    s = apd__out_temp(path, &w->part, &w->part_fd, why, sizeof why);
+    if (s) {
+        writer_free(w);
+        return apd__err_set(err, s, "%s: %s", path, why);
+    }
+    /* MDB_NOLOCK: nothing but this writer ever opens the temporary while it is written */
     int rc = mdb_env_create(&w->env);
     if (!rc) rc = mdb_env_set_maxdbs(w->env, 4);
     w->mapsize = (size_t)64 << 20;
     if (!rc) rc = mdb_env_set_mapsize(w->env, w->mapsize);
-    if (!rc) rc = mdb_env_open(w->env, path, MDB_NOSUBDIR | (o.no_sync ? MDB_NOSYNC : 0), 0644);
+    if (!rc) rc = mdb_env_open(w->env, w->part, MDB_NOSUBDIR | MDB_NOLOCK | (o.no_sync ? MDB_NOSYNC : 0), 0644);
     if (rc) {
-        s = rc > 0 ? apd__err_sys(err, rc, path, "creating the LMDB environment")
-                   : apd__err_set(err, APD_ELMDB, "%s: creating the LMDB environment: %s", path, mdb_strerror(rc));
+        s = rc > 0 ? apd__err_sys(err, rc, w->part, "creating the LMDB environment")
+                   : apd__err_set(err, APD_ELMDB, "%s: creating the LMDB environment: %s", w->part, mdb_strerror(rc));
         writer_free(w);
-        unlink(path);
         return s;
     }
     MDB_txn *txn;

@@ -85,9 +85,12 @@ static apd_status idx_open(idx_file *f, const char *path, uint32_t min_dim, uint
         return apd__err_set(err, APD_EMAGIC, "%s: offset 0: not an IDX file (magic %02x %02x %02x %02x)", path, h[0], h[1], h[2], h[3]);
     if (h[2] != 0x08)
         return apd__err_set(err, APD_EUNSUPPORTED, "%s: offset 2: IDX element type 0x%02x not supported (only unsigned byte, 0x08)", path, h[2]);
-    if (h[3] < min_dim || h[3] > max_dim)
-        return apd__err_set(err, APD_ECORRUPT, "%s: offset 3: IDX with %u dimensions, expected %u%s%u", path, h[3], min_dim,
-                            min_dim == max_dim ? "" : " to ", min_dim == max_dim ? 0u : max_dim);
+    if (h[3] < min_dim || h[3] > max_dim) {
+        if (min_dim == max_dim) /* (one format with an empty "to" part printed "expected 10" for 1) */
+            return apd__err_set(err, APD_ECORRUPT, "%s: offset 3: IDX with %u dimensions, expected %u", path, h[3], min_dim);
+        return apd__err_set(err, APD_ECORRUPT, "%s: offset 3: IDX with %u dimensions, expected %u to %u", path, h[3],
+                            min_dim, max_dim);
+    }
     f->ndim = h[3];
     uint8_t d[16];
     got = gz_read_full(f->gz, d, 4 * (size_t)f->ndim);

@@ -285,3 +285,26 @@ def test_nul_in_paths_refused(synth, tmp_path):
     assert len(apd.open(synth.encode())) == 600
     import pathlib
     assert len(apd.open(pathlib.Path(synth))) == 600
+
+
+def test_truncated_or_damaged_file_raises(synth, tmp_path):
+    """A cut or damaged file is an ApdError naming it, never a crash of the interpreter (it
+    was SIGBUS inside LMDB): run in a child so that a crash fails the test."""
+    data = open(synth, "rb").read()
+    cases = {"cut.apd": data[:-4096], "cut37.apd": data[:-37],
+             "zeroed.apd": data[:-4096] + bytes(4096)}
+    for name, b in cases.items():
+        (tmp_path / name).write_bytes(b)
+    code = ("import apd, sys\n"
+            "for p in sys.argv[1:]:\n"
+            "    try:\n"
+            "        apd.open(p)\n"
+            "        print('opened', p)\n"
+            "    except apd.ApdError as e:\n"
+            "        assert p in str(e), e\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "python"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code] + [str(tmp_path / n) for n in cases],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "opened" not in r.stdout

@@ -4,11 +4,14 @@
  *  - every single-bit flip of a sample record (32x32, K = 64) is detected by the codec, and
  *    every bit flip of a small record inside a real file is detected by the reader;
  *  - truncated records, hostile sizes via limits, foreign LMDB;
- *  - a killed writer (child _exit()s mid-chunk, or is SIGKILLed while writing) leaves a file
- *    that opens and verifies with the committed count.
+ *  - a killed writer (child _exit()s mid-chunk, or is SIGKILLed while writing) leaves the
+ *    previous file at the path untouched and at most temporaries that readers refuse as
+ *    incomplete and the next writer removes; a writer poisoned by a full disk publishes
+ *    nothing and removes its temporary.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
+#include <dirent.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -349,18 +352,75 @@ static uint64_t verify_all(const char *path)
     return n;
 }
 
+/* Temporaries PATH.partial-XXXXXX of the scratch file `name` (not their -lock files): count,
+ * and each one's path in out[0..max) */
+static int partials(const char *name, char out[][300], int max)
+{
+    DIR *d = opendir(fmt_tmpdir());
+    ck_assert_ptr_nonnull(d);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%.40s.partial-", name);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) || strstr(e->d_name, "-lock")) continue;
+        if (n < max) snprintf(out[n], sizeof out[n], "%s/%.200s", fmt_tmpdir(), e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void run_child_writer(const char *path, uint32_t total, uint32_t every)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) child_writer(path, total, every, 0, -1);
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Every temporary left is refused by the reader (incomplete), by apd-info --verify too. */
+static void partials_refused(const char *name)
+{
+    char left[8][300];
+    int n = partials(name, left, 8);
+    ck_assert_int_le(n, 8);
+    for (int i = 0; i < n; i++) {
+        apd_reader *r;
+        apd_err err;
+        apd_status s = apd_reader_open(&r, left[i], NULL, &err);
+        ck_assert_msg(s != APD_OK, "%s: a killed writer's temporary opened", left[i]);
+        ck_assert_ptr_nonnull(strstr(err.msg, left[i]));
+        char cmd[4000];
+        snprintf(cmd, sizeof cmd, "'%s/apd-info' --verify '%s' >/dev/null 2>&1", APD_BINARY_DIR, left[i]);
+        ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
+    }
+}
+
 START_TEST(killed_writer)
 {
     char path[300];
     fmt_path(path, sizeof path, "killed.apd");
-    /* 1: the child exits after 1030 puts with commits every 250: 1000 committed */
+    run_child_writer(path, 60, 1000); /* the previous, complete file: 60 records */
+    ck_assert_uint_eq(verify_all(path), 60);
+    /* 1: the child exits after 1030 puts with commits every 250: nothing is published; its
+       temporary holds 1000 committed records marked incomplete */
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) child_writer(path, 5000, 250, 1030, -1);
     int st;
     waitpid(pid, &st, 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    ck_assert_uint_eq(verify_all(path), 1000);
+    ck_assert_uint_eq(verify_all(path), 60);
+    char left[8][300];
+    ck_assert_int_eq(partials("killed.apd", left, 8), 1);
+    apd_reader *r;
+    apd_err err;
+    ck_assert_int_eq(apd_reader_open(&r, left[0], NULL, &err), APD_EMETA);
+    ck_assert_msg(strstr(err.msg, "incomplete") && strstr(err.msg, left[0]), "%s", err.msg);
+    partials_refused("killed.apd");
     /* 2: SIGKILL at a random moment while writing (several times), counted from the first
      * commit */
     for (int round = 0; round < 4; round++) {
@@ -380,24 +440,31 @@ START_TEST(killed_writer)
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
-        uint64_t n = verify_all(path);
-        printf("killed_writer: SIGKILL after %ld ms: %llu records committed and verified\n",
-               (long)(ts.tv_nsec / 1000000), (unsigned long long)n);
-        ck_assert_uint_eq(n % 37 == 0 || n % 100 == 0, 1);
-        /* the CLI agrees */
+        ck_assert_uint_eq(verify_all(path), 60); /* the previous file, untouched */
+        int n = partials("killed.apd", left, 8);
+        printf("killed_writer: SIGKILL after %ld ms: previous file intact, %d temporar%s left\n",
+               (long)(ts.tv_nsec / 1000000), n, n == 1 ? "y" : "ies");
+        ck_assert_int_le(n, 2); /* its own, and one of an earlier round if killed before cleaning */
+        partials_refused("killed.apd");
         char cmd[800];
         snprintf(cmd, sizeof cmd, "'%s/apd-info' --verify '%s' >/dev/null", APD_BINARY_DIR, path);
         ck_assert_int_eq(system(cmd), 0);
     }
+    /* 3: the next writer that finishes removes the temporaries of the dead ones */
+    run_child_writer(path, 80, 1000);
+    ck_assert_uint_eq(verify_all(path), 80);
+    ck_assert_int_eq(partials("killed.apd", left, 8), 0);
 }
 END_TEST
 
 /* Disk full (simulated with RLIMIT_FSIZE in a child): the failing commit poisons the writer
- * (later calls: APD_EBADSTATE), and the file keeps its last committed state. */
+ * (later calls: APD_EBADSTATE), close publishes nothing and removes the temporary, and the
+ * previous file at the path is untouched. */
 START_TEST(disk_full_poisons_writer)
 {
     char path[300];
     fmt_path(path, sizeof path, "full.apd");
+    run_child_writer(path, 40, 1000);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -423,17 +490,17 @@ START_TEST(disk_full_poisons_writer)
         if (!strstr(apd_writer_errmsg(wr), path)) _exit(13);
         if (apd_writer_put_palette(wr, pal, 64, idx, 0, 0) != APD_EBADSTATE) _exit(14);
         if (apd_writer_commit(wr) != APD_EBADSTATE) _exit(15);
-        if (apd_writer_close(wr) != APD_EBADSTATE) _exit(16);
+        if (apd_writer_finish(wr, &err) != APD_EBADSTATE) _exit(16);
+        if (!strstr(err.msg, path)) _exit(17);
         _exit(0);
     }
     int st;
     waitpid(pid, &st, 0);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d", WEXITSTATUS(st));
-    uint64_t n = verify_all(path);
-    printf("disk_full_poisons_writer: writer poisoned after EFBIG, %llu records committed and verified\n",
-           (unsigned long long)n);
-    ck_assert_uint_gt(n, 0);
-    ck_assert_uint_eq(n % 50, 0);
+    ck_assert_uint_eq(verify_all(path), 40);
+    char left[2][300];
+    ck_assert_int_eq(partials("full.apd", left, 2), 0);
+    printf("disk_full_poisons_writer: writer poisoned after EFBIG, previous file intact, no temporary left\n");
 }
 END_TEST
 

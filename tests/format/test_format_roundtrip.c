@@ -497,10 +497,10 @@ static int path_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-/* Lock-file protocol (spec section 3): a writer's PATH-lock exists while it runs and is gone
- * after close; a reader in another process that opened during the writing keeps a valid
- * snapshot while the writer commits (it joined the lock table); reading and loading without
- * a writer leave nothing next to the file. */
+/* Lock-file protocol (spec sections 3, 10.5): a writer never creates PATH-lock (it writes a
+ * temporary beside PATH and renames the finished file onto it); a reader in another process
+ * that opened the previous file keeps a valid snapshot of it through the replacement;
+ * reading and loading leave nothing next to the file. */
 START_TEST(no_lock_file_left_behind)
 {
     char dir[300], path[340], lockp[360];
@@ -512,24 +512,26 @@ START_TEST(no_lock_file_left_behind)
     o.records_per_chunk = 4;
     apd_writer *wr;
     apd_err err;
-    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
     apd__rng r;
     apd__rng_seed(&r, 77, 0);
     enum { FIRST = 3, MORE = 200 };
     uint8_t pal[FIRST + MORE][48], idx[FIRST + MORE][16], ref[FIRST][48];
     for (int i = 0; i < FIRST + MORE; i++) fmt_random_palette_image(&r, 16, 3, 16, pal[i], idx[i]);
+    /* the previous file: FIRST records */
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
     for (int i = 0; i < FIRST; i++) {
         ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)i, APD_NO_SOURCE_ID), APD_OK);
         fmt_ref_decode(pal[i], idx[i], 16, 3, 0, ref[i]);
     }
-    ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
-    ck_assert(path_exists(lockp)); /* the writer's lock table */
+    ck_assert_int_eq(apd_writer_close(wr), APD_OK);
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 1);
     int to_child[2], to_parent[2];
     ck_assert_int_eq(pipe(to_child), 0);
     ck_assert_int_eq(pipe(to_parent), 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
-    if (pid == 0) { /* reader process */
+    if (pid == 0) { /* reader process: keeps the previous file open while it is replaced */
         apd_reader *rd;
         uint8_t out[48], b = 0;
         int ok = apd_reader_open(&rd, path, NULL, NULL) == APD_OK && apd_reader_count(rd) == FIRST;
@@ -537,7 +539,7 @@ START_TEST(no_lock_file_left_behind)
             ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
                  memcmp(out, ref[i], 48) == 0;
         if (write(to_parent[1], &b, 1) != 1 || read(to_child[0], &b, 1) != 1) ok = 0;
-        for (int i = 0; ok && i < FIRST; i++) /* after MORE commits and the writer's close */
+        for (int i = 0; ok && i < FIRST; i++) /* after the replacement */
             ok = apd_reader_decode(rd, (uint64_t)i, APD_LAYOUT_HWC, out, sizeof out, NULL) == APD_OK &&
                  memcmp(out, ref[i], 48) == 0;
         if (ok) apd_reader_close(rd);
@@ -545,10 +547,15 @@ START_TEST(no_lock_file_left_behind)
     }
     uint8_t b = 1;
     ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
-    for (int i = FIRST; i < FIRST + MORE; i++) {
+    /* the replacement: written beside the file (nothing at PATH changes, no PATH-lock) */
+    o.force = 1;
+    ck_assert_int_eq(apd_writer_create(&wr, path, &o, &err), APD_OK);
+    for (int i = 0; i < FIRST + MORE; i++) {
         ck_assert_int_eq(apd_writer_put_palette(wr, pal[i], 16, idx[i], (uint32_t)(i % 10), APD_NO_SOURCE_ID), APD_OK);
         ck_assert_int_eq(apd_writer_commit(wr), APD_OK);
     }
+    ck_assert(!path_exists(lockp));
+    ck_assert_int_eq(dir_entries(dir), 2); /* l.apd and the writer's temporary */
     ck_assert_int_eq(apd_writer_close(wr), APD_OK);
     ck_assert(!path_exists(lockp));
     ck_assert_int_eq(write(to_child[1], &b, 1), 1);
@@ -568,7 +575,8 @@ START_TEST(no_lock_file_left_behind)
     ck_assert_uint_eq(apd_loader_num_samples(l), FIRST + MORE);
     apd_loader_close(l);
     ck_assert_int_eq(dir_entries(dir), 1);
-    /* a stale lock file (killed writer) is used, not recreated, and not removed by readers */
+    /* a stale lock file (killed writer of another program) is used, not recreated, and not
+       removed by readers */
     FILE *f = fopen(lockp, "wb");
     ck_assert_ptr_nonnull(f);
     fclose(f);

@@ -262,6 +262,34 @@ def main():
     add("chunk_number.apd", "record 0", "APD_ECORRUPT",
         valid_items(ch=chunk([record(PAL, IDX, 2, 3)], chunk_no=7)),
         why="chunk number 7 stored under key 0")
+    # document 1.1: completeness, normalisation ranges, the LMDB container
+    add("complete.apd", "ok", "APD_OK", valid_items(js=meta_json(extra=', "complete": true')),
+        why='a valid file with "complete": true')
+    add("incomplete.apd", "open", "APD_EMETA", valid_items(js=meta_json(extra=', "complete": false')),
+        why='"complete": false: its writer never finished it')
+    add("complete_type.apd", "open", "APD_EMETA", valid_items(js=meta_json(extra=', "complete": 1')),
+        why='"complete" is not a boolean')
+    add("std_range.apd", "open", "APD_EMETA",
+        valid_items(js=meta_json(extra=', "mean": [0.5, 0.5, 0.5], "std": [1e300, 0.2, 0.2]'), ),
+        why="std 1e300 (finite JSON, outside 0 or [1e-6, 1])")
+    add("mean_range.apd", "open", "APD_EMETA",
+        valid_items(js=meta_json(extra=', "mean": [-0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]')),
+        why="mean -0.5 (outside [0, 1])")
+    with open(os.path.join(HERE, "valid.apd"), "rb") as f:
+        good = f.read()
+    psize = struct.unpack_from("<I", good, 40)[0]
+    add("truncated.apd", "open", "APD_ETRUNC", raw=good[:-psize],
+        why="the valid file without its last LMDB page (interrupted copy)")
+    bad = bytearray(good)
+    for pg in range(2, len(good) // psize):  # the leaf page holding chunk 0
+        page = good[pg * psize:(pg + 1) * psize]
+        if struct.unpack_from("<QHH", page)[0] == pg and page[10] == 0x02 and b"APDK" in page:
+            struct.pack_into("<Q", bad, pg * psize, pg + 100)
+            break
+    else:
+        raise SystemExit("make_bad: no leaf page with chunk 0 in valid.apd")
+    add("page_number.apd", "open", "APD_ECORRUPT", raw=bytes(bad),
+        why="the LMDB leaf page holding chunk 0 names another page in its header")
 
     # format 1.1 index coding: the valid record's palette and indices, coded
     model, body = ic_model_and_body(PAL, IDX, 3, 3, 2, 3)
