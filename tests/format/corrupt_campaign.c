@@ -13,9 +13,8 @@
  * record through decode, decode_f32, label, source_id, record, verify_record, then a loader
  * epoch that skips corrupt records). The child must exit cleanly: a decode that succeeds
  * must give the pristine pixels and label (or those of the intact record of another slot
- * that a copied page put in its place: a record's CRC does not bind it to its index in
- * format 1.0, see spec section 9; counted separately), and every error message must name
- * the file.
+ * that a copied page put in its place: a record's CRC does not bind it to its index, see
+ * spec section 9; counted separately), and every error message must name the file.
  * Samples also go to the tools (apd-info, apd-info --verify, apd-export, apd-eval) and to the
  * Python binding (tests/format/corrupt_python.py): their exit must be 0 or 1 with the file
  * named on error, never a signal. Truncated files must all be refused at open.
@@ -192,8 +191,9 @@ static uint64_t same_as(const base *b, const uint8_t *img, uint32_t label, uint6
 }
 
 /* Every record through every read call. A decode that succeeds must give the pristine
- * record i, or (a format 1.0 limitation, counted in *moved: a record's CRC does not bind it to
- * its slot) the intact record j of another slot that a copied page put at the same offset. */
+ * record i, or (a limitation of the format, spec section 9, counted in *moved: a record's CRC
+ * does not bind it to its slot) the intact record j of another slot that a copied page put at
+ * the same offset. */
 static int read_records(apd_reader *r, const base *b, const char *path, int *errors, int *moved)
 {
     uint64_t n = apd_reader_count(r);
@@ -589,8 +589,8 @@ int main(int argc, char **argv)
         py_rc = WIFEXITED(py_rc) ? WEXITSTATUS(py_rc) : 99;
     }
     printf("total: %lu damaged files read through the API: %lu read cleanly, %lu refused at open, %lu with "
-           "record errors, %lu with an intact record of another slot in place of one (a copied page; not "
-           "detectable in format 1.0); %lu crashes, %lu hangs, %lu wrong results, %lu messages without the file "
+           "record errors, %lu with an intact record of another slot in place of one (a copied page; a "
+           "record's CRC does not bind it to its slot); %lu crashes, %lu hangs, %lu wrong results, %lu messages without the file "
            "name\n", t.cases, t.clean, t.open_err, t.rec_err, t.moved, t.crash, t.hang, t.wrong, t.no_name);
     printf("tools: %lu runs, %lu failures; python: %lu files (exit %d)\n", t.tool_runs, t.tool_bad, t.py_files, py_rc);
     int bad = t.crash || t.hang || t.wrong || t.no_name || t.tool_bad || (py_rc != 0 && py_rc != 77);
