@@ -25,6 +25,9 @@ except ImportError as e:  # pragma: no cover
     sys.exit(77)
 
 MAGIC = b"\x89APD\r\n\x1a\n"  # spec section 4
+# Format 1.1 features this reader implements (section 12): header flag bit -> name. Tests
+# remove one to act as a reader without it, which must refuse by version, naming the feature.
+FEATURES_11 = {2: "soft labels", 4: "entropy-coded index maps"}
 
 
 class Bad(Exception):
@@ -221,12 +224,18 @@ def parse_header(v):
     if struct.unpack_from("<I", v, hlen - 4)[0] != crc32c(v[:hlen - 4]):
         raise Bad("header: CRC mismatch")
     (kind, c, bits, flags, k, rsv0, h, w, N, n_classes, n) = struct.unpack_from("<BBBBHHIIIIQ", v, 16)
-    if flags & 2:
-        raise Bad("header: file uses format 1.1 feature soft labels, not read here")
-    if rsv0 or any(v[48:60]) or flags & ~5:
+    for bit, name in ((2, "soft labels"), (4, "entropy-coded index maps")):
+        if flags & bit and bit not in FEATURES_11:
+            raise Bad("header: file uses format 1.1 feature %s (header flag bit %d), which this reader "
+                      "does not support" % (name, bit.bit_length() - 1))
+    if flags & ~7 and minor > 1:
+        raise Bad("header: file uses a format feature newer than 1.1 (unknown flag bit); this reader reads 1.0 and 1.1")
+    if rsv0 or any(v[48:60]) or flags & ~7:
         raise Bad("header: reserved bytes not zero")
     if flags & 4 and (minor < 1 or kind != 1):
         raise Bad("header: index model flag needs minor >= 1 and palette records")
+    if flags & 2 and (minor < 1 or n_classes == 0):
+        raise Bad("header: soft-label flag needs minor >= 1 and n_classes >= 1")
     if kind not in (1, 2) or c not in (1, 3):
         raise Bad("header: kind or c invalid")
     if kind == 1 and not (1 <= k <= 256 and bits == bits_for_k(k)):
@@ -236,7 +245,7 @@ def parse_header(v):
     if not (h and w and N) or h > 4096 or w > 4096:
         raise Bad("header: size invalid or above the limit")
     return dict(major=major, minor=minor, kind=kind, c=c, bits=bits, has_dict=flags & 1,
-                has_imodel=flags & 4, k=k,
+                has_imodel=flags & 4, has_soft=flags & 2, k=k,
                 h=h, w=w, N=N, n_classes=n_classes, n=n)
 
 
@@ -380,13 +389,33 @@ def unpack_indices(packed, npix, b):
     return out
 
 
+def parse_soft(rec, off, hd, label):
+    """Section 7.5: n_classes float32 after the source id; returns (values, new offset)."""
+    if not hd["has_soft"]:
+        raise Bad("record soft labels without header flag bit 1")
+    n = hd["n_classes"]
+    if len(rec) < off + 4 * n:
+        raise Bad("record shorter than its soft-label vector")
+    vals = struct.unpack_from("<%df" % n, rec, off)
+    for j, v in enumerate(vals):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise Bad("soft label of class %d is not finite" % j)
+        if v < 0:
+            raise Bad("soft label of class %d is negative" % j)
+    if abs(sum(vals) - 1.0) > 1e-3:
+        raise Bad("soft labels sum to %r, not 1" % sum(vals))
+    if vals[label] < max(vals):
+        raise Bad("label %d is not a class of largest soft label" % label)
+    return vals, off + 4 * n
+
+
 def decode_record(rec, hd, zdict, imodel=None):
     if len(rec) < 12:
         raise Bad("record shorter than its header")
     if struct.unpack_from("<I", rec)[0] != crc32c(rec[4:]):
         raise Bad("record CRC mismatch")
     flags, km1, rsv, label = struct.unpack_from("<BBHI", rec, 4)
-    if flags & 0xA0 or (flags & 3) != hd["kind"] or rsv or ((flags & 0x10) and not (flags & 0x08)):
+    if flags & 0x80 or (flags & 3) != hd["kind"] or rsv or ((flags & 0x10) and not (flags & 0x08)):
         raise Bad("record flags/reserved")
     if flags & 0x40 and (not hd["has_imodel"] or flags & 0x08):
         raise Bad("coded record without index model, or also zstd")
@@ -398,6 +427,9 @@ def decode_record(rec, hd, zdict, imodel=None):
         if sid == 2 ** 64 - 1:
             raise Bad("reserved source id")
         off = 20
+    soft = None
+    if flags & 0x20:  # section 7.5
+        soft, off = parse_soft(rec, off, hd, label)
     c, h, w = hd["c"], hd["h"], hd["w"]
     npix = h * w
     if hd["kind"] == 1:
@@ -445,7 +477,7 @@ def decode_record(rec, hd, zdict, imodel=None):
         hwc = bytearray(npix * c)
         for ch in range(c):
             hwc[ch::c] = body[ch * npix:(ch + 1) * npix]
-    return label, sid, bytes(hwc)
+    return label, sid, soft, bytes(hwc)
 
 
 def read_file(path):
@@ -510,23 +542,36 @@ def compare(path, dump):
     hd, doc, records, zdict = read_file(path)
     with open(dump, "rb") as f:
         d = f.read()
-    if d[:8] != b"APDDUMP1":
+    if d[:8] != b"APDDUMP2":
         raise Bad("bad dump")
-    n, c, h, w = struct.unpack_from("<QIII", d, 8)
+    n, c, h, w, ns = struct.unpack_from("<QIIII", d, 8)
     if (n, c, h, w) != (hd["n"], hd["c"], hd["h"], hd["w"]):
         raise Bad("dump geometry/count differs from the file")
-    pos, ib = 28, c * h * w
-    for i, (label, sid, px) in enumerate(records):
+    if ns != (hd["n_classes"] if hd["has_soft"] else 0):
+        raise Bad("dump soft-label width differs from the file")
+    pos, ib, n_soft = 32, c * h * w, 0
+    for i, (label, sid, soft, px) in enumerate(records):
         dl, ds = struct.unpack_from("<IQ", d, pos)
-        dp = d[pos + 12:pos + 12 + ib]
-        pos += 12 + ib
+        pos += 12
+        if ns:
+            present = d[pos]
+            dsoft = d[pos + 1:pos + 1 + 4 * ns]
+            pos += 1 + 4 * ns
+            # a record without a vector reads as the one-hot vector of its label (section 7.5)
+            want = soft if soft is not None else [1.0 if j == label else 0.0 for j in range(ns)]
+            if present != (soft is not None) or dsoft != struct.pack("<%df" % ns, *want):
+                raise Bad("record %d soft labels differ from the C decoder" % i)
+            n_soft += soft is not None
+        dp = d[pos:pos + ib]
+        pos += ib
         if dl != label or ds != (2 ** 64 - 1 if sid is None else sid) or dp != px:
             raise Bad("record %d differs from the C decoder" % i)
     if pos != len(d):
         raise Bad("dump has extra bytes")
-    print("%s: %d records identical to the C decoder (%s, c=%d %dx%d, k=%d, %d classes, dictionary: %s)"
-          % (path, len(records), "palette" if hd["kind"] == 1 else "direct", c, h, w, hd["k"],
-             hd["n_classes"], "yes" if zdict else "no"))
+    print("%s: %d records identical to the C decoder (format 1.%d, %s, c=%d %dx%d, k=%d, %d classes, "
+          "dictionary: %s, soft-label vectors: %d)"
+          % (path, len(records), hd["minor"], "palette" if hd["kind"] == 1 else "direct", c, h, w, hd["k"],
+             hd["n_classes"], "yes" if zdict else "no", n_soft))
 
 
 def example_13_1():
@@ -547,6 +592,40 @@ def example_13_1():
     if pal != bytes([0, 128, 255]) or idx != [0, 1, 2, 2, 1, 0]:
         raise Bad("section 13.1: example decodes to %r %r" % (pal, idx))
     print("section 13.1 example: palette 0 128 255, indices 0 1 2 / 2 1 0 (as the spec says)")
+
+
+def example_13_2():
+    """Spec section 13.2: the worked example of soft labels, built from its description."""
+    hb = bytearray(MAGIC + struct.pack("<HHIBBBBHHIIIIQ", 1, 1, 64, 1, 3, 2, 2, 4, 0, 2, 3, 10381, 10, 1)
+                   + bytes(12))
+    hb += struct.pack("<I", crc32c(bytes(hb)))
+    soft = [0.0] * 10
+    soft[1], soft[7] = 0.25, 0.75
+    r = (struct.pack("<BBHIQ", 0x25, 2, 0, 7, 42) + struct.pack("<10f", *soft)
+         + bytes([255, 0, 0, 0, 128, 0, 0, 0, 255, 0xA4, 0x01]))
+    rec = struct.pack("<I", crc32c(r)) + r
+    head = b"APDK" + struct.pack("<IIQII", 1, 0, 0, 32, 32 + len(rec))
+    ch = struct.pack("<I", crc32c(head)) + head + rec
+    if (crc32c(bytes(hb[:60])), crc32c(head), crc32c(r), len(ch)) != (0x60BA6733, 0xFFF33EB4, 0x45BECC0D, 103):
+        raise Bad("section 13.2: bytes differ from the spec")
+    if ch[0x30:0x40] != bytes.fromhex("0000000000000000" "0000803e00000000"):
+        raise Bad("section 13.2: the soft-label bytes differ from the spec")
+    label, sid, got, px = decode_record(rec, parse_header(bytes(hb)), None)
+    want_px = bytes([255, 0, 0, 0, 128, 0, 0, 0, 255, 0, 0, 255, 0, 128, 0, 255, 0, 0])
+    if (label, sid, list(got), px) != (7, 42, soft, want_px):
+        raise Bad("section 13.2: example decodes to %r" % ((label, sid, got, px),))
+    FEATURES_11.pop(2)
+    try:
+        parse_header(bytes(hb))
+        raise Bad("section 13.2: a reader without soft labels read the header")
+    except Bad as e:
+        if "format 1.1 feature soft labels" not in str(e):
+            raise
+        print("section 13.2 example without soft labels: refused (%s)" % e)
+    finally:
+        FEATURES_11[2] = "soft labels"
+    print("section 13.2 example: label 7, source id 42, soft labels 0.25 (class 1), 0.75 (class 7) "
+          "(as the spec says)")
 
 
 def check_bad(d):
@@ -572,6 +651,7 @@ def main(argv):
     try:
         if len(argv) == 3 and argv[1] == "--dir":
             example_13_1()
+            example_13_2()
             files = sorted(f for f in os.listdir(argv[2]) if f.endswith(".apd"))
             if not files:
                 print("spec_reader: no .apd files in %s" % argv[2])

@@ -122,6 +122,22 @@ static int cmd_verify(apd_reader *r, const char *path, int json)
     return 0;
 }
 
+/* The record's soft-label vector (format 1.1), one line; nothing for files without them. */
+static void print_soft(apd_reader *r, const apd_file_info *fi, uint64_t i)
+{
+    if (!fi->has_soft_labels) return;
+    float *v = malloc(fi->n_classes * sizeof *v);
+    int present = 0;
+    if (!v || apd_reader_soft_label(r, i, v, fi->n_classes, &present) != APD_OK) {
+        free(v);
+        return; /* the record itself was read above: only out of memory gets here */
+    }
+    printf("  soft labels%s:", present ? "" : " (none stored: one-hot of the label)");
+    for (uint32_t j = 0; j < fi->n_classes; j++) printf(" %.6g", (double)v[j]);
+    printf("\n");
+    free(v);
+}
+
 static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
 {
     apd_file_info fi;
@@ -145,6 +161,7 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
                    label, cname ? " (" : "", cname ? cname : "", cname ? ")" : "",
                    sid == APD_NO_SOURCE_ID ? "none " : "", sid == APD_NO_SOURCE_ID ? 0ULL : (unsigned long long)sid,
                    fi.c, fi.h, fi.w);
+        if (!json) print_soft(r, &fi, i);
         return 0;
     }
     size_t npix = (size_t)fi.h * fi.w;
@@ -182,6 +199,7 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
         if (sid == APD_NO_SOURCE_ID) printf("none");
         else printf("%llu", (unsigned long long)sid);
         printf(", palette of %u entries (%u used), %u-bit indices, %ux%u\n", k, used, fi.bits, fi.h, fi.w);
+        print_soft(r, &fi, i);
         printf("  entry  colour            pixels   share\n");
         for (uint32_t e = 0; e < k; e++) {
             char col[32];
@@ -226,7 +244,7 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
     printf(",\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
            "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
            "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
-           "\"coded_records\": %llu, \"index_model_bytes\": %llu, "
+           "\"coded_records\": %llu, \"index_model_bytes\": %llu, \"soft_labels\": %s, \"soft_records\": %llu, "
            "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"stored_per_image\": %.3f, "
            "\"overhead_per_image\": %.3f, \"bytes_outside_records\": %.0f, \"raw_bytes_per_image\": %.0f, "
            "\"ratio_vs_raw\": %.4f, \"records_ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f, "
@@ -236,7 +254,8 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
            (unsigned long long)st->meta_db_pages, (unsigned long long)st->stored_bytes,
            (unsigned long long)st->payload_bytes, (unsigned long long)st->compressed_records,
            (unsigned long long)st->dict_bytes, (unsigned long long)st->coded_records,
-           (unsigned long long)st->imodel_bytes, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
+           (unsigned long long)st->imodel_bytes, fi->has_soft_labels ? "true" : "false",
+           (unsigned long long)st->soft_records, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
            g.disk > 0 ? g.raw / g.disk : 0, g.stored > 0 ? g.raw / g.stored : 0,
            px > 0 ? g.disk * 8 / px : 0, px > 0 ? g.stored * 8 / px : 0);
     const char *m = apd_reader_meta_json(r);
@@ -292,6 +311,10 @@ static void storage_text(const apd_file_info *fi, const apd_file_stats *st)
         printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model %llu bytes)\n",
                (unsigned long long)st->coded_records, (unsigned long long)fi->n_records,
                (unsigned long long)st->imodel_bytes);
+    if (fi->has_soft_labels)
+        printf("soft labels: %llu of %llu records store a vector of %u float32 (format 1.1; the others: one-hot "
+               "of their label)\n", (unsigned long long)st->soft_records, (unsigned long long)fi->n_records,
+               fi->n_classes);
 }
 
 static int cmd_summary(apd_reader *r, const char *path, int json)
@@ -310,9 +333,10 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
         return 0;
     }
     printf("file:        %s\n", path);
-    printf("format:      .apd %u.%u, %s records%s%s\n", fi.version_major, fi.version_minor,
+    printf("format:      .apd %u.%u, %s records%s%s%s\n", fi.version_major, fi.version_minor,
            fi.kind == APD_KIND_PALETTE ? "palette" : "direct", fi.has_dictionary ? ", zstd dictionary" : "",
-           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "");
+           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "",
+           fi.has_soft_labels ? ", soft labels (1.1)" : "");
     if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
     printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");
     if (fi.kind == APD_KIND_PALETTE) printf("palette:     K = %u colours, %u-bit indices\n", fi.k, fi.bits);

@@ -1,4 +1,4 @@
-/* apd/format.h: read and write .apd files (spec/apd-format.md, format version 1.0).
+/* apd/format.h: read and write .apd files (spec/apd-format.md, format versions 1.0 and 1.1).
  *
  * An .apd file is a single-file LMDB environment (MDB_NOSUBDIR) holding a binary header, a
  * JSON metadata document and chunks of records. While a writer has the file open, LMDB keeps
@@ -6,7 +6,8 @@
  * create it (spec/apd-format.md section 3 says why this is safe). Each record is one image:
  * either a palette record (K <= APD_MAX_COLORS = 256 colours of 8 bits per channel and a
  * bit-packed index map, 1..8 bits per index) or a direct-colour record (8 bits per channel),
- * plus its class label and an optional source id. Every record carries a CRC-32C that is
+ * plus its class label, an optional source id and (format 1.1, apd_writer_opts.soft_labels)
+ * an optional soft-label vector of n_classes floats. Every record carries a CRC-32C that is
  * verified on every read.
  *
  * Reading:
@@ -96,6 +97,8 @@ typedef struct apd_file_info {
     int has_dictionary;     /* a zstd dictionary is stored in the file */
     char dataset_name[64];  /* "" if unknown */
     int has_index_model;    /* format 1.1: entropy-coded index maps (model at meta/imodel) */
+    int has_soft_labels;    /* format 1.1: records may carry soft-label vectors (header flag
+                               bit 1); see apd_reader_soft_label */
 } apd_file_info;
 
 typedef enum { APD_LAYOUT_HWC = 0, APD_LAYOUT_CHW = 1 } apd_layout;
@@ -167,6 +170,17 @@ APD_API apd_status apd_reader_label(apd_reader *r, uint64_t i, uint32_t *label);
  * @return APD_OK; APD_EINVAL (r or id NULL); the record look-up codes. */
 APD_API apd_status apd_reader_source_id(apd_reader *r, uint64_t i, uint64_t *id);
 
+/* Soft-label vector of record i (format 1.1, spec 7.5): out[0..n_classes) gets the record's
+ * stored vector (*present = 1), or the one-hot vector of its label when it stores none
+ * (*present = 0; always so in files without header flag bit 1). out_len is in floats and must
+ * be >= n_classes. present may be NULL. Verifies the record checksum and the vector (finite,
+ * >= 0, sums to 1, the label a largest class). Thread-safe.
+ * @return APD_OK; APD_EINVAL (r or out NULL); APD_EUNSUPPORTED (file without classes);
+ *         APD_EBUFSIZE (out_len < n_classes); the record look-up codes (a bad vector:
+ *         APD_ECORRUPT, a record cut inside it: APD_ETRUNC). */
+APD_API apd_status apd_reader_soft_label(apd_reader *r, uint64_t i, float *out, size_t out_len,
+                                         int *present);
+
 /* Raw palette record i: palette (k*c bytes entry-major, caller provides APD_MAX_COLORS*c
  * bytes; entries past k are zeroed), *k, unpacked indices (h*w bytes, may be NULL), label
  * (may be NULL). Thread-safe.
@@ -210,6 +224,7 @@ typedef struct apd_file_stats {
     uint64_t dict_bytes;       /* zstd dictionary size (0 if none) */
     uint64_t coded_records;    /* records with an entropy-coded index map (format 1.1) */
     uint64_t imodel_bytes;     /* size of the index model value (0 if none) */
+    uint64_t soft_records;     /* records storing a soft-label vector (format 1.1) */
 } apd_file_stats;
 
 /* Walks every chunk's offset table and record headers (no pixel decode, no record CRC).
@@ -267,6 +282,10 @@ typedef struct apd_writer_opts {
     int no_compact;           /* 1: skip the compaction at close (by default close rewrites
                                  the file without LMDB free pages before publishing it) */
     apd_icode index_coding;   /* default AUTO (palette files only) */
+    int soft_labels;          /* 1: records may carry soft-label vectors (format 1.1, header
+                                 flag bit 1; needs n_classes >= 1): put them with
+                                 apd_writer_put_palette_soft / apd_writer_put_direct_soft.
+                                 0 (default): the file stays 1.0 unless index coding is used */
 } apd_writer_opts;
 
 /* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).
@@ -304,6 +323,19 @@ APD_API apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette,
  * (apd_quantize_put of apd/quant.h quantizes an image and appends it as a palette record.) */
 APD_API apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
                                          uint64_t source_id);
+/* apd_writer_put_palette / apd_writer_put_direct with a soft-label vector of n_classes floats
+ * (format 1.1; the file must be created with opts.soft_labels = 1). soft NULL: the record
+ * stores none (readers then give the one-hot vector of its label). A vector must be finite,
+ * >= 0, sum to 1 within 1e-3, and the label must be one of its largest classes (e.g. the
+ * argmax); otherwise APD_EINVAL with a message naming file, record, class and reason, and
+ * nothing is written.
+ * @return the codes of apd_writer_put_palette / apd_writer_put_direct; APD_EINVAL also for a
+ *         vector on a file without opts.soft_labels, or a bad vector. */
+APD_API apd_status apd_writer_put_palette_soft(apd_writer *w, const uint8_t *palette, uint32_t k,
+                                               const uint8_t *indices, uint32_t label,
+                                               uint64_t source_id, const float *soft);
+APD_API apd_status apd_writer_put_direct_soft(apd_writer *w, const uint8_t *chw, uint32_t label,
+                                              uint64_t source_id, const float *soft);
 /* The file being written, as apd_reader_info would describe it now: geometry, kind, k,
  * bits, n_classes, records_per_chunk, mean/std and dataset name from the options, and
  * n_records = records put so far (committed or not); n_chunks counts the chunk in progress.

@@ -6,6 +6,7 @@
  * version, reserved bits, ranges, checked size arithmetic) and reports a static reason
  * string; nothing here allocates except zstd contexts in apd__record_decode_bytes.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -99,21 +100,21 @@ apd_status apd__header_parse(const uint8_t *p, size_t len, const apd_limits *lim
     h->per_chunk = apd__ld32(p + 32);
     h->n_classes = apd__ld32(p + 36);
     h->n_records = apd__ld64(p + 40);
-    if (h->flags & APD__HFLAG_SOFT) {
-        *why = "file uses format 1.1 feature soft labels (header flag bit 1), which this reader does not support (it reads 1.0 and 1.1 index coding)";
-        return APD_EVERSION;
-    }
-    if ((h->flags & ~(APD__HFLAG_DICT | APD__HFLAG_IMODEL)) && h->minor > 1) {
+    const uint32_t known = APD__HFLAG_DICT | APD__HFLAG_SOFT | APD__HFLAG_IMODEL;
+    if ((h->flags & ~known) && h->minor > 1) {
         *why = "file uses a format feature newer than 1.1 (unknown header flag bit); this reader supports 1.0 and 1.1";
         return APD_EVERSION;
     }
-    if (apd__ld16(p + 22) != 0 || !all_zero(p + 48, 12) ||
-        (h->flags & ~(APD__HFLAG_DICT | APD__HFLAG_IMODEL))) {
+    if (apd__ld16(p + 22) != 0 || !all_zero(p + 48, 12) || (h->flags & ~known)) {
         *why = "reserved header bytes are not zero";
         return APD_ECORRUPT;
     }
     if ((h->flags & APD__HFLAG_IMODEL) && (h->minor < 1 || p[16] != APD_KIND_PALETTE)) {
         *why = "index model flag in a format 1.0 header or a direct-colour file";
+        return APD_ECORRUPT;
+    }
+    if ((h->flags & APD__HFLAG_SOFT) && (h->minor < 1 || h->n_classes == 0)) {
+        *why = "soft-label flag in a format 1.0 header or a file without classes";
         return APD_ECORRUPT;
     }
     if (h->kind != APD_KIND_PALETTE && h->kind != APD_KIND_DIRECT) {
@@ -157,7 +158,7 @@ size_t apd__max_record(const apd__geom *g)
         size_t coded = 4u * 8u + 2u * ((size_t)g->k * g->c + g->npix);
         if (coded > bound) bound = coded;
     }
-    return APD__REC_HDR + APD__REC_SID + bound;
+    return APD__REC_HDR + APD__REC_SID + g->soft_bytes + bound;
 }
 
 apd_status apd__geom_from_header(const apd__header *h, const apd_limits *lim, apd__geom *g,
@@ -173,6 +174,8 @@ apd_status apd__geom_from_header(const apd__header *h, const apd_limits *lim, ap
     g->n_classes = h->n_classes;
     g->has_dict = (h->flags & APD__HFLAG_DICT) != 0;
     g->has_imodel = (h->flags & APD__HFLAG_IMODEL) != 0;
+    g->has_soft = (h->flags & APD__HFLAG_SOFT) != 0;
+    g->soft_bytes = g->has_soft ? (size_t)4 * h->n_classes : 0; /* n_classes < 2^32: no overflow */
     if (!apd__mul_ok(h->h, h->w, &g->npix)) {
         *why = "h*w overflows";
         return APD_EOVERFLOW;
@@ -255,6 +258,52 @@ apd_status apd__chunk_check(const uint8_t *p, size_t len, uint64_t chunk_no, uin
 
 /* ---- record ------------------------------------------------------------------------------ */
 
+static float ld_f32(const uint8_t *p)
+{
+    uint32_t u = apd__ld32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+apd_status apd__soft_check(const uint8_t *p, uint32_t n, uint32_t label, uint32_t *cls,
+                           const char **why)
+{
+    double sum = 0;
+    float mx = 0.0f;
+    for (uint32_t j = 0; j < n; j++) {
+        float v = ld_f32(p + 4u * j);
+        *cls = j;
+        if (!isfinite(v)) {
+            *why = "soft label is NaN or infinite";
+            return APD_ECORRUPT;
+        }
+        if (v < 0.0f) {
+            *why = "soft label is negative";
+            return APD_ECORRUPT;
+        }
+        sum += v;
+        if (v > mx) mx = v;
+    }
+    *cls = n;
+    if (!(fabs(sum - 1.0) <= APD__SOFT_SUM_TOL)) {
+        *why = "soft labels do not sum to 1 (tolerance 1e-3)";
+        return APD_ECORRUPT;
+    }
+    if (label >= n || ld_f32(p + 4u * label) < mx) {
+        *cls = label < n ? label : n;
+        *why = "the record's label is not a class of largest soft label";
+        return APD_ECORRUPT;
+    }
+    return APD_OK;
+}
+
+void apd__soft_get(const apd__geom *g, const apd__rec *r, float *out)
+{
+    for (uint32_t j = 0; j < g->n_classes; j++)
+        out[j] = r->soft ? ld_f32(r->soft + 4u * j) : (j == r->label ? 1.0f : 0.0f);
+}
+
 apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, apd__rec *r,
                              const char **why)
 {
@@ -303,6 +352,21 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
             return APD_ECORRUPT;
         }
         off += APD__REC_SID;
+    }
+    r->soft = NULL;
+    if (f & APD__RFLAG_SOFT) {
+        uint32_t cls;
+        if (!g->has_soft) {
+            *why = "record has soft labels (flag bit 5) but the header does not announce them (flag bit 1)";
+            return APD_ECORRUPT;
+        }
+        if (len - off < g->soft_bytes) {
+            *why = "record shorter than its soft-label vector";
+            return APD_ETRUNC;
+        }
+        APD_TRY(apd__soft_check(p + off, g->n_classes, r->label, &cls, why));
+        r->soft = p + off;
+        off += g->soft_bytes;
     }
     if (g->kind == APD_KIND_PALETTE) {
         r->k = (uint32_t)p[5] + 1;

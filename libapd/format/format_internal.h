@@ -9,7 +9,8 @@
  *     8  2  version major (1)           10 2  version minor (0)
  *    12  4  header length (>= 64)       16 1  kind (1 palette, 2 direct)
  *    17  1  c (1 or 3)                  18 1  bits (palette 1..8, direct 0)
- *    19  1  flags (bit 0: zstd dictionary stored; bit 2 (1.1): index model stored; others 0)
+ *    19  1  flags (bit 0: zstd dictionary stored; bit 1 (1.1): records may carry soft labels;
+ *                  bit 2 (1.1): index model stored; others 0)
  *    20  2  k (palette 1..APD_MAX_COLORS, direct 0)  22 2  reserved 0
  *    24  4  h                           28 4  w
  *    32  4  records per chunk N         36 4  n_classes
@@ -25,12 +26,15 @@
  *   record:
  *     0  4  CRC-32C of bytes [4, record length)
  *     4  1  flags: bits 0-1 kind, bit 2 source id present, bit 3 zstd body,
- *                  bit 4 zstd body uses the file dictionary (needs bit 3), bit 6 coded
- *                  palette body (1.1, needs header flag bit 2, not with bit 3), bits 5, 7 zero
+ *                  bit 4 zstd body uses the file dictionary (needs bit 3), bit 5 soft-label
+ *                  vector (1.1, needs header flag bit 1), bit 6 coded palette body (1.1,
+ *                  needs header flag bit 2, not with bit 3), bit 7 zero
  *     5  1  k - 1 (palette) or 0 (direct)
  *     6  2  reserved 0
  *     8  4  label
  *    12  8  source id (only with flag bit 2)
+ *     .. 4*n_classes  soft labels: n_classes float32 (only with flag bit 5): finite, >= 0,
+ *              summing to 1 within APD__SOFT_SUM_TOL, the label's value a maximum
  *     .. body: palette k*c bytes + indices packed LSB-first at `bits` bits (padding bits 0),
  *              or c*h*w bytes CHW; or one zstd frame (with content size) holding that body.
  */
@@ -52,15 +56,18 @@
 #define APD__REC_SID 8u
 
 #define APD__HFLAG_DICT 0x01u
-#define APD__HFLAG_SOFT 0x02u   /* 1.1 soft labels (not read by this library version) */
+#define APD__HFLAG_SOFT 0x02u   /* 1.1 soft labels: records may carry record flag bit 5 */
 #define APD__HFLAG_IMODEL 0x04u /* 1.1 entropy-coded index maps, model at meta/imodel */
 
 #define APD__RFLAG_KIND 0x03u
 #define APD__RFLAG_SID 0x04u
 #define APD__RFLAG_ZSTD 0x08u
 #define APD__RFLAG_DICT 0x10u
+#define APD__RFLAG_SOFT 0x20u  /* 1.1: n_classes float32 soft labels after the source id */
 #define APD__RFLAG_ICODE 0x40u /* 1.1: coded palette body (format/icode.h) */
-#define APD__RFLAG_RESERVED 0xA0u
+#define APD__RFLAG_RESERVED 0x80u
+/* Soft-label vectors must sum to 1 within this (sum of the float32 values in double). */
+#define APD__SOFT_SUM_TOL 1e-3
 
 #define APD__DB_META "meta"
 #define APD__DB_CHUNKS "chunks"
@@ -82,6 +89,8 @@ typedef struct apd__geom {
     uint32_t kind, c, h, w, k, bits, n_classes;
     int has_dict;
     int has_imodel;    /* header flag bit 2 */
+    int has_soft;      /* header flag bit 1: records may carry soft labels */
+    size_t soft_bytes; /* 4 * n_classes when has_soft, else 0 */
     const struct apd__imodel *imodel; /* parsed meta/imodel (set by the reader), or NULL */
     size_t npix;       /* h*w */
     size_t packed;     /* packed index bytes (palette) */
@@ -92,6 +101,7 @@ typedef struct apd__geom {
 typedef struct apd__rec {
     uint32_t flags, k, label;
     uint64_t source_id; /* APD_NO_SOURCE_ID if absent */
+    const uint8_t *soft; /* n_classes little-endian float32 (flag bit 5), or NULL */
     const uint8_t *body;
     size_t body_len;    /* stored length (compressed or not) */
     size_t raw_len;     /* uncompressed body length */
@@ -126,6 +136,14 @@ static inline void apd__chunk_record(const uint8_t *chunk, uint32_t j, const uin
 size_t apd__max_record(const apd__geom *g);
 
 /* ---- record ---- */
+/* Check a soft-label vector of n little-endian float32 values at p for a record labelled
+ * label (spec 7.5): finite, >= 0, sum within APD__SOFT_SUM_TOL of 1, p[label] a maximum.
+ * On failure (APD_ECORRUPT) *why is a static reason and *cls the class at fault (n when the
+ * fault is the sum). */
+apd_status apd__soft_check(const uint8_t *p, uint32_t n, uint32_t label, uint32_t *cls,
+                           const char **why);
+/* Soft labels of a parsed record as floats (one-hot of its label when it has none). */
+void apd__soft_get(const apd__geom *g, const apd__rec *r, float *out);
 /* Verify CRC and structure; fills r. Does not decompress. */
 apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, apd__rec *r,
                              const char **why);

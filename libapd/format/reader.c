@@ -349,6 +349,7 @@ apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
     o->n_chunks = r->n_chunks;
     o->has_dictionary = r->g.has_dict;
     o->has_index_model = r->g.has_imodel;
+    o->has_soft_labels = r->g.has_soft;
     memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
     return APD_OK;
 }
@@ -622,6 +623,22 @@ apd_status apd_reader_source_id(apd_reader *r, uint64_t i, uint64_t *id)
     return APD_OK;
 }
 
+apd_status apd_reader_soft_label(apd_reader *r, uint64_t i, float *out, size_t out_len, int *present)
+{
+    if (!r || !out) return APD_EINVAL;
+    if (r->hdr.n_classes == 0)
+        return rfail(r, APD_EUNSUPPORTED, 0, "record %llu: the file has no classes, hence no soft labels",
+                     (unsigned long long)i);
+    if (out_len < r->hdr.n_classes)
+        return rfail(r, APD_EBUFSIZE, 0, "record %llu: soft-label buffer of %zu floats < %u classes",
+                     (unsigned long long)i, out_len, r->hdr.n_classes);
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec));
+    apd__soft_get(&r->g, &rec, out);
+    if (present) *present = rec.soft != NULL;
+    return APD_OK;
+}
+
 apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32_t *k,
                              uint8_t *indices, uint32_t *label)
 {
@@ -715,6 +732,7 @@ apd_status apd_reader_stats(apd_reader *r, apd_file_stats *o)
             uint32_t f = rp[4];
             if (f & APD__RFLAG_ZSTD) o->compressed_records++;
             if (f & APD__RFLAG_ICODE) o->coded_records++;
+            if (f & APD__RFLAG_SOFT) o->soft_records++;
             o->payload_bytes += r->g.kind == APD_KIND_PALETTE
                                     ? (uint64_t)((uint32_t)rp[5] + 1) * r->g.c + r->g.packed
                                     : r->g.max_body;

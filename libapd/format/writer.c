@@ -99,6 +99,7 @@ struct apd_writer {
     uint8_t *chunkbuf;     /* encoded chunk value */
     size_t chunkbuf_cap;
     uint8_t *tmp;          /* one record's raw body */
+    uint8_t *softbuf;      /* one record's soft labels, encoded (soft_bytes) */
     uint8_t *ztmp;         /* compressed body */
     size_t ztmp_cap;
     int poisoned;
@@ -160,6 +161,8 @@ apd_status apd_writer_info(const apd_writer *w, apd_file_info *o)
     o->records_per_chunk = w->hdr.per_chunk;
     o->n_chunks = w->chunk_no + (w->stage_n > 0);
     o->has_dictionary = w->dict != NULL;
+    o->has_index_model = w->im != NULL;
+    o->has_soft_labels = w->o.soft_labels;
     memcpy(o->dataset_name, w->dataset, strnlen(w->dataset, sizeof o->dataset_name - 1));
     return APD_OK;
 }
@@ -196,6 +199,7 @@ static void writer_free(apd_writer *w)
     ZSTD_freeCDict(w->cdict);
     free(w->chunkbuf);
     free(w->tmp);
+    free(w->softbuf);
     free(w->ztmp);
     free(w->path);
     free(w);
@@ -378,8 +382,9 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
     apd__sb_free(&js);
 
     w->hdr.n_records = w->n;
-    w->hdr.flags = (w->dict ? APD__HFLAG_DICT : 0) | (w->im ? APD__HFLAG_IMODEL : 0);
-    w->hdr.minor = w->im ? 1 : 0; /* 1.1 only when a 1.1 feature is used */
+    w->hdr.flags = (w->dict ? APD__HFLAG_DICT : 0) | (w->im ? APD__HFLAG_IMODEL : 0) |
+                   (w->o.soft_labels ? APD__HFLAG_SOFT : 0);
+    w->hdr.minor = w->im || w->o.soft_labels ? 1 : 0; /* 1.1 only when a 1.1 feature is used */
     uint8_t hb[APD__HEADER_LEN];
     apd__header_encode(hb, &w->hdr);
 
@@ -487,14 +492,23 @@ static size_t code_body(apd_writer *w, uint32_t k, const uint8_t *body)
     return apd__icode_encode(w->im, pal, k, w->iidx, w->hdr.h, w->hdr.w, w->ibuf, w->ibuf_cap);
 }
 
-/* Append record j to the staging buffer: header + sid + body (compressed if it pays). */
+/* Bytes before the body of a staged record: header, source id, soft labels. */
+static size_t rec_head_len(const apd_writer *w, const uint8_t *r)
+{
+    return APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0) +
+           ((r[4] & APD__RFLAG_SOFT) ? w->g.soft_bytes : 0);
+}
+
+/* Append record j to the staging buffer: header + sid + soft labels (encoded, or NULL) + body
+ * (compressed if it pays). */
 static apd_status stage_record(apd_writer *w, uint32_t k, uint32_t label, uint64_t sid,
-                               const uint8_t *body, size_t body_len, int raw)
+                               const uint8_t *soft, const uint8_t *body, size_t body_len, int raw)
 {
     const uint8_t *stored = body;
     size_t stored_len = body_len;
     uint32_t flags = w->hdr.kind;
     if (sid != APD_NO_SOURCE_ID) flags |= APD__RFLAG_SID;
+    if (soft) flags |= APD__RFLAG_SOFT;
     size_t cl = !raw && w->im ? code_body(w, k, body) : 0;
     if (cl && cl < body_len) {
         stored = w->ibuf;
@@ -512,7 +526,8 @@ static apd_status stage_record(apd_writer *w, uint32_t k, uint32_t label, uint64
             }
         }
     }
-    size_t rl = APD__REC_HDR + (sid != APD_NO_SOURCE_ID ? APD__REC_SID : 0) + stored_len;
+    size_t rl = APD__REC_HDR + (sid != APD_NO_SOURCE_ID ? APD__REC_SID : 0) +
+                (soft ? w->g.soft_bytes : 0) + stored_len;
     APD_TRY(stage_reserve(w, rl));
     uint8_t *r = w->stage + w->stage_len;
     memset(r, 0, APD__REC_HDR);
@@ -523,6 +538,10 @@ static apd_status stage_record(apd_writer *w, uint32_t k, uint32_t label, uint64
     if (sid != APD_NO_SOURCE_ID) {
         apd__st64(r + off, sid);
         off += APD__REC_SID;
+    }
+    if (soft) {
+        memcpy(r + off, soft, w->g.soft_bytes);
+        off += w->g.soft_bytes;
     }
     memcpy(r + off, stored, stored_len);
     apd__st32(r, raw ? 0 : apd_crc32c(0, r + 4, rl - 4));
@@ -565,7 +584,7 @@ static apd_status decide_icode(apd_writer *w, const uint8_t *raw, const uint32_t
     size_t plain = 0;
     for (uint32_t j = 0; j < n; j++) {
         const uint8_t *r = raw + roff[j];
-        size_t hl = APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0);
+        size_t hl = rec_head_len(w, r);
         uint32_t k = (uint32_t)r[5] + 1;
         size_t pl = (size_t)k * w->hdr.c;
         memcpy(pal, r + hl, pl);
@@ -584,7 +603,7 @@ static apd_status decide_icode(apd_writer *w, const uint8_t *raw, const uint32_t
     w->im = m;
     for (uint32_t j = 0; j < n; j++) {
         const uint8_t *r = raw + roff[j];
-        size_t hl = APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0);
+        size_t hl = rec_head_len(w, r);
         size_t bl = roff[j + 1] - roff[j] - hl;
         size_t cl = code_body(w, (uint32_t)r[5] + 1, r + hl);
         coded += cl && cl < bl ? cl : bl;
@@ -648,7 +667,7 @@ static apd_status decide_dictionary(apd_writer *w)
         }
         for (uint32_t j = 0; j < n; j++) {
             const uint8_t *r = raw + roff[j];
-            size_t hl = APD__REC_HDR + ((r[4] & APD__RFLAG_SID) ? APD__REC_SID : 0);
+            size_t hl = rec_head_len(w, r);
             sizes[j] = roff[j + 1] - roff[j] - hl;
             memcpy(samples + total, r + hl, sizes[j]);
             total += sizes[j];
@@ -697,10 +716,11 @@ static apd_status decide_dictionary(apd_writer *w)
     for (uint32_t j = 0; j < n && s == APD_OK; j++) {
         const uint8_t *r = raw + roff[j];
         int has_sid = (r[4] & APD__RFLAG_SID) != 0;
-        size_t hl = APD__REC_HDR + (has_sid ? APD__REC_SID : 0);
+        size_t hl = rec_head_len(w, r);
+        const uint8_t *soft = (r[4] & APD__RFLAG_SOFT) ? r + APD__REC_HDR + (has_sid ? APD__REC_SID : 0) : NULL;
         uint32_t k = w->hdr.kind == APD_KIND_PALETTE ? (uint32_t)r[5] + 1 : 0;
         s = stage_record(w, k, apd__ld32(r + 8), has_sid ? apd__ld64(r + APD__REC_HDR) : APD_NO_SOURCE_ID,
-                         r + hl, roff[j + 1] - roff[j] - hl, 0);
+                         soft, r + hl, roff[j + 1] - roff[j] - hl, 0);
     }
 out:
     free(sizes);
@@ -743,15 +763,39 @@ static apd_status flush(apd_writer *w, int full)
     return APD_OK;
 }
 
+/* Encode and check a soft-label vector into w->softbuf (NULL soft: nothing to do). */
+static apd_status soft_encode(apd_writer *w, const float *soft, uint32_t label)
+{
+    if (!soft) return APD_OK;
+    if (!w->o.soft_labels)
+        return wfail(w, APD_EINVAL, 0, "record %llu: soft labels given but the file was created without "
+                     "soft_labels", (unsigned long long)w->n);
+    for (uint32_t j = 0; j < w->hdr.n_classes; j++) {
+        uint32_t u;
+        memcpy(&u, &soft[j], sizeof u);
+        apd__st32(w->softbuf + 4u * j, u);
+    }
+    uint32_t cls;
+    const char *why = "";
+    if (apd__soft_check(w->softbuf, w->hdr.n_classes, label, &cls, &why) != APD_OK) {
+        if (cls < w->hdr.n_classes)
+            return wfail(w, APD_EINVAL, 0, "record %llu (label %u): class %u value %g: %s", (unsigned long long)w->n,
+                         label, cls, (double)soft[cls], why);
+        return wfail(w, APD_EINVAL, 0, "record %llu (label %u): %s", (unsigned long long)w->n, label, why);
+    }
+    return APD_OK;
+}
+
 static apd_status put_common(apd_writer *w, uint32_t k, uint32_t label, uint64_t sid,
-                             const uint8_t *body, size_t body_len)
+                             const float *soft, const uint8_t *body, size_t body_len)
 {
     if (w->n >= w->o.limits.max_records)
         return wfail(w, APD_ELIMIT, 0, "record %llu: record count limit reached", (unsigned long long)w->n);
     if (w->hdr.n_classes && label >= w->hdr.n_classes)
         return wfail(w, APD_EINVAL, 0, "record %llu: label %u >= n_classes %u", (unsigned long long)w->n,
                      label, w->hdr.n_classes);
-    APD_TRY(stage_record(w, k, label, sid, body, body_len, w->raw_staged));
+    APD_TRY(soft_encode(w, soft, label));
+    APD_TRY(stage_record(w, k, label, sid, soft ? w->softbuf : NULL, body, body_len, w->raw_staged));
     if (w->hdr.n_classes) w->class_counts[label]++;
     w->n++;
     if (w->stage_n == w->hdr.per_chunk) return flush(w, 1);
@@ -760,6 +804,13 @@ static apd_status put_common(apd_writer *w, uint32_t k, uint32_t label, uint64_t
 
 apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_t k,
                                   const uint8_t *indices, uint32_t label, uint64_t source_id)
+{
+    return apd_writer_put_palette_soft(w, palette, k, indices, label, source_id, NULL);
+}
+
+apd_status apd_writer_put_palette_soft(apd_writer *w, const uint8_t *palette, uint32_t k,
+                                       const uint8_t *indices, uint32_t label, uint64_t source_id,
+                                       const float *soft)
 {
     if (!w) return APD_EINVAL;
     if (w->poisoned) return APD_EBADSTATE;
@@ -774,17 +825,23 @@ apd_status apd_writer_put_palette(apd_writer *w, const uint8_t *palette, uint32_
     size_t pl = (size_t)k * w->hdr.c;
     memcpy(w->tmp, palette, pl);
     apd__pack(indices, w->g.npix, w->hdr.bits, w->tmp + pl);
-    return put_common(w, k, label, source_id, w->tmp, pl + w->g.packed);
+    return put_common(w, k, label, source_id, soft, w->tmp, pl + w->g.packed);
 }
 
 apd_status apd_writer_put_direct(apd_writer *w, const uint8_t *chw, uint32_t label,
                                  uint64_t source_id)
 {
+    return apd_writer_put_direct_soft(w, chw, label, source_id, NULL);
+}
+
+apd_status apd_writer_put_direct_soft(apd_writer *w, const uint8_t *chw, uint32_t label,
+                                      uint64_t source_id, const float *soft)
+{
     if (!w) return APD_EINVAL;
     if (w->poisoned) return APD_EBADSTATE;
     if (w->hdr.kind != APD_KIND_DIRECT) return wfail(w, APD_EINVAL, 0, "put_direct on a palette file");
     if (!chw) return wfail(w, APD_EINVAL, 0, "put_direct: NULL image");
-    return put_common(w, 0, label, source_id, chw, w->g.max_body);
+    return put_common(w, 0, label, source_id, soft, chw, w->g.max_body);
 }
 
 apd_status apd_writer_commit(apd_writer *w)
@@ -931,6 +988,9 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
                             APD_MAX_COLORS, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
     if (o.index_coding > APD_ICODE_ON) return apd__err_set(err, APD_EINVAL, "%s: bad index coding mode", path);
+    if (o.soft_labels && o.n_classes == 0)
+        return apd__err_set(err, APD_EINVAL, "%s: soft labels need n_classes >= 1", path);
+    o.soft_labels = o.soft_labels != 0;
     for (uint32_t ch = 0; ch < o.c; ch++)
         if (!apd__norm_value_ok(0, o.mean[ch]) || !apd__norm_value_ok(1, o.std[ch]))
             return apd__err_set(err, APD_EINVAL,
@@ -957,6 +1017,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     w->hdr.h = o.h;
     w->hdr.w = o.w;
     w->hdr.n_classes = o.n_classes;
+    w->hdr.flags = o.soft_labels ? APD__HFLAG_SOFT : 0; /* sizes the records (geometry) */
     w->hdr.per_chunk = 1;
     const char *gwhy = "";
     s = apd__geom_from_header(&w->hdr, &o.limits, &w->g, &gwhy);
@@ -969,6 +1030,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
     iso_time(w->created);
     w->stage_off = calloc((size_t)w->hdr.per_chunk + 1, sizeof *w->stage_off);
     w->tmp = malloc(w->g.max_body ? w->g.max_body : 1);
+    w->softbuf = malloc(w->g.soft_bytes ? w->g.soft_bytes : 1);
     w->ztmp_cap = ZSTD_compressBound(w->g.max_body);
     w->ztmp = malloc(w->ztmp_cap);
     w->cctx = ZSTD_createCCtx();
@@ -983,7 +1045,7 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
                 apd__utf8_fit(w->class_names[i], sizeof w->class_names[i], name);
             }
     }
-    if (!w->path || !w->stage_off || !w->tmp || !w->ztmp || !w->cctx ||
+    if (!w->path || !w->stage_off || !w->tmp || !w->softbuf || !w->ztmp || !w->cctx ||
         (o.n_classes && !w->class_counts) || (o.n_classes && o.class_names && !w->class_names)) {
         writer_free(w);
         return apd__err_set(err, APD_ENOMEM, "%s: out of memory", path);

@@ -5,7 +5,8 @@
  *   byte 0   bit 0: kind (0 palette, 1 direct); bit 1: c = 3 (else 1); bit 2: fix up the
  *            CRCs before decoding (so the fuzzer reaches the logic behind the checksum);
  *            bit 3: input is a chunk (else one record); bit 4: layout CHW (else HWC);
- *            bit 5: n_classes = 0 (labels unchecked)
+ *            bit 5: n_classes = 0 (labels unchecked); bit 6: soft labels announced
+ *            (format 1.1 header flag bit 1; only with n_classes = 10)
  *   byte 1   h (1..64: (v % 64) + 1)      byte 2  w (same)
  *   byte 3   k - 1 (palette)               byte 4  records in the chunk expected (1..8)
  *   rest     the record or chunk bytes
@@ -58,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.k = h.kind == APD_KIND_PALETTE ? (uint32_t)data[3] + 1 : 0;
     h.bits = h.kind == APD_KIND_PALETTE ? apd_bits_for_k(h.k) : 0;
     h.n_classes = (opt & 32) ? 0 : 10;
+    if ((opt & 64) && h.n_classes) h.flags |= APD__HFLAG_SOFT;
     h.per_chunk = 8;
     uint32_t expect = (uint32_t)(data[4] % 8) + 1;
     apd__geom g;

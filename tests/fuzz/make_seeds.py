@@ -52,6 +52,15 @@ def main():
         fr = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(body)
         r = bytearray(struct.pack("<BBHI", 1 | 8, 2, 0, 7)) + fr
         put("record", "pal-rgb-2x3-zstd", bytes([2, 1, 2, 3, 0]) + struct.pack("<I", mb.crc32c(bytes(r))) + bytes(r))
+    # format 1.1 soft labels (opt bit 6): the example record with a vector, and one that fails
+    soft = [0.0] * 10
+    soft[1], soft[7] = 0.25, 0.75
+    put("record", "pal-rgb-2x3-soft", bytes([2 | 64, 1, 2, 3, 0]) + mb.record(pal, idx, 2, 3, sid=42, soft=soft))
+    put("record", "chunk-2-soft-fixcrc", bytes([2 | 8 | 4 | 64, 1, 2, 3, 1]) +
+        mb.chunk([mb.record(pal, idx, 2, 3, soft=soft), mb.record(pal, idx, 2, 3, label=1, soft=soft)]))
+    d = bytearray(struct.pack("<BBHI", 2 | 0x20, 0, 0, 7)) + struct.pack("<10f", *soft) + bytes(range(9))
+    put("record", "direct-grey-3x3-soft", bytes([1 | 64, 2, 2, 0, 0]) + struct.pack("<I", mb.crc32c(bytes(d))) + bytes(d))
+    put("meta", "header-soft", b"H" + mb.header(minor=1, flags=2))
     # metadata documents: byte0 = n_records % 8 | (n_classes % 4) << 3
     doc = (b'{"format": "apd", "format_version": "1.0", "kind": "palette", "c": 3, "h": 32, "w": 32, '
            b'"k": 64, "bits": 6, "records_per_chunk": 997, "n_records": 2, "n_classes": 2, '

@@ -49,11 +49,13 @@ def pack(indices, bits):
     return bytes(out)
 
 
-def record(pal, indices, bits, k, label=7, sid=None, fix_crc=True, body=None):
-    flags = 1 | (4 if sid is not None else 0)
+def record(pal, indices, bits, k, label=7, sid=None, fix_crc=True, body=None, soft=None):
+    flags = 1 | (4 if sid is not None else 0) | (0x20 if soft is not None else 0)
     r = bytearray(struct.pack("<BBHI", flags, k - 1, 0, label))
     if sid is not None:
         r += struct.pack("<Q", sid)
+    if soft is not None:  # spec 7.5: n_classes float32 after the source id
+        r += struct.pack("<%df" % len(soft), *soft)
     r += body if body is not None else bytes(pal) + pack(indices, bits)
     return struct.pack("<I", crc32c(bytes(r)) if fix_crc else 0) + bytes(r)
 
@@ -318,8 +320,44 @@ def main():
         why="index model table does not sum to 1024 (CRC valid)")
     add("coded_flag_v10.apd", "open", "APD_ECORRUPT", coded_items(hdr=header(minor=0, flags=4)),
         why="header flag bit 2 in a format 1.0 header")
-    add("soft_labels.apd", "open", "APD_EVERSION", valid_items(hdr=header(minor=1, flags=2)),
-        why="format 1.1 soft labels (header flag bit 1), not implemented by this reader")
+    # format 1.1 soft labels (spec 7.5): the valid record with a vector, label 7 the largest
+    h_soft = header(minor=1, flags=2)
+    good = [0.0] * 10
+    good[1], good[7] = 0.25, 0.75
+
+    def soft_items(soft, hdr=h_soft, trunc=0):
+        rec = record(PAL, IDX, 2, 3, sid=42, soft=soft)
+        if trunc:  # cut inside the vector, CRC fixed (the body is gone too)
+            r = rec[4:4 + 20 + 4 * 10 - trunc]
+            rec = struct.pack("<I", crc32c(r)) + r
+        return valid_items(rec=rec, hdr=hdr)
+
+    add("soft_labels.apd", "ok", "APD_OK", soft_items(good),
+        why="control: a valid format 1.1 file with a soft-label vector (spec 13.2)")
+    add("soft_flag_v10.apd", "open", "APD_ECORRUPT", soft_items(good, hdr=header(minor=0, flags=2)),
+        why="header flag bit 1 (soft labels) in a format 1.0 header")
+    add("soft_no_classes.apd", "open", "APD_ECORRUPT", valid_items(hdr=header(minor=1, flags=2, n_classes=0)),
+        why="header flag bit 1 (soft labels) with n_classes 0")
+    add("soft_future_flag.apd", "open", "APD_EVERSION", valid_items(hdr=header(minor=2, flags=8)),
+        why="unknown header flag bit 3 with version_minor 2: a newer format feature")
+    add("soft_no_header_flag.apd", "record 0", "APD_ECORRUPT", soft_items(good, hdr=header(minor=1)),
+        why="record flag bit 5 (soft labels) without header flag bit 1")
+    nan = list(good)
+    nan[3] = float("nan")
+    add("soft_nan.apd", "record 0", "APD_ECORRUPT", soft_items(nan),
+        why="soft label of class 3 is NaN (CRC valid)")
+    neg = list(good)
+    neg[1], neg[2] = 0.5, -0.25
+    add("soft_negative.apd", "record 0", "APD_ECORRUPT", soft_items(neg),
+        why="soft label of class 2 is -0.25, the vector sums to 1 (CRC valid)")
+    add("soft_sum.apd", "record 0", "APD_ECORRUPT", soft_items([0.0] * 7 + [0.75] + [0.0] * 2),
+        why="soft labels sum to 0.75 (CRC valid)")
+    arg = [0.0] * 10
+    arg[1], arg[7] = 0.75, 0.25
+    add("soft_argmax.apd", "record 0", "APD_ECORRUPT", soft_items(arg),
+        why="label 7 has soft label 0.25 < 0.75 of class 1 (CRC valid)")
+    add("soft_trunc.apd", "record 0", "APD_ETRUNC", soft_items(good, trunc=6),
+        why="record ends inside its soft-label vector (CRC valid)")
     add("coded_no_model_flag.apd", "record 0", "APD_ECORRUPT", coded_items(hdr=header()),
         why="coded record (flag bit 6) in a file without header flag bit 2")
     add("coded_trunc.apd", "record 0", "APD_ETRUNC", coded_items(rec=coded_record(body[:-2], 3)),
