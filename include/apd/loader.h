@@ -160,6 +160,25 @@ APD_API APD_NODISCARD apd_status apd_loader_next(apd_loader *l, void *images, si
                                                  int64_t *labels, uint64_t *indices,
                                                  size_t *n_out);
 
+/* Classes of the data (0: none) and whether it announces soft labels (format 1.1 header flag
+ * bit 1; apd_reader_soft_label). */
+APD_API uint32_t apd_loader_num_classes(const apd_loader *l);
+APD_API int apd_loader_has_soft_labels(const apd_loader *l);
+
+/* apd_loader_next plus soft labels: soft[o * n_classes + j] for sample o < *n_out, the
+ * record's stored vector, or the one-hot vector of its label for records without one (files
+ * without soft labels give one-hot rows throughout). soft_len in floats must hold a full
+ * batch (batch_size * n_classes); soft NULL behaves as apd_loader_next. The other arguments
+ * and the sample order are those of apd_loader_next.
+ * @return the codes of apd_loader_next; APD_EUNSUPPORTED (soft given, data without classes);
+ *   APD_EBUFSIZE (soft_len too small); APD_ENOMEM; a record's soft-label error (its record was
+ *   checked while decoding, so only a damaged vector: APD_ECORRUPT; the loader is then
+ *   poisoned as after a decode error). */
+APD_API APD_NODISCARD apd_status apd_loader_next_soft(apd_loader *l, void *images,
+                                                      size_t images_len, int64_t *labels,
+                                                      float *soft, size_t soft_len,
+                                                      uint64_t *indices, size_t *n_out);
+
 APD_API void apd_loader_get_state(const apd_loader *l, apd_loader_state *st);
 /* Continue from st (any world size/rank/threads). Clears a poisoned loader.
  * @return APD_OK; APD_EINVAL (NULL, cursor > n); APD_EMISMATCH (st->n differs from this

@@ -64,6 +64,8 @@ struct apd_loader {
     uint64_t *order;      /* [n] record index per position of the current epoch */
     uint64_t seed, epoch, base, consumed;
     uint64_t skipped;
+    uint64_t *soft_idx;   /* [batch] indices for apd_loader_next_soft (allocated on first use) */
+    int64_t *soft_lab;    /* [batch] labels for it */
     int poisoned;
     char msg[512];
     /* decode pool */
@@ -532,6 +534,54 @@ apd_status apd_loader_next(apd_loader *l, void *images, size_t images_len, int64
     return APD_OK;
 }
 
+uint32_t apd_loader_num_classes(const apd_loader *l) { return l ? l->src.n_classes : 0; }
+int apd_loader_has_soft_labels(const apd_loader *l) { return l ? (int)l->src.has_soft : 0; }
+
+apd_status apd_loader_next_soft(apd_loader *l, void *images, size_t images_len, int64_t *labels,
+                                float *soft, size_t soft_len, uint64_t *indices, size_t *n_out)
+{
+    if (!l || !n_out) return APD_EINVAL;
+    *n_out = 0;
+    const size_t K = l->src.n_classes, B = l->o.batch_size;
+    if (soft && K == 0) {
+        set_msg(l, "%s: soft labels asked for, but the data has no classes", l->path);
+        return APD_EUNSUPPORTED;
+    }
+    if (soft && soft_len / K < B) {
+        set_msg(l, "%s: soft-label buffer of %zu floats is too small for %zu samples of %zu classes",
+                l->path, soft_len, B, K);
+        return APD_EBUFSIZE;
+    }
+    if (soft && ((!indices && !l->soft_idx) || (!labels && !l->soft_lab))) {
+        if (!l->soft_idx) l->soft_idx = malloc(B * sizeof *l->soft_idx);
+        if (!l->soft_lab) l->soft_lab = malloc(B * sizeof *l->soft_lab);
+        if (!l->soft_idx || !l->soft_lab) {
+            set_msg(l, "%s: out of memory", l->path);
+            return APD_ENOMEM;
+        }
+    }
+    uint64_t *idx = indices ? indices : l->soft_idx;
+    int64_t *lab = labels ? labels : l->soft_lab;
+    APD_TRY(apd_loader_next(l, images, images_len, soft ? lab : labels, soft ? idx : indices, n_out));
+    if (!soft) return APD_OK;
+    for (size_t o = 0; o < *n_out; o++) {
+        float *v = soft + o * K;
+        if (!l->src.soft) { /* a source without soft labels: one-hot */
+            for (size_t j = 0; j < K; j++) v[j] = (int64_t)j == lab[o] ? 1.0f : 0.0f;
+            continue;
+        }
+        char msg[512] = "";
+        apd_status st = l->src.soft(l->src.ctx, idx[o], v, msg, sizeof msg);
+        if (st != APD_OK) { /* the batch was consumed: stop, as after a decode error */
+            snprintf(l->msg, sizeof l->msg, "%s", msg);
+            l->poisoned = 1;
+            *n_out = 0;
+            return st;
+        }
+    }
+    return APD_OK;
+}
+
 /* ---- open / close -------------------------------------------------------------------------- */
 
 void apd_loader_opts_default(apd_loader_opts *o)
@@ -579,6 +629,8 @@ void apd_loader_close(apd_loader *l)
     free(l->th);
     free(l->sel);
     free(l->order);
+    free(l->soft_idx);
+    free(l->soft_lab);
     if (l->src.close) l->src.close(l->src.ctx);
     free(l);
 }

@@ -47,6 +47,11 @@ typedef struct apd__loader_source {
      * The loader calls stage 0 2*PREFETCH_AHEAD and stage 1 PREFETCH_AHEAD records ahead of
      * decoding: the sample order is shuffled, so each record is otherwise a cache miss. */
     void (*prefetch)(void *ctx, uint64_t i, int stage);
+    /* Optional (may be NULL): soft labels of record i (n_classes floats; the one-hot vector
+     * of its label when the record stores none). NULL: every record is one-hot. has_soft: the
+     * data announces soft labels (format 1.1). */
+    apd_status (*soft)(void *ctx, uint64_t i, float *out, char *msg, size_t msg_len);
+    uint32_t has_soft;
 } apd__loader_source;
 
 /* Open a loader over src (copied; src->close is called by apd_loader_close, or on failure).

@@ -25,6 +25,7 @@
 typedef struct rd_ctx {
     apd_reader *r;
     int single; /* one decoding thread: the reader's errmsg may be read */
+    uint32_t n_classes;
     char path[256];
 } rd_ctx;
 
@@ -85,6 +86,14 @@ static apd_status rd_record(void *ctx, uint64_t i, uint8_t *pal, uint32_t *k, ui
     return st;
 }
 
+static apd_status rd_soft(void *ctx, uint64_t i, float *out, char *msg, size_t len)
+{
+    rd_ctx *x = ctx;
+    apd_status st = apd_reader_soft_label(x->r, i, out, x->n_classes, NULL);
+    if (st != APD_OK) rd_msg(x, i, st, msg, len);
+    return st;
+}
+
 static void rd_close(void *ctx)
 {
     rd_ctx *x = ctx;
@@ -132,6 +141,9 @@ apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_
     s.decode_f32 = rd_decode_f32;
     s.prefetch = rd_prefetch;
     s.record = s.palette ? rd_record : NULL;
+    x->n_classes = fi.n_classes;
+    s.soft = fi.n_classes ? rd_soft : NULL;
+    s.has_soft = (uint32_t)fi.has_soft_labels;
     s.close = rd_close;
     return apd__loader_open_source(out, &s, path, o, err); /* closes x on failure */
 }
