@@ -16,6 +16,10 @@
  * unless --map-classes-by-name maps each training class to the test class of the same name.
  * Sets without names (none stored, or each class named by its id as IDX gives) are not
  * compared, with a warning.
+ *
+ * Soft labels: a file with soft labels (format 1.1) trains on them with the soft
+ * cross-entropy (records without a vector count as the one-hot vector of their label), and
+ * says so; --hard-labels trains on the hard labels instead.
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -38,7 +42,7 @@ typedef struct eval_args {
     uint32_t random_real, threads, runs, batch, epochs, width, depth;
     float lr;
     uint64_t seed;
-    int json, no_dsa, align, map_by_name;
+    int json, no_dsa, align, map_by_name, hard_labels;
 } eval_args;
 
 /* The data of one evaluation: training images, test set, normalisation. */
@@ -47,6 +51,8 @@ typedef struct eval_data {
     float mean[3], std[3];
     const char *input_name; /* the file, or rr_name */
     char rr_name[600];
+    float *soft;            /* [train.n, train.n_classes] soft labels of the file, or NULL */
+    uint64_t soft_stored;   /* records that store a vector (the others are one-hot) */
 } eval_data;
 
 static void usage(FILE *f)
@@ -69,6 +75,8 @@ static void usage(FILE *f)
             "options:\n"
             "  --test SPEC          real test set (required)\n"
             "  --test-split S       split of --test: test (default), val or train\n"
+            "  --hard-labels        train on the hard labels of a file with soft labels\n"
+            "                       (default: its soft labels, with the soft cross-entropy)\n"
             "  --map-classes-by-name  match training classes to test classes by name (every\n"
             "                       training class must be in the test set; test classes\n"
             "                       without training images are reported)\n"
@@ -109,7 +117,7 @@ static int parse_u32(const char *s, const char *opt, uint32_t lo, uint32_t *out)
 }
 
 enum { O_TEST = 256, O_TRAIN, O_RR, O_EPOCHS, O_RUNS, O_LR, O_BATCH, O_SEED, O_THREADS,
-       O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH, O_TSPLIT, O_MAP };
+       O_JSON, O_NODSA, O_STRAT, O_ALIGN, O_WIDTH, O_DEPTH, O_TSPLIT, O_MAP, O_HARD };
 
 /* One option into a; 0 ok, 2 usage error (message printed). */
 static int parse_opt(eval_args *a, int opt, const char *arg)
@@ -145,6 +153,7 @@ static int parse_opt(eval_args *a, int opt, const char *arg)
     case O_STRAT: a->strategy = arg; return 0;
     case O_ALIGN: a->align = 1; return 0;
     case O_MAP: a->map_by_name = 1; return 0;
+    case O_HARD: a->hard_labels = 1; return 0;
     case O_TSPLIT:
         if (strcmp(arg, "test") && strcmp(arg, "val") && strcmp(arg, "train")) {
             fprintf(stderr, "apd-eval: --test-split: bad value '%s' (test, val or train)\n", arg);
@@ -186,6 +195,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
         {"align-corners", no_argument, 0, O_ALIGN}, {"width", required_argument, 0, O_WIDTH},
         {"depth", required_argument, 0, O_DEPTH}, {"help", no_argument, 0, 'h'},
         {"test-split", required_argument, 0, O_TSPLIT}, {"map-classes-by-name", no_argument, 0, O_MAP},
+        {"hard-labels", no_argument, 0, O_HARD},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->runs = 5;
@@ -217,8 +227,33 @@ static int parse_args(eval_args *a, int argc, char **argv)
     return 0;
 }
 
-/* Load every record of an .apd file into ds (uint8 CHW); mean/std from the file. */
-static int load_apd(const char *path, apd_dataset *ds, float mean[3], float std[3])
+/* The soft labels of every record of r into *soft ([n, n_classes]); *stored counts the
+ * records that store a vector. 0 (message printed) on failure. */
+static int load_soft(apd_reader *r, const apd_file_info *fi, float **soft, uint64_t *stored)
+{
+    *soft = malloc((size_t)fi->n_records * fi->n_classes * sizeof **soft);
+    if (!*soft) {
+        fprintf(stderr, "apd-eval: out of memory for the soft labels of %llu images\n",
+                (unsigned long long)fi->n_records);
+        return 0;
+    }
+    *stored = 0;
+    for (uint64_t i = 0; i < fi->n_records; i++) {
+        int present = 0;
+        apd_status st = apd_reader_soft_label(r, i, *soft + i * fi->n_classes, fi->n_classes, &present);
+        if (st != APD_OK) {
+            fprintf(stderr, "apd-eval: %s\n", apd_reader_errmsg(r));
+            return 0;
+        }
+        *stored += (uint64_t)present;
+    }
+    return 1;
+}
+
+/* Load every record of an .apd file into ds (uint8 CHW); mean/std from the file; its soft
+ * labels into *soft when it has them and want_soft. */
+static int load_apd(const char *path, apd_dataset *ds, float mean[3], float std[3], int want_soft, float **soft,
+                    uint64_t *soft_stored)
 {
     apd_reader *r = NULL;
     apd_err err;
@@ -255,6 +290,10 @@ static int load_apd(const char *path, apd_dataset *ds, float mean[3], float std[
         if (ds->labels[i] > max_label) max_label = ds->labels[i];
     }
     if (fi.n_classes == 0) ds->n_classes = max_label + 1;
+    if (want_soft && fi.has_soft_labels && !load_soft(r, &fi, soft, soft_stored)) {
+        apd_reader_close(r);
+        return 0;
+    }
     for (uint32_t k = 0; k < ds->n_classes && ds->class_names; k++) {
         const char *nm = apd_reader_class_name(r, k);
         if (nm) snprintf(ds->class_names[k], APD_MAX_CLASS_NAME, "%s", nm);
@@ -289,7 +328,7 @@ static int load_inputs(const eval_args *a, eval_data *d)
         d->std[ch] = 1;
     }
     if (a->file) {
-        if (!load_apd(a->file, &d->train, d->mean, d->std)) return 0;
+        if (!load_apd(a->file, &d->train, d->mean, d->std, !a->hard_labels, &d->soft, &d->soft_stored)) return 0;
         int known = 1;
         for (uint32_t ch = 0; ch < d->train.c; ch++) {
             if (!(d->std[ch] > 0)) known = 0;
@@ -388,6 +427,20 @@ static int map_by_name(const eval_args *a, eval_data *d)
         tr->labels[i] = (uint32_t)map[tr->labels[i]];
         used[tr->labels[i]] = 1;
     }
+    if (ok && d->soft) { /* soft-label columns follow their classes to the test numbering */
+        float *ns = calloc((size_t)tr->n * te->n_classes, sizeof *ns);
+        if (!ns) {
+            fprintf(stderr, "apd-eval: out of memory\n");
+            ok = 0;
+        }
+        for (uint64_t i = 0; ok && i < tr->n; i++)
+            for (uint32_t k = 0; k < tr->n_classes; k++)
+                ns[i * te->n_classes + (uint32_t)map[k]] = d->soft[i * tr->n_classes + k];
+        if (ok) {
+            free(d->soft);
+            d->soft = ns;
+        }
+    }
     if (ok) {
         uint32_t missing = 0, first = 0;
         for (uint32_t k = te->n_classes; k-- > 0;)
@@ -473,6 +526,23 @@ static int check_compatible(const eval_args *a, const eval_data *d)
     return 1;
 }
 
+/* Soft labels as wide as the test set's classes (a file with fewer classes than the test
+ * set gets 0 for the others). 0 (message printed) on failure. */
+static int widen_soft(eval_data *d)
+{
+    const uint32_t kf = d->train.n_classes, kt = d->test.n_classes;
+    if (!d->soft || kf == kt) return 1;
+    float *ns = calloc((size_t)d->train.n * kt, sizeof *ns);
+    if (!ns) {
+        fprintf(stderr, "apd-eval: out of memory\n");
+        return 0;
+    }
+    for (uint64_t i = 0; i < d->train.n; i++) memcpy(ns + i * kt, d->soft + i * kf, kf * sizeof *ns);
+    free(d->soft);
+    d->soft = ns;
+    return 1;
+}
+
 static void model_name(const eval_args *a, char *out, size_t cap)
 {
     if (a->width == 128) snprintf(out, cap, "ConvNetD%u", a->depth);
@@ -496,6 +566,13 @@ static void print_header(const eval_args *a, const eval_data *d)
     printf("normalisation: mean %.4f %.4f %.4f std %.4f %.4f %.4f\n", (double)d->mean[0],
            (double)(tr->c > 1 ? d->mean[1] : 0), (double)(tr->c > 2 ? d->mean[2] : 0), (double)d->std[0],
            (double)(tr->c > 1 ? d->std[1] : 0), (double)(tr->c > 2 ? d->std[2] : 0));
+    if (d->soft)
+        printf("labels: soft (format 1.1): %llu of %llu records store a vector, the others are one-hot; "
+               "training with soft cross-entropy\n", (unsigned long long)d->soft_stored, (unsigned long long)tr->n);
+    else if (a->hard_labels)
+        printf("labels: hard (--hard-labels)\n");
+    else
+        printf("labels: hard; training with cross-entropy\n");
     fflush(stdout);
 }
 
@@ -530,6 +607,7 @@ static int run_all(const eval_args *a, const eval_data *d, const float *xs, apd_
     o.pool = pool;
     o.width = a->width;
     o.depth = a->depth;
+    o.train_soft = d->soft;
     tool_progress prog;
     tool_progress_init(&prog);
     tool_progress_start(&prog, "apd-eval", (uint64_t)a->runs * (a->epochs + 1));
@@ -584,10 +662,11 @@ static void report(const eval_args *a, const eval_data *d, const double *accs, d
     tool_json_fputs(stdout, a->test_spec);
     printf(", \"n_train\": %llu, \"n_test\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, \"n_classes\": %u, "
            "\"model\": \"%s\", \"epochs\": %u, \"runs\": %u, \"lr\": %g, \"batch\": %u, \"seed\": %llu, "
-           "\"threads\": %u, \"dsa\": %s, \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], \"accuracies\": [",
+           "\"threads\": %u, \"dsa\": %s, \"labels\": \"%s\", \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], "
+           "\"accuracies\": [",
            (unsigned long long)tr->n, (unsigned long long)d->test.n, tr->c, tr->h, tr->w, d->test.n_classes,
            model, a->epochs, a->runs, (double)a->lr, a->batch, (unsigned long long)a->seed, a->threads,
-           a->no_dsa ? "false" : "true", (double)d->mean[0], (double)d->mean[1], (double)d->mean[2],
+           a->no_dsa ? "false" : "true", d->soft ? "soft" : "hard", (double)d->mean[0], (double)d->mean[1], (double)d->mean[2],
            (double)d->std[0], (double)d->std[1], (double)d->std[2]);
     for (uint32_t r = 0; r < a->runs; r++) printf("%s%.6f", r ? ", " : "", accs[r]);
     printf("], \"accuracy_mean\": %.6f, \"accuracy_std\": %.6f, \"seconds\": %.2f}\n", m, sd, seconds);
@@ -636,8 +715,10 @@ int main(int argc, char **argv)
     }
     eval_data d;
     memset(&d, 0, sizeof d);
-    rc = load_inputs(&a, &d) && check_classes(&a, &d) && check_compatible(&a, &d) && evaluate(&a, &d) ? 0 : 1;
+    rc = load_inputs(&a, &d) && check_classes(&a, &d) && check_compatible(&a, &d) && widen_soft(&d) &&
+                 evaluate(&a, &d) ? 0 : 1;
     apd_dataset_free(&d.train);
     apd_dataset_free(&d.test);
+    free(d.soft);
     return rc;
 }

@@ -201,6 +201,14 @@ APD_API void apd_xent_forward(float *loss,          /* scalar */
 APD_API void apd_xent_backward(float *dlogits,      /* [N, K] += */
                                const float *probs, const uint32_t *labels, float dloss,
                                size_t N, size_t K);
+/* --- Softmax cross-entropy with soft targets (class probabilities), mean over the batch.
+ * forward: *loss = -(1/N) sum_i sum_k targets[i, k] log softmax(logits_i)[k]; probs as above.
+ * backward: dlogits += dloss * (sum_k targets[i, k] * probs - targets) / N (= probs - targets
+ * for rows summing to 1). A one-hot target row gives exactly apd_xent_forward's loss. */
+APD_API void apd_xent_soft_forward(float *loss, float *probs, const float *logits,
+                                   const float *targets /* [N, K] */, size_t N, size_t K);
+APD_API void apd_xent_soft_backward(float *dlogits /* [N, K] += */, const float *probs,
+                                    const float *targets, float dloss, size_t N, size_t K);
 /* Number of rows whose argmax (first maximum) equals the label. */
 APD_API size_t apd_count_correct(const float *logits, const uint32_t *labels, size_t N, size_t K);
 

@@ -4,7 +4,8 @@
  * The protocol (docs/method.md section 6.2; `evaluate_synset` of the DC/DSA/DM code):
  * - ConvNetD3 (apd/nn.h defaults: width 128, depth 3, instance norm; padding 3 for 28x28)
  *   freshly initialised from (seed, run).
- * - SGD lr (0.01), momentum 0.9, weight decay 5e-4; hard labels; softmax cross-entropy;
+ * - SGD lr (0.01), momentum 0.9, weight decay 5e-4; hard labels and softmax cross-entropy,
+ *   or soft labels (opts.train_soft, format 1.1 files) and soft cross-entropy;
  *   minibatches of `batch` (256) drawn by a seeded shuffle each pass, last batch partial.
  * - epochs + 1 passes over the data (the reference loops `range(Epoch + 1)`); after pass
  *   number epochs/2 + 1 (0-based) the learning rate is multiplied by 0.1 and the momentum
@@ -59,6 +60,11 @@ typedef struct apd_eval_opts {
     apd_pool *pool;       /* borrowed, may be NULL (single-threaded) */
     apd_eval_pass_fn on_pass; /* may be NULL */
     void *user;
+    const float *train_soft; /* NULL: hard labels. Else [n_train, test->n_classes] class
+                                probabilities per training image (each row finite, >= 0,
+                                summing to 1 within 1e-3): the loss is the soft cross-entropy
+                                (apd_xent_soft_forward); train_y still gives the training
+                                accuracy. Borrowed. */
 } apd_eval_opts;
 
 APD_API void apd_eval_opts_default(apd_eval_opts *o);
@@ -71,11 +77,12 @@ typedef struct apd_eval_result {
     double train_seconds, test_seconds;
 } apd_eval_result;
 
-/* Train a fresh ConvNet on train_x (already normalised floats) and test on `test`.
+/* Train a fresh ConvNet on train_x (already normalised floats) and test on `test`
+ * (with soft targets when o->train_soft is set).
  * train_x: [n_train, c, h, w] float32; train_y: n_train labels < test->n_classes.
  * test: uint8 images of the same c x h x w, normalised on the fly as (p/255 - mean)/std.
  * @return APD_OK; APD_EINVAL (NULL, n_train 0, epochs/batch/test_batch 0, a training label
- *         >= test->n_classes, a test set without classes, std <= 0 or a non-finite mean);
+ *         >= test->n_classes, a soft-label row not finite, negative or not summing to 1, a test set without classes, std <= 0 or a non-finite mean);
  *         APD_EMISMATCH (shapes differ; err names both); APD_ELIMIT (n_train > 2^32 - 1);
  *         APD_ECORRUPT (a test label >= test->n_classes); APD_ENOMEM; APD_ENUMERIC (loss
  *         or weights became NaN/inf); APD_ECANCELED (on_pass asked to stop); errors of

@@ -383,6 +383,43 @@ void apd_xent_backward(float *dlogits, const float *probs, const uint32_t *label
     }
 }
 
+void apd_xent_soft_forward(float *loss, float *probs, const float *logits, const float *targets,
+                           size_t N, size_t K)
+{
+    double total = 0.0;
+    for (size_t n = 0; n < N; n++) {
+        const float *z = logits + n * K, *t = targets + n * K;
+        float *p = probs + n * K;
+        float mx = z[0];
+        for (size_t k = 1; k < K; k++) mx = fmaxf(mx, z[k]);
+        double s = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            float e = expf(z[k] - mx);
+            p[k] = e;
+            s += e;
+        }
+        float inv = (float)(1.0 / s);
+        for (size_t k = 0; k < K; k++) p[k] *= inv;
+        /* -sum_k t_k log p_k = sum_k t_k (log s + mx - z_k) */
+        const double lse = log(s) + (double)mx;
+        for (size_t k = 0; k < K; k++)
+            if (t[k] != 0.0f) total += (double)t[k] * (lse - (double)z[k]);
+    }
+    *loss = (float)(total / (double)N);
+}
+
+void apd_xent_soft_backward(float *dlogits, const float *probs, const float *targets, float dloss,
+                            size_t N, size_t K)
+{
+    float s = dloss / (float)N;
+    for (size_t n = 0; n < N; n++) {
+        const float *t = targets + n * K, *p = probs + n * K;
+        float ts = 0.0f;
+        for (size_t k = 0; k < K; k++) ts += t[k];
+        for (size_t k = 0; k < K; k++) dlogits[n * K + k] += s * (ts * p[k] - t[k]);
+    }
+}
+
 size_t apd_count_correct(const float *logits, const uint32_t *labels, size_t N, size_t K)
 {
     size_t ok = 0;

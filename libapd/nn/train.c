@@ -61,6 +61,7 @@ typedef struct eval_run {
     apd_convnet *net;
     apd_sgd *opt;
     float *xb, *xa, *logits, *probs, *dlogits; /* [maxb, img], [B, img], [maxb, K], [B, K] x2 */
+    float *tb;                                 /* [B, K] soft targets of the batch, or NULL */
     uint32_t *yb, *perm;                       /* [maxb], [n_train] */
     apd_dsa_sample *samples;                   /* [B] */
     apd__rng rshuf;             /* per-pass shuffles */
@@ -76,6 +77,7 @@ static void eval_free(eval_run *r)
     free(r->logits);
     free(r->probs);
     free(r->dlogits);
+    free(r->tb);
     free(r->yb);
     free(r->perm);
     free(r->samples);
@@ -107,6 +109,19 @@ static apd_status eval_check(eval_run *r, const apd_dataset *test, const float m
         if (test->labels[i] >= K)
             return apd__err_set(err, APD_ECORRUPT, "test image %llu has label %u >= %u classes",
                                 (unsigned long long)i, test->labels[i], K);
+    const float *ts = r->o->train_soft;
+    for (size_t i = 0; ts && i < r->n_train; i++) {
+        double sum = 0;
+        for (uint32_t k = 0; k < K; k++) {
+            const float v = ts[i * K + k];
+            if (!(v >= 0.0f) || !isfinite(v))
+                return apd__err_set(err, APD_EINVAL, "training image %zu: soft label of class %u is %g", i, k,
+                                    (double)v);
+            sum += v;
+        }
+        if (!(fabs(sum - 1.0) <= 1e-3))
+            return apd__err_set(err, APD_EINVAL, "training image %zu: soft labels sum to %g, not 1", i, sum);
+    }
     for (uint32_t ch = 0; ch < r->c; ch++)
         if (!(std[ch] > 0.0f) || !isfinite(mean[ch]))
             return apd__err_set(err, APD_EINVAL, "bad normalisation for channel %u: mean %g std %g",
@@ -145,6 +160,7 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     r->yb = malloc(maxb * sizeof(uint32_t));
     r->perm = malloc(n_train * sizeof(uint32_t));
     r->samples = malloc(B * sizeof(apd_dsa_sample));
+    if (o->train_soft && !(r->tb = malloc(B * K * sizeof(float)))) return eval_failed(err, APD_ENOMEM);
     if (!r->xb || !r->xa || !r->logits || !r->probs || !r->dlogits || !r->yb || !r->perm || !r->samples)
         return eval_failed(err, APD_ENOMEM);
 
@@ -170,6 +186,7 @@ static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t
         for (size_t i = 0; i < nb; i++) {
             memcpy(r->xb + i * img, r->train_x + (size_t)r->perm[s0 + i] * img, img * sizeof(float));
             r->yb[i] = r->train_y[r->perm[s0 + i]];
+            if (r->tb) memcpy(r->tb + i * K, o->train_soft + (size_t)r->perm[s0 + i] * K, K * sizeof(float));
         }
         const float *xin = r->xb;
         if (o->dsa) {
@@ -183,14 +200,16 @@ static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t
         st = apd_convnet_forward(r->net, r->logits, NULL, xin, nb);
         if (st != APD_OK) return eval_failed(err, st);
         float loss;
-        apd_xent_forward(&loss, r->probs, r->logits, r->yb, nb, K);
+        if (r->tb) apd_xent_soft_forward(&loss, r->probs, r->logits, r->tb, nb, K);
+        else apd_xent_forward(&loss, r->probs, r->logits, r->yb, nb, K);
         if (!isfinite(loss))
             return apd__err_set(err, APD_ENUMERIC, "training loss became %g at pass %u (lr %g too high?)",
                                 (double)loss, pass, (double)apd_sgd_get_lr(r->opt));
         *loss_sum += (double)loss * (double)nb;
         *correct += apd_count_correct(r->logits, r->yb, nb, K);
         memset(r->dlogits, 0, nb * K * sizeof(float));
-        apd_xent_backward(r->dlogits, r->probs, r->yb, 1.0f, nb, K);
+        if (r->tb) apd_xent_soft_backward(r->dlogits, r->probs, r->tb, 1.0f, nb, K);
+        else apd_xent_backward(r->dlogits, r->probs, r->yb, 1.0f, nb, K);
         apd_convnet_zero_grad(r->net);
         st = apd_convnet_backward(r->net, NULL, r->dlogits, NULL, nb, APD_NN_PARAM_GRADS);
         if (st != APD_OK) return eval_failed(err, st);
