@@ -85,6 +85,7 @@ class Dataset:
             "k": fi.k, "bits": fi.bits, "n_classes": fi.n_classes,
             "mean": [fi.mean[i] for i in range(fi.c)], "std": [fi.std[i] for i in range(fi.c)],
             "index_coded": bool(fi.has_index_model),
+            "soft_labels": bool(fi.has_soft_labels),
         }
         self._n = fi.n_records
         self._shape = (fi.h, fi.w, fi.c) if layout == "hwc" else (fi.c, fi.h, fi.w)
@@ -171,6 +172,27 @@ class Dataset:
             self._fail(st)
         return None if v.value == _lib.U64_MAX else int(v.value)
 
+    def soft_label(self, i):
+        """Soft labels of record i: float32 (n_classes,), the stored vector (format 1.1) or
+        the one-hot vector of its label when the record stores none. ApdError (status 6,
+        unsupported) for a file without classes."""
+        i = self._index(i)
+        out = np.empty(self.info["n_classes"], np.float32)
+        st = _L.apd_reader_soft_label(self._h, i, out.ctypes.data, out.size, None)
+        if st != 0:
+            self._fail(st)
+        return out
+
+    def soft_labels(self):
+        """Soft labels of every record: float32 (N, n_classes) (see soft_label)."""
+        self._alive()
+        out = np.empty((self._n, self.info["n_classes"]), np.float32)
+        for i in range(self._n):
+            st = _L.apd_reader_soft_label(self._h, i, out[i].ctypes.data, out.shape[1], None)
+            if st != 0:
+                self._fail(st)
+        return out
+
     def record(self, i):
         """The stored form of palette record i: (palette uint8 (k, c), indices uint8 (h, w),
         label). ApdError (status 6, unsupported) for a direct-colour file."""
@@ -218,7 +240,9 @@ class Loader:
     loader then stands at the next epoch (a new `for` loop runs it). Breaking out of a loop
     and iterating again continues where it stopped. images: float32 NCHW normalised with the
     file's mean/std (layout="float", default; pass mean=/std= to override), uint8 NHWC
-    ("hwc") or uint8 NCHW ("chw"). labels: int64.
+    ("hwc") or uint8 NCHW ("chw"). labels: int64. With soft_labels=True it yields
+    (images, labels, soft): soft float32 (n, n_classes), each row the record's stored soft
+    labels (format 1.1) or the one-hot vector of its label.
 
     Sample order and sharding follow include/apd/loader.h: the global order of epoch e is a
     permutation seeded by (seed, e) that does not depend on world_size; each global step
@@ -229,7 +253,7 @@ class Loader:
 
     def __init__(self, path, batch_size=256, shuffle=True, seed=0, rank=0, world_size=1,
                  layout="float", drop_last=False, threads=1, prefetch=0, classes=None,
-                 mean=None, std=None, skip_corrupt=False, epoch=0):
+                 mean=None, std=None, skip_corrupt=False, epoch=0, soft_labels=False):
         if layout not in LAYOUTS:
             raise ValueError("layout must be one of %s" % sorted(LAYOUTS))
         self.path, bpath = _check_path(path)
@@ -278,6 +302,12 @@ class Loader:
         self.image_shape = (c.value, hh.value, w.value) if self._chfirst else \
             (hh.value, w.value, c.value)
         self._img_bytes = _L.apd_loader_image_bytes(h)
+        self.n_classes = int(_L.apd_loader_num_classes(h))
+        self.has_soft_labels = bool(_L.apd_loader_has_soft_labels(h))
+        self.soft_labels = bool(soft_labels)
+        if self.soft_labels and self.n_classes == 0:
+            self.close()
+            raise ValueError("%s: soft_labels=True needs a file with classes" % self.path)
 
     # -- queries
     def __len__(self):
@@ -320,7 +350,8 @@ class Loader:
 
     # -- batches
     def next_batch(self, with_indices=False, out=None):
-        """The next batch (images, labels[, indices]) or None at the end of the epoch.
+        """The next batch (images, labels[, soft][, indices]) or None at the end of the epoch
+        (soft: float32 (n, n_classes), with soft_labels=True).
 
         out: optional (images, labels) numpy arrays to fill (C-contiguous, shapes
         (batch_size,) + image_shape and (batch_size,), this loader's dtype); the returned
@@ -338,9 +369,12 @@ class Loader:
             x = np.empty((self.batch_size,) + self.image_shape, self._dtype)
             y = np.empty(self.batch_size, np.int64)
         idx = np.empty(self.batch_size, np.uint64) if with_indices else None
+        soft = np.empty((self.batch_size, self.n_classes), np.float32) if self.soft_labels else None
         n = _c.c_size_t()
-        st = _L.apd_loader_next(h, x.ctypes.data, x.nbytes, y.ctypes.data,
-                                idx.ctypes.data if with_indices else None, _c.byref(n))
+        st = _L.apd_loader_next_soft(h, x.ctypes.data, x.nbytes, y.ctypes.data,
+                                     soft.ctypes.data if self.soft_labels else None,
+                                     soft.size if self.soft_labels else 0,
+                                     idx.ctypes.data if with_indices else None, _c.byref(n))
         if st != 0:
             raise ApdError(st, _lib.text(_L.apd_loader_errmsg(h)))
         n = n.value
@@ -349,7 +383,9 @@ class Loader:
         if n < self.batch_size:
             x, y = x[:n], y[:n]
             idx = idx[:n] if with_indices else None
-        return (x, y, idx) if with_indices else (x, y)
+            soft = soft[:n] if self.soft_labels else None
+        b = (x, y) + ((soft,) if self.soft_labels else ())
+        return b + (idx,) if with_indices else b
 
     def __iter__(self):
         while True:
@@ -365,7 +401,7 @@ class Loader:
             b = self.next_batch(with_indices=True)
             if b is None:
                 return
-            yield b[2]
+            yield b[-1]
 
     # -- state
     def state_dict(self):

@@ -31,7 +31,9 @@ def main(argv=None):
     im = sub.add_parser("import", help=".npz / .pt -> .apd",
                         description="Write the images (N,C,H,W) and labels (N,) of a .npz or .pt "
                         "file to an .apd. Float images are pixels/255 in [0, 1] unless --mean "
-                        "and --std say how they were normalised; uint8 images are stored as is.")
+                        "and --std say how they were normalised; uint8 images are stored as is. "
+                        "Labels (N, classes) of floats are stored as soft labels (format 1.1, "
+                        "hard label = argmax).")
     im.add_argument("src", help="input .npz or .pt")
     im.add_argument("dst", help="output .apd")
     im.add_argument("--images-key", help="entry holding the images (default: images, "
@@ -56,7 +58,9 @@ def main(argv=None):
     im.add_argument("-f", "--force", action="store_true", help="overwrite DST")
     ex = sub.add_parser("export", help=".apd -> .npz / .pt",
                         description="Write an .apd as images (N,C,H,W), labels (N,), "
-                        "class_names, mean, std, normalized and meta to a .npz or .pt file.")
+                        "class_names, mean, std, normalized and meta to a .npz or .pt file; "
+                        "a file with soft labels gives labels (N, classes) float32 and "
+                        "hard_labels (N,).")
     ex.add_argument("src", help="input .apd")
     ex.add_argument("dst", help="output .npz or .pt")
     ex.add_argument("--dtype", choices=["float", "uint8"], default="float",

@@ -44,7 +44,7 @@ class FileInfo(_c.Structure):
         ("mean", _c.c_float * 3), ("std", _c.c_float * 3),
         ("records_per_chunk", _c.c_uint32), ("n_chunks", _c.c_uint64),
         ("has_dictionary", _c.c_int), ("dataset_name", _c.c_char * 64),
-        ("has_index_model", _c.c_int),
+        ("has_index_model", _c.c_int), ("has_soft_labels", _c.c_int),
         # room for fields the library may append later (it writes sizeof its struct)
         ("_reserved", _c.c_uint8 * 512),
     ]
@@ -81,6 +81,9 @@ class WriterOpts(_c.Structure):
         ("compress", _c.c_int), ("zstd_level", _c.c_int), ("dictionary", _c.c_int),
         ("records_per_chunk", _c.c_uint32), ("limits", Limits),
         ("no_sync", _c.c_int), ("no_compact", _c.c_int),
+        ("index_coding", _c.c_int), ("soft_labels", _c.c_int),
+        # room for fields the library may append later (opts_default writes sizeof its struct)
+        ("_reserved", _c.c_uint8 * 256),
     ]
 
 
@@ -155,12 +158,15 @@ _decl("apd_reader_decode", _c.c_int, [_P, _u64, _c.c_int, _P, _sz, _c.POINTER(_u
 _decl("apd_reader_label", _c.c_int, [_P, _u64, _c.POINTER(_u32)])
 _decl("apd_reader_record", _c.c_int, [_P, _u64, _P, _c.POINTER(_u32), _P, _c.POINTER(_u32)])
 _decl("apd_reader_source_id", _c.c_int, [_P, _u64, _c.POINTER(_u64)])
+_decl("apd_reader_soft_label", _c.c_int, [_P, _u64, _P, _sz, _c.POINTER(_c.c_int)])
 # writer (include/apd/format.h)
 _decl("apd_writer_opts_default", None, [_c.POINTER(WriterOpts)])
 _decl("apd_writer_create", _c.c_int, [_c.POINTER(_P), _c.c_char_p, _c.POINTER(WriterOpts),
                                       _c.POINTER(Err)])
 _decl("apd_writer_put_palette", _c.c_int, [_P, _P, _u32, _P, _u32, _u64])
 _decl("apd_writer_put_direct", _c.c_int, [_P, _P, _u32, _u64])
+_decl("apd_writer_put_palette_soft", _c.c_int, [_P, _P, _u32, _P, _u32, _u64, _P])
+_decl("apd_writer_put_direct_soft", _c.c_int, [_P, _P, _u32, _u64, _P])
 _decl("apd_writer_set_meta", _c.c_int, [_P, _c.c_char_p, _c.c_char_p])
 _decl("apd_writer_commit", _c.c_int, [_P])
 _decl("apd_writer_close", _c.c_int, [_P])
@@ -188,6 +194,9 @@ _decl("apd_loader_batches_left", _u64, [_P])
 _decl("apd_loader_skipped", _u64, [_P])
 _decl("apd_loader_norm", None, [_P, _c.POINTER(_c.c_float), _c.POINTER(_c.c_float)])
 _decl("apd_loader_next", _c.c_int, [_P, _P, _sz, _P, _P, _c.POINTER(_sz)])
+_decl("apd_loader_next_soft", _c.c_int, [_P, _P, _sz, _P, _P, _sz, _P, _c.POINTER(_sz)])
+_decl("apd_loader_num_classes", _u32, [_P])
+_decl("apd_loader_has_soft_labels", _c.c_int, [_P])
 _decl("apd_loader_get_state", None, [_P, _c.POINTER(LoaderState)])
 _decl("apd_loader_set_state", _c.c_int, [_P, _c.POINTER(LoaderState)])
 _decl("apd_loader_set_epoch", _c.c_int, [_P, _u64])

@@ -3,11 +3,15 @@
 Containers hold
   images  (N, C, H, W) float32 in [0, 1]; or normalised ((v/255 - mean) / std, then the
           container's "normalized" is true or mean/std are given on import); or uint8
-  labels  (N,) integers (soft labels (N, classes) are refused until format 1.1)
+  labels  (N,) integers, or (N, classes) soft labels (floats: each row finite, >= 0, summing
+          to 1 within 1e-3), stored as format 1.1 per-record soft labels with the row's
+          argmax as hard label
 and optionally class_names (N strings), mean and std (C floats), normalized (bool) and meta
 (the .apd metadata as a JSON string). Exports write all of them, so an export imports back
-to the same records. A .pt file is a dict with those keys; (images, labels) pairs and the
-{"data": [[images, labels], ...]} layout of dataset-distillation code are read too.
+to the same records; a file with soft labels exports labels (N, classes) float32 (one-hot
+rows for records without a vector) and hard_labels (N,) int64. A .pt file is a dict with
+those keys; (images, labels) pairs and the {"data": [[images, labels], ...]} layout of
+dataset-distillation code are read too.
 
 Command line: `python3 -m apd import SRC DST.apd` and `python3 -m apd export SRC.apd DST`.
 """
@@ -17,7 +21,7 @@ import os
 import numpy as np
 
 from . import _lib
-from .writer import check_labels, to_uint8_nchw, write
+from .writer import split_labels, to_uint8_nchw, write
 
 __all__ = ["load_container", "import_file", "export_file"]
 
@@ -126,7 +130,7 @@ def import_file(src, dst, images_key=None, labels_key=None, mean=None, std=None,
     Returns the record count."""
     images, labels, ex = load_container(src, images_key, labels_key, experiment, trusted)
     try:
-        check_labels(labels)
+        split_labels(labels, len(images))
     except ValueError as e:
         raise ValueError("%s: %s" % (src, e)) from None
     if mean is None and std is None and ex.get("normalized"):
@@ -159,8 +163,10 @@ def import_file(src, dst, images_key=None, labels_key=None, mean=None, std=None,
 def export_file(src, dst, dtype="float", normalize=False, mean=None, std=None, force=False):
     """Write the .apd src as a .npz / .pt container dst: images (N, C, H, W) float32 in
     [0, 1] (dtype="float"), normalised with the file's (or the given) mean/std
-    (normalize=True), or uint8 (dtype="uint8"); labels int64 (N,); class_names, mean, std,
-    normalized and meta. Returns the record count."""
+    (normalize=True), or uint8 (dtype="uint8"); labels int64 (N,), or for a
+    file with soft labels (format 1.1) labels float32 (N, classes) (bit-exact; one-hot rows for
+    records without a vector) and hard_labels int64 (N,); class_names, mean, std, normalized
+    and meta. Returns the record count."""
     from . import open as apd_open
     kind = _kind(dst)
     if dtype not in ("float", "uint8"):
@@ -176,6 +182,7 @@ def export_file(src, dst, dtype="float", normalize=False, mean=None, std=None, f
         y = np.empty(n, np.int64)
         for i in range(n):
             x[i], y[i] = ds[i]
+        soft = ds.soft_labels() if ds.info["soft_labels"] else None
         m = list(mean) if mean is not None else ds.info["mean"]
         s = list(std) if std is not None else ds.info["std"]
         names, meta = list(ds.classes), dict(ds.meta)
@@ -191,6 +198,8 @@ def export_file(src, dst, dtype="float", normalize=False, mean=None, std=None, f
     out = {"images": img, "labels": y, "class_names": names,
            "mean": np.asarray(m, np.float32), "std": np.asarray(s, np.float32),
            "normalized": bool(normalize), "meta": json.dumps(meta)}
+    if soft is not None:
+        out.update(labels=soft, hard_labels=y)
     if kind == "npz":
         out["class_names"] = np.asarray(names, dtype=str)
         with open(dst_s, "wb") as f:
@@ -198,7 +207,9 @@ def export_file(src, dst, dtype="float", normalize=False, mean=None, std=None, f
     else:
         import torch
         # tensors, not float lists: torch 1.13's weights_only loader refuses Python floats
-        out.update(images=torch.from_numpy(img), labels=torch.from_numpy(y),
+        out.update(images=torch.from_numpy(img), labels=torch.from_numpy(out["labels"]),
                    mean=torch.from_numpy(out["mean"]), std=torch.from_numpy(out["std"]))
+        if soft is not None:
+            out["hard_labels"] = torch.from_numpy(y)
         torch.save(out, dst_s)
     return n

@@ -104,10 +104,13 @@ class ApdDataset(_TorchDataset, _ClassInfo):
     layout "float" (default): float32 CHW tensor, (v/255 - mean) / std with the file's
     mean/std (or mean=/std=), bit-identical to apd.Loader's float output; "chw": uint8 CHW
     tensor (torchvision transforms accept it); "hwc": uint8 HWC tensor; "pil": a PIL image.
-    transform(image) and target_transform(label) are applied as in torchvision datasets."""
+    transform(image) and target_transform(label) are applied as in torchvision datasets.
+    soft_labels=True: the target is a float32 tensor (n_classes,), the record's soft labels
+    (format 1.1) or the one-hot vector of its label (torch's cross_entropy takes it as class
+    probabilities)."""
 
     def __init__(self, path, layout="float", transform=None, target_transform=None, mean=None,
-                 std=None):
+                 std=None, soft_labels=False):
         if layout not in LAYOUTS:
             raise ValueError("layout must be one of %s" % ", ".join(LAYOUTS))
         if layout == "pil":
@@ -119,6 +122,9 @@ class ApdDataset(_TorchDataset, _ClassInfo):
         with apd.open(self.path) as ds:  # read geometry now, keep no handle
             self._n = len(ds)
             self._read_class_info(ds)
+            if soft_labels and not ds.info["n_classes"]:
+                raise ValueError("%s: soft_labels=True needs a file with classes" % self.path)
+        self.soft_labels = bool(soft_labels)
         self._mean, self._inv_std = _norm(self.info, mean, std)
         self._ds = None
         self._pid = None
@@ -134,6 +140,8 @@ class ApdDataset(_TorchDataset, _ClassInfo):
 
     def __getitem__(self, i):
         img, label = self._reader()[i]
+        if self.soft_labels:
+            label = torch.from_numpy(self._reader().soft_label(i))
         if self.layout == "pil":
             x = _to_pil(img)
         else:
@@ -162,7 +170,8 @@ class ApdIterableDataset(_TorchIterable, _ClassInfo):
     """Batches from the C loader for this DDP rank, split over DataLoader workers.
 
     Yields (images, labels): images float32 NCHW normalised ("float"), uint8 NCHW ("chw") or
-    NHWC ("hwc"); labels int64. transform / target_transform are applied per sample (as in
+    NHWC ("hwc"); labels int64, or with soft_labels=True float32 (n, n_classes): each row the
+    record's soft labels (format 1.1) or the one-hot vector of its label. transform / target_transform are applied per sample (as in
     torchvision; the results are stacked, so transform must return tensors of one shape);
     layout="pil" hands transform PIL images. Without transforms batches are decoded straight
     into shared memory.
@@ -175,7 +184,7 @@ class ApdIterableDataset(_TorchIterable, _ClassInfo):
     def __init__(self, path, batch_size=256, shuffle=True, seed=0, drop_last=False,
                  layout="float", threads=1, prefetch=0, rank=None, world_size=None,
                  classes=None, mean=None, std=None, skip_corrupt=False, epoch=0,
-                 transform=None, target_transform=None):
+                 transform=None, target_transform=None, soft_labels=False):
         if layout not in LAYOUTS:
             raise ValueError("layout must be one of %s" % ", ".join(LAYOUTS))
         if layout == "pil":
@@ -190,7 +199,7 @@ class ApdIterableDataset(_TorchIterable, _ClassInfo):
         self.kw = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                        layout="hwc" if layout == "pil" else layout, threads=threads,
                        prefetch=prefetch, classes=classes, mean=mean, std=std,
-                       skip_corrupt=skip_corrupt)
+                       skip_corrupt=skip_corrupt, soft_labels=bool(soft_labels))
         if world_size is not None:
             world_size = _lib.u32(world_size, "world_size", 1)
         if rank is not None:
@@ -354,6 +363,18 @@ class ApdIterableDataset(_TorchIterable, _ClassInfo):
 
     def _batch(self, ld, shm):
         plain = self.transform is None and self.target_transform is None
+        if self.kw["soft_labels"]:
+            b = ld.next_batch()
+            if b is None:
+                return (torch.empty((0,) + ld.image_shape),
+                        torch.empty((0, ld.n_classes), dtype=torch.float32))
+            x, y = torch.from_numpy(b[0]), torch.from_numpy(b[2])
+            if self.transform is not None:
+                imgs = [_to_pil(v) for v in b[0]] if self.layout == "pil" else list(x)
+                x = torch.stack([self.transform(v) for v in imgs])
+            if self.target_transform is not None:
+                y = torch.stack([torch.as_tensor(self.target_transform(v)) for v in y])
+            return x, y
         if shm and plain:
             # torch sends tensors that already live in shared memory by handle, so the batch
             # is not copied again between the worker and the main process

@@ -18,7 +18,7 @@ import numpy as np
 from . import _lib
 from ._lib import ApdError
 
-__all__ = ["QUANTIZERS", "Writer", "write", "to_uint8_nchw", "check_labels"]
+__all__ = ["QUANTIZERS", "Writer", "write", "to_uint8_nchw", "check_labels", "split_labels"]
 
 _c = _lib._c
 _L = _lib.L
@@ -51,11 +51,14 @@ class Writer:
     n_classes; otherwise n_classes bounds the labels (0 = unchecked). mean/std (per channel,
     pixels/255 scale) go to the header: the loader normalises with them. meta: dict of
     metadata keys -> JSON-serialisable values (provenance: method, seed, source, ...).
+    soft_labels=True (needs n_classes >= 1) makes a format 1.1 file whose records may carry
+    a soft-label vector (put_*(..., soft=...): n_classes floats, finite, >= 0, summing to 1
+    within 1e-3, the label one of its largest classes).
     close() commits; on an exception inside `with`, the partial file is removed."""
 
     def __init__(self, path, c, h, w, kind="direct", k=0, n_classes=0, class_names=None,
                  mean=None, std=None, dataset_name=None, meta=None, force=False,
-                 compress="auto", zstd_level=3, records_per_chunk=0):
+                 compress="auto", zstd_level=3, records_per_chunk=0, soft_labels=False):
         self.path, bpath = _lib.path_bytes(path)
         if kind not in ("direct", "palette"):
             raise ValueError("kind must be 'direct' or 'palette', not %r" % (kind,))
@@ -93,8 +96,10 @@ class Writer:
         o.compress = _COMPRESS[compress]
         o.zstd_level = _lib.integer(zstd_level, "zstd_level", 1, 22)
         o.records_per_chunk = _lib.u32(records_per_chunk, "records_per_chunk")
+        o.soft_labels = 1 if soft_labels else 0
         self.c, self.h, self.w, self.kind, self.k = o.c, o.h, o.w, kind, o.k
         self.n_classes = o.n_classes
+        self.soft_labels = bool(soft_labels)
         self._h = None
         h_ = _c.c_void_p()
         err = _lib.Err()
@@ -139,15 +144,27 @@ class Writer:
                 self.path, (self.c, self.h, self.w), a.dtype, a.shape))
         return a
 
-    def put_direct(self, chw, label, source_id=None):
-        """Append a direct-colour record: chw uint8 (c, h, w)."""
-        a = self._image(chw)
-        self._check(_L.apd_writer_put_direct(self._alive(), a.ctypes.data, self._label(label),
-                                             self._source(source_id)))
+    def _soft(self, soft):
+        """(keep-alive array, pointer) of a soft-label vector, or (None, None)."""
+        if soft is None:
+            return None, None
+        s = np.ascontiguousarray(_np_of(soft), np.float32)
+        if s.shape != (self.n_classes,):
+            raise ValueError("%s: record %d: soft labels must have shape (%d,), got %s"
+                             % (self.path, self.count, self.n_classes, tuple(s.shape)))
+        return s, s.ctypes.data
 
-    def put_palette(self, palette, indices, label, source_id=None):
+    def put_direct(self, chw, label, source_id=None, soft=None):
+        """Append a direct-colour record: chw uint8 (c, h, w); soft: optional soft labels."""
+        a = self._image(chw)
+        s, sp = self._soft(soft)
+        self._check(_L.apd_writer_put_direct_soft(self._alive(), a.ctypes.data, self._label(label),
+                                                  self._source(source_id), sp))
+        del s
+
+    def put_palette(self, palette, indices, label, source_id=None, soft=None):
         """Append a palette record: palette uint8 (k, c) (k <= the file's k), indices (h, w)
-        integers < k."""
+        integers < k; soft: optional soft labels."""
         pal = np.ascontiguousarray(palette)
         if pal.dtype != np.uint8 or pal.ndim != 2 or pal.shape[1] != self.c or \
                 not 1 <= pal.shape[0] <= 256:
@@ -162,14 +179,28 @@ class Writer:
                              % (self.path, self.count, int(idx.max() if idx.max() >= pal.shape[0]
                                                            else idx.min()), pal.shape[0]))
         idx = np.ascontiguousarray(idx, np.uint8)
-        self._check(_L.apd_writer_put_palette(self._alive(), pal.ctypes.data, pal.shape[0],
-                                              idx.ctypes.data, self._label(label),
-                                              self._source(source_id)))
+        s, sp = self._soft(soft)
+        self._check(_L.apd_writer_put_palette_soft(self._alive(), pal.ctypes.data, pal.shape[0],
+                                                   idx.ctypes.data, self._label(label),
+                                                   self._source(source_id), sp))
+        del s
 
-    def put_quantized(self, chw, label, quantizer="median-cut", seed=0, source_id=None):
+    def put_quantized(self, chw, label, quantizer="median-cut", seed=0, source_id=None,
+                      soft=None):
         """Quantize chw (uint8 (c, h, w)) with a C quantizer (QUANTIZERS) to at most the
-        file's k colours and append it as a palette record."""
+        file's k colours and append it as a palette record (with soft labels: the quantizer's
+        palette and indices, as apd_quantize_put would store them)."""
         a = self._image(chw)
+        if soft is not None:
+            pal = np.zeros((256, self.c), np.uint8)
+            idx = np.empty((self.h, self.w), np.uint8)
+            k = _c.c_uint32()
+            st = _L.apd_quantize_image(_quantizer(quantizer), a.ctypes.data, self.c, self.h,
+                                       self.w, self.k, _lib.u64(seed, "seed"), pal.ctypes.data,
+                                       idx.ctypes.data, _c.byref(k))
+            if st != 0:
+                raise ApdError(st, "%s: record %d: quantizing failed" % (self.path, self.count))
+            return self.put_palette(pal[:k.value], idx, label, source_id, soft)
         self._check(_L.apd_quantize_put(self._alive(), _quantizer(quantizer), a.ctypes.data,
                                         self._label(label), self._source(source_id),
                                         _lib.u64(seed, "seed")))
@@ -235,15 +266,46 @@ class Writer:
 
 # ---- array helpers -------------------------------------------------------------------------
 
+def _np_of(v):
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+def split_labels(labels, n=None):
+    """(hard int64 (N,), soft float32 (N, classes) or None) of labels: (N,) integers, or
+    (N, classes) soft labels (format 1.1), whose hard label is the argmax (the first largest
+    class, computed on the float32 values that are stored). A soft row must be finite, >= 0
+    and sum to 1 within 1e-3; the writer checks it and names the record."""
+    y = _np_of(labels)
+    if y.ndim == 2 and y.shape[1] > 1:
+        if y.dtype.kind not in "fuib":
+            raise ValueError("soft labels must be numbers, got dtype %s" % y.dtype)
+        s = np.ascontiguousarray(y, np.float32)
+        if n is not None and len(s) != n:
+            raise ValueError("%d label rows for %d images" % (len(s), n))
+        bad = ~np.isfinite(s) | (s < 0)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError("soft labels of record %d, class %d: %r is %s" % (
+                i, j, float(s[i, j]), "negative" if np.isfinite(s[i, j]) else "not finite"))
+        sums = s.astype(np.float64).sum(1)
+        off = np.abs(sums - 1.0) > 1e-3
+        if off.any():
+            i = int(np.argmax(off))
+            raise ValueError("soft labels of record %d sum to %.6g, not 1 (tolerance 1e-3)"
+                             % (i, sums[i]))
+        return s.argmax(1).astype(np.int64), s
+    return check_labels(y, n), None
+
+
 def check_labels(labels, n=None):
-    """labels as an int64 (N,) array of non-negative integers; soft labels are refused."""
+    """labels as an int64 (N,) array of non-negative integers; soft labels (N, classes) are
+    refused here (split_labels takes them)."""
     y = np.asarray(labels)
     if y.ndim == 2 and y.shape[1] > 1:
         raise ValueError(
-            "labels have shape %s: soft labels (N, classes) are not supported yet: format 1.0 "
-            "stores one integer class per record (per-record soft labels are planned for "
-            "format 1.1); pass hard labels of shape (N,), e.g. labels.argmax(1)"
-            % (tuple(y.shape),))
+            "labels have shape %s: soft labels (N, classes) where one class per record is "
+            "expected; pass hard labels of shape (N,), e.g. labels.argmax(1), or write them "
+            "with apd.write, which stores them as format 1.1 soft labels" % (tuple(y.shape),))
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -355,7 +417,9 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
       quantizer= ("median-cut", "octree", "kmeans") and k= colours (C quantizers, include/apd/quant.h).
     palette=, indices= instead of images: palette records as given, palette (N, K, C) uint8
       (or (K, C) shared, or a list of (k_i, C) arrays) and indices (N, H, W) < K.
-    labels: (N,) integers. class_names: list of str (sets n_classes; else max label + 1).
+    labels: (N,) integers, or (N, classes) soft labels (format 1.1, each row stored with its
+      record; the hard label is the row's argmax). class_names: list of str (sets n_classes;
+      else max label + 1, or the soft labels' width).
     mean/std: also stored in the header (the loader's normalisation); default: computed from
       the stored pixels. meta: dict of metadata (provenance); "method" defaults to "import".
     source_ids: (N,) record ids in the source set (optional).
@@ -393,13 +457,17 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
             if k:
                 raise ValueError("k= needs quantizer= (or palette=/indices=)")
             kind, kk = "direct", 0
-    y = check_labels(labels, n)
+    y, soft = split_labels(labels, n)
     if class_names is not None and len(class_names) == 0:
         class_names = None  # no names (as an export of a file without names gives)
     if class_names is not None:
         ncls = len(class_names)
+    elif soft is not None:
+        ncls = n_classes if n_classes is not None else soft.shape[1]
     else:
         ncls = n_classes if n_classes is not None else (int(y.max()) + 1 if n else 0)
+    if soft is not None and ncls != soft.shape[1]:
+        raise ValueError("soft labels have %d classes but the file has %d" % (soft.shape[1], ncls))
     if mean is None and x is not None and n:
         mean, std = _mean_std(x)
     ids = None
@@ -414,13 +482,14 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
         meta.setdefault("quantizer", quantizer)
     with Writer(path, c, h, w, kind=kind, k=kk, n_classes=ncls, class_names=class_names,
                 mean=mean, std=std, dataset_name=dataset_name, meta=meta, force=force,
-                compress=compress) as wr:
+                compress=compress, soft_labels=soft is not None) as wr:
         for i in range(n):
             sid = None if ids is None else ids[i]
+            sv = None if soft is None else soft[i]
             if images is None:
-                wr.put_palette(pals[i], idx[i], y[i], sid)
+                wr.put_palette(pals[i], idx[i], y[i], sid, sv)
             elif quantizer is not None:
-                wr.put_quantized(x[i], y[i], quantizer, seed, sid)
+                wr.put_quantized(x[i], y[i], quantizer, seed, sid, sv)
             else:
-                wr.put_direct(x[i], y[i], sid)
+                wr.put_direct(x[i], y[i], sid, sv)
         return wr.count

@@ -1,5 +1,6 @@
 """python3 -m apd import|export: .npz and .pt distilled sets both ways (float in [0, 1],
-normalised with a mean/std, uint8), soft labels refused with the reason."""
+normalised with a mean/std, uint8); bad soft labels refused with the reason (good ones:
+test_soft.py)."""
 import json
 import os
 import subprocess
@@ -122,18 +123,27 @@ def test_pt_both_ways(tmp_path):
     assert np.array_equal(got, u8) and np.allclose(ds.info["mean"], MEAN)
 
 
-def test_soft_labels_refused(tmp_path):
+def test_bad_soft_labels_refused(tmp_path):
     u8, y = synthetic()
-    soft = np.eye(10, dtype=np.float32)[y]
-    np.savez(tmp_path / "s.npz", images=u8, labels=soft)
+    for what, change in (("not finite", lambda s: s.__setitem__((4, 2), np.nan)),
+                         ("negative", lambda s: s.__setitem__((4, 2), -0.5)),
+                         ("sum to 0.5", lambda s: s.__setitem__((4, y[4]), 0.5))):
+        soft = np.eye(10, dtype=np.float32)[y]
+        change(soft)
+        np.savez(tmp_path / "s.npz", images=u8, labels=soft)
+        r = cli("import", tmp_path / "s.npz", tmp_path / "s.apd")
+        assert r.returncode == 1 and "soft labels of record 4" in r.stderr and what in r.stderr, r.stderr
+        assert "s.npz" in r.stderr and not os.path.exists(tmp_path / "s.apd")
+    np.savez(tmp_path / "s.npz", images=u8, labels=np.eye(10, dtype=np.float32)[y][:20])
     r = cli("import", tmp_path / "s.npz", tmp_path / "s.apd")
-    assert r.returncode == 1 and "soft labels" in r.stderr and "1.1" in r.stderr
-    assert "s.npz" in r.stderr and not os.path.exists(tmp_path / "s.apd")
+    assert r.returncode == 1 and "20 label rows for 30 images" in r.stderr, r.stderr
     torch = pytest.importorskip("torch")
+    soft = np.eye(10, dtype=np.float32)[y]
+    soft[7, 1] = np.inf
     torch.save({"images": torch.from_numpy(u8), "labels": torch.from_numpy(soft)},
                tmp_path / "s.pt")
     r = cli("import", tmp_path / "s.pt", tmp_path / "s.apd")
-    assert r.returncode == 1 and "soft labels" in r.stderr
+    assert r.returncode == 1 and "record 7, class 1" in r.stderr and "s.pt" in r.stderr
 
 
 def test_container_errors(tmp_path):
