@@ -9,6 +9,10 @@
  *       (also of classes without an exported record), the geometry, the mean/std recorded in
  *       the file and the source split, so that `apd-convert --input folder:DIR` gives back
  *       the same label ids, class names and mean/std (libapd/io/folder_layouts.c reads it).
+ *       A file with soft labels (format 1.1) also gives DIR/soft-labels.csv:
+ *       index,stored,p0,...,p<n_classes-1> per exported record (stored 0: the record has no
+ *       vector and the row is the one-hot vector of its label), each value printed with %.9g
+ *       so that it reads back as the same float32; apd-export.json names the file.
  *   apd-export FILE --sheet OUT.png [--per-class N]
  *       contact sheet: one row per class, the first N records of each class (default 10),
  *       the class name (or id) at the left of each row in a built-in bitmap font (tool_font.h).
@@ -48,7 +52,9 @@ static void help(void)
            "                    DIR/labels.csv and DIR/apd-export.json (class names in label\n"
            "                    order, mean/std); --per-class puts them in DIR/<class>/.\n"
            "                    apd-convert --input folder:DIR reads it back with the same\n"
-           "                    labels, class names and mean/std\n"
+           "                    labels, class names and mean/std. A file with soft labels\n"
+           "                    also gives DIR/soft-labels.csv (index, stored, one column\n"
+           "                    per class; exact float32 values)\n"
            "  --limit N         --png: only the first N records\n"
            "  --sheet OUT.png   contact sheet: one row per class labelled with its name, N\n"
            "                    images per class, small images scaled up to >= 64 pixels\n"
@@ -202,12 +208,46 @@ static int write_export_json(apd_reader *r, const apd_file_info *fi, const char 
     for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->mean[ch]);
     tool_sb_puts(&b, "], \"std\": [");
     for (uint32_t ch = 0; ch < fi->c; ch++) tool_sb_printf(&b, "%s%.9g", ch ? ", " : "", (double)fi->std[ch]);
-    tool_sb_puts(&b, "]}\n");
+    tool_sb_puts(&b, "],\n \"soft_labels\": ");
+    tool_sb_puts(&b, fi->has_soft_labels ? "\"soft-labels.csv\"" : "null");
+    tool_sb_puts(&b, "}\n");
     FILE *f = b.oom ? NULL : fopen(path, "w");
     int ok = f && fputs(tool_sb_str(&b), f) >= 0;
     if (f && fclose(f) != 0) ok = 0;
     if (!ok) fprintf(stderr, TOOL ": %s: cannot write: %s\n", path, b.oom ? "out of memory" : strerror(errno));
     tool_sb_free(&b);
+    return ok;
+}
+
+/* DIR/soft-labels.csv for the first n records (see the file comment). */
+static int write_soft_csv(apd_reader *r, const apd_file_info *fi, const char *dir, uint64_t n)
+{
+    char path[4200], why[700];
+    snprintf(path, sizeof path, "%s/soft-labels.csv", dir);
+    FILE *f = fopen(path, "w");
+    float *v = malloc((size_t)fi->n_classes * sizeof *v);
+    int ok = f && v;
+    if (!ok) fprintf(stderr, TOOL ": %s: cannot create: %s\n", path, v ? strerror(errno) : "out of memory");
+    if (ok) fprintf(f, "index,stored");
+    for (uint32_t k = 0; ok && k < fi->n_classes; k++) fprintf(f, ",p%u", k);
+    if (ok) fputc('\n', f);
+    for (uint64_t i = 0; ok && i < n; i++) {
+        int present = 0;
+        apd_status s = apd_reader_soft_label(r, i, v, fi->n_classes, &present);
+        if (s != APD_OK) {
+            fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
+            ok = 0;
+            break;
+        }
+        fprintf(f, "%llu,%d", (unsigned long long)i, present);
+        for (uint32_t k = 0; k < fi->n_classes; k++) fprintf(f, ",%.9g", (double)v[k]);
+        fputc('\n', f);
+    }
+    if (f && fclose(f) != 0 && ok) {
+        fprintf(stderr, TOOL ": %s: write error: %s\n", path, strerror(errno));
+        ok = 0;
+    }
+    free(v);
     return ok;
 }
 
@@ -290,6 +330,7 @@ out:
         fprintf(stderr, TOOL ": %s: write error: %s\n", csvp, strerror(errno));
         rc = 1;
     }
+    if (rc == 0 && fi->has_soft_labels && !write_soft_csv(r, fi, dir, n)) rc = 1;
     if (rc == 0 && !write_export_json(r, fi, file, dir, n, per_class)) rc = 1;
     if (rc == 0) printf(TOOL ": %llu PNG files in %s\n", (unsigned long long)n, dir);
     free(made);

@@ -178,5 +178,14 @@ def test_import_info_eval_export_end_to_end(tmp_path):
         assert r.returncode == 0, r.stderr
         with apd.open(tmp_path / ("again-%s.apd" % ext)) as ds:
             assert np.array_equal(bits(ds.soft_labels()), bits(soft))
-    print("import -> apd-info -> apd-eval -> export (.pt, .npz): soft labels bit-exact, "
-          "max error 0.0")
+    # apd-export --png: soft-labels.csv holds the same float32 values (%.9g reads back exactly)
+    png = tmp_path / "png"
+    r = subprocess.run([tool("apd-export"), tmp_path / "syn.apd", "--png", png, "--limit", "20"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = np.loadtxt(png / "soft-labels.csv", delimiter=",", skiprows=1)
+    assert rows.shape == (20, 12) and np.all(rows[:, 1] == 1)
+    assert np.array_equal(bits(rows[:, 2:].astype(np.float32)), bits(soft[:20]))
+    assert '"soft_labels": "soft-labels.csv"' in (png / "apd-export.json").read_text()
+    print("import -> apd-info -> apd-eval -> export (.pt, .npz, PNG + soft-labels.csv): soft labels "
+          "bit-exact, max error 0.0")
