@@ -354,8 +354,8 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
         off += APD__REC_SID;
     }
     r->soft = NULL;
+    r->soft_bad = UINT32_MAX;
     if (f & APD__RFLAG_SOFT) {
-        uint32_t cls;
         if (!g->has_soft) {
             *why = "record has soft labels (flag bit 5) but the header does not announce them (flag bit 1)";
             return APD_ECORRUPT;
@@ -364,7 +364,7 @@ apd_status apd__record_parse(const uint8_t *p, size_t len, const apd__geom *g, a
             *why = "record shorter than its soft-label vector";
             return APD_ETRUNC;
         }
-        APD_TRY(apd__soft_check(p + off, g->n_classes, r->label, &cls, why));
+        APD_TRY(apd__soft_check(p + off, g->n_classes, r->label, &r->soft_bad, why));
         r->soft = p + off;
         off += g->soft_bytes;
     }

@@ -102,6 +102,8 @@ typedef struct apd__rec {
     uint32_t flags, k, label;
     uint64_t source_id; /* APD_NO_SOURCE_ID if absent */
     const uint8_t *soft; /* n_classes little-endian float32 (flag bit 5), or NULL */
+    uint32_t soft_bad;   /* after a failed soft-label check: the class at fault (n_classes
+                            for the sum), else UINT32_MAX */
     const uint8_t *body;
     size_t body_len;    /* stored length (compressed or not) */
     size_t raw_len;     /* uncompressed body length */

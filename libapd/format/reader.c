@@ -434,11 +434,14 @@ static apd_status get_record(apd_reader *r, uint64_t i, apd__rec *rec)
     size_t rl;
     apd__chunk_record(cp, j, &rp, &rl);
     const char *why = "";
+    rec->soft_bad = UINT32_MAX;
     apd_status s = apd__record_parse(rp, rl, &r->g, rec, &why);
+    char cls[48] = "";
+    if (s && rec->soft_bad < r->hdr.n_classes) snprintf(cls, sizeof cls, " (class %u)", rec->soft_bad);
     if (s)
-        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx, slot %u, offset %zu): %s",
+        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx, slot %u, offset %zu): %s%s",
                      (unsigned long long)i, (unsigned long long)c, (unsigned long long)c, j,
-                     (size_t)(rp - cp), why);
+                     (size_t)(rp - cp), why, cls);
     return APD_OK;
 }
 
