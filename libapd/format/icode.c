@@ -441,6 +441,39 @@ IC_AVX2 static int pal_avx2(const apd__imodel *m, uint32_t nps, uint8_t *pal, ui
     for (uint32_t j = c; j < nps; j++) pal[j] = (uint8_t)(pal[j] + pal[j - c]);
     return 0;
 }
+
+/* Two records' palette phases in lockstep (nps[i] symbols each; as pal_avx2). */
+IC_AVX2 static int pal_avx2_x2(const apd__imodel *m, const uint32_t nps[2], uint8_t *const pal[2],
+                               uint32_t *const xs[2], const uint8_t *pp[2], const uint8_t *const end[2])
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)xs[0]), x1 = _mm256_loadu_si256((const __m256i *)xs[1]);
+    uint32_t c = m->c, n = nps[0] > nps[1] ? nps[0] : nps[1];
+    uint32_t tabs[8] __attribute__((aligned(32))), d[8] __attribute__((aligned(32)));
+    const uint8_t *p0 = pp[0], *p1 = pp[1];
+    for (uint32_t j0 = 0; j0 < n; j0 += 8) {
+        for (uint32_t l = 0; l < 8; l++) tabs[l] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
+        const __m256i off = _mm256_load_si256((const __m256i *)tabs);
+        if (j0 < nps[0]) {
+            __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps[0] - j0)), lane);
+            _mm256_store_si256((__m256i *)d, step8(&x0, off, act, m->dec, m->shuf8, &p0));
+            for (uint32_t l = 0; l < 8 && j0 + l < nps[0]; l++) pal[0][j0 + l] = (uint8_t)d[l];
+        }
+        if (j0 < nps[1]) {
+            __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps[1] - j0)), lane);
+            _mm256_store_si256((__m256i *)d, step8(&x1, off, act, m->dec, m->shuf8, &p1));
+            for (uint32_t l = 0; l < 8 && j0 + l < nps[1]; l++) pal[1][j0 + l] = (uint8_t)d[l];
+        }
+        if ((p0 > end[0]) | (p1 > end[1])) return -1;
+    }
+    pp[0] = p0;
+    pp[1] = p1;
+    _mm256_storeu_si256((__m256i *)xs[0], x0);
+    _mm256_storeu_si256((__m256i *)xs[1], x1);
+    for (int i = 0; i < 2; i++)
+        for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
+    return 0;
+}
 #endif
 
 int apd__icode_impl_available(int impl)
@@ -592,17 +625,17 @@ apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *con
         uint8_t *sb[2] = {sb0, sb1};
         ic_job J[2];
         int rc = 0;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2; i++)
             if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], &why[i]) != APD_OK) rc = -1;
-            else if (pal_avx2(m, k[i] * m->c, pal[i], J[i].x, &J[i].p, J[i].end)) rc = -1;
-        }
         if (rc == 0) {
             uint8_t *const grid[2] = {J[0].grid, J[1].grid};
             uint32_t *const xs[2] = {J[0].x, J[1].x};
             const uint8_t *pp[2] = {J[0].p, J[1].p};
             const uint8_t *const end[2] = {J[0].end, J[1].end};
+            const uint32_t nps[2] = {k[0] * m->c, k[1] * m->c};
             uint32_t vmax[2] = {0, 0}, eor[2] = {0, 0};
-            rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
+            rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
+            if (rc == 0) rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
             for (int i = 0; i < 2; i++) {
                 J[i].p = pp[i];
                 J[i].vmax = vmax[i];
