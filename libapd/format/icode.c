@@ -19,9 +19,11 @@
  * lane l) the 8 chains are independent, since a pixel only needs its left, up and up-left
  * neighbours, all decoded at earlier steps, and one AVX2 register holds the 8 lanes: lane l's
  * left neighbour is its own previous value, its up neighbour lane l-1's previous value. A
- * step (8 pixels) then costs one chain of ~45 cycles (the table gather and the
- * renormalisation shuffle dominate); 4 lanes measured 2x slower, 16 lanes would cost 32 more
- * state bytes per record (4% of a K=64 record).
+ * step (8 pixels) is then one dependency chain: ~58 cycles with the tables in L1, 90-110 in
+ * practice, as the 780 KB of decode tables mostly answer from L2 (the gather waits ~45
+ * cycles); 4 lanes measured 2x slower, 16 lanes cost 24 more bytes per record (K=16 would
+ * miss its size target). Decoding two records in lockstep (apd__icode_decode2) overlaps two
+ * such chains: 1.7-1.9x the images/s; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
  * a zero-padded copy and checks after every step that it has not run past the end, uses a
