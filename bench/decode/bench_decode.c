@@ -13,7 +13,10 @@
  * Format 1.1 index coding (default auto mode when it pays) is measured in the same table,
  * also for Fashion-MNIST K=16 (/usr/share/datasets/fashion-mnist, first N training images)
  * and, given as a third argument, any palette .apd (e.g. distilled images written by
- * apd-convert --method autopalette): bench_decode [N] [passes] [file.apd].
+ * apd-convert --method autopalette): bench_decode [N] [passes] [file.apd]. The 1.1 index
+ * decoder is also timed alone (coded bodies in memory, scalar and AVX2, with the time per
+ * wavefront step), to tell its share of the decode from LMDB, CRC and palette look-up, and
+ * two records per call (apd__icode_decode2, the two index phases in lockstep).
  * Targets: 1.0 plain .apd <= 1.03x payload, >= 25% smaller than palette PNG in LMDB, decode
  * >= 40x libpng and >= 1M images/s/core at 32x32 K=64; 1.1 coded: <= 0.80x payload at K=64
  * and <= 0.70x at K=16, >= 35% smaller than palette PNG in LMDB, >= 500k images/s/core and
@@ -182,6 +185,82 @@ typedef struct {
     double max_ratio;   /* coded target: .apd/payload (0 = none) */
 } pset;
 
+/* The 1.1 index decoder alone (apd__icode_decode_impl on bodies in memory: no LMDB, no
+ * CRC, no palette look-up), per implementation, with the time per wavefront step: a step
+ * decodes one symbol on each of the 8 rANS states, and a record takes ceil(k c / 8) palette
+ * steps plus w + 7 steps per group of 8 rows. The model is built from all n images (the
+ * writer builds it from its first chunk), so sizes can differ slightly from the file's. */
+static void icode_kernel(const pset *S, int passes, uint64_t *chk)
+{
+    size_t n = S->n, npix = (size_t)S->h * S->w, cap = 2 * (768 + npix) + 64;
+    uint32_t bits = apd_bits_for_k(S->K);
+    uint8_t *pal = malloc(n * 768), *idx = malloc(n * npix), *body = malloc(n * cap);
+    size_t *blen = malloc(n * sizeof *blen);
+    apd__icounts *ct = malloc(sizeof *ct);
+    apd__imodel *m = malloc(sizeof *m);
+    if (!pal || !idx || !body || !blen || !ct || !m) die("oom");
+    memcpy(pal, S->pal, n * 768);
+    memcpy(idx, S->idx, n * npix);
+    apd__icounts_init(ct, S->c, bits);
+    for (size_t i = 0; i < n; i++) {
+        apd__ic_sort_palette(pal + i * 768, S->ku[i], S->c, idx + i * npix, npix);
+        apd__icounts_add(ct, pal + i * 768, S->ku[i], idx + i * npix, S->h, S->w);
+    }
+    if (apd__imodel_build(ct, m)) die("index model");
+    double steps = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        blen[i] = apd__icode_encode(m, pal + i * 768, S->ku[i], idx + i * npix, S->h, S->w, body + i * cap, cap);
+        bytes += (double)blen[i];
+        steps += (double)((S->ku[i] * S->c + 7) / 8);
+        for (uint32_t y0 = 0; y0 < S->h; y0 += 8) steps += S->w + (S->h - y0 < 8 ? S->h - y0 : 8) - 1;
+    }
+    uint8_t rp[768], ri[MAXPIX];
+    static const struct { int impl; const char *name; } ks[] = {{APD__IMPL_SCALAR, "scalar"}, {APD__IMPL_AVX2, "AVX2 8-lane"}};
+    printf("1.1 index decoder alone (bodies in memory, %.1f B/image, %.0f steps/image; no LMDB, CRC or palette look-up):",
+           bytes / n, steps / n);
+    for (size_t q = 0; q < 2; q++) {
+        if (!apd__icode_impl_available(ks[q].impl)) continue;
+        double best = 1e9;
+        for (int p = 0; p < passes; p++) {
+            double t0 = cpu_now();
+            for (size_t i = 0; i < n; i++) {
+                const char *why;
+                if (!blen[i]) continue; /* not codable with this model: stored plain by the writer */
+                if (apd__icode_decode_impl(ks[q].impl, m, body + i * cap, blen[i], S->ku[i], S->h, S->w, rp, ri, &why))
+                    die(why);
+                *chk += ri[i % npix];
+            }
+            double t = cpu_now() - t0;
+            best = t < best ? t : best;
+        }
+        printf(" %s %.0f images/s (%.1f ns/step);", ks[q].name, n / best, 1e9 * best / steps);
+    }
+    if (apd__icode_impl_available(APD__IMPL_AVX2)) { /* the batch path: two records per call */
+        uint8_t rp2[768], ri2[MAXPIX];
+        double best = 1e9;
+        for (int p = 0; p < passes; p++) {
+            double t0 = cpu_now();
+            for (size_t i = 0; i + 1 < n; i += 2) {
+                const uint8_t *const bb[2] = {body + i * cap, body + (i + 1) * cap};
+                const size_t ll[2] = {blen[i], blen[i + 1]};
+                const uint32_t kk[2] = {S->ku[i], S->ku[i + 1]};
+                uint8_t *const pp[2] = {rp, rp2}, *const ii[2] = {ri, ri2};
+                apd_status st[2];
+                const char *why[2];
+                if (!blen[i] || !blen[i + 1]) continue;
+                if (apd__icode_decode2(APD__IMPL_AVX2, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
+                *chk += ri[i % npix] + ri2[i % npix];
+            }
+            double t = cpu_now() - t0;
+            best = t < best ? t : best;
+        }
+        printf(" AVX2, 2 records per call in lockstep %.0f images/s;", (double)(n & ~(size_t)1) / best);
+    }
+    printf("\n");
+    apd__imodel_free(m);
+    free(m); free(ct); free(blen); free(body); free(idx); free(pal);
+}
+
 static void run(const pset *S, int passes, const char *dir)
 {
     size_t n = S->n, npix = (size_t)S->h * S->w, img = npix * S->c;
@@ -271,6 +350,8 @@ static void run(const pset *S, int passes, const char *dir)
         printf("\n");
         free(packed);
     }
+
+    icode_kernel(S, passes, &chk);
 
     static const mode modes[] = {{"auto (default: 1.1 index coding when it pays)", APD_COMPRESS_AUTO, 3, APD_ICODE_AUTO},
                                  {"1.0 off (speed)", APD_COMPRESS_OFF, 3, APD_ICODE_OFF},

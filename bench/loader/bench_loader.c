@@ -33,6 +33,7 @@
 #include "apd/quant.h"
 #include "common/internal.h"
 #include "common/kernels.h"
+#include "format/icode.h"
 
 /* CPU seconds of the whole process (all threads): the shared 2-core machine is busy with
  * other jobs, so rates per CPU-second ("per core") are steadier than wall-clock rates. */
@@ -222,6 +223,27 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
     return rt;
 }
 
+/* The CPU and the kernels auto dispatch picks on it, so figures from different machines can
+ * be told apart. */
+static void print_machine(void)
+{
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *q = strchr(line, ':');
+            if (q) snprintf(model, sizeof model, "%s", q + 2);
+            model[strcspn(model, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    printf("CPU: %s | palette kernel: %s | 1.1 index decoder: %s\n", model,
+           apd__impl_available(APD__IMPL_AVX512) ? "AVX-512 VBMI"
+           : apd__impl_available(APD__IMPL_AVX2) ? "AVX2"
+                                                  : "scalar",
+           apd__icode_impl_available(APD__IMPL_AVX2) ? "AVX2 8-lane wavefront rANS" : "scalar 8-lane wavefront rANS");
+}
+
 int main(int argc, char **argv)
 {
     const char *data = APD_SHARED_DATA "/cifar10-dev/train.bin";
@@ -261,6 +283,7 @@ int main(int argc, char **argv)
 
     printf("bench_loader: %s, %llu images 3x32x32 K=64, batch %u, %d epochs per figure\n", apd,
            (unsigned long long)N, batch, epochs);
+    print_machine();
     /* Interleave baseline and loader runs so drift hits both; take the best of two limits. */
     rate lim1 = write_limit(fimg, batch, images, &ck);
     rate f1 = run_loader(apd, APD_OUT_F32_CHW, 1, batch, epochs, &ck);

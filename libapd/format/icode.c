@@ -19,9 +19,11 @@
  * lane l) the 8 chains are independent, since a pixel only needs its left, up and up-left
  * neighbours, all decoded at earlier steps, and one AVX2 register holds the 8 lanes: lane l's
  * left neighbour is its own previous value, its up neighbour lane l-1's previous value. A
- * step (8 pixels) then costs one chain of ~45 cycles (the table gather and the
- * renormalisation shuffle dominate); 4 lanes measured 2x slower, 16 lanes would cost 32 more
- * state bytes per record (4% of a K=64 record).
+ * step (8 pixels) is then one dependency chain: ~58 cycles with the tables in L1, 90-110 in
+ * practice, as the 780 KB of decode tables mostly answer from L2 (the gather waits ~45
+ * cycles); 4 lanes measured 2x slower, 16 lanes cost 24 more bytes per record (K=16 would
+ * miss its size target). Decoding two records in lockstep (apd__icode_decode2) overlaps two
+ * such chains: 1.7-1.9x the images/s; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
  * a zero-padded copy and checks after every step that it has not run past the end, uses a
@@ -253,88 +255,171 @@ IC_AVX2 static inline __m256i step8(__m256i *x, __m256i off, __m256i act, const 
 /* Vector index phase: the 8 lanes of a row group in one register per quantity. Lane l's
  * left neighbour is its own previous value, its up neighbour lane l-1's previous value (lane
  * 0: the row above, from the grid), its up-left neighbour its previous up neighbour. */
+
+/* The phase's constants (one set shared by every record decoded together). */
+typedef struct ic_vk {
+    __m256i lane, rot, amask, one, two, c15, q16, qd16, packb, wv;
+    const uint32_t *dec;
+    const uint8_t (*shuf)[32];
+    size_t s; /* grid row stride */
+} ic_vk;
+
+/* One record's running state: rANS states, previous values (vp) and up neighbours (bp) of
+ * the lanes, the running max of the values and OR of the entries, the word pointer, and the
+ * grid rows of the current group. */
+typedef struct ic_vs {
+    __m256i x, vp, bp, vm, eo;
+    const uint8_t *p;
+    uint8_t *row;
+    const uint8_t *up;
+} ic_vs;
+
+IC_AVX2 static inline void ic_vk_init(ic_vk *K, const apd__imodel *m, uint32_t w, size_t s)
+{
+    K->lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    K->rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+    K->amask = _mm256_set1_epi32((int)((1u << m->bits) - 1));
+    K->one = _mm256_set1_epi32(1);
+    K->two = _mm256_set1_epi32(2);
+    K->c15 = _mm256_set1_epi32(15);
+    K->q16 = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11,
+                              0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11);
+    K->qd16 = _mm256_setr_epi8(0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+                               0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3);
+    K->packb = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    K->wv = _mm256_set1_epi32((int)w);
+    K->dec = m->dec;
+    K->shuf = m->shuf8;
+    K->s = s;
+}
+
+IC_AVX2 static inline void ic_vs_init(ic_vs *S, const uint32_t *xs, const uint8_t *p)
+{
+    S->x = _mm256_loadu_si256((const __m256i *)xs);
+    S->vm = S->eo = _mm256_setzero_si256();
+    S->p = p;
+}
+
+/* Start row group y0 (rows y0 .. y0+7). */
+IC_AVX2 static inline void ic_vs_group(ic_vs *S, uint8_t *grid, size_t s, uint32_t y0)
+{
+    S->row = grid + (size_t)(y0 + 1) * s + IC_PAD;
+    S->up = grid + (size_t)y0 * s + IC_PAD;
+    S->vp = S->bp = _mm256_setzero_si256();
+}
+
+IC_AVX2 static inline void ic_vs_done(const ic_vs *S, uint32_t *xs, const uint8_t **pp, uint32_t *vmax,
+                                      uint32_t *eor)
+{
+    *pp = S->p;
+    _mm256_storeu_si256((__m256i *)xs, S->x);
+    uint32_t t8[8];
+    _mm256_storeu_si256((__m256i *)t8, S->vm);
+    for (int l = 0; l < 8; l++) *vmax = t8[l] > *vmax ? t8[l] : *vmax;
+    _mm256_storeu_si256((__m256i *)t8, S->eo);
+    for (int l = 0; l < 8; l++) *eor |= t8[l];
+}
+
+/* Step t of a row group of nl rows: lane l decodes pixel t - l of its row. */
+IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep(ic_vs *S, const ic_vk *K, uint32_t t,
+                                                                   __m256i nlv)
+{
+    const size_t s = K->s;
+    __m256i tv = _mm256_set1_epi32((int)t);
+    __m256i act = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(tv, K->one), K->lane),
+                                   _mm256_cmpgt_epi32(K->wv, _mm256_sub_epi32(tv, K->lane)));
+    act = _mm256_and_si256(act, _mm256_cmpgt_epi32(nlv, K->lane));
+    __m256i a = S->vp;
+    __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(S->vp, K->rot), _mm256_set1_epi32(S->up[t]), 1);
+    __m256i c = S->bp;
+    __m256i mn = _mm256_min_epu32(a, b), mx = _mm256_max_epu32(a, b);
+    __m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(c, mx), c);
+    __m256i le = _mm256_andnot_si256(ge, _mm256_cmpeq_epi32(_mm256_min_epu32(c, mn), c));
+    __m256i pred = _mm256_sub_epi32(_mm256_add_epi32(a, b), c);
+    pred = _mm256_blendv_epi8(pred, mx, le);
+    pred = _mm256_blendv_epi8(pred, mn, ge);
+    __m256i rng = _mm256_sub_epi32(_mm256_max_epu32(mx, c), _mm256_min_epu32(mn, c));
+    __m256i cls = _mm256_shuffle_epi8(K->q16, _mm256_min_epu32(rng, K->c15));
+    /* + (rng >= 17) + (rng >= 20) + (rng >= 24) + (rng >= 30), summed as a tree */
+    __m256i g1 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(16)),
+                                  _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(19)));
+    __m256i g2 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(23)),
+                                  _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(29)));
+    cls = _mm256_sub_epi32(cls, _mm256_add_epi32(g1, g2));
+    __m256i cs = _mm256_or_si256(_mm256_and_si256(le, K->one),
+                                 _mm256_andnot_si256(_mm256_or_si256(ge, le), K->two));
+    __m256i ctx = _mm256_add_epi32(_mm256_add_epi32(cls, _mm256_add_epi32(cls, cls)), cs);
+    __m256i qd = _mm256_shuffle_epi8(K->qd16, _mm256_min_epu32(_mm256_sub_epi32(mx, mn), K->c15));
+    ctx = _mm256_add_epi32(_mm256_slli_epi32(ctx, 2), qd);
+    __m256i e = step8(&S->x, _mm256_slli_epi32(ctx, APD__IC_PBITS), act, K->dec, K->shuf, &S->p);
+    S->eo = _mm256_or_si256(S->eo, e);
+    __m256i v = _mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(pred, e), K->amask), act);
+    S->vm = _mm256_max_epu32(S->vm, v);
+    __m256i pk = _mm256_shuffle_epi8(v, K->packb);
+    uint32_t lo = (uint32_t)_mm256_extract_epi32(pk, 0), hi = (uint32_t)_mm256_extract_epi32(pk, 4);
+    uint8_t *q = S->row + t;
+    q[0] = (uint8_t)lo;
+    q[s - 1] = (uint8_t)(lo >> 8);
+    q[2 * s - 2] = (uint8_t)(lo >> 16);
+    q[3 * s - 3] = (uint8_t)(lo >> 24);
+    q[4 * s - 4] = (uint8_t)hi;
+    q[5 * s - 5] = (uint8_t)(hi >> 8);
+    q[6 * s - 6] = (uint8_t)(hi >> 16);
+    q[7 * s - 7] = (uint8_t)(hi >> 24);
+    S->vp = v;
+    S->bp = b;
+}
+
 IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t h, uint32_t w,
                               uint32_t *xs, const uint8_t **pp, const uint8_t *end, uint32_t *vmax,
                               uint32_t *eor)
 {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
-    const __m256i amask = _mm256_set1_epi32((int)((1u << m->bits) - 1));
-    const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2), c15 = _mm256_set1_epi32(15);
-    const __m256i q16 = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11,
-                                         0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11);
-    const __m256i qd16 = _mm256_setr_epi8(0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-                                          0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i packb = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i wv = _mm256_set1_epi32((int)w);
     /* locals: the byte stores into the grid could alias anything reached through a pointer,
-       which would make the compiler reload these on every step */
-    const uint32_t *dec = m->dec;
-    const uint8_t(*shuf)[32] = m->shuf8;
-    const uint8_t *p = *pp;
-    __m256i x = _mm256_loadu_si256((const __m256i *)xs);
-    __m256i vm = _mm256_setzero_si256(), eo = _mm256_setzero_si256();
+       which would make the compiler reload the constants on every step */
+    ic_vk K;
+    ic_vs A;
+    ic_vk_init(&K, m, w, s);
+    ic_vs_init(&A, xs, *pp);
     for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
         const __m256i nlv = _mm256_set1_epi32((int)nl);
-        uint8_t *row = grid + (size_t)(y0 + 1) * s + IC_PAD;
-        const uint8_t *up = grid + (size_t)y0 * s + IC_PAD;
-        __m256i vp = _mm256_setzero_si256(), bp = _mm256_setzero_si256();
+        ic_vs_group(&A, grid, s, y0);
         for (uint32_t t = 0; t + 1 < w + nl; t++) {
-            __m256i tv = _mm256_set1_epi32((int)t);
-            __m256i act = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(tv, one), lane),
-                                           _mm256_cmpgt_epi32(wv, _mm256_sub_epi32(tv, lane)));
-            act = _mm256_and_si256(act, _mm256_cmpgt_epi32(nlv, lane));
-            __m256i a = vp;
-            __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(vp, rot), _mm256_set1_epi32(up[t]), 1);
-            __m256i c = bp;
-            __m256i mn = _mm256_min_epu32(a, b), mx = _mm256_max_epu32(a, b);
-            __m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(c, mx), c);
-            __m256i le = _mm256_andnot_si256(ge, _mm256_cmpeq_epi32(_mm256_min_epu32(c, mn), c));
-            __m256i pred = _mm256_sub_epi32(_mm256_add_epi32(a, b), c);
-            pred = _mm256_blendv_epi8(pred, mx, le);
-            pred = _mm256_blendv_epi8(pred, mn, ge);
-            __m256i rng = _mm256_sub_epi32(_mm256_max_epu32(mx, c), _mm256_min_epu32(mn, c));
-            __m256i cls = _mm256_shuffle_epi8(q16, _mm256_min_epu32(rng, c15));
-            /* + (rng >= 17) + (rng >= 20) + (rng >= 24) + (rng >= 30), summed as a tree */
-            __m256i g1 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(16)),
-                                          _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(19)));
-            __m256i g2 = _mm256_add_epi32(_mm256_cmpgt_epi32(rng, _mm256_set1_epi32(23)),
-                                          _mm256_cmpgt_epi32(rng, _mm256_set1_epi32(29)));
-            cls = _mm256_sub_epi32(cls, _mm256_add_epi32(g1, g2));
-            __m256i cs = _mm256_or_si256(_mm256_and_si256(le, one),
-                                         _mm256_andnot_si256(_mm256_or_si256(ge, le), two));
-            __m256i ctx = _mm256_add_epi32(_mm256_add_epi32(cls, _mm256_add_epi32(cls, cls)), cs);
-            __m256i qd = _mm256_shuffle_epi8(qd16, _mm256_min_epu32(_mm256_sub_epi32(mx, mn), c15));
-            ctx = _mm256_add_epi32(_mm256_slli_epi32(ctx, 2), qd);
-            __m256i e = step8(&x, _mm256_slli_epi32(ctx, APD__IC_PBITS), act, dec, shuf, &p);
-            eo = _mm256_or_si256(eo, e);
-            __m256i v = _mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(pred, e), amask), act);
-            vm = _mm256_max_epu32(vm, v);
-            __m256i pk = _mm256_shuffle_epi8(v, packb);
-            uint32_t lo = (uint32_t)_mm256_extract_epi32(pk, 0), hi = (uint32_t)_mm256_extract_epi32(pk, 4);
-            uint8_t *q = row + t;
-            q[0] = (uint8_t)lo;
-            q[s - 1] = (uint8_t)(lo >> 8);
-            q[2 * s - 2] = (uint8_t)(lo >> 16);
-            q[3 * s - 3] = (uint8_t)(lo >> 24);
-            q[4 * s - 4] = (uint8_t)hi;
-            q[5 * s - 5] = (uint8_t)(hi >> 8);
-            q[6 * s - 6] = (uint8_t)(hi >> 16);
-            q[7 * s - 7] = (uint8_t)(hi >> 24);
-            vp = v;
-            bp = b;
-            if (p > end) return -1;
+            ic_vstep(&A, &K, t, nlv);
+            if (A.p > end) return -1;
         }
     }
-    *pp = p;
-    _mm256_storeu_si256((__m256i *)xs, x);
-    uint32_t t8[8];
-    _mm256_storeu_si256((__m256i *)t8, vm);
-    for (int l = 0; l < 8; l++) *vmax = t8[l] > *vmax ? t8[l] : *vmax;
-    _mm256_storeu_si256((__m256i *)t8, eo);
-    for (int l = 0; l < 8; l++) *eor |= t8[l];
+    ic_vs_done(&A, xs, pp, vmax, eor);
+    return 0;
+}
+
+/* Two records of the same geometry in lockstep: two independent dependency chains, so the
+ * core overlaps one record's gather and renormalisation latency with the other's (a step is
+ * latency-bound; with three or more records the 16 AVX2 registers spill). Returns 0, or -1
+ * if either stream ran out. */
+IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], size_t s, uint32_t h,
+                                 uint32_t w, uint32_t *const xs[2], const uint8_t *pp[2],
+                                 const uint8_t *const end[2], uint32_t vmax[2], uint32_t eor[2])
+{
+    ic_vk K;
+    ic_vs A, B;
+    ic_vk_init(&K, m, w, s);
+    ic_vs_init(&A, xs[0], pp[0]);
+    ic_vs_init(&B, xs[1], pp[1]);
+    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+        const __m256i nlv = _mm256_set1_epi32((int)nl);
+        ic_vs_group(&A, grid[0], s, y0);
+        ic_vs_group(&B, grid[1], s, y0);
+        for (uint32_t t = 0; t + 1 < w + nl; t++) {
+            ic_vstep(&A, &K, t, nlv);
+            ic_vstep(&B, &K, t, nlv);
+            if ((A.p > end[0]) | (B.p > end[1])) return -1;
+        }
+    }
+    ic_vs_done(&A, xs[0], &pp[0], &vmax[0], &eor[0]);
+    ic_vs_done(&B, xs[1], &pp[1], &vmax[1], &eor[1]);
     return 0;
 }
 
@@ -358,6 +443,39 @@ IC_AVX2 static int pal_avx2(const apd__imodel *m, uint32_t nps, uint8_t *pal, ui
     for (uint32_t j = c; j < nps; j++) pal[j] = (uint8_t)(pal[j] + pal[j - c]);
     return 0;
 }
+
+/* Two records' palette phases in lockstep (nps[i] symbols each; as pal_avx2). */
+IC_AVX2 static int pal_avx2_x2(const apd__imodel *m, const uint32_t nps[2], uint8_t *const pal[2],
+                               uint32_t *const xs[2], const uint8_t *pp[2], const uint8_t *const end[2])
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)xs[0]), x1 = _mm256_loadu_si256((const __m256i *)xs[1]);
+    uint32_t c = m->c, n = nps[0] > nps[1] ? nps[0] : nps[1];
+    uint32_t tabs[8] __attribute__((aligned(32))), d[8] __attribute__((aligned(32)));
+    const uint8_t *p0 = pp[0], *p1 = pp[1];
+    for (uint32_t j0 = 0; j0 < n; j0 += 8) {
+        for (uint32_t l = 0; l < 8; l++) tabs[l] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
+        const __m256i off = _mm256_load_si256((const __m256i *)tabs);
+        if (j0 < nps[0]) {
+            __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps[0] - j0)), lane);
+            _mm256_store_si256((__m256i *)d, step8(&x0, off, act, m->dec, m->shuf8, &p0));
+            for (uint32_t l = 0; l < 8 && j0 + l < nps[0]; l++) pal[0][j0 + l] = (uint8_t)d[l];
+        }
+        if (j0 < nps[1]) {
+            __m256i act = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nps[1] - j0)), lane);
+            _mm256_store_si256((__m256i *)d, step8(&x1, off, act, m->dec, m->shuf8, &p1));
+            for (uint32_t l = 0; l < 8 && j0 + l < nps[1]; l++) pal[1][j0 + l] = (uint8_t)d[l];
+        }
+        if ((p0 > end[0]) | (p1 > end[1])) return -1;
+    }
+    pp[0] = p0;
+    pp[1] = p1;
+    _mm256_storeu_si256((__m256i *)xs[0], x0);
+    _mm256_storeu_si256((__m256i *)xs[1], x1);
+    for (int i = 0; i < 2; i++)
+        for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
+    return 0;
+}
 #endif
 
 int apd__icode_impl_available(int impl)
@@ -371,10 +489,21 @@ int apd__icode_impl_available(int impl)
 
 #define IC_STACK 16384
 
-apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t *body, size_t len,
-                                  uint32_t k, uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
-                                  const char **why)
+/* One record's decode: states, word stream (a zero-padded copy: reads past the end land in
+ * the padding and are caught by the check after each step) and index grid. */
+typedef struct ic_job {
+    uint32_t x[APD__IC_LANES];
+    uint8_t *scratch, *grid;
+    const uint8_t *p, *end;
+    size_t s;
+    uint32_t eor, vmax;
+} ic_job;
+
+/* Check the body's fixed part and set up the scratch (stackbuf if it fits, else malloc). */
+static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t h, uint32_t w,
+                           uint8_t *stackbuf, const char **why)
 {
+    J->scratch = NULL;
     if (len < APD__IC_STATES) {
         *why = "coded body shorter than its 8 rANS states";
         return APD_ETRUNC;
@@ -383,79 +512,101 @@ apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t 
         *why = "coded body has half a 16-bit word at its end";
         return APD_ECORRUPT;
     }
-    uint32_t x[APD__IC_LANES];
     for (uint32_t l = 0; l < APD__IC_LANES; l++) {
-        x[l] = apd__ld32(body + 4 * l);
-        if (x[l] < APD__IC_L) {
+        J->x[l] = apd__ld32(body + 4 * l);
+        if (J->x[l] < APD__IC_L) {
             *why = "coded body: rANS state below 2^16";
             return APD_ECORRUPT;
         }
     }
-    /* scratch: the words (+ 32 zero bytes: reads past the end land there and are caught by
-       the check after each step) and the grid (h + 1 + 8 rows of w + 16 bytes) */
-    size_t nb = len - APD__IC_STATES, s, grid_rows, grid_len, need;
-    if (!apd__add_ok((size_t)w, 2 * IC_PAD, &s) || !apd__add_ok((size_t)h, 1 + APD__IC_LANES, &grid_rows) ||
-        !apd__mul_ok(grid_rows, s, &grid_len) || !apd__add_ok(grid_len, nb + 32, &need)) {
+    /* scratch: the words + 32 zero bytes, then the grid (h + 1 + 8 rows of w + 16 bytes) */
+    size_t nb = len - APD__IC_STATES, grid_rows, grid_len, need;
+    if (!apd__add_ok((size_t)w, 2 * IC_PAD, &J->s) || !apd__add_ok((size_t)h, 1 + APD__IC_LANES, &grid_rows) ||
+        !apd__mul_ok(grid_rows, J->s, &grid_len) || !apd__add_ok(grid_len, nb + 32, &need)) {
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
-    uint8_t stackbuf[IC_STACK];
-    uint8_t *scratch = need <= sizeof stackbuf ? stackbuf : malloc(need);
-    if (!scratch) {
+    J->scratch = need <= IC_STACK ? stackbuf : malloc(need);
+    if (!J->scratch) {
         *why = "out of memory";
         return APD_ENOMEM;
     }
-    uint8_t *words = scratch, *grid = scratch + nb + 32;
-    memcpy(words, body + APD__IC_STATES, nb);
-    memset(words + nb, 0, 32);
-    memset(grid, 0, grid_len);
-    const uint8_t *p = words, *end = words + nb;
-    apd_status st = APD_OK;
-    uint32_t eor = 0, vmax = 0;
+    J->grid = J->scratch + nb + 32;
+    memcpy(J->scratch, body + APD__IC_STATES, nb);
+    memset(J->scratch + nb, 0, 32);
+    memset(J->grid, 0, grid_len);
+    J->p = J->scratch;
+    J->end = J->scratch + nb;
+    J->eor = J->vmax = 0;
+    return APD_OK;
+}
 
-    /* palette: symbol j = entry j / c, channel j % c, lane j % 8 */
-    uint32_t c = m->c, nps = k * c, ch = 0;
-    int rc = 0;
-#ifdef IC_X86
-    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2)) {
-        rc = pal_avx2(m, nps, pal, x, &p, end);
-        if (rc == 0) rc = index_avx2(m, grid, s, h, w, x, &p, end, &vmax, &eor);
-    } else
-#endif
-    {
-        uint8_t prev[3] = {0, 0, 0};
-        for (uint32_t j = 0; j < nps && rc == 0; j++) {
-            uint32_t e = sym_dec(m->dec + (size_t)(APD__IC_NCTX + ch) * APD__IC_M, &x[j % APD__IC_LANES], &p);
-            prev[ch] = (uint8_t)(prev[ch] + e);
-            pal[j] = prev[ch];
-            ch = ch + 1 == c ? 0 : ch + 1;
-            if (p > end) rc = -1;
-        }
-        if (rc == 0) rc = index_scalar(m, grid, s, h, w, x, &p, end, &vmax, &eor);
-    }
+/* The end checks (rc: -1 if the stream ran out), the indices out, the scratch freed. */
+static apd_status ic_end(ic_job *J, int rc, uint32_t k, uint32_t h, uint32_t w, uint8_t *idx,
+                         const uint8_t *stackbuf, const char **why)
+{
+    apd_status st = APD_OK;
     if (rc) {
         *why = "coded body ends before its last symbol";
         st = APD_ETRUNC;
-    } else if (eor & APD__IC_EMPTY) {
+    } else if (J->eor & APD__IC_EMPTY) {
         *why = "coded body uses an index context the model has no table for";
         st = APD_ECORRUPT;
-    } else if (vmax >= k) {
+    } else if (J->vmax >= k) {
         *why = "coded index >= record palette size";
         st = APD_ECORRUPT;
-    } else if (p != end) {
+    } else if (J->p != J->end) {
         *why = "coded body has words after its last symbol";
         st = APD_ECORRUPT;
     } else {
         for (uint32_t l = 0; l < APD__IC_LANES; l++)
-            if (x[l] != APD__IC_L) {
+            if (J->x[l] != APD__IC_L) {
                 *why = "coded body: final rANS states are not 2^16";
                 st = APD_ECORRUPT;
             }
     }
     if (st == APD_OK)
-        for (uint32_t y = 0; y < h; y++) memcpy(idx + (size_t)y * w, grid + (size_t)(y + 1) * s + IC_PAD, w);
-    if (scratch != stackbuf) free(scratch);
+        for (uint32_t y = 0; y < h; y++)
+            memcpy(idx + (size_t)y * w, J->grid + (size_t)(y + 1) * J->s + IC_PAD, w);
+    if (J->scratch != stackbuf) free(J->scratch);
+    J->scratch = NULL;
     return st;
+}
+
+/* Scalar reference of the palette phase: symbol j = entry j / c, channel j % c, lane j % 8. */
+static int pal_scalar(const apd__imodel *m, uint32_t nps, uint8_t *pal, ic_job *J)
+{
+    uint8_t prev[3] = {0, 0, 0};
+    for (uint32_t j = 0, ch = 0; j < nps; j++) {
+        uint32_t e = sym_dec(m->dec + (size_t)(APD__IC_NCTX + ch) * APD__IC_M, &J->x[j % APD__IC_LANES], &J->p);
+        prev[ch] = (uint8_t)(prev[ch] + e);
+        pal[j] = prev[ch];
+        ch = ch + 1 == m->c ? 0 : ch + 1;
+        if (J->p > J->end) return -1;
+    }
+    return 0;
+}
+
+apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t *body, size_t len,
+                                  uint32_t k, uint32_t h, uint32_t w, uint8_t *pal, uint8_t *idx,
+                                  const char **why)
+{
+    uint8_t stackbuf[IC_STACK];
+    ic_job J;
+    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, why));
+    uint32_t nps = k * m->c;
+    int rc;
+#ifdef IC_X86
+    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2)) {
+        rc = pal_avx2(m, nps, pal, J.x, &J.p, J.end);
+        if (rc == 0) rc = index_avx2(m, J.grid, J.s, h, w, J.x, &J.p, J.end, &J.vmax, &J.eor);
+    } else
+#endif
+    {
+        rc = pal_scalar(m, nps, pal, &J);
+        if (rc == 0) rc = index_scalar(m, J.grid, J.s, h, w, J.x, &J.p, J.end, &J.vmax, &J.eor);
+    }
+    return ic_end(&J, rc, k, h, w, idx, stackbuf, why);
 }
 
 apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t len, uint32_t k,
@@ -463,6 +614,49 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
                              const char **why)
 {
     return apd__icode_decode_impl(APD__IMPL_AUTO, m, body, len, k, h, w, pal, idx, why);
+}
+
+apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *const body[2],
+                              const size_t len[2], const uint32_t k[2], uint32_t h, uint32_t w,
+                              uint8_t *const pal[2], uint8_t *const idx[2], apd_status st[2],
+                              const char *why[2])
+{
+#ifdef IC_X86
+    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2)) {
+        uint8_t sb0[IC_STACK], sb1[IC_STACK];
+        uint8_t *sb[2] = {sb0, sb1};
+        ic_job J[2];
+        int rc = 0;
+        for (int i = 0; i < 2; i++)
+            if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], &why[i]) != APD_OK) rc = -1;
+        if (rc == 0) {
+            uint8_t *const grid[2] = {J[0].grid, J[1].grid};
+            uint32_t *const xs[2] = {J[0].x, J[1].x};
+            const uint8_t *pp[2] = {J[0].p, J[1].p};
+            const uint8_t *const end[2] = {J[0].end, J[1].end};
+            const uint32_t nps[2] = {k[0] * m->c, k[1] * m->c};
+            uint32_t vmax[2] = {0, 0}, eor[2] = {0, 0};
+            rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
+            if (rc == 0) rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
+            for (int i = 0; i < 2; i++) {
+                J[i].p = pp[i];
+                J[i].vmax = vmax[i];
+                J[i].eor = eor[i];
+            }
+        }
+        if (rc == 0) {
+            for (int i = 0; i < 2; i++) st[i] = ic_end(&J[i], 0, k[i], h, w, idx[i], sb[i], &why[i]);
+            return st[0] != APD_OK ? st[0] : st[1];
+        }
+        /* a body that is damaged in its fixed part or runs out: decode each record alone,
+           which gives each its own status and reason */
+        for (int i = 0; i < 2; i++)
+            if (J[i].scratch && J[i].scratch != sb[i]) free(J[i].scratch);
+    }
+#endif
+    for (int i = 0; i < 2; i++)
+        st[i] = apd__icode_decode_impl(impl, m, body[i], len[i], k[i], h, w, pal[i], idx[i], &why[i]);
+    return st[0] != APD_OK ? st[0] : st[1];
 }
 
 /* ---- writer side ------------------------------------------------------------------------ */

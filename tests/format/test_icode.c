@@ -3,7 +3,10 @@
  *   built from the image, decode, compare palette and indices exactly;
  * - every single-bit flip of a few coded records (record CRC) and of a model (model CRC) is
  *   detected; with the CRCs fixed up, flips and truncations never crash or read out of
- *   bounds (the decoder's own checks; run under ASan in the sanitizer build).
+ *   bounds (the decoder's own checks; run under ASan in the sanitizer build);
+ * - the two-record decoder (apd__icode_decode2) gives each record exactly what the single
+ *   decoder gives: same pixels for pairs of valid records, same status when one of the pair
+ *   is damaged (every CRC-fixed bit flip above, paired with the intact record).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
@@ -160,6 +163,29 @@ START_TEST(every_bit_flip_detected)
                         ck_assert_mem_eq(i1, i2, 1024);
                     }
                 }
+                { /* paired with the intact record, in both orders */
+                    const uint8_t *ok = rec + APD__REC_HDR;
+                    uint8_t q[2][768], j[2][1024], ref[768 + 1024];
+                    ck_assert_int_eq(apd__icode_decode(m, ok, bl, 64, 32, 32, ref, ref + 768, &why), APD_OK);
+                    for (int o = 0; o < 2; o++) {
+                        const uint8_t *const bb[2] = {o ? b : ok, o ? ok : b};
+                        const size_t ll[2] = {bl, bl};
+                        const uint32_t kk[2] = {64, 64};
+                        uint8_t *const pp[2] = {q[0], q[1]}, *const ii[2] = {j[0], j[1]};
+                        apd_status st[2];
+                        const char *w2[2] = {"", ""};
+                        apd__icode_decode2(APD__IMPL_AUTO, m, bb, ll, kk, 32, 32, pp, ii, st, w2);
+                        int d = !o; /* the damaged record's place */
+                        ck_assert_msg(st[o] == APD_OK, "record %d bit %zu: intact record failed: %s", t, bit, w2[o]);
+                        ck_assert_mem_eq(q[o], ref, 192);
+                        ck_assert_mem_eq(j[o], ref + 768, 1024);
+                        ck_assert_msg(st[d] == s1, "record %d bit %zu: pair status %d, alone %d", t, bit, st[d], s1);
+                        if (s1 == APD_OK) {
+                            ck_assert_mem_eq(q[d], p1, 192);
+                            ck_assert_mem_eq(j[d], i1, 1024);
+                        }
+                    }
+                }
                 crash_free++;
             }
         }
@@ -208,6 +234,77 @@ START_TEST(every_bit_flip_detected)
 }
 END_TEST
 
+/* Pairs of different valid records under one model (built from both), every geometry of
+ * the round-trip test and a spread of k: decode2 (vector lockstep and the scalar path)
+ * returns both exactly; a pair whose second body is one word short fails only the second. */
+START_TEST(two_records_lockstep)
+{
+    static const uint32_t ks[] = {1, 2, 3, 5, 16, 17, 63, 64, 65, 200, 256};
+    apd__rng r;
+    apd__rng_seed(&r, 91, 0);
+    size_t maxpix = 128 * 128, cap = 4 * maxpix + 4096;
+    uint8_t *pal[2], *idx[2], *body[2], *rp[2], *ri[2];
+    for (int i = 0; i < 2; i++) {
+        pal[i] = malloc(768);
+        idx[i] = malloc(maxpix);
+        body[i] = malloc(cap);
+        rp[i] = malloc(768);
+        ri[i] = malloc(maxpix);
+    }
+    apd__icounts *ct = malloc(sizeof *ct);
+    apd__imodel *m = malloc(sizeof *m);
+    uint64_t pairs = 0;
+    for (size_t q = 0; q < sizeof ks / sizeof *ks; q++)
+        for (uint32_t c = 1; c <= 3; c += 2)
+            for (int s = 0; s < 5; s++) {
+                uint32_t k = ks[q], h = sizes[s][0], w = sizes[s][1], kk[2];
+                apd__icounts_init(ct, c, apd_bits_for_k(k));
+                for (int i = 0; i < 2; i++) {
+                    kk[i] = i ? (k + 1) / 2 : k; /* the two records' palette sizes differ */
+                    smooth_image(&r, kk[i], c, h, w, pal[i], idx[i]);
+                    apd__icounts_add(ct, pal[i], kk[i], idx[i], h, w);
+                }
+                ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+                size_t len[2];
+                for (int i = 0; i < 2; i++) {
+                    len[i] = apd__icode_encode(m, pal[i], kk[i], idx[i], h, w, body[i], cap);
+                    ck_assert_uint_ge(len[i], APD__IC_STATES);
+                }
+                for (int impl = APD__IMPL_SCALAR; impl <= APD__IMPL_AVX2; impl++) {
+                    if (!apd__icode_impl_available(impl)) continue;
+                    apd_status st[2];
+                    const char *why[2] = {"", ""};
+                    for (int i = 0; i < 2; i++) {
+                        memset(rp[i], 0xEE, 768);
+                        memset(ri[i], 0xEE, (size_t)h * w);
+                    }
+                    ck_assert_msg(apd__icode_decode2(impl, m, (const uint8_t *const *)body, len, kk, h, w, rp, ri, st,
+                                                     why) == APD_OK,
+                                  "k %u c %u %ux%u impl %d: %s / %s", k, c, h, w, impl, why[0], why[1]);
+                    for (int i = 0; i < 2; i++) {
+                        ck_assert_mem_eq(rp[i], pal[i], (size_t)kk[i] * c);
+                        ck_assert_mem_eq(ri[i], idx[i], (size_t)h * w);
+                    }
+                    size_t short2[2] = {len[0], len[1] - 2};
+                    ck_assert_int_ne(apd__icode_decode2(impl, m, (const uint8_t *const *)body, short2, kk, h, w, rp, ri,
+                                                        st, why),
+                                     APD_OK);
+                    ck_assert_int_eq(st[0], APD_OK);
+                    ck_assert_int_ne(st[1], APD_OK);
+                    ck_assert_mem_eq(ri[0], idx[0], (size_t)h * w);
+                }
+                apd__imodel_free(m);
+                pairs++;
+            }
+    printf("two_records_lockstep: %llu pairs decoded exactly by both paths, short second body rejected alone\n",
+           (unsigned long long)pairs);
+    for (int i = 0; i < 2; i++) {
+        free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]);
+    }
+    free(ct); free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("icode");
@@ -215,6 +312,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, every_k_every_geometry);
     tcase_add_test(tc, every_bit_flip_detected);
+    tcase_add_test(tc, two_records_lockstep);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -10,7 +10,9 @@
  *   then     L bytes of model (the meta/imodel value), then the coded body (the rest)
  * Differential: when the model parses, the body is decoded by the scalar reference and by
  * the AVX2 decoder (when available); they must agree on accept/reject and, on accept, on
- * every palette byte and index (abort otherwise). Built with libFuzzer (-DAPD_FUZZ=ON) or
+ * every palette byte and index (abort otherwise). The two-record decoder must give each of
+ * the pairs (body, body) and (body, body less its last word) what the single decoder gives
+ * each body alone. Built with libFuzzer (-DAPD_FUZZ=ON) or
  * with replay.c (ctest replays tests/fuzz/corpus/icode/).
  */
 #include <stdlib.h>
@@ -49,6 +51,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (s1 == APD_OK)
         for (size_t p = 0; p < npix; p++)
             if (i1[p] >= k) abort(); /* the decoder promised every index < k */
+    for (int pair = 0; pair < 2; pair++) {
+        size_t cut = pair && bl >= 2 ? bl - 2 : bl;
+        apd_status sc = apd__icode_decode_impl(APD__IMPL_SCALAR, m, body, cut, k, h, w, p2, i2, &why);
+        uint8_t *q0 = malloc(768), *q1 = malloc(768), *j0 = malloc(npix), *j1 = malloc(npix);
+        if (q0 && q1 && j0 && j1) {
+            const uint8_t *const bb[2] = {body, body};
+            const size_t ll[2] = {bl, cut};
+            const uint32_t kk[2] = {k, k};
+            uint8_t *const pp[2] = {q0, q1}, *const ii[2] = {j0, j1};
+            apd_status st[2];
+            const char *w2[2] = {"", ""};
+            apd__icode_decode2(APD__IMPL_AUTO, m, bb, ll, kk, h, w, pp, ii, st, w2);
+            if ((st[0] == APD_OK) != (s1 == APD_OK) || (st[1] == APD_OK) != (sc == APD_OK)) abort();
+            if (s1 == APD_OK && (memcmp(q0, p1, (size_t)k * c) != 0 || memcmp(j0, i1, npix) != 0)) abort();
+            if (sc == APD_OK && (memcmp(q1, p2, (size_t)k * c) != 0 || memcmp(j1, i2, npix) != 0)) abort();
+        }
+        free(q0);
+        free(q1);
+        free(j0);
+        free(j1);
+    }
     apd__imodel_free(m);
 out:
     free(mv);
