@@ -88,6 +88,9 @@ typedef struct apd_distill_opts {
     double gc_lambda, gc_epsilon;/* 1, 0.9 */
     uint32_t dsa_strategy;       /* apd_dsa mask; default all six ops */
     int dsa_align_corners;       /* 0 */
+    uint32_t depth;              /* ConvNet depth of the DM loop and the selection net; 0 (default)
+                                    = by resolution (apd_convnet_default_depth: 3 at 28/32 px,
+                                    4 at 64 px, 5 at 128 px) */
     uint64_t seed;               /* 0 */
     uint32_t threads;            /* 0 = 2 */
     uint32_t checkpoint_every;   /* 0 = never */
