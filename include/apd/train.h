@@ -59,6 +59,7 @@ typedef struct apd_eval_opts {
     int dsa;              /* 1: DSA per-image augmentation of every training batch */
     apd_dsa_opts dsa_cfg; /* apd_dsa_opts_default */
     uint32_t width, depth; /* ConvNet width 128; depth 0 = apd_convnet_default_depth(h, w) */
+    uint64_t act_budget;  /* activation bytes per pass (0 = APD_CONVNET_ACT_BUDGET, apd/nn.h) */
     apd_pool *pool;       /* borrowed, may be NULL (single-threaded) */
     apd_eval_pass_fn on_pass; /* may be NULL */
     void *user;

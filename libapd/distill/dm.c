@@ -378,7 +378,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                   c.temp_end};
     h = fnv(h, fl, sizeof fl);
     uint32_t u[] = {c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
-                    s->x->threads, s->x->depth};
+                    s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);
     char hex[17];
@@ -710,7 +710,8 @@ static apd_status setup_net(dm_state *s, apd_err *err)
     apd_convnet_opts_default(&cfg, x->c, x->h, x->w, x->n_classes);
     cfg.depth = x->depth;
     cfg.pool = s->pool;
-    s->max_batch = apd_convnet_batch_for_budget(&cfg, APD_CONVNET_ACT_BUDGET, want);
+    s->max_batch = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                                want);
     cfg.max_batch = s->max_batch ? s->max_batch : 1; /* 0: a bad shape; create says which */
     st = apd_convnet_create(&s->net, &cfg);
     if (st != APD_OK)

@@ -177,7 +177,8 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
     apd_convnet_opts_default(&cfg, x->c, x->h, x->w, s->C);
     cfg.depth = x->depth;
     cfg.pool = s->pool;
-    s->MB = apd_convnet_batch_for_budget(&cfg, APD_CONVNET_ACT_BUDGET, s->B);
+    s->MB = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                         s->B);
     cfg.max_batch = s->MB ? s->MB : 1; /* 0: a bad shape; create says which */
     apd_status st = apd_convnet_create(&s->net, &cfg);
     if (st != APD_OK)

@@ -133,7 +133,8 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     cfg.width = o->width ? o->width : 128;
     if (o->depth) cfg.depth = o->depth;
     cfg.pool = o->pool;
-    r->MB = apd_convnet_batch_for_budget(&cfg, APD_CONVNET_ACT_BUDGET, (uint32_t)B);
+    r->MB = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                         (uint32_t)B);
     cfg.max_batch = r->MB ? (uint32_t)r->MB : 1; /* 0: the cfg is bad; create says why */
     apd_status st = apd_convnet_create(&r->net, &cfg);
     if (st != APD_OK)
