@@ -391,6 +391,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--ipc", ipc)
     DU32("--iters", iters)
     DU32("--batch-real", batch_real)
+    DU32("--depth", depth)
     DF("--lr-img", lr_img)
     DF("--momentum-img", momentum_img)
     DF("--lr-palette", lr_palette)
@@ -486,6 +487,9 @@ static const char *const distill_usage =
     "  --select-epochs N (2; reference 50) --select-batch N (128) --select-lr F (0.1)\n"
     "  --select-limit N (images per class for the selection net and candidates; 0 = all)\n"
     "  --gc-lambda F (1) --gc-epsilon F (0.9)\n"
+    " the ConvNet (DM loop and graph-cut selection net):\n"
+    "  --depth N             conv blocks (default by resolution: 3 at 28/32 px, 4 at 64 px,\n"
+    "                        5 at 128 px, i.e. ConvNetD3/D4/D5; recorded in the provenance)\n"
     "  --seed S --threads N: same seed, inputs and thread count give identical files\n";
 
 /* Which distillation options apply when (apd/distill.h says what each field drives): an
@@ -497,7 +501,8 @@ enum {
     SC_GRAPHCUT = 4,      /* the graph-cut init (--init graphcut; autopalette's default) */
     SC_WARMUP = 8,        /* --palette-remedy with warmup */
     SC_TASK_SCALE = 16,   /* --palette-remedy with task-scale */
-    SC_TEMPERATURE = 32   /* --palette-remedy with temperature */
+    SC_TEMPERATURE = 32,  /* --palette-remedy with temperature */
+    SC_NET = 64           /* a ConvNet: the DM loop or the graph-cut init */
 };
 
 static const struct {
@@ -515,6 +520,7 @@ static const struct {
     {"temp-start", SC_AP | SC_TEMPERATURE}, {"temp-end", SC_AP | SC_TEMPERATURE},
     {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
     {"select-limit", SC_GRAPHCUT}, {"gc-lambda", SC_GRAPHCUT}, {"gc-epsilon", SC_GRAPHCUT},
+    {"depth", SC_NET},
 };
 
 /* Each given distillation option must apply to the method, init and remedy in effect. */
@@ -533,6 +539,8 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
         const char *why = NULL;
         if ((sc & SC_DM) && !dm) why = "applies only to --method dm|autopalette (the DM loop)";
         else if ((sc & SC_AP) && !ap) why = "applies only to --method autopalette (the palette network)";
+        else if ((sc & SC_NET) && !dm && !graphcut)
+            why = "applies only where a ConvNet runs (--method dm|autopalette, or --init graphcut)";
         else if ((sc & SC_GRAPHCUT) && !graphcut)
             why = "applies only to the graph-cut init (--init graphcut, the default of --method autopalette)";
         else if ((sc & SC_WARMUP) && !(d->remedy & APD_REMEDY_WARMUP)) why = "applies only when --palette-remedy includes warmup";
@@ -709,6 +717,7 @@ static const struct option LONG_OPTS[] = {
     {"checkpoint", required_argument, 0, OPT_DISTILL},
     {"checkpoint-every", required_argument, 0, OPT_DISTILL},
     {"color-subset", required_argument, 0, OPT_DISTILL},
+    {"depth", required_argument, 0, OPT_DISTILL},
     {"dsa", required_argument, 0, OPT_DISTILL},
     {"gc-epsilon", required_argument, 0, OPT_DISTILL},
     {"gc-lambda", required_argument, 0, OPT_DISTILL},

@@ -1,6 +1,7 @@
 /* apd-eval: evaluate a (distilled, colour-reduced) .apd training set the way the dataset
- * distillation literature does: train fresh ConvNetD3s on the decoded images with DSA
- * augmentation and report their accuracy on a real test set (mean +- std over runs).
+ * distillation literature does: train fresh ConvNets (ConvNetD3 at 32 px, D4 at 64, D5 at
+ * 128; --depth overrides) on the decoded images with DSA augmentation and report their
+ * accuracy on a real test set (mean +- std over runs).
  *
  *   apd-eval FILE.apd --test SPEC [options]
  *   apd-eval --random-real N --train SPEC --test SPEC [options]   (random-real baseline)
@@ -61,7 +62,7 @@ static void usage(FILE *f)
             "usage: apd-eval FILE.apd --test SPEC [options]\n"
             "       apd-eval --random-real N --train SPEC --test SPEC [options]\n"
             "\n"
-            "Train fresh ConvNetD3s on the images of FILE.apd (decoded exactly as stored,\n"
+            "Train fresh ConvNets on the images of FILE.apd (decoded exactly as stored,\n"
             "normalised with the mean/std recorded in the file) with DSA augmentation, and\n"
             "report their accuracy on the real test set SPEC (mean +- std over runs).\n"
             "\n"
@@ -95,7 +96,8 @@ static void usage(FILE *f)
             "  --dsa-strategy S     DSA ops (default color_crop_cutout_flip_scale_rotate)\n"
             "  --align-corners      affine DSA ops with align_corners=True (original DSA code;\n"
             "                       default False as VICO/PyTorch)\n"
-            "  --width N, --depth N ConvNet width (128) and depth (3): ConvNetD3 by default\n"
+            "  --width N, --depth N ConvNet width (128) and depth (by resolution: 3 at 28/32 px\n"
+            "                       (ConvNetD3), 4 at 64 px, 5 at 128 px)\n"
             "  --json               print one JSON object on stdout instead of text\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
@@ -202,7 +204,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
     a->batch = 256;
     a->epochs = 1000;
     a->width = 128;
-    a->depth = 3;
+    a->depth = 0; /* by resolution, once the images are loaded */
     a->lr = 0.01f;
     a->test_split = "test";
     int opt;
@@ -661,11 +663,10 @@ static void report(const eval_args *a, const eval_data *d, const double *accs, d
     printf(", \"test\": ");
     tool_json_fputs(stdout, a->test_spec);
     printf(", \"n_train\": %llu, \"n_test\": %llu, \"c\": %u, \"h\": %u, \"w\": %u, \"n_classes\": %u, "
-           "\"model\": \"%s\", \"epochs\": %u, \"runs\": %u, \"lr\": %g, \"batch\": %u, \"seed\": %llu, "
-           "\"threads\": %u, \"dsa\": %s, \"labels\": \"%s\", \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], "
-           "\"accuracies\": [",
+           "\"model\": \"%s\", \"depth\": %u, \"epochs\": %u, \"runs\": %u, \"lr\": %g, \"batch\": %u, \"seed\": %llu, "
+           "\"threads\": %u, \"dsa\": %s, \"labels\": \"%s\", \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g], \"accuracies\": [",
            (unsigned long long)tr->n, (unsigned long long)d->test.n, tr->c, tr->h, tr->w, d->test.n_classes,
-           model, a->epochs, a->runs, (double)a->lr, a->batch, (unsigned long long)a->seed, a->threads,
+           model, a->depth, a->epochs, a->runs, (double)a->lr, a->batch, (unsigned long long)a->seed, a->threads,
            a->no_dsa ? "false" : "true", d->soft ? "soft" : "hard", (double)d->mean[0], (double)d->mean[1], (double)d->mean[2],
            (double)d->std[0], (double)d->std[1], (double)d->std[2]);
     for (uint32_t r = 0; r < a->runs; r++) printf("%s%.6f", r ? ", " : "", accs[r]);
@@ -715,8 +716,9 @@ int main(int argc, char **argv)
     }
     eval_data d;
     memset(&d, 0, sizeof d);
-    rc = load_inputs(&a, &d) && check_classes(&a, &d) && check_compatible(&a, &d) && widen_soft(&d) &&
-                 evaluate(&a, &d) ? 0 : 1;
+    rc = load_inputs(&a, &d) && check_classes(&a, &d) && check_compatible(&a, &d) && widen_soft(&d) ? 0 : 1;
+    if (rc == 0 && !a.depth) a.depth = apd_convnet_default_depth(d.train.h, d.train.w);
+    if (rc == 0) rc = evaluate(&a, &d) ? 0 : 1;
     apd_dataset_free(&d.train);
     apd_dataset_free(&d.test);
     free(d.soft);

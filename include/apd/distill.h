@@ -88,6 +88,14 @@ typedef struct apd_distill_opts {
     double gc_lambda, gc_epsilon;/* 1, 0.9 */
     uint32_t dsa_strategy;       /* apd_dsa mask; default all six ops */
     int dsa_align_corners;       /* 0 */
+    uint32_t depth;              /* ConvNet depth of the DM loop and the selection net; 0 (default)
+                                    = by resolution (apd_convnet_default_depth: 3 at 28/32 px,
+                                    4 at 64 px, 5 at 128 px) */
+    uint64_t act_budget;         /* bytes of ConvNet activations to plan for (0 = the default
+                                    APD_CONVNET_ACT_BUDGET of apd/nn.h, 512 MiB): larger real
+                                    batches are embedded in chunks, larger synthetic sets and
+                                    selection batches run as several passes (same result up to
+                                    float rounding) */
     uint64_t seed;               /* 0 */
     uint32_t threads;            /* 0 = 2 */
     uint32_t checkpoint_every;   /* 0 = never */

@@ -33,7 +33,7 @@
  *
  *     apd_pool *pool; apd_pool_create(&pool, 2);            // 2 worker threads in total
  *     apd_convnet_opts cfg;
- *     apd_convnet_opts_default(&cfg, 3, 32, 32, 10);      // ConvNetD3, instance norm
+ *     apd_convnet_opts_default(&cfg, 3, 32, 32, 10);      // ConvNetD3 (depth from 32 px)
  *     cfg.max_batch = 256; cfg.pool = pool;
  *     apd_convnet *net; if (apd_convnet_create(&net, &cfg) != APD_OK) ...;
  *     apd_convnet_init(net, seed, 0);                       // seeded PyTorch-default init
@@ -244,8 +244,9 @@ typedef struct apd_convnet_opts {
 
 typedef struct apd_convnet apd_convnet;
 
-/* Defaults: ConvNetD3 (width 128, depth 3, instance norm, pad1 auto, max_batch 256,
- * pool NULL) for input c x h x w and n_classes. */
+/* Defaults for input c x h x w and n_classes: width 128, depth by resolution
+ * (apd_convnet_default_depth: ConvNetD3 at 28/32 px, D4 at 64 px, D5 at 128 px), instance
+ * norm, pad1 auto, max_batch 256, pool NULL. */
 APD_API void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h,
                                       uint32_t w, uint32_t n_classes);
 
@@ -319,6 +320,36 @@ APD_API apd_status apd_convnet_forward_ref(apd_convnet *net, float *logits, floa
 
 /* Bytes held by the net's arenas (parameters + gradients + activations + scratch). */
 APD_API size_t apd_convnet_memory_bytes(const apd_convnet *net);
+
+/* The depth of the dataset-distillation literature for h x w input: 3 up to 32 px (28 and 32:
+ * ConvNetD3), else the smallest depth that brings the larger side to 4 px or less (64 -> 4,
+ * ConvNetD4 of Tiny ImageNet; 128 -> 5, ConvNetD5 of ImageNette/ImageWoof; 256 -> 6), at most 8.
+ * The embedding stays 128 x 4 x 4 = 2048 floats at those sizes. */
+APD_API uint32_t apd_convnet_default_depth(uint32_t h, uint32_t w);
+
+/* Memory plan of a net without keeping it: *fixed_bytes (parameters, gradients, per-thread
+ * scratch) and *bytes_per_image (the activations one more image of max_batch costs), so
+ * apd_convnet_memory_bytes == fixed + max_batch * per_image. Either out may be NULL.
+ * @return as apd_convnet_create (it creates two small nets and frees them). */
+APD_API apd_status apd_convnet_plan_bytes(const apd_convnet_opts *cfg, size_t *fixed_bytes,
+                                          size_t *bytes_per_image);
+
+/* Activation memory libapd's own ConvNet users (distillation, selection, evaluation) plan
+ * for: they run batches larger than fits as several forward/backward passes (gradients
+ * accumulate; per-sample instance norm makes that exact up to float rounding). */
+#define APD_CONVNET_ACT_BUDGET ((size_t)512 << 20)
+
+/* The largest max_batch <= want whose activations fit in budget_bytes (at least 1): what to
+ * set cfg->max_batch to before apd_convnet_create. 0 if the net cannot be planned (bad cfg). */
+APD_API uint32_t apd_convnet_batch_for_budget(const apd_convnet_opts *cfg, size_t budget_bytes,
+                                              uint32_t want);
+
+/* Forward of any number of images for inference (no backward afterwards): runs
+ * apd_convnet_forward on max_batch images at a time. logits / embed as apd_convnet_forward.
+ * After it apd_convnet_backward returns APD_EBADSTATE until the next apd_convnet_forward.
+ * @return APD_OK, APD_EINVAL (NULL net/x, n == 0). */
+APD_API apd_status apd_convnet_forward_nograd(apd_convnet *net, float *logits, float *embed,
+                                              const float *x, size_t n);
 
 /* ======================================================================================
  * SGD (PyTorch semantics) and learning-rate schedule

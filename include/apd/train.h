@@ -2,8 +2,11 @@
  * (small, distilled) training set with DSA augmentation, then test it on a real test set.
  *
  * The protocol (docs/method.md section 6.2; `evaluate_synset` of the DC/DSA/DM code):
- * - ConvNetD3 (apd/nn.h defaults: width 128, depth 3, instance norm; padding 3 for 28x28)
- *   freshly initialised from (seed, run).
+ * - ConvNet (apd/nn.h defaults: width 128, instance norm, padding 3 for 28x28; depth by
+ *   resolution: ConvNetD3 at 28/32 px, D4 at 64 px, D5 at 128 px) freshly initialised from
+ *   (seed, run). A batch whose activations exceed APD_CONVNET_ACT_BUDGET (apd/nn.h) runs as
+ *   several forward/backward passes with accumulated gradients (the same step up to float
+ *   rounding; at 32 px every batch of 256 is one pass).
  * - SGD lr (0.01), momentum 0.9, weight decay 5e-4; hard labels and softmax cross-entropy,
  *   or soft labels (opts.train_soft, format 1.1 files) and soft cross-entropy;
  *   minibatches of `batch` (256) drawn by a seeded shuffle each pass, last batch partial.
@@ -56,7 +59,8 @@ typedef struct apd_eval_opts {
     uint32_t run;         /* run index: a different network / shuffle / DSA stream per run */
     int dsa;              /* 1: DSA per-image augmentation of every training batch */
     apd_dsa_opts dsa_cfg; /* apd_dsa_opts_default */
-    uint32_t width, depth; /* ConvNet width 128, depth 3 */
+    uint32_t width, depth; /* ConvNet width 128; depth 0 = apd_convnet_default_depth(h, w) */
+    uint64_t act_budget;  /* activation bytes per pass (0 = APD_CONVNET_ACT_BUDGET, apd/nn.h) */
     apd_pool *pool;       /* borrowed, may be NULL (single-threaded) */
     apd_eval_pass_fn on_pass; /* may be NULL */
     void *user;

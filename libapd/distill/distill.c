@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "apd/dsa.h"
+#include "apd/nn.h"
 #include "apd/palette.h"
 #include "apd/quant.h"
 #include "common/internal.h"
@@ -244,8 +245,12 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
     apd__dsb_printf(b, "]}");
     if (o->method != APD_DISTILL_RANDOM) {
         apd__dsb_printf(b, ",\"task_loss\":\"dm (sum over classes of squared L2 of mean "
-                          "embeddings, no division by classes)\",\"network\":\"ConvNetD3 "
-                          "width 128 instancenorm relu avgpool, fresh random init per iteration\"");
+                          "embeddings, no division by classes)\",\"network\":\"ConvNetD%u "
+                          "width 128 instancenorm relu avgpool, fresh random init per iteration\","
+                          "\"depth\":%u,\"depth_rule\":\"%s\",\"embed_dim\":%u",
+                        x->depth, x->depth, o->depth ? "--depth" : "by resolution", x->embed);
+        apd__dsb_printf(b, ",\"activation_budget_bytes\":%llu",
+                        (unsigned long long)(o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET));
         apd__dsb_printf(b, ",\"iters\":%u,\"batch_real\":%u,\"lr_img\":", o->iters, o->batch_real);
         apd__dsb_num(b, o->lr_img);
         apd__dsb_printf(b, ",\"momentum_img\":");
@@ -284,16 +289,16 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
     }
     if (x->init == APD_INIT_GRAPHCUT) {
         apd__dsb_printf(b, ",\"selection\":{\"quantizer\":\"median-cut\",\"k\":%u,\"network\":"
-                          "\"ConvNetD3\",\"epochs\":%u,\"batch\":%u,\"lr\":",
-                       o->colors, o->select_epochs, o->select_batch);
+                          "\"ConvNetD%u\",\"depth\":%u,\"epochs\":%u,\"batch\":%u,\"lr\":",
+                       o->colors, x->depth, x->depth, o->select_epochs, o->select_batch);
         apd__dsb_num(b, o->select_lr);
         apd__dsb_printf(b, ",\"momentum\":");
         apd__dsb_num(b, o->select_momentum);
         apd__dsb_printf(b, ",\"weight_decay\":");
         apd__dsb_num(b, o->select_wd);
-        apd__dsb_printf(b, ",\"limit_per_class\":%llu,\"features\":\"embed 2048-d\","
+        apd__dsb_printf(b, ",\"limit_per_class\":%llu,\"features\":\"embed %u-d\","
                           "\"similarity\":\"0.5+0.5cos\",\"lambda\":",
-                       (unsigned long long)o->select_limit);
+                       (unsigned long long)o->select_limit, x->embed);
         apd__dsb_num(b, o->gc_lambda);
         apd__dsb_printf(b, ",\"epsilon\":");
         apd__dsb_num(b, o->gc_epsilon);
@@ -397,6 +402,26 @@ static apd_status quantize_records(apd_distill_ctx *x, apd_distill_result *res, 
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
+/* The ConvNet's side after the first convolution (apd/nn.h: 28x28 is padded to 32; distillation
+ * images are square). */
+static uint32_t net_side(uint32_t side) { return side == 28 ? 32 : side; }
+
+/* Every ConvNet of the run (DM loop, selection net) halves the image depth times: the side
+ * must divide by 2^depth (a clear message here rather than APD_ESHAPE from the net). */
+static apd_status check_net_shape(const apd_dataset *real, const apd_distill_opts *o, apd_err *err)
+{
+    int graphcut = (o->init_set ? o->init : o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT
+                                                                                 : APD_INIT_RANDOM) == APD_INIT_GRAPHCUT;
+    if (o->method == APD_DISTILL_RANDOM && !graphcut) return APD_OK; /* no network */
+    uint32_t d = o->depth ? o->depth : apd_convnet_default_depth(real->h, real->w);
+    if (net_side(real->h) % (1u << d) || net_side(real->w) % (1u << d))
+        return apd__err_set(err, APD_EINVAL,
+                            "distill: %ux%u images do not halve evenly %u times for the ConvNetD%u (%s); "
+                            "choose --depth or another --size", real->h, real->w, d, d,
+                            o->depth ? "--depth" : "depth by resolution");
+    return APD_OK;
+}
+
 static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, apd_err *err)
 {
     if (!real || !real->pixels || !real->labels || real->n == 0 || real->n_classes == 0)
@@ -415,9 +440,11 @@ static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, a
             return apd__err_set(err, APD_EINVAL, "distill: learning rates must be >= 0");
         if (real->h < 8 || real->w < 8 || real->h != real->w)
             return apd__err_set(err, APD_EINVAL,
-                                "distill: images are %ux%u; the ConvNetD3 needs square images of "
+                                "distill: images are %ux%u; the ConvNet needs square images of "
                                 "at least 8x8", real->h, real->w);
     }
+    if (o->depth > 8) return apd__err_set(err, APD_EINVAL, "distill: --depth %u outside 1..8", o->depth);
+    APD_TRY(check_net_shape(real, o, err));
     if (o->checkpoint_every && !o->checkpoint_path)
         return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
@@ -474,6 +501,8 @@ static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const ap
     x->n_classes = real->n_classes;
     x->seed = o->seed;
     x->threads = o->threads ? o->threads : 2;
+    x->depth = o->depth ? o->depth : apd_convnet_default_depth(x->h, x->w);
+    x->embed = 128u * (net_side(x->h) >> x->depth) * (net_side(x->w) >> x->depth);
     x->bench_iters = bench_iters;
     x->init = o->init_set ? o->init
                           : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);

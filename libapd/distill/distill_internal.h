@@ -51,6 +51,7 @@ typedef struct apd_distill_ctx {
     const apd_distill_opts *o;
     const apd_dataset *real;
     uint32_t c, h, w, n_classes, k, threads;
+    uint32_t depth, embed;  /* ConvNet depth (opts or by resolution) and its embedding size */
     uint64_t seed;
     apd_distill_init init;
     uint64_t images_per_class;

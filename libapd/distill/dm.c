@@ -2,11 +2,12 @@
  * variant (sections 2-3), with checkpoint/resume and run monitoring.
  *
  * One iteration `it`:
- *   1. a fresh ConvNetD3, randomly initialised from (seed, it), frozen;
+ *   1. a fresh ConvNet (depth by resolution: D3 at 32 px, D4 at 64, D5 at 128; or opts.depth),
+ *      randomly initialised from (seed, it), frozen;
  *   2. per class: a real batch (batch_real images drawn without replacement from (seed, it,
  *      class)), the class's synthetic images (autopalette: through the palette network, soft
  *      per-image palette), ONE Siamese DSA draw from (seed, it, class) applied to both, the
- *      2048-d embeddings, loss_c = ||mean e_real - mean e_syn||^2, and its backward to the
+ *      embeddings (2048-d at those sizes), loss_c = ||mean e_real - mean e_syn||^2, and its backward to the
  *      synthetic pixels (and, autopalette, to the palette network: section 3.3);
  *   3. loss = sum_c loss_c (no division by the number of classes); SGD step on the pixels
  *      (PyTorch semantics, lr_img, momentum_img);
@@ -188,6 +189,29 @@ static float temperature_at(const dm_state *s, uint64_t it)
     return apd_palette_temperature(s->o->temp_start, s->o->temp_end, it, s->o->iters);
 }
 
+/* The embeddings s->emb_s of the n augmented synthetic images s->syn_aug. When n fits the
+ * net's batch (max_batch, planned from APD_CONVNET_ACT_BUDGET) the activations are kept for
+ * syn_backward; otherwise syn_backward recomputes them chunk by chunk. */
+static apd_status syn_forward(dm_state *s, uint32_t n)
+{
+    if (n <= s->max_batch) return apd_convnet_forward(s->net, NULL, s->emb_s, s->syn_aug, n);
+    return apd_convnet_forward_nograd(s->net, NULL, s->emb_s, s->syn_aug, n);
+}
+
+/* s->d_aug += d loss / d syn_aug from s->d_emb (frozen net). The loss depends on the images
+ * only through their mean embedding, so each image's gradient needs only its own forward:
+ * chunks of max_batch give the same result as one pass. */
+static apd_status syn_backward(dm_state *s, uint32_t n)
+{
+    if (n <= s->max_batch) return apd_convnet_backward(s->net, s->d_aug, NULL, s->d_emb, n, 0);
+    for (uint32_t i = 0; i < n; i += s->max_batch) {
+        uint32_t m = n - i < s->max_batch ? n - i : s->max_batch;
+        APD_TRY(apd_convnet_forward(s->net, NULL, NULL, s->syn_aug + (size_t)i * s->img, m));
+        APD_TRY(apd_convnet_backward(s->net, s->d_aug + (size_t)i * s->img, NULL, s->d_emb + (size_t)i * s->D, m, 0));
+    }
+    return APD_OK;
+}
+
 static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *err)
 {
     const apd_distill_opts *o = s->o;
@@ -221,7 +245,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
         if (st != APD_OK) return apd__err_set(err, st, "distill: DSA draw failed");
         /* real side: forward only */
         APD_TRY(apd_dsa_forward(s->real_aug, s->real_f, &dp, b, x->c, x->h, x->w));
-        APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_aug, b));
+        APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_aug, b));
         apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
         /* synthetic side */
         float *xs = s->syn + (size_t)cls * ipc * img;
@@ -233,7 +257,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
             q = s->syn_q;
         }
         APD_TRY(apd_dsa_forward(s->syn_aug, q, &dp, ipc, x->c, x->h, x->w));
-        APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_s, s->syn_aug, ipc));
+        APD_TRY(syn_forward(s, ipc));
         apd_mean_rows_forward(s->mean_s, s->emb_s, ipc, s->D);
         float lc;
         apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
@@ -244,7 +268,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
         memset(s->d_emb, 0, (size_t)ipc * s->D * sizeof(float));
         apd_mean_rows_backward(s->d_emb, dmean, ipc, s->D);
         memset(s->d_aug, 0, (size_t)ipc * img * sizeof(float));
-        APD_TRY(apd_convnet_backward(s->net, s->d_aug, NULL, s->d_emb, ipc, 0));
+        APD_TRY(syn_backward(s, ipc));
         float *gs = s->grad + (size_t)cls * ipc * img;
         if (s->palette) {
             memset(s->d_q, 0, (size_t)ipc * img * sizeof(float));
@@ -304,10 +328,10 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
         apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_EVAL | k)), 0);
         for (uint32_t cls = 0; cls < x->n_classes; cls++) {
             uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
-            APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_r, s->real_f, b));
+            APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_f, b));
             apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
-            APD_TRY(apd_convnet_forward(s->net, NULL, s->emb_s, imgs + (size_t)cls * s->ipc * s->img,
-                                        s->ipc));
+            APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_s, imgs + (size_t)cls * s->ipc * s->img,
+                                               s->ipc));
             apd_mean_rows_forward(s->mean_s, s->emb_s, s->ipc, s->D);
             float lc;
             apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
@@ -354,7 +378,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                   c.temp_end};
     h = fnv(h, fl, sizeof fl);
     uint32_t u[] = {c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
-                    s->x->threads};
+                    s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);
     char hex[17];
@@ -668,8 +692,10 @@ static apd_status setup_classes(dm_state *s, apd_err *err)
     return APD_OK;
 }
 
-/* The thread pool (denormals flushed on every thread from here on), the ConvNetD3 and the
- * buffers of one class step. */
+/* The thread pool (denormals flushed on every thread from here on), the ConvNet and the
+ * buffers of one class step. The net's batch (max_batch) is max(batch_real, images per class)
+ * cut to what fits in APD_CONVNET_ACT_BUDGET (at 128 px about 30 images): larger real batches
+ * are embedded in chunks, larger synthetic sets back-propagated in chunks (syn_backward). */
 static apd_status setup_net(dm_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
@@ -679,14 +705,18 @@ static apd_status setup_net(dm_state *s, apd_err *err)
     if (st != APD_OK) return apd__err_set(err, st, "distill: thread pool: %s", apd_strerror(st));
     s->csr_saved = _mm_getcsr();
     set_ftz(s->pool, 1);
-    s->max_batch = o->batch_real > s->ipc ? o->batch_real : (uint32_t)s->ipc;
+    uint32_t want = o->batch_real > s->ipc ? o->batch_real : (uint32_t)s->ipc;
     apd_convnet_opts cfg;
     apd_convnet_opts_default(&cfg, x->c, x->h, x->w, x->n_classes);
-    cfg.max_batch = s->max_batch;
+    cfg.depth = x->depth;
     cfg.pool = s->pool;
+    s->max_batch = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                                want);
+    cfg.max_batch = s->max_batch ? s->max_batch : 1; /* 0: a bad shape; create says which */
     st = apd_convnet_create(&s->net, &cfg);
     if (st != APD_OK)
-        return apd__err_set(err, st, "distill: ConvNetD3 for %ux%ux%u: %s", x->c, x->h, x->w, apd_strerror(st));
+        return apd__err_set(err, st, "distill: ConvNetD%u for %ux%ux%u: %s", x->depth, x->c, x->h, x->w,
+                            apd_strerror(st));
     s->D = (uint32_t)apd_convnet_embed_dim(s->net);
     s->real_f = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->real_aug = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);

@@ -1,16 +1,18 @@
 /* distill/select.c: colour-guided initialisation (docs/method.md section 4).
  *
  * 1. Every candidate real image is quantized to K colours with median cut (apd_quantize_image).
- * 2. A ConvNetD3 is trained on the quantized images from scratch: cross-entropy, no
+ * 2. A ConvNet (the run's depth: D3 at 32 px, D4 at 64, D5 at 128) is trained on the quantized images from scratch: cross-entropy, no
  *    augmentation, SGD lr select_lr (0.1), momentum 0.9, weight decay 5e-4, no schedule,
  *    select_epochs epochs (reference 50; CPU default 2), batch select_batch, seeded.
- * 3. Per class, the 2048-d embeddings of its quantized images feed the graph-cut stochastic
+ * 3. Per class, the embeddings (2048-d at those sizes) of its quantized images feed the graph-cut stochastic
  *    greedy (graphcut.c; lambda 1, epsilon 0.9), budget = synthetic images per class.
  * 4. The selected images, in their ORIGINAL full colour, initialise the synthetic set.
  * Candidates: all images of each class, or (select_limit > 0, a CPU-time cut stated in the
  * provenance) a seeded random subset of select_limit per class, used both to train the
  * selection network and as the candidate pool. Within a class the chosen ids are returned
  * in ascending dataset order (as the reference).
+ * A batch whose activations exceed APD_CONVNET_ACT_BUDGET (apd/nn.h; at 128 px about 30
+ * images) is trained as several forward/backward passes with accumulated gradients.
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +41,7 @@ typedef struct sel_state {
     const apd_distill_opts *o;
     size_t img, p;       /* c*h*w, h*w */
     uint32_t C, B, D;    /* classes, batch, embed dim */
+    uint32_t MB;         /* images per forward/backward pass (<= B; the net's max_batch) */
     uint64_t *cls_n;     /* [C] candidates per class */
     uint64_t *cls_off;   /* [C+1] class-major offsets (of `all`, then of `cand`) */
     uint64_t *all;       /* [real n] real indices, class-major */
@@ -162,7 +165,7 @@ static apd_status sel_quantize(sel_state *s, apd_err *err)
     return APD_OK;
 }
 
-/* The selection ConvNetD3 (seeded init), its optimizer and the batch buffers. */
+/* The selection ConvNet (seeded init), its optimizer and the batch buffers. */
 static apd_status sel_net_create(sel_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
@@ -172,10 +175,15 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
     APD_TRY(apd_pool_create(&s->pool, x->threads));
     apd_convnet_opts cfg;
     apd_convnet_opts_default(&cfg, x->c, x->h, x->w, s->C);
-    cfg.max_batch = s->B;
+    cfg.depth = x->depth;
     cfg.pool = s->pool;
+    s->MB = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                         s->B);
+    cfg.max_batch = s->MB ? s->MB : 1; /* 0: a bad shape; create says which */
     apd_status st = apd_convnet_create(&s->net, &cfg);
-    if (st != APD_OK) return apd__err_set(err, st, "distill: selection ConvNetD3: %s", apd_strerror(st));
+    if (st != APD_OK)
+        return apd__err_set(err, st, "distill: selection ConvNetD%u for %ux%ux%u: %s", x->depth, x->c, x->h, x->w,
+                            apd_strerror(st));
     apd_convnet_init(s->net, apd__mix64(x->seed ^ ST_SEL_NET), 0);
     APD_TRY(apd_sgd_create(&s->opt, apd_convnet_num_params(s->net), o->select_lr, o->select_momentum,
                            o->select_wd));
@@ -196,6 +204,29 @@ static void sel_load(const sel_state *s, float *dst, uint64_t j)
     const uint8_t *q = s->qimg + j * s->img;
     for (uint32_t ch = 0; ch < s->x->c; ch++)
         for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][q[ch * s->p + k]];
+}
+
+/* Gradients of the mean cross-entropy of the nb images in s->xb / s->yb (logits into
+ * s->logits, *loss the batch mean), in passes of s->MB images: pass j contributes with
+ * dloss = m_j / nb (exactly 1 for a single pass, the whole batch). */
+static apd_status sel_batch_grads(sel_state *s, uint32_t nb, float *loss)
+{
+    uint32_t C = s->C;
+    double sum = 0;
+    apd_convnet_zero_grad(s->net);
+    for (uint32_t m0 = 0; m0 < nb; m0 += s->MB) {
+        uint32_t mn = nb - m0 < s->MB ? nb - m0 : s->MB;
+        float *lg = s->logits + (size_t)m0 * C, *pr = s->probs + (size_t)m0 * C, *dl = s->dlogits + (size_t)m0 * C;
+        float l;
+        APD_TRY(apd_convnet_forward(s->net, lg, NULL, s->xb + (size_t)m0 * s->img, mn));
+        apd_xent_forward(&l, pr, lg, s->yb + m0, mn, C);
+        sum += (double)l * mn;
+        memset(dl, 0, (size_t)mn * C * sizeof *dl);
+        apd_xent_backward(dl, pr, s->yb + m0, mn == nb ? 1.0f : (float)mn / (float)nb, mn, C);
+        APD_TRY(apd_convnet_backward(s->net, NULL, dl, NULL, mn, APD_NN_PARAM_GRADS));
+    }
+    *loss = (float)(sum / nb); /* exactly the pass loss when there is one pass */
+    return APD_OK;
 }
 
 /* 2. One epoch of the selection network over the candidates in a seeded order. *done counts
@@ -219,15 +250,10 @@ static apd_status sel_train_epoch(sel_state *s, uint32_t ep, uint64_t *done, apd
             sel_load(s, s->xb + (size_t)t * s->img, j);
             s->yb[t] = s->labels[j];
         }
-        float loss;
-        APD_TRY(apd_convnet_forward(s->net, s->logits, NULL, s->xb, nb));
-        apd_xent_forward(&loss, s->probs, s->logits, s->yb, nb, C);
+        float loss = 0;
+        APD_TRY(sel_batch_grads(s, nb, &loss));
         correct += apd_count_correct(s->logits, s->yb, nb, C);
         lsum += (double)loss * nb;
-        memset(s->dlogits, 0, (size_t)nb * C * sizeof *s->dlogits);
-        apd_xent_backward(s->dlogits, s->probs, s->yb, 1.0f, nb, C);
-        apd_convnet_zero_grad(s->net);
-        APD_TRY(apd_convnet_backward(s->net, NULL, s->dlogits, NULL, nb, APD_NN_PARAM_GRADS));
         apd_sgd_step(s->opt, apd_convnet_params(s->net), apd_convnet_grads(s->net));
         ++*done;
         if (o->progress_fn) {
@@ -261,7 +287,7 @@ static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
         for (uint64_t b0 = 0; b0 < m && st == APD_OK; b0 += B) {
             uint32_t nb = (uint32_t)((m - b0) < B ? (m - b0) : B);
             for (uint32_t t = 0; t < nb; t++) sel_load(s, s->xb + (size_t)t * s->img, s->cls_off[c] + b0 + t);
-            st = apd_convnet_forward(s->net, NULL, feat + b0 * D, s->xb, nb);
+            st = apd_convnet_forward_nograd(s->net, NULL, feat + b0 * D, s->xb, nb);
         }
         if (st == APD_OK)
             st = apd_graphcut_select(feat, m, D, x->images_per_class, s->o->gc_lambda, s->o->gc_epsilon,

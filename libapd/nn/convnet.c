@@ -90,12 +90,19 @@ void apd_convnet_opts_default(apd_convnet_opts *cfg, uint32_t c, uint32_t h, uin
     cfg->h = h;
     cfg->w = w;
     cfg->width = 128;
-    cfg->depth = 3;
+    cfg->depth = apd_convnet_default_depth(h, w);
     cfg->norm = APD_NORM_INSTANCE;
     cfg->n_classes = n_classes;
     cfg->pad1 = APD_CONVNET_PAD_AUTO;
     cfg->max_batch = 256;
     cfg->pool = NULL;
+}
+
+uint32_t apd_convnet_default_depth(uint32_t h, uint32_t w)
+{
+    uint32_t side = h > w ? h : w, d = 3;
+    while (d < MAX_DEPTH && (side >> d) > 4) d++;
+    return d;
 }
 
 /* Adds n floats to *total, checking overflow; returns the offset. */
@@ -912,5 +919,50 @@ apd_status apd_convnet_forward_ref(apd_convnet *net, float *logits, float *embed
             }
     }
     free(a); free(b); free(mean); free(rstd);
+    return APD_OK;
+}
+
+/* ---- memory planning and inference in chunks -------------------------------------------- */
+
+/* Two throw-away nets (max_batch 1 and 2) rather than a second copy of plan_arenas' sums: the
+ * figures follow whatever the arenas hold. calloc'd pages that are never touched cost no RAM. */
+apd_status apd_convnet_plan_bytes(const apd_convnet_opts *cfg, size_t *fixed_bytes, size_t *bytes_per_image)
+{
+    APD_RETURN_IF(cfg == NULL, APD_EINVAL);
+    apd_convnet_opts c = *cfg;
+    apd_convnet *a = NULL, *b = NULL;
+    c.max_batch = 1;
+    apd_status st = apd_convnet_create(&a, &c);
+    c.max_batch = 2;
+    if (st == APD_OK) st = apd_convnet_create(&b, &c);
+    if (st == APD_OK) {
+        size_t per = b->bytes - a->bytes;
+        if (fixed_bytes) *fixed_bytes = a->bytes - per;
+        if (bytes_per_image) *bytes_per_image = per;
+    }
+    apd_convnet_free(a);
+    apd_convnet_free(b);
+    return st;
+}
+
+uint32_t apd_convnet_batch_for_budget(const apd_convnet_opts *cfg, size_t budget_bytes, uint32_t want)
+{
+    size_t per;
+    if (want == 0 || apd_convnet_plan_bytes(cfg, NULL, &per) != APD_OK || per == 0) return 0;
+    size_t fit = budget_bytes / per;
+    if (fit < 1) fit = 1;
+    return fit < want ? (uint32_t)fit : want;
+}
+
+apd_status apd_convnet_forward_nograd(apd_convnet *net, float *logits, float *embed, const float *x, size_t n)
+{
+    APD_RETURN_IF(net == NULL || x == NULL || n == 0, APD_EINVAL);
+    const size_t mb = net->cfg.max_batch, img = (size_t)net->cfg.c * net->cfg.h * net->cfg.w;
+    for (size_t i = 0; i < n; i += mb) {
+        size_t m = n - i < mb ? n - i : mb;
+        APD_TRY(apd_convnet_forward(net, logits ? logits + i * net->K : NULL, embed ? embed + i * net->embed : NULL,
+                                    x + i * img, m));
+    }
+    net->have_forward = 0;
     return APD_OK;
 }

@@ -29,7 +29,7 @@ void apd_eval_opts_default(apd_eval_opts *o)
     o->dsa = 1;
     apd_dsa_opts_default(&o->dsa_cfg);
     o->width = 128;
-    o->depth = 3;
+    o->depth = 0; /* by resolution: apd_convnet_default_depth */
 }
 
 void apd_eval_normalize(float *out, const uint8_t *px, size_t n, uint32_t c, size_t hw,
@@ -58,6 +58,9 @@ typedef struct eval_run {
     size_t n_train;
     uint32_t c, h, w, K;
     size_t B, TB, img;         /* train batch, test batch, c*h*w */
+    size_t MB;                 /* images per forward/backward pass (the net's max_batch <= B):
+                                  a batch whose activations exceed APD_CONVNET_ACT_BUDGET runs
+                                  as several passes with accumulated gradients */
     apd_convnet *net;
     apd_sgd *opt;
     float *xb, *xa, *logits, *probs, *dlogits; /* [maxb, img], [B, img], [maxb, K], [B, K] x2 */
@@ -143,9 +146,11 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     apd_convnet_opts cfg;
     apd_convnet_opts_default(&cfg, r->c, r->h, r->w, r->K);
     cfg.width = o->width ? o->width : 128;
-    cfg.depth = o->depth ? o->depth : 3;
-    cfg.max_batch = (uint32_t)maxb;
+    if (o->depth) cfg.depth = o->depth;
     cfg.pool = o->pool;
+    r->MB = apd_convnet_batch_for_budget(&cfg, o->act_budget ? (size_t)o->act_budget : APD_CONVNET_ACT_BUDGET,
+                                         (uint32_t)B);
+    cfg.max_batch = r->MB ? (uint32_t)r->MB : 1; /* 0: the cfg is bad; create says why */
     apd_status st = apd_convnet_create(&r->net, &cfg);
     if (st != APD_OK)
         return apd__err_set(err, st, "cannot create ConvNet (width %u, depth %u) for %ux%ux%u: %s",
@@ -197,22 +202,33 @@ static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t
             if (st != APD_OK) return eval_failed(err, st);
             xin = r->xa;
         }
-        st = apd_convnet_forward(r->net, r->logits, NULL, xin, nb);
-        if (st != APD_OK) return eval_failed(err, st);
-        float loss;
-        if (r->tb) apd_xent_soft_forward(&loss, r->probs, r->logits, r->tb, nb, K);
-        else apd_xent_forward(&loss, r->probs, r->logits, r->yb, nb, K);
-        if (!isfinite(loss))
-            return apd__err_set(err, APD_ENUMERIC, "training loss became %g at pass %u (lr %g too high?)",
-                                (double)loss, pass, (double)apd_sgd_get_lr(r->opt));
-        *loss_sum += (double)loss * (double)nb;
-        *correct += apd_count_correct(r->logits, r->yb, nb, K);
-        memset(r->dlogits, 0, nb * K * sizeof(float));
-        if (r->tb) apd_xent_soft_backward(r->dlogits, r->probs, r->tb, 1.0f, nb, K);
-        else apd_xent_backward(r->dlogits, r->probs, r->yb, 1.0f, nb, K);
+        double bsum = 0; /* sum over the batch of the per-image losses */
         apd_convnet_zero_grad(r->net);
-        st = apd_convnet_backward(r->net, NULL, r->dlogits, NULL, nb, APD_NN_PARAM_GRADS);
-        if (st != APD_OK) return eval_failed(err, st);
+        for (size_t m0 = 0; m0 < nb; m0 += r->MB) {
+            /* one pass (the whole batch unless it exceeds the activation budget); the batch
+             * mean's gradient is the sum of the passes' with dloss = mn / nb (exactly 1 for
+             * a single pass) */
+            const size_t mn = nb - m0 < r->MB ? nb - m0 : r->MB;
+            float *lg = r->logits + m0 * K, *pr = r->probs + m0 * K, *dl = r->dlogits + m0 * K;
+            st = apd_convnet_forward(r->net, lg, NULL, xin + m0 * img, mn);
+            if (st != APD_OK) return eval_failed(err, st);
+            float loss;
+            const float scale = mn == nb ? 1.0f : (float)mn / (float)nb;
+            const float *tb = r->tb ? r->tb + m0 * K : NULL; /* soft targets, if any */
+            if (tb) apd_xent_soft_forward(&loss, pr, lg, tb, mn, K);
+            else apd_xent_forward(&loss, pr, lg, r->yb + m0, mn, K);
+            bsum += (double)loss * (double)mn;
+            memset(dl, 0, mn * K * sizeof(float));
+            if (tb) apd_xent_soft_backward(dl, pr, tb, scale, mn, K);
+            else apd_xent_backward(dl, pr, r->yb + m0, scale, mn, K);
+            st = apd_convnet_backward(r->net, NULL, dl, NULL, mn, APD_NN_PARAM_GRADS);
+            if (st != APD_OK) return eval_failed(err, st);
+        }
+        if (!isfinite(bsum))
+            return apd__err_set(err, APD_ENUMERIC, "training loss became %g at pass %u (lr %g too high?)",
+                                bsum / (double)nb, pass, (double)apd_sgd_get_lr(r->opt));
+        *loss_sum += bsum;
+        *correct += apd_count_correct(r->logits, r->yb, nb, K);
         apd_sgd_step(r->opt, apd_convnet_params(r->net), apd_convnet_grads(r->net));
     }
     /* ReLU maps NaN to 0, so a diverged network can still give finite losses: check the
@@ -257,7 +273,7 @@ static apd_status eval_test(eval_run *r, const apd_dataset *test, const float me
     for (uint64_t s0 = 0; s0 < test->n; s0 += r->TB) {
         const size_t nb = (size_t)(test->n - s0 < r->TB ? test->n - s0 : r->TB);
         apd_eval_normalize(r->xb, test->pixels + s0 * r->img, nb, r->c, (size_t)r->h * r->w, mean, std);
-        apd_status st = apd_convnet_forward(r->net, r->logits, NULL, r->xb, nb);
+        apd_status st = apd_convnet_forward_nograd(r->net, r->logits, NULL, r->xb, nb);
         if (st != APD_OK) return eval_failed(err, st);
         *test_correct += apd_count_correct(r->logits, test->labels + s0, nb, r->K);
     }

@@ -153,6 +153,16 @@ def main():
     write("rotate_shared", ROTATE, 0, (4, 3, 16, 16), shared, 8, 8, lambda x: affine(x, shared, 0), 11)
     shared_c = [sample(brightness=-0.2, saturation=0.4, contrast=1.3)]
     write("color_shared", COLOR, 0, (4, 3, 16, 16), shared_c, 8, 8, lambda x: color(x, shared_c), 12)
+    # the resolutions of ConvNetD4 / D5 (64 and 128 px): the largest crop shift there (8 / 16 px),
+    # a cutout of half the side at the border, and the interpolating ops on big grids
+    cr64 = [sample(dy=-8, dx=8), sample(dy=5, dx=-7)]
+    write("crop64", CROP, 0, (2, 3, 64, 64), cr64, 32, 32, lambda x: crop(x, cr64), 13)
+    cu128 = [sample(oy=127, ox=3)]
+    write("cutout128", CUTOUT, 0, (1, 3, 128, 128), cu128, 64, 64, lambda x: cutout(x, cu128, 64, 64), 14)
+    ro128 = [sample(theta=rot(-14.6))]
+    write("rotate128", ROTATE, 0, (1, 3, 128, 128), ro128, 64, 64, lambda x: affine(x, ro128, 0), 15)
+    sc128 = [sample(theta=[0.84, 0.0, 0.0, 0.0, 1.17, 0.0])]
+    write("scale128_ac1", SCALE, 1, (1, 3, 128, 128), sc128, 64, 64, lambda x: affine(x, sc128, 1), 16)
 
 
 if __name__ == "__main__":

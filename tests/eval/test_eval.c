@@ -37,6 +37,8 @@ static void make_set(apd_dataset *ds, uint32_t per_class, uint64_t seed)
     snprintf(ds->name, sizeof ds->name, "synthetic");
 }
 
+static uint64_t g_budget; /* apd_eval_opts.act_budget of run() */
+
 static apd_status run(apd_eval_result *res, const apd_dataset *tr, const apd_dataset *te,
                       uint32_t run_index, uint64_t seed, int dsa, apd_pool *pool)
 {
@@ -55,6 +57,7 @@ static apd_status run(apd_eval_result *res, const apd_dataset *tr, const apd_dat
     o.run = run_index;
     o.dsa = dsa;
     o.pool = pool;
+    o.act_budget = g_budget;
     apd_err err;
     apd_status st = apd_eval_train_test(res, x, tr->labels, tr->n, 1, 16, 16, te, mean, std, &o, &err);
     if (st != APD_OK) fprintf(stderr, "eval: %s\n", err.msg);
@@ -88,6 +91,34 @@ START_TEST(test_learns_and_reproducible)
     ck_assert(a.final_loss == b.final_loss);
     /* another run index: another network and other draws */
     ck_assert(a.final_loss != c.final_loss);
+    apd_pool_free(pool);
+    apd_dataset_free(&tr);
+    apd_dataset_free(&te);
+}
+END_TEST
+
+/* Batches of 16 trained as 16 passes of one image (a 1-byte activation budget) give the
+ * training of whole batches up to float rounding. */
+START_TEST(test_budget_passes)
+{
+    apd_dataset tr, te;
+    memset(&tr, 0, sizeof tr);
+    memset(&te, 0, sizeof te);
+    make_set(&tr, 12, 1);
+    make_set(&te, 100, 2);
+    apd_pool *pool = NULL;
+    ck_assert_int_eq(apd_pool_create(&pool, 2), APD_OK);
+    apd_eval_result a, b;
+    g_budget = 0;
+    ck_assert_int_eq(run(&a, &tr, &te, 0, 7, 1, pool), APD_OK);
+    g_budget = 1;
+    ck_assert_int_eq(run(&b, &tr, &te, 0, 7, 1, pool), APD_OK);
+    g_budget = 0;
+    printf("whole batches vs one image per pass: final loss %.6f vs %.6f, test acc %.3f vs %.3f\n",
+           (double)a.final_loss, (double)b.final_loss, a.test_acc, b.test_acc);
+    ck_assert_double_le(fabs((double)a.final_loss - (double)b.final_loss), 0.05 * (double)a.final_loss + 1e-3);
+    ck_assert_double_le(fabs(a.test_acc - b.test_acc), 0.03);
+    ck_assert(b.test_acc > 0.85);
     apd_pool_free(pool);
     apd_dataset_free(&tr);
     apd_dataset_free(&te);
@@ -174,6 +205,7 @@ int main(void)
     TCase *tc = tcase_create("eval");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_budget_passes);
     tcase_add_test(tc, test_random_real);
     tcase_add_test(tc, test_learns_and_reproducible);
     suite_add_tcase(s, tc);

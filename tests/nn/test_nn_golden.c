@@ -303,6 +303,30 @@ START_TEST(golden_convnet)
 }
 END_TEST
 
+/* The literature's deeper nets at their resolutions: ConvNetD4 at 64x64, ConvNetD5 at 128x128
+ * (width 128), forward and backward against PyTorch; the depth of each golden is the one the
+ * library picks for its resolution by default. */
+START_TEST(golden_convnet_deep)
+{
+    static const struct { const char *name; uint32_t side, depth; } cs[] = {
+        {"convnetd3_cifar", 32, 3}, {"convnetd4_64", 64, 4}, {"convnetd5_128", 128, 5}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        load(cs[i].name);
+        const float *d = T("dims");
+        ck_assert_uint_eq((uint32_t)d[2], cs[i].side);
+        ck_assert_uint_eq((uint32_t)d[5], cs[i].depth);
+        ck_assert_uint_eq(apd_convnet_default_depth(cs[i].side, cs[i].side), cs[i].depth);
+        apd_convnet_opts cfg;
+        apd_convnet_opts_default(&cfg, 3, cs[i].side, cs[i].side, 10);
+        ck_assert_uint_eq(cfg.depth, cs[i].depth);
+        tu_golden_free(&G);
+    }
+    convnet_golden("convnetd4_64", 1);
+    convnet_golden("convnetd4_64", 2);
+    convnet_golden("convnetd5_128", 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_golden");
@@ -311,6 +335,7 @@ int main(void)
     tcase_add_test(tc, golden_conv);
     tcase_add_test(tc, golden_small_ops);
     tcase_add_test(tc, golden_convnet);
+    tcase_add_test(tc, golden_convnet_deep);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

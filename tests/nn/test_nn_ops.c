@@ -492,6 +492,96 @@ START_TEST(convnet_reproducible)
 }
 END_TEST
 
+/* The depth rule, the memory plan, chunked inference and micro-batched gradients (what the
+ * distillation and evaluation code use at 64 and 128 px to stay inside the activation budget). */
+START_TEST(convnet_depth_plan_chunks)
+{
+    static const uint32_t side[] = {8, 28, 32, 48, 64, 96, 128, 256, 4096}, want[] = {3, 3, 3, 4, 4, 5, 5, 6, 8};
+    for (size_t i = 0; i < sizeof side / sizeof side[0]; i++)
+        ck_assert_uint_eq(apd_convnet_default_depth(side[i], side[i]), want[i]);
+    ck_assert_uint_eq(apd_convnet_default_depth(32, 128), 5); /* the larger side decides */
+
+    /* memory plan: fixed + max_batch * per_image == what create allocates */
+    apd_pool *pool;
+    ck_assert_int_eq(apd_pool_create(&pool, 2), APD_OK);
+    static const uint32_t px[] = {32, 64, 128};
+    size_t per_px[3];
+    for (size_t i = 0; i < 3; i++) {
+        apd_convnet_opts cfg;
+        apd_convnet_opts_default(&cfg, 3, px[i], px[i], 10);
+        cfg.pool = pool;
+        size_t fixed, per;
+        ck_assert_int_eq(apd_convnet_plan_bytes(&cfg, &fixed, &per), APD_OK);
+        cfg.max_batch = 3;
+        apd_convnet *net;
+        ck_assert_int_eq(apd_convnet_create(&net, &cfg), APD_OK);
+        ck_assert_uint_eq(apd_convnet_memory_bytes(net), fixed + 3 * per);
+        ck_assert_uint_eq(apd_convnet_embed_dim(net), 2048); /* 128 x 4 x 4 at D3/D4/D5 */
+        uint32_t mb = apd_convnet_batch_for_budget(&cfg, APD_CONVNET_ACT_BUDGET, 256);
+        printf("ConvNetD%u at %u px: %.1f MB fixed, %.2f MB activations per image; batch 256 -> %u per pass "
+               "(budget %zu MB)\n", cfg.depth, px[i], fixed / 1048576.0, per / 1048576.0, mb,
+               (size_t)(APD_CONVNET_ACT_BUDGET >> 20));
+        ck_assert_uint_ge(mb, 1);
+        ck_assert_uint_le((size_t)mb * per, APD_CONVNET_ACT_BUDGET);
+        ck_assert(mb == 256 || (size_t)(mb + 1) * per > APD_CONVNET_ACT_BUDGET);
+        per_px[i] = per;
+        apd_convnet_free(net);
+    }
+    /* activations grow with the pixels (x4 per doubling of the side, less the deeper tail) */
+    ck_assert_uint_gt(per_px[1], 3 * per_px[0]);
+    ck_assert_uint_gt(per_px[2], 3 * per_px[1]);
+    /* 32 px: a batch of 256 is one pass (so 32 px results do not change) */
+    apd_convnet_opts c32;
+    apd_convnet_opts_default(&c32, 3, 32, 32, 10);
+    c32.pool = pool;
+    ck_assert_uint_eq(apd_convnet_batch_for_budget(&c32, APD_CONVNET_ACT_BUDGET, 256), 256);
+    c32.depth = 9;
+    ck_assert_uint_eq(apd_convnet_batch_for_budget(&c32, APD_CONVNET_ACT_BUDGET, 256), 0);
+
+    /* chunked inference == one forward; backward refused after it */
+    const size_t n = 11, K = 10, nx = n * 3 * 32 * 32;
+    apd_convnet *big = make_net(3, 32, 32, 16, 3, APD_NORM_INSTANCE, 10, 16, pool, 21);
+    apd_convnet *small = make_net(3, 32, 32, 16, 3, APD_NORM_INSTANCE, 10, 4, pool, 21);
+    apd__rng r;
+    apd__rng_seed(&r, 2, 0);
+    float *x = tu_rand(nx, &r, -2, 2), *lb = tu_zeros(n * K), *ls = tu_zeros(n * K);
+    size_t E = apd_convnet_embed_dim(big);
+    float *eb = tu_zeros(n * E), *es = tu_zeros(n * E);
+    ck_assert_int_eq(apd_convnet_forward(big, lb, eb, x, n), APD_OK);
+    ck_assert_int_eq(apd_convnet_forward_nograd(small, ls, es, x, n), APD_OK);
+    double el = tu_err(ls, lb, n * K), ee = tu_err(es, eb, n * E);
+    printf("forward_nograd in chunks of 4 vs one forward of 11: logits %.2e embed %.2e\n", el, ee);
+    ck_assert_double_le(el, 1e-5);
+    ck_assert_double_le(ee, 1e-5);
+    ck_assert_int_eq(apd_convnet_backward(small, NULL, ls, NULL, 3, APD_NN_PARAM_GRADS), APD_EBADSTATE);
+
+    /* micro-batched gradients: passes of 4+4+3 with dloss m/n == the batch of 11 */
+    uint32_t lab[11];
+    for (size_t i = 0; i < n; i++) lab[i] = (uint32_t)(i * 7 % K);
+    float *pr = tu_zeros(n * K), *dl = tu_zeros(n * K), loss;
+    apd_xent_forward(&loss, pr, lb, lab, n, K);
+    apd_xent_backward(dl, pr, lab, 1.0f, n, K);
+    apd_convnet_zero_grad(big);
+    ck_assert_int_eq(apd_convnet_backward(big, NULL, dl, NULL, n, APD_NN_PARAM_GRADS), APD_OK);
+    apd_convnet_zero_grad(small);
+    memset(dl, 0, n * K * 4);
+    for (size_t m0 = 0; m0 < n; m0 += 4) {
+        size_t m = n - m0 < 4 ? n - m0 : 4;
+        ck_assert_int_eq(apd_convnet_forward(small, ls + m0 * K, NULL, x + m0 * 3 * 32 * 32, m), APD_OK);
+        apd_xent_forward(&loss, pr + m0 * K, ls + m0 * K, lab + m0, m, K);
+        apd_xent_backward(dl + m0 * K, pr + m0 * K, lab + m0, (float)m / (float)n, m, K);
+        ck_assert_int_eq(apd_convnet_backward(small, NULL, dl + m0 * K, NULL, m, APD_NN_PARAM_GRADS), APD_OK);
+    }
+    double eg = tu_err(apd_convnet_grads(small), apd_convnet_grads(big), apd_convnet_num_params(big));
+    printf("gradients in passes of 4 vs one batch of 11: %.2e\n", eg);
+    ck_assert_double_le(eg, 1e-4);
+    free(x); free(lb); free(ls); free(eb); free(es); free(pr); free(dl);
+    apd_convnet_free(big);
+    apd_convnet_free(small);
+    apd_pool_free(pool);
+}
+END_TEST
+
 START_TEST(sgd_semantics)
 {
     /* hand-computed torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01) */
@@ -556,6 +646,7 @@ int main(void)
     tcase_add_test(tc, gradcheck_convnet);
     tcase_add_test(tc, convnet_fused_vs_ref);
     tcase_add_test(tc, convnet_reproducible);
+    tcase_add_test(tc, convnet_depth_plan_chunks);
     tcase_add_test(tc, sgd_semantics);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
