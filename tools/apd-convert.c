@@ -487,7 +487,9 @@ static const char *const distill_usage =
     "  --select-epochs N (2; reference 50) --select-batch N (128) --select-lr F (0.1)\n"
     "  --select-limit N (images per class for the selection net and candidates; 0 = all)\n"
     "  --gc-lambda F (1) --gc-epsilon F (0.9)\n"
-    "  --seed S --threads N: same seed, inputs and thread count give identical files\n";
+    "  --seed S --threads N: same seed, inputs and thread count give identical files\n"
+    " under mpirun -np P (dm, autopalette): P processes share the classes; with the same\n"
+    "  --threads per process the file is the one-process file, byte for byte\n";
 
 /* Which distillation options apply when (apd/distill.h says what each field drives): an
  * option given where it does nothing is a usage error rather than a silent no-op. */

@@ -3,7 +3,10 @@
 # iteration, 1 vs 2 MPI processes with 1 thread each (apd-convert under mpirun on this host).
 #
 # Per-iteration time = (wall(I2 iterations) - wall(I1 iterations)) / (I2 - I1), so import,
-# initialisation, the evaluation losses and writing cancel out. Data: CIFAR-10
+# initialisation, the evaluation losses and writing cancel out. The same difference of the
+# CPU time (user + sys of all processes, divided by their number) is printed too: on a
+# machine shared with other jobs the wall time measures the contention, while the CPU time
+# per process is what one iteration costs on a core of its own. Data: CIFAR-10
 # (DATA_DIR/cifar10-dev/train.bin, the layout of APD_EXTRA_DATA), else Debian's Fashion-MNIST.
 # Settings as bench_distill: batch-real 256, IPC 10 (DM: 10 images a class; AutoPalette at
 # K 64: 40), random init (the graph-cut selection is not part of an iteration).
@@ -20,7 +23,8 @@ NP=${NP:-"1 2"}
 export SOURCE_DATE_EPOCH=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MR=(mpirun)
 if mpirun --version 2>&1 | grep -qiE "open ?mpi|openrte"; then
-    MR+=(--oversubscribe --allow-run-as-root --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+    MR+=(--oversubscribe --allow-run-as-root --mca btl self,vader --mca btl_vader_single_copy_mechanism none
+         --mca mpi_yield_when_idle 1)
 fi
 if [ -n "$DATA" ] && [ -f "$DATA/cifar10-dev/train.bin" ]; then
     INPUT="cifar10:$DATA/cifar10-dev"
@@ -30,7 +34,7 @@ fi
 W=$(mktemp -d "${TMPDIR:-/tmp}/apd-mpi-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 now() { date +%s.%N; }
-# run MODE NP ITERS -> wall seconds on stdout
+# run MODE NP ITERS -> "wall_seconds cpu_seconds_per_process" on stdout
 run() {
     local mode=$1 np=$2 iters=$3 d="$W/$1-$2-$3"
     local a=(--input "$INPUT" --method "$mode" --init random --ipc 10 --colors 64 --batch-real 256 --threads 1
@@ -45,20 +49,30 @@ run() {
             { echo "FAILED: $(cat "$d.log")" >&2; return 1; }
     fi
     t1=$(now)
-    echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
+    # CPU time of the children of this (command substitution) shell: the processes above
+    local cpu
+    cpu=$(times | tail -1 | awk '{u = $1; s = $2; sub(/s$/, "", u); sub(/s$/, "", s); split(u, a, "m");
+          split(s, b, "m"); printf "%.3f", a[1] * 60 + a[2] + b[1] * 60 + b[2]}')
+    echo "$t0 $t1 $cpu $np" | awk '{printf "%.3f %.3f", $2 - $1, $3 / $4}'
 }
 echo "mpi_scaling: $INPUT, batch-real 256, IPC 10, 1 thread per process, iterations $I1 vs $I2; $(nproc) CPUs," \
      "load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-12s %5s %12s %12s %12s %9s\n" mode procs "wall I1 s" "wall I2 s" "s/iter" speedup
+printf "%-12s %5s %10s %10s %10s %8s %14s %8s\n" mode procs "wall I1 s" "wall I2 s" "s/iter" speedup \
+    "CPU s/iter/proc" speedup
 for mode in $MODES; do
     base=""
+    cbase=""
     for np in $NP; do
-        w1=$(run "$mode" "$np" "$I1") || exit 1
-        w2=$(run "$mode" "$np" "$I2") || exit 1
+        r1=$(run "$mode" "$np" "$I1") || exit 1
+        r2=$(run "$mode" "$np" "$I2") || exit 1
+        read -r w1 c1 <<<"$r1"
+        read -r w2 c2 <<<"$r2"
         per=$(echo "$w1 $w2 $I1 $I2" | awk '{printf "%.3f", ($2 - $1) / ($4 - $3)}')
-        [ -z "$base" ] && base=$per
+        cper=$(echo "$c1 $c2 $I1 $I2" | awk '{printf "%.3f", ($2 - $1) / ($4 - $3)}')
+        [ -z "$base" ] && base=$per && cbase=$cper
         sp=$(echo "$base $per" | awk '{printf "%.2fx", $1 / $2}')
-        printf "%-12s %5s %12s %12s %12s %9s\n" "$mode" "$np" "$w1" "$w2" "$per" "$sp"
+        csp=$(echo "$cbase $cper" | awk '{printf "%.2fx", $1 / $2}')
+        printf "%-12s %5s %10s %10s %10s %8s %14s %8s\n" "$mode" "$np" "$w1" "$w2" "$per" "$sp" "$cper" "$csp"
         if [ "$np" != 1 ] && ! cmp -s "$W/$mode-1-$I2/out.apd" "$W/$mode-$np-$I2/out.apd"; then
             echo "  note: $np-process file differs from the 1-process file" >&2
         fi

@@ -26,7 +26,8 @@ fail=0
 export SOURCE_DATE_EPOCH=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MR=("$MPIEXEC")
 if "$MPIEXEC" --version 2>&1 | grep -qiE "open ?mpi|openrte"; then
-    MR+=(--oversubscribe --allow-run-as-root --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+    MR+=(--oversubscribe --allow-run-as-root --mca btl self,vader --mca btl_vader_single_copy_mechanism none
+         --mca mpi_yield_when_idle 1)
 fi
 COMMON=(--input fashion-mnist --limit 400 --threads 1 --seed 3 --ipc 2 --colors 4 --batch-real 8
         --log-every 0 --quiet --force)
