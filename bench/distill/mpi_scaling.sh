@@ -10,15 +10,15 @@
 # (DATA_DIR/cifar10-dev/train.bin, the layout of APD_EXTRA_DATA), else Debian's Fashion-MNIST.
 # Settings as bench_distill: batch-real 256, IPC 10 (DM: 10 images a class; AutoPalette at
 # K 64: 40), random init (the graph-cut selection is not part of an iteration).
-#   MODES="dm autopalette" I1=2 I2=6 NP="1 2" bash bench/distill/mpi_scaling.sh build /work/shared/data
+#   MODES="dm autopalette" I1=1 I2=4 NP="1 2" bash bench/distill/mpi_scaling.sh build /work/shared/data
 # Prints one line per (mode, processes) and the speed-up; also checks that the 2-process file
 # equals the 1-process one (cmp).
 set -u
 B=$(cd "${1:?bin dir}" && pwd)
 DATA=${2:-}
 MODES=${MODES:-"dm autopalette"}
-I1=${I1:-2}
-I2=${I2:-6}
+I1=${I1:-1}
+I2=${I2:-4}
 NP=${NP:-"1 2"}
 export SOURCE_DATE_EPOCH=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MR=(mpirun)
@@ -51,7 +51,8 @@ run() {
     t1=$(now)
     # CPU time of the children of this (command substitution) shell: the processes above
     local cpu
-    cpu=$(times | tail -1 | awk '{u = $1; s = $2; sub(/s$/, "", u); sub(/s$/, "", s); split(u, a, "m");
+    times > "$d.times" # the builtin in this shell (in a pipe it would see a subshell's children)
+    cpu=$(tail -1 "$d.times" | awk '{u = $1; s = $2; sub(/s$/, "", u); sub(/s$/, "", s); split(u, a, "m");
           split(s, b, "m"); printf "%.3f", a[1] * 60 + a[2] + b[1] * 60 + b[2]}')
     echo "$t0 $t1 $cpu $np" | awk '{printf "%.3f %.3f", $2 - $1, $3 / $4}'
 }
