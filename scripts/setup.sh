@@ -10,6 +10,7 @@ pkgs=(
   check libsubunit-dev libjpeg62-turbo-dev zlib1g-dev
   python3 python3-numpy python3-lmdb python3-zstandard python3-pytest
   dataset-fashion-mnist
+  libopenmpi-dev openmpi-bin
 )
 # Extra packages requested by the caller, e.g. APD_EXTRA_PKGS="python3-torch clang".
 if [ -n "${APD_EXTRA_PKGS:-}" ]; then

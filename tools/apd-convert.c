@@ -45,6 +45,7 @@
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/quant.h"
+#include "tool_mpi.h"
 #include "tool_util.h"
 
 #define TOOL "apd-convert"
@@ -490,7 +491,9 @@ static const char *const distill_usage =
     " the ConvNet (DM loop and graph-cut selection net):\n"
     "  --depth N             conv blocks (default by resolution: 3 at 28/32 px, 4 at 64 px,\n"
     "                        5 at 128 px, i.e. ConvNetD3/D4/D5; recorded in the provenance)\n"
-    "  --seed S --threads N: same seed, inputs and thread count give identical files\n";
+    "  --seed S --threads N: same seed, inputs and thread count give identical files\n"
+    " under mpirun -np P (dm, autopalette): P processes share the classes; with the same\n"
+    "  --threads per process the file is the one-process file, byte for byte\n";
 
 /* Which distillation options apply when (apd/distill.h says what each field drives): an
  * option given where it does nothing is a usage error rather than a silent no-op. */
@@ -599,16 +602,29 @@ static apd_status distill_run(cv_ctx *ctx)
     d->log_fn = ctx->o.quiet ? NULL : tool_log_fn;
     d->progress_fn = tool_progress_fn;
     d->cb_user = &ctx->prog;
+    /* under mpirun: each process distils a block of the classes (apd_distill_comm); every
+     * process gets the whole result, rank 0 reports and writes the file */
+    apd_distill_comm comm = {tool_mpi_rank(), tool_mpi_size(), tool_mpi_exchange, NULL};
+    int root = comm.rank == 0;
+    if (comm.size > 1) d->comm = &comm;
+    if (!root) {
+        d->log_fn = NULL;
+        d->progress_fn = NULL;
+    }
     apd_distill_result res;
     apd_err err;
     apd_status s = apd_distill_run(&ctx->ds, d, &res, &err);
     char why[700];
     if (s != APD_OK) {
         tool_progress_stop(&ctx->prog);
-        fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
+        if (root) fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s)); /* same on every rank */
         return s;
     }
     tool_progress_finish(&ctx->prog);
+    if (!root) {
+        apd_distill_result_free(&res);
+        return APD_OK;
+    }
     s = cv_writer_create(ctx, res.kind == 1 ? APD_KIND_PALETTE : APD_KIND_DIRECT, res.k);
     if (s == APD_OK) {
         s = apd_distill_write(ctx->w, &res, &ctx->ds, d->seed, NULL);
@@ -884,7 +900,7 @@ static void report_limit(const cv_ctx *ctx)
     free(counts);
 }
 
-int main(int argc, char **argv)
+static int convert_main(int argc, char **argv)
 {
     cv_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
@@ -900,6 +916,12 @@ int main(int argc, char **argv)
         return 2;
     }
     if (m->validate(&ctx) != APD_OK) return 2;
+    int root = tool_mpi_rank() == 0;
+    if (tool_mpi_size() > 1 && strcmp(ctx.o.method, "dm") && strcmp(ctx.o.method, "autopalette") &&
+        strcmp(ctx.o.method, "random")) {
+        usage_error("--method %s runs as one process (under mpirun: dm, autopalette or random)", ctx.o.method);
+        return 2;
+    }
 
     struct stat st;
     if (lstat(ctx.o.output, &st) == 0 && (!ctx.o.force || !S_ISREG(st.st_mode))) { /* fail before the work */
@@ -907,7 +929,7 @@ int main(int argc, char **argv)
                 ctx.o.force ? "not a regular file; refusing to replace it" : "exists (use --force to overwrite)");
         return 1;
     }
-    unsigned stale = apd_writer_remove_stale(ctx.o.output);
+    unsigned stale = root ? apd_writer_remove_stale(ctx.o.output) : 0;
     if (stale && !ctx.o.quiet)
         fprintf(stderr, TOOL ": %s: removed %u temporar%s left by an interrupted run\n", ctx.o.output, stale,
                 stale == 1 ? "y" : "ies");
@@ -921,7 +943,7 @@ int main(int argc, char **argv)
         return 1;
     }
     double t_import = tool_now() - ctx.t0;
-    if (ctx.o.limit && !ctx.o.quiet) report_limit(&ctx);
+    if (ctx.o.limit && !ctx.o.quiet && root) report_limit(&ctx);
     apd_dataset_hash(&ctx.ds, ctx.hash);
     if (!ctx.o.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -943,7 +965,7 @@ int main(int argc, char **argv)
     }
     ctx.w = NULL;
     double t_run = tool_now() - t1;
-    if (s == APD_OK && !ctx.o.quiet) {
+    if (s == APD_OK && !ctx.o.quiet && root) {
         uint64_t bytes = stat(ctx.o.output, &st) == 0 ? (uint64_t)st.st_size : 0;
         printf(TOOL ": %s: %llu records from %llu images of %s (%s%s%s), method %s%s%s, %llu bytes; import %.2f s, "
                "%s %.2f s (%.0f source images/s, %u thread%s)\n",
@@ -957,4 +979,11 @@ int main(int argc, char **argv)
     apd_pool_free(ctx.pool);
     apd_dataset_free(&ctx.ds);
     return s == APD_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = tool_mpi_init(&argc, &argv, TOOL);
+    if (rc) return rc;
+    return tool_mpi_finish(convert_main(argc, argv));
 }

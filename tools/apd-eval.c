@@ -35,6 +35,7 @@
 #include "apd/io.h"
 #include "apd/nn.h"
 #include "apd/train.h"
+#include "tool_mpi.h"
 #include "tool_util.h"
 
 /* Everything the command line sets. */
@@ -86,7 +87,8 @@ static void usage(FILE *f)
             "  --train SPEC         training set for --random-real (train split)\n"
             "  --epochs N           training epochs (default 1000; runs N+1 passes, lr x0.1\n"
             "                       after pass N/2+1 as the reference code)\n"
-            "  --runs N             independent networks (default 5)\n"
+            "  --runs N             independent networks (default 5); under mpirun -np P\n"
+            "                       the P processes train a block of runs each (same results)\n"
             "  --lr F               learning rate (default 0.01)\n"
             "  --batch N            training batch (default 256)\n"
             "  --seed S             seed of inits, shuffles, DSA and --random-real (default 0)\n"
@@ -592,10 +594,26 @@ static int on_pass(void *user, uint32_t pass, uint32_t passes, float loss, float
     return 0;
 }
 
-/* Train and test a->runs networks; accs[r] gets run r's test accuracy, *seconds the total
- * time. 0 (message printed) on failure. */
-static int run_all(const eval_args *a, const eval_data *d, const float *xs, apd_pool *pool, double *accs,
-                   double *seconds)
+/* What one run reports (exchanged between the processes of an mpirun). */
+typedef struct run_out {
+    double acc, loss, seconds;
+    uint64_t correct, n;
+    int64_t status; /* apd_status of the run; APD_OK when it ran */
+    char why[700];  /* the failure's message */
+} run_out;
+
+static void run_line(tool_progress *prog, const eval_args *a, uint32_t r, const run_out *ro)
+{
+    if (!a->json)
+        tool_say(prog, stdout, "run %u/%u: test accuracy %.2f%% (%llu/%llu)  final train loss %.4f  %.1f s\n", r + 1,
+                 a->runs, 100.0 * ro->acc, (unsigned long long)ro->correct, (unsigned long long)ro->n, ro->loss,
+                 ro->seconds);
+}
+
+/* Train and test runs [lo, hi) into outs[]; stops at the first failure. One process prints
+ * each run's line as it ends (live). */
+static void run_block(const eval_args *a, const eval_data *d, const float *xs, apd_pool *pool, uint64_t lo,
+                      uint64_t hi, run_out *outs, tool_progress *prog, int live)
 {
     apd_eval_opts o;
     apd_eval_opts_default(&o);
@@ -610,37 +628,81 @@ static int run_all(const eval_args *a, const eval_data *d, const float *xs, apd_
     o.width = a->width;
     o.depth = a->depth;
     o.train_soft = d->soft;
-    tool_progress prog;
-    tool_progress_init(&prog);
-    tool_progress_start(&prog, "apd-eval", (uint64_t)a->runs * (a->epochs + 1));
-    prog_ctx pc = {&prog, 0, a->runs};
+    prog_ctx pc = {prog, 0, a->runs};
     o.on_pass = on_pass;
     o.user = &pc;
     const apd_dataset *tr = &d->train;
-    *seconds = 0;
-    for (uint32_t r = 0; r < a->runs; r++) {
+    for (uint64_t r = lo; r < hi; r++) {
         apd_eval_result res;
         apd_err err;
-        o.run = r;
-        pc.run = r;
+        o.run = (uint32_t)r;
+        pc.run = (uint32_t)r;
+        run_out *ro = &outs[r];
         apd_status st = apd_eval_train_test(&res, xs, tr->labels, tr->n, tr->c, tr->h, tr->w, &d->test, d->mean,
                                             d->std, &o, &err);
+        ro->status = st;
         if (st != APD_OK) {
-            char why[700];
-            tool_progress_stop(&prog);
-            fprintf(stderr, "apd-eval: %s: run %u: %s\n", d->input_name, r + 1,
-                    tool_why(why, sizeof why, err.msg, st));
-            return 0;
+            tool_why(ro->why, sizeof ro->why, err.msg, st);
+            for (uint64_t q = r + 1; q < hi; q++) outs[q].status = st; /* not run */
+            return;
         }
-        accs[r] = res.test_acc;
-        *seconds += res.train_seconds + res.test_seconds;
-        if (!a->json)
-            tool_say(&prog, stdout, "run %u/%u: test accuracy %.2f%% (%llu/%llu)  final train loss %.4f  %.1f s\n",
-                     r + 1, a->runs, 100.0 * res.test_acc, (unsigned long long)res.test_correct,
-                     (unsigned long long)res.test_n, (double)res.final_loss, res.train_seconds + res.test_seconds);
+        ro->acc = res.test_acc;
+        ro->loss = res.final_loss;
+        ro->seconds = res.train_seconds + res.test_seconds;
+        ro->correct = res.test_correct;
+        ro->n = res.test_n;
+        if (live) run_line(prog, a, (uint32_t)r, ro);
     }
-    tool_progress_finish(&prog);
-    return 1;
+}
+
+/* Train and test a->runs networks; accs[r] gets run r's test accuracy, *seconds the total
+ * time. Under mpirun each process trains a block of the runs (run r is the same network
+ * wherever it trains: seeded by (seed, r)) and rank 0 reports them all in run order.
+ * 0 (message printed) on failure. */
+static int run_all(const eval_args *a, const eval_data *d, const float *xs, apd_pool *pool, double *accs,
+                   double *seconds)
+{
+    uint32_t rank = tool_mpi_rank(), size = tool_mpi_size();
+    run_out *outs = calloc(a->runs, sizeof *outs);
+    uint64_t *off = calloc((size_t)size + 1, sizeof *off);
+    if (!outs || !off) {
+        fprintf(stderr, "apd-eval: out of memory\n");
+        free(outs);
+        free(off);
+        return 0;
+    }
+    tool_progress prog;
+    tool_progress_init(&prog);
+    if (rank != 0) prog.enabled = 0;
+    uint64_t lo, hi;
+    tool_mpi_block(a->runs, rank, size, &lo, &hi);
+    tool_progress_start(&prog, "apd-eval", (uint64_t)a->runs * (a->epochs + 1));
+    run_block(a, d, xs, pool, lo, hi, outs, &prog, size == 1);
+    for (uint32_t q = 0; q < size; q++) {
+        uint64_t qlo, qhi;
+        tool_mpi_block(a->runs, q, size, &qlo, &qhi);
+        off[q] = qlo * sizeof *outs;
+        off[q + 1] = qhi * sizeof *outs;
+    }
+    int ok = tool_mpi_exchange(NULL, outs, off) == 0;
+    if (!ok) fprintf(stderr, "apd-eval: exchanging the runs' results between the processes failed\n");
+    *seconds = 0;
+    for (uint32_t r = 0; r < a->runs && ok; r++) {
+        if (outs[r].status != APD_OK) {
+            tool_progress_stop(&prog);
+            outs[r].why[sizeof outs[r].why - 1] = 0;
+            if (rank == 0) fprintf(stderr, "apd-eval: %s: run %u: %s\n", d->input_name, r + 1, outs[r].why);
+            ok = 0;
+            break;
+        }
+        accs[r] = outs[r].acc;
+        *seconds += outs[r].seconds;
+        if (size > 1 && rank == 0) run_line(&prog, a, r, &outs[r]);
+    }
+    if (ok) tool_progress_finish(&prog);
+    free(outs);
+    free(off);
+    return ok;
 }
 
 static void report(const eval_args *a, const eval_data *d, const double *accs, double seconds)
@@ -692,9 +754,10 @@ static int evaluate(const eval_args *a, const eval_data *d)
         fprintf(stderr, "apd-eval: cannot start %u threads: %s\n", a->threads, apd_strerror(st));
         goto out;
     }
-    if (!a->json) print_header(a, d);
+    int root = tool_mpi_rank() == 0;
+    if (!a->json && root) print_header(a, d);
     if (!run_all(a, d, xs, pool, accs, &seconds)) goto out;
-    report(a, d, accs, seconds);
+    if (root) report(a, d, accs, seconds);
     ok = 1;
 out:
     apd_pool_free(pool);
@@ -703,7 +766,7 @@ out:
     return ok;
 }
 
-int main(int argc, char **argv)
+static int eval_main(int argc, char **argv)
 {
     eval_args a;
     int rc = parse_args(&a, argc, argv);
@@ -723,4 +786,11 @@ int main(int argc, char **argv)
     apd_dataset_free(&d.test);
     free(d.soft);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = tool_mpi_init(&argc, &argv, "apd-eval");
+    if (rc) return rc;
+    return tool_mpi_finish(eval_main(argc, argv));
 }

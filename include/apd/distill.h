@@ -58,6 +58,28 @@ typedef enum apd_distill_init {
 #define APD_REMEDY_KMEANS_INIT 16u /* start the palette net at a k-means partition of the
                                       initial images' colours (apd_palette_net_init_kmeans) */
 
+/* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
+ * the same data, options and thread count, and a comm naming their rank; process r
+ * distils only the classes [r*C/size, (r+1)*C/size) of the C classes (ranks beyond C
+ * idle). What the classes share travels through `exchange`, so the library links no
+ * transport (apd-convert supplies one over MPI): per iteration the per-class losses, and
+ * for autopalette the per-class palette-network gradients and the colour-loss subset;
+ * once the graph-cut picks, the final images and, at checkpoints, the state. Every rank
+ * returns the same result, byte for byte the single-process one: per-class draws derive
+ * from (seed, iteration, class), and shared sums run in class order everywhere. Rank 0
+ * alone writes checkpoints and reads the one it resumes from (sent to the others), in the
+ * single-process format, so a run may resume on another number of processes.
+ *
+ * exchange: a collective; every rank calls it in the same order with the same offsets
+ * (size + 1 ascending byte offsets into buf). On entry buf[offsets[rank], offsets[rank+1])
+ * holds this rank's part; on return every part holds its owner's bytes on every rank.
+ * Return 0 on success, non-zero on a transport failure (the run then fails with APD_EIO). */
+typedef struct apd_distill_comm {
+    uint32_t rank, size; /* this process, and how many (size 0 or 1: not split) */
+    int (*exchange)(void *user, void *buf, const uint64_t *offsets);
+    void *user;          /* passed to exchange */
+} apd_distill_comm;
+
 typedef struct apd_distill_opts {
     apd_distill_method method;   /* default APD_DISTILL_AUTOPALETTE */
     apd_distill_init init;       /* default APD_INIT_GRAPHCUT for autopalette, else RANDOM */
@@ -101,6 +123,7 @@ typedef struct apd_distill_opts {
     uint32_t checkpoint_every;   /* 0 = never */
     const char *checkpoint_path; /* where checkpoints go (required if checkpoint_every) */
     const char *resume_path;     /* resume from this checkpoint (NULL = fresh run) */
+    const apd_distill_comm *comm;/* class-parallel run (see above); NULL = one process */
     uint32_t log_every;          /* a status line to log_fn every N iterations (0 = never) */
     apd_log_fn log_fn;           /* status lines (NULL = none); see apd/status.h */
     apd_progress_fn progress_fn; /* progress of each phase (NULL = none): "select-net" (batches
@@ -154,7 +177,9 @@ typedef struct apd_distill_result {
  * @return APD_OK; APD_EINVAL (NULL, empty or non-1/3-channel dataset, bad option, e.g. K
  *         outside 2..APD_MAX_COLORS, a label >= n_classes, a class with fewer images than
  *         needed, images not square or under 8x8 for dm/autopalette); APD_ENOMEM;
- *         APD_EOVERFLOW; APD_EIO / APD_ENOENT / APD_EACCES (checkpoint files);
+ *         APD_EOVERFLOW; APD_EIO / APD_ENOENT / APD_EACCES (checkpoint files; APD_EIO
+ *         also for a failed opts.comm exchange); with opts.comm, a failure on one rank is
+ *         returned by every rank, with that rank's message;
  *         APD_EMAGIC / APD_ETRUNC (not a checkpoint, truncated checkpoint);
  *         APD_EMISMATCH (checkpoint from other options, data or thread count);
  *         APD_ENUMERIC (loss diverged); APD_ECANCELED (opts.stop_after reached: a checkpoint

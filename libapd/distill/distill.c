@@ -504,6 +504,16 @@ static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const ap
     x->depth = o->depth ? o->depth : apd_convnet_default_depth(x->h, x->w);
     x->embed = 128u * (net_side(x->h) >> x->depth) * (net_side(x->w) >> x->depth);
     x->bench_iters = bench_iters;
+    x->size = 1;
+    if (o->comm && o->comm->size > 1) {
+        if (!o->comm->exchange || o->comm->rank >= o->comm->size)
+            return apd__err_set(err, APD_EINVAL, "distill: comm: rank %u of %u, exchange %s", o->comm->rank,
+                                o->comm->size, o->comm->exchange ? "set" : "missing");
+        x->comm = o->comm;
+        x->rank = o->comm->rank;
+        x->size = o->comm->size;
+    }
+    apd__dcomm_range(real->n_classes, x->rank, x->size, &x->cls_lo, &x->cls_hi);
     x->init = o->init_set ? o->init
                           : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
     x->k = o->colors;
@@ -598,8 +608,8 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
         s = APD_OK; /* the checkpoint holds the initial images' ids (dm.c) */
     else if (x.init == APD_INIT_GRAPHCUT)
         s = apd__select_graphcut(&x, res->source_ids, err);
-    else
-        s = pick_random(&x, real, res->source_ids);
+    else /* every process draws every class (cheap); they agree before the DM loop */
+        s = apd__dcomm_agree(&x, pick_random(&x, real, res->source_ids), err);
     if (s != APD_OK) {
         if (s == APD_ENOMEM) apd__err_set(err, s, "distill: out of memory choosing the initial images");
         goto fail;

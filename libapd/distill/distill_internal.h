@@ -60,6 +60,9 @@ typedef struct apd_distill_ctx {
     double t_init;
     double eval_loss_initial, eval_loss_final; /* DM loss, fixed nets, no aug */
     apd__dsb stats;
+    const apd_distill_comm *comm; /* class-parallel run (NULL: one process) */
+    uint32_t rank, size;    /* this process and how many (1 without comm) */
+    uint32_t cls_lo, cls_hi;/* the classes this process distils: [cls_lo, cls_hi) */
     uint32_t bench_iters;   /* bench: run this many iterations, time them, no records */
     double bench_first, bench_rest; /* seconds: first iteration, mean of the others */           /* "key":value,... pieces for stats_json (no braces) */
 } apd_distill_ctx;
@@ -75,6 +78,20 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 /* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);
 apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
+/* Class-parallel helpers (comm.c). Each is a collective over x->comm (every rank calls it
+ * in the same order) and a no-op without one. */
+/* Rank `rank` of `size` distils the classes [*lo, *hi) (contiguous blocks). */
+void apd__dcomm_range(uint32_t n_classes, uint32_t rank, uint32_t size, uint32_t *lo, uint32_t *hi);
+/* Raw exchange (apd_distill_comm.exchange); APD_EIO if the transport fails. */
+apd_status apd__dcomm_exchange(const apd_distill_ctx *x, void *buf, const uint64_t *offsets, apd_err *err);
+/* Every rank's status st: returns the first failure in rank order (with that rank's
+ * message in err), else APD_OK. */
+apd_status apd__dcomm_agree(const apd_distill_ctx *x, apd_status st, apd_err *err);
+/* buf holds n_classes slots of unit bytes; each rank fills its own classes' slots, and on
+ * return every rank has every slot. */
+apd_status apd__dcomm_classes(const apd_distill_ctx *x, void *buf, size_t unit, apd_err *err);
+/* n bytes of buf from rank 0 to every rank. */
+apd_status apd__dcomm_bcast0(const apd_distill_ctx *x, void *buf, size_t n, apd_err *err);
 /* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
 apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
 

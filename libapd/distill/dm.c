@@ -90,6 +90,14 @@ typedef struct dm_state {
     uint32_t n_sub;
     apd_palette_color_opts cc;
     apd_palette_sgd_opts psgd;
+    /* per-class figures of an iteration (loss, palette gradient), xc_unit floats a class;
+     * and, class-parallel, each class's process and the colour-subset packing */
+    float *xc;
+    size_t xc_unit;
+    uint32_t *cls_owner;
+    float *x_pack;
+    uint32_t *sub_pos;
+    uint64_t *sub_off;
     /* stats */
     double loss_first;
     uint64_t start_iter;
@@ -123,6 +131,11 @@ static void state_free(dm_state *s)
     apd_palette_ws_free(s->ws);
     apd_palette_ws_free(s->wsc);
     free(s->x_sub);
+    free(s->xc);
+    free(s->cls_owner);
+    free(s->x_pack);
+    free(s->sub_pos);
+    free(s->sub_off);
 }
 
 static void *xmalloc(size_t a, size_t b, int *fail)
@@ -212,100 +225,163 @@ static apd_status syn_backward(dm_state *s, uint32_t n)
     return APD_OK;
 }
 
+/* Settings of one iteration shared by its class steps. */
+typedef struct iter_cfg {
+    uint64_t it;
+    apd_palette_fwd_opts fo;
+    apd_dsa_opts dcfg;
+    float pscale;
+} iter_cfg;
+
+/* The DM loss of class cls and its backward: the class's pixel gradients into s->grad and,
+ * autopalette, its palette-network gradient; both figures into the class's slot of s->xc
+ * (loss, then the gradient). The network of the iteration is initialised. */
+static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_err *err)
+{
+    apd_distill_ctx *x = s->x;
+    size_t img = s->img;
+    uint32_t ipc = (uint32_t)s->ipc;
+    uint64_t it = ic->it;
+    apd_status st;
+    uint32_t b = real_batch(s, cls, stream_ic(ST_REAL, it, cls));
+    apd_dsa_sample smp;
+    apd_dsa_params dp;
+    st = apd_dsa_draw(&dp, &smp, 1, &ic->dcfg, APD_DSA_SIAMESE, x->seed, stream_ic(ST_DSA, it, cls), b, x->h, x->w);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: DSA draw failed");
+    /* real side: forward only */
+    APD_TRY(apd_dsa_forward(s->real_aug, s->real_f, &dp, b, x->c, x->h, x->w));
+    APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_aug, b));
+    apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
+    /* synthetic side */
+    float *xs = s->syn + (size_t)cls * ipc * img;
+    const float *q = xs;
+    if (s->palette) {
+        st = apd_palette_forward(&s->pnet, s->ws, s->syn_q, xs, ipc, x->h, x->w, &ic->fo);
+        if (st != APD_OK)
+            return apd__err_set(err, st, "distill: palette forward failed at iteration %llu (%s)",
+                                (unsigned long long)it, apd_strerror(st));
+        q = s->syn_q;
+    }
+    APD_TRY(apd_dsa_forward(s->syn_aug, q, &dp, ipc, x->c, x->h, x->w));
+    APD_TRY(syn_forward(s, ipc));
+    apd_mean_rows_forward(s->mean_s, s->emb_s, ipc, s->D);
+    float *slot = s->xc + (size_t)cls * s->xc_unit;
+    apd_sqdist_forward(&slot[0], s->mean_r, s->mean_s, s->D);
+    /* backward: d mean_s = -2 (mean_r - mean_s); d e_s[i] = d mean_s / ipc */
+    float *dmean = s->mean_r; /* reuse: mean_r no longer needed after this */
+    for (uint32_t d = 0; d < s->D; d++) dmean[d] = -2.0f * (s->mean_r[d] - s->mean_s[d]);
+    memset(s->d_emb, 0, (size_t)ipc * s->D * sizeof(float));
+    apd_mean_rows_backward(s->d_emb, dmean, ipc, s->D);
+    memset(s->d_aug, 0, (size_t)ipc * img * sizeof(float));
+    APD_TRY(syn_backward(s, ipc));
+    float *gs = s->grad + (size_t)cls * ipc * img;
+    if (!s->palette) return apd_dsa_backward(gs, s->d_aug, &dp, ipc, x->c, x->h, x->w);
+    memset(s->d_q, 0, (size_t)ipc * img * sizeof(float));
+    APD_TRY(apd_dsa_backward(s->d_q, s->d_aug, &dp, ipc, x->c, x->h, x->w));
+    /* this class's palette gradient alone; the classes' gradients are summed in class order
+     * afterwards (the same sum whichever process computed each class) */
+    apd_palette_net_zero_grad(&s->pnet);
+    st = apd_palette_backward(&s->pnet, s->ws, gs, s->d_q, NULL, xs, ipc, x->h, x->w, ic->pscale);
+    if (st != APD_OK) return apd__err_set(err, st, "distill: palette backward failed");
+    memcpy(slot + 1, s->pnet.grads, s->pnet.n_params * sizeof(float));
+    return APD_OK;
+}
+
+/* Every rank's status, then every class's slot of buf (unit bytes each) on every rank. */
+static apd_status gather_classes(dm_state *s, void *buf, size_t unit, apd_status st, apd_err *err)
+{
+    APD_TRY(apd__dcomm_agree(s->x, st, err));
+    return apd__dcomm_classes(s->x, buf, unit, err);
+}
+
+/* The colour-loss subset: a detached copy of n_sub synthetic images drawn from (seed, it),
+ * taken before the pixel step. In a class-parallel run each rank copies the images of its
+ * classes, packed rank by rank, and the exchange completes the subset everywhere. */
+static apd_status take_subset(dm_state *s, uint64_t it, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t img = s->img;
+    apd__rng r;
+    apd__rng_seed(&r, x->seed, ST_SUBSET | it);
+    uint32_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
+    for (uint32_t i = 0; i < s->N; i++) perm[i] = i;
+    for (uint32_t t = 0; t < s->n_sub; t++) {
+        uint64_t j = t + apd__rng_below(&r, s->N - t);
+        uint32_t tmp = perm[t];
+        perm[t] = perm[j];
+        perm[j] = tmp;
+    }
+    if (x->size == 1) {
+        for (uint32_t t = 0; t < s->n_sub; t++)
+            memcpy(s->x_sub + (size_t)t * img, s->syn + (size_t)perm[t] * img, img * sizeof(float));
+        return APD_OK;
+    }
+    /* packed position of subset image t: after every image of lower ranks, then in t order */
+    for (uint32_t q = 0; q <= x->size; q++) s->sub_off[q] = 0;
+    for (uint32_t t = 0; t < s->n_sub; t++) s->sub_off[s->cls_owner[perm[t] / s->ipc] + 1]++;
+    for (uint32_t q = 0; q < x->size; q++) s->sub_off[q + 1] += s->sub_off[q];
+    for (uint32_t t = 0; t < s->n_sub; t++) {
+        uint32_t q = s->cls_owner[perm[t] / s->ipc];
+        s->sub_pos[t] = (uint32_t)s->sub_off[q]++;
+    }
+    for (uint32_t q = x->size; q > 0; q--) s->sub_off[q] = s->sub_off[q - 1];
+    s->sub_off[0] = 0;
+    for (uint32_t t = 0; t < s->n_sub; t++)
+        if (s->cls_owner[perm[t] / s->ipc] == x->rank)
+            memcpy(s->x_pack + (size_t)s->sub_pos[t] * img, s->syn + (size_t)perm[t] * img, img * sizeof(float));
+    for (uint32_t q = 0; q <= x->size; q++) s->sub_off[q] *= img * sizeof(float);
+    APD_TRY(apd__dcomm_exchange(x, s->x_pack, s->sub_off, err));
+    for (uint32_t t = 0; t < s->n_sub; t++)
+        memcpy(s->x_sub + (size_t)t * img, s->x_pack + (size_t)s->sub_pos[t] * img, img * sizeof(float));
+    return APD_OK;
+}
+
 static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *err)
 {
     const apd_distill_opts *o = s->o;
     apd_distill_ctx *x = s->x;
-    size_t img = s->img;
-    uint32_t ipc = (uint32_t)s->ipc;
-    apd_status st;
+    size_t img = s->img, cls_floats = (size_t)s->ipc * img;
+    apd_status st = APD_OK;
 
     apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_NET | it)), 0);
-    memset(s->grad, 0, (size_t)s->N * img * sizeof(float));
-    if (s->palette) apd_palette_net_zero_grad(&s->pnet);
+    memset(s->grad + x->cls_lo * cls_floats, 0, (x->cls_hi - x->cls_lo) * cls_floats * sizeof(float));
+    iter_cfg ic;
+    ic.it = it;
+    apd_palette_fwd_opts_default(&ic.fo);
+    ic.fo.temperature = temperature_at(s, it);
+    ic.fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
+    ic.pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
+    apd_dsa_opts_default(&ic.dcfg);
+    ic.dcfg.strategy = o->dsa_strategy;
+    ic.dcfg.align_corners = o->dsa_align_corners;
 
-    apd_palette_fwd_opts fo;
-    apd_palette_fwd_opts_default(&fo);
-    fo.temperature = temperature_at(s, it);
-    fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
-    float pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
-
-    apd_dsa_opts dcfg;
-    apd_dsa_opts_default(&dcfg);
-    dcfg.strategy = o->dsa_strategy;
-    dcfg.align_corners = o->dsa_align_corners;
-
+    for (uint32_t cls = x->cls_lo; cls < x->cls_hi && st == APD_OK; cls++) st = class_step(s, &ic, cls, err);
+    APD_TRY(gather_classes(s, s->xc, s->xc_unit * sizeof(float), st, err));
     double loss = 0;
-    for (uint32_t cls = 0; cls < x->n_classes; cls++) {
-        uint32_t b = real_batch(s, cls, stream_ic(ST_REAL, it, cls));
-        apd_dsa_sample smp;
-        apd_dsa_params dp;
-        st = apd_dsa_draw(&dp, &smp, 1, &dcfg, APD_DSA_SIAMESE, x->seed, stream_ic(ST_DSA, it, cls),
-                          b, x->h, x->w);
-        if (st != APD_OK) return apd__err_set(err, st, "distill: DSA draw failed");
-        /* real side: forward only */
-        APD_TRY(apd_dsa_forward(s->real_aug, s->real_f, &dp, b, x->c, x->h, x->w));
-        APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_aug, b));
-        apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
-        /* synthetic side */
-        float *xs = s->syn + (size_t)cls * ipc * img;
-        const float *q = xs;
-        if (s->palette) {
-            st = apd_palette_forward(&s->pnet, s->ws, s->syn_q, xs, ipc, x->h, x->w, &fo);
-            if (st != APD_OK) return apd__err_set(err, st, "distill: palette forward failed at iteration %llu (%s)",
-                                                  (unsigned long long)it, apd_strerror(st));
-            q = s->syn_q;
-        }
-        APD_TRY(apd_dsa_forward(s->syn_aug, q, &dp, ipc, x->c, x->h, x->w));
-        APD_TRY(syn_forward(s, ipc));
-        apd_mean_rows_forward(s->mean_s, s->emb_s, ipc, s->D);
-        float lc;
-        apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
-        loss += lc;
-        /* backward: d mean_s = -2 (mean_r - mean_s); d e_s[i] = d mean_s / ipc */
-        float *dmean = s->mean_r; /* reuse: mean_r no longer needed after this */
-        for (uint32_t d = 0; d < s->D; d++) dmean[d] = -2.0f * (s->mean_r[d] - s->mean_s[d]);
-        memset(s->d_emb, 0, (size_t)ipc * s->D * sizeof(float));
-        apd_mean_rows_backward(s->d_emb, dmean, ipc, s->D);
-        memset(s->d_aug, 0, (size_t)ipc * img * sizeof(float));
-        APD_TRY(syn_backward(s, ipc));
-        float *gs = s->grad + (size_t)cls * ipc * img;
-        if (s->palette) {
-            memset(s->d_q, 0, (size_t)ipc * img * sizeof(float));
-            APD_TRY(apd_dsa_backward(s->d_q, s->d_aug, &dp, ipc, x->c, x->h, x->w));
-            st = apd_palette_backward(&s->pnet, s->ws, gs, s->d_q, NULL, xs, ipc, x->h, x->w, pscale);
-            if (st != APD_OK) return apd__err_set(err, st, "distill: palette backward failed");
-        } else {
-            APD_TRY(apd_dsa_backward(gs, s->d_aug, &dp, ipc, x->c, x->h, x->w));
-        }
-    }
+    for (uint32_t cls = 0; cls < x->n_classes; cls++) loss += s->xc[(size_t)cls * s->xc_unit];
     if (!isfinite(loss))
         return apd__err_set(err, APD_ENUMERIC, "distill: DM loss is not finite at iteration %llu",
                             (unsigned long long)it);
     out->loss = loss;
 
-    /* colour-loss subset: a detached copy taken before the pixel step */
     if (s->palette) {
-        apd__rng r;
-        apd__rng_seed(&r, x->seed, ST_SUBSET | it);
-        uint32_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
-        for (uint32_t i = 0; i < s->N; i++) perm[i] = i;
-        for (uint32_t t = 0; t < s->n_sub; t++) {
-            uint64_t j = t + apd__rng_below(&r, s->N - t);
-            uint32_t tmp = perm[t];
-            perm[t] = perm[j];
-            perm[j] = tmp;
-            memcpy(s->x_sub + (size_t)t * img, s->syn + (size_t)perm[t] * img, img * sizeof(float));
+        apd_palette_net_zero_grad(&s->pnet);
+        float *g = s->pnet.grads;
+        for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+            const float *gc = s->xc + (size_t)cls * s->xc_unit + 1;
+            for (size_t i = 0; i < s->pnet.n_params; i++) g[i] += gc[i];
         }
+        APD_TRY(take_subset(s, it, err));
     }
 
-    /* pixel SGD (PyTorch semantics, no weight decay) */
-    apd_sgd_update(s->syn, s->mom, s->grad, (size_t)s->N * img, o->lr_img, o->momentum_img, 0.0f,
-                   !s->mom_init);
+    /* pixel SGD (PyTorch semantics, no weight decay) on this process's classes */
+    apd_sgd_update(s->syn + x->cls_lo * cls_floats, s->mom + x->cls_lo * cls_floats,
+                   s->grad + x->cls_lo * cls_floats, (x->cls_hi - x->cls_lo) * cls_floats, o->lr_img,
+                   o->momentum_img, 0.0f, !s->mom_init);
     s->mom_init = 1;
 
     if (s->palette) {
-        s->cc.fwd.temperature = fo.temperature;
+        s->cc.fwd.temperature = ic.fo.temperature;
         st = apd_palette_color_step(&s->pnet, s->wsc, &out->pl, s->x_sub, s->n_sub, x->h, x->w, &s->cc,
                                     apd__mix64(x->seed ^ 0x636f6c6f72ull), it);
         if (st != APD_OK) return apd__err_set(err, st, "distill: colour losses failed (%s)", apd_strerror(st));
@@ -319,27 +395,38 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
 
 /* DM loss of images `imgs` ([N, img], normalised) against fixed real batches with
  * n_nets fixed networks, no DSA: comparable across the run (the training loss uses a fresh
- * network and a fresh augmentation every iteration and is noisy). */
-static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, double *out)
+ * network and a fresh augmentation every iteration and is noisy). Each process computes its
+ * classes; the sum runs over nets, then classes, in that order everywhere. st_in: a failure
+ * of the caller on this process, reported to the others here (nothing is computed). */
+static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, double *out, apd_status st_in,
+                            apd_err *err)
 {
     apd_distill_ctx *x = s->x;
-    double total = 0;
-    for (uint32_t k = 0; k < n_nets; k++) {
+    apd_status st = st_in;
+    float *lc = st == APD_OK ? malloc((size_t)x->n_classes * n_nets * sizeof *lc) : NULL;
+    if (st == APD_OK && !lc) st = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    for (uint32_t k = 0; k < n_nets && st == APD_OK; k++) {
         apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_EVAL | k)), 0);
-        for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+        for (uint32_t cls = x->cls_lo; cls < x->cls_hi && st == APD_OK; cls++) {
             uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
-            APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_f, b));
+            st = apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_f, b);
+            if (st != APD_OK) break;
             apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
-            APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_s, imgs + (size_t)cls * s->ipc * s->img,
-                                               s->ipc));
+            st = apd_convnet_forward_nograd(s->net, NULL, s->emb_s, imgs + (size_t)cls * s->ipc * s->img, (uint32_t)s->ipc);
+            if (st != APD_OK) break;
             apd_mean_rows_forward(s->mean_s, s->emb_s, s->ipc, s->D);
-            float lc;
-            apd_sqdist_forward(&lc, s->mean_r, s->mean_s, s->D);
-            total += lc;
+            apd_sqdist_forward(&lc[(size_t)cls * n_nets + k], s->mean_r, s->mean_s, s->D);
         }
     }
+    if (st != APD_OK && st != st_in && err && err->code != st)
+        apd__err_set(err, st, "distill: evaluation loss: %s", apd_strerror(st));
+    st = gather_classes(s, lc, n_nets * sizeof *lc, st, err);
+    double total = 0;
+    for (uint32_t k = 0; k < n_nets && st == APD_OK; k++)
+        for (uint32_t cls = 0; cls < x->n_classes; cls++) total += lc[(size_t)cls * n_nets + k];
+    free(lc);
     *out = total / n_nets;
-    return APD_OK;
+    return st;
 }
 
 /* ---- checkpoint ----------------------------------------------------------------------------- */
@@ -519,6 +606,40 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
 done:
     fclose(f);
     return st;
+}
+
+/* Class-parallel checkpoints: every class's state is gathered, rank 0 writes the file (the
+ * single-process format) and its outcome is every rank's. */
+static apd_status ckpt_write(dm_state *s, const uint64_t *src, uint64_t next_iter, apd_err *err)
+{
+    size_t unit = (size_t)s->ipc * s->img * sizeof(float);
+    APD_TRY(gather_classes(s, s->syn, unit, APD_OK, err));
+    APD_TRY(apd__dcomm_classes(s->x, s->mom, unit, err));
+    apd_status st = s->x->rank == 0 ? ckpt_save(s, src, next_iter, err) : APD_OK;
+    return apd__dcomm_agree(s->x, st, err);
+}
+
+/* Rank 0 reads the checkpoint and sends its state to the others. */
+static apd_status ckpt_resume(dm_state *s, uint64_t *src, uint64_t *next_iter, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    APD_TRY(apd__dcomm_agree(x, x->rank == 0 ? ckpt_load(s, src, next_iter, err) : APD_OK, err));
+    if (x->size == 1) return APD_OK;
+    struct {
+        uint64_t next;
+        double loss_first;
+        int32_t mom_init, pnet_mom_init;
+    } sc = {*next_iter, s->loss_first, s->mom_init, s->palette ? s->pnet.mom_init : 0};
+    APD_TRY(apd__dcomm_bcast0(x, &sc, sizeof sc, err));
+    *next_iter = sc.next;
+    s->loss_first = sc.loss_first;
+    s->mom_init = sc.mom_init;
+    if (s->palette) s->pnet.mom_init = sc.pnet_mom_init;
+    double lf;
+    ckpt_part parts[6];
+    size_t np = ckpt_parts(s, src, &lf, parts);
+    for (size_t i = 1; i < np; i++) APD_TRY(apd__dcomm_bcast0(x, parts[i].p, parts[i].n, err));
+    return APD_OK;
 }
 
 /* ---- output records ------------------------------------------------------------------------ */
@@ -762,6 +883,29 @@ static apd_status setup_palette(dm_state *s, apd_err *err)
     return APD_OK;
 }
 
+/* The per-class figures of an iteration and, class-parallel, which process owns each class
+ * and the buffers that pack the colour-loss subset. */
+static apd_status setup_parallel(dm_state *s, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    int fail = 0;
+    s->xc_unit = 1 + (s->palette ? s->pnet.n_params : 0);
+    s->xc = xmalloc((size_t)x->n_classes * s->xc_unit, sizeof(float), &fail);
+    s->cls_owner = xmalloc(x->n_classes, sizeof(uint32_t), &fail);
+    if (fail) return OOM(err);
+    for (uint32_t r = 0; r < x->size; r++) {
+        uint32_t lo, hi;
+        apd__dcomm_range(x->n_classes, r, x->size, &lo, &hi);
+        for (uint32_t c = lo; c < hi; c++) s->cls_owner[c] = r;
+    }
+    if (s->palette && x->size > 1) {
+        s->x_pack = xmalloc((size_t)s->n_sub * s->img, sizeof(float), &fail);
+        s->sub_pos = xmalloc(s->n_sub, sizeof(uint32_t), &fail);
+        s->sub_off = xmalloc((size_t)x->size + 1, sizeof(uint64_t), &fail);
+    }
+    return fail ? OOM(err) : APD_OK;
+}
+
 /* ---- run: initial state ---------------------------------------------------------------------- */
 
 /* synthetic image i = real image src[i], normalised */
@@ -821,7 +965,7 @@ static apd_status init_state(dm_state *s, const apd_distill_result *res, uint64_
     const apd_distill_opts *o = s->o;
     *it0 = 0;
     if (o->resume_path) {
-        APD_TRY(ckpt_load(s, res->source_ids, it0, err));
+        APD_TRY(ckpt_resume(s, res->source_ids, it0, err));
         apd__distill_log(o, "distill: resumed from %s at iteration %llu/%u", o->resume_path,
                          (unsigned long long)*it0, o->iters);
         return APD_OK;
@@ -851,12 +995,11 @@ static apd_status run_bench(dm_state *s, apd_err *err)
  * stats in the file do not depend on resuming). */
 static apd_status initial_eval_loss(dm_state *s, const apd_distill_result *res, double *eval0, apd_err *err)
 {
-    if (!s->o->resume_path) return eval_loss(s, s->syn, 2, eval0);
+    if (!s->o->resume_path) return eval_loss(s, s->syn, 2, eval0, APD_OK, err);
     int fail = 0;
     float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
-    if (fail) return OOM(err);
-    init_from_real(s, init, res->source_ids);
-    apd_status st = eval_loss(s, init, 2, eval0);
+    if (!fail) init_from_real(s, init, res->source_ids);
+    apd_status st = eval_loss(s, init, 2, eval0, fail ? OOM(err) : APD_OK, err);
     free(init);
     return st;
 }
@@ -915,9 +1058,9 @@ static apd_status run_loop(dm_state *s, const apd_distill_result *res, uint64_t 
         lo->last_loss = lo->io.loss;
         report_iteration(s, it, it0, &lo->io, t_loop);
         if (o->checkpoint_every && (it + 1) % o->checkpoint_every == 0 && it + 1 < o->iters)
-            APD_TRY(ckpt_save(s, res->source_ids, it + 1, err));
+            APD_TRY(ckpt_write(s, res->source_ids, it + 1, err));
         if (o->stop_after && it + 1 == o->stop_after && it + 1 < o->iters) {
-            if (o->checkpoint_path) APD_TRY(ckpt_save(s, res->source_ids, it + 1, err));
+            if (o->checkpoint_path) APD_TRY(ckpt_write(s, res->source_ids, it + 1, err));
             return apd__err_set(err, APD_ECANCELED, "distill: stopped after iteration %u (checkpoint %s)",
                                 o->stop_after, o->checkpoint_path ? o->checkpoint_path : "not written");
         }
@@ -932,21 +1075,25 @@ static apd_status run_loop(dm_state *s, const apd_distill_result *res, uint64_t 
 static apd_status finish(dm_state *s, apd_distill_result *res, double eval0, const loop_out *lo, apd_err *err)
 {
     apd_distill_ctx *x = s->x;
-    APD_TRY(make_records(s, res, err));
+    /* every process gets every class's final images, and makes every record */
+    APD_TRY(gather_classes(s, s->syn, (size_t)s->ipc * s->img * sizeof(float), APD_OK, err));
+    apd_status st = make_records(s, res, err);
     /* evaluation loss of what is stored */
     double eval1 = 0, quant_mse = 0;
     int fail = 0;
-    float *dec = xmalloc(s->N * s->img, sizeof(float), &fail);
-    if (fail) return OOM(err);
-    decode_records(s, res, dec);
-    /* what storage costs: stored (decoded) vs the float synthetic images, normalised units */
-    double se = 0.0;
-    for (size_t i = 0; i < s->N * s->img; i++) {
-        double d = (double)dec[i] - s->syn[i];
-        se += d * d;
+    float *dec = st == APD_OK ? xmalloc(s->N * s->img, sizeof(float), &fail) : NULL;
+    if (fail) st = OOM(err);
+    if (st == APD_OK) {
+        decode_records(s, res, dec);
+        /* what storage costs: stored (decoded) vs the float synthetic images, normalised units */
+        double se = 0.0;
+        for (size_t i = 0; i < s->N * s->img; i++) {
+            double d = (double)dec[i] - s->syn[i];
+            se += d * d;
+        }
+        quant_mse = se / ((double)s->N * s->img);
     }
-    quant_mse = se / ((double)s->N * s->img);
-    apd_status st = eval_loss(s, dec, 2, &eval1);
+    st = eval_loss(s, dec, 2, &eval1, st, err);
     free(dec);
     if (st != APD_OK) return st;
     apd__distill_log(s->o, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored "
@@ -977,11 +1124,13 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
 {
     const apd_distill_opts *o = s->o;
     const apd_distill_ctx *x = s->x;
-    APD_TRY(setup_classes(s, err));
-    APD_TRY(setup_net(s, err));
-    if (s->palette) APD_TRY(setup_palette(s, err));
-    uint64_t it0;
-    APD_TRY(init_state(s, res, &it0, err));
+    apd_status st = setup_classes(s, err);
+    if (st == APD_OK) st = setup_net(s, err);
+    if (st == APD_OK && s->palette) st = setup_palette(s, err);
+    if (st == APD_OK) st = setup_parallel(s, err);
+    APD_TRY(apd__dcomm_agree(x, st, err));
+    uint64_t it0 = 0;
+    APD_TRY(apd__dcomm_agree(x, init_state(s, res, &it0, err), err));
     if (x->bench_iters) return run_bench(s, err);
     double eval0 = 0;
     APD_TRY(initial_eval_loss(s, res, &eval0, err));

@@ -57,6 +57,8 @@ typedef struct sel_state {
     uint32_t *yb, *order;                 /* [B], [n_cand] */
 } sel_state;
 
+static apd_status sel_pick_classes(sel_state *s, uint64_t *src, apd_err *err);
+
 static void sel_free(sel_state *s)
 {
     apd_sgd_free(s->opt);
@@ -270,8 +272,19 @@ static apd_status sel_train_epoch(sel_state *s, uint32_t ep, uint64_t *done, apd
 }
 
 /* 3.-4. Per class: embeddings of the quantized candidates, graph-cut selection, and the
- * chosen real ids (ascending) into src. */
-static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
+ * chosen real ids (ascending) into src. In a class-parallel run every process has trained
+ * the same network; each picks for its classes and the picks are exchanged. st: the status
+ * of the steps before on this process (nothing is done unless every process got here). */
+static apd_status sel_pick(sel_state *s, uint64_t *src, apd_status st, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    APD_TRY(apd__dcomm_agree(x, st, err));
+    st = sel_pick_classes(s, src, err);
+    APD_TRY(apd__dcomm_agree(x, st, err));
+    return apd__dcomm_classes(x, src, (size_t)x->images_per_class * sizeof *src, err);
+}
+
+static apd_status sel_pick_classes(sel_state *s, uint64_t *src, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
     uint32_t B = s->B, D = s->D;
@@ -282,7 +295,7 @@ static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
     uint64_t *pick = malloc((size_t)x->images_per_class * sizeof *pick);
     apd_status st = APD_OK;
     if (!feat || !pick) st = sel_oom(err);
-    for (uint32_t c = 0; c < s->C && st == APD_OK; c++) {
+    for (uint32_t c = x->cls_lo; c < x->cls_hi && st == APD_OK; c++) {
         uint64_t m = s->cls_n[c];
         for (uint64_t b0 = 0; b0 < m && st == APD_OK; b0 += B) {
             uint32_t nb = (uint32_t)((m - b0) < B ? (m - b0) : B);
@@ -305,20 +318,21 @@ static apd_status sel_pick(sel_state *s, uint64_t *src, apd_err *err)
 static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
 {
     const apd_distill_opts *o = s->o;
-    APD_TRY(sel_candidates(s, err));
+    /* a failure does not return at once: sel_pick tells the other processes first */
+    apd_status st = sel_candidates(s, err);
     double t0 = apd__now();
-    APD_TRY(sel_quantize(s, err));
+    if (st == APD_OK) st = sel_quantize(s, err);
     double t_quant = apd__now() - t0;
-    APD_TRY(sel_net_create(s, err));
+    if (st == APD_OK) st = sel_net_create(s, err);
     t0 = apd__now();
     uint64_t done = 0;
-    if (o->progress_fn)
+    if (st == APD_OK && o->progress_fn)
         o->progress_fn(o->cb_user, "select-net", 0, (uint64_t)o->select_epochs * ((s->n_cand + s->B - 1) / s->B),
                        NULL);
-    for (uint32_t ep = 0; ep < o->select_epochs; ep++) APD_TRY(sel_train_epoch(s, ep, &done, err));
+    for (uint32_t ep = 0; ep < o->select_epochs && st == APD_OK; ep++) st = sel_train_epoch(s, ep, &done, err);
     double t_train = apd__now() - t0;
     t0 = apd__now();
-    APD_TRY(sel_pick(s, src, err));
+    APD_TRY(sel_pick(s, src, st, err));
     apd__distill_log(o, "distill: colour-guided init: %llu candidates, median cut K %u %.1fs, selection net %u "
                         "epochs %.1fs, features + graph cut %.1fs",
                      (unsigned long long)s->n_cand, s->x->k, t_quant, o->select_epochs, t_train, apd__now() - t0);
