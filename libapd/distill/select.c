@@ -81,24 +81,17 @@ static apd_status sel_oom(apd_err *err)
 /* Candidates, class-major: all images of each class or a seeded subset of select_limit. */
 static apd_status sel_candidates(sel_state *s, apd_err *err)
 {
-    const apd_dataset *real = s->x->real;
+    const apd_distill_source *real = s->x->src;
     const apd_distill_opts *o = s->o;
     uint32_t C = s->C;
     s->cls_n = calloc(C, sizeof *s->cls_n);
     s->cls_off = calloc(C + 1, sizeof *s->cls_off);
     s->all = malloc((size_t)real->n * sizeof *s->all);
-    uint64_t *fill = calloc(C, sizeof *fill);
-    if (!s->cls_n || !s->cls_off || !s->all || !fill) {
-        free(fill);
-        return sel_oom(err);
-    }
-    for (uint64_t i = 0; i < real->n; i++) s->cls_n[real->labels[i]]++;
-    for (uint32_t c = 0; c < C; c++) s->cls_off[c + 1] = s->cls_off[c] + s->cls_n[c];
-    for (uint64_t i = 0; i < real->n; i++) {
-        uint32_t c = real->labels[i];
-        s->all[s->cls_off[c] + fill[c]++] = i;
-    }
-    free(fill);
+    if (!s->cls_n || !s->cls_off || !s->all) return sel_oom(err);
+    /* the source's per-class index: ids class-major, ascending within a class */
+    memcpy(s->cls_off, real->cls_off, (size_t)(C + 1) * sizeof *s->cls_off);
+    memcpy(s->all, real->cls_ids, (size_t)real->n * sizeof *s->all);
+    for (uint32_t c = 0; c < C; c++) s->cls_n[c] = s->cls_off[c + 1] - s->cls_off[c];
     uint64_t n_cand = 0;
     for (uint32_t c = 0; c < C; c++) {
         uint64_t m = s->cls_n[c];
@@ -144,14 +137,25 @@ static apd_status sel_quantize(sel_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
     uint8_t pal[APD_MAX_COLORS * 3];
-    uint8_t *idx = malloc(s->p);
-    if (!idx) return sel_oom(err);
+    uint8_t *idx = malloc(s->p), *img8 = malloc(s->img);
+    if (!idx || !img8) {
+        free(idx);
+        free(img8);
+        return sel_oom(err);
+    }
     for (uint64_t i = 0; i < s->n_cand; i++) {
         uint32_t ku = 0;
-        const uint8_t *im = x->real->pixels + s->cand[i] * s->img;
-        apd_status st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, idx, &ku);
+        const uint8_t *im;
+        apd_status st = apd__dsrc_image(x->src, s->cand[i], img8, &im, err);
         if (st != APD_OK) {
             free(idx);
+            free(img8);
+            return st;
+        }
+        st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, idx, &ku);
+        if (st != APD_OK) {
+            free(idx);
+            free(img8);
             return apd__err_set(err, st, "distill: median cut of image %llu failed", (unsigned long long)s->cand[i]);
         }
         uint8_t *q = s->qimg + i * s->img;
@@ -159,6 +163,7 @@ static apd_status sel_quantize(sel_state *s, apd_err *err)
             for (size_t j = 0; j < s->p; j++) q[ch * s->p + j] = pal[idx[j] * x->c + ch];
     }
     free(idx);
+    free(img8);
     return APD_OK;
 }
 
