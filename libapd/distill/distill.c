@@ -503,9 +503,10 @@ static apd_status ctx_init(apd_distill_ctx *x, apd_distill_source *real, const a
         uint64_t count = apd_distill_source_class_count(real, cls);
         if (count < x->images_per_class)
             return apd__err_set(err, APD_EINVAL,
-                                "distill: class %u has %llu images, fewer than the %llu "
+                                "distill: class %u has %llu images%s%s, fewer than the %llu "
                                 "synthetic images per class the budget asks for",
-                                cls, (unsigned long long)count, (unsigned long long)x->images_per_class);
+                                cls, (unsigned long long)count, real->path ? " in " : "",
+                                real->path ? real->path : "", (unsigned long long)x->images_per_class);
     }
     return APD_OK;
 }
