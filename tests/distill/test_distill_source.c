@@ -9,13 +9,16 @@
  *    the decoded records they name, the file's recorded mean/std used; same seed, same bytes;
  *  - bad input gives a clear error: missing file, a damaged record (names the record), a PNG
  *    palette image given as .apd, a file without classes, a class without records, a palette
- *    .apd with fewer images per class than asked; and the CLI's usage errors for apd:.
+ *    .apd with fewer images per class than asked; and the CLI's usage errors for apd:;
+ *  - CIFAR-100 end to end with 100 classes: importer (coarse + fine label bytes) -> .apd ->
+ *    DM from apd: -> apd-eval against the cifar100: test split.
  */
 #define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -383,6 +386,80 @@ START_TEST(cli_apd_input)
 }
 END_TEST
 
+/* CIFAR-100 binary records (coarse label byte, fine label byte, 3072 pixel bytes) of all 100
+ * classes, per_class each; the coarse byte is fine / 5 (as CIFAR-100's 20 superclasses). */
+static void write_cifar100(const char *path, uint32_t per_class, uint64_t seed)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    apd__rng r;
+    apd__rng_seed(&r, seed, 0);
+    uint8_t rec[3074];
+    for (uint32_t t = 0; t < per_class; t++)
+        for (uint32_t c = 0; c < 100; c++) {
+            rec[0] = (uint8_t)(c / 5);
+            rec[1] = (uint8_t)c;
+            for (uint32_t ch = 0; ch < 3; ch++)
+                for (uint32_t i = 0; i < 1024; i++) {
+                    float v = (float)((c * (37 + 50 * ch)) % 256) + ((i / 32 + c) % 8 < 4 ? 30.0f : -30.0f) +
+                              12.0f * apd__rng_normal(&r);
+                    rec[2 + ch * 1024 + i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+            ck_assert_uint_eq(fwrite(rec, 1, sizeof rec, f), sizeof rec);
+        }
+    fclose(f);
+}
+
+/* CIFAR-100 end to end with 100 classes: the importer (2 label bytes, the fine one used),
+ * a direct .apd, a DM distillation at IPC 1 from apd:, apd-eval of the result against the
+ * cifar100: test split (the class lists must match). */
+START_TEST(cifar100_end_to_end)
+{
+    char dir[512], p[600], args[2048], text[4096];
+    path_in(dir, sizeof dir, "c100");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/train.bin", dir);
+    write_cifar100(p, 3, 1);
+    snprintf(p, sizeof p, "%s/test.bin", dir);
+    write_cifar100(p, 1, 2);
+    snprintf(args, sizeof args, "--input cifar100:%s --method direct --quiet -o %s/c100.apd --force", dir, dir);
+    ck_assert_int_eq(convert(args, text, sizeof text), 0);
+    snprintf(p, sizeof p, "%s/c100.apd", dir);
+    apd_reader *r;
+    apd_err err;
+    ck_assert_msg(apd_reader_open(&r, p, NULL, &err) == APD_OK, "%s", err.msg);
+    apd_file_info fi;
+    apd_reader_info(r, &fi);
+    ck_assert_uint_eq(fi.n_classes, 100);
+    ck_assert_uint_eq(fi.n_records, 300);
+    for (uint32_t c = 0; c < 100; c++) ck_assert_uint_eq(apd_reader_class_count(r, c), 3);
+    ck_assert_str_eq(apd_reader_class_name(r, 0), "apple");
+    ck_assert_str_eq(apd_reader_class_name(r, 99), "worm");
+    uint32_t label;
+    ck_assert_int_eq(apd_reader_label(r, 7, &label), APD_OK);
+    ck_assert_uint_eq(label, 7); /* the fine label, not the coarse byte (7 / 5 = 1) */
+    apd_reader_close(r);
+    snprintf(args, sizeof args, "--input apd:%s/c100.apd --method dm --ipc 1 --iters 1 --batch-real 2 --threads 1 "
+             "--quiet -o %s/c100-dm.apd --force", dir, dir);
+    ck_assert_int_eq(convert(args, text, sizeof text), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/apd-eval %s/c100-dm.apd --test cifar100:%s --epochs 1 --runs 1 --batch 64 "
+             "--threads 1 --json > %s/eval.json 2>&1", APD_BINARY_DIR, dir, dir, dir);
+    int rc = system(cmd);
+    snprintf(p, sizeof p, "%s/eval.json", dir);
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    printf("apd-eval of the 100-class distillation: %s\n", text);
+    ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "\"n_classes\": 100"));
+    ck_assert_ptr_nonnull(strstr(text, "\"n_train\": 100"));
+    ck_assert_ptr_nonnull(strstr(text, "\"accuracies\": ["));
+}
+END_TEST
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/test_distill_source.XXXXXX", P_tmpdir);
@@ -394,6 +471,7 @@ int main(void)
     tcase_add_test(tc, quantized_apd_properties);
     tcase_add_test(tc, bad_sources);
     tcase_add_test(tc, cli_apd_input);
+    tcase_add_test(tc, cifar100_end_to_end);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_set_fork_status(sr, CK_NOFORK);
