@@ -207,7 +207,8 @@ APD_API void apd_distill_source_free(apd_distill_source *src);
  * it to calls that read pixels (apd_dataset_hash: use apd_distill_source_hash).
  * @return APD_OK; APD_EINVAL (NULL); APD_ENOMEM. */
 APD_API apd_status apd_distill_source_describe(const apd_distill_source *src, apd_dataset *out, apd_err *err);
-/* apd_dataset_hash of the source's images and labels (16 hex digits + NUL). */
+/* apd_dataset_hash of the source's images and labels (16 hex digits + NUL). An .apd source
+ * computed it when it was opened; an in-memory source hashes its dataset on the first call. */
 APD_API void apd_distill_source_hash(apd_distill_source *src, char out_hex[17]);
 /* Records of class cls in the source (0 if out of range). */
 APD_API uint64_t apd_distill_source_class_count(const apd_distill_source *src, uint32_t cls);
