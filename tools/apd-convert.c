@@ -4,7 +4,10 @@
  *               -o OUT.apd [--threads N] [--seed S] [--size N] [--limit N] [--force]
  *
  * SPEC is the one dataset syntax of libapd (apd/io.h): cifar10:PATH, cifar100:PATH,
- * idx:IMAGES,LABELS, fashion-mnist[:DIR], mnist:DIR, folder:DIR.
+ * idx:IMAGES,LABELS, fashion-mnist[:DIR], mnist:DIR, folder:DIR; and, for the distillation
+ * methods, apd:FILE: the real images come from an .apd file (quantized or direct) through
+ * apd_distill_source_open_apd, decoded per real batch, never all in memory (ctx.ds then
+ * describes the source without pixels: labels, names, normalisation for the provenance).
  *
  * Methods live in one dispatch table (METHODS below). Each has a validate step (method
  * options; a failure is a usage error, exit 2) and a run step that creates the writer through
@@ -75,7 +78,8 @@ typedef struct cv_ctx {
     cv_opts o;
     int argc;
     char **argv;
-    apd_dataset ds;
+    apd_dataset ds;              /* the imported dataset; for apd: its description (no pixels) */
+    apd_distill_source *src;     /* apd: sources only */
     apd_pool *pool;
     apd_writer *w;
     char hash[17];
@@ -613,7 +617,7 @@ static apd_status distill_run(cv_ctx *ctx)
     }
     apd_distill_result res;
     apd_err err;
-    apd_status s = apd_distill_run(&ctx->ds, d, &res, &err);
+    apd_status s = ctx->src ? apd_distill_run_source(ctx->src, d, &res, &err) : apd_distill_run(&ctx->ds, d, &res, &err);
     char why[700];
     if (s != APD_OK) {
         tool_progress_stop(&ctx->prog);
@@ -670,7 +674,9 @@ static void help(void)
            "\n"
            "Input:\n"
            "  -i, --input SPEC       cifar10:PATH | cifar100:PATH | idx:IMAGES,LABELS |\n"
-           "                         fashion-mnist[:DIR] | mnist:DIR | folder:DIR\n"
+           "                         fashion-mnist[:DIR] | mnist:DIR | folder:DIR |\n"
+           "                         apd:FILE (random|dm|autopalette only: real images read from\n"
+           "                         an .apd file one batch at a time, not loaded into memory)\n"
            "  -s, --split S          train (default), test, or val (folder: val/ or Tiny-ImageNet),\n"
            "                         where the source has that split (a single CIFAR file is the\n"
            "                         split its name says: another --split is an error)\n"
@@ -770,6 +776,18 @@ static int source_options(const cv_opts *o)
     const char *colon = strchr(o->input, ':');
     size_t kl = colon ? (size_t)(colon - o->input) : strlen(o->input);
     int folder = kl == 6 && !strncmp(o->input, "folder", 6);
+    if (kl == 3 && !strncmp(o->input, "apd", 3)) { /* one file = one split, already converted */
+        const char *bad = o->split ? "--split" : o->limit ? "--limit" : o->size ? "--size" : NULL;
+        if (bad) {
+            usage_error("%s does not apply to apd: sources (the file is one split, read as it is)", bad);
+            return 2;
+        }
+        if (o->method && strcmp(o->method, "random") && strcmp(o->method, "dm") && strcmp(o->method, "autopalette")) {
+            usage_error("apd: sources feed the distillation methods (random, dm, autopalette), not %s", o->method);
+            return 2;
+        }
+        return 0;
+    }
     int two_splits = (kl == 7 && !strncmp(o->input, "cifar10", 7)) || (kl == 8 && !strncmp(o->input, "cifar100", 8)) ||
                      (kl == 5 && !strncmp(o->input, "mnist", 5)) || (kl == 13 && !strncmp(o->input, "fashion-mnist", 13));
     if (o->size && !folder) {
@@ -900,6 +918,27 @@ static void report_limit(const cv_ctx *ctx)
     free(counts);
 }
 
+/* The input: apd_import of SPEC, or (apd:FILE) an .apd source and its description; then the
+ * content hash of the source. */
+static apd_status open_input(cv_ctx *ctx, apd_err *err)
+{
+    if (!strncmp(ctx->o.input, "apd:", 4)) {
+        const char *path = ctx->o.input + 4;
+        if (!*path) {
+            snprintf(err->msg, sizeof err->msg, "dataset '%s': missing path (expected apd:FILE)", ctx->o.input);
+            return err->code = APD_EDATASET;
+        }
+        CV_TRY(apd_distill_source_open_apd(&ctx->src, path, err));
+        CV_TRY(apd_distill_source_describe(ctx->src, &ctx->ds, err));
+        apd_distill_source_hash(ctx->src, ctx->hash);
+        return APD_OK;
+    }
+    apd_import_opts io = {.size = ctx->o.size, .limit = ctx->o.limit, .warn = on_import_warning};
+    CV_TRY(apd_import(&ctx->ds, ctx->o.input, ctx->o.split, &io, err));
+    apd_dataset_hash(&ctx->ds, ctx->hash);
+    return APD_OK;
+}
+
 static int convert_main(int argc, char **argv)
 {
     cv_ctx ctx;
@@ -934,9 +973,8 @@ static int convert_main(int argc, char **argv)
         fprintf(stderr, TOOL ": %s: removed %u temporar%s left by an interrupted run\n", ctx.o.output, stale,
                 stale == 1 ? "y" : "ies");
     ctx.t0 = tool_now();
-    apd_import_opts io = {.size = ctx.o.size, .limit = ctx.o.limit, .warn = on_import_warning};
     apd_err err;
-    apd_status s = apd_import(&ctx.ds, ctx.o.input, ctx.o.split, &io, &err);
+    apd_status s = open_input(&ctx, &err);
     if (s != APD_OK) {
         char why[700];
         fprintf(stderr, TOOL ": %s\n", tool_why(why, sizeof why, err.msg, s));
@@ -944,7 +982,6 @@ static int convert_main(int argc, char **argv)
     }
     double t_import = tool_now() - ctx.t0;
     if (ctx.o.limit && !ctx.o.quiet && root) report_limit(&ctx);
-    apd_dataset_hash(&ctx.ds, ctx.hash);
     if (!ctx.o.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         ctx.o.threads = n < 1 ? 1 : n > 16 ? 16 : (uint32_t)n;
@@ -952,6 +989,7 @@ static int convert_main(int argc, char **argv)
     if (ctx.o.threads > 1 && (s = apd_pool_create(&ctx.pool, ctx.o.threads)) != APD_OK) {
         fprintf(stderr, TOOL ": cannot start %u threads (%s)\n", ctx.o.threads, apd_strerror(s));
         apd_dataset_free(&ctx.ds);
+        apd_distill_source_free(ctx.src);
         return 1;
     }
     double t1 = tool_now();
@@ -978,6 +1016,7 @@ static int convert_main(int argc, char **argv)
     }
     apd_pool_free(ctx.pool);
     apd_dataset_free(&ctx.ds);
+    apd_distill_source_free(ctx.src);
     return s == APD_OK ? 0 : 1;
 }
 

@@ -189,6 +189,67 @@ APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_op
 /* Free the arrays and strings of res and zero it; NULL and zeroed results are fine. */
 APD_API void apd_distill_result_free(apd_distill_result *res);
 
+/* ---- real-image sources ------------------------------------------------------------------
+ *
+ * apd_distill_run takes the real images as an in-memory dataset. apd_distill_run_source
+ * takes them from a source instead: an in-memory dataset (borrowed) or an .apd file
+ * (quantized or direct) read through the reader, so that, e.g., a converted ImageNet subset
+ * can be distilled without its JPEG folder and without holding it in memory. A source keeps
+ * only a per-class index of record ids (plus labels and source ids, 16 bytes a record); the
+ * images of a real batch are decoded on demand, so the peak memory of a distillation is the
+ * real batches and the synthetic set, not the source (docs/distill.md has the measurement).
+ * Both kinds give the same real batches for the same seed: distilling an .apd file holding
+ * exactly a dataset's pixels (a direct file, or the same mean/std) gives the same bytes as
+ * distilling that dataset in memory.
+ *
+ *     apd_distill_source *src;
+ *     if (apd_distill_source_open_apd(&src, "imagenette-k64.apd", &err) != APD_OK) ...err.msg...
+ *     apd_dataset desc;                         // labels, names, normalisation; no pixels
+ *     apd_distill_source_describe(src, &desc, &err);
+ *     apd_distill_run_source(src, &o, &res, &err);
+ *     ... apd_distill_write(w, &res, &desc, seed, "autopalette") ...
+ *     apd_dataset_free(&desc); apd_distill_result_free(&res); apd_distill_source_free(src);
+ *
+ * Thread safety: a source is used by one call at a time. */
+typedef struct apd_distill_source apd_distill_source;
+
+/* A source over an in-memory dataset, which is borrowed (it must outlive the source and not
+ * change). The normalisation is apd_dataset_mean_std of its pixels, as apd_distill_run's.
+ * @return APD_OK; APD_EINVAL (NULL, empty or non-1/3-channel dataset, n_classes 0, a label
+ *         >= n_classes, naming the image); APD_ENOMEM. On failure *out is NULL. */
+APD_API apd_status apd_distill_source_from_dataset(apd_distill_source **out, const apd_dataset *real,
+                                                   apd_err *err);
+/* A source over the .apd file at path (palette or direct records). Opening reads every
+ * record once, without keeping its pixels: the labels, the source ids, the content hash
+ * (apd_dataset_hash of the decoded images, so it equals the hash of the same images
+ * imported in memory) and the checksum of every record, so a damaged record is an error
+ * here, not hours into a run. The normalisation is the mean/std the file records (when it
+ * records none, the mean/std of its decoded pixels, computed in the same pass).
+ * @return APD_OK; the codes of apd_reader_open and apd_reader_decode (the message names
+ *         the file and record); APD_EDATASET (no classes, a class without records, no
+ *         records, a label >= n_classes: the message names the file and the class);
+ *         APD_ENOMEM. On failure *out is NULL. */
+APD_API apd_status apd_distill_source_open_apd(apd_distill_source **out, const char *path, apd_err *err);
+/* NULL ok. Closes an .apd source's reader. */
+APD_API void apd_distill_source_free(apd_distill_source *src);
+/* The source as a dataset WITHOUT pixels (pixels NULL), for the writer and the provenance:
+ * n, geometry, labels, source ids (an .apd source: the records' source ids, else the record
+ * index; so synthetic records name the image of the original dataset), n_classes, class
+ * names, name, split, source (an .apd source: "apd:PATH"), and the normalisation as
+ * has_norm/norm_mean/norm_std. out must be zeroed; free with apd_dataset_free. Do not pass
+ * it to calls that read pixels (apd_dataset_hash: use apd_distill_source_hash).
+ * @return APD_OK; APD_EINVAL (NULL); APD_ENOMEM. */
+APD_API apd_status apd_distill_source_describe(const apd_distill_source *src, apd_dataset *out, apd_err *err);
+/* apd_dataset_hash of the source's images and labels (16 hex digits + NUL). An .apd source
+ * computed it when it was opened; an in-memory source hashes its dataset on the first call. */
+APD_API void apd_distill_source_hash(apd_distill_source *src, char out_hex[17]);
+/* Records of class cls in the source (0 if out of range). */
+APD_API uint64_t apd_distill_source_class_count(const apd_distill_source *src, uint32_t cls);
+/* apd_distill_run over a source: the same contract, options and codes, plus the reader's
+ * codes when a record fails to decode during the run (the message names file and record). */
+APD_API apd_status apd_distill_run_source(apd_distill_source *src, const apd_distill_opts *o,
+                                          apd_distill_result *res, apd_err *err);
+
 /* Writing the result (apd/format.h). apd_distill_writer_opts fills *wo (defaults plus the
  * geometry, record kind, K, classes and normalisation of the result; class names from real
  * if it has them). apd_distill_write appends every record (source id = the initialising real

@@ -48,32 +48,45 @@ void apd_dataset_free(apd_dataset *ds)
 
 /* apd-h64: h = mix64(h ^ word) over: (n, c, h, w) as one word each, the pixel bytes as
  * little-endian 8-byte words (last word zero-padded), then the labels as little-endian
- * 8-byte words of two uint32 each (zero-padded). Start value 0x61706468363421 ("apdh64!"). */
-static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t len)
+ * 8-byte words of two uint32 each (zero-padded). Start value 0x61706468363421 ("apdh64!").
+ * The streaming form (apd__dhash_*, common/internal.h) lets a source that is never held in
+ * memory (an .apd file read record by record) get the same hash as the imported dataset. */
+void apd__dhash_begin(apd__dhash *d, uint64_t n, uint32_t c, uint32_t h, uint32_t w)
 {
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) h = apd__mix64(h ^ apd__ld64(p + i));
-    if (i < len) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p + i, len - i);
-        h = apd__mix64(h ^ apd__ld64(tail));
-    }
-    return h;
+    memset(d, 0, sizeof *d);
+    d->h = 0x61706468363421ull;
+    d->h = apd__mix64(d->h ^ n);
+    d->h = apd__mix64(d->h ^ c);
+    d->h = apd__mix64(d->h ^ h);
+    d->h = apd__mix64(d->h ^ w);
 }
 
-void apd_dataset_hash(const apd_dataset *ds, char out_hex[17])
+void apd__dhash_pixels(apd__dhash *d, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (d->nt && i < len) { /* complete a word left open by the previous call */
+        d->tail[d->nt++] = p[i++];
+        if (d->nt == 8) {
+            d->h = apd__mix64(d->h ^ apd__ld64(d->tail));
+            d->nt = 0;
+        }
+    }
+    for (; i + 8 <= len; i += 8) d->h = apd__mix64(d->h ^ apd__ld64(p + i));
+    for (; i < len; i++) d->tail[d->nt++] = p[i];
+}
+
+void apd__dhash_finish(apd__dhash *d, const uint32_t *labels, uint64_t n, char out_hex[17])
 {
     static const char hx[] = "0123456789abcdef";
-    uint64_t h = 0x61706468363421ull;
-    h = apd__mix64(h ^ ds->n);
-    h = apd__mix64(h ^ ds->c);
-    h = apd__mix64(h ^ ds->h);
-    h = apd__mix64(h ^ ds->w);
-    h = hash_bytes(h, ds->pixels, (size_t)ds->n * apd_dataset_image_bytes(ds));
-    for (uint64_t i = 0; i < ds->n; i += 2) {
+    uint64_t h = d->h;
+    if (d->nt) {
+        memset(d->tail + d->nt, 0, 8 - d->nt);
+        h = apd__mix64(h ^ apd__ld64(d->tail));
+    }
+    for (uint64_t i = 0; i < n; i += 2) {
         uint8_t b[8] = {0};
-        apd__st32(b, ds->labels[i]);
-        if (i + 1 < ds->n) apd__st32(b + 4, ds->labels[i + 1]);
+        apd__st32(b, labels[i]);
+        if (i + 1 < n) apd__st32(b + 4, labels[i + 1]);
         h = apd__mix64(h ^ apd__ld64(b));
     }
     for (int i = 15; i >= 0; i--) {
@@ -81,6 +94,14 @@ void apd_dataset_hash(const apd_dataset *ds, char out_hex[17])
         h >>= 4;
     }
     out_hex[16] = '\0';
+}
+
+void apd_dataset_hash(const apd_dataset *ds, char out_hex[17])
+{
+    apd__dhash d;
+    apd__dhash_begin(&d, ds->n, ds->c, ds->h, ds->w);
+    apd__dhash_pixels(&d, ds->pixels, (size_t)ds->n * apd_dataset_image_bytes(ds));
+    apd__dhash_finish(&d, ds->labels, ds->n, out_hex);
 }
 
 void apd_dataset_mean_std(const apd_dataset *ds, float mean[3], float std[3])

@@ -85,6 +85,18 @@ static inline void apd__st64(uint8_t *p, uint64_t v)
     apd__st32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* apd_dataset_hash ("apd-h64", common/dataset.c) fed piece by piece: begin with the
+ * geometry, pixels in dataset order in any number of calls, finish with the labels. Gives
+ * the same 16 hex digits as apd_dataset_hash of the whole dataset. */
+typedef struct apd__dhash {
+    uint64_t h;
+    uint8_t tail[8]; /* bytes of a word not yet complete */
+    size_t nt;
+} apd__dhash;
+void apd__dhash_begin(apd__dhash *d, uint64_t n, uint32_t c, uint32_t h, uint32_t w);
+void apd__dhash_pixels(apd__dhash *d, const uint8_t *p, size_t len);
+void apd__dhash_finish(apd__dhash *d, const uint32_t *labels, uint64_t n, char out_hex[17]);
+
 /* Monotonic wall clock in seconds. */
 double apd__now(void);
 

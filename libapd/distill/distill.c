@@ -408,7 +408,7 @@ static uint32_t net_side(uint32_t side) { return side == 28 ? 32 : side; }
 
 /* Every ConvNet of the run (DM loop, selection net) halves the image depth times: the side
  * must divide by 2^depth (a clear message here rather than APD_ESHAPE from the net). */
-static apd_status check_net_shape(const apd_dataset *real, const apd_distill_opts *o, apd_err *err)
+static apd_status check_net_shape(const apd_distill_source *real, const apd_distill_opts *o, apd_err *err)
 {
     int graphcut = (o->init_set ? o->init : o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT
                                                                                  : APD_INIT_RANDOM) == APD_INIT_GRAPHCUT;
@@ -422,12 +422,9 @@ static apd_status check_net_shape(const apd_dataset *real, const apd_distill_opt
     return APD_OK;
 }
 
-static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, apd_err *err)
+/* Options against the source's geometry (the source checked its labels when it was made). */
+static apd_status validate(const apd_distill_source *real, const apd_distill_opts *o, apd_err *err)
 {
-    if (!real || !real->pixels || !real->labels || real->n == 0 || real->n_classes == 0)
-        return apd__err_set(err, APD_EINVAL, "distill: empty real dataset");
-    if (real->c != 1 && real->c != 3)
-        return apd__err_set(err, APD_EINVAL, "distill: %u channels (need 1 or 3)", real->c);
     if (o->method > APD_DISTILL_AUTOPALETTE)
         return apd__err_set(err, APD_EINVAL, "distill: unknown method %d", (int)o->method);
     if (o->ipc == 0) return apd__err_set(err, APD_EINVAL, "distill: --ipc must be >= 1");
@@ -449,28 +446,27 @@ static apd_status validate(const apd_dataset *real, const apd_distill_opts *o, a
         return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
         return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
-    for (uint64_t i = 0; i < real->n; i++)
-        if (real->labels[i] >= real->n_classes)
-            return apd__err_set(err, APD_EINVAL, "distill: image %llu has label %u >= %u classes",
-                                (unsigned long long)i, real->labels[i], real->n_classes);
     return APD_OK;
 }
 
-/* Random initial images: per class, images_per_class distinct real images in a seeded order. */
-static apd_status pick_random(const apd_distill_ctx *x, const apd_dataset *real, uint64_t *src)
+/* Random initial images: per class, images_per_class distinct real images in a seeded order
+ * (a partial shuffle of the class's ids in ascending order). */
+static apd_status pick_random(const apd_distill_ctx *x, const apd_distill_source *real, uint64_t *src)
 {
-    uint32_t *idx = malloc((size_t)real->n * sizeof *idx);
+    uint64_t max_n = 1;
+    for (uint32_t cls = 0; cls < x->n_classes; cls++)
+        if (real->cls_off[cls + 1] - real->cls_off[cls] > max_n) max_n = real->cls_off[cls + 1] - real->cls_off[cls];
+    uint64_t *idx = malloc((size_t)max_n * sizeof *idx);
     if (!idx) return APD_ENOMEM;
     for (uint32_t cls = 0; cls < x->n_classes; cls++) {
-        uint64_t m = 0;
-        for (uint64_t i = 0; i < real->n; i++)
-            if (real->labels[i] == cls) idx[m++] = (uint32_t)i;
+        uint64_t m = real->cls_off[cls + 1] - real->cls_off[cls];
+        memcpy(idx, real->cls_ids + real->cls_off[cls], (size_t)m * sizeof *idx);
         apd__rng r;
         apd__rng_seed(&r, x->seed, 0x696e6974ull /* "init" */ * 1000 + cls);
         /* partial Fisher-Yates for the first images_per_class */
         for (uint64_t t = 0; t < x->images_per_class; t++) {
             uint64_t j = t + apd__rng_below(&r, m - t);
-            uint32_t tmp = idx[t];
+            uint64_t tmp = idx[t];
             idx[t] = idx[j];
             idx[j] = tmp;
         }
@@ -481,20 +477,31 @@ static apd_status pick_random(const apd_distill_ctx *x, const apd_dataset *real,
     return APD_OK;
 }
 
+static apd_status run_source(apd_distill_source *src, const apd_distill_opts *o, apd_distill_result *res,
+                             apd_err *err, uint32_t bench_iters, double *t_first, double *t_rest);
+
 APD_API apd_status apd_distill_run(const apd_dataset *real, const apd_distill_opts *o,
                                    apd_distill_result *res, apd_err *err)
 {
     return apd__distill_run_bench(real, o, res, err, 0, NULL, NULL);
 }
 
+APD_API apd_status apd_distill_run_source(apd_distill_source *src, const apd_distill_opts *o,
+                                          apd_distill_result *res, apd_err *err)
+{
+    if (res) memset(res, 0, sizeof *res);
+    if (!src) return apd__err_set(err, APD_EINVAL, "distill: NULL source");
+    return run_source(src, o, res, err, 0, NULL, NULL);
+}
+
 /* The run context: geometry, seed, thread count, init, K, synthetic images per class (from
  * the budget rule) and the normalisation; every class must have that many images. */
-static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const apd_distill_opts *o,
+static apd_status ctx_init(apd_distill_ctx *x, apd_distill_source *real, const apd_distill_opts *o,
                            uint32_t bench_iters, apd_err *err)
 {
     memset(x, 0, sizeof *x);
     x->o = o;
-    x->real = real;
+    x->src = real;
     x->c = real->c;
     x->h = real->h;
     x->w = real->w;
@@ -527,22 +534,20 @@ static apd_status ctx_init(apd_distill_ctx *x, const apd_dataset *real, const ap
         x->images_per_class = bd.images_per_class;
     } else
         x->images_per_class = o->ipc; /* full-colour methods: IPC images is the budget */
-    apd_dataset_mean_std(real, x->mean, x->std);
+    memcpy(x->mean, real->mean, sizeof x->mean);
+    memcpy(x->std, real->std, sizeof x->std);
     for (uint32_t ch = 0; ch < x->c; ch++)
         if (!(x->std[ch] > 1e-6f)) x->std[ch] = 1.0f;
-
-    uint64_t *counts = calloc(x->n_classes, sizeof *counts);
-    if (!counts) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-    apd_dataset_class_counts(real, counts);
-    apd_status s = APD_OK;
-    for (uint32_t cls = 0; cls < x->n_classes && s == APD_OK; cls++)
-        if (counts[cls] < x->images_per_class)
-            s = apd__err_set(err, APD_EINVAL,
-                             "distill: class %u has %llu images, fewer than the %llu "
-                             "synthetic images per class the budget asks for",
-                             cls, (unsigned long long)counts[cls], (unsigned long long)x->images_per_class);
-    free(counts);
-    return s;
+    for (uint32_t cls = 0; cls < x->n_classes; cls++) {
+        uint64_t count = apd_distill_source_class_count(real, cls);
+        if (count < x->images_per_class)
+            return apd__err_set(err, APD_EINVAL,
+                                "distill: class %u has %llu images%s%s, fewer than the %llu "
+                                "synthetic images per class the budget asks for",
+                                cls, (unsigned long long)count, real->path ? " in " : "",
+                                real->path ? real->path : "", (unsigned long long)x->images_per_class);
+    }
+    return APD_OK;
 }
 
 /* The provenance JSON of the result (hyperparameters, budget, stats). */
@@ -569,8 +574,11 @@ static apd_status random_records(apd_distill_ctx *x, apd_distill_result *res, ap
     res->kind = APD_KIND_DIRECT;
     res->pixels = malloc((size_t)res->n * img);
     if (!res->pixels) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-    for (uint64_t i = 0; i < res->n; i++)
-        memcpy(res->pixels + i * img, x->real->pixels + res->source_ids[i] * img, img);
+    for (uint64_t i = 0; i < res->n; i++) {
+        const uint8_t *im;
+        APD_TRY(apd__dsrc_image(x->src, res->source_ids[i], res->pixels + i * img, &im, err));
+        if (im != res->pixels + i * img) memcpy(res->pixels + i * img, im, img);
+    }
     if (x->o->quantizer >= 0) return quantize_records(x, res, err);
     return APD_OK;
 }
@@ -578,6 +586,17 @@ static apd_status random_records(apd_distill_ctx *x, apd_distill_result *res, ap
 apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opts *o,
                                   apd_distill_result *res, apd_err *err, uint32_t bench_iters,
                                   double *t_first, double *t_rest)
+{
+    if (res) memset(res, 0, sizeof *res);
+    apd_distill_source *src;
+    APD_TRY(apd_distill_source_from_dataset(&src, real, err));
+    apd_status s = run_source(src, o, res, err, bench_iters, t_first, t_rest);
+    apd_distill_source_free(src);
+    return s;
+}
+
+static apd_status run_source(apd_distill_source *real, const apd_distill_opts *o, apd_distill_result *res,
+                             apd_err *err, uint32_t bench_iters, double *t_first, double *t_rest)
 {
     if (!res || !o) return apd__err_set(err, APD_EINVAL, "distill: NULL argument");
     memset(res, 0, sizeof *res);

@@ -46,10 +46,37 @@ void apd__dsb_num(apd__dsb *b, double v);
 void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 const char *apd__distill_init_name(apd_distill_init i);
+
+/* The real images of a run (source.c): an in-memory dataset or an .apd file. Both give the
+ * labels and a per-class index in memory, and the images one at a time (apd__dsrc_image). */
+struct apd_distill_source {
+    uint64_t n;                 /* images */
+    uint32_t c, h, w, n_classes;
+    size_t img;                 /* c*h*w */
+    const uint32_t *labels;     /* [n] */
+    uint64_t *cls_off;          /* [n_classes + 1]: class cls is cls_ids[cls_off[cls] ..) */
+    uint64_t *cls_ids;          /* [n] image ids, class-major, ascending within a class */
+    float mean[3], std[3];      /* normalisation of pixels/255 */
+    char hash[17];              /* apd_dataset_hash, once computed */
+    int have_hash;
+    const apd_dataset *ds;      /* in-memory source (borrowed), else NULL */
+    /* .apd source */
+    apd_reader *r;
+    char *path;
+    uint32_t *own_labels;       /* [n] */
+    uint64_t *source_ids;       /* [n] */
+    char (*names)[APD_MAX_CLASS_NAME]; /* [n_classes] */
+    char name[64], split[16];
+};
+
+/* Image i (uint8 CHW, img bytes): *out points into the dataset, or at scratch (img bytes)
+ * holding the decoded record. APD_OK or the reader's code (message names file and record). */
+apd_status apd__dsrc_image(apd_distill_source *s, uint64_t i, uint8_t *scratch, const uint8_t **out,
+                           apd_err *err);
 /* State shared by the stages of one apd_distill_run. */
 typedef struct apd_distill_ctx {
     const apd_distill_opts *o;
-    const apd_dataset *real;
+    apd_distill_source *src; /* the real images */
     uint32_t c, h, w, n_classes, k, threads;
     uint32_t depth, embed;  /* ConvNet depth (opts or by resolution) and its embedding size */
     uint64_t seed;

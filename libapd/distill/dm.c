@@ -73,10 +73,9 @@ typedef struct dm_state {
     float *mom;         /* [N, img] pixel momentum */
     int mom_init;
     float *grad;        /* [N, img] */
-    /* per-class real indices */
-    uint32_t **cls_idx;
-    uint64_t *cls_n;
-    uint32_t *scratch_idx;
+    /* real images: ids from the source's per-class index, decoded on demand */
+    uint64_t *scratch_idx; /* [max(largest class, N)] */
+    uint8_t *img8;         /* [img] one decoded real image */
     /* network and buffers */
     apd_pool *pool;
     apd_convnet *net;
@@ -109,11 +108,8 @@ static void state_free(dm_state *s)
     free(s->syn);
     free(s->mom);
     free(s->grad);
-    if (s->cls_idx)
-        for (uint32_t c = 0; c < s->x->n_classes; c++) free(s->cls_idx[c]);
-    free(s->cls_idx);
-    free(s->cls_n);
     free(s->scratch_idx);
+    free(s->img8);
     apd_convnet_free(s->net);
     apd_pool_free(s->pool);
     free(s->real_f);
@@ -168,24 +164,27 @@ static uint8_t to_u8(float v, float mean, float std)
 
 /* ---- the real batch ---------------------------------------------------------------------- */
 
-/* Fill s->real_f with min(batch_real, n_c) images of class cls drawn without replacement
- * from (seed, stream). Returns the count. */
-static uint32_t real_batch(dm_state *s, uint32_t cls, uint64_t stream)
+/* Fill s->real_f with *b = min(batch_real, n_c) images of class cls drawn without
+ * replacement from (seed, stream): a partial shuffle of the class's ids (ascending), each
+ * drawn image decoded from the source as it is drawn. APD_OK or the source's read error. */
+static apd_status real_batch(dm_state *s, uint32_t cls, uint64_t stream, uint32_t *b, apd_err *err)
 {
-    uint64_t n = s->cls_n[cls];
-    uint32_t b = s->o->batch_real < n ? s->o->batch_real : (uint32_t)n;
-    memcpy(s->scratch_idx, s->cls_idx[cls], (size_t)n * sizeof *s->scratch_idx);
+    apd_distill_source *src = s->x->src;
+    uint64_t n = src->cls_off[cls + 1] - src->cls_off[cls];
+    *b = s->o->batch_real < n ? s->o->batch_real : (uint32_t)n;
+    memcpy(s->scratch_idx, src->cls_ids + src->cls_off[cls], (size_t)n * sizeof *s->scratch_idx);
     apd__rng r;
     apd__rng_seed(&r, s->x->seed, stream);
-    for (uint32_t t = 0; t < b; t++) {
+    for (uint32_t t = 0; t < *b; t++) {
         uint64_t j = t + apd__rng_below(&r, n - t);
-        uint32_t tmp = s->scratch_idx[t];
+        uint64_t tmp = s->scratch_idx[t];
         s->scratch_idx[t] = s->scratch_idx[j];
         s->scratch_idx[j] = tmp;
-        to_float(s, s->real_f + (size_t)t * s->img,
-                 s->x->real->pixels + (size_t)s->scratch_idx[t] * s->img);
+        const uint8_t *im;
+        APD_TRY(apd__dsrc_image(src, s->scratch_idx[t], s->img8, &im, err));
+        to_float(s, s->real_f + (size_t)t * s->img, im);
     }
-    return b;
+    return APD_OK;
 }
 
 /* ---- one iteration ------------------------------------------------------------------------ */
@@ -243,7 +242,8 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
     uint32_t ipc = (uint32_t)s->ipc;
     uint64_t it = ic->it;
     apd_status st;
-    uint32_t b = real_batch(s, cls, stream_ic(ST_REAL, it, cls));
+    uint32_t b;
+    APD_TRY(real_batch(s, cls, stream_ic(ST_REAL, it, cls), &b, err));
     apd_dsa_sample smp;
     apd_dsa_params dp;
     st = apd_dsa_draw(&dp, &smp, 1, &ic->dcfg, APD_DSA_SIAMESE, x->seed, stream_ic(ST_DSA, it, cls), b, x->h, x->w);
@@ -303,11 +303,11 @@ static apd_status take_subset(dm_state *s, uint64_t it, apd_err *err)
     size_t img = s->img;
     apd__rng r;
     apd__rng_seed(&r, x->seed, ST_SUBSET | it);
-    uint32_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
+    uint64_t *perm = s->scratch_idx; /* N <= scratch size (checked at setup) */
     for (uint32_t i = 0; i < s->N; i++) perm[i] = i;
     for (uint32_t t = 0; t < s->n_sub; t++) {
         uint64_t j = t + apd__rng_below(&r, s->N - t);
-        uint32_t tmp = perm[t];
+        uint64_t tmp = perm[t];
         perm[t] = perm[j];
         perm[j] = tmp;
     }
@@ -408,7 +408,9 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
     for (uint32_t k = 0; k < n_nets && st == APD_OK; k++) {
         apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_EVAL | k)), 0);
         for (uint32_t cls = x->cls_lo; cls < x->cls_hi && st == APD_OK; cls++) {
-            uint32_t b = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls));
+            uint32_t b;
+            st = real_batch(s, cls, stream_ic(ST_EVALREAL, k, cls), &b, err);
+            if (st != APD_OK) break;
             st = apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_f, b);
             if (st != APD_OK) break;
             apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
@@ -469,7 +471,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);
     char hex[17];
-    apd_dataset_hash(s->x->real, hex);
+    apd_distill_source_hash(s->x->src, hex);
     h = fnv(h, hex, 16);
     h = fnv(h, src, (size_t)s->N * sizeof *src);
     return h;
@@ -782,29 +784,21 @@ static void palette_state_text(char *buf, size_t len, const dm_state *s)
 
 #define OOM(err) apd__err_set((err), APD_ENOMEM, "distill: out of memory")
 
-/* The normalisation table and the per-class lists of real image indices. */
+/* The normalisation table, the draw scratch (the largest class's ids, or the N synthetic
+ * indices of the colour-loss subset) and the synthetic set. */
 static apd_status setup_classes(dm_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
     int fail = 0;
     for (uint32_t ch = 0; ch < x->c; ch++)
         for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
-    s->cls_idx = calloc(x->n_classes, sizeof *s->cls_idx);
-    s->cls_n = calloc(x->n_classes, sizeof *s->cls_n);
-    if (!s->cls_idx || !s->cls_n) return OOM(err);
-    for (uint64_t i = 0; i < x->real->n; i++) s->cls_n[x->real->labels[i]]++;
     uint64_t max_n = s->N;
     for (uint32_t c = 0; c < x->n_classes; c++) {
-        s->cls_idx[c] = xmalloc(s->cls_n[c] ? s->cls_n[c] : 1, sizeof(uint32_t), &fail);
-        if (s->cls_n[c] > max_n) max_n = s->cls_n[c];
-        s->cls_n[c] = 0;
+        uint64_t m = apd_distill_source_class_count(x->src, c);
+        if (m > max_n) max_n = m;
     }
-    if (fail) return OOM(err);
-    for (uint64_t i = 0; i < x->real->n; i++) {
-        uint32_t c = x->real->labels[i];
-        s->cls_idx[c][s->cls_n[c]++] = (uint32_t)i;
-    }
-    s->scratch_idx = xmalloc(max_n, sizeof(uint32_t), &fail);
+    s->scratch_idx = xmalloc(max_n, sizeof(uint64_t), &fail);
+    s->img8 = xmalloc(s->img, 1, &fail);
     s->syn = xmalloc(s->N * s->img, sizeof(float), &fail);
     s->mom = xmalloc(s->N * s->img, sizeof(float), &fail);
     s->grad = xmalloc(s->N * s->img, sizeof(float), &fail);
@@ -909,10 +903,14 @@ static apd_status setup_parallel(dm_state *s, apd_err *err)
 /* ---- run: initial state ---------------------------------------------------------------------- */
 
 /* synthetic image i = real image src[i], normalised */
-static void init_from_real(const dm_state *s, float *dst, const uint64_t *src)
+static apd_status init_from_real(const dm_state *s, float *dst, const uint64_t *src, apd_err *err)
 {
-    for (uint64_t i = 0; i < s->N; i++)
-        to_float(s, dst + i * s->img, s->x->real->pixels + src[i] * s->img);
+    for (uint64_t i = 0; i < s->N; i++) {
+        const uint8_t *im;
+        APD_TRY(apd__dsrc_image(s->x->src, src[i], s->img8, &im, err));
+        to_float(s, dst + i * s->img, im);
+    }
+    return APD_OK;
 }
 
 /* Remedy kmeans-init: the palette network starts at a k-means partition of the initial
@@ -970,7 +968,7 @@ static apd_status init_state(dm_state *s, const apd_distill_result *res, uint64_
                          (unsigned long long)*it0, o->iters);
         return APD_OK;
     }
-    init_from_real(s, s->syn, res->source_ids);
+    APD_TRY(init_from_real(s, s->syn, res->source_ids, err));
     if (s->palette && (o->remedy & APD_REMEDY_KMEANS_INIT)) APD_TRY(palette_kmeans_init(s, err));
     if (s->palette && (o->remedy & APD_REMEDY_WARMUP) && o->warmup_steps) APD_TRY(palette_warmup(s, err));
     return APD_OK;
@@ -998,8 +996,8 @@ static apd_status initial_eval_loss(dm_state *s, const apd_distill_result *res, 
     if (!s->o->resume_path) return eval_loss(s, s->syn, 2, eval0, APD_OK, err);
     int fail = 0;
     float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
-    if (!fail) init_from_real(s, init, res->source_ids);
-    apd_status st = eval_loss(s, init, 2, eval0, fail ? OOM(err) : APD_OK, err);
+    apd_status st = fail ? OOM(err) : init_from_real(s, init, res->source_ids, err);
+    st = eval_loss(s, init, 2, eval0, st, err);
     free(init);
     return st;
 }

@@ -13,6 +13,11 @@
  * in ascending dataset order (as the reference).
  * A batch whose activations exceed APD_CONVNET_ACT_BUDGET (apd/nn.h; at 128 px about 30
  * images) is trained as several forward/backward passes with accumulated gradients.
+ *
+ * Memory: a candidate is decoded from the source and median-cut again each time a batch
+ * needs it (select_epochs + 1 times in all), instead of holding every quantized candidate:
+ * the quantization costs well under a percent of the network's forward and backward pass
+ * on the same image, and the selection's memory stays one batch whatever the source size.
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +53,7 @@ typedef struct sel_state {
     uint64_t *cand;      /* [n_cand] candidate real indices, class-major */
     uint64_t n_cand;
     uint32_t *labels;    /* [n_cand] */
-    uint8_t *qimg;       /* [n_cand, img] median-cut candidates */
+    uint8_t *img8, *idx8;/* [img] a decoded candidate, [p] its median-cut index map */
     float lut[3][256];   /* uint8 -> normalised float per channel */
     apd_pool *pool;
     apd_convnet *net;
@@ -69,7 +74,8 @@ static void sel_free(sel_state *s)
     free(s->all);
     free(s->cand);
     free(s->labels);
-    free(s->qimg);
+    free(s->img8);
+    free(s->idx8);
     free(s->order);
     free(s->xb);
     free(s->logits);
@@ -86,24 +92,17 @@ static apd_status sel_oom(apd_err *err)
 /* Candidates, class-major: all images of each class or a seeded subset of select_limit. */
 static apd_status sel_candidates(sel_state *s, apd_err *err)
 {
-    const apd_dataset *real = s->x->real;
+    const apd_distill_source *real = s->x->src;
     const apd_distill_opts *o = s->o;
     uint32_t C = s->C;
     s->cls_n = calloc(C, sizeof *s->cls_n);
     s->cls_off = calloc(C + 1, sizeof *s->cls_off);
     s->all = malloc((size_t)real->n * sizeof *s->all);
-    uint64_t *fill = calloc(C, sizeof *fill);
-    if (!s->cls_n || !s->cls_off || !s->all || !fill) {
-        free(fill);
-        return sel_oom(err);
-    }
-    for (uint64_t i = 0; i < real->n; i++) s->cls_n[real->labels[i]]++;
-    for (uint32_t c = 0; c < C; c++) s->cls_off[c + 1] = s->cls_off[c] + s->cls_n[c];
-    for (uint64_t i = 0; i < real->n; i++) {
-        uint32_t c = real->labels[i];
-        s->all[s->cls_off[c] + fill[c]++] = i;
-    }
-    free(fill);
+    if (!s->cls_n || !s->cls_off || !s->all) return sel_oom(err);
+    /* the source's per-class index: ids class-major, ascending within a class */
+    memcpy(s->cls_off, real->cls_off, (size_t)(C + 1) * sizeof *s->cls_off);
+    memcpy(s->all, real->cls_ids, (size_t)real->n * sizeof *s->all);
+    for (uint32_t c = 0; c < C; c++) s->cls_n[c] = s->cls_off[c + 1] - s->cls_off[c];
     uint64_t n_cand = 0;
     for (uint32_t c = 0; c < C; c++) {
         uint64_t m = s->cls_n[c];
@@ -129,8 +128,9 @@ static apd_status sel_candidates(sel_state *s, apd_err *err)
     s->n_cand = n_cand;
     s->cand = malloc((size_t)n_cand * sizeof *s->cand);
     s->labels = malloc((size_t)n_cand * sizeof *s->labels);
-    s->qimg = malloc((size_t)n_cand * s->img);
-    if (!s->cand || !s->labels || !s->qimg) return sel_oom(err);
+    s->img8 = malloc(s->img);
+    s->idx8 = malloc(s->p);
+    if (!s->cand || !s->labels || !s->img8 || !s->idx8) return sel_oom(err);
     uint64_t k = 0;
     for (uint32_t c = 0; c < C; c++)
         for (uint64_t t = 0; t < s->cls_n[c]; t++) {
@@ -141,29 +141,6 @@ static apd_status sel_candidates(sel_state *s, apd_err *err)
     /* class-major offsets of the candidate list */
     s->cls_off[0] = 0;
     for (uint32_t c = 0; c < C; c++) s->cls_off[c + 1] = s->cls_off[c] + s->cls_n[c];
-    return APD_OK;
-}
-
-/* 1. Median-cut quantization of every candidate into s->qimg. */
-static apd_status sel_quantize(sel_state *s, apd_err *err)
-{
-    const apd_distill_ctx *x = s->x;
-    uint8_t pal[APD_MAX_COLORS * 3];
-    uint8_t *idx = malloc(s->p);
-    if (!idx) return sel_oom(err);
-    for (uint64_t i = 0; i < s->n_cand; i++) {
-        uint32_t ku = 0;
-        const uint8_t *im = x->real->pixels + s->cand[i] * s->img;
-        apd_status st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, idx, &ku);
-        if (st != APD_OK) {
-            free(idx);
-            return apd__err_set(err, st, "distill: median cut of image %llu failed", (unsigned long long)s->cand[i]);
-        }
-        uint8_t *q = s->qimg + i * s->img;
-        for (uint32_t ch = 0; ch < x->c; ch++)
-            for (size_t j = 0; j < s->p; j++) q[ch * s->p + j] = pal[idx[j] * x->c + ch];
-    }
-    free(idx);
     return APD_OK;
 }
 
@@ -200,12 +177,20 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
     return APD_OK;
 }
 
-/* Normalised candidate j (quantized) into dst. */
-static void sel_load(const sel_state *s, float *dst, uint64_t j)
+/* 1. Candidate j (its real image median-cut to K colours), normalised, into dst. */
+static apd_status sel_load(sel_state *s, float *dst, uint64_t j, apd_err *err)
 {
-    const uint8_t *q = s->qimg + j * s->img;
-    for (uint32_t ch = 0; ch < s->x->c; ch++)
-        for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][q[ch * s->p + k]];
+    const apd_distill_ctx *x = s->x;
+    uint8_t pal[APD_MAX_COLORS * 3];
+    const uint8_t *im;
+    uint32_t ku = 0;
+    APD_TRY(apd__dsrc_image(x->src, s->cand[j], s->img8, &im, err));
+    apd_status st = apd_quantize_image(APD_QUANT_MEDIAN_CUT, im, x->c, x->h, x->w, x->k, 0, pal, s->idx8, &ku);
+    if (st != APD_OK)
+        return apd__err_set(err, st, "distill: median cut of image %llu failed", (unsigned long long)s->cand[j]);
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][pal[s->idx8[k] * x->c + ch]];
+    return APD_OK;
 }
 
 /* Gradients of the mean cross-entropy of the nb images in s->xb / s->yb (logits into
@@ -249,7 +234,7 @@ static apd_status sel_train_epoch(sel_state *s, uint32_t ep, uint64_t *done, apd
         uint32_t nb = (uint32_t)((n_cand - b0) < B ? (n_cand - b0) : B);
         for (uint32_t t = 0; t < nb; t++) {
             uint32_t j = s->order[b0 + t];
-            sel_load(s, s->xb + (size_t)t * s->img, j);
+            APD_TRY(sel_load(s, s->xb + (size_t)t * s->img, j, err));
             s->yb[t] = s->labels[j];
         }
         float loss = 0;
@@ -299,8 +284,9 @@ static apd_status sel_pick_classes(sel_state *s, uint64_t *src, apd_err *err)
         uint64_t m = s->cls_n[c];
         for (uint64_t b0 = 0; b0 < m && st == APD_OK; b0 += B) {
             uint32_t nb = (uint32_t)((m - b0) < B ? (m - b0) : B);
-            for (uint32_t t = 0; t < nb; t++) sel_load(s, s->xb + (size_t)t * s->img, s->cls_off[c] + b0 + t);
-            st = apd_convnet_forward_nograd(s->net, NULL, feat + b0 * D, s->xb, nb);
+            for (uint32_t t = 0; t < nb && st == APD_OK; t++)
+                st = sel_load(s, s->xb + (size_t)t * s->img, s->cls_off[c] + b0 + t, err);
+            if (st == APD_OK) st = apd_convnet_forward_nograd(s->net, NULL, feat + b0 * D, s->xb, nb);
         }
         if (st == APD_OK)
             st = apd_graphcut_select(feat, m, D, x->images_per_class, s->o->gc_lambda, s->o->gc_epsilon,
@@ -320,11 +306,8 @@ static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
     const apd_distill_opts *o = s->o;
     /* a failure does not return at once: sel_pick tells the other processes first */
     apd_status st = sel_candidates(s, err);
-    double t0 = apd__now();
-    if (st == APD_OK) st = sel_quantize(s, err);
-    double t_quant = apd__now() - t0;
     if (st == APD_OK) st = sel_net_create(s, err);
-    t0 = apd__now();
+    double t0 = apd__now();
     uint64_t done = 0;
     if (st == APD_OK && o->progress_fn)
         o->progress_fn(o->cb_user, "select-net", 0, (uint64_t)o->select_epochs * ((s->n_cand + s->B - 1) / s->B),
@@ -333,9 +316,9 @@ static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
     double t_train = apd__now() - t0;
     t0 = apd__now();
     APD_TRY(sel_pick(s, src, st, err));
-    apd__distill_log(o, "distill: colour-guided init: %llu candidates, median cut K %u %.1fs, selection net %u "
-                        "epochs %.1fs, features + graph cut %.1fs",
-                     (unsigned long long)s->n_cand, s->x->k, t_quant, o->select_epochs, t_train, apd__now() - t0);
+    apd__distill_log(o, "distill: colour-guided init: %llu candidates (median cut K %u on the fly), selection net "
+                        "%u epochs %.1fs, features + graph cut %.1fs",
+                     (unsigned long long)s->n_cand, s->x->k, o->select_epochs, t_train, apd__now() - t0);
     return APD_OK;
 }
 
