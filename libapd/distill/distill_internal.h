@@ -46,6 +46,19 @@ void apd__dsb_num(apd__dsb *b, double v);
 void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 const char *apd__distill_init_name(apd_distill_init i);
+
+/* The bytes budget's measurements (budget_fit.c), recorded in the provenance. */
+typedef struct apd__budget_fit_info {
+    uint64_t estimated;              /* images per class from the estimate (0: not estimated) */
+    uint64_t sample;                 /* real images per class measured by the estimate */
+    uint64_t sample_bytes_per_image; /* the costliest class's stored bytes per sample image */
+    uint64_t sample_shared;          /* shared tables of the sample file */
+    int quantizer;                   /* the estimate's apd_quantizer */
+    uint32_t rounds;                 /* measurements of the synthetic records (0: none) */
+    uint64_t *per_class;             /* n_classes: stored record bytes of each class (final) */
+    uint64_t shared, share, coded;   /* shared table bytes, per-class share, coded records */
+    uint64_t worst;                  /* max over classes of per_class + share */
+} apd__budget_fit_info;
 /* State shared by the stages of one apd_distill_run. */
 typedef struct apd_distill_ctx {
     const apd_distill_opts *o;
@@ -59,6 +72,7 @@ typedef struct apd_distill_ctx {
     double t_init;
     double eval_loss_initial, eval_loss_final; /* DM loss, fixed nets, no aug */
     apd__dsb stats;
+    apd__budget_fit_info bf;    /* bytes budget figures */
     uint32_t bench_iters;   /* bench: run this many iterations, time them, no records */
     double bench_first, bench_rest; /* seconds: first iteration, mean of the others */           /* "key":value,... pieces for stats_json (no braces) */
 } apd_distill_ctx;
@@ -74,6 +88,11 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 /* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);
 apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
+/* Bytes budget (budget_fit.c): estimate sets x->images_per_class from real images quantized
+ * to K and measured with the writer; fit measures the synthetic palette records and trims
+ * every class's last images until each class's stored bytes fit the budget. */
+apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err);
+apd_status apd__budget_fit(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 /* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
 apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
 
