@@ -170,6 +170,9 @@ for g in $groups; do
         for rule in bits bytes; do
           row "cifar-ipc10-dm-mc-k$k-$rule" "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors $k \
             --budget $rule --quantizer median-cut $DM
+          # what the file really stores (records, index model), for the table
+          f="$OUT/cifar-ipc10-dm-mc-k$k-$rule"
+          [ -s "$f.apd" ] && [ ! -s "$f.info.json" ] && "$BIN/apd-info" --json "$f.apd" > "$f.info.json"
         done
       done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
