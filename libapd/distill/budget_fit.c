@@ -82,10 +82,11 @@ static apd_status measure(const apd_distill_ctx *x, const fit_records *recs, uin
     for (uint64_t i = 0; s == APD_OK && i < recs->n; i++)
         s = apd_writer_put_palette(w, recs->pal + i * pc, recs->k_used[i], recs->idx + i * p, recs->labels[i],
                                    recs->sids[i]);
-    if (w) {
-        apd_status fs = apd_writer_finish(w, &werr);
-        if (s == APD_OK) s = fs;
-    }
+    if (w && s != APD_OK) {
+        snprintf(werr.msg, sizeof werr.msg, "%s", apd_writer_errmsg(w));
+        apd_writer_discard(w); /* removes its temporaries */
+    } else if (w)
+        s = apd_writer_finish(w, &werr);
     if (s == APD_OK) s = apd_reader_open(&r, path, NULL, &werr);
     memset(per_class, 0, x->n_classes * sizeof *per_class);
     for (uint64_t i = 0; s == APD_OK && i < recs->n; i++) {

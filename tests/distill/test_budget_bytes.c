@@ -246,6 +246,24 @@ START_TEST(forced_count_is_trimmed)
 }
 END_TEST
 
+START_TEST(scratch_dir_missing)
+{
+    /* nowhere to measure: a clear error naming the directory, no crash, nothing returned */
+    apd_distill_opts o;
+    base_opts(&o);
+    o.budget = APD_BUDGET_BYTES;
+    o.scratch_dir = APD_BINARY_DIR "/no-such-dir";
+    apd_distill_result res;
+    apd_err err;
+    apd_status s = apd_distill_run(&g_real, &o, &res, &err);
+    printf("missing scratch dir: %s\n", err.msg);
+    ck_assert_int_eq(s, APD_ENOENT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no-such-dir"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "bytes budget"));
+    ck_assert_ptr_null(res.labels);
+}
+END_TEST
+
 int main(void)
 {
     make_dataset(&g_real);
@@ -255,6 +273,7 @@ int main(void)
     tcase_add_test(tc, measured_by_hand);
     tcase_add_test(tc, file_fits_and_buys_more);
     tcase_add_test(tc, forced_count_is_trimmed);
+    tcase_add_test(tc, scratch_dir_missing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
