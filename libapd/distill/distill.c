@@ -303,7 +303,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
 }
 
 /* The bytes rule's provenance: the rule, the estimate, the measured bytes of the stored
- * records per class and the image count (docs/distill.md, "Budget rule bytes"). */
+ * records per class and the image count (docs/palette.md, "Budget rule `bytes`"). */
 static void budget_bytes_json(apd__dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
 {
     const apd__budget_fit_info *f = &x->bf;
