@@ -8,7 +8,8 @@
 # skipped, so the script can be re-run to fill in what a time limit cut off.
 #
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
-#                                  ablation ablation-cifar folder long-eval long-distill (default: all)
+#                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
+#                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
 # Environment (defaults = the schedule RESULTS.md states):
@@ -83,7 +84,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -93,7 +94,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -162,6 +163,18 @@ for g in $groups; do
         --budget bits --init graphcut $LD $GC
       row cifar-ipc10-dm-mc-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 --budget bits \
         --quantizer median-cut $LD ;;
+    budget-bytes)
+      # --budget bytes against --budget bits at the same budget (IPC 10), K and DM schedule: DM,
+      # then median cut; bytes counts the records as stored (format 1.1 coded index maps)
+      for k in 64 16; do
+        for rule in bits bytes; do
+          row "cifar-ipc10-dm-mc-k$k-$rule" "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors $k \
+            --budget $rule --quantizer median-cut $DM
+          # what the file really stores (records, index model), for the table
+          f="$OUT/cifar-ipc10-dm-mc-k$k-$rule"
+          [ -s "$f.apd" ] && [ ! -s "$f.info.json" ] && "$BIN/apd-info" --json "$f.apd" > "$f.info.json"
+        done
+      done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)

@@ -471,9 +471,11 @@ static const char *const distill_usage =
     "distillation (--method random|dm|autopalette; the method and its settings: docs/distill.md):\n"
     " every distillation method:\n"
     "  --ipc N (10) --images-per-class N --init random|graphcut (autopalette: graphcut, else random)\n"
-    "  --colors K (16) --budget bits|paper|images (bits): K and the storage budget; random/dm store\n"
-    "                        full-colour images and record the budget (with --quantizer they store\n"
-    "                        its palette records)\n"
+    "  --colors K (16) --budget bits|paper|images|bytes (bits): K and the storage budget; random/dm\n"
+    "                        store full-colour images and record the budget (with --quantizer they\n"
+    "                        store its palette records). bytes: as many images as fit IPC full-colour\n"
+    "                        images in the bytes the file really stores per class (measured with the\n"
+    "                        writer's coding; docs/distill.md)\n"
     "  --quantizer Q         random|dm only: store the images quantized by Q (palette records)\n"
     " dm and autopalette (the DM loop):\n"
     "  --iters N (200; reference 20000) --batch-real N (64; reference 256)\n"
@@ -615,9 +617,20 @@ static apd_status distill_run(cv_ctx *ctx)
         d->log_fn = NULL;
         d->progress_fn = NULL;
     }
+    /* the bytes budget measures with short-lived files beside the output */
+    char *scratch = strdup(ctx->o.output);
+    if (!scratch) return APD_ENOMEM;
+    char *slash = strrchr(scratch, '/');
+    if (!slash) d->scratch_dir = ".";
+    else {
+        slash[slash == scratch] = 0; /* "/x.apd" -> "/" */
+        d->scratch_dir = scratch;
+    }
     apd_distill_result res;
     apd_err err;
     apd_status s = ctx->src ? apd_distill_run_source(ctx->src, d, &res, &err) : apd_distill_run(&ctx->ds, d, &res, &err);
+    d->scratch_dir = NULL;
+    free(scratch);
     char why[700];
     if (s != APD_OK) {
         tool_progress_stop(&ctx->prog);

@@ -87,7 +87,10 @@ typedef struct apd_distill_opts {
     uint32_t ipc;                /* nominal images per class (10) */
     uint32_t colors;             /* K (16); ignored by random/dm except for the budget */
     apd_budget_rule budget;      /* APD_BUDGET_BITS */
-    uint32_t images_per_class;   /* 0 = from the budget rule; else forces the count */
+    uint32_t images_per_class;   /* 0 = from the budget rule; else forces the count (the bytes
+                                    rule still trims it until the records fit) */
+    const char *scratch_dir;     /* bytes budget: directory for its short-lived measuring files
+                                    (NULL: $TMPDIR, else /tmp) */
     int quantizer;               /* -1 (default): none. Else an apd_quantizer (apd/quant.h):
                                     random/dm store their images quantized to K colours by it
                                     as palette records, the count following the budget rule

@@ -202,6 +202,13 @@ APD_API apd_status apd_reader_verify_record(apd_reader *r, uint64_t i);
 APD_API apd_status apd_reader_locate(const apd_reader *r, uint64_t i, uint64_t *chunk,
                                      uint32_t *slot);
 
+/* Stored size of record i in bytes, exactly as it sits in its chunk: record header, source
+ * id and body as written (plain, zstd frame or coded). The file's shared tables (zstd
+ * dictionary, index model) and the chunk's offset table are not included (apd_reader_stats
+ * has their sizes). Verifies the record checksum. Thread-safe.
+ * @return APD_OK; APD_EINVAL (r or bytes NULL); the record look-up codes. */
+APD_API apd_status apd_reader_record_bytes(apd_reader *r, uint64_t i, uint64_t *bytes);
+
 /* A hint that record i will be decoded soon, for callers that read in a shuffled order (the
  * loader): stage 0 prefetches the record's slot in its chunk's offset table, stage 1 reads
  * that slot and prefetches the record's bytes; issue stage 0 some records before stage 1.

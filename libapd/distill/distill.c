@@ -307,8 +307,44 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
     apd__dsb_printf(b, "}");
 }
 
+/* The bytes rule's provenance: the rule, the estimate, the measured bytes of the stored
+ * records per class and the image count (docs/palette.md, "Budget rule `bytes`"). */
+static void budget_bytes_json(apd__dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
+{
+    const apd__budget_fit_info *f = &x->bf;
+    apd_budget bd;
+    if (apd_budget_compute(&bd, APD_BUDGET_BITS, o->ipc, o->colors, x->c, x->h, x->w) != APD_OK) return;
+    apd__dsb_printf(b, "{\"rule\":\"bytes\",\"ipc\":%u,\"k\":%u,\"c\":%u,\"h\":%u,\"w\":%u,"
+                       "\"full_image_bytes\":%llu,\"budget_bytes\":%llu,\"counted\":\"per class: stored "
+                       "records (header, source id, body as written) + ceil((index model + zstd dictionary) "
+                       "/ classes); writer options of apd_distill_writer_opts (compress auto, index coding "
+                       "auto)\",\"plain_bytes_per_image\":%llu",
+                    o->ipc, o->colors, x->c, x->h, x->w, (unsigned long long)bd.full_image_bytes,
+                    (unsigned long long)bd.budget_bytes, (unsigned long long)bd.bytes_per_image);
+    if (f->estimated)
+        apd__dsb_printf(b, ",\"estimate\":{\"quantizer\":\"%s\",\"sample_images_per_class\":%llu,"
+                           "\"stored_bytes_per_image\":%llu,\"shared_bytes\":%llu,\"images_per_class\":%llu}",
+                        apd_quantizer_name((apd_quantizer)f->quantizer), (unsigned long long)f->sample,
+                        (unsigned long long)f->sample_bytes_per_image, (unsigned long long)f->sample_shared,
+                        (unsigned long long)f->estimated);
+    apd__dsb_printf(b, ",\"images_per_class\":%llu,\"fit_rounds\":%u,\"stored_bytes_per_class\":[",
+                    (unsigned long long)x->images_per_class, f->rounds);
+    for (uint32_t cls = 0; f->per_class && cls < x->n_classes; cls++)
+        apd__dsb_printf(b, "%s%llu", cls ? "," : "", (unsigned long long)f->per_class[cls]);
+    apd__dsb_printf(b, "],\"shared_bytes\":%llu,\"shared_bytes_per_class\":%llu,\"coded_records\":%llu,"
+                       "\"used_bytes\":%llu,\"over_budget\":%s,\"stored_kind\":\"palette\","
+                       "\"stored_images_per_class\":%llu}",
+                    (unsigned long long)f->shared, (unsigned long long)f->share, (unsigned long long)f->coded,
+                    (unsigned long long)f->worst, f->worst > bd.budget_bytes ? "true" : "false",
+                    (unsigned long long)x->images_per_class);
+}
+
 static void budget_json(apd__dsb *b, const apd_distill_opts *o, const apd_distill_ctx *x)
 {
+    if (o->budget == APD_BUDGET_BYTES && x->palette_out) {
+        budget_bytes_json(b, o, x);
+        return;
+    }
     /* the rule's figures (apd/budget.h) plus what this method actually stores */
     char buf[768];
     apd_budget bd;
@@ -525,19 +561,22 @@ static apd_status ctx_init(apd_distill_ctx *x, apd_distill_source *real, const a
                           : (o->method == APD_DISTILL_AUTOPALETTE ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM);
     x->k = o->colors;
     x->palette_out = o->method == APD_DISTILL_AUTOPALETTE || o->quantizer >= 0;
+    memcpy(x->mean, real->mean, sizeof x->mean);
+    memcpy(x->std, real->std, sizeof x->std);
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        if (!(x->std[ch] > 1e-6f)) x->std[ch] = 1.0f;
     if (o->images_per_class)
         x->images_per_class = o->images_per_class;
-    else if (x->palette_out) {
+    else if (x->palette_out && o->budget == APD_BUDGET_BYTES) {
+        if (bench_iters) x->images_per_class = o->ipc; /* bench: timing only, nothing stored */
+        else APD_TRY(apd__budget_estimate(x, err));
+    } else if (x->palette_out) {
         apd_budget bd;
         if (apd_budget_compute(&bd, o->budget, o->ipc, o->colors, x->c, x->h, x->w) != APD_OK)
             return apd__err_set(err, APD_EINVAL, "distill: bad budget (ipc %u, K %u)", o->ipc, o->colors);
         x->images_per_class = bd.images_per_class;
     } else
         x->images_per_class = o->ipc; /* full-colour methods: IPC images is the budget */
-    memcpy(x->mean, real->mean, sizeof x->mean);
-    memcpy(x->std, real->std, sizeof x->std);
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        if (!(x->std[ch] > 1e-6f)) x->std[ch] = 1.0f;
     for (uint32_t cls = 0; cls < x->n_classes; cls++) {
         uint64_t count = apd_distill_source_class_count(real, cls);
         if (count < x->images_per_class)
@@ -645,16 +684,23 @@ static apd_status run_source(apd_distill_source *real, const apd_distill_opts *o
             if (t_first) *t_first = x.bench_first;
             if (t_rest) *t_rest = x.bench_rest;
             free(x.stats.buf);
+            free(x.bf.per_class);
             return APD_OK; /* bench: no records; the caller frees res */
         }
     }
+    if (o->budget == APD_BUDGET_BYTES && x.palette_out) {
+        s = apd__budget_fit(&x, res, err);
+        if (s != APD_OK) goto fail;
+    }
     s = result_json(res, o, &x, err);
     free(x.stats.buf);
+    free(x.bf.per_class);
     if (s == APD_OK) return APD_OK;
     apd_distill_result_free(res);
     return s;
 fail:
     free(x.stats.buf);
+    free(x.bf.per_class);
     apd_distill_result_free(res);
     return s;
 }

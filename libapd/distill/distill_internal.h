@@ -73,6 +73,18 @@ struct apd_distill_source {
  * holding the decoded record. APD_OK or the reader's code (message names file and record). */
 apd_status apd__dsrc_image(apd_distill_source *s, uint64_t i, uint8_t *scratch, const uint8_t **out,
                            apd_err *err);
+/* The bytes budget's measurements (budget_fit.c), recorded in the provenance. */
+typedef struct apd__budget_fit_info {
+    uint64_t estimated;              /* images per class from the estimate (0: not estimated) */
+    uint64_t sample;                 /* real images per class measured by the estimate */
+    uint64_t sample_bytes_per_image; /* the costliest class's stored bytes per sample image */
+    uint64_t sample_shared;          /* shared tables of the sample file */
+    int quantizer;                   /* the estimate's apd_quantizer */
+    uint32_t rounds;                 /* measurements of the synthetic records (0: none) */
+    uint64_t *per_class;             /* n_classes: stored record bytes of each class (final) */
+    uint64_t shared, share, coded;   /* shared table bytes, per-class share, coded records */
+    uint64_t worst;                  /* max over classes of per_class + share */
+} apd__budget_fit_info;
 /* State shared by the stages of one apd_distill_run. */
 typedef struct apd_distill_ctx {
     const apd_distill_opts *o;
@@ -90,6 +102,7 @@ typedef struct apd_distill_ctx {
     const apd_distill_comm *comm; /* class-parallel run (NULL: one process) */
     uint32_t rank, size;    /* this process and how many (1 without comm) */
     uint32_t cls_lo, cls_hi;/* the classes this process distils: [cls_lo, cls_hi) */
+    apd__budget_fit_info bf;    /* bytes budget figures */
     uint32_t bench_iters;   /* bench: run this many iterations, time them, no records */
     double bench_first, bench_rest; /* seconds: first iteration, mean of the others */           /* "key":value,... pieces for stats_json (no braces) */
 } apd_distill_ctx;
@@ -119,6 +132,11 @@ apd_status apd__dcomm_agree(const apd_distill_ctx *x, apd_status st, apd_err *er
 apd_status apd__dcomm_classes(const apd_distill_ctx *x, void *buf, size_t unit, apd_err *err);
 /* n bytes of buf from rank 0 to every rank. */
 apd_status apd__dcomm_bcast0(const apd_distill_ctx *x, void *buf, size_t n, apd_err *err);
+/* Bytes budget (budget_fit.c): estimate sets x->images_per_class from real images quantized
+ * to K and measured with the writer; fit measures the synthetic palette records and trims
+ * every class's last images until each class's stored bytes fit the budget. */
+apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err);
+apd_status apd__budget_fit(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 /* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
 apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
 

@@ -642,6 +642,19 @@ apd_status apd_reader_soft_label(apd_reader *r, uint64_t i, float *out, size_t o
     return APD_OK;
 }
 
+apd_status apd_reader_record_bytes(apd_reader *r, uint64_t i, uint64_t *bytes)
+{
+    if (!r || !bytes) return APD_EINVAL;
+    apd__rec rec;
+    APD_TRY(get_record(r, i, &rec)); /* range, chunk and record checks, CRC */
+    const uint8_t *cp, *rp;
+    size_t clen, rl;
+    APD_TRY(get_chunk(r, i / r->hdr.per_chunk, i, &cp, &clen));
+    apd__chunk_record(cp, (uint32_t)(i % r->hdr.per_chunk), &rp, &rl);
+    *bytes = rl;
+    return APD_OK;
+}
+
 apd_status apd_reader_record(apd_reader *r, uint64_t i, uint8_t *palette, uint32_t *k,
                              uint8_t *indices, uint32_t *label)
 {

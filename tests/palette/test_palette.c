@@ -941,7 +941,7 @@ START_TEST(budget_table)
     apd_budget_rule r;
     ck_assert_int_eq(apd_budget_rule_from_name("paper", &r), APD_OK);
     ck_assert_int_eq(r, APD_BUDGET_PAPER);
-    ck_assert_int_eq(apd_budget_rule_from_name("bytes", &r), APD_EINVAL);
+    ck_assert_int_eq(apd_budget_rule_from_name("bytez", &r), APD_EINVAL);
     ck_assert_str_eq(apd_budget_rule_name(APD_BUDGET_IMAGES), "images");
     char js[512];
     ck_assert_int_eq(apd_budget_compute(&bd, APD_BUDGET_BITS, 10, 64, 3, 32, 32), APD_OK);

@@ -272,6 +272,7 @@ START_TEST(options_that_do_not_apply)
         "--method autopalette --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
         "--method dm --init graphcut --select-epochs 1 --iters 2",
         "--method random --quantizer octree --colors 8 --budget images --init random",
+        "--method dm --quantizer median-cut --colors 8 --budget bytes --iters 2",
         "--method autopalette --palette-remedy temperature --temp-start 3 --temp-end 1",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
