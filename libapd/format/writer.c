@@ -366,6 +366,8 @@ static int out_of_space(const apd_writer *w, size_t bytes)
 /* Write chunk value (if any), header and metadata in one transaction. */
 static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_len)
 {
+    /* 1.1 only when a 1.1 feature is used; set before the metadata, which repeats it */
+    w->hdr.minor = w->im || w->o.soft_labels ? 1 : 0;
     apd__sb js = {0};
     if (build_json(w, &js) != APD_OK) {
         apd__sb_free(&js);
@@ -384,7 +386,6 @@ static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_le
     w->hdr.n_records = w->n;
     w->hdr.flags = (w->dict ? APD__HFLAG_DICT : 0) | (w->im ? APD__HFLAG_IMODEL : 0) |
                    (w->o.soft_labels ? APD__HFLAG_SOFT : 0);
-    w->hdr.minor = w->im || w->o.soft_labels ? 1 : 0; /* 1.1 only when a 1.1 feature is used */
     uint8_t hb[APD__HEADER_LEN];
     apd__header_encode(hb, &w->hdr);
 
