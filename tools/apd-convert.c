@@ -422,8 +422,9 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
 #undef DU32
 #undef DF
     if (strcmp(name, "--select-limit") == 0) {
+        errno = 0;
         o->select_limit = strtoull(val, &end, 10);
-        if (!*val || *end) goto bad;
+        if (!*val || *end || *val == '-' || errno == ERANGE) goto bad; /* no silent saturation */
         return 1;
     }
     if (strcmp(name, "--gc-epsilon") == 0) {

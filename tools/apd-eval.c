@@ -23,6 +23,7 @@
  * says so; --hard-labels trains on the hard labels instead.
  */
 #define _DEFAULT_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -85,21 +86,21 @@ static void usage(FILE *f)
             "  --random-real N      instead of a file: N random real images per class of\n"
             "                       --train SPEC (seeded), normalised with its mean/std\n"
             "  --train SPEC         training set for --random-real (train split)\n"
-            "  --epochs N           training epochs (default 1000; runs N+1 passes, lr x0.1\n"
+            "  --epochs N           training epochs, 1..1000000 (default 1000; runs N+1 passes, lr x0.1\n"
             "                       after pass N/2+1 as the reference code)\n"
-            "  --runs N             independent networks (default 5); under mpirun -np P\n"
+            "  --runs N             independent networks, 1..1000 (default 5); under mpirun -np P\n"
             "                       the P processes train a block of runs each (same results)\n"
             "  --lr F               learning rate (default 0.01)\n"
             "  --batch N            training batch (default 256)\n"
             "  --seed S             seed of inits, shuffles, DSA and --random-real (default 0)\n"
-            "  --threads N          worker threads (default: online CPUs)\n"
+            "  --threads N          worker threads, 1..256 (default: online CPUs)\n"
             "  --no-dsa             train without DSA augmentation (then --dsa-strategy and\n"
             "                       --align-corners do not apply: a usage error)\n"
             "  --dsa-strategy S     DSA ops (default color_crop_cutout_flip_scale_rotate)\n"
             "  --align-corners      affine DSA ops with align_corners=True (original DSA code;\n"
             "                       default False as VICO/PyTorch)\n"
-            "  --width N, --depth N ConvNet width (128) and depth (by resolution: 3 at 28/32 px\n"
-            "                       (ConvNetD3), 4 at 64 px, 5 at 128 px)\n"
+            "  --width N, --depth N ConvNet width 1..65536 (128) and depth 1..8 (by resolution:\n"
+            "                       3 at 28/32 px (ConvNetD3), 4 at 64 px, 5 at 128 px)\n"
             "  --json               print one JSON object on stdout instead of text\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
@@ -107,13 +108,26 @@ static void usage(FILE *f)
             "exit status: 0 ok, 1 runtime error, 2 usage error\n");
 }
 
-static int parse_u32(const char *s, const char *opt, uint32_t lo, uint32_t *out)
+/* Limits of the numeric options: the library's own (256 threads, depth 8, width 65536) checked
+ * here so the message names the option, and sane bounds for the rest (--epochs keeps epochs + 1
+ * passes inside uint32; --runs bounds the per-run results array and a run's length). */
+#define EVAL_MAX_RUNS 1000u
+#define EVAL_MAX_EPOCHS 1000000u
+#define EVAL_MAX_THREADS 256u
+#define EVAL_MAX_DEPTH 8u
+#define EVAL_MAX_WIDTH 65536u
+
+static int parse_u32(const char *s, const char *opt, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > UINT32_MAX) {
-        fprintf(stderr, "apd-eval: %s: bad value '%s' (integer >= %u)\n", opt, s, lo);
+    if (end == s || *end || !isdigit((unsigned char)s[0])) {
+        fprintf(stderr, "apd-eval: %s: bad value '%s' (an integer %u..%u)\n", opt, s, lo, hi);
+        return 0;
+    }
+    if (errno == ERANGE || v < lo || v > hi) {
+        fprintf(stderr, "apd-eval: %s %s is out of range (%u..%u)\n", opt, s, lo, hi);
         return 0;
     }
     *out = (uint32_t)v;
@@ -130,13 +144,13 @@ static int parse_opt(eval_args *a, int opt, const char *arg)
     switch (opt) {
     case O_TEST: a->test_spec = arg; return 0;
     case O_TRAIN: a->train_spec = arg; return 0;
-    case O_RR: return parse_u32(arg, "--random-real", 1, &a->random_real) ? 0 : 2;
-    case O_EPOCHS: return parse_u32(arg, "--epochs", 1, &a->epochs) ? 0 : 2;
-    case O_RUNS: return parse_u32(arg, "--runs", 1, &a->runs) ? 0 : 2;
-    case O_BATCH: return parse_u32(arg, "--batch", 1, &a->batch) ? 0 : 2;
-    case O_THREADS: return parse_u32(arg, "--threads", 1, &a->threads) ? 0 : 2;
-    case O_WIDTH: return parse_u32(arg, "--width", 1, &a->width) ? 0 : 2;
-    case O_DEPTH: return parse_u32(arg, "--depth", 1, &a->depth) ? 0 : 2;
+    case O_RR: return parse_u32(arg, "--random-real", 1, UINT32_MAX, &a->random_real) ? 0 : 2;
+    case O_EPOCHS: return parse_u32(arg, "--epochs", 1, EVAL_MAX_EPOCHS, &a->epochs) ? 0 : 2;
+    case O_RUNS: return parse_u32(arg, "--runs", 1, EVAL_MAX_RUNS, &a->runs) ? 0 : 2;
+    case O_BATCH: return parse_u32(arg, "--batch", 1, UINT32_MAX, &a->batch) ? 0 : 2;
+    case O_THREADS: return parse_u32(arg, "--threads", 1, EVAL_MAX_THREADS, &a->threads) ? 0 : 2;
+    case O_WIDTH: return parse_u32(arg, "--width", 1, EVAL_MAX_WIDTH, &a->width) ? 0 : 2;
+    case O_DEPTH: return parse_u32(arg, "--depth", 1, EVAL_MAX_DEPTH, &a->depth) ? 0 : 2;
     case O_LR:
         a->lr = strtof(arg, &end);
         if (end == arg || *end || !(a->lr > 0) || !isfinite(a->lr)) {

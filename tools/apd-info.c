@@ -11,7 +11,10 @@
  * Exit codes: 0 ok, 1 error (unreadable or bad file, failed verification), 2 usage.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,10 +141,19 @@ static void print_soft(apd_reader *r, const apd_file_info *fi, uint64_t i)
     free(v);
 }
 
-static int cmd_record(apd_reader *r, const char *path, uint64_t i, int json)
+static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *given, int json)
 {
     apd_file_info fi;
     apd_reader_info(r, &fi);
+    if (i >= fi.n_records) {
+        if (fi.n_records)
+            fprintf(stderr, "apd-info: %s: --record %s is out of range: the file has %llu record%s (0..%llu)\n",
+                    path, given, (unsigned long long)fi.n_records, fi.n_records > 1 ? "s" : "",
+                    (unsigned long long)fi.n_records - 1);
+        else
+            fprintf(stderr, "apd-info: %s: --record %s is out of range: the file has no records\n", path, given);
+        return 1;
+    }
     uint32_t label = 0;
     uint64_t sid = APD_NO_SOURCE_ID;
     apd_status s = apd_reader_label(r, i, &label);
@@ -365,18 +377,24 @@ int main(int argc, char **argv)
         {"record", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int json = 0, verify = 0, opt;
-    long long rec = -1;
+    uint64_t rec = 0;
+    const char *rec_arg = NULL; /* --record's value as given, NULL without --record */
     while ((opt = getopt_long(argc, argv, "jvr:hV", lo, NULL)) != -1) {
         switch (opt) {
         case 'j': json = 1; break;
         case 'v': verify = 1; break;
         case 'r': {
+            /* Digits only; a number past UINT64_MAX reads as UINT64_MAX, which no file has as a
+             * record index, so the range check below names the number as given. */
             char *end;
-            rec = strtoll(optarg, &end, 10);
-            if (*end || rec < 0) {
+            errno = 0;
+            rec_arg = optarg;
+            rec = strtoull(optarg, &end, 10);
+            if (!isdigit((unsigned char)optarg[0]) || *end) {
                 fprintf(stderr, "apd-info: --record needs a record index >= 0, not '%s'\n", optarg);
                 return 2;
             }
+            if (errno == ERANGE) rec = UINT64_MAX;
             break;
         }
         case 'h': usage(stdout); return 0;
@@ -392,7 +410,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (verify && rec >= 0) {
+    if (verify && rec_arg) {
         fprintf(stderr, "apd-info: --verify and --record are exclusive\n");
         return 2;
     }
@@ -407,7 +425,7 @@ int main(int argc, char **argv)
     }
     int rc;
     if (verify) rc = cmd_verify(r, path, json);
-    else if (rec >= 0) rc = cmd_record(r, path, (uint64_t)rec, json);
+    else if (rec_arg) rc = cmd_record(r, path, rec, rec_arg, json);
     else rc = cmd_summary(r, path, json);
     apd_reader_close(r);
     return rc;

@@ -6,11 +6,16 @@
  * 255) and succeeded. The bounds are wide (a factor of about 1e4 or more above every default
  * and every setting in the papers) so that they only catch typos and overflows; momenta must
  * be below 1 (SGD with momentum >= 1 diverges) and temperatures above 0 (they divide).
+ * Batch sizes are bounded too: their buffers are allocated at the size asked for before any
+ * class is looked at, so --batch-real 4294967295 failed as "out of memory".
  */
 #include <math.h>
 
 #include "common/internal.h"
 #include "distill/distill_internal.h"
+
+/* 2^20 images per batch: 3x32x32 floats make 12 GiB of real-batch buffers already. */
+#define APD__DISTILL_MAX_BATCH (1u << 20)
 
 typedef struct num_rule {
     const char *name; /* the CLI option */
@@ -39,6 +44,14 @@ apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err)
         {"--select-wd", o->select_wd, 0, 1, 0, 1},
         {"--gc-lambda", o->gc_lambda, 0, 1e6, 0, 0},
     };
+    const struct {
+        const char *name;
+        uint32_t v;
+    } b[] = {{"--batch-real", o->batch_real}, {"--select-batch", o->select_batch}};
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++)
+        if (b[i].v > APD__DISTILL_MAX_BATCH)
+            return apd__err_set(err, APD_EINVAL, "distill: %s %u is out of range (at most %u)", b[i].name,
+                                b[i].v, APD__DISTILL_MAX_BATCH);
     for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
         double v = r[i].v;
         int ok = isfinite(v) && (r[i].lo_open ? v > r[i].lo : v >= r[i].lo) &&

@@ -79,6 +79,16 @@ START_TEST(numeric_options_refused)
         ck_assert_msg(strstr(err.msg, cases[i].name), "%s", err.msg);
         printf("numeric_options_refused: %s\n", err.msg);
     }
+    /* A saturated batch size is a range error naming the option and the bound, not "out of
+     * memory" from the buffers sized by it. */
+    apd_distill_opts o;
+    dm_opts(&o);
+    o.batch_real = UINT32_MAX;
+    apd_distill_result res;
+    apd_err err;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &res, &err), APD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "--batch-real 4294967295 is out of range (at most 1048576)"), "%s", err.msg);
+    printf("numeric_options_refused: %s\n", err.msg);
     apd_dataset_free(&g_real);
 }
 END_TEST

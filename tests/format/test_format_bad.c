@@ -553,9 +553,15 @@ START_TEST(apd_info_cli)
     ck_assert_int_ge(h, 0);
     ck_assert_uint_eq(d.nodes[h].count, 4);
     apd__json_free(&d);
-    snprintf(args, sizeof args, "--record 25 '%s'", path);
-    ck_assert_int_eq(run_info(args, buf, sizeof buf), 1);
-    ck_assert_ptr_nonnull(strstr(buf, "record 25"));
+    /* Past the end, saturated or beyond 64 bits: the number as given, the file and the range. */
+    const char *past[] = {"25", "18446744073709551615", "99999999999999999999"};
+    for (int i = 0; i < 3; i++) {
+        char want[600];
+        snprintf(args, sizeof args, "--record %s '%s'", past[i], path);
+        ck_assert_int_eq(run_info(args, buf, sizeof buf), 1);
+        snprintf(want, sizeof want, "%s: --record %s is out of range: the file has 25 records (0..24)", path, past[i]);
+        ck_assert_msg(strstr(buf, want), "%s", buf);
+    }
     snprintf(args, sizeof args, "--verify '%s'", path);
     ck_assert_int_eq(run_info(args, buf, sizeof buf), 0);
     ck_assert_ptr_nonnull(strstr(buf, "OK, 25 records verified"));
@@ -566,6 +572,7 @@ START_TEST(apd_info_cli)
     ck_assert_int_eq(run_info("", buf, sizeof buf), 2);
     ck_assert_int_eq(run_info("--bogus x.apd", buf, sizeof buf), 2);
     ck_assert_int_eq(run_info("--record -1 x.apd", buf, sizeof buf), 2);
+    ck_assert_ptr_nonnull(strstr(buf, "--record needs a record index >= 0, not '-1'"));
     ck_assert_int_eq(run_info("/nonexistent.apd", buf, sizeof buf), 1);
     ck_assert_ptr_nonnull(strstr(buf, "/nonexistent.apd"));
     ck_assert_ptr_nonnull(strstr(buf, "no such file"));

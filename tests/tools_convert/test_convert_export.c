@@ -6,7 +6,9 @@
  * - provenance keys present, source hash = apd_dataset_hash of the import;
  * - --method direct stores the source pixels;
  * - apd-export --png writes one indexed PNG per record in class folders (+ labels.csv),
- *   --sheet writes a grid of the right size.
+ *   --sheet writes a grid of the right size;
+ * - a file with no class structure (n_classes 0, spec-legal) exports --per-class into folders
+ *   named by the label (it failed "cannot create PNG": folders were made only for classes).
  */
 #define _DEFAULT_SOURCE
 #include <check.h>
@@ -91,6 +93,11 @@ START_TEST(usage_and_errors)
     ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --quantizer dither --colors 4 -o %s", out), 2);
     ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --split val -o %s", out), 2);
     ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --bogus -o %s", out), 2);
+    /* numbers beyond 64 bits are refused as given, not saturated */
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method autopalette --select-limit 99999999999999999999 -o %s", out), 2);
+    ck_assert(strstr(slurp("err.txt"), "bad value '99999999999999999999' for --select-limit") != NULL);
+    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --limit 99999999999999999999 -o %s", out), 2);
+    ck_assert(strstr(slurp("err.txt"), "--limit '99999999999999999999'") != NULL);
     /* runtime errors: exit 1, message names the file, no output left behind */
     ck_assert_int_eq(run(CONVERT " --input cifar10:%s/nope --method quantize --colors 4 -o %s", tmp, out), 1);
     ck_assert(strstr(slurp("err.txt"), "/nope") != NULL);
@@ -268,6 +275,39 @@ START_TEST(convert_direct_and_octree)
 }
 END_TEST
 
+START_TEST(export_without_classes)
+{
+    char a[1100];
+    snprintf(a, sizeof a, "%s/noclass.apd", tmp);
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.kind = APD_KIND_PALETTE;
+    o.c = 3;
+    o.h = o.w = 4;
+    o.k = 2;
+    o.n_classes = 0;
+    apd_writer *w;
+    apd_err err;
+    ck_assert_msg(apd_writer_create(&w, a, &o, &err) == APD_OK, "%s", err.msg);
+    const uint8_t pal[6] = {0, 0, 0, 255, 255, 255};
+    uint8_t idx[16];
+    const uint32_t labels[3] = {3, 7, 3};
+    for (int i = 0; i < 3; i++) {
+        for (int p = 0; p < 16; p++) idx[p] = (uint8_t)((p + i) & 1);
+        ck_assert_int_eq(apd_writer_put_palette(w, pal, 2, idx, labels[i], APD_NO_SOURCE_ID), APD_OK);
+    }
+    ck_assert_msg(apd_writer_finish(w, &err) == APD_OK, "%s", err.msg);
+    ck_assert_msg(run(EXPORT " %s --png %s/ex --per-class", a, tmp) == 0, "%s", slurp("err.txt"));
+    const char *want[3] = {"3/000000.png", "7/000001.png", "3/000002.png"};
+    for (int i = 0; i < 3; i++) {
+        char f[1200];
+        struct stat st;
+        snprintf(f, sizeof f, "%s/ex/%s", tmp, want[i]);
+        ck_assert_msg(stat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0, "missing %s", f);
+    }
+}
+END_TEST
+
 static Suite *tools_suite(void)
 {
     Suite *s = suite_create("convert_export");
@@ -277,9 +317,11 @@ static Suite *tools_suite(void)
     tcase_add_test(t, usage_and_errors);
     tcase_add_test(t, convert_quantize_end_to_end);
     tcase_add_test(t, convert_direct_and_octree);
+    tcase_add_test(t, export_without_classes);
     suite_add_tcase(s, t);
     return s;
 }
+
 
 int main(void)
 {
