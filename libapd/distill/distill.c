@@ -246,6 +246,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"task_loss\":\"dm (sum over classes of squared L2 of mean "
                           "embeddings, no division by classes)\",\"network\":\"ConvNetD3 "
                           "width 128 instancenorm relu avgpool, fresh random init per iteration\"");
+        apd__dsb_printf(b, ",\"real_forward_gemm\":\"%s\"", apd_nn_bf16_enabled() ? "bf16" : "fp32");
         apd__dsb_printf(b, ",\"iters\":%u,\"batch_real\":%u,\"lr_img\":", o->iters, o->batch_real);
         apd__dsb_num(b, o->lr_img);
         apd__dsb_printf(b, ",\"momentum_img\":");

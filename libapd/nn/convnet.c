@@ -57,6 +57,8 @@ struct apd_convnet {
     float *x0, *logits;
     float *scratch;   /* one block for all per-thread scratch */
     float **col, **dc, **pgrad;
+    uint16_t *bf16;   /* bf16 weights per layer + per-thread packed columns (AVX512_BF16 CPUs only) */
+    uint16_t *wbf[MAX_DEPTH], **bcol;
     size_t bytes;
     size_t last_n;
     int have_forward;
@@ -191,6 +193,23 @@ static apd_status plan_arenas(apd_convnet *net)
     if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc || !net->pgrad)
         return APD_ENOMEM;
     net->bytes = (2 * net->n_params + a + scr) * sizeof(float);
+    if (apd__bf16_cpu()) {
+        /* no-gradient bf16 forwards: packed weights per layer, packed im2col per thread */
+        size_t wsum = 0, bmax = 0, off[MAX_DEPTH] = {0}, tot;
+        for (size_t l = 0; l < net->L; l++) {
+            off[l] = wsum;
+            wsum += apd__bf16_a_elems(net->width, net->ly[l].k);
+            size_t be = apd__bf16_b_elems(net->ly[l].k, net->ly[l].g * net->ly[l].p);
+            if (be > bmax) bmax = be;
+        }
+        if (!apd__mul_ok(bmax, net->T, &tot) || !apd__add_ok(tot, wsum, &tot)) return APD_EOVERFLOW;
+        net->bf16 = malloc(tot * sizeof(uint16_t));
+        net->bcol = calloc(net->T, sizeof(uint16_t *));
+        if (!net->bf16 || !net->bcol) return APD_ENOMEM;
+        for (size_t l = 0; l < net->L; l++) net->wbf[l] = net->bf16 + off[l];
+        for (size_t t = 0; t < net->T; t++) net->bcol[t] = net->bf16 + wsum + t * bmax;
+        net->bytes += tot * sizeof(uint16_t);
+    }
     net->x0 = net->acts + o_x0;
     net->logits = net->acts + o_logits;
     for (size_t l = 0; l < net->L; l++) {
@@ -252,6 +271,8 @@ void apd_convnet_free(apd_convnet *net)
     free(net->col);
     free(net->dc);
     free(net->pgrad);
+    free(net->bf16);
+    free(net->bcol);
     free(net);
 }
 
@@ -664,6 +685,7 @@ typedef struct job {
     float *dx;                     /* backward */
     const float *dlogits, *dembed;
     int param_grads;
+    int bf16; /* forward: im2col GEMMs in bf16 (net->wbf packed) */
 } job;
 
 static void slice_of(size_t n, size_t T, size_t t, size_t *i0, size_t *i1)
@@ -720,8 +742,13 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
                 for (size_t j = 0; j < gi; j++)
                     apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
                                 y->hc, y->wc);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
-                            1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
+                if (jb->bf16) {
+                    apd__bf16_pack_b(net->bcol[thread], col, ld, y->k, ld);
+                    apd__bf16_gemm(dst, ld, net->wbf[l], net->bcol[thread], Co, ld, y->k);
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
+                                1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
+                }
             }
             if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
             if (thread == 0) net->prof_conv[l] += apd__now() - t0;
@@ -832,16 +859,28 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
     }
 }
 
-apd_status apd_convnet_forward(apd_convnet *net, float *logits, float *embed, const float *x,
-                               size_t n)
+apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed, const float *x,
+                                  size_t n, unsigned flags)
 {
     APD_RETURN_IF(net == NULL || x == NULL || n == 0 || n > net->cfg.max_batch, APD_EINVAL);
     memcpy(net->x0, x, n * net->cfg.c * net->cfg.h * net->cfg.w * sizeof(float));
     job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed};
+    if ((flags & APD_NN_FWD_BF16) && net->bf16 && apd_nn_bf16_enabled()) {
+        jb.bf16 = 1;
+        for (size_t l = 0; l < net->L; l++)
+            apd__bf16_pack_a(net->wbf[l], net->params + net->ly[l].w_off, net->ly[l].k, net->width,
+                             net->ly[l].k);
+    }
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, forward_task, &jb);
     net->last_n = n;
-    net->have_forward = 1;
+    net->have_forward = !jb.bf16; /* no backward through reduced-precision activations */
     return APD_OK;
+}
+
+apd_status apd_convnet_forward(apd_convnet *net, float *logits, float *embed, const float *x,
+                               size_t n)
+{
+    return apd_convnet_forward_ex(net, logits, embed, x, n, 0);
 }
 
 apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogits,
