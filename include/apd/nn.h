@@ -97,8 +97,9 @@ APD_API void apd_nn_set_blas_threads(uint32_t n);
 
 /* Name of the OpenBLAS kernel set in use (openblas_get_corename), e.g. "SkylakeX".
  * Note: OpenBLAS 0.3.21 does not recognise recent Intel CPUs and falls back to slow generic
- * "Prescott" kernels; libapd then switches it, once per process at load time, to SkylakeX
- * when the CPU has AVX-512 and OPENBLAS_CORETYPE is unset (4-5x faster sgemm). Set
+ * "Prescott" kernels, and gives AMD CPUs with AVX-512 (Zen 4/5) its AVX2 "Haswell"/"Zen"
+ * kernels; libapd then switches it, once per process at load time, to SkylakeX when the CPU
+ * has AVX-512 and OPENBLAS_CORETYPE is unset (4-5x, resp. ~1.8x faster sgemm). Set
  * APD_BLAS_KEEP_CORE=1 to opt out. */
 APD_API const char *apd_nn_blas_core(void);
 

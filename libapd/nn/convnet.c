@@ -739,13 +739,16 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             } else
 #endif
             {
-                for (size_t j = 0; j < gi; j++)
-                    apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
-                                y->hc, y->wc);
                 if (jb->bf16) {
-                    apd__bf16_pack_b(net->bcol[thread], col, ld, y->k, ld);
+                    /* im2col straight into bf16 pairs: no float column matrix to write and re-read */
+                    for (size_t j = 0; j < gi; j++)
+                        apd__bf16_im2col_pack(net->bcol[thread], ld, j * p, in + (i + j) * in_sz, y->ci, y->h,
+                                              y->w, 3, y->pad, y->hc, y->wc, col);
                     apd__bf16_gemm(dst, ld, net->wbf[l], net->bcol[thread], Co, ld, y->k);
                 } else {
+                    for (size_t j = 0; j < gi; j++)
+                        apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
+                                    y->hc, y->wc);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
                                 1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
                 }

@@ -17,6 +17,7 @@
  * with AVX-512 F/BW, and the environment does not set APD_NN_BF16=0 (apd_nn_bf16_enabled).
  * Everything here is compiled for those extensions by target attributes, whatever -march.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,24 @@ static void pack_b_v(uint16_t *bp, const float *b, size_t ldb, size_t K, size_t 
     }
 }
 
+/* Columns [col0, col0 + n) of packed pair row dst (Np columns): from float rows r0 and r1
+ * (r1 NULL: zeros). */
+static void pack_pair_v(uint16_t *dst, size_t col0, const float *r0, const float *r1, size_t n)
+{
+    static const uint16_t order[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                       8,  24, 9,  25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i inter = _mm512_loadu_si512((const void *)order);
+    for (size_t i = 0; i < n; i += 16) {
+        size_t m = n - i < 16 ? n - i : 16;
+        __mmask16 k = lanes16(m);
+        __m512 v0 = _mm512_maskz_loadu_ps(k, r0 + i);
+        __m512 v1 = r1 ? _mm512_maskz_loadu_ps(k, r1 + i) : _mm512_setzero_ps();
+        __m512i h = _mm512_permutexvar_epi16(inter, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+        __mmask32 k2 = m == 16 ? 0xFFFFFFFFu : (__mmask32)((1u << (2 * m)) - 1u);
+        _mm512_mask_storeu_epi16((void *)(dst + (col0 + i) * 2), k2, h);
+    }
+}
+
 /* One MR x (nv*16) tile over kc pairs. first: start from zero, else add to C. rows/cols:
  * how much of the tile lies inside C. */
 static inline __attribute__((always_inline)) void tile(float *c, size_t ldc, const uint16_t *ap, size_t Kp,
@@ -159,6 +178,10 @@ static void pack_b_v(uint16_t *bp, const float *b, size_t ldb, size_t K, size_t 
 {
     (void)bp, (void)b, (void)ldb, (void)K, (void)N;
 }
+static void pack_pair_v(uint16_t *dst, size_t col0, const float *r0, const float *r1, size_t n)
+{
+    (void)dst, (void)col0, (void)r0, (void)r1, (void)n;
+}
 static void gemm_v(float *c, size_t ldc, const uint16_t *ap, const uint16_t *bp, size_t M, size_t N, size_t K)
 {
     (void)c, (void)ldc, (void)ap, (void)bp, (void)M, (void)N, (void)K;
@@ -166,6 +189,51 @@ static void gemm_v(float *c, size_t ldc, const uint16_t *ap, const uint16_t *bp,
 #endif
 
 int apd__bf16_cpu(void) { return cpu_has_bf16(); }
+
+/* Row r = (ci * k + ky) * k + kx of one image's im2col (see nn_internal.h), P floats. */
+static void im2col_row(float *dst, const float *plane, size_t H, size_t W, size_t ky, size_t kx, size_t pad,
+                       size_t Ho, size_t Wo)
+{
+    size_t lo = pad > kx ? pad - kx : 0, hi = W + pad - kx;
+    if (hi > Wo) hi = Wo;
+    if (lo > hi) lo = hi;
+    for (size_t oy = 0; oy < Ho; oy++) {
+        float *d = dst + oy * Wo;
+        ptrdiff_t iy = (ptrdiff_t)oy + (ptrdiff_t)ky - (ptrdiff_t)pad;
+        if (iy < 0 || iy >= (ptrdiff_t)H) {
+            memset(d, 0, Wo * sizeof *d);
+            continue;
+        }
+        const float *src = plane + (size_t)iy * W + (lo + kx - pad);
+        for (size_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+        memcpy(d + lo, src, (hi - lo) * sizeof *d);
+        for (size_t ox = hi; ox < Wo; ox++) d[ox] = 0.0f;
+    }
+}
+
+void apd__bf16_im2col_pack(uint16_t *bp, size_t N, size_t col0, const float *in, size_t Ci, size_t H, size_t W,
+                           size_t k, size_t pad, size_t Ho, size_t Wo, float *tmp)
+{
+    size_t P = Ho * Wo, K = Ci * k * k, Np = (N + 15) & ~(size_t)15;
+    float *t0 = tmp, *t1 = tmp + P;
+    for (size_t kp = 0; kp < (K + 1) / 2; kp++) {
+        int two = 2 * kp + 1 < K;
+        for (int h = 0; h < 1 + two; h++) {
+            size_t r = 2 * kp + (size_t)h, ci = r / (k * k), ky = (r / k) % k, kx = r % k;
+            im2col_row(h ? t1 : t0, in + ci * H * W, H, W, ky, kx, pad, Ho, Wo);
+        }
+        uint16_t *dst = bp + kp * Np * 2;
+        if (cpu_has_bf16()) {
+            pack_pair_v(dst, col0, t0, two ? t1 : NULL, P);
+        } else {
+            for (size_t i = 0; i < P; i++) {
+                dst[(col0 + i) * 2] = apd__bf16_round(t0[i]);
+                dst[(col0 + i) * 2 + 1] = two ? apd__bf16_round(t1[i]) : 0;
+            }
+        }
+        if (col0 + P == N) memset(dst + N * 2, 0, (Np - N) * 2 * sizeof *dst); /* last image: pad columns */
+    }
+}
 
 int apd_nn_bf16_enabled(void)
 {

@@ -30,6 +30,12 @@ void apd__bf16_pack_b(uint16_t *bp, const float *b, size_t ldb, size_t K, size_t
 void apd__bf16_gemm(float *c, size_t ldc, const uint16_t *ap, const uint16_t *bp, size_t M, size_t N,
                     size_t K);
 int apd__bf16_cpu(void);
+/* im2col of one image straight into packed bf16 columns [col0, col0 + Ho*Wo) of a B panel
+ * with N columns in all (the layout of apd__bf16_pack_b for the [Ci*k*k][N] column matrix;
+ * images side by side as in apd__im2col); tmp: 2 * Ho * Wo floats. The image whose columns
+ * end at N also zeroes the padding columns. Same bits as apd__im2col + apd__bf16_pack_b. */
+void apd__bf16_im2col_pack(uint16_t *bp, size_t N, size_t col0, const float *in, size_t Ci, size_t H,
+                           size_t W, size_t k, size_t pad, size_t Ho, size_t Wo, float *tmp);
 uint16_t apd__bf16_round(float f);
 float apd__bf16_to_float(uint16_t h);
 
