@@ -187,32 +187,36 @@ static void sgemm_limit(int threads, int n, int reps, double *wall, double *perc
     apd_pool_free(pool);
 }
 
-/* Single-thread GFLOP/s of sgemm and of our bf16 kernel on one conv2-sized GEMM
- * (128 x 256 x 1152): what the two precisions can do on this core. */
-static void kernel_rates(double *sg, double *bf)
+/* Single-thread GFLOP/s per CPU-second of sgemm, our fp32 kernel and our bf16 kernel on one
+ * conv2-sized GEMM (128 x 256 x 1152), best of 30. */
+static void kernel_rates(double *sg, double *own, double *bf)
 {
     size_t M = 128, N = 256, K = 1152;
     float *a = malloc(M * K * sizeof(float)), *b = malloc(K * N * sizeof(float)), *c = malloc(M * N * sizeof(float));
     uint16_t *ap = malloc(apd__bf16_a_elems(M, K) * 2), *bp = malloc(apd__bf16_b_elems(K, N) * 2);
-    *sg = *bf = 0.0;
+    *sg = *bf = *own = 0.0;
     if (a && b && c && ap && bp) {
         for (size_t i = 0; i < M * K; i++) a[i] = (float)(i % 13) * 0.01f;
         for (size_t i = 0; i < K * N; i++) b[i] = (float)(i % 11) * 0.01f;
         apd__bf16_pack_a(ap, a, K, M, K);
         apd__bf16_pack_b(bp, b, N, K, N);
-        double bs = 1e30, bb = 1e30;
+        double bs = 1e30, bb = 1e30, bo = 1e30;
         for (int r = 0; r < 30; r++) {
-            double t0 = apd__now();
+            double t0 = cpu_now(CLOCK_THREAD_CPUTIME_ID);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K, b,
                         (int)N, 0.0f, c, (int)N);
-            double t1 = apd__now();
+            double t1 = cpu_now(CLOCK_THREAD_CPUTIME_ID);
             apd__bf16_gemm(c, N, ap, bp, M, N, K);
-            double t2 = apd__now();
+            double t2 = cpu_now(CLOCK_THREAD_CPUTIME_ID);
+            if (apd__gemm_f32_ok()) apd__gemm_f32(c, N, a, K, 1, b, N, M, N, K);
+            double t3 = cpu_now(CLOCK_THREAD_CPUTIME_ID);
             if (t1 - t0 < bs) bs = t1 - t0;
             if (t2 - t1 < bb) bb = t2 - t1;
+            if (t3 - t2 < bo) bo = t3 - t2;
         }
         *sg = 2.0 * M * N * K / bs / 1e9;
         *bf = apd__bf16_cpu() ? 2.0 * M * N * K / bb / 1e9 : 0.0;
+        *own = apd__gemm_f32_ok() ? 2.0 * M * N * K / bo / 1e9 : 0.0;
     }
     free(a), free(b), free(c), free(ap), free(bp);
 }
@@ -347,13 +351,16 @@ int main(int argc, char **argv)
     }
     char cpu[512];
     cpu_model(cpu, sizeof cpu);
-    double sg1, bf1;
-    kernel_rates(&sg1, &bf1);
+    double sg1, bf1, own1;
+    kernel_rates(&sg1, &own1, &bf1);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("bench_distill: %d threads, %d iterations per mode (first not averaged), 10 classes, K %d\n", c.threads,
            c.iters, c.k);
-    printf("CPU: %s\nOpenBLAS core: %s\nkernels: %s\n", cpu, apd_nn_blas_core(), apd_nn_gemm_kernels());
-    printf("1 thread, 128x256x1152 GEMM: sgemm %.1f GF/s, bf16 kernel %.1f GF/s (%.2fx)\n", sg1, bf1,
-           sg1 > 0 ? bf1 / sg1 : 0.0);
+    printf("CPU: %s\nOpenBLAS core: %s%s%s%s\nour dispatch: %s\n", cpu, apd_nn_blas_core(),
+           ct ? " (OPENBLAS_CORETYPE=" : "", ct ? ct : "", ct ? " in the environment)" : "", apd_nn_gemm_kernels());
+    printf("1 thread, 128x256x1152 GEMM per CPU-s: cblas_sgemm %.1f GF/s, our fp32 kernel %.1f GF/s, our bf16 kernel "
+           "%.1f GF/s (%.2fx sgemm)\n",
+           sg1, own1, bf1, sg1 > 0 ? bf1 / sg1 : 0.0);
     for (int si = 0; si < n_sizes; si++) {
         cfg_t s = c;
         s.size = sizes[si];

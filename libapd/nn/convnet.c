@@ -685,7 +685,8 @@ typedef struct job {
     float *dx;                     /* backward */
     const float *dlogits, *dembed;
     int param_grads;
-    int bf16; /* forward: im2col GEMMs in bf16 (net->wbf packed) */
+    int bf16;    /* forward: im2col GEMMs in bf16 (net->wbf packed) */
+    int own_f32; /* float32 conv GEMMs (forward, input gradient) by apd__gemm_f32, not OpenBLAS */
 } job;
 
 static void slice_of(size_t n, size_t T, size_t t, size_t *i0, size_t *i1)
@@ -749,8 +750,11 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
                     for (size_t j = 0; j < gi; j++)
                         apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
                                     y->hc, y->wc);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
-                                1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
+                    if (jb->own_f32)
+                        apd__gemm_f32(dst, ld, P + y->w_off, y->k, 1, col, ld, Co, ld, y->k);
+                    else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
+                                    1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
                 }
             }
             if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
@@ -852,8 +856,11 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                 }
             }
             if (din) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)y->k, (int)ld, (int)Co,
-                            1.0f, P + y->w_off, (int)y->k, dC, (int)ld, 0.0f, col, (int)ld);
+                if (jb->own_f32) /* col = W^T dC: W read with row stride 1 and column stride k */
+                    apd__gemm_f32(col, ld, P + y->w_off, 1, y->k, dC, ld, y->k, ld, Co);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)y->k, (int)ld, (int)Co,
+                                1.0f, P + y->w_off, (int)y->k, dC, (int)ld, 0.0f, col, (int)ld);
                 for (size_t j = 0; j < gi; j++)
                     apd__col2im_add(din + (i + j) * in_sz, col + j * p, ld, y->ci, y->h, y->w, 3,
                                     y->pad, y->hc, y->wc);
@@ -867,7 +874,7 @@ apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed,
 {
     APD_RETURN_IF(net == NULL || x == NULL || n == 0 || n > net->cfg.max_batch, APD_EINVAL);
     memcpy(net->x0, x, n * net->cfg.c * net->cfg.h * net->cfg.w * sizeof(float));
-    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed};
+    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed, .own_f32 = apd__gemm_f32_ok()};
     if ((flags & APD_NN_FWD_BF16) && net->bf16 && apd_nn_bf16_enabled()) {
         jb.bf16 = 1;
         for (size_t l = 0; l < net->L; l++)
@@ -894,7 +901,8 @@ apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogit
     APD_RETURN_IF(n != net->last_n, APD_EINVAL);
     int pg = (flags & APD_NN_PARAM_GRADS) != 0;
     if (dx == NULL && !pg) return APD_OK;
-    job jb = {.net = net, .n = n, .dx = dx, .dlogits = dlogits, .dembed = dembed, .param_grads = pg};
+    job jb = {.net = net, .n = n, .dx = dx, .dlogits = dlogits, .dembed = dembed, .param_grads = pg,
+              .own_f32 = apd__gemm_f32_ok()};
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, backward_task, &jb);
     if (pg)
         for (size_t t = 0; t < net->T; t++) {

@@ -125,9 +125,11 @@ static inline __attribute__((always_inline)) void tile(float *c, size_t ldc, con
 {
     __m512 acc[MR][NV];
     __mmask16 km[NV];
+#pragma GCC unroll 3
     for (int j = 0; j < nv; j++) km[j] = (size_t)j * 16 < cols ? lanes16(cols - (size_t)j * 16) : 0;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
+#pragma GCC unroll 3
         for (int j = 0; j < nv; j++)
             acc[r][j] = (first || (size_t)r >= rows) ? _mm512_setzero_ps()
                                                      : _mm512_maskz_loadu_ps(km[j], c + r * ldc + j * 16);
@@ -136,17 +138,21 @@ static inline __attribute__((always_inline)) void tile(float *c, size_t ldc, con
     for (size_t p = 0; p < kc; p++) {
         const uint16_t *brow = bp + p * Np * 2;
         __m512bh bv[NV];
+#pragma GCC unroll 3
         for (int j = 0; j < nv; j++) bv[j] = (__m512bh)_mm512_loadu_si512((const void *)(brow + j * 32));
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             __m512bh av = (__m512bh)_mm512_set1_epi32((int)a32[r * lda32 + p]);
+#pragma GCC unroll 3
             for (int j = 0; j < nv; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
-        if ((size_t)r < rows)
+        if ((size_t)r < rows) {
+#pragma GCC unroll 3
             for (int j = 0; j < nv; j++) _mm512_mask_storeu_ps(c + r * ldc + j * 16, km[j], acc[r][j]);
+        }
 }
 
 static void gemm_v(float *c, size_t ldc, const uint16_t *ap, const uint16_t *bp, size_t M, size_t N, size_t K)
@@ -244,10 +250,19 @@ int apd_nn_bf16_enabled(void)
 
 const char *apd_nn_gemm_kernels(void)
 {
-    return apd_nn_bf16_enabled() ? "fp32 OpenBLAS sgemm + direct AVX-512 conv1; bf16 AVX512_BF16 microkernel "
-                                   "(8x48, vdpbf16ps) for no-gradient forwards"
-           : cpu_has_bf16() ? "fp32 OpenBLAS sgemm + direct AVX-512 conv1 (bf16 disabled by APD_NN_BF16=0)"
-                            : "fp32 OpenBLAS sgemm + direct conv1 (no AVX512_BF16 on this CPU)";
+    int own = apd__gemm_f32_ok(), bf = apd_nn_bf16_enabled();
+    if (own && bf)
+        return "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); no-gradient forwards bf16 "
+               "AVX512_BF16 microkernel (8x48, vdpbf16ps); weight gradients and classifier OpenBLAS sgemm";
+    if (own)
+        return cpu_has_bf16() ? "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); bf16 disabled "
+                                "(APD_NN_BF16=0); weight gradients and classifier OpenBLAS sgemm"
+                              : "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); no AVX512_BF16; "
+                                "weight gradients and classifier OpenBLAS sgemm";
+    if (bf)
+        return "conv1 direct AVX-512; fp32 GEMMs OpenBLAS sgemm (APD_NN_GEMM=openblas); no-gradient forwards bf16 "
+               "AVX512_BF16 microkernel (8x48, vdpbf16ps)";
+    return "fp32 GEMMs OpenBLAS sgemm (no AVX-512 or APD_NN_GEMM=openblas; bf16 off)";
 }
 
 void apd__bf16_pack_b(uint16_t *bp, const float *b, size_t ldb, size_t K, size_t N)

@@ -39,6 +39,14 @@ void apd__bf16_im2col_pack(uint16_t *bp, size_t N, size_t col0, const float *in,
 uint16_t apd__bf16_round(float f);
 float apd__bf16_to_float(uint16_t h);
 
+/* float32 GEMM (gemm_f32.c): C[M][N] (row stride ldc) = A B, A element (m, k) at
+ * a[m * ars + k * acs] (W: ars = K, acs = 1; W^T: ars = 1, acs = K), B row-major with row
+ * stride ldb. Only where apd__gemm_f32_ok(): CPU with AVX-512F and APD_NN_GEMM not set to
+ * "openblas" (then callers use cblas_sgemm). */
+int apd__gemm_f32_ok(void);
+void apd__gemm_f32(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                   size_t M, size_t N, size_t K);
+
 /* Once per process: let OpenBLAS use AVX-512 kernels on CPUs it does not know (blas.c). */
 void apd__blas_init(void);
 

@@ -1,5 +1,6 @@
 /* test_nn_bf16.c: the bfloat16 GEMM path of no-gradient forwards (nn/gemm_bf16.c) against
- * float32, and its dispatch. Prints max errors.
+ * float32, and its dispatch; the float32 AVX-512 conv GEMM (nn/gemm_f32.c) against sgemm.
+ * Prints max errors.
  *
  * Error metrics: tu_err (max relative error with an absolute floor of 1% of the reference's
  * scale, see nn_testutil.h) where the arithmetic is the same up to float32 round-off, and the
@@ -14,6 +15,8 @@
  *     E|ab| per output against a largest output of several sqrt(K) E|ab|: ~1e-3 measured);
  *   - a ConvNetD3 embedding, bf16 forward against float32 forward: scale-relative 2e-2
  *     (two bf16 convs; instance norm rescales each plane).
+ *   - the float32 kernel against cblas_sgemm: tu_err 2e-4 (both float32 with sums in another
+ *     order: twice the 1e-4 forward target the golden tests set for one of them).
  * On a CPU without AVX512_BF16 the scalar twin runs the same arithmetic, and the ConvNet
  * forward must stay bit-identical to float32 (the flag is ignored).
  */
@@ -135,6 +138,46 @@ START_TEST(im2col_pack_same_bits)
 }
 END_TEST
 
+START_TEST(gemm_f32_vs_sgemm)
+{
+    if (!apd__gemm_f32_ok()) {
+        printf("fp32 AVX-512 kernel: not available on this CPU (OpenBLAS used)\n");
+        return;
+    }
+    static const size_t shapes[][3] = {{128, 256, 1152}, {1152, 256, 128}, {13, 37, 29}, {9, 17, 300}, {1, 1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int tr = 0; tr < 2; tr++) {
+            size_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+            apd__rng r;
+            apd__rng_seed(&r, 21 + i, (uint64_t)tr);
+            float *a = tu_rand(M * K, &r, -1.0f, 1.0f), *b = tu_rand(K * N, &r, -1.0f, 1.0f);
+            float *c = tu_zeros(M * N + 1), *ref = tu_zeros(M * N);
+            c[M * N] = 777.0f; /* guard: nothing past C is written */
+            /* tr: A stored transposed (a[k * M + m]), as W^T in the input-gradient GEMM */
+            if (tr) {
+                apd__gemm_f32(c, N, a, 1, M, b, N, M, N, K);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)M, b,
+                            (int)N, 0.0f, ref, (int)N);
+            } else {
+                apd__gemm_f32(c, N, a, K, 1, b, N, M, N, K);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K, b,
+                            (int)N, 0.0f, ref, (int)N);
+            }
+            double e = tu_err(c, ref, M * N);
+            printf("fp32 AVX-512 gemm %4zux%4zux%4zu%s vs sgemm: max err %.2e (max abs %.2e)\n", M, N, K,
+                   tr ? " (A^T)" : "", e, tu_max_abs(c, ref, M * N));
+            ck_assert_msg(e <= 2e-4, "fp32 kernel error %.3e > 2e-4", e);
+            ck_assert(c[M * N] == 777.0f);
+            free(a), free(b), free(c), free(ref);
+        }
+    setenv("APD_NN_GEMM", "openblas", 1);
+    ck_assert_int_eq(apd__gemm_f32_ok(), 0);
+    ck_assert_ptr_nonnull(strstr(apd_nn_gemm_kernels(), "OpenBLAS sgemm"));
+    unsetenv("APD_NN_GEMM");
+    ck_assert_int_eq(apd__gemm_f32_ok(), 1);
+}
+END_TEST
+
 static apd_convnet *make_net(void)
 {
     apd_convnet_opts o;
@@ -209,6 +252,7 @@ int main(void)
     tcase_add_test(tc, gemm_vs_fp32);
     tcase_add_test(tc, rounding);
     tcase_add_test(tc, im2col_pack_same_bits);
+    tcase_add_test(tc, gemm_f32_vs_sgemm);
     tcase_add_test(tc, convnet_bf16_forward);
     tcase_add_test(tc, dispatch_disabled);
     suite_add_tcase(s, tc);
