@@ -13,7 +13,9 @@
  *
  * Reported per size:
  *   - DM with the conv GEMMs in float32 (APD_NN_BF16=0) and DM with the real-image forward in
- *     bf16 (the default where the CPU has AVX512_BF16), PyTorch DM;
+ *     bf16 (the default where the CPU has AVX512_BF16), PyTorch DM; at the first size also
+ *     float32 DM with every GEMM in OpenBLAS (APD_NN_GEMM=openblas, the engine before its own
+ *     float32 kernel);
  *   - the FLOPs of one DM iteration: 3x3 conv forward of the real batch and of the synthetic
  *     images, and the input-gradient backward of the synthetic images (the classifier is not
  *     used by DM); DSA, norm, pooling and the pixel update are not counted;
@@ -65,7 +67,8 @@ typedef struct cfg_t {
 
 static int child(const char *mode, const cfg_t *c)
 {
-    if (!strcmp(mode, "dm-fp32")) setenv("APD_NN_BF16", "0", 1);
+    if (!strncmp(mode, "dm-fp32", 7)) setenv("APD_NN_BF16", "0", 1);
+    if (!strcmp(mode, "dm-fp32-openblas")) setenv("APD_NN_GEMM", "openblas", 1);
     apd_dataset ds;
     memset(&ds, 0, sizeof ds);
     uint32_t per = (uint32_t)(c->batch_real > c->ipc ? c->batch_real : c->ipc) + 44;
@@ -390,6 +393,12 @@ int main(int argc, char **argv)
                   s.threads, &tdm, have_t);
         printf("  bf16 vs fp32 step: %.2fx faster (wall), %.2fx (CPU time)\n", f32.rest / b16.rest,
                b16.cpu > 0 ? f32.cpu / b16.cpu : 0.0);
+        if (si == 0 && apd__gemm_f32_ok()) {
+            /* the float32 path with every GEMM in OpenBLAS, as before our fp32 kernel */
+            res_t ob;
+            if (measure("dm-fp32-openblas", &s, 0, &ob, NULL, NULL) != 0) return 1;
+            print_row("dm, fp32, OpenBLAS GEMMs", &ob, fl, lw, lc, s.threads, NULL, 0);
+        }
         if (autopal && si == 0) {
             res_t ap, tap;
             int have_ap = 0;
