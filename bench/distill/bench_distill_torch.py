@@ -3,8 +3,8 @@
 DM + AutoPalette iteration, written the way the reference code does them (VICO main_DM.py
 and AutoPalette dm_quant.py, re-implemented from docs/method.md; not a copy).
 
-Usage: bench_distill_torch.py MODE THREADS ITERS [IPC BATCH_REAL K CLASSES N_PER_CLASS]
-  MODE: dm | autopalette
+Usage: bench_distill_torch.py MODE THREADS ITERS [IPC BATCH_REAL K CLASSES N_PER_CLASS [SIZE DEPTH]]
+  MODE: dm | autopalette; SIZE: image side (32), DEPTH: conv blocks (3)
 Denormals are flushed to zero (torch.set_flush_denormal), as libapd does, so that both sides
 avoid the slow path a saturated softmax triggers. Prints "torch iter_first <s>", "torch iter_rest <s>", "torch peak_rss_mb <MB>",
 "torch growth_mb <MB>" (peak RSS minus RSS after the data were built).
@@ -131,14 +131,15 @@ def color_losses(m, target, k, gen):
 def main():
     mode = sys.argv[1]
     threads, iters = int(sys.argv[2]), int(sys.argv[3])
-    ipc, batch_real, k, classes, n_per = (int(v) for v in (sys.argv[4:9] + ["40", "256", "64", "10", "300"][len(sys.argv[4:9]):]))
+    ipc, batch_real, k, classes, n_per, size, depth = (
+        int(v) for v in (sys.argv[4:11] + ["40", "256", "64", "10", "300", "32", "3"][len(sys.argv[4:11]):]))
     torch.set_num_threads(threads)
     # denormals from a saturated softmax slow x86 arithmetic ~10x; ours flushes them too
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     c = h = w = None
-    c, h, w = 3, 32, 32
+    c, h, w = 3, size, size
     real = [torch.randn(n_per, c, h, w) for _ in range(classes)]
     syn = torch.cat([r[:ipc].clone() for r in real]).requires_grad_(True)
     opt_img = torch.optim.SGD([syn], lr=1.0, momentum=0.5)
@@ -150,7 +151,7 @@ def main():
     times = []
     for it in range(iters):
         t0 = time.perf_counter()
-        net = ConvNetD3(c, h, classes)
+        net = ConvNetD3(c, h, classes, depth=depth)
         for p in net.parameters():
             p.requires_grad_(False)
         net.train()

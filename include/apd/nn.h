@@ -97,10 +97,19 @@ APD_API void apd_nn_set_blas_threads(uint32_t n);
 
 /* Name of the OpenBLAS kernel set in use (openblas_get_corename), e.g. "SkylakeX".
  * Note: OpenBLAS 0.3.21 does not recognise recent Intel CPUs and falls back to slow generic
- * "Prescott" kernels; libapd then switches it, once per process at load time, to SkylakeX
- * when the CPU has AVX-512 and OPENBLAS_CORETYPE is unset (4-5x faster sgemm). Set
+ * "Prescott" kernels, and gives AMD CPUs with AVX-512 (Zen 4/5) its AVX2 "Haswell"/"Zen"
+ * kernels; libapd then switches it, once per process at load time, to SkylakeX when the CPU
+ * has AVX-512 and OPENBLAS_CORETYPE is unset (4-5x, resp. ~1.8x faster sgemm). Set
  * APD_BLAS_KEEP_CORE=1 to opt out. */
 APD_API const char *apd_nn_blas_core(void);
+
+/* 1 when no-gradient forwards may use bfloat16 GEMMs (apd_convnet_forward_ex with
+ * APD_NN_FWD_BF16): the CPU has AVX512_BF16 (run-time cpuid check) and the environment does
+ * not set APD_NN_BF16=0 (read at every call). */
+APD_API int apd_nn_bf16_enabled(void);
+/* One line naming the GEMM/conv kernels the ConvNet dispatches to on this CPU (for logs and
+ * benchmarks). Static string. */
+APD_API const char *apd_nn_gemm_kernels(void);
 
 /* ======================================================================================
  * Ops: forward/backward pairs (single-threaded, no allocation)
@@ -298,6 +307,18 @@ APD_API apd_status apd_convnet_forward(apd_convnet *net,
                                        const float *x,  /* [n, c, h, w] */
                                        size_t n);
 
+/* Flags for apd_convnet_forward_ex. */
+#define APD_NN_FWD_BF16 1u /* no gradient needed: the 3x3 convs with im2col GEMMs may run with
+                            * bfloat16 inputs (round to nearest even) and float32 sums, when
+                            * apd_nn_bf16_enabled(); relative error ~2^-9 per product. The
+                            * first conv (direct kernel), norm, pooling and classifier stay
+                            * float32. A backward cannot follow (APD_EBADSTATE). */
+
+/* apd_convnet_forward with flags (0: identical to apd_convnet_forward). Without
+ * apd_nn_bf16_enabled() the flag is ignored and the result is bit-identical to flags 0. */
+APD_API apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed,
+                                          const float *x, size_t n, unsigned flags);
+
 /* Flags for apd_convnet_backward. */
 #define APD_NN_PARAM_GRADS 1u /* accumulate parameter gradients into the gradient arena */
 
@@ -350,6 +371,9 @@ APD_API uint32_t apd_convnet_batch_for_budget(const apd_convnet_opts *cfg, size_
  * @return APD_OK, APD_EINVAL (NULL net/x, n == 0). */
 APD_API apd_status apd_convnet_forward_nograd(apd_convnet *net, float *logits, float *embed,
                                               const float *x, size_t n);
+/* apd_convnet_forward_nograd with apd_convnet_forward_ex's flags (APD_NN_FWD_BF16). */
+APD_API apd_status apd_convnet_forward_nograd_ex(apd_convnet *net, float *logits, float *embed,
+                                                 const float *x, size_t n, unsigned flags);
 
 /* ======================================================================================
  * SGD (PyTorch semantics) and learning-rate schedule

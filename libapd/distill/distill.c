@@ -251,6 +251,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
                         x->depth, x->depth, o->depth ? "--depth" : "by resolution", x->embed);
         apd__dsb_printf(b, ",\"activation_budget_bytes\":%llu",
                         (unsigned long long)(o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET));
+        apd__dsb_printf(b, ",\"real_forward_gemm\":\"%s\"", apd_nn_bf16_enabled() ? "bf16" : "fp32");
         apd__dsb_printf(b, ",\"iters\":%u,\"batch_real\":%u,\"lr_img\":", o->iters, o->batch_real);
         apd__dsb_num(b, o->lr_img);
         apd__dsb_printf(b, ",\"momentum_img\":");

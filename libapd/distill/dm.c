@@ -250,7 +250,8 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
     if (st != APD_OK) return apd__err_set(err, st, "distill: DSA draw failed");
     /* real side: forward only */
     APD_TRY(apd_dsa_forward(s->real_aug, s->real_f, &dp, b, x->c, x->h, x->w));
-    APD_TRY(apd_convnet_forward_nograd(s->net, NULL, s->emb_r, s->real_aug, b));
+    /* no gradient flows through the real side: bf16 GEMMs where the CPU has them */
+    APD_TRY(apd_convnet_forward_nograd_ex(s->net, NULL, s->emb_r, s->real_aug, b, APD_NN_FWD_BF16));
     apd_mean_rows_forward(s->mean_r, s->emb_r, b, s->D);
     /* synthetic side */
     float *xs = s->syn + (size_t)cls * ipc * img;

@@ -57,6 +57,8 @@ struct apd_convnet {
     float *x0, *logits;
     float *scratch;   /* one block for all per-thread scratch */
     float **col, **dc, **pgrad;
+    uint16_t *bf16;   /* bf16 weights per layer + per-thread packed columns (AVX512_BF16 CPUs only) */
+    uint16_t *wbf[MAX_DEPTH], **bcol;
     size_t bytes;
     size_t last_n;
     int have_forward;
@@ -198,6 +200,23 @@ static apd_status plan_arenas(apd_convnet *net)
     if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc || !net->pgrad)
         return APD_ENOMEM;
     net->bytes = (2 * net->n_params + a + scr) * sizeof(float);
+    if (apd__bf16_cpu()) {
+        /* no-gradient bf16 forwards: packed weights per layer, packed im2col per thread */
+        size_t wsum = 0, bmax = 0, off[MAX_DEPTH] = {0}, tot;
+        for (size_t l = 0; l < net->L; l++) {
+            off[l] = wsum;
+            wsum += apd__bf16_a_elems(net->width, net->ly[l].k);
+            size_t be = apd__bf16_b_elems(net->ly[l].k, net->ly[l].g * net->ly[l].p);
+            if (be > bmax) bmax = be;
+        }
+        if (!apd__mul_ok(bmax, net->T, &tot) || !apd__add_ok(tot, wsum, &tot)) return APD_EOVERFLOW;
+        net->bf16 = malloc(tot * sizeof(uint16_t));
+        net->bcol = calloc(net->T, sizeof(uint16_t *));
+        if (!net->bf16 || !net->bcol) return APD_ENOMEM;
+        for (size_t l = 0; l < net->L; l++) net->wbf[l] = net->bf16 + off[l];
+        for (size_t t = 0; t < net->T; t++) net->bcol[t] = net->bf16 + wsum + t * bmax;
+        net->bytes += tot * sizeof(uint16_t);
+    }
     net->x0 = net->acts + o_x0;
     net->logits = net->acts + o_logits;
     for (size_t l = 0; l < net->L; l++) {
@@ -259,6 +278,8 @@ void apd_convnet_free(apd_convnet *net)
     free(net->col);
     free(net->dc);
     free(net->pgrad);
+    free(net->bf16);
+    free(net->bcol);
     free(net);
 }
 
@@ -671,6 +692,8 @@ typedef struct job {
     float *dx;                     /* backward */
     const float *dlogits, *dembed;
     int param_grads;
+    int bf16;    /* forward: im2col GEMMs in bf16 (net->wbf packed) */
+    int own_f32; /* float32 conv GEMMs (forward, input gradient) by apd__gemm_f32, not OpenBLAS */
 } job;
 
 static void slice_of(size_t n, size_t T, size_t t, size_t *i0, size_t *i1)
@@ -724,11 +747,22 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             } else
 #endif
             {
-                for (size_t j = 0; j < gi; j++)
-                    apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
-                                y->hc, y->wc);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
-                            1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
+                if (jb->bf16) {
+                    /* im2col straight into bf16 pairs: no float column matrix to write and re-read */
+                    for (size_t j = 0; j < gi; j++)
+                        apd__bf16_im2col_pack(net->bcol[thread], ld, j * p, in + (i + j) * in_sz, y->ci, y->h,
+                                              y->w, 3, y->pad, y->hc, y->wc, col);
+                    apd__bf16_gemm(dst, ld, net->wbf[l], net->bcol[thread], Co, ld, y->k);
+                } else {
+                    for (size_t j = 0; j < gi; j++)
+                        apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3, y->pad,
+                                    y->hc, y->wc);
+                    if (jb->own_f32)
+                        apd__gemm_f32(dst, ld, P + y->w_off, y->k, 1, col, ld, Co, ld, y->k);
+                    else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)ld, (int)y->k,
+                                    1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
+                }
             }
             if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
             if (thread == 0) net->prof_conv[l] += apd__now() - t0;
@@ -829,8 +863,11 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                 }
             }
             if (din) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)y->k, (int)ld, (int)Co,
-                            1.0f, P + y->w_off, (int)y->k, dC, (int)ld, 0.0f, col, (int)ld);
+                if (jb->own_f32) /* col = W^T dC: W read with row stride 1 and column stride k */
+                    apd__gemm_f32(col, ld, P + y->w_off, 1, y->k, dC, ld, y->k, ld, Co);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)y->k, (int)ld, (int)Co,
+                                1.0f, P + y->w_off, (int)y->k, dC, (int)ld, 0.0f, col, (int)ld);
                 for (size_t j = 0; j < gi; j++)
                     apd__col2im_add(din + (i + j) * in_sz, col + j * p, ld, y->ci, y->h, y->w, 3,
                                     y->pad, y->hc, y->wc);
@@ -839,16 +876,28 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
     }
 }
 
-apd_status apd_convnet_forward(apd_convnet *net, float *logits, float *embed, const float *x,
-                               size_t n)
+apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed, const float *x,
+                                  size_t n, unsigned flags)
 {
     APD_RETURN_IF(net == NULL || x == NULL || n == 0 || n > net->cfg.max_batch, APD_EINVAL);
     memcpy(net->x0, x, n * net->cfg.c * net->cfg.h * net->cfg.w * sizeof(float));
-    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed};
+    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed, .own_f32 = apd__gemm_f32_ok()};
+    if ((flags & APD_NN_FWD_BF16) && net->bf16 && apd_nn_bf16_enabled()) {
+        jb.bf16 = 1;
+        for (size_t l = 0; l < net->L; l++)
+            apd__bf16_pack_a(net->wbf[l], net->params + net->ly[l].w_off, net->ly[l].k, net->width,
+                             net->ly[l].k);
+    }
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, forward_task, &jb);
     net->last_n = n;
-    net->have_forward = 1;
+    net->have_forward = !jb.bf16; /* no backward through reduced-precision activations */
     return APD_OK;
+}
+
+apd_status apd_convnet_forward(apd_convnet *net, float *logits, float *embed, const float *x,
+                               size_t n)
+{
+    return apd_convnet_forward_ex(net, logits, embed, x, n, 0);
 }
 
 apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogits,
@@ -859,7 +908,8 @@ apd_status apd_convnet_backward(apd_convnet *net, float *dx, const float *dlogit
     APD_RETURN_IF(n != net->last_n, APD_EINVAL);
     int pg = (flags & APD_NN_PARAM_GRADS) != 0;
     if (dx == NULL && !pg) return APD_OK;
-    job jb = {.net = net, .n = n, .dx = dx, .dlogits = dlogits, .dembed = dembed, .param_grads = pg};
+    job jb = {.net = net, .n = n, .dx = dx, .dlogits = dlogits, .dembed = dembed, .param_grads = pg,
+              .own_f32 = apd__gemm_f32_ok()};
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, backward_task, &jb);
     if (pg)
         for (size_t t = 0; t < net->T; t++) {
@@ -954,15 +1004,21 @@ uint32_t apd_convnet_batch_for_budget(const apd_convnet_opts *cfg, size_t budget
     return fit < want ? (uint32_t)fit : want;
 }
 
-apd_status apd_convnet_forward_nograd(apd_convnet *net, float *logits, float *embed, const float *x, size_t n)
+apd_status apd_convnet_forward_nograd_ex(apd_convnet *net, float *logits, float *embed, const float *x, size_t n,
+                                         unsigned flags)
 {
     APD_RETURN_IF(net == NULL || x == NULL || n == 0, APD_EINVAL);
     const size_t mb = net->cfg.max_batch, img = (size_t)net->cfg.c * net->cfg.h * net->cfg.w;
     for (size_t i = 0; i < n; i += mb) {
         size_t m = n - i < mb ? n - i : mb;
-        APD_TRY(apd_convnet_forward(net, logits ? logits + i * net->K : NULL, embed ? embed + i * net->embed : NULL,
-                                    x + i * img, m));
+        APD_TRY(apd_convnet_forward_ex(net, logits ? logits + i * net->K : NULL,
+                                       embed ? embed + i * net->embed : NULL, x + i * img, m, flags));
     }
     net->have_forward = 0;
     return APD_OK;
+}
+
+apd_status apd_convnet_forward_nograd(apd_convnet *net, float *logits, float *embed, const float *x, size_t n)
+{
+    return apd_convnet_forward_nograd_ex(net, logits, embed, x, n, 0);
 }

@@ -16,6 +16,37 @@ void apd__im2col(float *col, size_t ld, const float *in, size_t Ci, size_t H, si
 void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t H, size_t W,
                      size_t k, size_t pad, size_t Ho, size_t Wo);
 
+/* bf16 GEMM (gemm_bf16.c): C[M][N] (row stride ldc) = A B with A packed by
+ * apd__bf16_pack_a (from float [M][K], row stride lda) into apd__bf16_a_elems(M, K) uint16,
+ * B packed by apd__bf16_pack_b (from float [K][N], row stride ldb) into
+ * apd__bf16_b_elems(K, N) uint16. Inputs rounded to bf16 (nearest even), products summed
+ * in float. Uses the AVX512_BF16 kernel when the CPU has it (apd__bf16_cpu), else a scalar
+ * twin with the same rounding. apd__bf16_round / apd__bf16_to_float: the scalar conversions. */
+#include <stdint.h>
+size_t apd__bf16_a_elems(size_t M, size_t K);
+size_t apd__bf16_b_elems(size_t K, size_t N);
+void apd__bf16_pack_a(uint16_t *ap, const float *a, size_t lda, size_t M, size_t K);
+void apd__bf16_pack_b(uint16_t *bp, const float *b, size_t ldb, size_t K, size_t N);
+void apd__bf16_gemm(float *c, size_t ldc, const uint16_t *ap, const uint16_t *bp, size_t M, size_t N,
+                    size_t K);
+int apd__bf16_cpu(void);
+/* im2col of one image straight into packed bf16 columns [col0, col0 + Ho*Wo) of a B panel
+ * with N columns in all (the layout of apd__bf16_pack_b for the [Ci*k*k][N] column matrix;
+ * images side by side as in apd__im2col); tmp: 2 * Ho * Wo floats. The image whose columns
+ * end at N also zeroes the padding columns. Same bits as apd__im2col + apd__bf16_pack_b. */
+void apd__bf16_im2col_pack(uint16_t *bp, size_t N, size_t col0, const float *in, size_t Ci, size_t H,
+                           size_t W, size_t k, size_t pad, size_t Ho, size_t Wo, float *tmp);
+uint16_t apd__bf16_round(float f);
+float apd__bf16_to_float(uint16_t h);
+
+/* float32 GEMM (gemm_f32.c): C[M][N] (row stride ldc) = A B, A element (m, k) at
+ * a[m * ars + k * acs] (W: ars = K, acs = 1; W^T: ars = 1, acs = K), B row-major with row
+ * stride ldb. Only where apd__gemm_f32_ok(): CPU with AVX-512F and APD_NN_GEMM not set to
+ * "openblas" (then callers use cblas_sgemm). */
+int apd__gemm_f32_ok(void);
+void apd__gemm_f32(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                   size_t M, size_t N, size_t K);
+
 /* Once per process: let OpenBLAS use AVX-512 kernels on CPUs it does not know (blas.c). */
 void apd__blas_init(void);
 
