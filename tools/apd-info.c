@@ -305,8 +305,9 @@ static void storage_text(const apd_file_info *fi, const apd_file_stats *st)
         printf("stored:      %.1f bytes per image = %.1f payload (%s) + %.1f record headers and offsets\n",
                g.stored, g.pay, what, g.stored - g.pay);
     else
-        printf("stored:      %.1f bytes per image = %.1f payload (%s) - %.1f saved by zstd, net of record "
-               "headers\n", g.stored, g.pay, what, g.pay - g.stored);
+        printf("stored:      %.1f bytes per image = %.1f payload (%s) - %.1f saved by %s, net of record "
+               "headers\n", g.stored, g.pay, what, g.pay - g.stored,
+               st->coded_records ? "index coding (and zstd where it pays)" : "zstd");
     vs_raw(cmp, sizeof cmp, g.stored, g.raw, fi);
     printf("             %.3f bits/pixel; %s\n", g.stored * 8 / px, cmp);
     vs_raw(cmp, sizeof cmp, g.disk, g.raw, fi);
