@@ -116,14 +116,6 @@ static uint64_t class_share(uint64_t shared, uint32_t n_classes)
     return shared / n_classes + (shared % n_classes != 0);
 }
 
-/* The source id apd_distill_write stores for real image i of the source. */
-static uint64_t stored_source_id(const apd_distill_source *src, uint64_t i)
-{
-    if (src->source_ids) return src->source_ids[i];
-    if (src->ds && src->ds->source_ids) return src->ds->source_ids[i];
-    return i;
-}
-
 /* Step 1. A seeded sample of S real images per class, S = max(16, the bits rule's count)
  * capped by the class size, quantized to K and measured; x->images_per_class = the smallest
  * over classes of apd_budget_measured's count. */
@@ -163,7 +155,7 @@ apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err)
             order[j] = tmp;
             uint64_t at = cls * S + t, src = order[t];
             labels[at] = cls;
-            sids[at] = stored_source_id(real, src);
+            sids[at] = apd__dsrc_source_id(real, src);
             const uint8_t *im;
             s = apd__dsrc_image(real, src, im8, &im, err);
             if (s != APD_OK) break;
@@ -241,7 +233,7 @@ apd_status apd__budget_fit(apd_distill_ctx *x, apd_distill_result *res, apd_err 
         /* the source ids as apd_distill_write stores them */
         for (uint64_t i = 0; i < res->n; i++) {
             uint64_t sid = res->source_ids[i];
-            sids[i] = sid < x->src->n ? stored_source_id(x->src, sid) : sid;
+            sids[i] = sid < x->src->n ? apd__dsrc_source_id(x->src, sid) : sid;
         }
         fit_records recs = {res->n, res->palettes, res->k_used, res->indices, res->labels, sids};
         uint64_t shared = 0, coded = 0;

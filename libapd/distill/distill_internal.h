@@ -71,6 +71,9 @@ struct apd_distill_source {
 
 /* Image i (uint8 CHW, img bytes): *out points into the dataset, or at scratch (img bytes)
  * holding the decoded record. APD_OK or the reader's code (message names file and record). */
+/* The source id a record made from image i carries in the written file: the .apd source's
+ * stored id, the dataset's source id, else i. */
+uint64_t apd__dsrc_source_id(const apd_distill_source *s, uint64_t i);
 apd_status apd__dsrc_image(apd_distill_source *s, uint64_t i, uint8_t *scratch, const uint8_t **out,
                            apd_err *err);
 /* The bytes budget's measurements (budget_fit.c), recorded in the provenance. */

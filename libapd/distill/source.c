@@ -243,6 +243,13 @@ apd_status apd__dsrc_image(apd_distill_source *s, uint64_t i, uint8_t *scratch, 
     return APD_OK;
 }
 
+uint64_t apd__dsrc_source_id(const apd_distill_source *s, uint64_t i)
+{
+    if (s->source_ids) return s->source_ids[i];
+    if (s->ds && s->ds->source_ids) return s->ds->source_ids[i];
+    return i;
+}
+
 APD_API void apd_distill_source_hash(apd_distill_source *s, char out_hex[17])
 {
     if (!s->have_hash) { /* an in-memory source: hashed when first asked */
@@ -277,7 +284,7 @@ APD_API apd_status apd_distill_source_describe(const apd_distill_source *s, apd_
     memcpy(out->labels, s->labels, (size_t)s->n * sizeof *out->labels);
     const apd_dataset *ds = s->ds;
     for (uint64_t i = 0; i < s->n; i++)
-        out->source_ids[i] = s->source_ids ? s->source_ids[i] : ds->source_ids ? ds->source_ids[i] : i;
+        out->source_ids[i] = apd__dsrc_source_id(s, i);
     for (uint32_t c = 0; c < s->n_classes; c++) {
         const char *nm = s->names ? s->names[c] : ds->class_names ? ds->class_names[c] : "";
         snprintf(out->class_names[c], APD_MAX_CLASS_NAME, "%s", nm);
