@@ -94,7 +94,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -174,6 +174,24 @@ for g in $groups; do
           f="$OUT/cifar-ipc10-dm-mc-k$k-$rule"
           [ -s "$f.apd" ] && [ ! -s "$f.info.json" ] && "$BIN/apd-info" --json "$f.apd" > "$f.info.json"
         done
+      done ;;
+    ksweep-cifar10|ksweep-cifar1|ksweep-fmnist10|ksweep-fmnist1)
+      # the K sweep at equal storage (bits budget, same DM schedule): DM on as many images as
+      # the budget gives, then median cut; AutoPalette with the palette network (published +
+      # the collapse remedy); AutoPalette with per-image palettes and the loss on the stored
+      # images (--palette stored). DM full colour is the headline row of the same IPC.
+      case $g in
+        ksweep-cifar*) ds=cifar; in="cifar10:$CIFAR"; ks="4 8 16 64" ;;
+        *) ds=fmnist; in=fashion-mnist; ks="2 4 16" ;;
+      esac
+      ipc=${g##*[a-z]}
+      for k in $ks; do
+        row "$ds-ipc$ipc-k$k-dm-mc" "$in" "$in" --method dm --ipc "$ipc" --colors "$k" --budget bits \
+          --quantizer median-cut $DM
+        row "$ds-ipc$ipc-k$k-ap-stored" "$in" "$in" --method autopalette --palette stored --ipc "$ipc" \
+          --colors "$k" --budget bits --init graphcut $DIST
+        row "$ds-ipc$ipc-k$k-ap-net" "$in" "$in" --method autopalette --palette network --ipc "$ipc" \
+          --colors "$k" --budget bits --init graphcut $DIST
       done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;

@@ -446,6 +446,10 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
         if (apd_budget_rule_from_name(val, &o->budget) != APD_OK) goto bad;
         return 1;
     }
+    if (strcmp(name, "--palette") == 0) {
+        if (apd_palette_mode_from_name(val, &o->palette_mode) != APD_OK) goto bad;
+        return 1;
+    }
     if (strcmp(name, "--palette-remedy") == 0) {
         if (apd_palette_remedy_from_name(val, &o->remedy) != APD_OK) goto bad;
         return 1;
@@ -483,7 +487,12 @@ static const char *const distill_usage =
     "  --lr-img F (1) --momentum-img F (0.5) --dsa STRATEGY (color_crop_cutout_flip_scale_rotate)\n"
     "  --log-every N (status line every N iterations; default iters/10)\n"
     "  --checkpoint FILE --checkpoint-every N --resume FILE\n"
-    " autopalette (the palette network):\n"
+    " autopalette:\n"
+    "  --palette network|stored  where the palettes come from (network):\n"
+    "                        network: the published palette network (options below);\n"
+    "                        stored: per-image palettes by --quantizer (kmeans) refitted every\n"
+    "                        iteration, the loss computed on the stored images (straight-through)\n"
+    " autopalette --palette network:\n"
     "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
     "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
     "  --align-ratio F (0.3)\n"
@@ -512,7 +521,8 @@ enum {
     SC_WARMUP = 8,        /* --palette-remedy with warmup */
     SC_TASK_SCALE = 16,   /* --palette-remedy with task-scale */
     SC_TEMPERATURE = 32,  /* --palette-remedy with temperature */
-    SC_NET = 64           /* a ConvNet: the DM loop or the graph-cut init */
+    SC_NET = 64,          /* a ConvNet: the DM loop or the graph-cut init */
+    SC_ANY_PALETTE = 128  /* autopalette in either palette mode (else SC_AP: the network's) */
 };
 
 static const struct {
@@ -530,7 +540,7 @@ static const struct {
     {"temp-start", SC_AP | SC_TEMPERATURE}, {"temp-end", SC_AP | SC_TEMPERATURE},
     {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
     {"select-limit", SC_GRAPHCUT}, {"gc-lambda", SC_GRAPHCUT}, {"gc-epsilon", SC_GRAPHCUT},
-    {"depth", SC_NET},
+    {"depth", SC_NET}, {"palette", SC_AP | SC_ANY_PALETTE},
 };
 
 /* Each given distillation option must apply to the method, init and remedy in effect. */
@@ -548,7 +558,9 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
             if (!strcmp(OPT_SCOPE[k].name, g)) sc = OPT_SCOPE[k].scope;
         const char *why = NULL;
         if ((sc & SC_DM) && !dm) why = "applies only to --method dm|autopalette (the DM loop)";
-        else if ((sc & SC_AP) && !ap) why = "applies only to --method autopalette (the palette network)";
+        else if ((sc & SC_AP) && !ap) why = "applies only to --method autopalette";
+        else if ((sc & SC_AP) && !(sc & SC_ANY_PALETTE) && d->palette_mode != APD_PALETTE_NETWORK)
+            why = "applies only to the palette network (--palette network)";
         else if ((sc & SC_NET) && !dm && !graphcut)
             why = "applies only where a ConvNet runs (--method dm|autopalette, or --init graphcut)";
         else if ((sc & SC_GRAPHCUT) && !graphcut)
@@ -578,9 +590,9 @@ static apd_status distill_validate(cv_ctx *ctx)
     }
     if (ctx->o.quantizer_name) {
         apd_quantizer q;
-        if (d->method == APD_DISTILL_AUTOPALETTE) {
-            usage_error("--quantizer does not apply to --method autopalette (the palette network makes its "
-                        "palettes); it applies to quantize, random and dm");
+        if (d->method == APD_DISTILL_AUTOPALETTE && d->palette_mode == APD_PALETTE_NETWORK) {
+            usage_error("--quantizer does not apply to --method autopalette --palette network (the palette "
+                        "network makes its palettes); it applies to --palette stored, quantize, random and dm");
             return APD_EINVAL;
         }
         if (apd_quantizer_from_name(ctx->o.quantizer_name, &q) != APD_OK) {
@@ -766,7 +778,7 @@ static const struct option LONG_OPTS[] = {
     {"lr-palette", required_argument, 0, OPT_DISTILL},
     {"momentum-img", required_argument, 0, OPT_DISTILL},
     {"momentum-palette", required_argument, 0, OPT_DISTILL},
-    {"palette-remedy", required_argument, 0, OPT_DISTILL},
+    {"palette-remedy", required_argument, 0, OPT_DISTILL}, {"palette", required_argument, 0, OPT_DISTILL},
     {"resume", required_argument, 0, OPT_DISTILL},
     {"select-batch", required_argument, 0, OPT_DISTILL},
     {"select-epochs", required_argument, 0, OPT_DISTILL},

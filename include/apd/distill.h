@@ -58,6 +58,21 @@ typedef enum apd_distill_init {
 #define APD_REMEDY_KMEANS_INIT 16u /* start the palette net at a k-means partition of the
                                       initial images' colours (apd_palette_net_init_kmeans) */
 
+/* Where AutoPalette's palettes come from (opts.palette_mode). */
+typedef enum apd_palette_mode {
+    /* the published palette network: one per-pixel MLP of colour shared by every image, the
+     * task loss on its soft quantization, colour losses, collapse remedies (opts.remedy);
+     * stored: its argmax map + per-image bucket means */
+    APD_PALETTE_NETWORK = 0,
+    /* per-image palettes fitted to each synthetic image by a classical quantizer
+     * (opts.quantizer; -1 = k-means seeded by median cut) at every iteration: the DM loss is
+     * computed on exactly the images that will be stored (palette + index map, 8-bit), and
+     * its gradient passes straight through the quantizer to the pixels, so the pixels (and
+     * with them each image's palette, the means of its buckets) are optimised for their K
+     * colours. No palette network, no colour losses. */
+    APD_PALETTE_STORED = 1
+} apd_palette_mode;
+
 /* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
  * the same data, options and thread count, and a comm naming their rank; process r
  * distils only the classes [r*C/size, (r+1)*C/size) of the C classes (ranks beyond C
@@ -102,6 +117,8 @@ typedef struct apd_distill_opts {
     float w_max, w_balance, w_align, w_conf;        /* 1, 1, 3, 0 */
     uint32_t color_subset;       /* synthetic images for the colour losses (64) */
     float align_ratio;           /* La pixel sample ratio (0.3) */
+    apd_palette_mode palette_mode; /* autopalette: where the palettes come from (default chosen
+                                    by measurement, docs/distill.md) */
     uint32_t remedy;             /* APD_REMEDY_* mask; default chosen by measurement */
     uint32_t warmup_steps;       /* WARMUP: palette-only steps before joint training */
     float task_scale;            /* TASK_SCALE: factor on the task gradient into the palette net */
@@ -148,6 +165,10 @@ APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *o
  * "temperature", "straight-through" -> APD_REMEDY_* mask.
  * @return APD_OK; APD_EINVAL (NULL s or out, unknown name, longer than 127 characters;
  *         *out untouched). */
+/* "network" | "stored" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
+APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out);
+/* The name of a palette mode ("network", "stored"; "?" if unknown). */
+APD_API const char *apd_palette_mode_name(apd_palette_mode m);
 APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out);
 /* Static name of a method ("?" if unknown); never NULL. */
 APD_API const char *apd_distill_method_name(apd_distill_method m);

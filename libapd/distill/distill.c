@@ -83,6 +83,9 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
                                       {"temperature", APD_REMEDY_TEMPERATURE},
                                       {"straight-through", APD_REMEDY_STRAIGHT}, {NULL, 0}};
 
+static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
+                                           {NULL, 0}};
+
 static apd_status lookup(const name_val *t, const char *s, int *out)
 {
     if (!s) return APD_EINVAL;
@@ -137,6 +140,15 @@ APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
     return APD_OK;
 }
 APD_API const char *apd_distill_method_name(apd_distill_method m) { return rlookup(k_methods, m); }
+APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out)
+{
+    int v;
+    if (!out) return APD_EINVAL;
+    APD_TRY(lookup(k_palette_modes, s, &v));
+    *out = (apd_palette_mode)v;
+    return APD_OK;
+}
+APD_API const char *apd_palette_mode_name(apd_palette_mode m) { return rlookup(k_palette_modes, (int)m); }
 APD_API const char *apd_palette_remedy_name(uint32_t mask, char *buf, size_t len)
 {
     if (!buf || len == 0) return "";
@@ -259,8 +271,14 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
                        o->dsa_strategy, o->dsa_align_corners);
     }
-    if (o->method == APD_DISTILL_AUTOPALETTE) {
-        apd__dsb_printf(b, ",\"palette_net\":\"per-pixel MLP C-256-ReLU-K (no bias in layer 2), "
+    if (o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED) {
+        apd__dsb_printf(b, ",\"palette_mode\":\"stored\",\"palette\":\"per-image, fitted to each synthetic "
+                          "image by the quantizer at every iteration\",\"quantizer\":\"%s\",\"task_loss_on\":"
+                          "\"the stored images (8-bit palette + index map)\",\"gradient\":\"straight-through to "
+                          "the pixels\",\"stored\":\"the quantizer's palette and index map of the final images\"",
+                        apd_quantizer_name(apd__distill_stored_quantizer(o)));
+    } else if (o->method == APD_DISTILL_AUTOPALETTE) {
+        apd__dsb_printf(b, ",\"palette_mode\":\"network\",\"palette_net\":\"per-pixel MLP C-256-ReLU-K (no bias in layer 2), "
                           "softmax over K\",\"lr_palette\":");
         apd__dsb_num(b, o->lr_palette);
         apd__dsb_printf(b, ",\"momentum_palette\":");
@@ -478,6 +496,11 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
                                 "at least 8x8", real->h, real->w);
     }
     if (o->depth > 8) return apd__err_set(err, APD_EINVAL, "distill: --depth %u outside 1..8", o->depth);
+    if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
+    if (o->quantizer >= 0 && o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_NETWORK)
+        return apd__err_set(err, APD_EINVAL, "distill: a quantizer applies to autopalette only with palette mode "
+                                             "stored (the palette network makes its own palettes)");
     APD_TRY(check_net_shape(real, o, err));
     if (o->checkpoint_every && !o->checkpoint_path)
         return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");

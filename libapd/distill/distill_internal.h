@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "apd/distill.h"
+#include "apd/quant.h"
 #include "common/rng.h"
 
 /* Graph-cut state for one class (see graphcut.c for the maths). */
@@ -142,5 +143,11 @@ apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err);
 apd_status apd__budget_fit(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 /* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
 apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
+/* The quantizer of palette mode "stored": opts.quantizer, or k-means (seeded by median cut)
+ * when it is -1. */
+static inline apd_quantizer apd__distill_stored_quantizer(const apd_distill_opts *o)
+{
+    return o->quantizer >= 0 ? (apd_quantizer)o->quantizer : APD_QUANT_KMEANS;
+}
 
 #endif

@@ -67,7 +67,11 @@ typedef struct dm_state {
     uint64_t ipc, N;
     size_t img;         /* c*h*w */
     uint32_t D;         /* embed dim */
-    int palette;        /* autopalette */
+    int palette;        /* autopalette, palette network */
+    int stored;         /* autopalette, palette mode stored: the loss sees the quantized images */
+    apd_quantizer qz;   /* stored: the per-image quantizer */
+    uint8_t *qscr;      /* stored: per pool thread, an 8-bit image, a palette and an index map */
+    size_t qscr_unit;
     float lut[3][256];  /* uint8 -> normalised float per channel */
     float *syn;         /* [N, img] synthetic pixels, normalised */
     float *mom;         /* [N, img] pixel momentum */
@@ -127,6 +131,7 @@ static void state_free(dm_state *s)
     apd_palette_ws_free(s->ws);
     apd_palette_ws_free(s->wsc);
     free(s->x_sub);
+    free(s->qscr);
     free(s->xc);
     free(s->cls_owner);
     free(s->x_pack);
@@ -224,6 +229,66 @@ static apd_status syn_backward(dm_state *s, uint32_t n)
     return APD_OK;
 }
 
+/* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
+
+/* One synthetic image (normalised floats) -> its palette record: 8-bit pixels (the rounding
+ * of the output records), the quantizer at K colours with the record's seed, indices
+ * compacted later. The same function makes the loss's images and the stored records. */
+static apd_status quantize_syn(const dm_state *s, const float *xi, uint64_t i, uint8_t *u8, uint8_t *pal,
+                               uint8_t *idx, uint32_t *k_used)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t q = 0; q < p; q++) u8[ch * p + q] = to_u8(xi[ch * p + q], x->mean[ch], x->std[ch]);
+    memset(pal, 0, (size_t)x->k * x->c);
+    return apd_quantize_image(s->qz, u8, x->c, x->h, x->w, x->k, apd__mix64(x->seed ^ i), pal, idx, k_used);
+}
+
+typedef struct qloop_ctx {
+    const dm_state *s;
+    const float *xs; /* the class's synthetic images */
+    float *out;      /* their quantized images, normalised */
+    uint64_t first;  /* global index of xs[0] */
+    apd_status *st;  /* per image */
+} qloop_ctx;
+
+static void qloop_image(void *vctx, uint32_t t, uint32_t thread)
+{
+    const qloop_ctx *cx = vctx;
+    const dm_state *s = cx->s;
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    uint8_t *u8 = s->qscr + (size_t)thread * s->qscr_unit, *pal = u8 + s->img, *idx = pal + (size_t)x->k * x->c;
+    uint32_t used;
+    cx->st[t] = quantize_syn(s, cx->xs + (size_t)t * s->img, cx->first + t, u8, pal, idx, &used);
+    if (cx->st[t] != APD_OK) return;
+    float *o = cx->out + (size_t)t * s->img;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t q = 0; q < p; q++) o[ch * p + q] = s->lut[ch][pal[idx[q] * x->c + ch]];
+}
+
+/* s->syn_q = the stored images of class cls's synthetic images xs (decoded to floats). */
+static apd_status quantize_class(dm_state *s, const float *xs, uint32_t cls, apd_err *err)
+{
+    apd_status st[1024], *stp = s->ipc <= 1024 ? st : malloc((size_t)s->ipc * sizeof *stp);
+    if (!stp) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    qloop_ctx cx = {s, xs, s->syn_q, (uint64_t)cls * s->ipc, stp};
+    apd_pool_run(s->pool, (uint32_t)s->ipc, qloop_image, &cx);
+    apd_status bad = APD_OK;
+    uint32_t t_bad = 0;
+    for (uint32_t t = 0; t < s->ipc && bad == APD_OK; t++)
+        if (stp[t] != APD_OK) {
+            bad = stp[t];
+            t_bad = t;
+        }
+    if (stp != st) free(stp);
+    if (bad != APD_OK)
+        return apd__err_set(err, bad, "distill: quantizing synthetic image %llu failed (%s)",
+                            (unsigned long long)cls * s->ipc + t_bad, apd_strerror(bad));
+    return APD_OK;
+}
+
 /* Settings of one iteration shared by its class steps. */
 typedef struct iter_cfg {
     uint64_t it;
@@ -256,7 +321,11 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
     /* synthetic side */
     float *xs = s->syn + (size_t)cls * ipc * img;
     const float *q = xs;
-    if (s->palette) {
+    if (s->stored) {
+        /* forward: what will be stored; backward: straight through to the pixels */
+        APD_TRY(quantize_class(s, xs, cls, err));
+        q = s->syn_q;
+    } else if (s->palette) {
         st = apd_palette_forward(&s->pnet, s->ws, s->syn_q, xs, ipc, x->h, x->w, &ic->fo);
         if (st != APD_OK)
             return apd__err_set(err, st, "distill: palette forward failed at iteration %llu (%s)",
@@ -467,7 +536,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                   c.w_balance, c.w_align, c.w_conf, c.align_ratio, c.task_scale, c.temp_start,
                   c.temp_end};
     h = fnv(h, fl, sizeof fl);
-    uint32_t u[] = {c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
+    uint32_t u[] = {(uint32_t)c.palette_mode, c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
                     s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);
@@ -712,14 +781,8 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
         uint8_t *tmp = malloc(img);
         if (!tmp) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
         for (uint64_t i = 0; i < N; i++) {
-            for (uint32_t ch = 0; ch < x->c; ch++)
-                for (size_t q = 0; q < p; q++)
-                    tmp[ch * p + q] = to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
             uint8_t *pal = res->palettes + i * x->k * x->c;
-            memset(pal, 0, (size_t)x->k * x->c);
-            apd_status st = apd_quantize_image((apd_quantizer)o->quantizer, tmp, x->c, x->h, x->w, x->k,
-                                               apd__mix64(x->seed ^ i), pal, res->indices + i * p,
-                                               &res->k_used[i]);
+            apd_status st = quantize_syn(s, s->syn + i * img, i, tmp, pal, res->indices + i * p, &res->k_used[i]);
             if (st != APD_OK) {
                 free(tmp);
                 return apd__err_set(err, st, "distill: quantizing synthetic image %llu failed",
@@ -845,6 +908,10 @@ static apd_status setup_net(dm_state *s, apd_err *err)
     s->d_emb = xmalloc(s->ipc * s->D, sizeof(float), &fail);
     s->d_aug = xmalloc(s->ipc * s->img, sizeof(float), &fail);
     s->d_q = xmalloc(s->ipc * s->img, sizeof(float), &fail);
+    if (s->stored) {
+        s->qscr_unit = s->img + (size_t)x->k * x->c + (size_t)x->h * x->w;
+        s->qscr = xmalloc(apd_pool_threads(s->pool), s->qscr_unit, &fail);
+    }
     return fail ? OOM(err) : APD_OK;
 }
 
@@ -1134,11 +1201,14 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
     double eval0 = 0;
     APD_TRY(initial_eval_loss(s, res, &eval0, err));
     char rn[96];
+    if (s->stored)
+        snprintf(rn, sizeof rn, "per-image (%s), loss on the stored images", apd_quantizer_name(s->qz));
+    else
+        apd_palette_remedy_name(o->remedy, rn, sizeof rn);
     apd__distill_log(o, "distill: %s, %llu synthetic images (%llu per class), %ux%ux%u, K %u, iters %u, "
-                        "batch-real %u, remedy %s, threads %u",
+                        "batch-real %u, %s %s, threads %u",
                      apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c,
-                     x->h, x->w, x->k, o->iters, o->batch_real, apd_palette_remedy_name(o->remedy, rn, sizeof rn),
-                     x->threads);
+                     x->h, x->w, x->k, o->iters, o->batch_real, s->stored ? "palettes" : "remedy", rn, x->threads);
     loop_out lo;
     APD_TRY(run_loop(s, res, it0, &lo, err));
     return finish(s, res, eval0, &lo, err);
@@ -1154,7 +1224,9 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     s->ipc = x->images_per_class;
     s->N = s->ipc * x->n_classes;
     s->img = (size_t)x->c * x->h * x->w;
-    s->palette = x->o->method == APD_DISTILL_AUTOPALETTE;
+    s->palette = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_NETWORK;
+    s->stored = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_STORED;
+    s->qz = apd__distill_stored_quantizer(x->o);
     s->csr_saved = _mm_getcsr();
     apd_status st = dm_run(s, res, err);
     if (s->pool) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apd/distill.h"
+#include "apd/quant.h"
 #include "apd/format.h"
 #include "common/rng.h"
 
@@ -212,6 +213,7 @@ START_TEST(autopalette_records)
 {
     apd_distill_opts o;
     base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_NETWORK;
     apd_distill_result res;
     apd_err err;
     apd_status s = apd_distill_run(&g_real, &o, &res, &err);
@@ -228,11 +230,12 @@ START_TEST(autopalette_records)
 }
 END_TEST
 
-static void check_determinism_and_resume(apd_distill_method m, apd_distill_init init)
+static void check_determinism_and_resume(apd_distill_method m, apd_distill_init init, apd_palette_mode pm)
 {
     apd_distill_opts o;
     base_opts(&o, m);
     o.init = init;
+    o.palette_mode = pm;
     o.select_epochs = 1;
     o.select_batch = 32;
     apd_distill_result a, b, c;
@@ -264,11 +267,58 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     apd_distill_result_free(&a);
 }
 
-START_TEST(dm_deterministic_and_resumable) { check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM); }
+START_TEST(dm_deterministic_and_resumable)
+{
+    check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM, APD_PALETTE_NETWORK);
+}
 END_TEST
 START_TEST(autopalette_deterministic_and_resumable)
 {
-    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT);
+    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_NETWORK);
+    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_STORED);
+}
+END_TEST
+
+/* Palette mode stored: the records are the quantizer's palette records of the final images
+ * (with a zero learning rate: of the initial images, exactly what DM + the same quantizer
+ * stores), and the loop lowers the matching loss of what is stored. */
+START_TEST(stored_palettes)
+{
+    apd_distill_opts o, d;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_STORED;
+    o.lr_img = 0.0f;
+    base_opts(&d, APD_DISTILL_DM);
+    d.quantizer = APD_QUANT_KMEANS;
+    d.lr_img = 0.0f;
+    apd_distill_result a, b;
+    apd_err err;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    ck_assert_msg(apd_distill_run(&g_real, &d, &b, &err) == APD_OK, "%s", err.msg);
+    ck_assert_uint_eq(a.kind, APD_KIND_PALETTE);
+    ck_assert_uint_eq(a.n, b.n);
+    ck_assert(memcmp(a.source_ids, b.source_ids, a.n * sizeof(uint64_t)) == 0);
+    ck_assert(memcmp(a.palettes, b.palettes, a.n * a.k * a.c) == 0);
+    ck_assert(memcmp(a.indices, b.indices, a.n * 64) == 0);
+    ck_assert(memcmp(a.k_used, b.k_used, a.n * sizeof(uint32_t)) == 0);
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"palette_mode\":\"stored\""));
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"quantizer\":\"kmeans\""));
+    ck_assert_ptr_null(strstr(a.hyperparameters_json, "\"palette_remedy\""));
+    double q0 = stat_of(a.stats_json, "eval_loss_stored"); /* the initial images, quantized */
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+    /* trained (clean objective as in dm_lowers_loss): the loop lowers the matching loss of
+     * what is stored */
+    o.lr_img = 10.0f;
+    o.iters = 40;
+    o.dsa_strategy = 0;
+    o.batch_real = 48;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    double e1 = stat_of(a.stats_json, "eval_loss_stored");
+    printf("stored palettes: eval loss of the stored images: initial %.4f -> trained %.4f\n", q0, e1);
+    ck_assert(e1 < 0.95 * q0);
+    for (uint64_t i = 0; i < a.n; i++) ck_assert(a.k_used[i] >= 1 && a.k_used[i] <= 4);
+    apd_distill_result_free(&a);
 }
 END_TEST
 
@@ -457,6 +507,7 @@ int main(void)
     tcase_add_test(tc, autopalette_records);
     tcase_add_test(tc, dm_deterministic_and_resumable);
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
+    tcase_add_test(tc, stored_palettes);
     tcase_add_test(tc, callbacks_only);
     tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);
