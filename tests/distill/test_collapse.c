@@ -4,9 +4,10 @@
  * Fashion-MNIST (K 16, grey), the CIFAR-10 fixture tests/data/cifar10 (K 64, RGB, 500
  * images) and, as `test_collapse full` (optional, skipped without APD_EXTRA_DATA), the larger
  * cifar10-dev (K 64): a short DM + AutoPalette run (2 images per class, a few iterations,
- * random init) as published (--palette-remedy none) must collapse (median <= 3 colours per
- * stored image), and the same run with the default remedy (kmeans-init+task-scale) must keep
- * a median of at least K/2. Both medians are printed.
+ * random init) with the palette network as published (--palette network --palette-remedy
+ * none) must collapse (median <= 3 colours per stored image); the same run with the network's
+ * default remedy (kmeans-init+task-scale), and the default autopalette (whatever
+ * apd_distill_opts_default picks), must keep a median of at least K/2. The medians are printed.
  */
 #include <check.h>
 #include <stdio.h>
@@ -26,10 +27,17 @@ static double colours_median(const apd_distill_result *r)
     return strtod(p + 9, NULL);
 }
 
-static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char *what)
+/* A short autopalette run: the palette network with `remedy` if net, else the defaults. */
+static double run(const apd_dataset *ds, uint32_t k, int net, uint32_t remedy, const char *what)
 {
     apd_distill_opts o;
     apd_distill_opts_default(&o);
+    const char *label = NULL;
+    if (net) {
+        o.palette_mode = APD_PALETTE_NETWORK;
+        o.remedy = remedy;
+        label = remedy ? "network, default remedy" : "network, no remedy (as published)";
+    }
     o.method = APD_DISTILL_AUTOPALETTE;
     o.init = APD_INIT_RANDOM;
     o.init_set = 1;
@@ -40,14 +48,15 @@ static double run(const apd_dataset *ds, uint32_t k, uint32_t remedy, const char
     o.batch_real = 16;
     o.threads = 2;
     o.seed = 1;
-    o.remedy = remedy;
     apd_distill_result res;
     apd_err err;
     apd_status st = apd_distill_run(ds, &o, &res, &err);
     ck_assert_msg(st == APD_OK, "%s: %s", what, err.msg);
     double med = colours_median(&res);
-    printf("  %s, K %u, remedy %s: stored colours/img median %.1f; %s\n", ds->name, k,
-           remedy ? "default" : "none", med, res.stats_json);
+    char lb[96];
+    if (label) snprintf(lb, sizeof lb, "%s", label);
+    else snprintf(lb, sizeof lb, "default (palette mode %s)", apd_palette_mode_name(o.palette_mode));
+    printf("  %s, K %u, %s: stored colours/img median %.1f; %s\n", ds->name, k, lb, med, res.stats_json);
     apd_distill_result_free(&res);
     return med;
 }
@@ -60,9 +69,10 @@ static void check_dataset(const char *spec, uint32_t k)
     ck_assert_msg(apd_import(&ds, spec, "train", NULL, &err) == APD_OK, "%s: %s", spec, err.msg);
     apd_distill_opts d;
     apd_distill_opts_default(&d);
-    double none = run(&ds, k, 0, spec), def = run(&ds, k, d.remedy, spec);
+    double none = run(&ds, k, 1, 0, spec), rem = run(&ds, k, 1, d.remedy, spec), def = run(&ds, k, 0, 0, spec);
     ck_assert_msg(none <= 3.0, "%s: as published should collapse, median %.1f", spec, none);
-    ck_assert_msg(def >= k / 2.0, "%s: default remedy median %.1f < K/2 = %u", spec, def, k / 2);
+    ck_assert_msg(rem >= k / 2.0, "%s: network with the default remedy: median %.1f < K/2 = %u", spec, rem, k / 2);
+    ck_assert_msg(def >= k / 2.0, "%s: default autopalette: median %.1f < K/2 = %u", spec, def, k / 2);
     apd_dataset_free(&ds);
 }
 
