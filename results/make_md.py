@@ -127,6 +127,43 @@ for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 
             print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
 print()
 
+print("## The K sweep at equal storage (`--budget bits`, same DM schedule)\n")
+print("Every row stores what fits the budget of IPC full-colour images at K colours (palette + "
+      "packed indices per image), and runs the same DM schedule (60 iterations, real batches of 32). "
+      "*DM, then median cut*: DM on that many full-colour images, stored median-cut. "
+      "*AutoPalette, stored palettes* (`--palette stored`, the default): per-image palettes refitted "
+      "by k-means every iteration, the DM loss computed on the stored images, straight-through to "
+      "the pixels, image steps scaled to the image count (docs/distill.md). *AutoPalette, palette "
+      "network* (`--palette network`): the published network with the collapse remedy. *storage "
+      "MSE*: stored vs the float synthetic images (normalised units). 30 evaluation epochs unless "
+      "the row says otherwise.\n")
+sweep_methods = (("dm-mc", "DM, then median cut"), ("ap-stored", "AutoPalette, stored palettes"),
+                 ("ap-net", "AutoPalette, palette network"), ("ap-stored-e300", "AutoPalette, stored palettes, 300 epochs"),
+                 ("dm-mc-e300", "DM, then median cut, 300 epochs"))
+fallback = {"cifar-ipc10-k64-dm-mc": "cifar-ipc10-dm-mc", "cifar-ipc10-k64-ap-net": "cifar-ipc10-autopalette",
+            "cifar-ipc1-k64-dm-mc": "cifar-ipc1-dm-mc", "cifar-ipc1-k64-ap-net": "cifar-ipc1-autopalette",
+            "fmnist-ipc10-k16-dm-mc": "fmnist-ipc10-dm-mc", "fmnist-ipc10-k16-ap-net": "fmnist-ipc10-autopalette",
+            "fmnist-ipc1-k16-dm-mc": "fmnist-ipc1-dm-mc", "fmnist-ipc1-k16-ap-net": "fmnist-ipc1-autopalette"}
+print("| dataset | IPC | K | method | images/class | colours/img median (min-max) | storage MSE | accuracy % |")
+print("|---|---|---|---|---|---|---|---|")
+for ds, label, ks in (("cifar", "CIFAR-10 dev", (4, 8, 16, 64)), ("fmnist", "Fashion-MNIST", (2, 4, 16))):
+    for ipc in (10, 1):
+        ev, n, _, _, st = row_info("%s-ipc%d-dm" % (ds, ipc))
+        print("| %s | %d | - | DM (full colour) | %s | full | | %s |" % (label, ipc, n, acc(ev)))
+        for k in ks:
+            for m, mlabel in sweep_methods:
+                name = "%s-ipc%d-k%d-%s" % (ds, ipc, k, m)
+                if not os.path.exists(os.path.join(out, name + ".log")) and name in fallback:
+                    name = fallback[name]
+                ev, n, _, col, st = row_info(name)
+                if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+                    if m.endswith("e300"):
+                        continue
+                    print("| %s | %d | %d | %s | | | | not run (time) |" % (label, ipc, k, mlabel))
+                    continue
+                print("| %s | %d | %d | %s | %s | %s | %s | %s |" % (label, ipc, k, mlabel, n, col, mse(st), acc(ev)))
+print()
+
 print("## Longer schedules (bits budget, IPC 10)\n")
 print("| dataset | method | DM iterations | eval epochs | colours/img median (min-max) | accuracy % |")
 print("|---|---|---|---|---|---|")

@@ -73,6 +73,15 @@ typedef enum apd_palette_mode {
     APD_PALETTE_STORED = 1
 } apd_palette_mode;
 
+/* The pixel learning rate of the DM loop (opts.lr_img_rule). The DM loss matches class means
+ * of embeddings, so each synthetic image's gradient shrinks as 1/(images per class): a budget
+ * that buys 11x more images (K 4) makes every image move 11x less per iteration. */
+typedef enum apd_lr_rule {
+    APD_LR_AUTO = 0,  /* count for autopalette with stored palettes, fixed otherwise */
+    APD_LR_FIXED = 1, /* lr_img as given */
+    APD_LR_COUNT = 2  /* lr_img x images per class / ipc: each image steps as in DM at the nominal IPC */
+} apd_lr_rule;
+
 /* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
  * the same data, options and thread count, and a comm naming their rank; process r
  * distils only the classes [r*C/size, (r+1)*C/size) of the C classes (ranks beyond C
@@ -113,6 +122,7 @@ typedef struct apd_distill_opts {
     uint32_t iters;              /* DM iterations (CPU default 200; reference 20000) */
     uint32_t batch_real;         /* real images per class per iteration (64; reference 256) */
     float lr_img, momentum_img;  /* 1, 0.5 */
+    apd_lr_rule lr_img_rule;     /* APD_LR_AUTO */
     float lr_palette, momentum_palette, wd_palette; /* 0.05, 0.5, 5e-4 */
     float w_max, w_balance, w_align, w_conf;        /* 1, 1, 3, 0 */
     uint32_t color_subset;       /* synthetic images for the colour losses (64) */
@@ -165,6 +175,9 @@ APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *o
  * "temperature", "straight-through" -> APD_REMEDY_* mask.
  * @return APD_OK; APD_EINVAL (NULL s or out, unknown name, longer than 127 characters;
  *         *out untouched). */
+/* "auto" | "fixed" | "count" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown). */
+APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out);
+APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"; "?" */
 /* "network" | "stored" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
 APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out);
 /* The name of a palette mode ("network", "stored"; "?" if unknown). */

@@ -83,6 +83,8 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
                                       {"temperature", APD_REMEDY_TEMPERATURE},
                                       {"straight-through", APD_REMEDY_STRAIGHT}, {NULL, 0}};
 
+static const name_val k_lr_rules[] = {{"auto", APD_LR_AUTO}, {"fixed", APD_LR_FIXED}, {"count", APD_LR_COUNT},
+                                      {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
                                            {NULL, 0}};
 
@@ -149,6 +151,28 @@ APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *o
     return APD_OK;
 }
 APD_API const char *apd_palette_mode_name(apd_palette_mode m) { return rlookup(k_palette_modes, (int)m); }
+APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out)
+{
+    int v;
+    if (!out) return APD_EINVAL;
+    APD_TRY(lookup(k_lr_rules, s, &v));
+    *out = (apd_lr_rule)v;
+    return APD_OK;
+}
+APD_API const char *apd_lr_rule_name(apd_lr_rule r) { return rlookup(k_lr_rules, (int)r); }
+
+apd_lr_rule apd__distill_lr_rule(const apd_distill_opts *o)
+{
+    if (o->lr_img_rule != APD_LR_AUTO) return o->lr_img_rule;
+    return o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED ? APD_LR_COUNT
+                                                                                        : APD_LR_FIXED;
+}
+
+float apd__distill_lr_img(const apd_distill_opts *o, uint64_t images_per_class)
+{
+    if (apd__distill_lr_rule(o) != APD_LR_COUNT || o->ipc == 0) return o->lr_img;
+    return (float)((double)o->lr_img * (double)images_per_class / (double)o->ipc);
+}
 APD_API const char *apd_palette_remedy_name(uint32_t mask, char *buf, size_t len)
 {
     if (!buf || len == 0) return "";
@@ -266,6 +290,9 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"real_forward_gemm\":\"%s\"", apd_nn_bf16_enabled() ? "bf16" : "fp32");
         apd__dsb_printf(b, ",\"iters\":%u,\"batch_real\":%u,\"lr_img\":", o->iters, o->batch_real);
         apd__dsb_num(b, o->lr_img);
+        apd__dsb_printf(b, ",\"lr_img_rule\":\"%s\",\"lr_img_used\":",
+                        apd_lr_rule_name(apd__distill_lr_rule(o)));
+        apd__dsb_num(b, x->lr_img_used);
         apd__dsb_printf(b, ",\"momentum_img\":");
         apd__dsb_num(b, o->momentum_img);
         apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
@@ -496,6 +523,8 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
                                 "at least 8x8", real->h, real->w);
     }
     if (o->depth > 8) return apd__err_set(err, APD_EINVAL, "distill: --depth %u outside 1..8", o->depth);
+    if (o->lr_img_rule != APD_LR_AUTO && o->lr_img_rule != APD_LR_FIXED && o->lr_img_rule != APD_LR_COUNT)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
     if (o->quantizer >= 0 && o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_NETWORK)

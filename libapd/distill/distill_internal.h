@@ -98,6 +98,7 @@ typedef struct apd_distill_ctx {
     uint64_t seed;
     apd_distill_init init;
     uint64_t images_per_class;
+    float lr_img_used;      /* the DM loop's pixel learning rate (apd__distill_lr_img) */
     int palette_out;        /* records are palette records (autopalette or a quantizer) */
     float mean[3], std[3];  /* normalisation of pixels/255 */
     double t_init;
@@ -143,6 +144,10 @@ apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err);
 apd_status apd__budget_fit(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
 /* Numeric options finite and in range (opts_check.c): APD_OK, APD_EINVAL, APD_ENUMERIC. */
 apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err);
+/* The learning-rate rule in effect (APD_LR_AUTO resolved) and the pixel learning rate the DM
+ * loop uses (opts.lr_img under that rule). */
+apd_lr_rule apd__distill_lr_rule(const apd_distill_opts *o);
+float apd__distill_lr_img(const apd_distill_opts *o, uint64_t images_per_class);
 /* The quantizer of palette mode "stored": opts.quantizer, or k-means (seeded by median cut)
  * when it is -1. */
 static inline apd_quantizer apd__distill_stored_quantizer(const apd_distill_opts *o)

@@ -446,7 +446,7 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
 
     /* pixel SGD (PyTorch semantics, no weight decay) on this process's classes */
     apd_sgd_update(s->syn + x->cls_lo * cls_floats, s->mom + x->cls_lo * cls_floats,
-                   s->grad + x->cls_lo * cls_floats, (x->cls_hi - x->cls_lo) * cls_floats, o->lr_img,
+                   s->grad + x->cls_lo * cls_floats, (x->cls_hi - x->cls_lo) * cls_floats, x->lr_img_used,
                    o->momentum_img, 0.0f, !s->mom_init);
     s->mom_init = 1;
 
@@ -536,7 +536,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                   c.w_balance, c.w_align, c.w_conf, c.align_ratio, c.task_scale, c.temp_start,
                   c.temp_end};
     h = fnv(h, fl, sizeof fl);
-    uint32_t u[] = {(uint32_t)c.palette_mode, c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
+    uint32_t u[] = {(uint32_t)c.palette_mode, (uint32_t)apd__distill_lr_rule(&c), c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
                     s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);
@@ -1227,6 +1227,7 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     s->palette = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_NETWORK;
     s->stored = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_STORED;
     s->qz = apd__distill_stored_quantizer(x->o);
+    x->lr_img_used = apd__distill_lr_img(x->o, s->ipc);
     s->csr_saved = _mm_getcsr();
     apd_status st = dm_run(s, res, err);
     if (s->pool) {
