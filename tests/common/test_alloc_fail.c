@@ -75,9 +75,43 @@ static apd_writer_opts palette_opts(void)
     return o;
 }
 
-static apd_status write_palette(const char *path, char *msg, size_t cap)
+static apd_writer_opts direct_opts(void)
 {
-    apd_writer_opts o = palette_opts();
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.kind = APD_KIND_DIRECT;
+    o.c = 3;
+    o.h = o.w = 8;
+    o.n_classes = 0;
+    o.compress = APD_COMPRESS_AUTO;
+    o.no_sync = 1;
+    o.force = 1;
+    return o;
+}
+
+/* The records (and metadata) a writer workload puts into w. */
+typedef apd_status (*put_fn)(apd_writer *w);
+
+static apd_status put_palette(apd_writer *w)
+{
+    apd_status s = APD_OK;
+    for (int i = 0; i < NREC && s == APD_OK; i++)
+        s = apd_writer_put_palette(w, g_palette[i], 16, g_idxmap[i], (uint32_t)(i % 2), (uint64_t)i);
+    if (s == APD_OK) s = apd_writer_set_meta(w, "dataset", "\"failalloc\"");
+    return s;
+}
+
+static apd_status put_direct(apd_writer *w)
+{
+    apd_status s = APD_OK;
+    for (int i = 0; i < 3 && s == APD_OK; i++) s = apd_writer_put_direct(w, g_chw, (uint32_t)i, APD_NO_SOURCE_ID);
+    return s;
+}
+
+/* One write of path: create with o, put, finish (a failed put discards the file); the
+ * message of a failure into msg. */
+static apd_status write_with(const char *path, apd_writer_opts o, put_fn put, char *msg, size_t cap)
+{
     apd_writer *w;
     apd_err err;
     apd_status s = apd_writer_create(&w, path, &o, &err);
@@ -85,9 +119,7 @@ static apd_status write_palette(const char *path, char *msg, size_t cap)
         copy_msg(msg, cap, err.msg);
         return s;
     }
-    for (int i = 0; i < NREC && s == APD_OK; i++)
-        s = apd_writer_put_palette(w, g_palette[i], 16, g_idxmap[i], (uint32_t)(i % 2), (uint64_t)i);
-    if (s == APD_OK) s = apd_writer_set_meta(w, "dataset", "\"failalloc\"");
+    s = put(w);
     if (s != APD_OK) {
         copy_msg(msg, cap, apd_writer_errmsg(w));
         apd_writer_discard(w);
@@ -100,36 +132,12 @@ static apd_status write_palette(const char *path, char *msg, size_t cap)
 
 static apd_status wl_writer_palette(char *msg, size_t cap)
 {
-    return write_palette(g_out, msg, cap);
+    return write_with(g_out, palette_opts(), put_palette, msg, cap);
 }
 
 static apd_status wl_writer_direct(char *msg, size_t cap)
 {
-    apd_writer_opts o;
-    apd_writer_opts_default(&o);
-    o.kind = APD_KIND_DIRECT;
-    o.c = 3;
-    o.h = o.w = 8;
-    o.n_classes = 0;
-    o.compress = APD_COMPRESS_AUTO;
-    o.no_sync = 1;
-    o.force = 1;
-    apd_writer *w;
-    apd_err err;
-    apd_status s = apd_writer_create(&w, g_out, &o, &err);
-    if (s != APD_OK) {
-        copy_msg(msg, cap, err.msg);
-        return s;
-    }
-    for (int i = 0; i < 3 && s == APD_OK; i++) s = apd_writer_put_direct(w, g_chw, (uint32_t)i, APD_NO_SOURCE_ID);
-    if (s != APD_OK) {
-        copy_msg(msg, cap, apd_writer_errmsg(w));
-        apd_writer_discard(w);
-        return s;
-    }
-    s = apd_writer_finish(w, &err);
-    if (s != APD_OK) copy_msg(msg, cap, err.msg);
-    return s;
+    return write_with(g_out, direct_opts(), put_direct, msg, cap);
 }
 
 static apd_status read_all(const char *path, char *msg, size_t cap)
@@ -345,9 +353,8 @@ static void make_fixtures(void)
     snprintf(g_direct, sizeof g_direct, "%s/direct.apd", g_dir);
     make_records();
     char msg[512];
-    ck_assert_msg(write_palette(g_pal, msg, sizeof msg) == APD_OK, "%s", msg);
-    ck_assert_msg(wl_writer_direct(msg, sizeof msg) == APD_OK, "%s", msg);
-    ck_assert_int_eq(rename(g_out, g_direct), 0);
+    ck_assert_msg(write_with(g_pal, palette_opts(), put_palette, msg, sizeof msg) == APD_OK, "%s", msg);
+    ck_assert_msg(write_with(g_direct, direct_opts(), put_direct, msg, sizeof msg) == APD_OK, "%s", msg);
 
     /* CIFAR binary: 4 records of label + 3072 bytes */
     static uint8_t cifar[4 * 3073];
@@ -393,17 +400,19 @@ static void make_fixtures(void)
 
 START_TEST(every_allocation_fails_once)
 {
+    static const struct {
+        const char *name;
+        workload_fn f;
+        int is_writer;
+    } wl[] = {
+        {"writer palette", wl_writer_palette, 1}, {"writer direct", wl_writer_direct, 1},
+        {"reader palette", wl_reader_palette, 0}, {"reader direct", wl_reader_direct, 0},
+        {"loader", wl_loader, 0},                 {"import cifar", wl_import_cifar, 0},
+        {"import idx", wl_import_idx, 0},         {"import folder", wl_import_folder, 0},
+        {"import resized", wl_import_folder_resized, 0}, {"import pickle", wl_import_pickle, 0},
+    };
     make_fixtures();
-    sweep("writer palette", wl_writer_palette, 1);
-    sweep("writer direct", wl_writer_direct, 1);
-    sweep("reader palette", wl_reader_palette, 0);
-    sweep("reader direct", wl_reader_direct, 0);
-    sweep("loader", wl_loader, 0);
-    sweep("import cifar", wl_import_cifar, 0);
-    sweep("import idx", wl_import_idx, 0);
-    sweep("import folder", wl_import_folder, 0);
-    sweep("import resized", wl_import_folder_resized, 0);
-    sweep("import pickle", wl_import_pickle, 0);
+    for (size_t i = 0; i < sizeof wl / sizeof *wl; i++) sweep(wl[i].name, wl[i].f, wl[i].is_writer);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     ck_assert_int_eq(system(cmd), 0);
