@@ -13,7 +13,9 @@
  * labels, so only the side files give back the same label ids. Images come in labels.csv
  * order (the exported record order); a record's source id is its "index". Without
  * apd-export.json (an export from an older apd-export) the class count is the largest label
- * + 1, names come from labels.csv and mean/std from the pixels, with a warning.
+ * + 1, names come from labels.csv and mean/std from the pixels, with a warning. The soft labels
+ * of a file with them (DIR/soft-labels.csv, named by apd-export.json) come back as the
+ * dataset's soft_labels (export_soft.c).
  *
  * Tiny-ImageNet (tiny-imagenet-200 as downloaded):
  *
@@ -245,6 +247,9 @@ static apd_status export_meta_doc(apd__flist *fl, const apd_json_doc *d, const c
     }
     if (apd_json_get(d, 0, "split") >= 0) APD_TRY(json_str(d, apd_json_get(d, 0, "split"), fl->split, sizeof fl->split, path, "split", err));
     if (apd_json_get(d, 0, "dataset") >= 0) APD_TRY(json_str(d, apd_json_get(d, 0, "dataset"), fl->name, sizeof fl->name, path, "dataset", err));
+    int soft = apd_json_get(d, 0, "soft_labels"); /* a file name, null or absent (older exports) */
+    if (soft >= 0 && apd_json_type_of(d, soft) != APD_JSON_NULL)
+        APD_TRY(json_str(d, soft, fl->soft_file, sizeof fl->soft_file, path, "soft_labels", err));
     return APD_OK;
 }
 
@@ -418,6 +423,13 @@ apd_status apd__folder_export(apd__flist *fl, const char *dir, const char *split
     path_idx *v = NULL;
     /* a file without classes (n_classes 0) exports labels only: take them as without the json */
     APD_TRY(export_csv(fl, dir, csv, have_meta && fl->n_classes > 0, &v, err));
+    if (fl->soft_file[0]) {
+        apd_status ss = apd__folder_export_soft(fl, dir, fl->soft_file, err);
+        if (ss != APD_OK) {
+            free(v);
+            return ss;
+        }
+    }
     for (uint32_t k = 0; k < fl->n_classes; k++) /* unnamed classes, or ones no line names */
         if (!fl->names[k][0]) snprintf(fl->names[k], APD_MAX_CLASS_NAME, "%u", k);
     apd_status s = apd__check_unique_names(fl->names, fl->n_classes, have_meta ? meta : csv, err);

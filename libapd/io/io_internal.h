@@ -95,6 +95,9 @@ typedef struct apd__flist {
     float mean[3], std[3];
     char name[64];      /* dataset name ("" = the folder's base name) */
     char split[16];     /* the split the images are ("" = none) */
+    char soft_file[64]; /* apd-export: the soft-label file apd-export.json names ("" = none) */
+    float *soft;        /* NULL, or n * n_classes soft labels in list order (export_soft.c) */
+    uint8_t *soft_stored; /* with soft: n flags, 1 = the source stores the vector */
 } apd__flist;
 
 /* Append one image. @return APD_OK or APD_ENOMEM. */
@@ -113,6 +116,9 @@ apd_status apd__folder_export(apd__flist *fl, const char *dir, const char *split
                               const apd_import_opts *o, apd_err *err);
 apd_status apd__folder_tiny(apd__flist *fl, const char *dir, const char *split,
                             const apd_import_opts *o, apd_err *err);
+/* export_soft.c: dir/name (apd-export's soft-labels.csv) into fl->soft and fl->soft_stored,
+ * one row per listed image, checked; errors name the file, line and reason. */
+apd_status apd__folder_export_soft(apd__flist *fl, const char *dir, const char *name, apd_err *err);
 
 /* ---- the pickle subset of the CIFAR python files (pickle.c) --------------------------------- */
 
@@ -152,5 +158,8 @@ apd_status apd__import_idx(apd_dataset *out, const char *images, const char *lab
                            const apd_import_opts *o, apd_err *err);
 apd_status apd__import_folder(apd_dataset *out, const char *dir, const char *split,
                               const apd_import_opts *o, apd_err *err);
+/* apd:FILE (apd_file.c): the records of an .apd file through the public reader API. */
+apd_status apd__import_apd(apd_dataset *out, const char *path, const char *split, const apd_import_opts *o,
+                           apd_err *err);
 
 #endif
