@@ -56,18 +56,6 @@ static int next_field(const char *line, size_t len, size_t *at, char *out, size_
     return n < cap;
 }
 
-static int parse_u64(const char *s, uint64_t *v)
-{
-    if (!*s || strlen(s) > 20) return 0;
-    uint64_t x = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || x > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return 0;
-        x = x * 10 + (uint64_t)(*s - '0');
-    }
-    *v = x;
-    return 1;
-}
-
 /* A decimal number as apd-export prints it (no spaces, no hex, no "nan"/"inf" words). */
 static int parse_f32(const char *s, float *v)
 {
@@ -112,7 +100,7 @@ static apd_status soft_row(apd__flist *fl, const idx_pos *map, uint8_t *seen, co
     size_t at = 0;
     int more = 0;
     uint64_t index;
-    if (!next_field(line, len, &at, f, sizeof f, &more) || !parse_u64(f, &index))
+    if (!next_field(line, len, &at, f, sizeof f, &more) || !apd__parse_u64(f, &index))
         return bad(msg, cap, "index '%.24s' is not a number", f);
     if (!more) return bad(msg, cap, "a row of an index only");
     idx_pos key = {index, 0}, *hit = bsearch(&key, map, fl->n, sizeof *map, cmp_index);

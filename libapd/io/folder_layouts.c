@@ -74,19 +74,6 @@ static int safe_rel_path(const char *p)
     return 1;
 }
 
-static int parse_u64_text(const char *s, uint64_t *v)
-{
-    if (!*s || strlen(s) > 20) return 0;
-    uint64_t x = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return 0;
-        if (x > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return 0;
-        x = x * 10 + (uint64_t)(*s - '0');
-    }
-    *v = x;
-    return 1;
-}
-
 /* A path of the file list with its list position, for sorting. */
 typedef struct path_idx {
     const char *path;
@@ -342,11 +329,11 @@ static apd_status export_row(apd__flist *fl, const char *dir, const char *csv, u
                              int have_meta, apd_err *err)
 {
     uint64_t idx, label, sid;
-    if (!parse_u64_text(f[0], &idx)) return apd__err_set(err, APD_EDATASET, "%s: line %llu: index '%s' is not a number", csv, (unsigned long long)line, f[0]);
-    if (!parse_u64_text(f[1], &label) || label >= (have_meta ? fl->n_classes : MAX_CLASSES))
+    if (!apd__parse_u64(f[0], &idx)) return apd__err_set(err, APD_EDATASET, "%s: line %llu: index '%s' is not a number", csv, (unsigned long long)line, f[0]);
+    if (!apd__parse_u64(f[1], &label) || label >= (have_meta ? fl->n_classes : MAX_CLASSES))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: label '%s' is not a class id below %u", csv,
                             (unsigned long long)line, f[1], have_meta ? fl->n_classes : MAX_CLASSES);
-    if (f[3][0] && !parse_u64_text(f[3], &sid))
+    if (f[3][0] && !apd__parse_u64(f[3], &sid))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: source_id '%s' is not a number", csv, (unsigned long long)line, f[3]);
     if (!safe_rel_path(f[4]))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: file '%s' is not a relative path to a .png/.jpg/.jpeg "

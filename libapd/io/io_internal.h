@@ -66,6 +66,9 @@ apd_status apd__read_file(const char *path, uint64_t max, char **buf, size_t *le
  * *pos moves past it. @return 0 when no line is left. */
 int apd__next_line(const char *buf, size_t len, size_t *pos, const char **line, size_t *llen);
 
+/* A decimal number of 1..20 digits (nothing else) that fits 64 bits into *v; 0 if not. */
+int apd__parse_u64(const char *s, uint64_t *v);
+
 /* Copy s[0..len) into a class-name slot, NUL-terminated, cut to at most 63 bytes at a UTF-8
  * character boundary (a name never ends in half a character). @return 1 if it was cut. */
 int apd__set_class_name(char dst[APD_MAX_CLASS_NAME], const char *s, size_t len);
