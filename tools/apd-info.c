@@ -6,7 +6,9 @@
  *   apd-info --json FILE       the same as one JSON object (metadata document included)
  *   apd-info --verify FILE     check every checksum and record; names the first bad record by
  *                              index and LMDB key; exit 1 if any is bad
- *   apd-info --record N FILE   record N: label, source id, palette and index-use histogram
+ *   apd-info --record N FILE   record N: label, source id, palette and index-use histogram,
+ *                              and its soft-label vector (format 1.1; with --json as
+ *                              "soft_label", exact float32 values, and "soft_label_stored")
  *
  * Exit codes: 0 ok, 1 error (unreadable or bad file, failed verification), 2 usage.
  */
@@ -33,7 +35,8 @@ static void usage(FILE *f)
             "  --json        print everything as one JSON object\n"
             "  --verify      verify every record checksum and structure (exit 1 on the first bad\n"
             "                record, naming its index and LMDB key)\n"
-            "  --record N    show record N: label, source id, palette, index-use histogram\n"
+            "  --record N    show record N: label, source id, palette, index-use histogram and\n"
+            "                soft-label vector (format 1.1)\n"
             "  -h, --help    this help     -V, --version   print the version\n"
             "Exit codes: 0 ok, 1 error or verification failure, 2 usage error.\n");
 }
@@ -125,20 +128,51 @@ static int cmd_verify(apd_reader *r, const char *path, int json)
     return 0;
 }
 
-/* The record's soft-label vector (format 1.1), one line; nothing for files without them. */
-static void print_soft(apd_reader *r, const apd_file_info *fi, uint64_t i)
+/* A record's soft-label vector (format 1.1): v (fi->n_classes floats, malloc'd) and whether
+ * the record stores it (else v is the one-hot vector of its label); v NULL for a file
+ * without soft labels. 0 (message printed) on a bad vector or out of memory. */
+static int read_soft(apd_reader *r, const apd_file_info *fi, uint64_t i, float **v, int *present)
 {
-    if (!fi->has_soft_labels) return;
-    float *v = malloc(fi->n_classes * sizeof *v);
-    int present = 0;
-    if (!v || apd_reader_soft_label(r, i, v, fi->n_classes, &present) != APD_OK) {
-        free(v);
-        return; /* the record itself was read above: only out of memory gets here */
+    *v = NULL;
+    *present = 0;
+    if (!fi->has_soft_labels) return 1;
+    *v = malloc((fi->n_classes ? fi->n_classes : 1) * sizeof **v);
+    if (!*v) {
+        fprintf(stderr, "apd-info: out of memory\n");
+        return 0;
     }
+    apd_status s = apd_reader_soft_label(r, i, *v, fi->n_classes, present);
+    if (s != APD_OK) {
+        char why[700];
+        fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
+        free(*v);
+        *v = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* Text: one line of the vector; nothing for files without soft labels. */
+static void print_soft(const float *v, uint32_t n, int present)
+{
+    if (!v) return;
     printf("  soft labels%s:", present ? "" : " (none stored: one-hot of the label)");
-    for (uint32_t j = 0; j < fi->n_classes; j++) printf(" %.6g", (double)v[j]);
+    for (uint32_t j = 0; j < n; j++) printf(" %.6g", (double)v[j]);
     printf("\n");
-    free(v);
+}
+
+/* JSON: the members "soft_label" (the vector with %.9g, which reads back as the same float32;
+ * null for a file without soft labels) and "soft_label_stored" (false: the one-hot vector of
+ * the label, as the reader gives it). */
+static void json_soft(const float *v, uint32_t n, int present)
+{
+    if (!v) {
+        printf(", \"soft_label\": null, \"soft_label_stored\": false");
+        return;
+    }
+    printf(", \"soft_label\": [");
+    for (uint32_t j = 0; j < n; j++) printf("%s%.9g", j ? ", " : "", (double)v[j]);
+    printf("], \"soft_label_stored\": %s", present ? "true" : "false");
 }
 
 static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *given, int json)
@@ -164,16 +198,23 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *g
         return 1;
     }
     const char *cname = apd_reader_class_name(r, label);
+    float *soft;
+    int stored;
+    if (!read_soft(r, &fi, i, &soft, &stored)) return 1;
     if (fi.kind != APD_KIND_PALETTE) {
-        if (json)
-            printf("{\"record\": %llu, \"label\": %u, \"source_id\": %lld, \"kind\": \"direct\"}\n",
+        if (json) {
+            printf("{\"record\": %llu, \"label\": %u, \"source_id\": %lld, \"kind\": \"direct\"",
                    (unsigned long long)i, label, sid == APD_NO_SOURCE_ID ? -1LL : (long long)sid);
-        else
+            json_soft(soft, fi.n_classes, stored);
+            printf("}\n");
+        } else {
             printf("record %llu: label %u%s%s%s, source id %s%llu, direct colour %ux%ux%u\n", (unsigned long long)i,
                    label, cname ? " (" : "", cname ? cname : "", cname ? ")" : "",
                    sid == APD_NO_SOURCE_ID ? "none " : "", sid == APD_NO_SOURCE_ID ? 0ULL : (unsigned long long)sid,
                    fi.c, fi.h, fi.w);
-        if (!json) print_soft(r, &fi, i);
+            print_soft(soft, fi.n_classes, stored);
+        }
+        free(soft);
         return 0;
     }
     size_t npix = (size_t)fi.h * fi.w;
@@ -181,6 +222,7 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *g
     uint32_t k = 0;
     if (!idx) {
         fprintf(stderr, "apd-info: %s: out of memory\n", path);
+        free(soft);
         return 1;
     }
     s = apd_reader_record(r, i, pal, &k, idx, NULL);
@@ -188,6 +230,7 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *g
         char why[700];
         fprintf(stderr, "apd-info: %s\n", tool_why(why, sizeof why, apd_reader_errmsg(r), s));
         free(idx);
+        free(soft);
         return 1;
     }
     uint64_t hist[256] = {0};
@@ -204,14 +247,16 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *g
         }
         printf("], \"histogram\": [");
         for (uint32_t e = 0; e < k; e++) printf("%s%llu", e ? ", " : "", (unsigned long long)hist[e]);
-        printf("]}\n");
+        printf("]");
+        json_soft(soft, fi.n_classes, stored);
+        printf("}\n");
     } else {
         printf("record %llu: label %u%s%s%s, source id ", (unsigned long long)i, label, cname ? " (" : "",
                cname ? cname : "", cname ? ")" : "");
         if (sid == APD_NO_SOURCE_ID) printf("none");
         else printf("%llu", (unsigned long long)sid);
         printf(", palette of %u entries (%u used), %u-bit indices, %ux%u\n", k, used, fi.bits, fi.h, fi.w);
-        print_soft(r, &fi, i);
+        print_soft(soft, fi.n_classes, stored);
         printf("  entry  colour            pixels   share\n");
         for (uint32_t e = 0; e < k; e++) {
             char col[32];
@@ -223,6 +268,7 @@ static int cmd_record(apd_reader *r, const char *path, uint64_t i, const char *g
         }
     }
     free(idx);
+    free(soft);
     return 0;
 }
 

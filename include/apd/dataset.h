@@ -11,8 +11,8 @@
  *     printf("%llu images %ux%ux%u\n", (unsigned long long)ds.n, ds.c, ds.h, ds.w);
  *     apd_dataset_free(&ds);
  *
- * Ownership: the dataset owns pixels, labels, source_ids and class_names; apd_dataset_free
- * releases them (safe on a zeroed or already-freed dataset).
+ * Ownership: the dataset owns pixels, labels, source_ids, class_names, soft_labels and
+ * soft_stored; apd_dataset_free releases them (safe on a zeroed or already-freed dataset).
  */
 #ifndef APD_DATASET_H
 #define APD_DATASET_H
@@ -42,6 +42,13 @@ typedef struct apd_dataset {
      * computes it from the pixels. */
     uint32_t has_norm;
     float norm_mean[3], norm_std[3]; /* per channel, of pixels/255; c entries used */
+    /* Soft labels (format 1.1) the source carries, or NULL: soft_labels[i * n_classes + k] is
+     * image i's probability of class k (each row finite, >= 0, summing to 1 within 1e-3), as
+     * an apd: file or an apd-export folder with soft-labels.csv gives them. soft_stored[i]
+     * (set with soft_labels): 1 if the source stores image i's vector, 0 if its row is the
+     * one-hot vector of its label (a writer then stores no vector, as the source did). */
+    float *soft_labels;
+    uint8_t *soft_stored;
 } apd_dataset;
 
 /* Allocate pixels and labels for n images of c x h x w (zero-filled), and n_classes names

@@ -46,8 +46,17 @@
  *                    centre N x N is cropped; without it every image must have the same size
  *                    (APD_EMISMATCH naming the first file that differs). Class names longer
  *                    than 63 bytes are cut at a UTF-8 character boundary; names must differ.
+ *                    An apd-export folder of a file with soft labels (format 1.1) also has
+ *                    DIR/soft-labels.csv (named by apd-export.json): they come back as the
+ *                    dataset's soft_labels / soft_stored, bit for bit; a bad row is an error
+ *                    (APD_EDATASET) naming the file, line and reason.
+ *   apd:FILE         The records of an .apd file (read with the reader of apd/format.h):
+ *                    decoded pixels, labels, class names, the dataset name, the split its
+ *                    provenance names, its mean/std (has_norm) and its soft labels; source
+ *                    ids are the record indices.
  *
- * split: "train", "test" or "val"; NULL = the source's default (train; an export's own).
+ * split: "train", "test" or "val"; NULL = the source's default (train; an export's or an
+ * .apd file's own).
  * A split the source does not have is an error (APD_EDATASET), also for a single CIFAR file
  * whose name says another split; idx: records the split given.
  * opts->size applies to folder: only (APD_EINVAL for other kinds).

@@ -38,6 +38,10 @@ void apd_dataset_free(apd_dataset *ds)
     free(ds->labels);
     free(ds->source_ids);
     free(ds->class_names);
+    free(ds->soft_labels);
+    free(ds->soft_stored);
+    ds->soft_labels = NULL;
+    ds->soft_stored = NULL;
     ds->pixels = NULL;
     ds->labels = NULL;
     ds->source_ids = NULL;

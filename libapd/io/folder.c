@@ -128,6 +128,8 @@ void apd__flist_free(apd__flist *fl)
     free(fl->labels);
     free(fl->src);
     free(fl->names);
+    free(fl->soft);
+    free(fl->soft_stored);
     memset(fl, 0, sizeof *fl);
 }
 
@@ -324,7 +326,11 @@ static apd_status decode_all(apd_dataset *out, const char *root, const apd__flis
     uint8_t *tmp = NULL;
     out->source_ids = malloc(sizeof(uint64_t) * n);
     if (o->size) tmp = malloc((size_t)c * maxh * maxw);
-    if (!out->source_ids || (o->size && !tmp)) {
+    if (fl->soft) { /* n * n_classes floats: the layout's soft labels passed the same check */
+        out->soft_labels = malloc(n * fl->n_classes * sizeof *out->soft_labels);
+        out->soft_stored = malloc(n ? n : 1);
+    }
+    if (!out->source_ids || (o->size && !tmp) || (fl->soft && (!out->soft_labels || !out->soft_stored))) {
         free(tmp);
         return apd__err_set(err, APD_ENOMEM, "%s: out of memory", root);
     }
@@ -339,6 +345,11 @@ static apd_status decode_all(apd_dataset *out, const char *root, const apd__flis
         }
         out->labels[i] = fl->labels[sel[i]];
         out->source_ids[i] = fl->src[sel[i]];
+        if (fl->soft) {
+            memcpy(out->soft_labels + i * fl->n_classes, fl->soft + sel[i] * fl->n_classes,
+                   fl->n_classes * sizeof *out->soft_labels);
+            out->soft_stored[i] = fl->soft_stored[sel[i]];
+        }
     }
     free(tmp);
     return s;

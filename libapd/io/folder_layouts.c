@@ -13,7 +13,9 @@
  * labels, so only the side files give back the same label ids. Images come in labels.csv
  * order (the exported record order); a record's source id is its "index". Without
  * apd-export.json (an export from an older apd-export) the class count is the largest label
- * + 1, names come from labels.csv and mean/std from the pixels, with a warning.
+ * + 1, names come from labels.csv and mean/std from the pixels, with a warning. The soft labels
+ * of a file with them (DIR/soft-labels.csv, named by apd-export.json) come back as the
+ * dataset's soft_labels (export_soft.c).
  *
  * Tiny-ImageNet (tiny-imagenet-200 as downloaded):
  *
@@ -69,19 +71,6 @@ static int safe_rel_path(const char *p)
         s += n + (e ? 1 : 0);
         if (e && !*s) return 0; /* trailing slash */
     }
-    return 1;
-}
-
-static int parse_u64_text(const char *s, uint64_t *v)
-{
-    if (!*s || strlen(s) > 20) return 0;
-    uint64_t x = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return 0;
-        if (x > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return 0;
-        x = x * 10 + (uint64_t)(*s - '0');
-    }
-    *v = x;
     return 1;
 }
 
@@ -245,6 +234,9 @@ static apd_status export_meta_doc(apd__flist *fl, const apd_json_doc *d, const c
     }
     if (apd_json_get(d, 0, "split") >= 0) APD_TRY(json_str(d, apd_json_get(d, 0, "split"), fl->split, sizeof fl->split, path, "split", err));
     if (apd_json_get(d, 0, "dataset") >= 0) APD_TRY(json_str(d, apd_json_get(d, 0, "dataset"), fl->name, sizeof fl->name, path, "dataset", err));
+    int soft = apd_json_get(d, 0, "soft_labels"); /* a file name, null or absent (older exports) */
+    if (soft >= 0 && apd_json_type_of(d, soft) != APD_JSON_NULL)
+        APD_TRY(json_str(d, soft, fl->soft_file, sizeof fl->soft_file, path, "soft_labels", err));
     return APD_OK;
 }
 
@@ -337,11 +329,11 @@ static apd_status export_row(apd__flist *fl, const char *dir, const char *csv, u
                              int have_meta, apd_err *err)
 {
     uint64_t idx, label, sid;
-    if (!parse_u64_text(f[0], &idx)) return apd__err_set(err, APD_EDATASET, "%s: line %llu: index '%s' is not a number", csv, (unsigned long long)line, f[0]);
-    if (!parse_u64_text(f[1], &label) || label >= (have_meta ? fl->n_classes : MAX_CLASSES))
+    if (!apd__parse_u64(f[0], &idx)) return apd__err_set(err, APD_EDATASET, "%s: line %llu: index '%s' is not a number", csv, (unsigned long long)line, f[0]);
+    if (!apd__parse_u64(f[1], &label) || label >= (have_meta ? fl->n_classes : MAX_CLASSES))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: label '%s' is not a class id below %u", csv,
                             (unsigned long long)line, f[1], have_meta ? fl->n_classes : MAX_CLASSES);
-    if (f[3][0] && !parse_u64_text(f[3], &sid))
+    if (f[3][0] && !apd__parse_u64(f[3], &sid))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: source_id '%s' is not a number", csv, (unsigned long long)line, f[3]);
     if (!safe_rel_path(f[4]))
         return apd__err_set(err, APD_EDATASET, "%s: line %llu: file '%s' is not a relative path to a .png/.jpg/.jpeg "
@@ -418,6 +410,13 @@ apd_status apd__folder_export(apd__flist *fl, const char *dir, const char *split
     path_idx *v = NULL;
     /* a file without classes (n_classes 0) exports labels only: take them as without the json */
     APD_TRY(export_csv(fl, dir, csv, have_meta && fl->n_classes > 0, &v, err));
+    if (fl->soft_file[0]) {
+        apd_status ss = apd__folder_export_soft(fl, dir, fl->soft_file, err);
+        if (ss != APD_OK) {
+            free(v);
+            return ss;
+        }
+    }
     for (uint32_t k = 0; k < fl->n_classes; k++) /* unnamed classes, or ones no line names */
         if (!fl->names[k][0]) snprintf(fl->names[k], APD_MAX_CLASS_NAME, "%u", k);
     apd_status s = apd__check_unique_names(fl->names, fl->n_classes, have_meta ? meta : csv, err);

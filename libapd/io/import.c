@@ -2,7 +2,7 @@
  * MNIST-family wrappers over the IDX reader.
  *
  * Spec grammar: KIND[:ARG]. KIND is case-sensitive: cifar10, cifar100, idx, fashion-mnist,
- * mnist, folder. Everything after the first ':' is the path (it may itself contain ':', so
+ * mnist, folder, apd. Everything after the first ':' is the path (it may itself contain ':', so
  * "cifar10:/data/c:10" works); idx splits its two paths at the first ','.
  */
 #define _DEFAULT_SOURCE
@@ -115,10 +115,12 @@ apd_status apd_import(apd_dataset *out, const char *spec, const char *split,
         s = mnist_like(out, arg, split, 0, o, err);
     } else if (!strcmp(kind, "folder")) {
         s = apd__import_folder(out, arg, split, o, err);
+    } else if (!strcmp(kind, "apd")) {
+        s = apd__import_apd(out, arg, split, o, err);
     } else {
         return apd__err_set(err, APD_EDATASET,
                             "dataset '%s': unknown kind '%s' (expected cifar10:PATH, cifar100:PATH, "
-                            "idx:IMAGES,LABELS, fashion-mnist[:DIR], mnist:DIR or folder:DIR)", spec, kind);
+                            "idx:IMAGES,LABELS, fashion-mnist[:DIR], mnist:DIR, folder:DIR or apd:FILE)", spec, kind);
     }
     if (s != APD_OK) {
         memset(out, 0, sizeof *out);

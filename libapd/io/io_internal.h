@@ -66,6 +66,9 @@ apd_status apd__read_file(const char *path, uint64_t max, char **buf, size_t *le
  * *pos moves past it. @return 0 when no line is left. */
 int apd__next_line(const char *buf, size_t len, size_t *pos, const char **line, size_t *llen);
 
+/* A decimal number of 1..20 digits (nothing else) that fits 64 bits into *v; 0 if not. */
+int apd__parse_u64(const char *s, uint64_t *v);
+
 /* Copy s[0..len) into a class-name slot, NUL-terminated, cut to at most 63 bytes at a UTF-8
  * character boundary (a name never ends in half a character). @return 1 if it was cut. */
 int apd__set_class_name(char dst[APD_MAX_CLASS_NAME], const char *s, size_t len);
@@ -95,6 +98,9 @@ typedef struct apd__flist {
     float mean[3], std[3];
     char name[64];      /* dataset name ("" = the folder's base name) */
     char split[16];     /* the split the images are ("" = none) */
+    char soft_file[64]; /* apd-export: the soft-label file apd-export.json names ("" = none) */
+    float *soft;        /* NULL, or n * n_classes soft labels in list order (export_soft.c) */
+    uint8_t *soft_stored; /* with soft: n flags, 1 = the source stores the vector */
 } apd__flist;
 
 /* Append one image. @return APD_OK or APD_ENOMEM. */
@@ -113,6 +119,9 @@ apd_status apd__folder_export(apd__flist *fl, const char *dir, const char *split
                               const apd_import_opts *o, apd_err *err);
 apd_status apd__folder_tiny(apd__flist *fl, const char *dir, const char *split,
                             const apd_import_opts *o, apd_err *err);
+/* export_soft.c: dir/name (apd-export's soft-labels.csv) into fl->soft and fl->soft_stored,
+ * one row per listed image, checked; errors name the file, line and reason. */
+apd_status apd__folder_export_soft(apd__flist *fl, const char *dir, const char *name, apd_err *err);
 
 /* ---- the pickle subset of the CIFAR python files (pickle.c) --------------------------------- */
 
@@ -152,5 +161,8 @@ apd_status apd__import_idx(apd_dataset *out, const char *images, const char *lab
                            const apd_import_opts *o, apd_err *err);
 apd_status apd__import_folder(apd_dataset *out, const char *dir, const char *split,
                               const apd_import_opts *o, apd_err *err);
+/* apd:FILE (apd_file.c): the records of an .apd file through the public reader API. */
+apd_status apd__import_apd(apd_dataset *out, const char *path, const char *split, const apd_import_opts *o,
+                           apd_err *err);
 
 #endif

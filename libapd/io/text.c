@@ -1,5 +1,6 @@
 /* io/text.c: the small text and name helpers of the importers (see io_internal.h): bounded
- * whole-file reads, line walking, class names cut at a UTF-8 boundary, unique-name checks.
+ * whole-file reads, line walking, class names cut at a UTF-8 boundary, unique-name checks,
+ * decimal numbers of side files.
  *
  * Why whole-file reads: the side files of datasets (labels.csv, val_annotations.txt,
  * words.txt, CIFAR pickles) are read once and parsed with explicit bounds; reading them whole
@@ -121,4 +122,17 @@ int apd__has_image_ext(const char *name)
 {
     const char *dot = strrchr(name, '.');
     return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+int apd__parse_u64(const char *s, uint64_t *v)
+{
+    if (!*s || strlen(s) > 20) return 0;
+    uint64_t x = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        if (x > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return 0;
+        x = x * 10 + (uint64_t)(*s - '0');
+    }
+    *v = x;
+    return 1;
 }

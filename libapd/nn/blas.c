@@ -21,6 +21,9 @@
  * apd_convnet_create. Results stay within float32 round-off of the generic kernels.
  * Opt out with APD_BLAS_KEEP_CORE=1. Builds of OpenBLAS without DYNAMIC_ARCH lack the two
  * symbols (weak references) and are left alone.
+ *
+ * Also here: apd__cpu_avx512f, the one run-time AVX-512F check that the hand-written kernels
+ * (gemm_f32.c, ops.c, convnet.c) dispatch on.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
@@ -51,6 +54,22 @@ static void fix_core(void)
     gotoblas_dynamic_quit();
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
+}
+
+int apd__cpu_avx512f(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* -1 unknown; relaxed atomics: threads that race all store the same answer */
+    static int have = -1;
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        h = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h;
+#else
+    return 0;
+#endif
 }
 
 void apd__blas_init(void) { pthread_once(&once, fix_core); }

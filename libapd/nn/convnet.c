@@ -419,7 +419,7 @@ __attribute__((unused)) static void plane_backward(float *restrict dc, const flo
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* Compiled for AVX-512 whatever the build's -march; used only when the CPU has it (nn_v512). */
+/* Compiled for AVX-512 whatever the build's -march; used only when the CPU has it (apd__cpu_avx512f). */
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 #include <immintrin.h>
@@ -654,17 +654,8 @@ static float sum_floats_v(const float *x, size_t n)
     return (float)hsum_d(a);
 }
 #pragma GCC pop_options
-/* The run-time choice: the AVX-512 kernels when the CPU has AVX-512F, else the scalar ones
- * (checked once; results of each path do not depend on the build's -march). */
-static int nn_v512(void)
-{
-    static int have = -1;
-    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have;
-}
 #else
 #define HAVE_DIRECT 0
-static int nn_v512(void) { return 0; }
 #define plane_forward_v plane_forward
 #define plane_backward_v plane_backward
 #define sum_floats_v sum_floats_s
@@ -678,10 +669,10 @@ static float sum_floats_s(const float *x, size_t n)
 }
 static float sum_floats(const float *x, size_t n)
 {
-    return nn_v512() ? sum_floats_v(x, n) : sum_floats_s(x, n);
+    return apd__cpu_avx512f() ? sum_floats_v(x, n) : sum_floats_s(x, n);
 }
-#define PLANE_FORWARD(...) (nn_v512() ? plane_forward_v(__VA_ARGS__) : plane_forward(__VA_ARGS__))
-#define PLANE_BACKWARD(...) (nn_v512() ? plane_backward_v(__VA_ARGS__) : plane_backward(__VA_ARGS__))
+#define PLANE_FORWARD(...) (apd__cpu_avx512f() ? plane_forward_v(__VA_ARGS__) : plane_forward(__VA_ARGS__))
+#define PLANE_BACKWARD(...) (apd__cpu_avx512f() ? plane_backward_v(__VA_ARGS__) : plane_backward(__VA_ARGS__))
 
 /* ---- forward / backward over a batch slice -------------------------------------------- */
 
@@ -717,7 +708,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
     for (size_t l = 0; l < net->L; l++) {
         layer *y = &net->ly[l];
         size_t in_sz = y->ci * y->h * y->w, p = y->p, pp = y->hp * y->wp;
-        int direct = nn_v512() && direct_ok(y, Co);
+        int direct = apd__cpu_avx512f() && direct_ok(y, Co);
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
             float *dst = gi == 1 ? y->conv + i * Co * p : tmp;
@@ -846,7 +837,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     G[y->b_off + co] += sum_floats(dC + co * ld, ld);
                 }
 #if HAVE_DIRECT
-                if (nn_v512() && direct_ok(y, Co)) {
+                if (apd__cpu_avx512f() && direct_ok(y, Co)) {
                     for (size_t j = 0; j < gi; j++) {
                         pad_input(col, in + (i + j) * in_sz, y->ci, y->h, y->w, y->pad);
                         conv3_direct_dw(G + y->w_off, dC + j * p, ld, col, y->ci, Co, y->hc, y->wc);

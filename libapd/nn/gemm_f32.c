@@ -22,13 +22,6 @@
 #define KC 128
 
 #if defined(__x86_64__) && defined(__GNUC__)
-static int cpu_ok(void)
-{
-    static int have = -1;
-    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have;
-}
-
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 #include <immintrin.h>
@@ -102,7 +95,6 @@ static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
 }
 #pragma GCC pop_options
 #else
-static int cpu_ok(void) { return 0; }
 static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t M,
                    size_t N, size_t K)
 {
@@ -112,7 +104,7 @@ static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
 
 int apd__gemm_f32_ok(void)
 {
-    if (!cpu_ok()) return 0;
+    if (!apd__cpu_avx512f()) return 0;
     const char *e = getenv("APD_NN_GEMM");
     return !(e && strcmp(e, "openblas") == 0);
 }

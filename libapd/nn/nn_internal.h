@@ -47,6 +47,11 @@ int apd__gemm_f32_ok(void);
 void apd__gemm_f32(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
                    size_t M, size_t N, size_t K);
 
+/* 1 when the CPU has AVX-512F (checked once, blas.c), else 0; always 0 off x86-64 GCC/Clang.
+ * The run-time choice of every hand-written kernel: the AVX-512 kernels are compiled for it
+ * whatever the build's -march, and each path gives the same results on every build. */
+int apd__cpu_avx512f(void);
+
 /* Once per process: let OpenBLAS use AVX-512 kernels on CPUs it does not know (blas.c). */
 void apd__blas_init(void);
 

@@ -67,14 +67,7 @@ static void add_row_avx512(float *restrict dst, const float *restrict src, size_
     }
 }
 #pragma GCC pop_options
-static int ops_v512(void)
-{
-    static int have = -1;
-    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have;
-}
 #else
-static int ops_v512(void) { return 0; }
 #define add_row_avx512 add_row_scalar
 #endif
 
@@ -82,7 +75,7 @@ void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t 
                      size_t k, size_t pad, size_t Ho, size_t Wo)
 {
     void (*add_row)(float *restrict, const float *restrict, size_t) =
-        ops_v512() ? add_row_avx512 : add_row_scalar;
+        apd__cpu_avx512f() ? add_row_avx512 : add_row_scalar;
     for (size_t ci = 0; ci < Ci; ci++) {
         float *plane = din + ci * H * W;
         for (size_t ky = 0; ky < k; ky++) {

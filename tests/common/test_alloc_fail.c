@@ -6,7 +6,8 @@
  * chunks, compaction; a direct-colour file), the reader (open, info, decode, verify every
  * record), the loader (one shuffled float epoch with a decode thread and prefetch) and the
  * importers (CIFAR binary, IDX, a folder of PNG and JPEG files as stored and resized, a
- * CIFAR python pickle).
+ * CIFAR python pickle, an .apd file with soft labels, an apd-export folder with
+ * soft-labels.csv).
  * Each run must end in APD_OK (the failure had a fallback, e.g. the compaction) or
  * APD_ENOMEM with a message; anything else, a crash, a published partial file or a
  * temporary left behind fails the test. Leaks are found by the sanitizer pass of the suite
@@ -30,6 +31,7 @@
 
 static char g_dir[512];
 static char g_out[640], g_pal[640], g_direct[640], g_cifar[1300], g_idx[2][640], g_folder[640], g_pickle[1300];
+static char g_soft_apd[700], g_soft_folder[700];
 
 /* A workload: one pass of library calls; the message of a failure into msg. Uses no
  * allocation of its own (static buffers), so every counted allocation is the library's. */
@@ -75,9 +77,53 @@ static apd_writer_opts palette_opts(void)
     return o;
 }
 
-static apd_status write_palette(const char *path, char *msg, size_t cap)
+static apd_writer_opts direct_opts(void)
 {
-    apd_writer_opts o = palette_opts();
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.kind = APD_KIND_DIRECT;
+    o.c = 3;
+    o.h = o.w = 8;
+    o.n_classes = 0;
+    o.compress = APD_COMPRESS_AUTO;
+    o.no_sync = 1;
+    o.force = 1;
+    return o;
+}
+
+/* The records (and metadata) a writer workload puts into w. */
+typedef apd_status (*put_fn)(apd_writer *w);
+
+static apd_status put_palette(apd_writer *w)
+{
+    apd_status s = APD_OK;
+    for (int i = 0; i < NREC && s == APD_OK; i++)
+        s = apd_writer_put_palette(w, g_palette[i], 16, g_idxmap[i], (uint32_t)(i % 2), (uint64_t)i);
+    if (s == APD_OK) s = apd_writer_set_meta(w, "dataset", "\"failalloc\"");
+    return s;
+}
+
+static apd_status put_direct(apd_writer *w)
+{
+    apd_status s = APD_OK;
+    for (int i = 0; i < 3 && s == APD_OK; i++) s = apd_writer_put_direct(w, g_chw, (uint32_t)i, APD_NO_SOURCE_ID);
+    return s;
+}
+
+/* One write of path: create with o, put, finish (a failed put discards the file); the
+ * message of a failure into msg. */
+/* 3 direct records with soft labels (the second stores none) for wl_import_apd. */
+static apd_status put_direct_soft(apd_writer *w)
+{
+    static const float soft[2][2] = {{0.75f, 0.25f}, {0.125f, 0.875f}};
+    apd_status s = apd_writer_put_direct_soft(w, g_chw, 0, APD_NO_SOURCE_ID, soft[0]);
+    if (s == APD_OK) s = apd_writer_put_direct_soft(w, g_chw, 1, APD_NO_SOURCE_ID, NULL);
+    if (s == APD_OK) s = apd_writer_put_direct_soft(w, g_chw, 1, APD_NO_SOURCE_ID, soft[1]);
+    return s;
+}
+
+static apd_status write_with(const char *path, apd_writer_opts o, put_fn put, char *msg, size_t cap)
+{
     apd_writer *w;
     apd_err err;
     apd_status s = apd_writer_create(&w, path, &o, &err);
@@ -85,9 +131,7 @@ static apd_status write_palette(const char *path, char *msg, size_t cap)
         copy_msg(msg, cap, err.msg);
         return s;
     }
-    for (int i = 0; i < NREC && s == APD_OK; i++)
-        s = apd_writer_put_palette(w, g_palette[i], 16, g_idxmap[i], (uint32_t)(i % 2), (uint64_t)i);
-    if (s == APD_OK) s = apd_writer_set_meta(w, "dataset", "\"failalloc\"");
+    s = put(w);
     if (s != APD_OK) {
         copy_msg(msg, cap, apd_writer_errmsg(w));
         apd_writer_discard(w);
@@ -100,36 +144,12 @@ static apd_status write_palette(const char *path, char *msg, size_t cap)
 
 static apd_status wl_writer_palette(char *msg, size_t cap)
 {
-    return write_palette(g_out, msg, cap);
+    return write_with(g_out, palette_opts(), put_palette, msg, cap);
 }
 
 static apd_status wl_writer_direct(char *msg, size_t cap)
 {
-    apd_writer_opts o;
-    apd_writer_opts_default(&o);
-    o.kind = APD_KIND_DIRECT;
-    o.c = 3;
-    o.h = o.w = 8;
-    o.n_classes = 0;
-    o.compress = APD_COMPRESS_AUTO;
-    o.no_sync = 1;
-    o.force = 1;
-    apd_writer *w;
-    apd_err err;
-    apd_status s = apd_writer_create(&w, g_out, &o, &err);
-    if (s != APD_OK) {
-        copy_msg(msg, cap, err.msg);
-        return s;
-    }
-    for (int i = 0; i < 3 && s == APD_OK; i++) s = apd_writer_put_direct(w, g_chw, (uint32_t)i, APD_NO_SOURCE_ID);
-    if (s != APD_OK) {
-        copy_msg(msg, cap, apd_writer_errmsg(w));
-        apd_writer_discard(w);
-        return s;
-    }
-    s = apd_writer_finish(w, &err);
-    if (s != APD_OK) copy_msg(msg, cap, err.msg);
-    return s;
+    return write_with(g_out, direct_opts(), put_direct, msg, cap);
 }
 
 static apd_status read_all(const char *path, char *msg, size_t cap)
@@ -235,6 +255,18 @@ static apd_status wl_import_folder_resized(char *msg, size_t cap)
 static apd_status wl_import_pickle(char *msg, size_t cap)
 {
     return import(g_pickle, NULL, 0, msg, cap);
+}
+
+/* an .apd file with soft labels through the reader (apd:FILE) */
+static apd_status wl_import_apd(char *msg, size_t cap)
+{
+    return import(g_soft_apd, NULL, 0, msg, cap);
+}
+
+/* an apd-export folder with soft-labels.csv */
+static apd_status wl_import_export_soft(char *msg, size_t cap)
+{
+    return import(g_soft_folder, NULL, 0, msg, cap);
 }
 
 /* A write that completed despite the failed allocation (a fallback: no dictionary, no
@@ -345,9 +377,8 @@ static void make_fixtures(void)
     snprintf(g_direct, sizeof g_direct, "%s/direct.apd", g_dir);
     make_records();
     char msg[512];
-    ck_assert_msg(write_palette(g_pal, msg, sizeof msg) == APD_OK, "%s", msg);
-    ck_assert_msg(wl_writer_direct(msg, sizeof msg) == APD_OK, "%s", msg);
-    ck_assert_int_eq(rename(g_out, g_direct), 0);
+    ck_assert_msg(write_with(g_pal, palette_opts(), put_palette, msg, sizeof msg) == APD_OK, "%s", msg);
+    ck_assert_msg(write_with(g_direct, direct_opts(), put_direct, msg, sizeof msg) == APD_OK, "%s", msg);
 
     /* CIFAR binary: 4 records of label + 3072 bytes */
     static uint8_t cifar[4 * 3073];
@@ -384,6 +415,35 @@ static void make_fixtures(void)
     ck_assert_int_eq(apd_png_write_image(path, cifar + 1, 3, 32, 32, NULL), APD_OK);
     snprintf(g_folder, sizeof g_folder, "folder:%s/folder", g_dir);
 
+    /* an .apd file with soft labels, and an apd-export folder of two images with soft labels */
+    static const char names2[2][64] = {"zero", "one"};
+    apd_writer_opts so = direct_opts();
+    so.n_classes = 2;
+    so.class_names = names2;
+    so.soft_labels = 1;
+    char soft_path[640];
+    snprintf(soft_path, sizeof soft_path, "%s/soft.apd", g_dir);
+    ck_assert_msg(write_with(soft_path, so, put_direct_soft, msg, sizeof msg) == APD_OK, "%s", msg);
+    snprintf(g_soft_apd, sizeof g_soft_apd, "apd:%s", soft_path);
+    snprintf(path, sizeof path, "%s/exsoft", g_dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/exsoft/%06d.png", g_dir, i);
+        ck_assert_int_eq(apd_png_write_image(path, g_chw, 3, 8, 8, NULL), APD_OK);
+    }
+    static const char labels_csv[] = "index,label,class,source_id,file\n0,0,zero,,000000.png\n1,1,one,,000001.png\n";
+    static const char soft_csv[] = "index,stored,p0,p1\n0,1,0.75,0.25\n1,0,0,1\n";
+    static const char export_json[] = "{\"format\": \"apd-export\", \"version\": 1, \"c\": 3, \"h\": 8, \"w\": 8, "
+                                      "\"n_classes\": 2, \"class_names\": [\"zero\", \"one\"], \"mean\": [0.5, 0.5, 0.5], "
+                                      "\"std\": [0.25, 0.25, 0.25], \"soft_labels\": \"soft-labels.csv\"}";
+    snprintf(path, sizeof path, "%s/exsoft/labels.csv", g_dir);
+    write_file(path, labels_csv, sizeof labels_csv - 1);
+    snprintf(path, sizeof path, "%s/exsoft/soft-labels.csv", g_dir);
+    write_file(path, soft_csv, sizeof soft_csv - 1);
+    snprintf(path, sizeof path, "%s/exsoft/apd-export.json", g_dir);
+    write_file(path, export_json, sizeof export_json - 1);
+    snprintf(g_soft_folder, sizeof g_soft_folder, "folder:%s/exsoft", g_dir);
+
     /* CIFAR python pickles (Python 2 cPickle layout) from the suite's generator */
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/io/make_cifar_pickles.py' '%s/py' >/dev/null",
              APD_SOURCE_DIR, g_dir);
@@ -393,17 +453,20 @@ static void make_fixtures(void)
 
 START_TEST(every_allocation_fails_once)
 {
+    static const struct {
+        const char *name;
+        workload_fn f;
+        int is_writer;
+    } wl[] = {
+        {"writer palette", wl_writer_palette, 1}, {"writer direct", wl_writer_direct, 1},
+        {"reader palette", wl_reader_palette, 0}, {"reader direct", wl_reader_direct, 0},
+        {"loader", wl_loader, 0},                 {"import cifar", wl_import_cifar, 0},
+        {"import idx", wl_import_idx, 0},         {"import folder", wl_import_folder, 0},
+        {"import resized", wl_import_folder_resized, 0}, {"import pickle", wl_import_pickle, 0},
+        {"import apd", wl_import_apd, 0},         {"import soft", wl_import_export_soft, 0},
+    };
     make_fixtures();
-    sweep("writer palette", wl_writer_palette, 1);
-    sweep("writer direct", wl_writer_direct, 1);
-    sweep("reader palette", wl_reader_palette, 0);
-    sweep("reader direct", wl_reader_direct, 0);
-    sweep("loader", wl_loader, 0);
-    sweep("import cifar", wl_import_cifar, 0);
-    sweep("import idx", wl_import_idx, 0);
-    sweep("import folder", wl_import_folder, 0);
-    sweep("import resized", wl_import_folder_resized, 0);
-    sweep("import pickle", wl_import_pickle, 0);
+    for (size_t i = 0; i < sizeof wl / sizeof *wl; i++) sweep(wl[i].name, wl[i].f, wl[i].is_writer);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     ck_assert_int_eq(system(cmd), 0);

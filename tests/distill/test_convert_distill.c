@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "apd/format.h"
+#include "distill_test_util.h"
 
 static char g_dir[512];
 
@@ -100,21 +101,6 @@ END_TEST
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "%s/tests/distill/cli-%d", APD_BINARY_DIR, (int)getpid());
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
-    if (system(cmd) != 0) return 1;
-    Suite *s = suite_create("convert_distill");
-    TCase *tc = tcase_create("cli");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, autopalette_deterministic_and_resumable);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (nf == 0 && system(cmd) != 0) nf = 1;
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {autopalette_deterministic_and_resumable};
+    return dt_run_cli(g_dir, sizeof g_dir, "cli", "convert_distill", 600, tests, sizeof tests / sizeof *tests);
 }

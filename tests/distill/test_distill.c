@@ -16,6 +16,7 @@
 #include "apd/quant.h"
 #include "apd/format.h"
 #include "common/rng.h"
+#include "distill_test_util.h"
 
 static apd_dataset g_real;
 
@@ -74,25 +75,6 @@ static double stat_of(const char *json, const char *key)
     return strtod(p + strlen(k), NULL);
 }
 
-static void same_result(const apd_distill_result *a, const apd_distill_result *b)
-{
-    ck_assert_uint_eq(a->n, b->n);
-    ck_assert_uint_eq(a->kind, b->kind);
-    size_t img = (size_t)a->c * a->h * a->w, p = (size_t)a->h * a->w;
-    if (a->kind == APD_KIND_DIRECT) {
-        ck_assert(memcmp(a->pixels, b->pixels, a->n * img) == 0);
-    } else {
-        ck_assert(memcmp(a->palettes, b->palettes, a->n * a->k * a->c) == 0);
-        ck_assert(memcmp(a->indices, b->indices, a->n * p) == 0);
-        ck_assert(memcmp(a->k_used, b->k_used, a->n * sizeof(uint32_t)) == 0);
-    }
-    ck_assert(memcmp(a->labels, b->labels, a->n * sizeof(uint32_t)) == 0);
-    ck_assert(memcmp(a->source_ids, b->source_ids, a->n * sizeof(uint64_t)) == 0);
-    ck_assert_str_eq(a->hyperparameters_json, b->hyperparameters_json);
-    ck_assert_str_eq(a->budget_json, b->budget_json);
-    ck_assert_str_eq(a->stats_json, b->stats_json);
-}
-
 START_TEST(dm_lowers_loss)
 {
     apd_distill_opts o;
@@ -146,7 +128,7 @@ START_TEST(small_activation_budget)
         o.cb_user = &sel_part;
         ck_assert_msg(apd_distill_run(&g_real, &o, &part, &err) == APD_OK, "%s", err.msg);
         ck_assert_msg(apd_distill_run(&g_real, &o, &again, &err) == APD_OK, "%s", err.msg);
-        same_result(&part, &again);
+        dt_same_result(&part, &again);
         ck_assert_uint_eq(whole.n, part.n);
         if (m) {
             /* the selection net trained in passes of one image: its last epoch's loss as with
@@ -242,7 +224,7 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     apd_err err;
     ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
     ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
-    same_result(&a, &b);
+    dt_same_result(&a, &b);
     apd_distill_result_free(&b);
 
     char ck[256];
@@ -257,7 +239,7 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     o3.checkpoint_path = ck;
     o3.checkpoint_every = 4;
     ck_assert_msg(apd_distill_run(&g_real, &o3, &c, &err) == APD_OK, "%s", err.msg);
-    same_result(&a, &c);
+    dt_same_result(&a, &c);
     apd_distill_result_free(&c);
     /* a checkpoint from other options is refused */
     apd_distill_opts o4 = o3;
@@ -424,7 +406,7 @@ START_TEST(callbacks_only)
     ck_assert_uint_eq(c.distill_total, 12);
     ck_assert_uint_eq(c.distill_last, 12);
     /* the callbacks do not change the result */
-    same_result(&a, &b);
+    dt_same_result(&a, &b);
     apd_distill_result_free(&a);
     apd_distill_result_free(&b);
 }

@@ -18,6 +18,7 @@
 
 #include "apd/distill.h"
 #include "common/rng.h"
+#include "distill_test_util.h"
 
 #define MAX_RANKS 3
 
@@ -130,25 +131,6 @@ static void free_ranks(rank_ctx *ranks, uint32_t size)
     for (uint32_t r = 0; r < size; r++) apd_distill_result_free(&ranks[r].res);
 }
 
-static void same_result(const apd_distill_result *a, const apd_distill_result *b)
-{
-    ck_assert_uint_eq(a->n, b->n);
-    ck_assert_uint_eq(a->kind, b->kind);
-    size_t img = (size_t)a->c * a->h * a->w, p = (size_t)a->h * a->w;
-    if (a->kind == APD_KIND_DIRECT) {
-        ck_assert(memcmp(a->pixels, b->pixels, a->n * img) == 0);
-    } else {
-        ck_assert(memcmp(a->palettes, b->palettes, a->n * a->k * a->c) == 0);
-        ck_assert(memcmp(a->indices, b->indices, a->n * p) == 0);
-        ck_assert(memcmp(a->k_used, b->k_used, a->n * sizeof(uint32_t)) == 0);
-    }
-    ck_assert(memcmp(a->labels, b->labels, a->n * sizeof(uint32_t)) == 0);
-    ck_assert(memcmp(a->source_ids, b->source_ids, a->n * sizeof(uint64_t)) == 0);
-    ck_assert_str_eq(a->hyperparameters_json, b->hyperparameters_json);
-    ck_assert_str_eq(a->budget_json, b->budget_json);
-    ck_assert_str_eq(a->stats_json, b->stats_json);
-}
-
 static void check_split(apd_distill_method m, apd_distill_init init, uint32_t size)
 {
     apd_distill_opts o;
@@ -164,7 +146,7 @@ static void check_split(apd_distill_method m, apd_distill_init init, uint32_t si
     run_ranks(&w, ranks, size, &o);
     for (uint32_t r = 0; r < size; r++) {
         ck_assert_msg(ranks[r].st == APD_OK, "rank %u: %s", r, ranks[r].err.msg);
-        same_result(&one, &ranks[r].res);
+        dt_same_result(&one, &ranks[r].res);
         ck_assert_uint_gt(w.calls[r], o.iters); /* at least one exchange an iteration */
     }
     printf("%s, %u ranks: results identical to one process (%llu exchanges)\n", apd_distill_method_name(m), size,
@@ -214,12 +196,12 @@ START_TEST(checkpoint_across_rank_counts)
     apd_distill_result res;
     apd_status s = apd_distill_run(&g_real, &orr, &res, &err);
     ck_assert_msg(s == APD_OK, "%s", err.msg);
-    same_result(&full, &res);
+    dt_same_result(&full, &res);
     apd_distill_result_free(&res);
     run_ranks(&w, ranks, 2, &orr);
     for (uint32_t r = 0; r < 2; r++) {
         ck_assert_msg(ranks[r].st == APD_OK, "rank %u: %s", r, ranks[r].err.msg);
-        same_result(&full, &ranks[r].res);
+        dt_same_result(&full, &ranks[r].res);
     }
     free_ranks(ranks, 2);
     apd_distill_result_free(&full);

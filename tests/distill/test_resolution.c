@@ -21,6 +21,7 @@
 
 #include "apd/format.h"
 #include "apd/io.h"
+#include "distill_test_util.h"
 
 static char g_dir[512];
 
@@ -272,24 +273,6 @@ END_TEST
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "%s/tests/distill/res-%d", APD_BINARY_DIR, (int)getpid());
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
-    if (system(cmd) != 0) return 1;
-    Suite *s = suite_create("resolution");
-    TCase *tc = tcase_create("cli");
-    tcase_set_timeout(tc, 900);
-    tcase_add_test(tc, dm_64_and_128);
-    tcase_add_test(tc, autopalette_64_and_128);
-    tcase_add_test(tc, depth_option);
-    tcase_add_test(tc, eval_easy_64_and_128);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (nf == 0 && system(cmd) != 0) nf = 1;
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {dm_64_and_128, autopalette_64_and_128, depth_option, eval_easy_64_and_128};
+    return dt_run_cli(g_dir, sizeof g_dir, "res", "resolution", 900, tests, sizeof tests / sizeof *tests);
 }

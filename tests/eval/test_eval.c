@@ -11,6 +11,7 @@
 #include "apd/nn.h"
 #include "apd/train.h"
 #include "common/rng.h"
+#include "eval_test_util.h"
 
 /* 16x16 grey images: class 0 has a bright bar in the top half, class 1 in the bottom half,
  * class 2 a bright square in the middle; all on noise. Horizontal flips keep the classes. */
@@ -44,25 +45,13 @@ static apd_status run(apd_eval_result *res, const apd_dataset *tr, const apd_dat
 {
     float mean[3], std[3];
     apd_dataset_mean_std(tr, mean, std);
-    float *x = malloc(tr->n * 256 * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    apd_eval_normalize(x, tr->pixels, tr->n, 1, 256, mean, std);
     apd_eval_opts o;
-    apd_eval_opts_default(&o);
-    o.epochs = 30;
-    o.batch = 16;
-    o.width = 16;
-    o.depth = 2;
-    o.seed = seed;
+    et_small_opts(&o, 30, 16, 16, 2, seed);
     o.run = run_index;
     o.dsa = dsa;
     o.pool = pool;
     o.act_budget = g_budget;
-    apd_err err;
-    apd_status st = apd_eval_train_test(res, x, tr->labels, tr->n, 1, 16, 16, te, mean, std, &o, &err);
-    if (st != APD_OK) fprintf(stderr, "eval: %s\n", err.msg);
-    free(x);
-    return st;
+    return et_train_test(res, tr, te, mean, std, &o);
 }
 
 START_TEST(test_learns_and_reproducible)

@@ -14,6 +14,7 @@
 #include "apd/nn.h"
 #include "apd/train.h"
 #include "common/rng.h"
+#include "eval_test_util.h"
 
 enum { N = 6, K = 7 };
 
@@ -93,23 +94,12 @@ static void make_set(apd_dataset *ds, uint32_t per_class, uint64_t seed)
 
 static apd_status train(apd_eval_result *res, const apd_dataset *tr, const apd_dataset *te, const float *soft)
 {
-    float mean[3] = {0.3f, 0, 0}, std[3] = {0.25f, 1, 1};
-    float *x = malloc(tr->n * 64 * sizeof(float));
-    apd_eval_normalize(x, tr->pixels, tr->n, 1, 64, mean, std);
+    static const float mean[3] = {0.3f, 0, 0}, std[3] = {0.25f, 1, 1};
     apd_eval_opts o;
-    apd_eval_opts_default(&o);
-    o.epochs = 12;
-    o.batch = 8;
-    o.width = 8;
-    o.depth = 1;
-    o.seed = 5;
+    et_small_opts(&o, 12, 8, 8, 1, 5);
     o.dsa = 0;
     o.train_soft = soft;
-    apd_err err;
-    apd_status st = apd_eval_train_test(res, x, tr->labels, tr->n, 1, 8, 8, te, mean, std, &o, &err);
-    if (st != APD_OK) printf("eval: %s\n", err.msg);
-    free(x);
-    return st;
+    return et_train_test(res, tr, te, mean, std, &o);
 }
 
 START_TEST(eval_trains_on_soft_labels)

@@ -2,7 +2,10 @@
  * Writes a small synthetic training set as an .apd (K = 4 colours, median cut, mean/std
  * recorded) and a synthetic test set as raw IDX files, runs the apd-eval binary with a
  * short schedule and checks: exit 0, JSON accuracies far above chance, identical results
- * for the same seed, and a clear exit-1 error when the test images do not match. */
+ * for the same seed, and a clear exit-1 error when the test images do not match.
+ * The random-real baseline takes its --train set from an .apd file (apd:FILE) as from any
+ * other source: the same images as IDX files (and the file's recorded mean/std equal to the
+ * IDX set's) give the same selection, normalisation and accuracies. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <sys/wait.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apd/dataset.h"
 #include "apd/format.h"
 #include "apd/quant.h"
 #include "common/rng.h"
@@ -161,12 +165,91 @@ START_TEST(test_tool_on_apd)
 }
 END_TEST
 
+/* n 16x16 grey images of the 3 classes (seed 21) as a direct-colour .apd recording the
+ * images' mean/std, and as IDX files. */
+static void write_same_train(const char *apd, const char *img, const char *lbl, uint32_t n)
+{
+    apd_dataset ds;
+    ck_assert_int_eq(apd_dataset_alloc(&ds, n, 1, 16, 16, 3), APD_OK);
+    apd__rng r;
+    apd__rng_seed(&r, 21, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        ds.labels[i] = i % 3;
+        draw(ds.pixels + i * 256, i % 3, &r);
+    }
+    static const char names[3][64] = {"0", "1", "2"}; /* the names IDX gives */
+    apd_writer_opts o;
+    apd_writer_opts_default(&o);
+    o.c = 1;
+    o.h = o.w = 16;
+    o.kind = APD_KIND_DIRECT;
+    o.n_classes = 3;
+    o.class_names = names;
+    apd_dataset_mean_std(&ds, o.mean, o.std);
+    o.no_sync = 1;
+    o.force = 1;
+    apd_writer *w = NULL;
+    apd_err err;
+    ck_assert_msg(apd_writer_create(&w, apd, &o, &err) == APD_OK, "%s", err.msg);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_int_eq(apd_writer_put_direct(w, ds.pixels + i * 256, ds.labels[i], i), APD_OK);
+    ck_assert_int_eq(apd_writer_close(w), APD_OK);
+    FILE *fi = fopen(img, "wb"), *fl = fopen(lbl, "wb");
+    ck_assert(fi && fl);
+    be32(fi, 0x803);
+    be32(fi, n);
+    be32(fi, 16);
+    be32(fi, 16);
+    be32(fl, 0x801);
+    be32(fl, n);
+    ck_assert_int_eq(fwrite(ds.pixels, 1, (size_t)n * 256, fi), (size_t)n * 256);
+    for (uint32_t i = 0; i < n; i++) ck_assert_int_eq(fputc((int)ds.labels[i], fl), (int)ds.labels[i]);
+    fclose(fi);
+    fclose(fl);
+    apd_dataset_free(&ds);
+}
+
+START_TEST(random_real_from_apd)
+{
+    char d[256], apd[512], ri[512], rl[512], ti[512], tl[512], cmd[4096];
+    snprintf(d, sizeof d, "%s/apd_eval_rr_XXXXXX", "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(d));
+    snprintf(apd, sizeof apd, "%s/real.apd", d);
+    snprintf(ri, sizeof ri, "%s/real-images", d);
+    snprintf(rl, sizeof rl, "%s/real-labels", d);
+    snprintf(ti, sizeof ti, "%s/test-images", d);
+    snprintf(tl, sizeof tl, "%s/test-labels", d);
+    write_same_train(apd, ri, rl, 60);
+    write_idx(ti, tl, 90, 16);
+    static char from_apd[8192], from_idx[8192];
+    const char *common = "--random-real 5 --epochs 3 --runs 2 --batch 16 --width 16 --depth 2 --threads 2 "
+                         "--seed 4 --json";
+    snprintf(cmd, sizeof cmd, "%s %s --train apd:%s --test idx:%s,%s", APD_EVAL_EXE, common, apd, ti, tl);
+    ck_assert_int_eq(run(cmd, from_apd, sizeof from_apd), 0);
+    snprintf(cmd, sizeof cmd, "%s %s --train idx:%s,%s --test idx:%s,%s", APD_EVAL_EXE, common, ri, rl, ti, tl);
+    ck_assert_int_eq(run(cmd, from_idx, sizeof from_idx), 0);
+    printf("apd-eval --random-real 5 --train apd:FILE: %s", from_apd);
+    ck_assert_ptr_nonnull(strstr(from_apd, "\"n_train\": 15"));
+    /* from "n_train" to the accuracies: the same selection, normalisation and training */
+    const char *a1 = strstr(from_apd, "\"n_train\""), *a2 = strstr(from_idx, "\"n_train\"");
+    ck_assert(a1 && a2);
+    ck_assert_msg(strncmp(a1, a2, (size_t)(strstr(a1, "\"seconds\"") - a1)) == 0, "apd: %s\nidx: %s", a1, a2);
+    /* a file that is not there: exit 1 naming it */
+    snprintf(cmd, sizeof cmd, "%s %s --train apd:%s/none.apd --test idx:%s,%s 2>&1", APD_EVAL_EXE, common, d, ti, tl);
+    ck_assert_int_eq(run(cmd, from_apd, sizeof from_apd), 1);
+    ck_assert_msg(strstr(from_apd, "none.apd") != NULL, "%s", from_apd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("eval_tool");
     TCase *tc = tcase_create("eval_tool");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_tool_on_apd);
+    tcase_add_test(tc, random_real_from_apd);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

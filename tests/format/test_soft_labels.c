@@ -2,12 +2,65 @@
  * writer and the reader: bit-exact round trips with every record coding (plain, zstd with a
  * dictionary, entropy-coded, direct colour), one-hot vectors for records without one, the
  * version the writer emits, and the writer's refusals of bad vectors (file, record, class and
- * reason in the message, nothing written, the writer still usable). */
+ * reason in the message, nothing written, the writer still usable). apd-info --record shows
+ * the vector: with --json as "soft_label" (bit-exact float32) and "soft_label_stored", null
+ * for a file without soft labels; in text as a "soft labels" line. */
 #define _GNU_SOURCE /* mkdtemp */
 #include <check.h>
 #include <math.h>
+#include <sys/wait.h>
 
+#include "apd/json.h"
 #include "fmt_test_util.h"
+
+/* The stdout of `apd-info ARGS PATH` (exit status 0 asserted); static, valid until the next call. */
+static const char *info_out(const char *args, const char *path)
+{
+    static char buf[8192];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/apd-info' %s '%s'", APD_BINARY_DIR, args, path);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s failed: %s", cmd, buf);
+    return buf;
+}
+
+/* apd-info --json --record i: "soft_label" is want[0..nc) bit for bit (want NULL: null) and
+ * "soft_label_stored" is `stored`; the text form has a "soft labels" line iff want. */
+static void check_info_record(const char *path, uint32_t i, const float *want, uint32_t nc, int stored)
+{
+    char args[64];
+    snprintf(args, sizeof args, "--json --record %u", i);
+    const char *out = info_out(args, path);
+    apd_json_doc *d;
+    ck_assert_msg(apd_json_parse(&d, out, strlen(out)) == APD_OK, "apd-info %s: not JSON: %s", args, out);
+    uint64_t rec;
+    ck_assert_int_eq(apd_json_u64(d, apd_json_get(d, 0, "record"), &rec), APD_OK);
+    ck_assert_uint_eq(rec, i);
+    int v = apd_json_get(d, 0, "soft_label"), st = apd_json_get(d, 0, "soft_label_stored");
+    ck_assert_msg(v >= 0 && st >= 0, "apd-info %s: no soft_label / soft_label_stored: %s", args, out);
+    ck_assert_int_eq(apd_json_type_of(d, st), stored ? APD_JSON_TRUE : APD_JSON_FALSE);
+    if (!want) {
+        ck_assert_int_eq(apd_json_type_of(d, v), APD_JSON_NULL);
+    } else {
+        ck_assert_int_eq(apd_json_type_of(d, v), APD_JSON_ARRAY);
+        ck_assert_uint_eq(apd_json_count(d, v), nc);
+        int e = apd_json_first(d, v);
+        for (uint32_t j = 0; j < nc; j++, e = apd_json_next(d, e)) {
+            double x;
+            ck_assert_int_eq(apd_json_number(d, e, &x), APD_OK);
+            float got = (float)x;
+            ck_assert_msg(memcmp(&got, &want[j], sizeof got) == 0, "%s record %u class %u: apd-info %.9g, stored %.9g",
+                          path, i, j, x, (double)want[j]);
+        }
+    }
+    apd_json_free(d);
+    snprintf(args, sizeof args, "--record %u", i);
+    out = info_out(args, path);
+    ck_assert_msg((strstr(out, "soft labels") != NULL) == (want != NULL), "apd-info %s: %s", args, out);
+}
 
 /* A vector of n classes whose largest value sits at label (every fifth one ties two classes). */
 static void random_soft(apd__rng *r, uint32_t n, uint32_t label, uint32_t i, float *out)
@@ -105,6 +158,11 @@ static void roundtrip(const soft_case *sc, const char *name)
         ck_assert_int_eq(apd_reader_verify_record(rd, i), APD_OK);
     }
     ck_assert_int_eq(apd_reader_soft_label(rd, 0, got, NC - 1, NULL), APD_EBUFSIZE);
+    float one_hot[NC] = {0};
+    one_hot[labels[1]] = 1.0f;
+    check_info_record(path, 0, soft, NC, 1);
+    check_info_record(path, 1, one_hot, NC, 0);
+    check_info_record(path, N - 1, soft + (size_t)(N - 1) * NC, NC, 1);
     printf("%s: %u records, %u soft vectors (%llu zstd, %llu coded), max error %g (bit-exact)\n", name, N,
            n_present, (unsigned long long)st.compressed_records, (unsigned long long)st.coded_records, max_err);
     apd_reader_close(rd);
@@ -155,6 +213,7 @@ START_TEST(soft_versions_and_one_hot)
         ck_assert_int_eq(present, 0);
         for (int j = 0; j < 10; j++) ck_assert(v[j] == (j == 3 ? 1.0f : 0.0f));
         apd_reader_close(rd);
+        check_info_record(path, 0, opt ? v : NULL, 10, 0);
     }
     char path[256];
     fmt_path(path, sizeof path, "noclass.apd");
@@ -210,6 +269,31 @@ START_TEST(soft_writer_refuses_bad_vectors)
 }
 END_TEST
 
+/* A stored vector that is not a distribution: apd-info --record exits 1 naming the file,
+ * record and reason (it printed nothing about the vector before), in text and JSON. */
+START_TEST(info_record_bad_vector)
+{
+    static const char *const cases[][2] = {{"soft_nan.apd", "NaN or infinite"}, {"soft_sum.apd", "do not sum to 1"}};
+    for (int c = 0; c < 2; c++)
+        for (int json = 0; json < 2; json++) {
+            char cmd[1024], errp[300];
+            fmt_path(errp, sizeof errp, "info-err.txt");
+            snprintf(cmd, sizeof cmd, "'%s/apd-info' %s--record 0 '%s/bad/%s' >/dev/null 2>'%s'", APD_BINARY_DIR,
+                     json ? "--json " : "", APD_TEST_DATA, cases[c][0], errp);
+            int rc = system(cmd);
+            ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "%s: status %d", cmd, rc);
+            char msg[1024] = "";
+            FILE *f = fopen(errp, "r");
+            ck_assert_ptr_nonnull(f);
+            size_t n = fread(msg, 1, sizeof msg - 1, f);
+            msg[n] = '\0';
+            fclose(f);
+            ck_assert_msg(strstr(msg, cases[c][0]) && strstr(msg, "record 0") && strstr(msg, cases[c][1]),
+                          "%s: message '%s'", cmd, msg);
+        }
+}
+END_TEST
+
 int main(void)
 {
     fmt_tmpdir(); /* create before the forked test cases so they share it */
@@ -219,6 +303,7 @@ int main(void)
     tcase_add_test(tc, soft_roundtrip_every_coding);
     tcase_add_test(tc, soft_versions_and_one_hot);
     tcase_add_test(tc, soft_writer_refuses_bad_vectors);
+    tcase_add_test(tc, info_record_bad_vector);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,63 +13,19 @@
 #define _DEFAULT_SOURCE
 #include <check.h>
 #include <png.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apd/format.h"
 #include "apd/io.h"
 #include "apd/quant.h"
+#include "cli_test_util.h"
 #include "test_data.h"
 
-#define CONVERT APD_BINARY_DIR "/apd-convert"
-#define EXPORT APD_BINARY_DIR "/apd-export"
 #define CIFAR_DEV APD_TEST_CIFAR
-
-static char tmp[1024];
-
-static void setup(void)
-{
-    snprintf(tmp, sizeof tmp, "%s/tests/tools_convert/tmp-XXXXXX", APD_BINARY_DIR);
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
-}
-
-static void teardown(void)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
-}
-
-/* Run a shell command; stderr/stdout captured into files in tmp. Returns the exit code. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096], full[6400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s >'%s/out.txt' 2>'%s/err.txt'", cmd, tmp, tmp);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *name)
-{
-    static char buf[8192];
-    char p[1100];
-    snprintf(p, sizeof p, "%s/%s", tmp, name);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return buf;
-}
 
 static int exists(const char *p)
 {
@@ -80,52 +36,52 @@ static int exists(const char *p)
 START_TEST(usage_and_errors)
 {
     char out[1100];
-    snprintf(out, sizeof out, "%s/x.apd", tmp);
-    ck_assert_int_eq(run(CONVERT), 2);
-    ck_assert(strstr(slurp("err.txt"), "missing --input") != NULL);
-    ck_assert_int_eq(run(CONVERT " --help"), 0);
-    ck_assert(strstr(slurp("out.txt"), "--quantizer") != NULL);
-    ck_assert_int_eq(run(CONVERT " --version"), 0);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 0 -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 300 -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method magic --colors 4 -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --quantizer dither --colors 4 -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --split val -o %s", out), 2);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --colors 4 --bogus -o %s", out), 2);
+    snprintf(out, sizeof out, "%s/x.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT), 2);
+    ck_assert(strstr(cli_slurp("err.txt"), "missing --input") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --help"), 0);
+    ck_assert(strstr(cli_slurp("out.txt"), "--quantizer") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --version"), 0);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --colors 0 -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --colors 300 -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method magic --colors 4 -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --quantizer dither --colors 4 -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --colors 4 --split val -o %s", out), 2);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --colors 4 --bogus -o %s", out), 2);
     /* numbers beyond 64 bits are refused as given, not saturated */
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method autopalette --select-limit 99999999999999999999 -o %s", out), 2);
-    ck_assert(strstr(slurp("err.txt"), "bad value '99999999999999999999' for --select-limit") != NULL);
-    ck_assert_int_eq(run(CONVERT " --input fashion-mnist --method quantize --limit 99999999999999999999 -o %s", out), 2);
-    ck_assert(strstr(slurp("err.txt"), "--limit '99999999999999999999'") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method autopalette --select-limit 99999999999999999999 -o %s", out), 2);
+    ck_assert(strstr(cli_slurp("err.txt"), "bad value '99999999999999999999' for --select-limit") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --input fashion-mnist --method quantize --limit 99999999999999999999 -o %s", out), 2);
+    ck_assert(strstr(cli_slurp("err.txt"), "--limit '99999999999999999999'") != NULL);
     /* runtime errors: exit 1, message names the file, no output left behind */
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s/nope --method quantize --colors 4 -o %s", tmp, out), 1);
-    ck_assert(strstr(slurp("err.txt"), "/nope") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s/nope --method quantize --colors 4 -o %s", cli_tmp, out), 1);
+    ck_assert(strstr(cli_slurp("err.txt"), "/nope") != NULL);
     ck_assert(!exists(out));
-    ck_assert_int_eq(run(EXPORT), 2);
-    ck_assert_int_eq(run(EXPORT " %s --png %s/p", out, tmp), 1);
-    ck_assert_int_eq(run(EXPORT " %s", out), 2);
-    ck_assert_int_eq(run(EXPORT " --help"), 0);
+    ck_assert_int_eq(cli_run(EXPORT), 2);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/p", out, cli_tmp), 1);
+    ck_assert_int_eq(cli_run(EXPORT " %s", out), 2);
+    ck_assert_int_eq(cli_run(EXPORT " --help"), 0);
 }
 END_TEST
 
 START_TEST(convert_quantize_end_to_end)
 {
     char a[1100], b[1100];
-    snprintf(a, sizeof a, "%s/a.apd", tmp);
-    snprintf(b, sizeof b, "%s/b.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
+    snprintf(a, sizeof a, "%s/a.apd", cli_tmp);
+    snprintf(b, sizeof b, "%s/b.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
                          "--quantizer median-cut --colors 16 --threads 1 -o %s", a), 0);
-    ck_assert_str_eq(slurp("err.txt"), ""); /* no progress bar in a pipe */
-    ck_assert(strstr(slurp("out.txt"), "300 images") != NULL);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
+    ck_assert_str_eq(cli_slurp("err.txt"), ""); /* no progress bar in a pipe */
+    ck_assert(strstr(cli_slurp("out.txt"), "300 images") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 300 --method quantize "
                          "--quantizer median-cut --colors 16 --threads 2 -o %s --quiet", b), 0);
-    ck_assert_str_eq(slurp("out.txt"), "");
+    ck_assert_str_eq(cli_slurp("out.txt"), "");
     /* refuses to overwrite, keeps the file; --force overwrites */
     struct stat st0, st1;
     ck_assert_int_eq(stat(a, &st0), 0);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 10 --method quantize --colors 4 -o %s", a), 1);
-    ck_assert(strstr(slurp("err.txt"), "--force") != NULL);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 10 --method quantize --colors 4 -o %s", a), 1);
+    ck_assert(strstr(cli_slurp("err.txt"), "--force") != NULL);
     ck_assert_int_eq(stat(a, &st1), 0);
     ck_assert_int_eq(st0.st_size, st1.st_size);
 
@@ -175,15 +131,15 @@ START_TEST(convert_quantize_end_to_end)
     apd_reader_close(rb);
 
     /* export: per-class indexed PNGs, read back with libpng */
-    ck_assert_int_eq(run(EXPORT " %s --png %s/png --per-class", a, tmp), 0);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/png --per-class", a, cli_tmp), 0);
     char p[1300];
-    snprintf(p, sizeof p, "%s/png/labels.csv", tmp);
+    snprintf(p, sizeof p, "%s/png/labels.csv", cli_tmp);
     ck_assert(exists(p));
     uint32_t k0;
     uint8_t pal0[768], idx0[1024];
     ck_assert_int_eq(apd_reader_open(&ra, a, NULL, &err), APD_OK);
     ck_assert_int_eq(apd_reader_record(ra, 0, pal0, &k0, idx0, NULL), APD_OK);
-    snprintf(p, sizeof p, "%s/png/%s/000000.png", tmp, apd_reader_class_name(ra, ds.labels[0]));
+    snprintf(p, sizeof p, "%s/png/%s/000000.png", cli_tmp, apd_reader_class_name(ra, ds.labels[0]));
     apd_reader_close(ra);
     FILE *f = fopen(p, "rb");
     ck_assert_msg(f != NULL, "missing %s", p);
@@ -207,12 +163,12 @@ START_TEST(convert_quantize_end_to_end)
     png_destroy_read_struct(&png, &pi, NULL);
     fclose(f);
     /* count files */
-    ck_assert_int_eq(run("find '%s/png' -name '*.png' | wc -l", tmp), 0);
-    ck_assert_int_eq(atoi(slurp("out.txt")), 300);
+    ck_assert_int_eq(cli_run("find '%s/png' -name '*.png' | wc -l", cli_tmp), 0);
+    ck_assert_int_eq(atoi(cli_slurp("out.txt")), 300);
     /* contact sheet: 10 rows x 5 of 32x32 images scaled x2 to 64x64 cells, 2 px apart, after a
      * column of class names: 10*66+2 high, wider than 5*66+2 */
-    ck_assert_int_eq(run(EXPORT " %s --sheet %s/sheet.png --per-class 5", a, tmp), 0);
-    snprintf(p, sizeof p, "%s/sheet.png", tmp);
+    ck_assert_int_eq(cli_run(EXPORT " %s --sheet %s/sheet.png --per-class 5", a, cli_tmp), 0);
+    snprintf(p, sizeof p, "%s/sheet.png", cli_tmp);
     f = fopen(p, "rb");
     ck_assert_ptr_nonnull(f);
     png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -246,8 +202,8 @@ END_TEST
 START_TEST(convert_direct_and_octree)
 {
     char a[1100];
-    snprintf(a, sizeof a, "%s/d.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method direct -o %s", a), 0);
+    snprintf(a, sizeof a, "%s/d.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method direct -o %s", a), 0);
     apd_dataset ds;
     apd_err err;
     apd_import_opts io = {.limit = 50};
@@ -262,7 +218,7 @@ START_TEST(convert_direct_and_octree)
         ck_assert_uint_eq(label, ds.labels[i]);
     }
     apd_reader_close(r);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method quantize "
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV "/test.bin --limit 50 --method quantize "
                          "--quantizer octree --colors 5 -o %s --force", a), 0);
     ck_assert_int_eq(apd_reader_open(&r, a, NULL, &err), APD_OK);
     uint8_t pal[768], idx[1024];
@@ -278,7 +234,7 @@ END_TEST
 START_TEST(export_without_classes)
 {
     char a[1100];
-    snprintf(a, sizeof a, "%s/noclass.apd", tmp);
+    snprintf(a, sizeof a, "%s/noclass.apd", cli_tmp);
     apd_writer_opts o;
     apd_writer_opts_default(&o);
     o.kind = APD_KIND_PALETTE;
@@ -297,37 +253,20 @@ START_TEST(export_without_classes)
         ck_assert_int_eq(apd_writer_put_palette(w, pal, 2, idx, labels[i], APD_NO_SOURCE_ID), APD_OK);
     }
     ck_assert_msg(apd_writer_finish(w, &err) == APD_OK, "%s", err.msg);
-    ck_assert_msg(run(EXPORT " %s --png %s/ex --per-class", a, tmp) == 0, "%s", slurp("err.txt"));
+    ck_assert_msg(cli_run(EXPORT " %s --png %s/ex --per-class", a, cli_tmp) == 0, "%s", cli_slurp("err.txt"));
     const char *want[3] = {"3/000000.png", "7/000001.png", "3/000002.png"};
     for (int i = 0; i < 3; i++) {
         char f[1200];
         struct stat st;
-        snprintf(f, sizeof f, "%s/ex/%s", tmp, want[i]);
+        snprintf(f, sizeof f, "%s/ex/%s", cli_tmp, want[i]);
         ck_assert_msg(stat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0, "missing %s", f);
     }
 }
 END_TEST
 
-static Suite *tools_suite(void)
-{
-    Suite *s = suite_create("convert_export");
-    TCase *t = tcase_create("core");
-    tcase_set_timeout(t, 300);
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, usage_and_errors);
-    tcase_add_test(t, convert_quantize_end_to_end);
-    tcase_add_test(t, convert_direct_and_octree);
-    tcase_add_test(t, export_without_classes);
-    suite_add_tcase(s, t);
-    return s;
-}
-
-
 int main(void)
 {
-    SRunner *sr = srunner_create(tools_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {usage_and_errors, convert_quantize_end_to_end, convert_direct_and_octree,
+                                  export_without_classes};
+    return cli_main("convert_export", "cli_tmp", 300, tests, sizeof tests / sizeof *tests);
 }

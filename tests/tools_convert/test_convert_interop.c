@@ -11,64 +11,14 @@
  */
 #define _DEFAULT_SOURCE
 #include <check.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apd/format.h"
-
-#define CONVERT APD_BINARY_DIR "/apd-convert"
-#define EXPORT APD_BINARY_DIR "/apd-export"
-
-static char tmp[1024];
-
-static void setup(void)
-{
-    snprintf(tmp, sizeof tmp, "%s/tests/tools_convert/tmp-interop-XXXXXX", APD_BINARY_DIR);
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
-}
-
-static void teardown(void)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096], full[6400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s >'%s/out.txt' 2>'%s/err.txt'", cmd, tmp, tmp);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *name)
-{
-    static char buf[16384];
-    char p[1100];
-    snprintf(p, sizeof p, "%s/%s", tmp, name);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return buf;
-}
-
-static void expect_err(const char *needle)
-{
-    const char *e = slurp("err.txt");
-    ck_assert_msg(strstr(e, needle) != NULL, "stderr '%s' lacks '%s'", e, needle);
-}
+#include "cli_test_util.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint8_t next_byte(void)
@@ -172,57 +122,57 @@ static void same_identity(const char *a, const char *b, uint64_t want_n)
 START_TEST(roundtrip_class_identity)
 {
     char c10[1100], a[1100], b[1100];
-    snprintf(c10, sizeof c10, "%s/c10", tmp);
+    snprintf(c10, sizeof c10, "%s/c10", cli_tmp);
     make_cifar(c10, 40);
-    snprintf(a, sizeof a, "%s/a.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s --method quantize --colors 16 -o %s --quiet", c10, a), 0);
+    snprintf(a, sizeof a, "%s/a.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s --method quantize --colors 16 -o %s --quiet", c10, a), 0);
     /* per-class folders: zebra/ sorts last but is label 0 */
-    ck_assert_int_eq(run(EXPORT " %s --png %s/ex --per-class", a, tmp), 0);
-    snprintf(b, sizeof b, "%s/ex/apd-export.json", tmp);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/ex --per-class", a, cli_tmp), 0);
+    snprintf(b, sizeof b, "%s/ex/apd-export.json", cli_tmp);
     struct stat st;
     ck_assert_int_eq(stat(b, &st), 0);
-    snprintf(b, sizeof b, "%s/b.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/ex --method direct -o %s --quiet", tmp, b), 0);
-    ck_assert_str_eq(slurp("err.txt"), ""); /* no warning: everything was stated */
+    snprintf(b, sizeof b, "%s/b.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/ex --method direct -o %s --quiet", cli_tmp, b), 0);
+    ck_assert_str_eq(cli_slurp("err.txt"), ""); /* no warning: everything was stated */
     same_identity(a, b, 40);
     /* the same with a flat export and with a limit (all 10 classes named, 7 records) */
-    ck_assert_int_eq(run(EXPORT " %s --png %s/flat --limit 7", a, tmp), 0);
-    snprintf(b, sizeof b, "%s/b7.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/flat --method direct -o %s --quiet", tmp, b), 0);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/flat --limit 7", a, cli_tmp), 0);
+    snprintf(b, sizeof b, "%s/b7.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/flat --method direct -o %s --quiet", cli_tmp, b), 0);
     same_identity(a, b, 7);
     /* the export is the train split; asking it for test is an error */
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/ex --split test --method direct -o %s/x.apd", tmp, tmp), 1);
-    expect_err("the exported images are the train split; split test does not apply");
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/ex --split test --method direct -o %s/x.apd", cli_tmp, cli_tmp), 1);
+    cli_expect_err("the exported images are the train split; split test does not apply");
 
     /* class names that sanitise alike get folders of their own; the names come back */
-    snprintf(c10, sizeof c10, "%s/c10s", tmp);
+    snprintf(c10, sizeof c10, "%s/c10s", cli_tmp);
     make_cifar_named(c10, 20, "a/b\na_b\n.\n/\ne\nf\ng\nh\ni\nj\n");
-    snprintf(a, sizeof a, "%s/s.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s --method direct -o %s --quiet", c10, a), 0);
-    ck_assert_int_eq(run(EXPORT " %s --png %s/sex --per-class", a, tmp), 0);
-    ck_assert_int_eq(run("LC_ALL=C ls '%s/sex'", tmp), 0);
-    ck_assert_str_eq(slurp("out.txt"), "_\n_~3\na_b\na_b~1\napd-export.json\ne\nf\ng\nh\ni\nj\nlabels.csv\n");
-    snprintf(b, sizeof b, "%s/sb.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/sex --method direct -o %s --quiet", tmp, b), 0);
+    snprintf(a, sizeof a, "%s/s.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s --method direct -o %s --quiet", c10, a), 0);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/sex --per-class", a, cli_tmp), 0);
+    ck_assert_int_eq(cli_run("LC_ALL=C ls '%s/sex'", cli_tmp), 0);
+    ck_assert_str_eq(cli_slurp("out.txt"), "_\n_~3\na_b\na_b~1\napd-export.json\ne\nf\ng\nh\ni\nj\nlabels.csv\n");
+    snprintf(b, sizeof b, "%s/sb.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/sex --method direct -o %s --quiet", cli_tmp, b), 0);
     same_identity(a, b, 20);
 
     /* grey IDX, 12 classes named "0".."11": folders sort 0, 1, 10, 11, 2, ... */
     char img[1100], lab[1100];
-    snprintf(img, sizeof img, "%s/i.idx", tmp);
-    snprintf(lab, sizeof lab, "%s/l.idx", tmp);
+    snprintf(img, sizeof img, "%s/i.idx", cli_tmp);
+    snprintf(lab, sizeof lab, "%s/l.idx", cli_tmp);
     make_idx(img, lab, 36);
-    snprintf(a, sizeof a, "%s/g.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input idx:%s,%s --method quantize --colors 4 -o %s --quiet", img, lab, a), 0);
-    ck_assert_int_eq(run(EXPORT " %s --png %s/gex --per-class", a, tmp), 0);
-    snprintf(b, sizeof b, "%s/gb.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/gex --method quantize --colors 4 -o %s --quiet", tmp, b), 0);
+    snprintf(a, sizeof a, "%s/g.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input idx:%s,%s --method quantize --colors 4 -o %s --quiet", img, lab, a), 0);
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/gex --per-class", a, cli_tmp), 0);
+    snprintf(b, sizeof b, "%s/gb.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/gex --method quantize --colors 4 -o %s --quiet", cli_tmp, b), 0);
     same_identity(a, b, 36); /* c = 1 again: grey palette PNGs read as grey */
     /* an export without apd-export.json still keeps the labels (names from labels.csv) */
-    snprintf(b, sizeof b, "%s/gex/apd-export.json", tmp);
+    snprintf(b, sizeof b, "%s/gex/apd-export.json", cli_tmp);
     ck_assert_int_eq(remove(b), 0);
-    snprintf(b, sizeof b, "%s/gb2.apd", tmp);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/gex --method direct -o %s --quiet", tmp, b), 0);
-    expect_err("no apd-export.json");
+    snprintf(b, sizeof b, "%s/gb2.apd", cli_tmp);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/gex --method direct -o %s --quiet", cli_tmp, b), 0);
+    cli_expect_err("no apd-export.json");
     apd_reader *r;
     apd_err err;
     ck_assert_int_eq(apd_reader_open(&r, b, NULL, &err), APD_OK);
@@ -237,9 +187,9 @@ END_TEST
 START_TEST(options_that_do_not_apply)
 {
     char c10[1100], out[1100];
-    snprintf(c10, sizeof c10, "%s/c10", tmp);
+    snprintf(c10, sizeof c10, "%s/c10", cli_tmp);
     make_cifar(c10, 20);
-    snprintf(out, sizeof out, "%s/x.apd", tmp);
+    snprintf(out, sizeof out, "%s/x.apd", cli_tmp);
     static const struct { const char *args; const char *msg; } usage[] = {
         {"--method quantize --colors 4 --ipc 3", "--ipc applies only to --method random|dm|autopalette, not quantize"},
         {"--method direct --iters 5", "--iters applies only to --method random|dm|autopalette, not direct"},
@@ -258,15 +208,15 @@ START_TEST(options_that_do_not_apply)
         {"--method direct --split val", "--split val: 'cifar10' has train and test splits only"},
     };
     for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
-        ck_assert_msg(run(CONVERT " --input cifar10:%s %s -o %s", c10, usage[i].args, out) == 2, "%s: not a usage error",
+        ck_assert_msg(cli_run(CONVERT " --input cifar10:%s %s -o %s", c10, usage[i].args, out) == 2, "%s: not a usage error",
                       usage[i].args);
-        expect_err(usage[i].msg);
+        cli_expect_err(usage[i].msg);
     }
     /* apd-export: each option belongs to one mode */
-    ck_assert_int_eq(run(EXPORT " %s --sheet %s/s.png --limit 3", out, tmp), 2);
-    expect_err("--limit applies to --png only");
-    ck_assert_int_eq(run(EXPORT " %s --png %s/p --per-class 3", out, tmp), 2);
-    expect_err("a count applies to --sheet only");
+    ck_assert_int_eq(cli_run(EXPORT " %s --sheet %s/s.png --limit 3", out, cli_tmp), 2);
+    cli_expect_err("--limit applies to --png only");
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/p --per-class 3", out, cli_tmp), 2);
+    cli_expect_err("a count applies to --sheet only");
     /* options that do apply pass validation (the run then fails on the missing input: 1) */
     static const char *const fine[] = {
         "--method autopalette --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
@@ -276,20 +226,20 @@ START_TEST(options_that_do_not_apply)
         "--method autopalette --palette-remedy temperature --temp-start 3 --temp-end 1",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
-        ck_assert_msg(run(CONVERT " --input cifar10:%s/none %s -o %s", tmp, fine[i], out) == 1, "%s", fine[i]);
+        ck_assert_msg(cli_run(CONVERT " --input cifar10:%s/none %s -o %s", cli_tmp, fine[i], out) == 1, "%s", fine[i]);
     ck_assert(access(out, F_OK) != 0);
     /* a single file is its split: --split test on train.bin is an error */
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s/train.bin --split test --method direct -o %s", c10, out), 1);
-    expect_err("train.bin: one file, the train split by its name; split test does not apply");
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s/train.bin --split train --method direct -o %s --quiet", c10, out), 0);
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s/train.bin --split test --method direct -o %s", c10, out), 1);
+    cli_expect_err("train.bin: one file, the train split by its name; split test does not apply");
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s/train.bin --split train --method direct -o %s --quiet", c10, out), 0);
     /* --limit on a class-sorted folder: balanced, and said */
-    ck_assert_int_eq(run(EXPORT " %s --png %s/ex --per-class", out, tmp), 0);
-    ck_assert_int_eq(run(CONVERT " --input folder:%s/ex --limit 5 --method direct -o %s/l.apd", tmp, tmp), 0);
-    const char *o = slurp("out.txt");
+    ck_assert_int_eq(cli_run(EXPORT " %s --png %s/ex --per-class", out, cli_tmp), 0);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/ex --limit 5 --method direct -o %s/l.apd", cli_tmp, cli_tmp), 0);
+    const char *o = cli_slurp("out.txt");
     ck_assert_msg(strstr(o, "--limit 5: took 5 images (class-balanced), per class: zebra 1, apple 1, mango 1, kiwi 1, "
                             "banana 1, cherry 0") != NULL, "%s", o);
-    ck_assert_int_eq(run(CONVERT " --input cifar10:%s --limit 3 --method direct -o %s/l2.apd", c10, tmp), 0);
-    o = slurp("out.txt");
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:%s --limit 3 --method direct -o %s/l2.apd", c10, cli_tmp), 0);
+    o = cli_slurp("out.txt");
     ck_assert_msg(strstr(o, "took 3 images (the first in source order), per class: zebra 1, apple 1, mango 1, kiwi 0") != NULL,
                   "%s", o);
 }
@@ -297,16 +247,6 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("convert_interop");
-    TCase *t = tcase_create("core");
-    tcase_set_timeout(t, 300);
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, roundtrip_class_identity);
-    tcase_add_test(t, options_that_do_not_apply);
-    suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tests[] = {roundtrip_class_identity, options_that_do_not_apply};
+    return cli_main("convert_interop", "cli_tmp-interop", 300, tests, sizeof tests / sizeof *tests);
 }
