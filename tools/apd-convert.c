@@ -182,6 +182,19 @@ static apd_status set_meta_source(cv_ctx *ctx)
     return s;
 }
 
+/* quantize and direct write one record per source image (distillation makes new images). */
+static int cv_keeps_records(const cv_ctx *ctx)
+{
+    return strcmp(ctx->o.method, "quantize") == 0 || strcmp(ctx->o.method, "direct") == 0;
+}
+
+/* Image i's stored soft-label vector, or NULL (none in the source, or only its one-hot). */
+static const float *cv_soft(const apd_dataset *ds, uint64_t i)
+{
+    if (!ds->soft_labels || !ds->soft_stored || !ds->soft_stored[i]) return NULL;
+    return ds->soft_labels + i * ds->n_classes;
+}
+
 /* Create the writer for the imported dataset and record the common provenance.
  * kind: APD_KIND_PALETTE (k = max colours) or APD_KIND_DIRECT (k ignored). Methods that
  * produce a different number of images or geometry than the source still pass kind/k here:
@@ -196,6 +209,9 @@ static apd_status cv_writer_create(cv_ctx *ctx, uint32_t kind, uint32_t k)
     wo.kind = kind;
     wo.k = kind == APD_KIND_PALETTE ? k : 0;
     wo.n_classes = ctx->ds.n_classes;
+    /* quantize/direct keep the source's images one for one, and so its soft labels (an apd:
+     * file or an apd-export folder with soft-labels.csv); distilled images have none */
+    wo.soft_labels = ctx->ds.soft_labels && cv_keeps_records(ctx) ? 1 : 0;
     wo.class_names = (const char(*)[64])ctx->ds.class_names;
     wo.force = ctx->o.force;
     wo.dataset_name = ctx->ds.name;
@@ -323,8 +339,8 @@ static apd_status quantize_run(cv_ctx *ctx)
                         apd_strerror(s));
                 goto out;
             }
-            s = apd_writer_put_palette(ctx->w, bt.pal + j * pb, bt.kused[j], bt.idx + j * px, ds->labels[i],
-                                       ds->source_ids ? ds->source_ids[i] : i);
+            s = apd_writer_put_palette_soft(ctx->w, bt.pal + j * pb, bt.kused[j], bt.idx + j * px, ds->labels[i],
+                                            ds->source_ids ? ds->source_ids[i] : i, cv_soft(ds, i));
             if (s != APD_OK) {
                 put_failed(ctx, i, s);
                 goto out;
@@ -363,7 +379,8 @@ static apd_status direct_run(cv_ctx *ctx)
     tool_progress_start(&ctx->prog, "direct", ds->n);
     size_t img = apd_dataset_image_bytes(ds);
     for (uint64_t i = 0; i < ds->n; i++) {
-        apd_status s = apd_writer_put_direct(ctx->w, ds->pixels + i * img, ds->labels[i], ds->source_ids ? ds->source_ids[i] : i);
+        apd_status s = apd_writer_put_direct_soft(ctx->w, ds->pixels + i * img, ds->labels[i],
+                                                  ds->source_ids ? ds->source_ids[i] : i, cv_soft(ds, i));
         if (s != APD_OK) return put_failed(ctx, i, s);
         if ((i & 1023) == 0) tool_progress_set(&ctx->prog, i);
     }
