@@ -168,7 +168,7 @@ END_TEST
 
 START_TEST(export_folder_round_trip)
 {
-    char path[1200], ex[1200], cmd[4000], spec[1300];
+    char path[1200], ex[1200], cmd[4000], spec[1400];
     snprintf(path, sizeof path, "%s/pal.apd", g_dir);
     write_file(path, 1, NULL);
     apd_dataset ref;
@@ -194,6 +194,20 @@ START_TEST(export_folder_round_trip)
         ck_assert_uint_eq(ds.n, 9);
         same_soft(&ds, "folder: limit 9");
         apd_dataset_free(&ds);
+        /* apd-convert writes them back: direct and quantized files of the folder carry the
+         * same vectors (one for one records) */
+        for (int q = 0; q < 2; q++) {
+            char out[1300];
+            snprintf(out, sizeof out, "%s/back%d%d.apd", g_dir, per_class, q);
+            snprintf(cmd, sizeof cmd, "'%s/apd-convert' --input 'folder:%s' --method %s -o '%s' --force --quiet",
+                     APD_BINARY_DIR, ex, q ? "quantize --colors 4" : "direct", out);
+            run_ok(cmd);
+            snprintf(spec, sizeof spec, "apd:%s", out);
+            ck_assert_msg(apd_import(&ds, spec, NULL, NULL, &e) == APD_OK, "%s", e.msg);
+            ck_assert_uint_eq(ds.n, N);
+            same_soft(&ds, q ? "folder -> apd-convert quantize" : "folder -> apd-convert direct");
+            apd_dataset_free(&ds);
+        }
     }
     apd_dataset_free(&ref);
 }
