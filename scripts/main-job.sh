@@ -27,7 +27,7 @@ fi
 f="$out/fashion-mnist-autopalette-ipc10-k16.apd"
 t0=$(date +%s)
 build/apd-convert --input fashion-mnist --split train --method autopalette --ipc 10 --colors 16 \
-  --budget bits --iters "${APD_ITERS:-200}" --batch-real 32 --select-epochs 1 --select-limit 300 \
+  --budget bits --iters "${APD_ITERS:-200}" --batch-real 32 \
   --threads 2 --seed 0 -o "$f" --force
 build/apd-info "$f"
 # A look at the result: one row per class.

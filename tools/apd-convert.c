@@ -571,7 +571,7 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
 {
     const apd_distill_opts *d = &ctx->o.d;
     int ap = d->method == APD_DISTILL_AUTOPALETTE, dm = d->method != APD_DISTILL_RANDOM;
-    int graphcut = (d->init_set ? d->init : ap ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM) == APD_INIT_GRAPHCUT;
+    int graphcut = apd_distill_init_in_effect(d) == APD_INIT_GRAPHCUT;
     char remedy[96];
     apd_palette_remedy_name(d->remedy, remedy, sizeof remedy);
     for (int i = 0; i < ctx->o.n_given; i++) {

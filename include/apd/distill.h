@@ -106,8 +106,8 @@ typedef struct apd_distill_comm {
 
 typedef struct apd_distill_opts {
     apd_distill_method method;   /* default APD_DISTILL_AUTOPALETTE */
-    apd_distill_init init;       /* default APD_INIT_GRAPHCUT for autopalette, else RANDOM */
-    int init_set;                /* 0 = choose init by method as above */
+    apd_distill_init init;       /* used if init_set; else apd_distill_init_in_effect decides */
+    int init_set;                /* 0 = choose init by method (apd_distill_init_in_effect) */
     uint32_t ipc;                /* nominal images per class (10) */
     uint32_t colors;             /* K (16); ignored by random/dm except for the budget */
     apd_budget_rule budget;      /* APD_BUDGET_BITS */
@@ -175,6 +175,10 @@ APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *o
  * "temperature", "straight-through" -> APD_REMEDY_* mask.
  * @return APD_OK; APD_EINVAL (NULL s or out, unknown name, longer than 127 characters;
  *         *out untouched). */
+/* The init a run with these options uses: o->init if o->init_set, else graph cut for
+ * autopalette with the palette network (the published method) and random otherwise (random
+ * init measured at least as good as the CPU-sized graph cut, results/RESULTS.md). */
+APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o);
 /* "auto" | "fixed" | "count" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown). */
 APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out);
 APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"; "?" */

@@ -21,7 +21,7 @@ static int convert(const char *out, const char *extra)
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s/apd-convert --input fashion-mnist --limit 400 --threads 2 --seed 3 --ipc 1 --colors 4 "
-             "--iters 4 --batch-real 8 --select-epochs 1 --select-limit 30 "
+             "--iters 4 --batch-real 8 "
              "--log-every 0 --quiet -o %s --force %s > %s.out 2>&1",
              APD_BINARY_DIR, out, extra, out);
     int rc = system(cmd);
@@ -67,7 +67,7 @@ static void same_files(const char *a, const char *b)
     char *ma = strdup(apd_reader_meta_json(ra)), *mb = strdup(apd_reader_meta_json(rb));
     ck_assert_ptr_nonnull(strstr(ma, "\"hyperparameters\""));
     ck_assert_ptr_nonnull(strstr(ma, "\"budget\""));
-    ck_assert_ptr_nonnull(strstr(ma, "\"palette_remedy\""));
+    ck_assert_ptr_nonnull(strstr(ma, "\"palette_mode\""));
     drop_key(ma, "created");
     drop_key(mb, "created");
     drop_key(ma, "command_line");
@@ -81,21 +81,26 @@ static void same_files(const char *a, const char *b)
 
 START_TEST(autopalette_deterministic_and_resumable)
 {
-    char a[700], b[700], c[700], ck[700];
-    snprintf(a, sizeof a, "%s/a.apd", g_dir);
-    snprintf(b, sizeof b, "%s/b.apd", g_dir);
-    snprintf(c, sizeof c, "%s/c.apd", g_dir);
-    snprintf(ck, sizeof ck, "%s/c.ckpt", g_dir);
-    ck_assert_int_eq(convert(a, "--method autopalette"), 0);
-    ck_assert_int_eq(convert(b, "--method autopalette"), 0);
-    same_files(a, b);
-    char extra[2048];
-    snprintf(extra, sizeof extra, "--method autopalette --checkpoint %s --checkpoint-every 1 --stop-after 2", ck);
-    ck_assert_int_ne(convert(c, extra), 0); /* stopped as if killed */
-    ck_assert_int_eq(access(ck, R_OK), 0);
-    snprintf(extra, sizeof extra, "--method autopalette --resume %s", ck);
-    ck_assert_int_eq(convert(c, extra), 0);
-    same_files(a, c);
+    /* the default (stored palettes) and the palette network with the graph-cut init */
+    static const char *const modes[] = {"--method autopalette",
+                                        "--method autopalette --palette network --select-epochs 1 --select-limit 30"};
+    for (int m = 0; m < 2; m++) {
+        char a[700], b[700], c[700], ck[700];
+        snprintf(a, sizeof a, "%s/a%d.apd", g_dir, m);
+        snprintf(b, sizeof b, "%s/b%d.apd", g_dir, m);
+        snprintf(c, sizeof c, "%s/c%d.apd", g_dir, m);
+        snprintf(ck, sizeof ck, "%s/c%d.ckpt", g_dir, m);
+        ck_assert_int_eq(convert(a, modes[m]), 0);
+        ck_assert_int_eq(convert(b, modes[m]), 0);
+        same_files(a, b);
+        char extra[2048];
+        snprintf(extra, sizeof extra, "%s --checkpoint %s --checkpoint-every 1 --stop-after 2", modes[m], ck);
+        ck_assert_int_ne(convert(c, extra), 0); /* stopped as if killed */
+        ck_assert_int_eq(access(ck, R_OK), 0);
+        snprintf(extra, sizeof extra, "%s --resume %s", modes[m], ck);
+        ck_assert_int_eq(convert(c, extra), 0);
+        same_files(a, c);
+    }
 }
 END_TEST
 

@@ -131,11 +131,12 @@ static void free_ranks(rank_ctx *ranks, uint32_t size)
     for (uint32_t r = 0; r < size; r++) apd_distill_result_free(&ranks[r].res);
 }
 
-static void check_split(apd_distill_method m, apd_distill_init init, uint32_t size)
+static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32_t size, apd_palette_mode pm)
 {
     apd_distill_opts o;
     base_opts(&o, m);
     o.init = init;
+    o.palette_mode = pm;
     o.init_set = 1;
     apd_distill_result one;
     apd_err err;
@@ -149,10 +150,16 @@ static void check_split(apd_distill_method m, apd_distill_init init, uint32_t si
         dt_same_result(&one, &ranks[r].res);
         ck_assert_uint_gt(w.calls[r], o.iters); /* at least one exchange an iteration */
     }
-    printf("%s, %u ranks: results identical to one process (%llu exchanges)\n", apd_distill_method_name(m), size,
-           (unsigned long long)w.calls[0]);
+    printf("%s (palette %s), %u ranks: results identical to one process (%llu exchanges)\n",
+           apd_distill_method_name(m), apd_palette_mode_name(pm), size, (unsigned long long)w.calls[0]);
     free_ranks(ranks, size);
     apd_distill_result_free(&one);
+}
+
+static void check_split(apd_distill_method m, apd_distill_init init, uint32_t size)
+{
+    check_split_mode(m, init, size, APD_PALETTE_NETWORK);
+    if (m == APD_DISTILL_AUTOPALETTE) check_split_mode(m, init, size, APD_PALETTE_STORED);
 }
 
 START_TEST(dm_split_identical)

@@ -157,7 +157,8 @@ START_TEST(autopalette_64_and_128)
         char a[64], b[64], want[64];
         snprintf(a, sizeof a, "ap%u_a.apd", sizes[i]);
         snprintf(b, sizeof b, "ap%u_b.apd", sizes[i]);
-        const char *opts = "--method autopalette --colors 4 --images-per-class 1 --select-epochs 1 --color-subset 4";
+        const char *opts = "--method autopalette --palette network --colors 4 --images-per-class 1 --select-epochs 1 "
+                           "--color-subset 4";
         ck_assert_int_eq(convert(a, sizes[i], opts), 0);
         ck_assert_int_eq(convert(b, sizes[i], opts), 0);
         apd_reader *ra, *rb;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # tests/mpi/mpi.sh BIN_DIR MPIEXEC: class-parallel apd-convert and apd-eval under mpirun on
 # localhost. MPIEXEC empty (a build without MPI): skipped, exit 77.
-#  1. dm and autopalette (graph-cut init), 2 processes, 1 thread each: the file is
+#  1. dm, autopalette with the palette network (graph-cut init) and with stored palettes, 2
+#     processes, 1 thread each: the file is
 #     byte-identical (cmp) to the 1-process file; autopalette also with 3 (uneven blocks)
 #  2. a 2-process run stopped after iteration 2 (checkpoint), resumed by 2 processes and
 #     by 1: the two files are identical, and their records are the uninterrupted run's
@@ -31,7 +32,8 @@ if "$MPIEXEC" --version 2>&1 | grep -qiE "open ?mpi|openrte"; then
 fi
 COMMON=(--input fashion-mnist --limit 400 --threads 1 --seed 3 --ipc 2 --colors 4 --batch-real 8
         --log-every 0 --quiet --force)
-AP=(--method autopalette --iters 4 --select-epochs 1 --select-limit 30)
+AP=(--method autopalette --palette network --iters 4 --select-epochs 1 --select-limit 30)
+APS=(--method autopalette --palette stored --iters 4)
 DM=(--method dm --iters 4)
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
@@ -65,6 +67,10 @@ conv ap2 2 "${AP[@]}" || bad "autopalette, 2 processes: $(cat ap2.log)"
 cmp ap1/out.apd ap2/out.apd && ok "autopalette: 2 processes = 1 process (cmp)" || bad "autopalette: 2-process file differs"
 conv ap3 3 "${AP[@]}" || bad "autopalette, 3 processes: $(cat ap3.log)"
 cmp ap1/out.apd ap3/out.apd && ok "autopalette: 3 processes = 1 process (cmp)" || bad "autopalette: 3-process file differs"
+conv aps1 0 "${APS[@]}" || bad "autopalette stored palettes, 1 process: $(cat aps1.log)"
+conv aps2 2 "${APS[@]}" || bad "autopalette stored palettes, 2 processes: $(cat aps2.log)"
+cmp aps1/out.apd aps2/out.apd && ok "autopalette, stored palettes: 2 processes = 1 process (cmp)" ||
+    bad "autopalette stored palettes: 2-process file differs"
 
 # 2. stop after iteration 2, resume on 2 and on 1 process
 conv stop 2 "${AP[@]}" --checkpoint "$W/ck" --checkpoint-every 1 --stop-after 2

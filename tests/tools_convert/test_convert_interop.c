@@ -195,15 +195,20 @@ START_TEST(options_that_do_not_apply)
         {"--method direct --iters 5", "--iters applies only to --method random|dm|autopalette, not direct"},
         {"--method direct --colors 4", "--colors does not apply to --method direct"},
         {"--method direct --quantizer octree", "--quantizer does not apply to --method direct"},
-        {"--method autopalette --quantizer octree", "--quantizer does not apply to --method autopalette"},
+        {"--method autopalette --palette network --quantizer octree",
+         "--quantizer does not apply to --method autopalette --palette network"},
+        {"--method autopalette --lr-palette 0.1", "--lr-palette applies only to the palette network (--palette network)"},
+        {"--method dm --palette stored", "--palette applies only to --method autopalette"},
+        {"--method autopalette --palette bogus", "bad value 'bogus' for --palette"},
+        {"--method autopalette --select-epochs 1", "--select-epochs applies only to the graph-cut init"},
         {"--method random --iters 5", "--iters applies only to --method dm|autopalette"},
         {"--method random --checkpoint c.ckpt", "--checkpoint applies only to --method dm|autopalette"},
         {"--method dm --w-max 2", "--w-max applies only to --method autopalette"},
         {"--method dm --select-epochs 1", "--select-epochs applies only to the graph-cut init"},
-        {"--method autopalette --init random --gc-lambda 2", "--gc-lambda applies only to the graph-cut init"},
-        {"--method autopalette --warmup-steps 3", "--warmup-steps applies only when --palette-remedy includes warmup"},
-        {"--method autopalette --palette-remedy warmup --task-scale 0.1", "--task-scale applies only when --palette-remedy includes task-scale"},
-        {"--method autopalette --temp-start 3", "--temp-start applies only when --palette-remedy includes temperature"},
+        {"--method autopalette --palette network --init random --gc-lambda 2", "--gc-lambda applies only to the graph-cut init"},
+        {"--method autopalette --palette network --warmup-steps 3", "--warmup-steps applies only when --palette-remedy includes warmup"},
+        {"--method autopalette --palette network --palette-remedy warmup --task-scale 0.1", "--task-scale applies only when --palette-remedy includes task-scale"},
+        {"--method autopalette --palette network --temp-start 3", "--temp-start applies only when --palette-remedy includes temperature"},
         {"--method direct --size 16", "--size applies only to folder: sources"},
         {"--method direct --split val", "--split val: 'cifar10' has train and test splits only"},
     };
@@ -219,11 +224,13 @@ START_TEST(options_that_do_not_apply)
     cli_expect_err("a count applies to --sheet only");
     /* options that do apply pass validation (the run then fails on the missing input: 1) */
     static const char *const fine[] = {
-        "--method autopalette --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
+        "--method autopalette --palette network --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
+        "--method autopalette --palette stored --quantizer octree --init graphcut --select-epochs 1",
+        "--method autopalette --lr-img-rule fixed",
         "--method dm --init graphcut --select-epochs 1 --iters 2",
         "--method random --quantizer octree --colors 8 --budget images --init random",
         "--method dm --quantizer median-cut --colors 8 --budget bytes --iters 2",
-        "--method autopalette --palette-remedy temperature --temp-start 3 --temp-end 1",
+        "--method autopalette --palette network --palette-remedy temperature --temp-start 3 --temp-end 1",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
         ck_assert_msg(cli_run(CONVERT " --input cifar10:%s/none %s -o %s", cli_tmp, fine[i], out) == 1, "%s", fine[i]);
