@@ -162,6 +162,26 @@ APD_API apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layou
 APD_API apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                                          const float *mean, const float *std, float *out,
                                          size_t out_len, uint32_t *label);
+/* Decode n records ids[0..n) as apd_reader_decode would, record j into out + j*out_stride
+ * (out_stride in bytes, >= c*h*w), its label into labels[j] (labels may be NULL) and its
+ * status into status[j]. Each record gets exactly the pixels and status of
+ * apd_reader_decode; a failed record leaves its output undefined and does not stop the
+ * batch. Faster than one call per record for index-coded records (format 1.1): they are
+ * decoded two at a time, the two index decoders interleaved (about 1.5-1.9x the images/s).
+ * Thread-safe. apd_reader_errmsg names the last failed record.
+ * @return APD_OK if every record decoded, else the status of the first failed one;
+ *         APD_EINVAL (r NULL, n > 0 with ids, out or status NULL, unknown layout);
+ *         APD_EBUFSIZE (out_stride too small; nothing decoded). */
+APD_API apd_status apd_reader_decode_batch(apd_reader *r, const uint64_t *ids, size_t n,
+                                           apd_layout layout, uint8_t *out, size_t out_stride,
+                                           uint32_t *labels, apd_status *status);
+/* apd_reader_decode_batch to normalised float32 CHW: record j as apd_reader_decode_f32 gives
+ * it, at out + j*out_stride (out_stride in floats, >= c*h*w). Same codes, plus APD_EINVAL
+ * for NULL mean/std or a layout other than APD_LAYOUT_CHW. */
+APD_API apd_status apd_reader_decode_f32_batch(apd_reader *r, const uint64_t *ids, size_t n,
+                                               apd_layout layout, const float *mean,
+                                               const float *std, float *out, size_t out_stride,
+                                               uint32_t *labels, apd_status *status);
 /* Label of record i (verifies the record checksum, does not decode pixels). Thread-safe.
  * @return APD_OK; APD_EINVAL (r or label NULL); the record look-up codes (see
  *         apd_reader_decode). */

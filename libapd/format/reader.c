@@ -465,6 +465,13 @@ static void dctx_put(apd_reader *r, ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
+/* A body that does not decode: the message names record, chunk and reason. */
+static apd_status body_fail(apd_reader *r, uint64_t i, apd_status s, const char *why)
+{
+    return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                 (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+}
+
 /* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees).
  * *bits is the index width of the body: the file's bits, or 8 for a coded record (format
  * 1.1), whose indices come out one per byte (no repacking). */
@@ -480,8 +487,7 @@ static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const 
         apd_status s = apd__coded_body(&r->g, rec, tmp, &why);
         if (s) {
             free(tmp);
-            return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                         (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+            return body_fail(r, i, s, why);
         }
         *body = tmp;
         *owned = tmp;
@@ -524,6 +530,52 @@ static apd__geom body_geom(const apd__geom *g, uint32_t bits)
     return b;
 }
 
+/* Where a decode writes: uint8 in layout (f32 = 0), or normalised float32 CHW (f32 = 1). */
+typedef struct out_spec {
+    int f32;
+    apd_layout layout;
+    const float *mean, *std;
+} out_spec;
+
+/* The pixels of a record from its uncompressed body (index width bits) into out (uint8_t *
+ * or float *, as o says); the label on success. */
+static apd_status emit(apd_reader *r, uint64_t i, const apd__rec *rec, const uint8_t *body, uint32_t bits,
+                       const out_spec *o, void *out, uint32_t *label)
+{
+    const char *why = "";
+    apd_status s = APD_OK;
+    if (!o->f32) {
+        apd__geom bg = body_geom(&r->g, bits);
+        s = apd__body_decode(&bg, rec->k, body, o->layout, out, &why);
+    } else if (r->g.kind == APD_KIND_PALETTE) {
+        if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec->k * r->g.c, r->g.npix, bits, body, rec->k,
+                                r->g.c, o->mean, o->std, out) != 0) {
+            s = APD_ECORRUPT;
+            why = "index >= record palette size or nonzero padding bits";
+        }
+    } else {
+        for (uint32_t ch = 0; ch < r->g.c; ch++)
+            apd__u8_norm_f32(APD__IMPL_AUTO, body + ch * r->g.npix, r->g.npix, o->mean[ch], o->std[ch],
+                             (float *)out + ch * r->g.npix);
+    }
+    if (s) return body_fail(r, i, s, why);
+    if (label) *label = rec->label;
+    return APD_OK;
+}
+
+/* One located record (rec) to its output: body (zstd, coded or as stored), then emit. */
+static apd_status decode_rec(apd_reader *r, uint64_t i, const apd__rec *rec, const out_spec *o, void *out,
+                             uint32_t *label)
+{
+    const uint8_t *body;
+    uint8_t *owned;
+    uint32_t bits;
+    APD_TRY(body_of(r, i, rec, &body, &owned, &bits));
+    apd_status s = emit(r, i, rec, body, bits, o, out, label);
+    free(owned);
+    return s;
+}
+
 apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
                              size_t out_len, uint32_t *label)
 {
@@ -534,19 +586,8 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
                      (unsigned long long)i, out_len, need);
     apd__rec rec;
     APD_TRY(get_record(r, i, &rec));
-    const uint8_t *body;
-    uint8_t *owned;
-    uint32_t bits;
-    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
-    const char *why = "";
-    apd__geom bg = body_geom(&r->g, bits);
-    apd_status s = apd__body_decode(&bg, rec.k, body, layout, out, &why);
-    free(owned);
-    if (s)
-        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
-    if (label) *label = rec.label;
-    return APD_OK;
+    const out_spec o = {0, layout, NULL, NULL};
+    return decode_rec(r, i, &rec, &o, out, label);
 }
 
 /* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
@@ -563,27 +604,114 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                      (unsigned long long)i, out_len, need);
     apd__rec rec;
     APD_TRY(get_record(r, i, &rec));
-    const uint8_t *body;
-    uint8_t *owned;
-    uint32_t bits;
-    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
-    apd_status s = APD_OK;
-    if (r->g.kind == APD_KIND_PALETTE) {
-        if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec.k * r->g.c, r->g.npix,
-                                bits, body, rec.k, r->g.c, mean, std, out) != 0)
-            s = APD_ECORRUPT;
-    } else {
-        for (uint32_t ch = 0; ch < r->g.c; ch++)
-            apd__u8_norm_f32(APD__IMPL_AUTO, body + ch * r->g.npix, r->g.npix, mean[ch], std[ch],
-                             out + ch * r->g.npix);
+    const out_spec o = {1, layout, mean, std};
+    return decode_rec(r, i, &rec, &o, out, label);
+}
+
+/* ---- batches: coded records two at a time ----------------------------------------------- */
+
+/* A batch's working memory for one pair of coded records: palette + 8-bit indices each. */
+#define BATCH_STACK 8192u
+
+/* Two coded records (ids i0, i1; located) decoded in lockstep by apd__icode_decode2, then
+ * emitted; st[0..1] their statuses (each exactly what decode_rec would return). */
+static void decode_pair(apd_reader *r, const uint64_t id[2], const apd__rec rec[2], const out_spec *o,
+                        void *const out[2], uint32_t *const label[2], apd_status st[2])
+{
+    size_t n = (size_t)APD_MAX_COLORS * r->g.c + r->g.npix;
+    uint8_t sbuf[2][BATCH_STACK];
+    uint8_t *heap = n <= BATCH_STACK ? NULL : malloc(2 * n);
+    uint8_t *buf[2] = {heap ? heap : sbuf[0], heap ? heap + n : sbuf[1]};
+    if (n > BATCH_STACK && !heap) {
+        for (int q = 0; q < 2; q++)
+            st[q] = rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)id[q]);
+        return;
     }
-    free(owned);
-    if (s)
-        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk),
-                     "index >= record palette size or nonzero padding bits");
-    if (label) *label = rec.label;
-    return APD_OK;
+    const uint8_t *const body[2] = {rec[0].body, rec[1].body};
+    const size_t len[2] = {rec[0].body_len, rec[1].body_len};
+    const uint32_t k[2] = {rec[0].k, rec[1].k};
+    uint8_t *const pal[2] = {buf[0], buf[1]};
+    uint8_t *const idx[2] = {buf[0] + (size_t)k[0] * r->g.c, buf[1] + (size_t)k[1] * r->g.c};
+    const char *why[2] = {"", ""};
+    apd__icode_decode2(APD__IMPL_AUTO, r->imodel, body, len, k, r->g.h, r->g.w, pal, idx, st, why);
+    for (int q = 0; q < 2; q++)
+        st[q] = st[q] ? body_fail(r, id[q], st[q], why[q]) : emit(r, id[q], &rec[q], buf[q], 8, o, out[q], label[q]);
+    free(heap);
+}
+
+/* The batch loop shared by both outputs: records in order; a coded record waits for the next
+ * coded one and the two go through decode_pair; every other record (and a last unpaired
+ * coded one) through decode_rec. out_stride in bytes. */
+static apd_status decode_batch(apd_reader *r, const uint64_t *ids, size_t n, const out_spec *o, uint8_t *out,
+                               size_t out_stride, uint32_t *labels, apd_status *st)
+{
+    apd_status first = APD_OK;
+    apd__rec rec[2];
+    size_t pend = SIZE_MAX; /* batch position of the coded record waiting for a partner */
+    int pair_ok = r->imodel != NULL && r->g.kind == APD_KIND_PALETTE;
+    for (size_t j = 0; j <= n; j++) {
+        apd_status s = APD_OK;
+        int coded = 0;
+        if (j < n) {
+            s = get_record(r, ids[j], &rec[pend == SIZE_MAX ? 0 : 1]);
+            coded = s == APD_OK && pair_ok && (rec[pend == SIZE_MAX ? 0 : 1].flags & APD__RFLAG_ICODE);
+        }
+        if (pend != SIZE_MAX && (coded || j == n)) {
+            if (coded) { /* the pair (pend, j) */
+                const uint64_t id[2] = {ids[pend], ids[j]};
+                void *const po[2] = {out + pend * out_stride, out + j * out_stride};
+                uint32_t *const pl[2] = {labels ? labels + pend : NULL, labels ? labels + j : NULL};
+                apd_status ps[2];
+                decode_pair(r, id, rec, o, po, pl, ps);
+                st[pend] = ps[0];
+                st[j] = ps[1];
+            } else { /* the end: the waiting record alone */
+                st[pend] = decode_rec(r, ids[pend], &rec[0], o, out + pend * out_stride,
+                                      labels ? labels + pend : NULL);
+            }
+            pend = SIZE_MAX;
+            continue;
+        }
+        if (j == n) break;
+        if (coded) {
+            pend = j;
+            continue;
+        }
+        apd__rec *rj = &rec[pend == SIZE_MAX ? 0 : 1];
+        st[j] = s == APD_OK ? decode_rec(r, ids[j], rj, o, out + j * out_stride, labels ? labels + j : NULL) : s;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (st[j] != APD_OK) {
+            first = st[j];
+            break;
+        }
+    return first;
+}
+
+apd_status apd_reader_decode_batch(apd_reader *r, const uint64_t *ids, size_t n, apd_layout layout,
+                                   uint8_t *out, size_t out_stride, uint32_t *labels, apd_status *status)
+{
+    if (!r || (n && (!ids || !out || !status)) || (layout != APD_LAYOUT_HWC && layout != APD_LAYOUT_CHW))
+        return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_stride < need)
+        return rfail(r, APD_EBUFSIZE, 0, "batch: output stride %zu bytes, need %zu", out_stride, need);
+    const out_spec o = {0, layout, NULL, NULL};
+    return decode_batch(r, ids, n, &o, out, out_stride, labels, status);
+}
+
+apd_status apd_reader_decode_f32_batch(apd_reader *r, const uint64_t *ids, size_t n, apd_layout layout,
+                                       const float *mean, const float *std, float *out, size_t out_stride,
+                                       uint32_t *labels, apd_status *status)
+{
+    if (!r || (n && (!ids || !out || !status)) || !mean || !std || layout != APD_LAYOUT_CHW)
+        return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_stride < need)
+        return rfail(r, APD_EBUFSIZE, 0, "batch: output stride %zu floats, need %zu", out_stride, need);
+    if (out_stride > SIZE_MAX / sizeof(float)) return APD_EINVAL;
+    const out_spec o = {1, layout, mean, std};
+    return decode_batch(r, ids, n, &o, (uint8_t *)out, out_stride * sizeof(float), labels, status);
 }
 
 /* Prefetch hint (apd/format.h): the record's slot in its chunk's offset table (body = 0) or
