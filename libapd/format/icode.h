@@ -112,6 +112,8 @@ apd_status apd__icode_decoden(int impl, const apd__imodel *m, uint32_t n, const 
 int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
                         const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
                         apd_status *st, const char **why);
+/* What apd__icode_decoden runs on this CPU (for benchmark reports). */
+const char *apd__icode_batch_kernel(void);
 /* 1 if impl (APD__IMPL_*) has an index decoder on this CPU. */
 int apd__icode_impl_available(int impl);
 
