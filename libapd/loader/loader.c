@@ -208,8 +208,8 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
     }
 }
 
-/* Records per call of the source's decode_batch: enough to pair every index-coded record
- * (the reader decodes them two at a time) and to prefetch the next group meanwhile; small
+/* Records per call of the source's decode_batch: enough to group the index-coded records
+ * (the reader decodes them four at a time) and to prefetch the next group meanwhile; small
  * enough that a group's records stay in L1/L2 between the prefetch and the decode. */
 #define LD_GROUP 16u
 
@@ -258,9 +258,12 @@ static void run_groups(apd_loader *l, ld_scratch *s, ld_job *j, uint32_t a, uint
     char msg[512];
     for (uint32_t g = a; g < b; g += LD_GROUP) {
         uint32_t n = b - g < LD_GROUP ? b - g : LD_GROUP;
-        if (src->prefetch) { /* this group's bytes, the next group's offset slots */
-            for (uint32_t i = g; i < g + n; i++) src->prefetch(src->ctx, j->rec[i], 1);
-            for (uint32_t i = g + n; i < b && i < g + n + LD_GROUP; i++) src->prefetch(src->ctx, j->rec[i], 0);
+        if (src->prefetch) { /* stage 1 one group ahead, stage 0 two groups ahead */
+            if (g == a)
+                for (uint32_t i = g; i < b && i < g + 2 * LD_GROUP; i++) src->prefetch(src->ctx, j->rec[i], i < g + n);
+            for (uint32_t i = g + n; i < b && i < g + n + LD_GROUP; i++) src->prefetch(src->ctx, j->rec[i], 1);
+            for (uint32_t i = g + n + LD_GROUP; i < b && i < g + n + 2 * LD_GROUP; i++)
+                src->prefetch(src->ctx, j->rec[i], 0);
         }
         memset(labs, 0, sizeof labs);
         src->decode_batch(src->ctx, j->rec + g, n, mode, l->mean, l->std, j->img + (size_t)g * l->img_bytes,
