@@ -484,6 +484,31 @@ static inline void ic_store8(uint8_t *q, size_t s, uint64_t v)
     q[7 * s - 7] = (uint8_t)(v >> 56);
 }
 
+/* One rANS symbol on the active lanes of both records (step8 with 16 lanes and two word
+ * streams): table offsets off (table * 1024); returns the entries. */
+IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S, const ic_zk *K, __m512i off,
+                                                                        __mmask16 act)
+{
+    __m512i x = S->x;
+    __m512i slot = _mm512_and_si512(x, _mm512_set1_epi32(APD__IC_M - 1));
+    __m512i keep = _mm512_or_si512(_mm512_slli_epi32(slot, 20), K->kf);
+    __m512i e = _mm512_mask_i32gather_epi32(keep, act, _mm512_add_epi32(off, slot), (const int *)K->dec, 4);
+    __m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), _mm512_set1_epi32(0x7ff));
+    __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, APD__IC_PBITS)), _mm512_srli_epi32(e, 20));
+    __mmask16 need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32((int)APD__IC_L));
+    uint32_t m0 = need & 0xffu, m1 = (uint32_t)need >> 8;
+    __m512i wds = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p0))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p1)), 1);
+    __m512i ctl = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)K->shuf[m0])),
+                                     _mm256_loadu_si256((const __m256i *)K->shuf[m1]), 1);
+    __m512i wv = _mm512_shuffle_epi8(wds, ctl);
+    S->x = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
+    S->p0 += 2 * (uint32_t)__builtin_popcount(m0);
+    S->p1 += 2 * (uint32_t)__builtin_popcount(m1);
+    return e;
+}
+
 /* Step t: act is the 8-lane activity mask of the row group (the same in both halves). */
 IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
                                                                      __mmask16 act)
@@ -505,25 +530,7 @@ IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, c
     ctx = _mm512_mask_add_epi32(ctx, le, ctx, K->cs4);
     ctx = _mm512_mask_add_epi32(ctx, (__mmask16)~(ge | le), ctx, K->cs8);
     ctx = _mm512_add_epi32(ctx, _mm512_permutexvar_epi32(_mm512_min_epu32(_mm512_sub_epi32(mx, mn), K->c15), K->qd));
-    /* rANS symbol on both records' lanes (step8 with 16 lanes and two word streams) */
-    __m512i x = S->x;
-    __m512i slot = _mm512_and_si512(x, _mm512_set1_epi32(APD__IC_M - 1));
-    __m512i keep = _mm512_or_si512(_mm512_slli_epi32(slot, 20), K->kf);
-    __m512i e = _mm512_mask_i32gather_epi32(keep, act, _mm512_add_epi32(_mm512_slli_epi32(ctx, APD__IC_PBITS), slot),
-                                            (const int *)K->dec, 4);
-    __m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), _mm512_set1_epi32(0x7ff));
-    __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, APD__IC_PBITS)), _mm512_srli_epi32(e, 20));
-    __mmask16 need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32((int)APD__IC_L));
-    uint32_t m0 = need & 0xffu, m1 = (uint32_t)need >> 8;
-    __m512i wds = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p0))),
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p1)), 1);
-    __m512i ctl = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)K->shuf[m0])),
-                                     _mm256_loadu_si256((const __m256i *)K->shuf[m1]), 1);
-    __m512i wv = _mm512_shuffle_epi8(wds, ctl);
-    S->x = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
-    S->p0 += 2 * (uint32_t)__builtin_popcount(m0);
-    S->p1 += 2 * (uint32_t)__builtin_popcount(m1);
+    __m512i e = ic_zrans(S, K, _mm512_slli_epi32(ctx, APD__IC_PBITS), act);
     S->eo = _mm512_or_si512(S->eo, e);
     __m512i v = _mm512_maskz_and_epi32(act, _mm512_add_epi32(pred, e), K->amask);
     S->vm = _mm512_max_epu32(S->vm, v);
@@ -577,6 +584,45 @@ static inline __mmask16 ic_zact(uint32_t t, uint32_t w, uint32_t nl)
     uint32_t hi = t + 1 < nl ? t + 1 : nl, lo = t >= w ? t - w + 1 : 0;
     uint32_t a8 = ((1u << hi) - 1) & ~((1u << lo) - 1);
     return (__mmask16)(a8 | a8 << 8);
+}
+
+/* Palette phases of 2 * nz records (nz = 1 or 2 register sets, as index_avx512_xn): symbols
+ * j0 .. j0+7 of record 2z on lanes 0-7 and of record 2z+1 on lanes 8-15 per step (tables
+ * APD__IC_NCTX + j % c, as pal_avx2); the deltas are summed per channel afterwards. Returns
+ * 0, or -1 if any stream ran out. */
+IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint32_t *nps, uint8_t *const *pal,
+                                   uint32_t *const *xs, const uint8_t **pp, const uint8_t *const *end)
+{
+    ic_zk K;
+    ic_zs A, B;
+    ic_zk_init(&K, m, 0);
+    ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
+    if (nz == 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
+    uint32_t c = m->c, n = 0, nr = 2 * nz;
+    for (uint32_t i = 0; i < nr; i++) n = nps[i] > n ? nps[i] : n;
+    uint32_t tabs[16] __attribute__((aligned(64)));
+    uint8_t d[2][16];
+    for (uint32_t j0 = 0; j0 < n; j0 += 8) {
+        uint32_t cnt[4] = {0, 0, 0, 0};
+        __mmask16 act[2] = {0, 0};
+        for (uint32_t l = 0; l < 8; l++) tabs[l] = tabs[l + 8] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
+        for (uint32_t i = 0; i < nr; i++) cnt[i] = nps[i] > j0 ? (nps[i] - j0 < 8 ? nps[i] - j0 : 8) : 0;
+        for (uint32_t z = 0; z < nz; z++)
+            act[z] = (__mmask16)(((1u << cnt[2 * z]) - 1) | ((1u << cnt[2 * z + 1]) - 1) << 8);
+        const __m512i off = _mm512_load_si512(tabs);
+        _mm_storeu_si128((__m128i *)d[0], _mm512_cvtepi32_epi8(ic_zrans(&A, &K, off, act[0])));
+        if (nz == 2) _mm_storeu_si128((__m128i *)d[1], _mm512_cvtepi32_epi8(ic_zrans(&B, &K, off, act[1])));
+        for (uint32_t i = 0; i < nr; i++) memcpy(pal[i] + j0, d[i / 2] + 8 * (i % 2), cnt[i]);
+        int out = (A.p0 > end[0]) | (A.p1 > end[1]);
+        if (nz == 2) out |= (B.p0 > end[2]) | (B.p1 > end[3]);
+        if (out) return -1;
+    }
+    uint32_t vm[4] = {0}, eo[4] = {0};
+    ic_zs_done(&A, 0, xs, pp, vm, eo);
+    if (nz == 2) ic_zs_done(&B, 2, xs, pp, vm, eo);
+    for (uint32_t i = 0; i < nr; i++)
+        for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
+    return 0;
 }
 
 /* Index phases of 2 * nz records (nz = 1 or 2 register sets: records 0-1 in the first,
@@ -852,7 +898,10 @@ static int decode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *cons
             end[i] = J[i].end;
             nps[i] = k[i] * m->c;
         }
-        for (uint32_t i = 0; i < n && rc == 0; i += 2) rc = pal_avx2_x2(m, nps + i, pal + i, xs + i, pp + i, end + i);
+        if (ic_avx512())
+            rc = pal_avx512_xn(m, n / 2, nps, pal, xs, pp, end);
+        else
+            rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
         if (rc == 0) {
             if (ic_avx512())
                 rc = index_avx512_xn(m, n / 2, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
