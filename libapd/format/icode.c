@@ -25,7 +25,7 @@
  * miss its size target). Decoding several records at once overlaps their chains: two in
  * lockstep with AVX2 (apd__icode_decode2) give 1.5-1.9x the images/s; with AVX-512 two
  * records share one 16-lane register set (the same chain, twice the pixels) and two sets run
- * in lockstep (apd__icode_decoden, n = 4): 2.0-2.2x. Beyond four records the gain is under
+ * in lockstep (apd__icode_decoden, n = 4): 2.1-2.3x. Beyond four records the gain is under
  * 10%: the core's window no longer holds more chains' instructions. The reader's batch calls
  * use the four-record decoder; see docs/index-coding.md for the profile.
  *

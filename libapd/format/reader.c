@@ -611,7 +611,7 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
 /* ---- batches: coded records four at a time --------------------------------------------- */
 
 /* Coded records decoded together (apd__icode_decoden: with AVX-512 two records per 16-lane
- * register set and two sets in lockstep, 2.0-2.2x the images/s of one record per call). */
+ * register set and two sets in lockstep, 2.1-2.3x the images/s of one record per call). */
 #define BATCH_GROUP 4u
 /* A group's working memory per record on the stack: palette + 8-bit indices. */
 #define BATCH_STACK 4096u
