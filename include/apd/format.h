@@ -38,8 +38,9 @@
  * Thread safety: a reader may be used from several threads at once for apd_reader_decode,
  * apd_reader_decode_batch, apd_reader_record, apd_reader_label and apd_reader_source_id (the
  * file is mapped read-only and opened with MDB_NOTLS). apd_reader_open/close are not
- * concurrent with other calls on the same reader. Each process must open its own reader (LMDB environments must not cross fork()).
- * A writer is single-threaded. Different handles are independent.
+ * concurrent with other calls on the same reader. Each process must open its own reader
+ * (LMDB environments must not cross fork()). A writer is single-threaded. Different handles
+ * are independent.
  *
  * Errors: every call returns an apd_status. A handle keeps the last message (file, record,
  * key, reason) for apd_reader_errmsg / apd_writer_errmsg. After a fatal error (LMDB failure,
