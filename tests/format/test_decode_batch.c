@@ -45,6 +45,44 @@ static void write_file(const char *path, uint32_t K, apd__rng *r)
     ck_assert_int_eq(apd_writer_close(wr), APD_OK);
 }
 
+/* The loader over the file (odd batches of 3, threads and prefetch varied with K) gives
+ * every record once, with the floats apd_reader_decode_f32 gave (ref, record-major). */
+static void check_loader(const char *path, uint32_t K, const float *mean, const float *sd, const float *ref,
+                         float *buf, size_t buf_floats)
+{
+    apd_loader_opts lo;
+    apd_loader_opts_default(&lo);
+    lo.batch_size = 3; /* odd batches, and a tail of 2 */
+    lo.output = APD_OUT_F32_CHW;
+    lo.seed = K;
+    lo.threads = 1 + K % 2;
+    lo.prefetch = K % 2 ? 2 : 0;
+    lo.custom_norm = 1;
+    for (int ch = 0; ch < 3; ch++) {
+        lo.mean[ch] = mean[ch];
+        lo.std[ch] = sd[ch];
+    }
+    apd_loader *ld;
+    apd_err err;
+    ck_assert_msg(apd_loader_open(&ld, path, &lo, &err) == APD_OK, "%s", err.msg);
+    uint32_t seen = 0;
+    for (;;) {
+        int64_t y[3];
+        size_t nb;
+        ck_assert_msg(apd_loader_next(ld, buf, sizeof(float) * buf_floats, y, NULL, &nb) == APD_OK, "%s",
+                      apd_loader_errmsg(ld));
+        if (nb == 0) break;
+        for (size_t q = 0; q < nb; q++) {
+            ck_assert(y[q] >= 0 && y[q] < (int64_t)NREC); /* label i is record i */
+            ck_assert_msg(memcmp(buf + q * IMG, ref + (size_t)y[q] * IMG, sizeof(float) * IMG) == 0,
+                          "K=%u loader record %lld differs", K, (long long)y[q]);
+            seen++;
+        }
+    }
+    ck_assert_uint_eq(seen, NREC);
+    apd_loader_close(ld);
+}
+
 START_TEST(batch_equals_single)
 {
     static const size_t sizes[] = {1, 2, 3, 5, NREC};
@@ -127,38 +165,7 @@ START_TEST(batch_equals_single)
         apd_reader_close(rd);
 
         /* the loader (groups of records through the batch call) gives the reader's floats */
-        if (K % 17 == 1) {
-            apd_loader_opts lo;
-            apd_loader_opts_default(&lo);
-            lo.batch_size = 3; /* odd batches, and a tail of 2 */
-            lo.output = APD_OUT_F32_CHW;
-            lo.seed = K;
-            lo.threads = 1 + K % 2;
-            lo.prefetch = K % 2 ? 2 : 0;
-            lo.custom_norm = 1;
-            for (int ch = 0; ch < 3; ch++) {
-                lo.mean[ch] = mean[ch];
-                lo.std[ch] = sd[ch];
-            }
-            apd_loader *ld;
-            ck_assert_msg(apd_loader_open(&ld, path, &lo, &err) == APD_OK, "%s", err.msg);
-            uint32_t seen = 0;
-            for (;;) {
-                int64_t y[3];
-                size_t nb;
-                ck_assert_msg(apd_loader_next(ld, outf, sizeof(float) * no * IMG, y, NULL, &nb) == APD_OK, "%s",
-                              apd_loader_errmsg(ld));
-                if (nb == 0) break;
-                for (size_t q = 0; q < nb; q++) {
-                    ck_assert(y[q] >= 0 && y[q] < (int64_t)NREC); /* label i is record i */
-                    ck_assert_msg(memcmp(outf + q * IMG, reff + (size_t)y[q] * IMG, sizeof(float) * IMG) == 0,
-                                  "K=%u loader record %lld differs", K, (long long)y[q]);
-                    seen++;
-                }
-            }
-            ck_assert_uint_eq(seen, NREC);
-            apd_loader_close(ld);
-        }
+        if (K % 17 == 1) check_loader(path, K, mean, sd, reff, outf, no * IMG);
         unlink(path);
     }
     ck_assert(plain_total > 0); /* the batches also mixed plain records into the pairs */
