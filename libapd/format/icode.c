@@ -746,6 +746,9 @@ int apd__icode_impl_available(int impl)
 }
 
 #define IC_STACK 16384
+/* Scratch per record on the stack in the lockstep decoder (32x32 needs ~4 KB; larger images
+ * take their scratch from malloc): four records stay at 32 KiB of stack. */
+#define IC_STACK_LOCKSTEP 8192
 
 /* One record's decode: states, word stream (a zero-padded copy: reads past the end land in
  * the padding and are caught by the check after each step) and index grid. */
@@ -759,7 +762,7 @@ typedef struct ic_job {
 
 /* Check the body's fixed part and set up the scratch (stackbuf if it fits, else malloc). */
 static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t h, uint32_t w,
-                           uint8_t *stackbuf, const char **why)
+                           uint8_t *stackbuf, size_t stackcap, const char **why)
 {
     J->scratch = NULL;
     if (len < APD__IC_STATES) {
@@ -784,7 +787,7 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
-    J->scratch = need <= IC_STACK ? stackbuf : malloc(need);
+    J->scratch = need <= stackcap ? stackbuf : malloc(need);
     if (!J->scratch) {
         *why = "out of memory";
         return APD_ENOMEM;
@@ -851,7 +854,7 @@ apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t 
 {
     uint8_t stackbuf[IC_STACK];
     ic_job J;
-    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, why));
+    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, sizeof stackbuf, why));
     uint32_t nps = k * m->c;
     int rc;
 #ifdef IC_X86
@@ -882,11 +885,11 @@ static int decode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *cons
                            const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
                            apd_status *st, const char **why)
 {
-    uint8_t sb[2 * IC_MAXZ][IC_STACK];
+    uint8_t sb[2 * IC_MAXZ][IC_STACK_LOCKSTEP];
     ic_job J[2 * IC_MAXZ];
     int rc = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], &why[i]) != APD_OK) rc = -1;
+        if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], sizeof sb[i], &why[i]) != APD_OK) rc = -1;
     if (rc == 0) {
         uint8_t *grid[2 * IC_MAXZ];
         uint32_t *xs[2 * IC_MAXZ], nps[2 * IC_MAXZ], vmax[2 * IC_MAXZ] = {0}, eor[2 * IC_MAXZ] = {0};
