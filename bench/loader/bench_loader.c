@@ -17,7 +17,8 @@
  * on a shared machine the second is the steadier "per core" figure.
  * Format 1.1: the same images index-coded (PATH with "-coded" before .apd): float32 CHW and
  * uint8 HWC loader figures and reader-only, against the 1.0 file (target >= 300k images/s
- * per core for float32 batches).
+ * per core for float32 batches). The loader decodes through the reader's batch calls
+ * (coded records four at a time); "reader only" is one apd_reader_decode per record.
  * The .apd is written once (median-cut K = 64) next to the binary and reused. Timings on
  * shared machines vary by up to 40% between runs; compare ratios within one run.
  */
@@ -237,11 +238,12 @@ static void print_machine(void)
             break;
         }
     if (f) fclose(f);
-    printf("CPU: %s | palette kernel: %s | 1.1 index decoder: %s\n", model,
+    printf("CPU: %s | palette kernel: %s | 1.1 index decoder: %s; batches: %s\n", model,
            apd__impl_available(APD__IMPL_AVX512) ? "AVX-512 VBMI"
            : apd__impl_available(APD__IMPL_AVX2) ? "AVX2"
                                                   : "scalar",
-           apd__icode_impl_available(APD__IMPL_AVX2) ? "AVX2 8-lane wavefront rANS" : "scalar 8-lane wavefront rANS");
+           apd__icode_impl_available(APD__IMPL_AVX2) ? "AVX2 8-lane wavefront rANS" : "scalar 8-lane wavefront rANS",
+           apd__icode_batch_kernel());
 }
 
 int main(int argc, char **argv)

@@ -36,10 +36,11 @@
  *     // on a failure of the producer: apd_writer_discard(w) (out.apd is left as it was)
  *
  * Thread safety: a reader may be used from several threads at once for apd_reader_decode,
- * apd_reader_record, apd_reader_label and apd_reader_source_id (the file is mapped read-only
- * and opened with MDB_NOTLS). apd_reader_open/close are not concurrent with other calls on the
- * same reader. Each process must open its own reader (LMDB environments must not cross fork()).
- * A writer is single-threaded. Different handles are independent.
+ * apd_reader_decode_batch, apd_reader_record, apd_reader_label and apd_reader_source_id (the
+ * file is mapped read-only and opened with MDB_NOTLS). apd_reader_open/close are not
+ * concurrent with other calls on the same reader. Each process must open its own reader
+ * (LMDB environments must not cross fork()). A writer is single-threaded. Different handles
+ * are independent.
  *
  * Errors: every call returns an apd_status. A handle keeps the last message (file, record,
  * key, reason) for apd_reader_errmsg / apd_writer_errmsg. After a fatal error (LMDB failure,
@@ -162,6 +163,27 @@ APD_API apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layou
 APD_API apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                                          const float *mean, const float *std, float *out,
                                          size_t out_len, uint32_t *label);
+/* Decode n records ids[0..n) as apd_reader_decode would, record j into out + j*out_stride
+ * (out_stride in bytes, >= c*h*w), its label into labels[j] (labels may be NULL) and its
+ * status into status[j]. Each record gets exactly the pixels and status of
+ * apd_reader_decode; a failed record leaves its output undefined and does not stop the
+ * batch. Faster than one call per record for index-coded records (format 1.1): they are
+ * decoded four at a time, the index decoders interleaved (about 2x the images/s with
+ * AVX-512, 1.5-1.9x with AVX2 only).
+ * Thread-safe. apd_reader_errmsg names the last failed record.
+ * @return APD_OK if every record decoded, else the status of the first failed one;
+ *         APD_EINVAL (r NULL, n > 0 with ids, out or status NULL, unknown layout);
+ *         APD_EBUFSIZE (out_stride too small; nothing decoded). */
+APD_API apd_status apd_reader_decode_batch(apd_reader *r, const uint64_t *ids, size_t n,
+                                           apd_layout layout, uint8_t *out, size_t out_stride,
+                                           uint32_t *labels, apd_status *status);
+/* apd_reader_decode_batch to normalised float32 CHW: record j as apd_reader_decode_f32 gives
+ * it, at out + j*out_stride (out_stride in floats, >= c*h*w). Same codes, plus APD_EINVAL
+ * for NULL mean/std or a layout other than APD_LAYOUT_CHW. */
+APD_API apd_status apd_reader_decode_f32_batch(apd_reader *r, const uint64_t *ids, size_t n,
+                                               apd_layout layout, const float *mean,
+                                               const float *std, float *out, size_t out_stride,
+                                               uint32_t *labels, apd_status *status);
 /* Label of record i (verifies the record checksum, does not decode pixels). Thread-safe.
  * @return APD_OK; APD_EINVAL (r or label NULL); the record look-up codes (see
  *         apd_reader_decode). */

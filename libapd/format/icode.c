@@ -22,8 +22,12 @@
  * step (8 pixels) is then one dependency chain: ~58 cycles with the tables in L1, 90-110 in
  * practice, as the 780 KB of decode tables mostly answer from L2 (the gather waits ~45
  * cycles); 4 lanes measured 2x slower, 16 lanes cost 24 more bytes per record (K=16 would
- * miss its size target). Decoding two records in lockstep (apd__icode_decode2) overlaps two
- * such chains: 1.7-1.9x the images/s; see docs/index-coding.md for the profile.
+ * miss its size target). Decoding several records at once overlaps their chains: two in
+ * lockstep with AVX2 (apd__icode_decode2) give 1.5-1.9x the images/s; with AVX-512 two
+ * records share one 16-lane register set (the same chain, twice the pixels) and two sets run
+ * in lockstep (apd__icode_decoden, n = 4): 2.1-2.3x. Beyond four records the gain is under
+ * 10%: the core's window no longer holds more chains' instructions. The reader's batch calls
+ * use the four-record decoder; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
  * a zero-padded copy and checks after every step that it has not run past the end, uses a
@@ -423,6 +427,238 @@ IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], s
     return 0;
 }
 
+/* ---- AVX-512: two records in one 16-lane register ------------------------------------------
+ * Lanes 0-7 are record A's 8 row lanes, lanes 8-15 record B's, so one instruction stream
+ * (one gather of 16 entries, one multiply, ...) advances both records: the step is the same
+ * dependency chain as ic_vstep, but carries twice the pixels. The lane rules are those of
+ * ic_vstep in each half; each half renormalises from its own word stream. */
+#define IC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,bmi2,popcnt")))
+#define IC_MAXZ 2 /* register sets in lockstep: up to 4 records */
+
+typedef struct ic_zk {
+    __m512i rot, amask, c31, c15, cls12, cls12b, qd, cs4, cs8, kf;
+    const uint32_t *dec;
+    const uint8_t (*shuf)[32];
+    size_t s;
+} ic_zk;
+
+/* Two records' running state in one register set (as ic_vs). Scalar fields only (no arrays):
+ * an array indexed at run time would keep the struct in memory, where the byte stores into
+ * the grid may alias it, and the compiler would then keep the rANS states in memory too. */
+typedef struct ic_zs {
+    __m512i x, vp, bp, vm, eo;
+    const uint8_t *p0, *p1;
+    uint8_t *row0, *row1;
+    const uint8_t *up0, *up1;
+} ic_zs;
+
+IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m, size_t s)
+{
+    K->rot = _mm512_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6, 15, 8, 9, 10, 11, 12, 13, 14);
+    K->amask = _mm512_set1_epi32((int)((1u << m->bits) - 1));
+    K->c31 = _mm512_set1_epi32(31);
+    K->c15 = _mm512_set1_epi32(15);
+    int32_t t[32];
+    for (int r = 0; r < 32; r++) t[r] = 4 * apd__ic_q3[r]; /* 12 x class of the range */
+    K->cls12 = _mm512_loadu_si512(t);
+    K->cls12b = _mm512_loadu_si512(t + 16);
+    K->qd = _mm512_setr_epi32(0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3);
+    K->cs4 = _mm512_set1_epi32(4);
+    K->cs8 = _mm512_set1_epi32(8);
+    K->kf = _mm512_set1_epi32(APD__IC_M << 8);
+    K->dec = m->dec;
+    K->shuf = m->shuf8;
+    K->s = s;
+}
+
+/* Lane l's byte of v (byte l) to q + l * (s - 1): pixel t - l of row l. */
+static inline void ic_store8(uint8_t *q, size_t s, uint64_t v)
+{
+    q[0] = (uint8_t)v;
+    q[s - 1] = (uint8_t)(v >> 8);
+    q[2 * s - 2] = (uint8_t)(v >> 16);
+    q[3 * s - 3] = (uint8_t)(v >> 24);
+    q[4 * s - 4] = (uint8_t)(v >> 32);
+    q[5 * s - 5] = (uint8_t)(v >> 40);
+    q[6 * s - 6] = (uint8_t)(v >> 48);
+    q[7 * s - 7] = (uint8_t)(v >> 56);
+}
+
+/* One rANS symbol on the active lanes of both records (step8 with 16 lanes and two word
+ * streams): table offsets off (table * 1024); returns the entries. */
+IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S, const ic_zk *K, __m512i off,
+                                                                        __mmask16 act)
+{
+    __m512i x = S->x;
+    __m512i slot = _mm512_and_si512(x, _mm512_set1_epi32(APD__IC_M - 1));
+    __m512i keep = _mm512_or_si512(_mm512_slli_epi32(slot, 20), K->kf);
+    __m512i e = _mm512_mask_i32gather_epi32(keep, act, _mm512_add_epi32(off, slot), (const int *)K->dec, 4);
+    __m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), _mm512_set1_epi32(0x7ff));
+    __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, APD__IC_PBITS)), _mm512_srli_epi32(e, 20));
+    __mmask16 need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32((int)APD__IC_L));
+    uint32_t m0 = need & 0xffu, m1 = (uint32_t)need >> 8;
+    __m512i wds = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p0))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p1)), 1);
+    __m512i ctl = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)K->shuf[m0])),
+                                     _mm256_loadu_si256((const __m256i *)K->shuf[m1]), 1);
+    __m512i wv = _mm512_shuffle_epi8(wds, ctl);
+    S->x = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
+    S->p0 += 2 * (uint32_t)__builtin_popcount(m0);
+    S->p1 += 2 * (uint32_t)__builtin_popcount(m1);
+    return e;
+}
+
+/* Step t: act is the 8-lane activity mask of the row group (the same in both halves). */
+IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
+                                                                     __mmask16 act)
+{
+    const size_t s = K->s;
+    __m512i a = S->vp;
+    __m512i b = _mm512_permutexvar_epi32(K->rot, S->vp);
+    b = _mm512_mask_set1_epi32(b, 0x0001, S->up0[t]);
+    b = _mm512_mask_set1_epi32(b, 0x0100, S->up1[t]);
+    __m512i c = S->bp;
+    __m512i mn = _mm512_min_epu32(a, b), mx = _mm512_max_epu32(a, b);
+    __mmask16 ge = _mm512_cmpge_epu32_mask(c, mx);
+    __mmask16 le = _mm512_cmple_epu32_mask(c, mn) & (__mmask16)~ge;
+    __m512i pred = _mm512_sub_epi32(_mm512_add_epi32(a, b), c);
+    pred = _mm512_mask_mov_epi32(pred, le, mx);
+    pred = _mm512_mask_mov_epi32(pred, ge, mn);
+    __m512i rng = _mm512_sub_epi32(_mm512_max_epu32(mx, c), _mm512_min_epu32(mn, c));
+    __m512i ctx = _mm512_permutex2var_epi32(K->cls12, _mm512_min_epu32(rng, K->c31), K->cls12b);
+    ctx = _mm512_mask_add_epi32(ctx, le, ctx, K->cs4);
+    ctx = _mm512_mask_add_epi32(ctx, (__mmask16)~(ge | le), ctx, K->cs8);
+    ctx = _mm512_add_epi32(ctx, _mm512_permutexvar_epi32(_mm512_min_epu32(_mm512_sub_epi32(mx, mn), K->c15), K->qd));
+    __m512i e = ic_zrans(S, K, _mm512_slli_epi32(ctx, APD__IC_PBITS), act);
+    S->eo = _mm512_or_si512(S->eo, e);
+    __m512i v = _mm512_maskz_and_epi32(act, _mm512_add_epi32(pred, e), K->amask);
+    S->vm = _mm512_max_epu32(S->vm, v);
+    __m128i pk = _mm512_cvtepi32_epi8(v);
+    ic_store8(S->row0 + t, s, (uint64_t)_mm_cvtsi128_si64(pk));
+    ic_store8(S->row1 + t, s, (uint64_t)_mm_extract_epi64(pk, 1));
+    S->vp = v;
+    S->bp = b;
+}
+
+IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint32_t *xb, const uint8_t *pa,
+                                        const uint8_t *pb)
+{
+    S->x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xa)),
+                              _mm256_loadu_si256((const __m256i *)xb), 1);
+    S->vm = S->eo = _mm512_setzero_si512();
+    S->p0 = pa;
+    S->p1 = pb;
+}
+
+/* Start row group y0 of the two grids. */
+IC_AVX512 static inline void ic_zs_group(ic_zs *S, uint8_t *ga, uint8_t *gb, size_t s, uint32_t y0)
+{
+    S->vp = S->bp = _mm512_setzero_si512();
+    S->row0 = ga + (size_t)(y0 + 1) * s + IC_PAD;
+    S->row1 = gb + (size_t)(y0 + 1) * s + IC_PAD;
+    S->up0 = ga + (size_t)y0 * s + IC_PAD;
+    S->up1 = gb + (size_t)y0 * s + IC_PAD;
+}
+
+/* States, word pointers, running max and entry OR of records i (lanes 0-7) and i+1 out. */
+IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs, const uint8_t **pp, uint32_t *vmax,
+                                 uint32_t *eor)
+{
+    uint32_t t16[16];
+    pp[i] = S->p0;
+    pp[i + 1] = S->p1;
+    _mm512_storeu_si512(t16, S->x);
+    memcpy(xs[i], t16, 32);
+    memcpy(xs[i + 1], t16 + 8, 32);
+    _mm512_storeu_si512(t16, S->vm);
+    for (uint32_t l = 0; l < 16; l++) vmax[i + l / 8] = t16[l] > vmax[i + l / 8] ? t16[l] : vmax[i + l / 8];
+    _mm512_storeu_si512(t16, S->eo);
+    for (uint32_t l = 0; l < 16; l++) eor[i + l / 8] |= t16[l];
+}
+
+/* Lanes l of a row group of nl rows active at step t: l <= t, t - l < w, l < nl; the same
+ * mask in both halves. */
+static inline __mmask16 ic_zact(uint32_t t, uint32_t w, uint32_t nl)
+{
+    uint32_t hi = t + 1 < nl ? t + 1 : nl, lo = t >= w ? t - w + 1 : 0;
+    uint32_t a8 = ((1u << hi) - 1) & ~((1u << lo) - 1);
+    return (__mmask16)(a8 | a8 << 8);
+}
+
+/* Palette phases of 2 * nz records (nz = 1 or 2 register sets, as index_avx512_xn): symbols
+ * j0 .. j0+7 of record 2z on lanes 0-7 and of record 2z+1 on lanes 8-15 per step (tables
+ * APD__IC_NCTX + j % c, as pal_avx2); the deltas are summed per channel afterwards. Returns
+ * 0, or -1 if any stream ran out. */
+IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint32_t *nps, uint8_t *const *pal,
+                                   uint32_t *const *xs, const uint8_t **pp, const uint8_t *const *end)
+{
+    ic_zk K;
+    ic_zs A, B;
+    ic_zk_init(&K, m, 0);
+    ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
+    if (nz == 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
+    uint32_t c = m->c, n = 0, nr = 2 * nz;
+    for (uint32_t i = 0; i < nr; i++) n = nps[i] > n ? nps[i] : n;
+    uint32_t tabs[16] __attribute__((aligned(64)));
+    uint8_t d[2][16];
+    for (uint32_t j0 = 0; j0 < n; j0 += 8) {
+        uint32_t cnt[4] = {0, 0, 0, 0};
+        __mmask16 act[2] = {0, 0};
+        for (uint32_t l = 0; l < 8; l++) tabs[l] = tabs[l + 8] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
+        for (uint32_t i = 0; i < nr; i++) cnt[i] = nps[i] > j0 ? (nps[i] - j0 < 8 ? nps[i] - j0 : 8) : 0;
+        for (uint32_t z = 0; z < nz; z++)
+            act[z] = (__mmask16)(((1u << cnt[2 * z]) - 1) | ((1u << cnt[2 * z + 1]) - 1) << 8);
+        const __m512i off = _mm512_load_si512(tabs);
+        _mm_storeu_si128((__m128i *)d[0], _mm512_cvtepi32_epi8(ic_zrans(&A, &K, off, act[0])));
+        if (nz == 2) _mm_storeu_si128((__m128i *)d[1], _mm512_cvtepi32_epi8(ic_zrans(&B, &K, off, act[1])));
+        for (uint32_t i = 0; i < nr; i++) memcpy(pal[i] + j0, d[i / 2] + 8 * (i % 2), cnt[i]);
+        int out = (A.p0 > end[0]) | (A.p1 > end[1]);
+        if (nz == 2) out |= (B.p0 > end[2]) | (B.p1 > end[3]);
+        if (out) return -1;
+    }
+    uint32_t vm[4] = {0}, eo[4] = {0};
+    ic_zs_done(&A, 0, xs, pp, vm, eo);
+    if (nz == 2) ic_zs_done(&B, 2, xs, pp, vm, eo);
+    for (uint32_t i = 0; i < nr; i++)
+        for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
+    return 0;
+}
+
+/* Index phases of 2 * nz records (nz = 1 or 2 register sets: records 0-1 in the first,
+ * 2-3 in the second), as index_avx2_x2. Returns 0, or -1 if any stream ran out. */
+IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
+                                     uint32_t w, uint32_t *const *xs, const uint8_t **pp,
+                                     const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
+{
+    ic_zk K;
+    ic_zs A, B;
+    ic_zk_init(&K, m, s);
+    ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
+    if (nz == 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
+    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+        ic_zs_group(&A, grid[0], grid[1], s, y0);
+        if (nz == 2) {
+            ic_zs_group(&B, grid[2], grid[3], s, y0);
+            for (uint32_t t = 0; t + 1 < w + nl; t++) {
+                __mmask16 act = ic_zact(t, w, nl);
+                ic_zstep(&A, &K, t, act);
+                ic_zstep(&B, &K, t, act);
+                if ((A.p0 > end[0]) | (A.p1 > end[1]) | (B.p0 > end[2]) | (B.p1 > end[3])) return -1;
+            }
+        } else {
+            for (uint32_t t = 0; t + 1 < w + nl; t++) {
+                ic_zstep(&A, &K, t, ic_zact(t, w, nl));
+                if ((A.p0 > end[0]) | (A.p1 > end[1])) return -1;
+            }
+        }
+    }
+    ic_zs_done(&A, 0, xs, pp, vmax, eor);
+    if (nz == 2) ic_zs_done(&B, 2, xs, pp, vmax, eor);
+    return 0;
+}
+
 /* Vector palette phase: symbols j0 .. j0+7 on lanes 0..7 per step (tables APD__IC_NCTX + j % c); the
  * deltas are summed per channel afterwards. Returns 0, or -1 if the stream ran out. */
 IC_AVX2 static int pal_avx2(const apd__imodel *m, uint32_t nps, uint8_t *pal, uint32_t *xs,
@@ -478,6 +714,28 @@ IC_AVX2 static int pal_avx2_x2(const apd__imodel *m, const uint32_t nps[2], uint
 }
 #endif
 
+/* The 16-lane decoder: AVX-512 F + BW + VL (with the AVX2 set). */
+static int ic_avx512(void)
+{
+#ifdef IC_X86
+    static int have = -1;
+    if (have < 0)
+        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+    return have;
+#else
+    return 0;
+#endif
+}
+
+const char *apd__icode_batch_kernel(void)
+{
+    if (ic_avx512()) return "AVX-512 16-lane, two records per register, two registers in lockstep";
+    if (apd__icode_impl_available(APD__IMPL_AVX2)) return "AVX2 8-lane, two records in lockstep";
+    return "scalar, one record at a time";
+}
+
 int apd__icode_impl_available(int impl)
 {
 #ifdef IC_X86
@@ -488,6 +746,9 @@ int apd__icode_impl_available(int impl)
 }
 
 #define IC_STACK 16384
+/* Scratch per record on the stack in the lockstep decoder (32x32 needs ~4 KB; larger images
+ * take their scratch from malloc): four records stay at 32 KiB of stack. */
+#define IC_STACK_LOCKSTEP 8192
 
 /* One record's decode: states, word stream (a zero-padded copy: reads past the end land in
  * the padding and are caught by the check after each step) and index grid. */
@@ -501,7 +762,7 @@ typedef struct ic_job {
 
 /* Check the body's fixed part and set up the scratch (stackbuf if it fits, else malloc). */
 static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t h, uint32_t w,
-                           uint8_t *stackbuf, const char **why)
+                           uint8_t *stackbuf, size_t stackcap, const char **why)
 {
     J->scratch = NULL;
     if (len < APD__IC_STATES) {
@@ -526,7 +787,7 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
-    J->scratch = need <= IC_STACK ? stackbuf : malloc(need);
+    J->scratch = need <= stackcap ? stackbuf : malloc(need);
     if (!J->scratch) {
         *why = "out of memory";
         return APD_ENOMEM;
@@ -593,7 +854,7 @@ apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t 
 {
     uint8_t stackbuf[IC_STACK];
     ic_job J;
-    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, why));
+    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, sizeof stackbuf, why));
     uint32_t nps = k * m->c;
     int rc;
 #ifdef IC_X86
@@ -616,47 +877,105 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
     return apd__icode_decode_impl(APD__IMPL_AUTO, m, body, len, k, h, w, pal, idx, why);
 }
 
+/* n = 2 or 4 records in lockstep (vector decoders only). Returns 0 with st[] set, or -1 when
+ * a body's fixed part is damaged or a stream runs out (nothing is set; the caller decodes
+ * each record alone). */
+#ifdef IC_X86
+static int decode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
+                           const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
+                           apd_status *st, const char **why)
+{
+    uint8_t sb[2 * IC_MAXZ][IC_STACK_LOCKSTEP];
+    ic_job J[2 * IC_MAXZ];
+    int rc = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], sizeof sb[i], &why[i]) != APD_OK) rc = -1;
+    if (rc == 0) {
+        uint8_t *grid[2 * IC_MAXZ];
+        uint32_t *xs[2 * IC_MAXZ], nps[2 * IC_MAXZ], vmax[2 * IC_MAXZ] = {0}, eor[2 * IC_MAXZ] = {0};
+        const uint8_t *pp[2 * IC_MAXZ], *end[2 * IC_MAXZ];
+        for (uint32_t i = 0; i < n; i++) {
+            grid[i] = J[i].grid;
+            xs[i] = J[i].x;
+            pp[i] = J[i].p;
+            end[i] = J[i].end;
+            nps[i] = k[i] * m->c;
+        }
+        if (ic_avx512())
+            rc = pal_avx512_xn(m, n / 2, nps, pal, xs, pp, end);
+        else
+            rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
+        if (rc == 0) {
+            if (ic_avx512())
+                rc = index_avx512_xn(m, n / 2, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
+            else
+                rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            J[i].p = pp[i];
+            J[i].vmax = vmax[i];
+            J[i].eor = eor[i];
+        }
+    }
+    if (rc == 0) {
+        for (uint32_t i = 0; i < n; i++) st[i] = ic_end(&J[i], 0, k[i], h, w, idx[i], sb[i], &why[i]);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (J[i].scratch && J[i].scratch != sb[i]) free(J[i].scratch);
+    return -1;
+}
+#endif
+
+static apd_status first_bad(const apd_status *st, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (st[i] != APD_OK) return st[i];
+    return APD_OK;
+}
+
 apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *const body[2],
                               const size_t len[2], const uint32_t k[2], uint32_t h, uint32_t w,
                               uint8_t *const pal[2], uint8_t *const idx[2], apd_status st[2],
                               const char *why[2])
 {
 #ifdef IC_X86
-    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2)) {
-        uint8_t sb0[IC_STACK], sb1[IC_STACK];
-        uint8_t *sb[2] = {sb0, sb1};
-        ic_job J[2];
-        int rc = 0;
-        for (int i = 0; i < 2; i++)
-            if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], &why[i]) != APD_OK) rc = -1;
-        if (rc == 0) {
-            uint8_t *const grid[2] = {J[0].grid, J[1].grid};
-            uint32_t *const xs[2] = {J[0].x, J[1].x};
-            const uint8_t *pp[2] = {J[0].p, J[1].p};
-            const uint8_t *const end[2] = {J[0].end, J[1].end};
-            const uint32_t nps[2] = {k[0] * m->c, k[1] * m->c};
-            uint32_t vmax[2] = {0, 0}, eor[2] = {0, 0};
-            rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
-            if (rc == 0) rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
-            for (int i = 0; i < 2; i++) {
-                J[i].p = pp[i];
-                J[i].vmax = vmax[i];
-                J[i].eor = eor[i];
-            }
-        }
-        if (rc == 0) {
-            for (int i = 0; i < 2; i++) st[i] = ic_end(&J[i], 0, k[i], h, w, idx[i], sb[i], &why[i]);
-            return st[0] != APD_OK ? st[0] : st[1];
-        }
-        /* a body that is damaged in its fixed part or runs out: decode each record alone,
-           which gives each its own status and reason */
-        for (int i = 0; i < 2; i++)
-            if (J[i].scratch && J[i].scratch != sb[i]) free(J[i].scratch);
-    }
+    if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2) &&
+        decode_lockstep(m, 2, body, len, k, h, w, pal, idx, st, why) == 0)
+        return first_bad(st, 2);
+    /* a body that is damaged in its fixed part or runs out: decode each record alone,
+       which gives each its own status and reason */
 #endif
     for (int i = 0; i < 2; i++)
         st[i] = apd__icode_decode_impl(impl, m, body[i], len[i], k[i], h, w, pal[i], idx[i], &why[i]);
-    return st[0] != APD_OK ? st[0] : st[1];
+    return first_bad(st, 2);
+}
+
+int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
+                        const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
+                        apd_status *st, const char **why)
+{
+#ifdef IC_X86
+    if (n % 2 == 0 && n <= 2 * IC_MAXZ && ic_avx512())
+        return decode_lockstep(m, n, body, len, k, h, w, pal, idx, st, why);
+#endif
+    (void)m, (void)body, (void)len, (void)k, (void)h, (void)w, (void)pal, (void)idx, (void)st, (void)why;
+    return -1;
+}
+
+apd_status apd__icode_decoden(int impl, const apd__imodel *m, uint32_t n, const uint8_t *const *body,
+                              const size_t *len, const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal,
+                              uint8_t *const *idx, apd_status *st, const char **why)
+{
+#ifdef IC_X86
+    if (impl != APD__IMPL_SCALAR && apd__icode_lockstep(m, n, body, len, k, h, w, pal, idx, st, why) == 0)
+        return first_bad(st, n);
+#endif
+    uint32_t i = 0;
+    for (; i + 1 < n; i += 2)
+        apd__icode_decode2(impl, m, body + i, len + i, k + i, h, w, pal + i, idx + i, st + i, why + i);
+    if (i < n) st[i] = apd__icode_decode_impl(impl, m, body[i], len[i], k[i], h, w, pal[i], idx[i], &why[i]);
+    return first_bad(st, n);
 }
 
 /* ---- writer side ------------------------------------------------------------------------ */

@@ -94,11 +94,27 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
  * two independent dependency chains in one loop: 1.7-1.9x the images/s of one record per
  * call at 32x32 (the single decoder is latency-bound, see docs/index-coding.md). A damaged body (a fixed part
  * that fails its checks or a stream that runs out) makes both records go through the single
- * decoder. Meant for batch readers; needs two 16 KiB stack buffers. */
+ * decoder. Meant for batch readers; needs 32 KiB of stack (the scratch of images larger than
+ * about 56x56 comes from malloc). */
 apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *const body[2],
                               const size_t len[2], const uint32_t k[2], uint32_t h, uint32_t w,
                               uint8_t *const pal[2], uint8_t *const idx[2], apd_status st[2],
                               const char *why[2]);
+/* n records at once (any n >= 1), each exactly as apd__icode_decode_impl would decode it
+ * (as apd__icode_decode2; returns the first st[i] that is not APD_OK). With AVX-512 (F, BW,
+ * VL) and an even n <= 8, two records share one 16-lane register set and the n/2 sets run
+ * in lockstep; otherwise pairs go through apd__icode_decode2. Needs 32 KiB of stack. */
+apd_status apd__icode_decoden(int impl, const apd__imodel *m, uint32_t n, const uint8_t *const *body,
+                              const size_t *len, const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal,
+                              uint8_t *const *idx, apd_status *st, const char **why);
+/* The AVX-512 lockstep decoder of apd__icode_decoden alone (n = 2 or 4): 0 with st[] and the
+ * outputs set, or -1 without it (no AVX-512, another n, a damaged fixed part or a stream
+ * that runs out: apd__icode_decoden then decodes the records alone). For tests. */
+int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
+                        const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
+                        apd_status *st, const char **why);
+/* What apd__icode_decoden runs on this CPU (for benchmark reports). */
+const char *apd__icode_batch_kernel(void);
 /* 1 if impl (APD__IMPL_*) has an index decoder on this CPU. */
 int apd__icode_impl_available(int impl);
 

@@ -465,6 +465,13 @@ static void dctx_put(apd_reader *r, ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
+/* A body that does not decode: the message names record, chunk and reason. */
+static apd_status body_fail(apd_reader *r, uint64_t i, apd_status s, const char *why)
+{
+    return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
+                 (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+}
+
 /* Uncompressed body of rec: either rec->body itself or *owned (malloc'd, caller frees).
  * *bits is the index width of the body: the file's bits, or 8 for a coded record (format
  * 1.1), whose indices come out one per byte (no repacking). */
@@ -480,8 +487,7 @@ static apd_status body_of(apd_reader *r, uint64_t i, const apd__rec *rec, const 
         apd_status s = apd__coded_body(&r->g, rec, tmp, &why);
         if (s) {
             free(tmp);
-            return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                         (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
+            return body_fail(r, i, s, why);
         }
         *body = tmp;
         *owned = tmp;
@@ -524,6 +530,52 @@ static apd__geom body_geom(const apd__geom *g, uint32_t bits)
     return b;
 }
 
+/* Where a decode writes: uint8 in layout (f32 = 0), or normalised float32 CHW (f32 = 1). */
+typedef struct out_spec {
+    int f32;
+    apd_layout layout;
+    const float *mean, *std;
+} out_spec;
+
+/* The pixels of a record from its uncompressed body (index width bits) into out (uint8_t *
+ * or float *, as o says); the label on success. */
+static apd_status emit(apd_reader *r, uint64_t i, const apd__rec *rec, const uint8_t *body, uint32_t bits,
+                       const out_spec *o, void *out, uint32_t *label)
+{
+    const char *why = "";
+    apd_status s = APD_OK;
+    if (!o->f32) {
+        apd__geom bg = body_geom(&r->g, bits);
+        s = apd__body_decode(&bg, rec->k, body, o->layout, out, &why);
+    } else if (r->g.kind == APD_KIND_PALETTE) {
+        if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec->k * r->g.c, r->g.npix, bits, body, rec->k,
+                                r->g.c, o->mean, o->std, out) != 0) {
+            s = APD_ECORRUPT;
+            why = "index >= record palette size or nonzero padding bits";
+        }
+    } else {
+        for (uint32_t ch = 0; ch < r->g.c; ch++)
+            apd__u8_norm_f32(APD__IMPL_AUTO, body + ch * r->g.npix, r->g.npix, o->mean[ch], o->std[ch],
+                             (float *)out + ch * r->g.npix);
+    }
+    if (s) return body_fail(r, i, s, why);
+    if (label) *label = rec->label;
+    return APD_OK;
+}
+
+/* One located record (rec) to its output: body (zstd, coded or as stored), then emit. */
+static apd_status decode_rec(apd_reader *r, uint64_t i, const apd__rec *rec, const out_spec *o, void *out,
+                             uint32_t *label)
+{
+    const uint8_t *body;
+    uint8_t *owned;
+    uint32_t bits;
+    APD_TRY(body_of(r, i, rec, &body, &owned, &bits));
+    apd_status s = emit(r, i, rec, body, bits, o, out, label);
+    free(owned);
+    return s;
+}
+
 apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8_t *out,
                              size_t out_len, uint32_t *label)
 {
@@ -534,19 +586,8 @@ apd_status apd_reader_decode(apd_reader *r, uint64_t i, apd_layout layout, uint8
                      (unsigned long long)i, out_len, need);
     apd__rec rec;
     APD_TRY(get_record(r, i, &rec));
-    const uint8_t *body;
-    uint8_t *owned;
-    uint32_t bits;
-    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
-    const char *why = "";
-    apd__geom bg = body_geom(&r->g, bits);
-    apd_status s = apd__body_decode(&bg, rec.k, body, layout, out, &why);
-    free(owned);
-    if (s)
-        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk), why);
-    if (label) *label = rec.label;
-    return APD_OK;
+    const out_spec o = {0, layout, NULL, NULL};
+    return decode_rec(r, i, &rec, &o, out, label);
 }
 
 /* Same record checks as apd_reader_decode (get_record: chunk table, record CRC-32C through
@@ -563,27 +604,114 @@ apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout layout,
                      (unsigned long long)i, out_len, need);
     apd__rec rec;
     APD_TRY(get_record(r, i, &rec));
-    const uint8_t *body;
-    uint8_t *owned;
-    uint32_t bits;
-    APD_TRY(body_of(r, i, &rec, &body, &owned, &bits));
-    apd_status s = APD_OK;
-    if (r->g.kind == APD_KIND_PALETTE) {
-        if (apd__pal_decode_f32(APD__IMPL_AUTO, body + (size_t)rec.k * r->g.c, r->g.npix,
-                                bits, body, rec.k, r->g.c, mean, std, out) != 0)
-            s = APD_ECORRUPT;
-    } else {
-        for (uint32_t ch = 0; ch < r->g.c; ch++)
-            apd__u8_norm_f32(APD__IMPL_AUTO, body + ch * r->g.npix, r->g.npix, mean[ch], std[ch],
-                             out + ch * r->g.npix);
+    const out_spec o = {1, layout, mean, std};
+    return decode_rec(r, i, &rec, &o, out, label);
+}
+
+/* ---- batches: coded records four at a time --------------------------------------------- */
+
+/* Coded records decoded together (apd__icode_decoden: with AVX-512 two records per 16-lane
+ * register set and two sets in lockstep, 2.1-2.3x the images/s of one record per call). */
+#define BATCH_GROUP 4u
+/* A group's working memory per record on the stack: palette + 8-bit indices. */
+#define BATCH_STACK 4096u
+
+/* n <= BATCH_GROUP coded records (ids id[q], located in rec[q]) decoded together, then
+ * emitted; st[q] their statuses (each exactly what decode_rec would return). */
+static void decode_group(apd_reader *r, uint32_t n, const uint64_t *id, const apd__rec *rec, const out_spec *o,
+                         void *const *out, uint32_t *const *label, apd_status *st)
+{
+    size_t per = (size_t)APD_MAX_COLORS * r->g.c + r->g.npix;
+    uint8_t sbuf[BATCH_GROUP][BATCH_STACK];
+    uint8_t *heap = per <= BATCH_STACK ? NULL : malloc(n * per);
+    if (per > BATCH_STACK && !heap) {
+        for (uint32_t q = 0; q < n; q++)
+            st[q] = rfail(r, APD_ENOMEM, 0, "record %llu: out of memory", (unsigned long long)id[q]);
+        return;
     }
-    free(owned);
-    if (s)
-        return rfail(r, s, 0, "record %llu (chunk %llu key %016llx): %s", (unsigned long long)i,
-                     (unsigned long long)(i / r->hdr.per_chunk), (unsigned long long)(i / r->hdr.per_chunk),
-                     "index >= record palette size or nonzero padding bits");
-    if (label) *label = rec.label;
+    const uint8_t *body[BATCH_GROUP] = {NULL};
+    size_t len[BATCH_GROUP] = {0};
+    uint32_t k[BATCH_GROUP] = {0};
+    uint8_t *pal[BATCH_GROUP] = {NULL}, *idx[BATCH_GROUP] = {NULL};
+    const char *why[BATCH_GROUP] = {NULL};
+    for (uint32_t q = 0; q < n; q++) {
+        body[q] = rec[q].body;
+        len[q] = rec[q].body_len;
+        k[q] = rec[q].k;
+        pal[q] = heap ? heap + q * per : sbuf[q];
+        idx[q] = pal[q] + (size_t)k[q] * r->g.c;
+        why[q] = "";
+    }
+    apd__icode_decoden(APD__IMPL_AUTO, r->imodel, n, body, len, k, r->g.h, r->g.w, pal, idx, st, why);
+    for (uint32_t q = 0; q < n; q++)
+        st[q] = st[q] ? body_fail(r, id[q], st[q], why[q]) : emit(r, id[q], &rec[q], pal[q], 8, o, out[q], label[q]);
+    free(heap);
+}
+
+/* The batch loop shared by both outputs: records in order; coded records are collected and
+ * decoded BATCH_GROUP at a time by decode_group (the rest of them at the end), every other
+ * record at once by decode_rec. out_stride in bytes. */
+static apd_status decode_batch(apd_reader *r, const uint64_t *ids, size_t n, const out_spec *o, uint8_t *out,
+                               size_t out_stride, uint32_t *labels, apd_status *st)
+{
+    apd__rec grec[BATCH_GROUP];
+    uint64_t gid[BATCH_GROUP];
+    void *gout[BATCH_GROUP];
+    uint32_t *glab[BATCH_GROUP];
+    size_t gpos[BATCH_GROUP];
+    apd_status gst[BATCH_GROUP];
+    uint32_t ng = 0;
+    int group_ok = r->imodel != NULL && r->g.kind == APD_KIND_PALETTE;
+    for (size_t j = 0; j <= n; j++) {
+        if (j < n) {
+            apd__rec rec;
+            st[j] = get_record(r, ids[j], &rec);
+            if (st[j] != APD_OK) continue;
+            if (!group_ok || !(rec.flags & APD__RFLAG_ICODE)) {
+                st[j] = decode_rec(r, ids[j], &rec, o, out + j * out_stride, labels ? labels + j : NULL);
+                continue;
+            }
+            grec[ng] = rec;
+            gid[ng] = ids[j];
+            gout[ng] = out + j * out_stride;
+            glab[ng] = labels ? labels + j : NULL;
+            gpos[ng++] = j;
+        }
+        if (ng == BATCH_GROUP || (j == n && ng > 0)) {
+            decode_group(r, ng, gid, grec, o, gout, glab, gst);
+            for (uint32_t q = 0; q < ng; q++) st[gpos[q]] = gst[q];
+            ng = 0;
+        }
+    }
+    for (size_t j = 0; j < n; j++)
+        if (st[j] != APD_OK) return st[j];
     return APD_OK;
+}
+
+apd_status apd_reader_decode_batch(apd_reader *r, const uint64_t *ids, size_t n, apd_layout layout,
+                                   uint8_t *out, size_t out_stride, uint32_t *labels, apd_status *status)
+{
+    if (!r || (n && (!ids || !out || !status)) || (layout != APD_LAYOUT_HWC && layout != APD_LAYOUT_CHW))
+        return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_stride < need)
+        return rfail(r, APD_EBUFSIZE, 0, "batch: output stride %zu bytes, need %zu", out_stride, need);
+    const out_spec o = {0, layout, NULL, NULL};
+    return decode_batch(r, ids, n, &o, out, out_stride, labels, status);
+}
+
+apd_status apd_reader_decode_f32_batch(apd_reader *r, const uint64_t *ids, size_t n, apd_layout layout,
+                                       const float *mean, const float *std, float *out, size_t out_stride,
+                                       uint32_t *labels, apd_status *status)
+{
+    if (!r || (n && (!ids || !out || !status)) || !mean || !std || layout != APD_LAYOUT_CHW)
+        return APD_EINVAL;
+    size_t need = r->g.npix * r->g.c;
+    if (out_stride < need)
+        return rfail(r, APD_EBUFSIZE, 0, "batch: output stride %zu floats, need %zu", out_stride, need);
+    if (out_stride > SIZE_MAX / sizeof(float)) return APD_EINVAL;
+    const out_spec o = {1, layout, mean, std};
+    return decode_batch(r, ids, n, &o, (uint8_t *)out, out_stride * sizeof(float), labels, status);
 }
 
 /* Prefetch hint (apd/format.h): the record's slot in its chunk's offset table (body = 0) or

@@ -208,6 +208,79 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
     }
 }
 
+/* Records per call of the source's decode_batch: enough to group the index-coded records
+ * (the reader decodes them four at a time) and to prefetch the next group meanwhile; small
+ * enough that a group's records stay in L1/L2 between the prefetch and the decode. */
+#define LD_GROUP 16u
+
+/* The batch call's output mode for this loader, or -1 when records go one at a time
+ * (labels only, the use_records path, a source without decode_batch, or float output from a
+ * source whose floats come from the two-pass path). */
+static int batch_mode(const apd_loader *l, const ld_job *j)
+{
+    const apd__loader_source *src = &l->src;
+    if (!j->img || !src->decode_batch || (src->palette && src->use_records)) return -1;
+    switch (l->o.output) {
+    case APD_OUT_U8_HWC: return 0;
+    case APD_OUT_U8_CHW: return 1;
+    default: return src->decode_f32 ? 2 : -1;
+    }
+}
+
+/* Record the outcome of image i (status st, message msg) in j and the chunk's first error. */
+static void chunk_note(const apd_loader *l, ld_job *j, uint32_t i, apd_status st, uint32_t lab, const char *msg,
+                       apd_status *first, uint32_t *first_at, char *first_msg, size_t cap)
+{
+    j->lab[i] = (int64_t)lab;
+    j->bad[i] = 0;
+    if (st == APD_OK) return;
+    if (l->o.skip_corrupt && is_data_error(st)) {
+        j->bad[i] = 1;
+        return;
+    }
+    if (*first != APD_OK) return;
+    *first = st;
+    *first_at = i;
+    if (msg[0])
+        snprintf(first_msg, cap, "%s", msg);
+    else
+        snprintf(first_msg, cap, "%s: record %llu: %s", l->path, (unsigned long long)j->rec[i], apd_strerror(st));
+}
+
+/* Images [a, b) of job j in groups of LD_GROUP through the source's decode_batch; a record
+ * that fails is decoded again alone, which gives its message (and the same status). */
+static void run_groups(apd_loader *l, ld_scratch *s, ld_job *j, uint32_t a, uint32_t b, int mode, apd_status *first,
+                       uint32_t *first_at, char *first_msg, size_t cap)
+{
+    const apd__loader_source *src = &l->src;
+    uint32_t labs[LD_GROUP];
+    apd_status sts[LD_GROUP];
+    char msg[512];
+    for (uint32_t g = a; g < b; g += LD_GROUP) {
+        uint32_t n = b - g < LD_GROUP ? b - g : LD_GROUP;
+        if (src->prefetch) { /* stage 1 one group ahead, stage 0 two groups ahead */
+            if (g == a)
+                for (uint32_t i = g; i < b && i < g + 2 * LD_GROUP; i++) src->prefetch(src->ctx, j->rec[i], i < g + n);
+            for (uint32_t i = g + n; i < b && i < g + n + LD_GROUP; i++) src->prefetch(src->ctx, j->rec[i], 1);
+            for (uint32_t i = g + n + LD_GROUP; i < b && i < g + n + 2 * LD_GROUP; i++)
+                src->prefetch(src->ctx, j->rec[i], 0);
+        }
+        memset(labs, 0, sizeof labs);
+        src->decode_batch(src->ctx, j->rec + g, n, mode, l->mean, l->std, j->img + (size_t)g * l->img_bytes,
+                          l->img_bytes, labs, sts);
+        for (uint32_t q = 0; q < n; q++) {
+            apd_status st = sts[q];
+            msg[0] = 0;
+            if (st != APD_OK) {
+                labs[q] = 0;
+                st = decode_one(l, s, j->rec[g + q], j->img + (size_t)(g + q) * l->img_bytes, &labs[q], msg,
+                                sizeof msg);
+            }
+            chunk_note(l, j, g + q, st, labs[q], msg, first, first_at, first_msg, cap);
+        }
+    }
+}
+
 /* Decode chunk `ch` of job j (no lock held). Errors are merged into j under the lock. */
 static void run_chunk(apd_loader *l, ld_scratch *s, ld_job *j, uint32_t ch)
 {
@@ -218,32 +291,22 @@ static void run_chunk(apd_loader *l, ld_scratch *s, ld_job *j, uint32_t ch)
     char msg[512];
     char first_msg[512];
     first_msg[0] = 0;
-    for (uint32_t i = a; i < b; i++) {
-        uint32_t lab = 0;
-        msg[0] = 0;
-        uint8_t *dst = j->img ? j->img + (size_t)i * l->img_bytes : NULL;
-        /* Hide the shuffled records' memory latency (offset slot, then record bytes). */
-        if (dst && l->src.prefetch) {
-            uint32_t a1 = i + PREFETCH_AHEAD, a2 = i + 2 * PREFETCH_AHEAD;
-            if (a2 < b) l->src.prefetch(l->src.ctx, j->rec[a2], 0);
-            if (a1 < b) l->src.prefetch(l->src.ctx, j->rec[a1], 1);
-        }
-        apd_status st = decode_one(l, s, j->rec[i], dst, &lab, msg, sizeof msg);
-        j->lab[i] = (int64_t)lab;
-        j->bad[i] = 0;
-        if (st == APD_OK) continue;
-        if (l->o.skip_corrupt && is_data_error(st)) {
-            j->bad[i] = 1;
-            continue;
-        }
-        if (first == APD_OK) {
-            first = st;
-            first_at = i;
-            if (msg[0])
-                snprintf(first_msg, sizeof first_msg, "%s", msg);
-            else
-                snprintf(first_msg, sizeof first_msg, "%s: record %llu: %s", l->path,
-                         (unsigned long long)j->rec[i], apd_strerror(st));
+    int mode = batch_mode(l, j);
+    if (mode >= 0) {
+        run_groups(l, s, j, a, b, mode, &first, &first_at, first_msg, sizeof first_msg);
+    } else {
+        for (uint32_t i = a; i < b; i++) {
+            uint32_t lab = 0;
+            msg[0] = 0;
+            uint8_t *dst = j->img ? j->img + (size_t)i * l->img_bytes : NULL;
+            /* Hide the shuffled records' memory latency (offset slot, then record bytes). */
+            if (dst && l->src.prefetch) {
+                uint32_t a1 = i + PREFETCH_AHEAD, a2 = i + 2 * PREFETCH_AHEAD;
+                if (a2 < b) l->src.prefetch(l->src.ctx, j->rec[a2], 0);
+                if (a1 < b) l->src.prefetch(l->src.ctx, j->rec[a1], 1);
+            }
+            apd_status st = decode_one(l, s, j->rec[i], dst, &lab, msg, sizeof msg);
+            chunk_note(l, j, i, st, lab, msg, &first, &first_at, first_msg, sizeof first_msg);
         }
     }
     if (first != APD_OK) {

@@ -42,6 +42,14 @@ typedef struct apd__loader_source {
     apd_status (*decode_f32)(void *ctx, uint64_t i, const float *mean, const float *std,
                              float *out, size_t out_len, uint32_t *label, char *msg,
                              size_t msg_len);
+    /* Optional (may be NULL): records ids[0..n) in one call, each exactly as decode() (mode
+     * 0: HWC, 1: CHW) or decode_f32() (mode 2, with mean/std) gives it: record q at
+     * out + q*stride bytes, its label in labels[q], its status in st[q]; no message (the
+     * loader asks decode()/decode_f32() again for a record that failed). Files:
+     * apd_reader_decode_batch / _f32_batch, which decode index-coded records four at a time. */
+    void (*decode_batch)(void *ctx, const uint64_t *ids, uint32_t n, int mode, const float *mean,
+                         const float *std, void *out, size_t stride, uint32_t *labels,
+                         apd_status *st);
     /* Optional (may be NULL): a hint that record i will be decoded soon, in two stages
      * (files: stage 0 prefetches the record's offset-table slot, stage 1 the record's bytes).
      * The loader calls stage 0 2*PREFETCH_AHEAD and stage 1 PREFETCH_AHEAD records ahead of

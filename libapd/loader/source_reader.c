@@ -4,7 +4,9 @@
  * indices and looks up the palette in one pass); float32 CHW output goes through
  * apd_reader_decode_f32 (same checks, the palette normalised once per record and gathered
  * by the same unpack, no uint8 intermediate; bit-identical to decoding to uint8 and
- * converting). rd_prefetch lets the loader prefetch upcoming (shuffled) records. The path
+ * converting). The loader decodes its batches through rd_decode_batch (the reader's batch
+ * calls: index-coded records four at a time, in lockstep). rd_prefetch lets the loader
+ * prefetch upcoming (shuffled) records. The path
  * through apd_reader_record (palette + separately unpacked indices, then the same kernels at
  * 8 bits per index) is kept for sources that set use_records; bench/loader measured it
  * slower on files because of the separate unpack.
@@ -70,6 +72,17 @@ static apd_status rd_decode_f32(void *ctx, uint64_t i, const float *mean, const 
     apd_status st = apd_reader_decode_f32(x->r, i, APD_LAYOUT_CHW, mean, std, out, out_len, label);
     if (st != APD_OK) rd_msg(x, i, st, msg, len);
     return st;
+}
+
+static void rd_decode_batch(void *ctx, const uint64_t *ids, uint32_t n, int mode, const float *mean,
+                            const float *std, void *out, size_t stride, uint32_t *labels, apd_status *st)
+{
+    rd_ctx *x = ctx;
+    if (mode == 2)
+        apd_reader_decode_f32_batch(x->r, ids, n, APD_LAYOUT_CHW, mean, std, out, stride / sizeof(float),
+                                    labels, st);
+    else
+        apd_reader_decode_batch(x->r, ids, n, mode ? APD_LAYOUT_CHW : APD_LAYOUT_HWC, out, stride, labels, st);
 }
 
 static void rd_prefetch(void *ctx, uint64_t i, int stage)
@@ -139,6 +152,7 @@ apd_status apd_loader_open(apd_loader **out, const char *path, const apd_loader_
     s.label = rd_label;
     s.decode = rd_decode;
     s.decode_f32 = rd_decode_f32;
+    s.decode_batch = rd_decode_batch;
     s.prefetch = rd_prefetch;
     s.record = s.palette ? rd_record : NULL;
     x->n_classes = fi.n_classes;

@@ -305,6 +305,116 @@ START_TEST(two_records_lockstep)
 }
 END_TEST
 
+/* apd__icode_decoden (two records per 16-lane register set, two sets in lockstep, with
+ * AVX-512; pairs otherwise) against the one-record decoder on every K 1..256, n = 1..5
+ * records of different k, every small geometry and 32x32: the same palettes, indices and
+ * statuses; then each position in turn gets a body one word short or a state below 2^16,
+ * and only that record fails, with the single decoder's status. */
+START_TEST(n_records_lockstep)
+{
+    enum { NMAX = 5 };
+    apd__rng r;
+    apd__rng_seed(&r, 4242, 0);
+    size_t maxpix = 32 * 32, cap = 4 * maxpix + 4096;
+    uint8_t *pal[NMAX], *idx[NMAX], *body[NMAX], *rp[NMAX], *ri[NMAX], *sp = malloc(768), *si = malloc(maxpix);
+    for (int i = 0; i < NMAX; i++) {
+        pal[i] = malloc(768);
+        idx[i] = malloc(maxpix);
+        body[i] = malloc(cap);
+        rp[i] = malloc(768);
+        ri[i] = malloc(maxpix);
+    }
+    apd__icounts *ct = malloc(sizeof *ct);
+    apd__imodel *m = malloc(sizeof *m);
+    uint64_t groups = 0, damaged = 0, lockstep = 0;
+    for (uint32_t k = 1; k <= 256; k++) {
+        uint32_t c = k % 2 ? 3 : 1, s = k % 4, h = sizes[s][0], w = sizes[s][1], kk[NMAX];
+        apd__icounts_init(ct, c, apd_bits_for_k(k));
+        for (int i = 0; i < NMAX; i++) {
+            kk[i] = i == 0 ? k : 1 + (uint32_t)apd__rng_below(&r, k);
+            smooth_image(&r, kk[i], c, h, w, pal[i], idx[i]);
+            apd__icounts_add(ct, pal[i], kk[i], idx[i], h, w);
+        }
+        ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+        size_t len[NMAX];
+        for (int i = 0; i < NMAX; i++) {
+            len[i] = apd__icode_encode(m, pal[i], kk[i], idx[i], h, w, body[i], cap);
+            ck_assert_uint_ge(len[i], APD__IC_STATES);
+        }
+        for (uint32_t n = 1; n <= NMAX; n++)
+            for (int impl = APD__IMPL_AUTO; impl <= APD__IMPL_SCALAR; impl++) {
+                apd_status st[NMAX];
+                const char *why[NMAX];
+                for (uint32_t i = 0; i < n; i++) {
+                    memset(rp[i], 0xEE, 768);
+                    memset(ri[i], 0xEE, maxpix);
+                    why[i] = "";
+                }
+                ck_assert_msg(apd__icode_decoden(impl, m, n, (const uint8_t *const *)body, len, kk, h, w, rp, ri, st,
+                                                 why) == APD_OK,
+                              "k %u n %u impl %d: %s", k, n, impl, why[0]);
+                for (uint32_t i = 0; i < n; i++) {
+                    ck_assert_int_eq(st[i], APD_OK);
+                    ck_assert_mem_eq(rp[i], pal[i], (size_t)kk[i] * c);
+                    ck_assert_mem_eq(ri[i], idx[i], (size_t)h * w);
+                }
+                groups++;
+                if ((n == 2 || n == 4) && impl == APD__IMPL_AUTO) {
+                    /* valid bodies: the lockstep path itself (no fallback) gives the records */
+                    int have = 0;
+#if defined(__x86_64__) || defined(__i386__)
+                    have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");
+#endif
+                    for (uint32_t i = 0; i < n; i++) memset(ri[i], 0xEE, maxpix);
+                    int rc = apd__icode_lockstep(m, n, (const uint8_t *const *)body, len, kk, h, w, rp, ri, st, why);
+                    if (have) {
+                        ck_assert_msg(rc == 0, "k %u n %u: the lockstep decoder fell back", k, n);
+                        for (uint32_t i = 0; i < n; i++) {
+                            ck_assert_int_eq(st[i], APD_OK);
+                            ck_assert_mem_eq(rp[i], pal[i], (size_t)kk[i] * c);
+                            ck_assert_mem_eq(ri[i], idx[i], (size_t)h * w);
+                        }
+                        lockstep++;
+                    }
+                }
+                /* damage record d: one word short (odd d) or lane 3's state below 2^16 (even d) */
+                for (uint32_t d = 0; d < n; d++) {
+                    size_t len2[NMAX];
+                    memcpy(len2, len, sizeof len2);
+                    uint8_t saved = body[d][4 * 3 + 2], saved3 = body[d][4 * 3 + 3];
+                    if (d % 2)
+                        len2[d] -= 2;
+                    else
+                        body[d][4 * 3 + 2] = body[d][4 * 3 + 3] = 0;
+                    const char *sw = "";
+                    apd_status want = apd__icode_decode_impl(APD__IMPL_SCALAR, m, body[d], len2[d], kk[d], h, w, sp, si,
+                                                             &sw);
+                    ck_assert_int_ne(want, APD_OK);
+                    ck_assert_int_eq(apd__icode_decoden(impl, m, n, (const uint8_t *const *)body, len2, kk, h, w, rp, ri,
+                                                        st, why),
+                                     want);
+                    for (uint32_t i = 0; i < n; i++) {
+                        ck_assert_int_eq(st[i], i == d ? want : APD_OK);
+                        if (i != d) ck_assert_mem_eq(ri[i], idx[i], (size_t)h * w);
+                    }
+                    body[d][4 * 3 + 2] = saved;
+                    body[d][4 * 3 + 3] = saved3;
+                    damaged++;
+                }
+            }
+        apd__imodel_free(m);
+    }
+    printf("n_records_lockstep: %llu groups of 1-5 records decoded exactly (max difference 0; %llu of them by the "
+           "AVX-512 lockstep path alone), %llu damaged groups failed only the damaged record\n",
+           (unsigned long long)groups, (unsigned long long)lockstep, (unsigned long long)damaged);
+    for (int i = 0; i < NMAX; i++) {
+        free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]);
+    }
+    free(sp); free(si); free(ct); free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("icode");
@@ -313,6 +423,7 @@ int main(void)
     tcase_add_test(tc, every_k_every_geometry);
     tcase_add_test(tc, every_bit_flip_detected);
     tcase_add_test(tc, two_records_lockstep);
+    tcase_add_test(tc, n_records_lockstep);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
