@@ -9,6 +9,7 @@
 #
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
+#                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -66,7 +67,7 @@ headline() {
   row "$tag-ipc$ipc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k"
   row "$tag-ipc$ipc-mc-random" "$input" "$test" --method random --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut
   row "$tag-ipc$ipc-dm" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" $DM
-  row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
+  row "$tag-ipc$ipc-autopalette" "$input" "$test" --method autopalette --palette network --ipc "$ipc" --colors "$k" --budget bits --init graphcut $DIST
   # attribution: DM on as many images as the budget gives palette images, then median cut
   row "$tag-ipc$ipc-dm-mc" "$input" "$test" --method dm --ipc "$ipc" --colors "$k" --budget bits --quantizer median-cut $DM
 }
@@ -75,16 +76,16 @@ headline() {
 ablation() {
   local tag=$1 input=$2 k=$3
   ab() { row "$tag-ab-$1" "$input" "$input" --ipc 10 --colors "$k" --budget images $DM "${@:2}"; }
-  ab ap --method autopalette --init graphcut $GC
-  ab no-lm --method autopalette --init graphcut --w-max 0 $GC
-  ab no-lb --method autopalette --init graphcut --w-balance 0 $GC
-  ab no-la --method autopalette --init graphcut --w-align 0 $GC
-  ab init-random --method autopalette --init random
+  ab ap --method autopalette --palette network --init graphcut $GC
+  ab no-lm --method autopalette --palette network --init graphcut --w-max 0 $GC
+  ab no-lb --method autopalette --palette network --init graphcut --w-balance 0 $GC
+  ab no-la --method autopalette --palette network --init graphcut --w-align 0 $GC
+  ab init-random --method autopalette --palette network --init random
   ab dm-median-cut --method dm --quantizer median-cut
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -94,7 +95,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -106,7 +107,7 @@ for g in $groups; do
     cifar1) headline cifar "cifar10:$CIFAR" "cifar10:$CIFAR" 1 64 ;;
     remedy)
       # AutoPalette as published (no remedy) vs the default remedy: what is stored and how it trains
-      row fmnist-ipc10-ap-remedy-none fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
+      row fmnist-ipc10-ap-remedy-none fashion-mnist fashion-mnist --method autopalette --palette network --ipc 10 --colors 16 \
         --budget bits --init graphcut --palette-remedy none $DIST ;;
     remedy-fmnist)
       # the remedy table: Fashion-MNIST IPC 10 (bits budget, 19 images per class), K 16, random
@@ -115,7 +116,7 @@ for g in $groups; do
         local name=$1; shift
         if [ -s "results/remedy/$name.log" ]; then echo "== remedy $name: done"; return; fi
         echo "== remedy $name: --palette-remedy $*"
-        "$BIN/apd-convert" --input fashion-mnist --split train --threads "$THREADS" --seed 0 --method autopalette \
+        "$BIN/apd-convert" --input fashion-mnist --split train --threads "$THREADS" --seed 0 --method autopalette --palette network \
           --ipc 10 --colors 16 --budget bits --init random --iters 25 --batch-real 16 --log-every 1 \
           --palette-remedy "$@" -o "$OUT/fmnist-remedy-$name.apd" --force > "results/remedy/$name.log.tmp" 2>&1 \
           && mv "results/remedy/$name.log.tmp" "results/remedy/$name.log"
@@ -135,7 +136,7 @@ for g in $groups; do
       rf 13-kmeans-init+task-scale-1e-3-DEFAULT kmeans-init+task-scale --task-scale 1e-3 ;;
     remedy-cifar)
       # the collapse remedies on CIFAR at K 64 (headline setting; the default is cifar-ipc10-autopalette)
-      rc() { row "cifar-ipc10-rem-$1" "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+      rc() { row "cifar-ipc10-rem-$1" "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --palette network --ipc 10 --colors 64 \
                --budget bits --init graphcut $DIST --palette-remedy "$2" "${@:3}"; }
       rc none none
       rc warmup-task-scale warmup+task-scale
@@ -148,18 +149,18 @@ for g in $groups; do
       # 256 a network trained on <= 256 images takes only 31 SGD steps, whatever their number
       le() { ( EPOCHS=300; RUNS=$1; shift; row "$@" ); }
       le 3 fmnist-ipc10-dm-e300 fashion-mnist fashion-mnist --method dm --ipc 10 --colors 16 $DM
-      le 3 fmnist-ipc10-autopalette-e300 fashion-mnist fashion-mnist --method autopalette --ipc 10 --colors 16 \
+      le 3 fmnist-ipc10-autopalette-e300 fashion-mnist fashion-mnist --method autopalette --palette network --ipc 10 --colors 16 \
         --budget bits --init graphcut $DIST
       le 3 fmnist-ipc10-mc-random-e300 fashion-mnist fashion-mnist --method random --ipc 10 --colors 16 \
         --budget bits --quantizer median-cut
       le 2 cifar-ipc10-dm-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $DM
-      le 2 cifar-ipc10-autopalette-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+      le 2 cifar-ipc10-autopalette-e300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --palette network --ipc 10 --colors 64 \
         --budget bits --init graphcut $DIST ;;
     long-distill)
       # CIFAR IPC 10 with 5x the DM iterations (300): does the gap over DM hold?
       LD="--iters 300 --batch-real $BATCH_REAL"
       row cifar-ipc10-dm-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 $LD
-      row cifar-ipc10-autopalette-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 10 --colors 64 \
+      row cifar-ipc10-autopalette-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --palette network --ipc 10 --colors 64 \
         --budget bits --init graphcut $LD $GC
       row cifar-ipc10-dm-mc-i300 "cifar10:$CIFAR" "cifar10:$CIFAR" --method dm --ipc 10 --colors 64 --budget bits \
         --quantizer median-cut $LD ;;
@@ -188,16 +189,28 @@ for g in $groups; do
       for k in $ks; do
         row "$ds-ipc$ipc-k$k-dm-mc" "$in" "$in" --method dm --ipc "$ipc" --colors "$k" --budget bits \
           --quantizer median-cut $DM
-        row "$ds-ipc$ipc-k$k-ap-stored" "$in" "$in" --method autopalette --palette stored --ipc "$ipc" \
-          --colors "$k" --budget bits --init graphcut $DIST
+        row "$ds-ipc$ipc-k$k-ap-stored" "$in" "$in" --method autopalette --ipc "$ipc" --colors "$k" \
+          --budget bits $DM
         row "$ds-ipc$ipc-k$k-ap-net" "$in" "$in" --method autopalette --palette network --ipc "$ipc" \
           --colors "$k" --budget bits --init graphcut $DIST
       done ;;
+    ksweep-why)
+      # CIFAR IPC 10: where the gain of stored palettes comes from. The image step scaled to
+      # the image count without the loss on the stored images (DM, then median cut), and the
+      # loss on the stored images without the scaled step; then the best K with 200 iterations.
+      in="cifar10:$CIFAR"
+      row cifar-ipc10-k4-dm-mc-lr-count "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
+        --quantizer median-cut --lr-img-rule count $DM
+      row cifar-ipc10-k8-ap-stored-lr-fixed "$in" "$in" --method autopalette --ipc 10 --colors 8 --budget bits \
+        --lr-img-rule fixed $DM
+      LD="--iters 200 --batch-real $BATCH_REAL"
+      row cifar-ipc10-k4-dm-mc-i200 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits --quantizer median-cut $LD
+      row cifar-ipc10-k4-ap-stored-i200 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits $LD ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)
       # an ImageNet-style folder of JPEG files (50 per class): AutoPalette and DM at IPC 10, K 64
-      row folder-ipc10-autopalette "folder:$FOLDER" "folder:$FOLDER" --method autopalette --ipc 10 --colors 64 \
+      row folder-ipc10-autopalette "folder:$FOLDER" "folder:$FOLDER" --method autopalette --palette network --ipc 10 --colors 64 \
         --budget bits --init graphcut $DIST
       row folder-ipc10-dm "folder:$FOLDER" "folder:$FOLDER" --method dm --ipc 10 --colors 64 $DM
       row folder-ipc10-random "folder:$FOLDER" "folder:$FOLDER" --method random --ipc 10 --colors 64 ;;
