@@ -496,13 +496,14 @@ bad:
 static const char *const distill_usage =
     "distillation (--method random|dm|autopalette; the method and its settings: docs/distill.md):\n"
     " every distillation method:\n"
-    "  --ipc N (10) --images-per-class N --init random|graphcut (autopalette: graphcut, else random)\n"
+    "  --ipc N (10) --images-per-class N --init random|graphcut (--palette network: graphcut, else random)\n"
     "  --colors K (16) --budget bits|paper|images|bytes (bits): K and the storage budget; random/dm\n"
     "                        store full-colour images and record the budget (with --quantizer they\n"
     "                        store its palette records). bytes: as many images as fit IPC full-colour\n"
     "                        images in the bytes the file really stores per class (measured with the\n"
     "                        writer's coding; docs/distill.md)\n"
-    "  --quantizer Q         random|dm only: store the images quantized by Q (palette records)\n"
+    "  --quantizer Q         random|dm: store the images quantized by Q (palette records);\n"
+    "                        autopalette --palette stored: the per-image quantizer (kmeans)\n"
     " dm and autopalette (the DM loop):\n"
     "  --iters N (200; reference 20000) --batch-real N (64; reference 256)\n"
     "  --lr-img F (1) --momentum-img F (0.5) --dsa STRATEGY (color_crop_cutout_flip_scale_rotate)\n"
@@ -511,10 +512,11 @@ static const char *const distill_usage =
     "  --log-every N (status line every N iterations; default iters/10)\n"
     "  --checkpoint FILE --checkpoint-every N --resume FILE\n"
     " autopalette:\n"
-    "  --palette network|stored  where the palettes come from (network):\n"
-    "                        network: the published palette network (options below);\n"
+    "  --palette stored|network  where the palettes come from (stored):\n"
     "                        stored: per-image palettes by --quantizer (kmeans) refitted every\n"
-    "                        iteration, the loss computed on the stored images (straight-through)\n"
+    "                        iteration, the DM loss on the stored images (straight-through),\n"
+    "                        the image step scaled to the image count (--lr-img-rule auto);\n"
+    "                        network: the published palette network (options below)\n"
     " autopalette --palette network:\n"
     "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
     "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
@@ -587,7 +589,7 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
         else if ((sc & SC_NET) && !dm && !graphcut)
             why = "applies only where a ConvNet runs (--method dm|autopalette, or --init graphcut)";
         else if ((sc & SC_GRAPHCUT) && !graphcut)
-            why = "applies only to the graph-cut init (--init graphcut, the default of --method autopalette)";
+            why = "applies only to the graph-cut init (--init graphcut; the default of --palette network)";
         else if ((sc & SC_WARMUP) && !(d->remedy & APD_REMEDY_WARMUP)) why = "applies only when --palette-remedy includes warmup";
         else if ((sc & SC_TASK_SCALE) && !(d->remedy & APD_REMEDY_TASK_SCALE))
             why = "applies only when --palette-remedy includes task-scale";
