@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The main job on the embedded default dataset (Fashion-MNIST from the Debian package
-# dataset-fashion-mnist): set-up, build, distil Fashion-MNIST with AutoPalette (DM + palette
-# network + colour-guided initialisation) at a CPU-sized schedule, describe the file, draw a
-# contact sheet, and measure what the stored images are worth (apd-eval on the real test
-# set). Output goes to out/ (override with APD_OUT=DIR).
+# dataset-fashion-mnist): set-up, build, distil Fashion-MNIST with AutoPalette at a CPU-sized
+# schedule, describe the file, draw a contact sheet, and measure what the stored images are
+# worth (apd-eval on the real test set). Output goes to out/ (override with APD_OUT=DIR).
 #
 # Setting: IPC 10 at K = 16 grey levels under the bits budget (19 images per class, 408 bytes
 # each, within the 7840 bytes of 10 full images per class); 200 DM iterations with real
-# batches of 32 (reference: 20000 x 256); selection network 1 epoch on 300 images per class
-# (reference: 50 epochs on all); palette collapse remedy k-means init + task-gradient scale
-# (the default, see results/RESULTS.md). apd-eval: 1 ConvNetD3 trained 30 epochs with DSA
-# (reference: 1000 epochs x 5). About 5 minutes on 2 idle cores (overrides: APD_ITERS,
-# APD_EVAL_EPOCHS, APD_EVAL_RUNS).
+# batches of 32 (reference: 20000 x 256); AutoPalette's default: per-image palettes refitted
+# at every iteration with the DM loss on the stored images, the image step scaled to the
+# image count, random real init (docs/distill.md; the published palette network is
+# --palette network). apd-eval: 1 ConvNetD3 trained 30 epochs with DSA (reference: 1000
+# epochs x 5). A few minutes on 2 idle cores (overrides: APD_ITERS, APD_EVAL_EPOCHS,
+# APD_EVAL_RUNS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
