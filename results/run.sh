@@ -10,6 +10,7 @@
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
+#                                  ksweep-long-eval
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -85,7 +86,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -95,7 +96,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -206,6 +207,13 @@ for g in $groups; do
       LD="--iters 200 --batch-real $BATCH_REAL"
       row cifar-ipc10-k4-dm-mc-i200 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits --quantizer median-cut $LD
       row cifar-ipc10-k4-ap-stored-i200 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits $LD ;;
+    ksweep-long-eval)
+      # the best K of the CIFAR IPC 10 sweep (K 4) with 300 evaluation epochs
+      in="cifar10:$CIFAR"
+      ( EPOCHS=300; row cifar-ipc10-k4-ap-stored-e300 "$in" "$in" --method autopalette --ipc 10 --colors 4 \
+          --budget bits $DM )
+      ( EPOCHS=300; row cifar-ipc10-k4-dm-mc-e300 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
+          --quantizer median-cut $DM ) ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)
