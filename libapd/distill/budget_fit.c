@@ -11,7 +11,7 @@
  * Two steps, both in apd_distill_run:
  *  1. estimate (before distilling, when the number of synthetic images must be fixed): a
  *     seeded sample of real images per class is quantized to K colours (the method's
- *     quantizer, median cut for autopalette, as its colour-guided init) and measured; the
+ *     quantizer: k-means for stored palettes, median cut for the palette network) and measured; the
  *     count is the largest that fits every class at that class's measured bytes per image;
  *  2. fit (after distilling): the synthetic records are measured; while a class's stored
  *     bytes plus its share of the shared tables exceed the budget, every class drops its last
@@ -141,7 +141,11 @@ apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err)
     apd_status s = APD_OK;
     if (!pal || !idx || !k_used || !labels || !sids || !per_class || !order || !im8)
         s = apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+    /* the quantizer that will make the records: the method's (stored palettes: k-means by
+     * default), else median cut (the palette network's colour-guided init) */
     apd_quantizer q = o->quantizer >= 0 ? (apd_quantizer)o->quantizer : APD_QUANT_MEDIAN_CUT;
+    if (o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED)
+        q = apd__distill_stored_quantizer(o);
     for (uint32_t cls = 0; s == APD_OK && cls < x->n_classes; cls++) {
         /* the class's image ids, ascending */
         uint64_t m = apd_distill_source_class_count(real, cls);
