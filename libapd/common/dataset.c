@@ -69,14 +69,16 @@ void apd__dhash_pixels(apd__dhash *d, const uint8_t *p, size_t len)
 {
     size_t i = 0;
     while (d->nt && i < len) { /* complete a word left open by the previous call */
-        d->tail[d->nt++] = p[i++];
+        d->tail[d->nt++ & 7u] = p[i++];
         if (d->nt == 8) {
             d->h = apd__mix64(d->h ^ apd__ld64(d->tail));
             d->nt = 0;
         }
     }
     for (; i + 8 <= len; i += 8) d->h = apd__mix64(d->h ^ apd__ld64(p + i));
-    for (; i < len; i++) d->tail[d->nt++] = p[i];
+    /* fewer than 8 bytes left and nt == 0 here; the mask only tells the compiler so (GCC 12
+     * at -O3 otherwise warns of an overflow it cannot rule out) */
+    for (; i < len; i++) d->tail[d->nt++ & 7u] = p[i];
 }
 
 void apd__dhash_finish(apd__dhash *d, const uint32_t *labels, uint64_t n, char out_hex[17])

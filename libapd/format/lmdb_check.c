@@ -349,7 +349,7 @@ static apd_status read_meta(lc *c, int i, uint64_t off, uint64_t *psize, uint64_
 static apd_status check_metas(lc *c, lc_db *main_db)
 {
     apd__lmdb_snap *s = c->s;
-    uint64_t ps[2], last[2], tx[2];
+    uint64_t ps[2] = {0, 0}, last[2] = {0, 0}, tx[2] = {0, 0}; /* set by read_meta; zeroed for GCC -O3 */
     lc_db mains[2];
     APD_TRY(read_meta(c, 0, 0, &ps[0], &last[0], &tx[0], &mains[0]));
     APD_TRY(read_meta(c, 1, ps[0], &ps[1], &last[1], &tx[1], &mains[1]));
