@@ -144,7 +144,7 @@ apd_status apd__budget_estimate(apd_distill_ctx *x, apd_err *err)
     /* the quantizer that will make the records: the method's (stored palettes: k-means by
      * default), else median cut (the palette network's colour-guided init) */
     apd_quantizer q = o->quantizer >= 0 ? (apd_quantizer)o->quantizer : APD_QUANT_MEDIAN_CUT;
-    if (o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED)
+    if (apd__distill_stored(o))
         q = apd__distill_stored_quantizer(o);
     for (uint32_t cls = 0; s == APD_OK && cls < x->n_classes; cls++) {
         /* the class's image ids, ascending */

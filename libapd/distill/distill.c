@@ -168,15 +168,13 @@ APD_API const char *apd_lr_rule_name(apd_lr_rule r) { return rlookup(k_lr_rules,
 APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o)
 {
     if (o->init_set) return o->init;
-    return o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_NETWORK ? APD_INIT_GRAPHCUT
-                                                                                         : APD_INIT_RANDOM;
+    return apd__distill_network(o) ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM;
 }
 
 apd_lr_rule apd__distill_lr_rule(const apd_distill_opts *o)
 {
     if (o->lr_img_rule != APD_LR_AUTO) return o->lr_img_rule;
-    return o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED ? APD_LR_COUNT
-                                                                                        : APD_LR_FIXED;
+    return apd__distill_stored(o) ? APD_LR_COUNT : APD_LR_FIXED;
 }
 
 float apd__distill_lr_img(const apd_distill_opts *o, uint64_t images_per_class)
@@ -309,7 +307,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
                        o->dsa_strategy, o->dsa_align_corners);
     }
-    if (o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED) {
+    if (apd__distill_stored(o)) {
         apd__dsb_printf(b, ",\"palette_mode\":\"stored\",\"palette\":\"per-image, fitted to each synthetic "
                           "image by the quantizer at every iteration\",\"quantizer\":\"%s\",\"task_loss_on\":"
                           "\"the stored images (8-bit palette + index map)\",\"gradient\":\"straight-through to "
@@ -537,7 +535,7 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
-    if (o->quantizer >= 0 && o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_NETWORK)
+    if (o->quantizer >= 0 && apd__distill_network(o))
         return apd__err_set(err, APD_EINVAL, "distill: a quantizer applies to autopalette only with palette mode "
                                              "stored (the palette network makes its own palettes)");
     APD_TRY(check_net_shape(real, o, err));

@@ -48,6 +48,16 @@ void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...) __attribu
 
 const char *apd__distill_init_name(apd_distill_init i);
 
+/* AutoPalette's two palette modes (apd_palette_mode); both are 0 for the other methods. */
+static inline int apd__distill_stored(const apd_distill_opts *o)
+{
+    return o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_STORED;
+}
+static inline int apd__distill_network(const apd_distill_opts *o)
+{
+    return o->method == APD_DISTILL_AUTOPALETTE && o->palette_mode == APD_PALETTE_NETWORK;
+}
+
 /* The real images of a run (source.c): an in-memory dataset or an .apd file. Both give the
  * labels and a per-class index in memory, and the images one at a time (apd__dsrc_image). */
 struct apd_distill_source {

@@ -231,6 +231,23 @@ static apd_status syn_backward(dm_state *s, uint32_t n)
 
 /* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
 
+/* One synthetic image (normalised floats, CHW) -> the 8-bit pixels a record stores. */
+static void syn_to_u8(const apd_distill_ctx *x, const float *xi, uint8_t *u8)
+{
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t q = 0; q < p; q++) u8[ch * p + q] = to_u8(xi[ch * p + q], x->mean[ch], x->std[ch]);
+}
+
+/* One palette record (palette + index map) -> its image, normalised floats (CHW). */
+static void palette_to_float(const dm_state *s, const uint8_t *pal, const uint8_t *idx, float *o)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t q = 0; q < p; q++) o[ch * p + q] = s->lut[ch][pal[idx[q] * x->c + ch]];
+}
+
 /* One synthetic image (normalised floats) -> its palette record: 8-bit pixels (the rounding
  * of the output records), the quantizer at K colours with the record's seed, indices
  * compacted later. The same function makes the loss's images and the stored records. */
@@ -238,9 +255,7 @@ static apd_status quantize_syn(const dm_state *s, const float *xi, uint64_t i, u
                                uint8_t *idx, uint32_t *k_used)
 {
     const apd_distill_ctx *x = s->x;
-    size_t p = (size_t)x->h * x->w;
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (size_t q = 0; q < p; q++) u8[ch * p + q] = to_u8(xi[ch * p + q], x->mean[ch], x->std[ch]);
+    syn_to_u8(x, xi, u8);
     memset(pal, 0, (size_t)x->k * x->c);
     return apd_quantize_image(s->qz, u8, x->c, x->h, x->w, x->k, apd__mix64(x->seed ^ i), pal, idx, k_used);
 }
@@ -258,14 +273,10 @@ static void qloop_image(void *vctx, uint32_t t, uint32_t thread)
     const qloop_ctx *cx = vctx;
     const dm_state *s = cx->s;
     const apd_distill_ctx *x = s->x;
-    size_t p = (size_t)x->h * x->w;
     uint8_t *u8 = s->qscr + (size_t)thread * s->qscr_unit, *pal = u8 + s->img, *idx = pal + (size_t)x->k * x->c;
     uint32_t used;
     cx->st[t] = quantize_syn(s, cx->xs + (size_t)t * s->img, cx->first + t, u8, pal, idx, &used);
-    if (cx->st[t] != APD_OK) return;
-    float *o = cx->out + (size_t)t * s->img;
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (size_t q = 0; q < p; q++) o[ch * p + q] = s->lut[ch][pal[idx[q] * x->c + ch]];
+    if (cx->st[t] == APD_OK) palette_to_float(s, pal, idx, cx->out + (size_t)t * s->img);
 }
 
 /* s->syn_q = the stored images of class cls's synthetic images xs (decoded to floats). */
@@ -737,6 +748,23 @@ static uint32_t compact(uint8_t *pal, uint8_t *idx, uint32_t k, uint32_t c, size
     return n;
 }
 
+typedef struct rec_ctx {
+    const dm_state *s;
+    apd_distill_result *res;
+    apd_status *st; /* per image */
+} rec_ctx;
+
+static void rec_image(void *vctx, uint32_t i, uint32_t thread)
+{
+    const rec_ctx *cx = vctx;
+    const dm_state *s = cx->s;
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    cx->st[i] = quantize_syn(s, s->syn + (size_t)i * s->img, i, s->qscr + (size_t)thread * s->qscr_unit,
+                             cx->res->palettes + (size_t)i * x->k * x->c, cx->res->indices + (size_t)i * p,
+                             &cx->res->k_used[i]);
+}
+
 static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *err)
 {
     apd_distill_ctx *x = s->x;
@@ -748,11 +776,7 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
         res->kind = APD_KIND_DIRECT;
         res->pixels = xmalloc(N, img, &fail);
         if (fail) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-        for (uint64_t i = 0; i < N; i++)
-            for (uint32_t ch = 0; ch < x->c; ch++)
-                for (size_t q = 0; q < p; q++)
-                    res->pixels[i * img + ch * p + q] =
-                        to_u8(s->syn[i * img + ch * p + q], x->mean[ch], x->std[ch]);
+        for (uint64_t i = 0; i < N; i++) syn_to_u8(x, s->syn + i * img, res->pixels + i * img);
         return APD_OK;
     }
     res->kind = APD_KIND_PALETTE;
@@ -778,18 +802,20 @@ static apd_status make_records(dm_state *s, apd_distill_result *res, apd_err *er
             }
         }
     } else {
-        uint8_t *tmp = malloc(img);
-        if (!tmp) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
-        for (uint64_t i = 0; i < N; i++) {
-            uint8_t *pal = res->palettes + i * x->k * x->c;
-            apd_status st = quantize_syn(s, s->syn + i * img, i, tmp, pal, res->indices + i * p, &res->k_used[i]);
-            if (st != APD_OK) {
-                free(tmp);
-                return apd__err_set(err, st, "distill: quantizing synthetic image %llu failed",
-                                    (unsigned long long)i);
+        /* the quantizer of the loop (stored palettes), image by image on the pool: each
+         * image's seed is its index, so the bytes do not depend on the threads */
+        apd_status *st = malloc((size_t)N * sizeof *st);
+        if (!st) return apd__err_set(err, APD_ENOMEM, "distill: out of memory");
+        rec_ctx rc = {s, res, st};
+        apd_pool_run(s->pool, (uint32_t)N, rec_image, &rc);
+        for (uint64_t i = 0; i < N; i++)
+            if (st[i] != APD_OK) {
+                apd_status bad = st[i];
+                free(st);
+                return apd__err_set(err, bad, "distill: quantizing synthetic image %llu failed (%s)",
+                                    (unsigned long long)i, apd_strerror(bad));
             }
-        }
-        free(tmp);
+        free(st);
     }
     apd__distill_colors_stat(x, res->k_used, N);
     return APD_OK;
@@ -805,9 +831,7 @@ static void decode_records(const dm_state *s, const apd_distill_result *res, flo
         if (res->kind == APD_KIND_DIRECT) {
             to_float(s, o, res->pixels + i * s->img);
         } else {
-            const uint8_t *pal = res->palettes + i * x->k * x->c, *idx = res->indices + i * p;
-            for (uint32_t ch = 0; ch < x->c; ch++)
-                for (size_t q = 0; q < p; q++) o[ch * p + q] = s->lut[ch][pal[idx[q] * x->c + ch]];
+            palette_to_float(s, res->palettes + i * x->k * x->c, res->indices + i * p, o);
         }
     }
 }
@@ -908,7 +932,7 @@ static apd_status setup_net(dm_state *s, apd_err *err)
     s->d_emb = xmalloc(s->ipc * s->D, sizeof(float), &fail);
     s->d_aug = xmalloc(s->ipc * s->img, sizeof(float), &fail);
     s->d_q = xmalloc(s->ipc * s->img, sizeof(float), &fail);
-    if (s->stored) {
+    if (x->palette_out && !s->palette) { /* stored palettes, and DM's final records */
         s->qscr_unit = s->img + (size_t)x->k * x->c + (size_t)x->h * x->w;
         s->qscr = xmalloc(apd_pool_threads(s->pool), s->qscr_unit, &fail);
     }
@@ -1224,8 +1248,8 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     s->ipc = x->images_per_class;
     s->N = s->ipc * x->n_classes;
     s->img = (size_t)x->c * x->h * x->w;
-    s->palette = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_NETWORK;
-    s->stored = x->o->method == APD_DISTILL_AUTOPALETTE && x->o->palette_mode == APD_PALETTE_STORED;
+    s->palette = apd__distill_network(x->o);
+    s->stored = apd__distill_stored(x->o);
     s->qz = apd__distill_stored_quantizer(x->o);
     x->lr_img_used = apd__distill_lr_img(x->o, s->ipc);
     s->csr_saved = _mm_getcsr();

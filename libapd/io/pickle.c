@@ -208,7 +208,7 @@ static apd_status take_le(pk_vm *vm, size_t n, uint64_t *v)
 
 static apd_status push_int(pk_vm *vm, int type, int64_t v)
 {
-    uint32_t id;
+    uint32_t id = 0;
     APD_TRY(push_new(vm, type, &id));
     node(vm, id)->i = v;
     return APD_OK;
@@ -221,7 +221,7 @@ static apd_status op_string(pk_vm *vm, size_t lenbytes)
     if (lenbytes == 4 && n > INT32_MAX) return pk_fail(vm, APD_ECORRUPT, "negative string length");
     const uint8_t *b = NULL;
     APD_TRY(take(vm, (size_t)n, &b));
-    uint32_t id;
+    uint32_t id = 0;
     APD_TRY(push_new(vm, APD_PK_STR, &id));
     node(vm, id)->off = (size_t)(b - vm->p->buf);
     node(vm, id)->len = (size_t)n;
@@ -268,7 +268,7 @@ static apd_status op_global(pk_vm *vm)
 
 static apd_status make_tuple(pk_vm *vm, size_t first)
 {
-    uint32_t id;
+    uint32_t id = 0;
     APD_TRY(new_node(vm, APD_PK_TUPLE, &id));
     for (size_t i = first; i < vm->sn; i++) APD_TRY(add_kid(vm, id, vm->stack[i]));
     vm->sn = first;
@@ -323,7 +323,7 @@ static apd_status op_reduce(pk_vm *vm)
         return pk_fail(vm, APD_ECORRUPT, "REDUCE of a %s with a %s: not a numpy array or dtype",
                        type_name(node(vm, fn)->type), type_name(a->type));
     const uint32_t *k = a->kids;
-    uint32_t id;
+    uint32_t id = 0;
     if (node(vm, fn)->i == G_RECON) {
         /* _reconstruct(ndarray, (0,), 'b'): an empty array, filled by BUILD */
         const pk_node *shape0 = node(vm, k[1]);

@@ -281,7 +281,7 @@ static int exercise(const char *path, const base *b)
 static void put_file(const char *path, const uint8_t *p, size_t n)
 {
     char lock[600];
-    snprintf(lock, sizeof lock, "%s-lock", path);
+    if ((size_t)snprintf(lock, sizeof lock, "%s-lock", path) >= sizeof lock) die("case file path too long");
     unlink(lock);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) die("cannot write a case file");
