@@ -89,6 +89,8 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
 
 static const name_val k_lr_rules[] = {{"auto", APD_LR_AUTO}, {"fixed", APD_LR_FIXED}, {"count", APD_LR_COUNT},
                                       {NULL, 0}};
+static const name_val k_pixel_ranges[] = {{"auto", APD_PIXELS_AUTO}, {"free", APD_PIXELS_FREE},
+                                          {"clamp", APD_PIXELS_CLAMP}, {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
                                            {NULL, 0}};
 
@@ -164,6 +166,20 @@ APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out)
     return APD_OK;
 }
 APD_API const char *apd_lr_rule_name(apd_lr_rule r) { return rlookup(k_lr_rules, (int)r); }
+APD_API apd_status apd_pixel_range_from_name(const char *s, apd_pixel_range *out)
+{
+    int v;
+    if (!out) return APD_EINVAL;
+    APD_TRY(lookup(k_pixel_ranges, s, &v));
+    *out = (apd_pixel_range)v;
+    return APD_OK;
+}
+APD_API const char *apd_pixel_range_name(apd_pixel_range r) { return rlookup(k_pixel_ranges, (int)r); }
+
+apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o)
+{
+    return o->pixel_range != APD_PIXELS_AUTO ? o->pixel_range : APD_PIXELS_FREE;
+}
 
 APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o)
 {
@@ -302,6 +318,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"lr_img_rule\":\"%s\",\"lr_img_used\":",
                         apd_lr_rule_name(apd__distill_lr_rule(o)));
         apd__dsb_num(b, x->lr_img_used);
+        apd__dsb_printf(b, ",\"pixel_range\":\"%s\"", apd_pixel_range_name(apd__distill_pixel_range(o)));
         apd__dsb_printf(b, ",\"momentum_img\":");
         apd__dsb_num(b, o->momentum_img);
         apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
@@ -533,6 +550,8 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
     if (o->depth > 8) return apd__err_set(err, APD_EINVAL, "distill: --depth %u outside 1..8", o->depth);
     if (o->lr_img_rule != APD_LR_AUTO && o->lr_img_rule != APD_LR_FIXED && o->lr_img_rule != APD_LR_COUNT)
         return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
+    if (o->pixel_range != APD_PIXELS_AUTO && o->pixel_range != APD_PIXELS_FREE && o->pixel_range != APD_PIXELS_CLAMP)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
     if (o->quantizer >= 0 && apd__distill_network(o))
