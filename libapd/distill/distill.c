@@ -112,20 +112,21 @@ static const char *rlookup(const name_val *t, int v)
     return "?";
 }
 
-APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out)
-{
-    int v;
-    APD_TRY(lookup(k_methods, s, &v));
-    *out = (apd_distill_method)v;
-    return APD_OK;
-}
-APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out)
-{
-    int v;
-    APD_TRY(lookup(k_inits, s, &v));
-    *out = (apd_distill_init)v;
-    return APD_OK;
-}
+/* NAME_from_name(s, out) / NAME_name(v) of an enum with a name table */
+#define NAMED_ENUM_FROM(type, fn, table)                                                                \
+    APD_API apd_status fn(const char *s, type *out)                                                    \
+    {                                                                                                    \
+        int v;                                                                                           \
+        if (!out) return APD_EINVAL;                                                                     \
+        APD_TRY(lookup(table, s, &v));                                                                   \
+        *out = (type)v;                                                                                  \
+        return APD_OK;                                                                                   \
+    }
+#define NAMED_ENUM_NAME(type, fn, table) \
+    APD_API const char *fn(type v) { return rlookup(table, (int)v); }
+
+NAMED_ENUM_FROM(apd_distill_method, apd_distill_method_from_name, k_methods)
+NAMED_ENUM_FROM(apd_distill_init, apd_distill_init_from_name, k_inits)
 APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
 {
     if (!s || !out) return APD_EINVAL;
@@ -148,33 +149,12 @@ APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
     return APD_OK;
 }
 APD_API const char *apd_distill_method_name(apd_distill_method m) { return rlookup(k_methods, m); }
-APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out)
-{
-    int v;
-    if (!out) return APD_EINVAL;
-    APD_TRY(lookup(k_palette_modes, s, &v));
-    *out = (apd_palette_mode)v;
-    return APD_OK;
-}
-APD_API const char *apd_palette_mode_name(apd_palette_mode m) { return rlookup(k_palette_modes, (int)m); }
-APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out)
-{
-    int v;
-    if (!out) return APD_EINVAL;
-    APD_TRY(lookup(k_lr_rules, s, &v));
-    *out = (apd_lr_rule)v;
-    return APD_OK;
-}
-APD_API const char *apd_lr_rule_name(apd_lr_rule r) { return rlookup(k_lr_rules, (int)r); }
-APD_API apd_status apd_pixel_range_from_name(const char *s, apd_pixel_range *out)
-{
-    int v;
-    if (!out) return APD_EINVAL;
-    APD_TRY(lookup(k_pixel_ranges, s, &v));
-    *out = (apd_pixel_range)v;
-    return APD_OK;
-}
-APD_API const char *apd_pixel_range_name(apd_pixel_range r) { return rlookup(k_pixel_ranges, (int)r); }
+NAMED_ENUM_FROM(apd_palette_mode, apd_palette_mode_from_name, k_palette_modes)
+NAMED_ENUM_NAME(apd_palette_mode, apd_palette_mode_name, k_palette_modes)
+NAMED_ENUM_FROM(apd_lr_rule, apd_lr_rule_from_name, k_lr_rules)
+NAMED_ENUM_NAME(apd_lr_rule, apd_lr_rule_name, k_lr_rules)
+NAMED_ENUM_FROM(apd_pixel_range, apd_pixel_range_from_name, k_pixel_ranges)
+NAMED_ENUM_NAME(apd_pixel_range, apd_pixel_range_name, k_pixel_ranges)
 
 apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o)
 {
