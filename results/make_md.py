@@ -71,6 +71,10 @@ def mse(st):
     return "%.4f" % v if isinstance(v, (int, float)) else ""
 
 
+# rows of the helpers' directions (name suffix, against suffix): filled in below as groups land
+extra_directions = []
+
+
 def row_info(name):
     budget, stats = load_log(os.path.join(out, name + ".log"))
     ev = load_eval(name)
@@ -185,6 +189,28 @@ for name, k, it, label, on, step in (
         print("| %d | %d | %d | %s | %s | %s | not run (time) |" % (k, it, ep, label, on, step))
         continue
     print("| %d | %d | %d | %s | %s | %s | %s |" % (k, it, ep, label, on, step, acc(ev)))
+print()
+
+print("### Directions tried at IPC 1 (kept or dropped by these rows)\n")
+print("Same budget and schedule as the sweep (60 iterations, 30 evaluation epochs, 3 networks); "
+      "each row changes one option of the sweep's row named in *against*. docs/distill.md says what "
+      "was kept.\n")
+print("| direction | dataset | K | option | against | accuracy % | against % | storage MSE |")
+print("|---|---|---|---|---|---|---|---|")
+directions = [("pixels projected onto the 8-bit range", "fmnist", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
+              for k in (2, 4, 16)]
+directions += [("image step not scaled (K 2 limit)", "fmnist", 2, "--lr-img-rule fixed", "ap-stored-lr-fixed", "ap-stored")]
+directions += [("pixels projected onto the 8-bit range", "cifar", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
+               for k in (4, 8, 16, 64)]
+directions += extra_directions
+for what, ds, k, opt, m, base in directions:
+    name, bname = "%s-ipc1-k%d-%s" % (ds, k, m), "%s-ipc1-k%d-%s" % (ds, k, base)
+    if not os.path.exists(os.path.join(out, name + ".log")):
+        continue
+    ev, _, _, _, st = row_info(name)
+    bev, _, _, _, _ = row_info(bname)
+    print("| %s | %s | %d | `%s` | %s | %s | %s | %s |" % (what, "CIFAR-10 dev" if ds == "cifar" else "Fashion-MNIST",
+                                                     k, opt, base, acc(ev), acc(bev), mse(st)))
 print()
 
 print("## Longer schedules (bits budget, IPC 10)\n")
