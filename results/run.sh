@@ -221,7 +221,7 @@ for g in $groups; do
       # cifar-ipc1-k$k-ap-net with --palette-input image-norm added; at K 4 the published
       # palette learning rate destabilises it, so also with a 10x smaller one
       in="cifar10:$CIFAR"
-      for k in 4 16; do
+      for k in 4 16 64; do
         row "cifar-ipc1-k$k-ap-net-inorm" "$in" "$in" --method autopalette --palette network --ipc 1 \
           --colors "$k" --budget bits --init graphcut $DIST --palette-input image-norm
       done
