@@ -72,7 +72,10 @@ def mse(st):
 
 
 # rows of the helpers' directions (name suffix, against suffix): filled in below as groups land
-extra_directions = []
+extra_directions = [("palette network, per-image normalised input", "cifar", k, "--palette-input image-norm",
+                     "ap-net-inorm", "ap-net") for k in (4, 16, 64)]
+extra_directions += [("palette network, per-image normalised input", "cifar", 4,
+                      "--palette-input image-norm --lr-palette 0.005", "ap-net-inorm-lrp005", "ap-net")]
 
 
 def row_info(name):
