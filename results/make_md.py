@@ -187,6 +187,27 @@ for name, k, it, label, on, step in (
     print("| %d | %d | %d | %s | %s | %s | %s |" % (k, it, ep, label, on, step, acc(ev)))
 print()
 
+if any(os.path.exists(os.path.join(out, "cifar-ipc1-k%d-%s-pool.eval.json" % (k, m)))
+       for k in (4, 8) for m in ("ap-stored", "dm-mc")):
+    print("### IDM-style network queue (`--net-pool`, CIFAR-10 dev, IPC 1)\n")
+    print("The sweep's rows with the DM loss on networks drawn from a queue of 5 partly trained "
+          "ConvNets (a fresh one every 10 iterations, 4 SGD steps of 64 real images on one of them "
+          "per iteration: `results/run.sh pool-cifar1`) instead of a fresh random network per "
+          "iteration. The training steps add about 0.9 s to an iteration of 0.5-0.7 s (1 thread, "
+          "20-iteration runs back to back, docs/distill.md).\n")
+    print("| K | method | network per iteration | storage MSE | accuracy % |")
+    print("|---|---|---|---|---|")
+    for k in (4, 8):
+        for m, mlabel in sweep_methods[:2]:
+            for suffix, net in (("", "fresh random"), ("-pool", "queue of 5")):
+                name = "cifar-ipc1-k%d-%s%s" % (k, m, suffix)
+                ev, _, _, _, st = row_info(name)
+                if not ev:
+                    print("| %d | %s | %s | | not run (time) |" % (k, mlabel, net))
+                    continue
+                print("| %d | %s | %s | %s | %s |" % (k, mlabel, net, mse(st), acc(ev)))
+    print()
+
 print("## Longer schedules (bits budget, IPC 10)\n")
 print("| dataset | method | DM iterations | eval epochs | colours/img median (min-max) | accuracy % |")
 print("|---|---|---|---|---|---|")

@@ -690,11 +690,13 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
         crc = apd_crc32c(crc, parts[i].p, parts[i].n);
     }
     if (!ok) {
-        st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+        st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint (or one made with other options, e.g. "
+                                           "--net-pool)", path);
         goto done;
     }
     if (fgetc(f) != EOF) {
-        st = apd__err_set(err, APD_ECORRUPT, "%s: bytes after the end of the checkpoint", path);
+        st = apd__err_set(err, APD_ECORRUPT, "%s: bytes after the end of the checkpoint (or one made with other "
+                                             "options, e.g. --net-pool)", path);
         goto done;
     }
     if (crc != apd__ld32(hdr + 60)) {

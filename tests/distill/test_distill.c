@@ -254,6 +254,12 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     apd_distill_opts o4 = o3;
     o4.seed = 8;
     ck_assert_int_eq(apd_distill_run(&g_real, &o4, &c, &err), APD_EMISMATCH);
+    /* and one with (without) the network queue by a run without (with) it */
+    o4 = o3;
+    o4.net_pool = net_pool ? 0 : 2;
+    apd_status s4 = apd_distill_run(&g_real, &o4, &c, &err);
+    ck_assert_msg(s4 == APD_ETRUNC || s4 == APD_ECORRUPT, "%s", apd_strerror(s4));
+    ck_assert_msg(strstr(err.msg, "--net-pool") != NULL, "%s", err.msg);
     remove(ck);
     apd_distill_result_free(&a);
 }
