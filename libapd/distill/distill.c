@@ -556,7 +556,8 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");
     if (o->net_pool) {
         if (o->method == APD_DISTILL_RANDOM)
-            return apd__err_set(err, APD_EINVAL, "distill: --net-pool applies only to dm and autopalette (the DM loop)");
+            return apd__err_set(err, APD_EINVAL,
+                                "distill: --net-pool applies only to dm and autopalette (the DM loop)");
         if (o->net_pool > APD_DISTILL_MAX_NET_POOL)
             return apd__err_set(err, APD_EINVAL, "distill: --net-pool %u outside 0..%u", o->net_pool,
                                 APD_DISTILL_MAX_NET_POOL);
