@@ -208,12 +208,14 @@ for g in $groups; do
       row cifar-ipc10-k4-dm-mc-i200 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits --quantizer median-cut $LD
       row cifar-ipc10-k4-ap-stored-i200 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits $LD ;;
     ksweep-long-eval)
-      # the best K of the CIFAR IPC 10 sweep (K 4) with 300 evaluation epochs
+      # the best K of the CIFAR IPC 10 sweep (K 4, 200 DM iterations: the ksweep-why files)
+      # with 300 evaluation epochs
       in="cifar10:$CIFAR"
-      ( EPOCHS=300; row cifar-ipc10-k4-ap-stored-e300 "$in" "$in" --method autopalette --ipc 10 --colors 4 \
-          --budget bits $DM )
-      ( EPOCHS=300; row cifar-ipc10-k4-dm-mc-e300 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
-          --quantizer median-cut $DM ) ;;
+      LD="--iters 200 --batch-real $BATCH_REAL"
+      ( EPOCHS=300; row cifar-ipc10-k4-ap-stored-i200-e300 "$in" "$in" --method autopalette --ipc 10 --colors 4 \
+          --budget bits $LD )
+      ( EPOCHS=300; row cifar-ipc10-k4-dm-mc-i200-e300 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
+          --quantizer median-cut $LD ) ;;
     pool-cifar1)
       # IDM-style model sampling (--net-pool): the K sweep's CIFAR IPC 1 rows (stored palettes,
       # DM then median cut) with the DM loss on networks drawn from a queue of 5 partly trained

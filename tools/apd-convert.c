@@ -471,6 +471,10 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
         if (apd_lr_rule_from_name(val, &o->lr_img_rule) != APD_OK) goto bad;
         return 1;
     }
+    if (strcmp(name, "--pixel-range") == 0) {
+        if (apd_pixel_range_from_name(val, &o->pixel_range) != APD_OK) goto bad;
+        return 1;
+    }
     if (strcmp(name, "--palette") == 0) {
         if (apd_palette_mode_from_name(val, &o->palette_mode) != APD_OK) goto bad;
         return 1;
@@ -513,6 +517,8 @@ static const char *const distill_usage =
     "  --lr-img F (1) --momentum-img F (0.5) --dsa STRATEGY (color_crop_cutout_flip_scale_rotate)\n"
     "  --lr-img-rule auto|fixed|count  count: --lr-img x images per class / IPC, so each image\n"
     "                        steps as in DM at the nominal IPC (auto: count for --palette stored)\n"
+    "  --pixel-range auto|free|clamp  clamp: project every pixel onto the 8-bit range after\n"
+    "                        each step (what a record can store); auto: free\n"
     "  --log-every N (status line every N iterations; default iters/10)\n"
     "  --checkpoint FILE --checkpoint-every N --resume FILE\n"
     "  --net-pool N (0 = off) match with networks drawn from a queue of N partly trained\n"
@@ -566,7 +572,7 @@ static const struct {
 } OPT_SCOPE[] = {
     {"ipc", SC_ALL}, {"images-per-class", SC_ALL}, {"init", SC_ALL}, {"budget", SC_ALL},
     {"iters", SC_DM}, {"batch-real", SC_DM}, {"lr-img", SC_DM}, {"momentum-img", SC_DM},
-    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
+    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
     {"log-every", SC_DM}, {"stop-after", SC_DM}, {"net-pool", SC_DM}, {"net-pool-every", SC_DM | SC_NET_POOL},
     {"net-pool-steps", SC_DM | SC_NET_POOL}, {"net-pool-batch", SC_DM | SC_NET_POOL},
     {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
@@ -827,6 +833,7 @@ static const struct option LONG_OPTS[] = {
     {"momentum-palette", required_argument, 0, OPT_DISTILL},
     {"palette-remedy", required_argument, 0, OPT_DISTILL}, {"palette", required_argument, 0, OPT_DISTILL},
     {"lr-img-rule", required_argument, 0, OPT_DISTILL},
+    {"pixel-range", required_argument, 0, OPT_DISTILL},
     {"resume", required_argument, 0, OPT_DISTILL},
     {"select-batch", required_argument, 0, OPT_DISTILL},
     {"select-epochs", required_argument, 0, OPT_DISTILL},

@@ -82,6 +82,16 @@ typedef enum apd_lr_rule {
     APD_LR_COUNT = 2  /* lr_img x images per class / ipc: each image steps as in DM at the nominal IPC */
 } apd_lr_rule;
 
+/* What the DM loop does with pixels that leave the range a record can store (opts.pixel_range).
+ * Every stored image is 8-bit: a pixel stepped past 0 or 255 stores as 0 or 255. With the loss
+ * on the stored images (palette_mode stored) its straight-through gradient keeps pushing such a
+ * pixel without changing what is stored, so the float image drifts away from the record. */
+typedef enum apd_pixel_range {
+    APD_PIXELS_AUTO = 0,  /* free (see docs/distill.md for the measurement) */
+    APD_PIXELS_FREE = 1,  /* no bound (DM as published) */
+    APD_PIXELS_CLAMP = 2  /* after every step, each pixel is projected onto the 8-bit range */
+} apd_pixel_range;
+
 /* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
  * the same data, options and thread count, and a comm naming their rank; process r
  * distils only the classes [r*C/size, (r+1)*C/size) of the C classes (ranks beyond C
@@ -123,6 +133,7 @@ typedef struct apd_distill_opts {
     uint32_t batch_real;         /* real images per class per iteration (64; reference 256) */
     float lr_img, momentum_img;  /* 1, 0.5 */
     apd_lr_rule lr_img_rule;     /* APD_LR_AUTO */
+    apd_pixel_range pixel_range; /* APD_PIXELS_AUTO */
     float lr_palette, momentum_palette, wd_palette; /* 0.05, 0.5, 5e-4 */
     float w_max, w_balance, w_align, w_conf;        /* 1, 1, 3, 0 */
     uint32_t color_subset;       /* synthetic images for the colour losses (64) */
@@ -198,6 +209,8 @@ APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o);
 /* "auto" | "fixed" | "count" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown). */
 APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out);
 APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"; "?" */
+APD_API apd_status apd_pixel_range_from_name(const char *s, apd_pixel_range *out);
+APD_API const char *apd_pixel_range_name(apd_pixel_range r); /* "auto", "free", "clamp"; "?" */
 /* "network" | "stored" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
 APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out);
 /* The name of a palette mode ("network", "stored"; "?" if unknown). */

@@ -93,6 +93,8 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
 
 static const name_val k_lr_rules[] = {{"auto", APD_LR_AUTO}, {"fixed", APD_LR_FIXED}, {"count", APD_LR_COUNT},
                                       {NULL, 0}};
+static const name_val k_pixel_ranges[] = {{"auto", APD_PIXELS_AUTO}, {"free", APD_PIXELS_FREE},
+                                          {"clamp", APD_PIXELS_CLAMP}, {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
                                            {NULL, 0}};
 
@@ -114,20 +116,21 @@ static const char *rlookup(const name_val *t, int v)
     return "?";
 }
 
-APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out)
-{
-    int v;
-    APD_TRY(lookup(k_methods, s, &v));
-    *out = (apd_distill_method)v;
-    return APD_OK;
-}
-APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out)
-{
-    int v;
-    APD_TRY(lookup(k_inits, s, &v));
-    *out = (apd_distill_init)v;
-    return APD_OK;
-}
+/* NAME_from_name(s, out) / NAME_name(v) of an enum with a name table */
+#define NAMED_ENUM_FROM(type, fn, table)                                                                \
+    APD_API apd_status fn(const char *s, type *out)                                                    \
+    {                                                                                                    \
+        int v;                                                                                           \
+        if (!out) return APD_EINVAL;                                                                     \
+        APD_TRY(lookup(table, s, &v));                                                                   \
+        *out = (type)v;                                                                                  \
+        return APD_OK;                                                                                   \
+    }
+#define NAMED_ENUM_NAME(type, fn, table) \
+    APD_API const char *fn(type v) { return rlookup(table, (int)v); }
+
+NAMED_ENUM_FROM(apd_distill_method, apd_distill_method_from_name, k_methods)
+NAMED_ENUM_FROM(apd_distill_init, apd_distill_init_from_name, k_inits)
 APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
 {
     if (!s || !out) return APD_EINVAL;
@@ -150,24 +153,17 @@ APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
     return APD_OK;
 }
 APD_API const char *apd_distill_method_name(apd_distill_method m) { return rlookup(k_methods, m); }
-APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out)
+NAMED_ENUM_FROM(apd_palette_mode, apd_palette_mode_from_name, k_palette_modes)
+NAMED_ENUM_NAME(apd_palette_mode, apd_palette_mode_name, k_palette_modes)
+NAMED_ENUM_FROM(apd_lr_rule, apd_lr_rule_from_name, k_lr_rules)
+NAMED_ENUM_NAME(apd_lr_rule, apd_lr_rule_name, k_lr_rules)
+NAMED_ENUM_FROM(apd_pixel_range, apd_pixel_range_from_name, k_pixel_ranges)
+NAMED_ENUM_NAME(apd_pixel_range, apd_pixel_range_name, k_pixel_ranges)
+
+apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o)
 {
-    int v;
-    if (!out) return APD_EINVAL;
-    APD_TRY(lookup(k_palette_modes, s, &v));
-    *out = (apd_palette_mode)v;
-    return APD_OK;
+    return o->pixel_range != APD_PIXELS_AUTO ? o->pixel_range : APD_PIXELS_FREE;
 }
-APD_API const char *apd_palette_mode_name(apd_palette_mode m) { return rlookup(k_palette_modes, (int)m); }
-APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out)
-{
-    int v;
-    if (!out) return APD_EINVAL;
-    APD_TRY(lookup(k_lr_rules, s, &v));
-    *out = (apd_lr_rule)v;
-    return APD_OK;
-}
-APD_API const char *apd_lr_rule_name(apd_lr_rule r) { return rlookup(k_lr_rules, (int)r); }
 
 APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o)
 {
@@ -315,6 +311,7 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_printf(b, ",\"lr_img_rule\":\"%s\",\"lr_img_used\":",
                         apd_lr_rule_name(apd__distill_lr_rule(o)));
         apd__dsb_num(b, x->lr_img_used);
+        apd__dsb_printf(b, ",\"pixel_range\":\"%s\"", apd_pixel_range_name(apd__distill_pixel_range(o)));
         apd__dsb_printf(b, ",\"momentum_img\":");
         apd__dsb_num(b, o->momentum_img);
         apd__dsb_printf(b, ",\"dsa\":{\"strategy_mask\":%u,\"mode\":\"siamese\",\"align_corners\":%d}",
@@ -546,6 +543,8 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
     if (o->depth > 8) return apd__err_set(err, APD_EINVAL, "distill: --depth %u outside 1..8", o->depth);
     if (o->lr_img_rule != APD_LR_AUTO && o->lr_img_rule != APD_LR_FIXED && o->lr_img_rule != APD_LR_COUNT)
         return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
+    if (o->pixel_range != APD_PIXELS_AUTO && o->pixel_range != APD_PIXELS_FREE && o->pixel_range != APD_PIXELS_CLAMP)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
     if (o->quantizer >= 0 && apd__distill_network(o))

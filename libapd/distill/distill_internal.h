@@ -48,6 +48,9 @@ void apd__distill_log(const apd_distill_opts *o, const char *fmt, ...) __attribu
 
 const char *apd__distill_init_name(apd_distill_init i);
 
+/* The pixel range rule in effect (APD_PIXELS_FREE or APD_PIXELS_CLAMP). */
+apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o);
+
 /* AutoPalette's two palette modes (apd_palette_mode); both are 0 for the other methods. */
 static inline int apd__distill_stored(const apd_distill_opts *o)
 {

@@ -235,6 +235,21 @@ static apd_status syn_backward(dm_state *s, uint32_t n)
     return APD_OK;
 }
 
+/* Project n images (normalised floats) onto what an 8-bit record can hold: per channel,
+ * [(0 - mean) / std, (1 - mean) / std]. */
+static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++) {
+        float lo = -x->mean[ch] / x->std[ch], hi = (1.0f - x->mean[ch]) / x->std[ch];
+        for (uint64_t i = 0; i < n; i++) {
+            float *v = xs + i * s->img + ch * p;
+            for (size_t q = 0; q < p; q++) v[q] = v[q] < lo ? lo : v[q] > hi ? hi : v[q];
+        }
+    }
+}
+
 /* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
 
 /* One synthetic image (normalised floats, CHW) -> the 8-bit pixels a record stores. */
@@ -467,6 +482,8 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
                    s->grad + x->cls_lo * cls_floats, (x->cls_hi - x->cls_lo) * cls_floats, x->lr_img_used,
                    o->momentum_img, 0.0f, !s->mom_init);
     s->mom_init = 1;
+    if (apd__distill_pixel_range(o) == APD_PIXELS_CLAMP)
+        clamp_pixels(s, s->syn + x->cls_lo * cls_floats, (x->cls_hi - x->cls_lo) * s->ipc);
 
     if (s->palette) {
         s->cc.fwd.temperature = ic.fo.temperature;
@@ -561,7 +578,8 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                   c.w_balance, c.w_align, c.w_conf, c.align_ratio, c.task_scale, c.temp_start,
                   c.temp_end};
     h = fnv(h, fl, sizeof fl);
-    uint32_t u[] = {(uint32_t)c.palette_mode, (uint32_t)apd__distill_lr_rule(&c), c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
+    uint32_t u[] = {(uint32_t)c.palette_mode, (uint32_t)apd__distill_lr_rule(&c),
+                    (uint32_t)apd__distill_pixel_range(&c), c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
                     s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
     h = fnv(h, &c.seed, sizeof c.seed);

@@ -376,6 +376,38 @@ START_TEST(stored_palettes)
 }
 END_TEST
 
+/* --pixel-range clamp: the float images stay inside what a record can hold, so the stored
+ * images stay close to them even when the step is far too large. */
+START_TEST(pixel_range_clamp)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_STORED;
+    o.lr_img = 1000.0f;
+    o.iters = 6;
+    apd_distill_result a, b;
+    apd_err err;
+    o.pixel_range = APD_PIXELS_FREE;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    o.pixel_range = APD_PIXELS_CLAMP;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
+    double mf = stat_of(a.stats_json, "stored_mse"), mc = stat_of(b.stats_json, "stored_mse");
+    /* in range, a pixel and its stored colour are at most 1/std apart (normalised units) */
+    double bound = 0;
+    for (uint32_t ch = 0; ch < b.c; ch++) {
+        double r = 1.0 / b.std[ch];
+        if (r * r > bound) bound = r * r;
+    }
+    printf("pixel range, lr 1000: storage MSE free %.4f, clamp %.4f (bound %.4f)\n", mf, mc, bound);
+    ck_assert(mc <= bound);
+    ck_assert(mf > 4 * mc);
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"pixel_range\":\"free\""));
+    ck_assert_ptr_nonnull(strstr(b.hyperparameters_json, "\"pixel_range\":\"clamp\""));
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+}
+END_TEST
+
 /* What the callbacks received. */
 typedef struct cb_log {
     int lines, lines_with_newline, saw_header, saw_select, saw_last_iter;
@@ -545,6 +577,11 @@ START_TEST(option_names)
     apd_distill_init in;
     ck_assert_int_eq(apd_distill_init_from_name("graphcut", &in), APD_OK);
     ck_assert_int_eq(in, APD_INIT_GRAPHCUT);
+    apd_pixel_range pr;
+    ck_assert_int_eq(apd_pixel_range_from_name("clamp", &pr), APD_OK);
+    ck_assert_int_eq(pr, APD_PIXELS_CLAMP);
+    ck_assert_str_eq(apd_pixel_range_name(APD_PIXELS_FREE), "free");
+    ck_assert_int_eq(apd_pixel_range_from_name("none", &pr), APD_EINVAL);
 }
 END_TEST
 
@@ -563,6 +600,7 @@ int main(void)
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
     tcase_add_test(tc, net_pool);
     tcase_add_test(tc, stored_palettes);
+    tcase_add_test(tc, pixel_range_clamp);
     tcase_add_test(tc, callbacks_only);
     tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);

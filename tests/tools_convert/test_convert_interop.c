@@ -202,6 +202,8 @@ START_TEST(options_that_do_not_apply)
         {"--method autopalette --palette bogus", "bad value 'bogus' for --palette"},
         {"--method autopalette --select-epochs 1", "--select-epochs applies only to the graph-cut init"},
         {"--method random --iters 5", "--iters applies only to --method dm|autopalette"},
+        {"--method random --pixel-range clamp", "--pixel-range applies only to --method dm|autopalette"},
+        {"--method dm --pixel-range edge", "bad value 'edge' for --pixel-range"},
         {"--method random --checkpoint c.ckpt", "--checkpoint applies only to --method dm|autopalette"},
         {"--method dm --w-max 2", "--w-max applies only to --method autopalette"},
         {"--method dm --select-epochs 1", "--select-epochs applies only to the graph-cut init"},
@@ -232,7 +234,7 @@ START_TEST(options_that_do_not_apply)
     static const char *const fine[] = {
         "--method autopalette --palette network --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
         "--method autopalette --palette stored --quantizer octree --init graphcut --select-epochs 1",
-        "--method autopalette --lr-img-rule fixed",
+        "--method autopalette --lr-img-rule fixed --pixel-range clamp",
         "--method dm --init graphcut --select-epochs 1 --iters 2",
         "--method random --quantizer octree --colors 8 --budget images --init random",
         "--method dm --quantizer median-cut --colors 8 --budget bytes --iters 2",
