@@ -71,6 +71,16 @@ def mse(st):
     return "%.4f" % v if isinstance(v, (int, float)) else ""
 
 
+# rows of the helpers' directions (name suffix, against suffix): filled in below as groups land
+extra_directions = [("palette network, per-image normalised input", "cifar", k, "--palette-input image-norm",
+                     "ap-net-inorm", "ap-net") for k in (4, 16, 64)]
+extra_directions += [("palette network, per-image normalised input", "cifar", 4,
+                      "--palette-input image-norm --lr-palette 0.005", "ap-net-inorm-lrp005", "ap-net")]
+POOL_OPT = "--net-pool 5 --net-pool-every 10 --net-pool-steps 4 --net-pool-batch 64"
+extra_directions += [("IDM-style queue of partly trained networks", "cifar", k, POOL_OPT, m + "-pool", m)
+                     for k in (4, 8) for m in ("ap-stored", "dm-mc")]
+
+
 def row_info(name):
     budget, stats = load_log(os.path.join(out, name + ".log"))
     ev = load_eval(name)
@@ -187,26 +197,27 @@ for name, k, it, label, on, step in (
     print("| %d | %d | %d | %s | %s | %s | %s |" % (k, it, ep, label, on, step, acc(ev)))
 print()
 
-if any(os.path.exists(os.path.join(out, "cifar-ipc1-k%d-%s-pool.eval.json" % (k, m)))
-       for k in (4, 8) for m in ("ap-stored", "dm-mc")):
-    print("### IDM-style network queue (`--net-pool`, CIFAR-10 dev, IPC 1)\n")
-    print("The sweep's rows with the DM loss on networks drawn from a queue of 5 partly trained "
-          "ConvNets (a fresh one every 10 iterations, 4 SGD steps of 64 real images on one of them "
-          "per iteration: `results/run.sh pool-cifar1`) instead of a fresh random network per "
-          "iteration. The training steps add about 0.9 s to an iteration of 0.5-0.7 s (1 thread, "
-          "20-iteration runs back to back, docs/distill.md).\n")
-    print("| K | method | network per iteration | storage MSE | accuracy % |")
-    print("|---|---|---|---|---|")
-    for k in (4, 8):
-        for m, mlabel in sweep_methods[:2]:
-            for suffix, net in (("", "fresh random"), ("-pool", "queue of 5")):
-                name = "cifar-ipc1-k%d-%s%s" % (k, m, suffix)
-                ev, _, _, _, st = row_info(name)
-                if not ev:
-                    print("| %d | %s | %s | | not run (time) |" % (k, mlabel, net))
-                    continue
-                print("| %d | %s | %s | %s | %s |" % (k, mlabel, net, mse(st), acc(ev)))
-    print()
+print("### Directions tried at IPC 1 (kept or dropped by these rows)\n")
+print("Same budget and schedule as the sweep (60 iterations, 30 evaluation epochs, 3 networks); "
+      "each row changes one option of the sweep's row named in *against*. docs/distill.md says what "
+      "was kept.\n")
+print("| direction | dataset | K | option | against | accuracy % | against % | storage MSE |")
+print("|---|---|---|---|---|---|---|---|")
+directions = [("pixels projected onto the 8-bit range", "fmnist", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
+              for k in (2, 4, 16)]
+directions += [("image step not scaled (K 2 limit)", "fmnist", 2, "--lr-img-rule fixed", "ap-stored-lr-fixed", "ap-stored")]
+directions += [("pixels projected onto the 8-bit range", "cifar", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
+               for k in (4, 8, 16, 64)]
+directions += extra_directions
+for what, ds, k, opt, m, base in directions:
+    name, bname = "%s-ipc1-k%d-%s" % (ds, k, m), "%s-ipc1-k%d-%s" % (ds, k, base)
+    if not os.path.exists(os.path.join(out, name + ".log")):
+        continue
+    ev, _, _, _, st = row_info(name)
+    bev, _, _, _, _ = row_info(bname)
+    print("| %s | %s | %d | `%s` | %s | %s | %s | %s |" % (what, "CIFAR-10 dev" if ds == "cifar" else "Fashion-MNIST",
+                                                     k, opt, base, acc(ev), acc(bev), mse(st)))
+print()
 
 print("## Longer schedules (bits budget, IPC 10)\n")
 print("| dataset | method | DM iterations | eval epochs | colours/img median (min-max) | accuracy % |")

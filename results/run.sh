@@ -10,7 +10,7 @@
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
-#                                  ksweep-long-eval pool-cifar1
+#                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -86,7 +86,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pool-cifar1"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -96,7 +96,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pool-cifar1) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -207,6 +207,19 @@ for g in $groups; do
       LD="--iters 200 --batch-real $BATCH_REAL"
       row cifar-ipc10-k4-dm-mc-i200 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits --quantizer median-cut $LD
       row cifar-ipc10-k4-ap-stored-i200 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits $LD ;;
+    pixel-range)
+      # stored palettes with the pixels projected onto the 8-bit range after each step
+      # (--pixel-range clamp) against the sweep's rows (free), at IPC 1
+      for k in 2 4 16; do
+        row "fmnist-ipc1-k$k-ap-stored-clamp" fashion-mnist fashion-mnist --method autopalette --ipc 1 --colors "$k" \
+          --budget bits --pixel-range clamp $DM
+      done
+      row fmnist-ipc1-k2-ap-stored-lr-fixed fashion-mnist fashion-mnist --method autopalette --ipc 1 --colors 2 \
+        --budget bits --lr-img-rule fixed $DM
+      for k in 4 8 16 64; do
+        row "cifar-ipc1-k$k-ap-stored-clamp" "cifar10:$CIFAR" "cifar10:$CIFAR" --method autopalette --ipc 1 \
+          --colors "$k" --budget bits --pixel-range clamp $DM
+      done ;;
     ksweep-long-eval)
       # the best K of the CIFAR IPC 10 sweep (K 4, 200 DM iterations: the ksweep-why files)
       # with 300 evaluation epochs
@@ -216,6 +229,17 @@ for g in $groups; do
           --budget bits $LD )
       ( EPOCHS=300; row cifar-ipc10-k4-dm-mc-i200-e300 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
           --quantizer median-cut $LD ) ;;
+    pnorm-cifar1)
+      # the palette network with the per-image normalised input: the ksweep-cifar1 rows
+      # cifar-ipc1-k$k-ap-net with --palette-input image-norm added; at K 4 the published
+      # palette learning rate destabilises it, so also with a 10x smaller one
+      in="cifar10:$CIFAR"
+      for k in 4 16 64; do
+        row "cifar-ipc1-k$k-ap-net-inorm" "$in" "$in" --method autopalette --palette network --ipc 1 \
+          --colors "$k" --budget bits --init graphcut $DIST --palette-input image-norm
+      done
+      row cifar-ipc1-k4-ap-net-inorm-lrp005 "$in" "$in" --method autopalette --palette network --ipc 1 \
+        --colors 4 --budget bits --init graphcut $DIST --palette-input image-norm --lr-palette 0.005 ;;
     pool-cifar1)
       # IDM-style model sampling (--net-pool): the K sweep's CIFAR IPC 1 rows (stored palettes,
       # DM then median cut) with the DM loss on networks drawn from a queue of 5 partly trained

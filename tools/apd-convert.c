@@ -479,6 +479,10 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
         if (apd_palette_mode_from_name(val, &o->palette_mode) != APD_OK) goto bad;
         return 1;
     }
+    if (strcmp(name, "--palette-input") == 0) {
+        if (apd_palette_input_from_name(val, &o->palette_input) != APD_OK) goto bad;
+        return 1;
+    }
     if (strcmp(name, "--palette-remedy") == 0) {
         if (apd_palette_remedy_from_name(val, &o->remedy) != APD_OK) goto bad;
         return 1;
@@ -536,6 +540,9 @@ static const char *const distill_usage =
     "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
     "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
     "  --align-ratio F (0.3)\n"
+    "  --palette-input absolute|image-norm  what the network sees of a pixel: its colour\n"
+    "                        (absolute, as published) or its colour normalised by its image's\n"
+    "                        per-channel mean and std (palettes stay in absolute colour)\n"
     "  --palette-remedy R    none (as published: collapses) or '+'-joined kmeans-init|warmup|\n"
     "                        task-scale|temperature|straight-through (kmeans-init+task-scale)\n"
     "  --warmup-steps N (50) with warmup, --task-scale F (1e-3) with task-scale,\n"
@@ -577,7 +584,7 @@ static const struct {
     {"net-pool-steps", SC_DM | SC_NET_POOL}, {"net-pool-batch", SC_DM | SC_NET_POOL},
     {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
     {"w-balance", SC_AP}, {"w-align", SC_AP}, {"w-conf", SC_AP}, {"color-subset", SC_AP},
-    {"align-ratio", SC_AP}, {"palette-remedy", SC_AP},
+    {"align-ratio", SC_AP}, {"palette-remedy", SC_AP}, {"palette-input", SC_AP},
     {"warmup-steps", SC_AP | SC_WARMUP}, {"task-scale", SC_AP | SC_TASK_SCALE},
     {"temp-start", SC_AP | SC_TEMPERATURE}, {"temp-end", SC_AP | SC_TEMPERATURE},
     {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
@@ -832,6 +839,7 @@ static const struct option LONG_OPTS[] = {
     {"momentum-img", required_argument, 0, OPT_DISTILL},
     {"momentum-palette", required_argument, 0, OPT_DISTILL},
     {"palette-remedy", required_argument, 0, OPT_DISTILL}, {"palette", required_argument, 0, OPT_DISTILL},
+    {"palette-input", required_argument, 0, OPT_DISTILL},
     {"lr-img-rule", required_argument, 0, OPT_DISTILL},
     {"pixel-range", required_argument, 0, OPT_DISTILL},
     {"resume", required_argument, 0, OPT_DISTILL},

@@ -32,6 +32,7 @@
 #include "apd/budget.h"
 #include "apd/dataset.h"
 #include "apd/format.h" /* APD_KIND_*, the writer */
+#include "apd/palette.h" /* apd_palette_input */
 #include "apd/status.h"
 
 #ifdef __cplusplus
@@ -140,6 +141,9 @@ typedef struct apd_distill_opts {
     float align_ratio;           /* La pixel sample ratio (0.3) */
     apd_palette_mode palette_mode; /* autopalette: where the palettes come from (default chosen
                                     by measurement, docs/distill.md) */
+    apd_palette_input palette_input; /* palette network: what it sees of a pixel, its colour
+                                    (ABSOLUTE, default, as published) or its colour normalised
+                                    by its image's per-channel mean and std (IMAGE_NORM) */
     uint32_t remedy;             /* APD_REMEDY_* mask; default chosen by measurement */
     uint32_t warmup_steps;       /* WARMUP: palette-only steps before joint training */
     float task_scale;            /* TASK_SCALE: factor on the task gradient into the palette net */
@@ -216,6 +220,10 @@ APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *o
 /* The name of a palette mode ("network", "stored"; "?" if unknown). */
 APD_API const char *apd_palette_mode_name(apd_palette_mode m);
 APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out);
+/* "absolute" | "image-norm" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
+APD_API apd_status apd_palette_input_from_name(const char *s, apd_palette_input *out);
+/* The name of a palette-network input ("absolute", "image-norm"; "?" if unknown). */
+APD_API const char *apd_palette_input_name(apd_palette_input v);
 /* Static name of a method ("?" if unknown); never NULL. */
 APD_API const char *apd_distill_method_name(apd_distill_method m);
 /* Canonical text of a remedy mask into buf ("none", "warmup+task-scale", ...); returns buf

@@ -75,6 +75,24 @@ extern "C" {
 
 /* ---- network ---------------------------------------------------------------------------- */
 
+/* What the network sees of a pixel (apd_palette_net.input). The soft palette, the hard
+ * quantization and everything stored stay in the pixels' own (absolute) colour either way.
+ *   ABSOLUTE:   x itself (as published): one global partition of colour space, so an image
+ *               uses only the colours whose cells its pixels fall in;
+ *   IMAGE_NORM: u[c,p] = (x[c,p] - mean_c) / sqrt(var_c + APD_PALETTE_NORM_EPS), mean and
+ *               (biased) variance over the pixels of the pixel's own image and channel, so
+ *               the network partitions each image's own colour range. Backward differentiates
+ *               through mean_c and var_c (they depend on every pixel of the channel):
+ *               dx[c,p] = r_c (g[c,p] - mean_q g[c,q] - u[c,p] mean_q g[c,q] u[c,q]),
+ *               g = dL/du, r_c = 1 / sqrt(var_c + eps). */
+typedef enum apd_palette_input {
+    APD_PALETTE_INPUT_ABSOLUTE = 0,
+    APD_PALETTE_INPUT_IMAGE_NORM = 1
+} apd_palette_input;
+/* Added to the per-image variance (normalised pixel units^2): variations below ~2 levels of
+ * 8 bits are not stretched to the full range, and the gradient through 1/std stays bounded. */
+#define APD_PALETTE_NORM_EPS 1e-3f
+
 /* Parameters, gradients and SGD momentum, each one allocation with named views (llm.c style).
  * Layout of each arena: w1 (hidden x c, row-major), b1 (hidden), w2 (k x hidden).
  * Checkpointing = saving params, mom (n_params floats each) and mom_init. */
@@ -85,6 +103,8 @@ typedef struct apd_palette_net {
     float *w1, *b1, *w2;   /* views into params */
     float *dw1, *db1, *dw2; /* views into grads */
     int mom_init;          /* 0 until the first SGD step (PyTorch: buffer = g on step 1) */
+    apd_palette_input input; /* the network's input; apd_palette_net_init sets ABSOLUTE, set it
+                                before the first forward (and before apd_palette_net_init_kmeans) */
 } apd_palette_net;
 
 /* Allocate and initialise as PyTorch's Conv2d default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
@@ -117,7 +137,8 @@ APD_API void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd_op
  * hard quantization, sized at creation for up to max_b images of up to max_p pixels. The
  * results of the last forward are read through apd_palette_ws_get_view.
  * Memory: about max_b*max_p*(4K + 1) bytes, plus per thread 2*(hidden + K)*max_p floats of
- * scratch, plus n_params floats per group of APD_PALETTE_GROUP images (gradient partials).
+ * scratch, plus n_params floats per group of APD_PALETTE_GROUP images (gradient partials),
+ * plus max_b*max_p*4C bytes (the normalised inputs) once a forward with input IMAGE_NORM ran.
  *
  * Threading: with a pool (apd_palette_ws_set_pool) forward, backward, the colour losses and
  * the median-cut targets split the images over the pool's threads (single-threaded BLAS
@@ -165,13 +186,19 @@ typedef struct apd_palette_fwd_opts {
 /* Published: T = 1, soft. */
 APD_API void apd_palette_fwd_opts_default(apd_palette_fwd_opts *o);
 
-/* Forward b images x (b, C, h, w) through the network; writes y (b, C, h, w) (soft, or hard
+/* u (C, P) = one image x (C, P) normalised per channel as APD_PALETTE_INPUT_IMAGE_NORM
+ * describes; istd (C) may be NULL, else it gets 1 / sqrt(var_c + APD_PALETTE_NORM_EPS).
+ * Statistics are summed in double, in pixel order. NULL u or x, c or p zero: no-op. */
+APD_API void apd_palette_image_norm(float *u, float *istd, const float *x, uint32_t c, uint32_t p);
+
+/* Forward b images x (b, C, h, w) through the network (input as net->input); writes y (b, C, h, w) (soft, or hard
  * if straight_through; y may be NULL when only m / the hard quantization is wanted) and
  * fills ws (m, pal, den, idx, count, hpal). opts NULL = published (T = 1, soft).
  * x and y must not overlap.
- * @return APD_OK; APD_EINVAL (NULL net/ws/x, uninitialised net, T <= 0 or not finite);
- *         APD_ESHAPE (net/ws channel, K or hidden mismatch, b = 0 or > max_b, h*w = 0 or
- *         > max_p); APD_ENOMEM; APD_ENUMERIC (non-finite logits). */
+ * @return APD_OK; APD_EINVAL (NULL net/ws/x, uninitialised net, T <= 0 or not finite,
+ *         unknown net->input); APD_ESHAPE (net/ws channel, K or hidden mismatch, b = 0 or
+ *         > max_b, h*w = 0 or > max_p); APD_EOVERFLOW; APD_ENOMEM; APD_ENUMERIC (non-finite
+ *         logits). */
 APD_API apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, float *y,
                                        const float *x, uint32_t b, uint32_t h, uint32_t w,
                                        const apd_palette_fwd_opts *opts);
@@ -185,8 +212,8 @@ APD_API apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_w
  * the palette and through the MLP, unscaled) into dx (b, C, h, w). ws is not modified
  * (several backward calls per forward are fine).
  * @return APD_OK; APD_EINVAL (NULL net/ws/x, uninitialised net, both dy and dm NULL);
- *         APD_ESHAPE (net/ws mismatch, no forward yet, or not the shape of the last
- *         forward); APD_ENOMEM. */
+ *         APD_ESHAPE (net/ws mismatch, no forward yet, not the shape or the net->input of
+ *         the last forward); APD_ENOMEM. */
 APD_API apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float *dx,
                                         const float *dy, const float *dm, const float *x, uint32_t b,
                                         uint32_t h, uint32_t w, float param_scale);
@@ -283,10 +310,12 @@ APD_API apd_status apd_palette_warmup(apd_palette_net *net, apd_palette_ws *ws, 
  * variance (logit scale s = 1 / (2 sigma^2), sigma^2 >= 0.0125, so s <= 40). Hidden units 0..C-1 carry
  * a (x_j + B_j) (B_j = 1 - min(0, min x_j), a = sqrt(s)), unit C the constant a; W2 maps them
  * to s (2 c_k . x - |c_k|^2); the remaining units keep their W1, b1 with zero W2 columns.
- * Momentum is reset. A global partition is the most a per-pixel network of colour can be;
+ * With net->input IMAGE_NORM the clustering and the offsets use the per-image normalised
+ * pixels (what that network sees). Momentum is reset. A global partition is the most a
+ * per-pixel network of colour can be;
  * this starts it at a good one (see palette_init.c). *info (may be NULL) gets the figures.
  * @return APD_OK; APD_EINVAL (NULL net or x, uninitialised net); APD_ESHAPE (zero b/h/w,
- *         hidden < C + 1); APD_ENOMEM. */
+ *         hidden < C + 1); APD_EOVERFLOW; APD_ENOMEM. */
 typedef struct apd_palette_kmeans_info {
     uint32_t samples, iters;  /* pixels clustered, Lloyd steps run */
     double sse_per_channel;   /* mean squared distance to the nearest centre, per channel */

@@ -53,6 +53,7 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
      * published network ties "DM, then median cut"; per-image palettes with the loss on the
      * stored images and the image step scaled to the image count beat it at every K. */
     o->palette_mode = APD_PALETTE_STORED;
+    o->palette_input = APD_PALETTE_INPUT_ABSOLUTE;
     o->warmup_steps = 50;
     o->task_scale = 1e-3f;
     o->temp_start = 1.0f;
@@ -97,6 +98,8 @@ static const name_val k_pixel_ranges[] = {{"auto", APD_PIXELS_AUTO}, {"free", AP
                                           {"clamp", APD_PIXELS_CLAMP}, {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
                                            {NULL, 0}};
+static const name_val k_palette_inputs[] = {{"absolute", APD_PALETTE_INPUT_ABSOLUTE},
+                                            {"image-norm", APD_PALETTE_INPUT_IMAGE_NORM}, {NULL, 0}};
 
 static apd_status lookup(const name_val *t, const char *s, int *out)
 {
@@ -155,6 +158,8 @@ APD_API apd_status apd_palette_remedy_from_name(const char *s, uint32_t *out)
 APD_API const char *apd_distill_method_name(apd_distill_method m) { return rlookup(k_methods, m); }
 NAMED_ENUM_FROM(apd_palette_mode, apd_palette_mode_from_name, k_palette_modes)
 NAMED_ENUM_NAME(apd_palette_mode, apd_palette_mode_name, k_palette_modes)
+NAMED_ENUM_FROM(apd_palette_input, apd_palette_input_from_name, k_palette_inputs)
+NAMED_ENUM_NAME(apd_palette_input, apd_palette_input_name, k_palette_inputs)
 NAMED_ENUM_FROM(apd_lr_rule, apd_lr_rule_from_name, k_lr_rules)
 NAMED_ENUM_NAME(apd_lr_rule, apd_lr_rule_name, k_lr_rules)
 NAMED_ENUM_FROM(apd_pixel_range, apd_pixel_range_from_name, k_pixel_ranges)
@@ -325,7 +330,13 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
                         apd_quantizer_name(apd__distill_stored_quantizer(o)));
     } else if (o->method == APD_DISTILL_AUTOPALETTE) {
         apd__dsb_printf(b, ",\"palette_mode\":\"network\",\"palette_net\":\"per-pixel MLP C-256-ReLU-K (no bias in layer 2), "
-                          "softmax over K\",\"lr_palette\":");
+                          "softmax over K\",\"palette_input\":\"%s\"",
+                        apd_palette_input_name(o->palette_input));
+        if (o->palette_input == APD_PALETTE_INPUT_IMAGE_NORM) {
+            apd__dsb_printf(b, ",\"palette_input_eps\":");
+            apd__dsb_num(b, APD_PALETTE_NORM_EPS);
+        }
+        apd__dsb_printf(b, ",\"lr_palette\":");
         apd__dsb_num(b, o->lr_palette);
         apd__dsb_printf(b, ",\"momentum_palette\":");
         apd__dsb_num(b, o->momentum_palette);
@@ -547,6 +558,11 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
+    if (o->palette_input != APD_PALETTE_INPUT_ABSOLUTE && o->palette_input != APD_PALETTE_INPUT_IMAGE_NORM)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown palette-network input %d", (int)o->palette_input);
+    if (o->palette_input != APD_PALETTE_INPUT_ABSOLUTE && !apd__distill_network(o))
+        return apd__err_set(err, APD_EINVAL, "distill: --palette-input applies to autopalette with the palette "
+                                             "network only (--palette network)");
     if (o->quantizer >= 0 && apd__distill_network(o))
         return apd__err_set(err, APD_EINVAL, "distill: a quantizer applies to autopalette only with palette mode "
                                              "stored (the palette network makes its own palettes)");

@@ -582,6 +582,11 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
                     (uint32_t)apd__distill_pixel_range(&c), c.color_subset, c.remedy, c.warmup_steps, c.dsa_strategy, (uint32_t)c.dsa_align_corners,
                     s->x->threads, s->x->depth, s->max_batch};
     h = fnv(h, u, sizeof u);
+    /* hashed only when not the default, so checkpoints of absolute-input runs stay valid */
+    if (c.palette_input != APD_PALETTE_INPUT_ABSOLUTE) {
+        uint32_t pin = (uint32_t)c.palette_input;
+        h = fnv(h, &pin, sizeof pin);
+    }
     h = fnv(h, &c.seed, sizeof c.seed);
     if (c.net_pool) { /* hashed only when on: checkpoints without the queue keep their fingerprint */
         uint32_t np[] = {c.net_pool, c.net_pool_every, c.net_pool_steps, c.net_pool_batch};
@@ -999,6 +1004,7 @@ static apd_status setup_palette(dm_state *s, apd_err *err)
     int fail = 0;
     apd_status st = apd_palette_net_init(&s->pnet, x->c, x->k, APD_PALETTE_HIDDEN, apd__mix64(x->seed ^ 0x70616c6574ull));
     if (st != APD_OK) return apd__err_set(err, st, "distill: palette network (K %u): %s", x->k, apd_strerror(st));
+    s->pnet.input = o->palette_input; /* every forward (task, colour losses, final records) uses it */
     s->n_sub = o->color_subset < s->N ? o->color_subset : (uint32_t)s->N;
     if (s->n_sub == 0) s->n_sub = 1;
     uint32_t wmax = (o->remedy & (APD_REMEDY_WARMUP | APD_REMEDY_KMEANS_INIT)) ? (uint32_t)s->N : (uint32_t)s->ipc;

@@ -209,6 +209,16 @@ apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_
     uint32_t ch = net->c, k = net->k;
     APD_RETURN_IF(net->hidden < ch + 1, APD_ESHAPE); /* needs C identity units and one constant unit */
     uint64_t p = (uint64_t)h * w, total = (uint64_t)b * p;
+    /* a network of the per-image normalised colour is set from (and clusters) those */
+    float *xn = NULL;
+    if (net->input == APD_PALETTE_INPUT_IMAGE_NORM) {
+        APD_RETURN_IF(total > SIZE_MAX / sizeof(float) / ch, APD_EOVERFLOW);
+        xn = malloc((size_t)total * ch * sizeof(float));
+        if (!xn) return APD_ENOMEM;
+        for (uint32_t i = 0; i < b; i++)
+            apd_palette_image_norm(xn + (size_t)i * ch * p, NULL, x + (size_t)i * ch * p, ch, (uint32_t)p);
+        x = xn;
+    }
     km_state m;
     m.k = k;
     m.ch = ch;
@@ -247,5 +257,6 @@ apd_status apd_palette_net_init_kmeans(apd_palette_net *net, apd_palette_kmeans_
     free(m.dmin);
     free(m.asg);
     free(m.cnt);
+    free(xn);
     return st;
 }

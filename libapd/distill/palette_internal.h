@@ -36,6 +36,9 @@ struct apd_palette_ws {
     uint32_t b, p;
     float temperature;
     int straight_through;
+    apd_palette_input input;     /* net->input of the last forward */
+    float *u, *istd;             /* IMAGE_NORM input: (B, C, P) normalised pixels, (B, C)
+                                    1/sqrt(var + eps); allocated by the first such forward */
     /* scratch */
     apd_pool *pool;
     uint32_t n_scr;

@@ -93,14 +93,14 @@ void apd_palette_net_step(apd_palette_net *net, const apd_palette_sgd_opts *sgd)
 /* ---- workspace ---------------------------------------------------------------------------- */
 
 /* Per-thread scratch. small: colA [max_p], colB [max_p], ones [max_p], dpal [c*k], e [c*k],
- * r [k], ysoft [c*max_p]. */
+ * r [k], ysoft [c*max_p], gu [c*max_p] (dL/du of the IMAGE_NORM input, backward only). */
 struct apd__palette_scratch {
     float *h, *dh, *g, *dz, *small;
 };
 
 static size_t small_len(uint32_t c, uint32_t k, uint32_t max_p)
 {
-    return 3 * (size_t)max_p + 2 * (size_t)c * k + k + (size_t)c * max_p;
+    return 3 * (size_t)max_p + 2 * (size_t)c * k + k + 2 * (size_t)c * max_p;
 }
 
 static void scratch_free(apd__palette_scratch *s, uint32_t n)
@@ -174,7 +174,7 @@ void apd_palette_ws_free(apd_palette_ws *ws)
     if (!ws) return;
     free(ws->m); free(ws->pal); free(ws->hpal); free(ws->den); free(ws->idx); free(ws->count);
     scratch_free(ws->scr, ws->n_scr);
-    free(ws->gbuf); free(ws->s_dm);
+    free(ws->gbuf); free(ws->s_dm); free(ws->u); free(ws->istd);
     free(ws);
 }
 
@@ -212,6 +212,39 @@ apd_status apd_palette_ws_set_pool(apd_palette_ws *ws, apd_pool *pool)
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
+
+void apd_palette_image_norm(float *u, float *istd, const float *x, uint32_t c, uint32_t p)
+{
+    if (!u || !x || c == 0 || p == 0) return;
+    for (uint32_t ch = 0; ch < c; ch++) {
+        const float *xc = x + (size_t)ch * p;
+        float *uc = u + (size_t)ch * p;
+        double sum = 0.0, sq = 0.0;
+        for (uint32_t q = 0; q < p; q++) sum += xc[q];
+        double mu = sum / p;
+        for (uint32_t q = 0; q < p; q++) sq += ((double)xc[q] - mu) * ((double)xc[q] - mu);
+        double r = 1.0 / sqrt(sq / p + (double)APD_PALETTE_NORM_EPS);
+        for (uint32_t q = 0; q < p; q++) uc[q] = (float)(((double)xc[q] - mu) * r);
+        if (istd) istd[ch] = (float)r;
+    }
+}
+
+/* dx (C, P) += the backward of apd_palette_image_norm for g = dL/du (C, P):
+ * dx = r (g - mean(g) - u mean(g u)) per channel. */
+static void image_norm_back(float *dx, const float *g, const float *u, const float *istd, uint32_t c, uint32_t p)
+{
+    for (uint32_t ch = 0; ch < c; ch++) {
+        const float *gc = g + (size_t)ch * p, *uc = u + (size_t)ch * p;
+        float *dc = dx + (size_t)ch * p;
+        double sg = 0.0, sgu = 0.0;
+        for (uint32_t q = 0; q < p; q++) {
+            sg += gc[q];
+            sgu += (double)gc[q] * uc[q];
+        }
+        float mg = (float)(sg / p), mgu = (float)(sgu / p), r = istd[ch];
+        for (uint32_t q = 0; q < p; q++) dc[q] += r * (gc[q] - mg - uc[q] * mgu);
+    }
+}
 
 /* hs (hidden, P) = relu(W1 x + b1) for one image x (C, P). C <= 4, so this is a fused
  * elementwise pass rather than a GEMM with an inner dimension of 3 (which would also need a
@@ -359,7 +392,13 @@ static void forward_image(void *vctx, uint32_t i, uint32_t thread)
     const float *xi = cx->x + (size_t)i * c * p;
     float *mi = ws->m + (size_t)i * k * p;
     float *pal = ws->pal + (size_t)i * c * k, *den = ws->den + (size_t)i * k;
-    hidden_forward(sc->h, net, xi, p);
+    const float *in = xi; /* what the network sees; the palettes below use xi */
+    if (net->input == APD_PALETTE_INPUT_IMAGE_NORM) {
+        float *ui = ws->u + (size_t)i * c * p;
+        apd_palette_image_norm(ui, ws->istd + (size_t)i * c, xi, c, p);
+        in = ui;
+    }
+    hidden_forward(sc->h, net, in, p);
     /* z (K, P) = W2 (K, hidden) . h (hidden, P) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)p, (int)net->hidden, 1.0f, net->w2,
                 (int)net->hidden, sc->h, (int)p, 0.0f, mi, (int)p);
@@ -410,10 +449,24 @@ apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, f
     else
         apd_palette_fwd_opts_default(&o);
     APD_RETURN_IF(!(o.temperature > 0.0f) || !isfinite(o.temperature), APD_EINVAL);
+    APD_RETURN_IF(net->input != APD_PALETTE_INPUT_ABSOLUTE && net->input != APD_PALETTE_INPUT_IMAGE_NORM,
+                  APD_EINVAL);
     uint64_t p64 = (uint64_t)h * w;
     APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
     APD_RETURN_IF(b < 1 || b > ws->max_b || p64 < 1 || p64 > ws->max_p, APD_ESHAPE);
     ws->b = 0; /* invalid until complete */
+    if (net->input == APD_PALETTE_INPUT_IMAGE_NORM && !ws->u) {
+        size_t nu;
+        APD_RETURN_IF(!apd__mul3_ok(ws->max_b, ws->c, ws->max_p, &nu) || nu > SIZE_MAX / sizeof(float),
+                      APD_EOVERFLOW);
+        ws->u = malloc(nu * sizeof(float));
+        ws->istd = malloc((size_t)ws->max_b * ws->c * sizeof(float));
+        if (!ws->u || !ws->istd) {
+            free(ws->u); free(ws->istd);
+            ws->u = ws->istd = NULL;
+            return APD_ENOMEM;
+        }
+    }
     uint8_t *bad = calloc(b, 1);
     if (!bad) return APD_ENOMEM;
     fwd_ctx cx = {net, ws, y, x, (uint32_t)p64, o, bad};
@@ -426,6 +479,7 @@ apd_status apd_palette_forward(const apd_palette_net *net, apd_palette_ws *ws, f
     ws->p = (uint32_t)p64;
     ws->temperature = o.temperature;
     ws->straight_through = o.straight_through;
+    ws->input = net->input;
     return APD_OK;
 }
 
@@ -491,7 +545,13 @@ static void backward_image(const bwd_ctx *cx, uint32_t i, apd__palette_scratch *
     float *dxi = cx->dx ? cx->dx + (size_t)i * c * p : NULL;
     float *gt = sc->g, *gc = sc->dz;
     const float *dy = cx->dy, *dm = cx->dm;
-    hidden_forward(sc->h, net, xi, p);
+    /* the network's input (the forward's), and dL/du scratch when it is normalised */
+    const float *in = xi, *ui = NULL, *istd = NULL;
+    if (ws->input == APD_PALETTE_INPUT_IMAGE_NORM) {
+        in = ui = ws->u + (size_t)i * c * p;
+        istd = ws->istd + (size_t)i * c;
+    }
+    hidden_forward(sc->h, net, in, p);
 
     if (dy) {
         const float *gi = dy + (size_t)i * c * p;
@@ -554,15 +614,22 @@ static void backward_image(const bwd_ctx *cx, uint32_t i, apd__palette_scratch *
                 1.0f, gw2, (int)hd);
     hidden_back(sc->dh, net, dzp, sc->h, p);
     /* dW1 (hidden, C) += alpha dh (hidden, P) . x^T (P, C);  db1 += alpha dh . 1 */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hd, (int)c, (int)p, alpha, sc->dh, (int)p, xi, (int)p,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hd, (int)c, (int)p, alpha, sc->dh, (int)p, in, (int)p,
                 1.0f, gw1, (int)c);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)hd, (int)p, alpha, sc->dh, (int)p, ones, 1, 1.0f, gb1, 1);
     if (dxi) {
         /* dh above came from the unscaled dz unless both inputs were mixed with s != 1 */
         if (separate_x) hidden_back(sc->dh, net, gc, sc->h, p);
-        /* dx (C, P) += W1^T (C, hidden) . dh (hidden, P) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c, sc->dh,
-                    (int)p, 1.0f, dxi, (int)p);
+        /* dx (C, P) += W1^T (C, hidden) . dh (hidden, P), through the normalisation if any */
+        if (ui) {
+            float *gu = r + k + (size_t)c * ws->max_p; /* after ysoft in small */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c,
+                        sc->dh, (int)p, 0.0f, gu, (int)p);
+            image_norm_back(dxi, gu, ui, istd, c, p);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)p, (int)hd, 1.0f, net->w1, (int)c,
+                        sc->dh, (int)p, 1.0f, dxi, (int)p);
+        }
     }
 }
 
@@ -582,7 +649,7 @@ apd_status apd_palette_backward(apd_palette_net *net, apd_palette_ws *ws, float 
     APD_RETURN_IF(!net || !ws || !x || !net->params, APD_EINVAL);
     APD_RETURN_IF(!dy && !dm, APD_EINVAL);
     APD_RETURN_IF(net->c != ws->c || net->k != ws->k || net->hidden != ws->hidden, APD_ESHAPE);
-    APD_RETURN_IF(ws->b == 0 || b != ws->b || (uint64_t)h * w != ws->p, APD_ESHAPE);
+    APD_RETURN_IF(ws->b == 0 || b != ws->b || (uint64_t)h * w != ws->p || net->input != ws->input, APD_ESHAPE);
     uint32_t ng = (b + APD_PALETTE_GROUP - 1) / APD_PALETTE_GROUP;
     size_t need = (size_t)ng * net->n_params;
     if (ws->gbuf_len < need) {

@@ -333,6 +333,64 @@ START_TEST(net_pool)
 }
 END_TEST
 
+/* The palette network with the per-image normalised input: same seed, same bytes; the
+ * records do not depend on the thread count; a resume reaches the same bytes; the input is
+ * in the provenance, differs from the absolute input's records, and is refused outside the
+ * palette network. */
+START_TEST(autopalette_image_norm_input)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_NETWORK;
+    o.palette_input = APD_PALETTE_INPUT_IMAGE_NORM;
+    apd_distill_result a, b, c;
+    apd_err err;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
+    dt_same_result(&a, &b);
+    apd_distill_result_free(&b);
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"palette_input\":\"image-norm\""));
+    apd_distill_opts o1 = o;
+    o1.threads = 1;
+    ck_assert_msg(apd_distill_run(&g_real, &o1, &b, &err) == APD_OK, "%s", err.msg);
+    size_t p = (size_t)a.h * a.w;
+    ck_assert_uint_eq(a.n, b.n);
+    ck_assert(memcmp(a.palettes, b.palettes, a.n * a.k * a.c) == 0);
+    ck_assert(memcmp(a.indices, b.indices, a.n * p) == 0);
+    apd_distill_result_free(&b);
+    /* resume */
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/distill-test-inorm-%d.ckpt", APD_BINARY_DIR, (int)getpid());
+    apd_distill_opts o2 = o;
+    o2.checkpoint_path = ck;
+    o2.checkpoint_every = 4;
+    o2.stop_after = 7;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o2, &c, &err), APD_ECANCELED);
+    apd_distill_opts o3 = o2;
+    o3.stop_after = 0;
+    o3.resume_path = ck;
+    ck_assert_msg(apd_distill_run(&g_real, &o3, &c, &err) == APD_OK, "%s", err.msg);
+    dt_same_result(&a, &c);
+    apd_distill_result_free(&c);
+    /* the absolute input's checkpoint does not resume an image-norm run */
+    o3.palette_input = APD_PALETTE_INPUT_ABSOLUTE;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o3, &c, &err), APD_EMISMATCH);
+    remove(ck);
+    apd_distill_opts oa = o;
+    oa.palette_input = APD_PALETTE_INPUT_ABSOLUTE;
+    ck_assert_msg(apd_distill_run(&g_real, &oa, &b, &err) == APD_OK, "%s", err.msg);
+    ck_assert_ptr_nonnull(strstr(b.hyperparameters_json, "\"palette_input\":\"absolute\""));
+    ck_assert(memcmp(a.indices, b.indices, a.n * p) != 0);
+    apd_distill_result_free(&b);
+    apd_distill_opts os = o;
+    os.palette_mode = APD_PALETTE_STORED;
+    ck_assert_int_eq(apd_distill_run(&g_real, &os, &b, &err), APD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--palette-input"));
+    printf("autopalette image-norm stats: %s\n", a.stats_json);
+    apd_distill_result_free(&a);
+}
+END_TEST
+
 /* Palette mode stored: the records are the quantizer's palette records of the final images
  * (with a zero learning rate: of the initial images, exactly what DM + the same quantizer
  * stores), and the loop lowers the matching loss of what is stored. */
@@ -582,6 +640,14 @@ START_TEST(option_names)
     ck_assert_int_eq(pr, APD_PIXELS_CLAMP);
     ck_assert_str_eq(apd_pixel_range_name(APD_PIXELS_FREE), "free");
     ck_assert_int_eq(apd_pixel_range_from_name("none", &pr), APD_EINVAL);
+    apd_palette_input pi;
+    ck_assert_int_eq(apd_palette_input_from_name("image-norm", &pi), APD_OK);
+    ck_assert_int_eq(pi, APD_PALETTE_INPUT_IMAGE_NORM);
+    ck_assert_str_eq(apd_palette_input_name(pi), "image-norm");
+    ck_assert_int_eq(apd_palette_input_from_name("absolute", &pi), APD_OK);
+    ck_assert_int_eq(pi, APD_PALETTE_INPUT_ABSOLUTE);
+    ck_assert_int_eq(apd_palette_input_from_name("bogus", &pi), APD_EINVAL);
+    ck_assert_str_eq(apd_palette_input_name((apd_palette_input)9), "?");
 }
 END_TEST
 
@@ -599,6 +665,7 @@ int main(void)
     tcase_add_test(tc, dm_deterministic_and_resumable);
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
     tcase_add_test(tc, net_pool);
+    tcase_add_test(tc, autopalette_image_norm_input);
     tcase_add_test(tc, stored_palettes);
     tcase_add_test(tc, pixel_range_clamp);
     tcase_add_test(tc, callbacks_only);

@@ -326,10 +326,15 @@ static double fd_loss(gcase *cs, float *y, const float *x, const float *r, const
     return s + 3.0 * la;
 }
 
+/* _i < N_CASES: the network of absolute colour; then the same cases with input IMAGE_NORM
+ * (the gradient through the per-image mean and variance included). */
 START_TEST(finite_differences)
 {
     gcase cs;
-    case_open(&cs, CASES[_i]);
+    const int norm = _i >= N_CASES;
+    const char *name = CASES[_i % N_CASES];
+    case_open(&cs, name);
+    if (norm) cs.net.input = APD_PALETTE_INPUT_IMAGE_NORM;
     size_t n = (size_t)cs.b * cs.c * cs.p, nm = (size_t)cs.b * cs.k * cs.p;
     float *y = malloc(n * sizeof(float)), *dx = calloc(n, sizeof(float)), *x = malloc(n * sizeof(float));
     float *dm = calloc(nm, sizeof(float));
@@ -363,16 +368,26 @@ START_TEST(finite_differences)
     }
     double maxdx = 0.0, maxgx = 0.0;
     int skipped = 0;
-    for (size_t i = 0; i < n; i += 1 + n / 30) {
+    /* the network's input (x, or x normalised per image) and d(input)/dx at the pixel itself */
+    float *in = malloc(n * sizeof(float)), istd[4];
+    /* more pixels with the normalised input: its kink test exempts more */
+    for (size_t i = 0; i < n; i += 1 + n / (norm ? 45 : 30)) {
         /* exempt pixels where a hidden unit's pre-activation is within the step of its ReLU
          * kink (the one-sided derivatives differ there) */
         size_t img = i / ((size_t)cs.c * cs.p), ch = (i / cs.p) % cs.c, q = i % cs.p;
+        const float *xi = x + img * cs.c * cs.p;
+        double slope = 1.0;
+        if (norm) {
+            apd_palette_image_norm(in, istd, xi, cs.c, cs.p);
+            slope = 1.5 * istd[ch]; /* |du_q/dx_q| <= istd (1 - 1/P - u_q^2/P) */
+        } else {
+            memcpy(in, xi, (size_t)cs.c * cs.p * sizeof(float));
+        }
         int kink = 0;
         for (uint32_t j = 0; j < cs.hidden && !kink; j++) {
             double a = cs.net.b1[j];
-            for (uint32_t cc = 0; cc < cs.c; cc++)
-                a += (double)cs.net.w1[j * cs.c + cc] * x[(img * cs.c + cc) * cs.p + q];
-            kink = fabs(a) <= 1.5 * eps * fabs(cs.net.w1[j * cs.c + ch]);
+            for (uint32_t cc = 0; cc < cs.c; cc++) a += (double)cs.net.w1[j * cs.c + cc] * in[cc * cs.p + q];
+            kink = fabs(a) <= 1.5 * eps * slope * fabs(cs.net.w1[j * cs.c + ch]);
         }
         if (kink) {
             skipped++;
@@ -390,10 +405,92 @@ START_TEST(finite_differences)
         checked++;
     }
     double ep = maxd / maxg, ex = maxdx / maxgx;
-    printf("  %-10s finite differences (%d entries, %d pixels at a ReLU kink skipped): params rel err %.3g, "
-           "x rel err %.3g\n", CASES[_i], checked, skipped, ep, ex);
-    ck_assert_msg(ep < 2e-2 && ex < 2e-2 && checked > 60, "finite differences disagree: %g %g", ep, ex);
-    free(y); free(dx); free(x); free(dm); free(tgt); free(smp); free(ga);
+    printf("  %-10s %-10s finite differences (%d entries, %d pixels at a ReLU kink skipped): params rel err "
+           "%.3g, x rel err %.3g (max abs err %.3g of %.3g)\n",
+           name, norm ? "image-norm" : "absolute", checked, skipped, ep, ex, maxdx, maxgx);
+    ck_assert_msg(ep < 2e-2 && ex < 2e-2 && checked > (norm ? 50 : 60), "finite differences disagree: %g %g", ep, ex);
+    free(y); free(dx); free(x); free(dm); free(tgt); free(smp); free(ga); free(in);
+    case_close(&cs);
+}
+END_TEST
+
+/* ---- per-image normalised input ----------------------------------------------------------- */
+
+START_TEST(image_norm_input)
+{
+    gcase cs;
+    case_open(&cs, CASES[0]);
+    uint32_t b = cs.b, c = cs.c, k = cs.k, p = cs.p;
+    size_t n = (size_t)b * c * p, nm = (size_t)b * k * p;
+    /* the normalisation against a direct double computation */
+    float *u = malloc(n * sizeof(float)), *istd = malloc((size_t)b * c * sizeof(float));
+    double err_u = 0.0;
+    for (uint32_t i = 0; i < b; i++) {
+        apd_palette_image_norm(u + (size_t)i * c * p, istd + (size_t)i * c, cs.x + (size_t)i * c * p, c, p);
+        for (uint32_t ch = 0; ch < c; ch++) {
+            const float *xc = cs.x + ((size_t)i * c + ch) * p;
+            double mu = 0.0, var = 0.0;
+            for (uint32_t q = 0; q < p; q++) mu += xc[q] / (double)p;
+            for (uint32_t q = 0; q < p; q++) var += (xc[q] - mu) * (xc[q] - mu) / (double)p;
+            for (uint32_t q = 0; q < p; q++) {
+                double e = fabs(u[((size_t)i * c + ch) * p + q] - (xc[q] - mu) / sqrt(var + APD_PALETTE_NORM_EPS));
+                if (e > err_u) err_u = e;
+            }
+        }
+    }
+    /* IMAGE_NORM on x = ABSOLUTE on u for the assignments; the palettes are of x */
+    float *m_abs = malloc(nm * sizeof(float)), *y = malloc(n * sizeof(float));
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, NULL, u, b, cs.h, cs.w, NULL), APD_OK);
+    memcpy(m_abs, wsv(cs.ws).m, nm * sizeof(float));
+    cs.net.input = APD_PALETTE_INPUT_IMAGE_NORM;
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, y, cs.x, b, cs.h, cs.w, NULL), APD_OK);
+    const apd_palette_ws_view v = wsv(cs.ws);
+    ck_assert_mem_eq(m_abs, v.m, nm * sizeof(float));
+    double err_pal = 0.0, err_hp = 0.0;
+    for (uint32_t i = 0; i < b; i++)
+        for (uint32_t ch = 0; ch < c; ch++)
+            for (uint32_t j = 0; j < k; j++) {
+                double num = 0.0, den = 1e-8, hs = 0.0;
+                uint32_t cnt = 0;
+                for (uint32_t q = 0; q < p; q++) {
+                    double mm = v.m[((size_t)i * k + j) * p + q], xv = cs.x[((size_t)i * c + ch) * p + q];
+                    num += mm * xv;
+                    den += mm;
+                    if (v.idx[(size_t)i * p + q] == j) {
+                        hs += xv;
+                        cnt++;
+                    }
+                }
+                double e = fabs(v.pal[((size_t)i * c + ch) * k + j] - num / den);
+                if (e > err_pal) err_pal = e;
+                e = fabs(v.hpal[((size_t)i * c + ch) * k + j] - (cnt ? hs / cnt : 0.0));
+                if (e > err_hp) err_hp = e;
+            }
+    /* a per-channel shift of an image moves the absolute network's assignments, not these */
+    float *xs = malloc(n * sizeof(float));
+    for (size_t t = 0; t < n; t++) xs[t] = cs.x[t] + 0.75f * (float)((t / p) % c + 1);
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, NULL, xs, b, cs.h, cs.w, NULL), APD_OK);
+    double dm_norm = 0.0;
+    for (size_t t = 0; t < nm; t++) dm_norm = fmax(dm_norm, fabs(wsv(cs.ws).m[t] - m_abs[t]));
+    cs.net.input = APD_PALETTE_INPUT_ABSOLUTE;
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, NULL, xs, b, cs.h, cs.w, NULL), APD_OK);
+    float *m_shift = malloc(nm * sizeof(float));
+    memcpy(m_shift, wsv(cs.ws).m, nm * sizeof(float));
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, NULL, cs.x, b, cs.h, cs.w, NULL), APD_OK);
+    double dm_abs = 0.0;
+    for (size_t t = 0; t < nm; t++) dm_abs = fmax(dm_abs, fabs(wsv(cs.ws).m[t] - m_shift[t]));
+    /* backward must see the input of the forward it differentiates */
+    cs.net.input = APD_PALETTE_INPUT_IMAGE_NORM;
+    ck_assert_int_eq(apd_palette_backward(&cs.net, cs.ws, NULL, gget(&cs.g, "dy")->f, NULL, cs.x, b, cs.h, cs.w, 1.0f),
+                     APD_ESHAPE);
+    cs.net.input = (apd_palette_input)7;
+    ck_assert_int_eq(apd_palette_forward(&cs.net, cs.ws, NULL, cs.x, b, cs.h, cs.w, NULL), APD_EINVAL);
+    printf("  image-norm input: u max err %.3g, soft palette (of x) max err %.3g, hard palette max err %.3g; "
+           "max |dm| under a per-channel shift: image-norm %.3g, absolute %.3g\n",
+           err_u, err_pal, err_hp, dm_norm, dm_abs);
+    ck_assert(err_u < 1e-5 && err_pal < 1e-4 && err_hp < 1e-5);
+    ck_assert_msg(dm_norm < 1e-4 && dm_abs > 1e-2, "shift: image-norm %g, absolute %g", dm_norm, dm_abs);
+    free(u); free(istd); free(m_abs); free(y); free(xs); free(m_shift);
     case_close(&cs);
 }
 END_TEST
@@ -746,6 +843,7 @@ START_TEST(threads_bit_identical)
      * run must match exactly too; before any pool exists, OpenBLAS's own threads may change
      * the last bits (documented in palette.h). */
     static const uint32_t order[4] = {1, 2, 3, 0};
+    for (int in = 0; in < 2; in++) {
     for (int oi = 0; oi < 4; oi++) {
         uint32_t nt = order[oi];
         apd_pool *pool = NULL;
@@ -753,6 +851,7 @@ START_TEST(threads_bit_identical)
         apd_palette_net net;
         apd_palette_ws *ws;
         ck_assert_int_eq(apd_palette_net_init(&net, c, k, 256, 5), APD_OK);
+        net.input = in ? APD_PALETTE_INPUT_IMAGE_NORM : APD_PALETTE_INPUT_ABSOLUTE;
         ck_assert_int_eq(apd_palette_ws_create(&ws, c, k, 256, b, p), APD_OK);
         ck_assert_int_eq(apd_palette_ws_set_pool(ws, pool), APD_OK);
         float *y = malloc(n * sizeof(float)), *dx = calloc(n, sizeof(float));
@@ -784,8 +883,12 @@ START_TEST(threads_bit_identical)
         apd_palette_net_free(&net);
         apd_pool_free(pool);
     }
-    printf("  threads: results bit-identical with pools of 1, 2, 3 threads and no pool (La %.4f)\n", ref_la);
-    free(ref_g); free(ref_dx); free(ref_y); free(x); free(dy);
+    printf("  threads (%s input): results bit-identical with pools of 1, 2, 3 threads and no pool (La %.4f)\n",
+           in ? "image-norm" : "absolute", ref_la);
+    free(ref_g); free(ref_dx); free(ref_y);
+    ref_g = ref_dx = ref_y = NULL;
+    }
+    free(x); free(dy);
 }
 END_TEST
 
@@ -962,7 +1065,8 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, golden_forward, 0, N_CASES);
     tcase_add_loop_test(tc, golden_backward, 0, N_CASES);
     tcase_add_loop_test(tc, golden_losses, 0, N_CASES);
-    tcase_add_loop_test(tc, finite_differences, 0, N_CASES);
+    tcase_add_loop_test(tc, finite_differences, 0, 2 * N_CASES);
+    tcase_add_test(tc, image_norm_input);
     tcase_add_test(tc, hard_hand_case);
     tcase_add_test(tc, hard_bucket_means);
     tcase_add_test(tc, init_and_sgd);

@@ -200,6 +200,10 @@ START_TEST(options_that_do_not_apply)
         {"--method autopalette --lr-palette 0.1", "--lr-palette applies only to the palette network (--palette network)"},
         {"--method dm --palette stored", "--palette applies only to --method autopalette"},
         {"--method autopalette --palette bogus", "bad value 'bogus' for --palette"},
+        {"--method autopalette --palette-input image-norm",
+         "--palette-input applies only to the palette network (--palette network)"},
+        {"--method dm --palette-input image-norm", "--palette-input applies only to --method autopalette"},
+        {"--method autopalette --palette network --palette-input stretched", "bad value 'stretched' for --palette-input"},
         {"--method autopalette --select-epochs 1", "--select-epochs applies only to the graph-cut init"},
         {"--method random --iters 5", "--iters applies only to --method dm|autopalette"},
         {"--method random --pixel-range clamp", "--pixel-range applies only to --method dm|autopalette"},
@@ -240,6 +244,8 @@ START_TEST(options_that_do_not_apply)
         "--method dm --quantizer median-cut --colors 8 --budget bytes --iters 2",
         "--method autopalette --palette network --palette-remedy temperature --temp-start 3 --temp-end 1",
         "--method dm --net-pool 4 --net-pool-every 2 --net-pool-steps 1 --net-pool-batch 8 --iters 2",
+        "--method autopalette --palette network --palette-input image-norm",
+        "--method autopalette --palette network --palette-input absolute",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
         ck_assert_msg(cli_run(CONVERT " --input cifar10:%s/none %s -o %s", cli_tmp, fine[i], out) == 1, "%s", fine[i]);
