@@ -76,6 +76,9 @@ extra_directions = [("palette network, per-image normalised input", "cifar", k, 
                      "ap-net-inorm", "ap-net") for k in (4, 16, 64)]
 extra_directions += [("palette network, per-image normalised input", "cifar", 4,
                       "--palette-input image-norm --lr-palette 0.005", "ap-net-inorm-lrp005", "ap-net")]
+POOL_OPT = "--net-pool 5 --net-pool-every 10 --net-pool-steps 4 --net-pool-batch 64"
+extra_directions += [("IDM-style queue of partly trained networks", "cifar", k, POOL_OPT, m + "-pool", m)
+                     for k in (4, 8) for m in ("ap-stored", "dm-mc")]
 
 
 def row_info(name):

@@ -10,7 +10,7 @@
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
-#                                  ksweep-long-eval pixel-range pnorm-cifar1
+#                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -86,7 +86,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -96,7 +96,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1) need CIFAR "$CIFAR" "$g" ;;
     folder) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -240,6 +240,19 @@ for g in $groups; do
       done
       row cifar-ipc1-k4-ap-net-inorm-lrp005 "$in" "$in" --method autopalette --palette network --ipc 1 \
         --colors 4 --budget bits --init graphcut $DIST --palette-input image-norm --lr-palette 0.005 ;;
+    pool-cifar1)
+      # IDM-style model sampling (--net-pool): the K sweep's CIFAR IPC 1 rows (stored palettes,
+      # DM then median cut) with the DM loss on networks drawn from a queue of 5 partly trained
+      # ones (a fresh one every 10 iterations, 4 SGD steps of 64 real images per iteration);
+      # compare with cifar-ipc1-k{4,8}-ap-stored and -dm-mc
+      in="cifar10:$CIFAR"
+      POOL="--net-pool 5 --net-pool-every 10 --net-pool-steps 4 --net-pool-batch 64"
+      for k in 4 8; do
+        row "cifar-ipc1-k$k-ap-stored-pool" "$in" "$in" --method autopalette --ipc 1 --colors "$k" --budget bits \
+          $DM $POOL
+        row "cifar-ipc1-k$k-dm-mc-pool" "$in" "$in" --method dm --ipc 1 --colors "$k" --budget bits \
+          --quantizer median-cut $DM $POOL
+      done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)

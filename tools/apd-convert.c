@@ -436,6 +436,10 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--log-every", log_every)
     DU32("--images-per-class", images_per_class)
     DU32("--stop-after", stop_after)
+    DU32("--net-pool", net_pool)
+    DU32("--net-pool-every", net_pool_every)
+    DU32("--net-pool-steps", net_pool_steps)
+    DU32("--net-pool-batch", net_pool_batch)
 #undef DU32
 #undef DF
     if (strcmp(name, "--select-limit") == 0) {
@@ -521,6 +525,11 @@ static const char *const distill_usage =
     "                        each step (what a record can store); auto: free\n"
     "  --log-every N (status line every N iterations; default iters/10)\n"
     "  --checkpoint FILE --checkpoint-every N --resume FILE\n"
+    "  --net-pool N (0 = off) match with networks drawn from a queue of N partly trained\n"
+    "                        ones instead of a fresh random network per iteration (IDM):\n"
+    "                        --net-pool-every N (10) iterations between fresh networks,\n"
+    "                        --net-pool-steps N (4) SGD steps on one of them per iteration,\n"
+    "                        --net-pool-batch N (64) real images per step\n"
     " autopalette:\n"
     "  --palette stored|network  where the palettes come from (stored):\n"
     "                        stored: per-image palettes by --quantizer (kmeans) refitted every\n"
@@ -560,7 +569,8 @@ enum {
     SC_TASK_SCALE = 16,   /* --palette-remedy with task-scale */
     SC_TEMPERATURE = 32,  /* --palette-remedy with temperature */
     SC_NET = 64,          /* a ConvNet: the DM loop or the graph-cut init */
-    SC_ANY_PALETTE = 128  /* autopalette in either palette mode (else SC_AP: the network's) */
+    SC_ANY_PALETTE = 128, /* autopalette in either palette mode (else SC_AP: the network's) */
+    SC_NET_POOL = 256     /* --net-pool N with N > 0 */
 };
 
 static const struct {
@@ -570,7 +580,8 @@ static const struct {
     {"ipc", SC_ALL}, {"images-per-class", SC_ALL}, {"init", SC_ALL}, {"budget", SC_ALL},
     {"iters", SC_DM}, {"batch-real", SC_DM}, {"lr-img", SC_DM}, {"momentum-img", SC_DM},
     {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
-    {"log-every", SC_DM}, {"stop-after", SC_DM},
+    {"log-every", SC_DM}, {"stop-after", SC_DM}, {"net-pool", SC_DM}, {"net-pool-every", SC_DM | SC_NET_POOL},
+    {"net-pool-steps", SC_DM | SC_NET_POOL}, {"net-pool-batch", SC_DM | SC_NET_POOL},
     {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
     {"w-balance", SC_AP}, {"w-align", SC_AP}, {"w-conf", SC_AP}, {"color-subset", SC_AP},
     {"align-ratio", SC_AP}, {"palette-remedy", SC_AP}, {"palette-input", SC_AP},
@@ -608,6 +619,7 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
             why = "applies only when --palette-remedy includes task-scale";
         else if ((sc & SC_TEMPERATURE) && !(d->remedy & APD_REMEDY_TEMPERATURE))
             why = "applies only when --palette-remedy includes temperature";
+        else if ((sc & SC_NET_POOL) && d->net_pool == 0) why = "applies only with --net-pool N, N >= 1";
         if (why) {
             usage_error("--%s %s (here: --method %s, init %s, palette remedy %s)", g, why, ctx->o.method,
                         graphcut ? "graphcut" : "random", ap ? remedy : "-");
@@ -642,6 +654,12 @@ static apd_status distill_validate(cv_ctx *ctx)
     CV_TRY(distill_option_scopes(ctx));
     if (d->checkpoint_every && !d->checkpoint_path) {
         usage_error("%s needs --checkpoint FILE", "--checkpoint-every");
+        return APD_EINVAL;
+    }
+    if (d->net_pool && (d->net_pool > APD_DISTILL_MAX_NET_POOL || d->net_pool_every == 0 || d->net_pool_batch == 0 ||
+                        d->net_pool_steps > APD_DISTILL_MAX_NET_POOL_STEPS)) {
+        usage_error("--net-pool N needs N <= %u, --net-pool-every and --net-pool-batch >= 1, --net-pool-steps <= %u",
+                    APD_DISTILL_MAX_NET_POOL, APD_DISTILL_MAX_NET_POOL_STEPS);
         return APD_EINVAL;
     }
     return APD_OK;
@@ -812,6 +830,10 @@ static const struct option LONG_OPTS[] = {
     {"ipc", required_argument, 0, OPT_DISTILL},
     {"iters", required_argument, 0, OPT_DISTILL},
     {"log-every", required_argument, 0, OPT_DISTILL},
+    {"net-pool", required_argument, 0, OPT_DISTILL},
+    {"net-pool-batch", required_argument, 0, OPT_DISTILL},
+    {"net-pool-every", required_argument, 0, OPT_DISTILL},
+    {"net-pool-steps", required_argument, 0, OPT_DISTILL},
     {"lr-img", required_argument, 0, OPT_DISTILL},
     {"lr-palette", required_argument, 0, OPT_DISTILL},
     {"momentum-img", required_argument, 0, OPT_DISTILL},

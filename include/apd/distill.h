@@ -155,6 +155,22 @@ typedef struct apd_distill_opts {
     double gc_lambda, gc_epsilon;/* 1, 0.9 */
     uint32_t dsa_strategy;       /* apd_dsa mask; default all six ops */
     int dsa_align_corners;       /* 0 */
+    /* IDM-style model sampling (Zhao et al., CVPR 2023; docs/distill.md "Directions tried"):
+     * instead of a fresh random ConvNet per iteration, the DM loss of iteration it uses a
+     * network drawn from a queue of partly trained ones. The queue gets a fresh network every
+     * net_pool_every iterations (from iteration 0), the oldest leaving when it holds net_pool;
+     * after each iteration's image step one queued network, drawn at random, takes
+     * net_pool_steps SGD steps (lr 0.01, momentum 0.9, weight decay 5e-4, the evaluation's
+     * settings) of softmax cross-entropy on real batches of net_pool_batch images of all
+     * classes (no augmentation). Every draw derives from (seed, iteration), the queue is part
+     * of the checkpoint, and in a class-parallel run every process keeps the same queue. */
+#define APD_DISTILL_MAX_NET_POOL 1024u       /* net_pool limit (1.3 MB x 2 each at 32 px) */
+#define APD_DISTILL_MAX_NET_POOL_STEPS 10000u /* net_pool_steps limit */
+    uint32_t net_pool;           /* networks in the queue; 0 (default) = off, a fresh network per
+                                    iteration (the other net_pool_* fields are then unused) */
+    uint32_t net_pool_every;     /* iterations between fresh networks (10) */
+    uint32_t net_pool_steps;     /* SGD steps per iteration on one queued network (4) */
+    uint32_t net_pool_batch;     /* real images per SGD step (64) */
     uint32_t depth;              /* ConvNet depth of the DM loop and the selection net; 0 (default)
                                     = by resolution (apd_convnet_default_depth: 3 at 28/32 px,
                                     4 at 64 px, 5 at 128 px) */

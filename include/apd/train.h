@@ -42,6 +42,7 @@ extern "C" {
 #endif
 
 typedef struct apd_pool apd_pool; /* apd/nn.h */
+typedef struct apd_convnet apd_convnet; /* apd/nn.h */
 
 /* Per-pass callback (progress, logging): pass in [0, passes), loss = mean training loss of
  * the pass, acc = training accuracy of the pass (on augmented batches). Return non-zero to
@@ -101,6 +102,21 @@ APD_API apd_status apd_eval_train_test(apd_eval_result *res, const float *train_
  * out: [n, c, h, w]; pixels: n*c*h*w bytes. */
 APD_API void apd_eval_normalize(float *out, const uint8_t *pixels, size_t n, uint32_t c,
                                 size_t hw, const float mean[3], const float std[3]);
+
+/* One training step's gradients, the step the evaluation above takes (and the distillation's
+ * pool of partly trained networks, apd/distill.h net_pool): the mean cross-entropy of the nb
+ * images x ([nb, c, h, w], normalised) against hard labels y, or soft targets soft ([nb, K])
+ * when soft is not NULL, back-propagated into apd_convnet_grads(net), which are zeroed first.
+ * The batch runs as passes of at most mb images (mb <= the net's max_batch, e.g. from
+ * apd_convnet_batch_for_budget); pass j adds its gradient with dloss = m_j / nb, exactly 1 for
+ * one pass. logits, probs, dlogits: [nb, K] caller buffers; logits keep the batch's logits
+ * (apd_count_correct). *loss_sum: the sum over the batch of the per-image losses. The caller
+ * then steps the parameters (apd_sgd_step or apd_sgd_update).
+ * @return APD_OK; the codes of apd_convnet_forward / apd_convnet_backward (APD_EINVAL for mb
+ *         0 or above the net's batch). */
+APD_API apd_status apd_convnet_xent_grads(apd_convnet *net, float *logits, float *probs, float *dlogits,
+                                          const float *x, const uint32_t *y, const float *soft, size_t nb,
+                                          size_t mb, size_t img, size_t K, double *loss_sum);
 
 /* The standard baseline: `ipc` random images per class of src (seeded; without
  * replacement; classes in label order, images in source order within a class).

@@ -66,6 +66,10 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
     o->select_limit = 0;
     o->gc_lambda = 1.0;
     o->gc_epsilon = 0.9;
+    o->net_pool = 0;
+    o->net_pool_every = 10;
+    o->net_pool_steps = 4;
+    o->net_pool_batch = 64;
     o->dsa_strategy = APD_DSA_ALL; /* color_crop_cutout_flip_scale_rotate */
     o->dsa_align_corners = 0;
     o->seed = 0;
@@ -292,9 +296,18 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
     if (o->method != APD_DISTILL_RANDOM) {
         apd__dsb_printf(b, ",\"task_loss\":\"dm (sum over classes of squared L2 of mean "
                           "embeddings, no division by classes)\",\"network\":\"ConvNetD%u "
-                          "width 128 instancenorm relu avgpool, fresh random init per iteration\","
+                          "width 128 instancenorm relu avgpool, %s\","
                           "\"depth\":%u,\"depth_rule\":\"%s\",\"embed_dim\":%u",
-                        x->depth, x->depth, o->depth ? "--depth" : "by resolution", x->embed);
+                        x->depth,
+                        o->net_pool ? "drawn per iteration from a queue of partly trained networks (net_pool)"
+                                    : "fresh random init per iteration",
+                        x->depth, o->depth ? "--depth" : "by resolution", x->embed);
+        if (o->net_pool)
+            apd__dsb_printf(b, ",\"net_pool\":{\"networks\":%u,\"fresh_every\":%u,\"steps_per_iter\":%u,"
+                              "\"batch\":%u,\"trained_per_iter\":1,\"lr\":0.01,\"momentum\":0.9,"
+                              "\"weight_decay\":0.0005,\"loss\":\"softmax cross-entropy, real images of every "
+                              "class, with replacement, no augmentation\"}",
+                            o->net_pool, o->net_pool_every, o->net_pool_steps, o->net_pool_batch);
         apd__dsb_printf(b, ",\"activation_budget_bytes\":%llu",
                         (unsigned long long)(o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET));
         apd__dsb_printf(b, ",\"real_forward_gemm\":\"%s\"", apd_nn_bf16_enabled() ? "bf16" : "fp32");
@@ -556,6 +569,19 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
     APD_TRY(check_net_shape(real, o, err));
     if (o->checkpoint_every && !o->checkpoint_path)
         return apd__err_set(err, APD_EINVAL, "distill: --checkpoint-every needs a checkpoint path");
+    if (o->net_pool) {
+        if (o->method == APD_DISTILL_RANDOM)
+            return apd__err_set(err, APD_EINVAL,
+                                "distill: --net-pool applies only to dm and autopalette (the DM loop)");
+        if (o->net_pool > APD_DISTILL_MAX_NET_POOL)
+            return apd__err_set(err, APD_EINVAL, "distill: --net-pool %u outside 0..%u", o->net_pool,
+                                APD_DISTILL_MAX_NET_POOL);
+        if (o->net_pool_every == 0 || o->net_pool_batch == 0)
+            return apd__err_set(err, APD_EINVAL, "distill: --net-pool-every and --net-pool-batch must be >= 1");
+        if (o->net_pool_steps > APD_DISTILL_MAX_NET_POOL_STEPS)
+            return apd__err_set(err, APD_EINVAL, "distill: --net-pool-steps %u outside 0..%u", o->net_pool_steps,
+                                APD_DISTILL_MAX_NET_POOL_STEPS);
+    }
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
         return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
     return APD_OK;

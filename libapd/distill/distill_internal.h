@@ -136,6 +136,37 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 /* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);
 apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err);
+/* The queue of partly trained networks of the DM loop (netpool.c; opts.net_pool > 0). */
+typedef struct apd_convnet apd_convnet;
+typedef struct apd_convnet_opts apd_convnet_opts;
+typedef struct apd__netpool {
+    uint32_t cap, every, steps, batch; /* opts.net_pool, _every, _steps, _batch */
+    size_t np, img, K;    /* parameters per network, floats per image, classes */
+    uint32_t mb;          /* images per forward/backward pass of a training step */
+    float *w, *v;         /* [cap, np]: parameters and SGD momentum of each slot */
+    uint64_t *meta;       /* [1 + cap]: networks pushed so far, then each slot's SGD steps */
+    apd_convnet *tnet;    /* the network a training step runs on */
+    float *xb, *logits, *probs, *dlogits; /* [batch, img], [batch, K] x3 */
+    uint32_t *yb;         /* [batch] */
+    uint8_t *img8;        /* [img] one decoded real image */
+} apd__netpool;
+/* Allocate the queue for o->net_pool networks shaped like net_cfg (its pool threads used);
+ * training passes planned for act_budget bytes of activations. APD_OK, APD_ENOMEM or the
+ * ConvNet's code (err set). Free with apd__netpool_free (also after a failed create). */
+apd_status apd__netpool_create(apd__netpool *p, const apd_distill_opts *o, const apd_convnet_opts *net_cfg,
+                               uint64_t act_budget, size_t img, apd_err *err);
+void apd__netpool_free(apd__netpool *p);
+/* Iteration it: push a fresh network if it is due, then copy the matching network (drawn
+ * from (seed, it)) into net's parameters; *age = its SGD steps so far (NULL ok). */
+apd_status apd__netpool_net(apd__netpool *p, apd_convnet *net, uint64_t seed, uint64_t it, uint32_t *age);
+/* Iteration it's training: one queued network (drawn from (seed, it)) takes opts.net_pool_steps
+ * SGD steps on real batches of every class (lut: uint8 -> normalised float per channel);
+ * *loss = their mean cross-entropy (0 without steps). APD_OK, the source's read error,
+ * APD_ENUMERIC (diverged) or the ConvNet's code (err set). */
+apd_status apd__netpool_train(apd__netpool *p, apd_distill_source *src, const float lut[3][256], uint64_t seed,
+                              uint64_t it, double *loss, apd_err *err);
+/* The queue's state for a checkpoint: 3 (pointer, bytes) parts, read and written in place. */
+size_t apd__netpool_parts(apd__netpool *p, void *ptr[3], size_t len[3]);
 /* Class-parallel helpers (comm.c). Each is a collective over x->comm (every rank calls it
  * in the same order) and a no-op without one. */
 /* Rank `rank` of `size` distils the classes [*lo, *hi) (contiguous blocks). */

@@ -101,6 +101,9 @@ typedef struct dm_state {
     float *x_pack;
     uint32_t *sub_pos;
     uint64_t *sub_off;
+    /* opts.net_pool: the queue of partly trained networks (netpool.c) */
+    apd__netpool npool;
+    int use_pool;
     /* stats */
     double loss_first;
     uint64_t start_iter;
@@ -137,6 +140,7 @@ static void state_free(dm_state *s)
     free(s->x_pack);
     free(s->sub_pos);
     free(s->sub_off);
+    apd__netpool_free(&s->npool);
 }
 
 static void *xmalloc(size_t a, size_t b, int *fail)
@@ -196,6 +200,8 @@ static apd_status real_batch(dm_state *s, uint32_t cls, uint64_t stream, uint32_
 
 typedef struct iter_out {
     double loss;
+    uint32_t net_age;  /* net_pool: SGD steps of the iteration's network */
+    double pool_xent;  /* net_pool: mean cross-entropy of the iteration's training steps */
     apd_palette_losses pl;
     apd_palette_stats ps;
 } iter_out;
@@ -439,7 +445,8 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     size_t img = s->img, cls_floats = (size_t)s->ipc * img;
     apd_status st = APD_OK;
 
-    apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_NET | it)), 0);
+    if (s->use_pool) APD_TRY(apd__netpool_net(&s->npool, s->net, x->seed, it, &out->net_age));
+    else apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_NET | it)), 0);
     memset(s->grad + x->cls_lo * cls_floats, 0, (x->cls_hi - x->cls_lo) * cls_floats * sizeof(float));
     iter_cfg ic;
     ic.it = it;
@@ -485,6 +492,12 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
         if (st != APD_OK) return apd__err_set(err, st, "distill: colour losses failed (%s)", apd_strerror(st));
         apd_palette_stats_compute(&out->ps, NULL, s->wsc, s->x_sub);
         apd_palette_net_step(&s->pnet, &s->psgd);
+    }
+    if (s->use_pool) {
+        /* every process trains the same queue (nothing in it depends on the classes); the
+         * agreement keeps the processes in step if one of them fails */
+        st = apd__netpool_train(&s->npool, x->src, (const float(*)[256])s->lut, x->seed, it, &out->pool_xent, err);
+        APD_TRY(apd__dcomm_agree(x, st, err));
     }
     return APD_OK;
 }
@@ -532,6 +545,7 @@ static apd_status eval_loss(dm_state *s, const float *imgs, uint32_t n_nets, dou
 /* ---- checkpoint ----------------------------------------------------------------------------- */
 
 #define CKPT_MAGIC "APDCKPT2"
+#define CKPT_PARTS 9 /* at most: loss, ids, pixels, momenta, palette net x2, queue x3 */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -574,6 +588,10 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         h = fnv(h, &pin, sizeof pin);
     }
     h = fnv(h, &c.seed, sizeof c.seed);
+    if (c.net_pool) { /* hashed only when on: checkpoints without the queue keep their fingerprint */
+        uint32_t np[] = {c.net_pool, c.net_pool_every, c.net_pool_steps, c.net_pool_batch};
+        h = fnv(h, np, sizeof np);
+    }
     char hex[17];
     apd_distill_source_hash(s->x->src, hex);
     h = fnv(h, hex, 16);
@@ -590,8 +608,10 @@ static int rd(FILE *f, void *p, size_t n) { return n == 0 || fread(p, 1, n, f) =
  *   40  4  pixel momentum started   44  4  palette-net params   48  4  its momentum started
  *   52  8  seed                     60  4  CRC-32C of bytes [0, 60) and of everything after 64
  *   64  8  loss of iteration 0 (double), then N source ids (u64), N*img pixels, N*img pixel
- *          momenta (float), and for autopalette the palette-net params and their momenta;
- *          nothing after that.
+ *          momenta (float), for autopalette the palette-net params and their momenta, and
+ *          with opts.net_pool the network queue: networks pushed and each slot's SGD steps
+ *          (u64 x (1 + net_pool)), each slot's params, each slot's momenta (float x
+ *          net_pool x params each); nothing after that.
  * The CRC makes a damaged checkpoint an error instead of a silently different resumed run;
  * "APDCKPT1" files (no CRC) are refused with a message. */
 typedef struct ckpt_part {
@@ -599,7 +619,7 @@ typedef struct ckpt_part {
     size_t n;
 } ckpt_part;
 
-static size_t ckpt_parts(dm_state *s, uint64_t *src, double *lf, ckpt_part out[6])
+static size_t ckpt_parts(dm_state *s, uint64_t *src, double *lf, ckpt_part out[CKPT_PARTS])
 {
     size_t k = 0, img = (size_t)s->N * s->img * sizeof(float);
     out[k++] = (ckpt_part){lf, sizeof *lf};
@@ -609,6 +629,12 @@ static size_t ckpt_parts(dm_state *s, uint64_t *src, double *lf, ckpt_part out[6
     if (s->palette) {
         out[k++] = (ckpt_part){s->pnet.params, s->pnet.n_params * sizeof(float)};
         out[k++] = (ckpt_part){s->pnet.mom, s->pnet.n_params * sizeof(float)};
+    }
+    if (s->use_pool) {
+        void *p[3];
+        size_t n[3];
+        size_t m = apd__netpool_parts(&s->npool, p, n);
+        for (size_t i = 0; i < m; i++) out[k++] = (ckpt_part){p[i], n[i]};
     }
     return k;
 }
@@ -638,7 +664,7 @@ static apd_status ckpt_save(const dm_state *s, const uint64_t *src, uint64_t nex
     apd__st32(hdr + 48, s->palette ? (uint32_t)s->pnet.mom_init : 0);
     apd__st64(hdr + 52, s->x->seed); /* RNG: every draw derives from (seed, iteration) */
     double lf = s->loss_first;
-    ckpt_part parts[6];
+    ckpt_part parts[CKPT_PARTS];
     size_t np = ckpt_parts((dm_state *)(uintptr_t)s, (uint64_t *)(uintptr_t)src, &lf, parts);
     uint32_t crc = apd_crc32c(0, hdr, 60);
     for (size_t i = 0; i < np; i++) crc = apd_crc32c(crc, parts[i].p, parts[i].n);
@@ -678,7 +704,7 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
         st = apd__err_set(err, APD_EMISMATCH, "%s: checkpoint shapes differ from this run's", path);
         goto done;
     }
-    ckpt_part parts[6];
+    ckpt_part parts[CKPT_PARTS];
     size_t np = ckpt_parts(s, src, &lf, parts);
     uint32_t crc = apd_crc32c(0, hdr, 60);
     int ok = 1;
@@ -687,11 +713,13 @@ static apd_status ckpt_load(dm_state *s, uint64_t *src, uint64_t *next_iter, apd
         crc = apd_crc32c(crc, parts[i].p, parts[i].n);
     }
     if (!ok) {
-        st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint", path);
+        st = apd__err_set(err, APD_ETRUNC, "%s: truncated checkpoint (or one made with other options, e.g. "
+                                           "--net-pool)", path);
         goto done;
     }
     if (fgetc(f) != EOF) {
-        st = apd__err_set(err, APD_ECORRUPT, "%s: bytes after the end of the checkpoint", path);
+        st = apd__err_set(err, APD_ECORRUPT, "%s: bytes after the end of the checkpoint (or one made with other "
+                                             "options, e.g. --net-pool)", path);
         goto done;
     }
     if (crc != apd__ld32(hdr + 60)) {
@@ -742,7 +770,7 @@ static apd_status ckpt_resume(dm_state *s, uint64_t *src, uint64_t *next_iter, a
     s->mom_init = sc.mom_init;
     if (s->palette) s->pnet.mom_init = sc.pnet_mom_init;
     double lf;
-    ckpt_part parts[6];
+    ckpt_part parts[CKPT_PARTS];
     size_t np = ckpt_parts(s, src, &lf, parts);
     for (size_t i = 1; i < np; i++) APD_TRY(apd__dcomm_bcast0(x, parts[i].p, parts[i].n, err));
     return APD_OK;
@@ -944,6 +972,11 @@ static apd_status setup_net(dm_state *s, apd_err *err)
         return apd__err_set(err, st, "distill: ConvNetD%u for %ux%ux%u: %s", x->depth, x->c, x->h, x->w,
                             apd_strerror(st));
     s->D = (uint32_t)apd_convnet_embed_dim(s->net);
+    if (s->use_pool) {
+        st = apd__netpool_create(&s->npool, o, &cfg, o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET, s->img,
+                                 err);
+        if (st != APD_OK) return st;
+    }
     s->real_f = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->real_aug = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->emb_r = xmalloc((size_t)o->batch_real * s->D, sizeof(float), &fail);
@@ -1152,6 +1185,9 @@ static void report_iteration(const dm_state *s, uint64_t it, uint64_t it0, const
     else
         apd__distill_log(o, "it %llu/%u loss %.3f | %.2f it/s ETA %.0fs", (unsigned long long)it + 1, o->iters,
                          io->loss, rate, (double)(o->iters - it - 1) / rate);
+    if (s->use_pool)
+        apd__distill_log(o, "it %llu/%u network queue: matched with a network of %u SGD steps; training xent %.3f",
+                         (unsigned long long)it + 1, o->iters, io->net_age, io->pool_xent);
 }
 
 /* Iterations it0 .. iters-1 with progress, log lines, checkpoints and opts.stop_after. */
@@ -1225,6 +1261,11 @@ static apd_status finish(dm_state *s, apd_distill_result *res, double eval0, con
     apd__dsb_num(&x->stats, quant_mse);
     x->eval_loss_initial = eval0;
     x->eval_loss_final = eval1;
+    if (s->use_pool) {
+        apd__dsb_printf(&x->stats, ",\"net_pool_last_xent\":");
+        apd__dsb_num(&x->stats, lo->io.pool_xent);
+        apd__dsb_printf(&x->stats, ",\"net_pool_networks_pushed\":%llu", (unsigned long long)s->npool.meta[0]);
+    }
     if (s->palette) {
         apd__dsb_printf(&x->stats, ",\"last_soft_hard_gap\":");
         apd__dsb_num(&x->stats, lo->io.ps.gap_mse);
@@ -1257,6 +1298,10 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
                         "batch-real %u, %s %s, threads %u",
                      apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c,
                      x->h, x->w, x->k, o->iters, o->batch_real, s->stored ? "palettes" : "remedy", rn, x->threads);
+    if (s->use_pool)
+        apd__distill_log(o, "distill: network queue of %u partly trained networks (a fresh one every %u iterations, "
+                            "%u SGD steps of %u real images per iteration)",
+                         o->net_pool, o->net_pool_every, o->net_pool_steps, o->net_pool_batch);
     loop_out lo;
     APD_TRY(run_loop(s, res, it0, &lo, err));
     return finish(s, res, eval0, &lo, err);
@@ -1273,6 +1318,7 @@ apd_status apd__dm_run(apd_distill_ctx *x, apd_distill_result *res, apd_err *err
     s->N = s->ipc * x->n_classes;
     s->img = (size_t)x->c * x->h * x->w;
     s->palette = apd__distill_network(x->o);
+    s->use_pool = x->o->net_pool > 0;
     s->stored = apd__distill_stored(x->o);
     s->qz = apd__distill_stored_quantizer(x->o);
     x->lr_img_used = apd__distill_lr_img(x->o, s->ipc);

@@ -47,7 +47,9 @@ apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err)
     const struct {
         const char *name;
         uint32_t v;
-    } b[] = {{"--batch-real", o->batch_real}, {"--select-batch", o->select_batch}};
+    } b[] = {{"--batch-real", o->batch_real},
+             {"--select-batch", o->select_batch},
+             {"--net-pool-batch", o->net_pool_batch}};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++)
         if (b[i].v > APD__DISTILL_MAX_BATCH)
             return apd__err_set(err, APD_EINVAL, "distill: %s %u is out of range (at most %u)", b[i].name,

@@ -176,6 +176,35 @@ static apd_status eval_setup(eval_run *r, apd_err *err)
     return APD_OK;
 }
 
+apd_status apd_convnet_xent_grads(apd_convnet *net, float *logits, float *probs, float *dlogits, const float *x,
+                                  const uint32_t *y, const float *soft, size_t nb, size_t mb, size_t img, size_t K,
+                                  double *loss_sum)
+{
+    APD_RETURN_IF(net == NULL || mb == 0 || loss_sum == NULL, APD_EINVAL);
+    double bsum = 0;
+    apd_convnet_zero_grad(net);
+    for (size_t m0 = 0; m0 < nb; m0 += mb) {
+        /* one pass (the whole batch unless it exceeds the activation budget); the batch
+         * mean's gradient is the sum of the passes' with dloss = mn / nb (exactly 1 for
+         * a single pass) */
+        const size_t mn = nb - m0 < mb ? nb - m0 : mb;
+        float *lg = logits + m0 * K, *pr = probs + m0 * K, *dl = dlogits + m0 * K;
+        APD_TRY(apd_convnet_forward(net, lg, NULL, x + m0 * img, mn));
+        float loss;
+        const float scale = mn == nb ? 1.0f : (float)mn / (float)nb;
+        const float *tb = soft ? soft + m0 * K : NULL; /* soft targets, if any */
+        if (tb) apd_xent_soft_forward(&loss, pr, lg, tb, mn, K);
+        else apd_xent_forward(&loss, pr, lg, y + m0, mn, K);
+        bsum += (double)loss * (double)mn;
+        memset(dl, 0, mn * K * sizeof(float));
+        if (tb) apd_xent_soft_backward(dl, pr, tb, scale, mn, K);
+        else apd_xent_backward(dl, pr, y + m0, scale, mn, K);
+        APD_TRY(apd_convnet_backward(net, NULL, dl, NULL, mn, APD_NN_PARAM_GRADS));
+    }
+    *loss_sum = bsum;
+    return APD_OK;
+}
+
 /* One pass over the training set in a fresh seeded order: *loss_sum (sum of batch loss x
  * batch size) and *correct. */
 static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t *correct, apd_err *err)
@@ -203,27 +232,9 @@ static apd_status eval_pass(eval_run *r, uint32_t pass, double *loss_sum, size_t
             xin = r->xa;
         }
         double bsum = 0; /* sum over the batch of the per-image losses */
-        apd_convnet_zero_grad(r->net);
-        for (size_t m0 = 0; m0 < nb; m0 += r->MB) {
-            /* one pass (the whole batch unless it exceeds the activation budget); the batch
-             * mean's gradient is the sum of the passes' with dloss = mn / nb (exactly 1 for
-             * a single pass) */
-            const size_t mn = nb - m0 < r->MB ? nb - m0 : r->MB;
-            float *lg = r->logits + m0 * K, *pr = r->probs + m0 * K, *dl = r->dlogits + m0 * K;
-            st = apd_convnet_forward(r->net, lg, NULL, xin + m0 * img, mn);
-            if (st != APD_OK) return eval_failed(err, st);
-            float loss;
-            const float scale = mn == nb ? 1.0f : (float)mn / (float)nb;
-            const float *tb = r->tb ? r->tb + m0 * K : NULL; /* soft targets, if any */
-            if (tb) apd_xent_soft_forward(&loss, pr, lg, tb, mn, K);
-            else apd_xent_forward(&loss, pr, lg, r->yb + m0, mn, K);
-            bsum += (double)loss * (double)mn;
-            memset(dl, 0, mn * K * sizeof(float));
-            if (tb) apd_xent_soft_backward(dl, pr, tb, scale, mn, K);
-            else apd_xent_backward(dl, pr, r->yb + m0, scale, mn, K);
-            st = apd_convnet_backward(r->net, NULL, dl, NULL, mn, APD_NN_PARAM_GRADS);
-            if (st != APD_OK) return eval_failed(err, st);
-        }
+        st = apd_convnet_xent_grads(r->net, r->logits, r->probs, r->dlogits, xin, r->yb, r->tb, nb, r->MB, img, K,
+                                    &bsum);
+        if (st != APD_OK) return eval_failed(err, st);
         if (!isfinite(bsum))
             return apd__err_set(err, APD_ENUMERIC, "training loss became %g at pass %u (lr %g too high?)",
                                 bsum / (double)nb, pass, (double)apd_sgd_get_lr(r->opt));

@@ -1,7 +1,9 @@
 /* test_distill.c: tiny end-to-end distillations on a synthetic 2-class 8x8 dataset:
  * DM lowers its (fixed-network) loss, AutoPalette writes valid palette records, two runs
  * with the same seed give identical results, a run stopped at a checkpoint and resumed
- * ends with the same bytes as an uninterrupted run (DM and AutoPalette), and status lines and
+ * ends with the same bytes as an uninterrupted run (DM and AutoPalette; also with the queue of
+ * partly trained networks, opts.net_pool, which must also change the result, give the same
+ * bytes on 1 and 2 threads and refuse bad settings), and status lines and
  * progress arrive only through the callbacks (nothing on stdout/stderr). */
 #include <check.h>
 #include <math.h>
@@ -212,10 +214,17 @@ START_TEST(autopalette_records)
 }
 END_TEST
 
-static void check_determinism_and_resume(apd_distill_method m, apd_distill_init init, apd_palette_mode pm)
+static void check_determinism_and_resume(apd_distill_method m, apd_distill_init init, apd_palette_mode pm,
+                                         uint32_t net_pool)
 {
     apd_distill_opts o;
     base_opts(&o, m);
+    if (net_pool) { /* a queue of 3, a fresh network every 3 iterations: the checkpoint at 7 holds a full queue */
+        o.net_pool = net_pool;
+        o.net_pool_every = 3;
+        o.net_pool_steps = 2;
+        o.net_pool_batch = 8;
+    }
     o.init = init;
     o.palette_mode = pm;
     o.select_epochs = 1;
@@ -245,19 +254,82 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     apd_distill_opts o4 = o3;
     o4.seed = 8;
     ck_assert_int_eq(apd_distill_run(&g_real, &o4, &c, &err), APD_EMISMATCH);
+    /* and one with (without) the network queue by a run without (with) it */
+    o4 = o3;
+    o4.net_pool = net_pool ? 0 : 2;
+    apd_status s4 = apd_distill_run(&g_real, &o4, &c, &err);
+    ck_assert_msg(s4 == APD_ETRUNC || s4 == APD_ECORRUPT, "%s", apd_strerror(s4));
+    ck_assert_msg(strstr(err.msg, "--net-pool") != NULL, "%s", err.msg);
     remove(ck);
     apd_distill_result_free(&a);
 }
 
 START_TEST(dm_deterministic_and_resumable)
 {
-    check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM, APD_PALETTE_NETWORK);
+    check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM, APD_PALETTE_NETWORK, 0);
 }
 END_TEST
 START_TEST(autopalette_deterministic_and_resumable)
 {
-    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_NETWORK);
-    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_STORED);
+    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_NETWORK, 0);
+    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, APD_PALETTE_STORED, 0);
+}
+END_TEST
+
+/* opts.net_pool: the queue of partly trained networks changes the result, is deterministic
+ * (also across thread counts), resumes to the same bytes, is recorded in the provenance, and
+ * refuses bad settings. */
+START_TEST(net_pool)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_DM);
+    apd_distill_result off, on, t1, t1b;
+    apd_err err;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &off, &err) == APD_OK, "%s", err.msg);
+    o.net_pool = 3;
+    o.net_pool_every = 3;
+    o.net_pool_steps = 2;
+    o.net_pool_batch = 8;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &on, &err) == APD_OK, "%s", err.msg);
+    ck_assert_uint_eq(on.n, off.n);
+    size_t bytes = (size_t)on.n * on.c * on.h * on.w, differ = 0;
+    for (size_t i = 0; i < bytes; i++) differ += on.pixels[i] != off.pixels[i];
+    printf("net_pool: %zu of %zu pixels differ from the fresh-network run\n", differ, bytes);
+    ck_assert_msg(differ > bytes / 100, "the queue changed only %zu of %zu pixels", differ, bytes);
+    ck_assert_msg(strstr(on.hyperparameters_json, "\"net_pool\":{\"networks\":3,\"fresh_every\":3,"
+                                                  "\"steps_per_iter\":2,\"batch\":8") != NULL,
+                  "%s", on.hyperparameters_json);
+    ck_assert(strstr(off.hyperparameters_json, "net_pool") == NULL);
+    ck_assert(strstr(on.stats_json, "\"net_pool_networks_pushed\":4") != NULL); /* iterations 0, 3, 6, 9 */
+    /* the same bytes on 1 thread as on 2 */
+    o.threads = 1;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &t1, &err) == APD_OK, "%s", err.msg);
+    ck_assert_msg(apd_distill_run(&g_real, &o, &t1b, &err) == APD_OK, "%s", err.msg);
+    dt_same_result(&t1, &t1b);
+    size_t dt = 0;
+    for (size_t i = 0; i < bytes; i++) dt += t1.pixels[i] != on.pixels[i];
+    printf("net_pool: 1 thread vs 2 threads: %zu pixels differ\n", dt);
+    ck_assert_uint_eq(dt, 0);
+    apd_distill_result_free(&t1);
+    apd_distill_result_free(&t1b);
+    /* bad settings */
+    apd_distill_result bad;
+    apd_distill_opts ob = o;
+    ob.net_pool_every = 0;
+    ck_assert_int_eq(apd_distill_run(&g_real, &ob, &bad, &err), APD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "--net-pool-every") != NULL, "%s", err.msg);
+    ob = o;
+    ob.net_pool = APD_DISTILL_MAX_NET_POOL + 1;
+    ck_assert_int_eq(apd_distill_run(&g_real, &ob, &bad, &err), APD_EINVAL);
+    ob = o;
+    ob.method = APD_DISTILL_RANDOM;
+    ck_assert_int_eq(apd_distill_run(&g_real, &ob, &bad, &err), APD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "applies only to dm and autopalette") != NULL, "%s", err.msg);
+    apd_distill_result_free(&on);
+    apd_distill_result_free(&off);
+    /* resume: DM and AutoPalette with stored palettes */
+    check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM, APD_PALETTE_NETWORK, 3);
+    check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, APD_PALETTE_STORED, 3);
 }
 END_TEST
 
@@ -592,6 +664,7 @@ int main(void)
     tcase_add_test(tc, autopalette_records);
     tcase_add_test(tc, dm_deterministic_and_resumable);
     tcase_add_test(tc, autopalette_deterministic_and_resumable);
+    tcase_add_test(tc, net_pool);
     tcase_add_test(tc, autopalette_image_norm_input);
     tcase_add_test(tc, stored_palettes);
     tcase_add_test(tc, pixel_range_clamp);

@@ -5,6 +5,7 @@
  *    byte for byte (records, ids, provenance JSON);
  *  - a 2-rank run stopped at a checkpoint, resumed by one process, equals the uninterrupted
  *    one-process run (the checkpoint is rank-count independent);
+ *  - both also with the queue of partly trained networks (opts.net_pool);
  *  - a failure on rank 0 only (its checkpoint is missing) is every rank's failure, with
  *    rank 0's message; no rank waits forever;
  *  - a bad comm (rank >= size, no exchange) is APD_EINVAL. */
@@ -131,10 +132,21 @@ static void free_ranks(rank_ctx *ranks, uint32_t size)
     for (uint32_t r = 0; r < size; r++) apd_distill_result_free(&ranks[r].res);
 }
 
-static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32_t size, apd_palette_mode pm)
+/* opts.net_pool on: a queue of 2 networks, a fresh one every 2 iterations */
+static void set_pool(apd_distill_opts *o)
+{
+    o->net_pool = 2;
+    o->net_pool_every = 2;
+    o->net_pool_steps = 2;
+    o->net_pool_batch = 6;
+}
+
+static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32_t size, apd_palette_mode pm,
+                             int pool)
 {
     apd_distill_opts o;
     base_opts(&o, m);
+    if (pool) set_pool(&o);
     o.init = init;
     o.palette_mode = pm;
     o.init_set = 1;
@@ -150,16 +162,17 @@ static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32
         dt_same_result(&one, &ranks[r].res);
         ck_assert_uint_gt(w.calls[r], o.iters); /* at least one exchange an iteration */
     }
-    printf("%s (palette %s), %u ranks: results identical to one process (%llu exchanges)\n",
-           apd_distill_method_name(m), apd_palette_mode_name(pm), size, (unsigned long long)w.calls[0]);
+    printf("%s (palette %s%s), %u ranks: results identical to one process (%llu exchanges)\n",
+           apd_distill_method_name(m), apd_palette_mode_name(pm), pool ? ", network queue" : "", size,
+           (unsigned long long)w.calls[0]);
     free_ranks(ranks, size);
     apd_distill_result_free(&one);
 }
 
 static void check_split(apd_distill_method m, apd_distill_init init, uint32_t size)
 {
-    check_split_mode(m, init, size, APD_PALETTE_NETWORK);
-    if (m == APD_DISTILL_AUTOPALETTE) check_split_mode(m, init, size, APD_PALETTE_STORED);
+    check_split_mode(m, init, size, APD_PALETTE_NETWORK, 0);
+    if (m == APD_DISTILL_AUTOPALETTE) check_split_mode(m, init, size, APD_PALETTE_STORED, 0);
 }
 
 START_TEST(dm_split_identical)
@@ -176,7 +189,15 @@ START_TEST(autopalette_split_identical)
 }
 END_TEST
 
-START_TEST(checkpoint_across_rank_counts)
+/* opts.net_pool: every process keeps the same queue, so the file is the one-process file */
+START_TEST(net_pool_split_identical)
+{
+    check_split_mode(APD_DISTILL_DM, APD_INIT_RANDOM, 2, APD_PALETTE_NETWORK, 1);
+    check_split_mode(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, 3, APD_PALETTE_STORED, 1);
+}
+END_TEST
+
+static void check_ckpt_ranks(int pool)
 {
     char ck[] = "/tmp/apd-comm-ckpt-XXXXXX";
     int fd = mkstemp(ck);
@@ -184,6 +205,7 @@ START_TEST(checkpoint_across_rank_counts)
     close(fd);
     apd_distill_opts o;
     base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    if (pool) set_pool(&o);
     apd_distill_result full;
     apd_err err;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &full, &err), APD_OK);
@@ -213,7 +235,14 @@ START_TEST(checkpoint_across_rank_counts)
     free_ranks(ranks, 2);
     apd_distill_result_free(&full);
     remove(ck);
-    printf("checkpoint of 2 ranks resumed by 1 and by 2: identical to the uninterrupted run\n");
+    printf("checkpoint of 2 ranks resumed by 1 and by 2%s: identical to the uninterrupted run\n",
+           pool ? " (network queue)" : "");
+}
+
+START_TEST(checkpoint_across_rank_counts)
+{
+    check_ckpt_ranks(0);
+    check_ckpt_ranks(1);
 }
 END_TEST
 
@@ -263,6 +292,7 @@ int main(void)
     tcase_add_test(tc, dm_split_identical);
     tcase_add_test(tc, autopalette_split_identical);
     tcase_add_test(tc, checkpoint_across_rank_counts);
+    tcase_add_test(tc, net_pool_split_identical);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

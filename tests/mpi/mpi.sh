@@ -3,7 +3,8 @@
 # localhost. MPIEXEC empty (a build without MPI): skipped, exit 77.
 #  1. dm, autopalette with the palette network (graph-cut init) and with stored palettes, 2
 #     processes, 1 thread each: the file is
-#     byte-identical (cmp) to the 1-process file; autopalette also with 3 (uneven blocks)
+#     byte-identical (cmp) to the 1-process file; autopalette also with 3 (uneven blocks);
+#     stored palettes also with the network queue (--net-pool)
 #  2. a 2-process run stopped after iteration 2 (checkpoint), resumed by 2 processes and
 #     by 1: the two files are identical, and their records are the uninterrupted run's
 #  3. a 2-process run killed (SIGTERM to mpirun) after its first checkpoint, resumed by 2
@@ -71,6 +72,12 @@ conv aps1 0 "${APS[@]}" || bad "autopalette stored palettes, 1 process: $(cat ap
 conv aps2 2 "${APS[@]}" || bad "autopalette stored palettes, 2 processes: $(cat aps2.log)"
 cmp aps1/out.apd aps2/out.apd && ok "autopalette, stored palettes: 2 processes = 1 process (cmp)" ||
     bad "autopalette stored palettes: 2-process file differs"
+# the network queue (--net-pool): every process keeps the same queue
+POOL=(--net-pool 2 --net-pool-every 2 --net-pool-steps 1 --net-pool-batch 8)
+conv apq1 0 "${APS[@]}" "${POOL[@]}" || bad "stored palettes + net pool, 1 process: $(cat apq1.log)"
+conv apq2 2 "${APS[@]}" "${POOL[@]}" || bad "stored palettes + net pool, 2 processes: $(cat apq2.log)"
+cmp apq1/out.apd apq2/out.apd && ok "stored palettes + network queue: 2 processes = 1 process (cmp)" ||
+    bad "stored palettes + network queue: 2-process file differs"
 
 # 2. stop after iteration 2, resume on 2 and on 1 process
 conv stop 2 "${AP[@]}" --checkpoint "$W/ck" --checkpoint-every 1 --stop-after 2

@@ -215,6 +215,12 @@ START_TEST(options_that_do_not_apply)
         {"--method autopalette --palette network --warmup-steps 3", "--warmup-steps applies only when --palette-remedy includes warmup"},
         {"--method autopalette --palette network --palette-remedy warmup --task-scale 0.1", "--task-scale applies only when --palette-remedy includes task-scale"},
         {"--method autopalette --palette network --temp-start 3", "--temp-start applies only when --palette-remedy includes temperature"},
+        {"--method random --net-pool 4", "--net-pool applies only to --method dm|autopalette"},
+        {"--method dm --net-pool-steps 3", "--net-pool-steps applies only with --net-pool N, N >= 1"},
+        {"--method autopalette --net-pool 0 --net-pool-batch 8", "--net-pool-batch applies only with --net-pool N"},
+        {"--method dm --net-pool two", "bad value 'two' for --net-pool"},
+        {"--method dm --net-pool 2 --net-pool-every 0", "--net-pool N needs N <= 1024, --net-pool-every and"},
+        {"--method autopalette --net-pool 5000", "--net-pool N needs N <= 1024"},
         {"--method direct --size 16", "--size applies only to folder: sources"},
         {"--method direct --split val", "--split val: 'cifar10' has train and test splits only"},
     };
@@ -237,6 +243,7 @@ START_TEST(options_that_do_not_apply)
         "--method random --quantizer octree --colors 8 --budget images --init random",
         "--method dm --quantizer median-cut --colors 8 --budget bytes --iters 2",
         "--method autopalette --palette network --palette-remedy temperature --temp-start 3 --temp-end 1",
+        "--method dm --net-pool 4 --net-pool-every 2 --net-pool-steps 1 --net-pool-batch 8 --iters 2",
         "--method autopalette --palette network --palette-input image-norm",
         "--method autopalette --palette network --palette-input absolute",
     };
