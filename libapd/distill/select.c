@@ -26,6 +26,7 @@
 
 #include "apd/nn.h"
 #include "apd/quant.h"
+#include "apd/train.h"
 #include "common/internal.h"
 #include "distill/distill_internal.h"
 
@@ -198,20 +199,9 @@ static apd_status sel_load(sel_state *s, float *dst, uint64_t j, apd_err *err)
  * dloss = m_j / nb (exactly 1 for a single pass, the whole batch). */
 static apd_status sel_batch_grads(sel_state *s, uint32_t nb, float *loss)
 {
-    uint32_t C = s->C;
-    double sum = 0;
-    apd_convnet_zero_grad(s->net);
-    for (uint32_t m0 = 0; m0 < nb; m0 += s->MB) {
-        uint32_t mn = nb - m0 < s->MB ? nb - m0 : s->MB;
-        float *lg = s->logits + (size_t)m0 * C, *pr = s->probs + (size_t)m0 * C, *dl = s->dlogits + (size_t)m0 * C;
-        float l;
-        APD_TRY(apd_convnet_forward(s->net, lg, NULL, s->xb + (size_t)m0 * s->img, mn));
-        apd_xent_forward(&l, pr, lg, s->yb + m0, mn, C);
-        sum += (double)l * mn;
-        memset(dl, 0, (size_t)mn * C * sizeof *dl);
-        apd_xent_backward(dl, pr, s->yb + m0, mn == nb ? 1.0f : (float)mn / (float)nb, mn, C);
-        APD_TRY(apd_convnet_backward(s->net, NULL, dl, NULL, mn, APD_NN_PARAM_GRADS));
-    }
+    double sum;
+    APD_TRY(apd_convnet_xent_grads(s->net, s->logits, s->probs, s->dlogits, s->xb, s->yb, NULL, nb, s->MB, s->img,
+                                   s->C, &sum));
     *loss = (float)(sum / nb); /* exactly the pass loss when there is one pass */
     return APD_OK;
 }
