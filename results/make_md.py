@@ -188,13 +188,14 @@ for name, k, it, label, on, step in (
         ("cifar-ipc10-k4-dm-mc-i200", 4, 200, "DM, then median cut", "float images", "fixed"),
         ("cifar-ipc10-k4-ap-stored-i200", 4, 200, "AutoPalette, stored palettes", "stored images", "count"),
         ("cifar-ipc10-k4-dm-mc-i200-e300", 4, 200, "DM, then median cut", "float images", "fixed"),
-        ("cifar-ipc10-k4-ap-stored-i200-e300", 4, 200, "AutoPalette, stored palettes", "stored images", "count")):
+        ("cifar-ipc10-k4-ap-stored-i200-e300", 4, 200, "AutoPalette, stored palettes", "stored images", "count"),
+        ("cifar-ipc10-dm-i200-e300", "-", 200, "DM, full colour (10 images/class)", "float images", "fixed")):
     ev, _, _, _, _ = row_info(name)
     ep = 300 if name.endswith("e300") else 30
     if not ev:
-        print("| %d | %d | %d | %s | %s | %s | not run (time) |" % (k, it, ep, label, on, step))
+        print("| %s | %d | %d | %s | %s | %s | not run (time) |" % (k, it, ep, label, on, step))
         continue
-    print("| %d | %d | %d | %s | %s | %s | %s |" % (k, it, ep, label, on, step, acc(ev)))
+    print("| %s | %d | %d | %s | %s | %s | %s |" % (k, it, ep, label, on, step, acc(ev)))
 print()
 
 print("### Directions tried at IPC 1 (kept or dropped by these rows)\n")

@@ -228,7 +228,9 @@ for g in $groups; do
       ( EPOCHS=300; row cifar-ipc10-k4-ap-stored-i200-e300 "$in" "$in" --method autopalette --ipc 10 --colors 4 \
           --budget bits $LD )
       ( EPOCHS=300; row cifar-ipc10-k4-dm-mc-i200-e300 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
-          --quantizer median-cut $LD ) ;;
+          --quantizer median-cut $LD )
+      # DM in full colour, same schedule
+      ( EPOCHS=300; row cifar-ipc10-dm-i200-e300 "$in" "$in" --method dm --ipc 10 --colors 64 $LD ) ;;
     pnorm-cifar1)
       # the palette network with the per-image normalised input: the ksweep-cifar1 rows
       # cifar-ipc1-k$k-ap-net with --palette-input image-norm added; at K 4 the published
