@@ -10,7 +10,7 @@
 #   results/run.sh [GROUP...]      GROUP: fmnist10 cifar10 fmnist1 cifar1 remedy remedy-fmnist remedy-cifar
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
-#                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1
+#                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -86,7 +86,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -97,7 +97,7 @@ need() {
 for g in $groups; do
   case $g in
     cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1) need CIFAR "$CIFAR" "$g" ;;
-    folder) need FOLDER "$FOLDER" "$g" ;;
+    folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
 for g in $groups; do
@@ -263,6 +263,15 @@ for g in $groups; do
         --budget bits --init graphcut $DIST
       row folder-ipc10-dm "folder:$FOLDER" "folder:$FOLDER" --method dm --ipc 10 --colors 64 $DM
       row folder-ipc10-random "folder:$FOLDER" "folder:$FOLDER" --method random --ipc 10 --colors 64 ;;
+    folder64)
+      # the same folder at 64 px (the importer resizes with --size 64; the files are 32 px
+      # CIFAR JPEGs, so this exercises the 64 px pipeline, ConvNetD4, not 64 px detail): the
+      # test split converted once at 64 px and read back as apd:
+      t64="$OUT/folder64-test.apd"
+      [ -s "$t64" ] || "$BIN/apd-convert" --input "folder:$FOLDER" --split test --size 64 --method direct -o "$t64" --force --quiet
+      row folder64-ipc10-ap-stored "folder:$FOLDER" "apd:$t64" --method autopalette --ipc 10 --colors 64 --budget bits \
+        --size 64 $DM
+      row folder64-ipc10-dm "folder:$FOLDER" "apd:$t64" --method dm --ipc 10 --colors 64 --size 64 $DM ;;
     *) echo "unknown group $g" >&2; exit 2 ;;
   esac
 done
