@@ -273,31 +273,29 @@ print()
 print("## An ImageNet-style folder of JPEG files (`folder:`, IPC 10, K 64)\n")
 print("`DATA/cifar10-folder`: `train/<class>/*.jpg` (50 per class, CIFAR-10 images as "
       "JPEG files), tested on `test/<class>/*.jpg` (20 per class, 200 images). Same schedule as above.\n")
-print("| method | images/class | bytes/class | colours/img median (min-max) | storage MSE | accuracy % |")
-print("|---|---|---|---|---|---|")
-for m, label in (("random", "random real (full colour)"), ("dm", "DM (full colour)"),
-                 ("autopalette", "DM + AutoPalette (graph-cut init, K 64)")):
-    name = "folder-ipc10-" + m
-    ev, n, bpc, col, st = row_info(name)
-    if not ev and not os.path.exists(os.path.join(out, name + ".log")):
-        print("| %s | | | | | not run (time) |" % label)
-        continue
-    print("| %s | %s | %s | %s | %s | %s |" % (label, n, bpc, col, mse(st), acc(ev)))
-print()
+
+
+def method_table(prefix, rows):
+    """One table of rows PREFIX-M (method, images/class, bytes, colours, storage MSE, accuracy)."""
+    print("| method | images/class | bytes/class | colours/img median (min-max) | storage MSE | accuracy % |")
+    print("|---|---|---|---|---|---|")
+    for m, label in rows:
+        name = prefix + m
+        ev, n, bpc, col, st = row_info(name)
+        if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+            print("| %s | | | | | not run (time) |" % label)
+            continue
+        print("| %s | %s | %s | %s | %s | %s |" % (label, n, bpc, col, mse(st), acc(ev)))
+    print()
+
+
+method_table("folder-ipc10-", (("random", "random real (full colour)"), ("dm", "DM (full colour)"),
+                               ("autopalette", "DM + AutoPalette (graph-cut init, K 64)")))
 
 print("The same folder at 64 px (`--size 64`: the importer resizes the 32 px JPEGs, so this runs "
       "the 64 px pipeline with ConvNetD4, not 64 px detail), tested on the test folder converted at "
       "64 px; AutoPalette with its defaults (stored palettes):\n")
-print("| method | images/class | bytes/class | colours/img median (min-max) | storage MSE | accuracy % |")
-print("|---|---|---|---|---|---|")
-for m, label in (("dm", "DM (full colour)"), ("ap-stored", "AutoPalette, stored palettes (K 64)")):
-    name = "folder64-ipc10-" + m
-    ev, n, bpc, col, st = row_info(name)
-    if not ev and not os.path.exists(os.path.join(out, name + ".log")):
-        print("| %s | | | | | not run (time) |" % label)
-        continue
-    print("| %s | %s | %s | %s | %s | %s |" % (label, n, bpc, col, mse(st), acc(ev)))
-print()
+method_table("folder64-ipc10-", (("dm", "DM (full colour)"), ("ap-stored", "AutoPalette, stored palettes (K 64)")))
 
 print("## Palette collapse and the remedies\n")
 print("### CIFAR-10 dev, IPC 10, K = 64 (bits budget, 32 images per class, graph-cut init, the headline schedule)\n")
