@@ -429,6 +429,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DF("--task-scale", task_scale)
     DF("--temp-start", temp_start)
     DF("--temp-end", temp_end)
+    DF("--anneal", anneal)
     DU32("--select-epochs", select_epochs)
     DU32("--select-batch", select_batch)
     DF("--select-lr", select_lr)
@@ -536,6 +537,9 @@ static const char *const distill_usage =
     "                        iteration, the DM loss on the stored images (straight-through),\n"
     "                        the image step scaled to the image count (--lr-img-rule auto);\n"
     "                        network: the published palette network (options below)\n"
+    "  --anneal F (0)        stored: over the first F of the iterations the DM loss moves from\n"
+    "                        the float images to the stored ones ((1-a) float + a stored, a\n"
+    "                        rising linearly to 1); 0: the stored images from the start\n"
     " autopalette --palette network:\n"
     "  --lr-palette F (0.05) --momentum-palette F (0.5) --wd-palette F (5e-4)\n"
     "  --w-max F (1) --w-balance F (1) --w-align F (3) --w-conf F (0) --color-subset N (64)\n"
@@ -579,7 +583,7 @@ static const struct {
 } OPT_SCOPE[] = {
     {"ipc", SC_ALL}, {"images-per-class", SC_ALL}, {"init", SC_ALL}, {"budget", SC_ALL},
     {"iters", SC_DM}, {"batch-real", SC_DM}, {"lr-img", SC_DM}, {"momentum-img", SC_DM},
-    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
+    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"anneal", SC_AP}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
     {"log-every", SC_DM}, {"stop-after", SC_DM}, {"net-pool", SC_DM}, {"net-pool-every", SC_DM | SC_NET_POOL},
     {"net-pool-steps", SC_DM | SC_NET_POOL}, {"net-pool-batch", SC_DM | SC_NET_POOL},
     {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
@@ -842,6 +846,7 @@ static const struct option LONG_OPTS[] = {
     {"palette-input", required_argument, 0, OPT_DISTILL},
     {"lr-img-rule", required_argument, 0, OPT_DISTILL},
     {"pixel-range", required_argument, 0, OPT_DISTILL},
+    {"anneal", required_argument, 0, OPT_DISTILL},
     {"resume", required_argument, 0, OPT_DISTILL},
     {"select-batch", required_argument, 0, OPT_DISTILL},
     {"select-epochs", required_argument, 0, OPT_DISTILL},

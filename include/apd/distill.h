@@ -135,6 +135,11 @@ typedef struct apd_distill_opts {
     float lr_img, momentum_img;  /* 1, 0.5 */
     apd_lr_rule lr_img_rule;     /* APD_LR_AUTO */
     apd_pixel_range pixel_range; /* APD_PIXELS_AUTO */
+    /* palette mode stored: the share of the iterations over which the DM loss moves from the
+     * float images to the stored ones. Iteration t (from 0) of T sees (1 - a) x + a Q(x), with
+     * a = min(1, (t + 1) / (anneal T)); the gradient still passes straight through Q. 0 (the
+     * default): the stored images from the first iteration. In [0, 1]. */
+    float anneal;
     float lr_palette, momentum_palette, wd_palette; /* 0.05, 0.5, 5e-4 */
     float w_max, w_balance, w_align, w_conf;        /* 1, 1, 3, 0 */
     uint32_t color_subset;       /* synthetic images for the colour losses (64) */

@@ -328,6 +328,11 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
                           "\"the stored images (8-bit palette + index map)\",\"gradient\":\"straight-through to "
                           "the pixels\",\"stored\":\"the quantizer's palette and index map of the final images\"",
                         apd_quantizer_name(apd__distill_stored_quantizer(o)));
+        apd__dsb_printf(b, ",\"anneal\":");
+        apd__dsb_num(b, o->anneal);
+        if (o->anneal > 0.0f)
+            apd__dsb_printf(b, ",\"anneal_rule\":\"iteration t of T sees (1 - a) float + a stored, "
+                              "a = min(1, (t + 1) / (anneal T))\"");
     } else if (o->method == APD_DISTILL_AUTOPALETTE) {
         apd__dsb_printf(b, ",\"palette_mode\":\"network\",\"palette_net\":\"per-pixel MLP C-256-ReLU-K (no bias in layer 2), "
                           "softmax over K\",\"palette_input\":\"%s\"",
@@ -556,6 +561,10 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
     if (o->pixel_range != APD_PIXELS_AUTO && o->pixel_range != APD_PIXELS_FREE && o->pixel_range != APD_PIXELS_CLAMP)
         return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
+    if (!(o->anneal >= 0.0f && o->anneal <= 1.0f))
+        return apd__err_set(err, APD_EINVAL, "distill: --anneal %g outside [0, 1]", (double)o->anneal);
+    if (o->anneal > 0.0f && !apd__distill_stored(o))
+        return apd__err_set(err, APD_EINVAL, "distill: --anneal needs --method autopalette --palette stored");
     if (o->palette_mode != APD_PALETTE_NETWORK && o->palette_mode != APD_PALETTE_STORED)
         return apd__err_set(err, APD_EINVAL, "distill: unknown palette mode %d", (int)o->palette_mode);
     if (o->palette_input != APD_PALETTE_INPUT_ABSOLUTE && o->palette_input != APD_PALETTE_INPUT_IMAGE_NORM)

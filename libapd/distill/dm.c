@@ -327,6 +327,7 @@ typedef struct iter_cfg {
     apd_palette_fwd_opts fo;
     apd_dsa_opts dcfg;
     float pscale;
+    float anneal; /* stored: the share of the stored images in what the loss sees (1: all) */
 } iter_cfg;
 
 /* The DM loss of class cls and its backward: the class's pixel gradients into s->grad and,
@@ -357,6 +358,10 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
         /* forward: what will be stored; backward: straight through to the pixels */
         APD_TRY(quantize_class(s, xs, cls, err));
         q = s->syn_q;
+        if (ic->anneal < 1.0f) { /* --anneal: part float, part stored */
+            float a = ic->anneal;
+            for (size_t j = 0; j < (size_t)ipc * img; j++) s->syn_q[j] = a * s->syn_q[j] + (1.0f - a) * xs[j];
+        }
     } else if (s->palette) {
         st = apd_palette_forward(&s->pnet, s->ws, s->syn_q, xs, ipc, x->h, x->w, &ic->fo);
         if (st != APD_OK)
@@ -454,6 +459,11 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     ic.fo.temperature = temperature_at(s, it);
     ic.fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     ic.pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
+    ic.anneal = 1.0f;
+    if (o->anneal > 0.0f) {
+        double a = (double)(it + 1) / ((double)o->anneal * o->iters);
+        ic.anneal = a < 1.0 ? (float)a : 1.0f;
+    }
     apd_dsa_opts_default(&ic.dcfg);
     ic.dcfg.strategy = o->dsa_strategy;
     ic.dcfg.align_corners = o->dsa_align_corners;
@@ -592,6 +602,7 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         uint32_t np[] = {c.net_pool, c.net_pool_every, c.net_pool_steps, c.net_pool_batch};
         h = fnv(h, np, sizeof np);
     }
+    if (c.anneal > 0.0f) h = fnv(h, &c.anneal, sizeof c.anneal); /* hashed only when on, likewise */
     char hex[17];
     apd_distill_source_hash(s->x->src, hex);
     h = fnv(h, hex, 16);

@@ -466,6 +466,47 @@ START_TEST(pixel_range_clamp)
 }
 END_TEST
 
+/* --anneal: the loss moves from the float images to the stored ones. With the pixels held
+ * still (lr 0) and 2 iterations, iteration 1 sees the stored images in both runs (the same
+ * loss, bit for bit), iteration 0 sees half of each with anneal 1 (another loss); the records
+ * are the same. Out-of-range values and other palette modes are refused. */
+START_TEST(stored_anneal)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_STORED;
+    o.lr_img = 0.0f;
+    o.iters = 2;
+    apd_distill_result a, b;
+    apd_err err;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    o.anneal = 1.0f;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
+    double f0 = stat_of(a.stats_json, "loss_first_iter"), f1 = stat_of(b.stats_json, "loss_first_iter");
+    double l0 = stat_of(a.stats_json, "loss_last_iter"), l1 = stat_of(b.stats_json, "loss_last_iter");
+    printf("anneal: first-iteration loss %.6f (stored) vs %.6f (half float); last %.6f vs %.6f\n", f0, f1, l0,
+           l1);
+    ck_assert(f0 != f1);
+    ck_assert(l0 == l1);
+    ck_assert_uint_eq(a.n, b.n);
+    ck_assert(memcmp(a.palettes, b.palettes, a.n * a.k * a.c) == 0);
+    ck_assert(memcmp(a.indices, b.indices, a.n * 64) == 0);
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"anneal\":0"));
+    ck_assert_ptr_nonnull(strstr(b.hyperparameters_json, "\"anneal\":1"));
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+    o.anneal = 1.5f;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--anneal"));
+    o.anneal = NAN;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
+    o.anneal = 0.5f;
+    o.palette_mode = APD_PALETTE_NETWORK;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--palette stored"));
+}
+END_TEST
+
 /* What the callbacks received. */
 typedef struct cb_log {
     int lines, lines_with_newline, saw_header, saw_select, saw_last_iter;
@@ -668,6 +709,7 @@ int main(void)
     tcase_add_test(tc, autopalette_image_norm_input);
     tcase_add_test(tc, stored_palettes);
     tcase_add_test(tc, pixel_range_clamp);
+    tcase_add_test(tc, stored_anneal);
     tcase_add_test(tc, callbacks_only);
     tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);
