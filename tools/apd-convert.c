@@ -472,6 +472,10 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
         if (apd_lr_rule_from_name(val, &o->lr_img_rule) != APD_OK) goto bad;
         return 1;
     }
+    if (strcmp(name, "--loss-range") == 0) {
+        if (apd_loss_range_from_name(val, &o->loss_range) != APD_OK) goto bad;
+        return 1;
+    }
     if (strcmp(name, "--pixel-range") == 0) {
         if (apd_pixel_range_from_name(val, &o->pixel_range) != APD_OK) goto bad;
         return 1;
@@ -537,6 +541,9 @@ static const char *const distill_usage =
     "                        iteration, the DM loss on the stored images (straight-through),\n"
     "                        the image step scaled to the image count (--lr-img-rule auto);\n"
     "                        network: the published palette network (options below)\n"
+    "  --loss-range auto|stored|float  stored: what the DM loss sees of a pixel beyond the\n"
+    "                        8-bit range: float (its float value, as in DM; auto) or stored\n"
+    "                        (the clipped value a record keeps)\n"
     "  --anneal F (0)        stored: over the first F of the iterations the DM loss moves from\n"
     "                        the float images to the stored ones ((1-a) float + a stored, a\n"
     "                        rising linearly to 1); 0: the stored images from the start\n"
@@ -583,7 +590,7 @@ static const struct {
 } OPT_SCOPE[] = {
     {"ipc", SC_ALL}, {"images-per-class", SC_ALL}, {"init", SC_ALL}, {"budget", SC_ALL},
     {"iters", SC_DM}, {"batch-real", SC_DM}, {"lr-img", SC_DM}, {"momentum-img", SC_DM},
-    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"anneal", SC_AP}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
+    {"dsa", SC_DM}, {"lr-img-rule", SC_DM}, {"pixel-range", SC_DM}, {"anneal", SC_AP | SC_ANY_PALETTE}, {"loss-range", SC_AP | SC_ANY_PALETTE}, {"checkpoint", SC_DM}, {"checkpoint-every", SC_DM}, {"resume", SC_DM},
     {"log-every", SC_DM}, {"stop-after", SC_DM}, {"net-pool", SC_DM}, {"net-pool-every", SC_DM | SC_NET_POOL},
     {"net-pool-steps", SC_DM | SC_NET_POOL}, {"net-pool-batch", SC_DM | SC_NET_POOL},
     {"lr-palette", SC_AP}, {"momentum-palette", SC_AP}, {"wd-palette", SC_AP}, {"w-max", SC_AP},
@@ -847,6 +854,7 @@ static const struct option LONG_OPTS[] = {
     {"lr-img-rule", required_argument, 0, OPT_DISTILL},
     {"pixel-range", required_argument, 0, OPT_DISTILL},
     {"anneal", required_argument, 0, OPT_DISTILL},
+    {"loss-range", required_argument, 0, OPT_DISTILL},
     {"resume", required_argument, 0, OPT_DISTILL},
     {"select-batch", required_argument, 0, OPT_DISTILL},
     {"select-epochs", required_argument, 0, OPT_DISTILL},

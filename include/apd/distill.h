@@ -93,6 +93,15 @@ typedef enum apd_pixel_range {
     APD_PIXELS_CLAMP = 2  /* after every step, each pixel is projected onto the 8-bit range */
 } apd_pixel_range;
 
+/* What the DM loss sees of a pixel beyond the 8-bit range, palette mode stored
+ * (opts.loss_range). A record stores it at 0 or 255. */
+typedef enum apd_loss_range {
+    APD_LOSS_RANGE_AUTO = 0,   /* float (docs/distill.md has the measurement) */
+    APD_LOSS_RANGE_STORED = 1, /* its stored value: the loss sees Q(clip(x)) */
+    APD_LOSS_RANGE_FLOAT = 2   /* its float value, as DM's loss does: Q(clip(x)) + (x - clip(x)),
+                                  so its gradient pulls such a pixel back instead of pushing it on */
+} apd_loss_range;
+
 /* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
  * the same data, options and thread count, and a comm naming their rank; process r
  * distils only the classes [r*C/size, (r+1)*C/size) of the C classes (ranks beyond C
@@ -135,6 +144,7 @@ typedef struct apd_distill_opts {
     float lr_img, momentum_img;  /* 1, 0.5 */
     apd_lr_rule lr_img_rule;     /* APD_LR_AUTO */
     apd_pixel_range pixel_range; /* APD_PIXELS_AUTO */
+    apd_loss_range loss_range;   /* APD_LOSS_RANGE_AUTO */
     /* palette mode stored: the share of the iterations over which the DM loss moves from the
      * float images to the stored ones. Iteration t (from 0) of T sees (1 - a) x + a Q(x), with
      * a = min(1, (t + 1) / (anneal T)); the gradient still passes straight through Q. 0 (the
@@ -220,6 +230,8 @@ APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out);
 APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"; "?" */
 APD_API apd_status apd_pixel_range_from_name(const char *s, apd_pixel_range *out);
 APD_API const char *apd_pixel_range_name(apd_pixel_range r); /* "auto", "free", "clamp"; "?" */
+APD_API apd_status apd_loss_range_from_name(const char *s, apd_loss_range *out);
+APD_API const char *apd_loss_range_name(apd_loss_range r); /* "auto", "stored", "float"; "?" */
 /* "network" | "stored" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
 APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out);
 /* The name of a palette mode ("network", "stored"; "?" if unknown). */

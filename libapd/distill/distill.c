@@ -94,6 +94,8 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
 
 static const name_val k_lr_rules[] = {{"auto", APD_LR_AUTO}, {"fixed", APD_LR_FIXED}, {"count", APD_LR_COUNT},
                                       {NULL, 0}};
+static const name_val k_loss_ranges[] = {{"auto", APD_LOSS_RANGE_AUTO}, {"stored", APD_LOSS_RANGE_STORED},
+                                         {"float", APD_LOSS_RANGE_FLOAT}, {NULL, 0}};
 static const name_val k_pixel_ranges[] = {{"auto", APD_PIXELS_AUTO}, {"free", APD_PIXELS_FREE},
                                           {"clamp", APD_PIXELS_CLAMP}, {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
@@ -164,6 +166,13 @@ NAMED_ENUM_FROM(apd_lr_rule, apd_lr_rule_from_name, k_lr_rules)
 NAMED_ENUM_NAME(apd_lr_rule, apd_lr_rule_name, k_lr_rules)
 NAMED_ENUM_FROM(apd_pixel_range, apd_pixel_range_from_name, k_pixel_ranges)
 NAMED_ENUM_NAME(apd_pixel_range, apd_pixel_range_name, k_pixel_ranges)
+NAMED_ENUM_FROM(apd_loss_range, apd_loss_range_from_name, k_loss_ranges)
+NAMED_ENUM_NAME(apd_loss_range, apd_loss_range_name, k_loss_ranges)
+
+apd_loss_range apd__distill_loss_range(const apd_distill_opts *o)
+{
+    return o->loss_range != APD_LOSS_RANGE_AUTO ? o->loss_range : APD_LOSS_RANGE_FLOAT;
+}
 
 apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o)
 {
@@ -328,6 +337,10 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
                           "\"the stored images (8-bit palette + index map)\",\"gradient\":\"straight-through to "
                           "the pixels\",\"stored\":\"the quantizer's palette and index map of the final images\"",
                         apd_quantizer_name(apd__distill_stored_quantizer(o)));
+        apd__dsb_printf(b, ",\"loss_range\":\"%s\"", apd_loss_range_name(apd__distill_loss_range(o)));
+        if (apd__distill_loss_range(o) == APD_LOSS_RANGE_FLOAT)
+            apd__dsb_printf(b, ",\"loss_range_rule\":\"the loss sees Q(clip(x)) + (x - clip(x)): a pixel's float "
+                              "value beyond the 8-bit range, its stored colour within it\"");
         apd__dsb_printf(b, ",\"anneal\":");
         apd__dsb_num(b, o->anneal);
         if (o->anneal > 0.0f)
@@ -561,6 +574,11 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown learning-rate rule %d", (int)o->lr_img_rule);
     if (o->pixel_range != APD_PIXELS_AUTO && o->pixel_range != APD_PIXELS_FREE && o->pixel_range != APD_PIXELS_CLAMP)
         return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
+    if (o->loss_range != APD_LOSS_RANGE_AUTO && o->loss_range != APD_LOSS_RANGE_STORED &&
+        o->loss_range != APD_LOSS_RANGE_FLOAT)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown loss range rule %d", (int)o->loss_range);
+    if (o->loss_range != APD_LOSS_RANGE_AUTO && !apd__distill_stored(o))
+        return apd__err_set(err, APD_EINVAL, "distill: --loss-range needs --method autopalette --palette stored");
     if (!(o->anneal >= 0.0f && o->anneal <= 1.0f))
         return apd__err_set(err, APD_EINVAL, "distill: --anneal %g outside [0, 1]", (double)o->anneal);
     if (o->anneal > 0.0f && !apd__distill_stored(o))

@@ -50,6 +50,8 @@ const char *apd__distill_init_name(apd_distill_init i);
 
 /* The pixel range rule in effect (APD_PIXELS_FREE or APD_PIXELS_CLAMP). */
 apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o);
+/* The loss range rule in effect (APD_LOSS_RANGE_STORED or APD_LOSS_RANGE_FLOAT). */
+apd_loss_range apd__distill_loss_range(const apd_distill_opts *o);
 
 /* AutoPalette's two palette modes (apd_palette_mode); both are 0 for the other methods. */
 static inline int apd__distill_stored(const apd_distill_opts *o)

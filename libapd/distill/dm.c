@@ -252,6 +252,22 @@ static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
 
 /* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
 
+/* --loss-range float: q (n images, the stored ones) += what storage clips off the float
+ * images xs, so the loss sees a pixel beyond the 8-bit range at its float value. */
+static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t n)
+{
+    const apd_distill_ctx *x = s->x;
+    size_t p = (size_t)x->h * x->w;
+    for (uint32_t ch = 0; ch < x->c; ch++) {
+        float lo = -x->mean[ch] / x->std[ch], hi = (1.0f - x->mean[ch]) / x->std[ch];
+        for (uint64_t i = 0; i < n; i++) {
+            const float *v = xs + i * s->img + ch * p;
+            float *o = q + i * s->img + ch * p;
+            for (size_t j = 0; j < p; j++) o[j] += v[j] < lo ? v[j] - lo : v[j] > hi ? v[j] - hi : 0.0f;
+        }
+    }
+}
+
 /* One synthetic image (normalised floats, CHW) -> the 8-bit pixels a record stores. */
 static void syn_to_u8(const apd_distill_ctx *x, const float *xi, uint8_t *u8)
 {
@@ -358,6 +374,7 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
         /* forward: what will be stored; backward: straight through to the pixels */
         APD_TRY(quantize_class(s, xs, cls, err));
         q = s->syn_q;
+        if (apd__distill_loss_range(s->o) == APD_LOSS_RANGE_FLOAT) add_overshoot(s, xs, s->syn_q, ipc);
         if (ic->anneal < 1.0f) { /* --anneal: part float, part stored */
             float a = ic->anneal;
             for (size_t j = 0; j < (size_t)ipc * img; j++) s->syn_q[j] = a * s->syn_q[j] + (1.0f - a) * xs[j];
@@ -603,6 +620,10 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         h = fnv(h, np, sizeof np);
     }
     if (c.anneal > 0.0f) h = fnv(h, &c.anneal, sizeof c.anneal); /* hashed only when on, likewise */
+    if (apd__distill_stored(&c) && apd__distill_loss_range(&c) == APD_LOSS_RANGE_FLOAT) {
+        uint32_t lr = (uint32_t)APD_LOSS_RANGE_FLOAT; /* the later default: older checkpoints are refused */
+        h = fnv(h, &lr, sizeof lr);
+    }
     char hex[17];
     apd_distill_source_hash(s->x->src, hex);
     h = fnv(h, hex, 16);

@@ -466,6 +466,49 @@ START_TEST(pixel_range_clamp)
 }
 END_TEST
 
+/* --loss-range: with the loss on the clipped values (stored) a pixel pushed past the 8-bit
+ * range keeps being pushed, since its stored colour no longer changes; with its float value in
+ * the loss (float, the default) the gradient pulls it back, so the float images stay near the
+ * records. With the pixels held still (lr 0) and in range, the two rules are the same run. */
+START_TEST(stored_loss_range)
+{
+    apd_distill_opts o;
+    base_opts(&o, APD_DISTILL_AUTOPALETTE);
+    o.palette_mode = APD_PALETTE_STORED;
+    o.lr_img = 0.0f;
+    o.iters = 2;
+    apd_distill_result a, b;
+    apd_err err;
+    o.loss_range = APD_LOSS_RANGE_STORED;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    o.loss_range = APD_LOSS_RANGE_AUTO;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
+    ck_assert(stat_of(a.stats_json, "loss_last_iter") == stat_of(b.stats_json, "loss_last_iter"));
+    ck_assert(memcmp(a.indices, b.indices, a.n * 64) == 0);
+    ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"loss_range\":\"stored\""));
+    ck_assert_ptr_nonnull(strstr(b.hyperparameters_json, "\"loss_range\":\"float\""));
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+    o.lr_img = 1000.0f;
+    o.iters = 6;
+    o.loss_range = APD_LOSS_RANGE_STORED;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
+    o.loss_range = APD_LOSS_RANGE_FLOAT;
+    ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
+    double ms = stat_of(a.stats_json, "stored_mse"), mf = stat_of(b.stats_json, "stored_mse");
+    printf("loss range, lr 1000: storage MSE stored %.4f, float %.4f\n", ms, mf);
+    ck_assert(mf < 0.7 * ms);
+    apd_distill_result_free(&a);
+    apd_distill_result_free(&b);
+    o.palette_mode = APD_PALETTE_NETWORK;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--loss-range"));
+    o.palette_mode = APD_PALETTE_STORED;
+    o.loss_range = (apd_loss_range)7;
+    ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
+}
+END_TEST
+
 /* --anneal: the loss moves from the float images to the stored ones. With the pixels held
  * still (lr 0) and 2 iterations, iteration 1 sees the stored images in both runs (the same
  * loss, bit for bit), iteration 0 sees half of each with anneal 1 (another loss); the records
@@ -681,6 +724,11 @@ START_TEST(option_names)
     ck_assert_int_eq(pr, APD_PIXELS_CLAMP);
     ck_assert_str_eq(apd_pixel_range_name(APD_PIXELS_FREE), "free");
     ck_assert_int_eq(apd_pixel_range_from_name("none", &pr), APD_EINVAL);
+    apd_loss_range lr;
+    ck_assert_int_eq(apd_loss_range_from_name("float", &lr), APD_OK);
+    ck_assert_int_eq(lr, APD_LOSS_RANGE_FLOAT);
+    ck_assert_str_eq(apd_loss_range_name(APD_LOSS_RANGE_STORED), "stored");
+    ck_assert_int_eq(apd_loss_range_from_name("clip", &lr), APD_EINVAL);
     apd_palette_input pi;
     ck_assert_int_eq(apd_palette_input_from_name("image-norm", &pi), APD_OK);
     ck_assert_int_eq(pi, APD_PALETTE_INPUT_IMAGE_NORM);
@@ -710,6 +758,7 @@ int main(void)
     tcase_add_test(tc, stored_palettes);
     tcase_add_test(tc, pixel_range_clamp);
     tcase_add_test(tc, stored_anneal);
+    tcase_add_test(tc, stored_loss_range);
     tcase_add_test(tc, callbacks_only);
     tcase_add_test(tc, write_provenance);
     suite_add_tcase(s, tc);
