@@ -77,7 +77,8 @@ extra_directions = [("palette network, per-image normalised input", "cifar", k, 
 extra_directions += [("palette network, per-image normalised input", "cifar", 4,
                       "--palette-input image-norm --lr-palette 0.005", "ap-net-inorm-lrp005", "ap-net")]
 POOL_OPT = "--net-pool 5 --net-pool-every 10 --net-pool-steps 4 --net-pool-batch 64"
-extra_directions += [("IDM-style queue of partly trained networks", "cifar", k, POOL_OPT, m + "-pool", m)
+extra_directions += [("IDM-style queue of partly trained networks", "cifar", k, POOL_OPT, m + "-pool",
+                      "ap-stored-lr-stored" if m == "ap-stored" else m)
                      for k in (4, 8) for m in ("ap-stored", "dm-mc")]
 
 
@@ -143,11 +144,14 @@ print("Every row stores what fits the budget of IPC full-colour images at K colo
       "*DM, then median cut*: DM on that many full-colour images, stored median-cut. "
       "*AutoPalette, stored palettes* (`--palette stored`, the default): per-image palettes refitted "
       "by k-means every iteration, the DM loss computed on the stored images, straight-through to "
-      "the pixels, image steps scaled to the image count (docs/distill.md). *AutoPalette, palette "
+      "the pixels, a pixel beyond the 8-bit range seen at its float value (`--loss-range float`), "
+      "image steps scaled to the image count (docs/distill.md). *`--loss-range stored`*: the "
+      "previous default, the loss sees such a pixel at its clipped (stored) value. *AutoPalette, palette "
       "network* (`--palette network`): the published network with the collapse remedy. *storage "
       "MSE*: stored vs the float synthetic images (normalised units). 30 evaluation epochs unless "
       "the row says otherwise.\n")
-sweep_methods = (("dm-mc", "DM, then median cut"), ("ap-stored", "AutoPalette, stored palettes"),
+sweep_methods = (("dm-mc", "DM, then median cut"), ("ap-stored", "AutoPalette, stored palettes (default)"),
+                 ("ap-stored-lr-stored", "AutoPalette, stored palettes, `--loss-range stored`"),
                  ("ap-net", "AutoPalette, palette network"))
 fallback = {"cifar-ipc10-k64-dm-mc": "cifar-ipc10-dm-mc", "cifar-ipc10-k64-ap-net": "cifar-ipc10-autopalette",
             "cifar-ipc1-k64-dm-mc": "cifar-ipc1-dm-mc", "cifar-ipc1-k64-ap-net": "cifar-ipc1-autopalette",
@@ -166,6 +170,8 @@ for ds, label, ks in (("cifar", "CIFAR-10 dev", (4, 8, 16, 64)), ("fmnist", "Fas
                     name = fallback[name]
                 ev, n, _, col, st = row_info(name)
                 if not ev and not os.path.exists(os.path.join(out, name + ".log")):
+                    if m == "ap-stored-lr-stored":
+                        continue
                     print("| %s | %d | %d | %s | | | | not run (time) |" % (label, ipc, k, mlabel))
                     continue
                 print("| %s | %d | %d | %s | %s | %s | %s | %s |" % (label, ipc, k, mlabel, n, col, mse(st), acc(ev)))
@@ -175,19 +181,24 @@ print("### Where the gain of stored palettes comes from (CIFAR-10 dev, IPC 10)\n
 print("Same budget and schedule as the sweep; one change at a time. *step* = the pixel learning "
       "rate rule (`--lr-img-rule`): fixed (lr 1 for every image, DM's setting) or count (lr 1 x "
       "images per class / IPC, so each image moves as in DM at the nominal IPC); *loss on* = what the "
-      "DM loss sees.\n")
+      "DM loss sees: *stored images* (the default) sees a pixel beyond the 8-bit range at its float "
+      "value, *(clipped)* at its stored value (`--loss-range stored`, the previous default).\n")
 print("| K | iterations | eval epochs | method | loss on | step | accuracy % |")
 print("|---|---|---|---|---|---|---|")
 for name, k, it, label, on, step in (
         ("cifar-ipc10-k8-dm-mc", 8, 60, "DM, then median cut", "float images", "fixed"),
-        ("cifar-ipc10-k8-ap-stored-lr-fixed", 8, 60, "AutoPalette, stored palettes", "stored images", "fixed"),
+        ("cifar-ipc10-k8-ap-stored-lr-fixed", 8, 60, "AutoPalette, stored palettes", "stored images (clipped)", "fixed"),
+        ("cifar-ipc10-k8-ap-stored-lr-stored", 8, 60, "AutoPalette, stored palettes", "stored images (clipped)", "count"),
         ("cifar-ipc10-k8-ap-stored", 8, 60, "AutoPalette, stored palettes", "stored images", "count"),
         ("cifar-ipc10-k4-dm-mc", 4, 60, "DM, then median cut", "float images", "fixed"),
         ("cifar-ipc10-k4-dm-mc-lr-count", 4, 60, "DM, then median cut", "float images", "count"),
+        ("cifar-ipc10-k4-ap-stored-lr-stored", 4, 60, "AutoPalette, stored palettes", "stored images (clipped)", "count"),
         ("cifar-ipc10-k4-ap-stored", 4, 60, "AutoPalette, stored palettes", "stored images", "count"),
         ("cifar-ipc10-k4-dm-mc-i200", 4, 200, "DM, then median cut", "float images", "fixed"),
+        ("cifar-ipc10-k4-ap-stored-lr-stored-i200", 4, 200, "AutoPalette, stored palettes", "stored images (clipped)", "count"),
         ("cifar-ipc10-k4-ap-stored-i200", 4, 200, "AutoPalette, stored palettes", "stored images", "count"),
         ("cifar-ipc10-k4-dm-mc-i200-e300", 4, 200, "DM, then median cut", "float images", "fixed"),
+        ("cifar-ipc10-k4-ap-stored-lr-stored-i200-e300", 4, 200, "AutoPalette, stored palettes", "stored images (clipped)", "count"),
         ("cifar-ipc10-k4-ap-stored-i200-e300", 4, 200, "AutoPalette, stored palettes", "stored images", "count"),
         ("cifar-ipc10-dm-i200-e300", "-", 200, "DM, full colour (10 images/class)", "float images", "fixed")):
     ev, _, _, _, _ = row_info(name)
@@ -200,14 +211,20 @@ print()
 
 print("### Directions tried at IPC 1 (kept or dropped by these rows)\n")
 print("Same budget and schedule as the sweep (60 iterations, 30 evaluation epochs, 3 networks); "
-      "each row changes one option of the sweep's row named in *against*. docs/distill.md says what "
-      "was kept.\n")
+      "each row changes one option of the sweep's row named in *against* (ap-stored-lr-stored: "
+      "stored palettes with `--loss-range stored`, the default when these were measured). One "
+      "distillation seed per row: see the next table for how much the seed alone moves a row. "
+      "docs/distill.md says what was kept.\n")
 print("| direction | dataset | K | option | against | accuracy % | against % | storage MSE |")
 print("|---|---|---|---|---|---|---|---|")
-directions = [("pixels projected onto the 8-bit range", "fmnist", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
-              for k in (2, 4, 16)]
-directions += [("image step not scaled (K 2 limit)", "fmnist", 2, "--lr-img-rule fixed", "ap-stored-lr-fixed", "ap-stored")]
-directions += [("pixels projected onto the 8-bit range", "cifar", k, "--pixel-range clamp", "ap-stored-clamp", "ap-stored")
+LRS = "ap-stored-lr-stored"  # the previous default, against which these were measured
+directions = [("a pixel beyond the 8-bit range seen at its float value (kept: the default)", ds, k,
+               "--loss-range float", "ap-stored", LRS) for ds, ks in (("fmnist", (2, 4, 16)), ("cifar", (4, 8, 16, 64)))
+              for k in ks]
+directions += [("pixels projected onto the 8-bit range", "fmnist", k, "--pixel-range clamp", "ap-stored-clamp", LRS)
+               for k in (2, 4, 16)]
+directions += [("image step not scaled (K 2 limit)", "fmnist", 2, "--lr-img-rule fixed", "ap-stored-lr-fixed", LRS)]
+directions += [("pixels projected onto the 8-bit range", "cifar", k, "--pixel-range clamp", "ap-stored-clamp", LRS)
                for k in (4, 8, 16, 64)]
 directions += extra_directions
 for what, ds, k, opt, m, base in directions:
@@ -218,6 +235,34 @@ for what, ds, k, opt, m, base in directions:
     bev, _, _, _, _ = row_info(bname)
     print("| %s | %s | %d | `%s` | %s | %s | %s | %s |" % (what, "CIFAR-10 dev" if ds == "cifar" else "Fashion-MNIST",
                                                      k, opt, base, acc(ev), acc(bev), mse(st)))
+print()
+
+print("### Fashion-MNIST over several distillation seeds (`results/run.sh seeds-fmnist`)\n")
+print("The same rows as the sweep (60 iterations, 30 evaluation epochs, 3 networks per file), "
+      "distilled with seeds 0-4 (IPC 1) or 0-2 (IPC 10): *per seed* = each file's mean over its 3 "
+      "networks; *mean +- sd* = over the seeds. At IPC 1 the seed alone moves a row by up to 4.7 "
+      "points, so single-seed differences of 1-2 points there are noise.\n")
+print("| IPC | K | method | option | seeds | mean +- sd over seeds | per seed |")
+print("|---|---|---|---|---|---|---|")
+SEED_METHODS = (("dm-mc", "DM, then median cut", ""), ("ap-stored", "AutoPalette, stored palettes (default)", ""),
+                ("ap-stored-lr-stored", "AutoPalette, stored palettes", "`--loss-range stored`"),
+                ("ap-stored-anneal", "AutoPalette, stored palettes", "`--loss-range stored --anneal 1`"),
+                ("ap-stored-anneal-fixed", "AutoPalette, stored palettes",
+                 "`--loss-range stored --anneal 1 --lr-img-rule fixed`"),
+                ("ap-stored-clamp", "AutoPalette, stored palettes", "`--pixel-range clamp`"))
+for ipc, ks in ((1, (2, 4, 16)), (10, (16,))):
+    for k in ks:
+        for m, label, opt in SEED_METHODS:
+            per = []
+            for s in range(5):
+                ev = load_eval("fmnist-ipc%d-k%d-%s-s%d" % (ipc, k, m, s))
+                if ev:
+                    per.append(100 * statistics.mean(ev["accuracies"]))
+            if not per:
+                continue
+            sd = statistics.stdev(per) if len(per) > 1 else 0.0
+            print("| %d | %d | %s | %s | %d | %.1f +- %.1f | %s |" % (ipc, k, label, opt, len(per), statistics.mean(per),
+                                                                 sd, " ".join("%.1f" % a for a in per)))
 print()
 
 print("## Longer schedules (bits budget, IPC 10)\n")
@@ -295,7 +340,8 @@ method_table("folder-ipc10-", (("random", "random real (full colour)"), ("dm", "
 print("The same folder at 64 px (`--size 64`: the importer resizes the 32 px JPEGs, so this runs "
       "the 64 px pipeline with ConvNetD4, not 64 px detail), tested on the test folder converted at "
       "64 px; AutoPalette with its defaults (stored palettes):\n")
-method_table("folder64-ipc10-", (("dm", "DM (full colour)"), ("ap-stored", "AutoPalette, stored palettes (K 64)")))
+method_table("folder64-ipc10-", (("dm", "DM (full colour)"),
+                                  ("ap-stored", "AutoPalette, stored palettes, `--loss-range stored` (K 64)")))
 
 print("## Palette collapse and the remedies\n")
 print("### CIFAR-10 dev, IPC 10, K = 64 (bits budget, 32 images per class, graph-cut init, the headline schedule)\n")
