@@ -237,31 +237,33 @@ for what, ds, k, opt, m, base in directions:
                                                      k, opt, base, acc(ev), acc(bev), mse(st)))
 print()
 
-print("### Fashion-MNIST over several distillation seeds (`results/run.sh seeds-fmnist`)\n")
+print("### Over several distillation seeds (`results/run.sh seeds-fmnist seeds-cifar1`)\n")
 print("The same rows as the sweep (60 iterations, 30 evaluation epochs, 3 networks per file), "
-      "distilled with seeds 0-4 (IPC 1) or 0-2 (IPC 10): *per seed* = each file's mean over its 3 "
+      "distilled with seeds 0-4 (Fashion-MNIST IPC 1) or 0-2: *per seed* = each file's mean over its 3 "
       "networks; *mean +- sd* = over the seeds. At IPC 1 the seed alone moves a row by up to 4.7 "
       "points, so single-seed differences of 1-2 points there are noise.\n")
-print("| IPC | K | method | option | seeds | mean +- sd over seeds | per seed |")
-print("|---|---|---|---|---|---|---|")
+print("| dataset | IPC | K | method | option | seeds | mean +- sd over seeds | per seed |")
+print("|---|---|---|---|---|---|---|---|")
 SEED_METHODS = (("dm-mc", "DM, then median cut", ""), ("ap-stored", "AutoPalette, stored palettes (default)", ""),
                 ("ap-stored-lr-stored", "AutoPalette, stored palettes", "`--loss-range stored`"),
                 ("ap-stored-anneal", "AutoPalette, stored palettes", "`--loss-range stored --anneal 1`"),
                 ("ap-stored-anneal-fixed", "AutoPalette, stored palettes",
                  "`--loss-range stored --anneal 1 --lr-img-rule fixed`"),
                 ("ap-stored-clamp", "AutoPalette, stored palettes", "`--pixel-range clamp`"))
-for ipc, ks in ((1, (2, 4, 16)), (10, (16,))):
+for ds, dlabel, ipc, ks in (("fmnist", "Fashion-MNIST", 1, (2, 4, 16)), ("fmnist", "Fashion-MNIST", 10, (16,)),
+                            ("cifar", "CIFAR-10 dev", 1, (4, 16, 64))):
     for k in ks:
         for m, label, opt in SEED_METHODS:
             per = []
             for s in range(5):
-                ev = load_eval("fmnist-ipc%d-k%d-%s-s%d" % (ipc, k, m, s))
+                ev = load_eval("%s-ipc%d-k%d-%s-s%d" % (ds, ipc, k, m, s))
                 if ev:
                     per.append(100 * statistics.mean(ev["accuracies"]))
             if not per:
                 continue
             sd = statistics.stdev(per) if len(per) > 1 else 0.0
-            print("| %d | %d | %s | %s | %d | %.1f +- %.1f | %s |" % (ipc, k, label, opt, len(per), statistics.mean(per),
+            print("| %s | %d | %d | %s | %s | %d | %.1f +- %.1f | %s |" % (dlabel, ipc, k, label, opt, len(per),
+                                                                     statistics.mean(per),
                                                                  sd, " ".join("%.1f" % a for a in per)))
 print()
 

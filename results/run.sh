@@ -11,7 +11,7 @@
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64
-#                                  seeds-fmnist
+#                                  seeds-fmnist seeds-cifar1
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -87,7 +87,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -97,7 +97,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -301,6 +301,19 @@ for g in $groups; do
             row "fmnist-ipc10-k16-ap-stored-lr-stored-s$s" fashion-mnist fashion-mnist --method autopalette --ipc 10 \
               --colors 16 --budget bits --loss-range stored $DM )
         fi
+      done ;;
+    seeds-cifar1)
+      # CIFAR-10 dev IPC 1 at K 4, 16, 64 over 3 distillation seeds (rows NAME-sSEED)
+      in="cifar10:$CIFAR"
+      for s in 0 1 2; do
+        for k in 4 16 64; do
+          ( SEED=$s
+            row "cifar-ipc1-k$k-dm-mc-s$s" "$in" "$in" --method dm --ipc 1 --colors "$k" --budget bits \
+              --quantizer median-cut $DM
+            row "cifar-ipc1-k$k-ap-stored-s$s" "$in" "$in" --method autopalette --ipc 1 --colors "$k" --budget bits $DM
+            row "cifar-ipc1-k$k-ap-stored-lr-stored-s$s" "$in" "$in" --method autopalette --ipc 1 --colors "$k" \
+              --budget bits --loss-range stored $DM )
+        done
       done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;

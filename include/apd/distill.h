@@ -67,7 +67,8 @@ typedef enum apd_palette_mode {
     APD_PALETTE_NETWORK = 0,
     /* per-image palettes fitted to each synthetic image by a classical quantizer
      * (opts.quantizer; -1 = k-means seeded by median cut) at every iteration: the DM loss is
-     * computed on exactly the images that will be stored (palette + index map, 8-bit), and
+     * computed on exactly the images that will be stored (palette + index map, 8-bit; a
+     * pixel beyond the 8-bit range as opts.loss_range says), and
      * its gradient passes straight through the quantizer to the pixels, so the pixels (and
      * with them each image's palette, the means of its buckets) are optimised for their K
      * colours. No palette network, no colour losses. */
