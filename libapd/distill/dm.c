@@ -235,17 +235,27 @@ static apd_status syn_backward(dm_state *s, uint32_t n)
     return APD_OK;
 }
 
-/* Project n images (normalised floats) onto what an 8-bit record can hold: per channel,
- * [(0 - mean) / std, (1 - mean) / std]. */
+/* What an 8-bit record can hold of channel ch, in normalised units: [(0 - mean) / std,
+ * (1 - mean) / std]. */
+static void record_range(const apd_distill_ctx *x, uint32_t ch, float *lo, float *hi)
+{
+    *lo = -x->mean[ch] / x->std[ch];
+    *hi = (1.0f - x->mean[ch]) / x->std[ch];
+}
+
+static inline float clamp_to(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Project n images (normalised floats) onto what an 8-bit record can hold. */
 static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
 {
     const apd_distill_ctx *x = s->x;
     size_t p = (size_t)x->h * x->w;
     for (uint32_t ch = 0; ch < x->c; ch++) {
-        float lo = -x->mean[ch] / x->std[ch], hi = (1.0f - x->mean[ch]) / x->std[ch];
+        float lo, hi;
+        record_range(x, ch, &lo, &hi);
         for (uint64_t i = 0; i < n; i++) {
             float *v = xs + i * s->img + ch * p;
-            for (size_t q = 0; q < p; q++) v[q] = v[q] < lo ? lo : v[q] > hi ? hi : v[q];
+            for (size_t q = 0; q < p; q++) v[q] = clamp_to(v[q], lo, hi);
         }
     }
 }
@@ -253,17 +263,18 @@ static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
 /* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
 
 /* --loss-range float: q (n images, the stored ones) += what storage clips off the float
- * images xs, so the loss sees a pixel beyond the 8-bit range at its float value. */
+ * images xs (x - clip(x)), so the loss sees a pixel beyond the 8-bit range at its float value. */
 static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t n)
 {
     const apd_distill_ctx *x = s->x;
     size_t p = (size_t)x->h * x->w;
     for (uint32_t ch = 0; ch < x->c; ch++) {
-        float lo = -x->mean[ch] / x->std[ch], hi = (1.0f - x->mean[ch]) / x->std[ch];
+        float lo, hi;
+        record_range(x, ch, &lo, &hi);
         for (uint64_t i = 0; i < n; i++) {
             const float *v = xs + i * s->img + ch * p;
             float *o = q + i * s->img + ch * p;
-            for (size_t j = 0; j < p; j++) o[j] += v[j] < lo ? v[j] - lo : v[j] > hi ? v[j] - hi : 0.0f;
+            for (size_t j = 0; j < p; j++) o[j] += v[j] - clamp_to(v[j], lo, hi);
         }
     }
 }

@@ -114,15 +114,16 @@ static int complete_file(const char *path, const method *m)
     return ok;
 }
 
-/* Temporaries left: count, and each must be refused by the reader. */
-static int complete_file(const char *path, const method *m);
-
-static int temporaries(int *refused_all)
+/* Files left beside out.apd (its lock aside), each printed; *refused_all = 0 if a finished
+ * temporary is not a complete file. *fresh_empty (may be NULL) = how many of them are
+ * temporaries (not -lock files) that are empty and were modified less than 60 s ago. */
+static int temporaries(int *refused_all, int *fresh_empty)
 {
     DIR *d = opendir(g_dir);
     if (!d) die("opendir");
     int n = 0;
     *refused_all = 1;
+    if (fresh_empty) *fresh_empty = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *nm = e->d_name;
@@ -135,32 +136,16 @@ static int temporaries(int *refused_all)
         if (strstr(nm, "-lock")) continue;
         char p[400];
         snprintf(p, sizeof p, "%s/%s", g_dir, nm);
+        struct stat sb;
+        if (fresh_empty && stat(p, &sb) == 0 && sb.st_size == 0 && time(NULL) - sb.st_mtime < 60) {
+            printf("    empty and recent, left by design: %s\n", nm);
+            ++*fresh_empty;
+        }
         apd_reader *r;
         apd_err err;
         if (apd_reader_open(&r, p, NULL, &err) == APD_OK) { /* finished but not yet renamed */
             apd_reader_close(r);
             if (!complete_file(p, &g_methods[0]) && !complete_file(p, &g_methods[1])) *refused_all = 0;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-/* Temporaries (not -lock files) that are empty and were modified less than 60 s ago. */
-static int fresh_empty_temporaries(void)
-{
-    DIR *d = opendir(g_dir);
-    if (!d) die("opendir");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, "out.apd.partial-", 16) || strstr(e->d_name, "-lock")) continue;
-        char p[400];
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-        struct stat sb;
-        if (stat(p, &sb) == 0 && sb.st_size == 0 && time(NULL) - sb.st_mtime < 60) {
-            printf("    empty and recent, left by design: %s\n", e->d_name);
-            n++;
         }
     }
     closedir(d);
@@ -244,7 +229,7 @@ int main(int argc, char **argv)
             g_fail = 1;
         }
         finished += WIFEXITED(st);
-        int refused, ntmp = temporaries(&refused);
+        int refused, ntmp = temporaries(&refused, NULL);
         max_tmp = ntmp > max_tmp ? ntmp : max_tmp;
         CHECK(refused, "round %d: a temporary left by the killed run is neither refused nor complete", round);
         printf("round %2d %-8s killed after %.3f s (%s): out.apd holds the %s; %d temporar%s left\n", round, m->name,
@@ -257,7 +242,8 @@ int main(int argc, char **argv)
      * not yet locked: libapd/format/output.c); a run killed right after creating its
      * temporary leaves such a file */
     int st = finish(start(&g_methods[0], 99));
-    int refused, left = temporaries(&refused) - fresh_empty_temporaries();
+    int refused, fresh;
+    int left = temporaries(&refused, &fresh) - fresh;
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && complete_file(out, &g_methods[0]), "the final run failed");
     CHECK(left == 0, "%d temporaries left after a complete run", left);
     printf("kill_convert: %d rounds: %d kept the previous file, %d found a complete new one (%d runs had finished); "
