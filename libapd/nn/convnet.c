@@ -685,6 +685,9 @@ typedef struct job {
     int param_grads;
     int bf16;    /* forward: im2col GEMMs in bf16 (net->wbf packed) */
     int own_f32; /* float32 conv GEMMs (forward, input gradient) by apd__gemm_f32, not OpenBLAS */
+    int nograd;  /* forward: no backward follows, so the conv outputs are not kept: each group's
+                    planes are normalised and pooled from the thread's scratch (same arithmetic,
+                    same bits), never written to (or faulted into) the batch-sized y->conv */
 } job;
 
 static void slice_of(size_t n, size_t T, size_t t, size_t *i0, size_t *i1)
@@ -702,7 +705,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
     if (i0 == i1) return;
     float *col = net->col[thread], *tmp = net->dc[thread];
     const float *P = net->params;
-    int norm = net->cfg.norm == APD_NORM_INSTANCE;
+    int norm = net->cfg.norm == APD_NORM_INSTANCE, keep = !jb->nograd;
     size_t Co = net->width;
     const float *in = net->x0;
     for (size_t l = 0; l < net->L; l++) {
@@ -711,7 +714,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
         int direct = apd__cpu_avx512f() && direct_ok(y, Co);
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
-            float *dst = gi == 1 ? y->conv + i * Co * p : tmp;
+            float *dst = gi == 1 && keep ? y->conv + i * Co * p : tmp;
             double t0 = thread == 0 ? apd__now() : 0.0;
 #if HAVE_DIRECT
             if (direct) {
@@ -721,13 +724,15 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
                 for (size_t j = 0; j < gi; j++) {
                     pad_input(col, in + (i + j) * in_sz, y->ci, y->h, y->w, y->pad);
                     for (size_t cb = 0; cb < Co; cb += 8) {
+                        /* without a backward the 8 planes live in the scratch only (32 KB at
+                           32 px, in L1/L2) instead of the batch-sized arena */
+                        float *blk = keep ? y->conv + ((i + j) * Co + cb) * p : tmp;
                         if (thread == 0) net->prof_conv[l] -= apd__now();
-                        conv3_direct_fwd(y->conv + ((i + j) * Co + cb) * p, col,
-                                         P + y->w_off + cb * y->k, y->ci, 8, y->hc, y->wc);
+                        conv3_direct_fwd(blk, col, P + y->w_off + cb * y->k, y->ci, 8, y->hc, y->wc);
                         if (thread == 0) net->prof_conv[l] += apd__now();
                         for (size_t co = cb; co < cb + 8; co++) {
                             size_t nc = (i + j) * Co + co;
-                            PLANE_FORWARD(y->conv + nc * p, y->pooled + nc * pp, y->mean + nc,
+                            PLANE_FORWARD(blk + (co - cb) * p, y->pooled + nc * pp, y->mean + nc,
                                           y->rstd + nc, P[y->b_off + co],
                                           norm ? P[y->gamma_off + co] : 1.0f,
                                           norm ? P[y->beta_off + co] : 0.0f, norm, y->hc, y->wc);
@@ -757,7 +762,7 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             }
             if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
             if (thread == 0) net->prof_conv[l] += apd__now() - t0;
-            if (gi > 1 && dst == tmp)
+            if (gi > 1 && dst == tmp && keep) /* regroup: backward reads the planes per image */
                 for (size_t co = 0; co < Co; co++)
                     for (size_t j = 0; j < gi; j++)
                         memcpy(y->conv + ((i + j) * Co + co) * p, tmp + co * ld + j * p,
@@ -765,7 +770,8 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
             for (size_t j = 0; j < gi; j++)
                 for (size_t co = 0; co < Co; co++) {
                     size_t nc = (i + j) * Co + co;
-                    PLANE_FORWARD(y->conv + nc * p, y->pooled + nc * pp, y->mean + nc, y->rstd + nc,
+                    PLANE_FORWARD(keep ? y->conv + nc * p : tmp + co * ld + j * p, y->pooled + nc * pp,
+                                  y->mean + nc, y->rstd + nc,
                                   P[y->b_off + co], norm ? P[y->gamma_off + co] : 1.0f,
                                   norm ? P[y->beta_off + co] : 0.0f, norm, y->hc, y->wc);
                 }
@@ -867,12 +873,15 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
     }
 }
 
-apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed, const float *x,
-                                  size_t n, unsigned flags)
+/* nograd: no backward will follow (apd_convnet_forward_nograd*), so the conv outputs need
+   not be kept; the logits and embeddings are the same bits either way. */
+static apd_status forward_run(apd_convnet *net, float *logits, float *embed, const float *x, size_t n,
+                              unsigned flags, int nograd)
 {
     APD_RETURN_IF(net == NULL || x == NULL || n == 0 || n > net->cfg.max_batch, APD_EINVAL);
     memcpy(net->x0, x, n * net->cfg.c * net->cfg.h * net->cfg.w * sizeof(float));
-    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed, .own_f32 = apd__gemm_f32_ok()};
+    job jb = {.net = net, .n = n, .logits_out = logits, .embed_out = embed, .own_f32 = apd__gemm_f32_ok(),
+              .nograd = nograd};
     if ((flags & APD_NN_FWD_BF16) && net->bf16 && apd_nn_bf16_enabled()) {
         jb.bf16 = 1;
         for (size_t l = 0; l < net->L; l++)
@@ -881,8 +890,14 @@ apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed,
     }
     apd_pool_run(net->cfg.pool, (uint32_t)net->T, forward_task, &jb);
     net->last_n = n;
-    net->have_forward = !jb.bf16; /* no backward through reduced-precision activations */
+    net->have_forward = !jb.bf16 && !nograd; /* no backward through reduced-precision activations */
     return APD_OK;
+}
+
+apd_status apd_convnet_forward_ex(apd_convnet *net, float *logits, float *embed, const float *x,
+                                  size_t n, unsigned flags)
+{
+    return forward_run(net, logits, embed, x, n, flags, 0);
 }
 
 apd_status apd_convnet_forward(apd_convnet *net, float *logits, float *embed, const float *x,
@@ -1002,8 +1017,8 @@ apd_status apd_convnet_forward_nograd_ex(apd_convnet *net, float *logits, float 
     const size_t mb = net->cfg.max_batch, img = (size_t)net->cfg.c * net->cfg.h * net->cfg.w;
     for (size_t i = 0; i < n; i += mb) {
         size_t m = n - i < mb ? n - i : mb;
-        APD_TRY(apd_convnet_forward_ex(net, logits ? logits + i * net->K : NULL,
-                                       embed ? embed + i * net->embed : NULL, x + i * img, m, flags));
+        APD_TRY(forward_run(net, logits ? logits + i * net->K : NULL, embed ? embed + i * net->embed : NULL,
+                            x + i * img, m, flags, 1));
     }
     net->have_forward = 0;
     return APD_OK;

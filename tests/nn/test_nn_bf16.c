@@ -114,27 +114,35 @@ START_TEST(rounding)
 END_TEST
 
 /* the fused im2col -> bf16 packer writes the same bits as im2col then packing, for several
- * images side by side, odd K (Ci * 9 with Ci odd) and a column count that is not a multiple
- * of 16 */
+ * images side by side, odd K (Ci * 9 with Ci odd), column counts that are not a multiple of
+ * 16, rows wider than one 16-lane piece, and paddings of 0 to 3 (3: conv1 at 28 px) */
 START_TEST(im2col_pack_same_bits)
 {
-    size_t Ci = 3, H = 5, W = 7, k = 3, pad = 1, Ho = H, Wo = W, P = Ho * Wo, g = 3, N = g * P, K = Ci * k * k;
-    apd__rng r;
-    apd__rng_seed(&r, 4, 0);
-    float *x = tu_rand(g * Ci * H * W, &r, -3.0f, 3.0f), *col = tu_zeros(K * N), *tmp = tu_zeros(2 * P);
-    size_t nb = apd__bf16_b_elems(K, N);
-    uint16_t *a = malloc(nb * 2), *b = malloc(nb * 2);
-    memset(b, 0xAB, nb * 2); /* every element must be written, padding included */
-    for (size_t j = 0; j < g; j++) {
-        apd__im2col(col + j * P, N, x + j * Ci * H * W, Ci, H, W, k, pad, Ho, Wo);
-        apd__bf16_im2col_pack(b, N, j * P, x + j * Ci * H * W, Ci, H, W, k, pad, Ho, Wo, tmp);
+    static const size_t geo[][5] = {/* Ci, H, W, k, pad */
+                                    {3, 5, 7, 3, 1}, {2, 16, 16, 3, 1}, {1, 8, 8, 3, 0}, {3, 9, 37, 3, 2},
+                                    {5, 28, 28, 3, 3}, {4, 33, 20, 1, 0}, {1, 2, 3, 3, 1}};
+    size_t bad = 0, all = 0;
+    for (size_t gi = 0; gi < sizeof geo / sizeof geo[0]; gi++) {
+        size_t Ci = geo[gi][0], H = geo[gi][1], W = geo[gi][2], k = geo[gi][3], pad = geo[gi][4];
+        size_t Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1, P = Ho * Wo, g = 3, N = g * P, K = Ci * k * k;
+        apd__rng r;
+        apd__rng_seed(&r, 4 + gi, 0);
+        float *x = tu_rand(g * Ci * H * W, &r, -3.0f, 3.0f), *col = tu_zeros(K * N), *tmp = tu_zeros(2 * P);
+        size_t nb = apd__bf16_b_elems(K, N);
+        uint16_t *a = malloc(nb * 2), *b = malloc(nb * 2);
+        memset(b, 0xAB, nb * 2); /* every element must be written, padding included */
+        for (size_t j = 0; j < g; j++) {
+            apd__im2col(col + j * P, N, x + j * Ci * H * W, Ci, H, W, k, pad, Ho, Wo);
+            apd__bf16_im2col_pack(b, N, j * P, x + j * Ci * H * W, Ci, H, W, k, pad, Ho, Wo, tmp);
+        }
+        apd__bf16_pack_b(a, col, N, K, N);
+        for (size_t i = 0; i < nb; i++) bad += a[i] != b[i];
+        all += nb;
+        free(x), free(col), free(tmp), free(a), free(b);
     }
-    apd__bf16_pack_b(a, col, N, K, N);
-    size_t bad = 0;
-    for (size_t i = 0; i < nb; i++) bad += a[i] != b[i];
-    printf("bf16 fused im2col packer: %zu of %zu elements differ from im2col + pack\n", bad, nb);
+    printf("bf16 fused im2col packer (%s): %zu of %zu elements differ from im2col + pack (7 geometries)\n",
+           apd__bf16_cpu() ? "AVX512_BF16 kernel" : "scalar", bad, all);
     ck_assert_uint_eq(bad, 0);
-    free(x), free(col), free(tmp), free(a), free(b);
 }
 END_TEST
 
