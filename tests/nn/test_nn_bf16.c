@@ -146,6 +146,48 @@ START_TEST(im2col_pack_same_bits)
 }
 END_TEST
 
+/* apd__im2col (AVX-512 masked loads where available) against the definition, element by
+ * element: col[(ci k + ky) k + kx][c0 + oy Wo + ox] = in[ci][oy + ky - pad][ox + kx - pad], 0
+ * outside; columns of other images in the same matrix (ld > Ho Wo) are left alone */
+START_TEST(im2col_definition)
+{
+    static const size_t geo[][5] = {/* Ci, H, W, k, pad */
+                                    {3, 5, 7, 3, 1}, {2, 16, 16, 3, 1}, {1, 8, 8, 3, 0}, {3, 9, 37, 3, 2},
+                                    {5, 28, 28, 3, 3}, {4, 33, 20, 1, 0}, {1, 2, 3, 3, 1}, {2, 32, 32, 3, 1}};
+    size_t bad = 0, all = 0;
+    for (size_t gi = 0; gi < sizeof geo / sizeof geo[0]; gi++) {
+        size_t Ci = geo[gi][0], H = geo[gi][1], W = geo[gi][2], k = geo[gi][3], pad = geo[gi][4];
+        size_t Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1, P = Ho * Wo, ld = 2 * P + 5, c0 = P + 3;
+        size_t K = Ci * k * k;
+        apd__rng r;
+        apd__rng_seed(&r, 40 + gi, 0);
+        float *x = tu_rand(Ci * H * W, &r, -3.0f, 3.0f), *col = malloc(K * ld * sizeof(float));
+        for (size_t i = 0; i < K * ld; i++) col[i] = 12345.0f; /* must stay outside [c0, c0 + P) */
+        apd__im2col(col + c0, ld, x, Ci, H, W, k, pad, Ho, Wo);
+        for (size_t ci = 0; ci < Ci; ci++)
+            for (size_t ky = 0; ky < k; ky++)
+                for (size_t kx = 0; kx < k; kx++)
+                    for (size_t j = 0; j < ld; j++) {
+                        const float *row = col + ((ci * k + ky) * k + kx) * ld;
+                        float want = 12345.0f;
+                        if (j >= c0 && j < c0 + P) {
+                            ptrdiff_t oy = (ptrdiff_t)((j - c0) / Wo), ox = (ptrdiff_t)((j - c0) % Wo);
+                            ptrdiff_t iy = oy + (ptrdiff_t)ky - (ptrdiff_t)pad, ix = ox + (ptrdiff_t)kx - (ptrdiff_t)pad;
+                            want = iy >= 0 && iy < (ptrdiff_t)H && ix >= 0 && ix < (ptrdiff_t)W
+                                       ? x[(ci * H + (size_t)iy) * W + (size_t)ix]
+                                       : 0.0f;
+                        }
+                        bad += memcmp(&row[j], &want, sizeof want) != 0;
+                        all++;
+                    }
+        free(x), free(col);
+    }
+    printf("im2col (%s): %zu of %zu elements differ from the definition (8 geometries)\n",
+           apd__cpu_avx512f() ? "AVX-512" : "scalar", bad, all);
+    ck_assert_uint_eq(bad, 0);
+}
+END_TEST
+
 START_TEST(gemm_f32_vs_sgemm)
 {
     if (!apd__gemm_f32_ok()) {
@@ -260,6 +302,7 @@ int main(void)
     tcase_add_test(tc, gemm_vs_fp32);
     tcase_add_test(tc, rounding);
     tcase_add_test(tc, im2col_pack_same_bits);
+    tcase_add_test(tc, im2col_definition);
     tcase_add_test(tc, gemm_f32_vs_sgemm);
     tcase_add_test(tc, convnet_bf16_forward);
     tcase_add_test(tc, dispatch_disabled);
