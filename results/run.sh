@@ -11,7 +11,7 @@
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64
-#                                  seeds-fmnist seeds-cifar1
+#                                  seeds-fmnist seeds-cifar1 seeds-cifar10
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -87,7 +87,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -97,7 +97,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -313,6 +313,18 @@ for g in $groups; do
             row "cifar-ipc1-k$k-ap-stored-s$s" "$in" "$in" --method autopalette --ipc 1 --colors "$k" --budget bits $DM
             row "cifar-ipc1-k$k-ap-stored-lr-stored-s$s" "$in" "$in" --method autopalette --ipc 1 --colors "$k" \
               --budget bits --loss-range stored $DM )
+        done
+      done ;;
+    seeds-cifar10)
+      # CIFAR-10 dev IPC 10, the K sweep's two contenders over distillation seeds 1 and 2 (seed 0
+      # is the sweep's row): DM then median cut, and the default
+      in="cifar10:$CIFAR"
+      for s in 1 2; do
+        for k in 16 64 8 4; do
+          ( SEED=$s
+            row "cifar-ipc10-k$k-dm-mc-s$s" "$in" "$in" --method dm --ipc 10 --colors "$k" --budget bits \
+              --quantizer median-cut $DM
+            row "cifar-ipc10-k$k-ap-stored-s$s" "$in" "$in" --method autopalette --ipc 10 --colors "$k" --budget bits $DM )
         done
       done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;

@@ -12,7 +12,8 @@
  *                       conv_l [N,Wd,Hc_l,Wc_l], mean_l/rstd_l [N,Wd], pooled_l [N,Wd,Hp_l,Wp_l]
  *                       (pooled_{L-1} is the embed), logits [N,K]
  *                       dpooled_l [N,Wd,Hp_l,Wp_l] (gradient w.r.t. pooled_l)
- *   per thread          col [Kmax * cols], dC [Wd * cols], pgrad [num_params]
+ *   per thread          col [Kmax * cols], dC [Wd * cols], pgrad [num_params],
+ *                       dCT [cols * Wd] and wT_l [k_l * Wd] (weight gradients by apd__gemm_f32_add)
  *
  * Threading: the batch is split into T contiguous slices (T = pool threads); each thread
  * runs all layers on its slice with single-threaded sgemm (no barrier between layers), and
@@ -40,6 +41,7 @@ typedef struct layer {
     size_t k;                 /* ci * 9 */
     size_t g;                 /* images per GEMM */
     size_t w_off, b_off, gamma_off, beta_off; /* into params; gamma/beta only with norm */
+    size_t wt_off;            /* this layer's transposed weight-gradient sums in net->wt[thread] */
     float *conv, *mean, *rstd, *pooled, *dpooled; /* activation views */
 } layer;
 
@@ -57,6 +59,8 @@ struct apd_convnet {
     float *x0, *logits;
     float *scratch;   /* one block for all per-thread scratch */
     float **col, **dc, **pgrad;
+    float **dct, **wt; /* per thread: dC transposed, and the weight gradients transposed [k][Wd] */
+    size_t wt_size;
     uint16_t *bf16;   /* bf16 weights per layer + per-thread packed columns (AVX512_BF16 CPUs only) */
     uint16_t *wbf[MAX_DEPTH], **bcol;
     size_t bytes;
@@ -186,8 +190,16 @@ static apd_status plan_arenas(apd_convnet *net)
         if (y->k * cols > col_max) col_max = y->k * cols;
         if (net->width * cols > dc_max) dc_max = net->width * cols;
     }
+    size_t wt_sum = 0;
+    for (size_t l = 0; ok && l < net->L; l++) {
+        net->ly[l].wt_off = wt_sum;
+        ok = apd__mul_ok(net->ly[l].k, net->width, &sz) && apd__add_ok(wt_sum, sz, &wt_sum);
+    }
+    net->wt_size = wt_sum;
     if (!ok) return APD_EOVERFLOW;
     size_t per_thread = col_max + dc_max + net->n_params, scr;
+    ok = apd__add_ok(per_thread, dc_max, &per_thread) && apd__add_ok(per_thread, wt_sum, &per_thread);
+    if (!ok) return APD_EOVERFLOW;
     if (!apd__mul_ok(per_thread, net->T, &scr)) return APD_EOVERFLOW;
 
     net->params = calloc(net->n_params, sizeof(float));
@@ -197,7 +209,10 @@ static apd_status plan_arenas(apd_convnet *net)
     net->col = calloc(net->T, sizeof(float *));
     net->dc = calloc(net->T, sizeof(float *));
     net->pgrad = calloc(net->T, sizeof(float *));
-    if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc || !net->pgrad)
+    net->dct = calloc(net->T, sizeof(float *));
+    net->wt = calloc(net->T, sizeof(float *));
+    if (!net->params || !net->grads || !net->acts || !net->scratch || !net->col || !net->dc || !net->pgrad ||
+        !net->dct || !net->wt)
         return APD_ENOMEM;
     net->bytes = (2 * net->n_params + a + scr) * sizeof(float);
     if (apd__bf16_cpu()) {
@@ -232,6 +247,8 @@ static apd_status plan_arenas(apd_convnet *net)
         net->col[t] = base;
         net->dc[t] = base + col_max;
         net->pgrad[t] = base + col_max + dc_max;
+        net->dct[t] = net->pgrad[t] + net->n_params;
+        net->wt[t] = net->dct[t] + dc_max;
     }
     return APD_OK;
 }
@@ -278,6 +295,8 @@ void apd_convnet_free(apd_convnet *net)
     free(net->col);
     free(net->dc);
     free(net->pgrad);
+    free(net->dct);
+    free(net->wt);
     free(net->bf16);
     free(net->bcol);
     free(net);
@@ -790,6 +809,18 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
     }
 }
 
+/* dst [n][m] = src [m][n] (src rows n floats apart), in 32 x 32 blocks so both sides stay in
+ * few cache lines per block */
+static void transpose(float *restrict dst, const float *restrict src, size_t m, size_t n)
+{
+    for (size_t i0 = 0; i0 < m; i0 += 32)
+        for (size_t j0 = 0; j0 < n; j0 += 32) {
+            size_t i1 = i0 + 32 < m ? i0 + 32 : m, j1 = j0 + 32 < n ? j0 + 32 : n;
+            for (size_t i = i0; i < i1; i++)
+                for (size_t j = j0; j < j1; j++) dst[j * m + i] = src[i * n + j];
+        }
+}
+
 static void backward_task(void *ctx, uint32_t task, uint32_t thread)
 {
     job *jb = ctx;
@@ -822,6 +853,8 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
         size_t in_sz = y->ci * y->h * y->w, p = y->p, pp = y->hp * y->wp;
         if (din == NULL && !pg) break; /* nothing left to compute below this layer */
         if (l > 0) memset(din + i0 * in_sz, 0, ns * in_sz * sizeof(float));
+        int wt_used = 0;
+        if (pg && jb->own_f32) memset(net->wt[thread] + y->wt_off, 0, y->k * Co * sizeof(float));
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
             for (size_t j = 0; j < gi; j++)
@@ -854,9 +887,18 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     for (size_t j = 0; j < gi; j++)
                         apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3,
                                     y->pad, y->hc, y->wc);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)y->k,
-                                (int)ld, 1.0f, dC, (int)ld, col, (int)ld, 1.0f, G + y->w_off,
-                                (int)y->k);
+                    if (jb->own_f32) {
+                        /* dW^T [k][Co] += col [k][ld] x dC^T [ld][Co]: the NT product as an NN
+                           one on our kernel, with the small operand (dC) transposed, not the
+                           im2col matrix; added to G once per layer below */
+                        float *dct = net->dct[thread];
+                        transpose(dct, dC, Co, ld);
+                        apd__gemm_f32_add(net->wt[thread] + y->wt_off, Co, col, ld, 1, dct, Co, y->k, Co, ld);
+                        wt_used = 1;
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)y->k, (int)ld, 1.0f, dC,
+                                    (int)ld, col, (int)ld, 1.0f, G + y->w_off, (int)y->k);
+                    }
                 }
             }
             if (din) {
@@ -869,6 +911,12 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     apd__col2im_add(din + (i + j) * in_sz, col + j * p, ld, y->ci, y->h, y->w, 3,
                                     y->pad, y->hc, y->wc);
             }
+        }
+        if (wt_used) { /* G [Co][k] += (dW^T)^T */
+            const float *wt = net->wt[thread] + y->wt_off;
+            float *gw = G + y->w_off;
+            for (size_t co = 0; co < Co; co++)
+                for (size_t r = 0; r < y->k; r++) gw[co * y->k + r] += wt[r * Co + co];
         }
     }
 }

@@ -8,6 +8,7 @@
  * W^T need no copy), keeps an 8 x 48 tile of C in 24 zmm registers, and walks K in blocks
  * of 128: each 128 x 48 block of B (24 KB) is copied once to a contiguous panel that stays in
  * L1 while all the 8-row strips of A pass over it.
+ * apd__gemm_f32_add (C += A B) serves the weight gradients: the tile starts from C instead of 0.
  * Sums run in k order with FMA: within float32 round-off of sgemm, not bit-identical to it.
  * Used only when the CPU has AVX-512F (apd__gemm_f32_ok) and APD_NN_GEMM is not "openblas".
  */
@@ -66,7 +67,7 @@ static inline __attribute__((always_inline)) void tile(float *c, size_t ldc, con
 }
 
 static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t M,
-                   size_t N, size_t K)
+                   size_t N, size_t K, int add)
 {
     /* B panel copied to a contiguous block: rows ldb floats apart (1 KB for a 16x16 layer)
      * would map onto few L1 sets and evict each other */
@@ -84,11 +85,11 @@ static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
                 const float *apan = a + m0 * ars + k0 * acs;
                 float *ct = c + m0 * ldc + n0;
                 if (cols > 32)
-                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0, rows, cols, 3);
+                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0 && !add, rows, cols, 3);
                 else if (cols > 16)
-                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0, rows, cols, 2);
+                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0 && !add, rows, cols, 2);
                 else
-                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0, rows, cols, 1);
+                    tile(ct, ldc, apan, ars, acs, bpan, NV * 16, kc, k0 == 0 && !add, rows, cols, 1);
             }
         }
     }
@@ -96,9 +97,9 @@ static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
 #pragma GCC pop_options
 #else
 static void gemm_v(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t M,
-                   size_t N, size_t K)
+                   size_t N, size_t K, int add)
 {
-    (void)c, (void)ldc, (void)a, (void)ars, (void)acs, (void)b, (void)ldb, (void)M, (void)N, (void)K;
+    (void)c, (void)ldc, (void)a, (void)ars, (void)acs, (void)b, (void)ldb, (void)M, (void)N, (void)K, (void)add;
 }
 #endif
 
@@ -117,5 +118,12 @@ void apd__gemm_f32(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
         for (size_t m = 0; m < M; m++) memset(c + m * ldc, 0, N * sizeof(float));
         return;
     }
-    gemm_v(c, ldc, a, ars, acs, b, ldb, M, N, K);
+    gemm_v(c, ldc, a, ars, acs, b, ldb, M, N, K, 0);
+}
+
+void apd__gemm_f32_add(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                       size_t M, size_t N, size_t K)
+{
+    if (M == 0 || N == 0 || K == 0) return;
+    gemm_v(c, ldc, a, ars, acs, b, ldb, M, N, K, 1);
 }

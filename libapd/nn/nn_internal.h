@@ -46,6 +46,9 @@ float apd__bf16_to_float(uint16_t h);
 int apd__gemm_f32_ok(void);
 void apd__gemm_f32(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
                    size_t M, size_t N, size_t K);
+/* The same with C += A B (C's previous contents are added to). */
+void apd__gemm_f32_add(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                       size_t M, size_t N, size_t K);
 
 /* 1 when the CPU has AVX-512F (checked once, blas.c), else 0; always 0 off x86-64 GCC/Clang.
  * The run-time choice of every hand-written kernel: the AVX-512 kernels are compiled for it

@@ -218,6 +218,16 @@ START_TEST(gemm_f32_vs_sgemm)
                    tr ? " (A^T)" : "", e, tu_max_abs(c, ref, M * N));
             ck_assert_msg(e <= 2e-4, "fp32 kernel error %.3e > 2e-4", e);
             ck_assert(c[M * N] == 777.0f);
+            /* C += A B (the weight-gradient form, A = im2col rows): C starts from the product
+               above, so the reference is sgemm with beta 1 on the same C */
+            memcpy(ref, c, M * N * sizeof(float));
+            apd__gemm_f32_add(c, N, a, K, 1, b, N, M, N, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K, b, (int)N,
+                        1.0f, ref, (int)N);
+            e = tu_err(c, ref, M * N);
+            printf("fp32 AVX-512 gemm %4zux%4zux%4zu C += A B vs sgemm beta 1: max err %.2e\n", M, N, K, e);
+            ck_assert_msg(e <= 2e-4, "fp32 kernel (C += A B) error %.3e > 2e-4", e);
+            ck_assert(c[M * N] == 777.0f);
             free(a), free(b), free(c), free(ref);
         }
     setenv("APD_NN_GEMM", "openblas", 1);
