@@ -321,13 +321,14 @@ const char *apd_nn_gemm_kernels(void)
 {
     int own = apd__gemm_f32_ok(), bf = apd_nn_bf16_enabled();
     if (own && bf)
-        return "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); no-gradient forwards bf16 "
-               "AVX512_BF16 microkernel (8x48, vdpbf16ps); weight gradients and classifier OpenBLAS sgemm";
+        return "conv1 direct AVX-512; 3x3 conv GEMMs (forward, input and weight gradients) fp32 AVX-512 "
+               "microkernel (8x48); no-gradient forwards bf16 AVX512_BF16 microkernel (8x48, vdpbf16ps); "
+               "classifier OpenBLAS sgemm";
     if (own)
-        return cpu_has_bf16() ? "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); bf16 disabled "
-                                "(APD_NN_BF16=0); weight gradients and classifier OpenBLAS sgemm"
-                              : "conv1 direct AVX-512; 3x3 conv GEMMs fp32 AVX-512 microkernel (8x48); no AVX512_BF16; "
-                                "weight gradients and classifier OpenBLAS sgemm";
+        return cpu_has_bf16() ? "conv1 direct AVX-512; 3x3 conv GEMMs (forward, input and weight gradients) fp32 "
+                                "AVX-512 microkernel (8x48); bf16 disabled (APD_NN_BF16=0); classifier OpenBLAS sgemm"
+                              : "conv1 direct AVX-512; 3x3 conv GEMMs (forward, input and weight gradients) fp32 "
+                                "AVX-512 microkernel (8x48); no AVX512_BF16; classifier OpenBLAS sgemm";
     if (bf)
         return "conv1 direct AVX-512; fp32 GEMMs OpenBLAS sgemm (APD_NN_GEMM=openblas); no-gradient forwards bf16 "
                "AVX512_BF16 microkernel (8x48, vdpbf16ps)";
