@@ -421,11 +421,11 @@ if os.path.exists(bench):
     print("## Performance: bench/distill (one iteration, ours vs PyTorch, same run)\n")
     print("32x32x3, 10 classes, batch-real 256, 40 synthetic images per class, K = 64, 2 threads; "
           "our C iteration against the same iteration in PyTorch 1.13 (Debian, oneDNN convolutions, "
-          "denormals flushed on both sides), each mode in its own process. Measured on the idle "
-          "machine (load average < 2) at the end of the session; under heavy load (load 12-19) an "
-          "earlier run gave 6.99x for DM and 2.60x for DM + AutoPalette, PyTorch slowing down more "
-          "than our code. Output of `build/bench/distill/bench_distill --iters 3` "
-          "(bench/distill/last-run.txt):\n")
+          "denormals flushed on both sides), each mode in its own process, 32, 64 and 128 px. "
+          "Measured with the machine's other work paused; the shares of the float32 limit are "
+          "the comparable figures across machines (docs/distill.md, \"Speed\"). Output of "
+          "`build/bench/distill/bench_distill --iters 2`, then the 32 px rows against OpenBLAS's "
+          "AVX-512 limit (bench/distill/last-run.txt):\n")
     print("```")
     print(open(bench).read().rstrip())
     print("```\n")
