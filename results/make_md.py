@@ -258,7 +258,8 @@ for ds, dlabel, ipc, ks in (("fmnist", "Fashion-MNIST", 1, (2, 4, 16)), ("fmnist
             for s in range(5):
                 ev = load_eval("%s-ipc%d-k%d-%s-s%d" % (ds, ipc, k, m, s))
                 if not ev and s == 0 and ipc == 10 and ds == "cifar" and m in ("dm-mc", "ap-stored"):  # the sweep's row
-                    ev = load_eval("%s-ipc%d-k%d-%s" % (ds, ipc, k, m))
+                    nm = "%s-ipc%d-k%d-%s" % (ds, ipc, k, m)
+                    ev = load_eval(fallback.get(nm, nm))
                 if ev:
                     per.append(100 * statistics.mean(ev["accuracies"]))
             if not per:
