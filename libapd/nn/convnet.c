@@ -60,7 +60,6 @@ struct apd_convnet {
     float *scratch;   /* one block for all per-thread scratch */
     float **col, **dc, **pgrad;
     float **dct, **wt; /* per thread: dC transposed, and the weight gradients transposed [k][Wd] */
-    size_t wt_size;
     uint16_t *bf16;   /* bf16 weights per layer + per-thread packed columns (AVX512_BF16 CPUs only) */
     uint16_t *wbf[MAX_DEPTH], **bcol;
     size_t bytes;
@@ -195,7 +194,6 @@ static apd_status plan_arenas(apd_convnet *net)
         net->ly[l].wt_off = wt_sum;
         ok = apd__mul_ok(net->ly[l].k, net->width, &sz) && apd__add_ok(wt_sum, sz, &wt_sum);
     }
-    net->wt_size = wt_sum;
     if (!ok) return APD_EOVERFLOW;
     size_t per_thread = col_max + dc_max + net->n_params, scr;
     ok = apd__add_ok(per_thread, dc_max, &per_thread) && apd__add_ok(per_thread, wt_sum, &per_thread);
@@ -853,8 +851,9 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
         size_t in_sz = y->ci * y->h * y->w, p = y->p, pp = y->hp * y->wp;
         if (din == NULL && !pg) break; /* nothing left to compute below this layer */
         if (l > 0) memset(din + i0 * in_sz, 0, ns * in_sz * sizeof(float));
-        int wt_used = 0;
-        if (pg && jb->own_f32) memset(net->wt[thread] + y->wt_off, 0, y->k * Co * sizeof(float));
+        /* dW of this layer: conv1's direct kernel, else our GEMM kernel (wt_dw), else OpenBLAS */
+        int direct = apd__cpu_avx512f() && direct_ok(y, Co), wt_dw = pg && jb->own_f32 && !direct;
+        if (wt_dw) memset(net->wt[thread] + y->wt_off, 0, y->k * Co * sizeof(float));
         for (size_t i = i0; i < i1; i += y->g) {
             size_t gi = i1 - i < y->g ? i1 - i : y->g, ld = gi * p;
             for (size_t j = 0; j < gi; j++)
@@ -876,7 +875,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     G[y->b_off + co] += sum_floats(dC + co * ld, ld);
                 }
 #if HAVE_DIRECT
-                if (apd__cpu_avx512f() && direct_ok(y, Co)) {
+                if (direct) {
                     for (size_t j = 0; j < gi; j++) {
                         pad_input(col, in + (i + j) * in_sz, y->ci, y->h, y->w, y->pad);
                         conv3_direct_dw(G + y->w_off, dC + j * p, ld, col, y->ci, Co, y->hc, y->wc);
@@ -887,14 +886,13 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                     for (size_t j = 0; j < gi; j++)
                         apd__im2col(col + j * p, ld, in + (i + j) * in_sz, y->ci, y->h, y->w, 3,
                                     y->pad, y->hc, y->wc);
-                    if (jb->own_f32) {
+                    if (wt_dw) {
                         /* dW^T [k][Co] += col [k][ld] x dC^T [ld][Co]: the NT product as an NN
                            one on our kernel, with the small operand (dC) transposed, not the
                            im2col matrix; added to G once per layer below */
                         float *dct = net->dct[thread];
                         transpose(dct, dC, Co, ld);
                         apd__gemm_f32_add(net->wt[thread] + y->wt_off, Co, col, ld, 1, dct, Co, y->k, Co, ld);
-                        wt_used = 1;
                     } else {
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)y->k, (int)ld, 1.0f, dC,
                                     (int)ld, col, (int)ld, 1.0f, G + y->w_off, (int)y->k);
@@ -912,7 +910,7 @@ static void backward_task(void *ctx, uint32_t task, uint32_t thread)
                                     y->pad, y->hc, y->wc);
             }
         }
-        if (wt_used) { /* G [Co][k] += (dW^T)^T */
+        if (wt_dw) { /* G [Co][k] += (dW^T)^T */
             const float *wt = net->wt[thread] + y->wt_off;
             float *gw = G + y->w_off;
             for (size_t co = 0; co < Co; co++)

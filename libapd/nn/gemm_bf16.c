@@ -140,10 +140,7 @@ static void im2col_pack_v(uint16_t *bp, size_t Np, size_t col0, const float *in,
             pl[h] = in + ci * H * W;
             dy[h] = (ptrdiff_t)ky - (ptrdiff_t)pad;
             dx[h] = (ptrdiff_t)kx - (ptrdiff_t)pad;
-            /* output columns [lo, hi) read input columns ox + dx inside [0, W) */
-            lo[h] = pad > kx ? pad - kx : 0;
-            hi[h] = W + pad - kx < Wo ? W + pad - kx : Wo;
-            if (lo[h] > hi[h]) lo[h] = hi[h];
+            apd__im2col_span(W, pad, kx, Wo, &lo[h], &hi[h]); /* columns read inside [0, W) */
         }
         uint16_t *dst = bp + kp * Np * 2 + col0 * 2;
         for (size_t ox = 0; ox < Wo; ox += 16) {
@@ -263,9 +260,8 @@ int apd__bf16_cpu(void) { return cpu_has_bf16(); }
 static void im2col_row(float *dst, const float *plane, size_t H, size_t W, size_t ky, size_t kx, size_t pad,
                        size_t Ho, size_t Wo)
 {
-    size_t lo = pad > kx ? pad - kx : 0, hi = W + pad - kx;
-    if (hi > Wo) hi = Wo;
-    if (lo > hi) lo = hi;
+    size_t lo, hi;
+    apd__im2col_span(W, pad, kx, Wo, &lo, &hi);
     for (size_t oy = 0; oy < Ho; oy++) {
         float *d = dst + oy * Wo;
         ptrdiff_t iy = (ptrdiff_t)oy + (ptrdiff_t)ky - (ptrdiff_t)pad;

@@ -16,6 +16,17 @@ void apd__im2col(float *col, size_t ld, const float *in, size_t Ci, size_t H, si
 void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t H, size_t W,
                      size_t k, size_t pad, size_t Ho, size_t Wo);
 
+/* The output columns [*lo, *hi) of im2col row kx (k x k kernel, padding pad, input width W,
+ * output width Wo) that read inside the input: 0 <= ox + kx - pad < W. Shared by every
+ * im2col / col2im writer. */
+static inline void apd__im2col_span(size_t W, size_t pad, size_t kx, size_t Wo, size_t *lo, size_t *hi)
+{
+    size_t l = pad > kx ? pad - kx : 0, h = W + pad - kx; /* W + pad >= k > kx */
+    if (h > Wo) h = Wo;
+    *lo = l > h ? h : l;
+    *hi = h;
+}
+
 /* bf16 GEMM (gemm_bf16.c): C[M][N] (row stride ldc) = A B with A packed by
  * apd__bf16_pack_a (from float [M][K], row stride lda) into apd__bf16_a_elems(M, K) uint16,
  * B packed by apd__bf16_pack_b (from float [K][N], row stride ldb) into

@@ -21,11 +21,8 @@ static void im2col_scalar(float *col, size_t ld, const float *in, size_t Ci, siz
         for (size_t ky = 0; ky < k; ky++) {
             for (size_t kx = 0; kx < k; kx++) {
                 float *row = col + ((ci * k + ky) * k + kx) * ld;
-                /* valid ox: 0 <= ox + kx - pad < W */
-                size_t lo = pad > kx ? pad - kx : 0;
-                size_t hi = W + pad - kx; /* exclusive; W + pad >= k > kx */
-                if (hi > Wo) hi = Wo;
-                if (lo > hi) lo = hi;
+                size_t lo, hi; /* valid ox: 0 <= ox + kx - pad < W */
+                apd__im2col_span(W, pad, kx, Wo, &lo, &hi);
                 for (size_t oy = 0; oy < Ho; oy++) {
                     float *dst = row + oy * Wo;
                     ptrdiff_t iy = (ptrdiff_t)oy + (ptrdiff_t)ky - (ptrdiff_t)pad;
@@ -59,9 +56,8 @@ static void im2col_avx512(float *col, size_t ld, const float *in, size_t Ci, siz
         for (size_t ky = 0; ky < k; ky++)
             for (size_t kx = 0; kx < k; kx++) {
                 float *row = col + ((ci * k + ky) * k + kx) * ld;
-                size_t lo = pad > kx ? pad - kx : 0, hi = W + pad - kx;
-                if (hi > Wo) hi = Wo;
-                if (lo > hi) lo = hi;
+                size_t lo, hi;
+                apd__im2col_span(W, pad, kx, Wo, &lo, &hi);
                 ptrdiff_t dx = (ptrdiff_t)kx - (ptrdiff_t)pad, dy = (ptrdiff_t)ky - (ptrdiff_t)pad;
                 for (size_t ox = 0; ox < Wo; ox += 16) {
                     size_t m = Wo - ox < 16 ? Wo - ox : 16;
@@ -136,10 +132,8 @@ void apd__col2im_add(float *din, const float *col, size_t ld, size_t Ci, size_t 
         for (size_t ky = 0; ky < k; ky++) {
             for (size_t kx = 0; kx < k; kx++) {
                 const float *row = col + ((ci * k + ky) * k + kx) * ld;
-                size_t lo = pad > kx ? pad - kx : 0;
-                size_t hi = W + pad - kx;
-                if (hi > Wo) hi = Wo;
-                if (lo > hi) lo = hi;
+                size_t lo, hi;
+                apd__im2col_span(W, pad, kx, Wo, &lo, &hi);
                 for (size_t oy = 0; oy < Ho; oy++) {
                     ptrdiff_t iy = (ptrdiff_t)oy + (ptrdiff_t)ky - (ptrdiff_t)pad;
                     if (iy < 0 || iy >= (ptrdiff_t)H) continue;
