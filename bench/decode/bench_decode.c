@@ -17,7 +17,7 @@
  * apd-convert --method autopalette): bench_decode [N] [passes] [file.apd]. The 1.1 index
  * decoder is also timed alone (coded bodies in memory, scalar and AVX2, with the time per
  * wavefront step), to tell its share of the decode from LMDB, CRC and palette look-up, and
- * two and four records per call (apd__icode_decode2 and apd__icode_decoden: the index
+ * two, four and eight records per call (apd__icode_decode2 and apd__icode_decoden: the index
  * phases in lockstep).
  * Targets: 1.0 plain .apd <= 1.03x payload, >= 25% smaller than palette PNG in LMDB, decode
  * >= 40x libpng and >= 1M images/s/core at 32x32 K=64; 1.1 coded: <= 0.80x payload at K=64
@@ -238,7 +238,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
         }
         printf(" %s %.0f images/s (%.1f ns/step);", ks[q].name, n / best, 1e9 * best / steps);
     }
-    if (apd__icode_impl_available(APD__IMPL_AVX2)) { /* the batch paths: two and four records per call */
+    if (apd__icode_impl_available(APD__IMPL_AVX2)) { /* the batch paths: two, four and eight records per call */
         uint8_t rp2[768], ri2[MAXPIX];
         double best = 1e9;
         for (int p = 0; p < passes; p++) {
@@ -258,11 +258,10 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
             best = t < best ? t : best;
         }
         printf(" 2 records per call in lockstep %.0f images/s;", (double)(n & ~(size_t)1) / best);
-        /* four at once (apd__icode_decoden: with AVX-512 two records per 16-lane register set,
-           two sets in lockstep), as the batch reader decodes them */
-        static uint8_t rpn[4][768], rin[4][MAXPIX];
-        {
-            const uint32_t nr = 4;
+        /* four and eight at once (apd__icode_decoden: with AVX-512 two records per 16-lane
+           register set, two or four sets in lockstep); the batch reader decodes eight */
+        static uint8_t rpn[8][768], rin[8][MAXPIX];
+        for (uint32_t nr = 4; nr <= 8; nr += 4) {
             best = 1e9;
             for (int p = 0; p < passes; p++) {
                 double t0 = cpu_now();

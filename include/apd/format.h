@@ -168,7 +168,7 @@ APD_API apd_status apd_reader_decode_f32(apd_reader *r, uint64_t i, apd_layout l
  * status into status[j]. Each record gets exactly the pixels and status of
  * apd_reader_decode; a failed record leaves its output undefined and does not stop the
  * batch. Faster than one call per record for index-coded records (format 1.1): they are
- * decoded four at a time, the index decoders interleaved (about 2x the images/s with
+ * decoded eight at a time, the index decoders interleaved (about 2.5x the images/s with
  * AVX-512, 1.5-1.9x with AVX2 only).
  * Thread-safe. apd_reader_errmsg names the last failed record.
  * @return APD_OK if every record decoded, else the status of the first failed one;

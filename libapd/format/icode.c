@@ -24,10 +24,13 @@
  * cycles); 4 lanes measured 2x slower, 16 lanes cost 24 more bytes per record (K=16 would
  * miss its size target). Decoding several records at once overlaps their chains: two in
  * lockstep with AVX2 (apd__icode_decode2) give 1.5-1.9x the images/s; with AVX-512 two
- * records share one 16-lane register set (the same chain, twice the pixels) and two sets run
- * in lockstep (apd__icode_decoden, n = 4): 2.1-2.3x. Beyond four records the gain is under
- * 10%: the core's window no longer holds more chains' instructions. The reader's batch calls
- * use the four-record decoder; see docs/index-coding.md for the profile.
+ * records share one 16-lane register set (the same chain, twice the pixels) and up to four
+ * sets run in lockstep (apd__icode_decoden, n = 8). How many chains overlap is set by the
+ * core's window, so the step's instruction count matters as much as its latency: the
+ * AVX-512 step stores its 16 decoded bytes with one store into a stage that is transposed
+ * into the rows once per row group (16 scattered byte stores cost ~30% of the step), and
+ * with that step eight records in flight give ~1.15x four (before, under 10%). The reader's
+ * batch calls use the eight-record decoder; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
  * a zero-padded copy and checks after every step that it has not run past the end, uses a
@@ -433,7 +436,7 @@ IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], s
  * dependency chain as ic_vstep, but carries twice the pixels. The lane rules are those of
  * ic_vstep in each half; each half renormalises from its own word stream. */
 #define IC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,bmi2,popcnt")))
-#define IC_MAXZ 2 /* register sets in lockstep: up to 4 records */
+#define IC_MAXZ 4 /* register sets in lockstep: up to 8 records */
 
 typedef struct ic_zk {
     __m512i rot, amask, c31, c15, cls12, cls12b, qd, cs4, cs8, kf;
@@ -448,13 +451,15 @@ typedef struct ic_zk {
 typedef struct ic_zs {
     __m512i x, vp, bp, vm, eo;
     const uint8_t *p0, *p1;
-    uint8_t *row0, *row1;
-    const uint8_t *up0, *up1;
+    uint8_t *st;       /* this row group's stage: step t's 16 lane bytes at st + 16 t */
+    const uint8_t *up; /* the previous group's stage (zeros for the first group) */
 } ic_zs;
 
 IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m, size_t s)
 {
-    K->rot = _mm512_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6, 15, 8, 9, 10, 11, 12, 13, 14);
+    /* b: lane l's up neighbour is lane l-1's previous value; lanes 0 and 8 take row 7 of
+       the previous group (its stage, lanes 7 and 15, elements 16 + 7 and 16 + 15) */
+    K->rot = _mm512_setr_epi32(23, 0, 1, 2, 3, 4, 5, 6, 31, 8, 9, 10, 11, 12, 13, 14);
     K->amask = _mm512_set1_epi32((int)((1u << m->bits) - 1));
     K->c31 = _mm512_set1_epi32(31);
     K->c15 = _mm512_set1_epi32(15);
@@ -513,11 +518,10 @@ IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S
 IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
                                                                      __mmask16 act)
 {
-    const size_t s = K->s;
     __m512i a = S->vp;
-    __m512i b = _mm512_permutexvar_epi32(K->rot, S->vp);
-    b = _mm512_mask_set1_epi32(b, 0x0001, S->up0[t]);
-    b = _mm512_mask_set1_epi32(b, 0x0100, S->up1[t]);
+    /* row 7 of the previous group at column t was its step t + 7 */
+    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(S->up + 16 * ((size_t)t + 7))));
+    __m512i b = _mm512_permutex2var_epi32(S->vp, K->rot, upv);
     __m512i c = S->bp;
     __m512i mn = _mm512_min_epu32(a, b), mx = _mm512_max_epu32(a, b);
     __mmask16 ge = _mm512_cmpge_epu32_mask(c, mx);
@@ -534,9 +538,7 @@ IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, c
     S->eo = _mm512_or_si512(S->eo, e);
     __m512i v = _mm512_maskz_and_epi32(act, _mm512_add_epi32(pred, e), K->amask);
     S->vm = _mm512_max_epu32(S->vm, v);
-    __m128i pk = _mm512_cvtepi32_epi8(v);
-    ic_store8(S->row0 + t, s, (uint64_t)_mm_cvtsi128_si64(pk));
-    ic_store8(S->row1 + t, s, (uint64_t)_mm_extract_epi64(pk, 1));
+    _mm_storeu_si128((__m128i *)(S->st + 16 * (size_t)t), _mm512_cvtepi32_epi8(v));
     S->vp = v;
     S->bp = b;
 }
@@ -551,14 +553,60 @@ IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint
     S->p1 = pb;
 }
 
-/* Start row group y0 of the two grids. */
-IC_AVX512 static inline void ic_zs_group(ic_zs *S, uint8_t *ga, uint8_t *gb, size_t s, uint32_t y0)
+/* Start a row group: its stage, and the previous group's. */
+IC_AVX512 static inline void ic_zs_group(ic_zs *S, uint8_t *st, const uint8_t *up)
 {
     S->vp = S->bp = _mm512_setzero_si512();
-    S->row0 = ga + (size_t)(y0 + 1) * s + IC_PAD;
-    S->row1 = gb + (size_t)(y0 + 1) * s + IC_PAD;
-    S->up0 = ga + (size_t)y0 * s + IC_PAD;
-    S->up1 = gb + (size_t)y0 * s + IC_PAD;
+    S->st = st;
+    S->up = up;
+}
+
+/* 16 rows of 16 bytes (in, row stride 16) transposed: out[l] = column l. */
+IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16])
+{
+    __m128i r[16], u[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(in + 16 * i));
+    for (int i = 0; i < 8; i++) {
+        u[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        u[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            r[4 * i + 2 * j] = _mm_unpacklo_epi16(u[4 * i + j], u[4 * i + 2 + j]);
+            r[4 * i + 2 * j + 1] = _mm_unpackhi_epi16(u[4 * i + j], u[4 * i + 2 + j]);
+        }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            u[8 * i + 2 * j] = _mm_unpacklo_epi32(r[8 * i + j], r[8 * i + 4 + j]);
+            u[8 * i + 2 * j + 1] = _mm_unpackhi_epi32(r[8 * i + j], r[8 * i + 4 + j]);
+        }
+    for (int j = 0; j < 8; j++) {
+        out[2 * j] = _mm_unpacklo_epi64(u[j], u[8 + j]);
+        out[2 * j + 1] = _mm_unpackhi_epi64(u[j], u[8 + j]);
+    }
+}
+
+/* The group's stage (nt steps) into the grids' rows y0 .. y0 + nl - 1: lane l < 8 holds row
+ * y0 + l of grid a at column t - l, lane 8 + l row y0 + l of grid b; only the image's
+ * columns are written. */
+IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ga, uint8_t *gb, size_t s, uint32_t y0,
+                                 uint32_t nl, uint32_t w)
+{
+    __m128i col[16];
+    for (uint32_t t0 = 0; t0 < nt; t0 += 16) {
+        ic_t16(st + 16 * (size_t)t0, col);
+        for (uint32_t l = 0; l < nl; l++) {
+            /* column x = t0 + j - l for j = 0..15, kept where 0 <= x < w */
+            int64_t lo = (int64_t)l - t0, hi = (int64_t)w + l - t0;
+            uint32_t m = 0xffffu;
+            if (lo > 0) m &= 0xffffu << lo;
+            if (hi < 16) m &= hi > 0 ? (1u << hi) - 1 : 0;
+            if (!m) continue;
+            size_t off = (size_t)(y0 + 1 + l) * s + IC_PAD + t0 - l; /* may point 7 bytes left of the row */
+            _mm_mask_storeu_epi8(ga + off, (__mmask16)m, col[l]);
+            _mm_mask_storeu_epi8(gb + off, (__mmask16)m, col[8 + l]);
+        }
+    }
 }
 
 /* States, word pointers, running max and entry OR of records i (lanes 0-7) and i+1 out. */
@@ -594,70 +642,123 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
                                    uint32_t *const *xs, const uint8_t **pp, const uint8_t *const *end)
 {
     ic_zk K;
-    ic_zs A, B;
+    ic_zs S[IC_MAXZ];
     ic_zk_init(&K, m, 0);
-    ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
-    if (nz == 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
+    for (uint32_t z = 0; z < nz; z++) ic_zs_init(&S[z], xs[2 * z], xs[2 * z + 1], pp[2 * z], pp[2 * z + 1]);
     uint32_t c = m->c, n = 0, nr = 2 * nz;
     for (uint32_t i = 0; i < nr; i++) n = nps[i] > n ? nps[i] : n;
     uint32_t tabs[16] __attribute__((aligned(64)));
-    uint8_t d[2][16];
+    uint8_t d[IC_MAXZ][16];
     for (uint32_t j0 = 0; j0 < n; j0 += 8) {
-        uint32_t cnt[4] = {0, 0, 0, 0};
-        __mmask16 act[2] = {0, 0};
+        uint32_t cnt[2 * IC_MAXZ];
         for (uint32_t l = 0; l < 8; l++) tabs[l] = tabs[l + 8] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
         for (uint32_t i = 0; i < nr; i++) cnt[i] = nps[i] > j0 ? (nps[i] - j0 < 8 ? nps[i] - j0 : 8) : 0;
-        for (uint32_t z = 0; z < nz; z++)
-            act[z] = (__mmask16)(((1u << cnt[2 * z]) - 1) | ((1u << cnt[2 * z + 1]) - 1) << 8);
         const __m512i off = _mm512_load_si512(tabs);
-        _mm_storeu_si128((__m128i *)d[0], _mm512_cvtepi32_epi8(ic_zrans(&A, &K, off, act[0])));
-        if (nz == 2) _mm_storeu_si128((__m128i *)d[1], _mm512_cvtepi32_epi8(ic_zrans(&B, &K, off, act[1])));
+        int out = 0;
+        for (uint32_t z = 0; z < nz; z++) {
+            __mmask16 act = (__mmask16)(((1u << cnt[2 * z]) - 1) | ((1u << cnt[2 * z + 1]) - 1) << 8);
+            _mm_storeu_si128((__m128i *)d[z], _mm512_cvtepi32_epi8(ic_zrans(&S[z], &K, off, act)));
+            out |= (S[z].p0 > end[2 * z]) | (S[z].p1 > end[2 * z + 1]);
+        }
         for (uint32_t i = 0; i < nr; i++) memcpy(pal[i] + j0, d[i / 2] + 8 * (i % 2), cnt[i]);
-        int out = (A.p0 > end[0]) | (A.p1 > end[1]);
-        if (nz == 2) out |= (B.p0 > end[2]) | (B.p1 > end[3]);
         if (out) return -1;
     }
-    uint32_t vm[4] = {0}, eo[4] = {0};
-    ic_zs_done(&A, 0, xs, pp, vm, eo);
-    if (nz == 2) ic_zs_done(&B, 2, xs, pp, vm, eo);
+    uint32_t vm[2 * IC_MAXZ] = {0}, eo[2 * IC_MAXZ] = {0};
+    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&S[z], 2 * z, xs, pp, vm, eo);
     for (uint32_t i = 0; i < nr; i++)
         for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
     return 0;
 }
 
 /* Index phases of 2 * nz records (nz = 1 or 2 register sets: records 0-1 in the first,
- * 2-3 in the second), as index_avx2_x2. Returns 0, or -1 if any stream ran out. */
+ * 2-3 in the second), as index_avx2_x2, except that a step stores its 16 bytes into a stage
+ * (one 16-byte store instead of 16 byte stores, which cost ~30% of the step) and each row group's
+ * stage is transposed into the grids when the group is done. Returns 0, or -1 if any stream
+ * ran out or the stages do not fit in memory (the caller then decodes each record alone). */
+#define IC_STAGE_STACK 2560u /* one stage on the stack up to w = 137 (1024 bytes at w = 32) */
+#define IC_OUT(S, i) ((S).p0 > end[i]) | ((S).p1 > end[(i) + 1])
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
                                      const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
 {
+    size_t slen = 16 * (((size_t)w + 7 + 16 + 15) & ~(size_t)15);
+    _Alignas(64) uint8_t stack[(2 * IC_MAXZ + 1) * IC_STAGE_STACK];
+    uint8_t *buf = slen <= IC_STAGE_STACK ? stack : malloc((2 * IC_MAXZ + 1) * slen);
+    if (!buf) return -1;
+    memset(buf, 0, (2 * nz + 1) * slen);
+    uint8_t *zero = buf + 2 * nz * slen;
     ic_zk K;
-    ic_zs A, B;
+    ic_zs A, B, C, D;
     ic_zk_init(&K, m, s);
     ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
-    if (nz == 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
-    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
-        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
-        ic_zs_group(&A, grid[0], grid[1], s, y0);
-        if (nz == 2) {
-            ic_zs_group(&B, grid[2], grid[3], s, y0);
-            for (uint32_t t = 0; t + 1 < w + nl; t++) {
+    if (nz >= 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
+    if (nz >= 3) ic_zs_init(&C, xs[4], xs[5], pp[4], pp[5]);
+    if (nz >= 4) ic_zs_init(&D, xs[6], xs[7], pp[6], pp[7]);
+    int rc = 0;
+    for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
+#define IC_ST(z) (buf + (2 * (z) + (g & 1)) * slen)
+#define IC_UP(z) (g ? buf + (2 * (z) + ((g - 1) & 1)) * slen : zero)
+        ic_zs_group(&A, IC_ST(0), IC_UP(0));
+        if (nz >= 2) ic_zs_group(&B, IC_ST(1), IC_UP(1));
+        if (nz >= 3) ic_zs_group(&C, IC_ST(2), IC_UP(2));
+        if (nz >= 4) ic_zs_group(&D, IC_ST(3), IC_UP(3));
+        if (nz == 4) {
+            for (uint32_t t = 0; t < nt; t++) {
                 __mmask16 act = ic_zact(t, w, nl);
                 ic_zstep(&A, &K, t, act);
                 ic_zstep(&B, &K, t, act);
-                if ((A.p0 > end[0]) | (A.p1 > end[1]) | (B.p0 > end[2]) | (B.p1 > end[3])) return -1;
+                ic_zstep(&C, &K, t, act);
+                ic_zstep(&D, &K, t, act);
+                if (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4) | IC_OUT(D, 6)) {
+                    rc = -1;
+                    break;
+                }
+            }
+        } else if (nz == 3) {
+            for (uint32_t t = 0; t < nt; t++) {
+                __mmask16 act = ic_zact(t, w, nl);
+                ic_zstep(&A, &K, t, act);
+                ic_zstep(&B, &K, t, act);
+                ic_zstep(&C, &K, t, act);
+                if (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4)) {
+                    rc = -1;
+                    break;
+                }
+            }
+        } else if (nz == 2) {
+            for (uint32_t t = 0; t < nt; t++) {
+                __mmask16 act = ic_zact(t, w, nl);
+                ic_zstep(&A, &K, t, act);
+                ic_zstep(&B, &K, t, act);
+                if (IC_OUT(A, 0) | IC_OUT(B, 2)) {
+                    rc = -1;
+                    break;
+                }
             }
         } else {
-            for (uint32_t t = 0; t + 1 < w + nl; t++) {
+            for (uint32_t t = 0; t < nt; t++) {
                 ic_zstep(&A, &K, t, ic_zact(t, w, nl));
-                if ((A.p0 > end[0]) | (A.p1 > end[1])) return -1;
+                if (IC_OUT(A, 0)) {
+                    rc = -1;
+                    break;
+                }
             }
         }
+        if (rc == 0)
+            for (uint32_t z = 0; z < nz; z++) ic_unstage(IC_ST(z), nt, grid[2 * z], grid[2 * z + 1], s, y0, nl, w);
+#undef IC_ST
+#undef IC_UP
     }
+    if (buf != stack) free(buf);
+    if (rc) return rc;
     ic_zs_done(&A, 0, xs, pp, vmax, eor);
-    if (nz == 2) ic_zs_done(&B, 2, xs, pp, vmax, eor);
+    if (nz >= 2) ic_zs_done(&B, 2, xs, pp, vmax, eor);
+    if (nz >= 3) ic_zs_done(&C, 4, xs, pp, vmax, eor);
+    if (nz >= 4) ic_zs_done(&D, 6, xs, pp, vmax, eor);
     return 0;
 }
+#undef IC_OUT
 
 /* Vector palette phase: symbols j0 .. j0+7 on lanes 0..7 per step (tables APD__IC_NCTX + j % c); the
  * deltas are summed per channel afterwards. Returns 0, or -1 if the stream ran out. */
@@ -731,7 +832,7 @@ static int ic_avx512(void)
 
 const char *apd__icode_batch_kernel(void)
 {
-    if (ic_avx512()) return "AVX-512 16-lane, two records per register, two registers in lockstep";
+    if (ic_avx512()) return "AVX-512 16-lane, two records per register, four registers in lockstep";
     if (apd__icode_impl_available(APD__IMPL_AVX2)) return "AVX2 8-lane, two records in lockstep";
     return "scalar, one record at a time";
 }
@@ -746,9 +847,10 @@ int apd__icode_impl_available(int impl)
 }
 
 #define IC_STACK 16384
-/* Scratch per record on the stack in the lockstep decoder (32x32 needs ~4 KB; larger images
- * take their scratch from malloc): four records stay at 32 KiB of stack. */
-#define IC_STACK_LOCKSTEP 8192
+/* Scratch per record on the stack in the lockstep decoder (a 32x32 record needs 2-4 KB:
+ * its words and a 2 KB grid; larger ones take their scratch from malloc): eight records
+ * stay at 32 KiB of stack. */
+#define IC_STACK_LOCKSTEP 4096
 
 /* One record's decode: states, word stream (a zero-padded copy: reads past the end land in
  * the padding and are caught by the check after each step) and index grid. */
@@ -877,7 +979,7 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
     return apd__icode_decode_impl(APD__IMPL_AUTO, m, body, len, k, h, w, pal, idx, why);
 }
 
-/* n = 2 or 4 records in lockstep (vector decoders only). Returns 0 with st[] set, or -1 when
+/* n = 2, 4, 6 or 8 records in lockstep (vector decoders only). Returns 0 with st[] set, or -1 when
  * a body's fixed part is damaged or a stream runs out (nothing is set; the caller decodes
  * each record alone). */
 #ifdef IC_X86
