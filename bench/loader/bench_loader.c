@@ -18,7 +18,7 @@
  * Format 1.1: the same images index-coded (PATH with "-coded" before .apd): float32 CHW and
  * uint8 HWC loader figures and reader-only, against the 1.0 file (target >= 300k images/s
  * per core for float32 batches). The loader decodes through the reader's batch calls
- * (coded records four at a time); "reader only" is one apd_reader_decode per record.
+ * (coded records eight at a time); "reader only" is one apd_reader_decode per record.
  * The .apd is written once (median-cut K = 64) next to the binary and reused. Timings on
  * shared machines vary by up to 40% between runs; compare ratios within one run.
  */
