@@ -29,7 +29,11 @@
  * core's window, so the step's instruction count matters as much as its latency: the
  * AVX-512 step stores its 16 decoded bytes with one store into a stage that is transposed
  * into the rows once per row group (16 scattered byte stores cost ~30% of the step), and
- * with that step eight records in flight give ~1.15x four (before, under 10%). The reader's
+ * with that step eight records in flight give ~1.15x four (before, under 10%). Fewer
+ * instructions per step keep paying: the four sets share one interleaved stage pointer, the
+ * running maximum of the indices is taken from the stage rows as they are transposed,
+ * the renormalisation expands each half's next words into its lanes (vpexpandd) instead of
+ * a shuffle-control look-up, and the stream end is checked every second step. The reader's
  * batch calls use the eight-record decoder; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
@@ -437,25 +441,22 @@ IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], s
  * ic_vstep in each half; each half renormalises from its own word stream. */
 #define IC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,bmi2,popcnt")))
 #define IC_MAXZ 4 /* register sets in lockstep: up to 8 records */
+#define IC_SROW (16u * IC_MAXZ) /* bytes per step of the interleaved stages */
 
 typedef struct ic_zk {
     __m512i rot, amask, c31, c15, cls12, cls12b, qd, cs4, cs8, kf;
     const uint32_t *dec;
-    const uint8_t (*shuf)[32];
-    size_t s;
 } ic_zk;
 
 /* Two records' running state in one register set (as ic_vs). Scalar fields only (no arrays):
  * an array indexed at run time would keep the struct in memory, where the byte stores into
- * the grid may alias it, and the compiler would then keep the rANS states in memory too. */
+ * the stage may alias it, and the compiler would then keep the rANS states in memory too. */
 typedef struct ic_zs {
-    __m512i x, vp, bp, vm, eo;
+    __m512i x, vp, bp, eo;
     const uint8_t *p0, *p1;
-    uint8_t *st;       /* this row group's stage: step t's 16 lane bytes at st + 16 t */
-    const uint8_t *up; /* the previous group's stage (zeros for the first group) */
 } ic_zs;
 
-IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m, size_t s)
+IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m)
 {
     /* b: lane l's up neighbour is lane l-1's previous value; lanes 0 and 8 take row 7 of
        the previous group (its stage, lanes 7 and 15, elements 16 + 7 and 16 + 15) */
@@ -472,8 +473,6 @@ IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m, size_t s)
     K->cs8 = _mm512_set1_epi32(8);
     K->kf = _mm512_set1_epi32(APD__IC_M << 8);
     K->dec = m->dec;
-    K->shuf = m->shuf8;
-    K->s = s;
 }
 
 /* Lane l's byte of v (byte l) to q + l * (s - 1): pixel t - l of row l. */
@@ -502,25 +501,27 @@ IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S
     __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, APD__IC_PBITS)), _mm512_srli_epi32(e, 20));
     __mmask16 need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32((int)APD__IC_L));
     uint32_t m0 = need & 0xffu, m1 = (uint32_t)need >> 8;
-    __m512i wds = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p0))),
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)S->p1)), 1);
-    __m512i ctl = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)K->shuf[m0])),
-                                     _mm256_loadu_si256((const __m256i *)K->shuf[m1]), 1);
-    __m512i wv = _mm512_shuffle_epi8(wds, ctl);
+    /* each half's next words, zero-extended to dwords, expanded into its lanes that need one */
+    __m256i w0 = _mm256_maskz_expand_epi32((__mmask8)need,
+                                           _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)S->p0)));
+    __m256i w1 = _mm256_maskz_expand_epi32((__mmask8)(need >> 8),
+                                           _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)S->p1)));
+    __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
     S->x = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
     S->p0 += 2 * (uint32_t)__builtin_popcount(m0);
     S->p1 += 2 * (uint32_t)__builtin_popcount(m1);
     return e;
 }
 
-/* Step t: act is the 8-lane activity mask of the row group (the same in both halves). */
+/* Step t: act is the 8-lane activity mask of the row group (the same in both halves); the
+ * 16 decoded bytes go to st + IC_SROW t (the group's stage), lanes 0 and 8 read their up
+ * neighbours from up (the previous group's stage, or zeros). */
 IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
-                                                                     __mmask16 act)
+                                                                     __mmask16 act, uint8_t *st, const uint8_t *up)
 {
     __m512i a = S->vp;
     /* row 7 of the previous group at column t was its step t + 7 */
-    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(S->up + 16 * ((size_t)t + 7))));
+    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(up + IC_SROW * ((size_t)t + 7))));
     __m512i b = _mm512_permutex2var_epi32(S->vp, K->rot, upv);
     __m512i c = S->bp;
     __m512i mn = _mm512_min_epu32(a, b), mx = _mm512_max_epu32(a, b);
@@ -537,8 +538,7 @@ IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, c
     __m512i e = ic_zrans(S, K, _mm512_slli_epi32(ctx, APD__IC_PBITS), act);
     S->eo = _mm512_or_si512(S->eo, e);
     __m512i v = _mm512_maskz_and_epi32(act, _mm512_add_epi32(pred, e), K->amask);
-    S->vm = _mm512_max_epu32(S->vm, v);
-    _mm_storeu_si128((__m128i *)(S->st + 16 * (size_t)t), _mm512_cvtepi32_epi8(v));
+    _mm_storeu_si128((__m128i *)(st + IC_SROW * (size_t)t), _mm512_cvtepi32_epi8(v));
     S->vp = v;
     S->bp = b;
 }
@@ -548,24 +548,26 @@ IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint
 {
     S->x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xa)),
                               _mm256_loadu_si256((const __m256i *)xb), 1);
-    S->vm = S->eo = _mm512_setzero_si512();
+    S->eo = _mm512_setzero_si512();
     S->p0 = pa;
     S->p1 = pb;
 }
 
-/* Start a row group: its stage, and the previous group's. */
-IC_AVX512 static inline void ic_zs_group(ic_zs *S, uint8_t *st, const uint8_t *up)
+/* Start a row group. */
+IC_AVX512 static inline void ic_zs_group(ic_zs *S)
 {
     S->vp = S->bp = _mm512_setzero_si512();
-    S->st = st;
-    S->up = up;
 }
 
-/* 16 rows of 16 bytes (in, row stride 16) transposed: out[l] = column l. */
-IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16])
+/* 16 rows of 16 bytes (in, row stride IC_SROW) transposed: out[l] = column l; *mx = the
+ * bytewise max of the rows. */
+IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16], __m128i *mx)
 {
     __m128i r[16], u[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(in + 16 * i));
+    for (int i = 0; i < 16; i++) {
+        r[i] = _mm_loadu_si128((const __m128i *)(in + IC_SROW * i));
+        *mx = _mm_max_epu8(*mx, r[i]);
+    }
     for (int i = 0; i < 8; i++) {
         u[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
         u[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
@@ -586,15 +588,16 @@ IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16])
     }
 }
 
-/* The group's stage (nt steps) into the grids' rows y0 .. y0 + nl - 1: lane l < 8 holds row
- * y0 + l of grid a at column t - l, lane 8 + l row y0 + l of grid b; only the image's
- * columns are written. */
+/* A register set's stage of one group (nt steps) into the grids' rows y0 .. y0 + nl - 1:
+ * lane l < 8 holds row y0 + l of grid a at column t - l, lane 8 + l row y0 + l of grid b;
+ * only the image's columns are written. *mx: the bytewise max of every stage row read
+ * (decoded indices, zeros of inactive lanes, or earlier indices of the same records). */
 IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ga, uint8_t *gb, size_t s, uint32_t y0,
-                                 uint32_t nl, uint32_t w)
+                                 uint32_t nl, uint32_t w, __m128i *mx)
 {
     __m128i col[16];
     for (uint32_t t0 = 0; t0 < nt; t0 += 16) {
-        ic_t16(st + 16 * (size_t)t0, col);
+        ic_t16(st + IC_SROW * (size_t)t0, col, mx);
         for (uint32_t l = 0; l < nl; l++) {
             /* column x = t0 + j - l for j = 0..15, kept where 0 <= x < w */
             int64_t lo = (int64_t)l - t0, hi = (int64_t)w + l - t0;
@@ -609,9 +612,8 @@ IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ga, ui
     }
 }
 
-/* States, word pointers, running max and entry OR of records i (lanes 0-7) and i+1 out. */
-IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs, const uint8_t **pp, uint32_t *vmax,
-                                 uint32_t *eor)
+/* States, word pointers and entry OR of records i (lanes 0-7) and i+1 out. */
+IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs, const uint8_t **pp, uint32_t *eor)
 {
     uint32_t t16[16];
     pp[i] = S->p0;
@@ -619,8 +621,6 @@ IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs
     _mm512_storeu_si512(t16, S->x);
     memcpy(xs[i], t16, 32);
     memcpy(xs[i + 1], t16 + 8, 32);
-    _mm512_storeu_si512(t16, S->vm);
-    for (uint32_t l = 0; l < 16; l++) vmax[i + l / 8] = t16[l] > vmax[i + l / 8] ? t16[l] : vmax[i + l / 8];
     _mm512_storeu_si512(t16, S->eo);
     for (uint32_t l = 0; l < 16; l++) eor[i + l / 8] |= t16[l];
 }
@@ -643,7 +643,7 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
 {
     ic_zk K;
     ic_zs S[IC_MAXZ];
-    ic_zk_init(&K, m, 0);
+    ic_zk_init(&K, m);
     for (uint32_t z = 0; z < nz; z++) ic_zs_init(&S[z], xs[2 * z], xs[2 * z + 1], pp[2 * z], pp[2 * z + 1]);
     uint32_t c = m->c, n = 0, nr = 2 * nz;
     for (uint32_t i = 0; i < nr; i++) n = nps[i] > n ? nps[i] : n;
@@ -663,8 +663,8 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
         for (uint32_t i = 0; i < nr; i++) memcpy(pal[i] + j0, d[i / 2] + 8 * (i % 2), cnt[i]);
         if (out) return -1;
     }
-    uint32_t vm[2 * IC_MAXZ] = {0}, eo[2 * IC_MAXZ] = {0};
-    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&S[z], 2 * z, xs, pp, vm, eo);
+    uint32_t eo[2 * IC_MAXZ] = {0};
+    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&S[z], 2 * z, xs, pp, eo);
     for (uint32_t i = 0; i < nr; i++)
         for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
     return 0;
@@ -675,42 +675,57 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
  * (one 16-byte store instead of 16 byte stores, which cost ~30% of the step) and each row group's
  * stage is transposed into the grids when the group is done. Returns 0, or -1 if any stream
  * ran out or the stages do not fit in memory (the caller then decodes each record alone). */
-#define IC_STAGE_STACK 2560u /* one stage on the stack up to w = 137 (1024 bytes at w = 32) */
+/* The stages of the four register sets are interleaved, IC_SROW bytes per step (set z's 16
+ * bytes at 16 z), so that one pointer with constant offsets serves every set. A stage holds
+ * IC_SROWS(w) steps: a group reads its predecessor's step t + 7 for t < w + 7, and
+ * ic_unstage reads whole blocks of 16 steps. */
 #define IC_OUT(S, i) ((S).p0 > end[i]) | ((S).p1 > end[(i) + 1])
+/* A step reads 16 bytes at each word pointer and advances it by at most 16, so with the
+ * 32 zero bytes after each stream the end needs checking only every second step (and after
+ * the last). */
+#define IC_CHECK(t) (((t) & 1) || (t) + 1 == nt)
+#define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 32 (as 28 x 28 and 32 x 32) */
+#define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
                                      const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
 {
-    size_t slen = 16 * (((size_t)w + 7 + 16 + 15) & ~(size_t)15);
-    _Alignas(64) uint8_t stack[(2 * IC_MAXZ + 1) * IC_STAGE_STACK];
-    uint8_t *buf = slen <= IC_STAGE_STACK ? stack : malloc((2 * IC_MAXZ + 1) * slen);
+    /* this group's stage, the previous group's, and one of zeros (the first group's up) */
+    size_t slen = IC_SROW * IC_SROWS(w);
+    _Alignas(64) uint8_t stack[IC_STAGE_STACK];
+    uint8_t *buf = 3 * slen <= sizeof stack ? stack : malloc(3 * slen);
     if (!buf) return -1;
-    memset(buf, 0, (2 * nz + 1) * slen);
-    uint8_t *zero = buf + 2 * nz * slen;
+    memset(buf, 0, 3 * slen);
+    uint8_t *const zero = buf + 2 * slen;
     ic_zk K;
     ic_zs A, B, C, D;
-    ic_zk_init(&K, m, s);
+    memset(&B, 0, sizeof B); /* sets beyond nz are never used (silences -Wmaybe-uninitialized) */
+    memset(&C, 0, sizeof C);
+    memset(&D, 0, sizeof D);
+    ic_zk_init(&K, m);
     ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
     if (nz >= 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
     if (nz >= 3) ic_zs_init(&C, xs[4], xs[5], pp[4], pp[5]);
     if (nz >= 4) ic_zs_init(&D, xs[6], xs[7], pp[6], pp[7]);
+    __m128i mx[IC_MAXZ];
+    for (uint32_t z = 0; z < IC_MAXZ; z++) mx[z] = _mm_setzero_si128();
     int rc = 0;
     for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
-#define IC_ST(z) (buf + (2 * (z) + (g & 1)) * slen)
-#define IC_UP(z) (g ? buf + (2 * (z) + ((g - 1) & 1)) * slen : zero)
-        ic_zs_group(&A, IC_ST(0), IC_UP(0));
-        if (nz >= 2) ic_zs_group(&B, IC_ST(1), IC_UP(1));
-        if (nz >= 3) ic_zs_group(&C, IC_ST(2), IC_UP(2));
-        if (nz >= 4) ic_zs_group(&D, IC_ST(3), IC_UP(3));
+        uint8_t *st = buf + (g & 1) * slen;
+        const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
+        ic_zs_group(&A);
+        if (nz >= 2) ic_zs_group(&B);
+        if (nz >= 3) ic_zs_group(&C);
+        if (nz >= 4) ic_zs_group(&D);
         if (nz == 4) {
             for (uint32_t t = 0; t < nt; t++) {
                 __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act);
-                ic_zstep(&B, &K, t, act);
-                ic_zstep(&C, &K, t, act);
-                ic_zstep(&D, &K, t, act);
-                if (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4) | IC_OUT(D, 6)) {
+                ic_zstep(&A, &K, t, act, st, up);
+                ic_zstep(&B, &K, t, act, st + 16, up + 16);
+                ic_zstep(&C, &K, t, act, st + 32, up + 32);
+                ic_zstep(&D, &K, t, act, st + 48, up + 48);
+                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4) | IC_OUT(D, 6))) {
                     rc = -1;
                     break;
                 }
@@ -718,10 +733,10 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
         } else if (nz == 3) {
             for (uint32_t t = 0; t < nt; t++) {
                 __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act);
-                ic_zstep(&B, &K, t, act);
-                ic_zstep(&C, &K, t, act);
-                if (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4)) {
+                ic_zstep(&A, &K, t, act, st, up);
+                ic_zstep(&B, &K, t, act, st + 16, up + 16);
+                ic_zstep(&C, &K, t, act, st + 32, up + 32);
+                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4))) {
                     rc = -1;
                     break;
                 }
@@ -729,16 +744,16 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
         } else if (nz == 2) {
             for (uint32_t t = 0; t < nt; t++) {
                 __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act);
-                ic_zstep(&B, &K, t, act);
-                if (IC_OUT(A, 0) | IC_OUT(B, 2)) {
+                ic_zstep(&A, &K, t, act, st, up);
+                ic_zstep(&B, &K, t, act, st + 16, up + 16);
+                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2))) {
                     rc = -1;
                     break;
                 }
             }
         } else {
             for (uint32_t t = 0; t < nt; t++) {
-                ic_zstep(&A, &K, t, ic_zact(t, w, nl));
+                ic_zstep(&A, &K, t, ic_zact(t, w, nl), st, up);
                 if (IC_OUT(A, 0)) {
                     rc = -1;
                     break;
@@ -746,19 +761,24 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
             }
         }
         if (rc == 0)
-            for (uint32_t z = 0; z < nz; z++) ic_unstage(IC_ST(z), nt, grid[2 * z], grid[2 * z + 1], s, y0, nl, w);
-#undef IC_ST
-#undef IC_UP
+            for (uint32_t z = 0; z < nz; z++)
+                ic_unstage(st + 16 * z, nt, grid[2 * z], grid[2 * z + 1], s, y0, nl, w, &mx[z]);
     }
     if (buf != stack) free(buf);
     if (rc) return rc;
-    ic_zs_done(&A, 0, xs, pp, vmax, eor);
-    if (nz >= 2) ic_zs_done(&B, 2, xs, pp, vmax, eor);
-    if (nz >= 3) ic_zs_done(&C, 4, xs, pp, vmax, eor);
-    if (nz >= 4) ic_zs_done(&D, 6, xs, pp, vmax, eor);
+    ic_zs_done(&A, 0, xs, pp, eor);
+    if (nz >= 2) ic_zs_done(&B, 2, xs, pp, eor);
+    if (nz >= 3) ic_zs_done(&C, 4, xs, pp, eor);
+    if (nz >= 4) ic_zs_done(&D, 6, xs, pp, eor);
+    for (uint32_t z = 0; z < nz; z++) {
+        uint8_t b16[16];
+        _mm_storeu_si128((__m128i *)b16, mx[z]);
+        for (uint32_t l = 0; l < 16; l++) vmax[2 * z + l / 8] = b16[l] > vmax[2 * z + l / 8] ? b16[l] : vmax[2 * z + l / 8];
+    }
     return 0;
 }
 #undef IC_OUT
+#undef IC_CHECK
 
 /* Vector palette phase: symbols j0 .. j0+7 on lanes 0..7 per step (tables APD__IC_NCTX + j % c); the
  * deltas are summed per channel afterwards. Returns 0, or -1 if the stream ran out. */
