@@ -670,6 +670,35 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
     return 0;
 }
 
+/* The steps of one row group (nt steps) for nz register sets (a constant at each call, so
+ * the loop is compiled once per count). Returns 0, or -1 if a stream ran out. */
+#define IC_OUT(S, i) ((S)->p0 > end[i]) | ((S)->p1 > end[(i) + 1])
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
+                                                                     const ic_zk *K, uint32_t nz, uint32_t nt,
+                                                                     uint32_t w, uint32_t nl, uint8_t *st,
+                                                                     const uint8_t *up, const uint8_t *const *end)
+{
+    for (uint32_t t = 0; t < nt; t++) {
+        __mmask16 act = ic_zact(t, w, nl);
+        ic_zstep(A, K, t, act, st, up);
+        if (nz >= 2) ic_zstep(B, K, t, act, st + 16, up + 16);
+        if (nz >= 3) ic_zstep(C, K, t, act, st + 32, up + 32);
+        if (nz >= 4) ic_zstep(D, K, t, act, st + 48, up + 48);
+        /* a step reads 16 bytes at each word pointer and advances it by at most 16, so with
+           the 32 zero bytes after each stream the end needs checking only every second step
+           (and after the last) */
+        if ((t & 1) || t + 1 == nt) {
+            int out = IC_OUT(A, 0);
+            if (nz >= 2) out |= IC_OUT(B, 2);
+            if (nz >= 3) out |= IC_OUT(C, 4);
+            if (nz >= 4) out |= IC_OUT(D, 6);
+            if (out) return -1;
+        }
+    }
+    return 0;
+}
+#undef IC_OUT
+
 /* Index phases of 2 * nz records (nz = 1 or 2 register sets: records 0-1 in the first,
  * 2-3 in the second), as index_avx2_x2, except that a step stores its 16 bytes into a stage
  * (one 16-byte store instead of 16 byte stores, which cost ~30% of the step) and each row group's
@@ -679,11 +708,6 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
  * bytes at 16 z), so that one pointer with constant offsets serves every set. A stage holds
  * IC_SROWS(w) steps: a group reads its predecessor's step t + 7 for t < w + 7, and
  * ic_unstage reads whole blocks of 16 steps. */
-#define IC_OUT(S, i) ((S).p0 > end[i]) | ((S).p1 > end[(i) + 1])
-/* A step reads 16 bytes at each word pointer and advances it by at most 16, so with the
- * 32 zero bytes after each stream the end needs checking only every second step (and after
- * the last). */
-#define IC_CHECK(t) (((t) & 1) || (t) + 1 == nt)
 #define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 32 (as 28 x 28 and 32 x 32) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
@@ -718,47 +742,11 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
         if (nz >= 2) ic_zs_group(&B);
         if (nz >= 3) ic_zs_group(&C);
         if (nz >= 4) ic_zs_group(&D);
-        if (nz == 4) {
-            for (uint32_t t = 0; t < nt; t++) {
-                __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act, st, up);
-                ic_zstep(&B, &K, t, act, st + 16, up + 16);
-                ic_zstep(&C, &K, t, act, st + 32, up + 32);
-                ic_zstep(&D, &K, t, act, st + 48, up + 48);
-                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4) | IC_OUT(D, 6))) {
-                    rc = -1;
-                    break;
-                }
-            }
-        } else if (nz == 3) {
-            for (uint32_t t = 0; t < nt; t++) {
-                __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act, st, up);
-                ic_zstep(&B, &K, t, act, st + 16, up + 16);
-                ic_zstep(&C, &K, t, act, st + 32, up + 32);
-                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2) | IC_OUT(C, 4))) {
-                    rc = -1;
-                    break;
-                }
-            }
-        } else if (nz == 2) {
-            for (uint32_t t = 0; t < nt; t++) {
-                __mmask16 act = ic_zact(t, w, nl);
-                ic_zstep(&A, &K, t, act, st, up);
-                ic_zstep(&B, &K, t, act, st + 16, up + 16);
-                if (IC_CHECK(t) && (IC_OUT(A, 0) | IC_OUT(B, 2))) {
-                    rc = -1;
-                    break;
-                }
-            }
-        } else {
-            for (uint32_t t = 0; t < nt; t++) {
-                ic_zstep(&A, &K, t, ic_zact(t, w, nl), st, up);
-                if (IC_OUT(A, 0)) {
-                    rc = -1;
-                    break;
-                }
-            }
+        switch (nz) { /* one specialised copy of the loop per set count */
+        case 4: rc = ic_zgroup(&A, &B, &C, &D, &K, 4, nt, w, nl, st, up, end); break;
+        case 3: rc = ic_zgroup(&A, &B, &C, &D, &K, 3, nt, w, nl, st, up, end); break;
+        case 2: rc = ic_zgroup(&A, &B, &C, &D, &K, 2, nt, w, nl, st, up, end); break;
+        default: rc = ic_zgroup(&A, &B, &C, &D, &K, 1, nt, w, nl, st, up, end); break;
         }
         if (rc == 0)
             for (uint32_t z = 0; z < nz; z++)
@@ -777,8 +765,6 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
     }
     return 0;
 }
-#undef IC_OUT
-#undef IC_CHECK
 
 /* Vector palette phase: symbols j0 .. j0+7 on lanes 0..7 per step (tables APD__IC_NCTX + j % c); the
  * deltas are summed per channel afterwards. Returns 0, or -1 if the stream ran out. */
