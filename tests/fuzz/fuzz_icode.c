@@ -1,6 +1,6 @@
 /* fuzz_icode.c: libFuzzer target for the format 1.1 index model parser and coded-body
- * decoder (apd__imodel_parse, apd__icode_decode_impl, and the two- and four-record decoders
- * apd__icode_decode2 / apd__icode_decoden; format/icode.c).
+ * decoder (apd__imodel_parse, apd__icode_decode_impl, and the two-, four- and eight-record
+ * decoders apd__icode_decode2 / apd__icode_decoden; format/icode.c).
  *
  * Input layout:
  *   byte 0   bit 0: c = 3 (else 1); bit 1: fix up the model CRC before parsing (so the
@@ -13,7 +13,8 @@
  * the AVX2 decoder (when available); they must agree on accept/reject and, on accept, on
  * every palette byte and index (abort otherwise). The two-record decoder must give each of
  * the pairs (body, body) and (body, body less its last word) what the single decoder gives
- * each body alone. Built with libFuzzer (-DAPD_FUZZ=ON) or
+ * each body alone, and so must the four- and eight-record decoder for body and cut copy
+ * alternating. Built with libFuzzer (-DAPD_FUZZ=ON) or
  * with replay.c (ctest replays tests/fuzz/corpus/icode/).
  */
 #include <stdlib.h>
@@ -73,20 +74,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(j0);
         free(j1);
     }
-    { /* four records at once (the batch reader's group): the body, a cut copy, the body, a cut copy */
+    for (uint32_t n = 4; n <= 8; n += 4) { /* four and eight records at once (eight: the batch reader's
+                                               group): the body and a cut copy, alternating */
         size_t cut = bl >= 2 ? bl - 2 : bl;
         apd_status sc = apd__icode_decode_impl(APD__IMPL_SCALAR, m, body, cut, k, h, w, p2, i2, &why);
-        uint8_t *q = malloc(4 * (768 + npix));
+        uint8_t *q = malloc(8 * (768 + npix));
         if (q) {
-            const uint8_t *const bb[4] = {body, body, body, body};
-            const size_t ll[4] = {bl, cut, bl, cut};
-            const uint32_t kk[4] = {k, k, k, k};
-            uint8_t *const pp[4] = {q, q + 768, q + 2 * 768, q + 3 * 768};
-            uint8_t *const ii[4] = {q + 4 * 768, q + 4 * 768 + npix, q + 4 * 768 + 2 * npix, q + 4 * 768 + 3 * npix};
-            apd_status st[4];
-            const char *w4[4] = {"", "", "", ""};
-            apd__icode_decoden(APD__IMPL_AUTO, m, 4, bb, ll, kk, h, w, pp, ii, st, w4);
-            for (int i = 0; i < 4; i++) {
+            const uint8_t *bb[8];
+            size_t ll[8];
+            uint32_t kk[8];
+            uint8_t *pp[8], *ii[8];
+            apd_status st[8];
+            const char *wn[8];
+            for (uint32_t i = 0; i < n; i++) {
+                bb[i] = body;
+                ll[i] = i % 2 ? cut : bl;
+                kk[i] = k;
+                pp[i] = q + i * 768;
+                ii[i] = q + 8 * 768 + i * npix;
+                wn[i] = "";
+            }
+            apd__icode_decoden(APD__IMPL_AUTO, m, n, bb, ll, kk, h, w, pp, ii, st, wn);
+            for (uint32_t i = 0; i < n; i++) {
                 apd_status want = i % 2 ? sc : s1;
                 if ((st[i] == APD_OK) != (want == APD_OK)) abort();
                 if (want == APD_OK && (memcmp(pp[i], i % 2 ? p2 : p1, (size_t)k * c) != 0 ||
