@@ -209,7 +209,7 @@ static apd_status decode_one(apd_loader *l, ld_scratch *s, uint64_t rec, uint8_t
 }
 
 /* Records per call of the source's decode_batch: enough to group the index-coded records
- * (the reader decodes them four at a time) and to prefetch the next group meanwhile; small
+ * (the reader decodes them eight at a time) and to prefetch the next group meanwhile; small
  * enough that a group's records stay in L1/L2 between the prefetch and the decode. */
 #define LD_GROUP 16u
 

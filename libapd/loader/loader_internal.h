@@ -46,7 +46,7 @@ typedef struct apd__loader_source {
      * 0: HWC, 1: CHW) or decode_f32() (mode 2, with mean/std) gives it: record q at
      * out + q*stride bytes, its label in labels[q], its status in st[q]; no message (the
      * loader asks decode()/decode_f32() again for a record that failed). Files:
-     * apd_reader_decode_batch / _f32_batch, which decode index-coded records four at a time. */
+     * apd_reader_decode_batch / _f32_batch, which decode index-coded records eight at a time. */
     void (*decode_batch)(void *ctx, const uint64_t *ids, uint32_t n, int mode, const float *mean,
                          const float *std, void *out, size_t stride, uint32_t *labels,
                          apd_status *st);

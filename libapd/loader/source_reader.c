@@ -5,7 +5,7 @@
  * apd_reader_decode_f32 (same checks, the palette normalised once per record and gathered
  * by the same unpack, no uint8 intermediate; bit-identical to decoding to uint8 and
  * converting). The loader decodes its batches through rd_decode_batch (the reader's batch
- * calls: index-coded records four at a time, in lockstep). rd_prefetch lets the loader
+ * calls: index-coded records eight at a time, in lockstep). rd_prefetch lets the loader
  * prefetch upcoming (shuffled) records. The path
  * through apd_reader_record (palette + separately unpacked indices, then the same kernels at
  * 8 bits per index) is kept for sources that set use_records; bench/loader measured it
