@@ -251,7 +251,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
                 apd_status st[2];
                 const char *why[2];
                 if (!blen[i] || !blen[i + 1]) continue;
-                if (apd__icode_decode2(APD__IMPL_AVX2, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
+                if (apd__icode_decode2(APD__IMPL_AUTO, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
                 *chk += ri[i % npix] + ri2[i % npix];
             }
             double t = cpu_now() - t0;
@@ -282,7 +282,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
                         skip |= !blen[i + q];
                     }
                     if (skip) continue;
-                    if (apd__icode_decoden(APD__IMPL_AVX2, m, nr, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
+                    if (apd__icode_decoden(APD__IMPL_AUTO, m, nr, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
                     *chk += rin[0][i % npix] + rin[nr - 1][i % npix];
                 }
                 double t = cpu_now() - t0;

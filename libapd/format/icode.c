@@ -989,7 +989,7 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
  * a body's fixed part is damaged or a stream runs out (nothing is set; the caller decodes
  * each record alone). */
 #ifdef IC_X86
-static int decode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
+static int decode_lockstep(int use512, const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
                            const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
                            apd_status *st, const char **why)
 {
@@ -1009,12 +1009,12 @@ static int decode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *cons
             end[i] = J[i].end;
             nps[i] = k[i] * m->c;
         }
-        if (ic_avx512())
+        if (use512)
             rc = pal_avx512_xn(m, n / 2, nps, pal, xs, pp, end);
         else
             rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
         if (rc == 0) {
-            if (ic_avx512())
+            if (use512)
                 rc = index_avx512_xn(m, n / 2, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
             else
                 rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
@@ -1048,8 +1048,9 @@ apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *con
                               const char *why[2])
 {
 #ifdef IC_X86
+    /* APD__IMPL_AVX2 keeps to the AVX2 pair decoder even where AVX-512 is there (tests) */
     if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2) &&
-        decode_lockstep(m, 2, body, len, k, h, w, pal, idx, st, why) == 0)
+        decode_lockstep(impl != APD__IMPL_AVX2 && ic_avx512(), m, 2, body, len, k, h, w, pal, idx, st, why) == 0)
         return first_bad(st, 2);
     /* a body that is damaged in its fixed part or runs out: decode each record alone,
        which gives each its own status and reason */
@@ -1065,7 +1066,7 @@ int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *
 {
 #ifdef IC_X86
     if (n % 2 == 0 && n <= 2 * IC_MAXZ && ic_avx512())
-        return decode_lockstep(m, n, body, len, k, h, w, pal, idx, st, why);
+        return decode_lockstep(1, m, n, body, len, k, h, w, pal, idx, st, why);
 #endif
     (void)m, (void)body, (void)len, (void)k, (void)h, (void)w, (void)pal, (void)idx, (void)st, (void)why;
     return -1;
@@ -1076,7 +1077,8 @@ apd_status apd__icode_decoden(int impl, const apd__imodel *m, uint32_t n, const 
                               uint8_t *const *idx, apd_status *st, const char **why)
 {
 #ifdef IC_X86
-    if (impl != APD__IMPL_SCALAR && apd__icode_lockstep(m, n, body, len, k, h, w, pal, idx, st, why) == 0)
+    if (impl != APD__IMPL_SCALAR && impl != APD__IMPL_AVX2 &&
+        apd__icode_lockstep(m, n, body, len, k, h, w, pal, idx, st, why) == 0)
         return first_bad(st, n);
 #endif
     uint32_t i = 0;

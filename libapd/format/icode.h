@@ -90,7 +90,8 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
                              const char **why);
 /* Two records of the same file and geometry at once, each exactly as apd__icode_decode_impl
  * would decode it (same output, status st[i] and reason why[i]); returns st[0] if it is not
- * APD_OK, else st[1]. With AVX2 the two records' palette and index phases run in lockstep,
+ * APD_OK, else st[1]. With AVX2 the two records' palette and index phases run in lockstep
+ * (with AVX-512 in one 16-lane register set, unless impl is APD__IMPL_AVX2),
  * two independent dependency chains in one loop: 1.7-1.9x the images/s of one record per
  * call at 32x32 (the single decoder is latency-bound, see docs/index-coding.md). A damaged body (a fixed part
  * that fails its checks or a stream that runs out) makes both records go through the single
@@ -103,11 +104,12 @@ apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *con
 /* n records at once (any n >= 1), each exactly as apd__icode_decode_impl would decode it
  * (as apd__icode_decode2; returns the first st[i] that is not APD_OK). With AVX-512 (F, BW,
  * VL) and an even n <= 8, two records share one 16-lane register set and the n/2 sets run
- * in lockstep; otherwise pairs go through apd__icode_decode2. Needs 32 KiB of stack. */
+ * in lockstep; otherwise (or with impl APD__IMPL_AVX2) pairs go through apd__icode_decode2.
+ * Needs 32 KiB of stack. */
 apd_status apd__icode_decoden(int impl, const apd__imodel *m, uint32_t n, const uint8_t *const *body,
                               const size_t *len, const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal,
                               uint8_t *const *idx, apd_status *st, const char **why);
-/* The AVX-512 lockstep decoder of apd__icode_decoden alone (n = 2 or 4): 0 with st[] and the
+/* The AVX-512 lockstep decoder of apd__icode_decoden alone (n = 2, 4, 6 or 8): 0 with st[] and the
  * outputs set, or -1 without it (no AVX-512, another n, a damaged fixed part or a stream
  * that runs out: apd__icode_decoden then decodes the records alone). For tests. */
 int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
