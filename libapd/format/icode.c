@@ -37,7 +37,8 @@
  * batch calls use the eight-record decoder; see docs/index-coding.md for the profile.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
- * a zero-padded copy and checks after every step that it has not run past the end, uses a
+ * a copy followed by 32 zero bytes and checks, after every step (every second step in the
+ * AVX-512 batch decoder: a step reads 16 bytes per stream), that it has not run past the end, uses a
  * fixed number of symbols (no data-dependent loops), and at the end requires every state to
  * be back at 2^16, every word consumed, no empty context used and every index < k.
  */
@@ -708,7 +709,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
  * bytes at 16 z), so that one pointer with constant offsets serves every set. A stage holds
  * IC_SROWS(w) steps: a group reads its predecessor's step t + 7 for t < w + 7, and
  * ic_unstage reads whole blocks of 16 steps. */
-#define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 32 (as 28 x 28 and 32 x 32) */
+#define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 50 (28 x 28 and 32 x 32 among them) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
