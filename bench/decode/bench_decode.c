@@ -240,31 +240,31 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
     }
     if (apd__icode_impl_available(APD__IMPL_AVX2)) { /* the batch paths: two, four and eight records per call */
         uint8_t rp2[768], ri2[MAXPIX];
-        double best = 1e9;
-        /* two records per call: what the batch calls do with an odd record pair (AUTO: one
+        double best;
+        /* two records per call: what the batch calls do with a leftover pair (AUTO: one
            AVX-512 register set where there is AVX-512), then the AVX2 pair decoder, which the
            batch calls use on CPUs without AVX-512 */
         for (int q2 = 0; q2 < 2; q2++) {
-        const int impl2 = q2 ? APD__IMPL_AVX2 : APD__IMPL_AUTO;
-        best = 1e9;
-        for (int p = 0; p < passes; p++) {
-            double t0 = cpu_now();
-            for (size_t i = 0; i + 1 < n; i += 2) {
-                const uint8_t *const bb[2] = {body + i * cap, body + (i + 1) * cap};
-                const size_t ll[2] = {blen[i], blen[i + 1]};
-                const uint32_t kk[2] = {S->ku[i], S->ku[i + 1]};
-                uint8_t *const pp[2] = {rp, rp2}, *const ii[2] = {ri, ri2};
-                apd_status st[2];
-                const char *why[2];
-                if (!blen[i] || !blen[i + 1]) continue;
-                if (apd__icode_decode2(impl2, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
-                *chk += ri[i % npix] + ri2[i % npix];
+            const int impl2 = q2 ? APD__IMPL_AVX2 : APD__IMPL_AUTO;
+            best = 1e9;
+            for (int p = 0; p < passes; p++) {
+                double t0 = cpu_now();
+                for (size_t i = 0; i + 1 < n; i += 2) {
+                    const uint8_t *const bb[2] = {body + i * cap, body + (i + 1) * cap};
+                    const size_t ll[2] = {blen[i], blen[i + 1]};
+                    const uint32_t kk[2] = {S->ku[i], S->ku[i + 1]};
+                    uint8_t *const pp[2] = {rp, rp2}, *const ii[2] = {ri, ri2};
+                    apd_status st[2];
+                    const char *why[2];
+                    if (!blen[i] || !blen[i + 1]) continue;
+                    if (apd__icode_decode2(impl2, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
+                    *chk += ri[i % npix] + ri2[i % npix];
+                }
+                double t = cpu_now() - t0;
+                best = t < best ? t : best;
             }
-            double t = cpu_now() - t0;
-            best = t < best ? t : best;
-        }
-        printf(q2 ? " AVX2 pair %.0f images/s;" : " 2 records per call in lockstep %.0f images/s;",
-               (double)(n & ~(size_t)1) / best);
+            printf(q2 ? " AVX2 pair %.0f images/s;" : " 2 records per call in lockstep %.0f images/s;",
+                   (double)(n & ~(size_t)1) / best);
         }
         /* four and eight at once (apd__icode_decoden: with AVX-512 two records per 16-lane
            register set, two or four sets in lockstep); the batch reader decodes eight */

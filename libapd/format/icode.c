@@ -476,19 +476,6 @@ IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m)
     K->dec = m->dec;
 }
 
-/* Lane l's byte of v (byte l) to q + l * (s - 1): pixel t - l of row l. */
-static inline void ic_store8(uint8_t *q, size_t s, uint64_t v)
-{
-    q[0] = (uint8_t)v;
-    q[s - 1] = (uint8_t)(v >> 8);
-    q[2 * s - 2] = (uint8_t)(v >> 16);
-    q[3 * s - 3] = (uint8_t)(v >> 24);
-    q[4 * s - 4] = (uint8_t)(v >> 32);
-    q[5 * s - 5] = (uint8_t)(v >> 40);
-    q[6 * s - 6] = (uint8_t)(v >> 48);
-    q[7 * s - 7] = (uint8_t)(v >> 56);
-}
-
 /* One rANS symbol on the active lanes of both records (step8 with 16 lanes and two word
  * streams): table offsets off (table * 1024); returns the entries. */
 IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S, const ic_zk *K, __m512i off,
@@ -552,12 +539,6 @@ IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint
     S->eo = _mm512_setzero_si512();
     S->p0 = pa;
     S->p1 = pb;
-}
-
-/* Start a row group. */
-IC_AVX512 static inline void ic_zs_group(ic_zs *S)
-{
-    S->vp = S->bp = _mm512_setzero_si512();
 }
 
 /* 16 rows of 16 bytes (in, row stride IC_SROW) transposed: out[l] = column l; *mx = the
@@ -635,7 +616,7 @@ static inline __mmask16 ic_zact(uint32_t t, uint32_t w, uint32_t nl)
     return (__mmask16)(a8 | a8 << 8);
 }
 
-/* Palette phases of 2 * nz records (nz = 1 or 2 register sets, as index_avx512_xn): symbols
+/* Palette phases of 2 * nz records (nz = 1-4 register sets, as index_avx512_xn): symbols
  * j0 .. j0+7 of record 2z on lanes 0-7 and of record 2z+1 on lanes 8-15 per step (tables
  * APD__IC_NCTX + j % c, as pal_avx2); the deltas are summed per channel afterwards. Returns
  * 0, or -1 if any stream ran out. */
@@ -672,13 +653,16 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
 }
 
 /* The steps of one row group (nt steps) for nz register sets (a constant at each call, so
- * the loop is compiled once per count). Returns 0, or -1 if a stream ran out. */
+ * the loop is compiled once per count); the group starts with no left or up-left values.
+ * Returns 0, or -1 if a stream ran out. */
 #define IC_OUT(S, i) ((S)->p0 > end[i]) | ((S)->p1 > end[(i) + 1])
 IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
                                                                      const ic_zk *K, uint32_t nz, uint32_t nt,
                                                                      uint32_t w, uint32_t nl, uint8_t *st,
                                                                      const uint8_t *up, const uint8_t *const *end)
 {
+    ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
+    for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
     for (uint32_t t = 0; t < nt; t++) {
         __mmask16 act = ic_zact(t, w, nl);
         ic_zstep(A, K, t, act, st, up);
@@ -700,15 +684,15 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
 }
 #undef IC_OUT
 
-/* Index phases of 2 * nz records (nz = 1 or 2 register sets: records 0-1 in the first,
- * 2-3 in the second), as index_avx2_x2, except that a step stores its 16 bytes into a stage
- * (one 16-byte store instead of 16 byte stores, which cost ~30% of the step) and each row group's
- * stage is transposed into the grids when the group is done. Returns 0, or -1 if any stream
- * ran out or the stages do not fit in memory (the caller then decodes each record alone). */
-/* The stages of the four register sets are interleaved, IC_SROW bytes per step (set z's 16
- * bytes at 16 z), so that one pointer with constant offsets serves every set. A stage holds
- * IC_SROWS(w) steps: a group reads its predecessor's step t + 7 for t < w + 7, and
- * ic_unstage reads whole blocks of 16 steps. */
+/* Index phases of 2 * nz records (nz = 1-4 register sets: records 2z and 2z+1 in set z), as
+ * index_avx2_x2, except that a step stores its 16 bytes into a stage (one 16-byte store
+ * instead of 16 byte stores, which cost ~30% of the step) and each row group's stage is
+ * transposed into the grids when the group is done. The stages of the sets are interleaved,
+ * IC_SROW bytes per step (set z's 16 bytes at 16 z), so that one pointer with constant
+ * offsets serves every set. A stage holds IC_SROWS(w) steps: a group reads its
+ * predecessor's step t + 7 for t < w + 7, and ic_unstage reads whole blocks of 16 steps.
+ * Returns 0, or -1 if any stream ran out or the stages do not fit in memory (the caller
+ * then decodes each record alone). */
 #define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 50 (28 x 28 and 32 x 32 among them) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
@@ -739,10 +723,6 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
         uint8_t *st = buf + (g & 1) * slen;
         const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
-        ic_zs_group(&A);
-        if (nz >= 2) ic_zs_group(&B);
-        if (nz >= 3) ic_zs_group(&C);
-        if (nz >= 4) ic_zs_group(&D);
         switch (nz) { /* one specialised copy of the loop per set count */
         case 4: rc = ic_zgroup(&A, &B, &C, &D, &K, 4, nt, w, nl, st, up, end); break;
         case 3: rc = ic_zgroup(&A, &B, &C, &D, &K, 3, nt, w, nl, st, up, end); break;
