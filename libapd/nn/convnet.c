@@ -777,7 +777,6 @@ static void forward_task(void *ctx, uint32_t task, uint32_t thread)
                                     1.0f, P + y->w_off, (int)y->k, col, (int)ld, 0.0f, dst, (int)ld);
                 }
             }
-            if (direct) dst = y->conv + i * Co * p; /* written in place: no copy below */
             if (thread == 0) net->prof_conv[l] += apd__now() - t0;
             if (gi > 1 && dst == tmp && keep) /* regroup: backward reads the planes per image */
                 for (size_t co = 0; co < Co; co++)

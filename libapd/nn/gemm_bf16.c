@@ -64,14 +64,17 @@ void apd__bf16_pack_a(uint16_t *ap, const float *a, size_t lda, size_t M, size_t
 
 static int cpu_has_bf16(void)
 {
+    /* -1 unknown; relaxed atomics: threads that race all store the same answer */
     static int have = -1;
-    if (have < 0) {
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
         unsigned a = 0, b = 0, c = 0, d = 0;
         int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-        have = ok ? 1 : 0;
+        h = ok ? 1 : 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
     }
-    return have;
+    return h;
 }
 
 #pragma GCC push_options
