@@ -9,6 +9,7 @@
 #ifndef APD_COMMON_INTERNAL_H
 #define APD_COMMON_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -99,5 +100,8 @@ void apd__dhash_finish(apd__dhash *d, const uint32_t *labels, uint64_t n, char o
 
 /* Monotonic wall clock in seconds. */
 double apd__now(void);
+
+/* pthread_create with at least 1 MiB of stack (common/thread.c); returns its error number. */
+int apd__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif

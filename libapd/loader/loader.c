@@ -810,7 +810,7 @@ static apd_status start_pool(apd_loader *l, apd_err *err)
         if (!wa) return apd__err_set(err, APD_ENOMEM, "%s: out of memory", l->path);
         wa->l = l;
         wa->id = i;
-        int rc = pthread_create(&l->th[i], NULL, worker_main, wa);
+        int rc = apd__thread_start(&l->th[i], worker_main, wa);
         if (rc != 0) {
             free(wa);
             return apd__err_set(err, APD_EIO, "%s: cannot start decode thread %u: %s", l->path, i,

@@ -92,7 +92,7 @@ apd_status apd_pool_create(apd_pool **out, uint32_t n_threads)
             }
             wa->pool = p;
             wa->id = i;
-            if (pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+            if (apd__thread_start(&p->threads[i - 1], worker_main, wa) != 0) {
                 free(wa);
                 p->n = i;
                 apd_pool_free(p);
