@@ -11,7 +11,7 @@
 #                                  ablation ablation-cifar folder long-eval long-distill budget-bytes
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64
-#                                  seeds-fmnist seeds-cifar1 seeds-cifar10
+#                                  seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -87,7 +87,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -97,7 +97,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -327,6 +327,39 @@ for g in $groups; do
             row "cifar-ipc10-k$k-ap-stored-s$s" "$in" "$in" --method autopalette --ipc 10 --colors "$k" --budget bits $DM )
         done
       done ;;
+    seeds-long)
+      # the ties of the 60-iteration sweep (Fashion-MNIST IPC 1 K 4 and 16, CIFAR-10 IPC 1 K 64,
+      # Fashion-MNIST IPC 10 K 16) and then the rest of the IPC 1 sweep at 200 DM iterations, both
+      # contenders on the same schedule, over the same seeds as the 60-iteration rows
+      L="--iters 200 --batch-real $BATCH_REAL"
+      in="cifar10:$CIFAR"
+      lrow() {  # lrow TAG INPUT IPC K SEED
+        ( SEED=$5
+          row "$1-ipc$3-k$4-dm-mc-i200-s$5" "$2" "$2" --method dm --ipc "$3" --colors "$4" --budget bits \
+            --quantizer median-cut $L
+          row "$1-ipc$3-k$4-ap-stored-i200-s$5" "$2" "$2" --method autopalette --ipc "$3" --colors "$4" \
+            --budget bits $L )
+      }
+      for s in 0 1 2 3 4; do lrow fmnist fashion-mnist 1 4 $s; lrow fmnist fashion-mnist 1 16 $s; done
+      for s in 0 1 2; do lrow cifar "$in" 1 64 $s; done
+      for s in 0 1 2; do lrow fmnist fashion-mnist 10 16 $s; done
+      for s in 0 1 2 3 4; do lrow fmnist fashion-mnist 1 2 $s; done
+      for k in 4 16 8; do for s in 0 1 2; do lrow cifar "$in" 1 $k $s; done; done ;;
+    loss-anneal)
+      # --loss-range anneal (the loss moves from the float value of a pixel beyond the 8-bit range
+      # to its stored value over the run) on the seeds rows, ties of the sweep first
+      in="cifar10:$CIFAR"
+      arow() {  # arow TAG INPUT IPC K SEED
+        ( SEED=$5
+          row "$1-ipc$3-k$4-ap-stored-lr-anneal-s$5" "$2" "$2" --method autopalette --ipc "$3" --colors "$4" \
+            --budget bits --loss-range anneal $DM )
+      }
+      for s in 0 1 2 3 4; do arow fmnist fashion-mnist 1 4 $s; arow fmnist fashion-mnist 1 16 $s; done
+      for s in 0 1 2; do arow cifar "$in" 1 64 $s; done
+      for s in 0 1 2; do arow fmnist fashion-mnist 10 16 $s; done
+      for s in 0 1 2 3 4; do arow fmnist fashion-mnist 1 2 $s; done
+      for k in 4 16; do for s in 0 1 2; do arow cifar "$in" 1 $k $s; done; done
+      for k in 4 8 16 64; do arow cifar "$in" 10 $k 0; done ;;
     ablation) ablation fmnist fashion-mnist 16 ;;
     ablation-cifar) ablation cifar "cifar10:$CIFAR" 64 ;;
     folder)

@@ -99,8 +99,11 @@ typedef enum apd_pixel_range {
 typedef enum apd_loss_range {
     APD_LOSS_RANGE_AUTO = 0,   /* float (docs/distill.md has the measurement) */
     APD_LOSS_RANGE_STORED = 1, /* its stored value: the loss sees Q(clip(x)) */
-    APD_LOSS_RANGE_FLOAT = 2   /* its float value, as DM's loss does: Q(clip(x)) + (x - clip(x)),
+    APD_LOSS_RANGE_FLOAT = 2,  /* its float value, as DM's loss does: Q(clip(x)) + (x - clip(x)),
                                   so its gradient pulls such a pixel back instead of pushing it on */
+    APD_LOSS_RANGE_ANNEAL = 3  /* from float to stored over the run: at iteration t of T the loss
+                                  sees Q(clip(x)) + (1 - (t+1)/T) (x - clip(x)), so the last
+                                  iteration's loss is computed on exactly what is stored */
 } apd_loss_range;
 
 /* Class-parallel runs. Several processes (MPI ranks, say) each call apd_distill_run with
@@ -232,7 +235,7 @@ APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"
 APD_API apd_status apd_pixel_range_from_name(const char *s, apd_pixel_range *out);
 APD_API const char *apd_pixel_range_name(apd_pixel_range r); /* "auto", "free", "clamp"; "?" */
 APD_API apd_status apd_loss_range_from_name(const char *s, apd_loss_range *out);
-APD_API const char *apd_loss_range_name(apd_loss_range r); /* "auto", "stored", "float"; "?" */
+APD_API const char *apd_loss_range_name(apd_loss_range r); /* "auto", "stored", "float", "anneal"; "?" */
 /* "network" | "stored" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown; *out untouched). */
 APD_API apd_status apd_palette_mode_from_name(const char *s, apd_palette_mode *out);
 /* The name of a palette mode ("network", "stored"; "?" if unknown). */

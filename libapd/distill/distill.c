@@ -95,7 +95,8 @@ static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
 static const name_val k_lr_rules[] = {{"auto", APD_LR_AUTO}, {"fixed", APD_LR_FIXED}, {"count", APD_LR_COUNT},
                                       {NULL, 0}};
 static const name_val k_loss_ranges[] = {{"auto", APD_LOSS_RANGE_AUTO}, {"stored", APD_LOSS_RANGE_STORED},
-                                         {"float", APD_LOSS_RANGE_FLOAT}, {NULL, 0}};
+                                         {"float", APD_LOSS_RANGE_FLOAT}, {"anneal", APD_LOSS_RANGE_ANNEAL},
+                                         {NULL, 0}};
 static const name_val k_pixel_ranges[] = {{"auto", APD_PIXELS_AUTO}, {"free", APD_PIXELS_FREE},
                                           {"clamp", APD_PIXELS_CLAMP}, {NULL, 0}};
 static const name_val k_palette_modes[] = {{"network", APD_PALETTE_NETWORK}, {"stored", APD_PALETTE_STORED},
@@ -341,6 +342,9 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         if (apd__distill_loss_range(o) == APD_LOSS_RANGE_FLOAT)
             apd__dsb_printf(b, ",\"loss_range_rule\":\"the loss sees Q(clip(x)) + (x - clip(x)): a pixel's float "
                               "value beyond the 8-bit range, its stored colour within it\"");
+        if (apd__distill_loss_range(o) == APD_LOSS_RANGE_ANNEAL)
+            apd__dsb_printf(b, ",\"loss_range_rule\":\"at iteration t of T the loss sees Q(clip(x)) + (1 - (t+1)/T) "
+                              "(x - clip(x)): from the float value beyond the 8-bit range to the stored one\"");
         apd__dsb_printf(b, ",\"anneal\":");
         apd__dsb_num(b, o->anneal);
         if (o->anneal > 0.0f)
@@ -575,7 +579,7 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
     if (o->pixel_range != APD_PIXELS_AUTO && o->pixel_range != APD_PIXELS_FREE && o->pixel_range != APD_PIXELS_CLAMP)
         return apd__err_set(err, APD_EINVAL, "distill: unknown pixel range rule %d", (int)o->pixel_range);
     if (o->loss_range != APD_LOSS_RANGE_AUTO && o->loss_range != APD_LOSS_RANGE_STORED &&
-        o->loss_range != APD_LOSS_RANGE_FLOAT)
+        o->loss_range != APD_LOSS_RANGE_FLOAT && o->loss_range != APD_LOSS_RANGE_ANNEAL)
         return apd__err_set(err, APD_EINVAL, "distill: unknown loss range rule %d", (int)o->loss_range);
     if (o->loss_range != APD_LOSS_RANGE_AUTO && !apd__distill_stored(o))
         return apd__err_set(err, APD_EINVAL, "distill: --loss-range needs --method autopalette --palette stored");

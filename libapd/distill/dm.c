@@ -264,7 +264,7 @@ static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
 
 /* --loss-range float: q (n images, the stored ones) += what storage clips off the float
  * images xs (x - clip(x)), so the loss sees a pixel beyond the 8-bit range at its float value. */
-static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t n)
+static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t n, float wt)
 {
     const apd_distill_ctx *x = s->x;
     size_t p = (size_t)x->h * x->w;
@@ -274,7 +274,7 @@ static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t
         for (uint64_t i = 0; i < n; i++) {
             const float *v = xs + i * s->img + ch * p;
             float *o = q + i * s->img + ch * p;
-            for (size_t j = 0; j < p; j++) o[j] += v[j] - clamp_to(v[j], lo, hi);
+            for (size_t j = 0; j < p; j++) o[j] += wt * (v[j] - clamp_to(v[j], lo, hi));
         }
     }
 }
@@ -355,6 +355,7 @@ typedef struct iter_cfg {
     apd_dsa_opts dcfg;
     float pscale;
     float anneal; /* stored: the share of the stored images in what the loss sees (1: all) */
+    float overshoot; /* stored: the weight of x - clip(x) in what the loss sees (--loss-range) */
 } iter_cfg;
 
 /* The DM loss of class cls and its backward: the class's pixel gradients into s->grad and,
@@ -385,7 +386,7 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
         /* forward: what will be stored; backward: straight through to the pixels */
         APD_TRY(quantize_class(s, xs, cls, err));
         q = s->syn_q;
-        if (apd__distill_loss_range(s->o) == APD_LOSS_RANGE_FLOAT) add_overshoot(s, xs, s->syn_q, ipc);
+        if (ic->overshoot > 0.0f) add_overshoot(s, xs, s->syn_q, ipc, ic->overshoot);
         if (ic->anneal < 1.0f) { /* --anneal: part float, part stored */
             float a = ic->anneal;
             for (size_t j = 0; j < (size_t)ipc * img; j++) s->syn_q[j] = a * s->syn_q[j] + (1.0f - a) * xs[j];
@@ -488,6 +489,10 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     ic.fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     ic.pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
     ic.anneal = 1.0f;
+    ic.overshoot = 0.0f;
+    if (apd__distill_loss_range(o) == APD_LOSS_RANGE_FLOAT) ic.overshoot = 1.0f;
+    if (apd__distill_loss_range(o) == APD_LOSS_RANGE_ANNEAL)
+        ic.overshoot = (float)(1.0 - (double)(it + 1) / (double)o->iters);
     if (o->anneal > 0.0f) {
         double a = (double)(it + 1) / ((double)o->anneal * o->iters);
         ic.anneal = a < 1.0 ? (float)a : 1.0f;
@@ -631,8 +636,8 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         h = fnv(h, np, sizeof np);
     }
     if (c.anneal > 0.0f) h = fnv(h, &c.anneal, sizeof c.anneal); /* hashed only when on, likewise */
-    if (apd__distill_stored(&c) && apd__distill_loss_range(&c) == APD_LOSS_RANGE_FLOAT) {
-        uint32_t lr = (uint32_t)APD_LOSS_RANGE_FLOAT; /* the later default: older checkpoints are refused */
+    if (apd__distill_stored(&c) && apd__distill_loss_range(&c) != APD_LOSS_RANGE_STORED) {
+        uint32_t lr = (uint32_t)apd__distill_loss_range(&c); /* later rules: older checkpoints are refused */
         h = fnv(h, &lr, sizeof lr);
     }
     char hex[17];

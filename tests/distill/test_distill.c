@@ -469,7 +469,8 @@ END_TEST
 /* --loss-range: with the loss on the clipped values (stored) a pixel pushed past the 8-bit
  * range keeps being pushed, since its stored colour no longer changes; with its float value in
  * the loss (float, the default) the gradient pulls it back, so the float images stay near the
- * records. With the pixels held still (lr 0) and in range, the two rules are the same run. */
+ * records. With the pixels held still (lr 0) and in range, the two rules are the same run.
+ * anneal moves from the float rule to the stored one over the run. */
 START_TEST(stored_loss_range)
 {
     apd_distill_opts o;
@@ -500,6 +501,31 @@ START_TEST(stored_loss_range)
     ck_assert(mf < 0.7 * ms);
     apd_distill_result_free(&a);
     apd_distill_result_free(&b);
+    /* anneal: the weight of x - clip(x) falls from 1 - 1/T to 0 at the last iteration. The
+     * real images start in range, so iteration 0 is the same run under every rule; with T = 2
+     * the last iteration (weight 0) is then the stored rule's, bit for bit, and not the float
+     * rule's. With T = 4 (weights 3/4, 1/2, 1/4, 0) it is neither. */
+    apd_distill_result c;
+    double last[3][2];
+    for (int t = 0; t < 2; t++) {
+        o.iters = t == 0 ? 2 : 4;
+        const apd_loss_range rules[3] = {APD_LOSS_RANGE_STORED, APD_LOSS_RANGE_FLOAT, APD_LOSS_RANGE_ANNEAL};
+        for (int r = 0; r < 3; r++) {
+            o.loss_range = rules[r];
+            ck_assert_msg(apd_distill_run(&g_real, &o, &c, &err) == APD_OK, "%s", err.msg);
+            last[r][t] = stat_of(c.stats_json, "loss_last_iter");
+            if (r == 2) ck_assert_ptr_nonnull(strstr(c.hyperparameters_json, "\"loss_range\":\"anneal\""));
+            apd_distill_result_free(&c);
+        }
+    }
+    printf("loss range, lr 1000, last iteration's loss: T 2 stored %.6g float %.6g anneal %.6g; "
+           "T 4 stored %.6g float %.6g anneal %.6g\n", last[0][0], last[1][0], last[2][0], last[0][1],
+           last[1][1], last[2][1]);
+    ck_assert(last[2][0] == last[0][0]);
+    ck_assert(last[2][0] != last[1][0]);
+    ck_assert(last[2][1] != last[0][1] && last[2][1] != last[1][1]);
+    ck_assert_int_eq(apd_loss_range_from_name("anneal", &o.loss_range), APD_OK);
+    ck_assert_int_eq(o.loss_range, APD_LOSS_RANGE_ANNEAL);
     o.palette_mode = APD_PALETTE_NETWORK;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "--loss-range"));
