@@ -262,8 +262,9 @@ static void clamp_pixels(const dm_state *s, float *xs, uint64_t n)
 
 /* ---- palette mode stored: the images the loss sees are the images stored ------------------ */
 
-/* --loss-range float: q (n images, the stored ones) += what storage clips off the float
- * images xs (x - clip(x)), so the loss sees a pixel beyond the 8-bit range at its float value. */
+/* --loss-range float / anneal: q (n images, the stored ones) += wt x what storage clips off
+ * the float images xs (x - clip(x)); with wt = 1 the loss sees a pixel beyond the 8-bit range
+ * at its float value, with wt = 0 at its stored one. */
 static void add_overshoot(const dm_state *s, const float *xs, float *q, uint64_t n, float wt)
 {
     const apd_distill_ctx *x = s->x;
