@@ -104,4 +104,8 @@ double apd__now(void);
 /* pthread_create with at least 1 MiB of stack (common/thread.c); returns its error number. */
 int apd__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* probe() != 0, asked once per slot (common/cpu.c); *slot starts at -1 (not yet asked).
+ * Safe from any thread. */
+int apd__cached_flag(int *slot, int (*probe)(void));
+
 #endif

@@ -338,13 +338,16 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
                           "\"the stored images (8-bit palette + index map)\",\"gradient\":\"straight-through to "
                           "the pixels\",\"stored\":\"the quantizer's palette and index map of the final images\"",
                         apd_quantizer_name(apd__distill_stored_quantizer(o)));
-        apd__dsb_printf(b, ",\"loss_range\":\"%s\"", apd_loss_range_name(apd__distill_loss_range(o)));
-        if (apd__distill_loss_range(o) == APD_LOSS_RANGE_FLOAT)
-            apd__dsb_printf(b, ",\"loss_range_rule\":\"the loss sees Q(clip(x)) + (x - clip(x)): a pixel's float "
-                              "value beyond the 8-bit range, its stored colour within it\"");
-        if (apd__distill_loss_range(o) == APD_LOSS_RANGE_ANNEAL)
-            apd__dsb_printf(b, ",\"loss_range_rule\":\"at iteration t of T the loss sees Q(clip(x)) + (1 - (t+1)/T) "
-                              "(x - clip(x)): from the float value beyond the 8-bit range to the stored one\"");
+        apd_loss_range lr = apd__distill_loss_range(o);
+        const char *rule = NULL;
+        if (lr == APD_LOSS_RANGE_FLOAT)
+            rule = "the loss sees Q(clip(x)) + (x - clip(x)): a pixel's float value beyond the 8-bit range, "
+                   "its stored colour within it";
+        else if (lr == APD_LOSS_RANGE_ANNEAL)
+            rule = "at iteration t of T the loss sees Q(clip(x)) + (1 - (t+1)/T) (x - clip(x)): from the float "
+                   "value beyond the 8-bit range to the stored one";
+        apd__dsb_printf(b, ",\"loss_range\":\"%s\"", apd_loss_range_name(lr));
+        if (rule) apd__dsb_printf(b, ",\"loss_range_rule\":\"%s\"", rule);
         apd__dsb_printf(b, ",\"anneal\":");
         apd__dsb_num(b, o->anneal);
         if (o->anneal > 0.0f)

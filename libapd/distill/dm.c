@@ -490,10 +490,12 @@ static apd_status iteration(dm_state *s, uint64_t it, iter_out *out, apd_err *er
     ic.fo.straight_through = (o->remedy & APD_REMEDY_STRAIGHT) ? 1 : 0;
     ic.pscale = (o->remedy & APD_REMEDY_TASK_SCALE) ? o->task_scale : 1.0f;
     ic.anneal = 1.0f;
-    ic.overshoot = 0.0f;
-    if (apd__distill_loss_range(o) == APD_LOSS_RANGE_FLOAT) ic.overshoot = 1.0f;
-    if (apd__distill_loss_range(o) == APD_LOSS_RANGE_ANNEAL)
-        ic.overshoot = (float)(1.0 - (double)(it + 1) / (double)o->iters);
+    /* the weight of x - clip(x) in what the loss sees (docs/distill.md, --loss-range) */
+    switch (apd__distill_loss_range(o)) {
+    case APD_LOSS_RANGE_FLOAT: ic.overshoot = 1.0f; break;
+    case APD_LOSS_RANGE_ANNEAL: ic.overshoot = (float)(1.0 - (double)(it + 1) / (double)o->iters); break;
+    default: ic.overshoot = 0.0f; break;
+    }
     if (o->anneal > 0.0f) {
         double a = (double)(it + 1) / ((double)o->anneal * o->iters);
         ic.anneal = a < 1.0 ? (float)a : 1.0f;

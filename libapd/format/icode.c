@@ -803,19 +803,20 @@ IC_AVX2 static int pal_avx2_x2(const apd__imodel *m, const uint32_t nps[2], uint
 #endif
 
 /* The 16-lane decoder: AVX-512 F + BW + VL (with the AVX2 set). */
+#ifdef IC_X86
+static int probe_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("popcnt");
+}
+#endif
+
 static int ic_avx512(void)
 {
 #ifdef IC_X86
-    /* -1 unknown; relaxed atomics: loader threads that race all store the same answer */
     static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h;
+    return apd__cached_flag(&have, probe_avx512);
 #else
     return 0;
 #endif

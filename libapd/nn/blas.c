@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "apd/nn.h"
+#include "common/internal.h"
 #include "nn/nn_internal.h"
 
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
@@ -56,17 +57,15 @@ static void fix_core(void)
     unsetenv("OPENBLAS_CORETYPE");
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+static int probe_avx512f(void) { return __builtin_cpu_supports("avx512f"); }
+#endif
+
 int apd__cpu_avx512f(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    /* -1 unknown; relaxed atomics: threads that race all store the same answer */
     static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        h = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h;
+    return apd__cached_flag(&have, probe_avx512f);
 #else
     return 0;
 #endif

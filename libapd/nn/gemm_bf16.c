@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "apd/nn.h"
+#include "common/internal.h"
 #include "nn/nn_internal.h"
 
 #define MR 8
@@ -62,19 +63,17 @@ void apd__bf16_pack_a(uint16_t *ap, const float *a, size_t lda, size_t M, size_t
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 
+static int probe_bf16(void)
+{
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
 static int cpu_has_bf16(void)
 {
-    /* -1 unknown; relaxed atomics: threads that race all store the same answer */
     static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-        h = ok ? 1 : 0;
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h;
+    return apd__cached_flag(&have, probe_bf16);
 }
 
 #pragma GCC push_options
