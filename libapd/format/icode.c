@@ -570,12 +570,14 @@ IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16], __m128i 
     }
 }
 
-/* A register set's stage of one group (nt steps) into the grids' rows y0 .. y0 + nl - 1:
- * lane l < 8 holds row y0 + l of grid a at column t - l, lane 8 + l row y0 + l of grid b;
- * only the image's columns are written. *mx: the bytewise max of every stage row read
- * (decoded indices, zeros of inactive lanes, or earlier indices of the same records). */
-IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ga, uint8_t *gb, size_t s, uint32_t y0,
-                                 uint32_t nl, uint32_t w, __m128i *mx)
+/* A register set's stage of one group (nt steps) into the index maps' rows y0 .. y0 + nl - 1
+ * (row-major, w bytes per row): lane l < 8 holds row y0 + l of map a at column t - l, lane
+ * 8 + l row y0 + l of map b; only the image's columns are written (masked stores: a store's
+ * first bytes may lie in the row before, its last ones past the map's end, neither written).
+ * *mx: the bytewise max of every stage row read (decoded indices, zeros of inactive lanes, or
+ * earlier indices of the same records). */
+IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ia, uint8_t *ib, uint32_t y0, uint32_t nl,
+                                 uint32_t w, __m128i *mx)
 {
     __m128i col[16];
     for (uint32_t t0 = 0; t0 < nt; t0 += 16) {
@@ -587,9 +589,10 @@ IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ga, ui
             if (lo > 0) m &= 0xffffu << lo;
             if (hi < 16) m &= hi > 0 ? (1u << hi) - 1 : 0;
             if (!m) continue;
-            size_t off = (size_t)(y0 + 1 + l) * s + IC_PAD + t0 - l; /* may point 7 bytes left of the row */
-            _mm_mask_storeu_epi8(ga + off, (__mmask16)m, col[l]);
-            _mm_mask_storeu_epi8(gb + off, (__mmask16)m, col[8 + l]);
+            /* (y0 + l) w + t0 - l >= 0: l <= t0 or l >= 1 (then l w - l >= 0) */
+            size_t off = (size_t)(y0 + l) * w + t0 - l;
+            _mm_mask_storeu_epi8(ia + off, (__mmask16)m, col[l]);
+            _mm_mask_storeu_epi8(ib + off, (__mmask16)m, col[8 + l]);
         }
     }
 }
@@ -687,7 +690,9 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
 /* Index phases of 2 * nz records (nz = 1-4 register sets: records 2z and 2z+1 in set z), as
  * index_avx2_x2, except that a step stores its 16 bytes into a stage (one 16-byte store
  * instead of 16 byte stores, which cost ~30% of the step) and each row group's stage is
- * transposed into the grids when the group is done. The stages of the sets are interleaved,
+ * transposed straight into the output index maps when the group is done (the step reads its
+ * neighbours from registers and the previous stage, never from a grid: no grid is zeroed or
+ * copied; after a failure the maps hold partial output). The stages of the sets are interleaved,
  * IC_SROW bytes per step (set z's 16 bytes at 16 z), so that one pointer with constant
  * offsets serves every set. A stage holds IC_SROWS(w) steps: a group reads its
  * predecessor's step t + 7 for t < w + 7, and ic_unstage reads whole blocks of 16 steps.
@@ -695,7 +700,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
  * then decodes each record alone). */
 #define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 50 (28 x 28 and 32 x 32 among them) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
-IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *grid, size_t s, uint32_t h,
+IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *idx, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
                                      const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
 {
@@ -731,7 +736,7 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
         }
         if (rc == 0)
             for (uint32_t z = 0; z < nz; z++)
-                ic_unstage(st + 16 * z, nt, grid[2 * z], grid[2 * z + 1], s, y0, nl, w, &mx[z]);
+                ic_unstage(st + 16 * z, nt, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
     }
     if (buf != stack) free(buf);
     if (rc) return rc;
@@ -855,7 +860,7 @@ typedef struct ic_job {
 } ic_job;
 
 /* Check the body's fixed part and set up the scratch (stackbuf if it fits, else malloc). */
-static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t h, uint32_t w,
+static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t h, uint32_t w, int grid,
                            uint8_t *stackbuf, size_t stackcap, const char **why)
 {
     J->scratch = NULL;
@@ -874,10 +879,12 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
             return APD_ECORRUPT;
         }
     }
-    /* scratch: the words + 32 zero bytes, then the grid (h + 1 + 8 rows of w + 16 bytes) */
-    size_t nb = len - APD__IC_STATES, grid_rows, grid_len, need;
+    /* scratch: the words + 32 zero bytes, then the grid (h + 1 + 8 rows of w + 16 bytes), which
+       the decoders that read their neighbours from it need (grid != 0); the AVX-512 lockstep
+       decoder writes the output maps directly */
+    size_t nb = len - APD__IC_STATES, grid_rows, grid_len = 0, need;
     if (!apd__add_ok((size_t)w, 2 * IC_PAD, &J->s) || !apd__add_ok((size_t)h, 1 + APD__IC_LANES, &grid_rows) ||
-        !apd__mul_ok(grid_rows, J->s, &grid_len) || !apd__add_ok(grid_len, nb + 32, &need)) {
+        (grid && !apd__mul_ok(grid_rows, J->s, &grid_len)) || !apd__add_ok(grid_len, nb + 32, &need)) {
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
@@ -886,10 +893,10 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
         *why = "out of memory";
         return APD_ENOMEM;
     }
-    J->grid = J->scratch + nb + 32;
+    J->grid = grid ? J->scratch + nb + 32 : NULL;
     memcpy(J->scratch, body + APD__IC_STATES, nb);
     memset(J->scratch + nb, 0, 32);
-    memset(J->grid, 0, grid_len);
+    if (grid) memset(J->grid, 0, grid_len);
     J->p = J->scratch;
     J->end = J->scratch + nb;
     J->eor = J->vmax = 0;
@@ -920,7 +927,7 @@ static apd_status ic_end(ic_job *J, int rc, uint32_t k, uint32_t h, uint32_t w, 
                 st = APD_ECORRUPT;
             }
     }
-    if (st == APD_OK)
+    if (st == APD_OK && J->grid)
         for (uint32_t y = 0; y < h; y++)
             memcpy(idx + (size_t)y * w, J->grid + (size_t)(y + 1) * J->s + IC_PAD, w);
     if (J->scratch != stackbuf) free(J->scratch);
@@ -948,7 +955,7 @@ apd_status apd__icode_decode_impl(int impl, const apd__imodel *m, const uint8_t 
 {
     uint8_t stackbuf[IC_STACK];
     ic_job J;
-    APD_TRY(ic_begin(&J, body, len, h, w, stackbuf, sizeof stackbuf, why));
+    APD_TRY(ic_begin(&J, body, len, h, w, 1, stackbuf, sizeof stackbuf, why));
     uint32_t nps = k * m->c;
     int rc;
 #ifdef IC_X86
@@ -972,8 +979,8 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
 }
 
 /* n = 2, 4, 6 or 8 records in lockstep (vector decoders only). Returns 0 with st[] set, or -1 when
- * a body's fixed part is damaged or a stream runs out (nothing is set; the caller decodes
- * each record alone). */
+ * a body's fixed part is damaged or a stream runs out (st is not set and the outputs may hold
+ * partial records; the caller decodes each record alone). */
 #ifdef IC_X86
 static int decode_lockstep(int use512, const apd__imodel *m, uint32_t n, const uint8_t *const *body, const size_t *len,
                            const uint32_t *k, uint32_t h, uint32_t w, uint8_t *const *pal, uint8_t *const *idx,
@@ -983,7 +990,7 @@ static int decode_lockstep(int use512, const apd__imodel *m, uint32_t n, const u
     ic_job J[2 * IC_MAXZ];
     int rc = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (ic_begin(&J[i], body[i], len[i], h, w, sb[i], sizeof sb[i], &why[i]) != APD_OK) rc = -1;
+        if (ic_begin(&J[i], body[i], len[i], h, w, !use512, sb[i], sizeof sb[i], &why[i]) != APD_OK) rc = -1;
     if (rc == 0) {
         uint8_t *grid[2 * IC_MAXZ];
         uint32_t *xs[2 * IC_MAXZ], nps[2 * IC_MAXZ], vmax[2 * IC_MAXZ] = {0}, eor[2 * IC_MAXZ] = {0};
@@ -1001,7 +1008,7 @@ static int decode_lockstep(int use512, const apd__imodel *m, uint32_t n, const u
             rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
         if (rc == 0) {
             if (use512)
-                rc = index_avx512_xn(m, n / 2, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
+                rc = index_avx512_xn(m, n / 2, idx, h, w, xs, pp, end, vmax, eor);
             else
                 rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
         }

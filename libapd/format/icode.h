@@ -96,7 +96,8 @@ apd_status apd__icode_decode(const apd__imodel *m, const uint8_t *body, size_t l
  * call at 32x32 (the single decoder is latency-bound, see docs/index-coding.md). A damaged body (a fixed part
  * that fails its checks or a stream that runs out) makes both records go through the single
  * decoder. Meant for batch readers; needs 32 KiB of stack (the scratch of images larger than
- * about 56x56 comes from malloc). */
+ * about 56x56 comes from malloc). A record that fails leaves its palette and index map
+ * unspecified (the AVX-512 decoder writes them as it goes). */
 apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *const body[2],
                               const size_t len[2], const uint32_t k[2], uint32_t h, uint32_t w,
                               uint8_t *const pal[2], uint8_t *const idx[2], apd_status st[2],

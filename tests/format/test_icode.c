@@ -319,7 +319,9 @@ START_TEST(n_records_lockstep)
     apd__rng_seed(&r, 4242, 0);
     size_t maxpix = 12 * 300, cap = 4 * maxpix + 4096;
     uint8_t *pal[NMAX], *idx[NMAX], *body[NMAX], *rp[NMAX], *ri[NMAX], *sp = malloc(768), *si = malloc(maxpix);
+    uint8_t *box[NMAX], *bi[NMAX]; /* index maps with 32 guard bytes on each side */
     for (int i = 0; i < NMAX; i++) {
+        box[i] = malloc(maxpix + 64);
         pal[i] = malloc(768);
         idx[i] = malloc(maxpix);
         body[i] = malloc(cap);
@@ -373,14 +375,22 @@ START_TEST(n_records_lockstep)
                     have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");
 #endif
-                    for (uint32_t i = 0; i < n; i++) memset(ri[i], 0xEE, maxpix);
-                    int rc = apd__icode_lockstep(m, n, (const uint8_t *const *)body, len, kk, h, w, rp, ri, st, why);
+                    /* it writes the index maps directly: nothing outside each map's h * w bytes */
+                    for (uint32_t i = 0; i < n; i++) {
+                        memset(box[i], 0xA5, maxpix + 64);
+                        bi[i] = box[i] + 32;
+                    }
+                    int rc = apd__icode_lockstep(m, n, (const uint8_t *const *)body, len, kk, h, w, rp, bi, st, why);
                     if (have) {
                         ck_assert_msg(rc == 0, "k %u n %u: the lockstep decoder fell back", k, n);
                         for (uint32_t i = 0; i < n; i++) {
                             ck_assert_int_eq(st[i], APD_OK);
                             ck_assert_mem_eq(rp[i], pal[i], (size_t)kk[i] * c);
-                            ck_assert_mem_eq(ri[i], idx[i], (size_t)h * w);
+                            ck_assert_mem_eq(bi[i], idx[i], (size_t)h * w);
+                            for (size_t b = 0; b < maxpix + 64; b++)
+                                if (b < 32 || b >= 32 + (size_t)h * w)
+                                    ck_assert_msg(box[i][b] == 0xA5, "k %u n %u record %u: byte %zd of the index map "
+                                                  "written", k, n, i, (ptrdiff_t)b - 32);
                         }
                         lockstep++;
                     }
@@ -416,7 +426,7 @@ START_TEST(n_records_lockstep)
            "AVX-512 lockstep path alone), %llu damaged groups failed only the damaged record\n",
            (unsigned long long)groups, (unsigned long long)lockstep, (unsigned long long)damaged);
     for (int i = 0; i < NMAX; i++) {
-        free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]);
+        free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]); free(box[i]);
     }
     free(sp); free(si); free(ct); free(m);
 }
