@@ -38,6 +38,7 @@
 #include "common/internal.h"
 #include "format/format_internal.h"
 #include "format/icode.h"
+#include "bench_common.h"
 
 #include <time.h>
 
@@ -46,14 +47,6 @@
 #define MAXPIX (64 * 64) /* largest image of the generic sets */
 #define BATCH 256 /* records per apd_reader_decode_batch call */
 
-/* Thread CPU time: the machine is shared (load often > cores), so throughput is measured in
- * CPU seconds of this thread, which is what "images/s per core" means. */
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -225,7 +218,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
         if (!apd__icode_impl_available(ks[q].impl)) continue;
         double best = 1e9;
         for (int p = 0; p < passes; p++) {
-            double t0 = cpu_now();
+            double t0 = bench_thread_cpu();
             for (size_t i = 0; i < n; i++) {
                 const char *why;
                 if (!blen[i]) continue; /* not codable with this model: stored plain by the writer */
@@ -233,7 +226,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
                     die(why);
                 *chk += ri[i % npix];
             }
-            double t = cpu_now() - t0;
+            double t = bench_thread_cpu() - t0;
             best = t < best ? t : best;
         }
         printf(" %s %.0f images/s (%.1f ns/step);", ks[q].name, n / best, 1e9 * best / steps);
@@ -248,7 +241,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
             const int impl2 = q2 ? APD__IMPL_AVX2 : APD__IMPL_AUTO;
             best = 1e9;
             for (int p = 0; p < passes; p++) {
-                double t0 = cpu_now();
+                double t0 = bench_thread_cpu();
                 for (size_t i = 0; i + 1 < n; i += 2) {
                     const uint8_t *const bb[2] = {body + i * cap, body + (i + 1) * cap};
                     const size_t ll[2] = {blen[i], blen[i + 1]};
@@ -260,7 +253,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
                     if (apd__icode_decode2(impl2, m, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
                     *chk += ri[i % npix] + ri2[i % npix];
                 }
-                double t = cpu_now() - t0;
+                double t = bench_thread_cpu() - t0;
                 best = t < best ? t : best;
             }
             printf(q2 ? " AVX2 pair %.0f images/s;" : " 2 records per call in lockstep %.0f images/s;",
@@ -272,7 +265,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
         for (uint32_t nr = 4; nr <= 8; nr += 4) {
             best = 1e9;
             for (int p = 0; p < passes; p++) {
-                double t0 = cpu_now();
+                double t0 = bench_thread_cpu();
                 for (size_t i = 0; i + nr <= n; i += nr) {
                     const uint8_t *bb[8];
                     size_t ll[8];
@@ -293,7 +286,7 @@ static void icode_kernel(const pset *S, int passes, uint64_t *chk)
                     if (apd__icode_decoden(APD__IMPL_AUTO, m, nr, bb, ll, kk, S->h, S->w, pp, ii, st, why)) die(why[0]);
                     *chk += rin[0][i % npix] + rin[nr - 1][i % npix];
                 }
-                double t = cpu_now() - t0;
+                double t = bench_thread_cpu() - t0;
                 best = t < best ? t : best;
             }
             printf(" %u records per call %.0f images/s;", nr, (double)(n - n % nr) / best);
@@ -342,20 +335,20 @@ static void run(const pset *S, int passes, const char *dir)
     double best_png = 1e9, best_cpy = 1e9;
     for (int p = 0; p < passes; p++) {
         size_t npng = n < 2000 ? n : 2000; /* libpng is slow: a subset */
-        t0 = cpu_now();
+        t0 = bench_thread_cpu();
         for (size_t i = 0; i < npng; i++) {
             png_decode_rgb(pngs[i], plen[i], S->h, S->w, out);
             chk += out[i % img];
         }
-        double t = (cpu_now() - t0) * (double)n / npng;
+        double t = (bench_thread_cpu() - t0) * (double)n / npng;
         best_png = t < best_png ? t : best_png;
         if (S->raw) {
-            t0 = cpu_now();
+            t0 = bench_thread_cpu();
             for (size_t i = 0; i < n; i++) {
                 memcpy(sink, S->raw + i * img, img);
                 chk += sink[i % img];
             }
-            t = cpu_now() - t0;
+            t = bench_thread_cpu() - t0;
             best_cpy = t < best_cpy ? t : best_cpy;
         }
     }
@@ -377,14 +370,14 @@ static void run(const pset *S, int passes, const char *dir)
             if (!apd__impl_available(ks[q].impl)) continue;
             double best = 1e9;
             for (int p = 0; p < passes; p++) {
-                t0 = cpu_now();
+                t0 = bench_thread_cpu();
                 for (size_t i = 0; i < n; i++) {
                     if (apd__pal_decode(ks[q].impl, packed + i * pb, npix, bits, S->pal + i * 768, S->ku[i], c,
                                         APD_LAYOUT_HWC, out))
                         die("kernel");
                     chk += out[i % img];
                 }
-                double t = cpu_now() - t0;
+                double t = bench_thread_cpu() - t0;
                 best = t < best ? t : best;
             }
             if (q == 0) t_scalar = best;
@@ -437,32 +430,32 @@ static void run(const pset *S, int passes, const char *dir)
         apd_status sts[BATCH];
         const float mean[3] = {0.5f, 0.5f, 0.5f}, sd[3] = {0.25f, 0.25f, 0.25f};
         for (int p = 0; p < passes; p++) {
-            t0 = cpu_now();
+            t0 = bench_thread_cpu();
             for (size_t i = 0; i < n; i++) {
                 uint32_t lab;
                 if (apd_reader_decode(r, i, APD_LAYOUT_HWC, out, img, &lab)) die(apd_reader_errmsg(r));
                 chk += out[i % img] + lab;
             }
-            double t = cpu_now() - t0;
+            double t = bench_thread_cpu() - t0;
             best = t < best ? t : best;
-            t0 = cpu_now();
+            t0 = bench_thread_cpu();
             for (size_t i = 0; i < n; i++) {
                 if (apd_reader_decode_f32(r, i, APD_LAYOUT_CHW, mean, sd, fo, img, NULL)) die(apd_reader_errmsg(r));
                 chk += (uint64_t)(fo[i % img] > 0);
             }
-            t = cpu_now() - t0;
+            t = bench_thread_cpu() - t0;
             bestf = t < bestf ? t : bestf;
             /* the batch calls (index-coded records two at a time) */
-            t0 = cpu_now();
+            t0 = bench_thread_cpu();
             for (size_t i0 = 0; i0 < n; i0 += BATCH) {
                 size_t nb = n - i0 < BATCH ? n - i0 : BATCH;
                 for (size_t q = 0; q < nb; q++) ids[q] = i0 + q;
                 if (apd_reader_decode_batch(r, ids, nb, APD_LAYOUT_HWC, ob, img, labs, sts)) die(apd_reader_errmsg(r));
                 chk += ob[i0 % img] + labs[0];
             }
-            t = cpu_now() - t0;
+            t = bench_thread_cpu() - t0;
             bestb = t < bestb ? t : bestb;
-            t0 = cpu_now();
+            t0 = bench_thread_cpu();
             for (size_t i0 = 0; i0 < n; i0 += BATCH) {
                 size_t nb = n - i0 < BATCH ? n - i0 : BATCH;
                 for (size_t q = 0; q < nb; q++) ids[q] = i0 + q;
@@ -470,7 +463,7 @@ static void run(const pset *S, int passes, const char *dir)
                     die(apd_reader_errmsg(r));
                 chk += (uint64_t)(fob[i0 % img] > 0);
             }
-            t = cpu_now() - t0;
+            t = bench_thread_cpu() - t0;
             bestbf = t < bestbf ? t : bestbf;
         }
         for (size_t i0 = 0; i0 < n; i0 += BATCH) { /* the batch calls give the single calls' bytes */
@@ -586,16 +579,8 @@ static int load_apd(pset *S, const char *path)
 
 static void print_machine(void)
 {
-    char line[512], model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *q = strchr(line, ':');
-            if (q) snprintf(model, sizeof model, "%s", q + 2);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
+    char model[256];
+    bench_cpu_model(model, sizeof model);
     printf("CPU: %s | palette kernels: AVX-512 VBMI %s, AVX2 %s (auto picks the first available)"
            " | 1.1 index decoder: %s; batches: %s\n",
            model, apd__impl_available(APD__IMPL_AVX512) ? "yes" : "no",

@@ -22,22 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "apd/quant.h"
+#include "bench_common.h"
 #include "common/internal.h"
 #include "common/kernels.h"
 #include "format/icode.h"
 
 #define W 32u
 #define STACK 8u /* images per tall record */
-
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -85,7 +78,7 @@ static void geo_build(geo *G, const uint8_t *chw, uint32_t n, uint32_t h, uint32
 static double geo_pass(const geo *G, uint8_t *const *pp, uint8_t *const *ii, uint64_t *chk)
 {
     size_t npix = (size_t)G->h * W;
-    double t0 = cpu_now();
+    double t0 = bench_thread_cpu();
     for (uint32_t i = 0; i + 8 <= G->n; i += 8) {
         const uint8_t *bb[8];
         size_t ll[8];
@@ -96,7 +89,7 @@ static double geo_pass(const geo *G, uint8_t *const *pp, uint8_t *const *ii, uin
         if (apd__icode_decoden(APD__IMPL_AUTO, &G->m, 8, bb, ll, kk, G->h, W, pp, ii, st, why)) die(why[0]);
         *chk += ii[0][i % npix] + ii[7][(i * 7) % npix];
     }
-    double t = cpu_now() - t0;
+    double t = bench_thread_cpu() - t0;
     for (uint32_t q = 0; q < 8; q++) /* the last call's records decoded exactly */
         if (memcmp(ii[q], G->idx + (size_t)((G->n & ~7u) - 8 + q) * npix, npix)) die("decoded indices differ");
     return t;
@@ -129,16 +122,8 @@ int main(int argc, char **argv)
                 memcpy(tall + ((size_t)j * 3 + ch) * STACK * 1024 + q * 1024, small + ((size_t)(j * STACK + q) * 3 + ch) * 1024,
                        1024);
 
-    char model[256] = "unknown", line[512];
-    FILE *ci = fopen("/proc/cpuinfo", "r");
-    while (ci && fgets(line, sizeof line, ci))
-        if (!strncmp(line, "model name", 10)) {
-            char *q = strchr(line, ':');
-            if (q) snprintf(model, sizeof model, "%s", q + 2);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (ci) fclose(ci);
+    char model[256];
+    bench_cpu_model(model, sizeof model);
     printf("CPU: %s | batch decoder: %s | %u images, %d alternating passes, thread CPU time\n", model,
            apd__icode_batch_kernel(), n, passes);
 

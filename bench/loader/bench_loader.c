@@ -35,6 +35,7 @@
 #include "common/internal.h"
 #include "common/kernels.h"
 #include "format/icode.h"
+#include "bench_common.h"
 
 /* CPU seconds of the whole process (all threads): the shared 2-core machine is busy with
  * other jobs, so rates per CPU-second ("per core") are steadier than wall-clock rates. */
@@ -228,16 +229,8 @@ static rate kernel_only(const char *path, uint32_t batch, uint64_t images, int m
  * be told apart. */
 static void print_machine(void)
 {
-    char line[512], model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *q = strchr(line, ':');
-            if (q) snprintf(model, sizeof model, "%s", q + 2);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
+    char model[256];
+    bench_cpu_model(model, sizeof model);
     printf("CPU: %s | palette kernel: %s | 1.1 index decoder: %s; batches: %s\n", model,
            apd__impl_available(APD__IMPL_AVX512) ? "AVX-512 VBMI"
            : apd__impl_available(APD__IMPL_AVX2) ? "AVX2"
