@@ -3,7 +3,9 @@
 #ifndef APD_BENCH_COMMON_H
 #define APD_BENCH_COMMON_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,6 +32,29 @@ static inline void bench_cpu_model(char *out, size_t cap)
             break;
         }
     if (f) fclose(f);
+}
+
+/* Up to want images of CIFAR-10 dev's train.bin under dir (APD_SHARED_DATA): chw gets 3072
+ * bytes per image (CHW, as stored), labels (may be NULL) one byte each. Returns the number
+ * read, or 0 with a message on stderr when the file is missing. */
+static inline size_t bench_read_cifar(const char *dir, size_t want, uint8_t *chw, uint8_t *labels)
+{
+    char src[1024];
+    snprintf(src, sizeof src, "%s/cifar10-dev/train.bin", dir);
+    FILE *f = fopen(src, "rb");
+    if (!f) {
+        perror(src);
+        return 0;
+    }
+    uint8_t rec[3073];
+    size_t n = 0;
+    while (n < want && fread(rec, 1, sizeof rec, f) == sizeof rec) {
+        if (labels) labels[n] = rec[0];
+        memcpy(chw + n * 3072, rec + 1, 3072);
+        n++;
+    }
+    fclose(f);
+    return n;
 }
 
 #endif

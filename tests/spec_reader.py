@@ -8,6 +8,9 @@ code), with Debian's python3-lmdb and python3-zstandard. It is the conformance t
     spec_reader.py --dir DIR                every DIR/*.apd against DIR/*.dump
     spec_reader.py --bad DIR                DIR/MANIFEST (tests/data/bad): every file marked
                                             "ok" must read, every other file must be rejected
+    spec_reader.py --examples               only the self-checks: the worked examples of
+                                            section 13 and the index-map orders of 7.4.2
+                                            (--dir runs them too)
 
 Exit codes: 0 ok, 1 mismatch or invalid file, 2 usage, 77 python3-lmdb or python3-zstandard
 missing (ctest SKIP_RETURN_CODE).
@@ -28,6 +31,9 @@ MAGIC = b"\x89APD\r\n\x1a\n"  # spec section 4
 # Format 1.1 features this reader implements (section 12): header flag bit -> name. Tests
 # remove one to act as a reader without it, which must refuse by version, naming the feature.
 FEATURES_11 = {2: "soft labels", 4: "entropy-coded index maps"}
+# Index model versions this reader implements (section 8.1; version 2 is format 1.2). Tests
+# remove 2 to act as a reader of format 1.1, which must refuse a version 2 model by version.
+MODEL_VERSIONS = {1, 2}
 
 
 class Bad(Exception):
@@ -228,8 +234,9 @@ def parse_header(v):
         if flags & bit and bit not in FEATURES_11:
             raise Bad("header: file uses format 1.1 feature %s (header flag bit %d), which this reader "
                       "does not support" % (name, bit.bit_length() - 1))
-    if flags & ~7 and minor > 1:
-        raise Bad("header: file uses a format feature newer than 1.1 (unknown flag bit); this reader reads 1.0 and 1.1")
+    if flags & ~7 and minor > 2:
+        raise Bad("header: file uses a format feature newer than 1.2 (unknown flag bit); this reader reads "
+                  "1.0 to 1.2")
     if rsv0 or any(v[48:60]) or flags & ~7:
         raise Bad("header: reserved bytes not zero")
     if flags & 4 and (minor < 1 or kind != 1):
@@ -284,11 +291,19 @@ NCTX, M, L, LANES = 192, 1024, 1 << 16, 8
 EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 30)
 
 
-def parse_imodel(v, c, bits):
+def parse_imodel(v, c, bits, minor):
+    """Returns (model version, tables); minor is the header's version_minor."""
     if len(v) < 16 or struct.unpack_from("<I", v)[0] != crc32c(v[4:]):
         raise Bad("index model: short or CRC mismatch")
-    if v[4:8] != b"APDM" or v[8] != 1:
-        raise Bad("index model: magic or version")
+    if v[4:8] != b"APDM":
+        raise Bad("index model: magic")
+    version = v[8]
+    if version not in MODEL_VERSIONS:
+        raise Bad("index model version %d%s, which this reader does not support (it reads model versions %s)"
+                  % (version, " (format 1.2)" if version == 2 else "",
+                     ", ".join(str(m) for m in sorted(MODEL_VERSIONS))))
+    if version == 2 and minor < 2:
+        raise Bad("index model version 2 with header version_minor %d (needs >= 2)" % minor)
     if (v[9], v[10], v[11], v[12], v[13]) != (c, bits, LANES, 10, NCTX) or v[14] or v[15]:
         raise Bad("index model: header fields")
     pos, tables = 16, []
@@ -312,7 +327,7 @@ def parse_imodel(v, c, bits):
         tables.append((freqs, cum))
     if pos != len(v):
         raise Bad("index model: trailing bytes")
-    return tables
+    return version, tables
 
 
 # ---- section 7.4: coded palette body ------------------------------------------------------
@@ -331,7 +346,36 @@ def context(a, b, cc):
     return 4 * (3 * cls + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
 
 
-def decode_coded(body, tables, k, c, h, w, bits):
+def index_order(version, h, w):
+    """Section 7.4.2 item 2: the pixels of the index map in decoding order, as (step, lane, y, x)."""
+    if version == 1:  # rows in groups of eight; steps counted on across groups
+        base = 0
+        for y0 in range(0, h, LANES):
+            nl = min(LANES, h - y0)
+            for t in range(w + nl - 1):
+                for lane in range(nl):
+                    xx = t - lane
+                    if 0 <= xx < w:
+                        yield base + t, lane, y0 + lane, xx
+            base += w + nl - 1
+        return
+    if version != 2:
+        raise Bad("index model version %d" % version)
+    # version 2: a continuous wavefront, lane l decodes rows l, l + 8, l + 16, ...
+    ww, done, t = max(w, 8), 0, 0
+    while done < h * w:
+        for lane in range(LANES):
+            u = t - lane
+            if u >= 0:
+                s, xx = divmod(u, ww)
+                y = lane + 8 * s
+                if xx < w and y < h:
+                    yield t, lane, y, xx
+                    done += 1
+        t += 1
+
+
+def decode_coded(body, version, tables, k, c, h, w, bits):
     hb = 4 * LANES
     if len(body) < hb or (len(body) - hb) % 2:
         raise Bad("coded body length")
@@ -362,17 +406,12 @@ def decode_coded(body, tables, k, c, h, w, bits):
         pal[j] = prev[j % c]
     idx = [[0] * w for _ in range(h)]
     get = lambda y, xx: idx[y][xx] if y >= 0 and xx >= 0 else 0  # noqa: E731
-    for y0 in range(0, h, LANES):
-        nl = min(LANES, h - y0)
-        for t in range(w + nl - 1):
-            for lane in range(nl):
-                xx, y = t - lane, y0 + lane
-                if 0 <= xx < w:
-                    ctx, pred = context(get(y, xx - 1), get(y - 1, xx), get(y - 1, xx - 1))
-                    v = (pred + sym(lane, ctx)) % (1 << bits)
-                    if v >= k:
-                        raise Bad("coded index >= palette size")
-                    idx[y][xx] = v
+    for _, lane, y, xx in index_order(version, h, w):
+        ctx, pred = context(get(y, xx - 1), get(y - 1, xx), get(y - 1, xx - 1))
+        v = (pred + sym(lane, ctx)) % (1 << bits)
+        if v >= k:
+            raise Bad("coded index >= palette size")
+        idx[y][xx] = v
     if pos[0] != len(words) or x != [L] * LANES:
         raise Bad("coded body: words left over or final states not 2^16")
     return bytes(pal), [v for row in idx for v in row]
@@ -444,7 +483,8 @@ def decode_record(rec, hd, zdict, imodel=None):
     body = rec[off:]
     coded = None
     if flags & 0x40:
-        coded = decode_coded(body, imodel, k, c, h, w, hd["bits"])
+        version, tables = imodel
+        coded = decode_coded(body, version, tables, k, c, h, w, hd["bits"])
     elif flags & 8:
         params = zstandard.get_frame_parameters(body)
         if params.content_size != raw_len:
@@ -509,7 +549,7 @@ def read_file(path):
                 mv = txn.get(b"imodel", db=meta)
                 if mv is None:
                     raise Bad("index model missing")
-                imodel = parse_imodel(mv, hd["c"], hd["bits"])
+                imodel = parse_imodel(mv, hd["c"], hd["bits"], hd["minor"])
             n, N = hd["n"], hd["N"]
             nchunks = (n + N - 1) // N
             if txn.stat(chunks)["entries"] != nchunks:
@@ -582,16 +622,97 @@ def example_13_1():
     idx_tables[0] = [512, 256, 256, 0]
     idx_tables[17] = [0, 512, 512, 0]
     idx_tables[29] = [0, 0, 0, 1024]
-    payload = b"APDM" + bytes([1, 1, 2, 8, 10, 192, 0, 0])
-    payload += b"".join(varint(f) for t in idx_tables for f in t) + bytes([4]) * 256
-    model = struct.pack("<I", crc32c(payload)) + payload
-    if len(model) != 1046 or crc32c(payload) != 0xCA76A649:
-        raise Bad("section 13.1: model bytes differ from the spec")
+    tables = b"".join(varint(f) for t in idx_tables for f in t) + bytes([4]) * 256
     body = bytes.fromhex("00000410 00020b08 fc010001".replace(" ", "")) + bytes.fromhex("00000100") * 5
-    pal, idx = decode_coded(body, parse_imodel(model, 1, 2), 3, 1, 2, 3, 2)
-    if pal != bytes([0, 128, 255]) or idx != [0, 1, 2, 2, 1, 0]:
-        raise Bad("section 13.1: example decodes to %r %r" % (pal, idx))
-    print("section 13.1 example: palette 0 128 255, indices 0 1 2 / 2 1 0 (as the spec says)")
+    # the model as the spec gives it (version 1, header minor 1), then the same model with
+    # version byte 2 (format 1.2, header minor 2): h = 2 <= 8, so both orders coincide
+    for mv, minor, crc in ((1, 1, 0xCA76A649), (2, 2, 0x6A588F4D)):
+        payload = b"APDM" + bytes([mv, 1, 2, 8, 10, 192, 0, 0]) + tables
+        model = struct.pack("<I", crc32c(payload)) + payload
+        if len(model) != 1046 or crc32c(payload) != crc:
+            raise Bad("section 13.1: model version %d bytes differ from the spec" % mv)
+        version, tabs = parse_imodel(model, 1, 2, minor)
+        if version != mv:
+            raise Bad("section 13.1: model version read as %d" % version)
+        pal, idx = decode_coded(body, version, tabs, 3, 1, 2, 3, 2)
+        if pal != bytes([0, 128, 255]) or idx != [0, 1, 2, 2, 1, 0]:
+            raise Bad("section 13.1: example (model version %d) decodes to %r %r" % (mv, pal, idx))
+        print("section 13.1 example, model version %d: palette 0 128 255, indices 0 1 2 / 2 1 0 "
+              "(as the spec says)" % mv)
+    try:  # model version 2 needs header version_minor >= 2 (section 8.1)
+        parse_imodel(model, 1, 2, 1)
+        raise Bad("section 13.1: a version 2 model was accepted with header minor 1")
+    except Bad as e:
+        if "minor" not in str(e):
+            raise
+        print("section 13.1 example, model version 2 with header minor 1: refused (%s)" % e)
+    MODEL_VERSIONS.discard(2)  # a reader of format 1.1 must refuse it by version
+    try:
+        parse_imodel(model, 1, 2, 2)
+        raise Bad("section 13.1: a reader without model version 2 read the model")
+    except Bad as e:
+        if "index model version 2" not in str(e):
+            raise
+        print("section 13.1 example, model version 2, reader without it: refused (%s)" % e)
+    finally:
+        MODEL_VERSIONS.add(2)
+    bad = b"APDM" + bytes([3, 1, 2, 8, 10, 192, 0, 0]) + tables
+    try:
+        parse_imodel(struct.pack("<I", crc32c(bad)) + bad, 1, 2, 2)
+        raise Bad("section 13.1: model version 3 accepted")
+    except Bad as e:
+        if "version" not in str(e):
+            raise
+
+
+def check_index_orders():
+    """Section 7.4.2 item 2: both orders visit every pixel once, after its left, up and up-left
+    neighbours (at an earlier step when on another lane); version 2 equals version 1 for h <= 8;
+    the step counts and the h = 10, w = 3 example of the spec."""
+    for h in range(1, 21):
+        for w in range(1, 21):
+            orders = {}
+            for version in (1, 2):
+                order = list(index_order(version, h, w))
+                at = {}
+                for i, (t, lane, y, xx) in enumerate(order):
+                    if (y, xx) in at or not (0 <= y < h and 0 <= xx < w) or lane != y % 8:
+                        raise Bad("7.4.2: order %d, %dx%d: pixel (%d,%d) twice, outside or on lane %d"
+                                  % (version, h, w, y, xx, lane))
+                    for ny, nx in ((y, xx - 1), (y - 1, xx), (y - 1, xx - 1)):
+                        if ny < 0 or nx < 0:
+                            continue
+                        if (ny, nx) not in at:
+                            raise Bad("7.4.2: order %d, %dx%d: (%d,%d) before its neighbour (%d,%d)"
+                                      % (version, h, w, y, xx, ny, nx))
+                        nt, nlane = at[(ny, nx)][1:]
+                        if nt >= t and (nlane != lane or nt > t):
+                            raise Bad("7.4.2: order %d, %dx%d: neighbour (%d,%d) of (%d,%d) not at an "
+                                      "earlier step" % (version, h, w, ny, nx, y, xx))
+                    at[(y, xx)] = (i, t, lane)
+                if len(at) != h * w:
+                    raise Bad("7.4.2: order %d, %dx%d misses pixels" % (version, h, w))
+                orders[version] = order
+            if h <= 8 and orders[1] != orders[2]:
+                raise Bad("7.4.2: for h = %d <= 8 the two orders differ (w = %d)" % (h, w))
+            ww = max(w, 8)
+            if orders[2][-1][0] != (h - 1) % 8 + ww * ((h - 1) // 8) + w - 1:
+                raise Bad("7.4.2: order 2, %dx%d: last step %d" % (h, w, orders[2][-1][0]))
+    steps = lambda v, h, w: list(index_order(v, h, w))[-1][0] + 1  # noqa: E731
+    if (steps(1, 32, 32), steps(2, 32, 32), steps(1, 10, 3), steps(2, 10, 3)) != (156, 135, 14, 12):
+        raise Bad("7.4.2: step counts differ from the spec")
+    ex = {(lane, t): (y, xx) for t, lane, y, xx in index_order(2, 10, 3)}
+    if ex.get((0, 8)) != (8, 0) or ex.get((1, 9)) != (9, 0) or any(ex[key][0] >= 8 for key in ex if key[0] >= 2) \
+            or any(ex.get((0, t)) for t in range(3, 8)):
+        raise Bad("7.4.2: the version 2 example h = 10, w = 3 differs from the spec")
+    print("section 7.4.2 orders: every pixel once, neighbours first, for h, w in 1..20; version 2 = version 1 "
+          "for h <= 8; 32x32 takes 135 steps (version 1: 156); the h = 10, w = 3 example (as the spec says)")
+
+
+def run_examples():
+    check_index_orders()
+    example_13_1()
+    example_13_2()
 
 
 def example_13_2():
@@ -649,9 +770,11 @@ def check_bad(d):
 
 def main(argv):
     try:
+        if len(argv) == 2 and argv[1] == "--examples":
+            run_examples()
+            return 0
         if len(argv) == 3 and argv[1] == "--dir":
-            example_13_1()
-            example_13_2()
+            run_examples()
             files = sorted(f for f in os.listdir(argv[2]) if f.endswith(".apd"))
             if not files:
                 print("spec_reader: no .apd files in %s" % argv[2])

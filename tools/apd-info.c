@@ -302,7 +302,7 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
     printf(",\n  \"storage\": {\"file_bytes\": %llu, \"page_size\": %llu, \"used_pages\": %llu, "
            "\"chunk_db_pages\": %llu, \"meta_db_pages\": %llu, \"stored_record_bytes\": %llu, "
            "\"payload_bytes\": %llu, \"compressed_records\": %llu, \"dictionary_bytes\": %llu, "
-           "\"coded_records\": %llu, \"index_model_bytes\": %llu, \"soft_labels\": %s, \"soft_records\": %llu, "
+           "\"coded_records\": %llu, \"index_model_version\": %d, \"index_model_bytes\": %llu, \"soft_labels\": %s, \"soft_records\": %llu, "
            "\"bytes_per_image\": %.3f, \"payload_per_image\": %.3f, \"stored_per_image\": %.3f, "
            "\"overhead_per_image\": %.3f, \"bytes_outside_records\": %.0f, \"raw_bytes_per_image\": %.0f, "
            "\"ratio_vs_raw\": %.4f, \"records_ratio_vs_raw\": %.4f, \"bits_per_pixel\": %.4f, "
@@ -311,7 +311,7 @@ static void summary_json(apd_reader *r, const char *path, const apd_file_info *f
            (unsigned long long)st->used_pages, (unsigned long long)st->chunk_db_pages,
            (unsigned long long)st->meta_db_pages, (unsigned long long)st->stored_bytes,
            (unsigned long long)st->payload_bytes, (unsigned long long)st->compressed_records,
-           (unsigned long long)st->dict_bytes, (unsigned long long)st->coded_records,
+           (unsigned long long)st->dict_bytes, (unsigned long long)st->coded_records, fi->has_index_model,
            (unsigned long long)st->imodel_bytes, fi->has_soft_labels ? "true" : "false",
            (unsigned long long)st->soft_records, g.disk, g.pay, g.stored, g.disk - g.pay, g.outside, g.raw,
            g.disk > 0 ? g.raw / g.disk : 0, g.stored > 0 ? g.raw / g.stored : 0,
@@ -367,9 +367,10 @@ static void storage_text(const apd_file_info *fi, const apd_file_stats *st)
         printf("compression: %llu of %llu records zstd-compressed%s\n", (unsigned long long)st->compressed_records,
                (unsigned long long)fi->n_records, st->dict_bytes ? " (with dictionary)" : "");
     if (fi->has_index_model)
-        printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model %llu bytes)\n",
-               (unsigned long long)st->coded_records, (unsigned long long)fi->n_records,
-               (unsigned long long)st->imodel_bytes);
+        printf("coding:      %llu of %llu records index-coded (MED residuals, rANS; index model version %d, %s, "
+               "%llu bytes)\n",
+               (unsigned long long)st->coded_records, (unsigned long long)fi->n_records, fi->has_index_model,
+               fi->has_index_model >= 2 ? "continuous wavefront" : "row groups", (unsigned long long)st->imodel_bytes);
     if (fi->has_soft_labels)
         printf("soft labels: %llu of %llu records store a vector of %u float32 (format 1.1; the others: one-hot "
                "of their label)\n", (unsigned long long)st->soft_records, (unsigned long long)fi->n_records,
@@ -394,7 +395,9 @@ static int cmd_summary(apd_reader *r, const char *path, int json)
     printf("file:        %s\n", path);
     printf("format:      .apd %u.%u, %s records%s%s%s\n", fi.version_major, fi.version_minor,
            fi.kind == APD_KIND_PALETTE ? "palette" : "direct", fi.has_dictionary ? ", zstd dictionary" : "",
-           fi.has_index_model ? ", entropy-coded index maps (1.1)" : "",
+           fi.has_index_model >= 2 ? ", entropy-coded index maps (1.2)"
+           : fi.has_index_model  ? ", entropy-coded index maps (1.1)"
+                                 : "",
            fi.has_soft_labels ? ", soft labels (1.1)" : "");
     if (fi.dataset_name[0]) printf("dataset:     %s\n", fi.dataset_name);
     printf("geometry:    %u x %u x %u (%s)\n", fi.c, fi.h, fi.w, fi.c == 3 ? "RGB" : "grey");

@@ -593,25 +593,13 @@ int main(int argc, char **argv)
 {
     size_t want = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 10000;
     int passes = argc > 2 ? atoi(argv[2]) : 5;
-    char src[1024];
-    snprintf(src, sizeof src, "%s/cifar10-dev/train.bin", APD_SHARED_DATA);
-    FILE *f = fopen(src, "rb");
-    if (!f) {
-        perror(src);
-        return 1;
-    }
-    uint8_t *imgs = malloc(want * IMG), *labels = malloc(want), rec[1 + IMG];
-    size_t n = 0;
-    while (n < want && fread(rec, 1, sizeof rec, f) == sizeof rec) {
-        labels[n] = rec[0];
-        memcpy(imgs + n * IMG, rec + 1, IMG);
-        n++;
-    }
-    fclose(f);
-    if (!n) die("no images");
+    uint8_t *imgs = malloc(want * IMG), *labels = malloc(want);
+    if (!imgs || !labels) die("out of memory");
+    size_t n = bench_read_cifar(APD_SHARED_DATA, want, imgs, labels);
+    if (!n) return 1;
     char dir[] = "/tmp/apd-bench-XXXXXX";
     if (!mkdtemp(dir)) die("mkdtemp");
-    printf("bench_decode: %s, %zu images\n", src, n);
+    printf("bench_decode: %s/cifar10-dev/train.bin, %zu images\n", APD_SHARED_DATA, n);
     print_machine();
     for (int q = 0; q < 2; q++) {
         pset S = {"CIFAR-10 dev median cut", 3, 32, 32, q ? 16u : 64u, (uint32_t)n, NULL, NULL, NULL, NULL, imgs,

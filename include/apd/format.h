@@ -58,7 +58,8 @@ extern "C" {
 #endif
 
 #define APD_FORMAT_VERSION_MAJOR 1
-#define APD_FORMAT_VERSION_MINOR 1 /* highest minor read; writers emit 0 unless a 1.1 feature is used */
+#define APD_FORMAT_VERSION_MINOR 2 /* highest minor read; writers emit 0 unless a 1.1 feature is used,
+                                      2 when the index model has version 2 (format 1.2) */
 
 #define APD_KIND_PALETTE 1u
 #define APD_KIND_DIRECT 2u
@@ -97,7 +98,8 @@ typedef struct apd_file_info {
     uint64_t n_chunks;
     int has_dictionary;     /* a zstd dictionary is stored in the file */
     char dataset_name[64];  /* "" if unknown */
-    int has_index_model;    /* format 1.1: entropy-coded index maps (model at meta/imodel) */
+    int has_index_model;    /* format 1.1: entropy-coded index maps (model at meta/imodel): 0,
+                               or the model's version (1: format 1.1; 2: format 1.2) */
     int has_soft_labels;    /* format 1.1: records may carry soft-label vectors (header flag
                                bit 1); see apd_reader_soft_label */
 } apd_file_info;
@@ -315,6 +317,9 @@ typedef struct apd_writer_opts {
                                  flag bit 1; needs n_classes >= 1): put them with
                                  apd_writer_put_palette_soft / apd_writer_put_direct_soft.
                                  0 (default): the file stays 1.0 unless index coding is used */
+    uint32_t index_model_version; /* coded files: 0 (default) = 2, the continuous wavefront of
+                                 format 1.2 (faster batch decoding); 1 = the row groups of
+                                 format 1.1, for files that readers of 1.1 must read */
 } apd_writer_opts;
 
 /* Zero everything and set defaults (compress AUTO, level 3, dictionary on, default limits).

@@ -101,8 +101,8 @@ apd_status apd__header_parse(const uint8_t *p, size_t len, const apd_limits *lim
     h->n_classes = apd__ld32(p + 36);
     h->n_records = apd__ld64(p + 40);
     const uint32_t known = APD__HFLAG_DICT | APD__HFLAG_SOFT | APD__HFLAG_IMODEL;
-    if ((h->flags & ~known) && h->minor > 1) {
-        *why = "file uses a format feature newer than 1.1 (unknown header flag bit); this reader supports 1.0 and 1.1";
+    if ((h->flags & ~known) && h->minor > 2) {
+        *why = "file uses a format feature newer than 1.2 (unknown header flag bit); this reader supports 1.0 to 1.2";
         return APD_EVERSION;
     }
     if (apd__ld16(p + 22) != 0 || !all_zero(p + 48, 12) || (h->flags & ~known)) {

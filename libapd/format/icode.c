@@ -120,8 +120,8 @@ apd_status apd__imodel_parse(const uint8_t *p, size_t len, uint32_t c, uint32_t 
         *why = "wrong index model magic";
         return APD_ECORRUPT;
     }
-    if (p[8] != APD__IC_VERSION) {
-        *why = "index model version is not 1 (file needs a newer reader)";
+    if (p[8] != 1 && p[8] != 2) {
+        *why = "index model version is not 1 or 2 (file needs a newer reader)";
         return APD_EVERSION;
     }
     if (p[9] != c || p[10] != bits || p[11] != APD__IC_LANES || p[12] != APD__IC_PBITS ||
@@ -133,6 +133,7 @@ apd_status apd__imodel_parse(const uint8_t *p, size_t len, uint32_t c, uint32_t 
         *why = "index model for an impossible geometry";
         return APD_ECORRUPT;
     }
+    m->ver = p[8];
     m->c = c;
     m->bits = bits;
     m->ntab = APD__IC_NCTX + c;
@@ -216,20 +217,34 @@ static inline void px_dec(uint8_t *q, size_t s, const uint32_t *dec, uint32_t *x
  * (always 0) without checks. Pixel (y, x) at grid + (y + 1) * stride + IC_PAD + x. */
 #define IC_PAD 8u
 
-/* Scalar reference of the index phase (spec 7.4.2). Returns 0, or -1 if the stream ran out. */
+/* Scalar reference of the index phase (spec 7.4.2), model version 1 or 2. Returns 0, or -1
+ * if the stream ran out. */
 static int index_scalar(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t h, uint32_t w,
                         uint32_t *x, const uint8_t **pp, const uint8_t *end, uint32_t *vmax,
                         uint32_t *eor)
 {
     const uint32_t amask = (1u << m->bits) - 1;
-    for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
-        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
-        uint8_t *row = grid + (size_t)(y0 + 1) * s + IC_PAD; /* lane l, column x: row[l*s + x] */
-        for (uint32_t t = 0; t + 1 < w + nl; t++) {
-            for (uint32_t l = 0; l < nl; l++)
-                if (t >= l && t - l < w) px_dec(row + l * s + (t - l), s, m->dec, &x[l], pp, amask, vmax, eor);
-            if (*pp > end) return -1;
+    if (m->ver == 1) {
+        for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
+            uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+            uint8_t *row = grid + (size_t)(y0 + 1) * s + IC_PAD; /* lane l, column x: row[l*s + x] */
+            for (uint32_t t = 0; t + 1 < w + nl; t++) {
+                for (uint32_t l = 0; l < nl; l++)
+                    if (t >= l && t - l < w) px_dec(row + l * s + (t - l), s, m->dec, &x[l], pp, amask, vmax, eor);
+                if (*pp > end) return -1;
+            }
         }
+        return 0;
+    }
+    const uint32_t W = apd__ic_w2(w);
+    const size_t nt = apd__ic_nsteps2(h, w);
+    for (size_t t = 0; t < nt; t++) {
+        for (uint32_t l = 0; l < APD__IC_LANES && l <= t; l++) {
+            size_t u = t - l, y = l + APD__IC_LANES * (u / W);
+            uint32_t xc = (uint32_t)(u % W);
+            if (xc < w && y < h) px_dec(grid + (y + 1) * s + IC_PAD + xc, s, m->dec, &x[l], pp, amask, vmax, eor);
+        }
+        if (*pp > end) return -1;
     }
     return 0;
 }
@@ -333,18 +348,11 @@ IC_AVX2 static inline void ic_vs_done(const ic_vs *S, uint32_t *xs, const uint8_
     for (int l = 0; l < 8; l++) *eor |= t8[l];
 }
 
-/* Step t of a row group of nl rows: lane l decodes pixel t - l of its row. */
-IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep(ic_vs *S, const ic_vk *K, uint32_t t,
-                                                                   __m256i nlv)
+/* MED, context and symbol on the lanes act of one record, from the neighbours a (left), b (up)
+ * and c (up-left); returns the indices (0 on inactive lanes). */
+IC_AVX2 static inline __attribute__((always_inline)) __m256i ic_vcore(ic_vs *S, const ic_vk *K, __m256i a, __m256i b,
+                                                                      __m256i c, __m256i act)
 {
-    const size_t s = K->s;
-    __m256i tv = _mm256_set1_epi32((int)t);
-    __m256i act = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(tv, K->one), K->lane),
-                                   _mm256_cmpgt_epi32(K->wv, _mm256_sub_epi32(tv, K->lane)));
-    act = _mm256_and_si256(act, _mm256_cmpgt_epi32(nlv, K->lane));
-    __m256i a = S->vp;
-    __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(S->vp, K->rot), _mm256_set1_epi32(S->up[t]), 1);
-    __m256i c = S->bp;
     __m256i mn = _mm256_min_epu32(a, b), mx = _mm256_max_epu32(a, b);
     __m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(c, mx), c);
     __m256i le = _mm256_andnot_si256(ge, _mm256_cmpeq_epi32(_mm256_min_epu32(c, mn), c));
@@ -368,6 +376,20 @@ IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep(ic_vs *S, con
     S->eo = _mm256_or_si256(S->eo, e);
     __m256i v = _mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(pred, e), K->amask), act);
     S->vm = _mm256_max_epu32(S->vm, v);
+    return v;
+}
+
+/* Step t of a row group of nl rows (model version 1): lane l decodes pixel t - l of its row. */
+IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep(ic_vs *S, const ic_vk *K, uint32_t t,
+                                                                   __m256i nlv)
+{
+    const size_t s = K->s;
+    __m256i tv = _mm256_set1_epi32((int)t);
+    __m256i act = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(tv, K->one), K->lane),
+                                   _mm256_cmpgt_epi32(K->wv, _mm256_sub_epi32(tv, K->lane)));
+    act = _mm256_and_si256(act, _mm256_cmpgt_epi32(nlv, K->lane));
+    __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(S->vp, K->rot), _mm256_set1_epi32(S->up[t]), 1);
+    __m256i v = ic_vcore(S, K, S->vp, b, S->bp, act);
     __m256i pk = _mm256_shuffle_epi8(v, K->packb);
     uint32_t lo = (uint32_t)_mm256_extract_epi32(pk, 0), hi = (uint32_t)_mm256_extract_epi32(pk, 4);
     uint8_t *q = S->row + t;
@@ -383,6 +405,74 @@ IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep(ic_vs *S, con
     S->bp = b;
 }
 
+/* Model version 2's schedule, shared by the records decoded together: lane l's column (cv,
+ * negative before its first step) and row (yv), this step's active lanes and the lanes that
+ * start a row (no left or up-left neighbour), and where each lane's byte goes: lane l's
+ * pixel of step t is at row + t + off[l] (row: pixel (0, 0) of the grid; off[l] grows by
+ * 8 s - W each time the lane moves on to its next row). */
+typedef struct ic_v2 {
+    __m256i cv, yv, act, rs, wv, hv, Wv, c8;
+    ptrdiff_t off[8];
+    ptrdiff_t d; /* 8 s - W */
+} ic_v2;
+
+IC_AVX2 static inline void ic_v2_init(ic_v2 *V, uint32_t h, uint32_t w, size_t s)
+{
+    V->cv = _mm256_setr_epi32(0, -1, -2, -3, -4, -5, -6, -7);
+    V->yv = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    V->wv = _mm256_set1_epi32((int)w);
+    V->hv = _mm256_set1_epi32((int)h);
+    V->Wv = _mm256_set1_epi32((int)apd__ic_w2(w));
+    V->c8 = _mm256_set1_epi32(8);
+    for (uint32_t l = 0; l < 8; l++) V->off[l] = (ptrdiff_t)(l * (s - 1));
+    V->d = (ptrdiff_t)(8 * s) - (ptrdiff_t)apd__ic_w2(w);
+}
+
+/* This step's masks (from cv, yv). */
+IC_AVX2 static inline void ic_v2_masks(ic_v2 *V)
+{
+    __m256i z = _mm256_setzero_si256();
+    V->act = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(V->cv, _mm256_set1_epi32(-1)),
+                                               _mm256_cmpgt_epi32(V->wv, V->cv)),
+                              _mm256_cmpgt_epi32(V->hv, V->yv));
+    V->rs = _mm256_cmpeq_epi32(V->cv, z);
+}
+
+/* On to the next step: every column + 1; a lane at column W goes on to its next row. */
+IC_AVX2 static inline void ic_v2_next(ic_v2 *V)
+{
+    __m256i cv = _mm256_add_epi32(V->cv, _mm256_set1_epi32(1));
+    __m256i wrap = _mm256_cmpeq_epi32(cv, V->Wv);
+    V->cv = _mm256_sub_epi32(cv, _mm256_and_si256(wrap, V->Wv));
+    V->yv = _mm256_add_epi32(V->yv, _mm256_and_si256(wrap, V->c8));
+    for (uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(wrap)); m; m &= m - 1)
+        V->off[__builtin_ctz(m)] += V->d;
+}
+
+/* Step t of model version 2 (one continuous wavefront, spec 7.4.2). */
+IC_AVX2 static inline __attribute__((always_inline)) void ic_vstep2(ic_vs *S, const ic_vk *K, const ic_v2 *V,
+                                                                    uint32_t t)
+{
+    uint8_t *q = S->row + t;
+    __m256i a = _mm256_andnot_si256(V->rs, S->vp);
+    __m256i b = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(S->vp, K->rot),
+                                   _mm256_set1_epi32(q[V->off[0] - (ptrdiff_t)K->s]), 1);
+    __m256i c = _mm256_andnot_si256(V->rs, S->bp);
+    __m256i v = ic_vcore(S, K, a, b, c, V->act);
+    __m256i pk = _mm256_shuffle_epi8(v, K->packb);
+    uint32_t lo = (uint32_t)_mm256_extract_epi32(pk, 0), hi = (uint32_t)_mm256_extract_epi32(pk, 4);
+    q[V->off[0]] = (uint8_t)lo;
+    q[V->off[1]] = (uint8_t)(lo >> 8);
+    q[V->off[2]] = (uint8_t)(lo >> 16);
+    q[V->off[3]] = (uint8_t)(lo >> 24);
+    q[V->off[4]] = (uint8_t)hi;
+    q[V->off[5]] = (uint8_t)(hi >> 8);
+    q[V->off[6]] = (uint8_t)(hi >> 16);
+    q[V->off[7]] = (uint8_t)(hi >> 24);
+    S->vp = v;
+    S->bp = b;
+}
+
 IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t h, uint32_t w,
                               uint32_t *xs, const uint8_t **pp, const uint8_t *end, uint32_t *vmax,
                               uint32_t *eor)
@@ -393,6 +483,20 @@ IC_AVX2 static int index_avx2(const apd__imodel *m, uint8_t *grid, size_t s, uin
     ic_vs A;
     ic_vk_init(&K, m, w, s);
     ic_vs_init(&A, xs, *pp);
+    if (m->ver != 1) {
+        ic_v2 V;
+        ic_v2_init(&V, h, w, s);
+        ic_vs_group(&A, grid, s, 0);
+        const size_t nt = apd__ic_nsteps2(h, w);
+        for (uint32_t t = 0; t < nt; t++) {
+            ic_v2_masks(&V);
+            ic_vstep2(&A, &K, &V, t);
+            if (A.p > end) return -1;
+            ic_v2_next(&V);
+        }
+        ic_vs_done(&A, xs, pp, vmax, eor);
+        return 0;
+    }
     for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
         const __m256i nlv = _mm256_set1_epi32((int)nl);
@@ -419,6 +523,23 @@ IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], s
     ic_vk_init(&K, m, w, s);
     ic_vs_init(&A, xs[0], pp[0]);
     ic_vs_init(&B, xs[1], pp[1]);
+    if (m->ver != 1) {
+        ic_v2 V;
+        ic_v2_init(&V, h, w, s);
+        ic_vs_group(&A, grid[0], s, 0);
+        ic_vs_group(&B, grid[1], s, 0);
+        const size_t nt = apd__ic_nsteps2(h, w);
+        for (uint32_t t = 0; t < nt; t++) {
+            ic_v2_masks(&V);
+            ic_vstep2(&A, &K, &V, t);
+            ic_vstep2(&B, &K, &V, t);
+            if ((A.p > end[0]) | (B.p > end[1])) return -1;
+            ic_v2_next(&V);
+        }
+        ic_vs_done(&A, xs[0], &pp[0], &vmax[0], &eor[0]);
+        ic_vs_done(&B, xs[1], &pp[1], &vmax[1], &eor[1]);
+        return 0;
+    }
     for (uint32_t y0 = 0; y0 < h; y0 += APD__IC_LANES) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
         const __m256i nlv = _mm256_set1_epi32((int)nl);
@@ -503,15 +624,19 @@ IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S
 
 /* Step t: act is the 8-lane activity mask of the row group (the same in both halves); the
  * 16 decoded bytes go to st + IC_SROW t (the group's stage), lanes 0 and 8 read their up
- * neighbours from up (the previous group's stage, or zeros). */
+ * neighbours from up (the previous group's stage, or zeros). Model version 2: st is the
+ * record's stage, up = st - W IC_SROW (lane 0's row 8 s - 1 at column x was lane 7's step
+ * t + 7 - W), and rs the lanes that start a row (no left or up-left neighbour); version 1
+ * passes rs = 0, which the compiler folds away. */
 IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
-                                                                     __mmask16 act, uint8_t *st, const uint8_t *up)
+                                                                     __mmask16 act, __mmask16 rs, uint8_t *st,
+                                                                     const uint8_t *up)
 {
-    __m512i a = S->vp;
+    __m512i a = _mm512_maskz_mov_epi32((__mmask16)~rs, S->vp);
     /* row 7 of the previous group at column t was its step t + 7 */
-    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(up + IC_SROW * ((size_t)t + 7))));
+    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(up + IC_SROW * ((ptrdiff_t)t + 7))));
     __m512i b = _mm512_permutex2var_epi32(S->vp, K->rot, upv);
-    __m512i c = S->bp;
+    __m512i c = _mm512_maskz_mov_epi32((__mmask16)~rs, S->bp);
     __m512i mn = _mm512_min_epu32(a, b), mx = _mm512_max_epu32(a, b);
     __mmask16 ge = _mm512_cmpge_epu32_mask(c, mx);
     __mmask16 le = _mm512_cmple_epu32_mask(c, mn) & (__mmask16)~ge;
@@ -668,13 +793,39 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
     for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
     for (uint32_t t = 0; t < nt; t++) {
         __mmask16 act = ic_zact(t, w, nl);
-        ic_zstep(A, K, t, act, st, up);
-        if (nz >= 2) ic_zstep(B, K, t, act, st + 16, up + 16);
-        if (nz >= 3) ic_zstep(C, K, t, act, st + 32, up + 32);
-        if (nz >= 4) ic_zstep(D, K, t, act, st + 48, up + 48);
+        ic_zstep(A, K, t, act, 0, st, up);
+        if (nz >= 2) ic_zstep(B, K, t, act, 0, st + 16, up + 16);
+        if (nz >= 3) ic_zstep(C, K, t, act, 0, st + 32, up + 32);
+        if (nz >= 4) ic_zstep(D, K, t, act, 0, st + 48, up + 48);
         /* a step reads 16 bytes at each word pointer and advances it by at most 16, so with
            the 32 zero bytes after each stream the end needs checking only every second step
            (and after the last) */
+        if ((t & 1) || t + 1 == nt) {
+            int out = IC_OUT(A, 0);
+            if (nz >= 2) out |= IC_OUT(B, 2);
+            if (nz >= 3) out |= IC_OUT(C, 4);
+            if (nz >= 4) out |= IC_OUT(D, 6);
+            if (out) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Model version 2: all nt steps of the records' one continuous wavefront; mk[t] holds step
+ * t's active lanes (bits 0-15) and the lanes that start a row (bits 16-31). */
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zrun2(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
+                                                                    const ic_zk *K, uint32_t nz, uint32_t nt,
+                                                                    const uint32_t *mk, uint8_t *st,
+                                                                    const uint8_t *up, const uint8_t *const *end)
+{
+    ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
+    for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
+    for (uint32_t t = 0; t < nt; t++) {
+        __mmask16 act = (__mmask16)mk[t], rs = (__mmask16)(mk[t] >> 16);
+        ic_zstep(A, K, t, act, rs, st, up);
+        if (nz >= 2) ic_zstep(B, K, t, act, rs, st + 16, up + 16);
+        if (nz >= 3) ic_zstep(C, K, t, act, rs, st + 32, up + 32);
+        if (nz >= 4) ic_zstep(D, K, t, act, rs, st + 48, up + 48);
         if ((t & 1) || t + 1 == nt) {
             int out = IC_OUT(A, 0);
             if (nz >= 2) out |= IC_OUT(B, 2);
@@ -698,19 +849,97 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
  * predecessor's step t + 7 for t < w + 7, and ic_unstage reads whole blocks of 16 steps.
  * Returns 0, or -1 if any stream ran out or the stages do not fit in memory (the caller
  * then decodes each record alone). */
-#define IC_STAGE_STACK 12288u /* three stages on the stack up to w = 50 (28 x 28 and 32 x 32 among them) */
+#define IC_STAGE_STACK 16384u /* the stages on the stack up to w = 50 (v1) or 32 x 32 (v2) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
+#define IC_NT2_MAX (1u << 17) /* v2: at most 8 MiB of stage (about a megapixel); larger maps
+                                 are decoded one record at a time */
+
+/* Model version 1: the row groups one after the other, each into its own stage (this group's,
+ * the previous group's, and one of zeros: the first group's up). */
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D, const ic_zk *K, uint32_t nz,
+                            uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
+                            __m128i *mx, uint8_t *stack)
+{
+    size_t slen = IC_SROW * IC_SROWS(w);
+    uint8_t *buf = 3 * slen <= IC_STAGE_STACK ? stack : malloc(3 * slen);
+    if (!buf) return -1;
+    memset(buf, 0, 3 * slen);
+    uint8_t *const zero = buf + 2 * slen;
+    int rc = 0;
+    for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
+        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
+        uint8_t *st = buf + (g & 1) * slen;
+        const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
+        switch (nz) { /* one specialised copy of the loop per set count */
+        case 4: rc = ic_zgroup(A, B, C, D, K, 4, nt, w, nl, st, up, end); break;
+        case 3: rc = ic_zgroup(A, B, C, D, K, 3, nt, w, nl, st, up, end); break;
+        case 2: rc = ic_zgroup(A, B, C, D, K, 2, nt, w, nl, st, up, end); break;
+        default: rc = ic_zgroup(A, B, C, D, K, 1, nt, w, nl, st, up, end); break;
+        }
+        if (rc == 0)
+            for (uint32_t z = 0; z < nz; z++)
+                ic_unstage(st + 16 * z, nt, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
+    }
+    if (buf != stack) free(buf);
+    return rc;
+}
+
+/* Model version 2: one stage for the whole wavefront, W rows of zeros before it (lane 0's up
+ * neighbours of the first row); after the last step each segment s (rows 8 s .. 8 s + 7,
+ * steps s W .. s W + w + 6) is transposed into the maps as a version-1 group would be. The
+ * per-step masks come from a table: each lane's activity toggles at the start and end of
+ * each of its rows (an XOR scan), its row-start bit is set at the start. */
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D, const ic_zk *K, uint32_t nz,
+                            uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
+                            __m128i *mx, uint8_t *stack)
+{
+    const size_t W = apd__ic_w2(w), nt = apd__ic_nsteps2(h, w);
+    const uint32_t nseg = (h + APD__IC_LANES - 1) / APD__IC_LANES;
+    if (nt > IC_NT2_MAX) return -1;
+    size_t rows = (size_t)(nseg - 1) * W + IC_SROWS(w);
+    rows = rows > nt + 16 ? rows : nt + 16;
+    size_t slen = IC_SROW * (W + rows), need = slen + (nt + 1) * sizeof(uint32_t);
+    uint8_t *buf = need <= IC_STAGE_STACK ? stack : malloc(need);
+    if (!buf) return -1;
+    uint8_t *st = buf + IC_SROW * W;
+    uint32_t *mk = (uint32_t *)(void *)(buf + slen);
+    memset(buf, 0, IC_SROW * W);
+    memset(st + IC_SROW * nt, 0, IC_SROW * (rows - nt));
+    memset(mk, 0, (nt + 1) * sizeof *mk);
+    for (uint32_t l = 0; l < APD__IC_LANES && l < h; l++)
+        for (size_t y = l, t0 = l; y < h; y += APD__IC_LANES, t0 += W) {
+            mk[t0] ^= 0x101u << l;
+            mk[t0 + w] ^= 0x101u << l;
+            mk[t0] |= 0x1010000u << l;
+        }
+    for (size_t t = 0, cur = 0; t < nt; t++) {
+        cur ^= mk[t] & 0xffffu;
+        mk[t] = (mk[t] & 0xffff0000u) | (uint32_t)cur;
+    }
+    const uint8_t *up = st - IC_SROW * W;
+    int rc;
+    switch (nz) {
+    case 4: rc = ic_zrun2(A, B, C, D, K, 4, (uint32_t)nt, mk, st, up, end); break;
+    case 3: rc = ic_zrun2(A, B, C, D, K, 3, (uint32_t)nt, mk, st, up, end); break;
+    case 2: rc = ic_zrun2(A, B, C, D, K, 2, (uint32_t)nt, mk, st, up, end); break;
+    default: rc = ic_zrun2(A, B, C, D, K, 1, (uint32_t)nt, mk, st, up, end); break;
+    }
+    if (rc == 0)
+        for (uint32_t sg = 0; sg < nseg; sg++) {
+            uint32_t y0 = sg * APD__IC_LANES, nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+            const uint8_t *sl = st + IC_SROW * (size_t)sg * W;
+            for (uint32_t z = 0; z < nz; z++)
+                ic_unstage(sl + 16 * z, w + nl - 1, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
+        }
+    if (buf != stack) free(buf);
+    return rc;
+}
+
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *idx, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
                                      const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
 {
-    /* this group's stage, the previous group's, and one of zeros (the first group's up) */
-    size_t slen = IC_SROW * IC_SROWS(w);
     _Alignas(64) uint8_t stack[IC_STAGE_STACK];
-    uint8_t *buf = 3 * slen <= sizeof stack ? stack : malloc(3 * slen);
-    if (!buf) return -1;
-    memset(buf, 0, 3 * slen);
-    uint8_t *const zero = buf + 2 * slen;
     ic_zk K;
     ic_zs A, B, C, D;
     memset(&B, 0, sizeof B); /* sets beyond nz are never used (silences -Wmaybe-uninitialized) */
@@ -723,22 +952,8 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
     if (nz >= 4) ic_zs_init(&D, xs[6], xs[7], pp[6], pp[7]);
     __m128i mx[IC_MAXZ];
     for (uint32_t z = 0; z < IC_MAXZ; z++) mx[z] = _mm_setzero_si128();
-    int rc = 0;
-    for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
-        uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
-        uint8_t *st = buf + (g & 1) * slen;
-        const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
-        switch (nz) { /* one specialised copy of the loop per set count */
-        case 4: rc = ic_zgroup(&A, &B, &C, &D, &K, 4, nt, w, nl, st, up, end); break;
-        case 3: rc = ic_zgroup(&A, &B, &C, &D, &K, 3, nt, w, nl, st, up, end); break;
-        case 2: rc = ic_zgroup(&A, &B, &C, &D, &K, 2, nt, w, nl, st, up, end); break;
-        default: rc = ic_zgroup(&A, &B, &C, &D, &K, 1, nt, w, nl, st, up, end); break;
-        }
-        if (rc == 0)
-            for (uint32_t z = 0; z < nz; z++)
-                ic_unstage(st + 16 * z, nt, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
-    }
-    if (buf != stack) free(buf);
+    int rc = m->ver == 1 ? ic_zv1(&A, &B, &C, &D, &K, nz, idx, h, w, end, mx, stack)
+                         : ic_zv2(&A, &B, &C, &D, &K, nz, idx, h, w, end, mx, stack);
     if (rc) return rc;
     ic_zs_done(&A, 0, xs, pp, eor);
     if (nz >= 2) ic_zs_done(&B, 2, xs, pp, eor);
@@ -1149,6 +1364,7 @@ static void normalise(const uint64_t *n, uint32_t A, int all_nonzero, uint16_t *
 apd_status apd__imodel_build(const apd__icounts *ct, apd__imodel *m)
 {
     memset(m, 0, sizeof *m);
+    m->ver = APD__IC_VERSION;
     m->c = ct->c;
     m->bits = ct->bits;
     m->ntab = APD__IC_NCTX + ct->c;
@@ -1183,7 +1399,7 @@ size_t apd__imodel_write(const apd__imodel *m, uint8_t *out)
         }
     if (out) {
         memcpy(out + 4, APD__IC_MAGIC, 4);
-        out[8] = APD__IC_VERSION;
+        out[8] = (uint8_t)m->ver;
         out[9] = (uint8_t)m->c;
         out[10] = (uint8_t)m->bits;
         out[11] = APD__IC_LANES;
@@ -1226,14 +1442,27 @@ size_t apd__icode_encode(const apd__imodel *m, const uint8_t *pal, uint32_t k,
     for (uint32_t l = 0; l < APD__IC_LANES; l++) E.x[l] = APD__IC_L;
     if (!E.words) return 0;
     uint32_t amask = (1u << m->bits) - 1;
-    /* reverse of the decode order: last row group first, last step first, last lane first */
-    uint32_t ngroups = (h + APD__IC_LANES - 1) / APD__IC_LANES;
-    for (uint32_t g = ngroups; g-- > 0 && !E.bad;) {
-        uint32_t y0 = g * APD__IC_LANES, nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
-        for (uint32_t t = w + nl - 1; t-- > 0;)
-            for (uint32_t l = nl; l-- > 0;) {
-                if (t < l || t - l >= w) continue;
-                uint32_t ctx, r = px_sym(idx, w, y0 + l, t - l, amask, &ctx);
+    /* reverse of the decode order: last step first, last lane first */
+    if (m->ver == 1) {
+        uint32_t ngroups = (h + APD__IC_LANES - 1) / APD__IC_LANES;
+        for (uint32_t g = ngroups; g-- > 0 && !E.bad;) {
+            uint32_t y0 = g * APD__IC_LANES, nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
+            for (uint32_t t = w + nl - 1; t-- > 0;)
+                for (uint32_t l = nl; l-- > 0;) {
+                    if (t < l || t - l >= w) continue;
+                    uint32_t ctx, r = px_sym(idx, w, y0 + l, t - l, amask, &ctx);
+                    sym_enc(&E, ctx, r, l);
+                }
+        }
+    } else {
+        uint32_t W = apd__ic_w2(w);
+        for (size_t t = apd__ic_nsteps2(h, w); t-- > 0 && !E.bad;)
+            for (uint32_t l = APD__IC_LANES; l-- > 0;) {
+                if (t < l) continue;
+                size_t u = t - l, y = l + APD__IC_LANES * (u / W);
+                uint32_t x = (uint32_t)(u % W);
+                if (x >= w || y >= h) continue;
+                uint32_t ctx, r = px_sym(idx, w, (uint32_t)y, x, amask, &ctx);
                 sym_enc(&E, ctx, r, l);
             }
     }

@@ -8,7 +8,7 @@
  *   model (meta/imodel):
  *     0  4  CRC-32C of bytes [4, length)
  *     4  4  magic "APDM"
- *     8  1  model version (1)        9  1  c (== header c)
+ *     8  1  model version (1 or 2)   9  1  c (== header c)
  *    10  1  bits (== header bits)   11  1  lanes (8)
  *    12  1  probability bits (10)   13  1  index contexts (192)
  *    14  2  reserved 0
@@ -18,6 +18,11 @@
  *
  *   coded body (record flag bit 6): 8 rANS states (u32 LE, each in [2^16, 2^32)), then
  *   16-bit little-endian words, consumed in order by the decoder's renormalisation.
+ *
+ *   order of the index symbols (spec 7.4.2): model version 1 decodes the rows in groups of
+ *   eight, lane l row 8g + l at step t = l + x of group g; model version 2 (format 1.2) is
+ *   one continuous wavefront: lane l decodes rows l, l + 8, l + 16, ... back to back, row
+ *   l + 8s column x at step t = l + s W + x with W = max(w, 8) (apd__ic_w2).
  */
 #ifndef APD_FORMAT_ICODE_H
 #define APD_FORMAT_ICODE_H
@@ -28,7 +33,7 @@
 #include "apd/status.h"
 
 #define APD__IC_MAGIC "APDM"
-#define APD__IC_VERSION 1u
+#define APD__IC_VERSION 2u /* the model version writers use by default; readers take 1 and 2 */
 #define APD__IC_LANES 8u
 #define APD__IC_PBITS 10u
 #define APD__IC_M (1u << APD__IC_PBITS)
@@ -40,6 +45,7 @@
 
 /* A parsed model: frequencies, cumulative frequencies and the decode tables. */
 typedef struct apd__imodel {
+    uint32_t ver;           /* model version: 1 (row groups) or 2 (continuous wavefront) */
     uint32_t c, bits;       /* channels, index width: index alphabet 2^bits */
     uint32_t ntab;          /* APD__IC_NCTX + c */
     uint16_t freq[APD__IC_NCTX + 3][256];
@@ -52,6 +58,25 @@ typedef struct apd__imodel {
        bytes (repeated in both 128-bit halves); other bytes 0x80 (zero) */
     uint8_t shuf8[256][32];
 } apd__imodel;
+
+/* Model version 2's period: the steps between two rows of one lane. */
+static inline uint32_t apd__ic_w2(uint32_t w)
+{
+    return w > APD__IC_LANES ? w : APD__IC_LANES;
+}
+
+/* Model version 2: the number of index steps of an h x w map (the step of its last pixel,
+ * plus one). Lane l ends its last row l + 8 (S_l - 1) at step l + (S_l - 1) W + w - 1. */
+static inline size_t apd__ic_nsteps2(uint32_t h, uint32_t w)
+{
+    size_t n = 0, W = apd__ic_w2(w);
+    for (uint32_t l = 0; l < APD__IC_LANES && l < h; l++) {
+        size_t segs = ((size_t)h - l + APD__IC_LANES - 1) / APD__IC_LANES;
+        size_t e = l + (segs - 1) * W + w;
+        n = e > n ? e : n;
+    }
+    return n;
+}
 
 /* Context of a pixel from its left (a), up (b) and up-left (c) indices (0 outside the image)
  * and the MED prediction. Shared by encoder, decoder and tests. */
@@ -131,7 +156,8 @@ void apd__icounts_init(apd__icounts *ct, uint32_t c, uint32_t bits);
 void apd__icounts_add(apd__icounts *ct, const uint8_t *pal, uint32_t k, const uint8_t *idx,
                       uint32_t h, uint32_t w);
 /* Normalise counts into a model (every palette symbol and, for bits <= 6, every index
- * symbol of a used context gets a nonzero frequency). Allocates m->dec. */
+ * symbol of a used context gets a nonzero frequency) of version APD__IC_VERSION (set m->ver
+ * to 1 afterwards for a model of version 1). Allocates m->dec. */
 apd_status apd__imodel_build(const apd__icounts *ct, apd__imodel *m);
 /* Serialise: returns the size; out may be NULL to ask for it. */
 size_t apd__imodel_write(const apd__imodel *m, uint8_t *out);

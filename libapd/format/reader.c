@@ -309,6 +309,10 @@ apd_status apd_reader_open(apd_reader **out, const char *path, const apd_limits 
         if (!r->imodel) return open_fail(r, err, APD_ENOMEM, "out of memory");
         s = apd__imodel_parse(v.mv_data, v.mv_size, r->g.c, r->g.bits, r->imodel, &why);
         if (s) return open_fail(r, err, s, "index model (key \"imodel\"): %s", why);
+        if (r->imodel->ver >= 2 && r->hdr.minor < 2)
+            return open_fail(r, err, APD_ECORRUPT,
+                             "index model (key \"imodel\") has version %u in a format 1.%u header (needs 1.2)",
+                             r->imodel->ver, r->hdr.minor);
         r->g.imodel = r->imodel;
     }
 
@@ -348,7 +352,7 @@ apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
     o->records_per_chunk = r->hdr.per_chunk;
     o->n_chunks = r->n_chunks;
     o->has_dictionary = r->g.has_dict;
-    o->has_index_model = r->g.has_imodel;
+    o->has_index_model = r->g.has_imodel ? (r->imodel ? (int)r->imodel->ver : 1) : 0;
     o->has_soft_labels = r->g.has_soft;
     memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
     return APD_OK;

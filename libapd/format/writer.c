@@ -366,8 +366,9 @@ static int out_of_space(const apd_writer *w, size_t bytes)
 /* Write chunk value (if any), header and metadata in one transaction. */
 static apd_status write_txn(apd_writer *w, const uint8_t *chunk, size_t chunk_len)
 {
-    /* 1.1 only when a 1.1 feature is used; set before the metadata, which repeats it */
-    w->hdr.minor = w->im || w->o.soft_labels ? 1 : 0;
+    /* 1.1 only when a 1.1 feature is used, 1.2 when the index model has version 2; set
+       before the metadata, which repeats it */
+    w->hdr.minor = w->im && w->im->ver >= 2 ? 2 : w->im || w->o.soft_labels ? 1 : 0;
     apd__sb js = {0};
     if (build_json(w, &js) != APD_OK) {
         apd__sb_free(&js);
@@ -595,6 +596,7 @@ static apd_status decide_icode(apd_writer *w, const uint8_t *raw, const uint32_t
         plain += roff[j + 1] - roff[j] - hl;
     }
     apd_status s = apd__imodel_build(ct, m);
+    m->ver = w->o.index_model_version == 1 ? 1 : APD__IC_VERSION;
     free(ct);
     if (s) {
         free(m);
@@ -989,6 +991,9 @@ apd_status apd_writer_create(apd_writer **out, const char *path, const apd_write
                             APD_MAX_COLORS, o.k);
     if (o.compress > APD_COMPRESS_ON) return apd__err_set(err, APD_EINVAL, "%s: bad compress mode", path);
     if (o.index_coding > APD_ICODE_ON) return apd__err_set(err, APD_EINVAL, "%s: bad index coding mode", path);
+    if (o.index_model_version > 2)
+        return apd__err_set(err, APD_EINVAL, "%s: index model version %u (this library writes 1 and 2)", path,
+                            o.index_model_version);
     if (o.soft_labels && o.n_classes == 0)
         return apd__err_set(err, APD_EINVAL, "%s: soft labels need n_classes >= 1", path);
     o.soft_labels = o.soft_labels != 0;

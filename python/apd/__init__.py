@@ -85,6 +85,7 @@ class Dataset:
             "k": fi.k, "bits": fi.bits, "n_classes": fi.n_classes,
             "mean": [fi.mean[i] for i in range(fi.c)], "std": [fi.std[i] for i in range(fi.c)],
             "index_coded": bool(fi.has_index_model),
+            "index_model_version": int(fi.has_index_model),
             "soft_labels": bool(fi.has_soft_labels),
         }
         self._n = fi.n_records

@@ -230,11 +230,18 @@ def test_index_coded_file_reads_like_plain():
     bad = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "bad")
     coded, plain = apd.open(os.path.join(bad, "coded_valid.apd")), apd.open(os.path.join(bad, "valid.apd"))
     assert coded.info["version"] == "1.1" and coded.info["index_coded"]
+    assert coded.info["index_model_version"] == 1
     assert plain.info["version"] == "1.0" and not plain.info["index_coded"]
+    assert plain.info["index_model_version"] == 0
     (ci, cl), (pi, pl) = coded[0], plain[0]
     assert cl == pl == 7 and np.array_equal(ci, pi)
     assert ci[0, 0].tolist() == [255, 0, 0] and ci[1, 0].tolist() == [0, 0, 255]
     coded.close()
+    # format 1.2: the same record against an index model of version 2
+    v2 = apd.open(os.path.join(bad, "coded_valid_v2.apd"))
+    assert v2.info["version"] == "1.2" and v2.info["index_model_version"] == 2
+    assert np.array_equal(v2[0][0], pi) and v2[0][1] == 7
+    v2.close()
     plain.close()
 
 

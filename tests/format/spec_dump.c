@@ -34,6 +34,7 @@ typedef struct {
     int smooth; /* compressible content */
     apd_icode ic; /* index coding (format 1.1); AUTO when not given */
     int soft;     /* soft labels (format 1.1) on records with i % 3 != 2 */
+    uint32_t mv;  /* index model version: 0 = the default (2, format 1.2), 1 = format 1.1 */
 } spec_case;
 
 /* A soft-label vector of 10 classes whose largest value is at label (ties kept: every third
@@ -68,6 +69,7 @@ static void make(const char *dir, const spec_case *sc)
     o.compress = sc->comp;
     o.index_coding = sc->ic;
     o.soft_labels = sc->soft;
+    o.index_model_version = sc->mv;
     o.records_per_chunk = sc->per_chunk;
     o.dataset_name = sc->name;
     static const char names[10][64] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
@@ -165,19 +167,23 @@ int main(int argc, char **argv)
         return 2;
     }
     static const spec_case cases[] = {
-        {"rgb-k64", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 0, APD_ICODE_AUTO, 0},
-        {"grey-k16-dict", APD_KIND_PALETTE, 1, 28, 28, 16, 400, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_AUTO, 0},
-        {"rgb-k3-zstd", APD_KIND_PALETTE, 3, 5, 3, 3, 40, 7, APD_COMPRESS_ON, 1, APD_ICODE_AUTO, 0},
-        {"grey-k256", APD_KIND_PALETTE, 1, 7, 3, 256, 30, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0},
-        {"rgb-k2-1x1", APD_KIND_PALETTE, 3, 1, 1, 2, 9, 4, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0},
-        {"direct-rgb", APD_KIND_DIRECT, 3, 8, 8, 0, 50, 16, APD_COMPRESS_ON, 1, APD_ICODE_AUTO, 0},
-        {"direct-grey", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0},
-        {"rgb-k64-coded", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 0},
-        {"grey-k5-coded-7x9", APD_KIND_PALETTE, 1, 7, 9, 5, 60, 0, APD_COMPRESS_OFF, 1, APD_ICODE_ON, 0},
-        {"rgb-k256-coded-13x6", APD_KIND_PALETTE, 3, 13, 6, 256, 40, 3, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 0},
-        {"rgb-k16-soft", APD_KIND_PALETTE, 3, 8, 8, 16, 120, 32, APD_COMPRESS_ON, 1, APD_ICODE_OFF, 1},
-        {"rgb-k16-coded-soft", APD_KIND_PALETTE, 3, 16, 16, 16, 100, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 1},
-        {"direct-grey-soft", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 1},
+        {"rgb-k64", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 0, APD_ICODE_AUTO, 0, 0},
+        {"grey-k16-dict", APD_KIND_PALETTE, 1, 28, 28, 16, 400, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_AUTO, 0, 0},
+        {"rgb-k3-zstd", APD_KIND_PALETTE, 3, 5, 3, 3, 40, 7, APD_COMPRESS_ON, 1, APD_ICODE_AUTO, 0, 0},
+        {"grey-k256", APD_KIND_PALETTE, 1, 7, 3, 256, 30, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0, 0},
+        {"rgb-k2-1x1", APD_KIND_PALETTE, 3, 1, 1, 2, 9, 4, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0, 0},
+        {"direct-rgb", APD_KIND_DIRECT, 3, 8, 8, 0, 50, 16, APD_COMPRESS_ON, 1, APD_ICODE_AUTO, 0, 0},
+        {"direct-grey", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 0, 0},
+        {"rgb-k64-coded", APD_KIND_PALETTE, 3, 32, 32, 64, 300, 64, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 0, 0},
+        {"grey-k5-coded-7x9", APD_KIND_PALETTE, 1, 7, 9, 5, 60, 0, APD_COMPRESS_OFF, 1, APD_ICODE_ON, 0, 0},
+        {"rgb-k256-coded-13x6", APD_KIND_PALETTE, 3, 13, 6, 256, 40, 3, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 0, 0},
+        {"rgb-k16-soft", APD_KIND_PALETTE, 3, 8, 8, 16, 120, 32, APD_COMPRESS_ON, 1, APD_ICODE_OFF, 1, 0},
+        {"rgb-k16-coded-soft", APD_KIND_PALETTE, 3, 16, 16, 16, 100, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 1, 0},
+        {"direct-grey-soft", APD_KIND_DIRECT, 1, 4, 6, 0, 20, 0, APD_COMPRESS_OFF, 0, APD_ICODE_AUTO, 1, 0},
+        /* index model version 1 (format 1.1) next to version 2; h > 8, w < 8 (idle steps) */
+        {"rgb-k64-coded-v1", APD_KIND_PALETTE, 3, 32, 32, 64, 100, 0, APD_COMPRESS_AUTO, 1, APD_ICODE_ON, 0, 1},
+        {"grey-k5-coded-20x3", APD_KIND_PALETTE, 1, 20, 3, 5, 60, 0, APD_COMPRESS_OFF, 1, APD_ICODE_ON, 0, 2},
+        {"grey-k5-coded-20x3-v1", APD_KIND_PALETTE, 1, 20, 3, 5, 60, 0, APD_COMPRESS_OFF, 1, APD_ICODE_ON, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) make(argv[1], &cases[i]);
     return 0;

@@ -130,9 +130,10 @@ START_TEST(kernels_every_k)
 }
 END_TEST
 
-/* Write n random palette records to a file with max K = k, read them back. */
-static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
-                                 apd_compress comp, apd_icode ic, uint64_t seed)
+/* Write n random palette records to a file with max K = k, read them back; coded files with
+ * index model version mv (1 or 2; format 1.1 or 1.2). */
+static void roundtrip_palette_icv(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                                  apd_compress comp, apd_icode ic, uint32_t mv, uint64_t seed)
 {
     char path[300], name[64];
     snprintf(name, sizeof name, "rt-k%u-c%u-%ux%u.apd", k, c, h, w);
@@ -140,6 +141,7 @@ static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w,
     apd_writer_opts o = fmt_opts(APD_KIND_PALETTE, c, h, w, k);
     o.compress = comp;
     o.index_coding = ic;
+    o.index_model_version = mv;
     static const char names[10][64] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
     o.class_names = names;
     o.dataset_name = "unit-test";
@@ -223,10 +225,17 @@ static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w,
     if (ic == APD_ICODE_OFF) ck_assert_int_eq(fi.has_index_model, 0);
     if (ic == APD_ICODE_OFF) ck_assert_uint_eq(fi.version_minor, 0);
     if (ic == APD_ICODE_ON && npix >= 1024) ck_assert_msg(fs.coded_records > 0, "k %u c %u %ux%u: no record coded", k, c, h, w);
-    if (fs.coded_records) ck_assert_uint_eq(fi.version_minor, 1);
+    if (fs.coded_records) ck_assert_uint_eq(fi.version_minor, mv);
     apd_reader_close(rd);
     free(out); free(ref); free(ridx); free(pal); free(idx); free(ks);
     unlink(path);
+}
+
+static void roundtrip_palette_ic(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
+                                 apd_compress comp, apd_icode ic, uint64_t seed)
+{
+    roundtrip_palette_icv(k, c, h, w, n, comp, ic, 2, seed);
+    if (ic == APD_ICODE_ON) roundtrip_palette_icv(k, c, h, w, n, comp, ic, 1, seed + 77);
 }
 
 static void roundtrip_palette(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t n,
@@ -265,7 +274,7 @@ START_TEST(file_chunks_and_compression)
     roundtrip_palette(64, 3, 32, 32, 2500, APD_COMPRESS_ON, 11);
     roundtrip_palette(16, 1, 28, 28, 3000, APD_COMPRESS_AUTO, 12);
     roundtrip_palette(64, 3, 32, 32, 2100, APD_COMPRESS_OFF, 13);
-    roundtrip_palette_ic(64, 3, 32, 32, 2500, APD_COMPRESS_AUTO, APD_ICODE_ON, 14); /* coded, several chunks */
+    roundtrip_palette_icv(64, 3, 32, 32, 2500, APD_COMPRESS_AUTO, APD_ICODE_ON, 2, 14); /* coded, several chunks */
 }
 END_TEST
 

@@ -18,7 +18,22 @@
 #include "format/format_internal.h"
 #include "format/icode.h"
 
-static const uint32_t sizes[5][2] = {{1, 1}, {3, 5}, {32, 32}, {5, 3}, {128, 128}};
+/* the round-trip test's geometries, then ones where the two model versions' orders differ
+ * (h > 8): rows in a partial last group, w < 8 (idle steps in version 2), w = 8, w = 9 */
+#define NSIZES 9
+static const uint32_t sizes[NSIZES][2] = {{1, 1}, {3, 5}, {32, 32}, {5, 3}, {128, 128},
+                                          {20, 3}, {17, 8}, {13, 9}, {28, 28}};
+
+/* The model version under test (1: row groups, format 1.1; 2: continuous wavefront, 1.2):
+ * each test runs once per version (tcase_add_loop_test). */
+static uint32_t g_mv = 2;
+
+static apd_status model_build(const apd__icounts *ct, apd__imodel *m)
+{
+    apd_status st = apd__imodel_build(ct, m);
+    m->ver = g_mv;
+    return st;
+}
 
 /* Smooth index map (ramps plus sparse noise) so that coding is exercised with skewed
  * statistics; palette random. */
@@ -42,7 +57,7 @@ static size_t code_once(uint32_t k, uint32_t c, uint32_t h, uint32_t w, const ui
     uint32_t bits = apd_bits_for_k(k);
     apd__icounts_init(ct, c, bits);
     apd__icounts_add(ct, pal, k, idx, h, w);
-    ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+    ck_assert_int_eq(model_build(ct, m), APD_OK);
     size_t ml = apd__imodel_write(m, NULL);
     uint8_t *mv = malloc(ml);
     ck_assert_uint_eq(apd__imodel_write(m, mv), ml);
@@ -58,6 +73,7 @@ static size_t code_once(uint32_t k, uint32_t c, uint32_t h, uint32_t w, const ui
 
 START_TEST(every_k_every_geometry)
 {
+    g_mv = (uint32_t)_i;
     apd__rng r;
     apd__rng_seed(&r, 77, 0);
     size_t maxpix = 128 * 128, cap = 4 * maxpix + 4096;
@@ -66,7 +82,7 @@ START_TEST(every_k_every_geometry)
     uint64_t n = 0, bytes = 0, plain = 0;
     for (uint32_t k = 1; k <= 256; k++)
         for (uint32_t c = 1; c <= 3; c += 2)
-            for (int s = 0; s < 5; s++) {
+            for (int s = 0; s < NSIZES; s++) {
                 if (s == 4 && k % 15 != 1 && k != 256) continue; /* 128x128: every 15th k */
                 uint32_t h = sizes[s][0], w = sizes[s][1];
                 smooth_image(&r, k, c, h, w, pal, idx);
@@ -102,8 +118,8 @@ START_TEST(every_k_every_geometry)
                 bytes += len;
                 plain += (size_t)k * c + apd_packed_bytes((uint64_t)h * w, apd_bits_for_k(k));
             }
-    printf("every_k_every_geometry: %llu images round-tripped exactly; coded %llu B vs plain %llu B\n",
-           (unsigned long long)n, (unsigned long long)bytes, (unsigned long long)plain);
+    printf("model version %u: every_k_every_geometry: %llu images round-tripped exactly; coded %llu B vs plain %llu B\n",
+           g_mv, (unsigned long long)n, (unsigned long long)bytes, (unsigned long long)plain);
     free(idx); free(ridx); free(body); free(m);
 }
 END_TEST
@@ -131,6 +147,7 @@ static size_t coded_record(apd__rng *r, uint8_t *rec, size_t cap, apd__imodel *m
 
 START_TEST(every_bit_flip_detected)
 {
+    g_mv = (uint32_t)_i;
     apd__rng r;
     apd__rng_seed(&r, 5, 0);
     uint8_t rec[4096], copy[4096], out[3072];
@@ -202,7 +219,7 @@ START_TEST(every_bit_flip_detected)
     uint8_t pal[768], idx[1024];
     smooth_image(&r, 64, 3, 32, 32, pal, idx);
     apd__icounts_add(ct, pal, 64, idx, 32, 32);
-    ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+    ck_assert_int_eq(model_build(ct, m), APD_OK);
     size_t ml = apd__imodel_write(m, NULL);
     uint8_t *mv = malloc(ml), *mc = malloc(ml);
     apd__imodel_write(m, mv);
@@ -227,9 +244,9 @@ START_TEST(every_bit_flip_detected)
             }
         }
     }
-    printf("every_bit_flip_detected: %llu record bit flips and %llu model bit flips detected by CRC; "
+    printf("model version %u: every_bit_flip_detected: %llu record bit flips and %llu model bit flips detected by CRC; "
            "%llu CRC-fixed flips decoded without a crash, scalar and AVX2 agreeing\n",
-           (unsigned long long)flips, (unsigned long long)mflips, (unsigned long long)crash_free);
+           g_mv, (unsigned long long)flips, (unsigned long long)mflips, (unsigned long long)crash_free);
     free(ct); free(mv); free(mc); free(m); free(m2);
 }
 END_TEST
@@ -240,6 +257,7 @@ END_TEST
  * returns both exactly; a pair whose second body is one word short fails only the second. */
 START_TEST(two_records_lockstep)
 {
+    g_mv = (uint32_t)_i;
     static const uint32_t ks[] = {1, 2, 3, 5, 16, 17, 63, 64, 65, 200, 256};
     apd__rng r;
     apd__rng_seed(&r, 91, 0);
@@ -257,7 +275,7 @@ START_TEST(two_records_lockstep)
     uint64_t pairs = 0;
     for (size_t q = 0; q < sizeof ks / sizeof *ks; q++)
         for (uint32_t c = 1; c <= 3; c += 2)
-            for (int s = 0; s < 5; s++) {
+            for (int s = 0; s < NSIZES; s++) {
                 uint32_t k = ks[q], h = sizes[s][0], w = sizes[s][1], kk[2];
                 apd__icounts_init(ct, c, apd_bits_for_k(k));
                 for (int i = 0; i < 2; i++) {
@@ -265,7 +283,7 @@ START_TEST(two_records_lockstep)
                     smooth_image(&r, kk[i], c, h, w, pal[i], idx[i]);
                     apd__icounts_add(ct, pal[i], kk[i], idx[i], h, w);
                 }
-                ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+                ck_assert_int_eq(model_build(ct, m), APD_OK);
                 size_t len[2];
                 for (int i = 0; i < 2; i++) {
                     len[i] = apd__icode_encode(m, pal[i], kk[i], idx[i], h, w, body[i], cap);
@@ -297,8 +315,8 @@ START_TEST(two_records_lockstep)
                 apd__imodel_free(m);
                 pairs++;
             }
-    printf("two_records_lockstep: %llu pairs decoded exactly by both paths, short second body rejected alone\n",
-           (unsigned long long)pairs);
+    printf("model version %u: two_records_lockstep: %llu pairs decoded exactly by both paths, short second body rejected alone\n",
+           g_mv, (unsigned long long)pairs);
     for (int i = 0; i < 2; i++) {
         free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]);
     }
@@ -314,6 +332,7 @@ END_TEST
  * and only that record fails, with the single decoder's status. */
 START_TEST(n_records_lockstep)
 {
+    g_mv = (uint32_t)_i;
     enum { NMAX = 9 };
     apd__rng r;
     apd__rng_seed(&r, 4242, 0);
@@ -332,7 +351,8 @@ START_TEST(n_records_lockstep)
     apd__imodel *m = malloc(sizeof *m);
     uint64_t groups = 0, damaged = 0, lockstep = 0;
     for (uint32_t k = 1; k <= 256; k++) {
-        uint32_t c = k % 2 ? 3 : 1, s = k % 4, h = sizes[s][0], w = sizes[s][1], kk[NMAX];
+        uint32_t c = k % 2 ? 3 : 1, s = k % 8 < 4 ? k % 8 : k % 8 + 1; /* not 128x128 */
+        uint32_t h = sizes[s][0], w = sizes[s][1], kk[NMAX];
         if (k % 32 == 7) h = 12, w = 300; /* rows wider than the stage kept on the stack */
         apd__icounts_init(ct, c, apd_bits_for_k(k));
         for (int i = 0; i < NMAX; i++) {
@@ -340,7 +360,7 @@ START_TEST(n_records_lockstep)
             smooth_image(&r, kk[i], c, h, w, pal[i], idx[i]);
             apd__icounts_add(ct, pal[i], kk[i], idx[i], h, w);
         }
-        ck_assert_int_eq(apd__imodel_build(ct, m), APD_OK);
+        ck_assert_int_eq(model_build(ct, m), APD_OK);
         size_t len[NMAX];
         for (int i = 0; i < NMAX; i++) {
             len[i] = apd__icode_encode(m, pal[i], kk[i], idx[i], h, w, body[i], cap);
@@ -422,9 +442,9 @@ START_TEST(n_records_lockstep)
             }
         apd__imodel_free(m);
     }
-    printf("n_records_lockstep: %llu groups of 1-9 records decoded exactly (max difference 0; %llu of them by the "
+    printf("model version %u: n_records_lockstep: %llu groups of 1-9 records decoded exactly (max difference 0; %llu of them by the "
            "AVX-512 lockstep path alone), %llu damaged groups failed only the damaged record\n",
-           (unsigned long long)groups, (unsigned long long)lockstep, (unsigned long long)damaged);
+           g_mv, (unsigned long long)groups, (unsigned long long)lockstep, (unsigned long long)damaged);
     for (int i = 0; i < NMAX; i++) {
         free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]); free(box[i]);
     }
@@ -437,10 +457,10 @@ int main(void)
     Suite *s = suite_create("icode");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, every_k_every_geometry);
-    tcase_add_test(tc, every_bit_flip_detected);
-    tcase_add_test(tc, two_records_lockstep);
-    tcase_add_test(tc, n_records_lockstep);
+    tcase_add_loop_test(tc, every_k_every_geometry, 1, 3);
+    tcase_add_loop_test(tc, every_bit_flip_detected, 1, 3);
+    tcase_add_loop_test(tc, two_records_lockstep, 1, 3);
+    tcase_add_loop_test(tc, n_records_lockstep, 1, 3);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -23,8 +23,8 @@ def put(kind, name, data):
         f.write(data)
 
 
-def icode_seed(name, c, h, w, k, pal, idx, opt=0):
-    model, body = mb.ic_model_and_body(pal, idx, k, c, h, w)
+def icode_seed(name, c, h, w, k, pal, idx, opt=0, version=1):
+    model, body = mb.ic_model_and_body(pal, idx, k, c, h, w, version=version)
     put("icode", name, bytes([(c == 3) | opt, h - 1, w - 1, k - 1]) + struct.pack("<H", len(model)) + model + body)
 
 
@@ -82,6 +82,12 @@ def main():
     icode_seed("rgb-17x3-k256", 3, 17, 3, 256, [(j * 11) % 256 for j in range(768)],
                [(y * 3 + x) * 5 % 256 for y in range(17) for x in range(3)])
     icode_seed("grey-1x1-k1", 1, 1, 1, 1, [9], [0])
+    # index model version 2 (format 1.2): the continuous wavefront, h > 8
+    icode_seed("rgb-32x32-k64-v2", 3, 32, 32, 64, [(37 * j) % 256 for j in range(192)], ramp, version=2)
+    icode_seed("grey-9x13-k5-fixcrc-v2", 1, 9, 13, 5, [0, 60, 120, 180, 240],
+               [(y + x) % 5 for y in range(9) for x in range(13)], opt=2, version=2)
+    icode_seed("rgb-17x3-k256-v2", 3, 17, 3, 256, [(j * 11) % 256 for j in range(768)],
+               [(y * 3 + x) * 5 % 256 for y in range(17) for x in range(3)], version=2)
     print("seeds written")
 
 

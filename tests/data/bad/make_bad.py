@@ -95,27 +95,43 @@ def ctx_pred(a, b, c):
     return 4 * (3 * sum(1 for e in EDGES if rng >= e) + case) + (d >= 1) + (d >= 2) + (d >= 4), pred
 
 
-def ic_symbols(pal, idx, k, c, h, w, bits):
+def ic_order(h, w, version):
+    """(lane, y, x) of the index map in decoding order (spec 7.4.2): version 1 in row groups,
+    version 2 one continuous wavefront (lane l: rows l, l + 8, ... back to back)."""
+    if version == 1:
+        for y0 in range(0, h, LANES):
+            nl = min(LANES, h - y0)
+            for t in range(w + nl - 1):
+                for lane in range(nl):
+                    if 0 <= t - lane < w:
+                        yield lane, y0 + lane, t - lane
+        return
+    W, left, t = max(w, LANES), h * w, 0
+    while left:
+        for lane in range(LANES):
+            u = t - lane
+            if u >= 0 and u % W < w and lane + LANES * (u // W) < h:
+                left -= 1
+                yield lane, lane + LANES * (u // W), u % W
+        t += 1
+
+
+def ic_symbols(pal, idx, k, c, h, w, bits, version=1):
     """(lane, table, symbol) in decoding order (spec 7.4.2)."""
     out = []
     for j in range(k * c):
         out.append((j % LANES, NCTX + j % c, (pal[j] - (pal[j - c] if j >= c else 0)) % 256))
     get = lambda y, x: idx[y * w + x] if y >= 0 and x >= 0 else 0  # noqa: E731
-    for y0 in range(0, h, LANES):
-        nl = min(LANES, h - y0)
-        for t in range(w + nl - 1):
-            for lane in range(nl):
-                x, y = t - lane, y0 + lane
-                if 0 <= x < w:
-                    ctx, pred = ctx_pred(get(y, x - 1), get(y - 1, x), get(y - 1, x - 1))
-                    out.append((lane, ctx, (idx[y * w + x] - pred) % (1 << bits)))
+    for lane, y, x in ic_order(h, w, version):
+        ctx, pred = ctx_pred(get(y, x - 1), get(y - 1, x), get(y - 1, x - 1))
+        out.append((lane, ctx, (idx[y * w + x] - pred) % (1 << bits)))
     return out
 
 
 def ic_model_and_body(pal, idx, k, c, h, w, version=1):
     """A model built from this one image (meta/imodel value, CRC included) and its body."""
     bits = max(1, (k - 1).bit_length())
-    syms = ic_symbols(pal, idx, k, c, h, w, bits)
+    syms = ic_symbols(pal, idx, k, c, h, w, bits, min(version, 2))
     freq = []
     for t, n in enumerate([1 << bits] * NCTX + [256] * c):
         cnt = [0] * n
@@ -310,9 +326,15 @@ def main():
     mv[40] ^= 0x01
     add("coded_model_crc.apd", "open", "APD_ECHECKSUM", coded_items(mv=bytes(mv)),
         why="index model byte changed, model CRC not updated")
+    add("coded_valid_v2.apd", "ok", "APD_OK",
+        coded_items(mv=ic_model_and_body(PAL, IDX, 3, 3, 2, 3, version=2)[0], hdr=header(minor=2, flags=4)),
+        why="control: a valid format 1.2 coded file (index model version 2; h = 2, so the order of 1.1)")
     add("coded_model_version.apd", "open", "APD_EVERSION",
+        coded_items(mv=ic_model_and_body(PAL, IDX, 3, 3, 2, 3, version=3)[0], hdr=header(minor=2, flags=4)),
+        why="index model version 3 (CRC valid): a newer format feature")
+    add("coded_model_v2_minor1.apd", "open", "APD_ECORRUPT",
         coded_items(mv=ic_model_and_body(PAL, IDX, 3, 3, 2, 3, version=2)[0]),
-        why="index model version 2 (CRC valid)")
+        why="index model version 2 in a format 1.1 header (needs version_minor 2)")
     mv = bytearray(model)
     mv[16] = (mv[16] + 1) & 0x7F
     mv[0:4] = struct.pack("<I", crc32c(bytes(mv[4:])))
@@ -338,8 +360,10 @@ def main():
         why="header flag bit 1 (soft labels) in a format 1.0 header")
     add("soft_no_classes.apd", "open", "APD_ECORRUPT", valid_items(hdr=header(minor=1, flags=2, n_classes=0)),
         why="header flag bit 1 (soft labels) with n_classes 0")
-    add("soft_future_flag.apd", "open", "APD_EVERSION", valid_items(hdr=header(minor=2, flags=8)),
-        why="unknown header flag bit 3 with version_minor 2: a newer format feature")
+    add("soft_future_flag.apd", "open", "APD_EVERSION", valid_items(hdr=header(minor=3, flags=8)),
+        why="unknown header flag bit 3 with version_minor 3: a newer format feature")
+    add("future_flag_minor2.apd", "open", "APD_ECORRUPT", valid_items(hdr=header(minor=2, flags=8)),
+        why="unknown header flag bit 3 with version_minor 2: a reserved bit of format 1.2")
     add("soft_no_header_flag.apd", "record 0", "APD_ECORRUPT", soft_items(good, hdr=header(minor=1)),
         why="record flag bit 5 (soft labels) without header flag bit 1")
     nan = list(good)
