@@ -780,10 +780,34 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
     return 0;
 }
 
+/* Step t (of nt) of the nz register sets; 1 if a stream ran out. A step reads 16 bytes at
+ * each word pointer and advances it by at most 16, so with the 32 zero bytes after each
+ * stream the end needs checking only every second step (and after the last). */
+#define IC_OUT(S, i) ((S)->p0 > end[i]) | ((S)->p1 > end[(i) + 1])
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zsets(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
+                                                                    const ic_zk *K, uint32_t nz, uint32_t t,
+                                                                    uint32_t nt, __mmask16 act, __mmask16 rs,
+                                                                    uint8_t *st, const uint8_t *up,
+                                                                    const uint8_t *const *end)
+{
+    ic_zstep(A, K, t, act, rs, st, up);
+    if (nz >= 2) ic_zstep(B, K, t, act, rs, st + 16, up + 16);
+    if (nz >= 3) ic_zstep(C, K, t, act, rs, st + 32, up + 32);
+    if (nz >= 4) ic_zstep(D, K, t, act, rs, st + 48, up + 48);
+    if ((t & 1) || t + 1 == nt) {
+        int out = IC_OUT(A, 0);
+        if (nz >= 2) out |= IC_OUT(B, 2);
+        if (nz >= 3) out |= IC_OUT(C, 4);
+        if (nz >= 4) out |= IC_OUT(D, 6);
+        return out;
+    }
+    return 0;
+}
+#undef IC_OUT
+
 /* The steps of one row group (nt steps) for nz register sets (a constant at each call, so
  * the loop is compiled once per count); the group starts with no left or up-left values.
  * Returns 0, or -1 if a stream ran out. */
-#define IC_OUT(S, i) ((S)->p0 > end[i]) | ((S)->p1 > end[(i) + 1])
 IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
                                                                      const ic_zk *K, uint32_t nz, uint32_t nt,
                                                                      uint32_t w, uint32_t nl, uint8_t *st,
@@ -792,21 +816,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, i
     ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
     for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
     for (uint32_t t = 0; t < nt; t++) {
-        __mmask16 act = ic_zact(t, w, nl);
-        ic_zstep(A, K, t, act, 0, st, up);
-        if (nz >= 2) ic_zstep(B, K, t, act, 0, st + 16, up + 16);
-        if (nz >= 3) ic_zstep(C, K, t, act, 0, st + 32, up + 32);
-        if (nz >= 4) ic_zstep(D, K, t, act, 0, st + 48, up + 48);
-        /* a step reads 16 bytes at each word pointer and advances it by at most 16, so with
-           the 32 zero bytes after each stream the end needs checking only every second step
-           (and after the last) */
-        if ((t & 1) || t + 1 == nt) {
-            int out = IC_OUT(A, 0);
-            if (nz >= 2) out |= IC_OUT(B, 2);
-            if (nz >= 3) out |= IC_OUT(C, 4);
-            if (nz >= 4) out |= IC_OUT(D, 6);
-            if (out) return -1;
-        }
+        if (ic_zsets(A, B, C, D, K, nz, t, nt, ic_zact(t, w, nl), 0, st, up, end)) return -1;
     }
     return 0;
 }
@@ -820,23 +830,10 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zrun2(ic_zs *A, ic
 {
     ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
     for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
-    for (uint32_t t = 0; t < nt; t++) {
-        __mmask16 act = (__mmask16)mk[t], rs = (__mmask16)(mk[t] >> 16);
-        ic_zstep(A, K, t, act, rs, st, up);
-        if (nz >= 2) ic_zstep(B, K, t, act, rs, st + 16, up + 16);
-        if (nz >= 3) ic_zstep(C, K, t, act, rs, st + 32, up + 32);
-        if (nz >= 4) ic_zstep(D, K, t, act, rs, st + 48, up + 48);
-        if ((t & 1) || t + 1 == nt) {
-            int out = IC_OUT(A, 0);
-            if (nz >= 2) out |= IC_OUT(B, 2);
-            if (nz >= 3) out |= IC_OUT(C, 4);
-            if (nz >= 4) out |= IC_OUT(D, 6);
-            if (out) return -1;
-        }
-    }
+    for (uint32_t t = 0; t < nt; t++)
+        if (ic_zsets(A, B, C, D, K, nz, t, nt, (__mmask16)mk[t], (__mmask16)(mk[t] >> 16), st, up, end)) return -1;
     return 0;
 }
-#undef IC_OUT
 
 /* Index phases of 2 * nz records (nz = 1-4 register sets: records 2z and 2z+1 in set z), as
  * index_avx2_x2, except that a step stores its 16 bytes into a stage (one 16-byte store
