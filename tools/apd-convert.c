@@ -67,6 +67,7 @@ typedef struct cv_opts {
     uint32_t colors, threads, size;
     uint64_t seed, limit;
     int force, quiet;
+    uint32_t format_minor; /* --format 1.MINOR: the newest format the output may use (default 2) */
     apd_quantizer quantizer;
     apd_distill_opts d; /* distillation methods: random | dm | autopalette (apd/distill.h) */
     const char *given[CV_MAX_GIVEN]; /* the distillation options on the command line (names
@@ -215,6 +216,14 @@ static apd_status cv_writer_create(cv_ctx *ctx, uint32_t kind, uint32_t k)
     wo.class_names = (const char(*)[64])ctx->ds.class_names;
     wo.force = ctx->o.force;
     wo.dataset_name = ctx->ds.name;
+    /* --format: 1.0 keeps index maps bit-packed; 1.1 codes them with index model version 1 */
+    if (ctx->o.format_minor == 0) wo.index_coding = APD_ICODE_OFF;
+    if (ctx->o.format_minor == 1) wo.index_model_version = 1;
+    if (ctx->o.format_minor == 0 && wo.soft_labels) {
+        fprintf(stderr, TOOL ": %s: the source's soft labels need format 1.1 or later (--format 1.0 given); "
+                "nothing written\n", ctx->o.output);
+        return APD_EINVAL;
+    }
     apd_dataset_norm(&ctx->ds, wo.mean, wo.std); /* a source's stated mean/std (apd-export folders) */
     apd_err err;
     apd_status s = apd_writer_create(&ctx->w, ctx->o.output, &wo, &err);
@@ -799,6 +808,10 @@ static void help(void)
            "                         is identical for any N; distillation is identical for the same N\n"
            "      --seed S           seed recorded in the file and passed to the method (default 0)\n"
            "      --created TIME     pin the \"created\" metadata (else now, or SOURCE_DATE_EPOCH)\n"
+           "      --format V         the newest .apd format the file may use, for older readers:\n"
+           "                         1.2 (default: palette index maps entropy-coded when that saves\n"
+           "                         10%%, index model version 2), 1.1 (the same bytes, model\n"
+           "                         version 1), 1.0 (bit-packed index maps, no soft labels)\n"
            "      --quiet            no status or summary lines\n"
            "  -h, --help             this help\n"
            "  -V, --version          version\n"
@@ -812,7 +825,7 @@ static void help(void)
            "              --colors 16 -o fmnist-k16.apd\n");
 }
 
-enum { OPT_SEED = 1000, OPT_SIZE, OPT_LIMIT, OPT_CREATED, OPT_QUIET,
+enum { OPT_SEED = 1000, OPT_SIZE, OPT_LIMIT, OPT_CREATED, OPT_QUIET, OPT_FORMAT,
        /* every distillation option (distill_opt) */
        OPT_DISTILL,
        OPT_LAST };
@@ -825,6 +838,7 @@ static const struct option LONG_OPTS[] = {
     {"threads", required_argument, 0, 't'},  {"seed", required_argument, 0, OPT_SEED},
     {"size", required_argument, 0, OPT_SIZE}, {"limit", required_argument, 0, OPT_LIMIT},
     {"created", required_argument, 0, OPT_CREATED}, {"quiet", no_argument, 0, OPT_QUIET},
+    {"format", required_argument, 0, OPT_FORMAT},
     {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
     /* distillation options: all go to distill_opt */
     {"align-ratio", required_argument, 0, OPT_DISTILL},
@@ -911,6 +925,7 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
     uint64_t v;
     int c, li = 0;
     opterr = 0;
+    o->format_minor = 2;
     while ((c = getopt_long(argc, argv, ":i:s:m:q:k:o:ft:hV", LONG_OPTS, &li)) != -1) {
         switch (c) {
         case 'i': o->input = optarg; break;
@@ -960,6 +975,13 @@ static int parse_args(cv_ctx *ctx, int argc, char **argv)
             break;
         case OPT_CREATED: o->created = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "1.0") && strcmp(optarg, "1.1") && strcmp(optarg, "1.2")) {
+                usage_error("--format '%s': expected 1.0, 1.1 or 1.2", optarg);
+                return 2;
+            }
+            o->format_minor = (uint32_t)(optarg[2] - '0');
+            break;
         /* distillation options */
         case OPT_DISTILL: {
             char name[64];

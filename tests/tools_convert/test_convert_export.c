@@ -8,7 +8,10 @@
  * - apd-export --png writes one indexed PNG per record in class folders (+ labels.csv),
  *   --sheet writes a grid of the right size;
  * - a file with no class structure (n_classes 0, spec-legal) exports --per-class into folders
- *   named by the label (it failed "cannot create PNG": folders were made only for classes).
+ *   named by the label (it failed "cannot create PNG": folders were made only for classes);
+ * - --format 1.0 / 1.1 / 1.2 write files of that version (bit-packed; coded with index model
+ *   version 1; version 2) holding the same pixels; 1.0 refuses a source's soft labels and
+ *   writes nothing; other values are usage errors.
  */
 #define _DEFAULT_SOURCE
 #include <check.h>
@@ -264,9 +267,55 @@ START_TEST(export_without_classes)
 }
 END_TEST
 
+START_TEST(convert_format_versions)
+{
+    static const char *const fmt[3] = {"1.0", "1.1", "1.2"};
+    char path[3][1100];
+    apd_reader *r[3];
+    apd_err err;
+    for (int v = 0; v < 3; v++) {
+        snprintf(path[v], sizeof path[v], "%s/f%d.apd", cli_tmp, v);
+        ck_assert_msg(cli_run(CONVERT " --input cifar10:" CIFAR_DEV " --split test --limit 100 --method quantize "
+                              "--colors 16 --threads 1 --format %s -o %s --quiet", fmt[v], path[v]) == 0,
+                      "%s", cli_slurp("err.txt"));
+        ck_assert_msg(apd_reader_open(&r[v], path[v], NULL, &err) == APD_OK, "%s", err.msg);
+        apd_file_info fi;
+        apd_file_stats st;
+        ck_assert_int_eq(apd_reader_info(r[v], &fi), APD_OK);
+        ck_assert_int_eq(apd_reader_stats(r[v], &st), APD_OK);
+        ck_assert_uint_eq(fi.version_minor, (unsigned)v);
+        ck_assert_int_eq(fi.has_index_model, v); /* 0, or the index model's version */
+        if (v) ck_assert_uint_gt(st.coded_records, 50);
+        else ck_assert_uint_eq(st.coded_records, 0);
+    }
+    uint8_t a[3072], b[3072];
+    for (uint64_t i = 0; i < 100; i++) {
+        ck_assert_int_eq(apd_reader_decode(r[0], i, APD_LAYOUT_HWC, a, sizeof a, NULL), APD_OK);
+        for (int v = 1; v < 3; v++) {
+            ck_assert_int_eq(apd_reader_decode(r[v], i, APD_LAYOUT_HWC, b, sizeof b, NULL), APD_OK);
+            ck_assert_msg(memcmp(a, b, sizeof a) == 0, "record %llu differs in format %s", (unsigned long long)i, fmt[v]);
+        }
+    }
+    for (int v = 0; v < 3; v++) apd_reader_close(r[v]);
+    /* soft labels (an apd-export folder with soft-labels.csv) cannot go into a 1.0 file */
+    ck_assert_int_eq(cli_run(EXPORT " %s/tests/data/bad/soft_labels.apd --png %s/soft", APD_SOURCE_DIR, cli_tmp), 0);
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/soft --method quantize --colors 4 --format 1.0 -o %s/s.apd",
+                             cli_tmp, cli_tmp), 1);
+    cli_expect_err("soft labels need format 1.1");
+    char sp[1100];
+    snprintf(sp, sizeof sp, "%s/s.apd", cli_tmp);
+    ck_assert(!exists(sp));
+    ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/soft --method quantize --colors 4 -o %s --quiet", cli_tmp, sp), 0);
+    ck_assert(exists(sp));
+    ck_assert_int_eq(cli_run(CONVERT " --input cifar10:" CIFAR_DEV " --limit 10 --method quantize --format 2.0 -o %s/x.apd",
+                             cli_tmp), 2);
+    cli_expect_err("--format '2.0'");
+}
+END_TEST
+
 int main(void)
 {
     const TTest *const tests[] = {usage_and_errors, convert_quantize_end_to_end, convert_direct_and_octree,
-                                  export_without_classes};
+                                  export_without_classes, convert_format_versions};
     return cli_main("convert_export", "cli_tmp", 300, tests, sizeof tests / sizeof *tests);
 }
