@@ -283,7 +283,7 @@ typedef enum {
                            by luminance, MED residuals, rANS, per-file model) when that
                            saves >= 10% of the plain bodies and beats zstd there */
     APD_ICODE_OFF = 1,  /* never (the file stays format 1.0) */
-    APD_ICODE_ON = 2    /* always (format 1.1, model stored); each record is coded when that
+    APD_ICODE_ON = 2    /* always (format 1.2, or 1.1 with index_model_version 1; model stored); each record is coded when that
                            is smaller than its plain body */
 } apd_icode;
 

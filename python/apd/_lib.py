@@ -82,6 +82,7 @@ class WriterOpts(_c.Structure):
         ("records_per_chunk", _c.c_uint32), ("limits", Limits),
         ("no_sync", _c.c_int), ("no_compact", _c.c_int),
         ("index_coding", _c.c_int), ("soft_labels", _c.c_int),
+        ("index_model_version", _c.c_uint32),
         # room for fields the library may append later (opts_default writes sizeof its struct)
         ("_reserved", _c.c_uint8 * 256),
     ]

@@ -54,12 +54,20 @@ class Writer:
     soft_labels=True (needs n_classes >= 1) makes a format 1.1 file whose records may carry
     a soft-label vector (put_*(..., soft=...): n_classes floats, finite, >= 0, summing to 1
     within 1e-3, the label one of its largest classes).
+    format: the newest .apd format the file may use, for older readers: "1.2" (default: palette
+    index maps entropy-coded when that saves 10%, index model version 2), "1.1" (the same
+    bytes with index model version 1), "1.0" (bit-packed index maps; no soft labels).
     close() commits; on an exception inside `with`, the partial file is removed."""
 
     def __init__(self, path, c, h, w, kind="direct", k=0, n_classes=0, class_names=None,
                  mean=None, std=None, dataset_name=None, meta=None, force=False,
-                 compress="auto", zstd_level=3, records_per_chunk=0, soft_labels=False):
+                 compress="auto", zstd_level=3, records_per_chunk=0, soft_labels=False,
+                 format="1.2"):
         self.path, bpath = _lib.path_bytes(path)
+        if format not in ("1.0", "1.1", "1.2"):
+            raise ValueError("format must be '1.0', '1.1' or '1.2', not %r" % (format,))
+        if format == "1.0" and soft_labels:
+            raise ValueError("soft labels need format 1.1 or later (format='1.0' given)")
         if kind not in ("direct", "palette"):
             raise ValueError("kind must be 'direct' or 'palette', not %r" % (kind,))
         if compress not in _COMPRESS:
@@ -97,6 +105,9 @@ class Writer:
         o.zstd_level = _lib.integer(zstd_level, "zstd_level", 1, 22)
         o.records_per_chunk = _lib.u32(records_per_chunk, "records_per_chunk")
         o.soft_labels = 1 if soft_labels else 0
+        if format == "1.0":
+            o.index_coding = 1  # APD_ICODE_OFF
+        o.index_model_version = 1 if format == "1.1" else 0
         self.c, self.h, self.w, self.kind, self.k = o.c, o.h, o.w, kind, o.k
         self.n_classes = o.n_classes
         self.soft_labels = bool(soft_labels)
@@ -408,7 +419,7 @@ def _palettes(palette, n, c):
 
 def write(path, images, labels, *, layout=None, mean=None, std=None, palette=None,
           indices=None, quantizer=None, k=None, class_names=None, n_classes=None, meta=None,
-          dataset_name=None, source_ids=None, force=False, compress="auto", seed=0):
+          dataset_name=None, source_ids=None, force=False, compress="auto", seed=0, format="1.2"):
     """Write an .apd from arrays (numpy arrays or torch tensors). Returns the record count.
 
     images: uint8 (N, C, H, W) or (N, H, W, C) (layout= when ambiguous) or (N, H, W); or float
@@ -423,6 +434,7 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
     mean/std: also stored in the header (the loader's normalisation); default: computed from
       the stored pixels. meta: dict of metadata (provenance); "method" defaults to "import".
     source_ids: (N,) record ids in the source set (optional).
+    format: "1.2" (default), "1.1" or "1.0", as Writer's.
     On any error the partial file is removed."""
     if images is None:
         if palette is None or indices is None:
@@ -482,7 +494,7 @@ def write(path, images, labels, *, layout=None, mean=None, std=None, palette=Non
         meta.setdefault("quantizer", quantizer)
     with Writer(path, c, h, w, kind=kind, k=kk, n_classes=ncls, class_names=class_names,
                 mean=mean, std=std, dataset_name=dataset_name, meta=meta, force=force,
-                compress=compress, soft_labels=soft is not None) as wr:
+                compress=compress, soft_labels=soft is not None, format=format) as wr:
         for i in range(n):
             sid = None if ids is None else ids[i]
             sv = None if soft is None else soft[i]

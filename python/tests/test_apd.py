@@ -315,3 +315,29 @@ def test_truncated_or_damaged_file_raises(synth, tmp_path):
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert "opened" not in r.stdout
+
+
+def test_write_format_versions(tmp_path):
+    """format= caps the file's format for older readers: 1.0 bit-packed, 1.1 coded with index
+    model version 1, 1.2 (default) with version 2; the same pixels in each; 1.0 with soft
+    labels and unknown versions are refused before anything is written."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:32, 0:32]
+    base = ((yy[None] * 4 + xx[None] * 3 + rng.integers(0, 40, (200, 32, 32))) % 256).astype(np.uint8)
+    imgs = np.stack([base, base[:, ::-1], base.transpose(0, 2, 1)], axis=1)  # smooth: codes well
+    labels = np.arange(200) % 10
+    got = {}
+    for fmt, model in (("1.0", 0), ("1.1", 1), ("1.2", 2)):
+        p = str(tmp_path / ("f%s.apd" % fmt))
+        apd.write(p, imgs, labels, quantizer="median-cut", k=16, format=fmt)
+        ds = apd.open(p)
+        assert ds.info["version"] == fmt and ds.info["index_model_version"] == model
+        got[fmt] = np.stack([ds[i][0] for i in range(len(ds))])
+        ds.close()
+    assert np.array_equal(got["1.0"], got["1.1"]) and np.array_equal(got["1.0"], got["1.2"])
+    soft = np.full((200, 10), 0.1)
+    with pytest.raises(ValueError, match="soft labels need format 1.1"):
+        apd.write(str(tmp_path / "s.apd"), imgs, soft, quantizer="median-cut", k=16, format="1.0")
+    with pytest.raises(ValueError, match="format must be"):
+        apd.write(str(tmp_path / "x.apd"), imgs, labels, format="2.0")
+    assert not os.path.exists(str(tmp_path / "s.apd")) and not os.path.exists(str(tmp_path / "x.apd"))
