@@ -849,7 +849,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zrun2(ic_zs *A, ic
 #define IC_STAGE_STACK 16384u /* the stages on the stack up to w = 50 (v1) or 32 x 32 (v2) */
 #define IC_SROWS(w) ((((size_t)(w) + 14 + 15) & ~(size_t)15))
 #define IC_NT2_MAX (1u << 17) /* v2: at most 8 MiB of stage (about a megapixel); larger maps
-                                 are decoded one record at a time */
+                                 go through the AVX2 pair decoder */
 
 /* Model version 1: the row groups one after the other, each into its own stage (this group's,
  * the previous group's, and one of zeros: the first group's up). */
@@ -1247,6 +1247,18 @@ static apd_status first_bad(const apd_status *st, uint32_t n)
     return APD_OK;
 }
 
+/* The AVX-512 lockstep decoder takes the map (model version 2 keeps the whole wavefront's
+ * stage: at most IC_NT2_MAX steps; version 1 two row groups'). */
+static inline int ic_z_fits(const apd__imodel *m, uint32_t h, uint32_t w)
+{
+#ifdef IC_X86
+    return m->ver == 1 || apd__ic_nsteps2(h, w) <= IC_NT2_MAX;
+#else
+    (void)m, (void)h, (void)w;
+    return 0;
+#endif
+}
+
 apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *const body[2],
                               const size_t len[2], const uint32_t k[2], uint32_t h, uint32_t w,
                               uint8_t *const pal[2], uint8_t *const idx[2], apd_status st[2],
@@ -1255,7 +1267,8 @@ apd_status apd__icode_decode2(int impl, const apd__imodel *m, const uint8_t *con
 #ifdef IC_X86
     /* APD__IMPL_AVX2 keeps to the AVX2 pair decoder even where AVX-512 is there (tests) */
     if (impl != APD__IMPL_SCALAR && apd__icode_impl_available(APD__IMPL_AVX2) &&
-        decode_lockstep(impl != APD__IMPL_AVX2 && ic_avx512(), m, 2, body, len, k, h, w, pal, idx, st, why) == 0)
+        decode_lockstep(impl != APD__IMPL_AVX2 && ic_avx512() && ic_z_fits(m, h, w), m, 2, body, len, k, h, w, pal,
+                        idx, st, why) == 0)
         return first_bad(st, 2);
     /* a body that is damaged in its fixed part or runs out: decode each record alone,
        which gives each its own status and reason */
@@ -1270,7 +1283,7 @@ int apd__icode_lockstep(const apd__imodel *m, uint32_t n, const uint8_t *const *
                         apd_status *st, const char **why)
 {
 #ifdef IC_X86
-    if (n % 2 == 0 && n <= 2 * IC_MAXZ && ic_avx512())
+    if (n % 2 == 0 && n <= 2 * IC_MAXZ && ic_avx512() && ic_z_fits(m, h, w))
         return decode_lockstep(1, m, n, body, len, k, h, w, pal, idx, st, why);
 #endif
     (void)m, (void)body, (void)len, (void)k, (void)h, (void)w, (void)pal, (void)idx, (void)st, (void)why;

@@ -459,7 +459,7 @@ END_TEST
 
 /* A map too long for the lockstep decoder's stage (model version 2: more than 2^17 wavefront
  * steps, 1040 x 1024 here): apd__icode_lockstep declines it, and apd__icode_decoden decodes
- * the eight records another way, exactly. */
+ * the eight records another way (AVX2 pairs), exactly. */
 START_TEST(huge_map_falls_back)
 {
     g_mv = (uint32_t)_i;
