@@ -15,7 +15,7 @@
  *     format layer's share of the loader's time.
  * Every figure is given per wall second and per CPU-second of the process (all threads):
  * on a shared machine the second is the steadier "per core" figure.
- * Format 1.1: the same images index-coded (PATH with "-coded" before .apd): float32 CHW and
+ * Format 1.2 (index-coded): the same images coded (PATH with "-coded" before .apd): float32 CHW and
  * uint8 HWC loader figures and reader-only, against the 1.0 file (target >= 300k images/s
  * per core for float32 batches). The loader decodes through the reader's batch calls
  * (coded records eight at a time); "reader only" is one apd_reader_decode per record.

@@ -297,6 +297,17 @@ START_TEST(convert_format_versions)
         }
     }
     for (int v = 0; v < 3; v++) apd_reader_close(r[v]);
+    /* apd-info names the format and the index model version, in text and JSON */
+    static const char *const line[3] = {".apd 1.0, palette records", "index model version 1, row groups",
+                                        "index model version 2, continuous wavefront"};
+    static const char *const json[3] = {"\"index_model_version\": 0", "\"index_model_version\": 1",
+                                        "\"index_model_version\": 2"};
+    for (int v = 0; v < 3; v++) {
+        ck_assert_int_eq(cli_run(APD_BINARY_DIR "/apd-info %s", path[v]), 0);
+        ck_assert_msg(strstr(cli_slurp("out.txt"), line[v]) != NULL, "apd-info %s lacks '%s'", fmt[v], line[v]);
+        ck_assert_int_eq(cli_run(APD_BINARY_DIR "/apd-info --json %s", path[v]), 0);
+        ck_assert_msg(strstr(cli_slurp("out.txt"), json[v]) != NULL, "apd-info --json %s lacks %s", fmt[v], json[v]);
+    }
     /* soft labels (an apd-export folder with soft-labels.csv) cannot go into a 1.0 file */
     ck_assert_int_eq(cli_run(EXPORT " %s/tests/data/bad/soft_labels.apd --png %s/soft", APD_SOURCE_DIR, cli_tmp), 0);
     ck_assert_int_eq(cli_run(CONVERT " --input folder:%s/soft --method quantize --colors 4 --format 1.0 -o %s/s.apd",
