@@ -458,12 +458,12 @@ START_TEST(n_records_lockstep)
 END_TEST
 
 /* A map too long for the lockstep decoder's stage (model version 2: more than 2^17 wavefront
- * steps, 1040 x 1024 here): apd__icode_lockstep declines it, and apd__icode_decoden decodes
- * the eight records another way (AVX2 pairs), exactly. */
+ * steps, 1032 x 1024 here): apd__icode_lockstep declines it, and apd__icode_decoden decodes
+ * the records another way (AVX2 pairs), exactly. */
 START_TEST(huge_map_falls_back)
 {
     g_mv = (uint32_t)_i;
-    enum { N = 8, H = 1040, W = 1024 };
+    enum { N = 2, H = 1032, W = 1024 }; /* 129 x 1024 + 7 steps > 2^17 */
     const size_t npix = (size_t)H * W, cap = 2 * npix + 4096;
     apd__rng r;
     apd__rng_seed(&r, 606, 0);
@@ -495,8 +495,8 @@ START_TEST(huge_map_falls_back)
         ck_assert_mem_eq(rp[i], pal[i], kk[i]);
         ck_assert(memcmp(ri[i], idx[i], npix) == 0);
     }
-    printf("model version %u: huge_map_falls_back: 8 records of %ux%u decoded exactly by apd__icode_decoden\n", g_mv,
-           H, W);
+    printf("model version %u: huge_map_falls_back: %d records of %ux%u decoded exactly by apd__icode_decoden\n", g_mv,
+           N, H, W);
     apd__imodel_free(m);
     for (int i = 0; i < N; i++) {
         free(pal[i]); free(idx[i]); free(body[i]); free(rp[i]); free(ri[i]);
@@ -507,15 +507,19 @@ END_TEST
 
 int main(void)
 {
+    /* one case per model version, so that ctest runs them as two tests side by side
+       (CK_RUN_CASE=v2 / v1: tests/format/CMakeLists.txt) */
     Suite *s = suite_create("icode");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, every_k_every_geometry, 1, 3);
-    tcase_add_loop_test(tc, every_bit_flip_detected, 1, 3);
-    tcase_add_loop_test(tc, two_records_lockstep, 1, 3);
-    tcase_add_loop_test(tc, n_records_lockstep, 1, 3);
-    tcase_add_loop_test(tc, huge_map_falls_back, 1, 3);
-    suite_add_tcase(s, tc);
+    for (uint32_t v = 2; v >= 1; v--) {
+        TCase *tc = tcase_create(v == 2 ? "v2" : "v1");
+        tcase_set_timeout(tc, 600);
+        tcase_add_loop_test(tc, every_k_every_geometry, (int)v, (int)v + 1);
+        tcase_add_loop_test(tc, every_bit_flip_detected, (int)v, (int)v + 1);
+        tcase_add_loop_test(tc, two_records_lockstep, (int)v, (int)v + 1);
+        tcase_add_loop_test(tc, n_records_lockstep, (int)v, (int)v + 1);
+        tcase_add_loop_test(tc, huge_map_falls_back, (int)v, (int)v + 1);
+        suite_add_tcase(s, tc);
+    }
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int nf = srunner_ntests_failed(sr);
