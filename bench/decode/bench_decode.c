@@ -135,6 +135,35 @@ static void png_decode_rgb(const uint8_t *data, size_t len, uint32_t h, uint32_t
     png_destroy_read_struct(&png, &info, NULL);
 }
 
+/* CPU seconds for libpng to decode PNGs 0 .. n-1 (RGB, into out). */
+static double time_png(uint8_t *const *pngs, const size_t *plen, size_t n, uint32_t h, uint32_t w, uint8_t *out,
+                       size_t img, uint64_t *chk)
+{
+    double t0 = bench_thread_cpu();
+    for (size_t i = 0; i < n; i++) {
+        png_decode_rgb(pngs[i], plen[i], h, w, out);
+        *chk += out[i % img];
+    }
+    return bench_thread_cpu() - t0;
+}
+
+/* CPU seconds for apd_reader_decode_batch to decode records 0 .. n-1, BATCH per call (uint8
+ * HWC, into ob: BATCH images of img bytes). */
+static double time_batches(apd_reader *r, size_t n, size_t img, uint8_t *ob, uint64_t *chk)
+{
+    uint64_t ids[BATCH];
+    uint32_t labs[BATCH];
+    apd_status sts[BATCH];
+    double t0 = bench_thread_cpu();
+    for (size_t i0 = 0; i0 < n; i0 += BATCH) {
+        size_t nb = n - i0 < BATCH ? n - i0 : BATCH;
+        for (size_t q = 0; q < nb; q++) ids[q] = i0 + q;
+        if (apd_reader_decode_batch(r, ids, nb, APD_LAYOUT_HWC, ob, img, labs, sts)) die(apd_reader_errmsg(r));
+        *chk += ob[i0 % img] + labs[0];
+    }
+    return bench_thread_cpu() - t0;
+}
+
 /* ---- LMDB with one value per image; returns bytes used (pages * psize) ---- */
 static uint64_t lmdb_store(const char *path, uint8_t **vals, size_t *lens, size_t n)
 {
@@ -338,12 +367,7 @@ static void run(const pset *S, int passes, const char *dir)
     double best_png = 1e9, best_cpy = 1e9;
     for (int p = 0; p < passes; p++) {
         size_t npng = n < 2000 ? n : 2000; /* libpng is slow: a subset */
-        t0 = bench_thread_cpu();
-        for (size_t i = 0; i < npng; i++) {
-            png_decode_rgb(pngs[i], plen[i], S->h, S->w, out);
-            chk += out[i % img];
-        }
-        double t = (bench_thread_cpu() - t0) * (double)n / npng;
+        double t = time_png(pngs, plen, npng, S->h, S->w, out, img, &chk) * (double)n / npng;
         best_png = t < best_png ? t : best_png;
         if (S->raw) {
             t0 = bench_thread_cpu();
@@ -449,14 +473,7 @@ static void run(const pset *S, int passes, const char *dir)
             t = bench_thread_cpu() - t0;
             bestf = t < bestf ? t : bestf;
             /* the batch calls (index-coded records two at a time) */
-            t0 = bench_thread_cpu();
-            for (size_t i0 = 0; i0 < n; i0 += BATCH) {
-                size_t nb = n - i0 < BATCH ? n - i0 : BATCH;
-                for (size_t q = 0; q < nb; q++) ids[q] = i0 + q;
-                if (apd_reader_decode_batch(r, ids, nb, APD_LAYOUT_HWC, ob, img, labs, sts)) die(apd_reader_errmsg(r));
-                chk += ob[i0 % img] + labs[0];
-            }
-            t = bench_thread_cpu() - t0;
+            t = time_batches(r, n, img, ob, &chk);
             bestb = t < bestb ? t : bestb;
             t0 = bench_thread_cpu();
             for (size_t i0 = 0; i0 < n; i0 += BATCH) {
@@ -517,21 +534,9 @@ static void run(const pset *S, int passes, const char *dir)
             size_t nsub = n < 2000 ? n : 2000;
             double tp = 1e9, tc = 1e9;
             for (int p = 0; p < 2 * passes; p++) {
-                t0 = bench_thread_cpu();
-                for (size_t i = 0; i < nsub; i++) {
-                    png_decode_rgb(pngs[i], plen[i], S->h, S->w, out);
-                    chk += out[i % img];
-                }
-                double t = bench_thread_cpu() - t0;
+                double t = time_png(pngs, plen, nsub, S->h, S->w, out, img, &chk);
                 tp = t < tp ? t : tp;
-                t0 = bench_thread_cpu();
-                for (size_t i0 = 0; i0 < nsub; i0 += BATCH) {
-                    size_t nb = nsub - i0 < BATCH ? nsub - i0 : BATCH;
-                    for (size_t q = 0; q < nb; q++) ids[q] = i0 + q;
-                    if (apd_reader_decode_batch(r, ids, nb, APD_LAYOUT_HWC, ob, img, labs, sts)) die(apd_reader_errmsg(r));
-                    chk += ob[i0 % img] + labs[0];
-                }
-                t = bench_thread_cpu() - t0;
+                t = time_batches(r, nsub, img, ob, &chk);
                 tc = t < tc ? t : tc;
             }
             xpng = tp / tc;
