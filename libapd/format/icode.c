@@ -236,13 +236,12 @@ static int index_scalar(const apd__imodel *m, uint8_t *grid, size_t s, uint32_t 
         }
         return 0;
     }
-    const uint32_t W = apd__ic_w2(w);
     const size_t nt = apd__ic_nsteps2(h, w);
     for (size_t t = 0; t < nt; t++) {
-        for (uint32_t l = 0; l < APD__IC_LANES && l <= t; l++) {
-            size_t u = t - l, y = l + APD__IC_LANES * (u / W);
-            uint32_t xc = (uint32_t)(u % W);
-            if (xc < w && y < h) px_dec(grid + (y + 1) * s + IC_PAD + xc, s, m->dec, &x[l], pp, amask, vmax, eor);
+        for (uint32_t l = 0; l < APD__IC_LANES; l++) {
+            size_t y;
+            uint32_t xc;
+            if (apd__ic_at2(t, l, h, w, &y, &xc)) px_dec(grid + (y + 1) * s + IC_PAD + xc, s, m->dec, &x[l], pp, amask, vmax, eor);
         }
         if (*pp > end) return -1;
     }
@@ -891,8 +890,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *A, ic_z
                             __m128i *mx, uint8_t *stack)
 {
     const size_t W = apd__ic_w2(w), nt = apd__ic_nsteps2(h, w);
-    const uint32_t nseg = (h + APD__IC_LANES - 1) / APD__IC_LANES;
-    if (nt > IC_NT2_MAX) return -1;
+    const uint32_t nseg = (h + APD__IC_LANES - 1) / APD__IC_LANES; /* nt <= IC_NT2_MAX: ic_z_fits */
     size_t rows = (size_t)(nseg - 1) * W + IC_SROWS(w);
     rows = rows > nt + 16 ? rows : nt + 16;
     size_t slen = IC_SROW * (W + rows), need = slen + (nt + 1) * sizeof(uint32_t);
@@ -1465,13 +1463,11 @@ size_t apd__icode_encode(const apd__imodel *m, const uint8_t *pal, uint32_t k,
                 }
         }
     } else {
-        uint32_t W = apd__ic_w2(w);
         for (size_t t = apd__ic_nsteps2(h, w); t-- > 0 && !E.bad;)
             for (uint32_t l = APD__IC_LANES; l-- > 0;) {
-                if (t < l) continue;
-                size_t u = t - l, y = l + APD__IC_LANES * (u / W);
-                uint32_t x = (uint32_t)(u % W);
-                if (x >= w || y >= h) continue;
+                size_t y;
+                uint32_t x;
+                if (!apd__ic_at2(t, l, h, w, &y, &x)) continue;
                 uint32_t ctx, r = px_sym(idx, w, (uint32_t)y, x, amask, &ctx);
                 sym_enc(&E, ctx, r, l);
             }

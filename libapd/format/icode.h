@@ -78,6 +78,17 @@ static inline size_t apd__ic_nsteps2(uint32_t h, uint32_t w)
     return n;
 }
 
+/* Model version 2: the pixel lane l decodes at step t (spec 7.4.2): 1 with (*y, *x), or 0
+ * when the lane idles at that step. */
+static inline int apd__ic_at2(size_t t, uint32_t l, uint32_t h, uint32_t w, size_t *y, uint32_t *x)
+{
+    if (t < l) return 0;
+    size_t u = t - l, W = apd__ic_w2(w);
+    *y = l + APD__IC_LANES * (u / W);
+    *x = (uint32_t)(u % W);
+    return *x < w && *y < h;
+}
+
 /* Context of a pixel from its left (a), up (b) and up-left (c) indices (0 outside the image)
  * and the MED prediction. Shared by encoder, decoder and tests. */
 extern const uint8_t apd__ic_q3[256]; /* 3 * (activity class of the range 0..255) */
