@@ -352,7 +352,7 @@ apd_status apd_reader_info(const apd_reader *r, apd_file_info *o)
     o->records_per_chunk = r->hdr.per_chunk;
     o->n_chunks = r->n_chunks;
     o->has_dictionary = r->g.has_dict;
-    o->has_index_model = r->g.has_imodel ? (r->imodel ? (int)r->imodel->ver : 1) : 0;
+    o->has_index_model = r->g.has_imodel ? (int)r->imodel->ver : 0; /* open sets imodel with the flag */
     o->has_soft_labels = r->g.has_soft;
     memcpy(o->dataset_name, r->meta.dataset, sizeof o->dataset_name);
     return APD_OK;
