@@ -12,7 +12,7 @@
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64
 #                                  seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal
-#                                  seeds-e300
+#                                  seeds-e300 herding
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -88,7 +88,7 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -98,7 +98,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -374,6 +374,22 @@ for g in $groups; do
       for s in 0 1 2 3 4; do arow fmnist fashion-mnist 1 2 $s; done
       for k in 4 16; do for s in 0 1 2; do arow cifar "$in" 1 $k $s; done; done
       for k in 4 8 16 64; do arow cifar "$in" 10 $k 0; done ;;
+    herding)
+      # --init herding (colour-guided herding: the real subset whose median-cut images have the
+      # lowest DM loss over 4 random networks) for stored palettes, on the sweep's IPC 1 ties
+      # first, over the seeds rows' seeds; compare with NAME-ap-stored-sSEED and -dm-mc-sSEED
+      in="cifar10:$CIFAR"
+      hrow() {  # hrow TAG INPUT IPC K SEED
+        ( SEED=$5
+          row "$1-ipc$3-k$4-ap-stored-herd-s$5" "$2" "$2" --method autopalette --ipc "$3" --colors "$4" \
+            --budget bits --init herding $DM )
+      }
+      for s in 0 1 2 3 4; do hrow fmnist fashion-mnist 1 4 $s; hrow fmnist fashion-mnist 1 16 $s; done
+      for s in 0 1 2; do hrow cifar "$in" 1 64 $s; done
+      for s in 0 1 2 3 4; do hrow fmnist fashion-mnist 1 2 $s; done
+      for k in 4 16; do for s in 0 1 2; do hrow cifar "$in" 1 $k $s; done; done
+      for s in 0 1 2; do hrow fmnist fashion-mnist 10 16 $s; done
+      for k in 4 8 16 64; do hrow cifar "$in" 10 $k 0; done ;;
     seeds-e300)
       # the seeds rows of the two contenders evaluated at 300 epochs (item 1's schedule for the
       # rows that decide): the 60-iteration sweep's ties first. Reads $OUT/NAME.apd as written

@@ -450,12 +450,19 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--net-pool-every", net_pool_every)
     DU32("--net-pool-steps", net_pool_steps)
     DU32("--net-pool-batch", net_pool_batch)
+    DU32("--herd-nets", herd_nets)
 #undef DU32
 #undef DF
     if (strcmp(name, "--select-limit") == 0) {
         errno = 0;
         o->select_limit = strtoull(val, &end, 10);
         if (!*val || *end || *val == '-' || errno == ERANGE) goto bad; /* no silent saturation */
+        return 1;
+    }
+    if (strcmp(name, "--herd-limit") == 0) {
+        errno = 0;
+        o->herd_limit = strtoull(val, &end, 10);
+        if (!*val || *end || *val == '-' || errno == ERANGE) goto bad;
         return 1;
     }
     if (strcmp(name, "--gc-epsilon") == 0) {
@@ -522,7 +529,8 @@ bad:
 static const char *const distill_usage =
     "distillation (--method random|dm|autopalette; the method and its settings: docs/distill.md):\n"
     " every distillation method:\n"
-    "  --ipc N (10) --images-per-class N --init random|graphcut (--palette network: graphcut, else random)\n"
+    "  --ipc N (10) --images-per-class N --init random|graphcut|herding\n"
+    "                        (--palette network: graphcut, else random)\n"
     "  --colors K (16) --budget bits|paper|images|bytes (bits): K and the storage budget; random/dm\n"
     "                        store full-colour images and record the budget (with --quantizer they\n"
     "                        store its palette records). bytes: as many images as fit IPC full-colour\n"
@@ -572,6 +580,9 @@ static const char *const distill_usage =
     "  --select-epochs N (2; reference 50) --select-batch N (128) --select-lr F (0.1)\n"
     "  --select-limit N (images per class for the selection net and candidates; 0 = all)\n"
     "  --gc-lambda F (1) --gc-epsilon F (0.9)\n"
+    " the herding init (per class, the real images whose median-cut versions bring the mean\n"
+    " embedding of the picks closest to the class mean, over random DM-loop networks):\n"
+    "  --herd-nets N (4) random ConvNets --herd-limit N (512) candidates per class (0 = all)\n"
     " the ConvNet (DM loop and graph-cut selection net):\n"
     "  --depth N             conv blocks (default by resolution: 3 at 28/32 px, 4 at 64 px,\n"
     "                        5 at 128 px, i.e. ConvNetD3/D4/D5; recorded in the provenance)\n"
@@ -591,7 +602,8 @@ enum {
     SC_TEMPERATURE = 32,  /* --palette-remedy with temperature */
     SC_NET = 64,          /* a ConvNet: the DM loop or the graph-cut init */
     SC_ANY_PALETTE = 128, /* autopalette in either palette mode (else SC_AP: the network's) */
-    SC_NET_POOL = 256     /* --net-pool N with N > 0 */
+    SC_NET_POOL = 256,    /* --net-pool N with N > 0 */
+    SC_HERDING = 512      /* the herding init (--init herding) */
 };
 
 static const struct {
@@ -610,7 +622,7 @@ static const struct {
     {"temp-start", SC_AP | SC_TEMPERATURE}, {"temp-end", SC_AP | SC_TEMPERATURE},
     {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
     {"select-limit", SC_GRAPHCUT}, {"gc-lambda", SC_GRAPHCUT}, {"gc-epsilon", SC_GRAPHCUT},
-    {"depth", SC_NET}, {"palette", SC_AP | SC_ANY_PALETTE},
+    {"depth", SC_NET}, {"palette", SC_AP | SC_ANY_PALETTE}, {"herd-nets", SC_HERDING}, {"herd-limit", SC_HERDING},
 };
 
 /* Each given distillation option must apply to the method, init and remedy in effect. */
@@ -618,7 +630,8 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
 {
     const apd_distill_opts *d = &ctx->o.d;
     int ap = d->method == APD_DISTILL_AUTOPALETTE, dm = d->method != APD_DISTILL_RANDOM;
-    int graphcut = apd_distill_init_in_effect(d) == APD_INIT_GRAPHCUT;
+    apd_distill_init init = apd_distill_init_in_effect(d);
+    int graphcut = init == APD_INIT_GRAPHCUT, herding = init == APD_INIT_HERDING;
     char remedy[96];
     apd_palette_remedy_name(d->remedy, remedy, sizeof remedy);
     for (int i = 0; i < ctx->o.n_given; i++) {
@@ -631,8 +644,8 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
         else if ((sc & SC_AP) && !ap) why = "applies only to --method autopalette";
         else if ((sc & SC_AP) && !(sc & SC_ANY_PALETTE) && d->palette_mode != APD_PALETTE_NETWORK)
             why = "applies only to the palette network (--palette network)";
-        else if ((sc & SC_NET) && !dm && !graphcut)
-            why = "applies only where a ConvNet runs (--method dm|autopalette, or --init graphcut)";
+        else if ((sc & SC_NET) && !dm && !graphcut && !herding)
+            why = "applies only where a ConvNet runs (--method dm|autopalette, or --init graphcut|herding)";
         else if ((sc & SC_GRAPHCUT) && !graphcut)
             why = "applies only to the graph-cut init (--init graphcut; the default of --palette network)";
         else if ((sc & SC_WARMUP) && !(d->remedy & APD_REMEDY_WARMUP)) why = "applies only when --palette-remedy includes warmup";
@@ -641,9 +654,10 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
         else if ((sc & SC_TEMPERATURE) && !(d->remedy & APD_REMEDY_TEMPERATURE))
             why = "applies only when --palette-remedy includes temperature";
         else if ((sc & SC_NET_POOL) && d->net_pool == 0) why = "applies only with --net-pool N, N >= 1";
+        else if ((sc & SC_HERDING) && !herding) why = "applies only to the herding init (--init herding)";
         if (why) {
             usage_error("--%s %s (here: --method %s, init %s, palette remedy %s)", g, why, ctx->o.method,
-                        graphcut ? "graphcut" : "random", ap ? remedy : "-");
+                        graphcut ? "graphcut" : herding ? "herding" : "random", ap ? remedy : "-");
             return APD_EINVAL;
         }
     }
@@ -874,6 +888,8 @@ static const struct option LONG_OPTS[] = {
     {"select-batch", required_argument, 0, OPT_DISTILL},
     {"select-epochs", required_argument, 0, OPT_DISTILL},
     {"select-limit", required_argument, 0, OPT_DISTILL},
+    {"herd-nets", required_argument, 0, OPT_DISTILL},
+    {"herd-limit", required_argument, 0, OPT_DISTILL},
     {"stop-after", required_argument, 0, OPT_DISTILL},
     {"task-scale", required_argument, 0, OPT_DISTILL},
     {"temp-end", required_argument, 0, OPT_DISTILL},

@@ -47,7 +47,12 @@ typedef enum apd_distill_method {
 
 typedef enum apd_distill_init {
     APD_INIT_RANDOM = 0,   /* random real images of each class */
-    APD_INIT_GRAPHCUT = 1  /* colour-guided: median cut + trained ConvNetD3 + graph cut */
+    APD_INIT_GRAPHCUT = 1, /* colour-guided: median cut + trained ConvNetD3 + graph cut */
+    /* colour-guided herding: per class, greedily the real images whose K-colour versions
+     * (median cut) bring the mean embedding of the picks closest to the class's mean
+     * full-colour embedding, over herd_nets random ConvNets (the DM loop's networks): the
+     * real subset with the lowest DM loss as stored */
+    APD_INIT_HERDING = 2
 } apd_distill_init;
 
 /* Remedies against palette collapse under the DM loss (docs/method.md "Known pitfall"),
@@ -172,6 +177,9 @@ typedef struct apd_distill_opts {
     float select_lr, select_momentum, select_wd; /* 0.1, 0.9, 5e-4 */
     uint64_t select_limit;       /* images per class used to train the selection net (0 = all) */
     double gc_lambda, gc_epsilon;/* 1, 0.9 */
+    uint32_t herd_nets;          /* herding init: random ConvNets whose embeddings it matches (4) */
+    uint64_t herd_limit;         /* herding init: candidates per class, a seeded random subset
+                                    (512; 0 = all images of the class) */
     uint32_t dsa_strategy;       /* apd_dsa mask; default all six ops */
     int dsa_align_corners;       /* 0 */
     /* IDM-style model sampling (Zhao et al., CVPR 2023; docs/distill.md "Directions tried"):
@@ -218,7 +226,7 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o);
 /* Parse helpers for the CLI (budget rules: apd_budget_rule_from_name in apd/budget.h).
  * "random|dm|autopalette". @return APD_OK; APD_EINVAL (NULL s, unknown name; *out untouched). */
 APD_API apd_status apd_distill_method_from_name(const char *s, apd_distill_method *out);
-/* "random|graphcut|graph-cut". @return APD_OK; APD_EINVAL (NULL s, unknown name; *out
+/* "random|graphcut|graph-cut|herding". @return APD_OK; APD_EINVAL (NULL s, unknown name; *out
  * untouched). */
 APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *out);
 /* "none" (or "") or a comma/plus-separated list of "kmeans-init", "warmup", "task-scale",

@@ -66,6 +66,8 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
     o->select_limit = 0;
     o->gc_lambda = 1.0;
     o->gc_epsilon = 0.9;
+    o->herd_nets = 4;
+    o->herd_limit = 512;
     o->net_pool = 0;
     o->net_pool_every = 10;
     o->net_pool_steps = 4;
@@ -85,7 +87,8 @@ typedef struct name_val {
 static const name_val k_methods[] = {{"random", APD_DISTILL_RANDOM}, {"dm", APD_DISTILL_DM},
                                      {"autopalette", APD_DISTILL_AUTOPALETTE}, {NULL, 0}};
 static const name_val k_inits[] = {{"random", APD_INIT_RANDOM}, {"graphcut", APD_INIT_GRAPHCUT},
-                                   {"graph-cut", APD_INIT_GRAPHCUT}, {NULL, 0}};
+                                   {"graph-cut", APD_INIT_GRAPHCUT}, {"herding", APD_INIT_HERDING},
+                                   {NULL, 0}};
 static const name_val k_remedies[] = {{"kmeans-init", APD_REMEDY_KMEANS_INIT},
                                       {"warmup", APD_REMEDY_WARMUP},
                                       {"task-scale", APD_REMEDY_TASK_SCALE},
@@ -405,6 +408,12 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_num(b, o->gc_epsilon);
         apd__dsb_printf(b, ",\"greedy\":\"stochastic, gain per candidate\"}");
     }
+    if (x->init == APD_INIT_HERDING)
+        apd__dsb_printf(b, ",\"selection\":{\"quantizer\":\"median-cut\",\"k\":%u,\"networks\":%u,"
+                           "\"network\":\"ConvNetD%u, random init as the DM loop\",\"limit_per_class\":%llu,"
+                           "\"features\":\"embed %u-d per network\",\"target\":\"mean full-colour embedding "
+                           "of the candidates\",\"greedy\":\"herding\"}",
+                       o->colors, o->herd_nets, x->depth, (unsigned long long)o->herd_limit, x->embed);
     apd__dsb_printf(b, "}");
 }
 
@@ -547,8 +556,8 @@ static uint32_t net_side(uint32_t side) { return side == 28 ? 32 : side; }
  * must divide by 2^depth (a clear message here rather than APD_ESHAPE from the net). */
 static apd_status check_net_shape(const apd_distill_source *real, const apd_distill_opts *o, apd_err *err)
 {
-    int graphcut = apd_distill_init_in_effect(o) == APD_INIT_GRAPHCUT;
-    if (o->method == APD_DISTILL_RANDOM && !graphcut) return APD_OK; /* no network */
+    int select = apd_distill_init_in_effect(o) != APD_INIT_RANDOM;
+    if (o->method == APD_DISTILL_RANDOM && !select) return APD_OK; /* no network */
     uint32_t d = o->depth ? o->depth : apd_convnet_default_depth(real->h, real->w);
     if (net_side(real->h) % (1u << d) || net_side(real->w) % (1u << d))
         return apd__err_set(err, APD_EINVAL,
@@ -616,6 +625,10 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
             return apd__err_set(err, APD_EINVAL, "distill: --net-pool-steps %u outside 0..%u", o->net_pool_steps,
                                 APD_DISTILL_MAX_NET_POOL_STEPS);
     }
+    if (apd_distill_init_in_effect(o) > APD_INIT_HERDING)
+        return apd__err_set(err, APD_EINVAL, "distill: unknown init %d", (int)apd_distill_init_in_effect(o));
+    if (apd_distill_init_in_effect(o) == APD_INIT_HERDING && (o->herd_nets < 1 || o->herd_nets > 64))
+        return apd__err_set(err, APD_EINVAL, "distill: --herd-nets %u outside 1..64", o->herd_nets);
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
         return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
     return APD_OK;
@@ -801,6 +814,8 @@ static apd_status run_source(apd_distill_source *real, const apd_distill_opts *o
         s = APD_OK; /* the checkpoint holds the initial images' ids (dm.c) */
     else if (x.init == APD_INIT_GRAPHCUT)
         s = apd__select_graphcut(&x, res->source_ids, err);
+    else if (x.init == APD_INIT_HERDING)
+        s = apd__select_herding(&x, res->source_ids, err);
     else /* every process draws every class (cheap); they agree before the DM loop */
         s = apd__dcomm_agree(&x, pick_random(&x, real, res->source_ids), err);
     if (s != APD_OK) {

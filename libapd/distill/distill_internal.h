@@ -134,6 +134,13 @@ apd_status apd__distill_run_bench(const apd_dataset *real, const apd_distill_opt
                                   double *t_first, double *t_rest);
 /* Colour-guided initialisation (select.c): src[cls * ipc + t] = real index. */
 apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err);
+/* Colour-guided herding (select.c, opts.init = APD_INIT_HERDING), same output. */
+apd_status apd__select_herding(apd_distill_ctx *x, uint64_t *src, apd_err *err);
+/* Herding: n of the m feature vectors feat [m, dim], greedily, each step the one that brings
+ * the mean of the picks closest (L2) to mu [dim]; ties to the lower index. pick[t] = its
+ * index, in pick order. APD_OK, APD_EINVAL (n > m), APD_ENOMEM. */
+apd_status apd__herding_select(const float *feat, uint64_t m, size_t dim, const double *mu, uint64_t n,
+                               uint64_t *pick, apd_err *err);
 /* The DM / AutoPalette loop (dm.c): starts from res->source_ids, fills the records. */
 /* "stored_colors_per_image" (min, median, max of k_used) appended to x->stats. */
 void apd__distill_colors_stat(apd_distill_ctx *x, const uint32_t *k_used, uint64_t n);

@@ -90,11 +90,11 @@ static apd_status sel_oom(apd_err *err)
     return apd__err_set(err, APD_ENOMEM, "distill: out of memory in the colour-guided initialisation");
 }
 
-/* Candidates, class-major: all images of each class or a seeded subset of select_limit. */
-static apd_status sel_candidates(sel_state *s, apd_err *err)
+/* Candidates, class-major: all images of each class or (limit > 0) a seeded subset of limit
+ * (stream: the draw's seed stream). */
+static apd_status sel_candidates(sel_state *s, uint64_t limit, uint64_t stream, apd_err *err)
 {
     const apd_distill_source *real = s->x->src;
-    const apd_distill_opts *o = s->o;
     uint32_t C = s->C;
     s->cls_n = calloc(C, sizeof *s->cls_n);
     s->cls_off = calloc(C + 1, sizeof *s->cls_off);
@@ -108,16 +108,16 @@ static apd_status sel_candidates(sel_state *s, apd_err *err)
     for (uint32_t c = 0; c < C; c++) {
         uint64_t m = s->cls_n[c];
         uint64_t *a = s->all + s->cls_off[c];
-        if (o->select_limit && o->select_limit < m) {
+        if (limit && limit < m) {
             apd__rng r;
-            apd__rng_seed(&r, s->x->seed, ST_SEL_SUB * 1000 + c);
-            for (uint64_t t = 0; t < o->select_limit; t++) {
+            apd__rng_seed(&r, s->x->seed, stream * 1000 + c);
+            for (uint64_t t = 0; t < limit; t++) {
                 uint64_t j = t + apd__rng_below(&r, m - t);
                 uint64_t tmp = a[t];
                 a[t] = a[j];
                 a[j] = tmp;
             }
-            m = o->select_limit;
+            m = limit;
             qsort(a, (size_t)m, sizeof *a, cmp_u64);
         }
         if (m < s->x->images_per_class)
@@ -295,7 +295,7 @@ static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
 {
     const apd_distill_opts *o = s->o;
     /* a failure does not return at once: sel_pick tells the other processes first */
-    apd_status st = sel_candidates(s, err);
+    apd_status st = sel_candidates(s, o->select_limit, ST_SEL_SUB, err);
     if (st == APD_OK) st = sel_net_create(s, err);
     double t0 = apd__now();
     uint64_t done = 0;
@@ -323,6 +323,163 @@ apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
     s.C = x->n_classes;
     s.B = x->o->select_batch ? x->o->select_batch : 128;
     apd_status st = sel_run(&s, src, err);
+    sel_free(&s);
+    return st;
+}
+
+/* ---- colour-guided herding (opts.init = APD_INIT_HERDING) --------------------------------
+ *
+ * What the DM loop minimises is, per class and per random network, the squared distance
+ * between the mean embedding of the real images and that of the synthetic ones. Herding
+ * (Welling 2009; the coreset baseline of the DC/DM papers) picks, one at a time, the real
+ * image that brings the mean embedding of the picks closest to the class mean. Here the
+ * embeddings are those of herd_nets random ConvNets initialised as the DM loop's, and a pick
+ * is seen as stored (median cut to K colours, as the graph-cut init sees it) while the target
+ * is the mean of the candidates in full colour: the start is the real subset whose stored
+ * images have the lowest DM loss. The picks stay in herding order (the first is the most
+ * representative), so a bytes budget that trims a class's last images trims the least useful.
+ *
+ * Candidates: a seeded random subset of herd_limit per class (0: all). Cost per candidate:
+ * 2 x herd_nets forward passes; memory: herd_nets x embed floats per candidate of one class.
+ * The networks are the same for every class, so class-parallel runs pick the same images. */
+#define ST_HERD_SUB 0x68657200ull
+#define ST_HERD_NET 0x68657201ull
+
+/* Candidate j in full colour, normalised, into dst. */
+static apd_status herd_load_full(sel_state *s, float *dst, uint64_t j, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    const uint8_t *im;
+    APD_TRY(apd__dsrc_image(x->src, s->cand[j], s->img8, &im, err));
+    for (uint32_t ch = 0; ch < x->c; ch++)
+        for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][im[ch * s->p + k]];
+    return APD_OK;
+}
+
+/* Class c: the embeddings of its candidates (features of the median-cut versions into feat,
+ * [m, R*D]; the mean full-colour embedding into mu, [R*D]) and the herding picks (candidate
+ * positions within the class, in order) into pick. emb: [MB, D] scratch. */
+static apd_status herd_class(sel_state *s, uint32_t c, float *feat, double *mu, float *emb, uint64_t *pick,
+                             apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    uint32_t R = s->o->herd_nets, MB = s->MB ? s->MB : 1;
+    uint64_t m = s->cls_n[c], base = s->cls_off[c], n = x->images_per_class;
+    size_t D = s->D, RD = (size_t)R * D;
+    memset(mu, 0, RD * sizeof *mu);
+    for (uint32_t q = 0; q < R; q++) {
+        apd_convnet_init(s->net, apd__mix64(x->seed ^ (ST_HERD_NET * 1000 + q)), 0);
+        for (int stored = 0; stored < 2; stored++)
+            for (uint64_t b0 = 0; b0 < m; b0 += MB) {
+                uint32_t nb = (uint32_t)((m - b0) < MB ? (m - b0) : MB);
+                for (uint32_t t = 0; t < nb; t++) {
+                    float *dst = s->xb + (size_t)t * s->img;
+                    APD_TRY(stored ? sel_load(s, dst, base + b0 + t, err)
+                                   : herd_load_full(s, dst, base + b0 + t, err));
+                }
+                APD_TRY(apd_convnet_forward_nograd(s->net, NULL, emb, s->xb, nb));
+                for (uint32_t t = 0; t < nb; t++) {
+                    const float *e = emb + (size_t)t * D;
+                    if (stored) memcpy(feat + (size_t)(b0 + t) * RD + (size_t)q * D, e, D * sizeof *e);
+                    else
+                        for (size_t d = 0; d < D; d++) mu[(size_t)q * D + d] += e[d];
+                }
+            }
+    }
+    for (size_t d = 0; d < RD; d++) mu[d] /= (double)m;
+    return apd__herding_select(feat, m, RD, mu, n, pick, err);
+}
+
+apd_status apd__herding_select(const float *feat, uint64_t m, size_t dim, const double *mu, uint64_t n,
+                               uint64_t *pick, apd_err *err)
+{
+    if (n > m) return apd__err_set(err, APD_EINVAL, "distill: herding %llu of %llu candidates",
+                                   (unsigned long long)n, (unsigned long long)m);
+    double *nrm = malloc((size_t)(m ? m : 1) * sizeof *nrm), *sum = calloc(dim ? dim : 1, sizeof *sum);
+    float *r = malloc((dim ? dim : 1) * sizeof *r);
+    uint8_t *used = calloc((size_t)(m ? m : 1), 1);
+    if (!nrm || !sum || !r || !used) {
+        free(nrm), free(sum), free(r), free(used);
+        return sel_oom(err);
+    }
+    for (uint64_t j = 0; j < m; j++) {
+        const float *f = feat + (size_t)j * dim;
+        double a = 0;
+        for (size_t d = 0; d < dim; d++) a += (double)f[d] * f[d];
+        nrm[j] = a;
+    }
+    /* pick t minimises |(t+1) mu - (sum + f_j)|^2 = const + |f_j|^2 - 2 <(t+1) mu - sum, f_j>;
+     * ties go to the lower position */
+    for (uint64_t t = 0; t < n; t++) {
+        for (size_t d = 0; d < dim; d++) r[d] = (float)((double)(t + 1) * mu[d] - sum[d]);
+        uint64_t best = m;
+        double best_v = 0;
+        for (uint64_t j = 0; j < m; j++) {
+            if (used[j]) continue;
+            const float *f = feat + (size_t)j * dim;
+            double dot = 0;
+            for (size_t d = 0; d < dim; d++) dot += (double)r[d] * f[d];
+            double v = nrm[j] - 2.0 * dot;
+            if (best == m || v < best_v) best = j, best_v = v;
+        }
+        used[best] = 1; /* n <= m, so one is always free */
+        pick[t] = best;
+        const float *f = feat + (size_t)best * dim;
+        for (size_t d = 0; d < dim; d++) sum[d] += f[d];
+    }
+    free(nrm), free(sum), free(r), free(used);
+    return APD_OK;
+}
+
+static apd_status herd_pick_classes(sel_state *s, uint64_t *src, apd_err *err)
+{
+    const apd_distill_ctx *x = s->x;
+    uint32_t R = s->o->herd_nets, MB = s->MB ? s->MB : 1;
+    size_t D = s->D, RD = (size_t)R * D;
+    uint64_t max_cls = 0;
+    for (uint32_t c = 0; c < s->C; c++)
+        if (s->cls_n[c] > max_cls) max_cls = s->cls_n[c];
+    if (max_cls > SIZE_MAX / sizeof(float) / RD) return sel_oom(err);
+    float *feat = malloc((size_t)max_cls * RD * sizeof *feat);
+    double *mu = malloc(RD * sizeof *mu);
+    float *emb = malloc((size_t)MB * D * sizeof *emb);
+    uint64_t *pick = malloc((size_t)x->images_per_class * sizeof *pick);
+    apd_status st = APD_OK;
+    if (!feat || !mu || !emb || !pick) st = sel_oom(err);
+    for (uint32_t c = x->cls_lo; c < x->cls_hi && st == APD_OK; c++) {
+        st = herd_class(s, c, feat, mu, emb, pick, err);
+        if (st != APD_OK) break;
+        for (uint64_t t = 0; t < x->images_per_class; t++)
+            src[c * x->images_per_class + t] = s->cand[s->cls_off[c] + pick[t]];
+        if (s->o->progress_fn) s->o->progress_fn(s->o->cb_user, "herding", c + 1 - x->cls_lo, x->cls_hi - x->cls_lo, NULL);
+    }
+    free(feat);
+    free(mu);
+    free(emb);
+    free(pick);
+    return st;
+}
+
+apd_status apd__select_herding(apd_distill_ctx *x, uint64_t *src, apd_err *err)
+{
+    sel_state s;
+    memset(&s, 0, sizeof s);
+    s.x = x;
+    s.o = x->o;
+    s.img = (size_t)x->c * x->h * x->w;
+    s.p = (size_t)x->h * x->w;
+    s.C = x->n_classes;
+    s.B = x->o->select_batch ? x->o->select_batch : 128;
+    double t0 = apd__now();
+    /* a failure does not return at once: the other processes are told first */
+    apd_status st = sel_candidates(&s, x->o->herd_limit, ST_HERD_SUB, err);
+    if (st == APD_OK) st = sel_net_create(&s, err);
+    st = apd__dcomm_agree(x, st, err);
+    if (st == APD_OK) st = apd__dcomm_agree(x, herd_pick_classes(&s, src, err), err);
+    if (st == APD_OK) st = apd__dcomm_classes(x, src, (size_t)x->images_per_class * sizeof *src, err);
+    if (st == APD_OK)
+        apd__distill_log(x->o, "distill: herding init: %llu candidates (median cut K %u), %u random ConvNetD%u, %.1fs",
+                         (unsigned long long)s.n_cand, x->k, x->o->herd_nets, x->depth, apd__now() - t0);
     sel_free(&s);
     return st;
 }

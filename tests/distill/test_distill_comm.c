@@ -1,7 +1,7 @@
 /* test_distill_comm.c: class-parallel distillation (apd_distill_comm) without MPI: two or
  * three "processes" are threads of this test, their exchange a shared table and a barrier.
  * On a toy 3-class 8x8 set (blocks of uneven size):
- *  - dm and autopalette (graph-cut init): every rank's result equals the one-process result
+ *  - dm and autopalette (graph-cut, random and herding init): every rank's result equals the one-process result
  *    byte for byte (records, ids, provenance JSON);
  *  - a 2-rank run stopped at a checkpoint, resumed by one process, equals the uninterrupted
  *    one-process run (the checkpoint is rank-count independent);
@@ -186,6 +186,8 @@ START_TEST(autopalette_split_identical)
 {
     check_split(APD_DISTILL_AUTOPALETTE, APD_INIT_GRAPHCUT, 2);
     check_split(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, 3);
+    /* the herding init: each process picks for its classes with the same networks */
+    check_split_mode(APD_DISTILL_AUTOPALETTE, APD_INIT_HERDING, 3, APD_PALETTE_STORED, 0);
 }
 END_TEST
 

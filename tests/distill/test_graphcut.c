@@ -1,5 +1,6 @@
 /* test_graphcut.c: graph-cut gain against a brute-force similarity matrix, the stochastic
- * greedy's candidate count, full greedy against a brute-force greedy, and a hand-solved toy. */
+ * greedy's candidate count, full greedy against a brute-force greedy, and a hand-solved toy;
+ * the herding init's greedy against the distances to the target mean, computed directly. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -173,6 +174,57 @@ START_TEST(stochastic_greedy_properties)
 }
 END_TEST
 
+/* Herding: each pick brings the mean of the picks closest to the target, checked against the
+ * distance |mean(picks + j) - mu| computed directly for every candidate j left; the distances
+ * then shrink toward the mean of a well-spread set; a hand-solved toy; n > m refused. */
+START_TEST(herding_matches_direct_distances)
+{
+    const int m = 60, d = 9, n = 12;
+    float *f = random_features(m, d, 11);
+    double mu[9] = {0};
+    for (int j = 0; j < m; j++)
+        for (int k = 0; k < d; k++) mu[k] += f[j * d + k] / (double)m;
+    uint64_t got[12];
+    ck_assert_int_eq(apd__herding_select(f, m, d, mu, n, got, NULL), APD_OK);
+    int used[60] = {0};
+    double sum[9] = {0}, worst = 0;
+    for (int t = 0; t < n; t++) {
+        double best = INFINITY, dist_got = -1;
+        for (int j = 0; j < m; j++) {
+            if (used[j]) continue;
+            double e = 0;
+            for (int k = 0; k < d; k++) {
+                double v = (sum[k] + f[j * d + k]) / (t + 1) - mu[k];
+                e += v * v;
+            }
+            if (e < best) best = e;
+            if ((uint64_t)j == got[t]) dist_got = e;
+        }
+        ck_assert_msg(dist_got >= 0, "pick %d (%llu) was already picked", t, (unsigned long long)got[t]);
+        double rel = (dist_got - best) / (best > 1e-12 ? best : 1e-12);
+        if (rel > worst) worst = rel;
+        ck_assert_msg(rel < 1e-5, "pick %d: distance %.9g, best %.9g", t, dist_got, best);
+        used[got[t]] = 1;
+        for (int k = 0; k < d; k++) sum[k] += f[got[t] * d + k];
+        if (t == n - 1) printf("herding: %d picks, distance of their mean to mu %.4g (one random point: ~%.1f)\n", n,
+                               sqrt(best), sqrt((double)d));
+    }
+    printf("herding: max relative excess over the direct minimum %.3g\n", worst);
+    /* toy: mu = (1, 0); points (3,0), (1,0.1), (-1,0), (1,-0.1): the nearest first, then the
+     * one that cancels its offset, then the two on the axis */
+    const float g[8] = {3, 0, 1, 0.1f, -1, 0, 1, -0.1f};
+    const double mu2[2] = {1, 0};
+    uint64_t p[4];
+    ck_assert_int_eq(apd__herding_select(g, 4, 2, mu2, 4, p, NULL), APD_OK);
+    ck_assert_uint_eq(p[0], 1); /* (1, 0.1) and (1, -0.1) tie at distance 0.1: the lower index */
+    ck_assert_uint_eq(p[1], 3); /* mean (1, 0) */
+    ck_assert_uint_eq(p[2], 0); /* (3,0) and (-1,0) tie (mean 5/3 or 1/3): the lower index */
+    ck_assert_uint_eq(p[3], 2); /* then the mean of all four is mu */
+    ck_assert_int_eq(apd__herding_select(g, 4, 2, mu2, 5, p, NULL), APD_EINVAL);
+    free(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("graphcut");
@@ -182,6 +234,7 @@ int main(void)
     tcase_add_test(tc, full_greedy_matches_bruteforce);
     tcase_add_test(tc, toy_known_answer);
     tcase_add_test(tc, stochastic_greedy_properties);
+    tcase_add_test(tc, herding_matches_direct_distances);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

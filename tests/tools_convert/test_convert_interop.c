@@ -216,6 +216,10 @@ START_TEST(options_that_do_not_apply)
         {"--method autopalette --palette network --palette-remedy warmup --task-scale 0.1", "--task-scale applies only when --palette-remedy includes task-scale"},
         {"--method autopalette --palette network --temp-start 3", "--temp-start applies only when --palette-remedy includes temperature"},
         {"--method random --net-pool 4", "--net-pool applies only to --method dm|autopalette"},
+        {"--method autopalette --herd-nets 2", "--herd-nets applies only to the herding init (--init herding)"},
+        {"--method dm --init graphcut --herd-limit 20", "--herd-limit applies only to the herding init"},
+        {"--method autopalette --init herding --select-limit 20", "--select-limit applies only to the graph-cut init"},
+        {"--method autopalette --init herding --herd-limit -3", "bad value '-3' for --herd-limit"},
         {"--method dm --net-pool-steps 3", "--net-pool-steps applies only with --net-pool N, N >= 1"},
         {"--method autopalette --net-pool 0 --net-pool-batch 8", "--net-pool-batch applies only with --net-pool N"},
         {"--method dm --net-pool two", "bad value 'two' for --net-pool"},
@@ -238,6 +242,7 @@ START_TEST(options_that_do_not_apply)
     static const char *const fine[] = {
         "--method autopalette --palette network --palette-remedy warmup --warmup-steps 3 --select-epochs 1",
         "--method autopalette --palette stored --quantizer octree --init graphcut --select-epochs 1",
+        "--method random --init herding --herd-nets 2 --herd-limit 10 --depth 3",
         "--method autopalette --lr-img-rule fixed --pixel-range clamp",
         "--method dm --init graphcut --select-epochs 1 --iters 2",
         "--method random --quantizer octree --colors 8 --budget images --init random",
