@@ -12,7 +12,7 @@
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64
 #                                  seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal
-#                                  seeds-e300 herding
+#                                  seeds-e300 herding herding-e300
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -88,7 +88,21 @@ ablation() {
   ab dm-octree --method dm --quantizer octree
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding"}
+# erow NAME TEST: the file of row NAME (already written) evaluated with 300 epochs into
+# NAME-e300.eval.json
+erow() {
+  local f="$OUT/$1.apd" e="$OUT/$1-e300.eval.json"
+  if [ -s "$e" ]; then echo "== $1 (300 epochs): done"; return; fi
+  if [ ! -s "$f" ]; then echo "== $1: $f missing (run its seeds group first)"; return; fi
+  if ! mkdir "$OUT/$1-e300.lock" 2>/dev/null; then echo "== $1 (300 epochs): taken by another run"; return; fi
+  echo "== $1: apd-eval --epochs 300"
+  "$BIN/apd-eval" "$f" --test "$2" --epochs 300 --runs "$RUNS" --threads "$THREADS" --json \
+    > "$e.tmp" 2> "$OUT/$1-e300.eval.log" && mv "$e.tmp" "$e" || echo "   eval failed (see $OUT/$1-e300.eval.log)"
+  rmdir "$OUT/$1-e300.lock"
+  echo "   $(grep -o '"accuracy_mean": [0-9.]*, "accuracy_std": [0-9.]*' "$e" 2>/dev/null)"
+}
+
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -98,7 +112,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding|herding-e300) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -390,21 +404,18 @@ for g in $groups; do
       for k in 4 16; do for s in 0 1 2; do hrow cifar "$in" 1 $k $s; done; done
       for s in 0 1 2; do hrow fmnist fashion-mnist 10 16 $s; done
       for k in 4 8 16 64; do hrow cifar "$in" 10 $k 0; done ;;
+    herding-e300)
+      # the herding rows of the sweep's IPC 1 ties evaluated with 300 epochs (run herding first);
+      # compare with the seeds-e300 rows
+      in="cifar10:$CIFAR"
+      for k in 4 16; do for s in 0 1 2 3 4; do erow "fmnist-ipc1-k$k-ap-stored-herd-s$s" fashion-mnist; done; done
+      for s in 0 1 2; do erow "cifar-ipc1-k64-ap-stored-herd-s$s" "$in"; done
+      for s in 0 1 2 3 4; do erow "fmnist-ipc1-k2-ap-stored-herd-s$s" fashion-mnist; done
+      for k in 4 16; do for s in 0 1 2; do erow "cifar-ipc1-k$k-ap-stored-herd-s$s" "$in"; done; done ;;
     seeds-e300)
       # the seeds rows of the two contenders evaluated at 300 epochs (item 1's schedule for the
       # rows that decide): the 60-iteration sweep's ties first. Reads $OUT/NAME.apd as written
       # by seeds-fmnist / seeds-cifar1 (run those first); writes NAME-e300.eval.json
-      erow() {  # erow NAME TEST
-        local f="$OUT/$1.apd" e="$OUT/$1-e300.eval.json"
-        if [ -s "$e" ]; then echo "== $1 (300 epochs): done"; return; fi
-        if [ ! -s "$f" ]; then echo "== $1: $f missing (run its seeds group first)"; return; fi
-        if ! mkdir "$OUT/$1-e300.lock" 2>/dev/null; then echo "== $1 (300 epochs): taken by another run"; return; fi
-        echo "== $1: apd-eval --epochs 300"
-        "$BIN/apd-eval" "$f" --test "$2" --epochs 300 --runs "$RUNS" --threads "$THREADS" --json \
-          > "$e.tmp" 2> "$OUT/$1-e300.eval.log" && mv "$e.tmp" "$e" || echo "   eval failed (see $OUT/$1-e300.eval.log)"
-        rmdir "$OUT/$1-e300.lock"
-        echo "   $(grep -o '"accuracy_mean": [0-9.]*, "accuracy_std": [0-9.]*' "$e" 2>/dev/null)"
-      }
       in="cifar10:$CIFAR"
       for k in 4 16; do for s in 0 1 2 3 4; do for m in dm-mc ap-stored; do
         erow "fmnist-ipc1-k$k-$m-s$s" fashion-mnist; done; done; done

@@ -439,6 +439,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DF("--temp-start", temp_start)
     DF("--temp-end", temp_end)
     DF("--anneal", anneal)
+    DF("--ce-weight", ce_weight)
     DU32("--select-epochs", select_epochs)
     DU32("--select-batch", select_batch)
     DF("--select-lr", select_lr)
@@ -451,6 +452,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--net-pool-steps", net_pool_steps)
     DU32("--net-pool-batch", net_pool_batch)
     DU32("--herd-nets", herd_nets)
+    DU32("--ce-teacher-steps", ce_teacher_steps)
 #undef DU32
 #undef DF
     if (strcmp(name, "--select-limit") == 0) {
@@ -552,6 +554,9 @@ static const char *const distill_usage =
     "                        --net-pool-every N (10) iterations between fresh networks,\n"
     "                        --net-pool-steps N (4) SGD steps on one of them per iteration,\n"
     "                        --net-pool-batch N (64) real images per step\n"
+    "  --ce-weight F (0 = off) add F x the cross-entropy of each class's synthetic images under\n"
+    "                        a ConvNet trained on the real images before the loop (a class-aware\n"
+    "                        term): --ce-teacher-steps N (300) SGD steps of 64 real images\n"
     " autopalette:\n"
     "  --palette stored|network  where the palettes come from (stored):\n"
     "                        stored: per-image palettes by --quantizer (kmeans) refitted every\n"
@@ -603,7 +608,8 @@ enum {
     SC_NET = 64,          /* a ConvNet: the DM loop or the graph-cut init */
     SC_ANY_PALETTE = 128, /* autopalette in either palette mode (else SC_AP: the network's) */
     SC_NET_POOL = 256,    /* --net-pool N with N > 0 */
-    SC_HERDING = 512      /* the herding init (--init herding) */
+    SC_HERDING = 512,     /* the herding init (--init herding) */
+    SC_CE = 1024          /* --ce-weight F with F > 0 */
 };
 
 static const struct {
@@ -623,6 +629,7 @@ static const struct {
     {"select-epochs", SC_GRAPHCUT}, {"select-batch", SC_GRAPHCUT}, {"select-lr", SC_GRAPHCUT},
     {"select-limit", SC_GRAPHCUT}, {"gc-lambda", SC_GRAPHCUT}, {"gc-epsilon", SC_GRAPHCUT},
     {"depth", SC_NET}, {"palette", SC_AP | SC_ANY_PALETTE}, {"herd-nets", SC_HERDING}, {"herd-limit", SC_HERDING},
+    {"ce-weight", SC_DM}, {"ce-teacher-steps", SC_DM | SC_CE},
 };
 
 /* Each given distillation option must apply to the method, init and remedy in effect. */
@@ -655,6 +662,7 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
             why = "applies only when --palette-remedy includes temperature";
         else if ((sc & SC_NET_POOL) && d->net_pool == 0) why = "applies only with --net-pool N, N >= 1";
         else if ((sc & SC_HERDING) && !herding) why = "applies only to the herding init (--init herding)";
+        else if ((sc & SC_CE) && !(d->ce_weight > 0.0f)) why = "applies only with --ce-weight F, F > 0";
         if (why) {
             usage_error("--%s %s (here: --method %s, init %s, palette remedy %s)", g, why, ctx->o.method,
                         graphcut ? "graphcut" : herding ? "herding" : "random", ap ? remedy : "-");
@@ -889,6 +897,8 @@ static const struct option LONG_OPTS[] = {
     {"select-epochs", required_argument, 0, OPT_DISTILL},
     {"select-limit", required_argument, 0, OPT_DISTILL},
     {"herd-nets", required_argument, 0, OPT_DISTILL},
+    {"ce-weight", required_argument, 0, OPT_DISTILL},
+    {"ce-teacher-steps", required_argument, 0, OPT_DISTILL},
     {"herd-limit", required_argument, 0, OPT_DISTILL},
     {"stop-after", required_argument, 0, OPT_DISTILL},
     {"task-scale", required_argument, 0, OPT_DISTILL},

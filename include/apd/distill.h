@@ -198,6 +198,17 @@ typedef struct apd_distill_opts {
     uint32_t net_pool_every;     /* iterations between fresh networks (10) */
     uint32_t net_pool_steps;     /* SGD steps per iteration on one queued network (4) */
     uint32_t net_pool_batch;     /* real images per SGD step (64) */
+    /* A class-aware term (IDM's regulariser, with one network trained once): the DM loss of
+     * each class gets ce_weight x the mean softmax cross-entropy, for its own class, of its
+     * synthetic images (as the DM loss sees them: augmented, and for stored palettes as stored)
+     * under a ConvNet trained before the loop from a fresh init for ce_teacher_steps SGD steps
+     * of APD_DISTILL_CE_BATCH real images of every class (the network queue's optimizer; no
+     * augmentation). The DM loss matches means of random features; this term pulls each image
+     * toward what a trained network takes for its class. The teacher is trained again,
+     * identically, on resume and on every process of a class-parallel run. */
+#define APD_DISTILL_CE_BATCH 64u
+    float ce_weight;             /* 0 (default) = off */
+    uint32_t ce_teacher_steps;   /* 300 (at most APD_DISTILL_MAX_NET_POOL_STEPS) */
     uint32_t depth;              /* ConvNet depth of the DM loop and the selection net; 0 (default)
                                     = by resolution (apd_convnet_default_depth: 3 at 28/32 px,
                                     4 at 64 px, 5 at 128 px) */

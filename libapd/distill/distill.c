@@ -72,6 +72,8 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
     o->net_pool_every = 10;
     o->net_pool_steps = 4;
     o->net_pool_batch = 64;
+    o->ce_weight = 0.0f;
+    o->ce_teacher_steps = 300;
     o->dsa_strategy = APD_DSA_ALL; /* color_crop_cutout_flip_scale_rotate */
     o->dsa_align_corners = 0;
     o->seed = 0;
@@ -408,6 +410,15 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_num(b, o->gc_epsilon);
         apd__dsb_printf(b, ",\"greedy\":\"stochastic, gain per candidate\"}");
     }
+    if (o->ce_weight > 0.0f && o->method != APD_DISTILL_RANDOM) {
+        apd__dsb_printf(b, ",\"class_aware\":{\"weight\":");
+        apd__dsb_num(b, o->ce_weight);
+        apd__dsb_printf(b, ",\"loss\":\"weight x mean softmax cross-entropy of each class's synthetic images (as "
+                           "the DM loss sees them) under the teacher\",\"teacher\":\"ConvNetD%u, fresh init, %u SGD "
+                           "steps of %u real images of every class, lr 0.01, momentum 0.9, weight decay 5e-4, "
+                           "no augmentation\"}",
+                       x->depth, o->ce_teacher_steps, APD_DISTILL_CE_BATCH);
+    }
     if (x->init == APD_INIT_HERDING)
         apd__dsb_printf(b, ",\"selection\":{\"quantizer\":\"median-cut\",\"k\":%u,\"networks\":%u,"
                            "\"network\":\"ConvNetD%u, random init as the DM loop\",\"limit_per_class\":%llu,"
@@ -629,6 +640,13 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown init %d", (int)apd_distill_init_in_effect(o));
     if (apd_distill_init_in_effect(o) == APD_INIT_HERDING && (o->herd_nets < 1 || o->herd_nets > 64))
         return apd__err_set(err, APD_EINVAL, "distill: --herd-nets %u outside 1..64", o->herd_nets);
+    if (o->ce_weight > 0.0f) {
+        if (o->method == APD_DISTILL_RANDOM)
+            return apd__err_set(err, APD_EINVAL, "distill: --ce-weight applies only to dm and autopalette (the DM loop)");
+        if (o->ce_teacher_steps < 1 || o->ce_teacher_steps > APD_DISTILL_MAX_NET_POOL_STEPS)
+            return apd__err_set(err, APD_EINVAL, "distill: --ce-teacher-steps %u outside 1..%u", o->ce_teacher_steps,
+                                APD_DISTILL_MAX_NET_POOL_STEPS);
+    }
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
         return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
     return APD_OK;

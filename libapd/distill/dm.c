@@ -52,6 +52,7 @@
 #define ST_SUBSET (4ull << 56)
 #define ST_EVAL (7ull << 56)
 #define ST_EVALREAL (8ull << 56)
+#define ST_TEACHER (13ull << 56) /* netpool.c has 9..12 */
 #define APD_KMEANS_INIT_ITERS 25 /* Lloyd steps of the palette k-means init (remedy kmeans-init) */
 
 static uint64_t stream_ic(uint64_t tag, uint64_t it, uint32_t cls)
@@ -104,6 +105,11 @@ typedef struct dm_state {
     /* opts.net_pool: the queue of partly trained networks (netpool.c) */
     apd__netpool npool;
     int use_pool;
+    /* opts.ce_weight: the trained network of the class-aware term and its logit buffers */
+    apd_convnet *teacher;
+    float *t_logits, *t_dl; /* [max_batch, classes] */
+    double teacher_xent;    /* mean cross-entropy of its training steps */
+    double xent0;           /* its mean cross-entropy of the initial images */
     /* stats */
     double loss_first;
     uint64_t start_iter;
@@ -118,6 +124,9 @@ static void state_free(dm_state *s)
     free(s->scratch_idx);
     free(s->img8);
     apd_convnet_free(s->net);
+    apd_convnet_free(s->teacher);
+    free(s->t_logits);
+    free(s->t_dl);
     apd_pool_free(s->pool);
     free(s->real_f);
     free(s->real_aug);
@@ -362,6 +371,55 @@ typedef struct iter_cfg {
 /* The DM loss of class cls and its backward: the class's pixel gradients into s->grad and,
  * autopalette, its palette-network gradient; both figures into the class's slot of s->xc
  * (loss, then the gradient). The network of the iteration is initialised. */
+/* Softmax cross-entropy of n rows of logits for class cls: the sum into *sum (NULL: not
+ * computed) and, if dl, d (scale x sum) / d logits into dl. */
+static void xent_rows(const float *logits, float *dl, uint32_t n, uint32_t K, uint32_t cls, float scale, double *sum)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const float *lg = logits + (size_t)i * K;
+        float mx = lg[0];
+        for (uint32_t k = 1; k < K; k++) mx = lg[k] > mx ? lg[k] : mx;
+        double z = 0;
+        for (uint32_t k = 0; k < K; k++) z += exp((double)lg[k] - mx);
+        if (sum) *sum += log(z) - ((double)lg[cls] - mx);
+        if (dl)
+            for (uint32_t k = 0; k < K; k++)
+                dl[(size_t)i * K + k] = scale * (float)(exp((double)lg[k] - mx) / z - (k == cls ? 1.0 : 0.0));
+    }
+}
+
+/* opts.ce_weight: s->d_aug += d (ce_weight x mean cross-entropy of class cls) / d syn_aug under
+ * the teacher. Each image's term depends on its own logits only, so chunks of max_batch give
+ * the same result as one pass. */
+static apd_status class_aware_backward(dm_state *s, uint32_t cls, uint32_t n)
+{
+    uint32_t K = s->x->n_classes, mb = s->max_batch ? s->max_batch : 1;
+    float scale = s->o->ce_weight / (float)n;
+    for (uint32_t i = 0; i < n; i += mb) {
+        uint32_t m = n - i < mb ? n - i : mb;
+        APD_TRY(apd_convnet_forward(s->teacher, s->t_logits, NULL, s->syn_aug + (size_t)i * s->img, m));
+        xent_rows(s->t_logits, s->t_dl, m, K, cls, scale, NULL);
+        APD_TRY(apd_convnet_backward(s->teacher, s->d_aug + (size_t)i * s->img, s->t_dl, NULL, m, 0));
+    }
+    return APD_OK;
+}
+
+/* The teacher's mean cross-entropy of all N images imgs ([N, img], normalised; image i is of
+ * class i / ipc), no augmentation: every process computes every class. */
+static apd_status teacher_xent(dm_state *s, const float *imgs, double *out)
+{
+    uint32_t K = s->x->n_classes, mb = s->max_batch ? s->max_batch : 1;
+    double sum = 0;
+    for (uint64_t cls = 0; cls < K; cls++)
+        for (uint64_t i = 0; i < s->ipc; i += mb) {
+            uint32_t m = (uint32_t)(s->ipc - i < mb ? s->ipc - i : mb);
+            APD_TRY(apd_convnet_forward_nograd(s->teacher, s->t_logits, NULL, imgs + (cls * s->ipc + i) * s->img, m));
+            xent_rows(s->t_logits, NULL, m, K, (uint32_t)cls, 0.0f, &sum);
+        }
+    *out = sum / (double)s->N;
+    return APD_OK;
+}
+
 static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_err *err)
 {
     apd_distill_ctx *x = s->x;
@@ -411,6 +469,7 @@ static apd_status class_step(dm_state *s, const iter_cfg *ic, uint32_t cls, apd_
     apd_mean_rows_backward(s->d_emb, dmean, ipc, s->D);
     memset(s->d_aug, 0, (size_t)ipc * img * sizeof(float));
     APD_TRY(syn_backward(s, ipc));
+    if (s->teacher) APD_TRY(class_aware_backward(s, cls, ipc));
     float *gs = s->grad + (size_t)cls * ipc * img;
     if (!s->palette) return apd_dsa_backward(gs, s->d_aug, &dp, ipc, x->c, x->h, x->w);
     memset(s->d_q, 0, (size_t)ipc * img * sizeof(float));
@@ -639,6 +698,10 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         h = fnv(h, np, sizeof np);
     }
     if (c.anneal > 0.0f) h = fnv(h, &c.anneal, sizeof c.anneal); /* hashed only when on, likewise */
+    if (c.ce_weight > 0.0f) { /* likewise */
+        h = fnv(h, &c.ce_weight, sizeof c.ce_weight);
+        h = fnv(h, &c.ce_teacher_steps, sizeof c.ce_teacher_steps);
+    }
     if (apd__distill_stored(&c) && apd__distill_loss_range(&c) != APD_LOSS_RANGE_STORED) {
         uint32_t lr = (uint32_t)apd__distill_loss_range(&c); /* later rules: older checkpoints are refused */
         h = fnv(h, &lr, sizeof lr);
@@ -1028,6 +1091,19 @@ static apd_status setup_net(dm_state *s, apd_err *err)
                                  err);
         if (st != APD_OK) return st;
     }
+    if (o->ce_weight > 0.0f) {
+        st = apd_convnet_create(&s->teacher, &cfg);
+        if (st != APD_OK) return apd__err_set(err, st, "distill: teacher ConvNet: %s", apd_strerror(st));
+        s->t_logits = xmalloc((size_t)cfg.max_batch * x->n_classes, sizeof(float), &fail);
+        s->t_dl = xmalloc((size_t)cfg.max_batch * x->n_classes, sizeof(float), &fail);
+        if (fail) return OOM(err);
+        st = apd__netpool_trained_net(&cfg, o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET, s->img, x->src,
+                                      (const float(*)[256])s->lut, apd__mix64(x->seed ^ ST_TEACHER),
+                                      o->ce_teacher_steps, APD_DISTILL_CE_BATCH, s->teacher, &s->teacher_xent, err);
+        if (st != APD_OK) return st;
+        if (!isfinite(s->teacher_xent))
+            return apd__err_set(err, APD_ENUMERIC, "distill: the class-aware teacher's training diverged");
+    }
     s->real_f = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->real_aug = xmalloc((size_t)o->batch_real * s->img, sizeof(float), &fail);
     s->emb_r = xmalloc((size_t)o->batch_real * s->D, sizeof(float), &fail);
@@ -1191,13 +1267,18 @@ static apd_status run_bench(dm_state *s, apd_err *err)
 
 /* Evaluation loss of the initial images (recomputed from the real images on resume, so the
  * stats in the file do not depend on resuming). */
-static apd_status initial_eval_loss(dm_state *s, const apd_distill_result *res, double *eval0, apd_err *err)
+static apd_status initial_eval_loss(dm_state *s, const apd_distill_result *res, double *eval0, double *xent0,
+                                    apd_err *err)
 {
-    if (!s->o->resume_path) return eval_loss(s, s->syn, 2, eval0, APD_OK, err);
+    if (!s->o->resume_path) {
+        APD_TRY(eval_loss(s, s->syn, 2, eval0, APD_OK, err));
+        return s->teacher ? teacher_xent(s, s->syn, xent0) : APD_OK;
+    }
     int fail = 0;
     float *init = xmalloc(s->N * s->img, sizeof(float), &fail);
     apd_status st = fail ? OOM(err) : init_from_real(s, init, res->source_ids, err);
     st = eval_loss(s, init, 2, eval0, st, err);
+    if (st == APD_OK && s->teacher) st = teacher_xent(s, init, xent0);
     free(init);
     return st;
 }
@@ -1295,6 +1376,8 @@ static apd_status finish(dm_state *s, apd_distill_result *res, double eval0, con
         quant_mse = se / ((double)s->N * s->img);
     }
     st = eval_loss(s, dec, 2, &eval1, st, err);
+    double xent1 = 0;
+    if (st == APD_OK && s->teacher) st = teacher_xent(s, dec, &xent1);
     free(dec);
     if (st != APD_OK) return st;
     apd__distill_log(s->o, "distill: %u iterations in %.1fs; DM loss (fixed nets, no aug) initial %.3f -> stored "
@@ -1312,6 +1395,16 @@ static apd_status finish(dm_state *s, apd_distill_result *res, double eval0, con
     apd__dsb_num(&x->stats, quant_mse);
     x->eval_loss_initial = eval0;
     x->eval_loss_final = eval1;
+    if (s->teacher) {
+        apd__distill_log(s->o, "distill: class-aware term: teacher cross-entropy of the images %.4f -> %.4f",
+                         s->xent0, xent1);
+        apd__dsb_printf(&x->stats, ",\"ce_teacher_train_xent\":");
+        apd__dsb_num(&x->stats, s->teacher_xent);
+        apd__dsb_printf(&x->stats, ",\"ce_xent_initial\":");
+        apd__dsb_num(&x->stats, s->xent0);
+        apd__dsb_printf(&x->stats, ",\"ce_xent_stored\":");
+        apd__dsb_num(&x->stats, xent1);
+    }
     if (s->use_pool) {
         apd__dsb_printf(&x->stats, ",\"net_pool_last_xent\":");
         apd__dsb_num(&x->stats, lo->io.pool_xent);
@@ -1339,7 +1432,7 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
     APD_TRY(apd__dcomm_agree(x, init_state(s, res, &it0, err), err));
     if (x->bench_iters) return run_bench(s, err);
     double eval0 = 0;
-    APD_TRY(initial_eval_loss(s, res, &eval0, err));
+    APD_TRY(initial_eval_loss(s, res, &eval0, &s->xent0, err));
     char rn[96];
     if (s->stored)
         snprintf(rn, sizeof rn, "per-image (%s), loss on the stored images", apd_quantizer_name(s->qz));
@@ -1349,6 +1442,10 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
                         "batch-real %u, %s %s, threads %u",
                      apd_distill_method_name(o->method), (unsigned long long)s->N, (unsigned long long)s->ipc, x->c,
                      x->h, x->w, x->k, o->iters, o->batch_real, s->stored ? "palettes" : "remedy", rn, x->threads);
+    if (s->teacher)
+        apd__distill_log(o, "distill: class-aware term, weight %g: teacher ConvNetD%u trained %u SGD steps of %u real "
+                            "images, mean cross-entropy %.4f",
+                         (double)o->ce_weight, x->depth, o->ce_teacher_steps, APD_DISTILL_CE_BATCH, s->teacher_xent);
     if (s->use_pool)
         apd__distill_log(o, "distill: network queue of %u partly trained networks (a fresh one every %u iterations, "
                             "%u SGD steps of %u real images per iteration)",

@@ -166,3 +166,22 @@ size_t apd__netpool_parts(apd__netpool *p, void *ptr[3], size_t len[3])
     len[2] = n;
     return 3;
 }
+
+apd_status apd__netpool_trained_net(const apd_convnet_opts *net_cfg, uint64_t act_budget, size_t img,
+                                    apd_distill_source *src, const float lut[3][256], uint64_t seed, uint32_t steps,
+                                    uint32_t batch, apd_convnet *net, double *loss, apd_err *err)
+{
+    apd_distill_opts po;
+    apd_distill_opts_default(&po);
+    po.net_pool = 1;
+    po.net_pool_every = UINT32_MAX; /* one push, at "iteration" 0 */
+    po.net_pool_steps = steps;
+    po.net_pool_batch = batch;
+    apd__netpool p;
+    apd_status st = apd__netpool_create(&p, &po, net_cfg, act_budget, img, err);
+    if (st == APD_OK) st = apd__netpool_net(&p, net, seed, 0, NULL); /* a fresh network */
+    if (st == APD_OK) st = apd__netpool_train(&p, src, lut, seed, 0, loss, err);
+    if (st == APD_OK) memcpy(apd_convnet_params(net), p.w, p.np * sizeof(float));
+    apd__netpool_free(&p);
+    return st;
+}

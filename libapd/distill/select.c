@@ -312,16 +312,22 @@ static apd_status sel_run(sel_state *s, uint64_t *src, apd_err *err)
     return APD_OK;
 }
 
+/* A selection's state for run x, nothing allocated yet. */
+static void sel_init(sel_state *s, apd_distill_ctx *x)
+{
+    memset(s, 0, sizeof *s);
+    s->x = x;
+    s->o = x->o;
+    s->img = (size_t)x->c * x->h * x->w;
+    s->p = (size_t)x->h * x->w;
+    s->C = x->n_classes;
+    s->B = x->o->select_batch ? x->o->select_batch : 128;
+}
+
 apd_status apd__select_graphcut(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 {
     sel_state s;
-    memset(&s, 0, sizeof s);
-    s.x = x;
-    s.o = x->o;
-    s.img = (size_t)x->c * x->h * x->w;
-    s.p = (size_t)x->h * x->w;
-    s.C = x->n_classes;
-    s.B = x->o->select_batch ? x->o->select_batch : 128;
+    sel_init(&s, x);
     apd_status st = sel_run(&s, src, err);
     sel_free(&s);
     return st;
@@ -446,12 +452,14 @@ static apd_status herd_pick_classes(sel_state *s, uint64_t *src, apd_err *err)
     uint64_t *pick = malloc((size_t)x->images_per_class * sizeof *pick);
     apd_status st = APD_OK;
     if (!feat || !mu || !emb || !pick) st = sel_oom(err);
+    if (st == APD_OK && s->o->progress_fn) s->o->progress_fn(s->o->cb_user, "herding", 0, x->cls_hi - x->cls_lo, NULL);
     for (uint32_t c = x->cls_lo; c < x->cls_hi && st == APD_OK; c++) {
         st = herd_class(s, c, feat, mu, emb, pick, err);
         if (st != APD_OK) break;
         for (uint64_t t = 0; t < x->images_per_class; t++)
             src[c * x->images_per_class + t] = s->cand[s->cls_off[c] + pick[t]];
-        if (s->o->progress_fn) s->o->progress_fn(s->o->cb_user, "herding", c + 1 - x->cls_lo, x->cls_hi - x->cls_lo, NULL);
+        if (s->o->progress_fn)
+            s->o->progress_fn(s->o->cb_user, "herding", c + 1 - x->cls_lo, x->cls_hi - x->cls_lo, NULL);
     }
     free(feat);
     free(mu);
@@ -463,13 +471,7 @@ static apd_status herd_pick_classes(sel_state *s, uint64_t *src, apd_err *err)
 apd_status apd__select_herding(apd_distill_ctx *x, uint64_t *src, apd_err *err)
 {
     sel_state s;
-    memset(&s, 0, sizeof s);
-    s.x = x;
-    s.o = x->o;
-    s.img = (size_t)x->c * x->h * x->w;
-    s.p = (size_t)x->h * x->w;
-    s.C = x->n_classes;
-    s.B = x->o->select_batch ? x->o->select_batch : 128;
+    sel_init(&s, x);
     double t0 = apd__now();
     /* a failure does not return at once: the other processes are told first */
     apd_status st = sel_candidates(&s, x->o->herd_limit, ST_HERD_SUB, err);
