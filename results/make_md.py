@@ -249,13 +249,13 @@ for what, ds, k, opt, m, base in directions:
                                                      k, opt, base, acc(ev), acc(bev), mse(st)))
 print()
 
-print("### Over several distillation seeds (`results/run.sh seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300`)\n")
+print("### Over several distillation seeds (`results/run.sh seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300`)\n")
 print("The same rows as the sweep (60 iterations, 30 evaluation epochs, 3 networks per file), "
       "distilled with seeds 0-4 (Fashion-MNIST IPC 1) or 0-2 (for CIFAR-10 IPC 10, seed 0 is the "
       "sweep's row): *per seed* = each file's mean over its 3 networks; *mean +- sd* = over the seeds. At IPC 1 the seed alone moves a row by up to 4.7 "
       "points, so single-seed differences of 1-2 points there are noise. Rows marked *200 DM iterations* run both "
       "contenders on that longer schedule (`seeds-long`, the ties of the 60-iteration sweep first); "
-      "`--loss-range anneal` rows are `loss-anneal` and `--init herding` rows `herding` (docs/distill.md); rows marked *300 evaluation epochs* "
+      "`--loss-range anneal` rows are `loss-anneal`, `--init herding` rows `herding` and `--ce-weight` rows `ce` (docs/distill.md); rows marked *300 evaluation epochs* "
       "evaluate the same files as the 60-iteration rows with 300 epochs instead of 30 (`seeds-e300`).\n")
 print("| dataset | IPC | K | method | option | seeds | mean +- sd over seeds | per seed |")
 print("|---|---|---|---|---|---|---|---|")
@@ -267,11 +267,14 @@ SEED_METHODS = (("dm-mc", "DM, then median cut", ""), ("ap-stored", "AutoPalette
                 ("ap-stored-clamp", "AutoPalette, stored palettes", "`--pixel-range clamp`"),
                 ("ap-stored-lr-anneal", "AutoPalette, stored palettes", "`--loss-range anneal`"),
                 ("ap-stored-herd", "AutoPalette, stored palettes", "`--init herding`"),
+                ("ap-stored-ce10", "AutoPalette, stored palettes", "`--ce-weight 10`"),
+                ("dm-mc-ce10", "DM, then median cut", "`--ce-weight 10`"),
                 ("dm-mc-i200", "DM, then median cut", "200 DM iterations"),
                 ("ap-stored-i200", "AutoPalette, stored palettes (default)", "200 DM iterations"),
                 ("dm-mc/-e300", "DM, then median cut", "300 evaluation epochs"),
                 ("ap-stored/-e300", "AutoPalette, stored palettes (default)", "300 evaluation epochs"),
-                ("ap-stored-herd/-e300", "AutoPalette, stored palettes", "`--init herding`, 300 evaluation epochs"))
+                ("ap-stored-herd/-e300", "AutoPalette, stored palettes", "`--init herding`, 300 evaluation epochs"),
+                ("ap-stored-ce10/-e300", "AutoPalette, stored palettes", "`--ce-weight 10`, 300 evaluation epochs"))
 for ds, dlabel, ipc, ks in (("fmnist", "Fashion-MNIST", 1, (2, 4, 16)), ("fmnist", "Fashion-MNIST", 10, (16,)),
                             ("cifar", "CIFAR-10 dev", 1, (4, 16, 64)), ("cifar", "CIFAR-10 dev", 10, (4, 8, 16, 64))):
     for k in ks:

@@ -12,7 +12,7 @@
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64
 #                                  seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal
-#                                  seeds-e300 herding herding-e300
+#                                  seeds-e300 herding herding-e300 ce ce-e300
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -102,7 +102,7 @@ erow() {
   echo "   $(grep -o '"accuracy_mean": [0-9.]*, "accuracy_std": [0-9.]*' "$e" 2>/dev/null)"
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -112,7 +112,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding|herding-e300) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding|herding-e300|ce|ce-e300) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -404,6 +404,36 @@ for g in $groups; do
       for k in 4 16; do for s in 0 1 2; do hrow cifar "$in" 1 $k $s; done; done
       for s in 0 1 2; do hrow fmnist fashion-mnist 10 16 $s; done
       for k in 4 8 16 64; do hrow cifar "$in" 10 $k 0; done ;;
+    ce)
+      # --ce-weight 10 (the class-aware term: a ConvNet trained for 300 SGD steps of 64 real
+      # images before the loop; 10 x the cross-entropy of each class's synthetic images under
+      # it) for stored palettes, the sweep's IPC 1 ties first, then the rest of the sweep, over
+      # the seeds rows' seeds; the weight was chosen from 1, 10, 100 on Fashion-MNIST IPC 1 K 4
+      # seeds 0-2. Also "DM with the term, then median cut" on the ties, to see where a win
+      # comes from. Compare with NAME-ap-stored-sSEED and -dm-mc-sSEED.
+      in="cifar10:$CIFAR"
+      crow() {  # crow TAG INPUT IPC K SEED [dm]
+        ( SEED=$5
+          if [ "${6:-}" = dm ]; then
+            row "$1-ipc$3-k$4-dm-mc-ce10-s$5" "$2" "$2" --method dm --ipc "$3" --colors "$4" --budget bits \
+              --quantizer median-cut --ce-weight 10 $DM
+          else
+            row "$1-ipc$3-k$4-ap-stored-ce10-s$5" "$2" "$2" --method autopalette --ipc "$3" --colors "$4" \
+              --budget bits --ce-weight 10 $DM
+          fi )
+      }
+      for s in 0 1 2; do crow fmnist fashion-mnist 1 4 $s; crow fmnist fashion-mnist 1 16 $s; crow cifar "$in" 1 64 $s; done
+      for s in 3 4; do crow fmnist fashion-mnist 1 4 $s; crow fmnist fashion-mnist 1 16 $s; done
+      for s in 0 1 2; do crow fmnist fashion-mnist 1 4 $s dm; crow fmnist fashion-mnist 1 16 $s dm; crow cifar "$in" 1 64 $s dm; done
+      for s in 0 1 2 3 4; do crow fmnist fashion-mnist 1 2 $s; done
+      for k in 4 16; do for s in 0 1 2; do crow cifar "$in" 1 $k $s; done; done
+      for s in 0 1 2; do crow fmnist fashion-mnist 10 16 $s; done
+      for k in 4 8 16 64; do crow cifar "$in" 10 $k 0; done ;;
+    ce-e300)
+      # the ce rows of the sweep's IPC 1 ties evaluated with 300 epochs (run ce first)
+      in="cifar10:$CIFAR"
+      for s in 0 1 2 3 4; do for k in 4 16; do erow "fmnist-ipc1-k$k-ap-stored-ce10-s$s" fashion-mnist; done; done
+      for s in 0 1 2; do erow "cifar-ipc1-k64-ap-stored-ce10-s$s" "$in"; done ;;
     herding-e300)
       # the herding rows of the sweep's IPC 1 ties evaluated with 300 epochs (run herding first);
       # compare with the seeds-e300 rows

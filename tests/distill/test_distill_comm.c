@@ -5,7 +5,8 @@
  *    byte for byte (records, ids, provenance JSON);
  *  - a 2-rank run stopped at a checkpoint, resumed by one process, equals the uninterrupted
  *    one-process run (the checkpoint is rank-count independent);
- *  - both also with the queue of partly trained networks (opts.net_pool);
+ *  - both also with the queue of partly trained networks (opts.net_pool), and autopalette
+ *    with the class-aware term (opts.ce_weight);
  *  - a failure on rank 0 only (its checkpoint is missing) is every rank's failure, with
  *    rank 0's message; no rank waits forever;
  *  - a bad comm (rank >= size, no exchange) is APD_EINVAL. */
@@ -141,12 +142,18 @@ static void set_pool(apd_distill_opts *o)
     o->net_pool_batch = 6;
 }
 
+/* extras: 1 = the network queue, 2 = the class-aware term (its teacher trained on every rank) */
 static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32_t size, apd_palette_mode pm,
-                             int pool)
+                             int extras)
 {
     apd_distill_opts o;
     base_opts(&o, m);
+    int pool = extras & 1;
     if (pool) set_pool(&o);
+    if (extras & 2) {
+        o.ce_weight = 5.0f;
+        o.ce_teacher_steps = 8;
+    }
     o.init = init;
     o.palette_mode = pm;
     o.init_set = 1;
@@ -162,8 +169,9 @@ static void check_split_mode(apd_distill_method m, apd_distill_init init, uint32
         dt_same_result(&one, &ranks[r].res);
         ck_assert_uint_gt(w.calls[r], o.iters); /* at least one exchange an iteration */
     }
-    printf("%s (palette %s%s), %u ranks: results identical to one process (%llu exchanges)\n",
-           apd_distill_method_name(m), apd_palette_mode_name(pm), pool ? ", network queue" : "", size,
+    printf("%s (palette %s%s%s), %u ranks: results identical to one process (%llu exchanges)\n",
+           apd_distill_method_name(m), apd_palette_mode_name(pm), pool ? ", network queue" : "",
+           (extras & 2) ? ", class-aware term" : "", size,
            (unsigned long long)w.calls[0]);
     free_ranks(ranks, size);
     apd_distill_result_free(&one);
@@ -188,6 +196,7 @@ START_TEST(autopalette_split_identical)
     check_split(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, 3);
     /* the herding init: each process picks for its classes with the same networks */
     check_split_mode(APD_DISTILL_AUTOPALETTE, APD_INIT_HERDING, 3, APD_PALETTE_STORED, 0);
+    check_split_mode(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, 2, APD_PALETTE_STORED, 2);
 }
 END_TEST
 
