@@ -12,7 +12,7 @@
 #                                  ksweep-cifar10 ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-why
 #                                  ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64
 #                                  seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal
-#                                  seeds-e300 herding herding-e300 ce ce-e300
+#                                  seeds-e300 herding herding-e300 ce ce-e300 ce-sweep ce-sweep-e300
 #                                  (default: all)
 #   Several invocations may share one OUT (rows are locked), e.g. one per core.
 #
@@ -102,7 +102,7 @@ erow() {
   echo "   $(grep -o '"accuracy_mean": [0-9.]*, "accuracy_std": [0-9.]*' "$e" 2>/dev/null)"
 }
 
-groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300"}
+groups=${*:-"cifar10 fmnist10 cifar1 fmnist1 remedy remedy-fmnist remedy-cifar ablation-cifar ablation folder long-eval long-distill budget-bytes ksweep-cifar10 ksweep-why ksweep-cifar1 ksweep-fmnist10 ksweep-fmnist1 ksweep-long-eval ksweep-fmnist10-e300 pixel-range pnorm-cifar1 pool-cifar1 folder64 seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300 ce-sweep ce-sweep-e300"}
 # need VAR DIR GROUP: stop before any work if a group's data folder is missing
 need() {
   if [ -z "$2" ] || [ ! -d "$2" ]; then
@@ -112,7 +112,7 @@ need() {
 }
 for g in $groups; do
   case $g in
-    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding|herding-e300|ce|ce-e300) need CIFAR "$CIFAR" "$g" ;;
+    cifar10|cifar1|remedy-cifar|ablation-cifar|long-eval|long-distill|budget-bytes|ksweep-cifar*|ksweep-why|ksweep-long-eval|pixel-range|pnorm-cifar1|pool-cifar1|seeds-cifar1|seeds-cifar10|seeds-long|loss-anneal|seeds-e300|herding|herding-e300|ce|ce-e300|ce-sweep|ce-sweep-e300) need CIFAR "$CIFAR" "$g" ;;
     folder|folder64) need FOLDER "$FOLDER" "$g" ;;
   esac
 done
@@ -429,6 +429,41 @@ for g in $groups; do
       for k in 4 16; do for s in 0 1 2; do crow cifar "$in" 1 $k $s; done; done
       for s in 0 1 2; do crow fmnist fashion-mnist 10 16 $s; done
       for k in 4 8 16 64; do crow cifar "$in" 10 $k 0; done ;;
+    ce-sweep)
+      # --ce-weight 10 over the rest of the K sweep (seed 0, then more seeds at the best K), and
+      # the best K's rows evaluated with 300 epochs. cifar-ipc10-k4-dm-mc-s0 and -ap-stored-s0 are
+      # the sweep's rows cifar-ipc10-k4-dm-mc and -ap-stored written again (same seed and options,
+      # same bytes; --ce-weight 0 is the sweep's default then) for their 300-epoch evaluation;
+      # -dm-mc-ce10-s0 is DM with the term, then median cut, to see where a win comes from.
+      in="cifar10:$CIFAR"
+      crow() {  # crow TAG INPUT IPC K SEED
+        ( SEED=$5
+          row "$1-ipc$3-k$4-ap-stored-ce10-s$5" "$2" "$2" --method autopalette --ipc "$3" --colors "$4" \
+            --budget bits --ce-weight 10 $DM )
+      }
+      crow cifar "$in" 10 4 0; crow fmnist fashion-mnist 10 4 0
+      crow cifar "$in" 10 8 0; crow fmnist fashion-mnist 10 2 0; crow fmnist fashion-mnist 10 16 0
+      for k in 4 8 16; do crow cifar "$in" 1 $k 0; done
+      ( SEED=0; row cifar-ipc10-k4-dm-mc-s0 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
+          --quantizer median-cut $DM
+        row cifar-ipc10-k4-dm-mc-ce10-s0 "$in" "$in" --method dm --ipc 10 --colors 4 --budget bits \
+          --quantizer median-cut --ce-weight 10 $DM
+        row cifar-ipc10-k4-ap-stored-s0 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits \
+          --ce-weight 0 $DM )
+      for s in 1 2; do crow cifar "$in" 10 4 $s; crow fmnist fashion-mnist 10 4 $s; done
+      for s in 1 2; do crow fmnist fashion-mnist 10 16 $s; done
+      for s in 1 2; do for k in 4 8 16; do crow cifar "$in" 1 $k $s; done; done
+      for s in 1 2; do crow cifar "$in" 10 8 $s; done ;;
+    ce-sweep-e300)
+      # the best K's rows of ce-sweep evaluated with 300 epochs (run ce-sweep first); compare
+      # with fmnist-ipc10-k4-dm-mc-e300, fmnist-ipc10-k4-ap-stored-e300
+      in="cifar10:$CIFAR"
+      erow fmnist-ipc10-k4-ap-stored-ce10-s0 fashion-mnist
+      erow cifar-ipc10-k4-ap-stored-ce10-s0 "$in"
+      erow cifar-ipc10-k4-dm-mc-s0 "$in"
+      erow cifar-ipc10-k4-dm-mc-ce10-s0 "$in"
+      erow cifar-ipc10-k4-ap-stored-s0 "$in"
+      for s in 1 2; do erow "fmnist-ipc10-k4-ap-stored-ce10-s$s" fashion-mnist; erow "cifar-ipc10-k4-ap-stored-ce10-s$s" "$in"; done ;;
     ce-e300)
       # the ce rows of the sweep's IPC 1 ties evaluated with 300 epochs (run ce first)
       in="cifar10:$CIFAR"

@@ -439,7 +439,12 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DF("--temp-start", temp_start)
     DF("--temp-end", temp_end)
     DF("--anneal", anneal)
-    DF("--ce-weight", ce_weight)
+    if (strcmp(name, "--ce-weight") == 0) { /* negative would mean "by method" to the library */
+        double v_ = strtod(val, &end);
+        if (!*val || *end || !(v_ >= 0)) goto bad;
+        o->ce_weight = (float)v_;
+        return 1;
+    }
     DU32("--select-epochs", select_epochs)
     DU32("--select-batch", select_batch)
     DF("--select-lr", select_lr)
@@ -554,9 +559,11 @@ static const char *const distill_usage =
     "                        --net-pool-every N (10) iterations between fresh networks,\n"
     "                        --net-pool-steps N (4) SGD steps on one of them per iteration,\n"
     "                        --net-pool-batch N (64) real images per step\n"
-    "  --ce-weight F (0 = off) add F x the cross-entropy of each class's synthetic images under\n"
+    "  --ce-weight F          add F x the cross-entropy of each class's synthetic images under\n"
     "                        a ConvNet trained on the real images before the loop (a class-aware\n"
-    "                        term): --ce-teacher-steps N (300) SGD steps of 64 real images\n"
+    "                        term; 0 = off; default 10 for --palette stored, off otherwise):\n"
+    "                        --ce-teacher-steps N SGD steps of 64 real images (default 300, or\n"
+    "                        two passes over the real images if that is fewer)\n"
     " autopalette:\n"
     "  --palette stored|network  where the palettes come from (stored):\n"
     "                        stored: per-image palettes by --quantizer (kmeans) refitted every\n"
@@ -662,7 +669,8 @@ static apd_status distill_option_scopes(const cv_ctx *ctx)
             why = "applies only when --palette-remedy includes temperature";
         else if ((sc & SC_NET_POOL) && d->net_pool == 0) why = "applies only with --net-pool N, N >= 1";
         else if ((sc & SC_HERDING) && !herding) why = "applies only to the herding init (--init herding)";
-        else if ((sc & SC_CE) && !(d->ce_weight > 0.0f)) why = "applies only with --ce-weight F, F > 0";
+        else if ((sc & SC_CE) && !(apd_distill_ce_weight_in_effect(d) > 0.0f))
+            why = "applies only with the class-aware term (--ce-weight F, F > 0; on by default for --palette stored)";
         if (why) {
             usage_error("--%s %s (here: --method %s, init %s, palette remedy %s)", g, why, ctx->o.method,
                         graphcut ? "graphcut" : herding ? "herding" : "random", ap ? remedy : "-");

@@ -201,14 +201,21 @@ typedef struct apd_distill_opts {
     /* A class-aware term (IDM's regulariser, with one network trained once): the DM loss of
      * each class gets ce_weight x the mean softmax cross-entropy, for its own class, of its
      * synthetic images (as the DM loss sees them: augmented, and for stored palettes as stored)
-     * under a ConvNet trained before the loop from a fresh init for ce_teacher_steps SGD steps
-     * of APD_DISTILL_CE_BATCH real images of every class (the network queue's optimizer; no
-     * augmentation). The DM loss matches means of random features; this term pulls each image
-     * toward what a trained network takes for its class. The teacher is trained again,
-     * identically, on resume and on every process of a class-parallel run. */
+     * under a ConvNet trained before the loop from a fresh init for ce_teacher_steps SGD steps,
+     * each on APD_DISTILL_CE_BATCH real images drawn with replacement from the whole source
+     * (the network queue's optimizer; no augmentation). The DM loss matches means of random
+     * features; this term pulls each image toward what a trained network takes for its class.
+     * The teacher is trained again, identically, on resume and on every process of a
+     * class-parallel run. On by default for AutoPalette with stored palettes (docs/distill.md
+     * has the measurement); the published configuration (palette network) and DM leave it off. */
 #define APD_DISTILL_CE_BATCH 64u
-    float ce_weight;             /* 0 (default) = off */
-    uint32_t ce_teacher_steps;   /* 300 (at most APD_DISTILL_MAX_NET_POOL_STEPS) */
+#define APD_DISTILL_CE_WEIGHT 10.0f        /* the weight in effect by default (stored palettes) */
+#define APD_DISTILL_CE_TEACHER_STEPS 300u  /* the teacher's steps by default, at most two passes */
+    float ce_weight;             /* < 0 (default) = by method, apd_distill_ce_weight_in_effect;
+                                    0 = off */
+    uint32_t ce_teacher_steps;   /* 0 (default) = apd_distill_ce_teacher_steps_in_effect:
+                                    APD_DISTILL_CE_TEACHER_STEPS, or fewer if two passes over the
+                                    real images take fewer; at most APD_DISTILL_MAX_NET_POOL_STEPS */
     uint32_t depth;              /* ConvNet depth of the DM loop and the selection net; 0 (default)
                                     = by resolution (apd_convnet_default_depth: 3 at 28/32 px,
                                     4 at 64 px, 5 at 128 px) */
@@ -248,6 +255,15 @@ APD_API apd_status apd_distill_init_from_name(const char *s, apd_distill_init *o
  * autopalette with the palette network (the published method) and random otherwise (random
  * init measured at least as good as the CPU-sized graph cut, results/RESULTS.md). */
 APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o);
+/* The class-aware term's weight in effect: opts.ce_weight if >= 0 (or not a number, which
+ * apd_distill_run refuses), else APD_DISTILL_CE_WEIGHT for AutoPalette with stored palettes and
+ * 0 (off) for the other methods and palette modes. */
+APD_API float apd_distill_ce_weight_in_effect(const apd_distill_opts *o);
+/* The teacher's SGD steps in effect for a source of n_real images: opts.ce_teacher_steps if
+ * set, else min(APD_DISTILL_CE_TEACHER_STEPS, ceil(2 n_real / APD_DISTILL_CE_BATCH)): a small
+ * source (a test sample, a folder of a few images per class) gets a teacher trained two
+ * passes over it, not 300 steps of the same images again. */
+APD_API uint32_t apd_distill_ce_teacher_steps_in_effect(const apd_distill_opts *o, uint64_t n_real);
 /* "auto" | "fixed" | "count" -> *out. @return APD_OK; APD_EINVAL (NULL, unknown). */
 APD_API apd_status apd_lr_rule_from_name(const char *s, apd_lr_rule *out);
 APD_API const char *apd_lr_rule_name(apd_lr_rule r); /* "auto", "fixed", "count"; "?" */

@@ -72,8 +72,8 @@ APD_API void apd_distill_opts_default(apd_distill_opts *o)
     o->net_pool_every = 10;
     o->net_pool_steps = 4;
     o->net_pool_batch = 64;
-    o->ce_weight = 0.0f;
-    o->ce_teacher_steps = 300;
+    o->ce_weight = -1.0f;     /* by method: apd_distill_ce_weight_in_effect */
+    o->ce_teacher_steps = 0;  /* apd_distill_ce_teacher_steps_in_effect */
     o->dsa_strategy = APD_DSA_ALL; /* color_crop_cutout_flip_scale_rotate */
     o->dsa_align_corners = 0;
     o->seed = 0;
@@ -189,6 +189,20 @@ APD_API apd_distill_init apd_distill_init_in_effect(const apd_distill_opts *o)
 {
     if (o->init_set) return o->init;
     return apd__distill_network(o) ? APD_INIT_GRAPHCUT : APD_INIT_RANDOM;
+}
+
+APD_API float apd_distill_ce_weight_in_effect(const apd_distill_opts *o)
+{
+    if (!(o->ce_weight < 0.0f)) return o->ce_weight;
+    return apd__distill_stored(o) ? APD_DISTILL_CE_WEIGHT : 0.0f;
+}
+
+APD_API uint32_t apd_distill_ce_teacher_steps_in_effect(const apd_distill_opts *o, uint64_t n_real)
+{
+    if (o->ce_teacher_steps) return o->ce_teacher_steps;
+    uint64_t two_passes = (2 * n_real + APD_DISTILL_CE_BATCH - 1) / APD_DISTILL_CE_BATCH;
+    if (two_passes < 1) two_passes = 1;
+    return two_passes < APD_DISTILL_CE_TEACHER_STEPS ? (uint32_t)two_passes : APD_DISTILL_CE_TEACHER_STEPS;
 }
 
 apd_lr_rule apd__distill_lr_rule(const apd_distill_opts *o)
@@ -410,14 +424,14 @@ static void hparams_json(apd__dsb *b, const apd_distill_opts *o, const apd_disti
         apd__dsb_num(b, o->gc_epsilon);
         apd__dsb_printf(b, ",\"greedy\":\"stochastic, gain per candidate\"}");
     }
-    if (o->ce_weight > 0.0f && o->method != APD_DISTILL_RANDOM) {
+    if (apd_distill_ce_weight_in_effect(o) > 0.0f && o->method != APD_DISTILL_RANDOM) {
         apd__dsb_printf(b, ",\"class_aware\":{\"weight\":");
-        apd__dsb_num(b, o->ce_weight);
+        apd__dsb_num(b, apd_distill_ce_weight_in_effect(o));
         apd__dsb_printf(b, ",\"loss\":\"weight x mean softmax cross-entropy of each class's synthetic images (as "
                            "the DM loss sees them) under the teacher\",\"teacher\":\"ConvNetD%u, fresh init, %u SGD "
-                           "steps of %u real images of every class, lr 0.01, momentum 0.9, weight decay 5e-4, "
+                           "steps of %u real images drawn from all classes, lr 0.01, momentum 0.9, weight decay 5e-4, "
                            "no augmentation\"}",
-                       x->depth, o->ce_teacher_steps, APD_DISTILL_CE_BATCH);
+                       x->depth, apd_distill_ce_teacher_steps_in_effect(o, x->src->n), APD_DISTILL_CE_BATCH);
     }
     if (x->init == APD_INIT_HERDING)
         apd__dsb_printf(b, ",\"selection\":{\"quantizer\":\"median-cut\",\"k\":%u,\"networks\":%u,"
@@ -640,10 +654,10 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         return apd__err_set(err, APD_EINVAL, "distill: unknown init %d", (int)apd_distill_init_in_effect(o));
     if (apd_distill_init_in_effect(o) == APD_INIT_HERDING && (o->herd_nets < 1 || o->herd_nets > 64))
         return apd__err_set(err, APD_EINVAL, "distill: --herd-nets %u outside 1..64", o->herd_nets);
-    if (o->ce_weight > 0.0f) {
+    if (apd_distill_ce_weight_in_effect(o) > 0.0f) {
         if (o->method == APD_DISTILL_RANDOM)
             return apd__err_set(err, APD_EINVAL, "distill: --ce-weight applies only to dm and autopalette (the DM loop)");
-        if (o->ce_teacher_steps < 1 || o->ce_teacher_steps > APD_DISTILL_MAX_NET_POOL_STEPS)
+        if (o->ce_teacher_steps > APD_DISTILL_MAX_NET_POOL_STEPS)
             return apd__err_set(err, APD_EINVAL, "distill: --ce-teacher-steps %u outside 1..%u", o->ce_teacher_steps,
                                 APD_DISTILL_MAX_NET_POOL_STEPS);
     }

@@ -108,6 +108,8 @@ typedef struct dm_state {
     /* opts.ce_weight: the trained network of the class-aware term and its logit buffers */
     apd_convnet *teacher;
     float *t_logits, *t_dl; /* [max_batch, classes] */
+    float ce_w;             /* the weight in effect (apd_distill_ce_weight_in_effect); 0 = off */
+    uint32_t ce_steps;      /* the teacher's SGD steps in effect */
     double teacher_xent;    /* mean cross-entropy of its training steps */
     double xent0;           /* its mean cross-entropy of the initial images */
     /* stats */
@@ -394,7 +396,7 @@ static void xent_rows(const float *logits, float *dl, uint32_t n, uint32_t K, ui
 static apd_status class_aware_backward(dm_state *s, uint32_t cls, uint32_t n)
 {
     uint32_t K = s->x->n_classes, mb = s->max_batch ? s->max_batch : 1;
-    float scale = s->o->ce_weight / (float)n;
+    float scale = s->ce_w / (float)n;
     for (uint32_t i = 0; i < n; i += mb) {
         uint32_t m = n - i < mb ? n - i : mb;
         APD_TRY(apd_convnet_forward(s->teacher, s->t_logits, NULL, s->syn_aug + (size_t)i * s->img, m));
@@ -698,9 +700,9 @@ static uint64_t fingerprint(const dm_state *s, const uint64_t *src)
         h = fnv(h, np, sizeof np);
     }
     if (c.anneal > 0.0f) h = fnv(h, &c.anneal, sizeof c.anneal); /* hashed only when on, likewise */
-    if (c.ce_weight > 0.0f) { /* likewise */
-        h = fnv(h, &c.ce_weight, sizeof c.ce_weight);
-        h = fnv(h, &c.ce_teacher_steps, sizeof c.ce_teacher_steps);
+    if (s->ce_w > 0.0f) { /* likewise: the values in effect, so an explicit 10 and 300 hash as the default */
+        h = fnv(h, &s->ce_w, sizeof s->ce_w);
+        h = fnv(h, &s->ce_steps, sizeof s->ce_steps);
     }
     if (apd__distill_stored(&c) && apd__distill_loss_range(&c) != APD_LOSS_RANGE_STORED) {
         uint32_t lr = (uint32_t)apd__distill_loss_range(&c); /* later rules: older checkpoints are refused */
@@ -1091,7 +1093,9 @@ static apd_status setup_net(dm_state *s, apd_err *err)
                                  err);
         if (st != APD_OK) return st;
     }
-    if (o->ce_weight > 0.0f) {
+    s->ce_w = apd_distill_ce_weight_in_effect(o);
+    s->ce_steps = s->ce_w > 0.0f ? apd_distill_ce_teacher_steps_in_effect(o, x->src->n) : 0;
+    if (s->ce_w > 0.0f) {
         st = apd_convnet_create(&s->teacher, &cfg);
         if (st != APD_OK) return apd__err_set(err, st, "distill: teacher ConvNet: %s", apd_strerror(st));
         s->t_logits = xmalloc((size_t)cfg.max_batch * x->n_classes, sizeof(float), &fail);
@@ -1099,7 +1103,7 @@ static apd_status setup_net(dm_state *s, apd_err *err)
         if (fail) return OOM(err);
         st = apd__netpool_trained_net(&cfg, o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET, s->img, x->src,
                                       (const float(*)[256])s->lut, apd__mix64(x->seed ^ ST_TEACHER),
-                                      o->ce_teacher_steps, APD_DISTILL_CE_BATCH, s->teacher, &s->teacher_xent, err);
+                                      s->ce_steps, APD_DISTILL_CE_BATCH, s->teacher, &s->teacher_xent, err);
         if (st != APD_OK) return st;
         if (!isfinite(s->teacher_xent))
             return apd__err_set(err, APD_ENUMERIC, "distill: the class-aware teacher's training diverged");
@@ -1445,7 +1449,7 @@ static apd_status dm_run(dm_state *s, apd_distill_result *res, apd_err *err)
     if (s->teacher)
         apd__distill_log(o, "distill: class-aware term, weight %g: teacher ConvNetD%u trained %u SGD steps of %u real "
                             "images, mean cross-entropy %.4f",
-                         (double)o->ce_weight, x->depth, o->ce_teacher_steps, APD_DISTILL_CE_BATCH, s->teacher_xent);
+                         (double)s->ce_w, x->depth, s->ce_steps, APD_DISTILL_CE_BATCH, s->teacher_xent);
     if (s->use_pool)
         apd__distill_log(o, "distill: network queue of %u partly trained networks (a fresh one every %u iterations, "
                             "%u SGD steps of %u real images per iteration)",

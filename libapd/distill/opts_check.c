@@ -43,7 +43,7 @@ apd_status apd__distill_check_numbers(const apd_distill_opts *o, apd_err *err)
         {"--select-momentum", o->select_momentum, 0, 1, 0, 1},
         {"--select-wd", o->select_wd, 0, 1, 0, 1},
         {"--gc-lambda", o->gc_lambda, 0, 1e6, 0, 0},
-        {"--ce-weight", o->ce_weight, 0, 1e6, 0, 0},
+        {"--ce-weight", apd_distill_ce_weight_in_effect(o), 0, 1e6, 0, 0},
     };
     const struct {
         const char *name;

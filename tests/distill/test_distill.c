@@ -218,7 +218,7 @@ START_TEST(autopalette_records)
 }
 END_TEST
 
-static float g_ce_weight; /* opts.ce_weight of check_determinism_and_resume's runs */
+static float g_ce_weight; /* opts.ce_weight of check_determinism_and_resume's runs (< 0: the default) */
 
 static void check_determinism_and_resume(apd_distill_method m, apd_distill_init init, apd_palette_mode pm,
                                          uint32_t net_pool)
@@ -226,7 +226,7 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     apd_distill_opts o;
     base_opts(&o, m);
     o.ce_weight = g_ce_weight;
-    o.ce_teacher_steps = 12;
+    o.ce_teacher_steps = g_ce_weight < 0 ? 0 : 12; /* the default: two passes over the real images */
     if (net_pool) { /* a queue of 3, a fresh network every 3 iterations: the checkpoint at 7 holds a full queue */
         o.net_pool = net_pool;
         o.net_pool_every = 3;
@@ -243,6 +243,12 @@ static void check_determinism_and_resume(apd_distill_method m, apd_distill_init 
     ck_assert_msg(apd_distill_run(&g_real, &o, &b, &err) == APD_OK, "%s", err.msg);
     dt_same_result(&a, &b);
     apd_distill_result_free(&b);
+    if (g_ce_weight < 0 && pm == APD_PALETTE_STORED && m == APD_DISTILL_AUTOPALETTE) {
+        char want[96];
+        snprintf(want, sizeof want, "%u SGD steps of 64 real images", (unsigned)((2 * g_real.n + 63) / 64));
+        ck_assert_ptr_nonnull(strstr(a.hyperparameters_json, "\"class_aware\":{\"weight\":10,"));
+        ck_assert_msg(strstr(a.hyperparameters_json, want) != NULL, "%s", a.hyperparameters_json);
+    }
 
     char ck[256];
     snprintf(ck, sizeof ck, "%s/distill-test-%d-%d.ckpt", APD_BINARY_DIR, (int)m, (int)getpid());
@@ -292,7 +298,9 @@ END_TEST
 /* opts.ce_weight (the class-aware term): it lowers the teacher's cross-entropy of the stored
  * images (the DM loop alone leaves it where it starts); the
  * result differs from the run without it; deterministic and resumable (the teacher is
- * trained again on resume); the provenance records it; bad settings are refused. */
+ * trained again on resume); the provenance records it; bad settings are refused; the default
+ * (weight 10 for stored palettes, a teacher of at most two passes over the real images) is in
+ * effect where it should be. */
 START_TEST(class_aware_term)
 {
     apd_distill_opts o;
@@ -324,7 +332,7 @@ START_TEST(class_aware_term)
     ck_assert_ptr_null(strstr(a.hyperparameters_json, "\"class_aware\":{\"weight\":20,"));
     apd_distill_result_free(&a);
     apd_distill_result_free(&b);
-    o.ce_teacher_steps = 0;
+    o.ce_teacher_steps = APD_DISTILL_MAX_NET_POOL_STEPS + 1;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "--ce-teacher-steps"));
     o.ce_teacher_steps = 5;
@@ -334,7 +342,26 @@ START_TEST(class_aware_term)
     o.method = APD_DISTILL_RANDOM;
     ck_assert_int_eq(apd_distill_run(&g_real, &o, &a, &err), APD_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "--ce-weight"));
-    g_ce_weight = 0.5f;
+    /* the default: weight 10 for stored palettes, a teacher of two passes over this small source
+     * (off for the palette network and DM) */
+    apd_distill_opts d;
+    apd_distill_opts_default(&d);
+    d.method = APD_DISTILL_AUTOPALETTE;
+    d.palette_mode = APD_PALETTE_STORED;
+    ck_assert_float_eq(apd_distill_ce_weight_in_effect(&d), APD_DISTILL_CE_WEIGHT);
+    ck_assert_uint_eq(apd_distill_ce_teacher_steps_in_effect(&d, 10000), 300); /* ceil(20000/64) = 313 */
+    ck_assert_uint_eq(apd_distill_ce_teacher_steps_in_effect(&d, 100), 4);
+    ck_assert_uint_eq(apd_distill_ce_teacher_steps_in_effect(&d, 0), 1);
+    d.ce_teacher_steps = 7;
+    ck_assert_uint_eq(apd_distill_ce_teacher_steps_in_effect(&d, 10000), 7);
+    d.ce_weight = 0.0f;
+    ck_assert_float_eq(apd_distill_ce_weight_in_effect(&d), 0.0f);
+    d.ce_weight = -1.0f;
+    d.palette_mode = APD_PALETTE_NETWORK;
+    ck_assert_float_eq(apd_distill_ce_weight_in_effect(&d), 0.0f);
+    d.method = APD_DISTILL_DM;
+    ck_assert_float_eq(apd_distill_ce_weight_in_effect(&d), 0.0f);
+    g_ce_weight = -1.0f;
     check_determinism_and_resume(APD_DISTILL_AUTOPALETTE, APD_INIT_RANDOM, APD_PALETTE_STORED, 0);
     g_ce_weight = 0.0f;
 }
@@ -530,6 +557,7 @@ START_TEST(stored_palettes)
     o.iters = 40;
     o.dsa_strategy = 0;
     o.batch_real = 48;
+    o.ce_weight = 0.0f; /* the matching loss alone (class_aware_term tests the default's term) */
     ck_assert_msg(apd_distill_run(&g_real, &o, &a, &err) == APD_OK, "%s", err.msg);
     double e1 = stat_of(a.stats_json, "eval_loss_stored");
     printf("stored palettes: eval loss of the stored images: initial %.4f -> trained %.4f\n", q0, e1);
