@@ -460,18 +460,16 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--ce-teacher-steps", ce_teacher_steps)
 #undef DU32
 #undef DF
-    if (strcmp(name, "--select-limit") == 0) {
-        errno = 0;
-        o->select_limit = strtoull(val, &end, 10);
-        if (!*val || *end || *val == '-' || errno == ERANGE) goto bad; /* no silent saturation */
-        return 1;
+#define DU64(opt, field)                                                                           \
+    if (strcmp(name, opt) == 0) {                                                                  \
+        errno = 0;                                                                                 \
+        o->field = strtoull(val, &end, 10);                                                        \
+        if (!*val || *end || *val == '-' || errno == ERANGE) goto bad; /* no silent saturation */  \
+        return 1;                                                                                  \
     }
-    if (strcmp(name, "--herd-limit") == 0) {
-        errno = 0;
-        o->herd_limit = strtoull(val, &end, 10);
-        if (!*val || *end || *val == '-' || errno == ERANGE) goto bad;
-        return 1;
-    }
+    DU64("--select-limit", select_limit)
+    DU64("--herd-limit", herd_limit)
+#undef DU64
     if (strcmp(name, "--gc-epsilon") == 0) {
         o->gc_epsilon = strtod(val, &end);
         if (!*val || *end) goto bad;

@@ -53,6 +53,20 @@ apd_pixel_range apd__distill_pixel_range(const apd_distill_opts *o);
 /* The loss range rule in effect (APD_LOSS_RANGE_STORED or APD_LOSS_RANGE_FLOAT). */
 apd_loss_range apd__distill_loss_range(const apd_distill_opts *o);
 
+/* uint8 pixels to the networks' normalised floats: lut[ch][v] = (v / 255 - mean[ch]) / std[ch],
+ * built once per run; apd__lut_image maps one image ([c, p] bytes, planar) through it. The DM
+ * loop, the network queue and the herding init all read real images this way. */
+static inline void apd__lut_build(float lut[3][256], uint32_t c, const float *mean, const float *std)
+{
+    for (uint32_t ch = 0; ch < c; ch++)
+        for (int v = 0; v < 256; v++) lut[ch][v] = ((float)v / 255.0f - mean[ch]) / std[ch];
+}
+static inline void apd__lut_image(float *dst, const uint8_t *im, const float lut[3][256], uint32_t c, size_t p)
+{
+    for (uint32_t ch = 0; ch < c; ch++)
+        for (size_t q = 0; q < p; q++) dst[ch * p + q] = lut[ch][im[ch * p + q]];
+}
+
 /* AutoPalette's two palette modes (apd_palette_mode); both are 0 for the other methods. */
 static inline int apd__distill_stored(const apd_distill_opts *o)
 {

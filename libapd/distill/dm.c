@@ -168,10 +168,7 @@ static void *xmalloc(size_t a, size_t b, int *fail)
 
 static void to_float(const dm_state *s, float *dst, const uint8_t *src)
 {
-    const apd_distill_ctx *x = s->x;
-    size_t p = (size_t)x->h * x->w;
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (size_t i = 0; i < p; i++) dst[ch * p + i] = s->lut[ch][src[ch * p + i]];
+    apd__lut_image(dst, src, (const float(*)[256])s->lut, s->x->c, (size_t)s->x->h * s->x->w);
 }
 
 static uint8_t to_u8(float v, float mean, float std)
@@ -1045,8 +1042,7 @@ static apd_status setup_classes(dm_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
     int fail = 0;
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
+    apd__lut_build(s->lut, x->c, x->mean, x->std);
     uint64_t max_n = s->N;
     for (uint32_t c = 0; c < x->n_classes; c++) {
         uint64_t m = apd_distill_source_class_count(x->src, c);

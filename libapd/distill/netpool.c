@@ -131,9 +131,7 @@ apd_status apd__netpool_train(apd__netpool *p, apd_distill_source *src, const fl
             uint64_t id = apd__rng_below(&r, src->n);
             const uint8_t *im;
             APD_TRY(apd__dsrc_image(src, id, p->img8, &im, err));
-            float *dst = p->xb + (size_t)t * p->img;
-            for (uint32_t ch = 0; ch < src->c; ch++)
-                for (size_t q = 0; q < hw; q++) dst[ch * hw + q] = lut[ch][im[ch * hw + q]];
+            apd__lut_image(p->xb + (size_t)t * p->img, im, lut, src->c, hw);
             p->yb[t] = src->labels[id];
         }
         double bsum = 0;

@@ -150,8 +150,7 @@ static apd_status sel_net_create(sel_state *s, apd_err *err)
 {
     const apd_distill_ctx *x = s->x;
     const apd_distill_opts *o = s->o;
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (int v = 0; v < 256; v++) s->lut[ch][v] = ((float)v / 255.0f - x->mean[ch]) / x->std[ch];
+    apd__lut_build(s->lut, x->c, x->mean, x->std);
     APD_TRY(apd_pool_create(&s->pool, x->threads));
     apd_convnet_opts cfg;
     apd_convnet_opts_default(&cfg, x->c, x->h, x->w, s->C);
@@ -357,8 +356,7 @@ static apd_status herd_load_full(sel_state *s, float *dst, uint64_t j, apd_err *
     const apd_distill_ctx *x = s->x;
     const uint8_t *im;
     APD_TRY(apd__dsrc_image(x->src, s->cand[j], s->img8, &im, err));
-    for (uint32_t ch = 0; ch < x->c; ch++)
-        for (size_t k = 0; k < s->p; k++) dst[ch * s->p + k] = s->lut[ch][im[ch * s->p + k]];
+    apd__lut_image(dst, im, (const float(*)[256])s->lut, x->c, s->p);
     return APD_OK;
 }
 
