@@ -233,7 +233,9 @@ typedef struct apd_distill_opts {
     uint32_t log_every;          /* a status line to log_fn every N iterations (0 = never) */
     apd_log_fn log_fn;           /* status lines (NULL = none); see apd/status.h */
     apd_progress_fn progress_fn; /* progress of each phase (NULL = none): "select-net" (batches
-                                    of the selection network), "distill" (iterations) */
+                                    of the selection network), "herding" (classes), "teacher"
+                                    (SGD steps of the class-aware term's network), "distill"
+                                    (iterations) */
     void *cb_user;               /* passed to log_fn and progress_fn */
     uint32_t stop_after;         /* testing: stop (as if killed) after this iteration (0 = no) */
 } apd_distill_opts;

@@ -172,6 +172,8 @@ typedef struct apd__netpool {
     float *xb, *logits, *probs, *dlogits; /* [batch, img], [batch, K] x3 */
     uint32_t *yb;         /* [batch] */
     uint8_t *img8;        /* [img] one decoded real image */
+    apd_progress_fn prog; /* NULL, or "teacher" progress per SGD step (apd__netpool_trained_net) */
+    void *prog_user;
 } apd__netpool;
 /* Allocate the queue for o->net_pool networks shaped like net_cfg (its pool threads used);
  * training passes planned for act_budget bytes of activations. APD_OK, APD_ENOMEM or the
@@ -189,11 +191,13 @@ apd_status apd__netpool_net(apd__netpool *p, apd_convnet *net, uint64_t seed, ui
 apd_status apd__netpool_train(apd__netpool *p, apd_distill_source *src, const float lut[3][256], uint64_t seed,
                               uint64_t it, double *loss, apd_err *err);
 /* One network trained as a queued one is: a fresh init from seed, then steps SGD steps of batch
- * real images of every class; its parameters into net (shaped like net_cfg), *loss = the mean
- * cross-entropy of the steps. For opts.ce_weight's teacher. */
+ * real images drawn from all classes; its parameters into net (shaped like net_cfg), *loss =
+ * the mean cross-entropy of the steps; progress (phase "teacher", SGD steps) to prog if not
+ * NULL. For opts.ce_weight's teacher. */
 apd_status apd__netpool_trained_net(const apd_convnet_opts *net_cfg, uint64_t act_budget, size_t img,
                                     apd_distill_source *src, const float lut[3][256], uint64_t seed, uint32_t steps,
-                                    uint32_t batch, apd_convnet *net, double *loss, apd_err *err);
+                                    uint32_t batch, apd_progress_fn prog, void *prog_user, apd_convnet *net,
+                                    double *loss, apd_err *err);
 /* The queue's state for a checkpoint: 3 (pointer, bytes) parts, read and written in place. */
 size_t apd__netpool_parts(apd__netpool *p, void *ptr[3], size_t len[3]);
 /* Class-parallel helpers (comm.c). Each is a collective over x->comm (every rank calls it

@@ -1099,7 +1099,8 @@ static apd_status setup_net(dm_state *s, apd_err *err)
         if (fail) return OOM(err);
         st = apd__netpool_trained_net(&cfg, o->act_budget ? o->act_budget : APD_CONVNET_ACT_BUDGET, s->img, x->src,
                                       (const float(*)[256])s->lut, apd__mix64(x->seed ^ ST_TEACHER),
-                                      s->ce_steps, APD_DISTILL_CE_BATCH, s->teacher, &s->teacher_xent, err);
+                                      s->ce_steps, APD_DISTILL_CE_BATCH, o->progress_fn, o->cb_user, s->teacher,
+                                      &s->teacher_xent, err);
         if (st != APD_OK) return st;
         if (!isfinite(s->teacher_xent))
             return apd__err_set(err, APD_ENUMERIC, "distill: the class-aware teacher's training diverged");

@@ -20,6 +20,7 @@
  * checkpoint (slots never filled stay zero, so the checkpoint bytes are deterministic).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +148,11 @@ apd_status apd__netpool_train(apd__netpool *p, apd_distill_source *src, const fl
                        p->meta[1 + slot] == 0);
         p->meta[1 + slot]++;
         lsum += bsum / p->batch;
+        if (p->prog) {
+            char note[48];
+            snprintf(note, sizeof note, "loss %.3f", bsum / p->batch);
+            p->prog(p->prog_user, "teacher", step + 1, p->steps, note);
+        }
     }
     memcpy(w, prm, p->np * sizeof(float));
     *loss = lsum / p->steps;
@@ -167,7 +173,8 @@ size_t apd__netpool_parts(apd__netpool *p, void *ptr[3], size_t len[3])
 
 apd_status apd__netpool_trained_net(const apd_convnet_opts *net_cfg, uint64_t act_budget, size_t img,
                                     apd_distill_source *src, const float lut[3][256], uint64_t seed, uint32_t steps,
-                                    uint32_t batch, apd_convnet *net, double *loss, apd_err *err)
+                                    uint32_t batch, apd_progress_fn prog, void *prog_user, apd_convnet *net,
+                                    double *loss, apd_err *err)
 {
     apd_distill_opts po;
     apd_distill_opts_default(&po);
@@ -177,6 +184,9 @@ apd_status apd__netpool_trained_net(const apd_convnet_opts *net_cfg, uint64_t ac
     po.net_pool_batch = batch;
     apd__netpool p;
     apd_status st = apd__netpool_create(&p, &po, net_cfg, act_budget, img, err);
+    p.prog = prog;
+    p.prog_user = prog_user;
+    if (st == APD_OK && prog) prog(prog_user, "teacher", 0, steps, NULL);
     if (st == APD_OK) st = apd__netpool_net(&p, net, seed, 0, NULL); /* a fresh network */
     if (st == APD_OK) st = apd__netpool_train(&p, src, lut, seed, 0, loss, err);
     if (st == APD_OK) memcpy(apd_convnet_params(net), p.w, p.np * sizeof(float));

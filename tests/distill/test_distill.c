@@ -714,8 +714,8 @@ END_TEST
 /* What the callbacks received. */
 typedef struct cb_log {
     int lines, lines_with_newline, saw_header, saw_select, saw_last_iter;
-    int progress_calls, select_calls, distill_calls, backwards, bad_phase;
-    uint64_t last_done, distill_total, distill_last;
+    int progress_calls, select_calls, distill_calls, teacher_calls, backwards, bad_phase;
+    uint64_t last_done, distill_total, distill_last, teacher_total;
     char last_phase[32];
 } cb_log;
 
@@ -743,7 +743,10 @@ static void on_progress(void *user, const char *phase, uint64_t done, uint64_t t
     c->last_done = done;
     if (strcmp(phase, "select-net") == 0)
         c->select_calls++;
-    else if (strcmp(phase, "distill") == 0) {
+    else if (strcmp(phase, "teacher") == 0) {
+        c->teacher_calls++;
+        c->teacher_total = total;
+    } else if (strcmp(phase, "distill") == 0) {
         c->distill_calls++;
         c->distill_total = total;
         c->distill_last = done;
@@ -812,6 +815,10 @@ START_TEST(callbacks_only)
     ck_assert_int_eq(c.distill_calls, 13); /* the start (0 of 12) and one per iteration */
     ck_assert_uint_eq(c.distill_total, 12);
     ck_assert_uint_eq(c.distill_last, 12);
+    /* the class-aware term's teacher (on by default for stored palettes): the start and one call
+     * per SGD step */
+    ck_assert_uint_eq(c.teacher_total, apd_distill_ce_teacher_steps_in_effect(&o, g_real.n));
+    ck_assert_int_eq(c.teacher_calls, (int)c.teacher_total + 1);
     /* the callbacks do not change the result */
     dt_same_result(&a, &b);
     apd_distill_result_free(&a);
