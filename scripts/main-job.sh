@@ -8,7 +8,8 @@
 # each, within the 7840 bytes of 10 full images per class); 200 DM iterations with real
 # batches of 32 (reference: 20000 x 256); AutoPalette's default: per-image palettes refitted
 # at every iteration with the DM loss on the stored images, the image step scaled to the
-# image count, random real init (docs/distill.md; the published palette network is
+# image count, the class-aware term (a ConvNet trained for 300 SGD steps before the loop),
+# random real init (docs/distill.md; the published palette network is
 # --palette network). apd-eval: 1 ConvNetD3 trained 30 epochs with DSA (reference: 1000
 # epochs x 5). A few minutes on 2 idle cores (overrides: APD_ITERS, APD_EVAL_EPOCHS,
 # APD_EVAL_RUNS).
