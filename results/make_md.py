@@ -123,16 +123,19 @@ print("| dataset | IPC | method | images/class | bytes/class | colours/img media
 print("|---|---|---|---|---|---|---|")
 names = {"random": "random real (full colour)", "mc-random": "median-cut random real",
          "dm": "DM (full colour)", "autopalette": "DM + AutoPalette, palette network (graph-cut init)",
-         "dm-mc": "DM on the same number of images, then median cut"}
+         "dm-mc": "DM on the same number of images, then median cut",
+         "default": "DM + AutoPalette, the default (stored palettes, class-aware term)"}
 for ds, label, k in (("fmnist", "Fashion-MNIST", 16), ("cifar", "CIFAR-10 dev", 64)):
     for ipc in (10, 1):
-        for m in ("random", "mc-random", "dm", "autopalette", "dm-mc"):
+        for m in ("random", "mc-random", "dm", "autopalette", "dm-mc", "default"):
             name = "%s-ipc%d-%s" % (ds, ipc, m)
+            if m == "default":
+                name = "%s-ipc%d-k%d-ap-stored-ce10-s0" % (ds, ipc, k)
             ev, n, bpc, col, _ = row_info(name)
             if not ev and not os.path.exists(os.path.join(out, name + ".log")):
                 print("| %s | %d | %s | | | | not run (time) |" % (label, ipc, names[m]))
                 continue
-            mlabel = names[m] + (" (K %d)" % k if m in ("mc-random", "autopalette", "dm-mc") else "")
+            mlabel = names[m] + (" (K %d)" % k if m in ("mc-random", "autopalette", "dm-mc", "default") else "")
             if m in ("mc-random",) and col == "full":
                 col = "<= %d" % k
             print("| %s | %d | %s | %s | %s | %s | %s |" % (label, ipc, mlabel, n, bpc, col, acc(ev)))
@@ -142,15 +145,20 @@ print("## The K sweep at equal storage (`--budget bits`, same DM schedule)\n")
 print("Every row stores what fits the budget of IPC full-colour images at K colours (palette + "
       "packed indices per image), and runs the same DM schedule (60 iterations, real batches of 32). "
       "*DM, then median cut*: DM on that many full-colour images, stored median-cut. "
-      "*AutoPalette, stored palettes* (`--palette stored`, the default): per-image palettes refitted "
+      "*AutoPalette, stored palettes* (`--palette stored`, `--ce-weight 0`): per-image palettes refitted "
       "by k-means every iteration, the DM loss computed on the stored images, straight-through to "
       "the pixels, a pixel beyond the 8-bit range seen at its float value (`--loss-range float`), "
-      "image steps scaled to the image count (docs/distill.md). *`--loss-range stored`*: the "
-      "previous default, the loss sees such a pixel at its clipped (stored) value. *AutoPalette, palette "
+      "image steps scaled to the image count (docs/distill.md). *AutoPalette, the default*: the same "
+      "with the class-aware term (`--ce-weight 10`, on by default for stored palettes: each class's "
+      "loss also gets 10 x the cross-entropy of its images under a ConvNet trained before the loop; "
+      "run.sh groups `ce`, `ce-sweep`, seed 0). *`--loss-range stored`*: an earlier "
+      "default, the loss sees such a pixel at its clipped (stored) value. *AutoPalette, palette "
       "network* (`--palette network`): the published network with the collapse remedy. *storage "
       "MSE*: stored vs the float synthetic images (normalised units). 30 evaluation epochs unless "
       "the row says otherwise.\n")
-sweep_methods = (("dm-mc", "DM, then median cut"), ("ap-stored", "AutoPalette, stored palettes (default)"),
+sweep_methods = (("dm-mc", "DM, then median cut"),
+                 ("ap-stored-ce10-s0", "**AutoPalette, the default (stored palettes, class-aware term)**"),
+                 ("ap-stored", "AutoPalette, stored palettes, `--ce-weight 0`"),
                  ("ap-stored-lr-stored", "AutoPalette, stored palettes, `--loss-range stored`"),
                  ("ap-net", "AutoPalette, palette network"))
 fallback = {"cifar-ipc10-k64-dm-mc": "cifar-ipc10-dm-mc", "cifar-ipc10-k64-ap-net": "cifar-ipc10-autopalette",
@@ -165,7 +173,9 @@ for ds, label, ks in (("cifar", "CIFAR-10 dev", (4, 8, 16, 64)), ("fmnist", "Fas
         print("| %s | %d | - | DM (full colour) | %s | full | | %s |" % (label, ipc, n, acc(ev)))
         # the best K's rows with 300 evaluation epochs (ksweep-fmnist10-e300; CIFAR-10 IPC 10
         # has its own table below), next to DM in full colour on the same schedule
-        best_e300 = [k for k in ks if os.path.exists(os.path.join(out, "%s-ipc%d-k%d-dm-mc-e300.eval.json" % (ds, ipc, k)))]
+        # (CIFAR-10 IPC 10: the sweep's row written again as NAME-s0 by run.sh ce-sweep)
+        best_e300 = [k for k in ks if os.path.exists(os.path.join(out, "%s-ipc%d-k%d-dm-mc%s-e300.eval.json"
+                                                                  % (ds, ipc, k, "-s0" if (ds, ipc) == ("cifar", 10) else "")))]
         if best_e300:
             ev, n, _, _, st = row_info("%s-ipc%d-dm-e300" % (ds, ipc))
             if ev:
@@ -183,10 +193,20 @@ for ds, label, ks in (("cifar", "CIFAR-10 dev", (4, 8, 16, 64)), ("fmnist", "Fas
                     continue
                 print("| %s | %d | %d | %s | %s | %s | %s | %s |" % (label, ipc, k, mlabel, n, col, mse(st), acc(ev)))
                 if k in best_e300 and m != "ap-stored-lr-stored":
-                    ev3, n3, _, col3, st3 = row_info(name + "-e300")
-                    print("| %s | %d | %d | %s, 300 evaluation epochs | %s | %s | %s | %s |"
-                          % (label, ipc, k, mlabel, n3 if ev3 else "", col3 if ev3 else "", mse(st3) if ev3 else "",
-                             acc(ev3) if ev3 else "not run (time)"))
+                    e3 = name + "-e300"
+                    if (ds, ipc) == ("cifar", 10) and not name.endswith("-s0"):
+                        e3 = name + "-s0-e300"  # the row written again with its seed (run.sh ce-sweep)
+                    ev3, n3, _, col3, st3 = row_info(e3)
+                    if not os.path.exists(os.path.join(out, e3 + ".log")):  # erow: a file evaluated again
+                        base = e3[:-len("-e300")]
+                        if os.path.exists(os.path.join(out, base + ".log")):
+                            _, n3, _, col3, st3 = row_info(base)
+                        else:
+                            n3, col3, st3 = n, col, st
+                    if ev3 or m in ("dm-mc", "ap-stored-ce10-s0"):
+                        print("| %s | %d | %d | %s, 300 evaluation epochs | %s | %s | %s | %s |"
+                              % (label, ipc, k, mlabel, n3 if ev3 else "", col3 if ev3 else "",
+                                 mse(st3) if ev3 else "", acc(ev3) if ev3 else "not run (time)"))
 print()
 
 print("### Where the gain of stored palettes comes from (CIFAR-10 dev, IPC 10)\n")
@@ -249,17 +269,21 @@ for what, ds, k, opt, m, base in directions:
                                                      k, opt, base, acc(ev), acc(bev), mse(st)))
 print()
 
-print("### Over several distillation seeds (`results/run.sh seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300`)\n")
+print("### Over several distillation seeds (`results/run.sh seeds-fmnist seeds-cifar1 seeds-cifar10 seeds-long loss-anneal seeds-e300 herding herding-e300 ce ce-e300 ce-sweep ce-sweep-e300`)\n")
 print("The same rows as the sweep (60 iterations, 30 evaluation epochs, 3 networks per file), "
       "distilled with seeds 0-4 (Fashion-MNIST IPC 1) or 0-2 (for CIFAR-10 IPC 10, seed 0 is the "
       "sweep's row): *per seed* = each file's mean over its 3 networks; *mean +- sd* = over the seeds. At IPC 1 the seed alone moves a row by up to 4.7 "
       "points, so single-seed differences of 1-2 points there are noise. Rows marked *200 DM iterations* run both "
       "contenders on that longer schedule (`seeds-long`, the ties of the 60-iteration sweep first); "
-      "`--loss-range anneal` rows are `loss-anneal`, `--init herding` rows `herding` and `--ce-weight` rows `ce` (docs/distill.md); rows marked *300 evaluation epochs* "
+      "`--loss-range anneal` rows are `loss-anneal`, `--init herding` rows `herding` and the default's rows `ce` and `ce-sweep` (docs/distill.md). "
+      "The class-aware term became the default after the other AutoPalette rows were measured: they ran without it (`--ce-weight 0`), "
+      "and an option named in a row is on top of that. Rows marked *300 evaluation epochs* "
       "evaluate the same files as the 60-iteration rows with 300 epochs instead of 30 (`seeds-e300`).\n")
 print("| dataset | IPC | K | method | option | seeds | mean +- sd over seeds | per seed |")
 print("|---|---|---|---|---|---|---|---|")
-SEED_METHODS = (("dm-mc", "DM, then median cut", ""), ("ap-stored", "AutoPalette, stored palettes (default)", ""),
+SEED_METHODS = (("dm-mc", "DM, then median cut", ""),
+                ("ap-stored-ce10", "**AutoPalette, the default**", "(class-aware term, `--ce-weight 10`)"),
+                ("ap-stored", "AutoPalette, stored palettes", "`--ce-weight 0`"),
                 ("ap-stored-lr-stored", "AutoPalette, stored palettes", "`--loss-range stored`"),
                 ("ap-stored-anneal", "AutoPalette, stored palettes", "`--loss-range stored --anneal 1`"),
                 ("ap-stored-anneal-fixed", "AutoPalette, stored palettes",
@@ -267,25 +291,24 @@ SEED_METHODS = (("dm-mc", "DM, then median cut", ""), ("ap-stored", "AutoPalette
                 ("ap-stored-clamp", "AutoPalette, stored palettes", "`--pixel-range clamp`"),
                 ("ap-stored-lr-anneal", "AutoPalette, stored palettes", "`--loss-range anneal`"),
                 ("ap-stored-herd", "AutoPalette, stored palettes", "`--init herding`"),
-                ("ap-stored-ce10", "AutoPalette, stored palettes", "`--ce-weight 10`"),
                 ("dm-mc-ce10", "DM, then median cut", "`--ce-weight 10`"),
                 ("dm-mc-i200", "DM, then median cut", "200 DM iterations"),
-                ("ap-stored-i200", "AutoPalette, stored palettes (default)", "200 DM iterations"),
+                ("ap-stored-i200", "AutoPalette, stored palettes", "`--ce-weight 0`, 200 DM iterations"),
                 ("dm-mc/-e300", "DM, then median cut", "300 evaluation epochs"),
-                ("ap-stored/-e300", "AutoPalette, stored palettes (default)", "300 evaluation epochs"),
+                ("ap-stored/-e300", "AutoPalette, stored palettes", "`--ce-weight 0`, 300 evaluation epochs"),
                 ("ap-stored-herd/-e300", "AutoPalette, stored palettes", "`--init herding`, 300 evaluation epochs"),
-                ("ap-stored-ce10/-e300", "AutoPalette, stored palettes", "`--ce-weight 10`, 300 evaluation epochs"))
-for ds, dlabel, ipc, ks in (("fmnist", "Fashion-MNIST", 1, (2, 4, 16)), ("fmnist", "Fashion-MNIST", 10, (16,)),
-                            ("cifar", "CIFAR-10 dev", 1, (4, 16, 64)), ("cifar", "CIFAR-10 dev", 10, (4, 8, 16, 64))):
+                ("ap-stored-ce10/-e300", "**AutoPalette, the default**", "300 evaluation epochs"))
+for ds, dlabel, ipc, ks in (("fmnist", "Fashion-MNIST", 1, (2, 4, 16)), ("fmnist", "Fashion-MNIST", 10, (4, 16)),
+                            ("cifar", "CIFAR-10 dev", 1, (4, 8, 16, 64)), ("cifar", "CIFAR-10 dev", 10, (4, 8, 16, 64))):
     for k in ks:
         for mm, label, opt in SEED_METHODS:
             m, _, suffix = mm.partition("/")  # "METHOD/SUFFIX": the row NAME-sSEED SUFFIX
             per = []
             for s in range(5):
                 ev = load_eval("%s-ipc%d-k%d-%s-s%d%s" % (ds, ipc, k, m, s, suffix))
-                if not ev and s == 0 and ipc == 10 and ds == "cifar" and m in ("dm-mc", "ap-stored") and not suffix:
-                    nm = "%s-ipc%d-k%d-%s" % (ds, ipc, k, m)
-                    ev = load_eval(fallback.get(nm, nm))
+                if not ev and s == 0 and ipc == 10 and m in ("dm-mc", "ap-stored"):
+                    nm = "%s-ipc%d-k%d-%s" % (ds, ipc, k, m)  # seed 0: the sweep's row
+                    ev = load_eval(fallback.get(nm, nm) + suffix)
                 if ev:
                     per.append(100 * statistics.mean(ev["accuracies"]))
             if not per:

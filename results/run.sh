@@ -451,6 +451,8 @@ for g in $groups; do
         row cifar-ipc10-k4-ap-stored-s0 "$in" "$in" --method autopalette --ipc 10 --colors 4 --budget bits \
           --ce-weight 0 $DM )
       for s in 1 2; do crow cifar "$in" 10 4 $s; crow fmnist fashion-mnist 10 4 $s; done
+      ( SEED=1; row fmnist-ipc10-k4-dm-mc-s1 fashion-mnist fashion-mnist --method dm --ipc 10 --colors 4 --budget bits \
+          --quantizer median-cut $DM )
       for s in 1 2; do crow fmnist fashion-mnist 10 16 $s; done
       for s in 1 2; do for k in 4 8 16; do crow cifar "$in" 1 $k $s; done; done
       for s in 1 2; do crow cifar "$in" 10 8 $s; done ;;
@@ -463,6 +465,8 @@ for g in $groups; do
       erow cifar-ipc10-k4-dm-mc-s0 "$in"
       erow cifar-ipc10-k4-dm-mc-ce10-s0 "$in"
       erow cifar-ipc10-k4-ap-stored-s0 "$in"
+      erow cifar-ipc1-k4-ap-stored-ce10-s0 "$in"  # compare with cifar-ipc1-k4-dm-mc-s0-e300 (seeds-e300)
+      erow fmnist-ipc10-k4-dm-mc-s1 fashion-mnist
       for s in 1 2; do erow "fmnist-ipc10-k4-ap-stored-ce10-s$s" fashion-mnist; erow "cifar-ipc10-k4-ap-stored-ce10-s$s" "$in"; done ;;
     ce-e300)
       # the ce rows of the sweep's IPC 1 ties evaluated with 300 epochs (run ce first)
