@@ -658,8 +658,8 @@ static apd_status validate(const apd_distill_source *real, const apd_distill_opt
         if (o->method == APD_DISTILL_RANDOM)
             return apd__err_set(err, APD_EINVAL, "distill: --ce-weight applies only to dm and autopalette (the DM loop)");
         if (o->ce_teacher_steps > APD_DISTILL_MAX_NET_POOL_STEPS)
-            return apd__err_set(err, APD_EINVAL, "distill: --ce-teacher-steps %u outside 1..%u", o->ce_teacher_steps,
-                                APD_DISTILL_MAX_NET_POOL_STEPS);
+            return apd__err_set(err, APD_EINVAL, "distill: --ce-teacher-steps %u outside 0..%u (0 = the default rule)",
+                                o->ce_teacher_steps, APD_DISTILL_MAX_NET_POOL_STEPS);
     }
     if (!(o->gc_epsilon > 0 && o->gc_epsilon < 1))
         return apd__err_set(err, APD_EINVAL, "distill: graph-cut epsilon %g outside (0,1)", o->gc_epsilon);
