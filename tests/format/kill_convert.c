@@ -5,7 +5,8 @@
  * OUT.partial-XXXXXX (or its -lock) that readers refuse (or, killed between its last check
  * and the rename, a complete file); and the next run removes the temporaries at its start.
  *
- * usage: kill_convert BINDIR [ROUNDS]      (default 6; APD_KILL_ROUNDS, APD_KILL_SEED)
+ * usage: kill_convert BINDIR [ROUNDS]      (default 6; APD_KILL_ROUNDS, APD_KILL_SEED; half the rounds
+ *                                          with APD_TEST_QUICK, the sanitizer pass)
  * scripts/reliability-long.sh runs the long form. Exit 0 iff every round held.
  */
 #define _GNU_SOURCE
@@ -24,6 +25,7 @@
 #include "apd/format.h"
 #include "common/internal.h"
 #include "common/rng.h"
+#include "../common/test_quick.h"
 
 static char g_dir[64], g_conv[4200];
 static int g_fail;
@@ -174,6 +176,7 @@ int main(int argc, char **argv)
     if (argc < 2) die("usage: kill_convert BINDIR [ROUNDS]");
     const char *er = getenv("APD_KILL_ROUNDS"), *es = getenv("APD_KILL_SEED");
     int rounds = argc > 2 ? atoi(argv[2]) : er && *er ? atoi(er) : 6;
+    if (apd_test_quick()) rounds = (rounds + 1) / 2; /* every round kills both methods' runs */
     uint64_t seed = es && *es ? strtoull(es, NULL, 10) : 1;
     char bindir[4096];
     if (!realpath(argv[1], bindir)) die("BINDIR does not exist");

@@ -14,6 +14,7 @@
 
 #include "apd/loader.h"
 #include "fmt_test_util.h"
+#include "test_check.h"
 
 #define H 29u
 #define W 23u
@@ -109,12 +110,12 @@ START_TEST(batch_equals_single)
         plain_total += NREC - fs.coded_records;
         uint32_t rlab[NREC];
         for (uint32_t i = 0; i < NREC; i++) {
-            ck_assert_int_eq(apd_reader_decode(rd, i, APD_LAYOUT_HWC, ref + (size_t)i * IMG, IMG, &rlab[i]), APD_OK);
-            ck_assert_int_eq(apd_reader_decode(rd, i, APD_LAYOUT_CHW, ref + (size_t)(NREC + i) * IMG, IMG, NULL),
-                             APD_OK);
-            ck_assert_int_eq(apd_reader_decode_f32(rd, i, APD_LAYOUT_CHW, mean, sd, reff + (size_t)i * IMG, IMG, NULL),
-                             APD_OK);
-            ck_assert_uint_eq(rlab[i], i);
+            APD_CK(apd_reader_decode(rd, i, APD_LAYOUT_HWC, ref + (size_t)i * IMG, IMG, &rlab[i]) == APD_OK &&
+                       apd_reader_decode(rd, i, APD_LAYOUT_CHW, ref + (size_t)(NREC + i) * IMG, IMG, NULL) == APD_OK &&
+                       apd_reader_decode_f32(rd, i, APD_LAYOUT_CHW, mean, sd, reff + (size_t)i * IMG, IMG, NULL) ==
+                           APD_OK,
+                   "K=%u record %u: %s", K, i, apd_reader_errmsg(rd));
+            APD_CK(rlab[i] == i, "K=%u record %u: label %u", K, i, rlab[i]);
         }
         for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
             for (int form = 0; form < 3; form++) {
@@ -132,24 +133,24 @@ START_TEST(batch_equals_single)
                     else
                         got = apd_reader_decode_f32_batch(rd, order + j0, nb, APD_LAYOUT_CHW, mean, sd,
                                                           outf + j0 * IMG, IMG, labs + j0, st + j0);
-                    ck_assert_int_eq(got, want);
+                    APD_CK(got == want, "K=%u batch at %zu: status %d, want %d", K, j0, (int)got, (int)want);
                 }
                 for (size_t j = 0; j < no; j++) {
                     if (order[j] >= NREC) {
-                        ck_assert_int_eq(st[j], APD_ERANGE);
+                        APD_CK(st[j] == APD_ERANGE, "K=%u pos %zu: status %d for an id out of range", K, j, (int)st[j]);
                         continue;
                     }
-                    ck_assert_msg(st[j] == APD_OK, "K=%u batch %zu form %d pos %zu: %s", K, sizes[si], form, j,
-                                  apd_reader_errmsg(rd));
-                    ck_assert_uint_eq(labs[j], rlab[order[j]]);
+                    APD_CK(st[j] == APD_OK, "K=%u batch %zu form %d pos %zu: %s", K, sizes[si], form, j,
+                           apd_reader_errmsg(rd));
+                    APD_CK(labs[j] == rlab[order[j]], "K=%u pos %zu: label %u, want %u", K, j, labs[j], rlab[order[j]]);
                     if (form < 2)
-                        ck_assert_msg(memcmp(out + j * IMG, ref + (size_t)(form * NREC + order[j]) * IMG, IMG) == 0,
-                                      "K=%u batch size %zu layout %d: record %llu differs", K, sizes[si], form,
-                                      (unsigned long long)order[j]);
+                        APD_CK(memcmp(out + j * IMG, ref + (size_t)(form * NREC + order[j]) * IMG, IMG) == 0,
+                               "K=%u batch size %zu layout %d: record %llu differs", K, sizes[si], form,
+                               (unsigned long long)order[j]);
                     else
-                        ck_assert_msg(memcmp(outf + j * IMG, reff + (size_t)order[j] * IMG, sizeof(float) * IMG) == 0,
-                                      "K=%u batch size %zu float32: record %llu differs", K, sizes[si],
-                                      (unsigned long long)order[j]);
+                        APD_CK(memcmp(outf + j * IMG, reff + (size_t)order[j] * IMG, sizeof(float) * IMG) == 0,
+                               "K=%u batch size %zu float32: record %llu differs", K, sizes[si],
+                               (unsigned long long)order[j]);
                     pairs_checked++;
                 }
             }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "fmt_test_util.h"
+#include "test_check.h"
 #include "format/format_internal.h"
 #include "format/json.h"
 
@@ -181,7 +182,7 @@ START_TEST(every_bit_flip_codec)
         memcpy(copy, rec, rl);
         copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         apd_status s = apd__record_decode_bytes(copy, rl, &g, NULL, 0, APD_LAYOUT_HWC, out, NULL, &why);
-        ck_assert_msg(s == APD_ECHECKSUM, "bit %zu: %s", bit, apd_strerror(s));
+        APD_CK(s == APD_ECHECKSUM, "bit %zu: %s", bit, apd_strerror(s));
         detected++;
     }
     /* every bit of the chunk header and offset table too */

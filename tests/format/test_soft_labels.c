@@ -12,6 +12,7 @@
 
 #include "apd/json.h"
 #include "fmt_test_util.h"
+#include "test_check.h"
 
 /* The stdout of `apd-info ARGS PATH` (exit status 0 asserted); static, valid until the next call. */
 static const char *info_out(const char *args, const char *path)
@@ -153,8 +154,8 @@ static void roundtrip(const soft_case *sc, const char *name)
         n_present += (uint32_t)present;
         for (uint32_t j = 0; j < NC; j++) {
             float want = present ? soft[(size_t)i * NC + j] : (j == labels[i] ? 1.0f : 0.0f);
-            ck_assert_msg(memcmp(&got[j], &want, sizeof want) == 0, "record %u class %u: %.9g != %.9g", i, j,
-                          (double)got[j], (double)want);
+            APD_CK(memcmp(&got[j], &want, sizeof want) == 0, "record %u class %u: %.9g != %.9g", i, j, (double)got[j],
+                   (double)want);
             max_err = fmax(max_err, fabs((double)got[j] - (double)want));
         }
         ck_assert_int_eq(apd_reader_verify_record(rd, i), APD_OK);

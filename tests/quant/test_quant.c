@@ -16,6 +16,7 @@
 
 #include "apd/quant.h"
 #include "common/rng.h"
+#include "test_check.h"
 #include "test_data.h"
 
 #define CIFAR_TRAIN APD_TEST_CIFAR "/train.bin"
@@ -192,7 +193,7 @@ START_TEST(mc_matches_pillow_on_cifar)
                 src = grey;
             }
             ck_assert_int_eq(apd_quantize_image(APD_QUANT_MEDIAN_CUT, src, c, 32, 32, k, 0, pal, idx, &ku), APD_OK);
-            for (int p = 0; p < 1024; p++) ck_assert_uint_lt(idx[p], ku);
+            for (int p = 0; p < 1024; p++) APD_CK(idx[p] < ku, "image %d pixel %d: index %u >= %u", i, p, idx[p], ku);
             h = fnv(h, pal, (size_t)k * c);
             h = fnv(h, idx, 1024);
         }
@@ -239,8 +240,8 @@ START_TEST(at_most_k_colours)
                     ck_assert_int_eq(apd_quantize_image((apd_quantizer)q, img, c, h, w, k, 1, pal, idx, &ku), APD_OK);
                     ck_assert_uint_ge(ku, 1);
                     ck_assert_uint_le(ku, k);
-                    for (uint32_t p = 0; p < h * w; p++) ck_assert_uint_lt(idx[p], ku);
-                    for (uint32_t j = ku * c; j < k * c; j++) ck_assert_uint_eq(pal[j], 0);
+                    for (uint32_t p = 0; p < h * w; p++) APD_CK(idx[p] < ku, "pixel %u: index %u >= %u", p, idx[p], ku);
+                    for (uint32_t j = ku * c; j < k * c; j++) APD_CK(pal[j] == 0, "palette byte %u past %u colours", j, ku);
                     ck_assert_uint_le(count_colours(pal, c, idx, h * w), k);
                 }
     free(real);
