@@ -412,13 +412,14 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
         o->field = (uint32_t)v_;                                                                   \
         return 1;                                                                                  \
     }
-#define DF(opt, field)                                                                             \
+#define DFX(opt, field, ok) /* a float whose value v_ must satisfy ok */                         \
     if (strcmp(name, opt) == 0) {                                                                  \
         double v_ = strtod(val, &end);                                                             \
-        if (!*val || *end) goto bad;                                                               \
+        if (!*val || *end || !(ok)) goto bad;                                                      \
         o->field = (float)v_;                                                                      \
         return 1;                                                                                  \
     }
+#define DF(opt, field) DFX(opt, field, 1)
     DU32("--ipc", ipc)
     DU32("--iters", iters)
     DU32("--batch-real", batch_real)
@@ -439,12 +440,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DF("--temp-start", temp_start)
     DF("--temp-end", temp_end)
     DF("--anneal", anneal)
-    if (strcmp(name, "--ce-weight") == 0) { /* negative would mean "by method" to the library */
-        double v_ = strtod(val, &end);
-        if (!*val || *end || !(v_ >= 0)) goto bad;
-        o->ce_weight = (float)v_;
-        return 1;
-    }
+    DFX("--ce-weight", ce_weight, v_ >= 0) /* negative would mean "by method" to the library */
     DU32("--select-epochs", select_epochs)
     DU32("--select-batch", select_batch)
     DF("--select-lr", select_lr)
@@ -460,6 +456,7 @@ static int distill_opt(apd_distill_opts *o, const char *name, const char *val)
     DU32("--ce-teacher-steps", ce_teacher_steps)
 #undef DU32
 #undef DF
+#undef DFX
 #define DU64(opt, field)                                                                           \
     if (strcmp(name, opt) == 0) {                                                                  \
         errno = 0;                                                                                 \
