@@ -25,22 +25,22 @@
  * miss its size target). Decoding several records at once overlaps their chains: two in
  * lockstep with AVX2 (apd__icode_decode2) give 1.5-1.9x the images/s; with AVX-512 two
  * records share one 16-lane register set (the same chain, twice the pixels) and up to four
- * sets run in lockstep (apd__icode_decoden, n = 8). How many chains overlap is set by the
- * core's window, so the step's instruction count matters as much as its latency: the
- * AVX-512 step stores its 16 decoded bytes with one store into a stage that is transposed
- * into the rows once per row group (16 scattered byte stores cost ~30% of the step), and
- * with that step eight records in flight give ~1.15x four (before, under 10%). Fewer
- * instructions per step keep paying: the four sets share one interleaved stage pointer, the
- * running maximum of the indices is taken from the stage rows as they are transposed,
- * the renormalisation expands each half's next words into its lanes (vpexpandd) instead of
- * a shuffle-control look-up, and the stream end is checked every second step. The reader's
- * batch calls use the eight-record decoder; see docs/index-coding.md for the profile.
+ * sets run in lockstep (apd__icode_decoden, n = 8). Each step stores its decoded bytes with
+ * one store into a stage that is transposed into the rows afterwards (16 scattered byte
+ * stores cost ~30% of the step). On a Zen 5 core a 16-element gather costs ~10 ns of latency
+ * and ~4 ns of issue whether the tables answer from L1 or L2, so the eight-record step is
+ * bound by its gathers and the instructions around them, not by the table size: the
+ * prediction and the context run once on bytes for two sets at a time (ic_zloop, two
+ * independent chains), the renormalisation expands each half's next words into its lanes
+ * (vpexpandd), and the stream end is checked every eighth step. The reader's batch calls use
+ * the eight-record decoder; see docs/index-coding.md for the profile and the measurements.
  *
  * Hardening: every count and size is checked before use; the decoder reads the stream from
- * a copy followed by 32 zero bytes and checks, after every step (every second step in the
- * AVX-512 batch decoder: a step reads 16 bytes per stream), that it has not run past the end, uses a
- * fixed number of symbols (no data-dependent loops), and at the end requires every state to
- * be back at 2^16, every word consumed, no empty context used and every index < k.
+ * a copy followed by IC_TAIL (128) zero bytes and checks, after every step (every eighth step
+ * in the AVX-512 batch decoder: a step reads 16 bytes per stream), that it has not run past
+ * the end, uses a fixed number of symbols (no data-dependent loops), and at the end requires
+ * every state to be back at 2^16, every word consumed, no empty context used and every
+ * index < k.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +49,11 @@
 #include "apd/format.h"
 #include "format/format_internal.h"
 #include "format/icode.h"
+
+/* Zero bytes after each record's word stream in its scratch copy: a vector step reads 16
+ * bytes at the word pointer and advances it by at most 16, so a decoder may check the stream
+ * end every eighth step. */
+#define IC_TAIL 128u
 
 /* 3 * class of the range r = max(a,b,c) - min(a,b,c): class = number of the edges
  * 1 2 3 4 5 6 7 8 10 12 14 17 20 24 30 that are <= r. */
@@ -557,102 +562,202 @@ IC_AVX2 static int index_avx2_x2(const apd__imodel *m, uint8_t *const grid[2], s
 
 /* ---- AVX-512: two records in one 16-lane register ------------------------------------------
  * Lanes 0-7 are record A's 8 row lanes, lanes 8-15 record B's, so one instruction stream
- * (one gather of 16 entries, one multiply, ...) advances both records: the step is the same
- * dependency chain as ic_vstep, but carries twice the pixels. The lane rules are those of
- * ic_vstep in each half; each half renormalises from its own word stream. */
+ * (one gather of 16 entries, one multiply, ...) advances both records' rANS states. The lane
+ * rules are those of ic_vstep in each half; each half renormalises from its own word stream.
+ * Up to four such register sets (eight records) run in lockstep (ic_zloop, ic_zpal). */
 #define IC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,bmi2,popcnt")))
 #define IC_MAXZ 4 /* register sets in lockstep: up to 8 records */
 #define IC_SROW (16u * IC_MAXZ) /* bytes per step of the interleaved stages */
 
 typedef struct ic_zk {
-    __m512i rot, amask, c31, c15, cls12, cls12b, qd, cs4, cs8, kf;
+    __m512i rot, amask, kf, b15, b31, b112, b16, b4, b8, clsa, clsb, qd;
     const uint32_t *dec;
 } ic_zk;
 
-/* Two records' running state in one register set (as ic_vs). Scalar fields only (no arrays):
- * an array indexed at run time would keep the struct in memory, where the byte stores into
- * the stage may alias it, and the compiler would then keep the rANS states in memory too. */
+/* Two records' rANS states and word pointers in one register set (record 2z on lanes 0-7,
+ * record 2z + 1 on lanes 8-15). The loops copy them into locals (ic_zloop, ic_zpal). */
 typedef struct ic_zs {
-    __m512i x, vp, bp, eo;
+    __m512i x;
     const uint8_t *p0, *p1;
 } ic_zs;
 
 IC_AVX512 static void ic_zk_init(ic_zk *K, const apd__imodel *m)
 {
     /* b: lane l's up neighbour is lane l-1's previous value; lanes 0 and 8 take row 7 of
-       the previous group (its stage, lanes 7 and 15, elements 16 + 7 and 16 + 15) */
+       the previous group (its stage, lanes 7 and 15, elements 16 + 7 and 16 + 15); a dword
+       lane carries that lane's byte of every set */
     K->rot = _mm512_setr_epi32(23, 0, 1, 2, 3, 4, 5, 6, 31, 8, 9, 10, 11, 12, 13, 14);
-    K->amask = _mm512_set1_epi32((int)((1u << m->bits) - 1));
-    K->c31 = _mm512_set1_epi32(31);
-    K->c15 = _mm512_set1_epi32(15);
-    int32_t t[32];
-    for (int r = 0; r < 32; r++) t[r] = 4 * apd__ic_q3[r]; /* 12 x class of the range */
-    K->cls12 = _mm512_loadu_si512(t);
-    K->cls12b = _mm512_loadu_si512(t + 16);
-    K->qd = _mm512_setr_epi32(0, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3);
-    K->cs4 = _mm512_set1_epi32(4);
-    K->cs8 = _mm512_set1_epi32(8);
+    K->amask = _mm512_set1_epi8((char)((1u << m->bits) - 1));
     K->kf = _mm512_set1_epi32(APD__IC_M << 8);
+    K->b15 = _mm512_set1_epi8(15);
+    K->b31 = _mm512_set1_epi8(31);
+    K->b112 = _mm512_set1_epi8(112);
+    K->b16 = _mm512_set1_epi8(16);
+    K->b4 = _mm512_set1_epi8(4);
+    K->b8 = _mm512_set1_epi8(8);
+    /* 4 x 3 x class of the range r (<= 180): r 0-15 from clsa, 16-31 from clsb (r >= 31 is
+       class 15), each a 16-byte byte-shuffle table in every 128-bit lane */
+    uint8_t ta[64], tb[64], tq[64];
+    for (int i = 0; i < 64; i++) {
+        ta[i] = (uint8_t)(4 * apd__ic_q3[i % 16]);
+        tb[i] = (uint8_t)(4 * apd__ic_q3[16 + i % 16]);
+        uint32_t d = (uint32_t)i % 16; /* |a - b| in 4 classes: 0, 1, 2-3, >= 4 */
+        tq[i] = (uint8_t)((d >= 1) + (d >= 2) + (d >= 4));
+    }
+    K->clsa = _mm512_loadu_si512(ta);
+    K->clsb = _mm512_loadu_si512(tb);
+    K->qd = _mm512_loadu_si512(tq);
     K->dec = m->dec;
 }
 
-/* One rANS symbol on the active lanes of both records (step8 with 16 lanes and two word
- * streams): table offsets off (table * 1024); returns the entries. */
-IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(ic_zs *S, const ic_zk *K, __m512i off,
-                                                                        __mmask16 act)
+/* Lanes l of a row group of nl rows active at step t: l <= t, t - l < w, l < nl; the same
+ * mask in both halves. */
+static inline __mmask16 ic_zact(uint32_t t, uint32_t w, uint32_t nl)
 {
-    __m512i x = S->x;
+    uint32_t hi = t + 1 < nl ? t + 1 : nl, lo = t >= w ? t - w + 1 : 0;
+    uint32_t a8 = ((1u << hi) - 1) & ~((1u << lo) - 1);
+    return (__mmask16)(a8 | a8 << 8);
+}
+
+/* One rANS symbol on the active lanes act of one register set (step8 with 16 lanes and two
+ * word streams: lanes 0-7 renormalise from *pa, lanes 8-15 from *pb): table offsets off
+ * (table x 1024); returns the entries. The state and the word pointers are the caller's
+ * locals. */
+IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zrans(__m512i *xp, const uint8_t **pa,
+                                                                        const uint8_t **pb, const ic_zk *K,
+                                                                        __m512i off, __mmask16 act)
+{
+    __m512i x = *xp;
     __m512i slot = _mm512_and_si512(x, _mm512_set1_epi32(APD__IC_M - 1));
-    __m512i keep = _mm512_or_si512(_mm512_slli_epi32(slot, 20), K->kf);
-    __m512i e = _mm512_mask_i32gather_epi32(keep, act, _mm512_add_epi32(off, slot), (const int *)K->dec, 4);
+    /* an idle lane keeps its state: f = 1024 and start = slot give x again */
+    __m512i e = _mm512_mask_i32gather_epi32(_mm512_or_si512(_mm512_slli_epi32(slot, 20), K->kf), act,
+                                            _mm512_add_epi32(off, slot), (const int *)K->dec, 4);
     __m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), _mm512_set1_epi32(0x7ff));
     __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, APD__IC_PBITS)), _mm512_srli_epi32(e, 20));
     __mmask16 need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32((int)APD__IC_L));
     uint32_t m0 = need & 0xffu, m1 = (uint32_t)need >> 8;
-    /* each half's next words, zero-extended to dwords, expanded into its lanes that need one */
-    __m256i w0 = _mm256_maskz_expand_epi32((__mmask8)need,
-                                           _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)S->p0)));
+    __m256i w0 = _mm256_maskz_expand_epi32((__mmask8)need, _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)*pa)));
     __m256i w1 = _mm256_maskz_expand_epi32((__mmask8)(need >> 8),
-                                           _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)S->p1)));
+                                           _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)*pb)));
     __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-    S->x = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
-    S->p0 += 2 * (uint32_t)__builtin_popcount(m0);
-    S->p1 += 2 * (uint32_t)__builtin_popcount(m1);
+    *xp = _mm512_mask_mov_epi32(xn, need, _mm512_or_si512(_mm512_slli_epi32(xn, 16), wv));
+    *pa += 2 * (uint32_t)__builtin_popcount(m0);
+    *pb += 2 * (uint32_t)__builtin_popcount(m1);
     return e;
 }
 
-/* Step t: act is the 8-lane activity mask of the row group (the same in both halves); the
- * 16 decoded bytes go to st + IC_SROW t (the group's stage), lanes 0 and 8 read their up
- * neighbours from up (the previous group's stage, or zeros). Model version 2: st is the
- * record's stage, up = st - W IC_SROW (lane 0's row 8 s - 1 at column x was lane 7's step
- * t + 7 - W), and rs the lanes that start a row (no left or up-left neighbour); version 1
- * passes rs = 0, which the compiler folds away. */
-IC_AVX512 static inline __attribute__((always_inline)) void ic_zstep(ic_zs *S, const ic_zk *K, uint32_t t,
-                                                                     __mmask16 act, __mmask16 rs, uint8_t *st,
-                                                                     const uint8_t *up)
+/* MED prediction and context of every byte lane from the left (vp, masked by the row starts
+ * rs), up (from vp and the row above, upv) and up-left (bp) neighbours; *bo the up neighbours. */
+IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zmed(const ic_zk *K, __m512i vp, __m512i bp,
+                                                                       __m512i upv, __mmask16 rs, __m512i *predo,
+                                                                       __m512i *bo)
 {
-    __m512i a = _mm512_maskz_mov_epi32((__mmask16)~rs, S->vp);
-    /* row 7 of the previous group at column t was its step t + 7 */
-    __m512i upv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(up + IC_SROW * ((ptrdiff_t)t + 7))));
-    __m512i b = _mm512_permutex2var_epi32(S->vp, K->rot, upv);
-    __m512i c = _mm512_maskz_mov_epi32((__mmask16)~rs, S->bp);
-    __m512i mn = _mm512_min_epu32(a, b), mx = _mm512_max_epu32(a, b);
-    __mmask16 ge = _mm512_cmpge_epu32_mask(c, mx);
-    __mmask16 le = _mm512_cmple_epu32_mask(c, mn) & (__mmask16)~ge;
-    __m512i pred = _mm512_sub_epi32(_mm512_add_epi32(a, b), c);
-    pred = _mm512_mask_mov_epi32(pred, le, mx);
-    pred = _mm512_mask_mov_epi32(pred, ge, mn);
-    __m512i rng = _mm512_sub_epi32(_mm512_max_epu32(mx, c), _mm512_min_epu32(mn, c));
-    __m512i ctx = _mm512_permutex2var_epi32(K->cls12, _mm512_min_epu32(rng, K->c31), K->cls12b);
-    ctx = _mm512_mask_add_epi32(ctx, le, ctx, K->cs4);
-    ctx = _mm512_mask_add_epi32(ctx, (__mmask16)~(ge | le), ctx, K->cs8);
-    ctx = _mm512_add_epi32(ctx, _mm512_permutexvar_epi32(_mm512_min_epu32(_mm512_sub_epi32(mx, mn), K->c15), K->qd));
-    __m512i e = ic_zrans(S, K, _mm512_slli_epi32(ctx, APD__IC_PBITS), act);
-    S->eo = _mm512_or_si512(S->eo, e);
-    __m512i v = _mm512_maskz_and_epi32(act, _mm512_add_epi32(pred, e), K->amask);
-    _mm_storeu_si128((__m128i *)(st + IC_SROW * (size_t)t), _mm512_cvtepi32_epi8(v));
-    S->vp = v;
-    S->bp = b;
+    __m512i a = _mm512_maskz_mov_epi32((__mmask16)~rs, vp);
+    __m512i b = _mm512_permutex2var_epi32(vp, K->rot, upv);
+    __m512i c = _mm512_maskz_mov_epi32((__mmask16)~rs, bp);
+    __m512i mn = _mm512_min_epu8(a, b), mx = _mm512_max_epu8(a, b);
+    __mmask64 ge = _mm512_cmpge_epu8_mask(c, mx);
+    __mmask64 le = _kandn_mask64(ge, _mm512_cmple_epu8_mask(c, mn));
+    /* MED: min(a, b) if c >= max, max(a, b) if c <= min, else a + b - c (in 0..255 then) */
+    __m512i pred = _mm512_sub_epi8(_mm512_add_epi8(a, b), c);
+    pred = _mm512_mask_mov_epi8(pred, le, mx);
+    *predo = _mm512_mask_mov_epi8(pred, ge, mn);
+    *bo = b;
+    /* context: 12 x class of the range (two byte shuffles, r < 16 and 16 <= r <= 31; an index
+       with bit 7 set gives 0), + 4 x branch, + class of |a - b| */
+    __m512i rng = _mm512_min_epu8(_mm512_sub_epi8(_mm512_max_epu8(mx, c), _mm512_min_epu8(mn, c)), K->b31);
+    __m512i ctx = _mm512_or_si512(_mm512_shuffle_epi8(K->clsa, _mm512_add_epi8(rng, K->b112)),
+                                  _mm512_shuffle_epi8(K->clsb, _mm512_sub_epi8(rng, K->b16)));
+    ctx = _mm512_mask_add_epi8(ctx, le, ctx, K->b4);
+    ctx = _mm512_mask_add_epi8(ctx, _knot_mask64(_kor_mask64(ge, le)), ctx, K->b8);
+    return _mm512_add_epi8(ctx, _mm512_shuffle_epi8(K->qd, _mm512_min_epu8(_mm512_sub_epi8(mx, mn), K->b15)));
+}
+
+/* What ic_zloop carries from one call to the next: the decoded bytes of the last step (vp)
+ * and their up neighbours (bp), the OR of every table entry read (eo: an empty context's
+ * entry has APD__IC_EMPTY) and the bytewise maximum of every decoded index (vm). */
+typedef struct ic_zw {
+    __m512i vp, bp, eo, vm;
+} ic_zw;
+
+/* The nt index steps of nz register sets (a constant at each call site).
+ *
+ * The decoded indices of all sets live in byte vectors, byte 4 l + z holding lane l of set z,
+ * so the prediction and the context take one pass of byte operations for two sets (ic_zmed),
+ * not one pass of dword operations per set. Sets 0-1 and sets 2-3 form two chains (vp/bp and
+ * vq/bq, each using its own two bytes of every dword): each chain's next step waits only
+ * for its own two gathers, so the core overlaps one chain's gathers with the other chain's
+ * prediction. (One chain for all four sets measured 5% slower; four chains are the earlier
+ * per-set dword steps, 15% slower at CIFAR-10 K = 64.) The sets' states and word pointers
+ * stay in locals for the whole loop (kept in the structs, which the stage stores may alias,
+ * they would live in memory).
+ *
+ * Step t's activity (8 lanes, the same in both halves of every set) and row starts (no left
+ * or up-left neighbour) come from mk[t] (bits 0-15 and 16-31; model version 2) or, with mk
+ * NULL, from ic_zact(t, w, nl) with no row starts (version 1, one row group). Step t's bytes
+ * go to the stage row st + IC_SROW t; lanes 0 and 8 read their up neighbours from up +
+ * IC_SROW (t + 7) (lanes 7 and 15 of the rows above at column t were decoded at that step).
+ * A step reads 16 bytes at each word pointer and advances it by at most 16, so with IC_TAIL
+ * (128) zero bytes after each stream the end needs checking only every eighth step (and
+ * after the last). Returns 0, or -1 if a stream ran out (the caller then decodes each record
+ * alone, which names the fault). */
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zloop(ic_zs *Z, ic_zw *V, const ic_zk *K, uint32_t nz,
+                                                                    uint32_t nt,
+                                                                    const uint32_t *mk, uint32_t w, uint32_t nl,
+                                                                    uint8_t *st, const uint8_t *up,
+                                                                    const uint8_t *const *end)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i x0 = Z[0].x, x1 = nz >= 2 ? Z[1].x : zero, x2 = nz >= 3 ? Z[2].x : zero, x3 = nz >= 4 ? Z[3].x : zero;
+    const uint8_t *a0 = Z[0].p0, *b0 = Z[0].p1, *a1 = NULL, *b1 = NULL, *a2 = NULL, *b2 = NULL, *a3 = NULL, *b3 = NULL;
+    if (nz >= 2) a1 = Z[1].p0, b1 = Z[1].p1;
+    if (nz >= 3) a2 = Z[2].p0, b2 = Z[2].p1;
+    if (nz >= 4) a3 = Z[3].p0, b3 = Z[3].p1;
+    __m512i vp = V->vp, bp = V->bp, eo = V->eo, vm = V->vm, vq = V->vp, bq = V->bp;
+    int rc = 0;
+    for (uint32_t t = 0; t < nt; t++) {
+        const __mmask16 act = mk ? (__mmask16)mk[t] : ic_zact(t, w, nl);
+        const __mmask16 rs = mk ? (__mmask16)(mk[t] >> 16) : 0;
+        const __m512i upv = _mm512_loadu_si512(up + IC_SROW * ((size_t)t + 7));
+        __m512i pred, b, ctx = ic_zmed(K, vp, bp, upv, rs, &pred, &b);
+        /* set z's contexts (byte z of each dword) to table offsets, context x 1024 */
+        __m512i eA = ic_zrans(&x0, &a0, &b0, K, _mm512_srli_epi32(_mm512_slli_epi32(ctx, 24), 14), act);
+        __m512i eB = zero, eC = zero, eD = zero;
+        if (nz >= 2) eB = ic_zrans(&x1, &a1, &b1, K, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_srli_epi32(ctx, 8), 24), 14), act);
+        /* the residuals (the entries' low bytes) into byte z of each dword lane */
+        __m512i r = _mm512_mask_mov_epi8(eA, 0x2222222222222222ull, _mm512_slli_epi32(eB, 8));
+        vp = _mm512_maskz_and_epi32(act, _mm512_add_epi8(pred, r), K->amask);
+        bp = b;
+        if (nz >= 3) {
+            __m512i pred1, b1v, ctx1 = ic_zmed(K, vq, bq, upv, rs, &pred1, &b1v);
+            eC = ic_zrans(&x2, &a2, &b2, K, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_srli_epi32(ctx1, 16), 24), 14), act);
+            if (nz >= 4) eD = ic_zrans(&x3, &a3, &b3, K, _mm512_slli_epi32(_mm512_srli_epi32(ctx1, 24), 10), act);
+            __m512i r1 = _mm512_mask_mov_epi8(_mm512_slli_epi32(eC, 16), 0x8888888888888888ull, _mm512_slli_epi32(eD, 24));
+            vq = _mm512_maskz_and_epi32(act, _mm512_add_epi8(pred1, r1), K->amask);
+            bq = b1v;
+        }
+        __m512i v = nz >= 3 ? _mm512_mask_mov_epi8(vp, 0xccccccccccccccccull, vq) : vp;
+        eo = _mm512_ternarylogic_epi32(eo, eA, _mm512_ternarylogic_epi32(eB, eC, eD, 0xfe), 0xfe);
+        vm = _mm512_max_epu8(vm, v);
+        _mm512_storeu_si512(st + IC_SROW * (size_t)t, v);
+        if ((t & 7) == 7 || t + 1 == nt) {
+            int out = (a0 > end[0]) | (b0 > end[1]);
+            if (nz >= 2) out |= (a1 > end[2]) | (b1 > end[3]);
+            if (nz >= 3) out |= (a2 > end[4]) | (b2 > end[5]);
+            if (nz >= 4) out |= (a3 > end[6]) | (b3 > end[7]);
+            if (out) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (nz >= 3) vp = _mm512_mask_mov_epi8(vp, 0xccccccccccccccccull, vq), bp = _mm512_mask_mov_epi8(bp, 0xccccccccccccccccull, bq);
+    V->vp = vp, V->bp = bp, V->eo = eo, V->vm = vm;
+    Z[0].x = x0, Z[0].p0 = a0, Z[0].p1 = b0;
+    if (nz >= 2) Z[1].x = x1, Z[1].p0 = a1, Z[1].p1 = b1;
+    if (nz >= 3) Z[2].x = x2, Z[2].p0 = a2, Z[2].p1 = b2;
+    if (nz >= 4) Z[3].x = x3, Z[3].p0 = a3, Z[3].p1 = b3;
+    return rc;
 }
 
 IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint32_t *xb, const uint8_t *pa,
@@ -660,20 +765,15 @@ IC_AVX512 static inline void ic_zs_init(ic_zs *S, const uint32_t *xa, const uint
 {
     S->x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xa)),
                               _mm256_loadu_si256((const __m256i *)xb), 1);
-    S->eo = _mm512_setzero_si512();
     S->p0 = pa;
     S->p1 = pb;
 }
 
-/* 16 rows of 16 bytes (in, row stride IC_SROW) transposed: out[l] = column l; *mx = the
- * bytewise max of the rows. */
-IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16], __m128i *mx)
+/* 16 rows of 16 bytes (in, row stride IC_SROW) transposed: out[l] = column l. */
+IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16])
 {
     __m128i r[16], u[16];
-    for (int i = 0; i < 16; i++) {
-        r[i] = _mm_loadu_si128((const __m128i *)(in + IC_SROW * i));
-        *mx = _mm_max_epu8(*mx, r[i]);
-    }
+    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(in + IC_SROW * i));
     for (int i = 0; i < 8; i++) {
         u[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
         u[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
@@ -694,35 +794,46 @@ IC_AVX512 static inline void ic_t16(const uint8_t *in, __m128i out[16], __m128i 
     }
 }
 
-/* A register set's stage of one group (nt steps) into the index maps' rows y0 .. y0 + nl - 1
- * (row-major, w bytes per row): lane l < 8 holds row y0 + l of map a at column t - l, lane
- * 8 + l row y0 + l of map b; only the image's columns are written (masked stores: a store's
- * first bytes may lie in the row before, its last ones past the map's end, neither written).
- * *mx: the bytewise max of every stage row read (decoded indices, zeros of inactive lanes, or
- * earlier indices of the same records). */
-IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint8_t *ia, uint8_t *ib, uint32_t y0, uint32_t nl,
-                                 uint32_t w, __m128i *mx)
+/* The stage of one group (nt steps) of nz register sets into the index maps' rows y0 .. y0 +
+ * nl - 1 (row-major, w bytes per row): in set z, lane l < 8 holds row y0 + l of map idx[2 z]
+ * at column t - l, lane 8 + l row y0 + l of map idx[2 z + 1]. A stage row holds lane l of set
+ * z at byte 4 l + z (ic_zloop); each block of 16 rows is first regrouped by set (set z's
+ * lanes at bytes 16 z .. 16 z + 15), then transposed per set. Only the image's columns are
+ * written (masked stores: a store's first bytes may lie in the row before, its last ones
+ * past the map's end, neither written). */
+IC_AVX512 static void ic_unstage(const uint8_t *st, uint32_t nt, uint32_t nz, uint8_t *const *idx, uint32_t y0,
+                                 uint32_t nl, uint32_t w)
 {
+    const __m512i bysets = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m512i bylanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _Alignas(64) uint8_t g[16 * IC_SROW];
     __m128i col[16];
     for (uint32_t t0 = 0; t0 < nt; t0 += 16) {
-        ic_t16(st + IC_SROW * (size_t)t0, col, mx);
-        for (uint32_t l = 0; l < nl; l++) {
-            /* column x = t0 + j - l for j = 0..15, kept where 0 <= x < w */
-            int64_t lo = (int64_t)l - t0, hi = (int64_t)w + l - t0;
-            uint32_t m = 0xffffu;
-            if (lo > 0) m &= 0xffffu << lo;
-            if (hi < 16) m &= hi > 0 ? (1u << hi) - 1 : 0;
-            if (!m) continue;
-            /* (y0 + l) w + t0 - l >= 0: l <= t0 or l >= 1 (then l w - l >= 0) */
-            size_t off = (size_t)(y0 + l) * w + t0 - l;
-            _mm_mask_storeu_epi8(ia + off, (__mmask16)m, col[l]);
-            _mm_mask_storeu_epi8(ib + off, (__mmask16)m, col[8 + l]);
+        for (uint32_t i = 0; i < 16; i++) {
+            __m512i r = _mm512_loadu_si512(st + IC_SROW * (size_t)(t0 + i));
+            _mm512_store_si512(g + IC_SROW * i, _mm512_permutexvar_epi32(bylanes, _mm512_shuffle_epi8(r, bysets)));
+        }
+        for (uint32_t z = 0; z < nz; z++) {
+            uint8_t *ia = idx[2 * z], *ib = idx[2 * z + 1];
+            ic_t16(g + 16 * z, col);
+            for (uint32_t l = 0; l < nl; l++) {
+                /* column x = t0 + j - l for j = 0..15, kept where 0 <= x < w */
+                int64_t lo = (int64_t)l - t0, hi = (int64_t)w + l - t0;
+                uint32_t m = 0xffffu;
+                if (lo > 0) m &= 0xffffu << lo;
+                if (hi < 16) m &= hi > 0 ? (1u << hi) - 1 : 0;
+                if (!m) continue;
+                /* (y0 + l) w + t0 - l >= 0: l <= t0 or l >= 1 (then l w - l >= 0) */
+                size_t off = (size_t)(y0 + l) * w + t0 - l;
+                _mm_mask_storeu_epi8(ia + off, (__mmask16)m, col[l]);
+                _mm_mask_storeu_epi8(ib + off, (__mmask16)m, col[8 + l]);
+            }
         }
     }
 }
 
-/* States, word pointers and entry OR of records i (lanes 0-7) and i+1 out. */
-IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs, const uint8_t **pp, uint32_t *eor)
+/* States and word pointers of records i (lanes 0-7) and i+1 out. */
+IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs, const uint8_t **pp)
 {
     uint32_t t16[16];
     pp[i] = S->p0;
@@ -730,23 +841,79 @@ IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs
     _mm512_storeu_si512(t16, S->x);
     memcpy(xs[i], t16, 32);
     memcpy(xs[i + 1], t16 + 8, 32);
-    _mm512_storeu_si512(t16, S->eo);
-    for (uint32_t l = 0; l < 16; l++) eor[i + l / 8] |= t16[l];
-}
-
-/* Lanes l of a row group of nl rows active at step t: l <= t, t - l < w, l < nl; the same
- * mask in both halves. */
-static inline __mmask16 ic_zact(uint32_t t, uint32_t w, uint32_t nl)
-{
-    uint32_t hi = t + 1 < nl ? t + 1 : nl, lo = t >= w ? t - w + 1 : 0;
-    uint32_t a8 = ((1u << hi) - 1) & ~((1u << lo) - 1);
-    return (__mmask16)(a8 | a8 << 8);
 }
 
 /* Palette phases of 2 * nz records (nz = 1-4 register sets, as index_avx512_xn): symbols
  * j0 .. j0+7 of record 2z on lanes 0-7 and of record 2z+1 on lanes 8-15 per step (tables
  * APD__IC_NCTX + j % c, as pal_avx2); the deltas are summed per channel afterwards. Returns
  * 0, or -1 if any stream ran out. */
+/* p[j] += p[j - c] for j = c .. n - 1 in order (c = 1 or 3: the palette's per-channel
+ * deltas summed), 16 bytes at a time: a block's own stride-c prefix sums by three (c = 3) or
+ * four (c = 1) shifted adds, then, for every position, the sum that ended c positions before
+ * the block in the same channel (bytes 13-15 of the previous block's result, repeated). */
+IC_AVX512 static void ic_psum(uint8_t *p, uint32_t n, uint32_t c)
+{
+    const __m128i pat = c == 3 ? _mm_setr_epi8(13, 14, 15, 13, 14, 15, 13, 14, 15, 13, 14, 15, 13, 14, 15, 13)
+                               : _mm_set1_epi8(15);
+    __m128i prev = _mm_setzero_si128();
+    for (uint32_t j = 0; j < n; j += 16) {
+        __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffffu : (1u << (n - j)) - 1);
+        __m128i v = _mm_maskz_loadu_epi8(m, p + j);
+        if (c == 3) {
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 3));
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 6));
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 12));
+        } else {
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 1));
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 2));
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 4));
+            v = _mm_add_epi8(v, _mm_bslli_si128(v, 8));
+        }
+        v = _mm_add_epi8(v, _mm_shuffle_epi8(prev, pat));
+        _mm_mask_storeu_epi8(p + j, m, v);
+        prev = v;
+    }
+}
+
+/* The palette steps of nz register sets (a constant at each call site), states and word
+ * pointers in locals as in ic_zloop: symbols j0 .. j0+7 of record 2z on set z's lanes 0-7 and
+ * of record 2z+1 on lanes 8-15, table APD__IC_NCTX + j % c (offs[j0 % c]). Returns 0, or -1
+ * if any stream ran out. */
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zpal(ic_zs *Z, const ic_zk *K, uint32_t nz, uint32_t c,
+                                                                   uint32_t n, const uint32_t *nps, uint8_t *const *pal,
+                                                                   const __m512i *offs, const uint8_t *const *end)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i x[IC_MAXZ] = {Z[0].x, nz >= 2 ? Z[1].x : zero, nz >= 3 ? Z[2].x : zero, nz >= 4 ? Z[3].x : zero};
+    const uint8_t *pa[IC_MAXZ], *pb[IC_MAXZ];
+    for (uint32_t z = 0; z < nz; z++) pa[z] = Z[z].p0, pb[z] = Z[z].p1;
+    const uint32_t adv = 8 % c;
+    int rc = 0;
+    for (uint32_t j0 = 0, ph = 0, t = 0; j0 < n; j0 += 8, t++) {
+        for (uint32_t z = 0; z < nz; z++) { /* unrolled: nz is a constant */
+            uint32_t na = nps[2 * z] > j0 ? nps[2 * z] - j0 : 0, nb = nps[2 * z + 1] > j0 ? nps[2 * z + 1] - j0 : 0;
+            __mmask8 ma = (__mmask8)(na >= 8 ? 0xff : (1u << na) - 1), mb = (__mmask8)(nb >= 8 ? 0xff : (1u << nb) - 1);
+            __m128i d = _mm512_cvtepi32_epi8(ic_zrans(&x[z], &pa[z], &pb[z], K, offs[ph], (__mmask16)(ma | mb << 8)));
+            _mm_mask_storeu_epi8(pal[2 * z] + j0, ma, d); /* masked stores: no byte past a palette */
+            _mm_mask_storeu_epi8(pal[2 * z + 1] + j0, mb, _mm_srli_si128(d, 8));
+        }
+        ph += adv;
+        ph = ph >= c ? ph - c : ph;
+        if ((t & 7) == 7 || j0 + 8 >= n) { /* IC_TAIL: every eighth step */
+            int out = 0;
+            for (uint32_t z = 0; z < nz; z++) out |= (pa[z] > end[2 * z]) | (pb[z] > end[2 * z + 1]);
+            if (out) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    for (uint32_t z = 0; z < nz; z++) Z[z].x = x[z], Z[z].p0 = pa[z], Z[z].p1 = pb[z];
+    return rc;
+}
+
+/* Palette phases of 2 * nz records (nz = 1-4 register sets, as index_avx512_xn); the deltas
+ * are summed per channel afterwards. Returns 0, or -1 if any stream ran out. */
 IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint32_t *nps, uint8_t *const *pal,
                                    uint32_t *const *xs, const uint8_t **pp, const uint8_t *const *end)
 {
@@ -756,81 +923,23 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
     for (uint32_t z = 0; z < nz; z++) ic_zs_init(&S[z], xs[2 * z], xs[2 * z + 1], pp[2 * z], pp[2 * z + 1]);
     uint32_t c = m->c, n = 0, nr = 2 * nz;
     for (uint32_t i = 0; i < nr; i++) n = nps[i] > n ? nps[i] : n;
-    uint32_t tabs[16] __attribute__((aligned(64)));
-    uint8_t d[IC_MAXZ][16];
-    for (uint32_t j0 = 0; j0 < n; j0 += 8) {
-        uint32_t cnt[2 * IC_MAXZ];
-        for (uint32_t l = 0; l < 8; l++) tabs[l] = tabs[l + 8] = (APD__IC_NCTX + (j0 + l) % c) << APD__IC_PBITS;
-        for (uint32_t i = 0; i < nr; i++) cnt[i] = nps[i] > j0 ? (nps[i] - j0 < 8 ? nps[i] - j0 : 8) : 0;
-        const __m512i off = _mm512_load_si512(tabs);
-        int out = 0;
-        for (uint32_t z = 0; z < nz; z++) {
-            __mmask16 act = (__mmask16)(((1u << cnt[2 * z]) - 1) | ((1u << cnt[2 * z + 1]) - 1) << 8);
-            _mm_storeu_si128((__m128i *)d[z], _mm512_cvtepi32_epi8(ic_zrans(&S[z], &K, off, act)));
-            out |= (S[z].p0 > end[2 * z]) | (S[z].p1 > end[2 * z + 1]);
-        }
-        for (uint32_t i = 0; i < nr; i++) memcpy(pal[i] + j0, d[i / 2] + 8 * (i % 2), cnt[i]);
-        if (out) return -1;
+    /* symbol j's table is APD__IC_NCTX + j % c: the offsets of a step repeat with j0 % c */
+    __m512i offs[3];
+    for (uint32_t ph = 0; ph < c; ph++) {
+        uint32_t tabs[16];
+        for (uint32_t l = 0; l < 16; l++) tabs[l] = (APD__IC_NCTX + (ph + l % 8) % c) << APD__IC_PBITS;
+        offs[ph] = _mm512_loadu_si512(tabs);
     }
-    uint32_t eo[2 * IC_MAXZ] = {0};
-    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&S[z], 2 * z, xs, pp, eo);
-    for (uint32_t i = 0; i < nr; i++)
-        for (uint32_t j = c; j < nps[i]; j++) pal[i][j] = (uint8_t)(pal[i][j] + pal[i][j - c]);
-    return 0;
-}
-
-/* Step t (of nt) of the nz register sets; 1 if a stream ran out. A step reads 16 bytes at
- * each word pointer and advances it by at most 16, so with the 32 zero bytes after each
- * stream the end needs checking only every second step (and after the last). */
-#define IC_OUT(S, i) ((S)->p0 > end[i]) | ((S)->p1 > end[(i) + 1])
-IC_AVX512 static inline __attribute__((always_inline)) int ic_zsets(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
-                                                                    const ic_zk *K, uint32_t nz, uint32_t t,
-                                                                    uint32_t nt, __mmask16 act, __mmask16 rs,
-                                                                    uint8_t *st, const uint8_t *up,
-                                                                    const uint8_t *const *end)
-{
-    ic_zstep(A, K, t, act, rs, st, up);
-    if (nz >= 2) ic_zstep(B, K, t, act, rs, st + 16, up + 16);
-    if (nz >= 3) ic_zstep(C, K, t, act, rs, st + 32, up + 32);
-    if (nz >= 4) ic_zstep(D, K, t, act, rs, st + 48, up + 48);
-    if ((t & 1) || t + 1 == nt) {
-        int out = IC_OUT(A, 0);
-        if (nz >= 2) out |= IC_OUT(B, 2);
-        if (nz >= 3) out |= IC_OUT(C, 4);
-        if (nz >= 4) out |= IC_OUT(D, 6);
-        return out;
+    int rc;
+    switch (nz) { /* one specialised copy of the loop per set count */
+    case 4: rc = ic_zpal(S, &K, 4, c, n, nps, pal, offs, end); break;
+    case 3: rc = ic_zpal(S, &K, 3, c, n, nps, pal, offs, end); break;
+    case 2: rc = ic_zpal(S, &K, 2, c, n, nps, pal, offs, end); break;
+    default: rc = ic_zpal(S, &K, 1, c, n, nps, pal, offs, end); break;
     }
-    return 0;
-}
-#undef IC_OUT
-
-/* The steps of one row group (nt steps) for nz register sets (a constant at each call, so
- * the loop is compiled once per count); the group starts with no left or up-left values.
- * Returns 0, or -1 if a stream ran out. */
-IC_AVX512 static inline __attribute__((always_inline)) int ic_zgroup(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
-                                                                     const ic_zk *K, uint32_t nz, uint32_t nt,
-                                                                     uint32_t w, uint32_t nl, uint8_t *st,
-                                                                     const uint8_t *up, const uint8_t *const *end)
-{
-    ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
-    for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
-    for (uint32_t t = 0; t < nt; t++) {
-        if (ic_zsets(A, B, C, D, K, nz, t, nt, ic_zact(t, w, nl), 0, st, up, end)) return -1;
-    }
-    return 0;
-}
-
-/* Model version 2: all nt steps of the records' one continuous wavefront; mk[t] holds step
- * t's active lanes (bits 0-15) and the lanes that start a row (bits 16-31). */
-IC_AVX512 static inline __attribute__((always_inline)) int ic_zrun2(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D,
-                                                                    const ic_zk *K, uint32_t nz, uint32_t nt,
-                                                                    const uint32_t *mk, uint8_t *st,
-                                                                    const uint8_t *up, const uint8_t *const *end)
-{
-    ic_zs *const Z[IC_MAXZ] = {A, B, C, D};
-    for (uint32_t z = 0; z < nz; z++) Z[z]->vp = Z[z]->bp = _mm512_setzero_si512();
-    for (uint32_t t = 0; t < nt; t++)
-        if (ic_zsets(A, B, C, D, K, nz, t, nt, (__mmask16)mk[t], (__mmask16)(mk[t] >> 16), st, up, end)) return -1;
+    if (rc) return rc;
+    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&S[z], 2 * z, xs, pp);
+    for (uint32_t i = 0; i < nr; i++) ic_psum(pal[i], nps[i], c);
     return 0;
 }
 
@@ -852,9 +961,9 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zrun2(ic_zs *A, ic
 
 /* Model version 1: the row groups one after the other, each into its own stage (this group's,
  * the previous group's, and one of zeros: the first group's up). */
-IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D, const ic_zk *K, uint32_t nz,
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *Z, const ic_zk *K, uint32_t nz,
                             uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
-                            __m128i *mx, uint8_t *stack)
+                            __m512i *vm, uint8_t *stack)
 {
     size_t slen = IC_SROW * IC_SROWS(w);
     uint8_t *buf = 3 * slen <= IC_STAGE_STACK ? stack : malloc(3 * slen);
@@ -862,20 +971,22 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *A, ic_z
     memset(buf, 0, 3 * slen);
     uint8_t *const zero = buf + 2 * slen;
     int rc = 0;
+    ic_zw V = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), *vm};
     for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
+        V.vp = V.bp = _mm512_setzero_si512(); /* a group starts with no left or up-left values */
         uint8_t *st = buf + (g & 1) * slen;
         const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
         switch (nz) { /* one specialised copy of the loop per set count */
-        case 4: rc = ic_zgroup(A, B, C, D, K, 4, nt, w, nl, st, up, end); break;
-        case 3: rc = ic_zgroup(A, B, C, D, K, 3, nt, w, nl, st, up, end); break;
-        case 2: rc = ic_zgroup(A, B, C, D, K, 2, nt, w, nl, st, up, end); break;
-        default: rc = ic_zgroup(A, B, C, D, K, 1, nt, w, nl, st, up, end); break;
+        case 4: rc = ic_zloop(Z, &V, K, 4, nt, NULL, w, nl, st, up, end); break;
+        case 3: rc = ic_zloop(Z, &V, K, 3, nt, NULL, w, nl, st, up, end); break;
+        case 2: rc = ic_zloop(Z, &V, K, 2, nt, NULL, w, nl, st, up, end); break;
+        default: rc = ic_zloop(Z, &V, K, 1, nt, NULL, w, nl, st, up, end); break;
         }
-        if (rc == 0)
-            for (uint32_t z = 0; z < nz; z++)
-                ic_unstage(st + 16 * z, nt, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
+        if (rc == 0) ic_unstage(st, nt, nz, idx, y0, nl, w);
     }
+    if (_mm512_test_epi32_mask(V.eo, _mm512_set1_epi32((int)APD__IC_EMPTY))) rc = -1;
+    *vm = V.vm;
     if (buf != stack) free(buf);
     return rc;
 }
@@ -885,9 +996,9 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *A, ic_z
  * steps s W .. s W + w + 6) is transposed into the maps as a version-1 group would be. The
  * per-step masks come from a table: each lane's activity toggles at the start and end of
  * each of its rows (an XOR scan), its row-start bit is set at the start. */
-IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *A, ic_zs *B, ic_zs *C, ic_zs *D, const ic_zk *K, uint32_t nz,
+IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *Z, const ic_zk *K, uint32_t nz,
                             uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
-                            __m128i *mx, uint8_t *stack)
+                            __m512i *vm, uint8_t *stack)
 {
     const size_t W = apd__ic_w2(w), nt = apd__ic_nsteps2(h, w);
     const uint32_t nseg = (h + APD__IC_LANES - 1) / APD__IC_LANES; /* nt <= IC_NT2_MAX: ic_z_fits */
@@ -913,18 +1024,20 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *A, ic_z
     }
     const uint8_t *up = st - IC_SROW * W;
     int rc;
-    switch (nz) {
-    case 4: rc = ic_zrun2(A, B, C, D, K, 4, (uint32_t)nt, mk, st, up, end); break;
-    case 3: rc = ic_zrun2(A, B, C, D, K, 3, (uint32_t)nt, mk, st, up, end); break;
-    case 2: rc = ic_zrun2(A, B, C, D, K, 2, (uint32_t)nt, mk, st, up, end); break;
-    default: rc = ic_zrun2(A, B, C, D, K, 1, (uint32_t)nt, mk, st, up, end); break;
+    const uint32_t n = (uint32_t)nt;
+    ic_zw V = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), *vm};
+    switch (nz) { /* one specialised copy of the loop per set count */
+    case 4: rc = ic_zloop(Z, &V, K, 4, n, mk, w, 0, st, up, end); break;
+    case 3: rc = ic_zloop(Z, &V, K, 3, n, mk, w, 0, st, up, end); break;
+    case 2: rc = ic_zloop(Z, &V, K, 2, n, mk, w, 0, st, up, end); break;
+    default: rc = ic_zloop(Z, &V, K, 1, n, mk, w, 0, st, up, end); break;
     }
+    if (_mm512_test_epi32_mask(V.eo, _mm512_set1_epi32((int)APD__IC_EMPTY))) rc = -1;
+    *vm = V.vm;
     if (rc == 0)
         for (uint32_t sg = 0; sg < nseg; sg++) {
             uint32_t y0 = sg * APD__IC_LANES, nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
-            const uint8_t *sl = st + IC_SROW * (size_t)sg * W;
-            for (uint32_t z = 0; z < nz; z++)
-                ic_unstage(sl + 16 * z, w + nl - 1, idx[2 * z], idx[2 * z + 1], y0, nl, w, &mx[z]);
+            ic_unstage(st + IC_SROW * (size_t)sg * W, w + nl - 1, nz, idx, y0, nl, w);
         }
     if (buf != stack) free(buf);
     return rc;
@@ -932,33 +1045,24 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *A, ic_z
 
 IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t *const *idx, uint32_t h,
                                      uint32_t w, uint32_t *const *xs, const uint8_t **pp,
-                                     const uint8_t *const *end, uint32_t *vmax, uint32_t *eor)
+                                     const uint8_t *const *end, uint32_t *vmax)
 {
     _Alignas(64) uint8_t stack[IC_STAGE_STACK];
     ic_zk K;
-    ic_zs A, B, C, D;
-    memset(&B, 0, sizeof B); /* sets beyond nz are never used (silences -Wmaybe-uninitialized) */
-    memset(&C, 0, sizeof C);
-    memset(&D, 0, sizeof D);
+    ic_zs Z[IC_MAXZ];
     ic_zk_init(&K, m);
-    ic_zs_init(&A, xs[0], xs[1], pp[0], pp[1]);
-    if (nz >= 2) ic_zs_init(&B, xs[2], xs[3], pp[2], pp[3]);
-    if (nz >= 3) ic_zs_init(&C, xs[4], xs[5], pp[4], pp[5]);
-    if (nz >= 4) ic_zs_init(&D, xs[6], xs[7], pp[6], pp[7]);
-    __m128i mx[IC_MAXZ];
-    for (uint32_t z = 0; z < IC_MAXZ; z++) mx[z] = _mm_setzero_si128();
-    int rc = m->ver == 1 ? ic_zv1(&A, &B, &C, &D, &K, nz, idx, h, w, end, mx, stack)
-                         : ic_zv2(&A, &B, &C, &D, &K, nz, idx, h, w, end, mx, stack);
+    for (uint32_t z = 0; z < nz; z++) ic_zs_init(&Z[z], xs[2 * z], xs[2 * z + 1], pp[2 * z], pp[2 * z + 1]);
+    __m512i vm = _mm512_setzero_si512(); /* bytewise max of every decoded index (byte 4 l + z: set z, lane l) */
+    int rc = m->ver == 1 ? ic_zv1(Z, &K, nz, idx, h, w, end, &vm, stack) : ic_zv2(Z, &K, nz, idx, h, w, end, &vm, stack);
     if (rc) return rc;
-    ic_zs_done(&A, 0, xs, pp, eor);
-    if (nz >= 2) ic_zs_done(&B, 2, xs, pp, eor);
-    if (nz >= 3) ic_zs_done(&C, 4, xs, pp, eor);
-    if (nz >= 4) ic_zs_done(&D, 6, xs, pp, eor);
-    for (uint32_t z = 0; z < nz; z++) {
-        uint8_t b16[16];
-        _mm_storeu_si128((__m128i *)b16, mx[z]);
-        for (uint32_t l = 0; l < 16; l++) vmax[2 * z + l / 8] = b16[l] > vmax[2 * z + l / 8] ? b16[l] : vmax[2 * z + l / 8];
-    }
+    for (uint32_t z = 0; z < nz; z++) ic_zs_done(&Z[z], 2 * z, xs, pp);
+    uint8_t b64[64];
+    _mm512_storeu_si512(b64, vm);
+    for (uint32_t z = 0; z < nz; z++)
+        for (uint32_t l = 0; l < 16; l++) {
+            uint32_t i = 2 * z + l / 8;
+            vmax[i] = b64[4 * l + z] > vmax[i] ? b64[4 * l + z] : vmax[i];
+        }
     return 0;
 }
 
@@ -1089,12 +1193,12 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
             return APD_ECORRUPT;
         }
     }
-    /* scratch: the words + 32 zero bytes, then the grid (h + 1 + 8 rows of w + 16 bytes), which
+    /* scratch: the words + IC_TAIL zero bytes, then the grid (h + 1 + 8 rows of w + 16 bytes), which
        the decoders that read their neighbours from it need (grid != 0); the AVX-512 lockstep
        decoder writes the output maps directly */
     size_t nb = len - APD__IC_STATES, grid_rows, grid_len = 0, need;
     if (!apd__add_ok((size_t)w, 2 * IC_PAD, &J->s) || !apd__add_ok((size_t)h, 1 + APD__IC_LANES, &grid_rows) ||
-        (grid && !apd__mul_ok(grid_rows, J->s, &grid_len)) || !apd__add_ok(grid_len, nb + 32, &need)) {
+        (grid && !apd__mul_ok(grid_rows, J->s, &grid_len)) || !apd__add_ok(grid_len, nb + IC_TAIL, &need)) {
         *why = "coded body: image too large";
         return APD_EOVERFLOW;
     }
@@ -1103,9 +1207,9 @@ static apd_status ic_begin(ic_job *J, const uint8_t *body, size_t len, uint32_t 
         *why = "out of memory";
         return APD_ENOMEM;
     }
-    J->grid = grid ? J->scratch + nb + 32 : NULL;
+    J->grid = grid ? J->scratch + nb + IC_TAIL : NULL;
     memcpy(J->scratch, body + APD__IC_STATES, nb);
-    memset(J->scratch + nb, 0, 32);
+    memset(J->scratch + nb, 0, IC_TAIL);
     if (grid) memset(J->grid, 0, grid_len);
     J->p = J->scratch;
     J->end = J->scratch + nb;
@@ -1218,7 +1322,7 @@ static int decode_lockstep(int use512, const apd__imodel *m, uint32_t n, const u
             rc = pal_avx2_x2(m, nps, pal, xs, pp, end);
         if (rc == 0) {
             if (use512)
-                rc = index_avx512_xn(m, n / 2, idx, h, w, xs, pp, end, vmax, eor);
+                rc = index_avx512_xn(m, n / 2, idx, h, w, xs, pp, end, vmax); /* empty contexts: rc -1 */
             else
                 rc = index_avx2_x2(m, grid, J[0].s, h, w, xs, pp, end, vmax, eor);
         }
