@@ -202,7 +202,12 @@ APD__AVX512 static int pal_decode_avx512(const uint8_t *packed, size_t npix, uin
     for (size_t j = 0; j < npix; j += 64) {
         size_t rem = npix - j;
         __mmask64 pm = low_mask(rem);
-        __m512i v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
+        __m512i v;
+        if (bits == 8) { /* one index per byte (the coded records' maps): nothing to unpack */
+            v = _mm512_maskz_loadu_epi8(pm, packed + j);
+        } else {
+            v = unpack_next64(&src, &bytes_left, step_bytes, vperm, vshift, vmask);
+        }
         if (k < APD_MAX_COLORS) bad |= _mm512_mask_cmpgt_epu8_mask(pm, v, vkm1);
         if (c == 1) {
             _mm512_mask_storeu_epi8(out + j, pm, lut512(v, t[0], nq));

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "apd/format.h"
+#include "common/internal.h"
 #include "format/format_internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -204,10 +205,94 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
 }
 #endif
 
-uint32_t apd_crc32c(uint32_t crc, const void *data, size_t len)
+/* Folding with carry-less multiplies (AVX-512 VPCLMULQDQ, x86-64): a 64-byte register of
+ * four 16-byte lanes is folded forward over each next 64 bytes, the lanes are then folded
+ * into one 16-byte value and that over the remaining whole 16-byte blocks, and the crc32
+ * instruction finishes from that value (it is the message's remainder: crc32c over it from
+ * state 0 continues as over the message so far). Folding a 16-byte value X = (lo, hi) over
+ * n bits multiplies lo by x^(n + 64 - 1) mod P and hi by x^(n - 1) mod P (the -1: a
+ * carry-less product of two bit-reflected operands comes out shifted by one bit); the
+ * constants are those remainders, bit-reflected into the high 32 bits of a 64-bit word
+ * (computed once by polynomial arithmetic and written out here). A 730-byte record costs
+ * ~30 ns instead of ~55-80 (the three-way crc32 path below it), 2.6x; below 256 bytes the
+ * three-way path is as fast. Tests compare it with the table CRC at every length 0-1100
+ * and nine alignments (tests/format/test_format_roundtrip.c, crc_vector). */
+#if defined(__x86_64__)
+#define CRC_VPCL __attribute__((target("sse4.2,pclmul,avx512f,avx512vl,vpclmulqdq")))
+#define CRC_VPCL_MIN 256u
+static const uint64_t crc_k511 = 0x75bba45b00000000ull, crc_k575 = 0x1c19243b00000000ull; /* 512 bits */
+static const uint64_t crc_k127 = 0x3171d43000000000ull, crc_k191 = 0x3743f7bd00000000ull; /* 128 bits */
+static const uint64_t crc_k255 = 0xa2158b3400000000ull, crc_k319 = 0x33ccbbbc00000000ull; /* 256 bits */
+static const uint64_t crc_k383 = 0x6051243f00000000ull, crc_k447 = 0xa46ef4aa00000000ull; /* 384 bits */
+
+CRC_VPCL static uint32_t crc32c_vpclmul(uint32_t crc, const void *data, size_t len)
 {
+    const uint8_t *p = data;
+    uint64_t c = ~crc;
+    if (len >= 64) {
+        const __m512i k512 = _mm512_set_epi64((long long)crc_k511, (long long)crc_k575, (long long)crc_k511,
+                                              (long long)crc_k575, (long long)crc_k511, (long long)crc_k575,
+                                              (long long)crc_k511, (long long)crc_k575);
+        __m512i a = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_castsi128_si512(_mm_cvtsi32_si128((int)(uint32_t)c)));
+        p += 64, len -= 64;
+        for (; len >= 64; p += 64, len -= 64)
+            a = _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(a, k512, 0x00), _mm512_clmulepi64_epi128(a, k512, 0x11),
+                                          _mm512_loadu_si512(p), 0x96);
+        /* lanes 0, 1, 2 folded over 384, 256 and 128 bits, lane 3 as it is, then summed */
+        const __m512i kr = _mm512_set_epi64(0, 0, (long long)crc_k127, (long long)crc_k191, (long long)crc_k255,
+                                            (long long)crc_k319, (long long)crc_k383, (long long)crc_k447);
+        __m512i f = _mm512_xor_si512(_mm512_clmulepi64_epi128(a, kr, 0x00), _mm512_clmulepi64_epi128(a, kr, 0x11));
+        f = _mm512_mask_mov_epi64(f, 0xc0, a);
+        __m256i h = _mm256_xor_si256(_mm512_castsi512_si256(f), _mm512_extracti64x4_epi64(f, 1));
+        __m128i x = _mm_xor_si128(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        const __m128i k128 = _mm_set_epi64x((long long)crc_k127, (long long)crc_k191);
+        for (; len >= 16; p += 16, len -= 16)
+            x = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k128, 0x00), _mm_clmulepi64_si128(x, k128, 0x11)),
+                              _mm_loadu_si128((const __m128i *)p));
+        c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+        c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
+    }
+    for (; len >= 8; p += 8, len -= 8) c = _mm_crc32_u64(c, ld64(p));
+    while (len--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+
+static int probe_vpclmul(void)
+{
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("vpclmulqdq");
+}
+
+int apd__crc32c_vpclmul_available(void)
+{
+    static int have = -1;
+    return apd__cached_flag(&have, probe_vpclmul);
+}
+#else
+int apd__crc32c_vpclmul_available(void)
+{
+    return 0;
+}
+#endif
+
+uint32_t apd__crc32c_impl(int vpclmul, uint32_t crc, const void *data, size_t len)
+{
+#if defined(__x86_64__)
+    if (vpclmul && apd__crc32c_vpclmul_available()) return crc32c_vpclmul(crc, data, len);
+#else
+    (void)vpclmul;
+#endif
 #ifdef APD__HAVE_X86
     if (__builtin_cpu_supports("sse4.2")) return crc32c_hw(crc, data, len);
 #endif
     return apd__crc32c_table(crc, data, len);
+}
+
+uint32_t apd_crc32c(uint32_t crc, const void *data, size_t len)
+{
+#if defined(__x86_64__)
+    if (len >= CRC_VPCL_MIN && apd__crc32c_vpclmul_available()) return crc32c_vpclmul(crc, data, len);
+#endif
+    return apd__crc32c_impl(0, crc, data, len);
 }

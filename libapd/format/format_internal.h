@@ -110,6 +110,10 @@ typedef struct apd__rec {
 } apd__rec;
 
 uint32_t apd__crc32c_table(uint32_t crc, const void *data, size_t len);
+/* The CRC through one path, for tests: the VPCLMULQDQ folding path at any length when
+ * vpclmul is set and the CPU has it, else the SSE4.2 three-way path, else the table. */
+uint32_t apd__crc32c_impl(int vpclmul, uint32_t crc, const void *data, size_t len);
+int apd__crc32c_vpclmul_available(void);
 
 /* ---- header ---- */
 void apd__header_encode(uint8_t out[APD__HEADER_LEN], const apd__header *h);
