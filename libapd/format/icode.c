@@ -673,11 +673,11 @@ IC_AVX512 static inline __attribute__((always_inline)) __m512i ic_zmed(const ic_
     return _mm512_add_epi8(ctx, _mm512_shuffle_epi8(K->qd, _mm512_min_epu8(_mm512_sub_epi8(mx, mn), K->b15)));
 }
 
-/* What ic_zloop carries from one call to the next: the decoded bytes of the last step (vp)
- * and their up neighbours (bp), the OR of every table entry read (eo: an empty context's
- * entry has APD__IC_EMPTY) and the bytewise maximum of every decoded index (vm). */
+/* What ic_zloop carries from one call (row group) to the next: the OR of every table entry
+ * read (eo: an empty context's entry has APD__IC_EMPTY) and the bytewise maximum of every
+ * decoded index (vm: byte 4 l + z is lane l of set z). */
 typedef struct ic_zw {
-    __m512i vp, bp, eo, vm;
+    __m512i eo, vm;
 } ic_zw;
 
 /* The nt index steps of nz register sets (a constant at each call site).
@@ -713,7 +713,8 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zloop(ic_zs *Z, ic
     if (nz >= 2) a1 = Z[1].p0, b1 = Z[1].p1;
     if (nz >= 3) a2 = Z[2].p0, b2 = Z[2].p1;
     if (nz >= 4) a3 = Z[3].p0, b3 = Z[3].p1;
-    __m512i vp = V->vp, bp = V->bp, eo = V->eo, vm = V->vm, vq = V->vp, bq = V->bp;
+    /* a call starts with no left or up-left values */
+    __m512i vp = zero, bp = zero, vq = zero, bq = zero, eo = V->eo, vm = V->vm;
     int rc = 0;
     for (uint32_t t = 0; t < nt; t++) {
         const __mmask16 act = mk ? (__mmask16)mk[t] : ic_zact(t, w, nl);
@@ -751,8 +752,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zloop(ic_zs *Z, ic
             }
         }
     }
-    if (nz >= 3) vp = _mm512_mask_mov_epi8(vp, 0xccccccccccccccccull, vq), bp = _mm512_mask_mov_epi8(bp, 0xccccccccccccccccull, bq);
-    V->vp = vp, V->bp = bp, V->eo = eo, V->vm = vm;
+    V->eo = eo, V->vm = vm;
     Z[0].x = x0, Z[0].p0 = a0, Z[0].p1 = b0;
     if (nz >= 2) Z[1].x = x1, Z[1].p0 = a1, Z[1].p1 = b1;
     if (nz >= 3) Z[2].x = x2, Z[2].p0 = a2, Z[2].p1 = b2;
@@ -843,10 +843,6 @@ IC_AVX512 static void ic_zs_done(const ic_zs *S, uint32_t i, uint32_t *const *xs
     memcpy(xs[i + 1], t16 + 8, 32);
 }
 
-/* Palette phases of 2 * nz records (nz = 1-4 register sets, as index_avx512_xn): symbols
- * j0 .. j0+7 of record 2z on lanes 0-7 and of record 2z+1 on lanes 8-15 per step (tables
- * APD__IC_NCTX + j % c, as pal_avx2); the deltas are summed per channel afterwards. Returns
- * 0, or -1 if any stream ran out. */
 /* p[j] += p[j - c] for j = c .. n - 1 in order (c = 1 or 3: the palette's per-channel
  * deltas summed), 16 bytes at a time: a block's own stride-c prefix sums by three (c = 3) or
  * four (c = 1) shifted adds, then, for every position, the sum that ended c positions before
@@ -963,7 +959,7 @@ IC_AVX512 static int pal_avx512_xn(const apd__imodel *m, uint32_t nz, const uint
  * the previous group's, and one of zeros: the first group's up). */
 IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *Z, const ic_zk *K, uint32_t nz,
                             uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
-                            __m512i *vm, uint8_t *stack)
+                            ic_zw *V, uint8_t *stack)
 {
     size_t slen = IC_SROW * IC_SROWS(w);
     uint8_t *buf = 3 * slen <= IC_STAGE_STACK ? stack : malloc(3 * slen);
@@ -971,22 +967,18 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *Z, cons
     memset(buf, 0, 3 * slen);
     uint8_t *const zero = buf + 2 * slen;
     int rc = 0;
-    ic_zw V = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), *vm};
     for (uint32_t y0 = 0, g = 0; y0 < h && rc == 0; y0 += APD__IC_LANES, g++) {
         uint32_t nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES, nt = w + nl - 1;
-        V.vp = V.bp = _mm512_setzero_si512(); /* a group starts with no left or up-left values */
         uint8_t *st = buf + (g & 1) * slen;
         const uint8_t *up = g ? buf + ((g - 1) & 1) * slen : zero;
         switch (nz) { /* one specialised copy of the loop per set count */
-        case 4: rc = ic_zloop(Z, &V, K, 4, nt, NULL, w, nl, st, up, end); break;
-        case 3: rc = ic_zloop(Z, &V, K, 3, nt, NULL, w, nl, st, up, end); break;
-        case 2: rc = ic_zloop(Z, &V, K, 2, nt, NULL, w, nl, st, up, end); break;
-        default: rc = ic_zloop(Z, &V, K, 1, nt, NULL, w, nl, st, up, end); break;
+        case 4: rc = ic_zloop(Z, V, K, 4, nt, NULL, w, nl, st, up, end); break;
+        case 3: rc = ic_zloop(Z, V, K, 3, nt, NULL, w, nl, st, up, end); break;
+        case 2: rc = ic_zloop(Z, V, K, 2, nt, NULL, w, nl, st, up, end); break;
+        default: rc = ic_zloop(Z, V, K, 1, nt, NULL, w, nl, st, up, end); break;
         }
         if (rc == 0) ic_unstage(st, nt, nz, idx, y0, nl, w);
     }
-    if (_mm512_test_epi32_mask(V.eo, _mm512_set1_epi32((int)APD__IC_EMPTY))) rc = -1;
-    *vm = V.vm;
     if (buf != stack) free(buf);
     return rc;
 }
@@ -998,7 +990,7 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv1(ic_zs *Z, cons
  * each of its rows (an XOR scan), its row-start bit is set at the start. */
 IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *Z, const ic_zk *K, uint32_t nz,
                             uint8_t *const *idx, uint32_t h, uint32_t w, const uint8_t *const *end,
-                            __m512i *vm, uint8_t *stack)
+                            ic_zw *V, uint8_t *stack)
 {
     const size_t W = apd__ic_w2(w), nt = apd__ic_nsteps2(h, w);
     const uint32_t nseg = (h + APD__IC_LANES - 1) / APD__IC_LANES; /* nt <= IC_NT2_MAX: ic_z_fits */
@@ -1025,15 +1017,12 @@ IC_AVX512 static inline __attribute__((always_inline)) int ic_zv2(ic_zs *Z, cons
     const uint8_t *up = st - IC_SROW * W;
     int rc;
     const uint32_t n = (uint32_t)nt;
-    ic_zw V = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), *vm};
     switch (nz) { /* one specialised copy of the loop per set count */
-    case 4: rc = ic_zloop(Z, &V, K, 4, n, mk, w, 0, st, up, end); break;
-    case 3: rc = ic_zloop(Z, &V, K, 3, n, mk, w, 0, st, up, end); break;
-    case 2: rc = ic_zloop(Z, &V, K, 2, n, mk, w, 0, st, up, end); break;
-    default: rc = ic_zloop(Z, &V, K, 1, n, mk, w, 0, st, up, end); break;
+    case 4: rc = ic_zloop(Z, V, K, 4, n, mk, w, 0, st, up, end); break;
+    case 3: rc = ic_zloop(Z, V, K, 3, n, mk, w, 0, st, up, end); break;
+    case 2: rc = ic_zloop(Z, V, K, 2, n, mk, w, 0, st, up, end); break;
+    default: rc = ic_zloop(Z, V, K, 1, n, mk, w, 0, st, up, end); break;
     }
-    if (_mm512_test_epi32_mask(V.eo, _mm512_set1_epi32((int)APD__IC_EMPTY))) rc = -1;
-    *vm = V.vm;
     if (rc == 0)
         for (uint32_t sg = 0; sg < nseg; sg++) {
             uint32_t y0 = sg * APD__IC_LANES, nl = h - y0 < APD__IC_LANES ? h - y0 : APD__IC_LANES;
@@ -1052,12 +1041,12 @@ IC_AVX512 static int index_avx512_xn(const apd__imodel *m, uint32_t nz, uint8_t 
     ic_zs Z[IC_MAXZ];
     ic_zk_init(&K, m);
     for (uint32_t z = 0; z < nz; z++) ic_zs_init(&Z[z], xs[2 * z], xs[2 * z + 1], pp[2 * z], pp[2 * z + 1]);
-    __m512i vm = _mm512_setzero_si512(); /* bytewise max of every decoded index (byte 4 l + z: set z, lane l) */
-    int rc = m->ver == 1 ? ic_zv1(Z, &K, nz, idx, h, w, end, &vm, stack) : ic_zv2(Z, &K, nz, idx, h, w, end, &vm, stack);
-    if (rc) return rc;
+    ic_zw V = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    int rc = m->ver == 1 ? ic_zv1(Z, &K, nz, idx, h, w, end, &V, stack) : ic_zv2(Z, &K, nz, idx, h, w, end, &V, stack);
+    if (rc || _mm512_test_epi32_mask(V.eo, _mm512_set1_epi32((int)APD__IC_EMPTY))) return -1; /* an empty context */
     for (uint32_t z = 0; z < nz; z++) ic_zs_done(&Z[z], 2 * z, xs, pp);
     uint8_t b64[64];
-    _mm512_storeu_si512(b64, vm);
+    _mm512_storeu_si512(b64, V.vm);
     for (uint32_t z = 0; z < nz; z++)
         for (uint32_t l = 0; l < 16; l++) {
             uint32_t i = 2 * z + l / 8;
